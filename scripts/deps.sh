@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# deps.sh — installs memfit's Debian build and test dependencies (run as root on Debian 12).
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config git clang libclang-rt-14-dev valgrind
+      libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev
+      libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+      python3 python3-numpy python3-torch python3-torchvision)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "deps: all present"

@@ -1,0 +1,156 @@
+/* elementwise.c (CPU) — kernels for binary (broadcasting), scalar, unary and unary-backward ops.
+ * Fast f32 loops; any other float dtype goes through the generic double path. */
+#include "backend/cpu/cpu.h"
+#include <math.h>
+
+static inline double bin_apply(int kind, double a, double b) {
+  switch (kind) {
+  case MF_BIN_ADD: return a + b;
+  case MF_BIN_SUB: return a - b;
+  case MF_BIN_MUL: return a * b;
+  default: return a / b;
+  }
+}
+static inline float bin_apply_f(int kind, float a, float b) {
+  switch (kind) {
+  case MF_BIN_ADD: return a + b;
+  case MF_BIN_SUB: return a - b;
+  case MF_BIN_MUL: return a * b;
+  default: return a / b;
+  }
+}
+
+void mf_cpu_binary(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *na = mf_src(k, n, 0), *nb = mf_src(k, n, 1);
+  int kind = n->ip[0], D = n->ndim;
+  int64_t total = mf_node_numel(n), W = D ? n->ne[D - 1] : 1, rows = total / (W ? W : 1);
+  /* b's stride per output axis (0 where it broadcasts) */
+  int64_t bst[MF_MAX_DIMS] = {0}, s = 1;
+  int off = D - nb->ndim;
+  for (int i = D - 1; i >= off; i--) {
+    int64_t e = nb->ne[i - off];
+    bst[i] = e == 1 ? 0 : s;
+    s *= e;
+  }
+  bool f32 = n->dtype == MF_F32 && na->dtype == MF_F32 && nb->dtype == MF_F32;
+  int64_t binner = D ? bst[D - 1] : 0;
+  #pragma omp parallel for schedule(static) if (total > 32768)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t rem = r, boff = 0;
+    for (int i = D - 2; i >= 0; i--) { boff += (rem % n->ne[i]) * bst[i]; rem /= n->ne[i]; }
+    int64_t o = r * W;
+    if (f32) {
+      const float *a = (const float *)src[0] + o, *b = (const float *)src[1] + boff;
+      float *y = (float *)out + o;
+      if (binner) for (int64_t j = 0; j < W; j++) y[j] = bin_apply_f(kind, a[j], b[j]);
+      else { float bv = b[0]; for (int64_t j = 0; j < W; j++) y[j] = bin_apply_f(kind, a[j], bv); }
+    } else {
+      for (int64_t j = 0; j < W; j++)
+        mf_st(out, n->dtype, o + j, bin_apply(kind, mf_ld(src[0], na->dtype, o + j), mf_ld(src[1], nb->dtype, boff + j * binner)));
+    }
+  }
+}
+
+void mf_cpu_scalar(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *na = mf_src(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  double c = n->fp[0];
+  bool add = n->ip[0] == MF_SCALAR_ADD;
+  if (n->dtype == MF_F32 && na->dtype == MF_F32) {
+    const float *a = src[0]; float *y = out; float cf = (float)c;
+    #pragma omp parallel for schedule(static) if (total > 32768)
+    for (int64_t i = 0; i < total; i++) y[i] = add ? a[i] + cf : a[i] * cf;
+    return;
+  }
+  #pragma omp parallel for schedule(static) if (total > 32768)
+  for (int64_t i = 0; i < total; i++) {
+    double v = mf_ld(src[0], na->dtype, i);
+    mf_st(out, n->dtype, i, add ? v + c : v * c);
+  }
+}
+
+static inline double un_apply(int kind, double x, double p0, double p1) {
+  switch (kind) {
+  case MF_UN_EXP: return exp(x);
+  case MF_UN_LOG: return log(x);
+  case MF_UN_SIGMOID: return 1.0 / (1.0 + exp(-x));
+  case MF_UN_TANH: return tanh(x);
+  case MF_UN_RELU: return x > 0 ? x : 0;
+  case MF_UN_LEAKY: return x > 0 ? x : p0 * x;
+  case MF_UN_SILU: return x / (1.0 + exp(-x));
+  default: return x < p0 ? p0 : x > p1 ? p1 : x;
+  }
+}
+static inline float un_apply_f(int kind, float x, float p0, float p1) {
+  switch (kind) {
+  case MF_UN_EXP: return expf(x);
+  case MF_UN_LOG: return logf(x);
+  case MF_UN_SIGMOID: return 1.0f / (1.0f + expf(-x));
+  case MF_UN_TANH: return tanhf(x);
+  case MF_UN_RELU: return x > 0 ? x : 0;
+  case MF_UN_LEAKY: return x > 0 ? x : p0 * x;
+  case MF_UN_SILU: return x / (1.0f + expf(-x));
+  default: return x < p0 ? p0 : x > p1 ? p1 : x;
+  }
+}
+
+void mf_cpu_unary(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *na = mf_src(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  int kind = n->ip[0];
+  if (n->dtype == MF_F32 && na->dtype == MF_F32) {
+    const float *a = src[0]; float *y = out;
+    float p0 = (float)n->fp[0], p1 = (float)n->fp[1];
+    #pragma omp parallel for schedule(static) if (total > 16384)
+    for (int64_t i = 0; i < total; i++) y[i] = un_apply_f(kind, a[i], p0, p1);
+    return;
+  }
+  #pragma omp parallel for schedule(static) if (total > 16384)
+  for (int64_t i = 0; i < total; i++) mf_st(out, n->dtype, i, un_apply(kind, mf_ld(src[0], na->dtype, i), n->fp[0], n->fp[1]));
+}
+
+/* v is x, or y for exp/sigmoid/tanh; returns d out / d x */
+static inline double un_deriv(int kind, double v, double p0, double p1) {
+  switch (kind) {
+  case MF_UN_EXP: return v;
+  case MF_UN_LOG: return 1.0 / v;
+  case MF_UN_SIGMOID: return v * (1.0 - v);
+  case MF_UN_TANH: return 1.0 - v * v;
+  case MF_UN_RELU: return v > 0 ? 1 : 0;
+  case MF_UN_LEAKY: return v > 0 ? 1 : p0;
+  case MF_UN_SILU: { double s = 1.0 / (1.0 + exp(-v)); return s * (1.0 + v * (1.0 - s)); }
+  default: return v >= p0 && v <= p1 ? 1 : 0;
+  }
+}
+static inline float un_deriv_f(int kind, float v, float p0, float p1) {
+  switch (kind) {
+  case MF_UN_EXP: return v;
+  case MF_UN_LOG: return 1.0f / v;
+  case MF_UN_SIGMOID: return v * (1.0f - v);
+  case MF_UN_TANH: return 1.0f - v * v;
+  case MF_UN_RELU: return v > 0 ? 1.0f : 0.0f;
+  case MF_UN_LEAKY: return v > 0 ? 1.0f : p0;
+  case MF_UN_SILU: { float s = 1.0f / (1.0f + expf(-v)); return s * (1.0f + v * (1.0f - s)); }
+  default: return v >= p0 && v <= p1 ? 1.0f : 0.0f;
+  }
+}
+
+void mf_cpu_unary_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nv = mf_src(k, n, 0), *nd = mf_src(k, n, 1);
+  int64_t total = mf_node_numel(n);
+  int kind = n->ip[0];
+  if (n->dtype == MF_F32 && nv->dtype == MF_F32 && nd->dtype == MF_F32) {
+    const float *v = src[0], *dy = src[1]; float *dx = out;
+    float p0 = (float)n->fp[0], p1 = (float)n->fp[1];
+    #pragma omp parallel for schedule(static) if (total > 16384)
+    for (int64_t i = 0; i < total; i++) dx[i] = dy[i] * un_deriv_f(kind, v[i], p0, p1);
+    return;
+  }
+  #pragma omp parallel for schedule(static) if (total > 16384)
+  for (int64_t i = 0; i < total; i++)
+    mf_st(out, n->dtype, i, mf_ld(src[1], nd->dtype, i) * un_deriv(kind, mf_ld(src[0], nv->dtype, i), n->fp[0], n->fp[1]));
+}

@@ -1,0 +1,7 @@
+/* pool.c (CPU) — STUB kernels, to be replaced. */
+#include "backend/cpu/cpu.h"
+
+void mf_cpu_pool(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
+void mf_cpu_pool_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
+void mf_cpu_upsample(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
+void mf_cpu_upsample_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }

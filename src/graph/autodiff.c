@@ -1,0 +1,100 @@
+/* autodiff.c — reverse-mode differentiation over the node list, and the reference evaluator.
+ * Backward nodes are tagged with the segment of the forward node they differentiate, which is
+ * what the recompute rewrite (plan/program.c) uses to know where each block's backward starts. */
+#include "graph/autodiff.h"
+#include "backend/backend.h"
+#include "ops/ops.h"
+#include <stdlib.h>
+#include <string.h>
+
+int mf_autodiff(mf_graph *g, int loss) {
+  if (g->err[0]) return -1;
+  if (loss < 0 || loss >= g->n) return mf_graph_fail(g, "autodiff: loss is not a tensor of this graph");
+  if (mf_node_numel(&g->nodes[loss]) != 1) {
+    char s[64];
+    mf_shape_str(&g->nodes[loss], s, sizeof s);
+    return mf_graph_fail(g, "autodiff: the loss must be a scalar, got shape %s", s);
+  }
+  if (g->open_seg >= 0) return mf_graph_fail(g, "autodiff: segment '%s' was never ended", g->segs[g->open_seg].name);
+  int nf = g->n;
+  g->n_fwd = nf;
+  int *grad = malloc((size_t)nf * sizeof *grad);
+  if (!grad) return mf_graph_fail(g, "autodiff: out of host memory");
+  for (int i = 0; i < nf; i++) grad[i] = -1;
+
+  g->build_phase = MF_PHASE_BWD;
+  const mf_node *ln = &g->nodes[loss];
+  int seed = mf_graph_add(g, MF_OP_SEED, ln->dtype, ln->ndim, ln->ne, 0, NULL);
+  grad[loss] = seed;
+  for (int id = loss; id >= 0 && !g->err[0]; id--) {
+    if (grad[id] < 0) continue;
+    mf_node *n = &g->nodes[id];
+    if (n->role == MF_ROLE_PARAM) {
+      int acc = mf_graph_add(g, MF_OP_ACC_GRAD, MF_F32 == n->dtype ? MF_F32 : n->dtype, n->ndim, n->ne, 1, &grad[id]);
+      if (acc < 0) break;
+      g->nodes[acc].role = MF_ROLE_GRAD;
+      g->nodes[acc].master = id;
+      g->nodes[acc].seg = -1;
+      snprintf(g->nodes[acc].name, MF_NAME_LEN, "grad.%.58s", n->name);
+      g->nodes[id].grad = acc;
+      continue;
+    }
+    if (n->role == MF_ROLE_INPUT || n->role == MF_ROLE_BUFFER || !n->requires_grad) continue;
+    const mf_op_def *d = mf_op_get(n->op);
+    if (!d || !d->grad) {
+      mf_graph_fail(g, "autodiff: op '%s' (node '%s') has no gradient", mf_op_name(n->op), n->name);
+      break;
+    }
+    int dx[MF_MAX_SRC];
+    for (int i = 0; i < MF_MAX_SRC; i++) dx[i] = -1;
+    g->open_seg = n->seg;
+    int rc = d->grad(g, id, grad[id], dx);
+    g->open_seg = -1;
+    if (rc < 0) { mf_graph_fail(g, "autodiff: gradient of '%s' failed", n->name); break; }
+    n = &g->nodes[id]; /* the node array may have moved */
+    for (int i = 0; i < n->nsrc; i++) {
+      int s = n->src[i];
+      if (dx[i] < 0 || !g->nodes[s].requires_grad) continue;
+      if (grad[s] < 0) grad[s] = dx[i];
+      else {
+        g->open_seg = n->seg;
+        grad[s] = mf_add(g, grad[s], dx[i]);
+        g->open_seg = -1;
+      }
+    }
+  }
+  g->build_phase = MF_PHASE_FWD;
+  g->open_seg = -1;
+  free(grad);
+  return g->err[0] ? -1 : seed;
+}
+
+int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_ref *out, char *err, size_t errlen) {
+  out->n = g->n;
+  out->data = calloc((size_t)g->n, sizeof *out->data);
+  if (!out->data) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
+  mf_kctx k = {.g = g, .grad_seed = grad_seed, .nthreads = 1};
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    size_t bytes = mf_node_bytes(n);
+    out->data[id] = calloc(1, bytes ? bytes : 1);
+    if (!out->data[id]) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
+    if ((n->op == MF_OP_INPUT || n->op == MF_OP_PARAM || n->op == MF_OP_BUFFER) && leaf_data && leaf_data[id])
+      memcpy(out->data[id], leaf_data[id], bytes);
+    size_t wsb = mf_backend_cpu.workspace(g, n);
+    void *ws = wsb ? malloc(wsb) : NULL;
+    if (wsb && !ws) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
+    void *src[MF_MAX_SRC] = {0};
+    for (int i = 0; i < n->nsrc; i++) src[i] = out->data[n->src[i]];
+    mf_backend_cpu.kernels[n->op](&k, n, out->data[id], src, ws);
+    free(ws);
+  }
+  return 0;
+}
+
+void mf_ref_free(mf_ref *r) {
+  if (!r->data) return;
+  for (int i = 0; i < r->n; i++) free(r->data[i]);
+  free(r->data);
+  r->data = NULL;
+}

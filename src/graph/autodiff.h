@@ -1,0 +1,22 @@
+/* autodiff.h — reverse-mode differentiation: appends the backward graph to the forward graph,
+ * and a reference evaluator (one allocation per node) that tests use to check ops and plans. */
+#ifndef MF_AUTODIFF_H
+#define MF_AUTODIFF_H
+
+#include "graph/graph.h"
+
+/* Appends the backward of scalar `loss`. Each parameter that the loss depends on gets an ACC_GRAD
+ * node (role GRAD, f32) in param->grad. Returns the SEED node id, or -1 with g->err set. */
+int mf_autodiff(mf_graph *g, int loss);
+
+/* Reference evaluation: allocates every node separately (zeroed), runs all nodes in id order on
+ * the CPU backend with grad_seed, and returns per-node data pointers (free with mf_ref_free).
+ * Leaves are filled from `leaf_data[id]` (may be NULL -> zero); PARAM_LP nodes are converted. */
+typedef struct mf_ref {
+  int n;
+  void **data;
+} mf_ref;
+int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_ref *out, char *err, size_t errlen);
+void mf_ref_free(mf_ref *r);
+
+#endif

@@ -1,0 +1,79 @@
+/* graph.h — internal graph representation: every tensor is one node (the output of one op),
+ * nodes are appended in topological order while model code builds the forward graph. */
+#ifndef MF_GRAPH_H
+#define MF_GRAPH_H
+
+#include "memfit.h"
+#include <stdbool.h>
+
+#define MF_MAX_SRC 8
+#define MF_NAME_LEN 64
+
+/* What a node is for; decides its arena. */
+typedef enum mf_role {
+  MF_ROLE_ACT = 0,   /* transient activation / backward temporary: ACT arena, reused by liveness */
+  MF_ROLE_INPUT,     /* data staging buffer: DATA arena */
+  MF_ROLE_PARAM,     /* f32 master parameter: PARAM arena */
+  MF_ROLE_PARAM_LP,  /* low-precision copy of a parameter: PARAM_LP arena */
+  MF_ROLE_BUFFER,    /* persistent non-trainable state (bn running stats): PARAM arena */
+  MF_ROLE_GRAD,      /* f32 accumulated gradient of a parameter: GRAD arena */
+} mf_role;
+
+/* Where a node runs in the training step. */
+typedef enum mf_phase { MF_PHASE_FWD = 0, MF_PHASE_BWD, MF_PHASE_RECOMPUTE } mf_phase;
+
+typedef struct mf_node {
+  int op;                         /* MF_OP_* (ops/ops.h) */
+  int ndim;
+  int64_t ne[MF_MAX_DIMS];        /* shape, outermost first: (N,C,H,W) */
+  mf_dtype dtype;
+  int nsrc;
+  int src[MF_MAX_SRC];            /* input node ids */
+  int32_t ip[8];                  /* integer op parameters */
+  double fp[4];                   /* real op parameters */
+  uint8_t role, phase;
+  int seg;                        /* recompute segment that built it, -1 if none */
+  int grad;                       /* PARAM / PARAM_LP: id of its GRAD node (-1 if none yet) */
+  int master;                     /* PARAM_LP: its f32 master; GRAD: its PARAM */
+  int init; double init_scale;    /* PARAM / BUFFER initialisation */
+  bool requires_grad;             /* depends on a parameter */
+  char name[MF_NAME_LEN];
+} mf_node;
+
+typedef struct mf_segment {
+  char name[MF_NAME_LEN];
+  int first, last;                /* node id range built inside the segment */
+  int n_in, n_out;
+  int ins[MF_MAX_SRC], outs[MF_MAX_SRC];
+  mf_inverse_fn inverse;
+  void *ctx;
+} mf_segment;
+
+struct mf_graph {
+  mf_node *nodes;
+  int n, cap;
+  mf_dtype act_dtype;             /* storage dtype of activations and weight copies */
+  mf_segment *segs;
+  int nseg, segcap;
+  int open_seg;                   /* -1 when no segment is open; autodiff sets it to tag backward nodes */
+  int build_phase;                /* mf_phase given to new nodes (autodiff sets MF_PHASE_BWD) */
+  int n_fwd;                      /* nodes [0, n_fwd) are the forward graph (set by autodiff) */
+  uint64_t seed;
+  char err[512];
+};
+
+static inline mf_node *mf_node_at(const mf_graph *g, int id) { return &g->nodes[id]; }
+int64_t mf_node_numel(const mf_node *n);
+size_t mf_node_bytes(const mf_node *n);
+/* "[2,3,4,5]" */
+void mf_shape_str(const mf_node *n, char *buf, size_t len);
+bool mf_shape_eq(const mf_node *a, const mf_node *b);
+
+/* Appends a node; returns its id, or -1 (with g->err set) on a bad src or a sticky error. */
+int mf_graph_add(mf_graph *g, int op, mf_dtype dt, int ndim, const int64_t *ne, int nsrc, const int *src);
+/* Records a build error (first one wins) naming the op; returns -1. */
+int mf_graph_fail(mf_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when every id is valid and no error is recorded; otherwise records one. */
+bool mf_graph_check_srcs(mf_graph *g, const char *opname, int nsrc, const int *src);
+
+#endif

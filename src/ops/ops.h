@@ -1,0 +1,92 @@
+/* ops.h — the op registry. One line in MF_OP_LIST per op; its shape rules, gradient rule and FLOP
+ * count live in src/ops/<family>.c, its kernels in src/backend/<backend>/<family>.c. */
+#ifndef MF_OPS_H
+#define MF_OPS_H
+
+#include "graph/graph.h"
+
+/* X(ENUM, name): name is used for mf_op_def_<name> and the backends' mf_<backend>_<name> kernels. */
+#define MF_OP_LIST(X)                                                                              \
+  X(INPUT, input)                   /* leaf: data staging buffer */                                \
+  X(PARAM, param)                   /* leaf: f32 master parameter */                               \
+  X(PARAM_LP, param_lp)             /* low-precision copy of src-less master (n->master) */        \
+  X(BUFFER, buffer)                 /* leaf: persistent state (bn running stats) */                \
+  X(SEED, seed)                     /* d loss / d loss = runtime grad seed (loss scale / accum) */ \
+  X(ACC_GRAD, acc_grad)             /* persistent f32 grad += src0 */                              \
+  X(BINARY, binary)                 /* ip0 = MF_BIN_*; src1 broadcasts to src0 */                  \
+  X(SCALAR, scalar)                 /* ip0 = MF_SCALAR_ADD/MUL, fp0 = c */                         \
+  X(UNARY, unary)                   /* ip0 = MF_UN_*, fp0/fp1 = slope or clamp bounds */           \
+  X(UNARY_BWD, unary_bwd)           /* src0 = x (or y for sigmoid/tanh/exp), src1 = dy */          \
+  X(CONCAT, concat)                 /* ip0 = axis */                                               \
+  X(SLICE, slice)                   /* ip0 = axis, ip1 = start, ip2 = end */                       \
+  X(SLICE_BWD, slice_bwd)           /* src0 = dy of slice -> zero-padded to the sliced tensor */   \
+  X(RESHAPE, reshape)                                                                              \
+  X(PERMUTE, permute)               /* ip0..4 = perm */                                            \
+  X(REDUCE, reduce)                 /* ip0 = axes mask (0: all), ip1 = keepdim, fp0 = scale */     \
+  X(EXPAND, expand)                 /* broadcast src0 (size-1 axes) to the node shape, * fp0 */     \
+  X(MATMUL, matmul)                 /* ip0 = trans_a, ip1 = trans_b */                             \
+  X(CONV2D, conv2d)                 /* src x,w[,b]; ip0 stride, ip1 pad, ip2 groups */             \
+  X(CONV2D_BWD_DATA, conv2d_bwd_data)     /* src dy, w -> dx; ip as conv2d */                      \
+  X(CONV2D_BWD_WEIGHT, conv2d_bwd_weight) /* src x, dy -> dw; ip as conv2d */                      \
+  X(LOSS, loss)                     /* ip0 = MF_LOSS_MSE/L1, ip1 = 1: sum else mean; f32 scalar */  \
+  X(LOSS_BWD, loss_bwd)             /* src pred, target, dL -> dpred */                            \
+  X(SOFTMAX_CE, softmax_ce)         /* src logits [N,K], labels i32 [N] -> mean CE, f32 scalar */  \
+  X(SOFTMAX_CE_BWD, softmax_ce_bwd) /* src logits, labels, dL -> dlogits */                        \
+  X(NORM, norm)                     /* ip0 = MF_NORM_BATCH/GROUP, ip1 groups, ip2 training; fp0 eps, fp1 momentum; src x,gamma,beta[,rmean,rvar] */ \
+  X(NORM_BWD_DX, norm_bwd_dx)       /* src x, dy, gamma[, rmean, rvar] -> dx */                    \
+  X(NORM_BWD_PARAM, norm_bwd_param) /* src x, dy[, rmean, rvar] -> [2,C]: dgamma, dbeta */         \
+  X(POOL, pool)                     /* ip0 = MF_POOL_AVG/MAX, ip1 k, ip2 stride, ip3 pad */        \
+  X(POOL_BWD, pool_bwd)             /* src x, dy -> dx */                                          \
+  X(UPSAMPLE, upsample)             /* ip0 = factor (nearest) */                                   \
+  X(UPSAMPLE_BWD, upsample_bwd)     /* src dy -> dx (sum over each block) */                       \
+  X(DWT, dwt)                       /* Haar: [N,C,H,W] -> [N,4C,H/2,W/2] */                        \
+  X(IDWT, idwt)
+
+#define MF_OP_ENUM(E, n) MF_OP_##E,
+typedef enum mf_op { MF_OP_LIST(MF_OP_ENUM) MF_OP_COUNT } mf_op;
+#undef MF_OP_ENUM
+
+enum { MF_BIN_ADD = 0, MF_BIN_SUB, MF_BIN_MUL, MF_BIN_DIV };
+enum { MF_SCALAR_ADD = 0, MF_SCALAR_MUL };
+enum { MF_UN_EXP = 0, MF_UN_LOG, MF_UN_SIGMOID, MF_UN_TANH, MF_UN_RELU, MF_UN_LEAKY, MF_UN_SILU, MF_UN_CLAMP };
+enum { MF_LOSS_MSE = 0, MF_LOSS_L1 };
+enum { MF_NORM_BATCH = 0, MF_NORM_GROUP };
+enum { MF_POOL_AVG = 0, MF_POOL_MAX };
+
+typedef struct mf_op_def {
+  const char *name;
+  /* Builds the backward nodes of node `id` given dy (gradient of its output), writing into dx[i]
+   * the gradient of src i, or -1 where src i gets none. NULL: not differentiable. */
+  int (*grad)(mf_graph *g, int id, int dy, int *dx);
+  /* Multiply-adds x2 etc. for one execution; NULL means one flop per output element. */
+  double (*flops)(const mf_graph *g, const mf_node *n);
+  /* Node kernel reads its own output before writing (accumulates): output must not alias. */
+} mf_op_def;
+
+#define MF_OP_DECL(E, n) extern const mf_op_def mf_op_def_##n;
+MF_OP_LIST(MF_OP_DECL)
+#undef MF_OP_DECL
+
+const mf_op_def *mf_op_get(int op);
+const char *mf_op_name(int op);
+double mf_node_flops(const mf_graph *g, const mf_node *n);
+
+static inline bool mf_wants_grad(const mf_graph *g, int id) { return id >= 0 && g->nodes[id].requires_grad; }
+/* Builds a node of op `op` with the shape of node `like`. */
+int mf_node_like(mf_graph *g, int op, int like, int nsrc, const int *src);
+
+/* Internal builders used by gradient rules (public builders are in memfit.h). */
+int mf_unary_bwd(mf_graph *g, int kind, int x_or_y, int dy, double p0, double p1);
+int mf_slice_bwd(mf_graph *g, int dy, int full_like, int axis, int64_t start);
+int mf_reduce(mf_graph *g, int x, unsigned mask, int keepdim, double scale);
+int mf_expand(mf_graph *g, int x, int like, double scale);
+/* Sums dy over the axes where `like` has size 1 but dy does not (gradient of broadcasting). */
+int mf_sum_to(mf_graph *g, int dy, int like);
+int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int pad, int groups);
+int mf_conv2d_bwd_weight(mf_graph *g, int x, int dy, int w_like, int stride, int pad, int groups);
+int mf_loss_bwd(mf_graph *g, int pred, int target, int dl, int kind, int sum);
+int mf_softmax_ce_bwd(mf_graph *g, int logits, int labels, int dl);
+int mf_pool_bwd(mf_graph *g, int x, int dy, const mf_node *pool);
+int mf_upsample_bwd(mf_graph *g, int dy, int x_like, int factor);
+
+#endif
