@@ -148,6 +148,9 @@ typedef struct mf_plan_opts {
   const uint8_t *segment_mask; /* per segment: 0 keep, 1 recompute (invertible segments invert) */
   int invertible;            /* 1: invertible segments rebuild inputs (memory-free backprop) */
   int offload_opt;           /* 1: optimizer state lives in host memory (not counted on device) */
+  int threads;               /* CPU threads the kernels use (workspace depends on it); 0: all cores */
+  int n_keep;                /* tensors kept alive to the end of the step, readable afterwards */
+  const mf_tensor *keep;
 } mf_plan_opts;
 mf_plan_opts mf_plan_opts_default(void);
 
@@ -184,6 +187,8 @@ void mf_session_free(mf_session *s);
 const mf_plan *mf_session_plan(const mf_session *s);
 /* Staging buffer of an input (host memory, stored in the input's dtype). */
 void *mf_session_input(mf_session *s, mf_tensor input);
+/* Converts n floats into an input's staging buffer (any input dtype). Returns 0 on success. */
+int mf_session_write_input(mf_session *s, mf_tensor input, const float *src, size_t n);
 /* Runs forward + backward, accumulating gradients. Returns the (unscaled) loss. */
 double mf_session_micro_step(mf_session *s);
 /* Applies the optimizer; returns 1 if applied, 0 if skipped (f16 overflow). */
@@ -208,6 +213,147 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen);
 int64_t mf_parse_bytes(const char *s);
 void mf_format_bytes(size_t bytes, char *buf, size_t n);
 size_t mf_peak_rss_bytes(void);
+
+/* ---- data pipeline ----
+ * Datasets (image folder, procedural images, video clips), random transforms and a threaded
+ * loader that fills a fixed set of staging buffers (see docs/data.md). Typical use:
+ *
+ *   char err[512];
+ *   mf_dataset *ds = mf_dataset_open_folder("photos", NULL, err, sizeof err);  // or mf_dataset_generated
+ *   mf_loader_opts lo = mf_loader_opts_default();
+ *   lo.dataset = ds; lo.batch_size = 8; lo.tf.out_w = lo.tf.out_h = 224;
+ *   size_t staging = mf_loader_staging_bytes(&lo);         // for the memory plan, allocates nothing
+ *   mf_loader *L = mf_loader_init(&lo, err, sizeof err);
+ *   for (const mf_batch *b; (b = mf_loader_next(L)); mf_loader_release(L, b))
+ *     train_on(b->images, b->n);                           // [B,3,224,224] float32
+ *   mf_loader_free(L); mf_dataset_free(ds);
+ */
+typedef struct mf_dataset mf_dataset;
+typedef struct mf_loader mf_loader;
+
+/* Float image, interleaved: data[(y*w + x)*c + ch], values in [0,1]. */
+typedef struct mf_image { int w, h, c; float *data; } mf_image;
+/* Loads a PNG (1/2/4/8/16-bit, gray/RGB/palette, alpha dropped) or JPEG as c channels (1 or 3).
+ * Returns 0, or -1 with err naming the file and the reason. Free with mf_image_free. */
+int mf_image_load(const char *path, int c, mf_image *out, char *err, size_t errlen);
+/* Decodes PNG/JPEG bytes held in memory (same rules as mf_image_load). */
+int mf_image_decode(const void *buf, size_t n, int c, mf_image *out, char *err, size_t errlen);
+/* Writes an 8-bit PNG (c = 1 gray, 3 RGB, 4 RGBA) from [0,1] floats (clamped, rounded). */
+int mf_image_save_png(const char *path, const float *data, int w, int h, int c, char *err, size_t errlen);
+void mf_image_free(mf_image *im);
+/* Renders image `index` of the procedural set of `seed` (RGB, w x h): colour fields, edges,
+ * shapes, textures and text-like strokes. Deterministic. Returns 0 or -1 (bad size / no memory). */
+int mf_image_generate(uint64_t seed, uint64_t index, int w, int h, mf_image *out);
+
+typedef enum mf_split { MF_SPLIT_ALL = 0, MF_SPLIT_TRAIN, MF_SPLIT_VAL } mf_split;
+typedef struct mf_folder_opts {
+  mf_split split;          /* which part of a hash-of-relative-path split to keep */
+  double val_fraction;     /* share of files in the validation split (default 0.1) */
+  uint64_t split_seed;     /* mixed into the hash (default 0) */
+  int labels;              /* 1: class = first sub-folder under the root (sorted names -> 0..K-1) */
+  int quiet;               /* 1: no warnings on stderr (still counted) */
+} mf_folder_opts;
+mf_folder_opts mf_folder_opts_default(void);
+
+typedef struct mf_video_opts {
+  int clip_len;            /* T frames per clip (default 16) */
+  int frame_stride;        /* take every k-th frame (default 1) */
+  int clip_step;           /* first frames of consecutive clips are this far apart (0: T*stride) */
+  mf_split split; double val_fraction; uint64_t split_seed; int labels; int quiet;
+} mf_video_opts;
+mf_video_opts mf_video_opts_default(void);
+
+/* Recursive folder of PNG/JPEG files. Files that cannot be used are skipped with one warning each
+ * and counted; no usable file is an error (NULL, err filled). */
+mf_dataset *mf_dataset_open_folder(const char *dir, const mf_folder_opts *o, char *err, size_t errlen);
+/* n procedural images of w x h (RGB) from seed. */
+mf_dataset *mf_dataset_generated(size_t n, int w, int h, uint64_t seed, char *err, size_t errlen);
+/* Folder of videos (anything FFmpeg reads) cut into clips; NULL with err when built without FFmpeg. */
+mf_dataset *mf_dataset_open_video(const char *dir, const mf_video_opts *o, char *err, size_t errlen);
+void mf_dataset_free(mf_dataset *d);
+size_t mf_dataset_size(const mf_dataset *d);          /* samples (clips for video) */
+int mf_dataset_frames(const mf_dataset *d);           /* frames per sample: 1, or T for video */
+int mf_dataset_num_classes(const mf_dataset *d);      /* 0 when unlabelled */
+const char *mf_dataset_class_name(const mf_dataset *d, int k);
+int mf_dataset_label(const mf_dataset *d, size_t i);  /* -1 when unlabelled */
+/* Relative path of sample i's file (NULL for generated). */
+const char *mf_dataset_file(const mf_dataset *d, size_t i);
+size_t mf_dataset_skipped(const mf_dataset *d);       /* files skipped when opened */
+
+typedef enum mf_crop { MF_CROP_NONE = 0,       /* resize the whole image to out_w x out_h */
+                       MF_CROP_CENTER,         /* centre crop (after resize_short if set) */
+                       MF_CROP_RANDOM,         /* random crop (after resize_short if set) */
+                       MF_CROP_RANDOM_RESIZED  /* random area/aspect crop, resized */ } mf_crop;
+typedef enum mf_filter { MF_FILTER_BILINEAR = 0, MF_FILTER_AREA } mf_filter;
+
+typedef struct mf_transform_opts {
+  int out_w, out_h;        /* output size (default 224 x 224) */
+  int channels;            /* 3 (gray images replicated) or 1 (luma) */
+  mf_crop crop;            /* default MF_CROP_RANDOM_RESIZED */
+  int resize_short;        /* CENTER/RANDOM: first scale so the shorter side is this (0: no) */
+  float scale[2], ratio[2];/* random resized crop: area share (0.08,1), aspect (3/4,4/3) */
+  mf_filter filter;        /* resampling filter (antialiased bilinear, or area) */
+  float hflip, vflip;      /* probabilities */
+  int rot90;               /* 1: rotate by a random multiple of 90 degrees (square output only) */
+  float jitter_p;          /* probability of applying colour jitter (default 1) */
+  float brightness, contrast, saturation, hue; /* torchvision ColorJitter ranges (0: off) */
+  float gray_p;            /* probability of converting to grayscale */
+  float blur_p, blur_sigma[2]; /* Gaussian blur probability and sigma range (pixels) */
+  float noise_std;         /* additive Gaussian noise (clamped to [0,1]); 0: off */
+  int normalize; float mean[3], std[3]; /* (x - mean) / std after everything else */
+  int jpeg_draft;          /* 1 (default): let JPEG decode at 1/2, 1/4, 1/8 when the crop is large */
+} mf_transform_opts;
+mf_transform_opts mf_transform_opts_default(void);   /* no augmentation: resize to 224 x 224 */
+
+/* One sample (views = 1) without threads: writes frames*C*out_h*out_w floats ([C,(T,)H,W]). */
+int mf_dataset_get(mf_dataset *d, size_t i, const mf_transform_opts *t, uint64_t seed, float *out, char *err,
+                   size_t errlen);
+
+typedef struct mf_loader_opts {
+  mf_dataset *dataset;
+  int batch_size;          /* default 8 */
+  int workers;             /* threads; 0 = the cores there are */
+  int prefetch;            /* ready batches queued ahead (default 2); staging = prefetch+1 buffers */
+  int shuffle;             /* new order every epoch (default 1) */
+  int drop_last;           /* 1 (default): every batch is full; 0: the last one may be short */
+  int views;               /* 1, or 2 independent views of each sample (contrastive learning) */
+  uint64_t seed;
+  mf_transform_opts tf;
+  void *(*alloc)(size_t bytes, void *ctx);   /* staging allocator (default malloc; CUDA: pinned) */
+  void (*free)(void *p, size_t bytes, void *ctx);
+  void *alloc_ctx;
+  int quiet;               /* no warnings on stderr */
+} mf_loader_opts;
+mf_loader_opts mf_loader_opts_default(void);
+
+typedef struct mf_batch {
+  float *images;           /* [B,C,H,W]; video [B,C,T,H,W]; with views=2 this is view 0 */
+  float *views[2];         /* views[0] == images; views[1]: second view (NULL when views=1) */
+  int32_t *labels;         /* [B], -1 when unlabelled */
+  const int64_t *indices;  /* [B] dataset sample indices */
+  int n;                   /* samples filled (batch_size unless drop_last = 0 and last batch) */
+  int64_t epoch, step;     /* step counts batches since init */
+} mf_batch;
+
+/* Exact bytes of staging memory mf_loader_init will allocate through opts->alloc (0 if invalid). */
+size_t mf_loader_staging_bytes(const mf_loader_opts *o);
+mf_loader *mf_loader_init(const mf_loader_opts *o, char *err, size_t errlen);
+/* Next batch in order (blocks while it is being made), or NULL at the end of an epoch (the next
+ * call starts the next epoch; its batches are already being prefetched). */
+const mf_batch *mf_loader_next(mf_loader *l);
+void mf_loader_release(mf_loader *l, const mf_batch *b);
+void mf_loader_free(mf_loader *l);
+size_t mf_loader_batches_per_epoch(const mf_loader *l);
+typedef struct mf_loader_stats {
+  double wait_s;           /* time the consumer spent blocked in mf_loader_next */
+  int64_t batches, samples;
+  int64_t bad_samples;     /* samples that failed to load and were replaced by the next good one */
+  int64_t bad_files;       /* distinct files that failed at load time */
+  int64_t skipped_files;   /* files left out when the dataset was opened or the loader started */
+} mf_loader_stats;
+mf_loader_stats mf_loader_get_stats(const mf_loader *l);
+/* Prints skipped-file counts by reason (also printed at the end of an epoch with new failures). */
+void mf_loader_summary(const mf_loader *l, FILE *f);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,295 @@
+/* plan.c — assigns every tensor an arena and an offset before anything is allocated:
+ * persistent arenas are packed in node order; the activation arena replays each program with a
+ * best-fit allocator over tensor lifetimes (workspace lives only during its op). The bytes it
+ * reports are exactly what the runtime allocates and touches. */
+#include "plan/plan.h"
+#include "ops/ops.h"
+#include "graph/autodiff.h"
+#include <stdlib.h>
+#include <string.h>
+
+static size_t align_up(size_t x) { return (x + MF_ALIGN - 1) & ~(size_t)(MF_ALIGN - 1); }
+
+const char *mf_arena_name(mf_arena_kind a) {
+  static const char *nm[MF_ARENA_COUNT] = {"parameters", "param copy (low precision)", "gradients",
+                                           "optimizer state", "activations + workspace", "data staging"};
+  return (unsigned)a < MF_ARENA_COUNT ? nm[a] : "?";
+}
+
+mf_arena_kind mf_node_arena(const mf_node *n) {
+  switch (n->role) {
+  case MF_ROLE_INPUT: return MF_ARENA_DATA;
+  case MF_ROLE_PARAM:
+  case MF_ROLE_BUFFER: return MF_ARENA_PARAM;
+  case MF_ROLE_PARAM_LP: return MF_ARENA_PARAM_LP;
+  case MF_ROLE_GRAD: return MF_ARENA_GRAD;
+  default: return MF_ARENA_ACT;
+  }
+}
+
+int mf_optim_state_per_param(mf_optim_kind k) { return k == MF_SGD ? 1 : 2; }
+
+mf_plan_opts mf_plan_opts_default(void) {
+  mf_plan_opts o;
+  memset(&o, 0, sizeof o);
+  o.optim = MF_ADAMW;
+  o.training = 1;
+  o.recompute = MF_RECOMPUTE_NONE;
+  o.invertible = 1;
+  return o;
+}
+
+/* ---- best-fit allocator over one arena (offsets in MF_ALIGN units of bytes) ---- */
+typedef struct fblock { size_t off, size; } fblock;
+typedef struct falloc { fblock *b; int n, cap; size_t top; } falloc;
+
+static int fa_insert(falloc *a, int at, fblock blk) {
+  if (a->n == a->cap) {
+    int cap = a->cap ? a->cap * 2 : 64;
+    fblock *nb = realloc(a->b, (size_t)cap * sizeof *nb);
+    if (!nb) return -1;
+    a->b = nb;
+    a->cap = cap;
+  }
+  memmove(a->b + at + 1, a->b + at, (size_t)(a->n - at) * sizeof *a->b);
+  a->b[at] = blk;
+  a->n++;
+  return 0;
+}
+static void fa_remove(falloc *a, int at) {
+  memmove(a->b + at, a->b + at + 1, (size_t)(a->n - at - 1) * sizeof *a->b);
+  a->n--;
+}
+static int fa_alloc(falloc *a, size_t bytes, size_t *off) {
+  size_t need = align_up(bytes ? bytes : 1);
+  int best = -1;
+  for (int i = 0; i < a->n; i++)
+    if (a->b[i].size >= need && (best < 0 || a->b[i].size < a->b[best].size)) best = i;
+  if (best >= 0) {
+    *off = a->b[best].off;
+    a->b[best].off += need;
+    a->b[best].size -= need;
+    if (!a->b[best].size) fa_remove(a, best);
+    return 0;
+  }
+  if (a->n && a->b[a->n - 1].off + a->b[a->n - 1].size == a->top) { /* grow the last free block */
+    *off = a->b[a->n - 1].off;
+    fa_remove(a, a->n - 1);
+  } else *off = a->top;
+  a->top = *off + need;
+  return 0;
+}
+static int fa_free(falloc *a, size_t off, size_t bytes) {
+  size_t size = align_up(bytes ? bytes : 1);
+  if (off + size == a->top) {
+    a->top = off;
+    if (a->n && a->b[a->n - 1].off + a->b[a->n - 1].size == a->top) {
+      a->top = a->b[a->n - 1].off;
+      fa_remove(a, a->n - 1);
+    }
+    return 0;
+  }
+  int at = 0;
+  while (at < a->n && a->b[at].off < off) at++;
+  bool merge_prev = at > 0 && a->b[at - 1].off + a->b[at - 1].size == off;
+  bool merge_next = at < a->n && off + size == a->b[at].off;
+  if (merge_prev && merge_next) {
+    a->b[at - 1].size += size + a->b[at].size;
+    fa_remove(a, at);
+  } else if (merge_prev) a->b[at - 1].size += size;
+  else if (merge_next) { a->b[at].off = off; a->b[at].size += size; }
+  else return fa_insert(a, at, (fblock){off, size});
+  return 0;
+}
+
+/* Replays program pr: gives each ACT node an offset and each step's workspace one. */
+static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, int n_keep) {
+  mf_graph *g = p->g;
+  int N = g->n, S = pr->n_steps;
+  int *last = malloc((size_t)N * sizeof *last);
+  pr->act_off = malloc((size_t)N * sizeof *pr->act_off);
+  pr->ws_off = calloc((size_t)(S ? S : 1), sizeof *pr->ws_off);
+  pr->ws_size = calloc((size_t)(S ? S : 1), sizeof *pr->ws_size);
+  falloc fa = {0};
+  if (!last || !pr->act_off || !pr->ws_off || !pr->ws_size) { free(last); return -1; }
+  for (int i = 0; i < N; i++) { last[i] = -1; pr->act_off[i] = MF_NO_OFFSET; }
+  for (int s = 0; s < S; s++) {
+    const mf_node *n = &g->nodes[pr->steps[s]];
+    for (int j = 0; j < n->nsrc; j++) last[n->src[j]] = s;
+  }
+  for (int i = 0; i < n_keep; i++)
+    if (keep_until_end[i] >= 0 && keep_until_end[i] < N) last[keep_until_end[i]] = S;
+  size_t extent = 0;
+  pr->peak_step = 0;
+  for (int s = 0; s < S; s++) {
+    int id = pr->steps[s];
+    const mf_node *n = &g->nodes[id];
+    size_t before = extent;
+    if (mf_node_arena(n) == MF_ARENA_ACT) {
+      size_t b = mf_node_bytes(n), off;
+      if (fa_alloc(&fa, b, &off) < 0) goto oom;
+      pr->act_off[id] = off;
+      if (off + b > extent) extent = off + b;
+    }
+    size_t ws = p->be->workspace(g, n);
+    if (ws) {
+      size_t off;
+      if (fa_alloc(&fa, ws, &off) < 0) goto oom;
+      pr->ws_off[s] = off;
+      pr->ws_size[s] = ws;
+      if (off + ws > extent) extent = off + ws;
+      if (fa_free(&fa, off, ws) < 0) goto oom;
+    }
+    if (extent > before) pr->peak_step = s;
+    /* free what dies here: inputs read for the last time, and outputs nobody reads */
+    for (int j = 0; j < n->nsrc; j++) {
+      int sid = n->src[j];
+      bool dup = false;
+      for (int q = 0; q < j; q++) dup |= n->src[q] == sid;
+      if (!dup && last[sid] == s && pr->act_off[sid] != MF_NO_OFFSET)
+        if (fa_free(&fa, pr->act_off[sid], mf_node_bytes(&g->nodes[sid])) < 0) goto oom;
+    }
+    if (last[id] < 0 && pr->act_off[id] != MF_NO_OFFSET)
+      if (fa_free(&fa, pr->act_off[id], mf_node_bytes(n)) < 0) goto oom;
+  }
+  pr->act_peak = extent;
+  free(fa.b);
+  free(last);
+  return 0;
+oom:
+  free(fa.b);
+  free(last);
+  return -1;
+}
+
+int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
+  mf_graph *g = p->g;
+  int nrec = 0;
+  if (p->has_train && mf_program_build_train(g, p->loss, &p->opts, &p->train, &nrec, err, errlen) < 0) return -1;
+  p->n_recomputed = nrec;
+  if (mf_program_build_fwd(g, p->loss, &p->opts, &p->fwd, err, errlen) < 0) return -1;
+  int N = g->n;
+  p->pers_off = malloc((size_t)N * sizeof *p->pers_off);
+  p->opt_off = malloc((size_t)N * sizeof *p->opt_off);
+  if (!p->pers_off || !p->opt_off) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  size_t cursor[MF_ARENA_COUNT] = {0};
+  memset(p->arena, 0, sizeof p->arena);
+  int sp = mf_optim_state_per_param(p->opts.optim);
+  for (int id = 0; id < N; id++) {
+    const mf_node *n = &g->nodes[id];
+    p->pers_off[id] = p->opt_off[id] = MF_NO_OFFSET;
+    mf_arena_kind a = mf_node_arena(n);
+    if (a == MF_ARENA_ACT) continue;
+    if (n->role == MF_ROLE_GRAD && !p->has_train) continue;
+    size_t b = mf_node_bytes(n);
+    p->pers_off[id] = cursor[a];
+    p->arena[a] = cursor[a] + b;
+    cursor[a] += align_up(b);
+    if (n->role == MF_ROLE_PARAM && n->grad >= 0 && p->has_train) {
+      size_t ob = (size_t)sp * (size_t)mf_node_numel(n) * sizeof(float);
+      p->opt_off[id] = cursor[MF_ARENA_OPT];
+      p->arena[MF_ARENA_OPT] = cursor[MF_ARENA_OPT] + ob;
+      cursor[MF_ARENA_OPT] += align_up(ob);
+    }
+  }
+  int nk = 1 + p->opts.n_keep;
+  int *keep = malloc((size_t)nk * sizeof *keep);
+  if (!keep) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  keep[0] = p->loss;
+  for (int i = 0; i < p->opts.n_keep; i++) keep[1 + i] = p->opts.keep[i];
+  int rc = 0;
+  if (p->has_train) rc |= program_place(p, &p->train, keep, nk);
+  rc |= program_place(p, &p->fwd, keep, nk);
+  free(keep);
+  if (rc) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  size_t act = p->fwd.act_peak;
+  const mf_program *pk = &p->fwd;
+  if (p->has_train && p->train.act_peak >= act) { act = p->train.act_peak; pk = &p->train; }
+  p->arena[MF_ARENA_ACT] = act;
+  if (pk->n_steps) {
+    const mf_node *n = &g->nodes[pk->steps[pk->peak_step]];
+    snprintf(p->peak_desc, sizeof p->peak_desc, "%s '%s' (%s, step %d of %d)", mf_op_name(n->op), n->name,
+             n->phase == MF_PHASE_FWD ? "forward" : n->phase == MF_PHASE_BWD ? "backward" : "backward, recompute",
+             pk->peak_step + 1, pk->n_steps);
+  }
+  return 0;
+}
+
+/* The plan works on its own copy of the graph: the recompute rewrite edits nodes. */
+static mf_graph *graph_copy(const mf_graph *g) {
+  mf_graph *c = malloc(sizeof *c);
+  if (!c) return NULL;
+  *c = *g;
+  c->nodes = malloc((size_t)(g->cap ? g->cap : 1) * sizeof *c->nodes);
+  c->segs = malloc((size_t)(g->segcap ? g->segcap : 1) * sizeof *c->segs);
+  if (!c->nodes || !c->segs) { free(c->nodes); free(c->segs); free(c); return NULL; }
+  memcpy(c->nodes, g->nodes, (size_t)g->n * sizeof *c->nodes);
+  if (g->nseg) memcpy(c->segs, g->segs, (size_t)g->nseg * sizeof *c->segs);
+  return c;
+}
+
+mf_plan *mf_plan_init(mf_graph *g, mf_tensor loss, const mf_plan_opts *o, char *err, size_t errlen) {
+  if (mf_graph_error(g)) { snprintf(err, errlen, "plan: the graph has an error: %s", g->err); return NULL; }
+  if (loss < 0 || loss >= g->n) { snprintf(err, errlen, "plan: the loss is not a tensor of this graph"); return NULL; }
+  mf_plan *p = calloc(1, sizeof *p);
+  if (!p) { snprintf(err, errlen, "plan: out of host memory"); return NULL; }
+  p->opts = o ? *o : mf_plan_opts_default();
+  p->be = &mf_backend_cpu;
+  p->loss = loss;
+  p->has_train = p->opts.training;
+  p->g = graph_copy(g);
+  if (!p->g) { free(p); snprintf(err, errlen, "plan: out of host memory"); return NULL; }
+  if (p->has_train && !p->g->n_fwd) {
+    p->seed = mf_autodiff(p->g, loss);
+    if (p->seed < 0) { snprintf(err, errlen, "%s", p->g->err); mf_plan_free(p); return NULL; }
+  }
+  if (mf_plan_build(p, err, errlen) < 0) { mf_plan_free(p); return NULL; }
+  return p;
+}
+
+void mf_plan_free(mf_plan *p) {
+  if (!p) return;
+  mf_program_free(&p->train);
+  mf_program_free(&p->fwd);
+  free(p->pers_off);
+  free(p->opt_off);
+  mf_graph_free(p->g);
+  free(p);
+}
+
+size_t mf_plan_arena_bytes(const mf_plan *p, mf_arena_kind a) { return (unsigned)a < MF_ARENA_COUNT ? p->arena[a] : 0; }
+size_t mf_plan_total_bytes(const mf_plan *p) {
+  size_t t = 0;
+  for (int a = 0; a < MF_ARENA_COUNT; a++)
+    if (!(a == MF_ARENA_OPT && p->opts.offload_opt)) t += p->arena[a];
+  return t;
+}
+const char *mf_plan_peak_op(const mf_plan *p, int *is_backward) {
+  const mf_program *pk = p->has_train && p->train.act_peak >= p->fwd.act_peak ? &p->train : &p->fwd;
+  if (is_backward) *is_backward = pk->n_steps && p->g->nodes[pk->steps[pk->peak_step]].phase != MF_PHASE_FWD;
+  return p->peak_desc;
+}
+double mf_plan_flops(const mf_plan *p) { return p->has_train ? p->train.flops : p->fwd.flops; }
+
+void mf_format_bytes(size_t b, char *buf, size_t n) {
+  if (b >= (size_t)1 << 30) snprintf(buf, n, "%.2f GiB", (double)b / (1 << 30));
+  else if (b >= (size_t)1 << 20) snprintf(buf, n, "%.2f MiB", (double)b / (1 << 20));
+  else if (b >= 1024) snprintf(buf, n, "%.2f KiB", (double)b / 1024);
+  else snprintf(buf, n, "%zu B", b);
+}
+
+void mf_plan_print(const mf_plan *p, FILE *f) {
+  char h[32];
+  fprintf(f, "memory plan (%s backend, activations %s%s)\n", p->be->name, mf_dtype_name(p->g->act_dtype),
+          p->n_recomputed ? ", with recompute" : "");
+  for (int a = 0; a < MF_ARENA_COUNT; a++) {
+    if (a == MF_ARENA_PARAM_LP && !p->arena[a]) continue;
+    mf_format_bytes(p->arena[a], h, sizeof h);
+    fprintf(f, "  %-26s %14zu B  %12s%s\n", mf_arena_name((mf_arena_kind)a), p->arena[a], h,
+            a == MF_ARENA_OPT && p->opts.offload_opt ? "  (host, offloaded)" : "");
+  }
+  mf_format_bytes(mf_plan_total_bytes(p), h, sizeof h);
+  fprintf(f, "  %-26s %14zu B  %12s\n", "total", mf_plan_total_bytes(p), h);
+  if (p->peak_desc[0]) fprintf(f, "  activation peak at %s\n", p->peak_desc);
+  if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);
+}

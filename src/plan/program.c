@@ -1,0 +1,234 @@
+/* program.c — turns a differentiated graph into an execution order: forward, then backward,
+ * with recompute segments rewritten so that backward reads recomputed (or, for invertible
+ * blocks, inverted) tensors instead of stored ones; then drops every node nothing needs. */
+#include "plan/plan.h"
+#include "ops/ops.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct idlist { int *v; int n, cap; } idlist;
+static int idlist_push(idlist *l, int x) {
+  if (l->n == l->cap) {
+    int cap = l->cap ? l->cap * 2 : 16;
+    int *v = realloc(l->v, (size_t)cap * sizeof *v);
+    if (!v) return -1;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = x;
+  return 0;
+}
+
+static bool is_leaf(const mf_node *n) {
+  return n->op == MF_OP_INPUT || n->op == MF_OP_PARAM || n->op == MF_OP_PARAM_LP || n->op == MF_OP_BUFFER;
+}
+
+static bool same_node(const mf_node *a, const mf_node *b) {
+  if (a->op != b->op || a->dtype != b->dtype || a->nsrc != b->nsrc || !mf_shape_eq(a, b)) return false;
+  if (memcmp(a->src, b->src, sizeof(int) * (size_t)a->nsrc) || memcmp(a->ip, b->ip, sizeof a->ip)) return false;
+  return memcmp(a->fp, b->fp, sizeof a->fp) == 0;
+}
+
+/* Marks what the targets need, then emits the reachable non-leaf nodes of `order` into pr. */
+static int program_emit(const mf_graph *g, const idlist *order, const int *targets, int nt, mf_program *pr) {
+  uint8_t *need = calloc((size_t)g->n, 1);
+  int *stack = malloc((size_t)g->n * sizeof *stack);
+  if (!need || !stack) { free(need); free(stack); return -1; }
+  int sp = 0;
+  for (int i = 0; i < nt; i++)
+    if (targets[i] >= 0 && !need[targets[i]]) { need[targets[i]] = 1; stack[sp++] = targets[i]; }
+  while (sp) {
+    const mf_node *n = &g->nodes[stack[--sp]];
+    for (int j = 0; j < n->nsrc; j++)
+      if (!need[n->src[j]]) { need[n->src[j]] = 1; stack[sp++] = n->src[j]; }
+  }
+  pr->steps = malloc((size_t)(order->n ? order->n : 1) * sizeof *pr->steps);
+  if (!pr->steps) { free(need); free(stack); return -1; }
+  pr->n_steps = 0;
+  pr->flops = 0;
+  for (int i = 0; i < order->n; i++) {
+    int id = order->v[i];
+    if (!need[id] || is_leaf(&g->nodes[id])) continue;
+    pr->steps[pr->n_steps++] = id;
+    pr->flops += mf_node_flops(g, &g->nodes[id]);
+  }
+  free(need);
+  free(stack);
+  return 0;
+}
+
+int mf_program_build_fwd(mf_graph *g, int loss, const mf_plan_opts *o, mf_program *pr, char *err, size_t errlen) {
+  int nf = g->n_fwd ? g->n_fwd : g->n;
+  idlist order = {0};
+  for (int id = 0; id < nf; id++)
+    if (idlist_push(&order, id) < 0) { free(order.v); snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  int nt = 1 + o->n_keep;
+  int *targets = malloc((size_t)nt * sizeof *targets);
+  if (!targets) { free(order.v); snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  targets[0] = loss;
+  for (int i = 0; i < o->n_keep; i++) targets[1 + i] = o->keep[i] < nf ? o->keep[i] : -1;
+  int rc = program_emit(g, &order, targets, nt, pr);
+  free(targets);
+  free(order.v);
+  if (rc < 0) snprintf(err, errlen, "plan: out of host memory");
+  return rc;
+}
+
+/* map lookups with growth: map[i] = replacement of node i (identity by default) */
+typedef struct idmap { int *m; int n; } idmap;
+static int idmap_get(const idmap *m, int id) { return id < m->n ? m->m[id] : id; }
+static int idmap_grow(idmap *m, int n) {
+  if (n <= m->n) return 0;
+  int *v = realloc(m->m, (size_t)n * sizeof *v);
+  if (!v) return -1;
+  for (int i = m->n; i < n; i++) v[i] = i;
+  m->m = v;
+  m->n = n;
+  return 0;
+}
+
+static bool seg_wanted(const mf_plan_opts *o, int k) {
+  if (o->recompute == MF_RECOMPUTE_ALL) return true;
+  if (o->recompute == MF_RECOMPUTE_SELECTED) return o->segment_mask && o->segment_mask[k];
+  return false;
+}
+
+/* Rewrites segment k: builds its inverse (if inverting) and recompute clones, inserted before
+ * backward node `pos`, and redirects backward nodes from `pos` on to them. */
+static int segment_rewrite(mf_graph *g, int k, int pos, int nb_end, bool invert, idmap *M, idlist *ins, char *err, size_t errlen) {
+  mf_segment seg = g->segs[k]; /* copy: g->segs is stable, but keep it simple */
+  int first_new = g->n;
+  g->build_phase = MF_PHASE_RECOMPUTE;
+  g->open_seg = -1;
+  if (invert) {
+    int outs[MF_MAX_SRC], xin[MF_MAX_SRC];
+    for (int i = 0; i < seg.n_out; i++) outs[i] = idmap_get(M, seg.outs[i]);
+    for (int i = 0; i < seg.n_in; i++) xin[i] = -1;
+    seg.inverse(g, seg.ctx, seg.n_out, outs, seg.n_in, xin);
+    if (g->err[0]) { snprintf(err, errlen, "plan: inverse of segment '%s' failed: %s", seg.name, g->err); return -1; }
+    if (idmap_grow(M, g->n) < 0) goto oom;
+    for (int i = 0; i < seg.n_in; i++) {
+      if (xin[i] < 0) { snprintf(err, errlen, "plan: inverse of segment '%s' did not rebuild input %d", seg.name, i); return -1; }
+      const mf_node *a = &g->nodes[xin[i]], *b = &g->nodes[seg.ins[i]];
+      if (!mf_shape_eq(a, b)) { snprintf(err, errlen, "plan: inverse of segment '%s' rebuilt input %d with another shape", seg.name, i); return -1; }
+      M->m[seg.ins[i]] = xin[i];
+    }
+  }
+  /* which inner nodes (not outputs) does backward from pos on still need? */
+  int lo = seg.first, hi = seg.last, span = hi - lo + 1;
+  uint8_t *needed = calloc((size_t)span, 1);
+  if (!needed) goto oom;
+  for (int id = pos; id < nb_end; id++) {
+    const mf_node *n = &g->nodes[id];
+    for (int j = 0; j < n->nsrc; j++) {
+      int s = idmap_get(M, n->src[j]);
+      if (s >= lo && s <= hi) {
+        bool out = false;
+        for (int q = 0; q < seg.n_out; q++) out |= seg.outs[q] == s;
+        if (!out) needed[s - lo] = 1;
+      }
+    }
+  }
+  for (int id = hi; id >= lo; id--) {
+    if (!needed[id - lo]) continue;
+    const mf_node *n = &g->nodes[id];
+    for (int j = 0; j < n->nsrc; j++) {
+      int s = idmap_get(M, n->src[j]);
+      if (s >= lo && s <= hi) {
+        bool out = false;
+        for (int q = 0; q < seg.n_out; q++) out |= seg.outs[q] == s;
+        if (!out) needed[s - lo] = 1;
+      }
+    }
+  }
+  for (int id = lo; id <= hi; id++) {
+    if (!needed[id - lo] || is_leaf(&g->nodes[id])) continue;
+    mf_node c = g->nodes[id];
+    for (int j = 0; j < c.nsrc; j++) c.src[j] = idmap_get(M, c.src[j]);
+    c.phase = MF_PHASE_RECOMPUTE;
+    c.seg = -1;
+    if (c.op == MF_OP_NORM) c.ip[3] = 1; /* a recompute must not update running statistics */
+    int found = -1;
+    for (int q = first_new; q < g->n && found < 0; q++)
+      if (same_node(&g->nodes[q], &c)) found = q;
+    if (found < 0) {
+      int nid = mf_graph_add(g, c.op, c.dtype, c.ndim, c.ne, c.nsrc, c.src);
+      if (nid < 0) { free(needed); snprintf(err, errlen, "plan: recompute of '%s': %s", seg.name, g->err); return -1; }
+      c.requires_grad = g->nodes[nid].requires_grad;
+      g->nodes[nid] = c;
+      found = nid;
+    }
+    if (idmap_grow(M, g->n) < 0) { free(needed); goto oom; }
+    M->m[id] = found;
+  }
+  free(needed);
+  g->build_phase = MF_PHASE_FWD;
+  for (int q = first_new; q < g->n; q++)
+    if (idlist_push(ins, q) < 0) goto oom;
+  /* redirect backward from pos on */
+  for (int id = pos; id < nb_end; id++) {
+    mf_node *n = &g->nodes[id];
+    for (int j = 0; j < n->nsrc; j++) n->src[j] = idmap_get(M, n->src[j]);
+  }
+  return 0;
+oom:
+  snprintf(err, errlen, "plan: out of host memory");
+  return -1;
+}
+
+int mf_program_build_train(mf_graph *g, int loss, const mf_plan_opts *o, mf_program *pr, int *n_recomputed, char *err, size_t errlen) {
+  int nf = g->n_fwd, nb_end = g->n;
+  idmap M = {0};
+  idlist *ins = calloc((size_t)(nb_end - nf + 1), sizeof *ins); /* nodes inserted before backward node nf+i */
+  idlist order = {0};
+  int rc = -1;
+  *n_recomputed = 0;
+  if (!ins || idmap_grow(&M, g->n) < 0) { snprintf(err, errlen, "plan: out of host memory"); goto done; }
+  for (int k = g->nseg - 1; k >= 0; k--) {
+    if (!seg_wanted(o, k)) continue;
+    int pos = -1;
+    for (int id = nf; id < nb_end && pos < 0; id++)
+      if (g->nodes[id].seg == k && g->nodes[id].phase == MF_PHASE_BWD) pos = id;
+    if (pos < 0) continue; /* nothing in this segment needs a gradient */
+    bool invert = o->invertible && g->segs[k].inverse;
+    if (segment_rewrite(g, k, pos, nb_end, invert, &M, &ins[pos - nf], err, errlen) < 0) goto done;
+    (*n_recomputed)++;
+  }
+  for (int id = 0; id < nf; id++)
+    if (idlist_push(&order, id) < 0) goto oom;
+  for (int id = nf; id < nb_end; id++) {
+    for (int q = 0; q < ins[id - nf].n; q++)
+      if (idlist_push(&order, ins[id - nf].v[q]) < 0) goto oom;
+    if (idlist_push(&order, id) < 0) goto oom;
+  }
+  {
+    idlist targets = {0};
+    if (idlist_push(&targets, loss) < 0) goto oom;
+    for (int id = nf; id < nb_end; id++)
+      if (g->nodes[id].op == MF_OP_ACC_GRAD && idlist_push(&targets, id) < 0) { free(targets.v); goto oom; }
+    for (int i = 0; i < o->n_keep; i++)
+      if (idlist_push(&targets, idmap_get(&M, o->keep[i]) == o->keep[i] ? o->keep[i] : o->keep[i]) < 0) { free(targets.v); goto oom; }
+    rc = program_emit(g, &order, targets.v, targets.n, pr);
+    free(targets.v);
+    if (rc < 0) goto oom;
+  }
+  rc = 0;
+  goto done;
+oom:
+  snprintf(err, errlen, "plan: out of host memory");
+  rc = -1;
+done:
+  if (ins) for (int i = 0; i < nb_end - nf + 1; i++) free(ins[i].v);
+  free(ins);
+  free(order.v);
+  free(M.m);
+  return rc;
+}
+
+void mf_program_free(mf_program *pr) {
+  free(pr->steps);
+  free(pr->act_off);
+  free(pr->ws_off);
+  free(pr->ws_size);
+  memset(pr, 0, sizeof *pr);
+}

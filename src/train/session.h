@@ -1,0 +1,34 @@
+/* session.h — the runtime state of a training session: one allocation per arena, sized by the
+ * plan, the optimizer and loss-scaling state, and the debug high-water counters. */
+#ifndef MF_SESSION_H
+#define MF_SESSION_H
+
+#include "plan/plan.h"
+
+struct mf_session {
+  mf_plan *plan;
+  mf_train_opts opts;
+  uint8_t *arena[MF_ARENA_COUNT];   /* host allocations (sized by the plan, + guard in debug) */
+  size_t measured[MF_ARENA_COUNT];  /* highest byte written, by the runtime's own counter */
+  size_t scanned[MF_ARENA_COUNT];   /* highest byte changed, found by scanning the sentinel */
+  int64_t step;                     /* optimizer updates done */
+  int micro;                        /* micro-steps since the last update */
+  double loss_scale;
+  int clean_steps;                  /* f16: updates since the last overflow */
+  int64_t skipped;                  /* f16: updates skipped because of inf/NaN */
+  uint64_t rng;                     /* session RNG (data order, noise), saved in checkpoints */
+  double last_lr, last_grad_norm;
+  const mf_program *last_prog;
+};
+
+/* Storage of node `id` in program pr (persistent arenas ignore pr). NULL if not live there. */
+void *mf_session_ptr(mf_session *s, const mf_program *pr, int id);
+/* Runs a program; returns 0. */
+int mf_session_run(mf_session *s, const mf_program *pr);
+/* Scans each arena for the highest byte that differs from the sentinel (debug_memory only). */
+void mf_session_scan(mf_session *s);
+
+#define MF_SENTINEL 0xA5
+#define MF_GUARD_BYTES 4096
+
+#endif
