@@ -1,3 +1,59 @@
-/* main.c — the memfit command (placeholder until the CLI lands). */
-#include "memfit.h"
-int main(void) { return 0; }
+/* main.c — the memfit command: dispatches to subcommands (demo, plan, train, ...). */
+#include "cli/cli.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const mf_cmd cmds[] = {
+  {"demo", mf_cmd_demo, "train the built-in steganography model on generated images; print plan vs measured memory"},
+};
+enum { NCMDS = sizeof cmds / sizeof cmds[0] };
+
+const char *cli_opt(int argc, char **argv, int *i, const char *name) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0) return NULL;
+  if (argv[*i][n] == '=') return argv[*i] + n + 1;
+  if (argv[*i][n] != 0) return NULL;
+  if (*i + 1 >= argc) { fprintf(stderr, "memfit: %s needs a value\n", name); exit(2); }
+  return argv[++*i];
+}
+
+int cli_int(const char *name, const char *v, int lo, int hi, int *out) {
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (!*v || *end || x < lo || x > hi) {
+    fprintf(stderr, "memfit: %s: '%s' is not a whole number from %d to %d\n", name, v, lo, hi);
+    return -1;
+  }
+  *out = (int)x;
+  return 0;
+}
+
+int cli_double(const char *name, const char *v, double lo, double hi, double *out) {
+  char *end;
+  double x = strtod(v, &end);
+  if (!*v || *end || !(x >= lo && x <= hi)) {
+    fprintf(stderr, "memfit: %s: '%s' is not a number from %g to %g\n", name, v, lo, hi);
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "memfit — train neural networks inside a hard memory budget\n\nusage: memfit COMMAND [options]\n\ncommands:\n");
+  for (int i = 0; i < NCMDS; i++) fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
+  fprintf(f, "\n'memfit COMMAND --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (int i = 0; i < NCMDS; i++)
+    if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "memfit: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

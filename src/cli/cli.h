@@ -1,0 +1,21 @@
+/* cli.h — the memfit command's subcommands and the small argument helpers they share. */
+#ifndef MF_CLI_H
+#define MF_CLI_H
+
+#include "memfit.h"
+
+typedef struct mf_cmd {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} mf_cmd;
+
+int mf_cmd_demo(int argc, char **argv);
+
+/* "--name value" / "--name=value" parsing: returns the value and advances *i, or NULL. */
+const char *cli_opt(int argc, char **argv, int *i, const char *name);
+/* Parses an int setting, printing "memfit: --name: ..." and returning -1 when bad. */
+int cli_int(const char *name, const char *v, int lo, int hi, int *out);
+int cli_double(const char *name, const char *v, double lo, double hi, double *out);
+
+#endif

@@ -1,0 +1,141 @@
+/* checkpoint.c — saves and resumes a training session as a safetensors file: f32 parameters and
+ * buffers, optimizer state, accumulated gradients (mid-accumulation), and in the metadata the
+ * step counters, loss scale and RNG state. Written atomically; every mismatch is a clear error. */
+#include "train/safetensors.h"
+#include "train/session.h"
+#include "ops/ops.h"
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK_FORMAT "memfit-checkpoint-1"
+
+static const char *optim_name(mf_optim_kind k) { return k == MF_SGD ? "sgd" : k == MF_ADAM ? "adam" : "adamw"; }
+
+/* Visits every tensor a checkpoint holds, with its file name and storage. */
+typedef int (*ck_visit_fn)(void *ctx, const char *name, mf_dtype dt, int ndim, const int64_t *shape, void *data);
+static int ck_visit(mf_session *s, int with_grads, ck_visit_fn fn, void *ctx) {
+  const mf_graph *g = s->plan->g;
+  int sp = mf_optim_state_per_param(s->opts.plan.optim);
+  char nm[MF_NAME_LEN + 16];
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op != MF_OP_PARAM && n->op != MF_OP_BUFFER) continue;
+    snprintf(nm, sizeof nm, "%s.%s", n->op == MF_OP_PARAM ? "param" : "buffer", n->name);
+    if (fn(ctx, nm, n->dtype, n->ndim, n->ne, mf_session_ptr(s, NULL, id)) < 0) return -1;
+    if (n->op != MF_OP_PARAM || n->grad < 0 || !s->plan->has_train) continue;
+    float *st = (float *)(s->arena[MF_ARENA_OPT] + s->plan->opt_off[id]);
+    for (int k = 0; k < sp; k++) {
+      snprintf(nm, sizeof nm, "opt.%s.%s", sp == 1 ? "momentum" : k == 0 ? "m" : "v", n->name);
+      if (fn(ctx, nm, MF_F32, n->ndim, n->ne, st + (size_t)k * (size_t)mf_node_numel(n)) < 0) return -1;
+    }
+    if (with_grads) {
+      snprintf(nm, sizeof nm, "grad.%s", n->name);
+      if (fn(ctx, nm, MF_F32, n->ndim, n->ne, mf_session_ptr(s, NULL, n->grad)) < 0) return -1;
+    }
+  }
+  return 0;
+}
+
+static int add_visit(void *ctx, const char *name, mf_dtype dt, int ndim, const int64_t *shape, void *data) {
+  return mf_st_writer_add(ctx, name, dt, ndim, shape, data);
+}
+
+int mf_session_save(mf_session *s, const char *path, char *err, size_t errlen) {
+  mf_st_writer *w = mf_st_writer_init();
+  if (!w) { snprintf(err, errlen, "checkpoint %s: out of host memory", path); return -1; }
+  char v[64];
+  mf_st_writer_meta(w, "format", CK_FORMAT);
+  mf_st_writer_meta(w, "optimizer", optim_name(s->opts.plan.optim));
+  mf_st_writer_meta(w, "act_dtype", mf_dtype_name(s->plan->g->act_dtype));
+  snprintf(v, sizeof v, "%" PRId64, s->step); mf_st_writer_meta(w, "step", v);
+  snprintf(v, sizeof v, "%d", s->micro); mf_st_writer_meta(w, "micro", v);
+  snprintf(v, sizeof v, "%.17g", s->loss_scale); mf_st_writer_meta(w, "loss_scale", v);
+  snprintf(v, sizeof v, "%d", s->clean_steps); mf_st_writer_meta(w, "clean_steps", v);
+  snprintf(v, sizeof v, "%" PRId64, s->skipped); mf_st_writer_meta(w, "skipped", v);
+  snprintf(v, sizeof v, "%" PRIu64, s->rng); mf_st_writer_meta(w, "rng", v);
+  int rc = ck_visit(s, s->micro > 0, add_visit, w);
+  if (rc < 0 || mf_st_writer_error(w)) {
+    snprintf(err, errlen, "checkpoint %s: %s", path, mf_st_writer_error(w) ? mf_st_writer_error(w) : "could not add a tensor");
+    mf_st_writer_free(w);
+    return -1;
+  }
+  rc = mf_st_writer_save(w, path, err, errlen);
+  mf_st_writer_free(w);
+  return rc;
+}
+
+typedef struct load_ctx { mf_st_file *f; const char *path; char *err; size_t errlen; int found; int copy; } load_ctx;
+
+static int load_visit(void *ctx, const char *name, mf_dtype dt, int ndim, const int64_t *shape, void *data) {
+  load_ctx *c = ctx;
+  char e[384];
+  const void *src = mf_st_get(c->f, name, dt, ndim, shape, e, sizeof e);
+  if (!src) { snprintf(c->err, c->errlen, "checkpoint %s: %s (was it saved from another model or settings?)", c->path, e); return -1; }
+  c->found++;
+  if (c->copy) {
+    int64_t cnt = 1;
+    for (int i = 0; i < ndim; i++) cnt *= shape[i];
+    memcpy(data, src, (size_t)cnt * mf_dtype_size(dt));
+  }
+  return 0;
+}
+
+static int meta_num(mf_st_file *f, const char *path, const char *key, double *out, char *err, size_t errlen) {
+  const char *v = mf_st_meta(f, key);
+  char *end;
+  if (!v || !*v || (*out = strtod(v, &end), *end)) {
+    snprintf(err, errlen, "checkpoint %s: metadata '%s' is %s", path, key, v ? "not a number" : "missing");
+    return -1;
+  }
+  return 0;
+}
+
+int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
+  mf_st_file *f = mf_st_open(path, err, errlen);
+  if (!f) return -1;
+  int rc = -1;
+  const char *fmt = mf_st_meta(f, "format"), *opt = mf_st_meta(f, "optimizer");
+  double step, micro, scale, clean, skipped;
+  if (!fmt || strcmp(fmt, CK_FORMAT)) { snprintf(err, errlen, "checkpoint %s: not a memfit checkpoint (format '%s')", path, fmt ? fmt : "missing"); goto out; }
+  if (s->plan->has_train && (!opt || strcmp(opt, optim_name(s->opts.plan.optim)))) {
+    snprintf(err, errlen, "checkpoint %s: saved with optimizer '%s', this run uses '%s'", path, opt ? opt : "?", optim_name(s->opts.plan.optim));
+    goto out;
+  }
+  if (meta_num(f, path, "step", &step, err, errlen) || meta_num(f, path, "micro", &micro, err, errlen) ||
+      meta_num(f, path, "loss_scale", &scale, err, errlen) || meta_num(f, path, "clean_steps", &clean, err, errlen) ||
+      meta_num(f, path, "skipped", &skipped, err, errlen))
+    goto out;
+  const char *rng = mf_st_meta(f, "rng");
+  if (!rng) { snprintf(err, errlen, "checkpoint %s: metadata 'rng' is missing", path); goto out; }
+  /* validate everything first, then copy: a bad file leaves the session untouched */
+  load_ctx c = {f, path, err, errlen, 0, 0};
+  if (ck_visit(s, micro > 0, load_visit, &c) < 0) goto out;
+  if (c.found != mf_st_count(f)) {
+    snprintf(err, errlen, "checkpoint %s: holds %d tensors, this model has %d (saved from another model?)", path, mf_st_count(f), c.found);
+    goto out;
+  }
+  c.copy = 1;
+  if (ck_visit(s, micro > 0, load_visit, &c) < 0) goto out;
+  s->step = (int64_t)step;
+  s->micro = (int)micro;
+  s->loss_scale = scale;
+  s->clean_steps = (int)clean;
+  s->skipped = (int64_t)skipped;
+  s->rng = strtoull(rng, NULL, 10);
+  {
+    /* refresh the low-precision copies from the loaded masters */
+    const mf_graph *g = s->plan->g;
+    mf_kctx k = {.g = g, .nthreads = s->opts.threads};
+    for (int id = 0; id < g->n; id++) {
+      const mf_node *n = &g->nodes[id];
+      if (n->op != MF_OP_PARAM_LP) continue;
+      void *src[1] = {mf_session_ptr(s, NULL, n->src[0])};
+      mf_backend_cpu.kernels[MF_OP_PARAM_LP](&k, n, mf_session_ptr(s, NULL, id), src, NULL);
+    }
+  }
+  rc = 0;
+out:
+  mf_st_close(f);
+  return rc;
+}
