@@ -1,0 +1,187 @@
+/* data.h — internals of the data pipeline (src/data): per-sample RNG, decoded raw images,
+ * the PNG/JPEG decoders, transforms, the procedural generator and the dataset interface. */
+#ifndef MEMFIT_DATA_H
+#define MEMFIT_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "memfit.h"
+
+/* Messages are cut to their buffers on purpose (snprintf); paths are limited to PATH_MAX. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
+/* ---- RNG: splitmix64 to seed, xoshiro256** to draw ---- */
+typedef struct rng_t { uint64_t s[4]; } rng_t;
+
+static inline uint64_t splitmix64_next(uint64_t *x) {
+  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+/* A well-mixed 64-bit hash of a few words (order matters). */
+static inline uint64_t hash_words(uint64_t a, uint64_t b, uint64_t c) {
+  uint64_t x = a;
+  uint64_t h = splitmix64_next(&x);
+  x = h ^ b; h = splitmix64_next(&x);
+  x = h ^ c; return splitmix64_next(&x);
+}
+static inline void rng_init(rng_t *r, uint64_t seed) {
+  uint64_t x = seed;
+  for (int i = 0; i < 4; i++) r->s[i] = splitmix64_next(&x);
+}
+static inline uint64_t rng_u64(rng_t *r) {
+  uint64_t *s = r->s;
+  uint64_t x = s[1] * 5, res = ((x << 7) | (x >> 57)) * 9, t = s[1] << 17;
+  s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t;
+  s[3] = (s[3] << 45) | (s[3] >> 19);
+  return res;
+}
+/* uniform in [0,1) with 53 bits */
+static inline double rng_uniform(rng_t *r) { return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
+static inline double rng_range(rng_t *r, double lo, double hi) { return lo + (hi - lo) * rng_uniform(r); }
+/* integer in [0, n) (n > 0), bias below 2^-32 for n < 2^32 */
+static inline uint64_t rng_below(rng_t *r, uint64_t n) { return (uint64_t)(rng_uniform(r) * (double)n) % n; }
+double rng_normal(rng_t *r); /* standard normal (Box-Muller), in transform.c */
+
+/* ---- raw decoded images ----
+ * A region of a (possibly DCT-downscaled) decoded image, interleaved HWC, 8- or 16-bit samples
+ * (16-bit in native byte order). (x0,y0) is the region's origin in the full image at scale `scale`;
+ * full_w/full_h are the full image's size at that scale. The buffer grows and is reused. */
+typedef struct raw_image {
+  int w, h, c, depth;    /* region: h rows x w cols x c channels (1 or 3), depth 8 or 16 */
+  size_t stride;         /* bytes per row */
+  int x0, y0;            /* region origin within the scaled full image */
+  int full_w, full_h;    /* scaled full image size */
+  int orig_w, orig_h;    /* full image size before DCT scaling */
+  double scale;          /* scaled / original size (1, 1/2, 1/4, 1/8 for JPEG draft decode) */
+  uint8_t *data; size_t cap;
+} raw_image;
+void raw_image_free(raw_image *r);
+int raw_image_reserve(raw_image *r, int w, int h, int c, int depth);
+
+/* A crop request: after the header is read, the decoder asks `choose` which part of the image
+ * is needed (box in original pixel coordinates, and the output size it will be resampled to). */
+typedef struct decode_region {
+  double bx, by, bw, bh; /* box in original pixels */
+  int out_w, out_h;      /* resample target (for the DCT scale and the filter margin) */
+  double support;        /* resampling filter support in output pixels (kept around the box) */
+} decode_region;
+typedef int (*decode_choose_fn)(void *ctx, int w, int h, decode_region *reg);
+
+enum { IMG_UNKNOWN = 0, IMG_PNG, IMG_JPEG };
+int image_sniff(const uint8_t *buf, size_t n); /* IMG_PNG / IMG_JPEG / IMG_UNKNOWN */
+
+/* Decoding. choose may be NULL (whole image). draft: allow JPEG DCT downscaling.
+ * Returns 0, or -1 with err filled (never aborts on corrupt input). */
+int png_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_fn choose, void *ctx,
+                   char *err, size_t errlen);
+int jpeg_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_fn choose, void *ctx,
+                    int draft, char *err, size_t errlen);
+int image_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_fn choose, void *ctx,
+                     int draft, char *err, size_t errlen);
+
+/* Header-only probe from a file (cheap; used when a folder is opened).
+ * Returns 0 with w/h/c/depth, or -(1 + skip_reason) with the reason in err. */
+int image_probe_file(const char *path, int *w, int *h, int *c, int *depth, char *err, size_t errlen);
+
+/* Reads a whole file into *buf (grown with realloc; *cap its capacity). Returns bytes or -1. */
+long file_read_all(const char *path, uint8_t **buf, size_t *cap, char *err, size_t errlen);
+
+/* ---- transforms ---- */
+typedef struct tf_params {
+  double bx, by, bw, bh;          /* source box (original pixels) */
+  int hflip, vflip, rot;          /* rot: number of 90-degree counter-clockwise turns */
+  int jitter; int order[4];       /* colour jitter on/off and the order of b, c, s, h */
+  float bright, contrast, sat, hue;
+  int gray;                       /* convert to grayscale */
+  float blur_sigma;               /* 0: no blur */
+  float noise_std;                /* 0: no noise */
+  uint64_t noise_seed;
+} tf_params;
+
+/* Draws the random parameters of one view for an image of size w x h (original pixels).
+ * Returns 0, or -1 when the image is smaller than a fixed-size crop (err says so). */
+int tf_params_draw(const mf_transform_opts *o, rng_t *r, int w, int h, tf_params *p, char *err, size_t errlen);
+/* Draws `views` parameter sets for a w x h image and the decode request covering all of them.
+ * Returns 0, or -1 when a fixed-size crop does not fit (err says so). */
+int tf_draw_views(const mf_transform_opts *o, int views, rng_t *r, int w, int h, tf_params *p, decode_region *reg,
+                  char *err, size_t errlen);
+/* Checks options; returns 0 or -1 with err. */
+int tf_validate(const mf_transform_opts *o, char *err, size_t errlen);
+
+/* Per-thread scratch for transforms (grows, reused). */
+typedef struct tf_scratch { float *buf; size_t cap; } tf_scratch;
+void tf_scratch_free(tf_scratch *s);
+
+/* Resamples p->box of raw into out_c planes of out_h x out_w (planes[c], each contiguous, row
+ * stride out_w) and applies every other transform. Gray sources are replicated to 3 channels. */
+int tf_apply(const mf_transform_opts *o, const tf_params *p, const raw_image *raw, float *const *planes,
+             tf_scratch *s);
+
+/* ---- generator ---- */
+/* Renders image `index` of the procedural set into raw (8-bit RGB, w x h). */
+int gen_render(uint64_t seed, uint64_t index, int w, int h, raw_image *raw);
+
+/* ---- warnings and skip accounting ---- */
+typedef enum skip_reason {  /* also in data.c's names */ SKIP_EMPTY = 0, SKIP_NOT_IMAGE, SKIP_CORRUPT, SKIP_UNSUPPORTED, SKIP_TOO_SMALL,
+                           SKIP_UNREADABLE, SKIP_NO_CLASS, SKIP_VIDEO, SKIP_REASON_COUNT } skip_reason;
+const char *skip_reason_name(skip_reason r);
+void data_warn(int quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- datasets ---- */
+typedef struct worker_ctx {
+  uint8_t *file; size_t file_cap;   /* file bytes */
+  raw_image raw;                    /* decoded region */
+  tf_scratch tf;
+  void *video;                      /* video decoder state (video.c) */
+} worker_ctx;
+void worker_ctx_free(worker_ctx *w);
+
+typedef struct dataset_vt {
+  /* Produces sample idx with `views` transformed views into planes (per view: C planes for each
+   * of `frames` frames: planes[(v*frames + t)*C + c]). Returns 0, or -(1 + skip_reason) with err. */
+  int (*get)(mf_dataset *d, size_t idx, const mf_transform_opts *o, int views, rng_t *r, float *const *planes,
+             worker_ctx *w, char *err, size_t errlen);
+  void (*free)(mf_dataset *d);
+} dataset_vt;
+
+typedef struct file_entry {
+  char *rel;           /* path relative to the root */
+  int w, h;            /* from the header probe (frames for video: h = frame count) */
+  int label;
+} file_entry;
+
+struct mf_dataset {
+  const dataset_vt *vt;
+  int kind;            /* 0 folder, 1 generated, 2 video */
+  char *root;
+  file_entry *files; size_t nfiles;
+  char **classes; int nclasses;
+  size_t n;            /* samples */
+  int frames;          /* frames per sample (1 for images) */
+  int quiet;
+  /* skipped at open */
+  size_t skipped[SKIP_REASON_COUNT];
+  /* generated */
+  uint64_t gen_seed; int gen_w, gen_h;
+  /* video */
+  int clip_len, frame_stride, clip_step;
+  size_t *clip_file; int *clip_start;  /* per sample */
+};
+
+/* Builds the full path of file i into buf. */
+void dataset_path(const mf_dataset *d, size_t i, char *buf, size_t n);
+
+/* Scans a folder into d->files without probing (dataset.c; used by video.c). */
+int dataset_scan(mf_dataset *d, const char *dir, mf_split split, double frac, uint64_t seed, int labels, char *err,
+                 size_t errlen);
+/* video.c */
+int video_open_folder(mf_dataset *d, const char *dir, const mf_video_opts *o, char *err, size_t errlen);
+void video_ctx_free(void *v);
+
+#endif
