@@ -343,6 +343,8 @@ mf_loader *mf_loader_init(const mf_loader_opts *o, char *err, size_t errlen);
 const mf_batch *mf_loader_next(mf_loader *l);
 void mf_loader_release(mf_loader *l, const mf_batch *b);
 void mf_loader_free(mf_loader *l);
+/* Why mf_loader_next returned NULL other than at an epoch end (no sample loadable), else NULL. */
+const char *mf_loader_error(const mf_loader *l);
 size_t mf_loader_batches_per_epoch(const mf_loader *l);
 typedef struct mf_loader_stats {
   double wait_s;           /* time the consumer spent blocked in mf_loader_next */
