@@ -1,25 +1,112 @@
-/* norm.c — STUB, to be replaced by the real norm ops (shape rules, builders, gradients). */
+/* norm.c — batch norm (train / eval, running statistics) and group norm over x [N,C,...]:
+ * shape rules, builders and gradients. The backward kernels recompute the batch/group
+ * statistics from x instead of storing them. Kernels: backend/cpu/norm.c.
+ *
+ * NORM node: src x, gamma [C], beta [C][, rmean [C], rvar [C]]
+ *   ip0 = MF_NORM_BATCH / MF_NORM_GROUP, ip1 = groups (group norm), ip2 = training (batch norm),
+ *   ip3 = 1 on recompute clones (set by the planner): the kernel then skips the running-stat
+ *   update, so recomputing a training batch norm in backward does not update the buffers twice.
+ *   fp0 = eps, fp1 = momentum (running = (1-momentum)*running + momentum*batch; the running
+ *   variance takes the unbiased batch variance, the normalisation the biased one, as PyTorch). */
 #include "ops/ops.h"
+#include "graph/dtype.h"
 
-mf_tensor mf_batchnorm(mf_graph *g, mf_tensor x, mf_tensor gamma, mf_tensor beta, mf_tensor rmean, mf_tensor rvar, int training, double momentum, double eps) {
-  (void)x;
-  (void)gamma;
-  (void)beta;
-  (void)rmean;
-  (void)rvar;
-  (void)training;
-  (void)momentum;
-  (void)eps;
-  return mf_graph_fail(g, "mf_batchnorm: not implemented yet");
+static bool is_vec(const mf_node *n, int64_t C) { return n->ndim == 1 && n->ne[0] == C && mf_dtype_is_float(n->dtype); }
+
+static int norm_build(mf_graph *g, const char *nm, int kind, mf_tensor x, mf_tensor gamma, mf_tensor beta, mf_tensor rmean,
+                      mf_tensor rvar, int groups, int training, double momentum, double eps) {
+  int src[5] = {x, gamma, beta, rmean, rvar};
+  int nsrc = (rmean >= 0 || rvar >= 0) ? 5 : 3;
+  if (!mf_graph_check_srcs(g, nm, nsrc, src)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  char sx[64];
+  mf_shape_str(nx, sx, sizeof sx);
+  if (nx->ndim < 2 || !mf_dtype_is_float(nx->dtype))
+    return mf_graph_fail(g, "%s: input %s (%s) must be float [N,C,...]", nm, sx, mf_dtype_name(nx->dtype));
+  int64_t C = nx->ne[1];
+  for (int i = 1; i < nsrc; i++)
+    if (!is_vec(&g->nodes[src[i]], C)) {
+      static const char *what[5] = {"x", "gamma", "beta", "running mean", "running var"};
+      char s[64];
+      mf_shape_str(&g->nodes[src[i]], s, sizeof s);
+      return mf_graph_fail(g, "%s: %s has shape %s but input %s needs [%lld]", nm, what[i], s, sx, (long long)C);
+    }
+  if (!(eps >= 0)) return mf_graph_fail(g, "%s: eps %g must be >= 0", nm, eps);
+  if (kind == MF_NORM_GROUP && (groups < 1 || C % groups))
+    return mf_graph_fail(g, "%s: %d groups do not divide the %lld channels of %s", nm, groups, (long long)C, sx);
+  if (kind == MF_NORM_BATCH) {
+    if (!training && nsrc < 5) return mf_graph_fail(g, "%s: eval mode needs running mean and variance (input %s)", nm, sx);
+    if (!(momentum >= 0 && momentum <= 1)) return mf_graph_fail(g, "%s: momentum %g is not in [0,1]", nm, momentum);
+    if (training && mf_node_numel(nx) / C < 2)
+      return mf_graph_fail(g, "%s: training needs more than one value per channel (input %s)", nm, sx);
+  }
+  int id = mf_node_like(g, MF_OP_NORM, x, nsrc, src);
+  if (id < 0) return -1;
+  mf_node *n = &g->nodes[id];
+  n->ip[0] = kind;
+  n->ip[1] = kind == MF_NORM_GROUP ? groups : 1;
+  n->ip[2] = kind == MF_NORM_BATCH ? (training != 0) : 1;
+  n->ip[3] = 0;
+  n->fp[0] = eps;
+  n->fp[1] = momentum;
+  snprintf(n->name, MF_NAME_LEN, "%s", nm);
+  return id;
 }
+
+mf_tensor mf_batchnorm(mf_graph *g, mf_tensor x, mf_tensor gamma, mf_tensor beta, mf_tensor rmean, mf_tensor rvar, int training,
+                       double momentum, double eps) {
+  if ((rmean < 0) != (rvar < 0)) return mf_graph_fail(g, "batchnorm: give both running mean and variance, or neither");
+  return norm_build(g, "batchnorm", MF_NORM_BATCH, x, gamma, beta, rmean, rvar, 1, training, momentum, eps);
+}
+
 mf_tensor mf_groupnorm(mf_graph *g, mf_tensor x, mf_tensor gamma, mf_tensor beta, int groups, double eps) {
-  (void)x;
-  (void)gamma;
-  (void)beta;
-  (void)groups;
-  (void)eps;
-  return mf_graph_fail(g, "mf_groupnorm: not implemented yet");
+  return norm_build(g, "groupnorm", MF_NORM_GROUP, x, gamma, beta, -1, -1, groups, 1, 0, eps);
 }
-const mf_op_def mf_op_def_norm = {"norm", NULL, NULL};
-const mf_op_def mf_op_def_norm_bwd_dx = {"norm_bwd_dx", NULL, NULL};
-const mf_op_def mf_op_def_norm_bwd_param = {"norm_bwd_param", NULL, NULL};
+
+/* A backward node of NORM node `fwd`: same op parameters, ip3 cleared. */
+static int bwd_node(mf_graph *g, int op, int fwd, mf_dtype dt, int ndim, const int64_t *ne, int nsrc, const int *src) {
+  int id = mf_graph_add(g, op, dt, ndim, ne, nsrc, src);
+  if (id < 0) return -1;
+  const mf_node *f = &g->nodes[fwd];
+  mf_node *n = &g->nodes[id];
+  for (int i = 0; i < 3; i++) n->ip[i] = f->ip[i];
+  n->fp[0] = f->fp[0];
+  n->fp[1] = f->fp[1];
+  snprintf(n->name, MF_NAME_LEN, "%s_%s", f->ip[0] == MF_NORM_BATCH ? "batchnorm" : "groupnorm",
+           op == MF_OP_NORM_BWD_DX ? "bwd_dx" : "bwd_param");
+  return id;
+}
+
+/* dx: src x, dy, gamma[, rmean, rvar] (running stats only for eval-mode batch norm).
+ * dgamma, dbeta: NORM_BWD_PARAM src x, dy[, rmean, rvar] -> [2,C], then sliced. */
+static int grad_norm(mf_graph *g, int id, int dy, int *dx) {
+  const mf_node *n = &g->nodes[id];
+  int x = n->src[0], gamma = n->src[1], beta = n->src[2];
+  bool running = n->ip[0] == MF_NORM_BATCH && !n->ip[2];
+  int rm = running ? n->src[3] : -1, rv = running ? n->src[4] : -1;
+  const mf_node *nx = &g->nodes[x];
+  int64_t C = nx->ne[1], xne[MF_MAX_DIMS];
+  int xd = nx->ndim;
+  mf_dtype xt = nx->dtype, gt = g->nodes[gamma].dtype;
+  for (int i = 0; i < MF_MAX_DIMS; i++) xne[i] = nx->ne[i];
+  if (mf_wants_grad(g, x)) {
+    int s[5] = {x, dy, gamma, rm, rv};
+    dx[0] = bwd_node(g, MF_OP_NORM_BWD_DX, id, xt, xd, xne, running ? 5 : 3, s);
+  }
+  if (mf_wants_grad(g, gamma) || mf_wants_grad(g, beta)) {
+    int s[4] = {x, dy, rm, rv};
+    int p = bwd_node(g, MF_OP_NORM_BWD_PARAM, id, gt, 2, (int64_t[]){2, C}, running ? 4 : 2, s);
+    if (mf_wants_grad(g, gamma)) dx[1] = mf_reshape(g, mf_slice(g, p, 0, 0, 1), 1, &C);
+    if (mf_wants_grad(g, beta)) dx[2] = mf_reshape(g, mf_slice(g, p, 0, 1, 2), 1, &C);
+  }
+  return g->err[0] ? -1 : 0;
+}
+
+static double flops_of(const mf_graph *g, const mf_node *n, double per) { return per * (double)mf_node_numel(&g->nodes[n->src[0]]); }
+static double flops_norm(const mf_graph *g, const mf_node *n) { return flops_of(g, n, 6); }
+static double flops_norm_dx(const mf_graph *g, const mf_node *n) { return flops_of(g, n, 12); }
+static double flops_norm_param(const mf_graph *g, const mf_node *n) { return flops_of(g, n, 7); }
+
+const mf_op_def mf_op_def_norm = {"norm", grad_norm, flops_norm};
+const mf_op_def mf_op_def_norm_bwd_dx = {"norm_bwd_dx", NULL, flops_norm_dx};
+const mf_op_def mf_op_def_norm_bwd_param = {"norm_bwd_param", NULL, flops_norm_param};

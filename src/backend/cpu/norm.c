@@ -1,6 +1,218 @@
-/* norm.c (CPU) — STUB kernels, to be replaced. */
+/* norm.c (CPU) — batch norm and group norm over x [N,C,S] (S = product of the spatial dims),
+ * forward (with the in-place running-statistics update) and backward. Backward recomputes the
+ * mean and variance from x. All sums are in double, in a fixed order, one statistic group per
+ * loop iteration: batch norm parallelises over channels, group norm over (sample, group). */
 #include "backend/cpu/cpu.h"
+#include <math.h>
 
-void mf_cpu_norm(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
-void mf_cpu_norm_bwd_dx(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
-void mf_cpu_norm_bwd_param(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
+/* ---- contiguous span helpers: f32 fast path, generic mf_ld/mf_st otherwise ---- */
+
+static double span_sum(const void *p, mf_dtype t, int64_t off, int64_t len) {
+  double s = 0;
+  if (t == MF_F32) { const float *f = (const float *)p + off; for (int64_t i = 0; i < len; i++) s += f[i]; }
+  else for (int64_t i = 0; i < len; i++) s += mf_ld(p, t, off + i);
+  return s;
+}
+/* sum (x - mean)^2 */
+static double span_sqdev(const void *p, mf_dtype t, int64_t off, int64_t len, double mean) {
+  double s = 0;
+  if (t == MF_F32) { const float *f = (const float *)p + off; for (int64_t i = 0; i < len; i++) { double d = f[i] - mean; s += d * d; } }
+  else for (int64_t i = 0; i < len; i++) { double d = mf_ld(p, t, off + i) - mean; s += d * d; }
+  return s;
+}
+/* adds sum dy and sum dy*(x - mean) */
+static void span_dy(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double mean, double *sdy,
+                    double *sdyx) {
+  double a = 0, b = 0;
+  if (xt == MF_F32 && dt == MF_F32) {
+    const float *xf = (const float *)x + off, *df = (const float *)dy + off;
+    for (int64_t i = 0; i < len; i++) { a += df[i]; b += df[i] * (xf[i] - mean); }
+  } else
+    for (int64_t i = 0; i < len; i++) { double d = mf_ld(dy, dt, off + i); a += d; b += d * (mf_ld(x, xt, off + i) - mean); }
+  *sdy += a;
+  *sdyx += b;
+}
+/* y = a*x + b */
+static void span_affine(const void *x, mf_dtype xt, void *y, mf_dtype yt, int64_t off, int64_t len, double a, double b) {
+  if (xt == MF_F32 && yt == MF_F32) {
+    const float *xf = (const float *)x + off;
+    float *yf = (float *)y + off, af = (float)a, bf = (float)b;
+    for (int64_t i = 0; i < len; i++) yf[i] = xf[i] * af + bf;
+  } else
+    for (int64_t i = 0; i < len; i++) mf_st(y, yt, off + i, mf_ld(x, xt, off + i) * a + b);
+}
+/* out = A*dy + B*x + Cc */
+static void span_dx(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, void *out, mf_dtype ot, int64_t off, int64_t len,
+                    double A, double B, double Cc) {
+  if (xt == MF_F32 && dt == MF_F32 && ot == MF_F32) {
+    const float *xf = (const float *)x + off, *df = (const float *)dy + off;
+    float *of = (float *)out + off, a = (float)A, b = (float)B, c = (float)Cc;
+    for (int64_t i = 0; i < len; i++) of[i] = a * df[i] + (b * xf[i] + c);
+  } else
+    for (int64_t i = 0; i < len; i++) mf_st(out, ot, off + i, A * mf_ld(dy, dt, off + i) + B * mf_ld(x, xt, off + i) + Cc);
+}
+
+typedef struct { int64_t N, C, S; } nshape;
+static nshape shape_of(const mf_node *x) {
+  nshape s = {x->ne[0], x->ne[1], 1};
+  for (int i = 2; i < x->ndim; i++) s.S *= x->ne[i];
+  return s;
+}
+
+/* batch norm statistics of channel c: from the batch (biased variance), or the running buffers */
+static void bn_stats(const void *x, mf_dtype xt, nshape s, int64_t c, bool training, const void *rm, const void *rv, mf_dtype bt,
+                     double eps, double *mean, double *var, double *rstd) {
+  if (training) {
+    double M = (double)(s.N * s.S), sum = 0, sq = 0;
+    for (int64_t n = 0; n < s.N; n++) sum += span_sum(x, xt, (n * s.C + c) * s.S, s.S);
+    *mean = sum / M;
+    for (int64_t n = 0; n < s.N; n++) sq += span_sqdev(x, xt, (n * s.C + c) * s.S, s.S, *mean);
+    *var = sq / M;
+  } else {
+    *mean = mf_ld(rm, bt, c);
+    *var = mf_ld(rv, bt, c);
+  }
+  *rstd = 1.0 / sqrt(*var + eps);
+}
+
+/* group norm statistics of sample n, group gi: one contiguous span of (C/G)*S */
+static void gn_stats(const void *x, mf_dtype xt, nshape s, int64_t G, int64_t n, int64_t gi, double eps, double *mean, double *rstd) {
+  int64_t len = s.C / G * s.S, off = (n * s.C + gi * (s.C / G)) * s.S;
+  *mean = span_sum(x, xt, off, len) / (double)len;
+  *rstd = 1.0 / sqrt(span_sqdev(x, xt, off, len, *mean) / (double)len + eps);
+}
+
+/* src x, gamma, beta[, rmean, rvar] -> y = (x - mean) * rstd * gamma + beta. Training batch norm
+ * with buffers also updates rmean/rvar in place, unless ip3 marks a recompute clone. */
+void mf_cpu_norm(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *x = mf_src(k, n, 0), *ga = mf_src(k, n, 1), *be = mf_src(k, n, 2);
+  nshape s = shape_of(x);
+  double eps = n->fp[0], mom = n->fp[1];
+  mf_dtype xt = x->dtype, yt = n->dtype, gt = ga->dtype, btp = be->dtype;
+  int64_t total = mf_node_numel(x);
+  if (n->ip[0] == MF_NORM_BATCH) {
+    bool training = n->ip[2], has_run = n->nsrc >= 5, update = training && has_run && n->ip[3] == 0;
+    mf_dtype rt = has_run ? mf_src(k, n, 3)->dtype : MF_F32;
+    void *rm = has_run ? src[3] : NULL, *rv = has_run ? src[4] : NULL;
+    #pragma omp parallel for schedule(dynamic, 1) if (total > 16384 && s.C > 1)
+    for (int64_t c = 0; c < s.C; c++) {
+      double mean, var, rstd;
+      bn_stats(src[0], xt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd);
+      double a = rstd * mf_ld(src[1], gt, c), b = mf_ld(src[2], btp, c) - mean * a;
+      for (int64_t nn = 0; nn < s.N; nn++) span_affine(src[0], xt, out, yt, (nn * s.C + c) * s.S, s.S, a, b);
+      if (update) {
+        double M = (double)(s.N * s.S), unbiased = M > 1 ? var * M / (M - 1) : var;
+        mf_st(rm, rt, c, (1 - mom) * mf_ld(rm, rt, c) + mom * mean);
+        mf_st(rv, rt, c, (1 - mom) * mf_ld(rv, rt, c) + mom * unbiased);
+      }
+    }
+    return;
+  }
+  int64_t G = n->ip[1], Cg = s.C / G;
+  #pragma omp parallel for schedule(static) if (total > 16384 && s.N * G > 1)
+  for (int64_t job = 0; job < s.N * G; job++) {
+    int64_t nn = job / G, gi = job % G;
+    double mean, rstd;
+    gn_stats(src[0], xt, s, G, nn, gi, eps, &mean, &rstd);
+    for (int64_t c = gi * Cg; c < (gi + 1) * Cg; c++) {
+      double a = rstd * mf_ld(src[1], gt, c), b = mf_ld(src[2], btp, c) - mean * a;
+      span_affine(src[0], xt, out, yt, (nn * s.C + c) * s.S, s.S, a, b);
+    }
+  }
+}
+
+/* src x, dy, gamma[, rmean, rvar] -> dx = rstd * (gamma*dy - mean(gamma*dy) - xhat * mean(gamma*dy*xhat))
+ * with the means over the statistic group (train), or dx = gamma * rstd * dy (eval batch norm). */
+void mf_cpu_norm_bwd_dx(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *x = mf_src(k, n, 0), *d = mf_src(k, n, 1), *ga = mf_src(k, n, 2);
+  nshape s = shape_of(x);
+  double eps = n->fp[0];
+  mf_dtype xt = x->dtype, dt = d->dtype, gt = ga->dtype, ot = n->dtype;
+  int64_t total = mf_node_numel(x);
+  if (n->ip[0] == MF_NORM_BATCH) {
+    bool training = n->ip[2];
+    mf_dtype rt = n->nsrc >= 5 ? mf_src(k, n, 3)->dtype : MF_F32;
+    const void *rm = n->nsrc >= 5 ? src[3] : NULL, *rv = n->nsrc >= 5 ? src[4] : NULL;
+    #pragma omp parallel for schedule(dynamic, 1) if (total > 16384 && s.C > 1)
+    for (int64_t c = 0; c < s.C; c++) {
+      double mean, var, rstd, A, B = 0, Cc = 0;
+      bn_stats(src[0], xt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd);
+      A = rstd * mf_ld(src[2], gt, c);
+      if (training) {
+        double M = (double)(s.N * s.S), sdy = 0, sdyx = 0;
+        for (int64_t nn = 0; nn < s.N; nn++) span_dy(src[0], xt, src[1], dt, (nn * s.C + c) * s.S, s.S, mean, &sdy, &sdyx);
+        double mdy = sdy / M, mdyxh = sdyx * rstd / M;
+        B = -A * rstd * mdyxh;
+        Cc = -A * mdy - B * mean;
+      }
+      for (int64_t nn = 0; nn < s.N; nn++) span_dx(src[0], xt, src[1], dt, out, ot, (nn * s.C + c) * s.S, s.S, A, B, Cc);
+    }
+    return;
+  }
+  int64_t G = n->ip[1], Cg = s.C / G;
+  double M = (double)(Cg * s.S);
+  #pragma omp parallel for schedule(static) if (total > 16384 && s.N * G > 1)
+  for (int64_t job = 0; job < s.N * G; job++) {
+    int64_t nn = job / G, gi = job % G;
+    double mean, rstd, wdy = 0, wdyx = 0;
+    gn_stats(src[0], xt, s, G, nn, gi, eps, &mean, &rstd);
+    for (int64_t c = gi * Cg; c < (gi + 1) * Cg; c++) {
+      double sdy = 0, sdyx = 0, gc = mf_ld(src[2], gt, c);
+      span_dy(src[0], xt, src[1], dt, (nn * s.C + c) * s.S, s.S, mean, &sdy, &sdyx);
+      wdy += gc * sdy;
+      wdyx += gc * sdyx;
+    }
+    double mdxh = wdy / M, mdxhxh = wdyx * rstd / M, B = -rstd * rstd * mdxhxh, Cc = -rstd * mdxh - B * mean;
+    for (int64_t c = gi * Cg; c < (gi + 1) * Cg; c++)
+      span_dx(src[0], xt, src[1], dt, out, ot, (nn * s.C + c) * s.S, s.S, rstd * mf_ld(src[2], gt, c), B, Cc);
+  }
+}
+
+#define GN_LANES 64 /* channels of one group whose parameter gradients one job accumulates */
+
+/* src x, dy[, rmean, rvar] -> [2,C]: row 0 dgamma = sum dy * xhat, row 1 dbeta = sum dy */
+void mf_cpu_norm_bwd_param(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *x = mf_src(k, n, 0), *d = mf_src(k, n, 1);
+  nshape s = shape_of(x);
+  double eps = n->fp[0];
+  mf_dtype xt = x->dtype, dt = d->dtype, ot = n->dtype;
+  int64_t total = mf_node_numel(x);
+  if (n->ip[0] == MF_NORM_BATCH) {
+    bool training = n->ip[2];
+    mf_dtype rt = n->nsrc >= 4 ? mf_src(k, n, 2)->dtype : MF_F32;
+    const void *rm = n->nsrc >= 4 ? src[2] : NULL, *rv = n->nsrc >= 4 ? src[3] : NULL;
+    #pragma omp parallel for schedule(dynamic, 1) if (total > 16384 && s.C > 1)
+    for (int64_t c = 0; c < s.C; c++) {
+      double mean, var, rstd, sdy = 0, sdyx = 0;
+      bn_stats(src[0], xt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd);
+      for (int64_t nn = 0; nn < s.N; nn++) span_dy(src[0], xt, src[1], dt, (nn * s.C + c) * s.S, s.S, mean, &sdy, &sdyx);
+      mf_st(out, ot, c, sdyx * rstd);
+      mf_st(out, ot, s.C + c, sdy);
+    }
+    return;
+  }
+  int64_t G = n->ip[1], Cg = s.C / G, chunks = (Cg + GN_LANES - 1) / GN_LANES;
+  #pragma omp parallel for schedule(static) if (total > 16384 && G * chunks > 1)
+  for (int64_t job = 0; job < G * chunks; job++) {
+    int64_t gi = job / chunks, c0 = gi * Cg + (job % chunks) * GN_LANES;
+    int64_t c1 = c0 + GN_LANES < (gi + 1) * Cg ? c0 + GN_LANES : (gi + 1) * Cg;
+    double dg[GN_LANES] = {0}, db[GN_LANES] = {0};
+    for (int64_t nn = 0; nn < s.N; nn++) {
+      double mean, rstd;
+      gn_stats(src[0], xt, s, G, nn, gi, eps, &mean, &rstd);
+      for (int64_t c = c0; c < c1; c++) {
+        double sdy = 0, sdyx = 0;
+        span_dy(src[0], xt, src[1], dt, (nn * s.C + c) * s.S, s.S, mean, &sdy, &sdyx);
+        dg[c - c0] += sdyx * rstd;
+        db[c - c0] += sdy;
+      }
+    }
+    for (int64_t c = c0; c < c1; c++) {
+      mf_st(out, ot, c, dg[c - c0]);
+      mf_st(out, ot, s.C + c, db[c - c0]);
+    }
+  }
+}
