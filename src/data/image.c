@@ -55,7 +55,27 @@ static void region_bounds(const decode_region *reg, double s, int fw, int fh, in
   if (*y1 <= *y0) { *y0 = 0; *y1 = fh; }
 }
 
+static unsigned be16(const uint8_t *p) { return (unsigned)p[0] << 8 | p[1]; }
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
 /* ---------------- PNG ---------------- */
+/* Checks the colour type / bit depth pair of a PNG whose first 33 bytes are hd (signature + IHDR).
+ * Returns 0 with *ch (1 or 3 after conversion), or -(1 + skip_reason). */
+static int png_ihdr_check(const uint8_t *hd, int *ch, char *err, size_t errlen) {
+  if (memcmp(hd + 12, "IHDR", 4) != 0) { snprintf(err, errlen, "corrupt PNG: no IHDR"); return -1 - SKIP_CORRUPT; }
+  int bd = hd[24], ct = hd[25], ok = 0;
+  switch (ct) {
+  case 0: ok = bd == 1 || bd == 2 || bd == 4 || bd == 8 || bd == 16; *ch = 1; break;
+  case 2: ok = bd == 8 || bd == 16; *ch = 3; break;
+  case 3: ok = bd == 1 || bd == 2 || bd == 4 || bd == 8; *ch = 3; break;
+  case 4: ok = bd == 8 || bd == 16; *ch = 1; break;
+  case 6: ok = bd == 8 || bd == 16; *ch = 3; break;
+  default: snprintf(err, errlen, "unsupported PNG colour type %d", ct); return -1 - SKIP_UNSUPPORTED;
+  }
+  if (!ok) { snprintf(err, errlen, "unsupported bit depth %d for PNG colour type %d", bd, ct); return -1 - SKIP_UNSUPPORTED; }
+  return 0;
+}
+
 typedef struct png_src {
   const uint8_t *buf; size_t n, pos;
   jmp_buf jb;
@@ -78,6 +98,8 @@ static void png_read_fn(png_structp png, png_bytep out, size_t len) {
 int png_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_fn choose, void *ctx,
                    char *err, size_t errlen) {
   if (n < 8 || image_sniff(buf, n) != IMG_PNG) { snprintf(err, errlen, "not a PNG file"); return -1; }
+  int ihdr_ch;
+  if (n >= 33 && png_ihdr_check(buf, &ihdr_ch, err, errlen) != 0) return -1;
   png_src src = {.buf = buf, .n = n, .pos = 0};
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_err_fn, png_warn_fn);
   if (!png) { snprintf(err, errlen, "out of memory"); return -1; }
@@ -277,8 +299,6 @@ int image_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose
 }
 
 /* ---------------- header probe ---------------- */
-static unsigned be16(const uint8_t *p) { return (unsigned)p[0] << 8 | p[1]; }
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 
 int image_probe_file(const char *path, int *w, int *h, int *c, int *depth, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
@@ -291,17 +311,10 @@ int image_probe_file(const char *path, int *w, int *h, int *c, int *depth, char 
   if (kind == IMG_PNG) {
     if (got < 33 || memcmp(hd + 12, "IHDR", 4) != 0) { snprintf(err, errlen, "corrupt PNG: no IHDR"); goto done; }
     uint32_t pw = be32(hd + 16), ph = be32(hd + 20);
-    int bd = hd[24], ct = hd[25];
-    int ok_depth = 0, ch = 0;
-    switch (ct) {
-    case 0: ok_depth = bd == 1 || bd == 2 || bd == 4 || bd == 8 || bd == 16; ch = 1; break;
-    case 2: ok_depth = bd == 8 || bd == 16; ch = 3; break;
-    case 3: ok_depth = bd == 1 || bd == 2 || bd == 4 || bd == 8; ch = 3; break;
-    case 4: ok_depth = bd == 8 || bd == 16; ch = 1; break;
-    case 6: ok_depth = bd == 8 || bd == 16; ch = 3; break;
-    default: snprintf(err, errlen, "unsupported PNG colour type %d", ct); rc = -1 - SKIP_UNSUPPORTED; goto done;
-    }
-    if (!ok_depth) { snprintf(err, errlen, "unsupported bit depth %d for PNG colour type %d", bd, ct); rc = -1 - SKIP_UNSUPPORTED; goto done; }
+    int ch = 0, bd = hd[24];
+    rc = png_ihdr_check(hd, &ch, err, errlen);
+    if (rc != 0) goto done;
+    rc = -1 - SKIP_CORRUPT;
     if (pw == 0 || ph == 0 || pw > MAX_SIDE || ph > MAX_SIDE) { snprintf(err, errlen, "bad PNG size %ux%u", pw, ph); goto done; }
     *w = (int)pw; *h = (int)ph; *c = ch; *depth = bd == 16 ? 16 : 8;
     rc = 0;
