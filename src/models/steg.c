@@ -23,6 +23,7 @@ mf_steg_config mf_steg_config_default(void) {
   c.w_rec = 5.0;
   c.w_low = 1.0;
   c.z_std = 0.0;
+  c.segments = MF_STEG_SEG_BLOCKS;
   c.reveal_segments = 1;
   return c;
 }
@@ -85,6 +86,9 @@ int mf_steg_config_check(const mf_steg_config *c, char *err, size_t errlen) {
   } else if (!(c->w_guide >= 0 && c->w_rec >= 0 && c->w_low >= 0)) {
     snprintf(buf, sizeof buf, "loss weights %g/%g/%g (guide/rec/low): set each to 0 or more (HiNet: 1/5/1)",
              c->w_guide, c->w_rec, c->w_low);
+    msg = buf;
+  } else if (c->segments < MF_STEG_SEG_NONE || c->segments > MF_STEG_SEG_SUBNETS) {
+    snprintf(buf, sizeof buf, "segments is %d: use 0 (none), 1 (coupling blocks) or 2 (subnets)", c->segments);
     msg = buf;
   } else if (!(c->z_std >= 0)) {
     snprintf(buf, sizeof buf, "z_std is %g: set it to 0 (zeros) or a positive std", c->z_std);
@@ -150,30 +154,42 @@ static mf_tensor subnet_apply(mf_graph *g, const mf_steg_subnet *n, double slope
   return mf_conv2d(g, in, n->w[MF_STEG_CONVS - 1], n->b[MF_STEG_CONVS - 1], 1, 1, 1); /* [B,12,h,w] */
 }
 
+/* Subnet `which` of block b on x; with a name prefix (SUBNETS mode, building the training graph) it
+ * is one checkpoint segment "<prefix>.<subnet>". The inverse builders pass no prefix. */
+static mf_tensor subnet_run(mf_graph *g, const mf_steg_block *b, int which, mf_tensor x, const char *seg_prefix) {
+  if (!seg_prefix) return subnet_apply(g, &b->net[which], b->slope, x);
+  char name[48];
+  snprintf(name, sizeof name, "%s.%s", seg_prefix, subnet_names[which]);
+  mf_segment_begin(g, name);
+  mf_tensor y = subnet_apply(g, &b->net[which], b->slope, x);
+  mf_segment_end(g, 1, &x, 1, &y, NULL, NULL);
+  return y;
+}
+
 /* s = clamp*(2*sigmoid(rho(y1)) - 1), written as 2*clamp*sigmoid - clamp: [B,12,h,w] */
-static mf_tensor coupling_scale(mf_graph *g, const mf_steg_block *b, mf_tensor y1) {
-  mf_tensor r = mf_sigmoid(g, subnet_apply(g, &b->net[MF_STEG_RHO], b->slope, y1));
+static mf_tensor coupling_scale(mf_graph *g, const mf_steg_block *b, mf_tensor y1, const char *seg) {
+  mf_tensor r = mf_sigmoid(g, subnet_run(g, b, MF_STEG_RHO, y1, seg));
   return mf_add_scalar(g, mf_mul_scalar(g, r, 2.0 * b->clamp), -b->clamp);
 }
 
 /* y1 = x1 + phi(x2); y2 = x2*exp(s) + eta(y1). All [B,12,h,w]. */
 static void coupling_forward(mf_graph *g, const mf_steg_block *b, mf_tensor x1, mf_tensor x2, mf_tensor *y1,
-                             mf_tensor *y2) {
-  mf_tensor a = mf_add(g, x1, subnet_apply(g, &b->net[MF_STEG_PHI], b->slope, x2));
-  mf_tensor s = coupling_scale(g, b, a);
-  mf_tensor e = subnet_apply(g, &b->net[MF_STEG_ETA], b->slope, a);
+                             mf_tensor *y2, const char *seg) {
+  mf_tensor a = mf_add(g, x1, subnet_run(g, b, MF_STEG_PHI, x2, seg));
+  mf_tensor s = coupling_scale(g, b, a, seg);
+  mf_tensor e = subnet_run(g, b, MF_STEG_ETA, a, seg);
   *y1 = a;
   *y2 = mf_add(g, mf_mul(g, x2, mf_exp(g, s)), e);
 }
 
 /* x2 = (y2 - eta(y1))*exp(-s); x1 = y1 - phi(x2). All [B,12,h,w]. */
 static void coupling_inverse(mf_graph *g, const mf_steg_block *b, mf_tensor y1, mf_tensor y2, mf_tensor *x1,
-                             mf_tensor *x2) {
-  mf_tensor s = coupling_scale(g, b, y1);
-  mf_tensor e = subnet_apply(g, &b->net[MF_STEG_ETA], b->slope, y1);
+                             mf_tensor *x2, const char *seg) {
+  mf_tensor s = coupling_scale(g, b, y1, seg);
+  mf_tensor e = subnet_run(g, b, MF_STEG_ETA, y1, seg);
   mf_tensor a = mf_mul(g, mf_sub(g, y2, e), mf_exp(g, mf_mul_scalar(g, s, -1.0)));
   *x2 = a;
-  *x1 = mf_sub(g, y1, subnet_apply(g, &b->net[MF_STEG_PHI], b->slope, a));
+  *x1 = mf_sub(g, y1, subnet_run(g, b, MF_STEG_PHI, a, seg));
 }
 
 /* Inverse builders the planner calls for memory-free backprop. A hide block's segment maps
@@ -184,29 +200,33 @@ static void hide_block_inverse(mf_graph *g, void *ctx, int n_out, const mf_tenso
     mf_graph_fail(g, "steg coupling inverse: expected 2 outputs and 2 inputs, got %d and %d", n_out, n_in);
     return;
   }
-  coupling_inverse(g, ctx, outs[0], outs[1], &ins[0], &ins[1]);
+  coupling_inverse(g, ctx, outs[0], outs[1], &ins[0], &ins[1], NULL);
 }
 static void reveal_block_inverse(mf_graph *g, void *ctx, int n_out, const mf_tensor *outs, int n_in, mf_tensor *ins) {
   if (n_out != 2 || n_in != 2) {
     mf_graph_fail(g, "steg reveal-block inverse: expected 2 outputs and 2 inputs, got %d and %d", n_out, n_in);
     return;
   }
-  coupling_forward(g, ctx, outs[0], outs[1], &ins[0], &ins[1]);
+  coupling_forward(g, ctx, outs[0], outs[1], &ins[0], &ins[1], NULL);
 }
 
-/* Hide pass over all blocks; with `segments` each block is one invertible segment. */
+/* Hide pass over all blocks. segments: MF_STEG_SEG_BLOCKS makes each block one invertible
+ * segment, MF_STEG_SEG_SUBNETS each subnet a checkpoint segment. */
 static void hide_pass(mf_graph *g, mf_steg_model *m, int segments, mf_tensor x1, mf_tensor x2) {
   char name[32];
   for (int i = 0; i < m->cfg.blocks; i++) {
     mf_steg_block *b = &m->blk[i];
     mf_tensor ins[2] = {x1, x2}, outs[2];
-    if (segments) {
-      snprintf(name, sizeof name, "hide.blk%d", i);
+    snprintf(name, sizeof name, "hide.blk%d", i);
+    if (segments == MF_STEG_SEG_BLOCKS) {
       int id = mf_segment_begin(g, name);
       if (m->seg_count++ == 0) m->seg_first = id;
+    } else if (segments == MF_STEG_SEG_SUBNETS) {
+      if (m->seg_count == 0) m->seg_first = mf_graph_segment_count(g);
+      m->seg_count += MF_STEG_SUBNETS;
     }
-    coupling_forward(g, b, x1, x2, &outs[0], &outs[1]);
-    if (segments) mf_segment_end(g, 2, ins, 2, outs, hide_block_inverse, b);
+    coupling_forward(g, b, x1, x2, &outs[0], &outs[1], segments == MF_STEG_SEG_SUBNETS ? name : NULL);
+    if (segments == MF_STEG_SEG_BLOCKS) mf_segment_end(g, 2, ins, 2, outs, hide_block_inverse, b);
     x1 = outs[0];
     x2 = outs[1];
   }
@@ -214,19 +234,22 @@ static void hide_pass(mf_graph *g, mf_steg_model *m, int segments, mf_tensor x1,
   m->y2 = x2;
 }
 
-/* Reveal pass: the inverse network, blocks in reverse order, on (y1, z). */
+/* Reveal pass: the inverse network, blocks in reverse order, on (y1, z); segments as hide_pass. */
 static void reveal_pass(mf_graph *g, mf_steg_model *m, int segments, mf_tensor y1, mf_tensor y2) {
   char name[32];
   for (int i = m->cfg.blocks - 1; i >= 0; i--) {
     mf_steg_block *b = &m->blk[i];
     mf_tensor ins[2] = {y1, y2}, outs[2];
-    if (segments) {
-      snprintf(name, sizeof name, "reveal.blk%d", i);
+    snprintf(name, sizeof name, "reveal.blk%d", i);
+    if (segments == MF_STEG_SEG_BLOCKS) {
       int id = mf_segment_begin(g, name);
       if (m->seg_count++ == 0) m->seg_first = id;
+    } else if (segments == MF_STEG_SEG_SUBNETS) {
+      if (m->seg_count == 0) m->seg_first = mf_graph_segment_count(g);
+      m->seg_count += MF_STEG_SUBNETS;
     }
-    coupling_inverse(g, b, y1, y2, &outs[0], &outs[1]);
-    if (segments) mf_segment_end(g, 2, ins, 2, outs, reveal_block_inverse, b);
+    coupling_inverse(g, b, y1, y2, &outs[0], &outs[1], segments == MF_STEG_SEG_SUBNETS ? name : NULL);
+    if (segments == MF_STEG_SEG_BLOCKS) mf_segment_end(g, 2, ins, 2, outs, reveal_block_inverse, b);
     y1 = outs[0];
     y2 = outs[1];
   }
@@ -258,9 +281,10 @@ int mf_steg_build(mf_graph *g, const mf_steg_config *c, mf_steg_model *m) {
   /* LL(cover), taken before the blocks so only these 3 channels outlive x1 */
   mf_tensor cover_ll = mf_slice(g, m->x1, 1, 0, 3); /* [B,3,H/2,W/2] */
 
-  hide_pass(g, m, 1, m->x1, m->x2);
+  hide_pass(g, m, c->segments, m->x1, m->x2);
   m->stego = mf_idwt_haar(g, m->y1);         /* [B,3,H,W] */
-  reveal_pass(g, m, c->reveal_segments, m->y1, m->z);
+  int rseg = c->segments == MF_STEG_SEG_BLOCKS && !c->reveal_segments ? MF_STEG_SEG_NONE : c->segments;
+  reveal_pass(g, m, rseg, m->y1, m->z);
   m->revealed = mf_idwt_haar(g, m->rx2);     /* [B,3,H,W] */
 
   m->loss_guide = mf_mse_loss_sum(g, m->stego, m->cover);
@@ -294,7 +318,7 @@ int mf_steg_build_hide(mf_graph *g, const mf_steg_config *c, int height, int wid
   m->secret = mf_input(g, "secret", 4, img); /* [1,3,H,W] */
   m->x1 = mf_dwt_haar(g, m->cover);          /* [1,12,H/2,W/2] */
   m->x2 = mf_dwt_haar(g, m->secret);         /* [1,12,H/2,W/2] */
-  hide_pass(g, m, 0, m->x1, m->x2);
+  hide_pass(g, m, MF_STEG_SEG_NONE, m->x1, m->x2);
   m->stego = mf_idwt_haar(g, m->y1);         /* [1,3,H,W] */
   mf_tensor_set_name(g, m->stego, "stego");
   return mf_graph_error(g) ? -1 : 0;
@@ -306,7 +330,7 @@ int mf_steg_build_reveal(mf_graph *g, const mf_steg_config *c, int height, int w
   m->stego_in = mf_input(g, "stego", 4, img); /* [1,3,H,W] */
   m->z = mf_input(g, "z", 4, wav);           /* [1,12,H/2,W/2] */
   m->y1 = mf_dwt_haar(g, m->stego_in);       /* [1,12,H/2,W/2] */
-  reveal_pass(g, m, 0, m->y1, m->z);
+  reveal_pass(g, m, MF_STEG_SEG_NONE, m->y1, m->z);
   m->revealed = mf_idwt_haar(g, m->rx2);     /* [1,3,H,W] */
   mf_tensor_set_name(g, m->revealed, "revealed");
   return mf_graph_error(g) ? -1 : 0;

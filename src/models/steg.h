@@ -21,10 +21,18 @@ typedef struct mf_steg_config {
   double w_guide, w_rec, w_low; /* loss weights; HiNet: 1, 5, 1 (sums, not means) */
   double z_std;              /* reveal branch's z: 0 = zeros, > 0 = Gaussian of this std (the caller
                                 fills the "z" input either way; see mf_steg_model.z) */
-  int reveal_segments;       /* 1: the reveal pass's blocks are invertible segments too (their
-                                inverse is the forward coupling), so neither pass stores activations
-                                under memory-free backprop; 0: only the hide blocks are segments */
+  int segments;              /* MF_STEG_SEG_*: the recompute units the planner may drop (training graph) */
+  int reveal_segments;       /* blocks mode: 1: the reveal pass's blocks are invertible segments too
+                                (their inverse is the forward coupling), so neither pass stores
+                                activations under memory-free backprop; 0: only the hide blocks */
 } mf_steg_config;
+
+/* Recompute units of the training graph. BLOCKS (default): each coupling block is one invertible
+ * segment, so memory-free backprop stores nothing per block, but backward recomputes a whole block
+ * (3 dense subnets) at once. SUBNETS: each dense subnet is a checkpoint segment; the 12-channel
+ * coupling tensors stay stored (they grow with the number of blocks), the recompute peak is one
+ * subnet. NONE: no segments. */
+enum { MF_STEG_SEG_NONE = 0, MF_STEG_SEG_BLOCKS, MF_STEG_SEG_SUBNETS };
 
 /* Defaults (the "small" preset). */
 mf_steg_config mf_steg_config_default(void);
