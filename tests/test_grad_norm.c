@@ -3,6 +3,7 @@
  * recompute clone), values against naive loops, the f32 fast path against f64, shape errors. */
 #include "gradcheck.h"
 #include "graph/dtype.h"
+#include <omp.h>
 
 typedef struct { int bn, training, groups, stats; } op_ctx;
 
@@ -181,6 +182,42 @@ static void f32_vs_f64(int bn, int training, int groups) {
   free(Rv);
 }
 
+/* large enough for the parallel paths: 1 and 4 threads give bit-identical outputs and gradients */
+static void thread_determinism(int bn) {
+  int64_t xs[4] = {4, 16, 32, 32}, C = 16, cnt = 4 * 16 * 32 * 32;
+  mf_graph *g = mf_graph_init(MF_F32);
+  mf_tensor x = mf_param(g, "x", 4, xs, MF_INIT_ZERO, 0), ga = mf_param(g, "g", 1, &C, MF_INIT_ZERO, 0);
+  mf_tensor be = mf_param(g, "b", 1, &C, MF_INIT_ZERO, 0), R = mf_input(g, "R", 4, xs);
+  mf_tensor rm = mf_buffer(g, "rm", 1, &C, MF_INIT_ZERO, 0), rv = mf_buffer(g, "rv", 1, &C, MF_INIT_ONE, 0);
+  mf_tensor y = bn ? mf_batchnorm(g, x, ga, be, rm, rv, 1, 0.1, 1e-5) : mf_groupnorm(g, x, ga, be, 4, 1e-5);
+  mf_tensor loss = mf_sum(g, mf_mul(g, y, R), 0, 0);
+  CHECK(mf_autodiff(g, loss) >= 0, "autodiff: %s", mf_graph_error(g));
+  float *xv = malloc(4 * (size_t)cnt), *Rv = malloc(4 * (size_t)cnt), gv[16], bv[16], rmv[16] = {0}, rvv[16];
+  for (int64_t i = 0; i < cnt; i++) { xv[i] = (float)(gc_normal() * 3 + 2); Rv[i] = (float)gc_normal(); }
+  for (int i = 0; i < 16; i++) { gv[i] = (float)gc_normal(); bv[i] = (float)gc_normal(); rvv[i] = 1; }
+  void **leaf = calloc((size_t)g->n, sizeof *leaf);
+  leaf[x] = xv; leaf[R] = Rv; leaf[ga] = gv; leaf[be] = bv; leaf[rm] = rmv; leaf[rv] = rvv;
+  int want[5] = {y, g->nodes[x].grad, g->nodes[ga].grad, g->nodes[be].grad, rv};
+  mf_ref r[2];
+  int saved = omp_get_max_threads(), ok = 1;
+  for (int t = 0; t < 2; t++) {
+    omp_set_num_threads(t ? 4 : 1);
+    ok &= run(g, leaf, &r[t]) == 0;
+  }
+  omp_set_num_threads(saved);
+  if (ok) {
+    for (int k = 0; k < 5; k++)
+      CHECK(memcmp(r[0].data[want[k]], r[1].data[want[k]], mf_node_bytes(&g->nodes[want[k]])) == 0,
+            "%s: result %d differs between 1 and 4 threads", bn ? "batchnorm" : "groupnorm", k);
+    mf_ref_free(&r[0]);
+    mf_ref_free(&r[1]);
+  }
+  free(leaf);
+  free(xv);
+  free(Rv);
+  mf_graph_free(g);
+}
+
 static void errors(void) {
   mf_graph *g = mf_graph_init(MF_F32);
   int64_t C = 3, C4 = 4;
@@ -211,6 +248,8 @@ int main(void) {
   f32_vs_f64(1, 0, 1);
   f32_vs_f64(0, 1, 4);
   f32_vs_f64(0, 1, 1);
+  thread_determinism(1);
+  thread_determinism(0);
   errors();
   return check_finish("test_grad_norm");
 }

@@ -3,6 +3,7 @@
  * f32/f64/bf16, and shape errors that name the op and the shapes. */
 #include "gradcheck.h"
 #include "graph/dtype.h"
+#include <omp.h>
 
 typedef struct { int kind, axis, a, b; unsigned mask; int keep; int perm[5]; } op_ctx;
 
@@ -132,6 +133,43 @@ static void check_forward_values(void) {
   mf_graph_free(g);
 }
 
+/* large reductions: 1 and 4 threads give identical bits, and f32 matches a double loop */
+static void reduce_threads(void) {
+  int64_t xs[4] = {8, 16, 40, 40}, cnt = 8 * 16 * 40 * 40;
+  float *xv = malloc(4 * (size_t)cnt);
+  for (int64_t i = 0; i < cnt; i++) xv[i] = (float)(gc_normal() + 0.5);
+  unsigned masks[5] = {0, 0xd, 0x1, 0x3, 0xc};
+  for (int mi = 0; mi < 5; mi++) {
+    mf_graph *g = mf_graph_init(MF_F32);
+    mf_tensor x = mf_input(g, "x", 4, xs);
+    mf_tensor s = mf_sum(g, x, masks[mi], 0);
+    void **leaf = calloc((size_t)g->n, sizeof *leaf);
+    leaf[x] = xv;
+    mf_ref r[2];
+    char err[256];
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    int ok = mf_ref_eval(g, leaf, 1.0, &r[0], err, sizeof err) == 0;
+    omp_set_num_threads(4);
+    ok &= mf_ref_eval(g, leaf, 1.0, &r[1], err, sizeof err) == 0;
+    omp_set_num_threads(saved);
+    CHECK(ok, "eval: %s", err);
+    if (ok) {
+      CHECK(memcmp(r[0].data[s], r[1].data[s], mf_node_bytes(&g->nodes[s])) == 0, "sum mask 0x%x: 1 vs 4 threads differ", masks[mi]);
+      if (masks[mi] == 0) {
+        double ref = 0;
+        for (int64_t i = 0; i < cnt; i++) ref += xv[i];
+        CHECK_NEAR(((float *)r[0].data[s])[0], ref, 1e-5 * fabs(ref), "full f32 sum vs double loop");
+      }
+      mf_ref_free(&r[0]);
+      mf_ref_free(&r[1]);
+    }
+    free(leaf);
+    mf_graph_free(g);
+  }
+  free(xv);
+}
+
 static void expect_error(const char *what, mf_graph *g, const char *s1, const char *s2, const char *s3) {
   const char *e = mf_graph_error(g);
   CHECK(e && strstr(e, s1) && (!s2 || strstr(e, s2)) && (!s3 || strstr(e, s3)), "%s: error was: %s", what, e ? e : "(none)");
@@ -233,6 +271,7 @@ int main(void) {
     gc_check("sum(slice(concat)))", 2, two, build, &c, 0, 1e-6);
   }
   check_forward_values();
+  reduce_threads();
   check_errors();
   return check_finish("test_grad_shape");
 }
