@@ -23,19 +23,20 @@ int mf_autodiff(mf_graph *g, int loss) {
   for (int i = 0; i < nf; i++) grad[i] = -1;
 
   g->build_phase = MF_PHASE_BWD;
-  const mf_node *ln = &g->nodes[loss];
-  int seed = mf_graph_add(g, MF_OP_SEED, ln->dtype, ln->ndim, ln->ne, 0, NULL);
+  mf_node ln = g->nodes[loss]; /* a copy: adding nodes may move the array */
+  int seed = mf_graph_add(g, MF_OP_SEED, ln.dtype, ln.ndim, ln.ne, 0, NULL);
   grad[loss] = seed;
   for (int id = loss; id >= 0 && !g->err[0]; id--) {
     if (grad[id] < 0) continue;
     mf_node *n = &g->nodes[id];
     if (n->role == MF_ROLE_PARAM) {
-      int acc = mf_graph_add(g, MF_OP_ACC_GRAD, MF_F32 == n->dtype ? MF_F32 : n->dtype, n->ndim, n->ne, 1, &grad[id]);
+      mf_node pn = *n; /* a copy: adding nodes may move the array */
+      int acc = mf_graph_add(g, MF_OP_ACC_GRAD, pn.dtype, pn.ndim, pn.ne, 1, &grad[id]);
       if (acc < 0) break;
       g->nodes[acc].role = MF_ROLE_GRAD;
       g->nodes[acc].master = id;
       g->nodes[acc].seg = -1;
-      snprintf(g->nodes[acc].name, MF_NAME_LEN, "grad.%.58s", n->name);
+      snprintf(g->nodes[acc].name, MF_NAME_LEN, "grad.%.58s", pn.name);
       g->nodes[id].grad = acc;
       continue;
     }
@@ -50,14 +51,14 @@ int mf_autodiff(mf_graph *g, int loss) {
     g->open_seg = n->seg;
     int rc = d->grad(g, id, grad[id], dx);
     g->open_seg = -1;
-    if (rc < 0) { mf_graph_fail(g, "autodiff: gradient of '%s' failed", n->name); break; }
-    n = &g->nodes[id]; /* the node array may have moved */
-    for (int i = 0; i < n->nsrc; i++) {
-      int s = n->src[i];
+    if (rc < 0) { mf_graph_fail(g, "autodiff: gradient of '%s' failed", g->nodes[id].name); break; }
+    mf_node cur = g->nodes[id]; /* a copy: the mf_add below may move the node array */
+    for (int i = 0; i < cur.nsrc; i++) {
+      int s = cur.src[i];
       if (dx[i] < 0 || !g->nodes[s].requires_grad) continue;
       if (grad[s] < 0) grad[s] = dx[i];
       else {
-        g->open_seg = n->seg;
+        g->open_seg = cur.seg;
         grad[s] = mf_add(g, grad[s], dx[i]);
         g->open_seg = -1;
       }

@@ -100,6 +100,13 @@ int mf_graph_add(mf_graph *g, int op, mf_dtype dt, int ndim, const int64_t *ne, 
     return mf_graph_fail(g, "%s: %d dims (at most %d)", mf_op_name(op), ndim, MF_MAX_DIMS);
   for (int i = 0; i < ndim; i++)
     if (ne[i] <= 0) return mf_graph_fail(g, "%s: dimension %d has size %lld", mf_op_name(op), i, (long long)ne[i]);
+  /* shape and srcs may point into g->nodes, which the growth below can move: copy them first */
+  int64_t shape[MF_MAX_DIMS];
+  int srcs[MF_MAX_SRC];
+  memcpy(shape, ne, sizeof(int64_t) * (size_t)ndim);
+  if (nsrc) memcpy(srcs, src, sizeof(int) * (size_t)nsrc);
+  ne = shape;
+  src = srcs;
   if (g->n == g->cap) {
     int cap = g->cap ? g->cap * 2 : 256;
     mf_node *nn = realloc(g->nodes, (size_t)cap * sizeof *nn);

@@ -71,7 +71,7 @@ static int load_visit(void *ctx, const char *name, mf_dtype dt, int ndim, const 
   load_ctx *c = ctx;
   char e[384];
   const void *src = mf_st_get(c->f, name, dt, ndim, shape, e, sizeof e);
-  if (!src) { snprintf(c->err, c->errlen, "checkpoint %s: %s (was it saved from another model or settings?)", c->path, e); return -1; }
+  if (!src) { snprintf(c->err, c->errlen, "%s (was it saved from another model or settings?)", e); return -1; }
   c->found++;
   if (c->copy) {
     int64_t cnt = 1;

@@ -1,0 +1,78 @@
+/* bench_steg.c — memfit's side of the engine benchmark (issue 2, item 7): training steps
+ * (forward with the reveal pass, the three losses, backward, AdamW) of the steganography network.
+ * Prints one JSON line like bench/steg_torch.py so bench/steg.sh can put them side by side. */
+#include "memfit.h"
+#include "models/steg.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+  int blocks = 6, growth = 80, size = 64, batch = 1, steps = 10, warmup = 2, threads = 1, invert = 0;
+  const char *dtype = "f32";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const char *k = argv[i], *v = argv[i + 1];
+    if (!strcmp(k, "--blocks")) blocks = atoi(v);
+    else if (!strcmp(k, "--growth")) growth = atoi(v);
+    else if (!strcmp(k, "--size")) size = atoi(v);
+    else if (!strcmp(k, "--batch")) batch = atoi(v);
+    else if (!strcmp(k, "--steps")) steps = atoi(v);
+    else if (!strcmp(k, "--warmup")) warmup = atoi(v);
+    else if (!strcmp(k, "--threads")) threads = atoi(v);
+    else if (!strcmp(k, "--mode")) invert = !strcmp(v, "invert");
+    else if (!strcmp(k, "--dtype")) dtype = v;
+    else { fprintf(stderr, "bench_steg: unknown option %s\n", k); return 2; }
+  }
+  int dt = mf_dtype_parse(dtype);
+  if (dt < 0) { fprintf(stderr, "bench_steg: unknown dtype %s\n", dtype); return 2; }
+  mf_steg_config c = mf_steg_config_default();
+  c.blocks = blocks;
+  c.growth = growth;
+  c.height = c.width = size;
+  c.batch = batch;
+  char err[512];
+  if (mf_steg_config_check(&c, err, sizeof err) < 0) { fprintf(stderr, "bench_steg: %s\n", err); return 2; }
+  mf_graph *g = mf_graph_init((mf_dtype)dt);
+  mf_steg_model *m = calloc(1, sizeof *m);
+  if (mf_steg_build(g, &c, m) < 0) { fprintf(stderr, "bench_steg: %s\n", mf_graph_error(g)); return 1; }
+  mf_train_opts o = mf_train_opts_default();
+  o.threads = threads;
+  o.plan.optim = MF_ADAMW;
+  o.lr = pow(10, -4.5);
+  o.beta1 = 0.5;
+  o.plan.recompute = invert ? MF_RECOMPUTE_ALL : MF_RECOMPUTE_NONE;
+  o.plan.invertible = invert;
+  mf_session *s = mf_session_init(g, m->loss, &o, err, sizeof err);
+  if (!s) { fprintf(stderr, "bench_steg: %s\n", err); return 1; }
+  int64_t n = mf_tensor_numel(g, m->cover), nz = mf_tensor_numel(g, m->z);
+  float *buf = malloc((size_t)(n > nz ? n : nz) * sizeof *buf);
+  uint64_t r = 1;
+  for (int t = 0; t < 2; t++) {
+    for (int64_t i = 0; i < n; i++) { r = r * 6364136223846793005ULL + 1442695040888963407ULL; buf[i] = (float)((r >> 40) / 16777216.0); }
+    mf_session_write_input(s, t ? m->secret : m->cover, buf, (size_t)n);
+  }
+  memset(buf, 0, (size_t)nz * sizeof *buf);
+  mf_session_write_input(s, m->z, buf, (size_t)nz);
+  free(buf);
+  double loss = 0;
+  for (int i = 0; i < warmup; i++) { loss = mf_session_micro_step(s); mf_session_update(s); }
+  double t0 = now_s();
+  for (int i = 0; i < steps; i++) { loss = mf_session_micro_step(s); mf_session_update(s); }
+  double el = now_s() - t0;
+  printf("{\"impl\": \"memfit-%s\", \"images_per_s\": %.4f, \"peak_rss_bytes\": %zu, \"step_s\": %.6f, \"planned_bytes\": %zu, "
+         "\"blocks\": %d, \"growth\": %d, \"size\": %d, \"batch\": %d, \"threads\": %d, \"loss\": %.6f, \"params\": %lld}\n",
+         invert ? "invert" : "store", batch * steps / el, mf_peak_rss_bytes(), el / steps, mf_plan_total_bytes(mf_session_plan(s)),
+         blocks, growth, size, batch, threads, loss, (long long)mf_steg_param_count(&c));
+  mf_session_free(s);
+  free(m);
+  mf_graph_free(g);
+  return 0;
+}
