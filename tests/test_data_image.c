@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <jpeglib.h>
 #include <png.h>
@@ -101,7 +100,7 @@ static void test_png_formats(void) {
                                                {4, 8, 0}, {4, 16, 0}, {1, 8, 1}};
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
     int c = cases[k].c, depth = cases[k].depth, pal = cases[k].palette, w = 37, h = 23;
-    char path[512];
+    char path[8192];
     snprintf(path, sizeof path, "%s/p%zu.png", tmpdir, k);
     CHECK(write_png(path, w, h, c, depth, pal) == 0, "write %s", path);
     int src_c = pal ? 3 : (c == 1 || c == 2) ? 1 : 3; /* alpha dropped, palette expanded */
@@ -135,7 +134,7 @@ static void test_png_formats(void) {
 
 static void test_jpeg(void) {
   for (int c = 1; c <= 3; c += 2) {
-    char path[512];
+    char path[8192];
     snprintf(path, sizeof path, "%s/j%d.jpg", tmpdir, c);
     CHECK(write_jpeg(path, 120, 90, c, 95) == 0, "write jpeg");
     mf_image im; char err[512];
@@ -172,7 +171,7 @@ static int choose_box(void *ctx, int w, int h, decode_region *reg) {
 
 /* region decoding must give the same pixels as the whole image */
 static void test_region(void) {
-  char path[512];
+  char path[8192];
   snprintf(path, sizeof path, "%s/p4.png", tmpdir); /* RGB 8-bit 37x23 from test_png_formats */
   uint8_t *buf;
   long n = read_bytes(path, &buf);
@@ -207,10 +206,20 @@ static void test_region(void) {
   raw_image_free(&full); raw_image_free(&part);
 }
 
+/* PNG chunk CRC (CRC-32, polynomial 0xEDB88320), bitwise */
+static uint32_t crc32_png(const uint8_t *p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+  }
+  return c ^ 0xffffffffu;
+}
+
 /* a PNG with IHDR bit depth 3 (invalid) and a valid CRC */
 static void write_bad_depth_png(const char *path) {
   uint8_t b[45] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 'I', 'H', 'D', 'R', 0, 0, 0, 8, 0, 0, 0, 8, 3, 0, 0, 0, 0};
-  uLong crc = crc32(0, b + 12, 17);
+  uint32_t crc = crc32_png(b + 12, 17);
   b[29] = (uint8_t)(crc >> 24); b[30] = (uint8_t)(crc >> 16); b[31] = (uint8_t)(crc >> 8); b[32] = (uint8_t)crc;
   memcpy(b + 33, "\0\0\0\0IEND\xae\x42\x60\x82", 12);
   write_bytes(path, b, sizeof b);
@@ -226,7 +235,7 @@ static void expect_fail(const char *path, const char *want, const char *what) {
 }
 
 static void test_bad_input(void) {
-  char p[512];
+  char p[8192];
   snprintf(p, sizeof p, "%s/zero.png", tmpdir); write_bytes(p, "", 0);
   expect_fail(p, "empty file", "zero-byte");
   snprintf(p, sizeof p, "%s/notes.png", tmpdir); write_bytes(p, "hello, not an image\n", 20);
@@ -238,7 +247,7 @@ static void test_bad_input(void) {
   snprintf(p, sizeof p, "%s/missing.png", tmpdir);
   expect_fail(p, "cannot open", "missing file");
   /* PNG: truncated, and a flipped byte inside IDAT (CRC mismatch) */
-  char src[512];
+  char src[8192];
   snprintf(src, sizeof src, "%s/p4.png", tmpdir);
   uint8_t *buf;
   long n = read_bytes(src, &buf);
@@ -266,7 +275,7 @@ static void test_photos(void) {
     {"coffee.png", 600, 400}, {"grass.png", 512, 512}, {"gravel.png", 512, 512}, {"hubble_deep_field.jpg", 1000, 872},
     {"ihc.png", 512, 512}, {"retina.jpg", 1411, 1411}, {"rocket.jpg", 640, 427}};
   for (size_t i = 0; i < sizeof ph / sizeof *ph; i++) {
-    char p[512], err[512];
+    char p[8192], err[512];
     snprintf(p, sizeof p, "%s/photos/%s", dd, ph[i].name);
     if (access(p, R_OK) != 0) { printf("SKIP: %s absent\n", p); continue; }
     mf_image im;
@@ -295,7 +304,7 @@ static void test_save_and_generate(void) {
         "generator is deterministic");
   CHECK(mf_image_generate(5, 4, 96, 64, &c2) == 0 && memcmp(a.data, c2.data, 96 * 64 * 3 * sizeof(float)) != 0,
         "different index, different image");
-  char p[512], err[512];
+  char p[8192], err[512];
   snprintf(p, sizeof p, "%s/gen.png", tmpdir);
   CHECK(mf_image_save_png(p, a.data, 96, 64, 3, err, sizeof err) == 0, "save: %s", err);
   mf_image r;
