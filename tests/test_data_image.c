@@ -35,6 +35,11 @@ static int write_png(const char *path, int w, int h, int c, int depth, int palet
     png_color pal[256];
     for (int i = 0; i < 256; i++) { pal[i].red = (png_byte)i; pal[i].green = (png_byte)(255 - i); pal[i].blue = (png_byte)(i * 7); }
     png_set_PLTE(png, info, pal, 256);
+    if (palette == 2) { /* transparency for some entries: decoded, then alpha dropped */
+      png_byte tr[16];
+      for (int i = 0; i < 16; i++) tr[i] = (png_byte)(i * 16);
+      png_set_tRNS(png, info, tr, 16, NULL);
+    }
   }
   png_write_info(png, info);
   if (depth == 16) png_set_swap(png);
@@ -97,7 +102,7 @@ static long read_bytes(const char *path, uint8_t **buf) {
 
 static void test_png_formats(void) {
   struct { int c, depth, palette; } cases[] = {{1, 8, 0}, {1, 16, 0}, {1, 1, 0}, {2, 8, 0}, {3, 8, 0}, {3, 16, 0},
-                                               {4, 8, 0}, {4, 16, 0}, {1, 8, 1}};
+                                               {4, 8, 0}, {4, 16, 0}, {1, 8, 1}, {1, 8, 2}};
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
     int c = cases[k].c, depth = cases[k].depth, pal = cases[k].palette, w = 37, h = 23;
     char path[8192];

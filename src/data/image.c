@@ -129,8 +129,9 @@ int png_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_f
   /* normalise to 8/16-bit gray or RGB, alpha dropped */
   if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-  if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
-  if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS(png, info, NULL, 0, NULL); /* ignore transparency */
+  int alpha = (color_type & PNG_COLOR_MASK_ALPHA) != 0;
+  if (png_get_valid(png, info, PNG_INFO_tRNS)) { png_set_tRNS_to_alpha(png); alpha = 1; } /* then dropped */
+  if (alpha) png_set_strip_alpha(png);
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   if (bit_depth == 16) png_set_swap(png);
 #endif
