@@ -149,6 +149,7 @@ typedef struct mf_plan_opts {
   int invertible;            /* 1: invertible segments rebuild inputs (memory-free backprop) */
   int offload_opt;           /* 1: optimizer state lives in host memory (not counted on device) */
   int threads;               /* CPU threads the kernels use (workspace depends on it); 0: all cores */
+  const char *backend;       /* "cpu" (default) or "cuda" */
   int n_keep;                /* tensors kept alive to the end of the step, readable afterwards */
   const mf_tensor *keep;
 } mf_plan_opts;

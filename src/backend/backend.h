@@ -1,5 +1,6 @@
-/* backend.h — a backend is a table of kernels (one per op) plus how much workspace each
- * node needs; the planner asks it for workspace sizes, the runtime calls its kernels. */
+/* backend.h — a backend is a table of kernels (one per op), how much workspace each node needs,
+ * where its memory lives (host or device) and the optimizer update; the planner asks it for
+ * workspace sizes, the session allocates arenas and runs kernels through it. */
 #ifndef MF_BACKEND_H
 #define MF_BACKEND_H
 
@@ -9,18 +10,45 @@ typedef struct mf_kctx {
   const mf_graph *g;
   double grad_seed;   /* value SEED writes: loss scale / accumulation steps */
   int nthreads;
+  void *stream;       /* backend stream (CUDA: cudaStream_t), NULL on the CPU */
 } mf_kctx;
 
-/* out: the node's storage; src[i]: storage of node->src[i]; ws: this node's workspace (or NULL). */
+/* out: the node's storage; src[i]: storage of node->src[i]; ws: this node's workspace (or NULL).
+ * All pointers are in the backend's memory (device memory for CUDA). */
 typedef void (*mf_kernel_fn)(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
+
+/* One optimizer step of one f32 parameter tensor, in place: g is the accumulated gradient times
+ * gscale (loss-scale and clipping folded in); m/v the optimizer state (v unused by SGD). */
+typedef struct mf_optim_args {
+  int kind;           /* MF_SGD, MF_ADAM, MF_ADAMW */
+  float lr, beta1, beta2, eps, weight_decay, momentum, gscale;
+  float bc1, bc2;     /* 1/(1-beta1^t), 1/(1-beta2^t) */
+} mf_optim_args;
 
 typedef struct mf_backend {
   const char *name;
   mf_kernel_fn kernels[MF_OP_COUNT];
   /* Exact bytes of scratch the node's kernel uses (planned in the activation arena). */
   size_t (*workspace)(const mf_graph *g, const mf_node *n);
+  /* Memory: one call per arena at session start; NULL alloc means host memory (aligned_alloc). */
+  void *(*alloc)(size_t bytes, char *err, size_t errlen);
+  void (*free)(void *p);
+  int (*copy_in)(void *dev_dst, const void *host_src, size_t n);   /* host -> backend */
+  int (*copy_out)(void *host_dst, const void *dev_src, size_t n);  /* backend -> host */
+  int (*fill)(void *dev_dst, int byte, size_t n);
+  int (*sync)(void *stream);
+  /* Sum of squares of n f32 values, the same bits for any thread count (global norm, inf/NaN). */
+  double (*sum_squares)(const float *g, int64_t n, void *stream);
+  void (*optim_update)(float *w, const float *g, float *m, float *v, int64_t n, const mf_optim_args *a, void *stream);
+  /* Bytes the backend holds outside the plan (CUDA context, library handles), measured at init. */
+  size_t (*fixed_overhead)(void);
 } mf_backend;
 
 extern const mf_backend mf_backend_cpu;
+#ifdef MEMFIT_HAVE_CUDA
+extern const mf_backend mf_backend_cuda;
+#endif
+/* "cpu" or "cuda"; NULL (err filled) when unknown or not built in. */
+const mf_backend *mf_backend_get(const char *name, char *err, size_t errlen);
 
 #endif

@@ -234,7 +234,8 @@ mf_plan *mf_plan_init(mf_graph *g, mf_tensor loss, const mf_plan_opts *o, char *
   mf_plan *p = calloc(1, sizeof *p);
   if (!p) { snprintf(err, errlen, "plan: out of host memory"); return NULL; }
   p->opts = o ? *o : mf_plan_opts_default();
-  p->be = &mf_backend_cpu;
+  p->be = mf_backend_get(p->opts.backend, err, errlen);
+  if (!p->be) { free(p); return NULL; }
   p->loss = loss;
   p->has_train = p->opts.training;
   p->g = graph_copy(g);

@@ -16,22 +16,27 @@ static const char *optim_name(mf_optim_kind k) { return k == MF_SGD ? "sgd" : k 
 typedef int (*ck_visit_fn)(void *ctx, const char *name, mf_dtype dt, int ndim, const int64_t *shape, void *data);
 static int ck_visit(mf_session *s, int with_grads, ck_visit_fn fn, void *ctx) {
   const mf_graph *g = s->plan->g;
+  /* host views of the persistent arenas (device backends copy them out first) */
+  mf_arena_kind ars[3] = {MF_ARENA_PARAM, MF_ARENA_OPT, MF_ARENA_GRAD};
+  for (int i = 0; i < 3; i++)
+    if (s->arena[ars[i]] && !mf_session_host_arena(s, ars[i])) return -1;
   int sp = mf_optim_state_per_param(s->opts.plan.optim);
   char nm[MF_NAME_LEN + 16];
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM && n->op != MF_OP_BUFFER) continue;
     snprintf(nm, sizeof nm, "%s.%s", n->op == MF_OP_PARAM ? "param" : "buffer", n->name);
-    if (fn(ctx, nm, n->dtype, n->ndim, n->ne, mf_session_ptr(s, NULL, id)) < 0) return -1;
+    if (fn(ctx, nm, n->dtype, n->ndim, n->ne, mf_session_host_ptr(s, id)) < 0) return -1;
     if (n->op != MF_OP_PARAM || n->grad < 0 || !s->plan->has_train) continue;
-    float *st = (float *)(s->arena[MF_ARENA_OPT] + s->plan->opt_off[id]);
+    uint8_t *opt = s->opts.plan.offload_opt || !s->be->copy_out ? s->arena[MF_ARENA_OPT] : s->host_mirror[MF_ARENA_OPT];
+    float *st = (float *)(opt + s->plan->opt_off[id]);
     for (int k = 0; k < sp; k++) {
       snprintf(nm, sizeof nm, "opt.%s.%s", sp == 1 ? "momentum" : k == 0 ? "m" : "v", n->name);
       if (fn(ctx, nm, MF_F32, n->ndim, n->ne, st + (size_t)k * (size_t)mf_node_numel(n)) < 0) return -1;
     }
     if (with_grads) {
       snprintf(nm, sizeof nm, "grad.%s", n->name);
-      if (fn(ctx, nm, MF_F32, n->ndim, n->ne, mf_session_ptr(s, NULL, n->grad)) < 0) return -1;
+      if (fn(ctx, nm, MF_F32, n->ndim, n->ne, mf_session_host_ptr(s, n->grad)) < 0) return -1;
     }
   }
   return 0;
@@ -123,17 +128,10 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   s->clean_steps = (int)clean;
   s->skipped = (int64_t)skipped;
   s->rng = strtoull(rng, NULL, 10);
-  {
-    /* refresh the low-precision copies from the loaded masters */
-    const mf_graph *g = s->plan->g;
-    mf_kctx k = {.g = g, .nthreads = s->opts.threads};
-    for (int id = 0; id < g->n; id++) {
-      const mf_node *n = &g->nodes[id];
-      if (n->op != MF_OP_PARAM_LP) continue;
-      void *src[1] = {mf_session_ptr(s, NULL, n->src[0])};
-      mf_backend_cpu.kernels[MF_OP_PARAM_LP](&k, n, mf_session_ptr(s, NULL, id), src, NULL);
-    }
-  }
+  mf_session_push_arena(s, MF_ARENA_PARAM);
+  mf_session_push_arena(s, MF_ARENA_OPT);
+  mf_session_push_arena(s, MF_ARENA_GRAD);
+  mf_session_refresh_lp(s); /* the low-precision copies follow the loaded masters */
   rc = 0;
 out:
   mf_st_close(f);

@@ -70,15 +70,57 @@ void *mf_session_ptr(mf_session *s, const mf_program *pr, int id) {
   return s->arena[a] + off;
 }
 
-static void refresh_lp_copies(mf_session *s) {
+void mf_session_refresh_lp(mf_session *s) {
   const mf_graph *g = s->plan->g;
-  mf_kctx k = {.g = g, .nthreads = s->opts.threads};
+  mf_kctx k = {.g = g, .nthreads = s->opts.threads, .stream = s->stream};
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM_LP) continue;
     void *src[1] = {mf_session_ptr(s, NULL, n->src[0])};
-    mf_backend_cpu.kernels[MF_OP_PARAM_LP](&k, n, mf_session_ptr(s, NULL, id), src, NULL);
+    s->be->kernels[MF_OP_PARAM_LP](&k, n, mf_session_ptr(s, NULL, id), src, NULL);
   }
+}
+
+/* ---- backend memory helpers: host memory when the backend has no allocator ---- */
+static void *mem_alloc(mf_session *s, size_t bytes, char *err, size_t errlen) {
+  if (s->be->alloc) return s->be->alloc(bytes, err, errlen);
+  void *p = aligned_alloc(MF_ALIGN, (bytes + MF_ALIGN - 1) / MF_ALIGN * MF_ALIGN);
+  if (!p) snprintf(err, errlen, "out of host memory");
+  return p;
+}
+static void mem_free(mf_session *s, void *p) {
+  if (s->be->free) s->be->free(p);
+  else free(p);
+}
+static void mem_in(mf_session *s, void *dst, const void *src, size_t n) {
+  if (s->be->copy_in) s->be->copy_in(dst, src, n);
+  else memcpy(dst, src, n);
+}
+static void mem_out(mf_session *s, void *dst, const void *src, size_t n) {
+  if (s->be->copy_out) s->be->copy_out(dst, src, n);
+  else memcpy(dst, src, n);
+}
+static void mem_fill(mf_session *s, void *dst, int byte, size_t n) {
+  if (s->be->fill) s->be->fill(dst, byte, n);
+  else memset(dst, byte, n);
+}
+
+uint8_t *mf_session_host_arena(mf_session *s, mf_arena_kind a) {
+  if (!s->be->copy_out || !s->arena[a]) return s->arena[a];
+  size_t b = s->plan->arena[a];
+  if (!s->host_mirror[a] && !(s->host_mirror[a] = malloc(b))) return NULL;
+  mem_out(s, s->host_mirror[a], s->arena[a], b);
+  return s->host_mirror[a];
+}
+int mf_session_push_arena(mf_session *s, mf_arena_kind a) {
+  if (s->be->copy_in && s->host_mirror[a]) mem_in(s, s->arena[a], s->host_mirror[a], s->plan->arena[a]);
+  return 0;
+}
+void *mf_session_host_ptr(mf_session *s, int id) {
+  const mf_node *n = &s->plan->g->nodes[id];
+  mf_arena_kind a = mf_node_arena(n);
+  uint8_t *base = s->be->copy_out ? s->host_mirror[a] : s->arena[a];
+  return base && s->plan->pers_off[id] != MF_NO_OFFSET ? base + s->plan->pers_off[id] : NULL;
 }
 
 mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o, char *err, size_t errlen) {
@@ -94,35 +136,43 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
   s->rng = s->opts.seed;
   s->plan = mf_plan_init(g, loss, &s->opts.plan, err, errlen);
   if (!s->plan) { free(s); return NULL; }
+  s->be = s->plan->be;
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     size_t b = s->plan->arena[a];
     if (!b) continue;
     size_t total = b + (s->opts.debug_memory ? MF_GUARD_BYTES : 0);
-    s->arena[a] = aligned_alloc(MF_ALIGN, (total + MF_ALIGN - 1) / MF_ALIGN * MF_ALIGN);
+    char e[256] = "";
+    s->arena[a] = mem_alloc(s, total, e, sizeof e);
     if (!s->arena[a]) {
       char h[32];
       mf_format_bytes(total, h, sizeof h);
-      snprintf(err, errlen, "session: could not allocate the %s arena (%s)", mf_arena_name((mf_arena_kind)a), h);
+      snprintf(err, errlen, "session: could not allocate the %s arena (%s): %s", mf_arena_name((mf_arena_kind)a), h, e);
       mf_session_free(s);
       return NULL;
     }
-    memset(s->arena[a], s->opts.debug_memory && (a == MF_ARENA_ACT) ? MF_SENTINEL : 0, total);
-    if (s->opts.debug_memory && a != MF_ARENA_ACT) memset(s->arena[a] + b, MF_SENTINEL, MF_GUARD_BYTES);
+    mem_fill(s, s->arena[a], s->opts.debug_memory && (a == MF_ARENA_ACT) ? MF_SENTINEL : 0, total);
+    if (s->opts.debug_memory && a != MF_ARENA_ACT) mem_fill(s, s->arena[a] + b, MF_SENTINEL, MF_GUARD_BYTES);
     s->measured[a] = a == MF_ARENA_ACT ? 0 : b;
   }
+  /* parameters and buffers are initialised on the host, then copied in */
+  uint8_t *host = mf_session_host_arena(s, MF_ARENA_PARAM);
   const mf_graph *pg = s->plan->g;
-  for (int id = 0; id < pg->n; id++) {
+  for (int id = 0; id < pg->n && host; id++) {
     const mf_node *n = &pg->nodes[id];
     if (n->op == MF_OP_PARAM || n->op == MF_OP_BUFFER)
-      param_init(n, mf_session_ptr(s, NULL, id), s->opts.seed * 0x100000001b3ULL + (uint64_t)id * 0x9e3779b97f4a7c15ULL);
+      param_init(n, host + s->plan->pers_off[id], s->opts.seed * 0x100000001b3ULL + (uint64_t)id * 0x9e3779b97f4a7c15ULL);
   }
-  refresh_lp_copies(s);
+  mf_session_push_arena(s, MF_ARENA_PARAM);
+  mf_session_refresh_lp(s);
   return s;
 }
 
 void mf_session_free(mf_session *s) {
   if (!s) return;
-  for (int a = 0; a < MF_ARENA_COUNT; a++) free(s->arena[a]);
+  for (int a = 0; a < MF_ARENA_COUNT; a++) {
+    if (s->arena[a]) mem_free(s, s->arena[a]);
+    free(s->host_mirror[a]);
+  }
   mf_plan_free(s->plan);
   free(s);
 }
@@ -136,7 +186,7 @@ void *mf_session_input(mf_session *s, mf_tensor t) {
 
 int mf_session_run(mf_session *s, const mf_program *pr) {
   const mf_graph *g = s->plan->g;
-  mf_kctx k = {.g = g, .nthreads = s->opts.threads,
+  mf_kctx k = {.g = g, .nthreads = s->opts.threads, .stream = s->stream,
                .grad_seed = s->loss_scale / (double)s->opts.accum_steps};
   uint8_t *act = s->arena[MF_ARENA_ACT];
   size_t hw = s->measured[MF_ARENA_ACT];
@@ -153,8 +203,9 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
       if (end > hw) hw = end;
     }
     if (ws && pr->ws_off[i] + pr->ws_size[i] > hw) hw = pr->ws_off[i] + pr->ws_size[i];
-    s->plan->be->kernels[n->op](&k, n, out, src, ws);
+    s->be->kernels[n->op](&k, n, out, src, ws);
   }
+  if (s->be->sync) s->be->sync(s->stream);
   s->measured[MF_ARENA_ACT] = hw;
   s->last_prog = pr;
   if (s->opts.debug_memory) mf_session_scan(s);
@@ -165,35 +216,41 @@ void mf_session_scan(mf_session *s) {
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     if (!s->arena[a]) continue;
     size_t b = s->plan->arena[a], top = b + MF_GUARD_BYTES;
-    if (a != MF_ARENA_ACT) { /* persistent arenas: only the guard is checked */
-      size_t hi = b;
-      for (size_t i = top; i > b; i--)
-        if (s->arena[a][i - 1] != MF_SENTINEL) { hi = i; break; }
-      s->scanned[a] = hi;
-      continue;
+    uint8_t *mem = s->arena[a], *tmp = NULL;
+    if (s->be->copy_out) { /* device arena: scan a host copy (debug only) */
+      if (!(tmp = malloc(top))) continue;
+      mem_out(s, tmp, s->arena[a], top);
+      mem = tmp;
     }
-    size_t hi = 0;
-    for (size_t i = top; i > 0; i--)
-      if (s->arena[a][i - 1] != MF_SENTINEL) { hi = i; break; }
-    if (hi > s->scanned[a]) s->scanned[a] = hi;
+    size_t hi = a == MF_ARENA_ACT ? 0 : b; /* persistent arenas: only the guard is checked */
+    for (size_t i = top; i > (a == MF_ARENA_ACT ? 0 : b); i--)
+      if (mem[i - 1] != MF_SENTINEL) { hi = i; break; }
+    free(tmp);
+    if (a != MF_ARENA_ACT) s->scanned[a] = hi;
+    else if (hi > s->scanned[a]) s->scanned[a] = hi;
   }
+}
+
+static double read_scalar(mf_session *s, const mf_program *pr, int id) {
+  uint8_t v[8];
+  const mf_node *n = &s->plan->g->nodes[id];
+  mem_out(s, v, mf_session_ptr(s, pr, id), mf_dtype_size(n->dtype));
+  return mf_ld(v, n->dtype, 0);
 }
 
 double mf_session_micro_step(mf_session *s) {
   mf_plan *p = s->plan;
   if (!p->has_train) return mf_session_forward(s);
-  if (s->micro == 0) memset(s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
+  if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
   mf_session_run(s, &p->train);
   s->micro++;
-  const mf_node *ln = &p->g->nodes[p->loss];
-  return mf_ld(mf_session_ptr(s, &p->train, p->loss), ln->dtype, 0);
+  return read_scalar(s, &p->train, p->loss);
 }
 
 double mf_session_forward(mf_session *s) {
   mf_plan *p = s->plan;
   mf_session_run(s, &p->fwd);
-  const mf_node *ln = &p->g->nodes[p->loss];
-  return mf_ld(mf_session_ptr(s, &p->fwd, p->loss), ln->dtype, 0);
+  return read_scalar(s, &p->fwd, p->loss);
 }
 
 static double lr_at(const mf_train_opts *o, int64_t step) {
@@ -221,28 +278,14 @@ int mf_session_update(mf_session *s) {
   double inv_scale = 1.0 / s->loss_scale;
   /* one pass over all gradients: finiteness and the global norm (unscaled) */
   double sq = 0;
-  int finite = 1;
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM || n->grad < 0) continue;
-    const float *gr = mf_session_ptr(s, NULL, n->grad);
-    int64_t cnt = mf_node_numel(n);
-    /* fixed chunks summed in order: the same bits whatever the thread count */
-    enum { CHUNKS = 64 };
-    double part[CHUNKS];
-    #pragma omp parallel for schedule(static) if (cnt > 65536)
-    for (int c = 0; c < CHUNKS; c++) {
-      int64_t lo = cnt * c / CHUNKS, hi = cnt * (c + 1) / CHUNKS;
-      double acc = 0;
-      for (int64_t i = lo; i < hi; i++) acc += (double)gr[i] * gr[i];
-      part[c] = acc;
-    }
-    for (int c = 0; c < CHUNKS; c++) sq += part[c];
+    sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_node_numel(n), s->stream);
   }
-  if (!isfinite(sq)) finite = 0;
   s->micro = 0;
   if (o->loss_scaling) {
-    if (!finite) {
+    if (!isfinite(sq)) {
       s->loss_scale = fmax(s->loss_scale * 0.5, 1.0);
       s->clean_steps = 0;
       s->skipped++;
@@ -257,40 +300,19 @@ int mf_session_update(mf_session *s) {
   double lr = lr_at(o, s->step);
   s->last_lr = lr;
   int64_t t = s->step + 1;
-  double bc1 = 1 - pow(o->beta1, (double)t), bc2 = 1 - pow(o->beta2, (double)t);
+  mf_optim_args a = {.kind = o->plan.optim, .lr = (float)lr, .beta1 = (float)o->beta1, .beta2 = (float)o->beta2,
+                     .eps = (float)o->eps, .weight_decay = (float)o->weight_decay, .momentum = (float)o->momentum,
+                     .gscale = (float)gscale, .bc1 = (float)(1.0 / (1 - pow(o->beta1, (double)t))),
+                     .bc2 = (float)(1.0 / (1 - pow(o->beta2, (double)t)))};
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM || n->grad < 0) continue;
-    float *w = mf_session_ptr(s, NULL, id);
-    const float *gr = mf_session_ptr(s, NULL, n->grad);
-    float *m = (float *)(s->arena[MF_ARENA_OPT] + p->opt_off[id]);
     int64_t cnt = mf_node_numel(n);
-    float flr = (float)lr, fgs = (float)gscale, wd = (float)o->weight_decay;
-    if (o->plan.optim == MF_SGD) {
-      float mu = (float)o->momentum;
-      #pragma omp parallel for schedule(static) if (cnt > 65536)
-      for (int64_t i = 0; i < cnt; i++) {
-        float gi = gr[i] * fgs + wd * w[i];
-        m[i] = mu * m[i] + gi;
-        w[i] -= flr * m[i];
-      }
-    } else {
-      float *v = m + cnt, b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
-      float c1 = (float)(1.0 / bc1), c2 = (float)(1.0 / bc2);
-      bool adamw = o->plan.optim == MF_ADAMW;
-      #pragma omp parallel for schedule(static) if (cnt > 65536)
-      for (int64_t i = 0; i < cnt; i++) {
-        float gi = gr[i] * fgs;
-        if (!adamw) gi += wd * w[i];
-        m[i] = b1 * m[i] + (1 - b1) * gi;
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        float upd = (m[i] * c1) / (sqrtf(v[i] * c2) + eps);
-        if (adamw) w[i] -= flr * wd * w[i];
-        w[i] -= flr * upd;
-      }
-    }
+    float *m = (float *)(s->arena[MF_ARENA_OPT] + p->opt_off[id]);
+    s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a.kind == MF_SGD ? NULL : m + cnt, cnt, &a, s->stream);
   }
-  refresh_lp_copies(s);
+  mf_session_refresh_lp(s);
+  if (s->be->sync) s->be->sync(s->stream);
   s->step++;
   return 1;
 }
@@ -305,14 +327,40 @@ static int node_check(mf_session *s, mf_tensor t, size_t n, const char *what) {
   return 0;
 }
 
+/* copies node id (in program pr) out to the host as f32 */
+static int node_out_f32(mf_session *s, const mf_program *pr, int id, float *dst, size_t n) {
+  const mf_node *nd = &s->plan->g->nodes[id];
+  void *p = mf_session_ptr(s, pr, id);
+  if (!p) return -1;
+  if (!s->be->copy_out) { mf_convert(dst, MF_F32, p, nd->dtype, (int64_t)n); return 0; }
+  void *tmp = malloc(mf_node_bytes(nd));
+  if (!tmp) return -1;
+  mem_out(s, tmp, p, mf_node_bytes(nd));
+  mf_convert(dst, MF_F32, tmp, nd->dtype, (int64_t)n);
+  free(tmp);
+  return 0;
+}
+static int node_in_f32(mf_session *s, int id, const float *src, size_t n) {
+  const mf_node *nd = &s->plan->g->nodes[id];
+  void *p = mf_session_ptr(s, NULL, id);
+  if (!p) return -1;
+  if (!s->be->copy_in) { mf_convert(p, nd->dtype, src, MF_F32, (int64_t)n); return 0; }
+  void *tmp = malloc(mf_node_bytes(nd));
+  if (!tmp) return -1;
+  mf_convert(tmp, nd->dtype, src, MF_F32, (int64_t)n);
+  mem_in(s, p, tmp, mf_node_bytes(nd));
+  free(tmp);
+  return 0;
+}
+
 int mf_session_read(mf_session *s, mf_tensor t, float *dst, size_t n) {
   if (node_check(s, t, n, "read") < 0) return -1;
   const mf_node *nd = &s->plan->g->nodes[t];
-  int id = t;
-  if (nd->op == MF_OP_PARAM_LP) id = nd->master; /* read the f32 master */
-  void *p = mf_session_ptr(s, s->last_prog, id);
-  if (!p) { fprintf(stderr, "memfit: read: '%s' is not live after the step (keep it in mf_plan_opts.keep)\n", nd->name); return -1; }
-  mf_convert(dst, MF_F32, p, s->plan->g->nodes[id].dtype, (int64_t)n);
+  int id = nd->op == MF_OP_PARAM_LP ? nd->master : t; /* read the f32 master */
+  if (node_out_f32(s, s->last_prog, id, dst, n) < 0) {
+    fprintf(stderr, "memfit: read: '%s' is not live after the step (keep it in mf_plan_opts.keep)\n", nd->name);
+    return -1;
+  }
   return 0;
 }
 
@@ -321,8 +369,8 @@ int mf_session_write_param(mf_session *s, mf_tensor t, const float *src, size_t 
   const mf_node *nd = &s->plan->g->nodes[t];
   int id = nd->op == MF_OP_PARAM_LP ? nd->master : t;
   if (s->plan->g->nodes[id].op != MF_OP_PARAM && s->plan->g->nodes[id].op != MF_OP_BUFFER) return -1;
-  mf_convert(mf_session_ptr(s, NULL, id), s->plan->g->nodes[id].dtype, src, MF_F32, (int64_t)n);
-  refresh_lp_copies(s);
+  if (node_in_f32(s, id, src, n) < 0) return -1;
+  mf_session_refresh_lp(s);
   return 0;
 }
 
@@ -330,8 +378,7 @@ int mf_session_write_input(mf_session *s, mf_tensor t, const float *src, size_t 
   if (node_check(s, t, n, "write_input") < 0) return -1;
   const mf_node *nd = &s->plan->g->nodes[t];
   if (nd->role != MF_ROLE_INPUT) { fprintf(stderr, "memfit: write_input: '%s' is not an input\n", nd->name); return -1; }
-  mf_convert(mf_session_ptr(s, NULL, t), nd->dtype, src, MF_F32, (int64_t)n);
-  return 0;
+  return node_in_f32(s, t, src, n);
 }
 
 int mf_session_read_grad(mf_session *s, mf_tensor t, float *dst, size_t n) {
@@ -340,8 +387,7 @@ int mf_session_read_grad(mf_session *s, mf_tensor t, float *dst, size_t n) {
   int id = nd->op == MF_OP_PARAM_LP ? nd->master : t;
   int gid = s->plan->g->nodes[id].grad;
   if (gid < 0) return -1;
-  mf_convert(dst, MF_F32, mf_session_ptr(s, NULL, gid), s->plan->g->nodes[gid].dtype, (int64_t)n);
-  return 0;
+  return node_out_f32(s, NULL, gid, dst, n);
 }
 
 double mf_session_loss_scale(const mf_session *s) { return s->loss_scale; }

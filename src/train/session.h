@@ -19,7 +19,18 @@ struct mf_session {
   uint64_t rng;                     /* session RNG (data order, noise), saved in checkpoints */
   double last_lr, last_grad_norm;
   const mf_program *last_prog;
+  const mf_backend *be;
+  void *stream;
+  uint8_t *host_mirror[MF_ARENA_COUNT]; /* device backends: host copies for checkpoints, made on demand */
 };
+
+/* Host view of a persistent arena: the arena itself on the CPU; on a device, a host mirror filled
+ * from the device. After changing a mirror, mf_session_push_arena copies it back. */
+uint8_t *mf_session_host_arena(mf_session *s, mf_arena_kind a);
+int mf_session_push_arena(mf_session *s, mf_arena_kind a);
+/* Host pointer of a persistent node inside mf_session_host_arena's view. */
+void *mf_session_host_ptr(mf_session *s, int id);
+void mf_session_refresh_lp(mf_session *s);
 
 /* Storage of node `id` in program pr (persistent arenas ignore pr). NULL if not live there. */
 void *mf_session_ptr(mf_session *s, const mf_program *pr, int id);
