@@ -198,11 +198,11 @@ static void config_for(mf_steg_config *c, int variant) {
   c->segments = variant == 3 ? MF_STEG_SEG_SUBNETS : MF_STEG_SEG_BLOCKS;
 }
 
-static int rt_init(rt_model *r, const mf_steg_config *c, int variant) {
+static int rt_init_typed(rt_model *r, const mf_steg_config *c, int variant, mf_dtype act) {
   char err[512];
   r->cfg = *c;
   config_for(&r->cfg, variant);
-  r->g = mf_graph_init(MF_F32);
+  r->g = mf_graph_init(act);
   if (mf_steg_build(r->g, &r->cfg, &r->m) != 0) {
     CHECK(0, "build: %s", mf_graph_error(r->g));
     return -1;
@@ -218,6 +218,7 @@ static int rt_init(rt_model *r, const mf_steg_config *c, int variant) {
   CHECK(r->s != NULL, "session (%s): %s", variant_name[variant], err);
   return r->s ? 0 : -1;
 }
+static int rt_init(rt_model *r, const mf_steg_config *c, int variant) { return rt_init_typed(r, c, variant, MF_F32); }
 static void rt_free(rt_model *r) {
   mf_session_free(r->s);
   mf_graph_free(r->g);
@@ -518,10 +519,10 @@ static void test_parity(int variant, const char *dir) {
   CHECK(safetensors_write(in_path, e, ne, meta) == 0, "write %s", in_path);
   const char *root = getenv("MEMFIT_ROOT") ? getenv("MEMFIT_ROOT") : ".";
   snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/steg_parity.py %s --rtol 1e-4", root, in_path);
-  printf("parity (%s blocks): loss %.9g\n", variant_name[variant], loss);
+  printf("parity (%s): loss %.9g\n", variant_name[variant], loss);
   fflush(stdout);
   int rc = system(cmd);
-  CHECK(rc == 0, "parity with PyTorch (%s blocks) failed: %s", variant_name[variant], cmd);
+  CHECK(rc == 0, "parity with PyTorch (%s) failed: %s", variant_name[variant], cmd);
   for (int i = 0; i < 2 * np; i++) free(bufs[i]);
   free(bufs);
   unlink(in_path);
@@ -529,30 +530,35 @@ static void test_parity(int variant, const char *dir) {
 }
 
 /* ---- 6. a few optimizer steps on one batch lower the loss; measured memory == plan ---- */
-static void test_training(int variant) {
+static void test_training(int variant, mf_dtype act) {
   mf_steg_config c = tiny_config();
   rt_model r;
-  if (rt_init(&r, &c, variant) != 0) { rt_free(&r); return; }
-  int64_t n = mf_tensor_numel(r.g, r.m.cover);
+  if (rt_init_typed(&r, &c, variant, act) != 0) { rt_free(&r); return; }
+  int64_t n = mf_tensor_numel(r.g, r.m.cover), nz = mf_tensor_numel(r.g, r.m.z);
+  float *buf = malloc((size_t)n * sizeof *buf);
   rng_state = 42;
-  fill_uniform(mf_session_input(r.s, r.m.cover), n);
-  fill_uniform(mf_session_input(r.s, r.m.secret), n);
-  memset(mf_session_input(r.s, r.m.z), 0, (size_t)mf_tensor_numel(r.g, r.m.z) * sizeof(float));
+  fill_uniform(buf, n);
+  CHECK(mf_session_write_input(r.s, r.m.cover, buf, (size_t)n) == 0, "write cover");
+  fill_uniform(buf, n);
+  CHECK(mf_session_write_input(r.s, r.m.secret, buf, (size_t)n) == 0, "write secret");
+  memset(buf, 0, (size_t)nz * sizeof *buf);
+  CHECK(mf_session_write_input(r.s, r.m.z, buf, (size_t)nz) == 0, "write z");
+  free(buf);
   double first = 0, last = 0;
   for (int step = 0; step < 30; step++) {
     last = mf_session_micro_step(r.s);
     if (step == 0) first = last;
     mf_session_update(r.s);
   }
-  CHECK(isfinite(last) && last < 0.9 * first, "%s: 30 steps took the loss from %.6g to %.6g", variant_name[variant],
-        first, last);
+  CHECK(isfinite(last) && last < 0.9 * first, "%s %s: 30 steps took the loss from %.6g to %.6g",
+        mf_dtype_name(act), variant_name[variant], first, last);
   const mf_plan *p = mf_session_plan(r.s);
   for (int a = 0; a < MF_ARENA_COUNT; a++)
     CHECK(mf_session_measured_bytes(r.s, (mf_arena_kind)a) == mf_plan_arena_bytes(p, (mf_arena_kind)a),
-          "%s: arena %s measured %zu planned %zu", variant_name[variant], mf_arena_name((mf_arena_kind)a),
+          "%s %s: arena %s measured %zu planned %zu", mf_dtype_name(act), variant_name[variant], mf_arena_name((mf_arena_kind)a),
           mf_session_measured_bytes(r.s, (mf_arena_kind)a), mf_plan_arena_bytes(p, (mf_arena_kind)a));
-  printf("training (%s blocks): loss %.6g -> %.6g in 30 steps; activations planned %zu bytes\n", variant_name[variant],
-         first, last, mf_plan_arena_bytes(p, MF_ARENA_ACT));
+  printf("training (%s, %s): loss %.6g -> %.6g in 30 steps; activations planned %zu bytes\n", mf_dtype_name(act),
+         variant_name[variant], first, last, mf_plan_arena_bytes(p, MF_ARENA_ACT));
   rt_free(&r);
 }
 
@@ -562,7 +568,8 @@ int main(void) {
   test_graphs();
   test_identity();
   test_inverse();
-  for (int v = 0; v < N_VARIANTS; v++) test_training(v);
+  for (int v = 0; v < N_VARIANTS; v++) test_training(v, MF_F32);
+  for (int v = 0; v < N_VARIANTS; v++) test_training(v, MF_BF16);
   if (torch_available()) {
     char dir[] = "/tmp/memfit_steg_XXXXXX";
     if (!mkdtemp(dir)) {
