@@ -192,7 +192,8 @@ static void test_folder(void) {
   }
   mf_loader_stats st = mf_loader_get_stats(L);
   CHECK(zero_images == 0 && cut_seen == 0, "no zero images (%d), the cut file never delivered (%d)", zero_images, cut_seen);
-  CHECK(st.bad_files == 1 && st.bad_samples == 2 && st.skipped_files == 3,
+  /* 2 epochs replace it twice; a third time if the prefetched next epoch already reached it */
+  CHECK(st.bad_files == 1 && st.bad_samples >= 2 && st.bad_samples <= 3 && st.skipped_files == 3,
         "counted: %lld bad file, %lld replaced samples, %lld skipped", (long long)st.bad_files, (long long)st.bad_samples,
         (long long)st.skipped_files);
   char *sum = NULL; size_t sl = 0;
