@@ -35,8 +35,8 @@
   X(NORM, norm)                     /* ip0 = MF_NORM_BATCH/GROUP, ip1 groups, ip2 training; fp0 eps, fp1 momentum; src x,gamma,beta[,rmean,rvar] */ \
   X(NORM_BWD_DX, norm_bwd_dx)       /* src x, dy, gamma[, rmean, rvar] -> dx */                    \
   X(NORM_BWD_PARAM, norm_bwd_param) /* src x, dy[, rmean, rvar] -> [2,C]: dgamma, dbeta */         \
-  X(POOL, pool)                     /* ip0 = MF_POOL_AVG/MAX, ip1 k, ip2 stride, ip3 pad */        \
-  X(POOL_BWD, pool_bwd)             /* src x, dy -> dx */                                          \
+  X(POOL, pool)                     /* ip0 = MF_POOL_AVG/MAX, ip1 k, ip2 stride, ip3 pad, ip4 global */ \
+  X(POOL_BWD, pool_bwd)             /* src x, dy -> dx (avg: src dy only); ip as pool */           \
   X(UPSAMPLE, upsample)             /* ip0 = factor (nearest) */                                   \
   X(UPSAMPLE_BWD, upsample_bwd)     /* src dy -> dx (sum over each block) */                       \
   X(DWT, dwt)                       /* Haar: [N,C,H,W] -> [N,4C,H/2,W/2] */                        \

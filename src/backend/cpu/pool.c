@@ -1,7 +1,191 @@
-/* pool.c (CPU) — STUB kernels, to be replaced. */
+/* pool.c (CPU) — kernels for average/max pooling (and global average pooling), nearest upsampling
+ * and their backward ops; one OpenMP task per (image, channel) plane. f32 fast path, any other
+ * float dtype through mf_ld/mf_st with double accumulation. */
 #include "backend/cpu/cpu.h"
+#include <float.h>
+#include <string.h>
 
-void mf_cpu_pool(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
-void mf_cpu_pool_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
-void mf_cpu_upsample(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
-void mf_cpu_upsample_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
+/* window geometry of a POOL / POOL_BWD node given x [N,C,H,W] */
+typedef struct pool_geo {
+  int64_t P, H, W, OH, OW; /* P = N*C planes */
+  int k, s, p, is_max;
+} pool_geo;
+
+static void pool_geometry(const mf_node *n, const mf_node *x, const mf_node *y, pool_geo *q) {
+  q->P = x->ne[0] * x->ne[1];
+  q->H = x->ne[2];
+  q->W = x->ne[3];
+  q->is_max = n->ip[0] == MF_POOL_MAX;
+  if (n->ip[4]) { /* global: one window covering the plane */
+    q->OH = q->OW = 1;
+    q->k = 0;
+    q->s = 1;
+    q->p = 0;
+  } else {
+    q->OH = y->ne[2];
+    q->OW = y->ne[3];
+    q->k = n->ip[1];
+    q->s = n->ip[2];
+    q->p = n->ip[3];
+  }
+}
+/* clipped window [h0,h1) x [w0,w1) of output (oh, ow) */
+static inline void window(const pool_geo *q, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
+  if (!q->k) { *h0 = 0; *h1 = q->H; *w0 = 0; *w1 = q->W; return; }
+  *h0 = oh * q->s - q->p; *h1 = *h0 + q->k;
+  *w0 = ow * q->s - q->p; *w1 = *w0 + q->k;
+  if (*h0 < 0) *h0 = 0;
+  if (*w0 < 0) *w0 = 0;
+  if (*h1 > q->H) *h1 = q->H;
+  if (*w1 > q->W) *w1 = q->W;
+}
+/* average divisor: k*k including padding (count_include_pad=True); H*W for global */
+static inline double avg_div(const pool_geo *q) { return q->k ? (double)q->k * q->k : (double)q->H * q->W; }
+
+/* y [N,C,OH,OW] (or [N,C] global) from x [N,C,H,W] */
+void mf_cpu_pool(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  pool_geo q;
+  pool_geometry(n, nx, n, &q);
+  bool f32 = n->dtype == MF_F32 && nx->dtype == MF_F32;
+  double inv = 1.0 / avg_div(&q);
+  #pragma omp parallel for schedule(static) if (q.P * q.H * q.W > 32768)
+  for (int64_t pl = 0; pl < q.P; pl++) {
+    int64_t xo = pl * q.H * q.W, yo = pl * q.OH * q.OW;
+    for (int64_t oh = 0; oh < q.OH; oh++)
+      for (int64_t ow = 0; ow < q.OW; ow++) {
+        int64_t h0, h1, w0, w1;
+        window(&q, oh, ow, &h0, &h1, &w0, &w1);
+        if (f32) {
+          const float *x = (const float *)src[0] + xo;
+          float acc = q.is_max ? -FLT_MAX : 0.0f;
+          for (int64_t h = h0; h < h1; h++)
+            for (int64_t w = w0; w < w1; w++) {
+              float v = x[h * q.W + w];
+              if (q.is_max) { if (v > acc) acc = v; }
+              else acc += v;
+            }
+          ((float *)out)[yo + oh * q.OW + ow] = q.is_max ? acc : acc * (float)inv;
+        } else {
+          double acc = q.is_max ? -DBL_MAX : 0.0;
+          for (int64_t h = h0; h < h1; h++)
+            for (int64_t w = w0; w < w1; w++) {
+              double v = mf_ld(src[0], nx->dtype, xo + h * q.W + w);
+              if (q.is_max) { if (v > acc) acc = v; }
+              else acc += v;
+            }
+          mf_st(out, n->dtype, yo + oh * q.OW + ow, q.is_max ? acc : acc * inv);
+        }
+      }
+  }
+}
+
+/* dx [N,C,H,W] from dy: average spreads dy/(k*k) over the window; max sends dy to the first
+ * maximum of the window (row-major order, strict > so the first of equal values wins) */
+void mf_cpu_pool_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  pool_geo q;
+  bool is_max = n->ip[0] == MF_POOL_MAX;
+  const mf_node *nx = is_max ? mf_src(k, n, 0) : n, *nd = mf_src(k, n, is_max ? 1 : 0);
+  const void *x = is_max ? src[0] : NULL, *dy = src[is_max ? 1 : 0];
+  pool_geometry(n, n, nd, &q);
+  bool f32 = n->dtype == MF_F32 && nd->dtype == MF_F32 && nx->dtype == MF_F32;
+  double inv = 1.0 / avg_div(&q);
+  #pragma omp parallel for schedule(static) if (q.P * q.H * q.W > 32768)
+  for (int64_t pl = 0; pl < q.P; pl++) {
+    int64_t xo = pl * q.H * q.W, yo = pl * q.OH * q.OW;
+    if (f32) memset((float *)out + xo, 0, (size_t)(q.H * q.W) * sizeof(float));
+    else for (int64_t i = 0; i < q.H * q.W; i++) mf_st(out, n->dtype, xo + i, 0.0);
+    for (int64_t oh = 0; oh < q.OH; oh++)
+      for (int64_t ow = 0; ow < q.OW; ow++) {
+        int64_t h0, h1, w0, w1;
+        window(&q, oh, ow, &h0, &h1, &w0, &w1);
+        int64_t yi = yo + oh * q.OW + ow;
+        if (f32) {
+          float *dx = (float *)out + xo;
+          float g = ((const float *)dy)[yi];
+          if (q.is_max) {
+            const float *xp = (const float *)x + xo;
+            int64_t best = h0 * q.W + w0;
+            float bv = xp[best];
+            for (int64_t h = h0; h < h1; h++)
+              for (int64_t w = w0; w < w1; w++)
+                if (xp[h * q.W + w] > bv) { bv = xp[h * q.W + w]; best = h * q.W + w; }
+            dx[best] += g;
+          } else {
+            float gv = g * (float)inv;
+            for (int64_t h = h0; h < h1; h++)
+              for (int64_t w = w0; w < w1; w++) dx[h * q.W + w] += gv;
+          }
+        } else {
+          double g = mf_ld(dy, nd->dtype, yi);
+          if (q.is_max) {
+            int64_t best = h0 * q.W + w0;
+            double bv = mf_ld(x, nx->dtype, xo + best);
+            for (int64_t h = h0; h < h1; h++)
+              for (int64_t w = w0; w < w1; w++) {
+                double v = mf_ld(x, nx->dtype, xo + h * q.W + w);
+                if (v > bv) { bv = v; best = h * q.W + w; }
+              }
+            mf_st(out, n->dtype, xo + best, mf_ld(out, n->dtype, xo + best) + g);
+          } else {
+            double gv = g * inv;
+            for (int64_t h = h0; h < h1; h++)
+              for (int64_t w = w0; w < w1; w++) {
+                int64_t i = xo + h * q.W + w;
+                mf_st(out, n->dtype, i, mf_ld(out, n->dtype, i) + gv);
+              }
+          }
+        }
+      }
+  }
+}
+
+/* y [N,C,H*f,W*f] from x [N,C,H,W] */
+void mf_cpu_upsample(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  int64_t f = n->ip[0], P = nx->ne[0] * nx->ne[1], H = nx->ne[2], W = nx->ne[3], OW = W * f;
+  bool f32 = n->dtype == MF_F32 && nx->dtype == MF_F32;
+  #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 32768)
+  for (int64_t r = 0; r < P * H; r++) { /* one input row -> f output rows */
+    int64_t xo = r * W, yo = r * f * OW;
+    if (f32) {
+      const float *x = (const float *)src[0] + xo;
+      float *y = (float *)out + yo;
+      for (int64_t w = 0; w < W; w++)
+        for (int64_t j = 0; j < f; j++) y[w * f + j] = x[w];
+      for (int64_t i = 1; i < f; i++) memcpy(y + i * OW, y, (size_t)OW * sizeof(float));
+    } else {
+      for (int64_t i = 0; i < f; i++)
+        for (int64_t ow = 0; ow < OW; ow++) mf_st(out, n->dtype, yo + i * OW + ow, mf_ld(src[0], nx->dtype, xo + ow / f));
+    }
+  }
+}
+
+/* dx [N,C,H,W] = sum of dy [N,C,H*f,W*f] over each f x f block */
+void mf_cpu_upsample_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_src(k, n, 0);
+  int64_t f = n->ip[0], P = n->ne[0] * n->ne[1], H = n->ne[2], W = n->ne[3], OW = W * f;
+  bool f32 = n->dtype == MF_F32 && nd->dtype == MF_F32;
+  #pragma omp parallel for schedule(static) if (mf_node_numel(nd) > 32768)
+  for (int64_t r = 0; r < P * H; r++) {
+    int64_t xo = r * W, yo = r * f * OW;
+    for (int64_t w = 0; w < W; w++) {
+      if (f32) {
+        const float *dy = (const float *)src[0] + yo + w * f;
+        float acc = 0;
+        for (int64_t i = 0; i < f; i++)
+          for (int64_t j = 0; j < f; j++) acc += dy[i * OW + j];
+        ((float *)out)[xo + w] = acc;
+      } else {
+        double acc = 0;
+        for (int64_t i = 0; i < f; i++)
+          for (int64_t j = 0; j < f; j++) acc += mf_ld(src[0], nd->dtype, yo + w * f + i * OW + j);
+        mf_st(out, n->dtype, xo + w, acc);
+      }
+    }
+  }
+}
