@@ -29,17 +29,6 @@ int mf_autodiff(mf_graph *g, int loss) {
   for (int id = loss; id >= 0 && !g->err[0]; id--) {
     if (grad[id] < 0) continue;
     mf_node *n = &g->nodes[id];
-    if (n->role == MF_ROLE_PARAM) {
-      mf_node pn = *n; /* a copy: adding nodes may move the array */
-      int acc = mf_graph_add(g, MF_OP_ACC_GRAD, pn.dtype, pn.ndim, pn.ne, 1, &grad[id]);
-      if (acc < 0) break;
-      g->nodes[acc].role = MF_ROLE_GRAD;
-      g->nodes[acc].master = id;
-      g->nodes[acc].seg = -1;
-      snprintf(g->nodes[acc].name, MF_NAME_LEN, "grad.%.58s", pn.name);
-      g->nodes[id].grad = acc;
-      continue;
-    }
     if (n->role == MF_ROLE_INPUT || n->role == MF_ROLE_BUFFER || !n->requires_grad) continue;
     const mf_op_def *d = mf_op_get(n->op);
     if (!d || !d->grad) {
@@ -56,6 +45,22 @@ int mf_autodiff(mf_graph *g, int loss) {
     for (int i = 0; i < cur.nsrc; i++) {
       int s = cur.src[i];
       if (dx[i] < 0 || !g->nodes[s].requires_grad) continue;
+      const mf_node *sn = &g->nodes[s];
+      if (sn->role == MF_ROLE_PARAM || sn->role == MF_ROLE_PARAM_LP) {
+        /* a parameter's gradient goes into its persistent f32 gradient right away, so no weight
+         * gradient stays alive as a temporary until backward reaches the parameters */
+        int p = sn->role == MF_ROLE_PARAM ? s : sn->master;
+        mf_node pn = g->nodes[p];
+        g->open_seg = cur.seg;
+        int acc = mf_graph_add(g, MF_OP_ACC_GRAD, pn.dtype, pn.ndim, pn.ne, 1, &dx[i]);
+        g->open_seg = -1;
+        if (acc < 0) break;
+        g->nodes[acc].role = MF_ROLE_GRAD;
+        g->nodes[acc].master = p;
+        snprintf(g->nodes[acc].name, MF_NAME_LEN, "grad.%.58s", pn.name);
+        if (g->nodes[p].grad < 0) g->nodes[p].grad = acc; /* the first holds the storage */
+        continue;
+      }
       if (grad[s] < 0) grad[s] = dx[i];
       else {
         g->open_seg = cur.seg;
@@ -75,10 +80,16 @@ int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_
   out->data = calloc((size_t)g->n, sizeof *out->data);
   if (!out->data) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
   mf_kctx k = {.g = g, .grad_seed = grad_seed, .nthreads = 1};
+  out->alias = calloc((size_t)g->n, 1);
+  if (!out->alias) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     size_t bytes = mf_node_bytes(n);
-    out->data[id] = calloc(1, bytes ? bytes : 1);
+    if (n->role == MF_ROLE_GRAD && g->nodes[n->master].grad != id) { /* shares its parameter's gradient */
+      out->data[id] = out->data[g->nodes[n->master].grad];
+      out->alias[id] = 1;
+    } else
+      out->data[id] = calloc(1, bytes ? bytes : 1);
     if (!out->data[id]) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
     if ((n->op == MF_OP_INPUT || n->op == MF_OP_PARAM || n->op == MF_OP_BUFFER) && leaf_data && leaf_data[id])
       memcpy(out->data[id], leaf_data[id], bytes);
@@ -95,7 +106,10 @@ int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_
 
 void mf_ref_free(mf_ref *r) {
   if (!r->data) return;
-  for (int i = 0; i < r->n; i++) free(r->data[i]);
+  for (int i = 0; i < r->n; i++)
+    if (!r->alias || !r->alias[i]) free(r->data[i]);
   free(r->data);
+  free(r->alias);
+  r->alias = NULL;
   r->data = NULL;
 }

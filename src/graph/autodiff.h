@@ -5,8 +5,8 @@
 
 #include "graph/graph.h"
 
-/* Appends the backward of scalar `loss`. Each parameter that the loss depends on gets an ACC_GRAD
- * node (role GRAD, f32) in param->grad. Returns the SEED node id, or -1 with g->err set. */
+/* Appends the backward of scalar `loss`. Each gradient contribution to a parameter becomes an
+ * ACC_GRAD node (role GRAD) adding into the parameter's f32 gradient; param->grad is the first. Returns the SEED node id, or -1 with g->err set. */
 int mf_autodiff(mf_graph *g, int loss);
 
 /* Reference evaluation: allocates every node separately (zeroed), runs all nodes in id order on
@@ -15,6 +15,7 @@ int mf_autodiff(mf_graph *g, int loss);
 typedef struct mf_ref {
   int n;
   void **data;
+  uint8_t *alias;   /* 1 where data[i] is another node's storage (extra gradient accumulators) */
 } mf_ref;
 int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_ref *out, char *err, size_t errlen);
 void mf_ref_free(mf_ref *r);

@@ -181,6 +181,10 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
     mf_arena_kind a = mf_node_arena(n);
     if (a == MF_ARENA_ACT) continue;
     if (n->role == MF_ROLE_GRAD && !p->has_train) continue;
+    if (n->role == MF_ROLE_GRAD && g->nodes[n->master].grad != id) { /* another contribution: same storage */
+      p->pers_off[id] = p->pers_off[g->nodes[n->master].grad];
+      continue;
+    }
     size_t b = mf_node_bytes(n);
     p->pers_off[id] = cursor[a];
     p->arena[a] = cursor[a] + b;
