@@ -11,6 +11,8 @@ typedef struct mf_cmd {
 } mf_cmd;
 
 int mf_cmd_demo(int argc, char **argv);
+int mf_cmd_plan(int argc, char **argv);
+int mf_cmd_presets(int argc, char **argv);
 
 /* "--name value" / "--name=value" parsing: returns the value and advances *i, or NULL. */
 const char *cli_opt(int argc, char **argv, int *i, const char *name);

@@ -6,6 +6,8 @@
 
 static const mf_cmd cmds[] = {
   {"demo", mf_cmd_demo, "train the built-in steganography model on generated images; print plan vs measured memory"},
+  {"plan", mf_cmd_plan, "exact memory plan of a workload; with --budget, the fastest settings that fit"},
+  {"presets", mf_cmd_presets, "chosen settings and peaks for 4, 6, 8, 12, 16, 24, 48 and 80 GiB"},
 };
 enum { NCMDS = sizeof cmds / sizeof cmds[0] };
 

@@ -110,8 +110,10 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
   pr->act_off = malloc((size_t)N * sizeof *pr->act_off);
   pr->ws_off = calloc((size_t)(S ? S : 1), sizeof *pr->ws_off);
   pr->ws_size = calloc((size_t)(S ? S : 1), sizeof *pr->ws_size);
+  pr->live = calloc((size_t)(S ? S : 1), sizeof *pr->live);
   falloc fa = {0};
-  if (!last || !pr->act_off || !pr->ws_off || !pr->ws_size) { free(last); return -1; }
+  size_t live = 0;
+  if (!last || !pr->act_off || !pr->ws_off || !pr->ws_size || !pr->live) { free(last); return -1; }
   for (int i = 0; i < N; i++) { last[i] = -1; pr->act_off[i] = MF_NO_OFFSET; }
   for (int s = 0; s < S; s++) {
     const mf_node *n = &g->nodes[pr->steps[s]];
@@ -130,6 +132,7 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
       if (fa_alloc(&fa, b, &off) < 0) goto oom;
       pr->act_off[id] = off;
       if (off + b > extent) extent = off + b;
+      live += align_up(b ? b : 1);
     }
     size_t ws = p->be->workspace(g, n);
     if (ws) {
@@ -138,19 +141,26 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
       pr->ws_off[s] = off;
       pr->ws_size[s] = ws;
       if (off + ws > extent) extent = off + ws;
+      pr->live[s] = live + align_up(ws);
       if (fa_free(&fa, off, ws) < 0) goto oom;
     }
+    if (!ws) pr->live[s] = live;
     if (extent > before) pr->peak_step = s;
     /* free what dies here: inputs read for the last time, and outputs nobody reads */
     for (int j = 0; j < n->nsrc; j++) {
       int sid = n->src[j];
       bool dup = false;
       for (int q = 0; q < j; q++) dup |= n->src[q] == sid;
-      if (!dup && last[sid] == s && pr->act_off[sid] != MF_NO_OFFSET)
-        if (fa_free(&fa, pr->act_off[sid], mf_node_bytes(&g->nodes[sid])) < 0) goto oom;
+      if (!dup && last[sid] == s && pr->act_off[sid] != MF_NO_OFFSET) {
+        size_t b = mf_node_bytes(&g->nodes[sid]);
+        if (fa_free(&fa, pr->act_off[sid], b) < 0) goto oom;
+        live -= align_up(b ? b : 1);
+      }
     }
-    if (last[id] < 0 && pr->act_off[id] != MF_NO_OFFSET)
+    if (last[id] < 0 && pr->act_off[id] != MF_NO_OFFSET) {
       if (fa_free(&fa, pr->act_off[id], mf_node_bytes(n)) < 0) goto oom;
+      live -= align_up(mf_node_bytes(n) ? mf_node_bytes(n) : 1);
+    }
   }
   pr->act_peak = extent;
   free(fa.b);

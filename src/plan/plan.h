@@ -17,6 +17,7 @@ typedef struct mf_program {
   size_t *ws_off, *ws_size;/* per step: workspace offset/size in the ACT arena */
   size_t act_peak;         /* bytes of the ACT arena this program touches */
   int peak_step;           /* step at which act_peak is first reached */
+  size_t *live;            /* per step: activation bytes allocated while it runs (workspace included) */
   double flops;
 } mf_program;
 

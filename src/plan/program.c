@@ -230,5 +230,6 @@ void mf_program_free(mf_program *pr) {
   free(pr->act_off);
   free(pr->ws_off);
   free(pr->ws_size);
+  free(pr->live);
   memset(pr, 0, sizeof *pr);
 }

@@ -1,0 +1,290 @@
+/* cmd_plan.c — `memfit plan` (exact memory plan of a workload's training step, or with --budget the
+ * fastest settings that fit and the runners-up), `memfit presets` (the chosen settings for common
+ * GPU sizes), and the memory timeline picture. */
+#include "cli/cli.h"
+#include "models/workload.h"
+#include "plan/search.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct plan_args {
+  const mf_workload *w;
+  void *cfg;
+  int64_t budget, host_budget;
+  int json, threads, micro_batch, mode, variant, offload;
+  unsigned dtypes;
+  const char *timeline, *backend;
+} plan_args;
+
+static void plan_usage(FILE *f, const char *cmd) {
+  fprintf(f, "usage: memfit %s WORKLOAD [settings] [options]\n\nworkloads: %s\n\noptions:\n", cmd, mf_workload_names());
+  if (!strcmp(cmd, "plan"))
+    fprintf(f, "  --budget SIZE        find the fastest settings that fit, e.g. 4GiB, 6000MiB\n"
+               "  --host-budget SIZE   host memory allowed for offloaded optimizer state\n"
+               "  --json               machine-readable output\n"
+               "  --timeline FILE.svg  draw memory in use across one training step\n"
+               "  --micro-batch N      fix the micro-batch (default: the workload's batch, or searched)\n"
+               "  --precision P        f32, bf16, f16 or auto (search f32 and bf16)\n"
+               "  --recompute M        none, all, or auto (default: all without --budget, searched with it)\n"
+               "  --variant N          graph variant (see below)\n");
+  fprintf(f, "  --backend B          cpu (default) or cuda\n  --threads T          CPU threads (default: all cores)\n");
+  fprintf(f, "\nsettings of steg:\n");
+  mf_workload_steg.cfg_help(f);
+}
+
+/* parses the shared options; returns 0, 1 (help shown) or 2 (error) */
+static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
+  memset(a, 0, sizeof *a);
+  a->mode = -1;
+  a->variant = -1;
+  a->backend = "cpu";
+  if (argc < 2 || !strcmp(argv[1], "--help")) { plan_usage(argc < 2 ? stderr : stdout, cmd); return argc < 2 ? 2 : 1; }
+  a->w = mf_workload_find(argv[1]);
+  if (!a->w) { fprintf(stderr, "memfit %s: unknown workload '%s' (workloads: %s)\n", cmd, argv[1], mf_workload_names()); return 2; }
+  a->cfg = a->w->cfg_new();
+  char err[512];
+  for (int i = 2; i < argc; i++) {
+    const char *v;
+    if (!strcmp(argv[i], "--help")) { plan_usage(stdout, cmd); return 1; }
+    else if ((v = cli_opt(argc, argv, &i, "--budget"))) {
+      if ((a->budget = mf_parse_bytes(v)) <= 0) { fprintf(stderr, "memfit %s: --budget: '%s' is not a size like 4GiB or 6000MiB\n", cmd, v); return 2; }
+    } else if ((v = cli_opt(argc, argv, &i, "--host-budget"))) {
+      if ((a->host_budget = mf_parse_bytes(v)) <= 0) { fprintf(stderr, "memfit %s: --host-budget: '%s' is not a size like 16GiB\n", cmd, v); return 2; }
+    } else if (!strcmp(argv[i], "--json")) a->json = 1;
+    else if ((v = cli_opt(argc, argv, &i, "--timeline"))) a->timeline = v;
+    else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &a->threads)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--micro-batch"))) { if (cli_int("--micro-batch", v, 1, 1 << 20, &a->micro_batch)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--variant"))) { if (cli_int("--variant", v, 0, a->w->n_variants - 1, &a->variant)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
+    else if ((v = cli_opt(argc, argv, &i, "--precision"))) {
+      if (!strcmp(v, "auto")) a->dtypes = 1u << MF_F32 | 1u << MF_BF16;
+      else if (!strcmp(v, "f32") || !strcmp(v, "bf16") || !strcmp(v, "f16")) a->dtypes = 1u << mf_dtype_parse(v);
+      else { fprintf(stderr, "memfit %s: --precision: '%s' is not f32, bf16, f16 or auto\n", cmd, v); return 2; }
+    } else if ((v = cli_opt(argc, argv, &i, "--recompute"))) {
+      if (!strcmp(v, "none")) a->mode = 0;
+      else if (!strcmp(v, "all")) a->mode = 1;
+      else if (!strcmp(v, "auto")) a->mode = -1;
+      else { fprintf(stderr, "memfit %s: --recompute: '%s' is not none, all or auto\n", cmd, v); return 2; }
+    } else if (!strncmp(argv[i], "--", 2) && i + 1 < argc) {
+      const char *key = argv[i] + 2, *eq = strchr(key, '=');
+      char k[64];
+      if (eq) { snprintf(k, sizeof k, "%.*s", (int)(eq - key), key); v = eq + 1; }
+      else { snprintf(k, sizeof k, "%s", key); v = argv[++i]; }
+      if (a->w->cfg_set(a->cfg, k, v, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
+    } else { fprintf(stderr, "memfit %s: unknown option '%s' (see --help)\n", cmd, argv[i]); return 2; }
+  }
+  char e2[256];
+  if (!mf_backend_get(a->backend, e2, sizeof e2)) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, e2); return 2; }
+  a->offload = strcmp(a->backend, "cpu") != 0; /* host offload only means something with device memory */
+  return 0;
+}
+
+static void svg_timeline(const char *path, const mf_plan *p, const char *title) {
+  FILE *f = fopen(path, "w");
+  if (!f) { perror(path); return; }
+  const mf_program *pr = &p->train;
+  int S = pr->n_steps;
+  size_t base[4] = {p->arena[MF_ARENA_PARAM] + p->arena[MF_ARENA_PARAM_LP], p->arena[MF_ARENA_GRAD],
+                    p->opts.offload_opt ? 0 : p->arena[MF_ARENA_OPT], p->arena[MF_ARENA_DATA]};
+  const char *names[5] = {"parameters", "gradients", "optimizer state", "data staging", "activations + workspace"};
+  const char *colors[5] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f"};
+  size_t fixed = base[0] + base[1] + base[2] + base[3], ymax = fixed + p->arena[MF_ARENA_ACT];
+  double W = 900, H = 360, L = 70, T = 40, PW = W - L - 20, PH = H - T - 60;
+  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' font-family='sans-serif' font-size='12'>\n", W, H + 30);
+  fprintf(f, "<text x='%g' y='20' font-size='14'>%s</text>\n", L, title);
+  double y0 = T + PH, acc = 0;
+  for (int k = 0; k < 4; k++) {
+    double h = PH * (double)base[k] / (double)ymax;
+    fprintf(f, "<rect x='%g' y='%g' width='%g' height='%g' fill='%s'/>\n", L, y0 - acc - h, PW, h, colors[k]);
+    acc += h;
+  }
+  fprintf(f, "<polygon fill='%s' points='", colors[4]);
+  for (int s = 0; s < S; s++) {
+    double x = L + PW * s / (S > 1 ? S - 1 : 1), y = y0 - acc - PH * (double)pr->live[s] / (double)ymax;
+    fprintf(f, "%.1f,%.1f ", x, y);
+  }
+  fprintf(f, "%.1f,%.1f %.1f,%.1f'/>\n", L + PW, y0 - acc, L, y0 - acc);
+  int first_bwd = S;
+  for (int s = 0; s < S; s++)
+    if (p->g->nodes[pr->steps[s]].phase != MF_PHASE_FWD) { first_bwd = s; break; }
+  double xb = L + PW * first_bwd / (S > 1 ? S - 1 : 1), xp = L + PW * pr->peak_step / (S > 1 ? S - 1 : 1);
+  fprintf(f, "<line x1='%g' y1='%g' x2='%g' y2='%g' stroke='#333' stroke-dasharray='4'/>\n", xb, T, xb, y0);
+  fprintf(f, "<text x='%g' y='%g'>forward | backward</text>\n", xb - 60, T - 4);
+  fprintf(f, "<line x1='%g' y1='%g' x2='%g' y2='%g' stroke='red'/>\n", xp, T, xp, y0);
+  char h[32];
+  mf_format_bytes(mf_plan_total_bytes(p), h, sizeof h);
+  fprintf(f, "<text x='%g' y='%g' fill='red'>peak %s at step %d</text>\n", xp + 4, T + 14, h, pr->peak_step + 1);
+  for (int k = 0; k <= 4; k++) {
+    double v = (double)ymax * k / 4;
+    char b[32];
+    mf_format_bytes((size_t)v, b, sizeof b);
+    fprintf(f, "<text x='4' y='%g'>%s</text>\n", y0 - PH * k / 4 + 4, b);
+  }
+  fprintf(f, "<text x='%g' y='%g'>step of the training step program (1..%d)</text>\n", L + PW / 2 - 120, y0 + 18, S);
+  for (int k = 0; k < 5; k++)
+    fprintf(f, "<rect x='%g' y='%g' width='12' height='12' fill='%s'/><text x='%g' y='%g'>%s</text>\n", L + k * 165.0,
+            y0 + 32, colors[k], L + k * 165.0 + 16, y0 + 43, names[k]);
+  fprintf(f, "</svg>\n");
+  fclose(f);
+}
+
+static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c, const mf_workload *w) {
+  char d[256];
+  mf_candidate_describe(c, w, d, sizeof d);
+  fprintf(f, "  \"%s\": {\"settings\": \"%s\", \"micro_batch\": %d, \"accum\": %d, \"precision\": \"%s\", \"variant\": \"%s\", "
+             "\"recomputed_segments\": %d, \"segments\": %d, \"offload\": %d, \"device_bytes\": %zu, \"staging_bytes\": %zu, "
+             "\"predicted_step_s\": %.6g, \"fits\": %d, \"peak\": \"%s\", \"bytes\": {",
+          key, d, c->micro_batch, c->accum, mf_dtype_name(c->dtype), w->variant_names[c->variant], c->n_recomputed, c->n_seg,
+          c->offload, c->device_bytes, c->staging_bytes, c->step_s, c->fits, c->peak_desc);
+  for (int a = 0; a < MF_ARENA_COUNT; a++) fprintf(f, "%s\"%s\": %zu", a ? ", " : "", mf_arena_name((mf_arena_kind)a), c->arena[a]);
+  fprintf(f, "}}");
+}
+
+static void print_candidate(const mf_candidate *c, const mf_workload *w, const mf_candidate *ref, int64_t budget) {
+  char d[256], h[32], hb[32], fit[64] = "";
+  mf_candidate_describe(c, w, d, sizeof d);
+  mf_format_bytes(c->device_bytes, h, sizeof h);
+  mf_format_bytes((size_t)budget, hb, sizeof hb);
+  if (budget) snprintf(fit, sizeof fit, " (%s %s)", c->fits ? "fits" : "over", hb);
+  printf("  %s\n    peak %s%s, predicted %.3g s per effective batch (%.2fx the unconstrained plan)\n", d, h, fit, c->step_s,
+         c->step_s / ref->step_s);
+}
+
+int mf_cmd_plan(int argc, char **argv) {
+  plan_args a;
+  int rc = parse(argc, argv, "plan", &a);
+  if (rc) { free(a.cfg); return rc == 1 ? 0 : rc; }
+  const mf_workload *w = a.w;
+  char desc[256], err[1024];
+  w->cfg_describe(a.cfg, desc, sizeof desc);
+  mf_search_opts so = mf_search_opts_default();
+  so.budget = a.budget;
+  so.host_budget = a.host_budget;
+  so.backend = a.backend;
+  so.threads = a.threads;
+  so.allow_offload = a.offload;
+  if (a.dtypes) so.dtypes = a.dtypes;
+  if (!a.budget) { /* a plain plan: the settings as given */
+    so.fixed_mode = a.mode < 0 ? 1 : a.mode;
+    so.fixed_variant = a.variant < 0 ? 0 : a.variant;
+    so.fixed_micro_batch = a.micro_batch ? a.micro_batch : w->default_micro_batch(a.cfg);
+    if (!a.dtypes) so.dtypes = 1u << MF_F32;
+    so.allow_offload = 0;
+  } else {
+    so.fixed_mode = a.mode;
+    so.fixed_variant = a.variant;
+    so.fixed_micro_batch = a.micro_batch;
+  }
+  mf_search_result r;
+  if (mf_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit plan: %s\n", err); free(a.cfg); return 1; }
+  const mf_candidate *show = a.budget ? (r.found ? &r.best : &r.smallest) : &r.best;
+  if (!a.budget) { /* one fixed setting: take the first micro-batch planned if none was fixed */
+    show = &r.best;
+  }
+  if (a.json) {
+    printf("{\n  \"workload\": \"%s\",\n  \"description\": \"%s\",\n  \"budget_bytes\": %lld,\n  \"found\": %d,\n", w->name, desc,
+           (long long)a.budget, a.budget ? r.found : 1);
+    print_candidate_json(stdout, a.budget && !r.found ? "smallest" : "chosen", show, w);
+    printf(",\n");
+    print_candidate_json(stdout, "unconstrained", &r.unconstrained, w);
+    printf(",\n  \"runners_up\": [");
+    for (int i = 0; i < r.n_runners; i++) {
+      printf(i ? ",\n" : "\n");
+      print_candidate_json(stdout, "runner", &r.runners[i], w);
+    }
+    printf("],\n  \"plans_computed\": %d,\n  \"calibration\": \"%s\"\n}\n", r.n_planned, r.cal.source);
+  } else {
+    printf("%s\n", desc);
+    if (!a.budget) {
+      char d[256];
+      mf_candidate_describe(show, w, d, sizeof d);
+      printf("settings: %s\n", d);
+    }
+  }
+  /* the full table of the shown plan */
+  mf_graph *g = mf_graph_init(show->dtype);
+  void *state = NULL;
+  mf_tensor loss;
+  if (w->build(g, a.cfg, show->variant, show->micro_batch, &loss, &state, err, sizeof err) == 0) {
+    mf_plan_opts po = mf_plan_opts_default();
+    mf_candidate_apply(show, &po);
+    po.threads = a.threads;
+    po.backend = a.backend;
+    mf_plan *p = mf_plan_init(g, loss, &po, err, sizeof err);
+    if (p && !a.json) {
+      mf_plan_print(p, stdout);
+      char h[32];
+      mf_format_bytes(w->staging_bytes(a.cfg, show->micro_batch), h, sizeof h);
+      printf("  %-26s %14zu B  %12s  (host, data loader: 3 batches in flight)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h);
+    }
+    if (p && a.timeline) {
+      svg_timeline(a.timeline, p, desc);
+      if (!a.json) printf("timeline: %s\n", a.timeline);
+    }
+    mf_plan_free(p);
+  }
+  if (state) w->state_free(state);
+  mf_graph_free(g);
+  if (!a.json && a.budget) {
+    char hb[32], hs[32];
+    mf_format_bytes((size_t)a.budget, hb, sizeof hb);
+    if (!r.found) {
+      mf_format_bytes(r.smallest.device_bytes, hs, sizeof hs);
+      char d[256];
+      mf_candidate_describe(&r.smallest, w, d, sizeof d);
+      printf("\nNOTHING FITS in %s. The smallest any setting needs is %s:\n  %s\n", hb, hs, d);
+      printf("Give it at least %s (--budget), or shrink the model or image size (--growth, --blocks, --size).\n", hs);
+    } else {
+      printf("\nchosen for a budget of %s (%d plans computed; cost model %s):\n", hb, r.n_planned, r.cal.source);
+      print_candidate(&r.best, w, &r.unconstrained, a.budget);
+      printf("runners-up:\n");
+      for (int i = 0; i < r.n_runners; i++) {
+        print_candidate(&r.runners[i], w, &r.unconstrained, a.budget);
+        printf("    lost: %s\n", r.runners[i].note);
+      }
+      if (!r.unconstrained.fits) {
+        printf("unconstrained fastest (needs more memory than the budget):\n");
+        print_candidate(&r.unconstrained, w, &r.unconstrained, a.budget);
+      }
+      double use = (double)r.best.device_bytes / (double)a.budget;
+      if (use < 0.85)
+        printf("\nthe chosen plan uses %.0f%% of the budget: %.0f%% is idle. It could grow: a larger effective batch "
+               "(--batch), a wider model (--growth), or less recompute, if the model needs it.\n", 100 * use, 100 * (1 - use));
+    }
+  }
+  free(a.cfg);
+  return a.budget && !r.found ? 3 : 0;
+}
+
+int mf_cmd_presets(int argc, char **argv) {
+  plan_args a;
+  int rc = parse(argc, argv, "presets", &a);
+  if (rc) { free(a.cfg); return rc == 1 ? 0 : rc; }
+  const mf_workload *w = a.w;
+  char desc[256], err[1024];
+  w->cfg_describe(a.cfg, desc, sizeof desc);
+  printf("%s\n\n%-8s %-12s %-7s %-9s %-26s %12s %10s\n", desc, "budget", "micro x acc", "prec", "recompute", "variant", "peak", "rel. time");
+  static const int gib[] = {4, 6, 8, 12, 16, 24, 48, 80};
+  double ref = 0;
+  for (int i = 0; i < 8; i++) {
+    mf_search_opts so = mf_search_opts_default();
+    so.budget = (int64_t)gib[i] << 30;
+    so.backend = a.backend;
+    so.threads = a.threads;
+    so.allow_offload = a.offload;
+    if (a.dtypes) so.dtypes = a.dtypes;
+    mf_search_result r;
+    if (mf_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit presets: %s\n", err); free(a.cfg); return 1; }
+    if (!ref) ref = r.unconstrained.step_s;
+    if (!r.found) { printf("%3d GiB   nothing fits (smallest needs %.2f GiB)\n", gib[i], r.smallest.device_bytes / 1073741824.0); continue; }
+    const mf_candidate *c = &r.best;
+    char mb[32], rec[32];
+    snprintf(mb, sizeof mb, "%d x %d", c->micro_batch, c->accum);
+    snprintf(rec, sizeof rec, "%d/%d", c->n_recomputed, c->n_seg);
+    printf("%3d GiB   %-12s %-7s %-9s %-26s %9.2f GiB %9.2fx\n", gib[i], mb, mf_dtype_name(c->dtype), rec,
+           w->variant_names[c->variant], c->device_bytes / 1073741824.0, c->step_s / ref);
+  }
+  printf("\nrel. time: predicted time per effective batch relative to the fastest plan with no memory limit.\n");
+  free(a.cfg);
+  return 0;
+}

@@ -1,0 +1,106 @@
+/* steg_workload.c — the steganography model as a planner workload: settings by name, and two graph
+ * variants for the planner: coupling blocks as invertible segments (memory-free backprop) or each
+ * dense-block subnet as a checkpoint segment (finer recompute). */
+#include "models/steg.h"
+#include "models/workload.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct steg_wcfg { mf_steg_config c; int eff_batch; } steg_wcfg;
+
+static void *cfg_new(void) {
+  steg_wcfg *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  char err[128];
+  mf_steg_config_preset("seed-16gb", &w->c, err, sizeof err);
+  w->eff_batch = w->c.batch * w->c.accum_steps;
+  return w;
+}
+
+static int parse_int(const char *key, const char *val, int lo, int hi, int *out, char *err, size_t n) {
+  char *end;
+  long v = strtol(val, &end, 10);
+  if (!*val || *end || v < lo || v > hi) { snprintf(err, n, "--%s: '%s' is not a whole number from %d to %d", key, val, lo, hi); return -1; }
+  *out = (int)v;
+  return 0;
+}
+
+static int cfg_set(void *p, const char *key, const char *val, char *err, size_t n) {
+  steg_wcfg *w = p;
+  if (!strcmp(key, "preset")) {
+    if (mf_steg_config_preset(val, &w->c, err, n) < 0) return -1;
+    w->eff_batch = w->c.batch * w->c.accum_steps;
+    return 0;
+  }
+  if (!strcmp(key, "size")) {
+    int s;
+    if (parse_int(key, val, 2, 16384, &s, err, n)) return -1;
+    if (s % 2) { snprintf(err, n, "--size: %d is odd; the Haar wavelet needs an even size", s); return -1; }
+    w->c.height = w->c.width = s;
+    return 0;
+  }
+  if (!strcmp(key, "blocks")) return parse_int(key, val, 1, MF_STEG_MAX_BLOCKS, &w->c.blocks, err, n);
+  if (!strcmp(key, "growth")) return parse_int(key, val, 1, 4096, &w->c.growth, err, n);
+  if (!strcmp(key, "batch")) return parse_int(key, val, 1, 1 << 20, &w->eff_batch, err, n);
+  snprintf(err, n, "steg: unknown setting --%s (settings: --preset, --size, --blocks, --growth, --batch)", key);
+  return -1;
+}
+
+static void cfg_help(FILE *f) {
+  fprintf(f, "  --preset NAME   %s (default seed-16gb)\n  --size PIXELS   square crop (even)\n"
+             "  --blocks N      coupling blocks\n  --growth G      dense-block growth\n"
+             "  --batch B       effective batch (micro-batch x accumulation is kept equal to it)\n", mf_steg_preset_names());
+}
+
+static void cfg_describe(const void *p, char *buf, size_t n) {
+  const steg_wcfg *w = p;
+  snprintf(buf, n, "steganography: %d blocks, growth %d, %dx%d, effective batch %d (%lld parameters)", w->c.blocks,
+           w->c.growth, w->c.height, w->c.width, w->eff_batch, (long long)mf_steg_param_count(&w->c));
+}
+
+static int effective_batch(const void *p) { return ((const steg_wcfg *)p)->eff_batch; }
+
+static int default_micro_batch(const void *p) {
+  const steg_wcfg *w = p;
+  int mb = w->c.batch < w->eff_batch ? w->c.batch : w->eff_batch;
+  while (mb > 1 && w->eff_batch % mb) mb--;
+  return mb;
+}
+
+static const char *const variants[] = {"invertible blocks", "checkpointed subnets"};
+
+static int build(mf_graph *g, const void *p, int variant, int mb, mf_tensor *loss, void **state, char *err, size_t n) {
+  const steg_wcfg *w = p;
+  mf_steg_model *m = calloc(1, sizeof *m);
+  if (!m) { snprintf(err, n, "out of host memory"); return -1; }
+  mf_steg_config c = w->c;
+  c.batch = mb;
+  c.segments = variant == 0 ? MF_STEG_SEG_BLOCKS : MF_STEG_SEG_SUBNETS;
+  if (mf_steg_build(g, &c, m) < 0) { snprintf(err, n, "%s", mf_graph_error(g)); free(m); return -1; }
+  *loss = m->loss;
+  *state = m;
+  return 0;
+}
+
+/* cover + secret per sample, f32, in each of the loader's prefetch+1 staging buffers (prefetch 2) */
+static size_t staging_bytes(const void *p, int mb) {
+  const steg_wcfg *w = p;
+  return (size_t)3 * 2 * (size_t)mb * 3 * (size_t)w->c.height * (size_t)w->c.width * sizeof(float);
+}
+
+const mf_workload mf_workload_steg = {
+  .name = "steg",
+  .summary = "image steganography with an invertible network (HiNet-style, DESIGN.md 3.1)",
+  .cfg_new = cfg_new,
+  .cfg_set = cfg_set,
+  .cfg_help = cfg_help,
+  .cfg_describe = cfg_describe,
+  .effective_batch = effective_batch,
+  .default_micro_batch = default_micro_batch,
+  .n_variants = 2,
+  .variant_names = variants,
+  .build = build,
+  .state_free = free,
+  .batch_ok = NULL,
+  .staging_bytes = staging_bytes,
+};

@@ -1,0 +1,244 @@
+/* search.c — fit to a budget. For each graph variant, storage dtype and micro-batch (a divisor of the
+ * effective batch), it plans storing everything, recomputing everything, and the fewest segments
+ * that fit (binary search over segments ordered by memory freed per FLOP recomputed), with and
+ * without optimizer offload; every number is an exact plan, and candidates that fit are ranked by
+ * a cost model calibrated on the backend. */
+#include "plan/search.h"
+#include "ops/ops.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+mf_search_opts mf_search_opts_default(void) {
+  mf_search_opts o;
+  memset(&o, 0, sizeof o);
+  o.backend = "cpu";
+  o.dtypes = 1u << MF_F32 | 1u << MF_BF16;
+  o.fixed_variant = -1;
+  o.fixed_mode = -1;
+  return o;
+}
+
+static double program_seconds(const mf_plan *p, const mf_program *pr, const mf_calibration *cal) {
+  const mf_graph *g = p->g;
+  double t = 0;
+  for (int s = 0; s < pr->n_steps; s++) {
+    const mf_node *n = &g->nodes[pr->steps[s]];
+    double traffic = (double)mf_node_bytes(n);
+    for (int j = 0; j < n->nsrc; j++) traffic += (double)mf_node_bytes(&g->nodes[n->src[j]]);
+    double F = cal->flops_per_s[n->dtype] > 0 ? cal->flops_per_s[n->dtype] : cal->flops_per_s[MF_F32];
+    t += mf_node_flops(g, n) / F + traffic / cal->bytes_per_s;
+  }
+  return t;
+}
+
+typedef struct ctx {
+  const mf_workload *w;
+  const void *cfg;
+  const mf_search_opts *o;
+  const mf_calibration *cal;
+  mf_graph *g;
+  mf_tensor loss;
+  mf_candidate *all;
+  int n_all, cap_all, n_planned;
+  double store_flops;  /* flops per micro-step with nothing recomputed */
+  size_t fixed;        /* backend's fixed overhead */
+} ctx;
+
+/* Plans candidate c (its mask/invertible/offload set) and fills its numbers; 0 or -1. */
+static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
+  mf_plan_opts po = mf_plan_opts_default();
+  mf_candidate_apply(c, &po);
+  po.threads = x->o->threads;
+  po.backend = x->o->backend;
+  mf_plan *p = mf_plan_init(x->g, x->loss, &po, err, errlen);
+  x->n_planned++;
+  if (!p) return -1;
+  memcpy(c->arena, p->arena, sizeof c->arena);
+  c->device_bytes = mf_plan_total_bytes(p) + x->fixed;
+  snprintf(c->peak_desc, sizeof c->peak_desc, "%s", p->peak_desc);
+  double micro = program_seconds(p, &p->train, x->cal);
+  size_t params = p->arena[MF_ARENA_PARAM];
+  double update = (double)params * 7.0 / x->cal->bytes_per_s;
+  if (c->offload) update += 2.0 * (double)p->arena[MF_ARENA_OPT] / x->cal->offload_bytes_per_s;
+  c->step_s = c->accum * micro + update;
+  if (x->store_flops <= 0 && !c->n_recomputed) x->store_flops = p->train.flops;
+  c->recompute_flops = x->store_flops > 0 ? c->accum * fmax(0, p->train.flops - x->store_flops) : 0;
+  int64_t host_needed = c->offload ? (int64_t)p->arena[MF_ARENA_OPT] : 0;
+  c->fits = (!x->o->budget || (int64_t)c->device_bytes <= x->o->budget) &&
+            (!x->o->host_budget || host_needed <= x->o->host_budget);
+  mf_plan_free(p);
+  if (x->n_all == x->cap_all) {
+    int cap = x->cap_all ? x->cap_all * 2 : 64;
+    mf_candidate *a = realloc(x->all, (size_t)cap * sizeof *a);
+    if (!a) { snprintf(err, errlen, "search: out of host memory"); return -1; }
+    x->all = a;
+    x->cap_all = cap;
+  }
+  x->all[x->n_all++] = *c;
+  return 0;
+}
+
+/* segments ordered by activation bytes they hold per FLOP their recompute costs, earliest first on ties */
+typedef struct seg_rank { int id; double score; } seg_rank;
+static int seg_cmp(const void *a, const void *b) {
+  const seg_rank *x = a, *y = b;
+  if (x->score != y->score) return x->score > y->score ? -1 : 1;
+  return x->id - y->id;
+}
+
+static void mask_topk(mf_candidate *c, const seg_rank *order, int k) {
+  memset(c->mask, 0, sizeof c->mask);
+  for (int i = 0; i < k; i++) c->mask[order[i].id] = 1;
+  c->n_recomputed = k;
+}
+
+static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, char *err, size_t errlen) {
+  mf_graph *g = x->g;
+  int nseg = mf_graph_segment_count(g);
+  if (nseg > MF_SEARCH_MAX_SEG) nseg = MF_SEARCH_MAX_SEG;
+  seg_rank order[MF_SEARCH_MAX_SEG];
+  bool invertible = false;
+  for (int k = 0; k < nseg; k++) {
+    const mf_segment *s = &g->segs[k];
+    double bytes = 0, flops = 0;
+    for (int id = s->first; id <= s->last; id++) {
+      bytes += (double)mf_node_bytes(&g->nodes[id]);
+      flops += mf_node_flops(g, &g->nodes[id]);
+    }
+    order[k].id = k;
+    order[k].score = bytes / (flops + 1);
+    invertible |= s->inverse != NULL;
+  }
+  qsort(order, (size_t)nseg, sizeof *order, seg_cmp);
+  int E = x->w->effective_batch(x->cfg);
+  int n_off = x->o->allow_offload ? 2 : 1;
+  x->store_flops = 0;
+  for (int off = 0; off < n_off; off++) {
+    mf_candidate base;
+    memset(&base, 0, sizeof base);
+    base.variant = variant;
+    base.micro_batch = mb;
+    base.accum = E / mb;
+    base.dtype = dt;
+    base.offload = off;
+    base.invertible = invertible;
+    base.n_seg = nseg;
+    mf_candidate store = base, all = base;
+    mask_topk(&store, order, 0);
+    if (x->o->fixed_mode != 1 && evaluate(x, &store, err, errlen) < 0) return -1;
+    if (x->o->fixed_mode == 0 || nseg == 0) { *any_fit |= store.fits; continue; }
+    mask_topk(&all, order, nseg);
+    if (evaluate(x, &all, err, errlen) < 0) return -1;
+    *any_fit |= store.fits | all.fits;
+    if (x->o->fixed_mode == 1 || store.fits || !all.fits) continue;
+    int lo = 0, hi = nseg; /* store (k=0) does not fit, all (k=nseg) does */
+    while (hi - lo > 1) {
+      int mid = (lo + hi) / 2;
+      mf_candidate c = base;
+      mask_topk(&c, order, mid);
+      if (evaluate(x, &c, err, errlen) < 0) return -1;
+      if (x->all[x->n_all - 1].fits) hi = mid;
+      else lo = mid;
+    }
+  }
+  return 0;
+}
+
+/* Ranking cost: predicted time, with low precision charged 3% for the accuracy it gives up, so
+ * that f32 wins unless bf16/f16 is clearly faster or needed to fit. */
+static double rank_cost(const mf_candidate *c) { return c->step_s * (c->dtype == MF_F32 ? 1.0 : 1.03); }
+
+static int cand_cmp(const void *a, const void *b) {
+  const mf_candidate *x = a, *y = b;
+  if (x->fits != y->fits) return y->fits - x->fits;
+  if (rank_cost(x) != rank_cost(y)) return rank_cost(x) < rank_cost(y) ? -1 : 1;
+  return x->device_bytes < y->device_bytes ? -1 : x->device_bytes > y->device_bytes;
+}
+
+/* with nothing recomputed the graph variant makes no difference */
+static bool same_kind(const mf_candidate *a, const mf_candidate *b) {
+  bool var = a->variant == b->variant || (!a->n_recomputed && !b->n_recomputed);
+  return var && a->micro_batch == b->micro_batch && a->dtype == b->dtype && a->offload == b->offload;
+}
+
+int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf_search_result *r, char *err, size_t errlen) {
+  memset(r, 0, sizeof *r);
+  if (mf_calibrate(o->backend, o->threads, &r->cal, err, errlen) < 0) return -1;
+  ctx x = {.w = w, .cfg = cfg, .o = o, .cal = &r->cal};
+  const mf_backend *be = mf_backend_get(o->backend, err, errlen);
+  if (!be) return -1;
+  x.fixed = be->fixed_overhead ? be->fixed_overhead() : 0;
+  int E = w->effective_batch(cfg);
+  mf_dtype dts[3] = {MF_F32, MF_BF16, MF_F16};
+  for (int v = 0; v < w->n_variants; v++) {
+    if (o->fixed_variant >= 0 && v != o->fixed_variant) continue;
+    for (int d = 0; d < 3; d++) {
+      if (!((o->dtypes ? o->dtypes : 1u << MF_F32) & (1u << dts[d]))) continue;
+      for (int mb = 1; mb <= E; mb++) {
+        if (E % mb || (o->fixed_micro_batch > 0 && mb != o->fixed_micro_batch)) continue;
+        char why[160];
+        if (w->batch_ok && w->batch_ok(cfg, mb, why, sizeof why) < 0) continue;
+        x.g = mf_graph_init(dts[d]);
+        void *state = NULL;
+        int any_fit = 0;
+        if (!x.g || w->build(x.g, cfg, v, mb, &x.loss, &state, err, errlen) < 0 ||
+            search_graph(&x, v, dts[d], mb, &any_fit, err, errlen) < 0) {
+          if (state) w->state_free(state);
+          mf_graph_free(x.g);
+          free(x.all);
+          return -1;
+        }
+        w->state_free(state);
+        mf_graph_free(x.g);
+        x.g = NULL;
+        /* memory grows with the micro-batch: once nothing fits, larger ones will not either */
+        if (!any_fit && o->budget) break;
+      }
+    }
+  }
+  r->n_planned = x.n_planned;
+  if (!x.n_all) { snprintf(err, errlen, "search: no setting could be planned"); free(x.all); return -1; }
+  /* fastest ignoring the budget, and smallest of all */
+  r->unconstrained = x.all[0];
+  r->smallest = x.all[0];
+  for (int i = 1; i < x.n_all; i++) {
+    if (rank_cost(&x.all[i]) < rank_cost(&r->unconstrained)) r->unconstrained = x.all[i];
+    if (x.all[i].device_bytes < r->smallest.device_bytes) r->smallest = x.all[i];
+  }
+  qsort(x.all, (size_t)x.n_all, sizeof *x.all, cand_cmp);
+  r->found = x.all[0].fits;
+  r->best = x.all[0];
+  for (int i = 1; i < x.n_all && r->n_runners < 3 && r->found; i++) {
+    const mf_candidate *c = &x.all[i];
+    bool dup = same_kind(c, &r->best);
+    for (int j = 0; j < r->n_runners; j++) dup |= same_kind(c, &r->runners[j]);
+    if (dup) continue;
+    r->runners[r->n_runners] = *c;
+    mf_candidate *rc = &r->runners[r->n_runners++];
+    if (!c->fits) snprintf(rc->note, sizeof rc->note, "does not fit");
+    else snprintf(rc->note, sizeof rc->note, "predicted %.2fx the chosen step time", c->step_s / r->best.step_s);
+  }
+  free(x.all);
+  return 0;
+}
+
+void mf_candidate_describe(const mf_candidate *c, const mf_workload *w, char *buf, size_t n) {
+  const char *mode = c->n_recomputed == 0 ? "nothing recomputed"
+                     : c->invertible     ? "segments inverted (memory-free backprop)"
+                                         : "segments recomputed";
+  if (c->n_recomputed)
+    snprintf(buf, n, "micro-batch %d x %d accumulation, %s, %s, %d/%d %s%s", c->micro_batch, c->accum,
+             mf_dtype_name(c->dtype), w->variant_names[c->variant], c->n_recomputed, c->n_seg, mode,
+             c->offload ? ", optimizer state offloaded" : "");
+  else
+    snprintf(buf, n, "micro-batch %d x %d accumulation, %s, %s, %s%s", c->micro_batch, c->accum, mf_dtype_name(c->dtype),
+             w->variant_names[c->variant], mode, c->offload ? ", optimizer state offloaded" : "");
+}
+
+void mf_candidate_apply(const mf_candidate *c, mf_plan_opts *po) {
+  po->recompute = c->n_recomputed ? MF_RECOMPUTE_SELECTED : MF_RECOMPUTE_NONE;
+  po->segment_mask = c->mask;
+  po->invertible = c->invertible;
+  po->offload_opt = c->offload;
+}
