@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh — installs memfit's Debian build and test dependencies (run as root on Debian 12).
 set -euo pipefail
-PKGS=(build-essential cmake pkg-config git clang libclang-rt-14-dev valgrind
+PKGS=(build-essential cmake pkg-config git clang libclang-rt-14-dev libomp-14-dev valgrind
       libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev
       libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
       python3 python3-numpy python3-torch python3-torchvision)

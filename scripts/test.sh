@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh — sets up memfit and runs the whole test suite: the release build under ctest, then an
-# ASan+UBSan build of the same tests. Ends with one "N passed, N failed" line; non-zero on failure.
+# ASan+UBSan build of the same tests (with clang). Ends with one "N passed, N failed" line; non-zero on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh || exit 1
@@ -26,7 +26,8 @@ if [ "${MEMFIT_SKIP_SANITIZE:-0}" != 1 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
   export MEMFIT_SANITIZED=1
-  run_suite sanitize build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMFIT_SANITIZE=ON
+  # built with clang, so CI checks both compilers' warnings (-Werror) as well as the sanitizers
+  CC=clang run_suite sanitize build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMFIT_SANITIZE=ON
 fi
 echo "memfit: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

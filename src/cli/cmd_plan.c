@@ -252,6 +252,7 @@ int mf_cmd_plan(int argc, char **argv) {
                "(--batch), a wider model (--growth), or less recompute, if the model needs it.\n", 100 * use, 100 * (1 - use));
     }
   }
+  mf_search_result_free(&r);
   free(a.cfg);
   return a.budget && !r.found ? 3 : 0;
 }
@@ -276,6 +277,7 @@ int mf_cmd_presets(int argc, char **argv) {
     mf_search_result r;
     if (mf_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit presets: %s\n", err); free(a.cfg); return 1; }
     if (!ref) ref = r.unconstrained.step_s;
+    mf_search_result_free(&r);
     if (!r.found) { printf("%3d GiB   nothing fits (smallest needs %.2f GiB)\n", gib[i], r.smallest.device_bytes / 1073741824.0); continue; }
     const mf_candidate *c = &r.best;
     char mb[32], rec[32];

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 mf_search_opts mf_search_opts_default(void) {
   mf_search_opts o;
@@ -219,8 +220,49 @@ int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf
     if (!c->fits) snprintf(rc->note, sizeof rc->note, "does not fit");
     else snprintf(rc->note, sizeof rc->note, "predicted %.2fx the chosen step time", c->step_s / r->best.step_s);
   }
-  free(x.all);
+  r->all = x.all;
+  r->n_all = x.n_all;
   return 0;
+}
+
+void mf_search_result_free(mf_search_result *r) {
+  free(r->all);
+  r->all = NULL;
+  r->n_all = 0;
+}
+
+double mf_candidate_measure(const mf_workload *w, const void *cfg, const mf_candidate *c, const char *backend, int threads,
+                            int steps, char *err, size_t errlen) {
+  mf_graph *g = mf_graph_init(c->dtype);
+  void *state = NULL;
+  mf_tensor loss;
+  if (!g || w->build(g, cfg, c->variant, c->micro_batch, &loss, &state, err, errlen) < 0) {
+    mf_graph_free(g);
+    return -1;
+  }
+  mf_train_opts o = mf_train_opts_default();
+  mf_candidate_apply(c, &o.plan);
+  o.plan.backend = backend;
+  o.threads = threads;
+  o.accum_steps = c->accum;
+  mf_session *s = mf_session_init(g, loss, &o, err, errlen);
+  double t = -1;
+  if (s) {
+    for (int i = 0; i < c->accum; i++) mf_session_micro_step(s);
+    mf_session_update(s);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int k = 0; k < steps; k++) {
+      for (int i = 0; i < c->accum; i++) mf_session_micro_step(s);
+      mf_session_update(s);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    t = ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec)) / steps;
+    mf_session_free(s);
+  }
+  w->state_free(state);
+  mf_graph_free(g);
+  return t;
 }
 
 void mf_candidate_describe(const mf_candidate *c, const mf_workload *w, char *buf, size_t n) {

@@ -57,7 +57,14 @@ typedef struct mf_search_result {
   mf_candidate smallest;     /* smallest device bytes of any setting */
   int n_planned;             /* plans computed during the search */
   mf_calibration cal;
+  mf_candidate *all;         /* every candidate planned, ranked (fits first, then cost) */
+  int n_all;
 } mf_search_result;
+void mf_search_result_free(mf_search_result *r);
+/* Builds the candidate's graph and session options and runs `steps` optimizer steps (after one
+ * warm-up) with zero inputs; returns seconds per effective batch, or -1 with err. */
+double mf_candidate_measure(const mf_workload *w, const void *cfg, const mf_candidate *c, const char *backend, int threads,
+                            int steps, char *err, size_t errlen);
 
 int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf_search_result *r, char *err, size_t errlen);
 /* "micro-batch 2 x 16, bf16, invertible blocks, 10/20 segments inverted" */
