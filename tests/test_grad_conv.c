@@ -41,7 +41,8 @@ static const conv_case conv_cases[] = {
     {2, 5, 9, 9, 2, 5, 5, 3, 2, 1, 1},  /* 5x5 stride 3 pad 2 */
     {1, 6, 6, 6, 2, 3, 3, 1, 0, 1, 1},  /* no padding, OC <= C */
     /* >= 32 channels per group: the implicit-GEMM kernels (shifted views of a padded copy) */
-    {1, 32, 5, 4, 8, 3, 3, 1, 1, 1, 1},  /* forward + bwd weight implicit, bwd data route B */
+    {1, 32, 5, 4, 8, 3, 3, 1, 1, 1, 1},  /* few output channels: stacked taps; bwd data route B */
+    {2, 64, 5, 5, 8, 3, 3, 1, 1, 2, 1},  /* stacked taps with 2 groups */
     {1, 8, 5, 6, 32, 3, 3, 1, 1, 1, 1},  /* bwd data implicit */
     {2, 64, 4, 5, 64, 3, 3, 1, 1, 2, 1}, /* all implicit, 2 groups */
     {1, 40, 6, 5, 36, 3, 2, 1, 0, 1, 0}, /* implicit, non-square kernel, no padding */
@@ -287,6 +288,8 @@ static void shape_errors(void) {
     CHECK(mf_backend_cpu.workspace(g, &g->nodes[y]) == (size_t)12 * 9 * 256 * 4, "conv2d f32 workspace is one image's im2col: %zu",
           mf_backend_cpu.workspace(g, &g->nodes[y]));
   }
+  mf_graph_free(g);
+
   /* implicit GEMM workspace: padded image + KW-1 slack, [9][OC][C] weight, padded-width output */
   g = mf_graph_init(MF_F32);
   x = mf_input(g, "x", 4, (int64_t[]){2, 92, 32, 32});
@@ -295,6 +298,18 @@ static void shape_errors(void) {
   if (y >= 0) {
     size_t want = ((size_t)(92 * 34 * 34 + 2) * 4 + 63) / 64 * 64 + (size_t)80 * 92 * 9 * 4 + (size_t)80 * 32 * 34 * 4;
     CHECK(mf_backend_cpu.workspace(g, &g->nodes[y]) == want, "implicit conv2d workspace %zu, want %zu",
+          mf_backend_cpu.workspace(g, &g->nodes[y]), want);
+  }
+  mf_graph_free(g);
+
+  /* stacked-taps workspace (332 -> 12 channels): padded image, [9][OC][C] weight, [9*OC, 34*34] products */
+  g = mf_graph_init(MF_F32);
+  x = mf_input(g, "x", 4, (int64_t[]){1, 332, 32, 32});
+  w = mf_input(g, "w", 4, (int64_t[]){12, 332, 3, 3});
+  y = mf_conv2d(g, x, w, -1, 1, 1, 1);
+  if (y >= 0) {
+    size_t want = (size_t)332 * 34 * 34 * 4 + (size_t)12 * 332 * 9 * 4 + (size_t)9 * 12 * 34 * 34 * 4;
+    CHECK(mf_backend_cpu.workspace(g, &g->nodes[y]) == want, "stacked conv2d workspace %zu, want %zu",
           mf_backend_cpu.workspace(g, &g->nodes[y]), want);
   }
   mf_graph_free(g);
@@ -309,7 +324,7 @@ int main(void) {
     conv_values(&conv_cases[i], MF_BF16, 1e-2, seed + 100 + i);
   }
   /* a larger case that exercises OpenBLAS's blocking and the threaded im2col */
-  conv_case big = {2, 40, 20, 20, 24, 3, 3, 1, 1, 1, 1};
+  conv_case big = {2, 40, 20, 20, 24, 3, 3, 1, 1, 1, 1}; /* stacked taps, bwd data route B */
   conv_values(&big, MF_F32, 2e-5, seed + 7);
   conv_values(&big, MF_BF16, 1e-2, seed + 8);
   conv_values(&big, MF_F16, 4e-3, seed + 9);

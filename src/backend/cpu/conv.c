@@ -2,22 +2,26 @@
  * on OpenBLAS, plus the exact workspace each node needs (the planner reserves exactly that).
  *
  * Compute type: f64 (dgemm) when the node's output is f64, else f32 (sgemm). Operands stored in
- * another dtype (f16/bf16 activations and weight copies) are converted into f32 workspace:
- * im2col converts while it gathers, weights get an f32 copy, outputs are computed in an f32
- * buffer and rounded once at the end. Nothing here allocates: every scratch byte is in `ws`.
+ * another dtype (f16/bf16 activations and weight copies) are converted into f32 workspace while
+ * they are gathered / padded / repacked, and outputs are rounded once at the end. Nothing here
+ * allocates: every scratch byte is in `ws`, sized by mf_cpu_ws_conv / mf_cpu_ws_matmul.
  *
- * conv2d (x [N,C,H,W], w [OC,Cg,KH,KW], Cg = C/groups, y [N,OC,OH,OW]), per image and group g:
- *   forward      y_g [OCg,OHW]      = w_g [OCg,K] . col_g [K,OHW]          K = Cg*KH*KW
- *   bwd data     col_g [K,OHW]      = w_g^T . dy_g, then col2im into dx      (route A)
- *            or  dx_g [Cg,HW]       = w'_g [Cg,OCg*KH*KW] . im2col(dy)_g      (route B, stride 1,
- *                the "transposed conv" with w' the flipped, transposed weight and pad KH-1-p;
- *                chosen when OC <= C because its column buffer is OC*KH*KW*HW instead of C*KH*KW*OHW
- *                and it needs no scatter-add)
- *   bwd weight   dw_g [OCg,K]      += dy_g [OCg,OHW] . col_g^T               (summed over images)
+ * conv2d (x [N,C,H,W], w [OC,Cg,KH,KW], Cg = C/groups, y [N,OC,OH,OW]); per image and group, one
+ * of these algorithms, chosen from the shapes alone (conv_geometry):
+ *   IM2COL    forward  y_g [OCg,OHW] = w_g [OCg,K] . col_g [K,OHW],  K = Cg*KH*KW
+ *             bwd w    dw_g [OCg,K] += dy_g [OCg,OHW] . col_g^T (summed over images)
+ *   IMPLICIT  (stride 1, >= 32 channels each side) KH*KW GEMMs on shifted views of a zero-padded
+ *             copy of the input: no im2col buffer, GEMM inner size Cg / OCg / OH*(W+2p)
+ *   STACKED   (stride 1, >= 32 input but few output channels) one GEMM for all taps at once:
+ *             forward Z [KH*KW*OCg, Hp*Wp] = w . xpad then a shift-add; bwd weight against
+ *             KH*KW shifted copies of dy
+ *   ROUTE_A   bwd data: col_g [K,OHW] = w_g^T . dy_g, then col2im into dx
+ *   ROUTE_B   bwd data, stride 1, OC <= C: the transposed conv, im2col of dy (OC*KH*KW rows
+ *             instead of C*KH*KW) with the flipped, transposed weight and pad KH-1-p
  * 1x1 convolutions with stride 1 and no padding use x / dx directly as the column matrix.
  *
- * Threads: im2col / col2im / conversions run with OpenMP over rows; GEMMs use OpenBLAS's own
- * (OpenMP) threads. Workspace does not depend on the thread count. */
+ * Threads: padding / im2col / col2im / conversions run with OpenMP over rows; GEMMs use
+ * OpenBLAS's own (OpenMP) threads. The workspace does not depend on the thread count. */
 #include "backend/cpu/cpu.h"
 #include <cblas.h>
 #include <string.h>
@@ -104,6 +108,8 @@ typedef struct conv_geo {
 enum {
   CONV_IM2COL = 0, /* forward / bwd weight: im2col (or x itself when direct) + one GEMM per group */
   CONV_IMPLICIT,   /* stride 1: KH*KW shifted GEMMs over a zero-padded copy (no im2col) */
+  CONV_STACKED,    /* stride 1, few output channels: one GEMM for all KH*KW taps stacked, then
+                    * a shift-add (forward) / GEMM against KH*KW shifted copies of dy (bwd weight) */
   CONV_ROUTE_A,    /* bwd data: w^T dy then col2im (direct: straight into dx) */
   CONV_ROUTE_B,    /* bwd data: im2col of dy and the flipped, transposed weight */
 };
@@ -130,16 +136,21 @@ static void conv_geometry(const mf_graph *g, const mf_node *n, conv_geo *c) {
   c->K = c->Cg * c->KH * c->KW;
   c->direct = c->KH == 1 && c->KW == 1 && c->s == 1 && c->p == 0;
   /* Implicit GEMM needs stride 1 (and, as a transposed conv for bwd data, pad < kernel size). Its
-   * GEMMs have inner size Cg (forward), OCg (bwd data) or OH*(W+2p) (bwd weight); below ~32 input
-   * channels im2col's single GEMM with inner size Cg*KH*KW is faster. */
+   * per-tap GEMMs have sizes OCg x OH*(W+2p) x Cg (forward), Cg x H*(OW+..) x OCg (bwd data),
+   * OCg x Cg x OH*(W+2p) (bwd weight): OpenBLAS (measured on Zen 4) runs them near its peak when
+   * both channel counts are >= 32. Below that: few input channels -> im2col (its single GEMM
+   * has inner size Cg*KH*KW), few output channels -> the stacked-taps GEMM. */
   bool s1 = c->s == 1 && !c->direct, tpad = c->p <= c->KH - 1 && c->p <= c->KW - 1;
   const int64_t thr = 32;
+  bool bigc = c->Cg >= thr, bigoc = c->OCg >= thr;
   switch (n->op) {
-  case MF_OP_CONV2D: c->algo = s1 && c->Cg >= thr ? CONV_IMPLICIT : CONV_IM2COL; break;
-  case MF_OP_CONV2D_BWD_DATA:
-    c->algo = s1 && tpad && c->OCg >= thr ? CONV_IMPLICIT : s1 && tpad && c->OC <= c->C ? CONV_ROUTE_B : CONV_ROUTE_A;
+  case MF_OP_CONV2D:
+  case MF_OP_CONV2D_BWD_WEIGHT:
+    c->algo = s1 && bigc ? (bigoc ? CONV_IMPLICIT : CONV_STACKED) : CONV_IM2COL;
     break;
-  default: c->algo = s1 && c->Cg >= thr ? CONV_IMPLICIT : CONV_IM2COL; break;
+  default: /* bwd data */
+    c->algo = s1 && tpad && bigc && bigoc ? CONV_IMPLICIT : s1 && tpad && c->OC <= c->C ? CONV_ROUTE_B : CONV_ROUTE_A;
+    break;
   }
 }
 
@@ -157,10 +168,22 @@ static void conv_ws_layout(const mf_graph *g, const mf_node *n, const conv_geo *
   l->ct = ct;
   l->n_col = l->n_w = l->n_in = l->n_out = 0;
   int64_t KK = c->KH * c->KW, Hp = c->H + 2 * c->p, Wp = c->W + 2 * c->p;
-  if (c->algo == CONV_IMPLICIT) {
+  if (c->algo == CONV_STACKED) {
+    /* col: zero-padded input image, w: weight as [G][KH*KW][OCg][Cg] (forward),
+     * out: all taps' products [KH*KW*OCg, Hp*Wp] of one group (forward) / dw as [G][KH*KW][OCg][Cg]
+     * (bwd weight), in: KH*KW shifted, zero-padded copies of one group of dy (bwd weight) */
+    l->n_col = c->C * Hp * Wp;
+    if (n->op == MF_OP_CONV2D) {
+      l->n_w = c->OC * c->Cg * KK;
+      l->n_out = KK * c->OCg * Hp * Wp;
+    } else {
+      l->n_in = KK * c->OCg * Hp * Wp;
+      l->n_out = c->OC * c->Cg * KK;
+    }
+  } else if (c->algo == CONV_IMPLICIT) {
     /* col: zero-padded input image (+ KW-1 slack the last shifted view reads past the end),
-     * w: weight as [KH*KW][OC][Cg], in: dy on the padded-width grid (bwd weight),
-     * out: output on the padded-width grid (fwd, bwd data) / dw as [KH*KW][OC][Cg] (bwd weight) */
+     * w: weight as [G][KH*KW][OCg][Cg], in: dy on the padded-width grid (bwd weight),
+     * out: output on the padded-width grid (fwd, bwd data) / dw as [G][KH*KW][OCg][Cg] (bwd weight) */
     l->n_w = c->OC * c->Cg * KK;
     switch (n->op) {
     case MF_OP_CONV2D:
@@ -337,6 +360,11 @@ static void compact(void *dst, mf_dtype dt, int64_t doff, const void *src, mf_dt
         float b = bt == MF_F32 ? ((const float *)bias)[c] : (float)mf_ld(bias, bt, c);
         for (int64_t j = 0; j < OW; j++) d[j] = sr[j] + b;
       } else memcpy(d, sr, (size_t)OW * sizeof(float));
+    } else if (dt == MF_BF16 && ct == MF_F32) {
+      uint16_t *d = (uint16_t *)dst + doff + r * OW;
+      const float *sr = (const float *)src + r * Wp;
+      float b = bias ? (float)mf_ld(bias, bt, c) : 0.0f;
+      for (int64_t j = 0; j < OW; j++) d[j] = mf_f32_to_bf16(sr[j] + b);
     } else {
       double b = bias ? mf_ld(bias, bt, c) : 0.0;
       for (int64_t j = 0; j < OW; j++) mf_st(dst, dt, doff + r * OW + j, mf_ld(src, ct, r * Wp + j) + b);
@@ -344,15 +372,36 @@ static void compact(void *dst, mf_dtype dt, int64_t doff, const void *src, mf_dt
   }
 }
 
-/* wk [KH*KW][OC][Cg] (type ct) from w [OC][Cg][KH][KW] */
-static void repack_w(void *wk, mf_dtype ct, const void *w, mf_dtype wt, int64_t OC, int64_t Cg, int64_t KK) {
-  #pragma omp parallel for schedule(static) if (OC * Cg * KK > 16384)
-  for (int64_t q = 0; q < KK; q++)
-    for (int64_t i = 0; i < OC * Cg; i++) {
-      if (ct == MF_F32 && wt == MF_F32) ((float *)wk)[q * OC * Cg + i] = ((const float *)w)[i * KK + q];
-      else if (ct == MF_F32) ((float *)wk)[q * OC * Cg + i] = (float)mf_ld(w, wt, i * KK + q);
-      else ((double *)wk)[q * OC * Cg + i] = mf_ld(w, wt, i * KK + q);
-    }
+/* index of (group gi, tap q, channel oc of the group, c) in the [G][KH*KW][OCg][Cg] weight layout */
+static inline int64_t wk_index(const conv_geo *c, int64_t gi, int64_t q, int64_t oc, int64_t ci) {
+  return ((gi * c->KH * c->KW + q) * c->OCg + oc) * c->Cg + ci;
+}
+
+/* wk [G][KH*KW][OCg][Cg] (type ct) from w [OC][Cg][KH][KW] */
+static void repack_w(void *wk, mf_dtype ct, const void *w, mf_dtype wt, const conv_geo *c) {
+  int64_t KK = c->KH * c->KW, GK = c->G * KK;
+  #pragma omp parallel for schedule(static) if (c->OC * c->Cg * KK > 16384)
+  for (int64_t j = 0; j < GK; j++) {
+    int64_t gi = j / KK, q = j % KK;
+    for (int64_t oc = 0; oc < c->OCg; oc++)
+      for (int64_t ci = 0; ci < c->Cg; ci++) {
+        int64_t d = wk_index(c, gi, q, oc, ci), s = ((gi * c->OCg + oc) * c->Cg + ci) * KK + q;
+        if (ct == MF_F32 && wt == MF_F32) ((float *)wk)[d] = ((const float *)w)[s];
+        else if (ct == MF_F32) ((float *)wk)[d] = (float)mf_ld(w, wt, s);
+        else ((double *)wk)[d] = mf_ld(w, wt, s);
+      }
+  }
+}
+
+/* dw [OC][Cg][KH][KW] (dtype dt) from dwk [G][KH*KW][OCg][Cg] (type ct) */
+static void unpack_dw(void *dw, mf_dtype dt, const void *dwk, mf_dtype ct, const conv_geo *c) {
+  int64_t KK = c->KH * c->KW;
+  #pragma omp parallel for schedule(static) if (c->OC * c->Cg * KK > 16384)
+  for (int64_t o = 0; o < c->OC; o++) {
+    int64_t gi = o / c->OCg, oc = o % c->OCg;
+    for (int64_t ci = 0; ci < c->Cg; ci++)
+      for (int64_t q = 0; q < KK; q++) mf_st(dw, dt, (o * c->Cg + ci) * KK + q, mf_ld(dwk, ct, wk_index(c, gi, q, oc, ci)));
+  }
 }
 
 /* y_n = sum over taps k of w_k [OCg, Cg] . xview_k [Cg, OH*Wp] per group */
@@ -362,12 +411,12 @@ static void fwd_implicit(const mf_kctx *k, const mf_node *n, const conv_geo *c, 
   mf_dtype ct = l->ct;
   int64_t KK = c->KH * c->KW, Hp = c->H + 2 * c->p, Wp = c->W + 2 * c->p, NW = c->OH * Wp;
   void *xp = wsb + l->o_col, *wk = wsb + l->o_w, *yp = wsb + l->o_out;
-  repack_w(wk, ct, src[1], nw->dtype, c->OC, c->Cg, KK);
+  repack_w(wk, ct, src[1], nw->dtype, c);
   for (int64_t i = 0; i < c->N; i++) {
     pad_copy(xp, ct, src[0], nx->dtype, i * c->C * c->HW, c->C, c->H, c->W, c->p, c->p, c->KW - 1);
     for (int64_t q = 0; q < KK; q++)
       for (int64_t gi = 0; gi < c->G; gi++)
-        gemm(ct, 0, 0, c->OCg, NW, c->Cg, at(wk, ct, (q * c->OC + gi * c->OCg) * c->Cg), c->Cg,
+        gemm(ct, 0, 0, c->OCg, NW, c->Cg, at(wk, ct, wk_index(c, gi, q, 0, 0)), c->Cg,
              at(xp, ct, gi * c->Cg * Hp * Wp + (q / c->KW) * Wp + q % c->KW), Hp * Wp, q ? 1.0 : 0.0,
              at(yp, ct, gi * c->OCg * NW), NW);
     compact(out, n->dtype, i * c->OC * c->OHW, yp, ct, c->OC, c->OH, c->OW, Wp, nb ? src[2] : NULL, nb ? nb->dtype : MF_F32);
@@ -382,13 +431,13 @@ static void bwd_data_implicit(const mf_kctx *k, const mf_node *n, const conv_geo
   int64_t KK = c->KH * c->KW, ph = c->KH - 1 - c->p, pw = c->KW - 1 - c->p;
   int64_t Hq = c->OH + 2 * ph, Wq = c->OW + 2 * pw, NW = c->H * Wq;
   void *dyp = wsb + l->o_col, *wk = wsb + l->o_w, *dxp = wsb + l->o_out;
-  repack_w(wk, ct, src[1], nw->dtype, c->OC, c->Cg, KK);
+  repack_w(wk, ct, src[1], nw->dtype, c);
   for (int64_t i = 0; i < c->N; i++) {
     pad_copy(dyp, ct, src[0], nd->dtype, i * c->OC * c->OHW, c->OC, c->OH, c->OW, ph, pw, c->KW - 1);
     for (int64_t q = 0; q < KK; q++) {
       int64_t kh = q / c->KW, kw = q % c->KW, qf = (c->KH - 1 - kh) * c->KW + (c->KW - 1 - kw);
       for (int64_t gi = 0; gi < c->G; gi++)
-        gemm(ct, 1, 0, c->Cg, NW, c->OCg, at(wk, ct, (qf * c->OC + gi * c->OCg) * c->Cg), c->Cg,
+        gemm(ct, 1, 0, c->Cg, NW, c->OCg, at(wk, ct, wk_index(c, gi, qf, 0, 0)), c->Cg,
              at(dyp, ct, gi * c->OCg * Hq * Wq + kh * Wq + kw), Hq * Wq, q ? 1.0 : 0.0, at(dxp, ct, gi * c->Cg * NW), NW);
     }
     compact(out, n->dtype, i * c->C * c->HW, dxp, ct, c->C, c->H, c->W, Wq, NULL, MF_F32);
@@ -409,13 +458,78 @@ static void bwd_weight_implicit(const mf_kctx *k, const mf_node *n, const conv_g
       for (int64_t gi = 0; gi < c->G; gi++)
         gemm(ct, 0, 1, c->OCg, c->Cg, NW, at(dyp, ct, gi * c->OCg * NW), NW,
              at(xp, ct, gi * c->Cg * Hp * Wp + (q / c->KW) * Wp + q % c->KW), Hp * Wp, i ? 1.0 : 0.0,
-             at(dwk, ct, (q * c->OC + gi * c->OCg) * c->Cg), c->Cg);
+             at(dwk, ct, wk_index(c, gi, q, 0, 0)), c->Cg);
   }
-  /* dw [OC][Cg][KH][KW] from [KH*KW][OC][Cg] */
-  int64_t OCC = c->OC * c->Cg;
-  #pragma omp parallel for schedule(static) if (OCC * KK > 16384)
-  for (int64_t j = 0; j < OCC; j++)
-    for (int64_t q = 0; q < KK; q++) mf_st(out, n->dtype, j * KK + q, mf_ld(dwk, ct, q * OCC + j));
+  unpack_dw(out, n->dtype, dwk, ct, c);
+}
+
+/* Stacked taps, forward: Z [KH*KW*OCg, Hp*Wp] = wk_g [KH*KW*OCg, Cg] . xpad_g [Cg, Hp*Wp] (one GEMM
+ * per group), then y[oc][oh][ow] = sum over taps (kh,kw) of Z[tap][oc][(oh+kh)*Wp + ow+kw]. The
+ * sum is gathered in place into tap 0's block (its element (oh,ow) is read by output (oh,ow) only). */
+#define DEFINE_SHIFT_ADD(T, NAME)                                                                            \
+  static void NAME(T *Z, int64_t OCg, int64_t KH, int64_t KW, int64_t OH, int64_t OW, int64_t Hp, int64_t Wp) {    \
+    int64_t P = Hp * Wp, rows = OCg * OH;                                                                      \
+    _Pragma("omp parallel for schedule(static) if (rows * OW * KH * KW > 32768)")                            \
+    for (int64_t r = 0; r < rows; r++) {                                                                       \
+      int64_t oc = r / OH, oh = r % OH;                                                                        \
+      T *acc = Z + oc * P + oh * Wp;                                                                           \
+      for (int64_t q = 1; q < KH * KW; q++) {                                                                  \
+        const T *sr = Z + (q * OCg + oc) * P + (oh + q / KW) * Wp + q % KW;                                    \
+        for (int64_t j = 0; j < OW; j++) acc[j] += sr[j];                                                      \
+      }                                                                                                        \
+    }                                                                                                          \
+  }
+DEFINE_SHIFT_ADD(float, shift_add_f32)
+DEFINE_SHIFT_ADD(double, shift_add_f64)
+
+static void fwd_stacked(const mf_kctx *k, const mf_node *n, const conv_geo *c, const conv_ws *l, void *out, void *const *src,
+                        char *wsb) {
+  const mf_node *nx = mf_src(k, n, 0), *nw = mf_src(k, n, 1), *nb = n->nsrc > 2 ? mf_src(k, n, 2) : NULL;
+  mf_dtype ct = l->ct;
+  int64_t KK = c->KH * c->KW, Hp = c->H + 2 * c->p, Wp = c->W + 2 * c->p, P = Hp * Wp;
+  void *xp = wsb + l->o_col, *wk = wsb + l->o_w, *Z = wsb + l->o_out;
+  repack_w(wk, ct, src[1], nw->dtype, c);
+  for (int64_t i = 0; i < c->N; i++) {
+    pad_copy(xp, ct, src[0], nx->dtype, i * c->C * c->HW, c->C, c->H, c->W, c->p, c->p, 0);
+    for (int64_t gi = 0; gi < c->G; gi++) {
+      gemm(ct, 0, 0, KK * c->OCg, P, c->Cg, at(wk, ct, wk_index(c, gi, 0, 0, 0)), c->Cg, at(xp, ct, gi * c->Cg * P), P, 0.0, Z, P);
+      if (ct == MF_F64) shift_add_f64(Z, c->OCg, c->KH, c->KW, c->OH, c->OW, Hp, Wp);
+      else shift_add_f32(Z, c->OCg, c->KH, c->KW, c->OH, c->OW, Hp, Wp);
+      /* tap 0's block holds the group's output on an [OCg][Hp][Wp] grid */
+      for (int64_t oc = 0; oc < c->OCg; oc++) {
+        int64_t o = gi * c->OCg + oc;
+        compact(out, n->dtype, (i * c->OC + o) * c->OHW, at(Z, ct, oc * P), ct, 1, c->OH, c->OW, Wp,
+                nb ? cat_(src[2], nb->dtype, o) : NULL, nb ? nb->dtype : MF_F32);
+      }
+    }
+  }
+}
+
+/* Stacked taps, bwd weight: with D [tap][oc][hp][wp] = dy[oc][hp-kh][wp-kw] (zero outside),
+ * dwk_g [KH*KW*OCg, Cg] += D_g [KH*KW*OCg, Hp*Wp] . xpad_g^T: one GEMM per group and image. */
+static void bwd_weight_stacked(const mf_kctx *k, const mf_node *n, const conv_geo *c, const conv_ws *l, void *out,
+                               void *const *src, char *wsb) {
+  const mf_node *nx = mf_src(k, n, 0), *nd = mf_src(k, n, 1);
+  mf_dtype ct = l->ct;
+  int64_t KK = c->KH * c->KW, Hp = c->H + 2 * c->p, Wp = c->W + 2 * c->p, P = Hp * Wp;
+  void *xp = wsb + l->o_col, *D = wsb + l->o_in, *dwk = wsb + l->o_out;
+  for (int64_t i = 0; i < c->N; i++) {
+    pad_copy(xp, ct, src[0], nx->dtype, i * c->C * c->HW, c->C, c->H, c->W, c->p, c->p, 0);
+    for (int64_t gi = 0; gi < c->G; gi++) {
+      int64_t planes = KK * c->OCg;
+      #pragma omp parallel for schedule(static) if (planes * P > 32768)
+      for (int64_t j = 0; j < planes; j++) {
+        int64_t q = j / c->OCg, oc = j % c->OCg, kh = q / c->KW, kw = q % c->KW;
+        zero_ct(D, ct, j * P, P);
+        for (int64_t oh = 0; oh < c->OH; oh++)
+          seg_load(D, ct, j * P + (oh + kh) * Wp + kw, src[1], nd->dtype, ((i * c->OC + gi * c->OCg + oc) * c->OH + oh) * c->OW, 1,
+                   c->OW);
+      }
+      gemm(ct, 0, 1, planes, c->Cg, P, D, P, at(xp, ct, gi * c->Cg * P), P, i ? 1.0 : 0.0, at(dwk, ct, wk_index(c, gi, 0, 0, 0)),
+           c->Cg);
+    }
+  }
+  unpack_dw(out, n->dtype, dwk, ct, c);
 }
 
 /* ------------------------------------------------------------------ conv kernels */
@@ -427,6 +541,7 @@ void mf_cpu_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *s
   conv_geometry(k->g, n, &c);
   conv_ws_layout(k->g, n, &c, &l);
   if (c.algo == CONV_IMPLICIT) { fwd_implicit(k, n, &c, &l, out, src, ws); return; }
+  if (c.algo == CONV_STACKED) { fwd_stacked(k, n, &c, &l, out, src, ws); return; }
   const mf_node *nx = mf_src(k, n, 0), *nw = mf_src(k, n, 1), *nb = n->nsrc > 2 ? mf_src(k, n, 2) : NULL;
   mf_dtype ct = l.ct;
   char *wsb = ws;
@@ -514,6 +629,7 @@ void mf_cpu_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, voi
   conv_geometry(k->g, n, &c);
   conv_ws_layout(k->g, n, &c, &l);
   if (c.algo == CONV_IMPLICIT) { bwd_weight_implicit(k, n, &c, &l, out, src, ws); return; }
+  if (c.algo == CONV_STACKED) { bwd_weight_stacked(k, n, &c, &l, out, src, ws); return; }
   const mf_node *nx = mf_src(k, n, 0), *nd = mf_src(k, n, 1);
   mf_dtype ct = l.ct;
   char *wsb = ws;
