@@ -22,8 +22,15 @@ static double now_s(void) {
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-/* images/s over one full epoch, measured on the second epoch (workers already running) */
-static double run(mf_dataset *ds, int workers, int draft, double *wait_share) {
+static double cpu_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* images/s over one full epoch, measured on the second epoch (workers already running);
+ * *cpu_ms: process CPU milliseconds per image in that epoch (robust on a shared machine) */
+static double run(mf_dataset *ds, int workers, int draft, double *cpu_ms) {
   mf_loader_opts lo = mf_loader_opts_default();
   lo.dataset = ds; lo.batch_size = 32; lo.workers = workers; lo.prefetch = 2; lo.seed = 1;
   lo.tf.out_w = lo.tf.out_h = 224;
@@ -35,7 +42,7 @@ static double run(mf_dataset *ds, int workers, int draft, double *wait_share) {
   if (!L) { fprintf(stderr, "bench_data: %s\n", err); exit(1); }
   double best = 0;
   for (int e = 0; e < 2; e++) {
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     long n = 0;
     const mf_batch *b;
     while ((b = mf_loader_next(L)) != NULL) {
@@ -44,10 +51,8 @@ static double run(mf_dataset *ds, int workers, int draft, double *wait_share) {
       mf_loader_release(L, b);
     }
     double ips = n / (now_s() - t0);
-    if (e == 1) best = ips;
+    if (e == 1) { best = ips; *cpu_ms = 1000 * (cpu_s() - c0) / n; }
   }
-  mf_loader_stats st = mf_loader_get_stats(L);
-  if (wait_share) *wait_share = st.wait_s;
   mf_loader_free(L);
   return best;
 }
@@ -87,30 +92,30 @@ int main(int argc, char **argv) {
   if (!ds) { fprintf(stderr, "bench_data: %s\n", err); return 1; }
   printf("bench_data: %d photos x %d = %d images, decode + RandomResizedCrop(224) + hflip + ColorJitter(.4,.4,.4,.1), batch 32\n",
          nn, reps, total);
-  double m[2], mnd[2], t[2] = {0, 0}, w[2];
+  /* memfit and torchvision back to back for each worker count (this machine is shared: close in time) */
+  double m[2], mnd[2], t[2] = {0, 0}, c[2], cnd[2], tc[2] = {0, 0};
+  char cmd[16384];
   for (int k = 0; k < 2; k++) {
-    m[k] = run(ds, k + 1, 1, &w[k]);
-    mnd[k] = run(ds, k + 1, 0, NULL);
-    printf("memfit      workers=%d: %7.1f images/s (JPEG draft decode on), %7.1f images/s (off)\n", k + 1, m[k], mnd[k]);
+    m[k] = run(ds, k + 1, 1, &c[k]);
+    mnd[k] = run(ds, k + 1, 0, &cnd[k]);
+    printf("memfit      workers=%d: %7.1f images/s, %6.2f CPU ms/image (JPEG draft decode on); %7.1f images/s, %6.2f CPU ms/image (off)\n",
+           k + 1, m[k], c[k], mnd[k], cnd[k]);
+    fflush(stdout);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/bench/bench_data_torch.py' '%s' %d", root ? root : ".", tmp, k + 1);
+    FILE *p = popen(cmd, "r");
+    char line[512];
+    while (p && fgets(line, sizeof line, p)) {
+      int wk; double ips, cms;
+      if (sscanf(line, "torchvision workers=%d: %lf images/s, %lf", &wk, &ips, &cms) == 3 && wk == k + 1) { t[k] = ips; tc[k] = cms; }
+      fputs(line, stdout);
+    }
+    if (p) pclose(p);
+    if (t[k] > 0)
+      printf("ratio memfit/torchvision workers=%d: images/s %.2fx (draft on), %.2fx (off); CPU per image %.2fx less (on), %.2fx (off)\n",
+             k + 1, m[k] / t[k], mnd[k] / t[k], tc[k] / c[k], tc[k] / cnd[k]);
+    else printf("torchvision run failed or absent (needs /usr/bin/python3 with torch + torchvision)\n");
     fflush(stdout);
   }
-  /* torchvision, same list */
-  char cmd[16384];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/bench/bench_data_torch.py' '%s'", root ? root : ".", tmp);
-  FILE *p = popen(cmd, "r");
-  char line[512];
-  int have_torch = 0;
-  while (p && fgets(line, sizeof line, p)) {
-    int wk; double ips;
-    if (sscanf(line, "torchvision workers=%d: %lf", &wk, &ips) == 2 && wk >= 1 && wk <= 2) { t[wk - 1] = ips; have_torch = 1; }
-    fputs(line, stdout);
-  }
-  if (p) pclose(p);
-  if (have_torch)
-    for (int k = 0; k < 2; k++)
-      if (t[k] > 0)
-        printf("ratio memfit/torchvision workers=%d: %.2fx (draft on), %.2fx (draft off)\n", k + 1, m[k] / t[k], mnd[k] / t[k]);
-  if (!have_torch) printf("torchvision run failed or absent (needs /usr/bin/python3 with torch + torchvision)\n");
   mf_dataset_free(ds);
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
