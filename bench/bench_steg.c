@@ -3,6 +3,7 @@
  * Prints one JSON line like bench/steg_torch.py so bench/steg.sh can put them side by side. */
 #include "memfit.h"
 #include "models/steg.h"
+#include "plan/plan.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
   int blocks = 6, growth = 80, size = 64, batch = 1, steps = 10, warmup = 2, threads = 1, invert = 0;
-  const char *dtype = "f32";
+  const char *dtype = "f32", *backend = "cpu", *segments = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--blocks")) blocks = atoi(v);
@@ -29,6 +30,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--threads")) threads = atoi(v);
     else if (!strcmp(k, "--mode")) invert = !strcmp(v, "invert");
     else if (!strcmp(k, "--dtype")) dtype = v;
+    else if (!strcmp(k, "--backend")) backend = v;   /* cpu or cuda */
+    else if (!strcmp(k, "--segments")) segments = v; /* blocks (default), subnets or none */
     else { fprintf(stderr, "bench_steg: unknown option %s\n", k); return 2; }
   }
   int dt = mf_dtype_parse(dtype);
@@ -38,6 +41,7 @@ int main(int argc, char **argv) {
   c.growth = growth;
   c.height = c.width = size;
   c.batch = batch;
+  if (segments) c.segments = !strcmp(segments, "subnets") ? MF_STEG_SEG_SUBNETS : !strcmp(segments, "none") ? MF_STEG_SEG_NONE : MF_STEG_SEG_BLOCKS;
   char err[512];
   if (mf_steg_config_check(&c, err, sizeof err) < 0) { fprintf(stderr, "bench_steg: %s\n", err); return 2; }
   mf_graph *g = mf_graph_init((mf_dtype)dt);
@@ -45,6 +49,7 @@ int main(int argc, char **argv) {
   if (mf_steg_build(g, &c, m) < 0) { fprintf(stderr, "bench_steg: %s\n", mf_graph_error(g)); return 1; }
   mf_train_opts o = mf_train_opts_default();
   o.threads = threads;
+  o.plan.backend = backend;
   o.plan.optim = MF_ADAMW;
   o.lr = pow(10, -4.5);
   o.beta1 = 0.5;
@@ -67,10 +72,16 @@ int main(int argc, char **argv) {
   double t0 = now_s();
   for (int i = 0; i < steps; i++) { loss = mf_session_micro_step(s); mf_session_update(s); }
   double el = now_s() - t0;
+  /* a device backend adds its name and the fixed overhead it measured (context, handles) */
+  char extra[128] = "";
+  const mf_plan *pl = mf_session_plan(s);
+  if (strcmp(backend, "cpu") != 0)
+    snprintf(extra, sizeof extra, ", \"backend\": \"%s\", \"overhead_bytes\": %zu", backend,
+             pl->be->fixed_overhead ? pl->be->fixed_overhead() : (size_t)0);
   printf("{\"impl\": \"memfit-%s\", \"images_per_s\": %.4f, \"peak_rss_bytes\": %zu, \"step_s\": %.6f, \"planned_bytes\": %zu, "
-         "\"blocks\": %d, \"growth\": %d, \"size\": %d, \"batch\": %d, \"threads\": %d, \"loss\": %.6f, \"params\": %lld}\n",
-         invert ? "invert" : "store", batch * steps / el, mf_peak_rss_bytes(), el / steps, mf_plan_total_bytes(mf_session_plan(s)),
-         blocks, growth, size, batch, threads, loss, (long long)mf_steg_param_count(&c));
+         "\"blocks\": %d, \"growth\": %d, \"size\": %d, \"batch\": %d, \"threads\": %d, \"loss\": %.6f, \"params\": %lld%s}\n",
+         invert ? "invert" : "store", batch * steps / el, mf_peak_rss_bytes(), el / steps, mf_plan_total_bytes(pl),
+         blocks, growth, size, batch, threads, loss, (long long)mf_steg_param_count(&c), extra);
   mf_session_free(s);
   free(m);
   mf_graph_free(g);

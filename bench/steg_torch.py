@@ -252,7 +252,65 @@ def mode_parity(args):
            sum(1 for k in out if k.startswith("grad.")), args.output))
 
 
+def mode_bench_cuda(args):
+    """GPU side of scripts/gpu-check.sh: the same step under torch.autocast (bf16 or f16 compute,
+    f32 weights and AdamW), peak = torch.cuda.max_memory_allocated plus the context's share."""
+    if not torch.cuda.is_available():
+        sys.exit("steg_torch.py: --device cuda but torch sees no CUDA device")
+    amp = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": None}
+    if args.dtype not in amp:
+        sys.exit("steg_torch.py: --dtype %s is not supported on cuda; use bf16, f16 or f32" % args.dtype)
+    dev = torch.device("cuda")
+    torch.cuda.init()
+    free0, total = torch.cuda.mem_get_info()  # after the context exists: what the context took
+    torch.manual_seed(args.seed)
+    net = StegNet(args.blocks, args.growth, args.clamp).to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=10 ** -4.5, betas=(0.5, 0.999), eps=1e-8,
+                            weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler("cuda") if args.dtype == "f16" else None
+    b, s = args.batch, args.size
+    cover = torch.rand(b, 3, s, s, device=dev)
+    secret = torch.rand(b, 3, s, s, device=dev)
+    z = torch.zeros(b, WAVE_CH, s // 2, s // 2, device=dev)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        if amp[args.dtype] is None:
+            loss = net.losses(cover, secret, z)["loss"]
+        else:
+            with torch.autocast("cuda", dtype=amp[args.dtype]):
+                loss = net.losses(cover, secret, z)["loss"]
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated()
+    print(json.dumps({"impl": "torch-cuda-" + args.dtype, "images_per_s": b * args.steps / dt,
+                      "peak_device_bytes": peak, "context_bytes": total - free0,
+                      "reserved_bytes": torch.cuda.max_memory_reserved(),
+                      "step_s": dt / args.steps, "blocks": args.blocks, "growth": args.growth, "size": s,
+                      "batch": b, "steps": args.steps, "loss": float(loss),
+                      "params": sum(p.numel() for p in net.parameters()),
+                      "device": torch.cuda.get_device_name(0)}))
+
+
 def mode_bench(args):
+    if args.device == "cuda":
+        return mode_bench_cuda(args)
     if args.dtype != "f32":
         sys.exit("steg_torch.py: --dtype %s is not supported; use f32" % args.dtype)
     torch.set_num_threads(args.threads)
@@ -404,6 +462,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="f32")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="bench: cuda runs under torch.autocast(--dtype)")
     ap.add_argument("--clamp", type=float, default=2.0)
     ap.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay (HiNet: 1e-5)")
     ap.add_argument("--seed", type=int, default=0)

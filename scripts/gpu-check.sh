@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# gpu-check.sh — everything issue 6 needs checked on a machine with an NVIDIA GPU, in one command:
+# builds memfit with the CUDA backend, shows the GPU, runs the CUDA tests (every op and a full
+# steganography training step against the CPU backend, measured == planned memory), benchmarks a
+# training step of the seed-16gb steganography model (10 blocks, growth 160, 224x224, batch 8,
+# bf16) in memfit and in PyTorch (autocast bf16) and plans it in a 4 GiB budget; ends with a table.
+# usage: bash scripts/gpu-check.sh [STEPS]          (env: BUILD_DIR, PYTHON, SKIP_DEPS=1)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+steps=${1:-10}
+dir=${BUILD_DIR:-build-gpu}
+out=$(mktemp -d)
+status=0
+note() { printf '\n== %s\n' "$*"; }
+
+note "dependencies"
+if [ "${SKIP_DEPS:-0}" != 1 ]; then
+  bash scripts/deps.sh || echo "deps: could not install (offline?); continuing with what is there"
+fi
+
+note "GPU"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi || true
+else
+  echo "nvidia-smi not found"
+fi
+
+note "configure and build with CUDA ($dir)"
+if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMEMFIT_CUDA=ON >"$out/configure.log" 2>&1; then
+  cat "$out/configure.log"; echo "gpu-check: configure FAILED"; exit 1
+fi
+grep -E "memfit: CUDA" "$out/configure.log" || true
+if ! grep -q "MEMFIT_HAVE_CUDA\|CUDA backend on" "$out/configure.log"; then
+  echo "gpu-check: CUDA was not found (is nvcc on PATH or in /usr/local/cuda/bin?)"; exit 1
+fi
+t0=$(date +%s)
+if ! cmake --build "$dir" -j"$(nproc)" >"$out/build.log" 2>&1; then
+  tail -40 "$out/build.log"; echo "gpu-check: build FAILED"; exit 1
+fi
+echo "built in $(( $(date +%s) - t0 )) s"
+
+note "CUDA tests (test_cuda_ops)"
+"./$dir/test_cuda_ops" 2>&1 | tee "$out/test.log"
+test_rc=${PIPESTATUS[0]}
+if grep -q "^SKIP" "$out/test.log"; then
+  echo "gpu-check: the CUDA tests skipped: this machine's GPU is not usable by memfit"; exit 1
+fi
+[ "$test_rc" -eq 0 ] || { echo "gpu-check: CUDA tests FAILED"; status=1; }
+test_line=$(grep -E "^test_cuda_ops: " "$out/test.log" | tail -1)
+
+note "benchmark: seed-16gb steganography step (10 blocks, growth 160, 224x224, batch 8, bf16), $steps steps"
+model=(--blocks 10 --growth 160 --size 224 --batch 8 --steps "$steps" --warmup 2 --dtype bf16)
+py=${PYTHON:-}
+if [ -z "$py" ]; then
+  for c in python3 /usr/bin/python3 /usr/local/bin/python3; do
+    if command -v "$c" >/dev/null && "$c" -c "import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then py=$c; break; fi
+  done
+fi
+: >"$out/bench.jsonl"
+if [ -n "$py" ]; then
+  echo "PyTorch: $("$py" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)')"
+  "$py" bench/steg_torch.py bench --device cuda "${model[@]}" | tee -a "$out/bench.jsonl" || status=1
+else
+  echo "no python3 with a CUDA-enabled torch found (set PYTHON=...); PyTorch side skipped"
+fi
+for cfg in "store:" "invert:subnets" "invert:blocks"; do
+  mode=${cfg%%:*}; seg=${cfg#*:}
+  args=(--backend cuda --mode "$mode")
+  [ -n "$seg" ] && args+=(--segments "$seg")
+  line=$("./$dir/bench_steg" "${model[@]}" "${args[@]}") || { echo "bench_steg ${args[*]} FAILED"; status=1; continue; }
+  echo "$line" | sed "s/\"impl\": \"memfit-$mode\"/\"impl\": \"memfit-$mode${seg:+-$seg}\"/" | tee -a "$out/bench.jsonl"
+done
+
+note "4 GiB budget"
+if "./$dir/memfit" train --help 2>/dev/null | grep -q -- "--budget"; then
+  "./$dir/memfit" train steg --preset seed-16gb --budget 4GiB --backend cuda --steps "$steps" 2>&1 | tee "$out/budget.log" || status=1
+else
+  echo "'memfit train --budget' does not exist yet: showing the plan the search picks for 4 GiB instead"
+  "./$dir/memfit" plan steg --preset seed-16gb --budget 4GiB --backend cuda 2>&1 | tee "$out/budget.log" || status=1
+fi
+
+note "summary"
+[ -n "$test_line" ] && echo "$test_line"
+python3 - "$out/bench.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+def peak(r):  # device bytes: memfit's arenas + fixed overhead; torch's allocator peak + its context
+    if r["impl"].startswith("torch"):
+        return r["peak_device_bytes"] + r.get("context_bytes", 0)
+    return r["planned_bytes"] + r.get("overhead_bytes", 0)
+torch = next((r for r in rows if r["impl"].startswith("torch")), None)
+print("%-24s %10s %16s %12s %12s" % ("impl", "images/s", "peak dev MiB", "speed ratio", "mem ratio"))
+for r in rows:
+    sr = "%.2f" % (r["images_per_s"] / torch["images_per_s"]) if torch else "-"
+    mr = "%.2f" % (peak(r) / peak(torch)) if torch else "-"
+    print("%-24s %10.2f %16.1f %12s %12s" % (r["impl"], r["images_per_s"], peak(r) / 2**20, sr, mr))
+print("targets: speed ratio >= 1.0 and memory ratio <= 0.5 (memfit vs torch)")
+PY
+echo "logs: $out"
+exit $status

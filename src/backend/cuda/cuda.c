@@ -1,0 +1,37 @@
+/* cuda.c — the CUDA backend table (C11, so the op table can use designated array initialisers):
+ * one launcher per op from the .cu files, the workspace each node needs, device memory and the
+ * optimizer. The planner asks it for workspace sizes; the session allocates and runs through it. */
+#include "backend/cuda/cuda.h"
+
+static size_t cuda_workspace(const mf_graph *g, const mf_node *n) {
+  switch (n->op) {
+  case MF_OP_MATMUL:
+  case MF_OP_CONV2D:
+  case MF_OP_CONV2D_BWD_DATA:
+  case MF_OP_CONV2D_BWD_WEIGHT: return mf_cuda_ws_gemm(g, n);
+  case MF_OP_REDUCE:
+  case MF_OP_LOSS:
+  case MF_OP_SOFTMAX_CE: return mf_cuda_ws_reduce(g, n);
+  case MF_OP_NORM:
+  case MF_OP_NORM_BWD_DX:
+  case MF_OP_NORM_BWD_PARAM: return mf_cuda_ws_norm(g, n);
+  default: return 0;
+  }
+}
+
+#define MF_CUDA_ENTRY(E, n) [MF_OP_##E] = mf_cuda_##n,
+const mf_backend mf_backend_cuda = {
+  .name = "cuda",
+  .kernels = {MF_OP_LIST(MF_CUDA_ENTRY)},
+  .workspace = cuda_workspace,
+  .alloc = mf_cuda_alloc,
+  .free = mf_cuda_free,
+  .copy_in = mf_cuda_copy_in,
+  .copy_out = mf_cuda_copy_out,
+  .fill = mf_cuda_fill,
+  .sync = mf_cuda_sync,
+  .sum_squares = mf_cuda_sum_squares,
+  .optim_update = mf_cuda_optim_update,
+  .fixed_overhead = mf_cuda_fixed_overhead,
+};
+#undef MF_CUDA_ENTRY

@@ -1,0 +1,51 @@
+/* cuda.h — the CUDA backend's C-callable pieces: one kernel launcher per op (defined in the .cu
+ * files of this folder), workspace sizes, device memory, and the start-up measurements. */
+#ifndef MF_CUDA_H
+#define MF_CUDA_H
+
+#include "backend/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MF_CUDA_DECL(E, n) void mf_cuda_##n(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
+MF_OP_LIST(MF_CUDA_DECL)
+#undef MF_CUDA_DECL
+
+/* Exact workspace bytes of the families that need scratch (pure shape arithmetic: planning needs
+ * no device). */
+size_t mf_cuda_ws_gemm(const mf_graph *g, const mf_node *n);   /* matmul and the three conv ops */
+size_t mf_cuda_ws_reduce(const mf_graph *g, const mf_node *n); /* reduce, loss, softmax_ce */
+size_t mf_cuda_ws_norm(const mf_graph *g, const mf_node *n);   /* norm and its backward ops */
+
+void *mf_cuda_alloc(size_t bytes, char *err, size_t errlen);
+void mf_cuda_free(void *p);
+int mf_cuda_copy_in(void *dev_dst, const void *host_src, size_t n);
+int mf_cuda_copy_out(void *host_dst, const void *dev_src, size_t n);
+int mf_cuda_fill(void *dev_dst, int byte, size_t n);
+int mf_cuda_sync(void *stream);
+double mf_cuda_sum_squares(const float *g, int64_t n, void *stream);
+void mf_cuda_optim_update(float *w, const float *g, float *m, float *v, int64_t n, const mf_optim_args *a, void *stream);
+size_t mf_cuda_fixed_overhead(void);
+
+/* Devices the runtime sees; 0 when there is none or no driver (never fails). */
+int mf_cuda_device_count(void);
+
+/* What start-up measured (cudaMemGetInfo before and after creating the stream, the cuBLAS handle
+ * and its workspace). context_bytes is what was in use once the context existed (on a GPU of its
+ * own: the context); library_bytes what the handles and buffers took; overhead = both. */
+typedef struct mf_cuda_info {
+  int device, cc_major, cc_minor, sm_count;
+  char name[256];
+  size_t total_bytes, free_bytes;        /* device memory, free measured now */
+  size_t context_bytes, library_bytes, overhead_bytes;
+} mf_cuda_info;
+/* Starts the runtime if needed; returns 0, or -1 with err (no device, driver missing...). */
+int mf_cuda_init(char *err, size_t errlen);
+int mf_cuda_get_info(mf_cuda_info *info, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
