@@ -478,7 +478,7 @@ static void test_parity(int variant, const char *dir) {
     CHECK(mf_session_read_grad(r.s, ps[i], bufs[2 * i + 1], (size_t)k) == 0, "read grad %s", names[i]);
     for (int copy = 0; copy < 2; copy++) {
       st_entry *t = &e[ne++];
-      snprintf(t->name, sizeof t->name, "%s%s", copy ? "memfit.grad." : "", names[i]);
+      snprintf(t->name, sizeof t->name, "%s%.64s", copy ? "memfit.grad." : "", names[i]);
       t->dtype = "F32";
       t->ndim = mf_tensor_ndim(r.g, ps[i]);
       for (int d = 0; d < t->ndim; d++) t->shape[d] = mf_tensor_dim(r.g, ps[i], d);
