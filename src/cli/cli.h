@@ -13,6 +13,7 @@ typedef struct mf_cmd {
 int mf_cmd_demo(int argc, char **argv);
 int mf_cmd_plan(int argc, char **argv);
 int mf_cmd_presets(int argc, char **argv);
+int mf_cmd_train(int argc, char **argv); int mf_cmd_hide(int argc, char **argv); int mf_cmd_reveal(int argc, char **argv); int mf_cmd_eval(int argc, char **argv); /* cmd_steg.c */
 
 /* "--name value" / "--name=value" parsing: returns the value and advances *i, or NULL. */
 const char *cli_opt(int argc, char **argv, int *i, const char *name);

@@ -8,6 +8,7 @@ static const mf_cmd cmds[] = {
   {"demo", mf_cmd_demo, "train the built-in steganography model on generated images; print plan vs measured memory"},
   {"plan", mf_cmd_plan, "exact memory plan of a workload; with --budget, the fastest settings that fit"},
   {"presets", mf_cmd_presets, "chosen settings and peaks for 4, 6, 8, 12, 16, 24, 48 and 80 GiB"},
+  {"train", mf_cmd_train, "train a workload (steg: the steganography network) inside its memory plan"}, {"hide", mf_cmd_hide, "hide an image or a message in a cover image (steg model)"}, {"reveal", mf_cmd_reveal, "recover the hidden image or message from a stego image"}, {"eval", mf_cmd_eval, "hiding / recovery PSNR and SSIM of a steg model over image pairs, 8-bit"},
 };
 enum { NCMDS = sizeof cmds / sizeof cmds[0] };
 

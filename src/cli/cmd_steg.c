@@ -1,0 +1,1432 @@
+/* cmd_steg.c — the steganography workload's commands (DESIGN.md 3.1, issue 3): `memfit train steg`,
+ * `memfit hide`, `memfit reveal` and `memfit eval`: training inside an exact memory plan, hiding an
+ * image or a text message in a cover, revealing it, and measuring the quality on 8-bit PNGs. */
+#include "cli/cli.h"
+#include "models/steg.h"
+#include "models/workload.h"
+#include "plan/search.h"
+#include "train/safetensors.h"
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MODEL_FORMAT "memfit-steg-model-1"
+#define MSG_CELL 4        /* message mode: each bit is a MSG_CELL x MSG_CELL block of one channel */
+#define MSG_HEADER_BITS 32 /* payload length in bytes, then the payload, then a CRC-32 */
+
+/* ------------------------------------------------------------------ small helpers */
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void fmt_dur(double s, char *buf, size_t n) {
+  if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
+  long t = (long)(s + 0.5);
+  if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+static double psnr_mse(double mse) { return mse > 1e-12 ? 10 * log10(1.0 / mse) : 120.0; }
+
+/* What the PNG writer stores for a float in [0,1] (mf_image_save_png: NaN -> 0, clamp, +0.5,
+ * truncate), as the float the file will read back as. */
+static float quant8(float v) {
+  v = v != v ? 0.0f : v < 0 ? 0.0f : v > 1 ? 1.0f : v;
+  return (float)(uint8_t)(v * 255.0f + 0.5f) / 255.0f;
+}
+static void quant8_all(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = quant8(x[i]);
+}
+
+/* interleaved HWC (mf_image) <-> planar CHW (graph inputs [1,3,H,W]) */
+static void hwc_to_chw(const float *src, int w, int h, float *dst) {
+  size_t n = (size_t)w * (size_t)h;
+  for (size_t i = 0; i < n; i++)
+    for (int c = 0; c < 3; c++) dst[(size_t)c * n + i] = src[i * 3 + (size_t)c];
+}
+static void chw_to_hwc(const float *src, int w, int h, float *dst) {
+  size_t n = (size_t)w * (size_t)h;
+  for (size_t i = 0; i < n; i++)
+    for (int c = 0; c < 3; c++) dst[i * 3 + (size_t)c] = src[(size_t)c * n + i];
+}
+
+/* Bilinear resize of a planar 3-channel image (pixel centres aligned, edges clamped). */
+static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw, int dh) {
+  for (int c = 0; c < 3; c++) {
+    const float *s = src + (size_t)c * sw * sh;
+    float *d = dst + (size_t)c * dw * dh;
+    for (int y = 0; y < dh; y++) {
+      double fy = ((double)y + 0.5) * sh / dh - 0.5;
+      if (fy < 0) fy = 0;
+      int y0 = (int)fy, y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
+      double ay = fy - y0;
+      for (int x = 0; x < dw; x++) {
+        double fx = ((double)x + 0.5) * sw / dw - 0.5;
+        if (fx < 0) fx = 0;
+        int x0 = (int)fx, x1 = x0 + 1 < sw ? x0 + 1 : sw - 1;
+        double ax = fx - x0;
+        double top = s[(size_t)y0 * sw + x0] * (1 - ax) + s[(size_t)y0 * sw + x1] * ax;
+        double bot = s[(size_t)y1 * sw + x0] * (1 - ax) + s[(size_t)y1 * sw + x1] * ax;
+        d[(size_t)y * dw + x] = (float)(top * (1 - ay) + bot * ay);
+      }
+    }
+  }
+}
+
+/* Planar 3-channel w x h -> pw x ph (pw >= w, ph >= h) repeating the last column / row. */
+static void pad_edge(const float *src, int w, int h, float *dst, int pw, int ph) {
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < ph; y++)
+      for (int x = 0; x < pw; x++)
+        dst[((size_t)c * ph + y) * pw + x] = src[((size_t)c * h + (y < h ? y : h - 1)) * w + (x < w ? x : w - 1)];
+}
+/* the inverse: top-left w x h of a pw x ph planar image */
+static void crop_tl(const float *src, int pw, int ph, float *dst, int w, int h) {
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < h; y++) memcpy(dst + ((size_t)c * h + y) * w, src + ((size_t)c * ph + y) * pw, (size_t)w * sizeof *dst);
+}
+
+/* ------------------------------------------------------------------ metrics */
+
+/* MSE of two planar 3-channel images; y = 1: on BT.601 luma (Y = 0.299 R + 0.587 G + 0.114 B, full range) */
+static double mse_img(const float *a, const float *b, int w, int h, int y) {
+  size_t n = (size_t)w * (size_t)h;
+  double s = 0;
+  if (!y) {
+    for (size_t i = 0; i < 3 * n; i++) { double d = (double)a[i] - b[i]; s += d * d; }
+    return s / (3.0 * (double)n);
+  }
+  for (size_t i = 0; i < n; i++) {
+    double ya = 0.299 * a[i] + 0.587 * a[n + i] + 0.114 * a[2 * n + i];
+    double yb = 0.299 * b[i] + 0.587 * b[n + i] + 0.114 * b[2 * n + i];
+    s += (ya - yb) * (ya - yb);
+  }
+  return s / (double)n;
+}
+
+/* SSIM of one plane (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, range 1),
+ * averaged over the valid positions (the window fully inside). Planes smaller than 11: whole-image window. */
+static double ssim_plane(const float *a, const float *b, int w, int h) {
+  const int R = 5;
+  double g[11], gs = 0;
+  for (int i = -R; i <= R; i++) gs += g[i + R] = exp(-(double)(i * i) / (2 * 1.5 * 1.5));
+  for (int i = 0; i < 11; i++) g[i] /= gs;
+  const double C1 = 0.01 * 0.01, C2 = 0.03 * 0.03;
+  if (w < 11 || h < 11) {
+    double ma = 0, mb = 0, va = 0, vb = 0, cab = 0, n = (double)w * h;
+    for (int i = 0; i < w * h; i++) { ma += a[i]; mb += b[i]; }
+    ma /= n; mb /= n;
+    for (int i = 0; i < w * h; i++) { va += (a[i] - ma) * (a[i] - ma); vb += (b[i] - mb) * (b[i] - mb); cab += (a[i] - ma) * (b[i] - mb); }
+    va /= n; vb /= n; cab /= n;
+    return ((2 * ma * mb + C1) * (2 * cab + C2)) / ((ma * ma + mb * mb + C1) * (va + vb + C2));
+  }
+  /* separable: horizontal pass into 5 row buffers of [h][w-10], then vertical */
+  int ow = w - 2 * R, oh = h - 2 * R;
+  size_t hn = (size_t)h * ow;
+  double *t = malloc(5 * hn * sizeof *t);
+  if (!t) return NAN;
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < ow; x++) {
+      double s[5] = {0, 0, 0, 0, 0};
+      for (int k = 0; k < 11; k++) {
+        double va = a[(size_t)y * w + x + k], vb = b[(size_t)y * w + x + k], gk = g[k];
+        s[0] += gk * va; s[1] += gk * vb; s[2] += gk * va * va; s[3] += gk * vb * vb; s[4] += gk * va * vb;
+      }
+      for (int q = 0; q < 5; q++) t[q * hn + (size_t)y * ow + x] = s[q];
+    }
+  double total = 0;
+  for (int y = 0; y < oh; y++)
+    for (int x = 0; x < ow; x++) {
+      double s[5] = {0, 0, 0, 0, 0};
+      for (int k = 0; k < 11; k++)
+        for (int q = 0; q < 5; q++) s[q] += g[k] * t[q * hn + (size_t)(y + k) * ow + x];
+      double va = s[2] - s[0] * s[0], vb = s[3] - s[1] * s[1], cab = s[4] - s[0] * s[1];
+      total += ((2 * s[0] * s[1] + C1) * (2 * cab + C2)) / ((s[0] * s[0] + s[1] * s[1] + C1) * (va + vb + C2));
+    }
+  free(t);
+  return total / ((double)ow * oh);
+}
+
+/* SSIM of planar 3-channel images: mean over R, G, B (y = 0) or on the luma plane (y = 1) */
+static double ssim_img(const float *a, const float *b, int w, int h, int y) {
+  size_t n = (size_t)w * (size_t)h;
+  if (!y) return (ssim_plane(a, b, w, h) + ssim_plane(a + n, b + n, w, h) + ssim_plane(a + 2 * n, b + 2 * n, w, h)) / 3;
+  float *ya = malloc(2 * n * sizeof *ya);
+  if (!ya) return NAN;
+  float *yb = ya + n;
+  for (size_t i = 0; i < n; i++) {
+    ya[i] = (float)(0.299 * a[i] + 0.587 * a[n + i] + 0.114 * a[2 * n + i]);
+    yb[i] = (float)(0.299 * b[i] + 0.587 * b[n + i] + 0.114 * b[2 * n + i]);
+  }
+  double s = ssim_plane(ya, yb, w, h);
+  free(ya);
+  return s;
+}
+
+/* ------------------------------------------------------------------ sample grid */
+
+/* Writes rows of [cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10],
+ * each tile w x h (planar inputs, n rows one after the other), with a 2-pixel white gap. */
+static int write_grid(const char *path, int n, const float *const *cover, const float *const *stego,
+                      const float *const *secret, const float *const *rec, int w, int h, char *err, size_t errlen) {
+  const int gap = 2, cols = 6;
+  int gw = cols * w + (cols - 1) * gap, gh = n * h + (n - 1) * gap;
+  float *img = malloc((size_t)gw * gh * 3 * sizeof *img);
+  if (!img) { snprintf(err, errlen, "grid %s: out of memory", path); return -1; }
+  for (size_t i = 0; i < (size_t)gw * gh * 3; i++) img[i] = 1.0f;
+  size_t pn = (size_t)w * h;
+  for (int r = 0; r < n; r++)
+    for (int col = 0; col < cols; col++)
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          for (int c = 0; c < 3; c++) {
+            size_t i = (size_t)c * pn + (size_t)y * w + x;
+            float v;
+            switch (col) {
+            case 0: v = cover[r][i]; break;
+            case 1: v = stego[r][i]; break;
+            case 2: v = 10.0f * fabsf(stego[r][i] - cover[r][i]); break;
+            case 3: v = secret[r][i]; break;
+            case 4: v = rec[r][i]; break;
+            default: v = 10.0f * fabsf(rec[r][i] - secret[r][i]); break;
+            }
+            int gx = col * (w + gap) + x, gy = r * (h + gap) + y;
+            img[((size_t)gy * gw + gx) * 3 + c] = v;
+          }
+  int rc = mf_image_save_png(path, img, gw, gh, 3, err, errlen);
+  free(img);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ model files */
+
+/* Reads blocks and growth from a model or checkpoint file's tensor shapes (param.blkN.phi.conv1.w:
+ * [growth, 12, 3, 3]), so that hide/reveal/eval need only the file. */
+static int model_config(const mf_st_file *f, const char *path, mf_steg_config *cfg, char *err, size_t errlen) {
+  *cfg = mf_steg_config_default();
+  char name[96];
+  int blocks = 0;
+  for (; blocks < MF_STEG_MAX_BLOCKS; blocks++) {
+    snprintf(name, sizeof name, "param.blk%d.phi.conv1.w", blocks);
+    if (!mf_st_find(f, name)) break;
+  }
+  const mf_st_tensor *t = mf_st_find(f, "param.blk0.phi.conv1.w");
+  if (!blocks || !t || t->ndim != 4 || t->shape[1] != MF_STEG_WAVE_CH || t->shape[2] != 3 || t->shape[3] != 3) {
+    snprintf(err, errlen, "%s: not a steganography model (no tensor param.blk0.phi.conv1.w of shape [g,12,3,3]); "
+                          "give a file written by 'memfit train steg' (model.safetensors or checkpoint.safetensors)", path);
+    return -1;
+  }
+  cfg->blocks = blocks;
+  cfg->growth = (int)t->shape[0];
+  const char *p = mf_st_meta(f, "steg.preset");
+  cfg->name = "custom";
+  mf_steg_config pc;
+  if (p && mf_steg_config_preset(p, &pc, NULL, 0) == 0 && pc.blocks == blocks && pc.growth == cfg->growth) cfg->name = pc.name;
+  return 0;
+}
+
+/* Copies every parameter of a built model from the file into the session (checks dtype and shape). */
+static int model_load_params(mf_session *s, mf_graph *g, const mf_steg_model *m, const mf_st_file *f, const char *path,
+                             char *err, size_t errlen) {
+  char name[96], pn[64];
+  for (int i = 0; i < m->cfg.blocks; i++)
+    for (int sn = 0; sn < MF_STEG_SUBNETS; sn++)
+      for (int k = 0; k < MF_STEG_CONVS; k++)
+        for (int bias = 0; bias < 2; bias++) {
+          mf_tensor t = bias ? m->blk[i].net[sn].b[k] : m->blk[i].net[sn].w[k];
+          int64_t shape[4];
+          int nd = mf_tensor_ndim(g, t);
+          for (int a = 0; a < nd; a++) shape[a] = mf_tensor_dim(g, t, a);
+          snprintf(name, sizeof name, "param.%s", mf_steg_param_name(pn, sizeof pn, i, sn, k, bias));
+          char e[512];
+          const float *src = mf_st_get(f, name, MF_F32, nd, shape, e, sizeof e);
+          if (!src) { snprintf(err, errlen, "%s: %s", path, e); return -1; }
+          if (mf_session_write_param(s, t, src, (size_t)mf_tensor_numel(g, t)) != 0) {
+            snprintf(err, errlen, "%s: could not write %s", path, name);
+            return -1;
+          }
+        }
+  return 0;
+}
+
+/* Writes the parameters only (no optimizer state), with the settings in the metadata. */
+static int model_save(mf_session *s, mf_graph *g, const mf_steg_model *m, const char *path, const char *note, char *err,
+                      size_t errlen) {
+  int nt = m->cfg.blocks * MF_STEG_SUBNETS * MF_STEG_CONVS * 2, ti = 0;
+  float **bufs = calloc((size_t)nt, sizeof *bufs);
+  char(*names)[96] = calloc((size_t)nt, sizeof *names);
+  mf_st_writer *w = mf_st_writer_init();
+  int rc = -1;
+  if (!bufs || !names || !w) { snprintf(err, errlen, "%s: out of memory", path); goto out; }
+  char v[64], pn[64];
+  mf_st_writer_meta(w, "format", MODEL_FORMAT);
+  mf_st_writer_meta(w, "steg.preset", m->cfg.name ? m->cfg.name : "custom");
+  snprintf(v, sizeof v, "%d", m->cfg.blocks); mf_st_writer_meta(w, "steg.blocks", v);
+  snprintf(v, sizeof v, "%d", m->cfg.growth); mf_st_writer_meta(w, "steg.growth", v);
+  snprintf(v, sizeof v, "%lld", (long long)mf_session_step(s)); mf_st_writer_meta(w, "steg.steps", v);
+  if (note) mf_st_writer_meta(w, "steg.trained", note);
+  for (int i = 0; i < m->cfg.blocks; i++)
+    for (int sn = 0; sn < MF_STEG_SUBNETS; sn++)
+      for (int k = 0; k < MF_STEG_CONVS; k++)
+        for (int bias = 0; bias < 2; bias++, ti++) {
+          mf_tensor t = bias ? m->blk[i].net[sn].b[k] : m->blk[i].net[sn].w[k];
+          int64_t shape[4];
+          int nd = mf_tensor_ndim(g, t);
+          for (int a = 0; a < nd; a++) shape[a] = mf_tensor_dim(g, t, a);
+          size_t n = (size_t)mf_tensor_numel(g, t);
+          bufs[ti] = malloc(n * sizeof(float));
+          if (!bufs[ti] || mf_session_read(s, t, bufs[ti], n) != 0) { snprintf(err, errlen, "%s: could not read parameters", path); goto out; }
+          snprintf(names[ti], sizeof names[ti], "param.%s", mf_steg_param_name(pn, sizeof pn, i, sn, k, bias));
+          mf_st_writer_add(w, names[ti], MF_F32, nd, shape, bufs[ti]);
+        }
+  rc = mf_st_writer_save(w, path, err, errlen);
+out:
+  for (int i = 0; bufs && i < nt; i++) free(bufs[i]);
+  free(bufs);
+  free(names);
+  mf_st_writer_free(w);
+  return rc;
+}
+
+/* An inference graph (hide or reveal, batch 1, w x h) with the model's parameters loaded. */
+typedef struct infer {
+  mf_graph *g;
+  mf_steg_model *m;
+  mf_session *s;
+  int hide, w, h;
+  mf_tensor out;
+} infer;
+
+static void infer_free(infer *I) {
+  if (I->s) mf_session_free(I->s);
+  if (I->g) mf_graph_free(I->g);
+  free(I->m);
+  memset(I, 0, sizeof *I);
+}
+
+static int infer_init(infer *I, const mf_steg_config *cfg, const mf_st_file *f, const char *path, int hide, int w, int h,
+                      int threads, char *err, size_t errlen) {
+  memset(I, 0, sizeof *I);
+  I->hide = hide;
+  I->w = w;
+  I->h = h;
+  I->g = mf_graph_init(MF_F32);
+  I->m = calloc(1, sizeof *I->m);
+  if (!I->g || !I->m) { snprintf(err, errlen, "out of memory"); infer_free(I); return -1; }
+  int rc = hide ? mf_steg_build_hide(I->g, cfg, h, w, I->m) : mf_steg_build_reveal(I->g, cfg, h, w, I->m);
+  if (rc < 0) { snprintf(err, errlen, "%s", mf_graph_error(I->g)); infer_free(I); return -1; }
+  I->out = hide ? I->m->stego : I->m->revealed;
+  mf_train_opts o = mf_train_opts_default();
+  o.plan.training = 0;
+  o.threads = threads;
+  o.plan.threads = threads;
+  o.plan.keep = &I->out;
+  o.plan.n_keep = 1;
+  I->s = mf_session_init(I->g, I->out, &o, err, errlen);
+  if (!I->s) { infer_free(I); return -1; }
+  if (model_load_params(I->s, I->g, I->m, f, path, err, errlen) < 0) { infer_free(I); return -1; }
+  if (!hide) { /* z = zeros: the reveal pass's stand-in for the lost part */
+    size_t nz = (size_t)mf_tensor_numel(I->g, I->m->z);
+    float *z = calloc(nz, sizeof *z);
+    if (!z) { snprintf(err, errlen, "out of memory"); infer_free(I); return -1; }
+    mf_session_write_input(I->s, I->m->z, z, nz);
+    free(z);
+  }
+  return 0;
+}
+
+/* hide: a, b = cover, secret; reveal: a = stego, b unused. Planar [3,h,w] in and out. */
+static int infer_run(infer *I, const float *a, const float *b, float *out) {
+  size_t n = (size_t)3 * I->w * I->h;
+  if (I->hide) {
+    mf_session_write_input(I->s, I->m->cover, a, n);
+    mf_session_write_input(I->s, I->m->secret, b, n);
+  } else {
+    mf_session_write_input(I->s, I->m->stego_in, a, n);
+  }
+  mf_session_forward(I->s);
+  return mf_session_read(I->s, I->out, out, n);
+}
+
+static void plan_line(const mf_session *s, const char *what) {
+  char h[32], r[32];
+  mf_format_bytes(mf_plan_total_bytes(mf_session_plan(s)), h, sizeof h);
+  mf_format_bytes(mf_peak_rss_bytes(), r, sizeof r);
+  printf("%s: memory plan %s (process peak RSS %s)\n", what, h, r);
+}
+
+/* ------------------------------------------------------------------ messages as secret images */
+
+static uint32_t crc32_bytes(const uint8_t *p, size_t n) { return mf_st_crc32(0, p, n); }
+
+/* Bits that fit a w x h secret: one per MSG_CELL x MSG_CELL cell and channel. */
+static size_t msg_capacity_bits(int w, int h) { return (size_t)(w / MSG_CELL) * (size_t)(h / MSG_CELL) * 3; }
+static long msg_capacity_bytes(int w, int h) {
+  long bits = (long)msg_capacity_bits(w, h) - MSG_HEADER_BITS - 32;
+  return bits > 0 ? bits / 8 : 0;
+}
+
+/* Bit i of the frame [len (32 bits, big-endian) | payload | CRC-32 of payload]. */
+static int frame_bit(const uint8_t *msg, size_t len, uint32_t crc, size_t i) {
+  if (i < 32) return (int)((len >> (31 - i)) & 1);
+  i -= 32;
+  if (i < len * 8) return (msg[i / 8] >> (7 - i % 8)) & 1;
+  i -= len * 8;
+  return (int)((crc >> (31 - i)) & 1);
+}
+
+/* Cell q (0-based, cells in row-major order, channel fastest) of a planar w x h image. */
+static void cell_pos(int w, size_t q, int *c, int *cx, int *cy) {
+  int cw = w / MSG_CELL;
+  *c = (int)(q % 3);
+  size_t cell = q / 3;
+  *cx = (int)(cell % (size_t)cw) * MSG_CELL;
+  *cy = (int)(cell / (size_t)cw) * MSG_CELL;
+}
+
+/* Draws the message as a planar secret image: bit 1 = white cell, 0 = black, unused cells grey. */
+static void msg_encode(const uint8_t *msg, size_t len, int w, int h, float *img) {
+  size_t np = (size_t)w * h, nbits = 64 + len * 8;
+  for (size_t i = 0; i < 3 * np; i++) img[i] = 0.5f;
+  uint32_t crc = crc32_bytes(msg, len);
+  for (size_t q = 0; q < nbits; q++) {
+    int c, cx, cy;
+    cell_pos(w, q, &c, &cx, &cy);
+    float v = frame_bit(msg, len, crc, q) ? 1.0f : 0.0f;
+    for (int y = 0; y < MSG_CELL; y++)
+      for (int x = 0; x < MSG_CELL; x++) img[(size_t)c * np + (size_t)(cy + y) * w + cx + x] = v;
+  }
+}
+
+/* Reads bit q of a recovered secret: mean of its cell > 0.5 */
+static int msg_bit(const float *img, int w, int h, size_t q) {
+  size_t np = (size_t)w * h;
+  int c, cx, cy;
+  cell_pos(w, q, &c, &cx, &cy);
+  double s = 0;
+  for (int y = 0; y < MSG_CELL; y++)
+    for (int x = 0; x < MSG_CELL; x++) s += img[(size_t)c * np + (size_t)(cy + y) * w + cx + x];
+  return s / (MSG_CELL * MSG_CELL) > 0.5;
+}
+
+/* Decodes a message; returns its length (msg malloc'd, NUL-terminated), -1 bad length, -2 bad CRC. */
+static long msg_decode(const float *img, int w, int h, uint8_t **msg) {
+  *msg = NULL;
+  uint32_t len = 0;
+  for (int i = 0; i < 32; i++) len = len << 1 | (uint32_t)msg_bit(img, w, h, (size_t)i);
+  if ((long)len > msg_capacity_bytes(w, h)) return -1;
+  uint8_t *m = calloc((size_t)len + 1, 1);
+  if (!m) return -1;
+  for (size_t i = 0; i < (size_t)len * 8; i++)
+    if (msg_bit(img, w, h, 32 + i)) m[i / 8] |= (uint8_t)(1u << (7 - i % 8));
+  uint32_t crc = 0;
+  for (int i = 0; i < 32; i++) crc = crc << 1 | (uint32_t)msg_bit(img, w, h, 32 + (size_t)len * 8 + (size_t)i);
+  *msg = m;
+  return crc == crc32_bytes(m, len) ? (long)len : -2;
+}
+
+/* ------------------------------------------------------------------ image input with checks */
+
+/* PNG colour type from the IHDR chunk (byte 25), or -1 when not a PNG */
+static int png_colour_type(const char *path) {
+  unsigned char b[26];
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  size_t n = fread(b, 1, sizeof b, f);
+  fclose(f);
+  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+  return n == sizeof b && !memcmp(b, sig, 8) ? b[25] : -1;
+}
+
+/* Loads an image as planar RGB floats [3,h,w]; says what was converted (gray, alpha). */
+static float *load_rgb(const char *path, const char *what, int *w, int *h, char *err, size_t errlen) {
+  mf_image im;
+  if (mf_image_load(path, 3, &im, err, errlen) != 0) return NULL;
+  size_t n = (size_t)im.w * im.h;
+  int ct = png_colour_type(path);
+  if (ct == 4 || ct == 6)
+    printf("%s %s: has an alpha channel: dropped (only RGB is hidden; transparent areas keep their colour values)\n", what, path);
+  int gray = ct == 0 || ct == 4;
+  if (ct < 0) { /* JPEG: gray when every pixel has equal channels */
+    gray = 1;
+    for (size_t i = 0; i < n && gray; i++) gray = im.data[i * 3] == im.data[i * 3 + 1] && im.data[i * 3] == im.data[i * 3 + 2];
+  }
+  if (gray) printf("%s %s: grayscale: used as RGB (the gray value in all three channels)\n", what, path);
+  float *p = malloc(3 * n * sizeof *p);
+  if (!p) { mf_image_free(&im); snprintf(err, errlen, "%s: out of memory", path); return NULL; }
+  hwc_to_chw(im.data, im.w, im.h, p);
+  *w = im.w;
+  *h = im.h;
+  mf_image_free(&im);
+  return p;
+}
+
+static int save_planar(const char *path, const float *p, int w, int h, char *err, size_t errlen) {
+  float *t = malloc((size_t)3 * w * h * sizeof *t);
+  if (!t) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
+  chw_to_hwc(p, w, h, t);
+  int rc = mf_image_save_png(path, t, w, h, 3, err, errlen);
+  free(t);
+  return rc;
+}
+
+static int open_model(const char *path, mf_st_file **f, mf_steg_config *cfg, const char *cmd) {
+  char err[1024];
+  if (!path) { fprintf(stderr, "memfit %s: --model FILE is required (e.g. models/steg-small.safetensors)\n", cmd); return 2; }
+  *f = mf_st_open(path, err, sizeof err);
+  if (!*f) { fprintf(stderr, "memfit %s: model %s\n", cmd, err); return 1; }
+  if (model_config(*f, path, cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); mf_st_close(*f); return 1; }
+  return 0;
+}
+
+static int read_file_bytes(const char *path, uint8_t **buf, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  size_t cap = 4096, len = 0;
+  uint8_t *b = malloc(cap);
+  for (size_t r; b && (r = fread(b + len, 1, cap - len, f)) > 0;) {
+    len += r;
+    if (len == cap) {
+      uint8_t *nb = realloc(b, cap *= 2);
+      if (!nb) { free(b); b = NULL; }
+      else b = nb;
+    }
+  }
+  int bad = ferror(f) || !b;
+  fclose(f);
+  if (bad) { free(b); return -1; }
+  *buf = b;
+  *n = len;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ memfit hide */
+
+int mf_cmd_hide(int argc, char **argv) {
+  const char *model = NULL, *cover = NULL, *secret = NULL, *message = NULL, *message_file = NULL, *out = NULL;
+  int threads = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *v;
+    if (!strcmp(argv[i], "--help")) {
+      printf("usage: memfit hide --model MODEL --cover COVER.png (--secret SECRET.png | --message TEXT | --message-file F)\n"
+             "                   --out STEGO.png [--threads T]\n"
+             "Hides a secret image (resized to the cover with bilinear filtering) or a message in a cover of any size\n"
+             "and writes the stego image as an 8-bit PNG. Odd sizes are padded by one pixel (edge copy) for the\n"
+             "network and cropped back. Messages: one bit per %dx%d block of a channel, with a length and a CRC-32.\n",
+             MSG_CELL, MSG_CELL);
+      return 0;
+    } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
+    else if ((v = cli_opt(argc, argv, &i, "--cover"))) cover = v;
+    else if ((v = cli_opt(argc, argv, &i, "--secret"))) secret = v;
+    else if ((v = cli_opt(argc, argv, &i, "--message-file"))) message_file = v;
+    else if ((v = cli_opt(argc, argv, &i, "--message"))) message = v;
+    else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
+    else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
+    else { fprintf(stderr, "memfit hide: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+  }
+  if (!cover || !out || (!secret + !message + !message_file) != 2) {
+    fprintf(stderr, "memfit hide: needs --cover, --out and exactly one of --secret, --message, --message-file (see --help)\n");
+    return 2;
+  }
+  mf_st_file *f;
+  mf_steg_config cfg;
+  int rc = open_model(model, &f, &cfg, "hide");
+  if (rc) return rc;
+  char err[1024];
+  int w, h, sw = 0, sh = 0;
+  float *cv = NULL, *sc = NULL, *sec = NULL, *pc = NULL, *ps = NULL, *st = NULL, *stc = NULL;
+  uint8_t *msg = NULL;
+  infer I = {0};
+  rc = 1;
+  cv = load_rgb(cover, "cover", &w, &h, err, sizeof err);
+  if (!cv) { fprintf(stderr, "memfit hide: cover %s\n", err); goto out; }
+  if (w < 2 || h < 2) { fprintf(stderr, "memfit hide: cover %s is %dx%d: the smallest cover is 2x2 pixels\n", cover, w, h); goto out; }
+  size_t np = (size_t)w * h;
+  sec = malloc(3 * np * sizeof *sec);
+  if (!sec) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
+  if (secret) {
+    sc = load_rgb(secret, "secret", &sw, &sh, err, sizeof err);
+    if (!sc) { fprintf(stderr, "memfit hide: secret %s\n", err); goto out; }
+    if (sw != w || sh != h) {
+      printf("secret %s (%dx%d) resized to the cover's %dx%d with bilinear filtering%s\n", secret, sw, sh, w, h,
+             (sw > w || sh > h) ? " (it is larger than the cover: detail is lost; give a secret no larger than the cover to avoid that)" : "");
+      resize_bilinear(sc, sw, sh, sec, w, h);
+    } else memcpy(sec, sc, 3 * np * sizeof *sec);
+  } else {
+    size_t len;
+    if (message) { len = strlen(message); msg = malloc(len + 1); if (msg) memcpy(msg, message, len + 1); }
+    else if (read_file_bytes(message_file, &msg, &len) != 0) {
+      fprintf(stderr, "memfit hide: cannot read message file %s: %s\n", message_file, strerror(errno));
+      goto out;
+    }
+    if (!msg) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
+    long cap = msg_capacity_bytes(w, h);
+    if ((long)len > cap) {
+      fprintf(stderr, "memfit hide: the message is %zu bytes; a %dx%d cover holds at most %ld bytes (one bit per %dx%d block of "
+                      "each channel, plus 8 bytes of length and CRC). Shorten it or use a larger cover.\n",
+              len, w, h, cap, MSG_CELL, MSG_CELL);
+      goto out;
+    }
+    msg_encode(msg, len, w, h, sec);
+    printf("message: %zu bytes of %ld the cover holds (%dx%d blocks, length + CRC-32 framed)\n", len, cap, MSG_CELL, MSG_CELL);
+  }
+  int pw = w + (w % 2), ph = h + (h % 2);
+  if (pw != w || ph != h)
+    printf("cover %s is %dx%d (odd): padded to %dx%d by repeating the last %s for the network; the stego is cropped back to %dx%d\n",
+           cover, w, h, pw, ph, pw != w && ph != h ? "column and row" : pw != w ? "column" : "row", w, h);
+  size_t pn = (size_t)pw * ph;
+  pc = malloc(3 * pn * sizeof *pc);
+  ps = malloc(3 * pn * sizeof *ps);
+  st = malloc(3 * pn * sizeof *st);
+  stc = malloc(3 * np * sizeof *stc);
+  if (!pc || !ps || !st || !stc) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
+  pad_edge(cv, w, h, pc, pw, ph);
+  pad_edge(sec, w, h, ps, pw, ph);
+  if (infer_init(&I, &cfg, f, model, 1, pw, ph, threads, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit hide: %s\n", err);
+    goto out;
+  }
+  if (infer_run(&I, pc, ps, st) != 0) { fprintf(stderr, "memfit hide: could not read the stego image\n"); goto out; }
+  crop_tl(st, pw, ph, stc, w, h);
+  quant8_all(stc, 3 * np);
+  if (save_planar(out, stc, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit hide: %s\n", err); goto out; }
+  printf("stego %s: %dx%d 8-bit PNG, PSNR %.2f dB against the cover (model %s: %d blocks, growth %d)\n", out, w, h,
+         psnr_mse(mse_img(stc, cv, w, h, 0)), cfg.name, cfg.blocks, cfg.growth);
+  plan_line(I.s, "hide");
+  rc = 0;
+out:
+  infer_free(&I);
+  free(cv); free(sc); free(sec); free(pc); free(ps); free(st); free(stc); free(msg);
+  mf_st_close(f);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ memfit reveal */
+
+int mf_cmd_reveal(int argc, char **argv) {
+  const char *model = NULL, *stego = NULL, *out = NULL;
+  int threads = 0, message = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *v;
+    if (!strcmp(argv[i], "--help")) {
+      printf("usage: memfit reveal --model MODEL --stego STEGO.png [--out SECRET.png] [--message] [--threads T]\n"
+             "Runs the network backwards on the stego image (lost part z = zeros) and writes the recovered secret;\n"
+             "--message decodes a hidden message instead (checks its CRC-32) and prints it.\n");
+      return 0;
+    } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
+    else if ((v = cli_opt(argc, argv, &i, "--stego"))) stego = v;
+    else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
+    else if (!strcmp(argv[i], "--message")) message = 1;
+    else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
+    else { fprintf(stderr, "memfit reveal: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+  }
+  if (!stego || (!out && !message)) { fprintf(stderr, "memfit reveal: needs --stego and --out (or --message) (see --help)\n"); return 2; }
+  mf_st_file *f;
+  mf_steg_config cfg;
+  int rc = open_model(model, &f, &cfg, "reveal");
+  if (rc) return rc;
+  char err[1024];
+  int w, h;
+  float *sg = NULL, *ps = NULL, *rv = NULL, *rc2 = NULL;
+  uint8_t *msg = NULL;
+  infer I = {0};
+  rc = 1;
+  sg = load_rgb(stego, "stego", &w, &h, err, sizeof err);
+  if (!sg) { fprintf(stderr, "memfit reveal: stego %s\n", err); goto out; }
+  if (w < 2 || h < 2) { fprintf(stderr, "memfit reveal: stego %s is %dx%d: too small (at least 2x2)\n", stego, w, h); goto out; }
+  int pw = w + (w % 2), ph = h + (h % 2);
+  if (pw != w || ph != h)
+    printf("stego %s is %dx%d (odd, as hide writes for an odd cover): padded to %dx%d by repeating the last %s; "
+           "the secret is cropped back to %dx%d (its last %s is less accurate)\n",
+           stego, w, h, pw, ph, pw != w && ph != h ? "column and row" : pw != w ? "column" : "row", w, h,
+           pw != w && ph != h ? "column and row" : pw != w ? "column" : "row");
+  size_t np = (size_t)w * h, pn = (size_t)pw * ph;
+  ps = malloc(3 * pn * sizeof *ps);
+  rv = malloc(3 * pn * sizeof *rv);
+  rc2 = malloc(3 * np * sizeof *rc2);
+  if (!ps || !rv || !rc2) { fprintf(stderr, "memfit reveal: out of memory\n"); goto out; }
+  pad_edge(sg, w, h, ps, pw, ph);
+  if (infer_init(&I, &cfg, f, model, 0, pw, ph, threads, err, sizeof err) < 0) { fprintf(stderr, "memfit reveal: %s\n", err); goto out; }
+  if (infer_run(&I, ps, NULL, rv) != 0) { fprintf(stderr, "memfit reveal: could not read the recovered secret\n"); goto out; }
+  crop_tl(rv, pw, ph, rc2, w, h);
+  if (out) {
+    if (save_planar(out, rc2, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit reveal: %s\n", err); goto out; }
+    printf("recovered secret %s: %dx%d 8-bit PNG (model %s: %d blocks, growth %d)\n", out, w, h, cfg.name, cfg.blocks, cfg.growth);
+  }
+  if (message) {
+    long len = msg_decode(rc2, w, h, &msg);
+    if (len < 0) {
+      fprintf(stderr, "memfit reveal: %s holds no intact message (%s): it was not made by 'memfit hide --message' with this "
+                      "model, or the stego image was changed (resized, recompressed or edited)\n",
+              stego, len == -1 ? "the length field is impossible" : "the CRC-32 does not match: corrupted");
+      goto out;
+    }
+    printf("message (%ld bytes, CRC-32 ok):\n", len);
+    fwrite(msg, 1, (size_t)len, stdout);
+    printf("\n");
+  }
+  plan_line(I.s, "reveal");
+  rc = 0;
+out:
+  infer_free(&I);
+  free(sg); free(ps); free(rv); free(rc2); free(msg);
+  mf_st_close(f);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ memfit eval */
+
+typedef struct pair_metrics {
+  double hide_psnr, hide_psnr_y, hide_ssim, hide_ssim_y, rec_psnr, rec_psnr_y, rec_ssim, rec_ssim_y;
+  double hide_psnr_float, rec_psnr_float, bit_acc;
+} pair_metrics;
+
+int mf_cmd_eval(int argc, char **argv) {
+  const char *model = NULL, *data = NULL, *pairs = NULL, *grid = NULL;
+  int size = 256, threads = 0, messages = 1, grid_rows = 4, max_pairs = 1000;
+  for (int i = 1; i < argc; i++) {
+    const char *v;
+    if (!strcmp(argv[i], "--help")) {
+      printf("usage: memfit eval --model MODEL (--data DIR | --pairs LIST.txt) [--size 256] [--out grid.png]\n"
+             "                   [--grid-rows 4] [--max-pairs N] [--no-messages] [--threads T]\n"
+             "Hides each image of DIR in another (cover i, secret i+1, sorted paths), on centre crops of --size,\n"
+             "and reports hiding PSNR/SSIM (stego vs cover) and recovery PSNR/SSIM (recovered vs secret) on RGB\n"
+             "and on Y (BT.601 luma), with the stego rounded to 8 bits exactly as the PNG writer stores it\n"
+             "(and the recovered secret too). LIST.txt: one 'COVER SECRET' pair of paths per line.\n"
+             "Also hides a random message filling each cover and reports bit accuracy / bit error rate.\n");
+      return 0;
+    } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
+    else if ((v = cli_opt(argc, argv, &i, "--data"))) data = v;
+    else if ((v = cli_opt(argc, argv, &i, "--pairs"))) pairs = v;
+    else if ((v = cli_opt(argc, argv, &i, "--out"))) grid = v;
+    else if ((v = cli_opt(argc, argv, &i, "--size"))) { if (cli_int("--size", v, 2, 16384, &size)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--grid-rows"))) { if (cli_int("--grid-rows", v, 1, 64, &grid_rows)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--max-pairs"))) { if (cli_int("--max-pairs", v, 1, 1000000, &max_pairs)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
+    else if (!strcmp(argv[i], "--no-messages")) messages = 0;
+    else { fprintf(stderr, "memfit eval: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+  }
+  if (!data == !pairs) { fprintf(stderr, "memfit eval: give --data DIR or --pairs LIST.txt (see --help)\n"); return 2; }
+  if (size % 2) { fprintf(stderr, "memfit eval: --size %d is odd; the Haar wavelet needs an even size\n", size); return 2; }
+  mf_st_file *f;
+  mf_steg_config cfg;
+  int rc = open_model(model, &f, &cfg, "eval");
+  if (rc) return rc;
+  char err[1024];
+  /* the list of (cover, secret) paths */
+  char **cov = NULL, **sec = NULL;
+  int np = 0, cap = 0;
+  mf_dataset *ds = NULL;
+  if (data) {
+    mf_folder_opts fo = mf_folder_opts_default();
+    ds = mf_dataset_open_folder(data, &fo, err, sizeof err);
+    if (!ds) { fprintf(stderr, "memfit eval: %s\n", err); mf_st_close(f); return 1; }
+    int n = (int)mf_dataset_size(ds);
+    if (n < 2) { fprintf(stderr, "memfit eval: %s has %d usable image(s); pairs need at least 2\n", data, n); mf_dataset_free(ds); mf_st_close(f); return 1; }
+    cap = n;
+    cov = calloc((size_t)n, sizeof *cov);
+    sec = calloc((size_t)n, sizeof *sec);
+    for (int i = 0; i < n && cov && sec; i++) {
+      char p1[4096], p2[4096];
+      snprintf(p1, sizeof p1, "%s/%s", data, mf_dataset_file(ds, (size_t)i));
+      snprintf(p2, sizeof p2, "%s/%s", data, mf_dataset_file(ds, (size_t)((i + 1) % n)));
+      cov[np] = strdup(p1);
+      sec[np++] = strdup(p2);
+    }
+  } else {
+    FILE *lf = fopen(pairs, "r");
+    if (!lf) { fprintf(stderr, "memfit eval: cannot open %s: %s\n", pairs, strerror(errno)); mf_st_close(f); return 1; }
+    char line[8300], a[4096], b[4096];
+    while (fgets(line, sizeof line, lf)) {
+      if (sscanf(line, "%4095s %4095s", a, b) != 2 || a[0] == '#') continue;
+      if (np == cap) {
+        cap = cap ? 2 * cap : 16;
+        cov = realloc(cov, (size_t)cap * sizeof *cov);
+        sec = realloc(sec, (size_t)cap * sizeof *sec);
+        if (!cov || !sec) break;
+      }
+      cov[np] = strdup(a);
+      sec[np++] = strdup(b);
+    }
+    fclose(lf);
+    if (!np) { fprintf(stderr, "memfit eval: %s lists no 'COVER SECRET' pairs\n", pairs); free(cov); free(sec); mf_st_close(f); return 1; }
+  }
+  if (np > max_pairs) np = max_pairs;
+  printf("eval: model %s (%s: %d blocks, growth %d), %d pairs, %dx%d centre crops, stego rounded to 8 bits as saved\n", model,
+         cfg.name, cfg.blocks, cfg.growth, np, size, size);
+  infer H = {0}, R = {0};
+  rc = 1;
+  size_t pn = (size_t)size * size;
+  float *bufs = malloc(8 * 3 * pn * sizeof *bufs);
+  float **keep = calloc((size_t)grid_rows * 4, sizeof *keep);
+  pair_metrics sum = {0};
+  int done = 0, skipped = 0, shown = 0;
+  if (!bufs || !keep) { fprintf(stderr, "memfit eval: out of memory\n"); goto out; }
+  float *c = bufs, *s = c + 3 * pn, *st = s + 3 * pn, *st8 = st + 3 * pn, *rv = st8 + 3 * pn, *rvf = rv + 3 * pn,
+        *ms = rvf + 3 * pn, *mr = ms + 3 * pn;
+  if (infer_init(&H, &cfg, f, model, 1, size, size, threads, err, sizeof err) < 0 ||
+      infer_init(&R, &cfg, f, model, 0, size, size, threads, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit eval: %s\n", err);
+    goto out;
+  }
+  mf_transform_opts tf = mf_transform_opts_default();
+  tf.out_w = tf.out_h = size;
+  tf.crop = MF_CROP_CENTER;
+  tf.jpeg_draft = 0;
+  printf("%-28s %-28s %8s %8s %7s %8s %8s %7s %8s\n", "cover", "secret", "hide dB", "hide Y", "SSIM", "rec dB", "rec Y", "SSIM",
+         messages ? "bit acc" : "");
+  uint64_t rs = 0x9e3779b97f4a7c15ull;
+  for (int p = 0; p < np; p++) {
+    const char *paths[2] = {cov[p], sec[p]};
+    float *dst[2] = {c, s};
+    int ok = 1;
+    for (int k = 0; k < 2 && ok; k++) {
+      mf_image im;
+      if (mf_image_load(paths[k], 3, &im, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: skipping pair %d: %s\n", p + 1, err); ok = 0; break; }
+      if (im.w < size || im.h < size) {
+        fprintf(stderr, "memfit eval: skipping pair %d: %s is %dx%d, smaller than the %dx%d crop (use a smaller --size)\n", p + 1,
+                paths[k], im.w, im.h, size, size);
+        mf_image_free(&im);
+        ok = 0;
+        break;
+      }
+      int x0 = (im.w - size) / 2, y0 = (im.h - size) / 2;
+      for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++)
+          for (int ch = 0; ch < 3; ch++)
+            dst[k][(size_t)ch * pn + (size_t)y * size + x] = im.data[((size_t)(y0 + y) * im.w + x0 + x) * 3 + ch];
+      mf_image_free(&im);
+    }
+    if (!ok) { skipped++; continue; }
+    pair_metrics m;
+    infer_run(&H, c, s, st);
+    memcpy(st8, st, 3 * pn * sizeof *st);
+    quant8_all(st8, 3 * pn);
+    infer_run(&R, st, NULL, rvf); /* float stego, for the no-rounding reference figure */
+    m.rec_psnr_float = psnr_mse(mse_img(rvf, s, size, size, 0));
+    m.hide_psnr_float = psnr_mse(mse_img(st, c, size, size, 0));
+    infer_run(&R, st8, NULL, rv);
+    quant8_all(rv, 3 * pn); /* the recovered secret is saved as an 8-bit PNG too */
+    m.hide_psnr = psnr_mse(mse_img(st8, c, size, size, 0));
+    m.hide_psnr_y = psnr_mse(mse_img(st8, c, size, size, 1));
+    m.hide_ssim = ssim_img(st8, c, size, size, 0);
+    m.hide_ssim_y = ssim_img(st8, c, size, size, 1);
+    m.rec_psnr = psnr_mse(mse_img(rv, s, size, size, 0));
+    m.rec_psnr_y = psnr_mse(mse_img(rv, s, size, size, 1));
+    m.rec_ssim = ssim_img(rv, s, size, size, 0);
+    m.rec_ssim_y = ssim_img(rv, s, size, size, 1);
+    m.bit_acc = 0;
+    if (messages) { /* a random message filling the capacity, through the 8-bit stego */
+      long len = msg_capacity_bytes(size, size);
+      uint8_t *msg = malloc((size_t)len + 1);
+      for (long i = 0; msg && i < len; i++) {
+        rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
+        msg[i] = (uint8_t)(rs >> 56);
+      }
+      if (msg) {
+        msg_encode(msg, (size_t)len, size, size, ms);
+        infer_run(&H, c, ms, st);
+        quant8_all(st, 3 * pn);
+        infer_run(&R, st, NULL, mr);
+        size_t nb = 64 + (size_t)len * 8, right = 0;
+        uint32_t crc = crc32_bytes(msg, (size_t)len);
+        for (size_t q = 0; q < nb; q++) right += msg_bit(mr, size, size, q) == frame_bit(msg, (size_t)len, crc, q);
+        m.bit_acc = (double)right / (double)nb;
+        free(msg);
+      }
+    }
+    const char *cn = strrchr(cov[p], '/'), *sn = strrchr(sec[p], '/');
+    printf("%-28.28s %-28.28s %8.2f %8.2f %7.4f %8.2f %8.2f %7.4f", cn ? cn + 1 : cov[p], sn ? sn + 1 : sec[p], m.hide_psnr,
+           m.hide_psnr_y, m.hide_ssim, m.rec_psnr, m.rec_psnr_y, m.rec_ssim);
+    if (messages) printf(" %8.5f", m.bit_acc);
+    printf("\n");
+    fflush(stdout);
+    double *a = (double *)&sum, *b = (double *)&m;
+    for (size_t i = 0; i < sizeof m / sizeof(double); i++) a[i] += b[i];
+    done++;
+    if (grid && shown < grid_rows) {
+      float *cp = malloc(4 * 3 * pn * sizeof *cp);
+      if (cp) {
+        memcpy(cp, c, 3 * pn * sizeof *cp);
+        memcpy(cp + 3 * pn, st8, 3 * pn * sizeof *cp);
+        memcpy(cp + 6 * pn, s, 3 * pn * sizeof *cp);
+        memcpy(cp + 9 * pn, rv, 3 * pn * sizeof *cp);
+        keep[shown++] = cp;
+      }
+    }
+  }
+  if (!done) { fprintf(stderr, "memfit eval: no pair could be evaluated (%d skipped)\n", skipped); goto out; }
+  {
+    double *a = (double *)&sum;
+    for (size_t i = 0; i < sizeof sum / sizeof(double); i++) a[i] /= done;
+  }
+  printf("%-57s %8.2f %8.2f %7.4f %8.2f %8.2f %7.4f", "mean", sum.hide_psnr, sum.hide_psnr_y, sum.hide_ssim, sum.rec_psnr,
+         sum.rec_psnr_y, sum.rec_ssim);
+  if (messages) printf(" %8.5f", sum.bit_acc);
+  printf("\n");
+  printf("means over %d pairs (%d skipped), 8-bit stego: hiding PSNR %.2f dB (Y %.2f), SSIM %.4f (Y %.4f); recovery PSNR %.2f dB "
+         "(Y %.2f), SSIM %.4f (Y %.4f)\n", done, skipped, sum.hide_psnr, sum.hide_psnr_y, sum.hide_ssim, sum.hide_ssim_y,
+         sum.rec_psnr, sum.rec_psnr_y, sum.rec_ssim, sum.rec_ssim_y);
+  printf("without rounding the stego (float, as most papers report): hiding PSNR %.2f dB, recovery PSNR %.2f dB\n",
+         sum.hide_psnr_float, sum.rec_psnr_float);
+  if (messages)
+    printf("messages (%ld bytes per %dx%d cover, one bit per %dx%d block of a channel): bit accuracy %.5f, bit error rate %.2e\n",
+           msg_capacity_bytes(size, size), size, size, MSG_CELL, MSG_CELL, sum.bit_acc, 1 - sum.bit_acc);
+  if (grid && shown) {
+    const float *gc[64], *gs[64], *gx[64], *gr[64];
+    for (int i = 0; i < shown; i++) {
+      gc[i] = keep[i];
+      gs[i] = keep[i] + 3 * pn;
+      gx[i] = keep[i] + 6 * pn;
+      gr[i] = keep[i] + 9 * pn;
+    }
+    if (write_grid(grid, shown, gc, gs, gx, gr, size, size, err, sizeof err) != 0) fprintf(stderr, "memfit eval: %s\n", err);
+    else printf("grid %s: %d rows of cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10\n", grid, shown);
+  }
+  plan_line(H.s, "eval hide graph");
+  rc = 0;
+out:
+  infer_free(&H);
+  infer_free(&R);
+  for (int i = 0; keep && i < grid_rows; i++) free(keep[i]);
+  free(keep);
+  free(bufs);
+  for (int i = 0; i < np; i++) { free(cov[i]); free(sec[i]); }
+  free(cov);
+  free(sec);
+  mf_dataset_free(ds);
+  mf_st_close(f);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ extra training losses */
+
+/* W * sum over positions and channels of (1 - SSIM map), local statistics over a k x k uniform window
+ * (avgpool, stride 1, no padding). x, y: [B,3,H,W] -> f32 scalar. */
+static mf_tensor ssim_loss(mf_graph *g, mf_tensor x, mf_tensor y, int k) {
+  const double C1 = 0.01 * 0.01, C2 = 0.03 * 0.03;
+  mf_tensor mx = mf_avgpool2d(g, x, k, 1, 0), my = mf_avgpool2d(g, y, k, 1, 0);     /* [B,3,H-k+1,W-k+1] */
+  mf_tensor mxx = mf_avgpool2d(g, mf_mul(g, x, x), k, 1, 0), myy = mf_avgpool2d(g, mf_mul(g, y, y), k, 1, 0);
+  mf_tensor mxy = mf_avgpool2d(g, mf_mul(g, x, y), k, 1, 0);
+  mf_tensor mx2 = mf_mul(g, mx, mx), my2 = mf_mul(g, my, my), mxmy = mf_mul(g, mx, my);
+  mf_tensor vx = mf_sub(g, mxx, mx2), vy = mf_sub(g, myy, my2), cxy = mf_sub(g, mxy, mxmy);
+  mf_tensor num = mf_mul(g, mf_add_scalar(g, mf_mul_scalar(g, mxmy, 2), C1), mf_add_scalar(g, mf_mul_scalar(g, cxy, 2), C2));
+  mf_tensor den = mf_mul(g, mf_add_scalar(g, mf_add(g, mx2, my2), C1), mf_add_scalar(g, mf_add(g, vx, vy), C2));
+  mf_tensor map = mf_div(g, num, den);
+  double n = (double)mf_tensor_numel(g, map);
+  return mf_add_scalar(g, mf_mul_scalar(g, mf_sum(g, map, 0, 0), -1.0), n); /* sum(1 - map) */
+}
+
+/* 8x8 block DCT-II of [B,3,H,W] (H, W multiples of 8) with the orthonormal matrix D (input [8,8]):
+ * [B*3*H/8, 8, W/8, 8] -> permute -> [B*3*H/8, W/8, 8(y), 8(x)]; X D^T, transpose, times D^T ->
+ * (D X D^T)^T per block: the coefficients, transposed (fine for an elementwise loss). */
+static mf_tensor dct_blocks(mf_graph *g, mf_tensor x, mf_tensor D) {
+  int64_t B = mf_tensor_dim(g, x, 0), H = mf_tensor_dim(g, x, 2), W = mf_tensor_dim(g, x, 3);
+  int64_t s4[4] = {B * 3 * (H / 8), 8, W / 8, 8};
+  int perm[4] = {0, 2, 1, 3};
+  mf_tensor b = mf_permute(g, mf_reshape(g, x, 4, s4), perm); /* [B*3*H/8, W/8, 8, 8] */
+  mf_tensor r = mf_matmul(g, b, D, 0, 1);                     /* X D^T */
+  return mf_matmul(g, mf_transpose(g, r, 2, 3), D, 0, 1);     /* (D X D^T)^T */
+}
+
+/* ------------------------------------------------------------------ memfit train steg */
+
+typedef struct train_args {
+  const char *data, *preset, *resume, *out, *budget_s, *schedule;
+  int size, gen_size, batch, epochs, steps, warmup, threads, workers, blocks, growth, gen_count, val_count, epoch_steps, step_every,
+      log_every, seed;
+  double val_fraction, lr, clip, w_guide, w_rec, w_low, w_ssim, w_dct, gamma, beta1, beta2;
+} train_args;
+
+static void train_help(void) {
+  printf("usage: memfit train steg --data DIR|generated [options]\n"
+         "Trains the HiNet-style steganography network (DESIGN.md 3.1) inside an exact memory plan.\n"
+         "  --data DIR|generated   image folder (recursive PNG/JPEG) or procedural images (default: generated)\n"
+         "  --preset P             %s (default small)\n"
+         "  --blocks N --growth G  override the preset's coupling blocks / dense-block growth\n"
+         "  --size S               square random crop, even (default 64); flips on\n"
+         "  --batch B              effective batch of cover/secret pairs (default 4)\n"
+         "  --epochs N | --steps N training length (default 10 epochs); --steps: optimizer updates in all\n"
+         "  --epoch-steps N        updates per epoch (default: one pass over the training images)\n"
+         "  --gen-count N          generated images per pass (default 2048)\n"
+         "  --gen-size N           generated images are rendered at N x N and randomly cropped (default 128)\n"
+         "  --val-fraction F       share of the folder's files held out for validation (default 0.1)\n"
+         "  --val-count N          validation pairs per epoch (default 16)\n"
+         "  --lr X                 Adam learning rate (default 10^-4.5 = 3.16e-5, HiNet); --beta1 0.5 --beta2 0.999\n"
+         "  --schedule S           cosine (default), step or constant; --warmup N updates (default 0);\n"
+         "                         step: --step-every N updates (default a third of the run), --gamma G (0.5)\n"
+         "  --clip X               clip the global gradient norm to X (default 0: off)\n"
+         "  --w-guide --w-rec --w-low  loss weights (HiNet: 1 5 1; sums over pixels)\n"
+         "  --ssim W               add W * sum(1 - SSIM map) for stego/cover and recovered/secret (7x7 window)\n"
+         "  --dct W                add W * sum |DCT8x8(stego) - DCT8x8(cover)| (size a multiple of 8)\n"
+         "  --budget SIZE          fit the device budget (e.g. 4GiB): searches micro-batch, precision, recompute\n"
+         "                         (default: memory-free backprop through every coupling block, f32)\n"
+         "  --resume CK            continue from a checkpoint written by this command\n"
+         "  --out DIR              checkpoints, model.safetensors and sample grids (default steg-run)\n"
+         "  --threads T --workers W --seed S --log-every SECONDS (default 10)\n",
+         mf_steg_preset_names());
+}
+
+static int train_parse(int argc, char **argv, train_args *a) {
+  memset(a, 0, sizeof *a);
+  a->data = "generated"; a->preset = "small"; a->out = "steg-run"; a->schedule = "cosine";
+  a->size = 64; a->batch = 4; a->epochs = 10; a->workers = 1; a->gen_count = 2048; a->val_count = 16; a->log_every = 10;
+  a->val_fraction = 0.1; a->lr = pow(10, -4.5); a->beta1 = 0.5; a->beta2 = 0.999; a->gamma = 0.5;
+  a->w_guide = 1; a->w_rec = 5; a->w_low = 1; a->seed = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *v;
+#define INT_OPT(nm, field, lo, hi) else if ((v = cli_opt(argc, argv, &i, nm))) { if (cli_int(nm, v, lo, hi, &a->field)) return 2; }
+#define DBL_OPT(nm, field, lo, hi) else if ((v = cli_opt(argc, argv, &i, nm))) { if (cli_double(nm, v, lo, hi, &a->field)) return 2; }
+    if (!strcmp(argv[i], "--help")) { train_help(); return 1; }
+    else if ((v = cli_opt(argc, argv, &i, "--data"))) a->data = v;
+    else if ((v = cli_opt(argc, argv, &i, "--preset"))) a->preset = v;
+    else if ((v = cli_opt(argc, argv, &i, "--resume"))) a->resume = v;
+    else if ((v = cli_opt(argc, argv, &i, "--out"))) a->out = v;
+    else if ((v = cli_opt(argc, argv, &i, "--budget"))) a->budget_s = v;
+    else if ((v = cli_opt(argc, argv, &i, "--schedule"))) a->schedule = v;
+    INT_OPT("--size", size, 2, 16384)
+    INT_OPT("--gen-size", gen_size, 8, 16384)
+    INT_OPT("--batch", batch, 1, 1 << 20)
+    INT_OPT("--epochs", epochs, 1, 1000000)
+    INT_OPT("--steps", steps, 1, 1 << 30)
+    INT_OPT("--epoch-steps", epoch_steps, 1, 1 << 30)
+    INT_OPT("--warmup", warmup, 0, 1 << 30)
+    INT_OPT("--threads", threads, 0, 1024)
+    INT_OPT("--workers", workers, 1, 64)
+    INT_OPT("--blocks", blocks, 1, MF_STEG_MAX_BLOCKS)
+    INT_OPT("--growth", growth, 1, 4096)
+    INT_OPT("--gen-count", gen_count, 1, 1 << 30)
+    INT_OPT("--val-count", val_count, 0, 100000)
+    INT_OPT("--step-every", step_every, 1, 1 << 30)
+    INT_OPT("--log-every", log_every, 0, 100000)
+    INT_OPT("--seed", seed, 0, 1 << 30)
+    DBL_OPT("--val-fraction", val_fraction, 0, 0.9)
+    DBL_OPT("--lr", lr, 0, 10)
+    DBL_OPT("--beta1", beta1, 0, 0.99999)
+    DBL_OPT("--beta2", beta2, 0, 0.99999999)
+    DBL_OPT("--gamma", gamma, 0, 1)
+    DBL_OPT("--clip", clip, 0, 1e12)
+    DBL_OPT("--w-guide", w_guide, 0, 1e6)
+    DBL_OPT("--w-rec", w_rec, 0, 1e6)
+    DBL_OPT("--w-low", w_low, 0, 1e6)
+    DBL_OPT("--ssim", w_ssim, 0, 1e6)
+    DBL_OPT("--dct", w_dct, 0, 1e6)
+    else { fprintf(stderr, "memfit train steg: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+#undef INT_OPT
+#undef DBL_OPT
+  }
+  if (!a->gen_size) a->gen_size = a->size > 128 ? a->size : 128;
+  if (a->gen_size < a->size) { fprintf(stderr, "memfit train steg: --gen-size %d is smaller than --size %d\n", a->gen_size, a->size); return 2; }
+  if (a->size % 2) { fprintf(stderr, "memfit train steg: --size %d is odd; the Haar wavelet needs an even size\n", a->size); return 2; }
+  if (a->w_dct > 0 && a->size % 8) { fprintf(stderr, "memfit train steg: --dct needs --size a multiple of 8 (8x8 blocks); %d is not\n", a->size); return 2; }
+  if (a->w_ssim > 0 && a->size < 8) { fprintf(stderr, "memfit train steg: --ssim needs --size 8 or more\n"); return 2; }
+  if (strcmp(a->schedule, "cosine") && strcmp(a->schedule, "step") && strcmp(a->schedule, "constant")) {
+    fprintf(stderr, "memfit train steg: --schedule '%s': use cosine, step or constant\n", a->schedule);
+    return 2;
+  }
+  return 0;
+}
+
+/* the training graph with its extra loss terms */
+typedef struct train_graph {
+  mf_graph *g;
+  mf_steg_model *m;
+  mf_tensor loss, dct_mat, l_ssim, l_dct;
+} train_graph;
+
+static int train_graph_build(train_graph *t, const mf_steg_config *c, mf_dtype dt, const train_args *a, char *err, size_t n) {
+  t->g = mf_graph_init(dt);
+  t->m = calloc(1, sizeof *t->m);
+  t->dct_mat = t->l_ssim = t->l_dct = -1;
+  if (!t->g || !t->m) { snprintf(err, n, "out of host memory"); return -1; }
+  mf_graph_set_seed(t->g, (uint64_t)a->seed);
+  if (mf_steg_build(t->g, c, t->m) < 0) { snprintf(err, n, "%s", mf_graph_error(t->g)); return -1; }
+  mf_graph *g = t->g;
+  mf_steg_model *m = t->m;
+  t->loss = m->loss;
+  if (a->w_ssim > 0) {
+    int k = a->size >= 14 ? 7 : 3;
+    t->l_ssim = mf_add(g, ssim_loss(g, m->stego, m->cover, k), ssim_loss(g, m->revealed, m->secret, k));
+    t->loss = mf_add(g, t->loss, mf_mul_scalar(g, t->l_ssim, a->w_ssim));
+  }
+  if (a->w_dct > 0) {
+    int64_t ds[2] = {8, 8};
+    t->dct_mat = mf_input(g, "dct8", 2, ds);
+    mf_tensor cs = dct_blocks(g, m->stego, t->dct_mat), cc = dct_blocks(g, m->cover, t->dct_mat);
+    double cnt = (double)mf_tensor_numel(g, cs);
+    t->l_dct = mf_mul_scalar(g, mf_l1_loss(g, cs, cc), cnt); /* mean -> sum */
+    t->loss = mf_add(g, t->loss, mf_mul_scalar(g, t->l_dct, a->w_dct));
+  }
+  if (mf_graph_error(g)) { snprintf(err, n, "%s", mf_graph_error(g)); return -1; }
+  return 0;
+}
+
+static void train_graph_free(train_graph *t) {
+  if (t->g) mf_graph_free(t->g);
+  free(t->m);
+}
+
+/* Validation: n pairs (cover i, secret i+1 of the validation images), forward only through the
+ * training graph (float stego). Returns the number of pairs measured. */
+typedef struct val_result { double loss, hide_psnr, rec_psnr, hide_ssim, rec_ssim; int pairs; } val_result;
+
+static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int npairs, int B, int size, const char *grid,
+                           int64_t *bad) {
+  val_result r = {0};
+  mf_steg_model *m = t->m;
+  size_t nv = mf_dataset_size(vd);
+  if (!nv || npairs <= 0) return r;
+  size_t img = (size_t)3 * size * size;
+  float *cov = malloc((size_t)B * img * sizeof *cov), *sec = malloc((size_t)B * img * sizeof *sec);
+  float *st = malloc((size_t)B * img * sizeof *st), *rv = malloc((size_t)B * img * sizeof *rv);
+  if (!cov || !sec || !st || !rv) { free(cov); free(sec); free(st); free(rv); return r; }
+  mf_transform_opts tf = mf_transform_opts_default();
+  tf.out_w = tf.out_h = size;
+  tf.crop = MF_CROP_CENTER;
+  char err[512];
+  double se_h = 0, se_r = 0, ss_h = 0, ss_r = 0, loss = 0;
+  int batches = 0;
+  size_t idx = 0;
+  for (int done = 0; done < npairs && idx < 4 * nv + 8;) {
+    int filled = 0;
+    while (filled < B && idx < 4 * nv + 8) {
+      size_t ci = idx % nv, si = (idx + 1) % nv;
+      idx++;
+      if (mf_dataset_get(vd, ci, &tf, 0, cov + (size_t)filled * img, err, sizeof err) != 0 ||
+          mf_dataset_get(vd, si, &tf, 0, sec + (size_t)filled * img, err, sizeof err) != 0) {
+        if (idx <= nv) { fprintf(stderr, "memfit train steg: validation: skipping: %s\n", err); (*bad)++; }
+        continue;
+      }
+      filled++;
+    }
+    if (filled < B) break;
+    mf_session_write_input(s, m->cover, cov, (size_t)B * img);
+    mf_session_write_input(s, m->secret, sec, (size_t)B * img);
+    loss += mf_session_forward(s);
+    mf_session_read(s, m->stego, st, (size_t)B * img);
+    mf_session_read(s, m->revealed, rv, (size_t)B * img);
+    for (int b = 0; b < B && done < npairs; b++, done++) {
+      const float *c = cov + (size_t)b * img, *sc = sec + (size_t)b * img;
+      float *sb = st + (size_t)b * img, *rb = rv + (size_t)b * img;
+      quant8_all(sb, img); /* as the stego PNG would store it */
+      se_h += psnr_mse(mse_img(sb, c, size, size, 0));
+      se_r += psnr_mse(mse_img(rb, sc, size, size, 0));
+      ss_h += ssim_img(sb, c, size, size, 0);
+      ss_r += ssim_img(rb, sc, size, size, 0);
+      r.pairs++;
+    }
+    if (grid && batches == 0) {
+      const float *gc[4], *gs[4], *gx[4], *gr[4];
+      int rows = B < 4 ? B : 4;
+      for (int i = 0; i < rows; i++) {
+        gc[i] = cov + (size_t)i * img; gs[i] = st + (size_t)i * img; gx[i] = sec + (size_t)i * img; gr[i] = rv + (size_t)i * img;
+      }
+      if (write_grid(grid, rows, gc, gs, gx, gr, size, size, err, sizeof err) != 0) fprintf(stderr, "memfit train steg: %s\n", err);
+    }
+    batches++;
+  }
+  if (r.pairs) {
+    r.hide_psnr = se_h / r.pairs; r.rec_psnr = se_r / r.pairs; r.hide_ssim = ss_h / r.pairs; r.rec_ssim = ss_r / r.pairs;
+    r.loss = loss / batches / B;
+  }
+  free(cov); free(sec); free(st); free(rv);
+  return r;
+}
+
+int mf_cmd_train_steg(int argc, char **argv) {
+  train_args a;
+  int rc = train_parse(argc, argv, &a);
+  if (rc) return rc == 1 ? 0 : rc;
+  char err[2048];
+  mf_steg_config cfg;
+  if (mf_steg_config_preset(a.preset, &cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); return 2; }
+  if (a.blocks) { cfg.blocks = a.blocks; cfg.name = "custom"; }
+  if (a.growth) { cfg.growth = a.growth; cfg.name = "custom"; }
+  cfg.height = cfg.width = a.size;
+  cfg.w_guide = a.w_guide; cfg.w_rec = a.w_rec; cfg.w_low = a.w_low;
+  cfg.batch = a.batch;
+  if (mf_steg_config_check(&cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); return 2; }
+
+  /* ---- settings: fixed (memory-free backprop) or searched for a budget ---- */
+  int micro = a.batch, accum = 1, variant = 0;
+  mf_dtype dt = MF_F32;
+  mf_candidate cand;
+  int have_cand = 0;
+  int64_t budget = 0;
+  if (a.budget_s) {
+    budget = mf_parse_bytes(a.budget_s);
+    if (budget <= 0) { fprintf(stderr, "memfit train steg: --budget '%s': give a size like 4GiB or 512MiB\n", a.budget_s); return 2; }
+    const mf_workload *w = &mf_workload_steg;
+    void *wc = w->cfg_new();
+    char v[32];
+    int bad = !wc;
+    snprintf(v, sizeof v, "%d", cfg.blocks); bad = bad || w->cfg_set(wc, "blocks", v, err, sizeof err);
+    snprintf(v, sizeof v, "%d", cfg.growth); bad = bad || w->cfg_set(wc, "growth", v, err, sizeof err);
+    snprintf(v, sizeof v, "%d", a.size); bad = bad || w->cfg_set(wc, "size", v, err, sizeof err);
+    snprintf(v, sizeof v, "%d", a.batch); bad = bad || w->cfg_set(wc, "batch", v, err, sizeof err);
+    mf_search_opts so = mf_search_opts_default();
+    so.budget = budget;
+    so.threads = a.threads;
+    so.dtypes = (1u << MF_F32) | (1u << MF_BF16);
+    mf_search_result *r = bad ? NULL : malloc(sizeof *r);
+    if (bad || !r || mf_search(w, wc, &so, r, err, sizeof err) < 0) {
+      fprintf(stderr, "memfit train steg: budget search: %s\n", bad ? err : r ? err : "out of memory");
+      free(r); free(wc);
+      return 1;
+    }
+    char d[256], hb[32], hs[32];
+    mf_format_bytes((size_t)budget, hb, sizeof hb);
+    if (!r->found) {
+      mf_format_bytes(r->smallest.device_bytes, hs, sizeof hs);
+      mf_candidate_describe(&r->smallest, w, d, sizeof d);
+      fprintf(stderr, "memfit train steg: nothing fits %s; the smallest setting needs %s (%s). Raise --budget, or lower "
+                      "--size, --growth or --blocks.\n", hb, hs, d);
+      free(r); free(wc);
+      return 3;
+    }
+    cand = r->best;
+    have_cand = 1;
+    mf_candidate_describe(&cand, w, d, sizeof d);
+    mf_format_bytes(cand.device_bytes, hs, sizeof hs);
+    printf("budget %s: chose %s (plans %s; %d plans searched)\n", hb, d, hs, r->n_planned);
+    micro = cand.micro_batch; accum = cand.accum; dt = cand.dtype; variant = cand.variant;
+    free(r); free(wc);
+  }
+  cfg.batch = micro;
+  cfg.segments = variant == 0 ? MF_STEG_SEG_BLOCKS : MF_STEG_SEG_SUBNETS;
+
+  train_graph T = {0};
+  if (train_graph_build(&T, &cfg, dt, &a, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit train steg: %s\n", err);
+    train_graph_free(&T);
+    return 1;
+  }
+  mf_steg_model *m = T.m;
+  mf_graph *g = T.g;
+
+  /* ---- data ---- */
+  mf_dataset *td = NULL, *vd = NULL;
+  int generated = !strcmp(a.data, "generated");
+  if (generated) {
+    td = mf_dataset_generated((size_t)a.gen_count, a.gen_size, a.gen_size, (uint64_t)a.seed * 7919u + 1, err, sizeof err);
+    vd = td ? mf_dataset_generated((size_t)(a.val_count + 1), a.gen_size, a.gen_size, 0xabcdefull + (uint64_t)a.seed, err, sizeof err)
+            : NULL;
+  } else {
+    mf_folder_opts fo = mf_folder_opts_default();
+    fo.val_fraction = a.val_fraction;
+    fo.split = a.val_fraction > 0 ? MF_SPLIT_TRAIN : MF_SPLIT_ALL;
+    td = mf_dataset_open_folder(a.data, &fo, err, sizeof err);
+    if (td && a.val_fraction > 0) {
+      fo.split = MF_SPLIT_VAL;
+      fo.quiet = 1;
+      vd = mf_dataset_open_folder(a.data, &fo, err, sizeof err);
+      if (!vd) { fprintf(stderr, "memfit train steg: no validation images (%s); validating on training images\n", err); }
+    }
+  }
+  if (!td) { fprintf(stderr, "memfit train steg: %s\n", err); train_graph_free(&T); return 1; }
+  mf_loader_opts lo = mf_loader_opts_default();
+  lo.dataset = td;
+  lo.batch_size = 2 * micro; /* first half covers, second half secrets */
+  lo.workers = a.workers;
+  lo.seed = (uint64_t)a.seed;
+  lo.tf.out_w = lo.tf.out_h = a.size;
+  lo.tf.crop = MF_CROP_RANDOM;
+  lo.tf.hflip = 0.5f;
+  lo.tf.vflip = 0.5f;
+  mf_loader *L = mf_loader_init(&lo, err, sizeof err);
+  if (!L) {
+    fprintf(stderr, "memfit train steg: %s\n", err);
+    mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+    return 1;
+  }
+  int64_t per_epoch = (int64_t)mf_loader_batches_per_epoch(L) / accum;
+  if (per_epoch < 1) per_epoch = 1;
+  if (a.epoch_steps) per_epoch = a.epoch_steps;
+  int64_t total = a.steps ? a.steps : (int64_t)a.epochs * per_epoch;
+  int epochs = (int)((total + per_epoch - 1) / per_epoch);
+
+  /* ---- session ---- */
+  mf_train_opts o = mf_train_opts_default();
+  o.threads = a.threads;
+  o.plan.threads = a.threads;
+  o.plan.optim = MF_ADAM;
+  o.lr = a.lr; o.beta1 = a.beta1; o.beta2 = a.beta2; o.weight_decay = 0;
+  o.clip_norm = a.clip;
+  o.schedule = !strcmp(a.schedule, "cosine") ? MF_SCHED_COSINE : !strcmp(a.schedule, "step") ? MF_SCHED_STEP : MF_SCHED_CONSTANT;
+  o.warmup_steps = a.warmup;
+  o.total_steps = (int)total;
+  o.step_every = a.step_every ? a.step_every : (int)(total / 3 > 0 ? total / 3 : 1);
+  o.step_gamma = a.gamma;
+  o.accum_steps = accum;
+  o.seed = (uint64_t)a.seed;
+  if (have_cand) mf_candidate_apply(&cand, &o.plan);
+  else { o.plan.recompute = MF_RECOMPUTE_ALL; o.plan.invertible = 1; }
+  mf_tensor keep[6] = {m->loss_guide, m->loss_rec, m->loss_low, m->stego, m->revealed, T.l_ssim};
+  o.plan.keep = keep;
+  o.plan.n_keep = T.l_ssim >= 0 ? 6 : 5;
+  mf_session *s = mf_session_init(g, T.loss, &o, err, sizeof err);
+  if (!s) {
+    fprintf(stderr, "memfit train steg: %s\n", err);
+    mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+    return 1;
+  }
+  if (T.dct_mat >= 0) {
+    float D[64];
+    for (int u = 0; u < 8; u++)
+      for (int x = 0; x < 8; x++) D[u * 8 + x] = (float)((u ? sqrt(2.0 / 8) : sqrt(1.0 / 8)) * cos((2 * x + 1) * u * M_PI / 16));
+    mf_session_write_input(s, T.dct_mat, D, 64);
+  }
+  {
+    size_t nz = (size_t)mf_tensor_numel(g, m->z);
+    float *z = calloc(nz, sizeof *z);
+    if (z) mf_session_write_input(s, m->z, z, nz);
+    free(z);
+  }
+  int64_t start = 0;
+  if (a.resume) {
+    if (mf_session_load(s, a.resume, err, sizeof err) < 0) {
+      fprintf(stderr, "memfit train steg: --resume: %s\n", err);
+      mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+      return 1;
+    }
+    start = mf_session_step(s);
+    printf("resumed from %s at update %lld (epoch %lld)\n", a.resume, (long long)start, (long long)(start / per_epoch + 1));
+  }
+  if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
+    fprintf(stderr, "memfit train steg: cannot create --out %s: %s\n", a.out, strerror(errno));
+    mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+    return 1;
+  }
+
+  printf("memfit train steg: preset '%s' (%d coupling blocks, growth %d, %lld parameters), %dx%d crops, batch %d = "
+         "micro-batch %d x %d, %s, %s\n", cfg.name, cfg.blocks, cfg.growth, (long long)mf_steg_param_count(&cfg), a.size, a.size,
+         a.batch, micro, accum, mf_dtype_name(dt),
+         have_cand ? "settings from the budget search" : "memory-free backprop through every coupling block");
+  printf("data: %s (%zu training images%s, %zu validation images); %d epochs of %lld updates (%lld in all)\n",
+         generated ? "generated procedural images" : a.data, mf_dataset_size(td), generated ? " rendered on the fly, random crops" : "",
+         vd ? mf_dataset_size(vd) : (size_t)0, epochs, (long long)per_epoch, (long long)total);
+  printf("losses: %g*guide + %g*rec + %g*low%s%s; Adam lr %.3g (betas %g, %g), %s schedule, warm-up %d, clip %g\n", a.w_guide,
+         a.w_rec, a.w_low, a.w_ssim > 0 ? " + ssim" : "", a.w_dct > 0 ? " + dct" : "", a.lr, a.beta1, a.beta2, a.schedule,
+         a.warmup, a.clip);
+  mf_plan_print(mf_session_plan(s), stdout);
+  fflush(stdout);
+
+  /* ---- loop ---- */
+  size_t img = (size_t)micro * 3 * a.size * a.size;
+  double t0 = now_s(), last_log = t0, pix = (double)img;
+  int64_t step = start, bad_val = 0;
+  int epoch0 = (int)(start / per_epoch);
+  /* skip the loader ahead to the resumed epoch's position is not needed: the order is random */
+  double run_loss = 0, run_g = 0, run_r = 0;
+  int run_n = 0, failed = 0;
+  int64_t last_bad = 0;
+  char note[256];
+  snprintf(note, sizeof note, "memfit train steg --data %s --preset %s --blocks %d --growth %d --size %d --batch %d --steps %lld --lr %g",
+           generated ? "generated" : "DIR", cfg.name, cfg.blocks, cfg.growth, a.size, a.batch, (long long)total, a.lr);
+  for (int ep = epoch0; ep < epochs && !failed; ep++) {
+    int64_t end = (int64_t)(ep + 1) * per_epoch;
+    if (end > total) end = total;
+    for (; step < end; step++) {
+      for (int k = 0; k < accum; k++) {
+        const mf_batch *b = mf_loader_next(L);
+        if (!b) {
+          if (mf_loader_error(L)) { fprintf(stderr, "memfit train steg: %s\n", mf_loader_error(L)); failed = 1; break; }
+          b = mf_loader_next(L); /* a new pass over the data */
+          if (!b) { fprintf(stderr, "memfit train steg: %s\n", mf_loader_error(L) ? mf_loader_error(L) : "no data"); failed = 1; break; }
+        }
+        mf_session_write_input(s, m->cover, b->images, img);
+        mf_session_write_input(s, m->secret, b->images + img, img);
+        mf_loader_release(L, b);
+        double l = mf_session_micro_step(s);
+        float lg, lr;
+        mf_session_read(s, m->loss_guide, &lg, 1);
+        mf_session_read(s, m->loss_rec, &lr, 1);
+        run_loss += l / micro; run_g += lg; run_r += lr; run_n++;
+      }
+      if (failed) break;
+      mf_session_update(s);
+      double t = now_s();
+      if (a.log_every >= 0 && (t - last_log >= a.log_every || step + 1 == end) && run_n) {
+        char eta[32], pl[32], rss[32];
+        double rate = (double)(step + 1 - start) / (t - t0);
+        fmt_dur((double)(total - step - 1) / rate, eta, sizeof eta);
+        mf_format_bytes(mf_plan_total_bytes(mf_session_plan(s)), pl, sizeof pl);
+        mf_format_bytes(mf_peak_rss_bytes(), rss, sizeof rss);
+        printf("  [%3.0f%%] step %lld/%lld epoch %d/%d  loss %.4g  hide %.2f dB  rec %.2f dB  %.2f pairs/s  ETA %s  mem plan %s, RSS %s\n",
+               100.0 * (double)(step + 1) / (double)total, (long long)(step + 1), (long long)total, ep + 1, epochs,
+               run_loss / run_n, psnr_mse(run_g / run_n / pix), psnr_mse(run_r / run_n / pix), rate * a.batch, eta, pl, rss);
+        fflush(stdout);
+        run_loss = run_g = run_r = 0;
+        run_n = 0;
+        last_log = t;
+      }
+    }
+    if (failed) break;
+    /* ---- end of epoch: validation, samples, checkpoint ---- */
+    char grid[1024], ck[1024], mp[1024];
+    snprintf(grid, sizeof grid, "%s/samples-epoch%03d.png", a.out, ep + 1);
+    val_result v = validate(s, &T, vd ? vd : td, a.val_count, micro, a.size, grid, &bad_val);
+    if (v.pairs)
+      printf("epoch %d/%d loss %.4g hide PSNR %.2f dB rec PSNR %.2f dB SSIM %.4f / %.4f (validation, %d pairs, 8-bit stego; "
+             "SSIM hide / rec)\n", ep + 1, epochs, v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs);
+    else
+      printf("epoch %d/%d (no validation pairs)\n", ep + 1, epochs);
+    mf_loader_stats st = mf_loader_get_stats(L);
+    if (st.bad_files + st.skipped_files + bad_val > last_bad) {
+      mf_loader_summary(L, stdout);
+      printf("\n");
+      last_bad = st.bad_files + st.skipped_files + bad_val;
+    }
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", a.out);
+    snprintf(mp, sizeof mp, "%s/model.safetensors", a.out);
+    if (mf_session_save(s, ck, err, sizeof err) < 0) fprintf(stderr, "memfit train steg: %s\n", err);
+    if (model_save(s, g, m, mp, note, err, sizeof err) < 0) fprintf(stderr, "memfit train steg: %s\n", err);
+    printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval); samples %s\n", ck, mp, grid);
+    fflush(stdout);
+  }
+  double el = now_s() - t0;
+  char dur[32];
+  fmt_dur(el, dur, sizeof dur);
+  mf_loader_stats st = mf_loader_get_stats(L);
+  printf("trained %lld updates in %s (%.1fs); waiting for data %.1f%% of the time; %lld unreadable files skipped\n",
+         (long long)(step - start), dur, el, el > 0 ? 100.0 * st.wait_s / el : 0.0,
+         (long long)(st.bad_files + st.skipped_files + bad_val));
+  const mf_plan *p = mf_session_plan(s);
+  printf("memory: planned vs measured (runtime high-water per arena)\n");
+  int exact = 1;
+  for (int k = 0; k < MF_ARENA_COUNT; k++) {
+    size_t pl = mf_plan_arena_bytes(p, (mf_arena_kind)k), me = mf_session_measured_bytes(s, (mf_arena_kind)k);
+    if (!pl && !me) continue;
+    printf("  %-26s planned %12zu B   measured %12zu B   %s\n", mf_arena_name((mf_arena_kind)k), pl, me,
+           pl == me ? "exact" : "DIFFERENT");
+    exact &= pl == me;
+  }
+  char h[32];
+  mf_format_bytes(mf_peak_rss_bytes(), h, sizeof h);
+  printf("  process peak RSS %s\n", h);
+  if (!exact) fprintf(stderr, "memfit train steg: measured memory differs from the plan (a bug: please report it)\n");
+  mf_session_free(s);
+  mf_loader_free(L);
+  mf_dataset_free(td);
+  mf_dataset_free(vd);
+  train_graph_free(&T);
+  return failed ? 1 : exact ? 0 : 1;
+}
+
+/* `memfit train WORKLOAD ...` */
+int mf_cmd_train(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help")) {
+    printf("usage: memfit train WORKLOAD [options]   (workloads: steg; 'memfit train steg --help')\n");
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "steg")) return mf_cmd_train_steg(argc - 1, argv + 1);
+  fprintf(stderr, "memfit train: unknown workload '%s' (available: steg)\n", argv[1]);
+  return 2;
+}
