@@ -364,7 +364,11 @@ static void plan_line(const mf_session *s, const char *what) {
 
 /* ------------------------------------------------------------------ messages as secret images */
 
-static uint32_t crc32_bytes(const uint8_t *p, size_t n) { return mf_st_crc32(0, p, n); }
+/* CRC-32 of the 4 big-endian length bytes and the payload (so an all-black secret is no valid empty message) */
+static uint32_t crc32_bytes(const uint8_t *p, size_t n) {
+  uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+  return mf_st_crc32(mf_st_crc32(0, hdr, 4), p, n);
+}
 
 /* Bits that fit a w x h secret: one per MSG_CELL x MSG_CELL cell and channel. */
 static size_t msg_capacity_bits(int w, int h) { return (size_t)(w / MSG_CELL) * (size_t)(h / MSG_CELL) * 3; }
@@ -1316,6 +1320,13 @@ int mf_cmd_train_steg(int argc, char **argv) {
          a.w_rec, a.w_low, a.w_ssim > 0 ? " + ssim" : "", a.w_dct > 0 ? " + dct" : "", a.lr, a.beta1, a.beta2, a.schedule,
          a.warmup, a.clip);
   mf_plan_print(mf_session_plan(s), stdout);
+  if (budget && (int64_t)mf_plan_total_bytes(mf_session_plan(s)) > budget) {
+    char hb[32], ht[32];
+    mf_format_bytes((size_t)budget, hb, sizeof hb);
+    mf_format_bytes(mf_plan_total_bytes(mf_session_plan(s)), ht, sizeof ht);
+    printf("note: the search planned the base losses; with the extra terms and the tensors kept for the metrics this run "
+           "plans %s, above the %s budget. Lower --batch or --size if the budget is hard.\n", ht, hb);
+  }
   fflush(stdout);
 
   /* ---- loop ---- */

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# cli_steg.sh — CLI-level tests of the steganography commands (train steg, hide, reveal, eval):
+# a tiny training run (plan == measured, checkpoint, resume, grids), hide/reveal of images and
+# messages with the shipped model, and every kind of bad input: each must give a clear message
+# naming the file, and never crash. Usage: bash tests/cli_steg.sh path/to/memfit (from the repo root).
+set -u
+MEMFIT=${1:?usage: cli_steg.sh path/to/memfit}
+MEMFIT=$(cd "$(dirname "$MEMFIT")" && pwd)/$(basename "$MEMFIT")
+ROOT=$(pwd)
+MODEL=$ROOT/models/steg-small.safetensors
+DATA=$ROOT/../shared/data
+T=$(mktemp -d /tmp/cli_steg.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export OMP_NUM_THREADS=1
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# run NAME EXPECTED_RC PATTERN CMD...: runs CMD, checks its exit status and that its output matches PATTERN
+run() {
+  local name=$1 want=$2 pat=$3; shift 3
+  "$@" > "$T/out.txt" 2>&1
+  local rc=$?
+  if [ "$rc" -ge 128 ]; then bad "$name: crashed (status $rc)"; sed 's/^/    /' "$T/out.txt" | tail -5; return; fi
+  if [ "$rc" != "$want" ]; then bad "$name: exit status $rc, expected $want"; sed 's/^/    /' "$T/out.txt" | tail -5; return; fi
+  if ! grep -Eq -- "$pat" "$T/out.txt"; then bad "$name: output lacks /$pat/"; sed 's/^/    /' "$T/out.txt" | tail -5; return; fi
+  ok
+}
+
+# test images: written by a few lines of Python (zlib PNG), any colour type and size
+/usr/bin/python3 - "$T" <<'EOF'
+import sys, zlib, struct, random
+d = sys.argv[1]
+def png(path, w, h, ct, px):
+    ch = {0: 1, 2: 3, 4: 2, 6: 4}[ct]
+    raw = b''.join(b'\x00' + bytes(px(x, y, c) for x in range(w) for c in range(ch)) for y in range(h))
+    def chunk(t, b): return struct.pack('>I', len(b)) + t + b + struct.pack('>I', zlib.crc32(t + b) & 0xffffffff)
+    open(path, 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, ct, 0, 0, 0)) +
+                           chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+random.seed(1)
+smooth = lambda x, y, c: (x * 3 + y * 5 + c * 60 + random.randint(0, 8)) % 256
+png(d + '/cover.png', 64, 48, 2, smooth)
+png(d + '/odd.png', 63, 47, 2, lambda x, y, c: (x * 4 + y * 2 + c * 80) % 256)
+png(d + '/gray.png', 64, 48, 0, lambda x, y, c: (x * 4 + y) % 256)
+png(d + '/rgba.png', 64, 48, 6, lambda x, y, c: 255 if c == 3 else (x * 2 + y * 3 + c * 70) % 256)
+png(d + '/big.png', 128, 96, 2, lambda x, y, c: (x + y * 2 + c * 50) % 256)
+png(d + '/tiny.png', 8, 8, 2, smooth)
+import os
+os.makedirs(d + '/train/sub', exist_ok=True)
+for i in range(6):
+    png(d + '/train/img%d.png' % i, 40, 40, 2, lambda x, y, c, i=i: (x * (i + 1) + y * 3 + c * 40) % 256)
+png(d + '/train/sub/small.png', 16, 16, 2, smooth)          # smaller than the crop
+open(d + '/train/sub/broken.png', 'wb').write(b'\x89PNG\r\n\x1a\n' + b'\x00' * 20)  # unreadable
+open(d + '/notamodel.safetensors', 'wb').write(b'hello')
+open(d + '/long.txt', 'w').write('x' * 5000)
+EOF
+
+# ---- train: tiny model, a folder with a too-small and a broken file, SSIM + DCT terms, grids, plan == measured
+run "train on a folder" 0 "planned .* exact" "$MEMFIT" train steg --data "$T/train" --blocks 1 --growth 4 --size 32 --batch 2 \
+  --steps 4 --epoch-steps 2 --val-fraction 0 --val-count 2 --ssim 0.5 --dct 0.01 --lr 1e-3 --warmup 1 --clip 5 --threads 1 --out "$T/run"
+grep -Eq "^epoch 2/2 loss .* hide PSNR .* rec PSNR .* SSIM" "$T/out.txt" && ok || bad "train: no 'epoch 2/2 loss ... hide PSNR ... rec PSNR ... SSIM' line"
+grep -Eq "small.png" "$T/out.txt" && grep -Eq "broken.png" "$T/out.txt" && ok || bad "train: skipped files not named"
+grep -q "DIFFERENT" "$T/out.txt" && bad "train: measured memory differs from the plan" || ok
+[ -s "$T/run/samples-epoch002.png" ] && [ -s "$T/run/model.safetensors" ] && ok || bad "train: no sample grid or model file"
+run "resume" 0 "resumed from .* at update 4" "$MEMFIT" train steg --data "$T/train" --blocks 1 --growth 4 --size 32 --batch 2 \
+  --steps 6 --epoch-steps 2 --val-fraction 0 --val-count 2 --ssim 0.5 --dct 0.01 --threads 1 --out "$T/run" --resume "$T/run/checkpoint.safetensors"
+run "resume with other settings" 1 "checkpoint .*(another model|expected)" "$MEMFIT" train steg --data generated --blocks 2 --growth 4 \
+  --size 32 --batch 2 --steps 2 --threads 1 --out "$T/run2" --resume "$T/run/checkpoint.safetensors"
+run "train with a budget" 0 "budget .*chose" "$MEMFIT" train steg --data generated --blocks 1 --growth 4 --size 32 --batch 4 \
+  --steps 2 --val-count 2 --budget 4MiB --threads 1 --out "$T/run3"
+run "budget too small" 3 "nothing fits" "$MEMFIT" train steg --data generated --blocks 1 --growth 4 --size 32 --batch 4 --steps 2 \
+  --budget 10KiB --threads 1 --out "$T/run4"
+run "odd --size" 2 "odd" "$MEMFIT" train steg --size 33 --steps 1
+run "no images" 1 "$T/empty|no usable|No such" "$MEMFIT" train steg --data "$T/empty" --steps 1 --threads 1 --out "$T/run5"
+
+# ---- hide / reveal: use the freshly trained tiny model for the mechanics (quality does not matter)
+M=$T/run/model.safetensors
+run "hide image" 0 "stego .*8-bit PNG" "$MEMFIT" hide --model "$M" --cover "$T/cover.png" --secret "$T/gray.png" --out "$T/st.png" --threads 1
+run "reveal image" 0 "recovered secret" "$MEMFIT" reveal --model "$M" --stego "$T/st.png" --out "$T/rv.png" --threads 1
+run "odd cover" 0 "odd\).*padded to 64x48" "$MEMFIT" hide --model "$M" --cover "$T/odd.png" --secret "$T/cover.png" --out "$T/st_odd.png" --threads 1
+run "odd stego" 0 "odd.*padded" "$MEMFIT" reveal --model "$M" --stego "$T/st_odd.png" --out "$T/rv_odd.png" --threads 1
+run "gray cover" 0 "grayscale" "$MEMFIT" hide --model "$M" --cover "$T/gray.png" --secret "$T/cover.png" --out "$T/st2.png" --threads 1
+run "RGBA cover" 0 "alpha channel" "$MEMFIT" hide --model "$M" --cover "$T/rgba.png" --secret "$T/cover.png" --out "$T/st3.png" --threads 1
+run "secret larger than cover" 0 "larger than the cover" "$MEMFIT" hide --model "$M" --cover "$T/cover.png" --secret "$T/big.png" --out "$T/st4.png" --threads 1
+run "message too long" 1 "holds at most [0-9]+ bytes" "$MEMFIT" hide --model "$M" --cover "$T/cover.png" --message-file "$T/long.txt" --out "$T/st5.png" --threads 1
+run "tiny cover, message" 1 "holds at most 0 bytes" "$MEMFIT" hide --model "$M" --cover "$T/tiny.png" --message "hi" --out "$T/st6.png" --threads 1
+run "not a model" 1 "notamodel" "$MEMFIT" hide --model "$T/notamodel.safetensors" --cover "$T/cover.png" --secret "$T/cover.png" --out "$T/x.png"
+run "missing model" 1 "nosuch.safetensors" "$MEMFIT" reveal --model "$T/nosuch.safetensors" --stego "$T/st.png" --out "$T/x.png"
+run "missing cover" 1 "nosuch.png" "$MEMFIT" hide --model "$M" --cover "$T/nosuch.png" --secret "$T/cover.png" --out "$T/x.png"
+run "no secret" 2 "exactly one of" "$MEMFIT" hide --model "$M" --cover "$T/cover.png" --out "$T/x.png"
+run "not a message" 1 "no intact message" "$MEMFIT" reveal --model "$M" --stego "$T/cover.png" --message --threads 1
+run "eval pairs" 0 "means over 1 pairs" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/rgba.png") --size 32 --out "$T/grid.png" --threads 1
+[ -s "$T/grid.png" ] && ok || bad "eval: no grid"
+run "eval crop too large" 1 "smaller than the 256x256 crop" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/rgba.png") --size 256 --threads 1
+
+if [ -d "$DATA" ]; then
+  run "truncated cover" 1 "truncated.jpg" "$MEMFIT" hide --model "$M" --cover "$DATA/bad/truncated.jpg" --secret "$T/cover.png" --out "$T/x.png"
+  run "truncated stego" 1 "truncated.jpg" "$MEMFIT" reveal --model "$M" --stego "$DATA/bad/truncated.jpg" --out "$T/x.png"
+  run "eval with a truncated file" 0 "skipping pair .*truncated.jpg" "$MEMFIT" eval --model "$M" \
+    --pairs <(echo "$DATA/bad/truncated.jpg $T/cover.png"; echo "$T/cover.png $T/gray.png") --size 32 --threads 1
+else
+  echo "cli_steg: ../shared/data absent: truncated-file tests skipped"
+fi
+
+# ---- the shipped model: a message and a photo round trip
+if [ -f "$MODEL" ]; then
+  run "shipped model: hide message" 0 "message: 25 bytes" "$MEMFIT" hide --model "$MODEL" --cover "$T/big.png" --message "memfit hides this message" --out "$T/msg.png" --threads 1
+  run "shipped model: reveal message" 0 "memfit hides this message" "$MEMFIT" reveal --model "$MODEL" --stego "$T/msg.png" --message --threads 1
+  if [ -d "$DATA/photos" ]; then
+    run "shipped model: eval on two photos" 0 "means over 2 pairs" "$MEMFIT" eval --model "$MODEL" --data "$DATA/photos" --size 64 --max-pairs 2 --threads 1
+  fi
+else
+  echo "cli_steg: $MODEL absent: shipped-model tests skipped"
+fi
+
+echo "cli_steg: $pass passed, $fail failed"
+[ "$fail" = 0 ]
