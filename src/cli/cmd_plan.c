@@ -131,10 +131,12 @@ static void svg_timeline(const char *path, const mf_plan *p, const char *title) 
 static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c, const mf_workload *w) {
   char d[256];
   mf_candidate_describe(c, w, d, sizeof d);
-  fprintf(f, "  \"%s\": {\"settings\": \"%s\", \"micro_batch\": %d, \"accum\": %d, \"precision\": \"%s\", \"variant\": \"%s\", "
+  if (key) fprintf(f, "  \"%s\": ", key);
+  else fprintf(f, "    ");
+  fprintf(f, "{\"settings\": \"%s\", \"micro_batch\": %d, \"accum\": %d, \"precision\": \"%s\", \"variant\": \"%s\", "
              "\"recomputed_segments\": %d, \"segments\": %d, \"offload\": %d, \"device_bytes\": %zu, \"staging_bytes\": %zu, "
              "\"predicted_step_s\": %.6g, \"fits\": %d, \"peak\": \"%s\", \"bytes\": {",
-          key, d, c->micro_batch, c->accum, mf_dtype_name(c->dtype), w->variant_names[c->variant], c->n_recomputed, c->n_seg,
+          d, c->micro_batch, c->accum, mf_dtype_name(c->dtype), w->variant_names[c->variant], c->n_recomputed, c->n_seg,
           c->offload, c->device_bytes, c->staging_bytes, c->step_s, c->fits, c->peak_desc);
   for (int a = 0; a < MF_ARENA_COUNT; a++) fprintf(f, "%s\"%s\": %zu", a ? ", " : "", mf_arena_name((mf_arena_kind)a), c->arena[a]);
   fprintf(f, "}}");
@@ -190,7 +192,7 @@ int mf_cmd_plan(int argc, char **argv) {
     printf(",\n  \"runners_up\": [");
     for (int i = 0; i < r.n_runners; i++) {
       printf(i ? ",\n" : "\n");
-      print_candidate_json(stdout, "runner", &r.runners[i], w);
+      print_candidate_json(stdout, NULL, &r.runners[i], w);
     }
     printf("],\n  \"plans_computed\": %d,\n  \"calibration\": \"%s\"\n}\n", r.n_planned, r.cal.source);
   } else {

@@ -57,6 +57,7 @@ static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   if (!p) return -1;
   memcpy(c->arena, p->arena, sizeof c->arena);
   c->device_bytes = mf_plan_total_bytes(p) + x->fixed;
+  c->staging_bytes = x->w->staging_bytes ? x->w->staging_bytes(x->cfg, c->micro_batch) : 0;
   snprintf(c->peak_desc, sizeof c->peak_desc, "%s", p->peak_desc);
   double micro = program_seconds(p, &p->train, x->cal);
   size_t params = p->arena[MF_ARENA_PARAM];
