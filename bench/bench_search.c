@@ -12,7 +12,7 @@ typedef struct bcase { const char *preset; int size, batch; double budget_frac; 
 int main(int argc, char **argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 2;
   /* budget_frac: budget as a share of what storing everything at the largest micro-batch needs */
-  const bcase cases[] = {{"small", 32, 8, 0.5}, {"small", 64, 4, 0.35}, {"bench", 32, 4, 0.4}};
+  const bcase cases[] = {{"small", 16, 8, 0.5}, {"small", 32, 4, 0.35}, {"bench", 16, 4, 0.4}};
   const mf_workload *w = mf_workload_find("steg");
   char err[512];
   int worst_ok = 1;
@@ -53,6 +53,7 @@ int main(int argc, char **argv) {
     mf_candidate_describe(&r.all[0], w, d, sizeof d);
     printf("%-34s %-8s %5s chosen:  %-53s %10.3f %10.3g\n", "", "", "", d, chosen_t, r.all[0].step_s);
     double ratio = chosen_t / best_t;
+    fflush(stdout);
     printf("%-34s chosen / fastest measured = %.3f %s\n", "", ratio, ratio <= 1.10 ? "(within 10%)" : "(OVER 10%)");
     worst_ok &= ratio <= 1.10;
     mf_search_result_free(&r);
