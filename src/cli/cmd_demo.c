@@ -112,6 +112,9 @@ int mf_cmd_demo(int argc, char **argv) {
   double el = now_s() - t0;
   printf("trained %d steps in %.1fs (%.1f images/s); waiting for data: %.1f%% of the time\n", steps, el, steps * batch / el,
          100.0 * st.wait_s / el);
+  if (st.wait_s > 0.05 * el)
+    printf("data loading is the bottleneck (%.0f%% of the time waiting): use more loader workers or a smaller decode size\n",
+           100.0 * st.wait_s / el);
   const mf_plan *p = mf_session_plan(s);
   printf("memory: planned vs measured (runtime high-water per arena)\n");
   int exact = 1;
