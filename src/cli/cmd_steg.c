@@ -1182,7 +1182,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
     mf_search_result *r = bad ? NULL : malloc(sizeof *r);
     if (bad || !r || mf_search(w, wc, &so, r, err, sizeof err) < 0) {
       fprintf(stderr, "memfit train steg: budget search: %s\n", bad ? err : r ? err : "out of memory");
-      free(r); free(wc);
+      free(r); free(wc); /* mf_search frees its candidates itself when it fails */
       return 1;
     }
     char d[256], hb[32], hs[32];
@@ -1192,6 +1192,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
       mf_candidate_describe(&r->smallest, w, d, sizeof d);
       fprintf(stderr, "memfit train steg: nothing fits %s; the smallest setting needs %s (%s). Raise --budget, or lower "
                       "--size, --growth or --blocks.\n", hb, hs, d);
+      mf_search_result_free(r);
       free(r); free(wc);
       return 3;
     }
@@ -1201,6 +1202,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
     mf_format_bytes(cand.device_bytes, hs, sizeof hs);
     printf("budget %s: chose %s (plans %s; %d plans searched)\n", hb, d, hs, r->n_planned);
     micro = cand.micro_batch; accum = cand.accum; dt = cand.dtype; variant = cand.variant;
+    mf_search_result_free(r);
     free(r); free(wc);
   }
   cfg.batch = micro;
