@@ -40,6 +40,10 @@ typedef struct mf_backend {
   /* Sum of squares of n f32 values, the same bits for any thread count (global norm, inf/NaN). */
   double (*sum_squares)(const float *g, int64_t n, void *stream);
   void (*optim_update)(float *w, const float *g, float *m, float *v, int64_t n, const mf_optim_args *a, void *stream);
+  /* Page-locked host memory for the data loader's staging buffers, so host-to-device copies can be
+   * asynchronous (same signature as mf_loader_opts.alloc/free); NULL: plain host memory. */
+  void *(*host_alloc)(size_t bytes, void *ctx);
+  void (*host_free)(void *p, size_t bytes, void *ctx);
   /* Bytes the backend holds outside the plan (CUDA context, library handles), measured at init. */
   size_t (*fixed_overhead)(void);
 } mf_backend;

@@ -3,6 +3,7 @@
  * memory the runtime measured and saves a checkpoint. No download, no user data. */
 #include "cli/cli.h"
 #include "models/steg.h"
+#include "plan/plan.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,12 @@ static double psnr_from_sum(double sum_sq, double count) {
 
 int mf_cmd_demo(int argc, char **argv) {
   int steps = 150, size = 32, batch = 4, threads = 0, invert = 1;
-  const char *out = "memfit-demo", *preset = "small";
+  const char *out = "memfit-demo", *preset = "small", *backend = "cpu";
   for (int i = 1; i < argc; i++) {
     const char *v;
     if (!strcmp(argv[i], "--help")) {
       printf("usage: memfit demo [--steps N] [--size PIXELS] [--batch B] [--preset NAME] [--threads T]\n"
-             "                   [--store-activations] [--out DIR]\n"
+             "                   [--store-activations] [--out DIR] [--backend cpu|cuda]\n"
              "Trains the '%s' steganography preset on generated images and prints the memory plan\n"
              "next to the measured high-water of every arena. Presets: %s.\n", preset, mf_steg_preset_names());
       return 0;
@@ -37,6 +38,7 @@ int mf_cmd_demo(int argc, char **argv) {
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--preset"))) preset = v;
     else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
+    else if ((v = cli_opt(argc, argv, &i, "--backend"))) backend = v;
     else if (!strcmp(argv[i], "--store-activations")) invert = 0;
     else { fprintf(stderr, "memfit demo: unknown option '%s' (see --help)\n", argv[i]); return 2; }
   }
@@ -56,6 +58,7 @@ int mf_cmd_demo(int argc, char **argv) {
   if (!m || mf_steg_build(g, &cfg, m) < 0) { fprintf(stderr, "memfit demo: %s\n", m ? mf_graph_error(g) : "out of memory"); free(m); mf_graph_free(g); return 1; }
   mf_train_opts o = mf_train_opts_default();
   o.threads = threads;
+  o.plan.backend = backend;
   o.plan.optim = MF_ADAM;
   o.lr = pow(10, -3.5); /* faster than HiNet's 10^-4.5 for a short demo */
   o.beta1 = 0.5;
@@ -81,6 +84,11 @@ int mf_cmd_demo(int argc, char **argv) {
   lo.tf.out_w = lo.tf.out_h = size;
   lo.tf.crop = MF_CROP_NONE;
   lo.tf.hflip = 0.5f;
+  const mf_backend *be = mf_session_plan(s)->be;
+  if (be->host_alloc) { /* page-locked staging on a device backend: asynchronous copies */
+    lo.alloc = be->host_alloc;
+    lo.free = be->host_free;
+  }
   mf_loader *L = ds ? mf_loader_init(&lo, err, sizeof err) : NULL;
   if (!L) { fprintf(stderr, "memfit demo: %s\n", err); mf_dataset_free(ds); mf_session_free(s); free(m); mf_graph_free(g); return 1; }
   size_t img = (size_t)batch * 3 * (size_t)size * (size_t)size;

@@ -21,6 +21,8 @@ size_t mf_cuda_ws_norm(const mf_graph *g, const mf_node *n);   /* norm and its b
 
 void *mf_cuda_alloc(size_t bytes, char *err, size_t errlen);
 void mf_cuda_free(void *p);
+void *mf_cuda_host_alloc(size_t bytes, void *ctx);
+void mf_cuda_host_free(void *p, size_t bytes, void *ctx);
 int mf_cuda_copy_in(void *dev_dst, const void *host_src, size_t n);
 int mf_cuda_copy_out(void *host_dst, const void *dev_src, size_t n);
 int mf_cuda_fill(void *dev_dst, int byte, size_t n);

@@ -165,6 +165,22 @@ extern "C" void mf_cuda_free(void *p) {
   cudaStreamSynchronize(G.stream);
   cudaFree(p);
 }
+/* page-locked host memory for the loader's staging buffers (asynchronous host-to-device copies) */
+extern "C" void *mf_cuda_host_alloc(size_t bytes, void *ctx) {
+  (void)ctx;
+  char err[256];
+  if (mf_cuda_init(err, sizeof err) < 0) return NULL;
+  void *p = NULL;
+  if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) != cudaSuccess) {
+    cudaGetLastError();
+    return NULL;
+  }
+  return p;
+}
+extern "C" void mf_cuda_host_free(void *p, size_t bytes, void *ctx) {
+  (void)bytes; (void)ctx;
+  if (p && G.state == 1) cudaFreeHost(p);
+}
 extern "C" int mf_cuda_copy_in(void *dev_dst, const void *host_src, size_t n) {
   ensure_started();
   if (G.state != 1) return -1;
