@@ -1,7 +1,7 @@
 /* bench_search.c — search quality (issue 4): for several workload/budget cases, measures the step
  * time of EVERY setting the search planned that fits the budget (brute force over the same space),
  * and compares the fastest measured with the one memfit chose. Prints a table and the ratios.
- * usage: bench_search [THREADS] [STEPS] */
+ * usage: bench_search [THREADS (default 1)] [STEPS (default 3)] */
 #include "plan/search.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 typedef struct bcase { const char *preset; int size, batch; double budget_frac; } bcase;
 
 int main(int argc, char **argv) {
-  int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 2;
+  int threads = argc > 1 ? atoi(argv[1]) : 1, steps = argc > 2 ? atoi(argv[2]) : 3;
   /* budget_frac: budget as a share of what storing everything at the largest micro-batch needs */
   const bcase cases[] = {{"small", 16, 8, 0.5}, {"small", 32, 4, 0.35}, {"bench", 16, 4, 0.4}};
   const mf_workload *w = mf_workload_find("steg");
@@ -37,14 +37,24 @@ int main(int argc, char **argv) {
     if (mf_search(w, cfg, &so, &r, err, sizeof err) < 0 || !r.found) { fprintf(stderr, "case %zu: nothing fits\n", k); return 1; }
     double best_t = 1e30, chosen_t = -1;
     int best_i = -1, nfit = 0;
+    /* two rounds over every fitting setting, keeping each one's best time: on a shared machine a
+     * single run can be slowed by other processes */
+    double *tm = malloc((size_t)r.n_all * sizeof *tm);
+    for (int i = 0; i < r.n_all; i++) tm[i] = 1e30;
+    for (int round = 0; round < 2; round++)
+      for (int i = 0; i < r.n_all; i++) {
+        if (!r.all[i].fits) continue;
+        double t = mf_candidate_measure(w, cfg, &r.all[i], "cpu", threads, steps, err, sizeof err);
+        if (t < 0) { fprintf(stderr, "measure: %s\n", err); continue; }
+        if (t < tm[i]) tm[i] = t;
+      }
     for (int i = 0; i < r.n_all; i++) {
       if (!r.all[i].fits) continue;
       nfit++;
-      double t = mf_candidate_measure(w, cfg, &r.all[i], "cpu", threads, steps, err, sizeof err);
-      if (t < 0) { fprintf(stderr, "measure: %s\n", err); continue; }
-      if (i == 0) chosen_t = t; /* r.all is ranked: the first is the choice */
-      if (t < best_t) { best_t = t; best_i = i; }
+      if (tm[i] < best_t) { best_t = tm[i]; best_i = i; }
     }
+    chosen_t = tm[0]; /* r.all is ranked: the first is the choice */
+    free(tm);
     char name[64], bud[32], d[256];
     snprintf(name, sizeof name, "steg %s %dx%d batch %d", bc->preset, bc->size, bc->size, bc->batch);
     mf_format_bytes((size_t)so.budget, bud, sizeof bud);

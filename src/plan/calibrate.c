@@ -58,8 +58,9 @@ int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err,
   if (threads <= 0) threads = omp_get_num_procs();
   c->offload_bytes_per_s = 20e9; /* PCIe-class link; only used by device backends */
   const char *env = getenv("MEMFIT_CALIBRATION");
-  if (env && sscanf(env, "%lf,%lf,%lf,%lf", &c->flops_per_s[MF_F32], &c->flops_per_s[MF_BF16], &c->flops_per_s[MF_F16],
-                    &c->bytes_per_s) == 4) {
+  if (env && sscanf(env, "%lf,%lf,%lf,%lf,%lf", &c->flops_per_s[MF_F32], &c->flops_per_s[MF_BF16], &c->flops_per_s[MF_F16],
+                    &c->bytes_per_s[MF_F32], &c->op_overhead_s) >= 4) {
+    c->bytes_per_s[MF_BF16] = c->bytes_per_s[MF_F16] = c->bytes_per_s[MF_F32];
     snprintf(c->source, sizeof c->source, "MEMFIT_CALIBRATION");
     return 0;
   }
@@ -67,10 +68,10 @@ int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err,
   cache_path(path, sizeof path, backend, threads);
   FILE *f = fopen(path, "r");
   if (f) {
-    int ok = fscanf(f, "%lf %lf %lf %lf", &c->flops_per_s[MF_F32], &c->flops_per_s[MF_BF16], &c->flops_per_s[MF_F16],
-                    &c->bytes_per_s) == 4;
+    int ok = fscanf(f, "%lf %lf %lf %lf %lf %lf %lf", &c->flops_per_s[MF_F32], &c->flops_per_s[MF_BF16], &c->flops_per_s[MF_F16],
+                    &c->bytes_per_s[MF_F32], &c->bytes_per_s[MF_BF16], &c->bytes_per_s[MF_F16], &c->op_overhead_s) == 7;
     fclose(f);
-    if (ok && c->flops_per_s[MF_F32] > 0 && c->bytes_per_s > 0) {
+    if (ok && c->flops_per_s[MF_F32] > 0 && c->bytes_per_s[MF_F32] > 0) {
       snprintf(c->source, sizeof c->source, "cached in %.140s", path);
       return 0;
     }
@@ -86,19 +87,32 @@ int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err,
     if (t <= 0) { snprintf(err, errlen, "calibration: could not time a convolution on backend '%s'", backend); return -1; }
     c->flops_per_s[dts[i]] = fl / t;
   }
-  mf_graph *g = mf_graph_init(MF_F32);
+  mf_graph *g = NULL;
+  double fl = 0, t = 0;
   int64_t n = 1 << 22;
-  mf_tensor a = mf_input(g, "a", 1, &n), b = mf_input(g, "b", 1, &n);
-  mf_tensor y = mf_add(g, a, b);
-  double fl = 0, t = time_graph(g, y, backend, threads, 5, &fl);
+  for (int i = 0; i < 3; i++) { /* bandwidth of an elementwise op in each storage dtype */
+    g = mf_graph_init(dts[i]);
+    mf_tensor a = mf_input(g, "a", 1, &n), b = mf_input(g, "b", 1, &n);
+    mf_tensor y = mf_add(g, a, b);
+    t = time_graph(g, y, backend, threads, 5, &fl);
+    mf_graph_free(g);
+    if (t <= 0) { snprintf(err, errlen, "calibration: could not time an elementwise op on backend '%s'", backend); return -1; }
+    c->bytes_per_s[dts[i]] = 3.0 * (double)n * (double)mf_dtype_size(dts[i]) / t;
+  }
+  /* per-node overhead: a chain of 256 tiny adds */
+  g = mf_graph_init(MF_F32);
+  int64_t small = 64;
+  mf_tensor v = mf_input(g, "v", 1, &small);
+  for (int i = 0; i < 256; i++) v = mf_add_scalar(g, v, 1.0);
+  t = time_graph(g, v, backend, threads, 5, &fl);
   mf_graph_free(g);
-  if (t <= 0) { snprintf(err, errlen, "calibration: could not time an elementwise op on backend '%s'", backend); return -1; }
-  c->bytes_per_s = 3.0 * (double)n * 4 / t;
+  c->op_overhead_s = t > 0 ? t / 256 : 0;
   snprintf(c->source, sizeof c->source, "measured now, saved to %.130s", path);
   mkdirs_for(path);
   f = fopen(path, "w");
   if (f) {
-    fprintf(f, "%.6g %.6g %.6g %.6g\n", c->flops_per_s[MF_F32], c->flops_per_s[MF_BF16], c->flops_per_s[MF_F16], c->bytes_per_s);
+    fprintf(f, "%.6g %.6g %.6g %.6g %.6g %.6g %.6g\n", c->flops_per_s[MF_F32], c->flops_per_s[MF_BF16], c->flops_per_s[MF_F16],
+            c->bytes_per_s[MF_F32], c->bytes_per_s[MF_BF16], c->bytes_per_s[MF_F16], c->op_overhead_s);
     fclose(f);
   }
   return 0;

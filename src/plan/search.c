@@ -28,7 +28,8 @@ static double program_seconds(const mf_plan *p, const mf_program *pr, const mf_c
     double traffic = (double)mf_node_bytes(n);
     for (int j = 0; j < n->nsrc; j++) traffic += (double)mf_node_bytes(&g->nodes[n->src[j]]);
     double F = cal->flops_per_s[n->dtype] > 0 ? cal->flops_per_s[n->dtype] : cal->flops_per_s[MF_F32];
-    t += mf_node_flops(g, n) / F + traffic / cal->bytes_per_s;
+    double B = cal->bytes_per_s[n->dtype] > 0 ? cal->bytes_per_s[n->dtype] : cal->bytes_per_s[MF_F32];
+    t += mf_node_flops(g, n) / F + traffic / B + cal->op_overhead_s;
   }
   return t;
 }
@@ -61,7 +62,7 @@ static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   snprintf(c->peak_desc, sizeof c->peak_desc, "%s", p->peak_desc);
   double micro = program_seconds(p, &p->train, x->cal);
   size_t params = p->arena[MF_ARENA_PARAM];
-  double update = (double)params * 7.0 / x->cal->bytes_per_s;
+  double update = (double)params * 7.0 / x->cal->bytes_per_s[MF_F32];
   if (c->offload) update += 2.0 * (double)p->arena[MF_ARENA_OPT] / x->cal->offload_bytes_per_s;
   c->step_s = c->accum * micro + update;
   if (x->store_flops <= 0 && !c->n_recomputed) x->store_flops = p->train.flops;

@@ -9,13 +9,15 @@
 
 typedef struct mf_calibration {
   double flops_per_s[MF_DTYPE_COUNT]; /* compute-bound ops (GEMM, conv) by storage dtype */
-  double bytes_per_s;                 /* memory-bound ops */
+  double bytes_per_s[MF_DTYPE_COUNT]; /* memory-bound ops by storage dtype */
+  double op_overhead_s;               /* fixed cost of running one node (dispatch, thread wake-up) */
   double offload_bytes_per_s;         /* host <-> device link (offloaded optimizer state) */
   char source[160];                   /* "measured now", "cache FILE", "MEMFIT_CALIBRATION" */
 } mf_calibration;
 
-/* Times the backend once (a convolution per dtype, a large elementwise op) and caches the result in
- * $XDG_CACHE_HOME/memfit (or ~/.cache/memfit); MEMFIT_CALIBRATION="f32,bf16,f16,bytes" overrides. */
+/* Times the backend once (a convolution per dtype, a large elementwise op, a chain of tiny ops) and
+ * caches the result in $XDG_CACHE_HOME/memfit (or ~/.cache/memfit);
+ * MEMFIT_CALIBRATION="f32,bf16,f16,bytes[,op_seconds]" overrides (bytes/s for every dtype). */
 int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err, size_t errlen);
 
 typedef struct mf_search_opts {
