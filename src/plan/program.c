@@ -93,6 +93,17 @@ static bool seg_wanted(const mf_plan_opts *o, int k) {
   return false;
 }
 
+/* Marks in needed[] (indexed from seg->first) the inner nodes of seg, outputs excepted, that node n reads. */
+static void mark_inner_srcs(const mf_node *n, const mf_segment *seg, const idmap *M, uint8_t *needed) {
+  for (int j = 0; j < n->nsrc; j++) {
+    int s = idmap_get(M, n->src[j]);
+    if (s < seg->first || s > seg->last) continue;
+    bool out = false;
+    for (int q = 0; q < seg->n_out; q++) out |= seg->outs[q] == s;
+    if (!out) needed[s - seg->first] = 1;
+  }
+}
+
 /* Rewrites segment k: builds its inverse (if inverting) and recompute clones, inserted before
  * backward node `pos`, and redirects backward nodes from `pos` on to them. */
 static int segment_rewrite(mf_graph *g, int k, int pos, int nb_end, bool invert, idmap *M, idlist *ins, char *err, size_t errlen) {
@@ -118,29 +129,9 @@ static int segment_rewrite(mf_graph *g, int k, int pos, int nb_end, bool invert,
   int lo = seg.first, hi = seg.last, span = hi - lo + 1;
   uint8_t *needed = calloc((size_t)span, 1);
   if (!needed) goto oom;
-  for (int id = pos; id < nb_end; id++) {
-    const mf_node *n = &g->nodes[id];
-    for (int j = 0; j < n->nsrc; j++) {
-      int s = idmap_get(M, n->src[j]);
-      if (s >= lo && s <= hi) {
-        bool out = false;
-        for (int q = 0; q < seg.n_out; q++) out |= seg.outs[q] == s;
-        if (!out) needed[s - lo] = 1;
-      }
-    }
-  }
-  for (int id = hi; id >= lo; id--) {
-    if (!needed[id - lo]) continue;
-    const mf_node *n = &g->nodes[id];
-    for (int j = 0; j < n->nsrc; j++) {
-      int s = idmap_get(M, n->src[j]);
-      if (s >= lo && s <= hi) {
-        bool out = false;
-        for (int q = 0; q < seg.n_out; q++) out |= seg.outs[q] == s;
-        if (!out) needed[s - lo] = 1;
-      }
-    }
-  }
+  for (int id = pos; id < nb_end; id++) mark_inner_srcs(&g->nodes[id], &seg, M, needed);
+  for (int id = hi; id >= lo; id--) /* and what those need, inside the segment */
+    if (needed[id - lo]) mark_inner_srcs(&g->nodes[id], &seg, M, needed);
   for (int id = lo; id <= hi; id++) {
     if (!needed[id - lo] || is_leaf(&g->nodes[id])) continue;
     mf_node c = g->nodes[id];
