@@ -3,6 +3,7 @@
  * backend and thread count so later runs plan instantly. */
 #include "plan/search.h"
 #include <errno.h>
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@ int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err,
   const char *env = getenv("MEMFIT_CALIBRATION");
   if (env && sscanf(env, "%lf,%lf,%lf,%lf,%lf", &c->flops_per_s[MF_F32], &c->flops_per_s[MF_BF16], &c->flops_per_s[MF_F16],
                     &c->bytes_per_s[MF_F32], &c->op_overhead_s) >= 4) {
+    c->gemm_overhead_s = c->op_overhead_s;
     c->bytes_per_s[MF_BF16] = c->bytes_per_s[MF_F16] = c->bytes_per_s[MF_F32];
     snprintf(c->source, sizeof c->source, "MEMFIT_CALIBRATION");
     return 0;
@@ -68,8 +70,9 @@ int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err,
   cache_path(path, sizeof path, backend, threads);
   FILE *f = fopen(path, "r");
   if (f) {
-    int ok = fscanf(f, "%lf %lf %lf %lf %lf %lf %lf", &c->flops_per_s[MF_F32], &c->flops_per_s[MF_BF16], &c->flops_per_s[MF_F16],
-                    &c->bytes_per_s[MF_F32], &c->bytes_per_s[MF_BF16], &c->bytes_per_s[MF_F16], &c->op_overhead_s) == 7;
+    int ok = fscanf(f, "%lf %lf %lf %lf %lf %lf %lf %lf", &c->flops_per_s[MF_F32], &c->flops_per_s[MF_BF16], &c->flops_per_s[MF_F16],
+                    &c->bytes_per_s[MF_F32], &c->bytes_per_s[MF_BF16], &c->bytes_per_s[MF_F16], &c->op_overhead_s,
+                    &c->gemm_overhead_s) == 8;
     fclose(f);
     if (ok && c->flops_per_s[MF_F32] > 0 && c->bytes_per_s[MF_F32] > 0) {
       snprintf(c->source, sizeof c->source, "cached in %.140s", path);
@@ -107,12 +110,22 @@ int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err,
   t = time_graph(g, v, backend, threads, 5, &fl);
   mf_graph_free(g);
   c->op_overhead_s = t > 0 ? t / 256 : 0;
+  /* per-GEMM-node overhead: a chain of 32 small convolutions (16 channels, 16x16: where small
+   * models live), less their arithmetic at the large convolution's rate */
+  g = mf_graph_init(MF_F32);
+  mf_tensor x = mf_input(g, "x", 4, (int64_t[]){1, 16, 16, 16});
+  mf_tensor wt = mf_param(g, "w", 4, (int64_t[]){16, 16, 3, 3}, MF_INIT_KAIMING, 0);
+  for (int i = 0; i < 32; i++) x = mf_conv2d(g, x, wt, -1, 1, 1, 1);
+  t = time_graph(g, x, backend, threads, 5, &fl);
+  mf_graph_free(g);
+  c->gemm_overhead_s = t > 0 ? fmax(0, t - fl / c->flops_per_s[MF_F32]) / 32 : c->op_overhead_s;
   snprintf(c->source, sizeof c->source, "measured now, saved to %.130s", path);
   mkdirs_for(path);
   f = fopen(path, "w");
   if (f) {
-    fprintf(f, "%.6g %.6g %.6g %.6g %.6g %.6g %.6g\n", c->flops_per_s[MF_F32], c->flops_per_s[MF_BF16], c->flops_per_s[MF_F16],
-            c->bytes_per_s[MF_F32], c->bytes_per_s[MF_BF16], c->bytes_per_s[MF_F16], c->op_overhead_s);
+    fprintf(f, "%.6g %.6g %.6g %.6g %.6g %.6g %.6g %.6g\n", c->flops_per_s[MF_F32], c->flops_per_s[MF_BF16],
+            c->flops_per_s[MF_F16], c->bytes_per_s[MF_F32], c->bytes_per_s[MF_BF16], c->bytes_per_s[MF_F16], c->op_overhead_s,
+            c->gemm_overhead_s);
     fclose(f);
   }
   return 0;

@@ -29,7 +29,8 @@ static double program_seconds(const mf_plan *p, const mf_program *pr, const mf_c
     for (int j = 0; j < n->nsrc; j++) traffic += (double)mf_node_bytes(&g->nodes[n->src[j]]);
     double F = cal->flops_per_s[n->dtype] > 0 ? cal->flops_per_s[n->dtype] : cal->flops_per_s[MF_F32];
     double B = cal->bytes_per_s[n->dtype] > 0 ? cal->bytes_per_s[n->dtype] : cal->bytes_per_s[MF_F32];
-    t += mf_node_flops(g, n) / F + traffic / B + cal->op_overhead_s;
+    bool gemm = n->op == MF_OP_MATMUL || n->op == MF_OP_CONV2D || n->op == MF_OP_CONV2D_BWD_DATA || n->op == MF_OP_CONV2D_BWD_WEIGHT;
+    t += mf_node_flops(g, n) / F + traffic / B + (gemm ? cal->gemm_overhead_s : cal->op_overhead_s);
   }
   return t;
 }

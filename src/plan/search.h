@@ -11,6 +11,7 @@ typedef struct mf_calibration {
   double flops_per_s[MF_DTYPE_COUNT]; /* compute-bound ops (GEMM, conv) by storage dtype */
   double bytes_per_s[MF_DTYPE_COUNT]; /* memory-bound ops by storage dtype */
   double op_overhead_s;               /* fixed cost of running one node (dispatch, thread wake-up) */
+  double gemm_overhead_s;             /* fixed cost of one GEMM-based node (conv, matmul): BLAS call, packing */
   double offload_bytes_per_s;         /* host <-> device link (offloaded optimizer state) */
   char source[160];                   /* "measured now", "cache FILE", "MEMFIT_CALIBRATION" */
 } mf_calibration;
