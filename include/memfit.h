@@ -188,6 +188,10 @@ void mf_session_free(mf_session *s);
 const mf_plan *mf_session_plan(const mf_session *s);
 /* Staging buffer of an input (host memory, stored in the input's dtype). */
 void *mf_session_input(mf_session *s, mf_tensor input);
+/* Points an input at caller-owned memory (e.g. a data loader's staging buffer, which must hold the
+ * input's dtype and stay valid through the next micro-step) so the step reads it without a copy;
+ * NULL goes back to the session's own staging buffer. CPU backend only; returns 0 on success. */
+int mf_session_bind_input(mf_session *s, mf_tensor input, void *data);
 /* Converts n floats into an input's staging buffer (any input dtype). Returns 0 on success. */
 int mf_session_write_input(mf_session *s, mf_tensor input, const float *src, size_t n);
 /* Runs forward + backward, accumulating gradients. Returns the (unscaled) loss. */

@@ -99,10 +99,13 @@ int mf_cmd_demo(int argc, char **argv) {
   for (int step = 0; step < steps; step++) {
     const mf_batch *b = mf_loader_next(L);
     if (!b) b = mf_loader_next(L); /* next epoch */
-    mf_session_write_input(s, m->cover, b->images, img);
-    mf_session_write_input(s, m->secret, b->images + img, img);
-    mf_loader_release(L, b);
+    /* the step reads the loader's staging buffer directly: covers first, secrets after */
+    if (mf_session_bind_input(s, m->cover, b->images) < 0 || mf_session_bind_input(s, m->secret, b->images + img) < 0) {
+      mf_session_write_input(s, m->cover, b->images, img); /* device backends copy */
+      mf_session_write_input(s, m->secret, b->images + img, img);
+    }
     double loss = mf_session_micro_step(s);
+    mf_loader_release(L, b);
     float lg, lr;
     mf_session_read(s, m->loss_guide, &lg, 1);
     mf_session_read(s, m->loss_rec, &lr, 1);

@@ -63,6 +63,7 @@ static void param_init(const mf_node *n, void *data, uint64_t seed) {
 
 void *mf_session_ptr(mf_session *s, const mf_program *pr, int id) {
   const mf_plan *p = s->plan;
+  if (s->bound && s->bound[id]) return s->bound[id];
   const mf_node *n = &p->g->nodes[id];
   mf_arena_kind a = mf_node_arena(n);
   size_t off = a == MF_ARENA_ACT ? (pr ? pr->act_off[id] : MF_NO_OFFSET) : p->pers_off[id];
@@ -173,6 +174,7 @@ void mf_session_free(mf_session *s) {
     if (s->arena[a]) mem_free(s, s->arena[a]);
     free(s->host_mirror[a]);
   }
+  free(s->bound);
   mf_plan_free(s->plan);
   free(s);
 }
@@ -379,6 +381,15 @@ int mf_session_write_input(mf_session *s, mf_tensor t, const float *src, size_t 
   const mf_node *nd = &s->plan->g->nodes[t];
   if (nd->role != MF_ROLE_INPUT) { fprintf(stderr, "memfit: write_input: '%s' is not an input\n", nd->name); return -1; }
   return node_in_f32(s, t, src, n);
+}
+
+int mf_session_bind_input(mf_session *s, mf_tensor t, void *data) {
+  const mf_graph *g = s->plan->g;
+  if (t < 0 || t >= g->n || g->nodes[t].role != MF_ROLE_INPUT) { fprintf(stderr, "memfit: bind_input: tensor %d is not an input\n", t); return -1; }
+  if (s->be->copy_in) { fprintf(stderr, "memfit: bind_input: backend '%s' needs its own staging copy\n", s->be->name); return -1; }
+  if (!s->bound && !(s->bound = calloc((size_t)g->n, sizeof *s->bound))) return -1;
+  s->bound[t] = data;
+  return 0;
 }
 
 int mf_session_read_grad(mf_session *s, mf_tensor t, float *dst, size_t n) {
