@@ -6,13 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; steps=${2:-10}
-[ -x build/bench_steg ] || bash scripts/build.sh >/dev/null
+B=${MEMFIT_BUILD:-build}
+[ -x "$B/bench_steg" ] || bash scripts/build.sh >/dev/null
 common=(--blocks 6 --growth 80 --size 64 --steps "$steps" --threads "$threads")
 printf '%-14s %5s %12s %14s %14s %12s\n' impl batch images/s "peak RSS MiB" "speed ratio" "RSS ratio"
 for b in 1 4; do
   t=$(OMP_NUM_THREADS=$threads /usr/bin/python3 bench/steg_torch.py bench "${common[@]}" --batch "$b")
-  ms=$(OMP_NUM_THREADS=$threads ./build/bench_steg "${common[@]}" --batch "$b" --mode store)
-  mi=$(OMP_NUM_THREADS=$threads ./build/bench_steg "${common[@]}" --batch "$b" --mode invert)
+  ms=$(OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode store)
+  mi=$(OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode invert)
   /usr/bin/python3 - "$b" "$t" "$ms" "$mi" <<'PY'
 import json, sys
 b = sys.argv[1]
