@@ -16,7 +16,6 @@
 
 #define MODEL_FORMAT "memfit-steg-model-1"
 #define MSG_CELL 4        /* message mode: each bit is a MSG_CELL x MSG_CELL block of one channel */
-#define MSG_HEADER_BITS 32 /* payload length in bytes, then the payload, then a CRC-32 */
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -370,23 +369,34 @@ static uint32_t crc32_bytes(const uint8_t *p, size_t n) {
   return mf_st_crc32(mf_st_crc32(0, hdr, 4), p, n);
 }
 
-/* Bits that fit a w x h secret: one per MSG_CELL x MSG_CELL cell and channel. */
-static size_t msg_capacity_bits(int w, int h) { return (size_t)(w / MSG_CELL) * (size_t)(h / MSG_CELL) * 3; }
+/* Message layout. Every MSG_CELL x MSG_CELL block of every channel holds one bit (1 white, 0 black).
+ * Positions q with q % 8 == 0 repeat the 32-bit payload length (bit (q/8) % 32); the others repeat
+ * the body [payload | CRC-32 of length + payload] cyclically (body position j holds body bit j % F),
+ * so every bit is stored as many times as fits, spread over the whole image, and read back by
+ * summing the soft values (block mean - 0.5) of all its copies. */
+static size_t msg_positions(int w, int h) { return (size_t)(w / MSG_CELL) * (size_t)(h / MSG_CELL) * 3; }
 static long msg_capacity_bytes(int w, int h) {
-  long bits = (long)msg_capacity_bits(w, h) - MSG_HEADER_BITS - 32;
-  return bits > 0 ? bits / 8 : 0;
+  size_t n = msg_positions(w, h), nh = (n + 7) / 8;
+  if (nh < 32) return 0;             /* not even one copy of the length */
+  long body = (long)(n - nh) - 32;   /* one copy of payload + CRC */
+  return body > 0 ? body / 8 : 0;
 }
 
-/* Bit i of the frame [len (32 bits, big-endian) | payload | CRC-32 of payload]. */
-static int frame_bit(const uint8_t *msg, size_t len, uint32_t crc, size_t i) {
-  if (i < 32) return (int)((len >> (31 - i)) & 1);
-  i -= 32;
+/* Bit i of the body [payload (len bytes) | CRC-32 (big-endian)]. */
+static int body_bit(const uint8_t *msg, size_t len, uint32_t crc, size_t i) {
   if (i < len * 8) return (msg[i / 8] >> (7 - i % 8)) & 1;
   i -= len * 8;
   return (int)((crc >> (31 - i)) & 1);
 }
 
-/* Cell q (0-based, cells in row-major order, channel fastest) of a planar w x h image. */
+/* The bit stored at position q for a message of len bytes. */
+static int pos_bit(const uint8_t *msg, size_t len, uint32_t crc, size_t q) {
+  if (q % 8 == 0) return (int)((len >> (31 - (q / 8) % 32)) & 1);
+  size_t j = q - q / 8 - 1; /* index among the body positions */
+  return body_bit(msg, len, crc, j % (len * 8 + 32));
+}
+
+/* Position q (channel fastest, then blocks in row-major order) of a planar w x h image. */
 static void cell_pos(int w, size_t q, int *c, int *cx, int *cy) {
   int cw = w / MSG_CELL;
   *c = (int)(q % 3);
@@ -395,43 +405,51 @@ static void cell_pos(int w, size_t q, int *c, int *cx, int *cy) {
   *cy = (int)(cell / (size_t)cw) * MSG_CELL;
 }
 
-/* Draws the message as a planar secret image: bit 1 = white cell, 0 = black, unused cells grey. */
+/* Draws the message as a planar secret image (len <= msg_capacity_bytes). */
 static void msg_encode(const uint8_t *msg, size_t len, int w, int h, float *img) {
-  size_t np = (size_t)w * h, nbits = 64 + len * 8;
-  for (size_t i = 0; i < 3 * np; i++) img[i] = 0.5f;
+  size_t np = (size_t)w * h, n = msg_positions(w, h);
+  for (size_t i = 0; i < 3 * np; i++) img[i] = 0.5f; /* the margin right of / below the blocks */
   uint32_t crc = crc32_bytes(msg, len);
-  for (size_t q = 0; q < nbits; q++) {
+  for (size_t q = 0; q < n; q++) {
     int c, cx, cy;
     cell_pos(w, q, &c, &cx, &cy);
-    float v = frame_bit(msg, len, crc, q) ? 1.0f : 0.0f;
+    float v = pos_bit(msg, len, crc, q) ? 1.0f : 0.0f;
     for (int y = 0; y < MSG_CELL; y++)
       for (int x = 0; x < MSG_CELL; x++) img[(size_t)c * np + (size_t)(cy + y) * w + cx + x] = v;
   }
 }
 
-/* Reads bit q of a recovered secret: mean of its cell > 0.5 */
-static int msg_bit(const float *img, int w, int h, size_t q) {
+/* Soft value of position q of a recovered secret: block mean - 0.5 (> 0 reads as 1) */
+static double msg_soft(const float *img, int w, int h, size_t q) {
   size_t np = (size_t)w * h;
   int c, cx, cy;
   cell_pos(w, q, &c, &cx, &cy);
   double s = 0;
   for (int y = 0; y < MSG_CELL; y++)
     for (int x = 0; x < MSG_CELL; x++) s += img[(size_t)c * np + (size_t)(cy + y) * w + cx + x];
-  return s / (MSG_CELL * MSG_CELL) > 0.5;
+  return s / (MSG_CELL * MSG_CELL) - 0.5;
 }
 
 /* Decodes a message; returns its length (msg malloc'd, NUL-terminated), -1 bad length, -2 bad CRC. */
 static long msg_decode(const float *img, int w, int h, uint8_t **msg) {
   *msg = NULL;
+  size_t n = msg_positions(w, h);
+  double hs[32] = {0};
+  for (size_t q = 0; q < n; q += 8) hs[(q / 8) % 32] += msg_soft(img, w, h, q);
   uint32_t len = 0;
-  for (int i = 0; i < 32; i++) len = len << 1 | (uint32_t)msg_bit(img, w, h, (size_t)i);
+  for (int i = 0; i < 32; i++) len = len << 1 | (hs[i] > 0);
   if ((long)len > msg_capacity_bytes(w, h)) return -1;
+  size_t F = (size_t)len * 8 + 32;
+  double *acc = calloc(F, sizeof *acc);
   uint8_t *m = calloc((size_t)len + 1, 1);
-  if (!m) return -1;
+  if (!acc || !m) { free(acc); free(m); return -1; }
+  for (size_t q = 0; q < n; q++)
+    if (q % 8) acc[(q - q / 8 - 1) % F] += msg_soft(img, w, h, q);
   for (size_t i = 0; i < (size_t)len * 8; i++)
-    if (msg_bit(img, w, h, 32 + i)) m[i / 8] |= (uint8_t)(1u << (7 - i % 8));
+    if (acc[i] > 0) m[i / 8] |= (uint8_t)(1u << (7 - i % 8));
   uint32_t crc = 0;
-  for (int i = 0; i < 32; i++) crc = crc << 1 | (uint32_t)msg_bit(img, w, h, 32 + (size_t)len * 8 + (size_t)i);
+  for (int i = 0; i < 32; i++) crc = crc << 1 | (acc[(size_t)len * 8 + (size_t)i] > 0);
+  free(acc);
   *msg = m;
   return crc == crc32_bytes(m, len) ? (long)len : -2;
 }
@@ -523,7 +541,8 @@ int mf_cmd_hide(int argc, char **argv) {
              "                   --out STEGO.png [--threads T]\n"
              "Hides a secret image (resized to the cover with bilinear filtering) or a message in a cover of any size\n"
              "and writes the stego image as an 8-bit PNG. Odd sizes are padded by one pixel (edge copy) for the\n"
-             "network and cropped back. Messages: one bit per %dx%d block of a channel, with a length and a CRC-32.\n",
+             "network and cropped back. Messages: one bit per %dx%d block of a channel, with a length and a CRC-32,\n"
+             "every bit repeated over the whole image as many times as fits (short messages survive more damage).\n",
              MSG_CELL, MSG_CELL);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
@@ -579,7 +598,8 @@ int mf_cmd_hide(int argc, char **argv) {
       goto out;
     }
     msg_encode(msg, len, w, h, sec);
-    printf("message: %zu bytes of %ld the cover holds (%dx%d blocks, length + CRC-32 framed)\n", len, cap, MSG_CELL, MSG_CELL);
+    printf("message: %zu bytes of %ld the cover holds (%dx%d blocks, length + CRC-32 framed; each bit stored %zu times or more)\n",
+           len, cap, MSG_CELL, MSG_CELL, (msg_positions(w, h) - (msg_positions(w, h) + 7) / 8) / (len * 8 + 32));
   }
   int pw = w + (w % 2), ph = h + (h % 2);
   if (pw != w || ph != h)
@@ -689,8 +709,9 @@ out:
 
 typedef struct pair_metrics {
   double hide_psnr, hide_psnr_y, hide_ssim, hide_ssim_y, rec_psnr, rec_psnr_y, rec_ssim, rec_ssim_y;
-  double hide_psnr_float, rec_psnr_float, bit_acc;
+  double hide_psnr_float, rec_psnr_float, bit_acc, msg_ok;
 } pair_metrics;
+#define EVAL_MSG_BYTES 256
 
 int mf_cmd_eval(int argc, char **argv) {
   const char *model = NULL, *data = NULL, *pairs = NULL, *grid = NULL;
@@ -704,7 +725,8 @@ int mf_cmd_eval(int argc, char **argv) {
              "and reports hiding PSNR/SSIM (stego vs cover) and recovery PSNR/SSIM (recovered vs secret) on RGB\n"
              "and on Y (BT.601 luma), with the stego rounded to 8 bits exactly as the PNG writer stores it\n"
              "(and the recovered secret too). LIST.txt: one 'COVER SECRET' pair of paths per line.\n"
-             "Also hides a random message filling each cover and reports bit accuracy / bit error rate.\n");
+             "Also hides a random 256-byte message in each cover and reports the raw block bit accuracy / bit error\n"
+             "rate and whether the message came back intact.\n");
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
     else if ((v = cli_opt(argc, argv, &i, "--data"))) data = v;
@@ -785,7 +807,7 @@ int mf_cmd_eval(int argc, char **argv) {
   tf.crop = MF_CROP_CENTER;
   tf.jpeg_draft = 0;
   printf("%-28s %-28s %8s %8s %7s %8s %8s %7s %8s\n", "cover", "secret", "hide dB", "hide Y", "SSIM", "rec dB", "rec Y", "SSIM",
-         messages ? "bit acc" : "");
+         messages ? "bit acc message" : "");
   uint64_t rs = 0x9e3779b97f4a7c15ull;
   for (int p = 0; p < np; p++) {
     const char *paths[2] = {cov[p], sec[p]};
@@ -827,9 +849,11 @@ int mf_cmd_eval(int argc, char **argv) {
     m.rec_ssim = ssim_img(rv, s, size, size, 0);
     m.rec_ssim_y = ssim_img(rv, s, size, size, 1);
     m.bit_acc = 0;
-    if (messages) { /* a random message filling the capacity, through the 8-bit stego */
+    m.msg_ok = 0;
+    if (messages) { /* a random message of min(EVAL_MSG_BYTES, capacity) bytes, through the 8-bit stego */
       long len = msg_capacity_bytes(size, size);
-      uint8_t *msg = malloc((size_t)len + 1);
+      if (len > EVAL_MSG_BYTES) len = EVAL_MSG_BYTES;
+      uint8_t *msg = malloc((size_t)len + 1), *got = NULL;
       for (long i = 0; msg && i < len; i++) {
         rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
         msg[i] = (uint8_t)(rs >> 56);
@@ -839,17 +863,20 @@ int mf_cmd_eval(int argc, char **argv) {
         infer_run(&H, c, ms, st);
         quant8_all(st, 3 * pn);
         infer_run(&R, st, NULL, mr);
-        size_t nb = 64 + (size_t)len * 8, right = 0;
+        size_t nb = msg_positions(size, size), right = 0;
         uint32_t crc = crc32_bytes(msg, (size_t)len);
-        for (size_t q = 0; q < nb; q++) right += msg_bit(mr, size, size, q) == frame_bit(msg, (size_t)len, crc, q);
+        for (size_t q = 0; q < nb; q++) right += (msg_soft(mr, size, size, q) > 0) == pos_bit(msg, (size_t)len, crc, q);
         m.bit_acc = (double)right / (double)nb;
+        long got_len = msg_decode(mr, size, size, &got);
+        m.msg_ok = got_len == len && !memcmp(got, msg, (size_t)len);
+        free(got);
         free(msg);
       }
     }
     const char *cn = strrchr(cov[p], '/'), *sn = strrchr(sec[p], '/');
     printf("%-28.28s %-28.28s %8.2f %8.2f %7.4f %8.2f %8.2f %7.4f", cn ? cn + 1 : cov[p], sn ? sn + 1 : sec[p], m.hide_psnr,
            m.hide_psnr_y, m.hide_ssim, m.rec_psnr, m.rec_psnr_y, m.rec_ssim);
-    if (messages) printf(" %8.5f", m.bit_acc);
+    if (messages) printf(" %8.5f %s", m.bit_acc, m.msg_ok ? "ok" : "LOST");
     printf("\n");
     fflush(stdout);
     double *a = (double *)&sum, *b = (double *)&m;
@@ -881,8 +908,10 @@ int mf_cmd_eval(int argc, char **argv) {
   printf("without rounding the stego (float, as most papers report): hiding PSNR %.2f dB, recovery PSNR %.2f dB\n",
          sum.hide_psnr_float, sum.rec_psnr_float);
   if (messages)
-    printf("messages (%ld bytes per %dx%d cover, one bit per %dx%d block of a channel): bit accuracy %.5f, bit error rate %.2e\n",
-           msg_capacity_bytes(size, size), size, size, MSG_CELL, MSG_CELL, sum.bit_acc, 1 - sum.bit_acc);
+    printf("messages (%ld random bytes per %dx%d cover, each bit repeated over the %zu %dx%d blocks x 3 channels): raw block "
+           "bit accuracy %.5f (bit error rate %.2e); messages decoded intact (CRC ok, bytes equal): %.0f of %d\n",
+           msg_capacity_bytes(size, size) < EVAL_MSG_BYTES ? msg_capacity_bytes(size, size) : (long)EVAL_MSG_BYTES, size, size,
+           msg_positions(size, size) / 3, MSG_CELL, MSG_CELL, sum.bit_acc, 1 - sum.bit_acc, sum.msg_ok * done, done);
   if (grid && shown) {
     const float *gc[64], *gs[64], *gx[64], *gr[64];
     for (int i = 0; i < shown; i++) {
