@@ -784,6 +784,7 @@ int mf_cmd_eval(int argc, char **argv) {
     fclose(lf);
     if (!np) { fprintf(stderr, "memfit eval: %s lists no 'COVER SECRET' pairs\n", pairs); free(cov); free(sec); mf_st_close(f); return 1; }
   }
+  int n_listed = np; /* all are freed at the end */
   if (np > max_pairs) np = max_pairs;
   printf("eval: model %s (%s: %d blocks, growth %d), %d pairs, %dx%d centre crops, stego rounded to 8 bits as saved\n", model,
          cfg.name, cfg.blocks, cfg.growth, np, size, size);
@@ -931,7 +932,7 @@ out:
   for (int i = 0; keep && i < grid_rows; i++) free(keep[i]);
   free(keep);
   free(bufs);
-  for (int i = 0; i < np; i++) { free(cov[i]); free(sec[i]); }
+  for (int i = 0; i < n_listed; i++) { free(cov[i]); free(sec[i]); }
   free(cov);
   free(sec);
   mf_dataset_free(ds);
@@ -1369,9 +1370,12 @@ int mf_cmd_train_steg(int argc, char **argv) {
   double run_loss = 0, run_g = 0, run_r = 0;
   int run_n = 0, failed = 0;
   int64_t last_bad = 0;
-  char note[256];
-  snprintf(note, sizeof note, "memfit train steg --data %s --preset %s --blocks %d --growth %d --size %d --batch %d --steps %lld --lr %g",
-           generated ? "generated" : "DIR", cfg.name, cfg.blocks, cfg.growth, a.size, a.batch, (long long)total, a.lr);
+  char note[1024];
+  /* the command line, in the model file's metadata (steg.trained) */
+  {
+    size_t k = (size_t)snprintf(note, sizeof note, "memfit train steg");
+    for (int i = 1; i < argc && k < sizeof note; i++) k += (size_t)snprintf(note + k, sizeof note - k, " %s", argv[i]);
+  }
   for (int ep = epoch0; ep < epochs && !failed; ep++) {
     int64_t end = (int64_t)(ep + 1) * per_epoch;
     if (end > total) end = total;
