@@ -621,8 +621,8 @@ int mf_cmd_hide(int argc, char **argv) {
   crop_tl(st, pw, ph, stc, w, h);
   quant8_all(stc, 3 * np);
   if (save_planar(out, stc, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit hide: %s\n", err); goto out; }
-  printf("stego %s: %dx%d 8-bit PNG, PSNR %.2f dB against the cover (model %s: %d blocks, growth %d)\n", out, w, h,
-         psnr_mse(mse_img(stc, cv, w, h, 0)), cfg.name, cfg.blocks, cfg.growth);
+  printf("stego %s: %dx%d 8-bit PNG, PSNR %.2f dB, SSIM %.4f against the cover (model %s: %d blocks, growth %d)\n", out, w, h,
+         psnr_mse(mse_img(stc, cv, w, h, 0)), ssim_img(stc, cv, w, h, 0), cfg.name, cfg.blocks, cfg.growth);
   plan_line(I.s, "hide");
   rc = 0;
 out:
