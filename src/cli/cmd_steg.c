@@ -1420,8 +1420,8 @@ int mf_cmd_train_steg(int argc, char **argv) {
     snprintf(grid, sizeof grid, "%s/samples-epoch%03d.png", a.out, ep + 1);
     val_result v = validate(s, &T, vd ? vd : td, a.val_count, micro, a.size, grid, &bad_val);
     if (v.pairs)
-      printf("epoch %d/%d loss %.4g hide PSNR %.2f dB rec PSNR %.2f dB SSIM %.4f / %.4f (validation, %d pairs, 8-bit stego; "
-             "SSIM hide / rec)\n", ep + 1, epochs, v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs);
+      printf("epoch %d/%d loss %.4g hide PSNR %.2f dB rec PSNR %.2f dB SSIM %.4f / %.4f (validation, %d pairs; SSIM hide / rec; "
+             "hide on the 8-bit stego, rec from the float stego)\n", ep + 1, epochs, v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs);
     else
       printf("epoch %d/%d (no validation pairs)\n", ep + 1, epochs);
     mf_loader_stats st = mf_loader_get_stats(L);
