@@ -140,6 +140,16 @@ int mf_cmd_demo(int argc, char **argv) {
   printf("  process peak RSS %s (plan total + libraries, code and the data loader)\n", h);
   mkdir(out, 0777);
   char path[4096];
+  /* two generated pictures (not from the training set's seed) for hide/reveal with a trained model */
+  const char *names[2] = {"cover.png", "secret.png"};
+  for (int k = 0; k < 2; k++) {
+    mf_image im;
+    if (mf_image_generate(99, (uint64_t)k, 128, 128, &im) == 0) {
+      snprintf(path, sizeof path, "%s/%s", out, names[k]);
+      if (mf_image_save_png(path, im.data, im.w, im.h, im.c, err, sizeof err) < 0) fprintf(stderr, "memfit demo: %s\n", err);
+      mf_image_free(&im);
+    }
+  }
   snprintf(path, sizeof path, "%s/demo.safetensors", out);
   if (mf_session_save(s, path, err, sizeof err) < 0) fprintf(stderr, "memfit demo: %s\n", err);
   else printf("checkpoint: %s\n", path);
