@@ -143,7 +143,14 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
     if (!b) continue;
     size_t total = b + (s->opts.debug_memory ? MF_GUARD_BYTES : 0);
     char e[256] = "";
-    s->arena[a] = mem_alloc(s, total, e, sizeof e);
+    if (a == MF_ARENA_OPT && s->opts.plan.offload_opt && s->be->host_alloc) {
+      /* offloaded optimizer state: page-locked host memory the device reads and writes in place
+       * (mapped, so the optimizer kernel streams it over the link instead of holding it on the device) */
+      s->arena[a] = s->be->host_alloc(total, NULL);
+      s->opt_on_host = 1;
+      if (!s->arena[a]) snprintf(e, sizeof e, "page-locked host allocation failed");
+    } else
+      s->arena[a] = mem_alloc(s, total, e, sizeof e);
     if (!s->arena[a]) {
       char h[32];
       mf_format_bytes(total, h, sizeof h);
@@ -151,8 +158,13 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
       mf_session_free(s);
       return NULL;
     }
-    mem_fill(s, s->arena[a], s->opts.debug_memory && (a == MF_ARENA_ACT) ? MF_SENTINEL : 0, total);
-    if (s->opts.debug_memory && a != MF_ARENA_ACT) mem_fill(s, s->arena[a] + b, MF_SENTINEL, MF_GUARD_BYTES);
+    bool host = a == MF_ARENA_OPT && s->opt_on_host;
+    if (host) memset(s->arena[a], 0, total);
+    else mem_fill(s, s->arena[a], s->opts.debug_memory && (a == MF_ARENA_ACT) ? MF_SENTINEL : 0, total);
+    if (s->opts.debug_memory && a != MF_ARENA_ACT) {
+      if (host) memset(s->arena[a] + b, MF_SENTINEL, MF_GUARD_BYTES);
+      else mem_fill(s, s->arena[a] + b, MF_SENTINEL, MF_GUARD_BYTES);
+    }
     s->measured[a] = a == MF_ARENA_ACT ? 0 : b;
   }
   /* parameters and buffers are initialised on the host, then copied in */
@@ -171,7 +183,8 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
 void mf_session_free(mf_session *s) {
   if (!s) return;
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
-    if (s->arena[a]) mem_free(s, s->arena[a]);
+    if (a == MF_ARENA_OPT && s->opt_on_host && s->arena[a]) s->be->host_free(s->arena[a], s->plan->arena[a], NULL);
+    else if (s->arena[a]) mem_free(s, s->arena[a]);
     free(s->host_mirror[a]);
   }
   free(s->bound);

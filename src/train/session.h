@@ -23,6 +23,7 @@ struct mf_session {
   void *stream;
   uint8_t *host_mirror[MF_ARENA_COUNT]; /* device backends: host copies for checkpoints, made on demand */
   void **bound;                     /* per node id: caller memory an input is bound to, or NULL */
+  int opt_on_host;                  /* optimizer state offloaded to page-locked host memory */
 };
 
 /* Host view of a persistent arena: the arena itself on the CPU; on a device, a host mirror filled

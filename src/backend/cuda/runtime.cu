@@ -171,7 +171,7 @@ extern "C" void *mf_cuda_host_alloc(size_t bytes, void *ctx) {
   char err[256];
   if (mf_cuda_init(err, sizeof err) < 0) return NULL;
   void *p = NULL;
-  if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) != cudaSuccess) {
+  if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocMapped) != cudaSuccess) {
     cudaGetLastError();
     return NULL;
   }
