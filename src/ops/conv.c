@@ -175,11 +175,13 @@ mf_tensor mf_conv2d(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b, int stri
   return id;
 }
 
-/* dy [N,OC,OH,OW], w [OC,C/groups,KH,KW] -> dx shaped (and typed) like x_like [N,C,H,W] */
-int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int pad, int groups) {
-  int src[2] = {dy, w};
-  if (!mf_graph_check_srcs(g, "conv2d_bwd_data", 2, src) || !mf_graph_check_srcs(g, "conv2d_bwd_data", 1, &x_like)) return -1;
-  const mf_node *nd = &g->nodes[dy], *nw = &g->nodes[w], *nx = &g->nodes[x_like];
+/* The two conv2d gradients: checks that x [N,C,H,W], w [OC,C/groups,KH,KW] and dy [N,OC,OH,OW]
+ * fit one conv2d, then builds op (srcs a, b) shaped and typed like `like` (x for data, w for weight). */
+static int conv2d_bwd(mf_graph *g, int op, const char *name, int a, int b, int x, int w, int dy, int like, int stride,
+                      int pad, int groups) {
+  int src[2] = {a, b};
+  if (!mf_graph_check_srcs(g, name, 2, src) || !mf_graph_check_srcs(g, name, 1, &like)) return -1;
+  const mf_node *nx = &g->nodes[x], *nd = &g->nodes[dy], *nw = &g->nodes[w];
   if (nd->ndim != 4 || nw->ndim != 4 || nx->ndim != 4 || nd->ne[1] != nw->ne[0] || nw->ne[1] * groups != nx->ne[1] ||
       nd->ne[0] != nx->ne[0] || nd->ne[2] != conv_out(nx->ne[2], nw->ne[2], stride, pad) ||
       nd->ne[3] != conv_out(nx->ne[3], nw->ne[3], stride, pad)) {
@@ -187,11 +189,10 @@ int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int p
     mf_shape_str(nd, sd, sizeof sd);
     mf_shape_str(nw, sw, sizeof sw);
     mf_shape_str(nx, sx, sizeof sx);
-    return mf_graph_fail(g, "conv2d_bwd_data: dy %s, weight %s and input %s do not fit a conv2d", sd, sw, sx);
+    return mf_graph_fail(g, "%s: input %s, dy %s and weight %s do not fit a conv2d", name, sx, sd, sw);
   }
-  int64_t ne[4];
-  memcpy(ne, nx->ne, sizeof ne);
-  int id = mf_graph_add(g, MF_OP_CONV2D_BWD_DATA, nx->dtype, 4, ne, 2, src);
+  const mf_node *nl = &g->nodes[like];
+  int id = mf_graph_add(g, op, nl->dtype, 4, nl->ne, 2, src);
   if (id >= 0) {
     mf_node *n = &g->nodes[id];
     n->ip[0] = stride;
@@ -201,30 +202,14 @@ int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int p
   return id;
 }
 
+/* dy [N,OC,OH,OW], w [OC,C/groups,KH,KW] -> dx shaped (and typed) like x_like [N,C,H,W] */
+int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int pad, int groups) {
+  return conv2d_bwd(g, MF_OP_CONV2D_BWD_DATA, "conv2d_bwd_data", dy, w, x_like, w, dy, x_like, stride, pad, groups);
+}
+
 /* x [N,C,H,W], dy [N,OC,OH,OW] -> dw shaped (and typed) like w_like [OC,C/groups,KH,KW] */
 int mf_conv2d_bwd_weight(mf_graph *g, int x, int dy, int w_like, int stride, int pad, int groups) {
-  int src[2] = {x, dy};
-  if (!mf_graph_check_srcs(g, "conv2d_bwd_weight", 2, src) || !mf_graph_check_srcs(g, "conv2d_bwd_weight", 1, &w_like)) return -1;
-  const mf_node *nx = &g->nodes[x], *nd = &g->nodes[dy], *nw = &g->nodes[w_like];
-  if (nd->ndim != 4 || nw->ndim != 4 || nx->ndim != 4 || nd->ne[1] != nw->ne[0] || nw->ne[1] * groups != nx->ne[1] ||
-      nd->ne[0] != nx->ne[0] || nd->ne[2] != conv_out(nx->ne[2], nw->ne[2], stride, pad) ||
-      nd->ne[3] != conv_out(nx->ne[3], nw->ne[3], stride, pad)) {
-    char sd[80], sw[80], sx[80];
-    mf_shape_str(nd, sd, sizeof sd);
-    mf_shape_str(nw, sw, sizeof sw);
-    mf_shape_str(nx, sx, sizeof sx);
-    return mf_graph_fail(g, "conv2d_bwd_weight: input %s, dy %s and weight %s do not fit a conv2d", sx, sd, sw);
-  }
-  int64_t ne[4];
-  memcpy(ne, nw->ne, sizeof ne);
-  int id = mf_graph_add(g, MF_OP_CONV2D_BWD_WEIGHT, nw->dtype, 4, ne, 2, src);
-  if (id >= 0) {
-    mf_node *n = &g->nodes[id];
-    n->ip[0] = stride;
-    n->ip[1] = pad;
-    n->ip[2] = groups;
-  }
-  return id;
+  return conv2d_bwd(g, MF_OP_CONV2D_BWD_WEIGHT, "conv2d_bwd_weight", x, dy, x, w_like, dy, w_like, stride, pad, groups);
 }
 
 static int grad_conv2d(mf_graph *g, int id, int dy, int *dx) {
