@@ -210,14 +210,21 @@ static void reveal_block_inverse(mf_graph *g, void *ctx, int n_out, const mf_ten
   coupling_forward(g, ctx, outs[0], outs[1], &ins[0], &ins[1], NULL);
 }
 
-/* Hide pass over all blocks. segments: MF_STEG_SEG_BLOCKS makes each block one invertible
- * segment, MF_STEG_SEG_SUBNETS each subnet a checkpoint segment. */
-static void hide_pass(mf_graph *g, mf_steg_model *m, int segments, mf_tensor x1, mf_tensor x2) {
+/* One pass over all blocks: hide (coupling forward, blocks in order, on (x1, x2)) or reveal (the
+ * inverse network, blocks in reverse order, on (y1, z)). segments: MF_STEG_SEG_BLOCKS makes each
+ * block one invertible segment, MF_STEG_SEG_SUBNETS each subnet a checkpoint segment. */
+typedef void (*coupling_fn)(mf_graph *, const mf_steg_block *, mf_tensor, mf_tensor, mf_tensor *, mf_tensor *, const char *);
+
+static void blocks_pass(mf_graph *g, mf_steg_model *m, int segments, int reveal, mf_tensor a, mf_tensor b, mf_tensor *out_a,
+                        mf_tensor *out_b) {
   char name[32];
-  for (int i = 0; i < m->cfg.blocks; i++) {
-    mf_steg_block *b = &m->blk[i];
-    mf_tensor ins[2] = {x1, x2}, outs[2];
-    snprintf(name, sizeof name, "hide.blk%d", i);
+  coupling_fn step = reveal ? coupling_inverse : coupling_forward;
+  mf_inverse_fn inverse = reveal ? reveal_block_inverse : hide_block_inverse;
+  for (int k = 0; k < m->cfg.blocks; k++) {
+    int i = reveal ? m->cfg.blocks - 1 - k : k;
+    mf_steg_block *blk = &m->blk[i];
+    mf_tensor ins[2] = {a, b}, outs[2];
+    snprintf(name, sizeof name, "%s.blk%d", reveal ? "reveal" : "hide", i);
     if (segments == MF_STEG_SEG_BLOCKS) {
       int id = mf_segment_begin(g, name);
       if (m->seg_count++ == 0) m->seg_first = id;
@@ -225,36 +232,20 @@ static void hide_pass(mf_graph *g, mf_steg_model *m, int segments, mf_tensor x1,
       if (m->seg_count == 0) m->seg_first = mf_graph_segment_count(g);
       m->seg_count += MF_STEG_SUBNETS;
     }
-    coupling_forward(g, b, x1, x2, &outs[0], &outs[1], segments == MF_STEG_SEG_SUBNETS ? name : NULL);
-    if (segments == MF_STEG_SEG_BLOCKS) mf_segment_end(g, 2, ins, 2, outs, hide_block_inverse, b);
-    x1 = outs[0];
-    x2 = outs[1];
+    step(g, blk, a, b, &outs[0], &outs[1], segments == MF_STEG_SEG_SUBNETS ? name : NULL);
+    if (segments == MF_STEG_SEG_BLOCKS) mf_segment_end(g, 2, ins, 2, outs, inverse, blk);
+    a = outs[0];
+    b = outs[1];
   }
-  m->y1 = x1;
-  m->y2 = x2;
+  *out_a = a;
+  *out_b = b;
 }
 
-/* Reveal pass: the inverse network, blocks in reverse order, on (y1, z); segments as hide_pass. */
+static void hide_pass(mf_graph *g, mf_steg_model *m, int segments, mf_tensor x1, mf_tensor x2) {
+  blocks_pass(g, m, segments, 0, x1, x2, &m->y1, &m->y2);
+}
 static void reveal_pass(mf_graph *g, mf_steg_model *m, int segments, mf_tensor y1, mf_tensor y2) {
-  char name[32];
-  for (int i = m->cfg.blocks - 1; i >= 0; i--) {
-    mf_steg_block *b = &m->blk[i];
-    mf_tensor ins[2] = {y1, y2}, outs[2];
-    snprintf(name, sizeof name, "reveal.blk%d", i);
-    if (segments == MF_STEG_SEG_BLOCKS) {
-      int id = mf_segment_begin(g, name);
-      if (m->seg_count++ == 0) m->seg_first = id;
-    } else if (segments == MF_STEG_SEG_SUBNETS) {
-      if (m->seg_count == 0) m->seg_first = mf_graph_segment_count(g);
-      m->seg_count += MF_STEG_SUBNETS;
-    }
-    coupling_inverse(g, b, y1, y2, &outs[0], &outs[1], segments == MF_STEG_SEG_SUBNETS ? name : NULL);
-    if (segments == MF_STEG_SEG_BLOCKS) mf_segment_end(g, 2, ins, 2, outs, reveal_block_inverse, b);
-    y1 = outs[0];
-    y2 = outs[1];
-  }
-  m->rx1 = y1;
-  m->rx2 = y2;
+  blocks_pass(g, m, segments, 1, y1, y2, &m->rx1, &m->rx2);
 }
 
 static int model_start(mf_graph *g, const mf_steg_config *c, mf_steg_model *m) {
