@@ -17,13 +17,14 @@ static double now_s(void) {
 }
 
 /* seconds per forward run of a one-op graph */
+static char time_err[512]; /* why the last time_graph failed */
+
 static double time_graph(mf_graph *g, mf_tensor out, const char *backend, int threads, int reps, double *flops) {
   mf_train_opts o = mf_train_opts_default();
   o.plan.training = 0;
   o.plan.backend = backend;
   o.threads = threads;
-  char err[256];
-  mf_session *s = mf_session_init(g, out, &o, err, sizeof err);
+  mf_session *s = mf_session_init(g, out, &o, time_err, sizeof time_err);
   if (!s) return -1;
   *flops = mf_plan_flops(mf_session_plan(s));
   mf_session_forward(s); /* warm-up */
@@ -87,7 +88,7 @@ int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err,
     mf_tensor y = mf_conv2d(g, x, w, -1, 1, 1, 1);
     double fl = 0, t = time_graph(g, y, backend, threads, 7, &fl);
     mf_graph_free(g);
-    if (t <= 0) { snprintf(err, errlen, "calibration: could not time a convolution on backend '%s'", backend); return -1; }
+    if (t <= 0) { snprintf(err, errlen, "calibration: could not time a convolution on backend '%s': %s", backend, time_err); return -1; }
     c->flops_per_s[dts[i]] = fl / t;
   }
   mf_graph *g = NULL;
@@ -99,7 +100,7 @@ int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err,
     mf_tensor y = mf_add(g, a, b);
     t = time_graph(g, y, backend, threads, 5, &fl);
     mf_graph_free(g);
-    if (t <= 0) { snprintf(err, errlen, "calibration: could not time an elementwise op on backend '%s'", backend); return -1; }
+    if (t <= 0) { snprintf(err, errlen, "calibration: could not time an elementwise op on backend '%s': %s", backend, time_err); return -1; }
     c->bytes_per_s[dts[i]] = 3.0 * (double)n * (double)mf_dtype_size(dts[i]) / t;
   }
   /* per-node overhead: a chain of 256 tiny adds */

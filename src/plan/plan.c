@@ -308,7 +308,8 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
   if (p->be->fixed_overhead) { /* a device's context, library handles and workspaces: measured, not planned */
     size_t fo = p->be->fixed_overhead();
     mf_format_bytes(fo, h, sizeof h);
-    fprintf(f, "  %-26s %14zu B  %12s  (measured at start-up, outside the arenas)\n", "fixed runtime overhead", fo, h);
+    fprintf(f, "  %-26s %14zu B  %12s  (%s)\n", "fixed runtime overhead", fo, h,
+            fo ? "measured at start-up, outside the arenas" : "not measured: no device here");
   }
   if (p->peak_desc[0]) fprintf(f, "  activation peak at %s\n", p->peak_desc);
   if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);

@@ -168,7 +168,18 @@ static bool same_kind(const mf_candidate *a, const mf_candidate *b) {
 
 int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf_search_result *r, char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
-  if (mf_calibrate(o->backend, o->threads, &r->cal, err, errlen) < 0) return -1;
+  if (mf_calibrate(o->backend, o->threads, &r->cal, err, errlen) < 0) {
+    /* the plan needs no device; only the ranking does: use nominal figures and say so */
+    char why[300];
+    snprintf(why, sizeof why, "%s", err);
+    for (int d = 0; d < MF_DTYPE_COUNT; d++) {
+      r->cal.flops_per_s[d] = 1e12;
+      r->cal.bytes_per_s[d] = 1e11;
+    }
+    r->cal.op_overhead_s = r->cal.gemm_overhead_s = 5e-6;
+    r->cal.offload_bytes_per_s = 2e10;
+    snprintf(r->cal.source, sizeof r->cal.source, "nominal (%.140s)", why);
+  }
   ctx x = {.w = w, .cfg = cfg, .o = o, .cal = &r->cal};
   const mf_backend *be = mf_backend_get(o->backend, err, errlen);
   if (!be) return -1;
