@@ -59,7 +59,7 @@ static const mf_backend *cuda_load(char *err, size_t errlen) {
     if (!be) last_err = "it has no mf_backend_cuda";
   }
   if (!be)
-    snprintf(err, errlen, "backend 'cuda' is not available: libmemfit_cuda.so could not be loaded (%s); memfit is "
+    snprintf(err, errlen, "backend 'cuda' is not built in here: libmemfit_cuda.so could not be loaded (%s); memfit is "
              "built with it when nvcc is found at build time", last_err ? last_err : "?");
   return be;
 }
