@@ -179,10 +179,8 @@ int mf_cmd_plan(int argc, char **argv) {
   }
   mf_search_result r;
   if (mf_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit plan: %s\n", err); free(a.cfg); return 1; }
-  const mf_candidate *show = a.budget ? (r.found ? &r.best : &r.smallest) : &r.best;
-  if (!a.budget) { /* one fixed setting: take the first micro-batch planned if none was fixed */
-    show = &r.best;
-  }
+  /* the plan shown in full: the choice, or with a budget nothing fits, the smallest setting */
+  const mf_candidate *show = a.budget && !r.found ? &r.smallest : &r.best;
   if (a.json) {
     printf("{\n  \"workload\": \"%s\",\n  \"description\": \"%s\",\n  \"budget_bytes\": %lld,\n  \"found\": %d,\n", w->name, desc,
            (long long)a.budget, a.budget ? r.found : 1);
