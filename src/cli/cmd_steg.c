@@ -3,8 +3,10 @@
  * image or a text message in a cover, revealing it, and measuring the quality on 8-bit PNGs. */
 #include "cli/cli.h"
 #include "models/steg.h"
+#include "models/steg_loss.h"
 #include "models/workload.h"
 #include "plan/search.h"
+#include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include <errno.h>
 #include <math.h>
@@ -940,36 +942,6 @@ out:
   return rc;
 }
 
-/* ------------------------------------------------------------------ extra training losses */
-
-/* W * sum over positions and channels of (1 - SSIM map), local statistics over a k x k uniform window
- * (avgpool, stride 1, no padding). x, y: [B,3,H,W] -> f32 scalar. */
-static mf_tensor ssim_loss(mf_graph *g, mf_tensor x, mf_tensor y, int k) {
-  const double C1 = 0.01 * 0.01, C2 = 0.03 * 0.03;
-  mf_tensor mx = mf_avgpool2d(g, x, k, 1, 0), my = mf_avgpool2d(g, y, k, 1, 0);     /* [B,3,H-k+1,W-k+1] */
-  mf_tensor mxx = mf_avgpool2d(g, mf_mul(g, x, x), k, 1, 0), myy = mf_avgpool2d(g, mf_mul(g, y, y), k, 1, 0);
-  mf_tensor mxy = mf_avgpool2d(g, mf_mul(g, x, y), k, 1, 0);
-  mf_tensor mx2 = mf_mul(g, mx, mx), my2 = mf_mul(g, my, my), mxmy = mf_mul(g, mx, my);
-  mf_tensor vx = mf_sub(g, mxx, mx2), vy = mf_sub(g, myy, my2), cxy = mf_sub(g, mxy, mxmy);
-  mf_tensor num = mf_mul(g, mf_add_scalar(g, mf_mul_scalar(g, mxmy, 2), C1), mf_add_scalar(g, mf_mul_scalar(g, cxy, 2), C2));
-  mf_tensor den = mf_mul(g, mf_add_scalar(g, mf_add(g, mx2, my2), C1), mf_add_scalar(g, mf_add(g, vx, vy), C2));
-  mf_tensor map = mf_div(g, num, den);
-  double n = (double)mf_tensor_numel(g, map);
-  return mf_add_scalar(g, mf_mul_scalar(g, mf_sum(g, map, 0, 0), -1.0), n); /* sum(1 - map) */
-}
-
-/* 8x8 block DCT-II of [B,3,H,W] (H, W multiples of 8) with the orthonormal matrix D (input [8,8]):
- * [B*3*H/8, 8, W/8, 8] -> permute -> [B*3*H/8, W/8, 8(y), 8(x)]; X D^T, transpose, times D^T ->
- * (D X D^T)^T per block: the coefficients, transposed (fine for an elementwise loss). */
-static mf_tensor dct_blocks(mf_graph *g, mf_tensor x, mf_tensor D) {
-  int64_t B = mf_tensor_dim(g, x, 0), H = mf_tensor_dim(g, x, 2), W = mf_tensor_dim(g, x, 3);
-  int64_t s4[4] = {B * 3 * (H / 8), 8, W / 8, 8};
-  int perm[4] = {0, 2, 1, 3};
-  mf_tensor b = mf_permute(g, mf_reshape(g, x, 4, s4), perm); /* [B*3*H/8, W/8, 8, 8] */
-  mf_tensor r = mf_matmul(g, b, D, 0, 1);                     /* X D^T */
-  return mf_matmul(g, mf_transpose(g, r, 2, 3), D, 0, 1);     /* (D X D^T)^T */
-}
-
 /* ------------------------------------------------------------------ memfit train steg */
 
 typedef struct train_args {
@@ -1086,16 +1058,14 @@ static int train_graph_build(train_graph *t, const mf_steg_config *c, mf_dtype d
   mf_steg_model *m = t->m;
   t->loss = m->loss;
   if (a->w_ssim > 0) {
-    int k = a->size >= 14 ? 7 : 3;
-    t->l_ssim = mf_add(g, ssim_loss(g, m->stego, m->cover, k), ssim_loss(g, m->revealed, m->secret, k));
+    int k = mf_steg_ssim_window(a->size);
+    t->l_ssim = mf_add(g, mf_steg_ssim_loss(g, m->stego, m->cover, k), mf_steg_ssim_loss(g, m->revealed, m->secret, k));
     t->loss = mf_add(g, t->loss, mf_mul_scalar(g, t->l_ssim, a->w_ssim));
   }
   if (a->w_dct > 0) {
     int64_t ds[2] = {8, 8};
     t->dct_mat = mf_input(g, "dct8", 2, ds);
-    mf_tensor cs = dct_blocks(g, m->stego, t->dct_mat), cc = dct_blocks(g, m->cover, t->dct_mat);
-    double cnt = (double)mf_tensor_numel(g, cs);
-    t->l_dct = mf_mul_scalar(g, mf_l1_loss(g, cs, cc), cnt); /* mean -> sum */
+    t->l_dct = mf_steg_dct_loss(g, m->stego, m->cover, t->dct_mat);
     t->loss = mf_add(g, t->loss, mf_mul_scalar(g, t->l_dct, a->w_dct));
   }
   if (mf_graph_error(g)) { snprintf(err, n, "%s", mf_graph_error(g)); return -1; }
@@ -1314,9 +1284,10 @@ int mf_cmd_train_steg(int argc, char **argv) {
     return 1;
   }
   if (T.dct_mat >= 0) {
+    double Dd[64];
     float D[64];
-    for (int u = 0; u < 8; u++)
-      for (int x = 0; x < 8; x++) D[u * 8 + x] = (float)((u ? sqrt(2.0 / 8) : sqrt(1.0 / 8)) * cos((2 * x + 1) * u * M_PI / 16));
+    mf_steg_dct_matrix(Dd);
+    for (int i = 0; i < 64; i++) D[i] = (float)Dd[i];
     mf_session_write_input(s, T.dct_mat, D, 64);
   }
   {

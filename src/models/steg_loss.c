@@ -1,0 +1,45 @@
+/* steg_loss.c — the steganography trainer's SSIM and block-DCT loss terms as graphs of existing ops
+ * (avgpool, elementwise, reshape/permute, matmul, L1); tests/test_grad_steg_loss.c checks them. */
+#include "models/steg_loss.h"
+#include <math.h>
+
+mf_tensor mf_steg_ssim_loss(mf_graph *g, mf_tensor x, mf_tensor y, int k) {
+  const double C1 = 0.01 * 0.01, C2 = 0.03 * 0.03;
+  mf_tensor mx = mf_avgpool2d(g, x, k, 1, 0), my = mf_avgpool2d(g, y, k, 1, 0); /* [B,C,H-k+1,W-k+1] */
+  mf_tensor mxx = mf_avgpool2d(g, mf_mul(g, x, x), k, 1, 0), myy = mf_avgpool2d(g, mf_mul(g, y, y), k, 1, 0);
+  mf_tensor mxy = mf_avgpool2d(g, mf_mul(g, x, y), k, 1, 0);
+  mf_tensor mx2 = mf_mul(g, mx, mx), my2 = mf_mul(g, my, my), mxmy = mf_mul(g, mx, my);
+  mf_tensor vx = mf_sub(g, mxx, mx2), vy = mf_sub(g, myy, my2), cxy = mf_sub(g, mxy, mxmy);
+  mf_tensor num = mf_mul(g, mf_add_scalar(g, mf_mul_scalar(g, mxmy, 2), C1), mf_add_scalar(g, mf_mul_scalar(g, cxy, 2), C2));
+  mf_tensor den = mf_mul(g, mf_add_scalar(g, mf_add(g, mx2, my2), C1), mf_add_scalar(g, mf_add(g, vx, vy), C2));
+  mf_tensor map = mf_div(g, num, den);
+  if (map < 0) return map;
+  double n = (double)mf_tensor_numel(g, map);
+  return mf_add_scalar(g, mf_mul_scalar(g, mf_sum(g, map, 0, 0), -1.0), n); /* sum(1 - map) */
+}
+
+int mf_steg_ssim_window(int size) { return size >= 14 ? 7 : 3; }
+
+void mf_steg_dct_matrix(double D[64]) {
+  for (int u = 0; u < 8; u++)
+    for (int x = 0; x < 8; x++) D[u * 8 + x] = (u ? sqrt(2.0 / 8) : sqrt(1.0 / 8)) * cos((2 * x + 1) * u * M_PI / 16);
+}
+
+/* [B,C,H,W] -> [B*C*H/8, 8(y), W/8, 8(x)] -> permute -> [B*C*H/8, W/8, 8(y), 8(x)]; X D^T, transpose,
+ * times D^T -> (D X D^T)^T per block. */
+mf_tensor mf_steg_dct_blocks(mf_graph *g, mf_tensor x, mf_tensor D) {
+  if (x < 0) return x;
+  int64_t B = mf_tensor_dim(g, x, 0), C = mf_tensor_dim(g, x, 1), H = mf_tensor_dim(g, x, 2), W = mf_tensor_dim(g, x, 3);
+  int64_t s4[4] = {B * C * (H / 8), 8, W / 8, 8};
+  int perm[4] = {0, 2, 1, 3};
+  mf_tensor b = mf_permute(g, mf_reshape(g, x, 4, s4), perm); /* [B*C*H/8, W/8, 8, 8] */
+  mf_tensor r = mf_matmul(g, b, D, 0, 1);                     /* X D^T */
+  return mf_matmul(g, mf_transpose(g, r, 2, 3), D, 0, 1);     /* (D X D^T)^T */
+}
+
+mf_tensor mf_steg_dct_loss(mf_graph *g, mf_tensor x, mf_tensor y, mf_tensor D) {
+  mf_tensor cx = mf_steg_dct_blocks(g, x, D), cy = mf_steg_dct_blocks(g, y, D);
+  if (cx < 0 || cy < 0) return -1;
+  double cnt = (double)mf_tensor_numel(g, cx);
+  return mf_mul_scalar(g, mf_l1_loss(g, cx, cy), cnt); /* mean -> sum */
+}
