@@ -29,6 +29,68 @@ static bool same_node(const mf_node *a, const mf_node *b) {
   return memcmp(a->fp, b->fp, sizeof a->fp) == 0;
 }
 
+/* Recompute nodes by content: the rewrite looks a node up here before building it, so that what
+ * one segment's rewrite rebuilt (its inverse or its clones) is reused by the rewrite of an earlier
+ * segment instead of being computed again, e.g. the subnets both sides of a junction apply to the
+ * same rebuilt tensor. Only ops with inputs are entered (every such op is a pure function of its
+ * inputs; leaves are storage, not values to share). at[] is, per recompute node (id - base), the
+ * backward position it is inserted before: a node is only reused from a position at or before the
+ * one asking, so it has always been computed by then. Reuse can keep a node alive longer; the
+ * lifetimes (and so the plan) are computed afterwards from the final program, so it stays exact. */
+typedef struct cse_table {
+  int *slot; size_t cap, used; /* open addressing over node ids, -1 empty */
+  idlist at;
+  int base;
+} cse_table;
+
+static uint64_t node_hash(const mf_node *n) {
+  uint64_t h = 1469598103934665603ULL;
+#define MIX(x) (h = (h ^ (uint64_t)(x)) * 1099511628211ULL)
+  MIX(n->op);
+  MIX(n->dtype);
+  MIX(n->nsrc);
+  for (int j = 0; j < n->nsrc; j++) MIX(n->src[j]);
+  for (int j = 0; j < 8; j++) MIX((uint32_t)n->ip[j]);
+  for (int j = 0; j < n->ndim; j++) MIX(n->ne[j]);
+#undef MIX
+  return h ^ (h >> 29);
+}
+
+static bool cse_ok(const mf_node *n) { return n->role == MF_ROLE_ACT && n->nsrc > 0 && !is_leaf(n); }
+
+static int cse_find(const cse_table *t, const mf_graph *g, const mf_node *n, int pos) {
+  if (!t->cap || !cse_ok(n)) return -1;
+  for (size_t i = node_hash(n) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+    int id = t->slot[i];
+    if (id < 0) return -1;
+    if (same_node(&g->nodes[id], n) && t->at.v[id - t->base] <= pos) return id;
+  }
+}
+
+static int cse_add(cse_table *t, const mf_graph *g, int id) {
+  if (!cse_ok(&g->nodes[id])) return 0;
+  if (2 * (t->used + 1) > t->cap) {
+    size_t cap = t->cap ? 2 * t->cap : 1024;
+    int *slot = malloc(cap * sizeof *slot);
+    if (!slot) return -1;
+    for (size_t i = 0; i < cap; i++) slot[i] = -1;
+    for (size_t i = 0; i < t->cap; i++) {
+      if (t->slot[i] < 0) continue;
+      size_t k = node_hash(&g->nodes[t->slot[i]]) & (cap - 1);
+      while (slot[k] >= 0) k = (k + 1) & (cap - 1);
+      slot[k] = t->slot[i];
+    }
+    free(t->slot);
+    t->slot = slot;
+    t->cap = cap;
+  }
+  size_t k = node_hash(&g->nodes[id]) & (t->cap - 1);
+  while (t->slot[k] >= 0) k = (k + 1) & (t->cap - 1);
+  t->slot[k] = id;
+  t->used++;
+  return 0;
+}
+
 /* Marks what the targets need, then emits the reachable non-leaf nodes of `order` into pr. */
 static int program_emit(const mf_graph *g, const idlist *order, const int *targets, int nt, mf_program *pr) {
   uint8_t *need = calloc((size_t)g->n, 1);
@@ -104,9 +166,40 @@ static void mark_inner_srcs(const mf_node *n, const mf_segment *seg, const idmap
   }
 }
 
+/* Records backward position pos for the recompute nodes built since the last call. */
+static int cse_note(cse_table *t, const mf_graph *g, int pos) {
+  while (t->base + t->at.n < g->n)
+    if (idlist_push(&t->at, pos) < 0) return -1;
+  return 0;
+}
+
+/* Merges the nodes the inverse just built, [first, g->n), with equal recompute nodes built before
+ * (by this inverse or an earlier rewrite): each one's inputs are first redirected to the kept
+ * nodes, then it is looked up. A merged node stays in the graph unread, so the final pass drops
+ * it. canon[i] is the node that stands for first + i; xin[] is redirected too. */
+static int cse_inverse(mf_graph *g, int first, int pos, cse_table *t, int n_in, int *xin) {
+  int n = g->n - first;
+  int *canon = malloc((size_t)(n ? n : 1) * sizeof *canon);
+  if (!canon || cse_note(t, g, pos) < 0) { free(canon); return -1; }
+  for (int i = 0; i < n; i++) {
+    mf_node *q = &g->nodes[first + i];
+    for (int j = 0; j < q->nsrc; j++)
+      if (q->src[j] >= first) q->src[j] = canon[q->src[j] - first];
+    int f = cse_find(t, g, q, pos);
+    canon[i] = f >= 0 ? f : first + i;
+    if (f < 0 && cse_add(t, g, first + i) < 0) { free(canon); return -1; }
+  }
+  for (int i = 0; i < n_in; i++)
+    if (xin[i] >= first) xin[i] = canon[xin[i] - first];
+  free(canon);
+  return 0;
+}
+
 /* Rewrites segment k: builds its inverse (if inverting) and recompute clones, inserted before
- * backward node `pos`, and redirects backward nodes from `pos` on to them. */
-static int segment_rewrite(mf_graph *g, int k, int pos, int nb_end, bool invert, idmap *M, idlist *ins, char *err, size_t errlen) {
+ * backward node `pos`, and redirects backward nodes from `pos` on to them. Both reuse equal nodes
+ * earlier rewrites built (t), not only this one's. */
+static int segment_rewrite(mf_graph *g, int k, int pos, int nb_end, bool invert, idmap *M, idlist *ins, cse_table *t,
+                           char *err, size_t errlen) {
   mf_segment seg = g->segs[k]; /* copy: g->segs is stable, but keep it simple */
   int first_new = g->n;
   g->build_phase = MF_PHASE_RECOMPUTE;
@@ -117,9 +210,10 @@ static int segment_rewrite(mf_graph *g, int k, int pos, int nb_end, bool invert,
     for (int i = 0; i < seg.n_in; i++) xin[i] = -1;
     seg.inverse(g, seg.ctx, seg.n_out, outs, seg.n_in, xin);
     if (g->err[0]) { snprintf(err, errlen, "plan: inverse of segment '%s' failed: %s", seg.name, g->err); return -1; }
-    if (idmap_grow(M, g->n) < 0) goto oom;
-    for (int i = 0; i < seg.n_in; i++) {
+    for (int i = 0; i < seg.n_in; i++)
       if (xin[i] < 0) { snprintf(err, errlen, "plan: inverse of segment '%s' did not rebuild input %d", seg.name, i); return -1; }
+    if (idmap_grow(M, g->n) < 0 || cse_inverse(g, first_new, pos, t, seg.n_in, xin) < 0) goto oom;
+    for (int i = 0; i < seg.n_in; i++) {
       const mf_node *a = &g->nodes[xin[i]], *b = &g->nodes[seg.ins[i]];
       if (!mf_shape_eq(a, b)) { snprintf(err, errlen, "plan: inverse of segment '%s' rebuilt input %d with another shape", seg.name, i); return -1; }
       M->m[seg.ins[i]] = xin[i];
@@ -139,15 +233,14 @@ static int segment_rewrite(mf_graph *g, int k, int pos, int nb_end, bool invert,
     c.phase = MF_PHASE_RECOMPUTE;
     c.seg = -1;
     if (c.op == MF_OP_NORM) c.ip[3] = 1; /* a recompute must not update running statistics */
-    int found = -1;
-    for (int q = first_new; q < g->n && found < 0; q++)
-      if (same_node(&g->nodes[q], &c)) found = q;
+    int found = cse_find(t, g, &c, pos);
     if (found < 0) {
       int nid = mf_graph_add(g, c.op, c.dtype, c.ndim, c.ne, c.nsrc, c.src);
       if (nid < 0) { free(needed); snprintf(err, errlen, "plan: recompute of '%s': %s", seg.name, g->err); return -1; }
       c.requires_grad = g->nodes[nid].requires_grad;
       g->nodes[nid] = c;
       found = nid;
+      if (cse_note(t, g, pos) < 0 || cse_add(t, g, nid) < 0) { free(needed); goto oom; }
     }
     if (idmap_grow(M, g->n) < 0) { free(needed); goto oom; }
     M->m[id] = found;
@@ -172,6 +265,7 @@ int mf_program_build_train(mf_graph *g, int loss, const mf_plan_opts *o, mf_prog
   idmap M = {0};
   idlist *ins = calloc((size_t)(nb_end - nf + 1), sizeof *ins); /* nodes inserted before backward node nf+i */
   idlist order = {0};
+  cse_table t = {.base = nb_end};
   int rc = -1;
   *n_recomputed = 0;
   if (!ins || idmap_grow(&M, g->n) < 0) { snprintf(err, errlen, "plan: out of host memory"); goto done; }
@@ -182,7 +276,7 @@ int mf_program_build_train(mf_graph *g, int loss, const mf_plan_opts *o, mf_prog
       if (g->nodes[id].seg == k && g->nodes[id].phase == MF_PHASE_BWD) pos = id;
     if (pos < 0) continue; /* nothing in this segment needs a gradient */
     bool invert = o->invertible && g->segs[k].inverse;
-    if (segment_rewrite(g, k, pos, nb_end, invert, &M, &ins[pos - nf], err, errlen) < 0) goto done;
+    if (segment_rewrite(g, k, pos, nb_end, invert, &M, &ins[pos - nf], &t, err, errlen) < 0) goto done;
     (*n_recomputed)++;
   }
   for (int id = 0; id < nf; id++)
@@ -213,6 +307,8 @@ done:
   free(ins);
   free(order.v);
   free(M.m);
+  free(t.slot);
+  free(t.at.v);
   return rc;
 }
 
