@@ -1,6 +1,8 @@
 /* bench_steg.c — memfit's side of the engine benchmark (issue 2, item 7): training steps
  * (forward with the reveal pass, the three losses, backward, AdamW) of the steganography network.
- * Prints one JSON line like bench/steg_torch.py so bench/steg.sh can put them side by side. */
+ * Prints one JSON line like bench/steg_torch.py so bench/steg.sh can put them side by side.
+ * --feed: none (inputs written once), write (each step's batch copied in before it) or stage (batch
+ * i+1 staged before step i, so on a device its copy overlaps the step). */
 #include "memfit.h"
 #include "models/steg.h"
 #include "plan/plan.h"
@@ -18,7 +20,7 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
   int blocks = 6, growth = 80, size = 64, batch = 1, steps = 10, warmup = 2, threads = 1, invert = 0;
-  const char *dtype = "f32", *backend = "cpu", *segments = NULL;
+  const char *dtype = "f32", *backend = "cpu", *segments = NULL, *feed = "none";
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--blocks")) blocks = atoi(v);
@@ -32,8 +34,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--dtype")) dtype = v;
     else if (!strcmp(k, "--backend")) backend = v;   /* cpu or cuda */
     else if (!strcmp(k, "--segments")) segments = v; /* blocks (default), subnets or none */
+    else if (!strcmp(k, "--feed")) feed = v;         /* none (default), write or stage */
     else { fprintf(stderr, "bench_steg: unknown option %s\n", k); return 2; }
   }
+  int feed_mode = !strcmp(feed, "none") ? 0 : !strcmp(feed, "write") ? 1 : !strcmp(feed, "stage") ? 2 : -1;
+  if (feed_mode < 0) { fprintf(stderr, "bench_steg: --feed must be none, write or stage (got '%s')\n", feed); return 2; }
   int dt = mf_dtype_parse(dtype);
   if (dt < 0) { fprintf(stderr, "bench_steg: unknown dtype %s\n", dtype); return 2; }
   mf_steg_config c = mf_steg_config_default();
@@ -58,29 +63,48 @@ int main(int argc, char **argv) {
   mf_session *s = mf_session_init(g, m->loss, &o, err, sizeof err);
   if (!s) { fprintf(stderr, "bench_steg: %s\n", err); return 1; }
   int64_t n = mf_tensor_numel(g, m->cover), nz = mf_tensor_numel(g, m->z);
-  float *buf = malloc((size_t)(n > nz ? n : nz) * sizeof *buf);
-  uint64_t r = 1;
-  for (int t = 0; t < 2; t++) {
-    for (int64_t i = 0; i < n; i++) { r = r * 6364136223846793005ULL + 1442695040888963407ULL; buf[i] = (float)((r >> 40) / 16777216.0); }
-    mf_session_write_input(s, t ? m->secret : m->cover, buf, (size_t)n);
+  const mf_plan *pl = mf_session_plan(s);
+  /* two batches (cover then secret, n floats each) in host memory, page-locked on a device */
+  size_t bbytes = 2 * (size_t)n * sizeof(float);
+  float *batches[2];
+  for (int b = 0; b < 2; b++) {
+    batches[b] = pl->be->host_alloc ? pl->be->host_alloc(bbytes, NULL) : malloc(bbytes);
+    if (!batches[b]) { fprintf(stderr, "bench_steg: out of host memory\n"); return 1; }
+    uint64_t r = 1 + (uint64_t)b;
+    for (int64_t i = 0; i < 2 * n; i++) { r = r * 6364136223846793005ULL + 1442695040888963407ULL; batches[b][i] = (float)((r >> 40) / 16777216.0); }
   }
-  memset(buf, 0, (size_t)nz * sizeof *buf);
-  mf_session_write_input(s, m->z, buf, (size_t)nz);
-  free(buf);
-  double loss = 0;
-  for (int i = 0; i < warmup; i++) { loss = mf_session_micro_step(s); mf_session_update(s); }
-  double t0 = now_s();
-  for (int i = 0; i < steps; i++) { loss = mf_session_micro_step(s); mf_session_update(s); }
+  mf_session_write_input(s, m->cover, batches[0], (size_t)n);
+  mf_session_write_input(s, m->secret, batches[0] + n, (size_t)n);
+  float *zero = calloc((size_t)nz, sizeof *zero);
+  mf_session_write_input(s, m->z, zero, (size_t)nz);
+  free(zero);
+  mf_tensor ins[2] = {m->cover, m->secret};
+  if (feed_mode == 2) mf_session_stage_inputs(s, 2, ins, (const float *const[]){batches[0], batches[0] + n});
+  double loss = 0, t0 = now_s();
+  for (int i = 0; i < warmup + steps; i++) {
+    if (i == warmup) t0 = now_s();
+    const float *nb = batches[(i + 1) % 2];
+    if (feed_mode == 1) {
+      mf_session_write_input(s, m->cover, batches[i % 2], (size_t)n);
+      mf_session_write_input(s, m->secret, batches[i % 2] + n, (size_t)n);
+    } else if (feed_mode == 2 && mf_session_stage_inputs(s, 2, ins, (const float *const[]){nb, nb + n}) < 0)
+      return 1;
+    loss = mf_session_micro_step(s);
+    mf_session_update(s);
+  }
   double el = now_s() - t0;
+  for (int b = 0; b < 2; b++) {
+    if (pl->be->host_free) pl->be->host_free(batches[b], bbytes, NULL);
+    else free(batches[b]);
+  }
   /* a device backend adds its name and the fixed overhead it measured (context, handles) */
   char extra[128] = "";
-  const mf_plan *pl = mf_session_plan(s);
   if (strcmp(backend, "cpu") != 0)
     snprintf(extra, sizeof extra, ", \"backend\": \"%s\", \"overhead_bytes\": %zu", backend,
              pl->be->fixed_overhead ? pl->be->fixed_overhead() : (size_t)0);
-  printf("{\"impl\": \"memfit-%s\", \"images_per_s\": %.4f, \"peak_rss_bytes\": %zu, \"step_s\": %.6f, \"planned_bytes\": %zu, "
+  printf("{\"impl\": \"memfit-%s%s%s\", \"images_per_s\": %.4f, \"peak_rss_bytes\": %zu, \"step_s\": %.6f, \"planned_bytes\": %zu, "
          "\"blocks\": %d, \"growth\": %d, \"size\": %d, \"batch\": %d, \"threads\": %d, \"loss\": %.6f, \"params\": %lld%s}\n",
-         invert ? "invert" : "store", batch * steps / el, mf_peak_rss_bytes(), el / steps, mf_plan_total_bytes(pl),
+         invert ? "invert" : "store", feed_mode ? "-feed-" : "", feed_mode ? feed : "", batch * steps / el, mf_peak_rss_bytes(), el / steps, mf_plan_total_bytes(pl),
          blocks, growth, size, batch, threads, loss, (long long)mf_steg_param_count(&c), extra);
   mf_session_free(s);
   free(m);

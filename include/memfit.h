@@ -152,6 +152,8 @@ typedef struct mf_plan_opts {
   const char *backend;       /* "cpu" (default) or "cuda" */
   int n_keep;                /* tensors kept alive to the end of the step, readable afterwards */
   const mf_tensor *keep;
+  int input_slots;           /* copies of the inputs: 2 lets the next batch arrive during the step
+                                (mf_session_stage_inputs); 0: 2 on device backends, 1 on the CPU */
 } mf_plan_opts;
 mf_plan_opts mf_plan_opts_default(void);
 
@@ -194,6 +196,17 @@ void *mf_session_input(mf_session *s, mf_tensor input);
 int mf_session_bind_input(mf_session *s, mf_tensor input, void *data);
 /* Converts n floats into an input's staging buffer (any input dtype). Returns 0 on success. */
 int mf_session_write_input(mf_session *s, mf_tensor input, const float *src, size_t n);
+/* Queues the next micro-batch: n inputs, each with numel f32 values at data[i], for the next
+ * micro-step (or forward) that has not yet taken a batch. On a device backend the copy starts now on a
+ * stream of its own into the plan's second input slot (mf_plan_opts.input_slots) and runs while the
+ * current step computes, so stage batch i+1 before running step i; from page-locked memory (the
+ * backend's host_alloc, as the data loader uses) it is truly asynchronous. On the CPU the step reads
+ * f32 data in place. At most two batches wait at a time; data must stay unchanged until the step that
+ * takes it returns. A staged input serves one step: the next step needs it staged (or written) again,
+ * and refuses to run otherwise; inputs never staged keep what mf_session_write_input put there.
+ * Typical loop:   stage(b0);  for i: { stage(b[i+1]) if any;  micro_step();  release(b[i]); }
+ * Returns 0, or -1 with a message naming the input. */
+int mf_session_stage_inputs(mf_session *s, int n, const mf_tensor *inputs, const float *const *data);
 /* Runs forward + backward, accumulating gradients. Returns the (unscaled) loss. */
 double mf_session_micro_step(mf_session *s);
 /* Applies the optimizer; returns 1 if applied, 0 if skipped (f16 overflow). */

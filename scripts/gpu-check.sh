@@ -48,6 +48,13 @@ fi
 [ "$test_rc" -eq 0 ] || { echo "gpu-check: CUDA tests FAILED"; status=1; }
 test_line=$(grep -E "^test_cuda_ops: " "$out/test.log" | tail -1)
 
+note "staged batches on the CUDA backend (test_input_stage: copy stream + events vs plain copies)"
+"./$dir/test_input_stage" 2>&1 | tee "$out/stage.log"
+stage_rc=${PIPESTATUS[0]}
+if grep -q "^SKIP cuda" "$out/stage.log"; then echo "gpu-check: the staging test skipped its CUDA part"; status=1; fi
+[ "$stage_rc" -eq 0 ] || { echo "gpu-check: staging test FAILED"; status=1; }
+stage_line=$(grep -E "^test_input_stage: " "$out/stage.log" | tail -1)
+
 note "benchmark: seed-16gb steganography step (10 blocks, growth 160, 224x224, batch 8, bf16), $steps steps"
 model=(--blocks 10 --growth 160 --size 224 --batch 8 --steps "$steps" --warmup 2 --dtype bf16)
 py=${PYTHON:-}
@@ -63,10 +70,12 @@ if [ -n "$py" ]; then
 else
   echo "no python3 with a CUDA-enabled torch found (set PYTHON=...); PyTorch side skipped"
 fi
-for cfg in "store:" "invert:subnets" "invert:blocks"; do
-  mode=${cfg%%:*}; seg=${cfg#*:}
+# the last two rows feed a new batch every step: copied in before the step, or staged during the previous one
+for cfg in "store::" "invert:subnets:" "invert:blocks:" "store::write" "store::stage"; do
+  mode=${cfg%%:*}; rest=${cfg#*:}; seg=${rest%%:*}; feed=${rest#*:}
   args=(--backend cuda --mode "$mode")
   [ -n "$seg" ] && args+=(--segments "$seg")
+  [ -n "$feed" ] && args+=(--feed "$feed")
   line=$("./$dir/bench_steg" "${model[@]}" "${args[@]}") || { echo "bench_steg ${args[*]} FAILED"; status=1; continue; }
   echo "$line" | sed "s/\"impl\": \"memfit-$mode\"/\"impl\": \"memfit-$mode${seg:+-$seg}\"/" | tee -a "$out/bench.jsonl"
 done
@@ -81,6 +90,7 @@ fi
 
 note "summary"
 [ -n "$test_line" ] && echo "$test_line"
+[ -n "${stage_line:-}" ] && echo "$stage_line"
 python3 - "$out/bench.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
@@ -95,6 +105,10 @@ for r in rows:
     mr = "%.2f" % (peak(r) / peak(torch)) if torch else "-"
     print("%-24s %10.2f %16.1f %12s %12s" % (r["impl"], r["images_per_s"], peak(r) / 2**20, sr, mr))
 print("targets: speed ratio >= 1.0 and memory ratio <= 0.5 (memfit vs torch)")
+w = next((r for r in rows if r["impl"].endswith("-feed-write")), None)
+st = next((r for r in rows if r["impl"].endswith("-feed-stage")), None)
+if w and st:
+    print("a new batch every step: staged (copy overlapped) / copied before the step = %.3f images/s ratio" % (st["images_per_s"] / w["images_per_s"]))
 PY
 echo "logs: $out"
 exit $status

@@ -44,6 +44,12 @@ typedef struct mf_backend {
    * asynchronous (same signature as mf_loader_opts.alloc/free); NULL: plain host memory. */
   void *(*host_alloc)(size_t bytes, void *ctx);
   void (*host_free)(void *p, size_t bytes, void *ctx);
+  /* Overlap of the next batch's host-to-device copy with the current step (device backends; NULL on
+   * the CPU). stage_copy queues n bytes from host memory (page-locked for a truly asynchronous copy)
+   * on a copy stream of the backend's own and marks input slot `slot` (0 or 1) as arriving;
+   * stage_wait makes `stream` wait on the device, not the host, until slot's copies have landed. */
+  int (*stage_copy)(void *dev_dst, const void *host_src, size_t n, int slot);
+  int (*stage_wait)(int slot, void *stream);
   /* Bytes the backend holds outside the plan (CUDA context, library handles), measured at init. */
   size_t (*fixed_overhead)(void);
 } mf_backend;

@@ -206,6 +206,14 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
       cursor[MF_ARENA_OPT] += align_up(ob);
     }
   }
+  /* inputs: input_slots copies, back to back, so the next batch can land while a step reads one */
+  p->input_slot_bytes = cursor[MF_ARENA_DATA];
+  if (p->arena[MF_ARENA_DATA]) p->arena[MF_ARENA_DATA] += (size_t)(p->input_slots - 1) * p->input_slot_bytes;
+  p->input_convert_bytes = 0;
+  for (int id = 0; id < N && p->be->stage_copy && p->input_slots == 2; id++) /* same order and alignment as the session's offsets */
+    if (g->nodes[id].role == MF_ROLE_INPUT && g->nodes[id].dtype != MF_F32)
+      p->input_convert_bytes += align_up(mf_node_bytes(&g->nodes[id]));
+  p->input_convert_bytes *= (size_t)p->input_slots;
   int nk = 1 + p->opts.n_keep;
   int *keep = malloc((size_t)nk * sizeof *keep);
   if (!keep) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
@@ -250,6 +258,12 @@ mf_plan *mf_plan_init(mf_graph *g, mf_tensor loss, const mf_plan_opts *o, char *
   p->opts = o ? *o : mf_plan_opts_default();
   p->be = mf_backend_get(p->opts.backend, err, errlen);
   if (!p->be) { free(p); return NULL; }
+  p->input_slots = p->opts.input_slots ? p->opts.input_slots : p->be->stage_copy ? 2 : 1;
+  if (p->input_slots < 1 || p->input_slots > 2) {
+    snprintf(err, errlen, "plan: input_slots must be 1 or 2 (got %d)", p->opts.input_slots);
+    free(p);
+    return NULL;
+  }
   p->loss = loss;
   p->has_train = p->opts.training;
   p->g = graph_copy(g);
@@ -301,7 +315,9 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     if (a == MF_ARENA_PARAM_LP && !p->arena[a]) continue;
     mf_format_bytes(p->arena[a], h, sizeof h);
     fprintf(f, "  %-26s %14zu B  %12s%s\n", mf_arena_name((mf_arena_kind)a), p->arena[a], h,
-            a == MF_ARENA_OPT && p->opts.offload_opt ? "  (host, offloaded)" : "");
+            a == MF_ARENA_OPT && p->opts.offload_opt                  ? "  (host, offloaded)"
+            : a == MF_ARENA_DATA && p->input_slots > 1 && p->arena[a] ? "  (2 copies: the next batch arrives during the step)"
+                                                                      : "");
   }
   mf_format_bytes(mf_plan_total_bytes(p), h, sizeof h);
   fprintf(f, "  %-26s %14zu B  %12s\n", "total", mf_plan_total_bytes(p), h);
@@ -310,6 +326,11 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     mf_format_bytes(fo, h, sizeof h);
     fprintf(f, "  %-26s %14zu B  %12s  (%s)\n", "fixed runtime overhead", fo, h,
             fo ? "measured at start-up, outside the arenas" : "not measured: no device here");
+  }
+  if (p->input_convert_bytes) {
+    mf_format_bytes(p->input_convert_bytes, h, sizeof h);
+    fprintf(f, "  %-26s %14zu B  %12s  (host, page-locked: f32 batches converted to %s before the copy)\n", "input conversion",
+            p->input_convert_bytes, h, mf_dtype_name(p->g->act_dtype));
   }
   if (p->peak_desc[0]) fprintf(f, "  activation peak at %s\n", p->peak_desc);
   if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);

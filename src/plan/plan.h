@@ -32,6 +32,10 @@ struct mf_plan {
   mf_program train, fwd;   /* training step (forward+backward) and forward-only evaluation */
   int has_train;
   int n_recomputed;        /* segments recomputed or inverted */
+  int input_slots;         /* copies of the DATA arena's inputs (2: next batch copied during the step) */
+  size_t input_slot_bytes; /* distance between the copies (slot k of input id: pers_off[id] + k * this) */
+  size_t input_convert_bytes; /* host, page-locked: inputs not stored as f32, converted from the caller's
+                                 f32 before their asynchronous copy; input_slots copies (0 on the CPU) */
   char peak_desc[160];
 };
 

@@ -68,6 +68,7 @@ void *mf_session_ptr(mf_session *s, const mf_program *pr, int id) {
   mf_arena_kind a = mf_node_arena(n);
   size_t off = a == MF_ARENA_ACT ? (pr ? pr->act_off[id] : MF_NO_OFFSET) : p->pers_off[id];
   if (off == MF_NO_OFFSET || !s->arena[a]) return NULL;
+  if (a == MF_ARENA_DATA) off += (size_t)s->cur_slot * p->input_slot_bytes;
   return s->arena[a] + off;
 }
 
@@ -124,6 +125,37 @@ void *mf_session_host_ptr(mf_session *s, int id) {
   return base && s->plan->pers_off[id] != MF_NO_OFFSET ? base + s->plan->pers_off[id] : NULL;
 }
 
+/* the staging queue, per-input state and (device backends) the page-locked conversion buffers */
+static int stage_init(mf_session *s, char *err, size_t errlen) {
+  const mf_plan *p = s->plan;
+  int N = p->g->n > 0 ? p->g->n : 1, ni = 0;
+  for (int id = 0; id < p->g->n; id++) ni += p->g->nodes[id].role == MF_ROLE_INPUT;
+  s->input_state = malloc((size_t)N);
+  s->convert_off = calloc((size_t)N, sizeof *s->convert_off);
+  for (int i = 0; i < 2; i++) {
+    s->staged[i].t = malloc((size_t)(ni ? ni : 1) * sizeof *s->staged[i].t);
+    s->staged[i].data = malloc((size_t)(ni ? ni : 1) * sizeof *s->staged[i].data);
+  }
+  if (!s->input_state || !s->convert_off || !s->staged[0].t || !s->staged[0].data || !s->staged[1].t || !s->staged[1].data) {
+    snprintf(err, errlen, "session: out of host memory");
+    return -1;
+  }
+  memset(s->input_state, 1, (size_t)N); /* unwritten inputs read as zeros, as before staging existed */
+  if (!p->input_convert_bytes) return 0;
+  size_t off = 0; /* the plan's order and alignment (plan.c sizes input_convert_bytes the same way) */
+  for (int id = 0; id < p->g->n; id++) {
+    const mf_node *n = &p->g->nodes[id];
+    if (n->role != MF_ROLE_INPUT || n->dtype == MF_F32) continue;
+    s->convert_off[id] = off;
+    off += (mf_node_bytes(n) + MF_ALIGN - 1) / MF_ALIGN * MF_ALIGN;
+  }
+  if (!(s->convert = s->be->host_alloc(p->input_convert_bytes, NULL))) {
+    snprintf(err, errlen, "session: could not allocate %zu bytes of page-locked host memory for input conversion", p->input_convert_bytes);
+    return -1;
+  }
+  return 0;
+}
+
 mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o, char *err, size_t errlen) {
   mf_session *s = calloc(1, sizeof *s);
   if (!s) { snprintf(err, errlen, "session: out of host memory"); return NULL; }
@@ -177,11 +209,19 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
   }
   mf_session_push_arena(s, MF_ARENA_PARAM);
   mf_session_refresh_lp(s);
+  if (stage_init(s, err, errlen) < 0) { mf_session_free(s); return NULL; }
   return s;
 }
 
 void mf_session_free(mf_session *s) {
   if (!s) return;
+  for (int i = 0; i < 2; i++) {
+    free(s->staged[i].t);
+    free((void *)s->staged[i].data);
+  }
+  free(s->input_state);
+  free(s->convert_off);
+  if (s->convert) s->be->host_free(s->convert, s->plan->input_convert_bytes, NULL);
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     if (a == MF_ARENA_OPT && s->opt_on_host && s->arena[a]) s->be->host_free(s->arena[a], s->plan->arena[a], NULL);
     else if (s->arena[a]) mem_free(s, s->arena[a]);
@@ -253,18 +293,115 @@ static double read_scalar(mf_session *s, const mf_program *pr, int id) {
   return mf_ld(v, n->dtype, 0);
 }
 
+/* ---- staged inputs: the next batch arrives while the current step runs ---- */
+static int node_in_f32(mf_session *s, int id, const float *src, size_t n);
+static size_t slot_off(const mf_session *s, int id, int slot) {
+  return s->plan->pers_off[id] + (size_t)slot * s->plan->input_slot_bytes;
+}
+static bool stage_async(const mf_session *s) { return s->be->stage_copy && s->plan->input_slots == 2; }
+
+int mf_session_stage_inputs(mf_session *s, int n, const mf_tensor *inputs, const float *const *data) {
+  const mf_graph *g = s->plan->g;
+  if (s->n_staged == 2) {
+    fprintf(stderr, "memfit: stage_inputs: two batches are already staged; run a step before staging a third\n");
+    return -1;
+  }
+  struct mf_staged *q = &s->staged[s->n_staged];
+  for (int i = 0; i < n; i++) {
+    mf_tensor t = inputs[i];
+    if (t < 0 || t >= g->n || g->nodes[t].role != MF_ROLE_INPUT) {
+      fprintf(stderr, "memfit: stage_inputs: tensor %d (item %d) is not an input of this session\n", t, i);
+      return -1;
+    }
+    for (int j = 0; j < i; j++)
+      if (inputs[j] == t) { fprintf(stderr, "memfit: stage_inputs: input '%s' is listed twice\n", g->nodes[t].name); return -1; }
+    if (!data[i]) { fprintf(stderr, "memfit: stage_inputs: no data for input '%s'\n", g->nodes[t].name); return -1; }
+    q->t[i] = t;
+    q->data[i] = data[i];
+  }
+  q->n = n;
+  /* the slot no queued batch uses; the one the last step read is free, since steps end synchronised */
+  q->slot = s->plan->input_slots == 1 ? 0 : s->n_staged ? 1 - s->staged[0].slot : 1 - s->cur_slot;
+  if (stage_async(s)) {
+    for (int i = 0; i < n; i++) {
+      const mf_node *nd = &g->nodes[q->t[i]];
+      const void *src = q->data[i];
+      if (nd->dtype != MF_F32) { /* converted on the host into this slot's page-locked buffer */
+        uint8_t *c = s->convert + (size_t)q->slot * (s->plan->input_convert_bytes / 2) + s->convert_off[q->t[i]];
+        mf_convert(c, nd->dtype, q->data[i], MF_F32, mf_node_numel(nd));
+        src = c;
+      }
+      if (s->be->stage_copy(s->arena[MF_ARENA_DATA] + slot_off(s, q->t[i], q->slot), src, mf_node_bytes(nd), q->slot) < 0) {
+        fprintf(stderr, "memfit: stage_inputs: the copy of '%s' to the device failed\n", nd->name);
+        return -1;
+      }
+    }
+  }
+  s->n_staged++;
+  return 0;
+}
+
+/* Makes the oldest staged batch the one the step reads; refuses inputs staged for an earlier step only. */
+static int stage_take(mf_session *s) {
+  const mf_graph *g = s->plan->g;
+  if (s->n_staged) {
+    struct mf_staged *q = &s->staged[0];
+    s->cur_slot = q->slot;
+    for (int i = 0; i < q->n; i++) {
+      int id = q->t[i];
+      const mf_node *nd = &g->nodes[id];
+      if (!stage_async(s)) {
+        if (s->bound) s->bound[id] = NULL;
+        if (nd->dtype == MF_F32 && !s->be->copy_in) { /* the CPU reads the caller's f32 batch in place */
+          if (mf_session_bind_input(s, id, (void *)q->data[i]) < 0) return -1;
+        } else if (node_in_f32(s, id, q->data[i], (size_t)mf_node_numel(nd)) < 0)
+          return -1;
+      }
+      s->input_state[id] = 2; /* readable by this step only */
+    }
+    if (stage_async(s) && s->be->stage_wait(q->slot, s->stream) < 0) {
+      fprintf(stderr, "memfit: stage_inputs: waiting for the staged batch failed\n");
+      return -1;
+    }
+    struct mf_staged done = *q; /* keep both queue entries' arrays: rotate instead of copying */
+    s->staged[0] = s->staged[1];
+    s->staged[1] = done;
+    s->n_staged--;
+  }
+  for (int id = 0; id < g->n; id++)
+    if (s->input_state[id] == 0) {
+      fprintf(stderr, "memfit: input '%s' was staged for an earlier step only: stage it (or write it) again for this one\n",
+              g->nodes[id].name);
+      return -1;
+    }
+  return 0;
+}
+/* after the step: inputs taken from a staged batch are spent (the caller may reuse that memory) */
+static void stage_done(mf_session *s) {
+  const mf_graph *g = s->plan->g;
+  for (int id = 0; id < g->n; id++)
+    if (s->input_state[id] == 2) {
+      s->input_state[id] = 0;
+      if (s->bound) s->bound[id] = NULL;
+    }
+}
+
 double mf_session_micro_step(mf_session *s) {
   mf_plan *p = s->plan;
   if (!p->has_train) return mf_session_forward(s);
+  if (stage_take(s) < 0) return NAN;
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
   mf_session_run(s, &p->train);
+  stage_done(s);
   s->micro++;
   return read_scalar(s, &p->train, p->loss);
 }
 
 double mf_session_forward(mf_session *s) {
   mf_plan *p = s->plan;
+  if (stage_take(s) < 0) return NAN;
   mf_session_run(s, &p->fwd);
+  stage_done(s);
   return read_scalar(s, &p->fwd, p->loss);
 }
 
@@ -393,13 +530,22 @@ int mf_session_write_input(mf_session *s, mf_tensor t, const float *src, size_t 
   if (node_check(s, t, n, "write_input") < 0) return -1;
   const mf_node *nd = &s->plan->g->nodes[t];
   if (nd->role != MF_ROLE_INPUT) { fprintf(stderr, "memfit: write_input: '%s' is not an input\n", nd->name); return -1; }
-  return node_in_f32(s, t, src, n);
+  if (s->bound) s->bound[t] = NULL; /* writing means: read the session's own buffer again */
+  int cur = s->cur_slot, rc = 0;
+  for (int k = 0; k < s->plan->input_slots && !rc; k++) { /* every copy, so any slot a step reads has it */
+    s->cur_slot = k;
+    rc = node_in_f32(s, t, src, n);
+  }
+  s->cur_slot = cur;
+  if (!rc) s->input_state[t] = 1;
+  return rc;
 }
 
 int mf_session_bind_input(mf_session *s, mf_tensor t, void *data) {
   const mf_graph *g = s->plan->g;
   if (t < 0 || t >= g->n || g->nodes[t].role != MF_ROLE_INPUT) { fprintf(stderr, "memfit: bind_input: tensor %d is not an input\n", t); return -1; }
   if (s->be->copy_in) { fprintf(stderr, "memfit: bind_input: backend '%s' needs its own staging copy\n", s->be->name); return -1; }
+  if (data) s->input_state[t] = 1;
   if (!s->bound && !(s->bound = calloc((size_t)g->n, sizeof *s->bound))) return -1;
   s->bound[t] = data;
   return 0;

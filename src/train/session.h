@@ -24,6 +24,17 @@ struct mf_session {
   uint8_t *host_mirror[MF_ARENA_COUNT]; /* device backends: host copies for checkpoints, made on demand */
   void **bound;                     /* per node id: caller memory an input is bound to, or NULL */
   int opt_on_host;                  /* optimizer state offloaded to page-locked host memory */
+  /* Staged batches (mf_session_stage_inputs): a queue of at most two, each step takes the oldest. */
+  int cur_slot;                     /* input slot the steps read */
+  int n_staged;
+  struct mf_staged {
+    int slot, n;
+    mf_tensor *t;                   /* [number of inputs] */
+    const float **data;
+  } staged[2];
+  uint8_t *input_state;             /* per node id: 1 readable, 0 staged for an earlier step only */
+  uint8_t *convert;                 /* page-locked host buffers of plan->input_convert_bytes */
+  size_t *convert_off;              /* per node id: offset of a non-f32 input in one slot of `convert` */
 };
 
 /* Host view of a persistent arena: the arena itself on the CPU; on a device, a host mirror filled

@@ -25,6 +25,8 @@ void *mf_cuda_host_alloc(size_t bytes, void *ctx);
 void mf_cuda_host_free(void *p, size_t bytes, void *ctx);
 int mf_cuda_copy_in(void *dev_dst, const void *host_src, size_t n);
 int mf_cuda_copy_out(void *host_dst, const void *dev_src, size_t n);
+int mf_cuda_stage_copy(void *dev_dst, const void *host_src, size_t n, int slot);
+int mf_cuda_stage_wait(int slot, void *stream);
 int mf_cuda_fill(void *dev_dst, int byte, size_t n);
 int mf_cuda_sync(void *stream);
 double mf_cuda_sum_squares(const float *g, int64_t n, void *stream);

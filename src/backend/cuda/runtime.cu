@@ -17,6 +17,8 @@ static struct {
   char err[256];
   int device;
   cudaStream_t stream;
+  cudaStream_t copy_stream;  /* the next batch's inputs, overlapping the step on `stream` */
+  cudaEvent_t slot_ready[2]; /* recorded on copy_stream after each input slot's copies */
   cublasHandle_t blas;
   cudaStream_t blas_stream;
   void *blas_ws;
@@ -63,6 +65,9 @@ static int start(void) {
   size_t free0 = 0, free1 = 0;
   if ((e = cudaMemGetInfo(&free0, &G.total)) != cudaSuccess) return fail("cudaMemGetInfo", e);
   if ((e = cudaStreamCreateWithFlags(&G.stream, cudaStreamNonBlocking)) != cudaSuccess) return fail("cudaStreamCreate", e);
+  if ((e = cudaStreamCreateWithFlags(&G.copy_stream, cudaStreamNonBlocking)) != cudaSuccess) return fail("copy stream", e);
+  for (int i = 0; i < 2; i++)
+    if ((e = cudaEventCreateWithFlags(&G.slot_ready[i], cudaEventDisableTiming)) != cudaSuccess) return fail("cudaEventCreate", e);
   if (cublasCreate(&G.blas) != CUBLAS_STATUS_SUCCESS) {
     snprintf(G.err, sizeof G.err, "CUDA backend: cublasCreate failed");
     G.state = -1;
@@ -195,6 +200,24 @@ extern "C" int mf_cuda_copy_out(void *host_dst, const void *dev_src, size_t n) {
   cudaError_t e = cudaMemcpyAsync(host_dst, dev_src, n, cudaMemcpyDeviceToHost, G.stream);
   if (e == cudaSuccess) e = cudaStreamSynchronize(G.stream);
   mf_cuda_note(e, "copy_out");
+  return e == cudaSuccess ? 0 : -1;
+}
+/* The next batch: queued on the copy stream, so it runs while the compute stream works on the
+ * current step (the session only stages into a slot no running step reads: steps end with a host
+ * synchronisation). The event marks the slot complete for stage_wait. */
+extern "C" int mf_cuda_stage_copy(void *dev_dst, const void *host_src, size_t n, int slot) {
+  ensure_started();
+  if (G.state != 1 || slot < 0 || slot > 1) return -1;
+  cudaError_t e = cudaMemcpyAsync(dev_dst, host_src, n, cudaMemcpyHostToDevice, G.copy_stream);
+  if (e == cudaSuccess) e = cudaEventRecord(G.slot_ready[slot], G.copy_stream);
+  mf_cuda_note(e, "stage_copy");
+  return e == cudaSuccess ? 0 : -1;
+}
+extern "C" int mf_cuda_stage_wait(int slot, void *stream) {
+  ensure_started();
+  if (G.state != 1 || slot < 0 || slot > 1) return -1;
+  cudaError_t e = cudaStreamWaitEvent(stream ? (cudaStream_t)stream : G.stream, G.slot_ready[slot], 0);
+  mf_cuda_note(e, "stage_wait");
   return e == cudaSuccess ? 0 : -1;
 }
 extern "C" int mf_cuda_fill(void *dev_dst, int byte, size_t n) {
