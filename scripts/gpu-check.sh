@@ -5,6 +5,8 @@
 # training step of the seed-16gb steganography model (10 blocks, growth 160, 224x224, batch 8,
 # bf16) in memfit and in PyTorch (autocast bf16) and plans it in a 4 GiB budget; ends with a table.
 # usage: bash scripts/gpu-check.sh [STEPS]          (env: BUILD_DIR, PYTHON, SKIP_DEPS=1)
+# On a GPU machine with no package registry (the device tool's): first run 'bash scripts/gpu-deps.sh'
+# on the development machine, then run this there with .gpu-deps carried along.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-10}
@@ -14,8 +16,45 @@ status=0
 note() { printf '\n== %s\n' "$*"; }
 
 note "dependencies"
-if [ "${SKIP_DEPS:-0}" != 1 ]; then
-  bash scripts/deps.sh || echo "deps: could not install (offline?); continuing with what is there"
+if [ "${SKIP_DEPS:-0}" = 1 ] || ls .gpu-deps/*.deb >/dev/null 2>&1; then
+  echo "skipped (SKIP_DEPS=1 or carried .gpu-deps/: a machine without a package registry)"
+else
+  timeout 900 bash scripts/deps.sh || echo "deps: could not install (offline?); continuing with what is there"
+fi
+
+# A GPU machine without a package registry: unpack the .deb files scripts/gpu-deps.sh fetched (carried
+# in .gpu-deps/) into .gpu-deps/root and point pkg-config, the compiler and the loader at them.
+if ! { command -v pkg-config >/dev/null && pkg-config --exists openblas libpng libjpeg; } 2>/dev/null; then
+  if ls .gpu-deps/*.deb >/dev/null 2>&1; then
+    root=$PWD/.gpu-deps/root
+    mkdir -p "$root"
+    python3 - "$root" .gpu-deps/*.deb <<'PY' || { echo "gpu-check: could not unpack .gpu-deps"; exit 1; }
+import io, sys, tarfile
+root = sys.argv[1]
+for deb in sys.argv[2:]:  # a .deb is an ar archive holding data.tar.*
+    raw = open(deb, "rb").read()
+    assert raw[:8] == b"!<arch>\n", deb
+    pos = 8
+    while pos < len(raw):
+        name, size = raw[pos:pos + 16].decode().strip(), int(raw[pos + 48:pos + 58])
+        body = raw[pos + 60:pos + 60 + size]
+        if name.startswith("data.tar"):
+            with tarfile.open(fileobj=io.BytesIO(body)) as t:
+                kw = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+                t.extractall(root, **kw)
+        pos += 60 + size + (size & 1)
+print("unpacked %d packages into %s" % (len(sys.argv) - 2, root))
+PY
+    lib=$root/usr/lib/x86_64-linux-gnu
+    export PKG_CONFIG_SYSROOT_DIR=$root
+    export PKG_CONFIG_PATH=$lib/openblas-openmp/pkgconfig:$lib/pkgconfig:$root/usr/share/pkgconfig
+    export LD_LIBRARY_PATH=$lib/openblas-openmp:$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export LIBRARY_PATH=$lib/openblas-openmp:$lib${LIBRARY_PATH:+:$LIBRARY_PATH}
+    command -v pkg-config >/dev/null || pkgconfig_exe=$root/usr/bin/pkgconf
+  else
+    echo "gpu-check: OpenBLAS, libpng or libjpeg (or pkg-config) is missing here and nothing can be installed;"
+    echo "           on the development machine run 'bash scripts/gpu-deps.sh' and carry .gpu-deps"
+  fi
 fi
 
 note "GPU"
@@ -26,7 +65,8 @@ else
 fi
 
 note "configure and build with CUDA ($dir)"
-if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMEMFIT_CUDA=ON >"$out/configure.log" 2>&1; then
+if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMEMFIT_CUDA=ON ${pkgconfig_exe:+-DPKG_CONFIG_EXECUTABLE=$pkgconfig_exe} \
+     >"$out/configure.log" 2>&1; then
   cat "$out/configure.log"; echo "gpu-check: configure FAILED"; exit 1
 fi
 grep -E "memfit: CUDA" "$out/configure.log" || true
