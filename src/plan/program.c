@@ -91,21 +91,28 @@ static int cse_add(cse_table *t, const mf_graph *g, int id) {
   return 0;
 }
 
-/* Marks what the targets need, then emits the reachable non-leaf nodes of `order` into pr. */
-static int program_emit(const mf_graph *g, const idlist *order, const int *targets, int nt, mf_program *pr) {
-  uint8_t *need = calloc((size_t)g->n, 1);
-  int *stack = malloc((size_t)g->n * sizeof *stack);
-  if (!need || !stack) { free(need); free(stack); return -1; }
+/* Marks in need[] (g->n entries, zeroed) every node the targets read, directly or not. */
+static int mark_needed(const mf_graph *g, const int *targets, int nt, uint8_t *need) {
+  int *stack = malloc((size_t)(g->n ? g->n : 1) * sizeof *stack);
+  if (!stack) return -1;
   int sp = 0;
   for (int i = 0; i < nt; i++)
-    if (targets[i] >= 0 && !need[targets[i]]) { need[targets[i]] = 1; stack[sp++] = targets[i]; }
+    if (targets[i] >= 0 && targets[i] < g->n && !need[targets[i]]) { need[targets[i]] = 1; stack[sp++] = targets[i]; }
   while (sp) {
     const mf_node *n = &g->nodes[stack[--sp]];
     for (int j = 0; j < n->nsrc; j++)
       if (!need[n->src[j]]) { need[n->src[j]] = 1; stack[sp++] = n->src[j]; }
   }
+  free(stack);
+  return 0;
+}
+
+/* Emits the non-leaf nodes of `order` that the targets need into pr. */
+static int program_emit(const mf_graph *g, const idlist *order, const int *targets, int nt, mf_program *pr) {
+  uint8_t *need = calloc((size_t)(g->n ? g->n : 1), 1);
+  if (!need || mark_needed(g, targets, nt, need) < 0) { free(need); return -1; }
   pr->steps = malloc((size_t)(order->n ? order->n : 1) * sizeof *pr->steps);
-  if (!pr->steps) { free(need); free(stack); return -1; }
+  if (!pr->steps) { free(need); return -1; }
   pr->n_steps = 0;
   pr->flops = 0;
   for (int i = 0; i < order->n; i++) {
@@ -115,7 +122,6 @@ static int program_emit(const mf_graph *g, const idlist *order, const int *targe
     pr->flops += mf_node_flops(g, &g->nodes[id]);
   }
   free(need);
-  free(stack);
   return 0;
 }
 
@@ -260,22 +266,42 @@ oom:
   return -1;
 }
 
+/* True when an output of segment k is something the step needs only to invert the segment (the
+ * targets do not read it, need0[] marks what they read before the rewrite). Inverting would make
+ * the forward compute that output just to undo it in backward, so such a segment is recomputed
+ * from its inputs instead: fewer FLOPs both ways (the clones it needs are the same), at the cost of
+ * keeping its inputs rather than its outputs. In the steganography model these are the last hide
+ * block (y2 is dropped; its rho and eta are what the reveal pass computes anyway) and the last
+ * reveal block (x1 is dropped). */
+static bool has_unneeded_output(const mf_graph *g, int k, const uint8_t *need0) {
+  const mf_segment *s = &g->segs[k];
+  for (int i = 0; i < s->n_out; i++)
+    if (!need0[s->outs[i]]) return true;
+  return false;
+}
+
 int mf_program_build_train(mf_graph *g, int loss, const mf_plan_opts *o, mf_program *pr, int *n_recomputed, char *err, size_t errlen) {
   int nf = g->n_fwd, nb_end = g->n;
   idmap M = {0};
   idlist *ins = calloc((size_t)(nb_end - nf + 1), sizeof *ins); /* nodes inserted before backward node nf+i */
-  idlist order = {0};
+  idlist order = {0}, targets = {0};
+  uint8_t *need0 = calloc((size_t)(nb_end ? nb_end : 1), 1);
   cse_table t = {.base = nb_end};
   int rc = -1;
   *n_recomputed = 0;
-  if (!ins || idmap_grow(&M, g->n) < 0) { snprintf(err, errlen, "plan: out of host memory"); goto done; }
+  if (!ins || !need0 || idmap_grow(&M, g->n) < 0 || idlist_push(&targets, loss) < 0) goto oom;
+  for (int id = nf; id < nb_end; id++)
+    if (g->nodes[id].op == MF_OP_ACC_GRAD && idlist_push(&targets, id) < 0) goto oom;
+  for (int i = 0; i < o->n_keep; i++) /* kept tensors are read from the forward pass, as computed there */
+    if (idlist_push(&targets, o->keep[i]) < 0) goto oom;
+  if (mark_needed(g, targets.v, targets.n, need0) < 0) goto oom;
   for (int k = g->nseg - 1; k >= 0; k--) {
     if (!seg_wanted(o, k)) continue;
     int pos = -1;
     for (int id = nf; id < nb_end && pos < 0; id++)
       if (g->nodes[id].seg == k && g->nodes[id].phase == MF_PHASE_BWD) pos = id;
     if (pos < 0) continue; /* nothing in this segment needs a gradient */
-    bool invert = o->invertible && g->segs[k].inverse;
+    bool invert = o->invertible && g->segs[k].inverse && !has_unneeded_output(g, k, need0);
     if (segment_rewrite(g, k, pos, nb_end, invert, &M, &ins[pos - nf], &t, err, errlen) < 0) goto done;
     (*n_recomputed)++;
   }
@@ -286,17 +312,7 @@ int mf_program_build_train(mf_graph *g, int loss, const mf_plan_opts *o, mf_prog
       if (idlist_push(&order, ins[id - nf].v[q]) < 0) goto oom;
     if (idlist_push(&order, id) < 0) goto oom;
   }
-  {
-    idlist targets = {0};
-    if (idlist_push(&targets, loss) < 0) goto oom;
-    for (int id = nf; id < nb_end; id++)
-      if (g->nodes[id].op == MF_OP_ACC_GRAD && idlist_push(&targets, id) < 0) { free(targets.v); goto oom; }
-    for (int i = 0; i < o->n_keep; i++)
-      if (idlist_push(&targets, idmap_get(&M, o->keep[i]) == o->keep[i] ? o->keep[i] : o->keep[i]) < 0) { free(targets.v); goto oom; }
-    rc = program_emit(g, &order, targets.v, targets.n, pr);
-    free(targets.v);
-    if (rc < 0) goto oom;
-  }
+  if (program_emit(g, &order, targets.v, targets.n, pr) < 0) goto oom;
   rc = 0;
   goto done;
 oom:
@@ -306,6 +322,8 @@ done:
   if (ins) for (int i = 0; i < nb_end - nf + 1; i++) free(ins[i].v);
   free(ins);
   free(order.v);
+  free(targets.v);
+  free(need0);
   free(M.m);
   free(t.slot);
   free(t.at.v);
