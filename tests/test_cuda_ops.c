@@ -1,13 +1,18 @@
 /* test_cuda_ops.c — the CUDA backend against the CPU backend: every op's output and gradients on
  * small graphs (f32, bf16 and f16 storage, per-dtype tolerances), a full training step of the
  * steganography model (loss and every gradient), run-to-run bit identity, and measured == planned
- * memory per arena. Planning with the CUDA backend needs no device and is checked everywhere; the
- * rest prints "SKIP: no CUDA device" and passes when there is no GPU (or no CUDA in the build). */
+ * memory per arena, every op of MF_OP_LIST exercised, and each kernel run alone on fresh buffers
+ * with guard bytes (it may write only its output and the workspace the backend asked for, and must
+ * leave no launch or library error). Planning with the CUDA backend needs no device and is checked
+ * everywhere; the rest prints "SKIP: no CUDA device" and passes when there is no GPU (or no CUDA in
+ * the build). MEMFIT_CUDA_TEST_BACKEND=cpu runs the whole harness CPU against CPU. */
 #include "check.h"
 #include "memfit.h"
 #include "models/steg.h"
 #include "graph/graph.h"
 #include "ops/ops.h"
+#include "plan/plan.h"
+#include "train/session.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +92,131 @@ static mf_train_opts test_opts(const char *backend) {
   o.threads = 2;
   o.debug_memory = 1;
   return o;
+}
+
+/* The backend compared with the CPU: "cuda", or (MEMFIT_CUDA_TEST_BACKEND=cpu) the CPU itself, which
+ * checks this harness on a machine without a GPU. */
+static const char *test_backend = "cuda";
+
+/* ------------------------------------------------------------------ each kernel alone, with guards */
+
+#define GUARD ((size_t)16 << 10) /* sentinel bytes after every buffer handed to a kernel */
+#define SENT 0xA5
+
+static int op_ran[MF_OP_COUNT]; /* nodes of each op the compared backend ran in the op cases */
+
+static bool is_leaf(int op) { return op == MF_OP_INPUT || op == MF_OP_PARAM || op == MF_OP_BUFFER; }
+
+/* Backend memory (host memory for the CPU backend, which has no allocator). */
+static void *bmem_alloc(const mf_backend *be, size_t n) {
+  char e[256];
+  if (be->alloc) return be->alloc(n, e, sizeof e);
+  return aligned_alloc(256, (n + 255) / 256 * 256);
+}
+static void bmem_free(const mf_backend *be, void *p) {
+  if (be->free) be->free(p);
+  else free(p);
+}
+static void bmem_fill(const mf_backend *be, void *p, int byte, size_t n) {
+  if (be->fill) be->fill(p, byte, n);
+  else memset(p, byte, n);
+}
+static void bmem_read(const mf_backend *be, void *host, const void *p, size_t n) {
+  if (be->copy_out) be->copy_out(host, p, n);
+  else memcpy(host, p, n);
+}
+/* index of the first byte of h[0..n) that is not `byte`, or -1 */
+static int64_t first_not(const uint8_t *h, size_t n, int byte) {
+  for (size_t i = 0; i < n; i++)
+    if (h[i] != (uint8_t)byte) return (int64_t)i;
+  return -1;
+}
+
+/* Runs the kernel of node `id` of plan p alone: every source a fresh zero-filled buffer, the output
+ * and the workspace (exactly the bytes the backend's workspace function gives) sentinel-filled, each
+ * followed by GUARD sentinel bytes. Checks the kernel reports no error, writes no guard byte and
+ * leaves its sources unchanged (batch norm's running statistics, sources 3 and 4, are updated in
+ * place by design). Returns 0 when everything held. */
+static int kernel_alone(const char *name, const mf_plan *p, int id) {
+  const mf_graph *g = p->g;
+  const mf_backend *be = p->be;
+  const mf_node *n = &g->nodes[id];
+  size_t ob = mf_node_bytes(n), wb = be->workspace(g, n), sb[MF_MAX_SRC];
+  void *src[MF_MAX_SRC] = {0}, *out = bmem_alloc(be, ob + GUARD), *ws = wb ? bmem_alloc(be, wb + GUARD) : NULL;
+  int bad = 0, ok = out && (ws || !wb);
+  for (int j = 0; j < n->nsrc; j++) {
+    sb[j] = mf_node_bytes(&g->nodes[n->src[j]]);
+    src[j] = bmem_alloc(be, sb[j] + GUARD);
+    if (!src[j]) { ok = 0; continue; }
+    bmem_fill(be, src[j], 0, sb[j]); /* zero bytes: 0.0 in every float dtype, label 0 */
+    bmem_fill(be, (char *)src[j] + sb[j], SENT, GUARD);
+  }
+  CHECK(ok, "%s: node %d (%s): could not allocate its buffers", name, id, mf_op_name(n->op));
+  if (ok) {
+    bmem_fill(be, out, SENT, ob + GUARD);
+    if (ws) bmem_fill(be, ws, SENT, wb + GUARD);
+    mf_kctx k = {.g = g, .grad_seed = 1.0, .nthreads = 2, .stream = NULL};
+    be->kernels[n->op](&k, n, out, src, ws);
+    int rc = be->sync ? be->sync(NULL) : 0;
+    CHECK(rc == 0, "%s: kernel %s (node %d '%s') reported an error (launch, cuBLAS or execution)", name, mf_op_name(n->op), id, n->name);
+    bad |= rc != 0;
+    size_t big = ob > wb ? ob : wb;
+    for (int j = 0; j < n->nsrc; j++) big = sb[j] > big ? sb[j] : big;
+    uint8_t *h = malloc(big + GUARD);
+    bmem_read(be, h, (char *)out + ob, GUARD);
+    int64_t at = first_not(h, GUARD, SENT);
+    CHECK(at < 0, "%s: kernel %s (node %d '%s') wrote past its %zu-byte output (first changed guard byte: +%lld)", name,
+          mf_op_name(n->op), id, n->name, ob, (long long)at);
+    bad |= at >= 0;
+    if (ws) {
+      bmem_read(be, h, ws, wb + GUARD);
+      at = first_not(h + wb, GUARD, SENT);
+      CHECK(at < 0, "%s: kernel %s (node %d '%s') wrote past its %zu-byte workspace (the planner reserves exactly that)", name,
+            mf_op_name(n->op), id, n->name, wb);
+      bad |= at >= 0;
+    }
+    for (int j = 0; j < n->nsrc; j++) {
+      bool in_place = n->op == MF_OP_NORM && j >= 3;
+      bmem_read(be, h, src[j], sb[j] + GUARD);
+      int64_t body = in_place ? -1 : first_not(h, sb[j], 0), guard = first_not(h + sb[j], GUARD, SENT);
+      CHECK(body < 0 && guard < 0, "%s: kernel %s (node %d '%s') wrote into source %d (%s)", name, mf_op_name(n->op), id, n->name, j,
+            body >= 0 ? "its data" : "past its end");
+      bad |= body >= 0 || guard >= 0;
+    }
+    free(h);
+  }
+  for (int j = 0; j < n->nsrc; j++)
+    if (src[j]) bmem_free(be, src[j]);
+  if (ws) bmem_free(be, ws);
+  if (out) bmem_free(be, out);
+  return bad;
+}
+
+/* Every kernel of the training program alone (kernel_alone), after checking the plan reserved for
+ * each step exactly the workspace the backend asks for. Counts the ops seen for the coverage check. */
+static void kernels_alone(const char *name, const mf_plan *p, int count_ops) {
+  const mf_program *pr = &p->train;
+  int failed = 0;
+  for (int i = 0; i < pr->n_steps && failed < 3; i++) {
+    int id = pr->steps[i];
+    const mf_node *n = &p->g->nodes[id];
+    if (count_ops) op_ran[n->op]++;
+    CHECK(pr->ws_size[i] == p->be->workspace(p->g, n), "%s: step %d (%s): planned workspace %zu, backend asks for %zu", name, i,
+          mf_op_name(n->op), pr->ws_size[i], p->be->workspace(p->g, n));
+    if (!is_leaf(n->op)) failed += kernel_alone(name, p, id);
+  }
+  if (count_ops)
+    for (int id = 0; id < p->g->n; id++) /* leaves and low-precision copies run outside the program */
+      if (is_leaf(p->g->nodes[id].op) || p->g->nodes[id].op == MF_OP_PARAM_LP) op_ran[p->g->nodes[id].op]++;
+}
+
+/* Persistent arenas: the debug scan found no byte changed in the guard after the planned bytes (the
+ * measured-bytes figure of these arenas is the planned size by construction, so look at the scan). */
+static void check_guards(const char *name, const mf_session *s) {
+  for (int a = 0; a < MF_ARENA_COUNT; a++)
+    if (a != MF_ARENA_ACT && s->arena[a])
+      CHECK(s->scanned[a] <= s->plan->arena[a], "%s: arena %s: a kernel wrote %zu bytes past its %zu planned bytes", name,
+            mf_arena_name((mf_arena_kind)a), s->scanned[a] - s->plan->arena[a], s->plan->arena[a]);
 }
 
 /* Builds case `build` with loss = sum(y * R), runs one micro-step on `backend`, collects results.
@@ -170,6 +300,12 @@ static void run_graph(const char *name, build_fn build, int variant, mf_dtype ac
     CHECK(mf_session_measured_bytes(s, (mf_arena_kind)a) == mf_plan_arena_bytes(p, (mf_arena_kind)a),
           "%s (%s, %s): arena %s measured %zu planned %zu", name, backend, mf_dtype_name(act), mf_arena_name((mf_arena_kind)a),
           mf_session_measured_bytes(s, (mf_arena_kind)a), mf_plan_arena_bytes(p, (mf_arena_kind)a));
+  if (!strcmp(backend, test_backend)) {
+    char what[128];
+    snprintf(what, sizeof what, "%s (%s, %s)", name, backend, mf_dtype_name(act));
+    check_guards(what, s);
+    kernels_alone(what, p, 1);
+  }
   r->ok = 1;
   mf_session_free(s);
   mf_graph_free(g);
@@ -187,7 +323,8 @@ static double rel_err(const float *a, const float *b, int64_t n) {
   }
   return e / m;
 }
-static double tol_for(mf_dtype act) { return act == MF_F32 ? 2e-4 : act == MF_F16 ? 1e-2 : 4e-2; }
+/* f64 graphs still hold f32 scalars (losses) and f32 inputs, so not much tighter than f32 */
+static double tol_for(mf_dtype act) { return act == MF_F64 ? 1e-5 : act == MF_F32 ? 2e-4 : act == MF_F16 ? 1e-2 : 4e-2; }
 
 static void compare(const char *name, mf_dtype act, const result *c, const result *g) {
   if (!c->ok || !g->ok) return;
@@ -206,13 +343,9 @@ static void compare(const char *name, mf_dtype act, const result *c, const resul
   }
 }
 
-/* The backend compared with the CPU: "cuda", or (MEMFIT_CUDA_TEST_BACKEND=cpu) the CPU itself, which
- * checks this harness on a machine without a GPU. */
-static const char *test_backend = "cuda";
-
 static void op_case(const char *name, build_fn build, int variant) {
-  const mf_dtype acts[3] = {MF_F32, MF_BF16, MF_F16};
-  for (int d = 0; d < 3; d++) {
+  const mf_dtype acts[4] = {MF_F32, MF_BF16, MF_F16, MF_F64};
+  for (int d = 0; d < 4; d++) {
     result c, g;
     run_graph(name, build, variant, acts[d], "cpu", &c, 0);
     run_graph(name, build, variant, acts[d], test_backend, &g, d == 0);
@@ -262,10 +395,12 @@ static mf_tensor c_unary(mf_graph *g, mf_dtype act, int v) {
 /* concat / slice / reshape / permute / sum / mean on [2,3,4,6]-ish tensors */
 static mf_tensor c_shape(mf_graph *g, mf_dtype act, int v) {
   (void)act;
-  if (v == 10) { /* a reduction with many terms per output (block per output path) */
-    mf_tensor big = P(g, "big", 3, SH(3, 40, 70));
+  if (v == 10) { /* >= 256 terms per output, innermost axis kept (one block per output) */
+    mf_tensor big = P(g, "big", 3, SH(4, 40, 70));
     return mf_mean(g, big, (1u << 0) | (1u << 2), 0); /* [40] */
   }
+  if (v == 11) return mf_sum(g, P(g, "big", 3, SH(5, 2, 300)), 1u << 2, 0);  /* [5,2]: innermost reduced, block per output */
+  if (v == 12) return mf_sum(g, P(g, "big", 2, SH(300, 4100)), 1u << 0, 1); /* [1,4100]: many outputs, thread per output */
   mf_tensor a = P(g, "a", 4, SH(2, 3, 4, 6));
   switch (v) {
   case 0: { mf_tensor b = P(g, "b", 4, SH(2, 5, 4, 6)), c = P(g, "c", 4, SH(2, 1, 4, 6)); return mf_concat(g, 3, (mf_tensor[]){a, b, c}, 1); }
@@ -292,11 +427,21 @@ static mf_tensor c_matmul(mf_graph *g, mf_dtype act, int v) {
   default: return mf_linear(g, P(g, "x", 2, SH(6, 40)), P(g, "w", 2, SH(24, 40)), P(g, "bias", 1, SH(24)));
   }
 }
-/* conv2d: 3x3 p1 with bias, stride 2, 1x1 direct, groups 2, 5x5 p2, 3x3 no padding */
+/* conv2d: 3x3 p1 with bias, stride 2, 1x1 direct, groups 2, 5x5 p2, 3x3 no padding, 1x3 and 3x1
+ * kernels, depthwise; then images big enough that the CUDA backend splits the batch (its column
+ * buffer holds at most 32 MiB: 3 + 2 images in f32) with backward data as a transposed convolution
+ * (OC <= C) and as w^T dy + col2im (OC > C) */
 static mf_tensor c_conv(mf_graph *g, mf_dtype act, int v) {
   (void)act;
+  if (v >= 9) {
+    mf_tensor x = P(g, "x", 4, SH(5, 8, 128, 256));
+    return mf_conv2d(g, x, P(g, "w", 4, SH(v == 9 ? 8 : 12, 8, 3, 3)), P(g, "bias", 1, SH(v == 9 ? 8 : 12)), 1, 1, 1);
+  }
   mf_tensor x = P(g, "x", 4, SH(2, 4, 9, 10));
   switch (v) {
+  case 6: return mf_conv2d(g, x, P(g, "w", 4, SH(4, 4, 1, 3)), -1, 1, 0, 1);
+  case 7: return mf_conv2d(g, x, P(g, "w", 4, SH(6, 4, 3, 1)), P(g, "bias", 1, SH(6)), 2, 0, 1);
+  case 8: return mf_conv2d(g, x, P(g, "w", 4, SH(4, 1, 3, 3)), P(g, "bias", 1, SH(4)), 1, 1, 4);
   case 0: return mf_conv2d(g, x, P(g, "w", 4, SH(6, 4, 3, 3)), P(g, "bias", 1, SH(6)), 1, 1, 1);
   case 1: return mf_conv2d(g, x, P(g, "w", 4, SH(5, 4, 3, 3)), -1, 2, 1, 1);
   case 2: return mf_conv2d(g, x, P(g, "w", 4, SH(7, 4, 1, 1)), P(g, "bias", 1, SH(7)), 1, 0, 1);
@@ -308,9 +453,10 @@ static mf_tensor c_conv(mf_graph *g, mf_dtype act, int v) {
 /* losses (scalar outputs) */
 static mf_tensor c_loss(mf_graph *g, mf_dtype act, int v) {
   (void)act;
-  if (v == 3) {
-    mf_tensor logits = P(g, "logits", 2, SH(9, 6));
-    mf_tensor lab = mf_input_typed(g, "labels", MF_I32, 1, SH(9)); /* some -1: ignored rows */
+  if (v >= 3) { /* v 4: rows longer than a block */
+    int64_t N = v == 3 ? 9 : 70, K = v == 3 ? 6 : 600;
+    mf_tensor logits = P(g, "logits", 2, SH(N, K));
+    mf_tensor lab = mf_input_typed(g, "labels", MF_I32, 1, SH(N)); /* some -1: ignored rows */
     return mf_softmax_ce(g, logits, lab);
   }
   mf_tensor p = P(g, "p", 3, SH(3, 4, 5)), t = P(g, "t", 3, SH(3, 4, 5));
@@ -333,7 +479,12 @@ static mf_tensor c_pool(mf_graph *g, mf_dtype act, int v) {
   case 1: return mf_maxpool2d(g, x, 2, 2, 0);
   case 2: return mf_maxpool2d(g, x, 3, 1, 1);
   case 3: return mf_global_avgpool(g, x);
-  default: return mf_upsample_nearest(g, x, 2);
+  case 4: return mf_upsample_nearest(g, x, 2);
+  default: { /* global max pooling has kernels but no builder: a global pool node switched to max */
+    mf_tensor y = mf_global_avgpool(g, x);
+    if (y >= 0) g->nodes[y].ip[0] = MF_POOL_MAX;
+    return y;
+  }
   }
 }
 /* Haar wavelet and inverse on [2,3,6,8] / [2,12,3,4] */
@@ -341,6 +492,17 @@ static mf_tensor c_wave(mf_graph *g, mf_dtype act, int v) {
   (void)act;
   if (v == 0) return mf_dwt_haar(g, P(g, "x", 4, SH(2, 3, 6, 8)));
   return mf_idwt_haar(g, P(g, "y", 4, SH(2, 12, 3, 4)));
+}
+
+/* Operands of different dtypes (GEMMs convert into f32 workspace first): an f32 input through two
+ * convolutions (3x3, then 1x1 direct ones) and a matmul, against weights in the activation dtype */
+static mf_tensor c_mixed(mf_graph *g, mf_dtype act, int v) {
+  (void)act;
+  if (v == 2) return mf_matmul(g, mf_input_typed(g, "x", MF_F32, 2, SH(6, 40)), P(g, "w", 2, SH(40, 24)), 0, 0);
+  mf_tensor x = mf_input_typed(g, "x", MF_F32, 4, SH(2, 4, 9, 10));
+  int k = v == 0 ? 3 : 1, p = v == 0 ? 1 : 0;
+  mf_tensor y1 = mf_conv2d(g, x, P(g, "w1", 4, SH(6, 4, k, k)), P(g, "b1", 1, SH(6)), 1, p, 1);
+  return mf_conv2d(g, y1, P(g, "w2", 4, SH(5, 6, k, k)), -1, 1, p, 1);
 }
 
 static void test_ops(void) {
@@ -353,20 +515,27 @@ static void test_ops(void) {
   const char *un[] = {"exp", "log", "sigmoid", "tanh", "relu", "leaky_relu", "silu", "clamp", "add_scalar", "mul_scalar"};
   for (int v = 0; v < 10; v++) op_case(un[v], c_unary, v);
   const char *shn[] = {"concat axis 1", "concat axis 3", "slice axis 2", "slice axis 3", "reshape", "permute", "transpose",
-                       "sum N,H,W", "mean C keepdim", "sum W", "mean of 3x70 per output"};
-  for (int v = 0; v < 11; v++) op_case(shn[v], c_shape, v);
+                       "sum N,H,W", "mean C keepdim", "sum W", "mean of 4x70 per output", "sum of 300 contiguous",
+                       "sum of 300 rows, 4100 outputs"};
+  for (int v = 0; v < 13; v++) op_case(shn[v], c_shape, v);
   const char *mn[] = {"matmul", "matmul a^T b^T", "matmul batched a, 2-D b", "matmul batched", "matmul batched a^T b^T", "linear"};
   for (int v = 0; v < 6; v++) op_case(mn[v], c_matmul, v);
-  const char *cn[] = {"conv 3x3 p1 bias", "conv 3x3 s2", "conv 1x1 bias", "conv groups 2", "conv 5x5 p2", "conv 3x3 p0"};
-  for (int v = 0; v < 6; v++) op_case(cn[v], c_conv, v);
-  const char *ln[] = {"mse", "mse sum", "l1", "softmax cross-entropy"};
-  for (int v = 0; v < 4; v++) op_case(ln[v], c_loss, v);
+  const char *cn[] = {"conv 3x3 p1 bias", "conv 3x3 s2",   "conv 1x1 bias",    "conv groups 2",
+                      "conv 5x5 p2",      "conv 3x3 p0",   "conv 1x3",         "conv 3x1 s2 bias",
+                      "conv depthwise",   "conv 128x256 OC=C", "conv 128x256 OC>C"};
+  for (int v = 0; v < 11; v++) op_case(cn[v], c_conv, v);
+  const char *mx[] = {"mixed dtypes conv 3x3", "mixed dtypes conv 1x1", "mixed dtypes matmul"};
+  for (int v = 0; v < 3; v++) op_case(mx[v], c_mixed, v);
+  const char *ln[] = {"mse", "mse sum", "l1", "softmax cross-entropy", "softmax cross-entropy 600 classes"};
+  for (int v = 0; v < 5; v++) op_case(ln[v], c_loss, v);
   const char *nn[] = {"batchnorm train", "batchnorm eval", "groupnorm"};
   for (int v = 0; v < 3; v++) op_case(nn[v], c_norm, v);
-  const char *pn[] = {"avgpool 3 s2 p1", "maxpool 2 s2", "maxpool 3 s1 p1", "global avgpool", "upsample 2"};
-  for (int v = 0; v < 5; v++) op_case(pn[v], c_pool, v);
+  const char *pn[] = {"avgpool 3 s2 p1", "maxpool 2 s2", "maxpool 3 s1 p1", "global avgpool", "upsample 2", "global maxpool"};
+  for (int v = 0; v < 6; v++) op_case(pn[v], c_pool, v);
   op_case("dwt", c_wave, 0);
   op_case("idwt", c_wave, 1);
+  /* every op of the registry ran on the compared backend in some case above */
+  for (int op = 0; op < MF_OP_COUNT; op++) CHECK(op_ran[op] > 0, "op %s is not exercised by any case of this test", mf_op_name(op));
 }
 
 /* ------------------------------------------------------------------ steganography training step */
@@ -443,6 +612,12 @@ static void steg_step(const char *backend, mf_dtype act, int variant, steg_run *
     r->measured[a] = mf_session_measured_bytes(s, (mf_arena_kind)a);
     r->planned[a] = mf_plan_arena_bytes(p, (mf_arena_kind)a);
   }
+  if (!strcmp(backend, test_backend)) { /* the model's own shapes, each kernel alone */
+    char what[96];
+    snprintf(what, sizeof what, "steg %s %s (%s)", mf_dtype_name(act), variant ? "memory-free" : "stored", backend);
+    check_guards(what, s);
+    kernels_alone(what, p, 0);
+  }
   r->ok = 1;
   mf_session_free(s);
   free(m);
@@ -500,11 +675,18 @@ static void test_plans(void) {
       mf_plan_print(p, stdout);
       po.backend = "cpu";
       mf_plan *pc = mf_plan_init(g, m->loss, &po, err, sizeof err);
-      /* persistent arenas do not depend on the backend; only workspaces do */
+      /* persistent arenas do not depend on the backend, except that a device backend keeps a second
+       * copy of the inputs (the next batch lands during the step); only workspaces differ */
       for (int a = 0; pc && a < MF_ARENA_COUNT; a++)
-        if (a != MF_ARENA_ACT)
+        if (a != MF_ARENA_ACT && a != MF_ARENA_DATA)
           CHECK(mf_plan_arena_bytes(p, (mf_arena_kind)a) == mf_plan_arena_bytes(pc, (mf_arena_kind)a), "%s: arena %s differs cpu/cuda",
                 presets[i], mf_arena_name((mf_arena_kind)a));
+      if (pc)
+        CHECK(p->input_slot_bytes == pc->input_slot_bytes &&
+                  mf_plan_arena_bytes(p, MF_ARENA_DATA) == (size_t)p->input_slots * p->input_slot_bytes &&
+                  mf_plan_arena_bytes(pc, MF_ARENA_DATA) == (size_t)pc->input_slots * pc->input_slot_bytes,
+              "%s: data staging: cuda %zu bytes (%d slots of %zu), cpu %zu (%d of %zu)", presets[i], mf_plan_arena_bytes(p, MF_ARENA_DATA),
+              p->input_slots, p->input_slot_bytes, mf_plan_arena_bytes(pc, MF_ARENA_DATA), pc->input_slots, pc->input_slot_bytes);
       mf_plan_free(pc);
     }
 #else
