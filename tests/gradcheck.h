@@ -51,9 +51,14 @@ static inline double gc_loss(const mf_graph *g, void **leaf, int loss) {
   return v;
 }
 
-/* Returns the number of mismatching gradient elements (0 = pass); counts CHECKs. */
-static inline int gc_check(const char *name, int nin, const gc_input *ins, gc_build_fn build, void *ctx,
-                           int label_range, double tol) {
+/* Optional: overwrites leaf values after the random fill (leaf[id] holds node id's data; in[i] are the
+ * inputs under test), for checks that need particular values (a constant matrix, inputs kept away
+ * from a kink). */
+typedef void (*gc_fill_fn)(const mf_graph *g, const mf_tensor *in, void **leaf, void *fill_ctx);
+
+/* gc_check with values set by `fill` (may be NULL) before the gradients are taken. */
+static inline int gc_check_fill(const char *name, int nin, const gc_input *ins, gc_build_fn build, void *ctx,
+                                int label_range, double tol, gc_fill_fn fill, void *fill_ctx) {
   gc_seed_fresh();
   uint64_t seed = gc_rng_state;
   mf_graph *g = mf_graph_init(MF_F64);
@@ -95,6 +100,7 @@ static inline int gc_check(const char *name, int nin, const gc_input *ins, gc_bu
       }
     }
   }
+  if (fill) fill(g, p, leaf, fill_ctx);
   mf_ref r;
   char err[256];
   int bad = 0;
@@ -126,6 +132,12 @@ static inline int gc_check(const char *name, int nin, const gc_input *ins, gc_bu
   free(leaf);
   mf_graph_free(g);
   return bad;
+}
+
+/* Returns the number of mismatching gradient elements (0 = pass); counts CHECKs. */
+static inline int gc_check(const char *name, int nin, const gc_input *ins, gc_build_fn build, void *ctx,
+                           int label_range, double tol) {
+  return gc_check_fill(name, nin, ins, build, ctx, label_range, tol, NULL, NULL);
 }
 
 #endif

@@ -7,7 +7,7 @@
 
 /* sum over positions and channels of (1 - SSIM map) of x and y ([B,C,H,W], H and W >= k), with local
  * means, variances and covariance over a k x k uniform window (avgpool, stride 1, no padding) and
- * C1 = 0.01^2, C2 = 0.03^2 (range 1) -> f32 scalar. */
+ * C1 = 0.01^2, C2 = 0.03^2 (range 1) -> scalar (f32; f64 in an f64 graph). */
 mf_tensor mf_steg_ssim_loss(mf_graph *g, mf_tensor x, mf_tensor y, int k);
 /* The window the trainer uses for a crop of size x size: 7, or 3 below 14 pixels. */
 int mf_steg_ssim_window(int size);
@@ -19,8 +19,8 @@ void mf_steg_dct_matrix(double D[64]);
  * [B*C*H/8, W/8, 8, 8], block (i, j) holding the transposed coefficients (D X D^T)^T of its pixels
  * X = x[b, c, 8i.., 8j..]. */
 mf_tensor mf_steg_dct_blocks(mf_graph *g, mf_tensor x, mf_tensor D);
-/* sum |DCT8x8(x) - DCT8x8(y)| over every coefficient -> f32 scalar. (The DCT keeps the L2 norm of a
- * difference, so the frequency term is L1.) */
+/* sum |DCT8x8(x) - DCT8x8(y)| over every coefficient -> scalar (f32; f64 in an f64 graph). (The DCT
+ * keeps the L2 norm of a difference, so the frequency term is L1.) */
 mf_tensor mf_steg_dct_loss(mf_graph *g, mf_tensor x, mf_tensor y, mf_tensor D);
 
 #endif
