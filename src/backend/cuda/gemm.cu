@@ -80,6 +80,16 @@ static void finish(void *y, mf_dtype yt, const void *x, mf_dtype xt, const void 
   else k_bias<float><<<mf_blocks(n), MF_THREADS, 0, s>>>(y, yt, x, xt, b, bt, OC, P, n);
   MF_CUDA_LAUNCHED("conv bias");
 }
+/* y (yt) [nb, OC, P] = bias[oc]: the GEMM then adds w.col on top (beta 1) and rounds once */
+template <typename T> __global__ void k_bias_fill(void *y, int yt, const void *b, int bt, int64_t OC, int64_t P, int64_t n) {
+  MF_GRID_LOOP(i, n) mf_gst<T>(y, yt, i, mf_gld<T>(b, bt, (i / P) % OC));
+}
+static void bias_fill(void *y, mf_dtype yt, const void *b, mf_dtype bt, int64_t OC, int64_t P, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  if (yt == MF_F64 || bt == MF_F64) k_bias_fill<double><<<mf_blocks(n), MF_THREADS, 0, s>>>(y, yt, b, bt, OC, P, n);
+  else k_bias_fill<float><<<mf_blocks(n), MF_THREADS, 0, s>>>(y, yt, b, bt, OC, P, n);
+  MF_CUDA_LAUNCHED("conv bias");
+}
 
 /* Convolution geometry, passed by value to kernels. */
 typedef struct cgeo {
@@ -261,11 +271,16 @@ extern "C" void mf_cuda_conv2d(const mf_kctx *k, const mf_node *n, void *out, vo
       colstride = g->C * g->HW;
     }
     void *ym = P.n_c ? (void *)(wsb + P.o_c) : (void *)atw(out, n->dtype, i0 * g->OC * g->OHW);
+    /* GEMM straight into y (native dtype): the bias goes in first, so the sum is rounded once to
+     * y's dtype as on the CPU backend (adding it afterwards would round a bf16/f16 y twice) */
+    bool prefill = nb && !P.n_c;
+    if (prefill) bias_fill(ym, n->dtype, src[2], nb->dtype, g->OC, g->OHW, nb_i * g->OC * g->OHW, s);
     for (int64_t gi = 0; gi < g->G; gi++)
       gemm(s, 0, 0, g->OCg, g->OHW, g->K, at(wm, P.abt, gi * g->OCg * g->K), g->K, 0, at(colm, P.abt, gi * g->K * g->OHW), g->OHW, colstride,
-           P.abt, 0.0, atw(ym, P.ct, gi * g->OCg * g->OHW), g->OHW, g->OC * g->OHW, P.ct, nb_i, "conv2d");
-    finish(atw(out, n->dtype, i0 * g->OC * g->OHW), n->dtype, ym, P.ct, nb ? src[2] : NULL, nb ? nb->dtype : MF_F32, g->OC, g->OHW,
-           nb_i * g->OC * g->OHW, s);
+           P.abt, prefill ? 1.0 : 0.0, atw(ym, P.ct, gi * g->OCg * g->OHW), g->OHW, g->OC * g->OHW, P.ct, nb_i, "conv2d");
+    if (!prefill)
+      finish(atw(out, n->dtype, i0 * g->OC * g->OHW), n->dtype, ym, P.ct, nb ? src[2] : NULL, nb ? nb->dtype : MF_F32, g->OC, g->OHW,
+             nb_i * g->OC * g->OHW, s);
   }
 }
 
