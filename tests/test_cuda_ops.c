@@ -151,6 +151,10 @@ static int kernel_alone(const char *name, const mf_plan *p, int id) {
     bmem_fill(be, src[j], 0, sb[j]); /* zero bytes: 0.0 in every float dtype, label 0 */
     bmem_fill(be, (char *)src[j] + sb[j], SENT, GUARD);
   }
+  size_t big = ob > wb ? ob : wb;
+  for (int j = 0; j < n->nsrc; j++) big = sb[j] > big ? sb[j] : big;
+  uint8_t *h = malloc(big + GUARD); /* host copy of one buffer */
+  ok = ok && h;
   CHECK(ok, "%s: node %d (%s): could not allocate its buffers", name, id, mf_op_name(n->op));
   if (ok) {
     bmem_fill(be, out, SENT, ob + GUARD);
@@ -160,9 +164,6 @@ static int kernel_alone(const char *name, const mf_plan *p, int id) {
     int rc = be->sync ? be->sync(NULL) : 0;
     CHECK(rc == 0, "%s: kernel %s (node %d '%s') reported an error (launch, cuBLAS or execution)", name, mf_op_name(n->op), id, n->name);
     bad |= rc != 0;
-    size_t big = ob > wb ? ob : wb;
-    for (int j = 0; j < n->nsrc; j++) big = sb[j] > big ? sb[j] : big;
-    uint8_t *h = malloc(big + GUARD);
     bmem_read(be, h, (char *)out + ob, GUARD);
     int64_t at = first_not(h, GUARD, SENT);
     CHECK(at < 0, "%s: kernel %s (node %d '%s') wrote past its %zu-byte output (first changed guard byte: +%lld)", name,
@@ -183,8 +184,8 @@ static int kernel_alone(const char *name, const mf_plan *p, int id) {
             body >= 0 ? "its data" : "past its end");
       bad |= body >= 0 || guard >= 0;
     }
-    free(h);
   }
+  free(h);
   for (int j = 0; j < n->nsrc; j++)
     if (src[j]) bmem_free(be, src[j]);
   if (ws) bmem_free(be, ws);
