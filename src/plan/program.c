@@ -269,10 +269,10 @@ oom:
 /* True when an output of segment k is something the step needs only to invert the segment (the
  * targets do not read it, need0[] marks what they read before the rewrite). Inverting would make
  * the forward compute that output just to undo it in backward, so such a segment is recomputed
- * from its inputs instead: fewer FLOPs both ways (the clones it needs are the same), at the cost of
- * keeping its inputs rather than its outputs. In the steganography model these are the last hide
- * block (y2 is dropped; its rho and eta are what the reveal pass computes anyway) and the last
- * reveal block (x1 is dropped). */
+ * from its inputs instead: the forward skips that output, backward runs no inverse and the clones
+ * it needs are the same; the price is keeping its inputs rather than its outputs. In the
+ * steganography model these are the last hide block (y2 is dropped; its rho and eta are what the
+ * reveal pass computes anyway) and the last reveal block (x1 is dropped). */
 static bool has_unneeded_output(const mf_graph *g, int k, const uint8_t *need0) {
   const mf_segment *s = &g->segs[k];
   for (int i = 0; i < s->n_out; i++)
