@@ -327,6 +327,19 @@ mf_transform_opts mf_transform_opts_default(void);   /* no augmentation: resize 
 int mf_dataset_get(mf_dataset *d, size_t i, const mf_transform_opts *t, uint64_t seed, float *out, char *err,
                    size_t errlen);
 
+/* Where a loader stands: the next batch mf_loader_next will return (batches already returned count
+ * as taken, released or not). The order of an epoch and every random choice of a sample are functions
+ * of (seed, epoch, sample) only, so this is the loader's whole state: a loader started at a position
+ * (mf_loader_opts.start) delivers byte-identical batches to one that got there by running. */
+typedef struct mf_loader_pos {
+  int64_t epoch;           /* epoch of the next batch */
+  int64_t batch;           /* its index in that epoch's order (0 .. batches per epoch - 1) */
+  uint64_t seed;           /* the loader's seed: the shuffle and augmentation streams */
+  uint64_t data_id;        /* hash of the usable samples (paths and sizes, or the generator's seed and
+                              size), batch size, drop_last, shuffle, views, transforms and seed; never 0.
+                              Worker count and prefetch are not in it: they never change a byte */
+} mf_loader_pos;
+
 typedef struct mf_loader_opts {
   mf_dataset *dataset;
   int batch_size;          /* default 8 */
@@ -341,6 +354,11 @@ typedef struct mf_loader_opts {
   void (*free)(void *p, size_t bytes, void *ctx);
   void *alloc_ctx;
   int quiet;               /* no warnings on stderr */
+  mf_loader_pos start;     /* first batch (default zeros: epoch 0, batch 0). From mf_loader_position:
+                              init fails, naming the difference, when the seed or data_id differ. Set
+                              by hand (data_id 0): nothing is checked and batch may exceed an epoch
+                              (epoch * batches per epoch + batch batches from the beginning). Starting
+                              at batch 0 skips the NULL that would have ended the previous epoch */
 } mf_loader_opts;
 mf_loader_opts mf_loader_opts_default(void);
 
@@ -350,7 +368,7 @@ typedef struct mf_batch {
   int32_t *labels;         /* [B], -1 when unlabelled */
   const int64_t *indices;  /* [B] dataset sample indices */
   int n;                   /* samples filled (batch_size unless drop_last = 0 and last batch) */
-  int64_t epoch, step;     /* step counts batches since init */
+  int64_t epoch, step;     /* step counts batches from epoch 0, batch 0 (including those before opts.start) */
 } mf_batch;
 
 /* Exact bytes of staging memory mf_loader_init will allocate through opts->alloc (0 if invalid). */
@@ -364,6 +382,8 @@ void mf_loader_free(mf_loader *l);
 /* Why mf_loader_next returned NULL other than at an epoch end (no sample loadable), else NULL. */
 const char *mf_loader_error(const mf_loader *l);
 size_t mf_loader_batches_per_epoch(const mf_loader *l);
+/* The position of the next batch; save it with a checkpoint and pass it back as opts.start. */
+mf_loader_pos mf_loader_position(const mf_loader *l);
 typedef struct mf_loader_stats {
   double wait_s;           /* time the consumer spent blocked in mf_loader_next */
   int64_t batches, samples;

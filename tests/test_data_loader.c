@@ -1,7 +1,8 @@
 /* test_data_loader.c — the threaded loader and the folder dataset: every sample once per epoch,
  * byte-identical batches for 1, 2 and 3 workers, batches equal mf_dataset_get, exact staging bytes
  * through the allocator hook, bad files skipped/replaced and counted, empty and missing folders,
- * train/validation split determinism, class labels, two views. */
+ * train/validation split determinism, class labels, two views, and positions: a loader started where
+ * another stood delivers the same bytes (other worker counts too), and refuses other data or seeds. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,73 @@ static uint8_t *run_loader(mf_loader_opts lo, int epochs, size_t *nbytes, int64_
   return all;
 }
 
+/* The next batch (past an epoch's closing NULL) as bytes: n, epoch, step, indices, labels, each view. */
+static uint8_t *take_batch(mf_loader *L, const mf_loader_opts *lo, size_t *len) {
+  const mf_batch *b = mf_loader_next(L);
+  if (!b && !mf_loader_error(L)) b = mf_loader_next(L);
+  if (!b) return NULL;
+  size_t img = (size_t)b->n * lo->tf.channels * lo->tf.out_w * lo->tf.out_h * mf_dataset_frames(lo->dataset) * sizeof(float);
+  size_t n = 24 + (size_t)b->n * 12 + (size_t)lo->views * img;
+  uint8_t *o = malloc(n), *p = o;
+  int64_t hdr[3] = {b->n, b->epoch, b->step};
+  memcpy(p, hdr, 24); p += 24;
+  memcpy(p, b->indices, (size_t)b->n * 8); p += (size_t)b->n * 8;
+  memcpy(p, b->labels, (size_t)b->n * 4); p += (size_t)b->n * 4;
+  for (int v = 0; v < lo->views; v++) { memcpy(p, b->views[v], img); p += img; }
+  mf_loader_release(L, b);
+  *len = n;
+  return o;
+}
+
+/* Takes `total` batches with one worker, noting the position before each; then starts new loaders at
+ * some of those positions (with other worker and prefetch counts) and compares every later batch. */
+static void check_restart(const char *what, mf_loader_opts lo, int total) {
+  enum { MAXB = 32 };
+  char err[512];
+  uint8_t *ref[MAXB] = {0};
+  size_t len[MAXB];
+  mf_loader_pos pos[MAXB + 1];
+  if (total > MAXB) total = MAXB;
+  lo.workers = 1; lo.prefetch = 2;
+  mf_loader *L = mf_loader_init(&lo, err, sizeof err);
+  CHECK(L != NULL, "%s: loader: %s", what, L ? "" : err);
+  if (!L) return;
+  int64_t per = (int64_t)mf_loader_batches_per_epoch(L);
+  int taken = 0;
+  for (; taken < total; taken++) {
+    pos[taken] = mf_loader_position(L);
+    if (!(ref[taken] = take_batch(L, &lo, &len[taken]))) break;
+  }
+  pos[taken] = mf_loader_position(L);
+  mf_loader_free(L);
+  CHECK(taken == total, "%s: %d of %d batches", what, taken, total);
+  int counted = 1;
+  for (int k = 0; k <= taken; k++)
+    counted &= pos[k].epoch == k / per && pos[k].batch == k % per && pos[k].seed == lo.seed && pos[k].data_id &&
+               pos[k].data_id == pos[0].data_id;
+  CHECK(counted, "%s: positions count epochs (%lld batches each) and batches; seed and data id stay", what, (long long)per);
+  int ks[] = {1, (int)per - 1, (int)per, (int)per + 1, taken - 1};
+  for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+    int k = ks[i];
+    if (k < 0 || k >= taken) continue;
+    lo.start = pos[k]; lo.workers = 2 + (int)(i % 2); lo.prefetch = 1 + (int)(i % 3);
+    L = mf_loader_init(&lo, err, sizeof err);
+    CHECK(L != NULL, "%s: loader started at batch %d: %s", what, k, L ? "" : err);
+    if (!L) continue;
+    int same = 1;
+    for (int j = k; j < taken && same; j++) {
+      size_t n;
+      uint8_t *b = take_batch(L, &lo, &n);
+      same = b && n == len[j] && memcmp(b, ref[j], n) == 0;
+      free(b);
+    }
+    CHECK(same, "%s: started at epoch %lld, batch %lld with %d workers: batches %d..%d byte-identical to the run that got there",
+          what, (long long)pos[k].epoch, (long long)pos[k].batch, lo.workers, k, taken - 1);
+    mf_loader_free(L);
+  }
+  for (int k = 0; k < taken; k++) free(ref[k]);
+}
+
 typedef struct hook { size_t bytes, calls, live; } hook;
 static void *hook_alloc(size_t n, void *ctx) { hook *h = ctx; h->bytes += n; h->calls++; h->live++; return malloc(n); }
 static void hook_free(void *p, size_t n, void *ctx) { hook *h = ctx; (void)n; h->live--; free(p); }
@@ -132,6 +200,45 @@ static void test_generated(void) {
   CHECK(mf_loader_staging_bytes(&lo) == 0, "staging bytes of bad settings = 0");
   lo.views = 1; lo.batch_size = 40; lo.drop_last = 1;
   CHECK(mf_loader_init(&lo, err, sizeof err) == NULL && strstr(err, "fewer than one batch"), "batch > dataset: %s", err);
+
+  /* positions: restart anywhere, two views, a short last batch per epoch */
+  lo = mf_loader_opts_default();
+  lo.dataset = ds; lo.batch_size = 4; lo.drop_last = 0; lo.seed = 7; lo.views = 2;
+  lo.tf.out_w = 16; lo.tf.out_h = 12;
+  lo.tf.crop = MF_CROP_RANDOM_RESIZED; lo.tf.hflip = 0.5f; lo.tf.brightness = 0.4f; lo.tf.noise_std = 0.02f;
+  check_restart("generated", lo, 25);
+  /* a position only fits the loader it came from */
+  lo.views = 1;
+  mf_loader *P = mf_loader_init(&lo, err, sizeof err);
+  for (int i = 0; P && i < 3; i++) mf_loader_release(P, mf_loader_next(P));
+  mf_loader_pos pos = mf_loader_position(P);
+  mf_loader_free(P);
+  CHECK(pos.epoch == 0 && pos.batch == 3, "position after 3 batches: epoch %lld batch %lld", (long long)pos.epoch, (long long)pos.batch);
+  lo.start = pos; lo.seed = 8;
+  CHECK(mf_loader_init(&lo, err, sizeof err) == NULL && strstr(err, "seed 7") && strstr(err, "seed 8"), "other seed refused: %s", err);
+  lo.seed = 7; lo.batch_size = 5;
+  CHECK(mf_loader_init(&lo, err, sizeof err) == NULL && strstr(err, "other data"), "other batch size refused: %s", err);
+  lo.batch_size = 4; lo.tf.hflip = 0.25f;
+  CHECK(mf_loader_init(&lo, err, sizeof err) == NULL && strstr(err, "other data"), "other transforms refused: %s", err);
+  lo.tf.hflip = 0.5f;
+  mf_dataset *ds2 = mf_dataset_generated(36, 48, 40, 5, err, sizeof err);
+  lo.dataset = ds2;
+  CHECK(mf_loader_init(&lo, err, sizeof err) == NULL && strstr(err, "other data"), "other dataset refused: %s", err);
+  lo.dataset = ds;
+  lo.start.batch = 10;
+  CHECK(mf_loader_init(&lo, err, sizeof err) == NULL && strstr(err, "10 batches"), "batch past the epoch refused: %s", err);
+  /* set by hand (no data id): nothing checked, batches past an epoch run on into the next */
+  memset(&lo.start, 0, sizeof lo.start);
+  lo.start.batch = 12; lo.workers = 2;
+  P = mf_loader_init(&lo, err, sizeof err);
+  const mf_batch *hb = P ? mf_loader_next(P) : NULL;
+  CHECK(hb && hb->epoch == 1 && hb->step == 12, "hand-set start at batch 12 of 10-batch epochs: epoch %lld step %lld",
+        hb ? (long long)hb->epoch : -1LL, hb ? (long long)hb->step : -1LL);
+  if (hb) mf_loader_release(P, hb);
+  mf_loader_free(P);
+  lo.start.batch = -1;
+  CHECK(mf_loader_init(&lo, err, sizeof err) == NULL && strstr(err, ">= 0"), "negative start refused: %s", err);
+  mf_dataset_free(ds2);
   mf_dataset_free(ds);
 }
 
@@ -204,6 +311,7 @@ static void test_folder(void) {
         strstr(sum, "truncated or corrupt"), "summary names the reasons: %s", sum);
   free(sum);
   mf_loader_free(L);
+  check_restart("folder with a replaced file", lo, 12);
   mf_dataset_free(ds);
 
   /* split: deterministic, disjoint, complete; labels need class folders */

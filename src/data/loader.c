@@ -1,7 +1,8 @@
 /* loader.c — the threaded batch loader: persistent worker threads claim samples one at a time,
  * decode and augment them straight into a ring of prefetch+1 staging buffers (allocated once through
  * a hook), and the consumer takes finished batches in order. Every sample's randomness comes from
- * (seed, epoch, sample index), so batches are byte-identical for any number of workers. */
+ * (seed, epoch, sample index), so batches are byte-identical for any number of workers, and a loader
+ * can report its position and be started again there (exact resume). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ struct mf_loader {
   int64_t bad_samples, bad_files, bad_by_reason[SKIP_REASON_COUNT], reported_bad;
   int64_t init_skipped[SKIP_REASON_COUNT];
   double wait_s; int64_t batches, samples;
+  uint64_t data_id;                  /* hash of what decides the batches' content (see data_id_of) */
 };
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
@@ -107,6 +109,88 @@ static void make_perm(mf_loader *l, int64_t epoch) {
 }
 
 static size_t file_of(const mf_dataset *d, size_t i) { return d->kind == 2 ? d->clip_file[i] : i; }
+
+/* ---- data id: FNV-1a over everything that decides which bytes batch k holds ---- */
+static void h_bytes(uint64_t *h, const void *p, size_t n) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++) { *h ^= b[i]; *h *= 0x100000001b3ull; }
+}
+static void h_u64(uint64_t *h, uint64_t v) {
+  uint8_t b[8];
+  for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+  h_bytes(h, b, 8);
+}
+static void h_f32(uint64_t *h, float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  h_u64(h, u);
+}
+static void h_str(uint64_t *h, const char *s) { h_bytes(h, s, strlen(s) + 1); }
+
+/* The usable samples (relative path and header size, generator seed and size, clip starts), the
+ * batching (batch size, drop_last, shuffle, views), every transform option and the seed. Worker
+ * count, prefetch and the allocator are left out: they never change a byte. A field added to
+ * mf_transform_opts or the datasets that changes samples belongs here too. */
+static uint64_t data_id_of(const mf_loader *l) {
+  const mf_dataset *d = l->d;
+  const mf_loader_opts *o = &l->o;
+  const mf_transform_opts *t = &o->tf;
+  uint64_t h = 0xcbf29ce484222325ull;
+  h_str(&h, "memfit-loader-1");
+  h_u64(&h, o->seed);
+  h_u64(&h, (uint64_t)o->batch_size); h_u64(&h, (uint64_t)o->drop_last); h_u64(&h, (uint64_t)o->shuffle);
+  h_u64(&h, (uint64_t)o->views);
+  h_u64(&h, (uint64_t)d->kind); h_u64(&h, (uint64_t)d->frames); h_u64(&h, l->nuse);
+  if (d->kind == 1) { h_u64(&h, d->gen_seed); h_u64(&h, (uint64_t)d->gen_w); h_u64(&h, (uint64_t)d->gen_h); }
+  if (d->kind == 2) { h_u64(&h, (uint64_t)d->clip_len); h_u64(&h, (uint64_t)d->frame_stride); h_u64(&h, (uint64_t)d->clip_step); }
+  for (size_t u = 0; u < l->nuse && d->kind != 1; u++) {
+    size_t i = l->use[u];
+    const file_entry *f = &d->files[file_of(d, i)];
+    h_str(&h, f->rel);
+    h_u64(&h, (uint64_t)f->w); h_u64(&h, (uint64_t)f->h); h_u64(&h, (uint64_t)(int64_t)f->label);
+    if (d->kind == 2) h_u64(&h, (uint64_t)d->clip_start[i]);
+  }
+  int64_t ti[] = {t->out_w, t->out_h, t->channels, t->crop, t->resize_short, t->filter, t->rot90, t->normalize, t->jpeg_draft};
+  for (size_t i = 0; i < sizeof ti / sizeof *ti; i++) h_u64(&h, (uint64_t)ti[i]);
+  float tf[] = {t->scale[0], t->scale[1], t->ratio[0], t->ratio[1], t->hflip, t->vflip, t->jitter_p, t->brightness,
+                t->contrast, t->saturation, t->hue, t->gray_p, t->blur_p, t->blur_sigma[0], t->blur_sigma[1], t->noise_std,
+                t->mean[0], t->mean[1], t->mean[2], t->std[0], t->std[1], t->std[2]};
+  for (size_t i = 0; i < sizeof tf / sizeof *tf; i++) h_f32(&h, tf[i]);
+  return h ? h : 1; /* 0 means "not checked" in mf_loader_pos */
+}
+
+/* Sets the first batch from o->start (after the usable list and per_epoch are known). */
+static int apply_start(mf_loader *l, char *err, size_t errlen) {
+  const mf_loader_pos *p = &l->o.start;
+  if (p->epoch < 0 || p->batch < 0) {
+    snprintf(err, errlen, "loader: start position epoch %lld, batch %lld: both must be >= 0", (long long)p->epoch,
+             (long long)p->batch);
+    return -1;
+  }
+  if (p->data_id) {
+    if (p->seed != l->o.seed) {
+      snprintf(err, errlen, "loader: start position was taken with seed %llu, this loader has seed %llu",
+               (unsigned long long)p->seed, (unsigned long long)l->o.seed);
+      return -1;
+    }
+    if (p->data_id != l->data_id) {
+      snprintf(err, errlen, "loader: start position was taken from other data (data id %016llx, this loader's %016llx: "
+               "the usable samples, batch size, shuffling, views or transforms differ)", (unsigned long long)p->data_id,
+               (unsigned long long)l->data_id);
+      return -1;
+    }
+    if ((uint64_t)p->batch >= l->per_epoch) {
+      snprintf(err, errlen, "loader: start position batch %lld, but an epoch has %zu batches", (long long)p->batch, l->per_epoch);
+      return -1;
+    }
+  }
+  if (p->epoch > (INT64_MAX - p->batch) / (int64_t)l->per_epoch) {
+    snprintf(err, errlen, "loader: start position epoch %lld, batch %lld is too far", (long long)p->epoch, (long long)p->batch);
+    return -1;
+  }
+  l->fill_seq = l->next_seq = p->epoch * (int64_t)l->per_epoch + p->batch;
+  return 0;
+}
 
 /* Produces one sample into slot s at position p (no lock held). */
 static void produce(mf_loader *l, slot *s, int p, worker_ctx *w) {
@@ -241,6 +325,8 @@ mf_loader *mf_loader_init(const mf_loader_opts *o, char *err, size_t errlen) {
   pthread_cond_init(&l->cv_ready, NULL);
   if (build_usable(l, err, errlen) != 0) { mf_loader_free(l); return NULL; }
   l->per_epoch = o->drop_last ? l->nuse / l->B : (l->nuse + l->B - 1) / l->B;
+  l->data_id = data_id_of(l);
+  if (apply_start(l, err, errlen) != 0) { mf_loader_free(l); return NULL; }
   l->perm = malloc(l->nuse * sizeof *l->perm);
   l->nbad_flags = l->d->kind == 1 ? 0 : l->d->nfiles;
   l->bad_file = calloc(l->nbad_flags ? l->nbad_flags : 1, 1);
@@ -342,6 +428,20 @@ void mf_loader_free(mf_loader *l) {
 }
 
 size_t mf_loader_batches_per_epoch(const mf_loader *l) { return l ? l->per_epoch : 0; }
+
+mf_loader_pos mf_loader_position(const mf_loader *cl) {
+  mf_loader_pos p;
+  memset(&p, 0, sizeof p);
+  if (!cl) return p;
+  mf_loader *l = (mf_loader *)cl;
+  pthread_mutex_lock(&l->mu);
+  p.epoch = l->next_seq / (int64_t)l->per_epoch;
+  p.batch = l->next_seq % (int64_t)l->per_epoch;
+  pthread_mutex_unlock(&l->mu);
+  p.seed = l->o.seed;
+  p.data_id = l->data_id;
+  return p;
+}
 
 const char *mf_loader_error(const mf_loader *l) { return l && l->fatal[0] ? l->fatal : NULL; }
 
