@@ -207,9 +207,10 @@ int mf_session_write_input(mf_session *s, mf_tensor input, const float *src, siz
  * Typical loop:   stage(b0);  for i: { stage(b[i+1]) if any;  micro_step();  release(b[i]); }
  * Returns 0, or -1 with a message naming the input. */
 int mf_session_stage_inputs(mf_session *s, int n, const mf_tensor *inputs, const float *const *data);
-/* Runs forward + backward, accumulating gradients. Returns the (unscaled) loss. */
+/* Runs forward + backward, accumulating gradients. Returns the (unscaled) loss, or NaN with a message
+ * on stderr when the step could not run (a spent staged input, a device error). */
 double mf_session_micro_step(mf_session *s);
-/* Applies the optimizer; returns 1 if applied, 0 if skipped (f16 overflow). */
+/* Applies the optimizer; returns 1 if applied, 0 if skipped (f16 overflow), -1 on a device error. */
 int mf_session_update(mf_session *s);
 /* Forward only with the evaluation program (batch norm in eval mode unless built otherwise). */
 double mf_session_forward(mf_session *s);

@@ -76,10 +76,13 @@ static int start(void) {
   if ((e = cudaMalloc(&G.blas_ws, BLAS_WS_BYTES)) != cudaSuccess) return fail("cuBLAS workspace", e);
   if ((e = cudaMalloc((void **)&G.partials, (SS_BLOCKS + 1) * sizeof(double))) != cudaSuccess) return fail("reduction buffer", e);
   if ((e = cudaMallocHost((void **)&G.host_result, sizeof(double))) != cudaSuccess) return fail("page-locked result", e);
-  cublasSetStream(G.blas, G.stream);
   G.blas_stream = G.stream;
-  cublasSetWorkspace(G.blas, G.blas_ws, BLAS_WS_BYTES);
-  cublasSetMathMode(G.blas, CUBLAS_DEFAULT_MATH); /* no TF32: f32 stays f32; bf16/f16 use tensor cores */
+  if (cublasSetStream(G.blas, G.stream) != CUBLAS_STATUS_SUCCESS || cublasSetWorkspace(G.blas, G.blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS ||
+      cublasSetMathMode(G.blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) { /* no TF32: f32 stays f32 */
+    snprintf(G.err, sizeof G.err, "CUDA backend: setting up the cuBLAS handle (stream, workspace, math mode) failed");
+    G.state = -1;
+    return -1;
+  }
   /* one tiny GEMM so that what cuBLAS loads on first use is counted here, not during a step */
   float one = 1.0f, zero = 0.0f;
   cudaMemsetAsync(G.partials, 0, (SS_BLOCKS + 1) * sizeof(double), G.stream);
@@ -134,7 +137,9 @@ cudaStream_t mf_cuda_stream(const mf_kctx *k) { return k && k->stream ? (cudaStr
 cublasHandle_t mf_cuda_blas(cudaStream_t s) {
   ensure_started();
   if (s != G.blas_stream) {
-    cublasSetStream(G.blas, s);
+    /* cublasSetStream drops a user workspace for cuBLAS's own pool: set the planned one again */
+    mf_cuda_note_blas(cublasSetStream(G.blas, s), "cublasSetStream");
+    mf_cuda_note_blas(cublasSetWorkspace(G.blas, G.blas_ws, BLAS_WS_BYTES), "cublasSetWorkspace");
     G.blas_stream = s;
   }
   return G.blas;
