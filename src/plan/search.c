@@ -281,7 +281,7 @@ double mf_candidate_measure(const mf_workload *w, const void *cfg, const mf_cand
 
 void mf_candidate_describe(const mf_candidate *c, const mf_workload *w, char *buf, size_t n) {
   const char *mode = c->n_recomputed == 0 ? "nothing recomputed"
-                     : c->invertible     ? "segments inverted (memory-free backprop)"
+                     : c->invertible     ? "segments inverted or recomputed (memory-free backprop)"
                                          : "segments recomputed";
   if (c->n_recomputed)
     snprintf(buf, n, "micro-batch %d x %d accumulation, %s, %s, %d/%d %s%s", c->micro_batch, c->accum,
