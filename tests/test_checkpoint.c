@@ -1,8 +1,11 @@
 /* test_checkpoint.c — a training run killed (SIGKILL) while checkpointing every step and then
  * resumed produces exactly the losses of an uninterrupted run; truncated or corrupted
- * checkpoints and checkpoints of another model are refused with a clear error. */
+ * checkpoints and checkpoints of another model are refused with a clear error; a caller's extra
+ * metadata (mf_checkpoint_save) is stored and does not disturb loading. */
 #include "check.h"
 #include "models.h"
+#include "train/checkpoint.h"
+#include "train/safetensors.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -125,6 +128,41 @@ static void run_kind(int kind, const char *dir) {
   mf_graph_free(g);
 }
 
+/* extra metadata: written next to the session's own keys, read back, ignored by mf_session_load;
+ * the session's own keys and memfit's reserved ones are refused */
+static void extra_metadata(const char *dir) {
+  char ck[600], err[512];
+  snprintf(ck, sizeof ck, "%s/extra.safetensors", dir);
+  mf_graph *g;
+  tm_model m;
+  mf_session *s = make(TM_MLP, &g, &m);
+  CHECK(s != NULL, "extra metadata: session");
+  if (!s) { mf_graph_free(g); return; }
+  train_step(s, g, &m);
+  const char *keys[2] = {"data.epoch", "data.source"}, *vals[2] = {"3", "photos/"};
+  CHECK(mf_checkpoint_save(s, ck, 2, keys, vals, err, sizeof err) == 0, "save with extra metadata: %s", err);
+  mf_st_file *f = mf_st_open(ck, err, sizeof err);
+  CHECK(f && mf_st_meta(f, "data.epoch") && !strcmp(mf_st_meta(f, "data.epoch"), "3") && mf_st_meta(f, "data.source") &&
+        !strcmp(mf_st_meta(f, "data.source"), "photos/") && mf_st_meta(f, "step") && !strcmp(mf_st_meta(f, "step"), "1"),
+        "extra keys and the session's own are in the file");
+  mf_st_close(f);
+  mf_graph *g2;
+  tm_model m2;
+  mf_session *s2 = make(TM_MLP, &g2, &m2);
+  CHECK(s2 && mf_session_load(s2, ck, err, sizeof err) == 0 && mf_session_step(s2) == 1, "load ignores extra keys: %s", err);
+  mf_session_free(s2);
+  mf_graph_free(g2);
+  const char *own[1] = {"step"}, *reserved[1] = {"memfit.crc32"}, *v1[1] = {"9"};
+  CHECK(mf_checkpoint_save(s, ck, 1, own, v1, err, sizeof err) < 0 && strstr(err, "'step'") && strstr(err, "extra.safetensors"),
+        "the session's own key refused: %s", err);
+  CHECK(mf_checkpoint_save(s, ck, 1, reserved, v1, err, sizeof err) < 0 && strstr(err, "memfit.crc32"), "reserved key refused: %s", err);
+  f = mf_st_open(ck, err, sizeof err);
+  CHECK(f && mf_st_meta(f, "data.epoch"), "a refused save leaves the file as it was");
+  mf_st_close(f);
+  mf_session_free(s);
+  mf_graph_free(g);
+}
+
 int main(void) {
   char dir[] = "/tmp/memfit-ckXXXXXX";
   if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
@@ -140,6 +178,7 @@ int main(void) {
   printf("  cross-model load refused: %s\n", err);
   mf_session_free(s);
   mf_graph_free(g);
+  extra_metadata(dir);
   char cmd[700];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

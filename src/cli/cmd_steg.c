@@ -945,9 +945,9 @@ out:
 /* ------------------------------------------------------------------ memfit train steg */
 
 typedef struct train_args {
-  const char *data, *preset, *resume, *out, *budget_s, *schedule;
+  const char *data, *preset, *resume, *out, *budget_s, *schedule, *loss_log;
   int size, gen_size, batch, epochs, steps, warmup, threads, workers, blocks, growth, gen_count, val_count, epoch_steps, step_every,
-      log_every, seed;
+      log_every, seed, stop_after, restart_data;
   double val_fraction, lr, clip, w_guide, w_rec, w_low, w_ssim, w_dct, gamma, beta1, beta2;
 } train_args;
 
@@ -974,7 +974,12 @@ static void train_help(void) {
          "  --dct W                add W * sum |DCT8x8(stego) - DCT8x8(cover)| (size a multiple of 8)\n"
          "  --budget SIZE          fit the device budget (e.g. 4GiB): searches micro-batch, precision, recompute\n"
          "                         (default: memory-free backprop through every coupling block, f32)\n"
-         "  --resume CK            continue from a checkpoint written by this command\n"
+         "  --resume CK            continue from a checkpoint written by this command: weights, optimizer state,\n"
+         "                         schedule and the data order (the same batches as an uninterrupted run; refused,\n"
+         "                         naming the setting, when --data, --seed, --size, --batch... no longer match)\n"
+         "  --restart-data         with --resume: keep the weights and optimizer state but start the data order again\n"
+         "  --stop-after N         stop after update N as if interrupted, with a checkpoint there to --resume from\n"
+         "  --loss-log FILE        write 'update loss guide rec' for every update (exact decimal values)\n"
          "  --out DIR              checkpoints, model.safetensors and sample grids (default steg-run)\n"
          "  --threads T --workers W --seed S --log-every SECONDS (default 10)\n",
          mf_steg_preset_names());
@@ -997,6 +1002,8 @@ static int train_parse(int argc, char **argv, train_args *a) {
     else if ((v = cli_opt(argc, argv, &i, "--out"))) a->out = v;
     else if ((v = cli_opt(argc, argv, &i, "--budget"))) a->budget_s = v;
     else if ((v = cli_opt(argc, argv, &i, "--schedule"))) a->schedule = v;
+    else if ((v = cli_opt(argc, argv, &i, "--loss-log"))) a->loss_log = v;
+    else if (!strcmp(argv[i], "--restart-data")) a->restart_data = 1;
     INT_OPT("--size", size, 2, 16384)
     INT_OPT("--gen-size", gen_size, 8, 16384)
     INT_OPT("--batch", batch, 1, 1 << 20)
@@ -1013,6 +1020,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
     INT_OPT("--step-every", step_every, 1, 1 << 30)
     INT_OPT("--log-every", log_every, 0, 100000)
     INT_OPT("--seed", seed, 0, 1 << 30)
+    INT_OPT("--stop-after", stop_after, 1, 1 << 30)
     DBL_OPT("--val-fraction", val_fraction, 0, 0.9)
     DBL_OPT("--lr", lr, 0, 10)
     DBL_OPT("--beta1", beta1, 0, 0.99999)
@@ -1033,6 +1041,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
   if (a->size % 2) { fprintf(stderr, "memfit train steg: --size %d is odd; the Haar wavelet needs an even size\n", a->size); return 2; }
   if (a->w_dct > 0 && a->size % 8) { fprintf(stderr, "memfit train steg: --dct needs --size a multiple of 8 (8x8 blocks); %d is not\n", a->size); return 2; }
   if (a->w_ssim > 0 && a->size < 8) { fprintf(stderr, "memfit train steg: --ssim needs --size 8 or more\n"); return 2; }
+  if (a->restart_data && !a->resume) { fprintf(stderr, "memfit train steg: --restart-data goes with --resume CK\n"); return 2; }
   if (strcmp(a->schedule, "cosine") && strcmp(a->schedule, "step") && strcmp(a->schedule, "constant")) {
     fprintf(stderr, "memfit train steg: --schedule '%s': use cosine, step or constant\n", a->schedule);
     return 2;
@@ -1144,6 +1153,105 @@ static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int np
   return r;
 }
 
+/* ------------------------------------------------------------------ exact resume: the data position */
+
+/* A setting that decides which images the training batches hold, saved in the checkpoint's metadata
+ * under `key`; decisive ones must match on --resume (they change the data order), the others are
+ * only reported (the loader's batches do not depend on them). */
+typedef struct data_setting { const char *key, *option; char value[64]; int decisive; } data_setting;
+#define MAX_DATA_SETTINGS 8
+
+static int data_settings(const train_args *a, int micro, int generated, data_setting *ds) {
+  int n = 0;
+#define SETTING(k, opt, dec, ...) \
+  (ds[n].key = k, ds[n].option = opt, ds[n].decisive = dec, snprintf(ds[n].value, sizeof ds[n].value, __VA_ARGS__), n++)
+  SETTING("steg.seed", "--seed", 1, "%d", a->seed);
+  SETTING("steg.size", "--size", 1, "%d", a->size);
+  SETTING("steg.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
+  if (generated) {
+    SETTING("steg.gen_count", "--gen-count", 1, "%d", a->gen_count);
+    SETTING("steg.gen_size", "--gen-size", 1, "%d", a->gen_size);
+  } else SETTING("steg.val_fraction", "--val-fraction", 1, "%.17g", a->val_fraction);
+  SETTING("steg.workers", "--workers", 0, "%d", a->workers);
+#undef SETTING
+  return n;
+}
+
+static int meta_u64(const mf_st_file *f, const char *key, int base, uint64_t *out) {
+  const char *v = mf_st_meta(f, key);
+  char *end;
+  if (!v || !*v) return -1;
+  errno = 0;
+  *out = strtoull(v, &end, base);
+  return *end || errno ? -1 : 0;
+}
+
+/* Where the data order of the resumed run starts, from the checkpoint's metadata. Returns 0 (pos set;
+ * zeros with --restart-data), or -1 after printing why the order cannot continue, naming the setting. */
+static int resume_position(const mf_st_file *f, const train_args *a, const data_setting *ds, int nds, int accum,
+                           mf_loader_pos *pos) {
+  memset(pos, 0, sizeof *pos);
+  if (a->restart_data) {
+    printf("--restart-data: the data order starts again at its first epoch (weights, optimizer state and schedule "
+           "continue from %s)\n", a->resume);
+    return 0;
+  }
+  if (!mf_st_meta(f, "data.id")) {
+    uint64_t step = 0;
+    if (meta_u64(f, "step", 10, &step) != 0) step = 0;
+    pos->batch = (int64_t)step * accum;
+    fprintf(stderr, "memfit train steg: warning: --resume %s has no data position (an older memfit wrote it): continuing "
+                    "the data order at batch %lld, where an uninterrupted run with these --data, --seed and --batch settings "
+                    "would be; the batches differ if that run used other settings or was itself resumed\n",
+            a->resume, (long long)pos->batch);
+    return 0;
+  }
+  for (int i = 0; i < nds; i++) {
+    const char *was = mf_st_meta(f, ds[i].key);
+    if (!was || !strcmp(was, ds[i].value)) continue;
+    if (!ds[i].decisive) {
+      printf("note: %s is %s here, %s in the checkpoint's run: the batches do not depend on it\n", ds[i].option,
+             ds[i].value, was);
+      continue;
+    }
+    fprintf(stderr, "memfit train steg: --resume %s: %s is %s here but was %s in the checkpoint's run, so the data order "
+                    "cannot continue where it stopped. Use the checkpoint's value, or add --restart-data to keep the weights "
+                    "and optimizer state and start a new data order.\n", a->resume, ds[i].option, ds[i].value, was);
+    return -1;
+  }
+  uint64_t ep, b, seed, id;
+  if (meta_u64(f, "data.epoch", 10, &ep) || meta_u64(f, "data.batch", 10, &b) || meta_u64(f, "data.seed", 10, &seed) ||
+      meta_u64(f, "data.id", 16, &id) || !id) {
+    fprintf(stderr, "memfit train steg: --resume %s: the data position in its metadata (data.epoch, data.batch, data.seed, "
+                    "data.id) is damaged; add --restart-data to resume without it\n", a->resume);
+    return -1;
+  }
+  pos->epoch = (int64_t)ep;
+  pos->batch = (int64_t)b;
+  pos->seed = seed;
+  pos->data_id = id;
+  return 0;
+}
+
+/* mf_session_save plus the loader's position and the data settings, so --resume continues the data order. */
+static int save_checkpoint(mf_session *s, const mf_loader *L, const char *path, const char *source, size_t images,
+                           const data_setting *ds, int nds, char *err, size_t errlen) {
+  mf_loader_pos p = mf_loader_position(L);
+  char v[5][32];
+  const char *keys[6 + MAX_DATA_SETTINGS], *vals[6 + MAX_DATA_SETTINGS];
+  snprintf(v[0], sizeof v[0], "%lld", (long long)p.epoch);
+  snprintf(v[1], sizeof v[1], "%lld", (long long)p.batch);
+  snprintf(v[2], sizeof v[2], "%llu", (unsigned long long)p.seed);
+  snprintf(v[3], sizeof v[3], "%016llx", (unsigned long long)p.data_id);
+  snprintf(v[4], sizeof v[4], "%zu", images);
+  const char *k5[5] = {"data.epoch", "data.batch", "data.seed", "data.id", "data.images"};
+  int n = 0;
+  for (int i = 0; i < 5; i++, n++) { keys[n] = k5[i]; vals[n] = v[i]; }
+  keys[n] = "data.source"; vals[n++] = source;
+  for (int i = 0; i < nds && n < 6 + MAX_DATA_SETTINGS; i++, n++) { keys[n] = ds[i].key; vals[n] = ds[i].value; }
+  return mf_checkpoint_save(s, path, n, keys, vals, err, errlen);
+}
+
 int mf_cmd_train_steg(int argc, char **argv) {
   train_args a;
   int rc = train_parse(argc, argv, &a);
@@ -1246,12 +1354,41 @@ int mf_cmd_train_steg(int argc, char **argv) {
   lo.tf.crop = MF_CROP_RANDOM;
   lo.tf.hflip = 0.5f;
   lo.tf.vflip = 0.5f;
+  /* --resume: the data order continues where the checkpoint's run stopped */
+  data_setting dset[MAX_DATA_SETTINGS];
+  int ndset = data_settings(&a, micro, generated, dset);
+  mf_st_file *ckf = NULL;
+  if (a.resume) {
+    ckf = mf_st_open(a.resume, err, sizeof err);
+    if (!ckf || resume_position(ckf, &a, dset, ndset, accum, &lo.start) < 0) {
+      if (!ckf) fprintf(stderr, "memfit train steg: --resume: %s\n", err);
+      mf_st_close(ckf); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+      return 1;
+    }
+  }
   mf_loader *L = mf_loader_init(&lo, err, sizeof err);
+  const char *ck_source = ckf ? mf_st_meta(ckf, "data.source") : NULL;
   if (!L) {
-    fprintf(stderr, "memfit train steg: %s\n", err);
-    mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+    if (lo.start.data_id && strstr(err, "start position")) {
+      const char *was_n = mf_st_meta(ckf, "data.images");
+      if (ck_source && strcmp(ck_source, a.data))
+        fprintf(stderr, "memfit train steg: --resume %s: --data %s does not hold the images of the checkpoint's run (--data %s, "
+                        "%s images; this one has %zu), so its data order cannot continue (%s). Give the same images, or add "
+                        "--restart-data to keep the weights and optimizer state and start a new data order.\n",
+                a.resume, a.data, ck_source, was_n ? was_n : "?", mf_dataset_size(td), err);
+      else
+        fprintf(stderr, "memfit train steg: --resume %s: the images under --data %s changed since the checkpoint was written "
+                        "(%s images then, %zu now), so its data order cannot continue (%s). Restore them, or add "
+                        "--restart-data to keep the weights and optimizer state and start a new data order.\n",
+                a.resume, a.data, was_n ? was_n : "?", mf_dataset_size(td), err);
+    } else fprintf(stderr, "memfit train steg: %s\n", err);
+    mf_st_close(ckf); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
     return 1;
   }
+  if (ck_source && lo.start.data_id && strcmp(ck_source, a.data))
+    printf("note: --data %s is not the checkpoint's --data %s, but it holds the same images: the data order continues\n", a.data,
+           ck_source);
+  mf_st_close(ckf);
   int64_t per_epoch = (int64_t)mf_loader_batches_per_epoch(L) / accum;
   if (per_epoch < 1) per_epoch = 1;
   if (a.epoch_steps) per_epoch = a.epoch_steps;
@@ -1304,10 +1441,29 @@ int mf_cmd_train_steg(int argc, char **argv) {
       return 1;
     }
     start = mf_session_step(s);
-    printf("resumed from %s at update %lld (epoch %lld)\n", a.resume, (long long)start, (long long)(start / per_epoch + 1));
+    mf_loader_pos lp = mf_loader_position(L);
+    printf("resumed from %s at update %lld (epoch %lld); the data order continues at its epoch %lld, batch %lld\n", a.resume,
+           (long long)start, (long long)(start / per_epoch + 1), (long long)lp.epoch + 1, (long long)lp.batch + 1);
+    if (a.stop_after && a.stop_after <= start) {
+      fprintf(stderr, "memfit train steg: --stop-after %d: %s is already at update %lld\n", a.stop_after, a.resume, (long long)start);
+      mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+      return 2;
+    }
+    if (start >= total) {
+      printf("%s is at update %lld, the end of this run (%lld updates): nothing to train (raise --steps or --epochs to "
+             "go on)\n", a.resume, (long long)start, (long long)total);
+      mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+      return 0;
+    }
   }
   if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "memfit train steg: cannot create --out %s: %s\n", a.out, strerror(errno));
+    mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+    return 1;
+  }
+  FILE *loss_log = NULL;
+  if (a.loss_log && !(loss_log = fopen(a.loss_log, "w"))) {
+    fprintf(stderr, "memfit train steg: cannot write --loss-log %s: %s\n", a.loss_log, strerror(errno));
     mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
     return 1;
   }
@@ -1337,9 +1493,11 @@ int mf_cmd_train_steg(int argc, char **argv) {
   double t0 = now_s(), last_log = t0, pix = (double)img;
   int64_t step = start, bad_val = 0;
   int epoch0 = (int)(start / per_epoch);
-  /* skip the loader ahead to the resumed epoch's position is not needed: the order is random */
   double run_loss = 0, run_g = 0, run_r = 0;
-  int run_n = 0, failed = 0;
+  int run_n = 0, failed = 0, stopped = 0;
+  char ck[1024], mp[1024];
+  snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", a.out);
+  snprintf(mp, sizeof mp, "%s/model.safetensors", a.out);
   int64_t last_bad = 0;
   char note[1024];
   /* the command line, in the model file's metadata (steg.trained) */
@@ -1351,6 +1509,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
     int64_t end = (int64_t)(ep + 1) * per_epoch;
     if (end > total) end = total;
     for (; step < end; step++) {
+      double upd_loss = 0, upd_g = 0, upd_r = 0;
       for (int k = 0; k < accum; k++) {
         const mf_batch *b = mf_loader_next(L);
         if (!b) {
@@ -1366,9 +1525,11 @@ int mf_cmd_train_steg(int argc, char **argv) {
         mf_session_read(s, m->loss_guide, &lg, 1);
         mf_session_read(s, m->loss_rec, &lr, 1);
         run_loss += l / micro; run_g += lg; run_r += lr; run_n++;
+        upd_loss += l; upd_g += lg; upd_r += lr;
       }
       if (failed) break;
       mf_session_update(s);
+      if (loss_log) fprintf(loss_log, "%lld %.17g %.17g %.17g\n", (long long)(step + 1), upd_loss / accum, upd_g / accum, upd_r / accum);
       double t = now_s();
       if (a.log_every >= 0 && (t - last_log >= a.log_every || step + 1 == end) && run_n) {
         char eta[32], pl[32], rss[32];
@@ -1384,10 +1545,18 @@ int mf_cmd_train_steg(int argc, char **argv) {
         run_n = 0;
         last_log = t;
       }
+      if (a.stop_after && step + 1 == a.stop_after) { stopped = 1; step++; break; }
     }
     if (failed) break;
+    if (stopped && step < end) { /* mid-epoch: only what --resume needs (validation stays at epoch ends) */
+      if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0)
+        fprintf(stderr, "memfit train steg: %s\n", err);
+      if (model_save(s, g, m, mp, note, err, sizeof err) < 0) fprintf(stderr, "memfit train steg: %s\n", err);
+      printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval)\n", ck, mp);
+      break;
+    }
     /* ---- end of epoch: validation, samples, checkpoint ---- */
-    char grid[1024], ck[1024], mp[1024];
+    char grid[1024];
     snprintf(grid, sizeof grid, "%s/samples-epoch%03d.png", a.out, ep + 1);
     val_result v = validate(s, &T, vd ? vd : td, a.val_count, micro, a.size, grid, &bad_val);
     if (v.pairs)
@@ -1401,13 +1570,16 @@ int mf_cmd_train_steg(int argc, char **argv) {
       printf("\n");
       last_bad = st.bad_files + st.skipped_files + bad_val;
     }
-    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", a.out);
-    snprintf(mp, sizeof mp, "%s/model.safetensors", a.out);
-    if (mf_session_save(s, ck, err, sizeof err) < 0) fprintf(stderr, "memfit train steg: %s\n", err);
+    if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0)
+      fprintf(stderr, "memfit train steg: %s\n", err);
     if (model_save(s, g, m, mp, note, err, sizeof err) < 0) fprintf(stderr, "memfit train steg: %s\n", err);
     printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval); samples %s\n", ck, mp, grid);
     fflush(stdout);
+    if (stopped) break;
   }
+  if (stopped)
+    printf("stopped after update %lld of %lld (--stop-after); continue with --resume %s\n", (long long)step, (long long)total, ck);
+  if (loss_log && fclose(loss_log) != 0) fprintf(stderr, "memfit train steg: writing --loss-log %s failed\n", a.loss_log);
   double el = now_s() - t0;
   char dur[32];
   fmt_dur(el, dur, sizeof dur);

@@ -1,6 +1,8 @@
 /* checkpoint.c — saves and resumes a training session as a safetensors file: f32 parameters and
  * buffers, optimizer state, accumulated gradients (mid-accumulation), and in the metadata the
- * step counters, loss scale and RNG state. Written atomically; every mismatch is a clear error. */
+ * step counters, loss scale, RNG state and any keys of the caller's (a trainer's data position).
+ * Written atomically; every mismatch is a clear error. */
+#include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "train/session.h"
 #include "ops/ops.h"
@@ -46,10 +48,26 @@ static int add_visit(void *ctx, const char *name, mf_dtype dt, int ndim, const i
   return mf_st_writer_add(ctx, name, dt, ndim, shape, data);
 }
 
+/* the metadata keys the session itself writes (an extra key may not take one of them) */
+static const char *const own_keys[] = {"format", "optimizer", "act_dtype", "step", "micro", "loss_scale", "clean_steps",
+                                       "skipped", "rng"};
+
 int mf_session_save(mf_session *s, const char *path, char *err, size_t errlen) {
+  return mf_checkpoint_save(s, path, 0, NULL, NULL, err, errlen);
+}
+
+int mf_checkpoint_save(mf_session *s, const char *path, int n_meta, const char *const *keys, const char *const *values,
+                       char *err, size_t errlen) {
+  for (int i = 0; i < n_meta; i++)
+    for (size_t k = 0; k < sizeof own_keys / sizeof *own_keys; k++)
+      if (!strcmp(keys[i], own_keys[k])) {
+        snprintf(err, errlen, "checkpoint %s: metadata key '%s' is the session's own; use another name", path, keys[i]);
+        return -1;
+      }
   mf_st_writer *w = mf_st_writer_init();
   if (!w) { snprintf(err, errlen, "checkpoint %s: out of host memory", path); return -1; }
   char v[64];
+  for (int i = 0; i < n_meta; i++) mf_st_writer_meta(w, keys[i], values[i]);
   mf_st_writer_meta(w, "format", CK_FORMAT);
   mf_st_writer_meta(w, "optimizer", optim_name(s->opts.plan.optim));
   mf_st_writer_meta(w, "act_dtype", mf_dtype_name(s->plan->g->act_dtype));
