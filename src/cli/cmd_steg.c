@@ -1360,8 +1360,16 @@ int mf_cmd_train_steg(int argc, char **argv) {
   mf_st_file *ckf = NULL;
   if (a.resume) {
     ckf = mf_st_open(a.resume, err, sizeof err);
-    if (!ckf || resume_position(ckf, &a, dset, ndset, accum, &lo.start) < 0) {
-      if (!ckf) fprintf(stderr, "memfit train steg: --resume: %s\n", err);
+    mf_steg_config ckc;
+    int bad = !ckf || model_config(ckf, a.resume, &ckc, err, sizeof err) < 0;
+    if (bad) fprintf(stderr, "memfit train steg: --resume: %s\n", err);
+    else if (ckc.blocks != cfg.blocks || ckc.growth != cfg.growth) { /* the model first: it decides more than the data */
+      fprintf(stderr, "memfit train steg: --resume %s: the checkpoint holds another model (%d coupling blocks, growth %d) than "
+                      "this run builds (%d, growth %d; see --preset, --blocks, --growth)\n", a.resume, ckc.blocks, ckc.growth,
+              cfg.blocks, cfg.growth);
+      bad = 1;
+    }
+    if (bad || resume_position(ckf, &a, dset, ndset, accum, &lo.start) < 0) {
       mf_st_close(ckf); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
       return 1;
     }
