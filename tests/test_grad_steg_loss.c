@@ -125,7 +125,7 @@ static void gradchecks(void) {
     term_ctx t = {1, 0};
     dims d = {2, 3, 16, 24};
     gc_input in[3] = {{4, {2, 3, 16, 24}, GC_NORMAL}, {4, {2, 3, 16, 24}, GC_NORMAL}, {2, {8, 8}, GC_NORMAL}};
-    gc_check_fill("dct term, 2x3 blocks per plane", 3, in, build_term, &t, 0, 1e-6, fill_dct_leaves, &d);
+    gc_check_fill("dct term, 2x3 blocks per plane", 3, in, build_term, &t, 0, 1e-5, fill_dct_leaves, &d);
   }
 }
 
@@ -269,6 +269,8 @@ static void runtime(void) {
     for (int64_t i = 0; i < 2 * n; i++) e = fmax(e, fabs(gx[i] - fx[i]));
     CHECK(scale > 0 && e <= 1e-4 * scale, "%s term: f32 session gradients differ from the f64 reference by %.3g (largest %.3g)",
           kind ? "dct" : "ssim", e, scale);
+    printf("  %s term: f32 session gradients within %.2g of the f64 reference (largest gradient %.3g)\n", kind ? "dct" : "ssim",
+           e, scale);
   }
   free(v);
 }
