@@ -3,7 +3,7 @@
 # builds memfit with the CUDA backend, shows the GPU, runs the CUDA tests (every op and a full
 # steganography training step against the CPU backend, measured == planned memory), benchmarks a
 # training step of the seed-16gb steganography model (10 blocks, growth 160, 224x224, batch 8,
-# bf16) in memfit and in PyTorch (autocast bf16) and plans it in a 4 GiB budget; ends with a table.
+# bf16) in memfit and in PyTorch (autocast bf16) and trains it in a 4 GiB budget; ends with a table.
 # usage: bash scripts/gpu-check.sh [STEPS]          (env: BUILD_DIR, PYTHON, SKIP_DEPS=1)
 # On a GPU machine with no package registry (the device tool's): first run 'bash scripts/gpu-deps.sh'
 # on the development machine, then run this there with .gpu-deps carried along.
@@ -120,17 +120,19 @@ for cfg in "store::" "invert:subnets:" "invert:blocks:" "store::write" "store::s
   echo "$line" | sed "s/\"impl\": \"memfit-$mode\"/\"impl\": \"memfit-$mode${seg:+-$seg}\"/" | tee -a "$out/bench.jsonl"
 done
 
-note "4 GiB budget"
-if "./$dir/memfit" train --help 2>/dev/null | grep -q -- "--budget"; then
-  "./$dir/memfit" train steg --preset seed-16gb --budget 4GiB --backend cuda --steps "$steps" 2>&1 | tee "$out/budget.log" || status=1
-else
-  echo "'memfit train --budget' does not exist yet: showing the plan the search picks for 4 GiB instead"
-  "./$dir/memfit" plan steg --preset seed-16gb --budget 4GiB --backend cuda 2>&1 | tee "$out/budget.log" || status=1
-fi
+note "4 GiB budget: seed-16gb trains in it on the GPU and reports its measured peak"
+# 224x224 crops of generated 256x256 images, effective batch 8; the search picks the settings
+"./$dir/memfit" train steg --backend cuda --preset seed-16gb --size 224 --batch 8 --budget 4GiB --steps "$steps" \
+  --data generated --gen-size 256 --gen-count 256 --val-count 2 --workers 4 --log-every 0 --out "$out/budget-run" 2>&1 |
+  tee "$out/budget.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu-check: the 4 GiB training run FAILED"; status=1; }
+budget_line=$(grep -E "^budget .*chose" "$out/budget.log" | tail -1)
 
 note "summary"
 [ -n "$test_line" ] && echo "$test_line"
 [ -n "${stage_line:-}" ] && echo "$stage_line"
+[ -n "${budget_line:-}" ] && echo "4 GiB: $budget_line"
+grep -E "^  (parameters|gradients|optimizer state|activations|data staging|param copy) .*planned" "$out/budget.log" || true
 python3 - "$out/bench.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]

@@ -71,6 +71,14 @@ run "train with a budget" 0 "budget .*chose" "$MEMFIT" train steg --data generat
 run "budget too small" 3 "nothing fits" "$MEMFIT" train steg --data generated --blocks 1 --growth 4 --size 32 --batch 4 --steps 2 \
   --budget 10KiB --threads 1 --out "$T/run4"
 run "odd --size" 2 "odd" "$MEMFIT" train steg --size 33 --steps 1
+run "unknown backend" 2 "--backend: backend 'tpu' is unknown" "$MEMFIT" train steg --backend tpu --steps 1 --out "$T/run6"
+# a device backend: trains where a GPU is usable, else refuses before training and says why (exit 2)
+"$MEMFIT" train steg --backend cuda --data generated --blocks 1 --growth 4 --size 32 --batch 2 --steps 2 --gen-count 8 \
+  --val-count 1 --threads 1 --out "$T/run7" > "$T/out.txt" 2>&1
+rc=$?
+if [ "$rc" = 0 ] && grep -Eq "planned .* exact" "$T/out.txt"; then ok
+elif [ "$rc" = 2 ] && grep -Eq -- "--backend( cuda)?: .*(not built in|no CUDA device|CUDA backend)" "$T/out.txt"; then ok
+else bad "cuda backend: exit status $rc"; sed 's/^/    /' "$T/out.txt" | tail -5; fi
 run "no images" 1 "$T/empty|no usable|No such" "$MEMFIT" train steg --data "$T/empty" --steps 1 --threads 1 --out "$T/run5"
 
 # ---- hide / reveal: use the freshly trained tiny model for the mechanics (quality does not matter)

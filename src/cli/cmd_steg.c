@@ -944,8 +944,27 @@ out:
 
 /* ------------------------------------------------------------------ memfit train steg */
 
+/* the loader's next batch (a new pass when one ends), staged for the session's next micro-step */
+static const mf_batch *train_batch(mf_loader *L, mf_session *s, const mf_steg_model *m, size_t img, int *failed) {
+  const mf_batch *b = mf_loader_next(L);
+  if (!b && !mf_loader_error(L)) b = mf_loader_next(L); /* a new pass over the data */
+  if (!b) {
+    fprintf(stderr, "memfit train steg: %s\n", mf_loader_error(L) ? mf_loader_error(L) : "no data");
+    *failed = 1;
+    return NULL;
+  }
+  mf_tensor ins[2] = {m->cover, m->secret};
+  const float *data[2] = {b->images, b->images + img}; /* first half covers, second half secrets */
+  if (mf_session_stage_inputs(s, 2, ins, data) < 0) {
+    mf_loader_release(L, b);
+    *failed = 1;
+    return NULL;
+  }
+  return b;
+}
+
 typedef struct train_args {
-  const char *data, *preset, *resume, *out, *budget_s, *schedule, *loss_log;
+  const char *data, *preset, *resume, *out, *budget_s, *schedule, *loss_log, *backend;
   int size, gen_size, batch, epochs, steps, warmup, threads, workers, blocks, growth, gen_count, val_count, epoch_steps, step_every,
       log_every, seed, stop_after, restart_data;
   double val_fraction, lr, clip, w_guide, w_rec, w_low, w_ssim, w_dct, gamma, beta1, beta2;
@@ -981,13 +1000,14 @@ static void train_help(void) {
          "  --stop-after N         stop after update N as if interrupted, with a checkpoint there to --resume from\n"
          "  --loss-log FILE        write 'update loss guide rec' for every update (exact decimal values)\n"
          "  --out DIR              checkpoints, model.safetensors and sample grids (default steg-run)\n"
+         "  --backend B            cpu (default) or cuda; on a device the next batch is copied in during each step\n"
          "  --threads T --workers W --seed S --log-every SECONDS (default 10)\n",
          mf_steg_preset_names());
 }
 
 static int train_parse(int argc, char **argv, train_args *a) {
   memset(a, 0, sizeof *a);
-  a->data = "generated"; a->preset = "small"; a->out = "steg-run"; a->schedule = "cosine";
+  a->data = "generated"; a->preset = "small"; a->out = "steg-run"; a->schedule = "cosine"; a->backend = "cpu";
   a->size = 64; a->batch = 4; a->epochs = 10; a->workers = 1; a->gen_count = 2048; a->val_count = 16; a->log_every = 10;
   a->val_fraction = 0.1; a->lr = pow(10, -4.5); a->beta1 = 0.5; a->beta2 = 0.999; a->gamma = 0.5;
   a->w_guide = 1; a->w_rec = 5; a->w_low = 1; a->seed = 1;
@@ -1003,6 +1023,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
     else if ((v = cli_opt(argc, argv, &i, "--budget"))) a->budget_s = v;
     else if ((v = cli_opt(argc, argv, &i, "--schedule"))) a->schedule = v;
     else if ((v = cli_opt(argc, argv, &i, "--loss-log"))) a->loss_log = v;
+    else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
     else if (!strcmp(argv[i], "--restart-data")) a->restart_data = 1;
     INT_OPT("--size", size, 2, 16384)
     INT_OPT("--gen-size", gen_size, 8, 16384)
@@ -1265,6 +1286,13 @@ int mf_cmd_train_steg(int argc, char **argv) {
   cfg.w_guide = a.w_guide; cfg.w_rec = a.w_rec; cfg.w_low = a.w_low;
   cfg.batch = a.batch;
   if (mf_steg_config_check(&cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); return 2; }
+  const mf_backend *be = mf_backend_get(a.backend, err, sizeof err);
+  if (!be) { fprintf(stderr, "memfit train steg: --backend: %s\n", err); return 2; }
+  if (be->alloc) { /* a device backend: is there a device? (planning works without one, training does not) */
+    void *probe = be->alloc(1, err, sizeof err);
+    if (!probe) { fprintf(stderr, "memfit train steg: --backend %s: %s\n", a.backend, err); return 2; }
+    be->free(probe);
+  }
 
   /* ---- settings: fixed (memory-free backprop) or searched for a budget ---- */
   int micro = a.batch, accum = 1, variant = 0;
@@ -1286,6 +1314,8 @@ int mf_cmd_train_steg(int argc, char **argv) {
     mf_search_opts so = mf_search_opts_default();
     so.budget = budget;
     so.threads = a.threads;
+    so.backend = a.backend;
+    so.allow_offload = be->alloc != NULL; /* host offload only means something with device memory */
     so.dtypes = (1u << MF_F32) | (1u << MF_BF16);
     mf_search_result *r = bad ? NULL : malloc(sizeof *r);
     if (bad || !r || mf_search(w, wc, &so, r, err, sizeof err) < 0) {
@@ -1354,6 +1384,10 @@ int mf_cmd_train_steg(int argc, char **argv) {
   lo.tf.crop = MF_CROP_RANDOM;
   lo.tf.hflip = 0.5f;
   lo.tf.vflip = 0.5f;
+  if (be->host_alloc) { /* a device: page-locked staging buffers, so their copies to the device are asynchronous */
+    lo.alloc = be->host_alloc;
+    lo.free = be->host_free;
+  }
   /* --resume: the data order continues where the checkpoint's run stopped */
   data_setting dset[MAX_DATA_SETTINGS];
   int ndset = data_settings(&a, micro, generated, dset);
@@ -1417,6 +1451,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   o.step_gamma = a.gamma;
   o.accum_steps = accum;
   o.seed = (uint64_t)a.seed;
+  o.plan.backend = a.backend;
   if (have_cand) mf_candidate_apply(&cand, &o.plan);
   else { o.plan.recompute = MF_RECOMPUTE_ALL; o.plan.invertible = 1; }
   mf_tensor keep[6] = {m->loss_guide, m->loss_rec, m->loss_low, m->stego, m->revealed, T.l_ssim};
@@ -1503,6 +1538,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   int epoch0 = (int)(start / per_epoch);
   double run_loss = 0, run_g = 0, run_r = 0;
   int run_n = 0, failed = 0, stopped = 0;
+  const mf_batch *cur = NULL; /* taken from the loader and staged for the next micro-step */
   char ck[1024], mp[1024];
   snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", a.out);
   snprintf(mp, sizeof mp, "%s/model.safetensors", a.out);
@@ -1519,16 +1555,17 @@ int mf_cmd_train_steg(int argc, char **argv) {
     for (; step < end; step++) {
       double upd_loss = 0, upd_g = 0, upd_r = 0;
       for (int k = 0; k < accum; k++) {
-        const mf_batch *b = mf_loader_next(L);
-        if (!b) {
-          if (mf_loader_error(L)) { fprintf(stderr, "memfit train steg: %s\n", mf_loader_error(L)); failed = 1; break; }
-          b = mf_loader_next(L); /* a new pass over the data */
-          if (!b) { fprintf(stderr, "memfit train steg: %s\n", mf_loader_error(L) ? mf_loader_error(L) : "no data"); failed = 1; break; }
-        }
-        mf_session_write_input(s, m->cover, b->images, img);
-        mf_session_write_input(s, m->secret, b->images + img, img);
-        mf_loader_release(L, b);
+        /* the batch of this micro-step was staged during the previous one, unless a boundary (epoch end,
+         * --stop-after) came between: there nothing is taken ahead, so validation reads its own inputs
+         * and the checkpoint's data position is exactly the steps done */
+        if (!cur && !(cur = train_batch(L, s, m, img, &failed))) break;
+        int more = k + 1 < accum || (step + 1 < end && !(a.stop_after && step + 1 == a.stop_after));
+        const mf_batch *nxt = more ? train_batch(L, s, m, img, &failed) : NULL;
+        if (failed) break;
         double l = mf_session_micro_step(s);
+        mf_loader_release(L, cur);
+        cur = nxt;
+        if (isnan(l)) { fprintf(stderr, "memfit train steg: the step failed (see above)\n"); failed = 1; break; }
         float lg, lr;
         mf_session_read(s, m->loss_guide, &lg, 1);
         mf_session_read(s, m->loss_rec, &lr, 1);
