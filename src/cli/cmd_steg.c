@@ -772,18 +772,30 @@ int mf_cmd_eval(int argc, char **argv) {
     FILE *lf = fopen(pairs, "r");
     if (!lf) { fprintf(stderr, "memfit eval: cannot open %s: %s\n", pairs, strerror(errno)); mf_st_close(f); return 1; }
     char line[8300], a[4096], b[4096];
-    while (fgets(line, sizeof line, lf)) {
+    int oom = 0;
+    while (!oom && fgets(line, sizeof line, lf)) {
       if (sscanf(line, "%4095s %4095s", a, b) != 2 || a[0] == '#') continue;
-      if (np == cap) {
-        cap = cap ? 2 * cap : 16;
-        cov = realloc(cov, (size_t)cap * sizeof *cov);
-        sec = realloc(sec, (size_t)cap * sizeof *sec);
-        if (!cov || !sec) break;
+      if (np == cap) { /* grow both lists; on failure the old ones stay valid and are freed below */
+        int nc = cap ? 2 * cap : 16;
+        char **c2 = realloc(cov, (size_t)nc * sizeof *cov);
+        if (c2) cov = c2;
+        char **s2 = c2 ? realloc(sec, (size_t)nc * sizeof *sec) : NULL;
+        if (s2) sec = s2;
+        if (!c2 || !s2) { oom = 1; break; }
+        cap = nc;
       }
       cov[np] = strdup(a);
-      sec[np++] = strdup(b);
+      sec[np] = strdup(b);
+      if (!cov[np] || !sec[np]) { free(cov[np]); free(sec[np]); oom = 1; break; }
+      np++;
     }
     fclose(lf);
+    if (oom) {
+      fprintf(stderr, "memfit eval: out of memory reading %s (%d pairs read)\n", pairs, np);
+      for (int i = 0; i < np; i++) { free(cov[i]); free(sec[i]); }
+      free(cov); free(sec); mf_st_close(f);
+      return 1;
+    }
     if (!np) { fprintf(stderr, "memfit eval: %s lists no 'COVER SECRET' pairs\n", pairs); free(cov); free(sec); mf_st_close(f); return 1; }
   }
   int n_listed = np; /* all are freed at the end */
