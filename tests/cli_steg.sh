@@ -12,20 +12,7 @@ DATA=$ROOT/../shared/data
 T=$(mktemp -d /tmp/cli_steg.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export OMP_NUM_THREADS=1
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-# run NAME EXPECTED_RC PATTERN CMD...: runs CMD, checks its exit status and that its output matches PATTERN
-run() {
-  local name=$1 want=$2 pat=$3; shift 3
-  "$@" > "$T/out.txt" 2>&1
-  local rc=$?
-  if [ "$rc" -ge 128 ]; then bad "$name: crashed (status $rc)"; sed 's/^/    /' "$T/out.txt" | tail -5; return; fi
-  if [ "$rc" != "$want" ]; then bad "$name: exit status $rc, expected $want"; sed 's/^/    /' "$T/out.txt" | tail -5; return; fi
-  if ! grep -Eq -- "$pat" "$T/out.txt"; then bad "$name: output lacks /$pat/"; sed 's/^/    /' "$T/out.txt" | tail -5; return; fi
-  ok
-}
+. "$(dirname "${BASH_SOURCE[0]}")/harness_cli.sh"
 
 # test images: written by a few lines of Python (zlib PNG), any colour type and size
 /usr/bin/python3 - "$T" <<'EOF'
