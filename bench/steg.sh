@@ -2,25 +2,37 @@
 # steg.sh — the engine benchmark, side by side in one run: a training step of the steganography
 # network (6 blocks, growth 80, 64x64, f32) in memfit and in PyTorch (Debian's python3-torch), same
 # thread count, batch 1 and 4; prints images/s and peak RSS of each and memfit/PyTorch ratios.
-# usage: bash bench/steg.sh [THREADS] [STEPS]
+# The three implementations run in turn, ROUNDS times (default 3), and each figure is the median of
+# its rounds, so a neighbour's burst on a shared machine moves one round, not the ratio.
+# usage: bash bench/steg.sh [THREADS] [STEPS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=${1:-2}; steps=${2:-10}
+threads=${1:-2}; steps=${2:-10}; rounds=${3:-3}
 B=${MEMFIT_BUILD:-build}
 [ -x "$B/bench_steg" ] || bash scripts/build.sh >/dev/null
 common=(--blocks 6 --growth 80 --size 64 --steps "$steps" --threads "$threads")
-printf '%-14s %5s %12s %14s %14s %12s\n' impl batch images/s "peak RSS MiB" "speed ratio" "RSS ratio"
+echo "steganography training step, 6 blocks, growth 80, 64x64, f32, $threads thread(s), $steps steps, median of $rounds rounds"
+printf '%-14s %5s %12s %14s %14s %12s %s\n' impl batch images/s "peak RSS MiB" "speed ratio" "RSS ratio" "rounds (images/s)"
 for b in 1 4; do
-  t=$(OMP_NUM_THREADS=$threads /usr/bin/python3 bench/steg_torch.py bench "${common[@]}" --batch "$b")
-  ms=$(OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode store)
-  mi=$(OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode invert)
-  /usr/bin/python3 - "$b" "$t" "$ms" "$mi" <<'PY'
-import json, sys
-b = sys.argv[1]
-t = json.loads(sys.argv[2])
-for line in [sys.argv[2], sys.argv[3], sys.argv[4]]:
+  runs=$(mktemp)
+  for r in $(seq "$rounds"); do
+    OMP_NUM_THREADS=$threads /usr/bin/python3 bench/steg_torch.py bench "${common[@]}" --batch "$b" >>"$runs"
+    OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode store >>"$runs"
+    OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode invert >>"$runs"
+  done
+  /usr/bin/python3 - "$b" "$runs" <<'PY'
+import json, statistics, sys
+b, path = sys.argv[1], sys.argv[2]
+by = {}
+for line in open(path):
     r = json.loads(line)
-    print("%-14s %5s %12.2f %14.1f %14.2f %12.2f" % (r["impl"], b, r["images_per_s"], r["peak_rss_bytes"] / 2**20,
-          r["images_per_s"] / t["images_per_s"], r["peak_rss_bytes"] / t["peak_rss_bytes"]))
+    by.setdefault(r["impl"], []).append(r)
+med = {k: (statistics.median(x["images_per_s"] for x in v), statistics.median(x["peak_rss_bytes"] for x in v)) for k, v in by.items()}
+ts, tr = med["torch"]
+for k in ["torch", "memfit-store", "memfit-invert"]:
+    s, rss = med[k]
+    print("%-14s %5s %12.2f %14.1f %14.2f %12.2f %s" % (k, b, s, rss / 2**20, s / ts, rss / tr,
+          " ".join("%.2f" % x["images_per_s"] for x in by[k])))
 PY
+  rm -f "$runs"
 done
