@@ -400,7 +400,11 @@ static void unpack_dw(void *dw, mf_dtype dt, const void *dwk, mf_dtype ct, const
   for (int64_t o = 0; o < c->OC; o++) {
     int64_t gi = o / c->OCg, oc = o % c->OCg;
     for (int64_t ci = 0; ci < c->Cg; ci++)
-      for (int64_t q = 0; q < KK; q++) mf_st(dw, dt, (o * c->Cg + ci) * KK + q, mf_ld(dwk, ct, wk_index(c, gi, q, oc, ci)));
+      for (int64_t q = 0; q < KK; q++) {
+        int64_t d = (o * c->Cg + ci) * KK + q, s = wk_index(c, gi, q, oc, ci);
+        if (dt == MF_F32 && ct == MF_F32) ((float *)dw)[d] = ((const float *)dwk)[s]; /* the common case, no conversion */
+        else mf_st(dw, dt, d, mf_ld(dwk, ct, s));
+      }
   }
 }
 
