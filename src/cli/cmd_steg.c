@@ -3,6 +3,7 @@
  * image or a text message in a cover, revealing it, and measuring the quality on 8-bit PNGs. */
 #include "cli/cli.h"
 #include "models/steg.h"
+#include "models/steg_infer.h"
 #include "models/steg_loss.h"
 #include "models/workload.h"
 #include "plan/search.h"
@@ -81,19 +82,6 @@ static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw
   }
 }
 
-/* Planar 3-channel w x h -> pw x ph (pw >= w, ph >= h) repeating the last column / row. */
-static void pad_edge(const float *src, int w, int h, float *dst, int pw, int ph) {
-  for (int c = 0; c < 3; c++)
-    for (int y = 0; y < ph; y++)
-      for (int x = 0; x < pw; x++)
-        dst[((size_t)c * ph + y) * pw + x] = src[((size_t)c * h + (y < h ? y : h - 1)) * w + (x < w ? x : w - 1)];
-}
-/* the inverse: top-left w x h of a pw x ph planar image */
-static void crop_tl(const float *src, int pw, int ph, float *dst, int w, int h) {
-  for (int c = 0; c < 3; c++)
-    for (int y = 0; y < h; y++) memcpy(dst + ((size_t)c * h + y) * w, src + ((size_t)c * ph + y) * pw, (size_t)w * sizeof *dst);
-}
-
 /* ------------------------------------------------------------------ metrics */
 
 /* MSE of two planar 3-channel images; y = 1: on BT.601 luma (Y = 0.299 R + 0.587 G + 0.114 B, full range) */
@@ -128,31 +116,35 @@ static double ssim_plane(const float *a, const float *b, int w, int h) {
     va /= n; vb /= n; cab /= n;
     return ((2 * ma * mb + C1) * (2 * cab + C2)) / ((ma * ma + mb * mb + C1) * (va + vb + C2));
   }
-  /* separable: horizontal pass into 5 row buffers of [h][w-10], then vertical */
-  int ow = w - 2 * R, oh = h - 2 * R;
-  size_t hn = (size_t)h * ow;
-  double *t = malloc(5 * hn * sizeof *t);
+  /* separable: the horizontal pass of each row into a ring of the last 11 rows (5 sums each), then the
+   * vertical pass of the output row that ends there (memory: 11 rows, not the plane) */
+  int ow = w - 2 * R;
+  size_t rn = (size_t)11 * ow;
+  double *t = malloc(5 * rn * sizeof *t);
   if (!t) return NAN;
-  for (int y = 0; y < h; y++)
+  double total = 0;
+  for (int y = 0; y < h; y++) {
+    size_t ring = (size_t)(y % 11) * ow;
     for (int x = 0; x < ow; x++) {
       double s[5] = {0, 0, 0, 0, 0};
       for (int k = 0; k < 11; k++) {
         double va = a[(size_t)y * w + x + k], vb = b[(size_t)y * w + x + k], gk = g[k];
         s[0] += gk * va; s[1] += gk * vb; s[2] += gk * va * va; s[3] += gk * vb * vb; s[4] += gk * va * vb;
       }
-      for (int q = 0; q < 5; q++) t[q * hn + (size_t)y * ow + x] = s[q];
+      for (int q = 0; q < 5; q++) t[q * rn + ring + x] = s[q];
     }
-  double total = 0;
-  for (int y = 0; y < oh; y++)
+    if (y < 2 * R) continue;
+    int oy = y - 2 * R; /* output row oy reads rows oy .. oy + 10 */
     for (int x = 0; x < ow; x++) {
       double s[5] = {0, 0, 0, 0, 0};
       for (int k = 0; k < 11; k++)
-        for (int q = 0; q < 5; q++) s[q] += g[k] * t[q * hn + (size_t)(y + k) * ow + x];
+        for (int q = 0; q < 5; q++) s[q] += g[k] * t[q * rn + (size_t)((oy + k) % 11) * ow + x];
       double va = s[2] - s[0] * s[0], vb = s[3] - s[1] * s[1], cab = s[4] - s[0] * s[1];
       total += ((2 * s[0] * s[1] + C1) * (2 * cab + C2)) / ((s[0] * s[0] + s[1] * s[1] + C1) * (va + vb + C2));
     }
+  }
   free(t);
-  return total / ((double)ow * oh);
+  return total / ((double)ow * (h - 2 * R));
 }
 
 /* SSIM of planar 3-channel images: mean over R, G, B (y = 0) or on the luma plane (y = 1) */
@@ -208,53 +200,10 @@ static int write_grid(const char *path, int n, const float *const *cover, const 
 
 /* ------------------------------------------------------------------ model files */
 
-/* Reads blocks and growth from a model or checkpoint file's tensor shapes (param.blkN.phi.conv1.w:
- * [growth, 12, 3, 3]), so that hide/reveal/eval need only the file. */
+/* Reads blocks and growth from a model or checkpoint file (mf_steg_model_config), so that
+ * hide/reveal/eval need only the file. */
 static int model_config(const mf_st_file *f, const char *path, mf_steg_config *cfg, char *err, size_t errlen) {
-  *cfg = mf_steg_config_default();
-  char name[96];
-  int blocks = 0;
-  for (; blocks < MF_STEG_MAX_BLOCKS; blocks++) {
-    snprintf(name, sizeof name, "param.blk%d.phi.conv1.w", blocks);
-    if (!mf_st_find(f, name)) break;
-  }
-  const mf_st_tensor *t = mf_st_find(f, "param.blk0.phi.conv1.w");
-  if (!blocks || !t || t->ndim != 4 || t->shape[1] != MF_STEG_WAVE_CH || t->shape[2] != 3 || t->shape[3] != 3) {
-    snprintf(err, errlen, "%s: not a steganography model (no tensor param.blk0.phi.conv1.w of shape [g,12,3,3]); "
-                          "give a file written by 'memfit train steg' (model.safetensors or checkpoint.safetensors)", path);
-    return -1;
-  }
-  cfg->blocks = blocks;
-  cfg->growth = (int)t->shape[0];
-  const char *p = mf_st_meta(f, "steg.preset");
-  cfg->name = "custom";
-  mf_steg_config pc;
-  if (p && mf_steg_config_preset(p, &pc, NULL, 0) == 0 && pc.blocks == blocks && pc.growth == cfg->growth) cfg->name = pc.name;
-  return 0;
-}
-
-/* Copies every parameter of a built model from the file into the session (checks dtype and shape). */
-static int model_load_params(mf_session *s, mf_graph *g, const mf_steg_model *m, const mf_st_file *f, const char *path,
-                             char *err, size_t errlen) {
-  char name[96], pn[64];
-  for (int i = 0; i < m->cfg.blocks; i++)
-    for (int sn = 0; sn < MF_STEG_SUBNETS; sn++)
-      for (int k = 0; k < MF_STEG_CONVS; k++)
-        for (int bias = 0; bias < 2; bias++) {
-          mf_tensor t = bias ? m->blk[i].net[sn].b[k] : m->blk[i].net[sn].w[k];
-          int64_t shape[4];
-          int nd = mf_tensor_ndim(g, t);
-          for (int a = 0; a < nd; a++) shape[a] = mf_tensor_dim(g, t, a);
-          snprintf(name, sizeof name, "param.%s", mf_steg_param_name(pn, sizeof pn, i, sn, k, bias));
-          char e[512];
-          const float *src = mf_st_get(f, name, MF_F32, nd, shape, e, sizeof e);
-          if (!src) { snprintf(err, errlen, "%s: %s", path, e); return -1; }
-          if (mf_session_write_param(s, t, src, (size_t)mf_tensor_numel(g, t)) != 0) {
-            snprintf(err, errlen, "%s: could not write %s", path, name);
-            return -1;
-          }
-        }
-  return 0;
+  return mf_steg_model_config(f, path, cfg, err, errlen);
 }
 
 /* Writes the parameters only (no optimizer state), with the settings in the metadata. */
@@ -294,73 +243,6 @@ out:
   free(names);
   mf_st_writer_free(w);
   return rc;
-}
-
-/* An inference graph (hide or reveal, batch 1, w x h) with the model's parameters loaded. */
-typedef struct infer {
-  mf_graph *g;
-  mf_steg_model *m;
-  mf_session *s;
-  int hide, w, h;
-  mf_tensor out;
-} infer;
-
-static void infer_free(infer *I) {
-  if (I->s) mf_session_free(I->s);
-  if (I->g) mf_graph_free(I->g);
-  free(I->m);
-  memset(I, 0, sizeof *I);
-}
-
-static int infer_init(infer *I, const mf_steg_config *cfg, const mf_st_file *f, const char *path, int hide, int w, int h,
-                      int threads, char *err, size_t errlen) {
-  memset(I, 0, sizeof *I);
-  I->hide = hide;
-  I->w = w;
-  I->h = h;
-  I->g = mf_graph_init(MF_F32);
-  I->m = calloc(1, sizeof *I->m);
-  if (!I->g || !I->m) { snprintf(err, errlen, "out of memory"); infer_free(I); return -1; }
-  int rc = hide ? mf_steg_build_hide(I->g, cfg, h, w, I->m) : mf_steg_build_reveal(I->g, cfg, h, w, I->m);
-  if (rc < 0) { snprintf(err, errlen, "%s", mf_graph_error(I->g)); infer_free(I); return -1; }
-  I->out = hide ? I->m->stego : I->m->revealed;
-  mf_train_opts o = mf_train_opts_default();
-  o.plan.training = 0;
-  o.threads = threads;
-  o.plan.threads = threads;
-  o.plan.keep = &I->out;
-  o.plan.n_keep = 1;
-  I->s = mf_session_init(I->g, I->out, &o, err, errlen);
-  if (!I->s) { infer_free(I); return -1; }
-  if (model_load_params(I->s, I->g, I->m, f, path, err, errlen) < 0) { infer_free(I); return -1; }
-  if (!hide) { /* z = zeros: the reveal pass's stand-in for the lost part */
-    size_t nz = (size_t)mf_tensor_numel(I->g, I->m->z);
-    float *z = calloc(nz, sizeof *z);
-    if (!z) { snprintf(err, errlen, "out of memory"); infer_free(I); return -1; }
-    mf_session_write_input(I->s, I->m->z, z, nz);
-    free(z);
-  }
-  return 0;
-}
-
-/* hide: a, b = cover, secret; reveal: a = stego, b unused. Planar [3,h,w] in and out. */
-static int infer_run(infer *I, const float *a, const float *b, float *out) {
-  size_t n = (size_t)3 * I->w * I->h;
-  if (I->hide) {
-    mf_session_write_input(I->s, I->m->cover, a, n);
-    mf_session_write_input(I->s, I->m->secret, b, n);
-  } else {
-    mf_session_write_input(I->s, I->m->stego_in, a, n);
-  }
-  mf_session_forward(I->s);
-  return mf_session_read(I->s, I->out, out, n);
-}
-
-static void plan_line(const mf_session *s, const char *what) {
-  char h[32], r[32];
-  mf_format_bytes(mf_plan_total_bytes(mf_session_plan(s)), h, sizeof h);
-  mf_format_bytes(mf_peak_rss_bytes(), r, sizeof r);
-  printf("%s: memory plan %s (process peak RSS %s)\n", what, h, r);
 }
 
 /* ------------------------------------------------------------------ messages as secret images */
@@ -531,21 +413,157 @@ static int read_file_bytes(const char *path, uint8_t **buf, size_t *n) {
   return 0;
 }
 
+/* ------------------------------------------------------------------ memory budget of hide / reveal / eval */
+
+/* A number from a one-line file or the "KEY: N kB" line of /proc/meminfo; 0 when absent or "max". */
+static size_t read_size_file(const char *path, const char *key) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  char line[256];
+  size_t v = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (key && strncmp(line, key, strlen(key))) continue;
+    unsigned long long x;
+    if (sscanf(key ? line + strlen(key) : line, " %llu", &x) == 1) v = (size_t)x * (key ? 1024 : 1);
+    break;
+  }
+  fclose(f);
+  return v;
+}
+
+/* The default --budget: half of the physical memory (sysconf), or of the cgroup's memory limit when
+ * that is lower, or the kernel's MemAvailable (/proc/meminfo) when that is less still. */
+static size_t default_budget(char *how, size_t n) {
+  long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+  size_t phys = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : 0, lim = phys;
+  const char *what = "physical memory";
+  size_t cg = read_size_file("/sys/fs/cgroup/memory.max", NULL);
+  if (!cg) cg = read_size_file("/sys/fs/cgroup/memory/memory.limit_in_bytes", NULL);
+  if (cg && (!lim || cg < lim)) { lim = cg; what = "the cgroup's memory limit"; }
+  size_t b = lim / 2, avail = read_size_file("/proc/meminfo", "MemAvailable:");
+  char h1[32], h2[32];
+  mf_format_bytes(lim, h1, sizeof h1);
+  if (avail && (!b || avail < b)) {
+    mf_format_bytes(avail, h2, sizeof h2);
+    snprintf(how, n, "default: MemAvailable %s, less than half of the %s of %s", h2, h1, what);
+    return avail;
+  }
+  if (!b) { snprintf(how, n, "default: no limit (the machine's memory is unknown)"); return 0; }
+  snprintf(how, n, "default: half of the %s of %s", h1, what);
+  return b;
+}
+
+typedef struct budget_args {
+  const char *budget_s; /* --budget as given, or NULL */
+  int tile, halo;       /* --tile (0: chosen), --halo (-1: the receptive radius) */
+} budget_args;
+
+/* --budget / --tile / --halo; returns 1 when argv[*i] was one of them, 0 when not, -1 on a bad value. */
+static int budget_opt(int argc, char **argv, int *i, budget_args *b) {
+  const char *v;
+  if ((v = cli_opt(argc, argv, i, "--budget"))) {
+    if (mf_parse_bytes(v) <= 0) {
+      fprintf(stderr, "memfit: --budget '%s': give a size such as 2GiB, 512MiB or 1.5GB\n", v);
+      return -1;
+    }
+    b->budget_s = v;
+    return 1;
+  }
+  if ((v = cli_opt(argc, argv, i, "--tile"))) return cli_int("--tile", v, 2, 1 << 20, &b->tile) ? -1 : 1;
+  if ((v = cli_opt(argc, argv, i, "--halo"))) return cli_int("--halo", v, 0, 1 << 20, &b->halo) ? -1 : 1;
+  return 0;
+}
+
+/* Settings that contradict each other; returns 2 (a usage error) after saying why, else 0. */
+static int budget_args_check(const char *cmd, const budget_args *b) {
+  if (b->halo >= 0 && !b->tile) {
+    fprintf(stderr, "memfit %s: --halo goes with --tile (without --tile the halo is the network's receptive radius)\n", cmd);
+    return 2;
+  }
+  return 0;
+}
+
+#define BUDGET_HELP                                                                                               \
+  "  --budget SIZE  memory for the whole command (e.g. 2GiB): the image buffers it holds plus memfit's plan of\n"   \
+  "                 the network; when the whole image does not fit, the image runs in tiles with a halo of the\n"  \
+  "                 network's receptive radius (the same output as one pass), as large as fit. Default: half of\n" \
+  "                 the physical memory (sysconf; or of the cgroup memory limit when lower), or MemAvailable\n"     \
+  "                 from /proc/meminfo when that is less.\n"                                                        \
+  "  --tile N       force tiles of N x N pixels (for tests and demonstrations); --halo H overrides their halo\n"    \
+  "                 (a multiple of 2; less than the receptive radius changes the output near tile edges)\n"
+
+/* Chooses whole image or tiles for a w x h image so that `host` bytes the command holds plus the
+ * plan fit the budget (`share` graphs live at once, each gets an equal part of what is left), prints
+ * one line saying which, and builds the runner. NULL after printing why. */
+static mf_steg_runner *budget_runner(const char *cmd, const char *what, const mf_steg_config *cfg, int hide, int w, int h,
+                                     size_t host, const char *host_what, int share, const budget_args *b, const mf_st_file *f,
+                                     const char *model, int threads, mf_steg_tiling *t) {
+  char how[160], err[1024], hb[32], hh[32], hp[32], hf[32], ht[32], desc[256];
+  size_t budget = b->budget_s ? (size_t)mf_parse_bytes(b->budget_s) : default_budget(how, sizeof how);
+  if (b->budget_s) snprintf(how, sizeof how, "--budget %s", b->budget_s);
+  mf_format_bytes(budget, hb, sizeof hb);
+  mf_format_bytes(host, hh, sizeof hh);
+  size_t need = 0;
+  int rc = !budget || host < budget
+               ? mf_steg_tiling_choose(cfg, hide, w, h, budget ? (budget - host) / (size_t)share : 0, b->tile, b->halo, threads, t,
+                                       &need, err, sizeof err)
+               : mf_steg_tiling_choose(cfg, hide, w, h, 1, 0, -1, threads, t, &need, err, sizeof err);
+  if (rc < 0 && !need) {
+    fprintf(stderr, "memfit %s: %s%s\n", cmd, err, b->halo >= 0 ? " (see --halo)" : b->tile ? " (see --tile and --budget)" : "");
+    return NULL;
+  }
+  if (rc < 0 || (budget && host >= budget)) {
+    size_t min_total = host + (size_t)share * need, mib = (min_total + ((size_t)1 << 20) - 1) >> 20;
+    mf_format_bytes(need, hp, sizeof hp);
+    mf_format_bytes(min_total, ht, sizeof ht);
+    char budget_what[256];
+    if (b->budget_s) snprintf(budget_what, sizeof budget_what, "--budget %s", b->budget_s);
+    else snprintf(budget_what, sizeof budget_what, "the budget (%s: %s)", how, hb);
+    fprintf(stderr, "memfit %s: %s is too small for this %dx%d image: %s take %s and even the smallest tile (%dx%d pixels with "
+                    "a %d-pixel halo: a %dx%d graph) needs %s%s, %s in all. Give --budget %zuMiB or more.\n",
+            cmd, budget_what, w, h, host_what, hh, t->tile_w, t->tile_h, t->halo, t->rw, t->rh, hp,
+            share > 1 ? " per graph (hide and reveal)" : "", ht, mib);
+    return NULL;
+  }
+  mf_steg_tiling_describe(t, desc, sizeof desc);
+  mf_format_bytes(t->plan_bytes, hp, sizeof hp);
+  mf_format_bytes(t->buffer_bytes, hf, sizeof hf);
+  mf_format_bytes(host + (size_t)share * (t->plan_bytes + t->buffer_bytes), ht, sizeof ht);
+  printf("%s: %s; plan %s%s + tile buffer %s%s + %s %s = %s of the %s budget (%s)\n", what, desc, hp,
+         t->nx * t->ny > 1 ? " per tile" : "", hf, share > 1 ? ", twice (hide and reveal graphs)" : "", host_what, hh, ht,
+         budget ? hb : "unlimited", how);
+  if (t->nx * t->ny > 1 && t->halo < t->radius)
+    printf("warning: --halo %d is less than the network's receptive radius %d: pixels near tile edges differ from a "
+           "whole-image run\n", t->halo, t->radius);
+  mf_steg_runner *r = mf_steg_runner_init(cfg, t, f, model, threads, err, sizeof err);
+  if (!r) fprintf(stderr, "memfit %s: %s\n", cmd, err);
+  return r;
+}
+
+static void plan_line(const mf_steg_tiling *t, const char *what) {
+  char h[32], rs[32];
+  mf_format_bytes(t->plan_bytes, h, sizeof h);
+  mf_format_bytes(mf_peak_rss_bytes(), rs, sizeof rs);
+  printf("%s: memory plan %s%s (process peak RSS %s)\n", what, h, t->nx * t->ny > 1 ? " per tile" : "", rs);
+}
+
 /* ------------------------------------------------------------------ memfit hide */
 
 int mf_cmd_hide(int argc, char **argv) {
   const char *model = NULL, *cover = NULL, *secret = NULL, *message = NULL, *message_file = NULL, *out = NULL;
   int threads = 0;
+  budget_args ba = {NULL, 0, -1};
   for (int i = 1; i < argc; i++) {
     const char *v;
+    int k;
     if (!strcmp(argv[i], "--help")) {
       printf("usage: memfit hide --model MODEL --cover COVER.png (--secret SECRET.png | --message TEXT | --message-file F)\n"
-             "                   --out STEGO.png [--threads T]\n"
+             "                   --out STEGO.png [--budget SIZE] [--threads T]\n"
              "Hides a secret image (resized to the cover with bilinear filtering) or a message in a cover of any size\n"
              "and writes the stego image as an 8-bit PNG. Odd sizes are padded by one pixel (edge copy) for the\n"
              "network and cropped back. Messages: one bit per %dx%d block of a channel, with a length and a CRC-32,\n"
-             "every bit repeated over the whole image as many times as fits (short messages survive more damage).\n",
-             MSG_CELL, MSG_CELL);
+             "every bit repeated over the whole image as many times as fits (short messages survive more damage).\n"
+             BUDGET_HELP, MSG_CELL, MSG_CELL);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
     else if ((v = cli_opt(argc, argv, &i, "--cover"))) cover = v;
@@ -554,8 +572,10 @@ int mf_cmd_hide(int argc, char **argv) {
     else if ((v = cli_opt(argc, argv, &i, "--message"))) message = v;
     else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
+    else if ((k = budget_opt(argc, argv, &i, &ba)) != 0) { if (k < 0) return 2; }
     else { fprintf(stderr, "memfit hide: unknown option '%s' (see --help)\n", argv[i]); return 2; }
   }
+  if (budget_args_check("hide", &ba)) return 2;
   if (!cover || !out || (!secret + !message + !message_file) != 2) {
     fprintf(stderr, "memfit hide: needs --cover, --out and exactly one of --secret, --message, --message-file (see --help)\n");
     return 2;
@@ -566,24 +586,26 @@ int mf_cmd_hide(int argc, char **argv) {
   if (rc) return rc;
   char err[1024];
   int w, h, sw = 0, sh = 0;
-  float *cv = NULL, *sc = NULL, *sec = NULL, *pc = NULL, *ps = NULL, *st = NULL, *stc = NULL;
+  float *cv = NULL, *sc = NULL, *sec = NULL, *stc = NULL;
   uint8_t *msg = NULL;
-  infer I = {0};
+  mf_steg_runner *R = NULL;
+  mf_steg_tiling t;
   rc = 1;
   cv = load_rgb(cover, "cover", &w, &h, err, sizeof err);
   if (!cv) { fprintf(stderr, "memfit hide: cover %s\n", err); goto out; }
   if (w < 2 || h < 2) { fprintf(stderr, "memfit hide: cover %s is %dx%d: the smallest cover is 2x2 pixels\n", cover, w, h); goto out; }
   size_t np = (size_t)w * h;
-  sec = malloc(3 * np * sizeof *sec);
-  if (!sec) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
   if (secret) {
     sc = load_rgb(secret, "secret", &sw, &sh, err, sizeof err);
     if (!sc) { fprintf(stderr, "memfit hide: secret %s\n", err); goto out; }
     if (sw != w || sh != h) {
       printf("secret %s (%dx%d) resized to the cover's %dx%d with bilinear filtering%s\n", secret, sw, sh, w, h,
              (sw > w || sh > h) ? " (it is larger than the cover: detail is lost; give a secret no larger than the cover to avoid that)" : "");
+      if (!(sec = malloc(3 * np * sizeof *sec))) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
       resize_bilinear(sc, sw, sh, sec, w, h);
-    } else memcpy(sec, sc, 3 * np * sizeof *sec);
+      free(sc);
+    } else sec = sc;
+    sc = NULL;
   } else {
     size_t len;
     if (message) { len = strlen(message); msg = malloc(len + 1); if (msg) memcpy(msg, message, len + 1); }
@@ -599,37 +621,36 @@ int mf_cmd_hide(int argc, char **argv) {
               len, w, h, cap, MSG_CELL, MSG_CELL);
       goto out;
     }
+    if (!(sec = malloc(3 * np * sizeof *sec))) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
     msg_encode(msg, len, w, h, sec);
     printf("message: %zu bytes of %ld the cover holds (%dx%d blocks, length + CRC-32 framed; each bit stored %zu times or more)\n",
            len, cap, MSG_CELL, MSG_CELL, (msg_positions(w, h) - (msg_positions(w, h) + 7) / 8) / (len * 8 + 32));
   }
-  int pw = w + (w % 2), ph = h + (h % 2);
-  if (pw != w || ph != h)
+  if (w % 2 || h % 2)
     printf("cover %s is %dx%d (odd): padded to %dx%d by repeating the last %s for the network; the stego is cropped back to %dx%d\n",
-           cover, w, h, pw, ph, pw != w && ph != h ? "column and row" : pw != w ? "column" : "row", w, h);
-  size_t pn = (size_t)pw * ph;
-  pc = malloc(3 * pn * sizeof *pc);
-  ps = malloc(3 * pn * sizeof *ps);
-  st = malloc(3 * pn * sizeof *st);
-  stc = malloc(3 * np * sizeof *stc);
-  if (!pc || !ps || !st || !stc) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
-  pad_edge(cv, w, h, pc, pw, ph);
-  pad_edge(sec, w, h, ps, pw, ph);
-  if (infer_init(&I, &cfg, f, model, 1, pw, ph, threads, err, sizeof err) < 0) {
-    fprintf(stderr, "memfit hide: %s\n", err);
-    goto out;
-  }
-  if (infer_run(&I, pc, ps, st) != 0) { fprintf(stderr, "memfit hide: could not read the stego image\n"); goto out; }
-  crop_tl(st, pw, ph, stc, w, h);
+           cover, w, h, w + w % 2, h + h % 2, w % 2 && h % 2 ? "column and row" : w % 2 ? "column" : "row", w, h);
+  /* held while the network runs: cover, secret and stego, planar float RGB */
+  R = budget_runner("hide", "hide", &cfg, 1, w, h, 3 * np * 3 * sizeof(float), "3 images (cover, secret, stego)", 1, &ba, f,
+                    model, threads, &t);
+  if (!R) goto out;
+  if (!(stc = malloc(3 * np * sizeof *stc))) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
+  if (mf_steg_runner_run(R, cv, sec, stc, err, sizeof err) != 0) { fprintf(stderr, "memfit hide: %s\n", err); goto out; }
+  mf_steg_runner_free(R);
+  R = NULL;
+  free(sec);
+  sec = NULL;
   quant8_all(stc, 3 * np);
+  double psnr = psnr_mse(mse_img(stc, cv, w, h, 0)), ssim = ssim_img(stc, cv, w, h, 0);
+  free(cv);
+  cv = NULL;
   if (save_planar(out, stc, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit hide: %s\n", err); goto out; }
-  printf("stego %s: %dx%d 8-bit PNG, PSNR %.2f dB, SSIM %.4f against the cover (model %s: %d blocks, growth %d)\n", out, w, h,
-         psnr_mse(mse_img(stc, cv, w, h, 0)), ssim_img(stc, cv, w, h, 0), cfg.name, cfg.blocks, cfg.growth);
-  plan_line(I.s, "hide");
+  printf("stego %s: %dx%d 8-bit PNG, PSNR %.2f dB, SSIM %.4f against the cover (model %s: %d blocks, growth %d)\n", out, w, h, psnr,
+         ssim, cfg.name, cfg.blocks, cfg.growth);
+  plan_line(&t, "hide");
   rc = 0;
 out:
-  infer_free(&I);
-  free(cv); free(sc); free(sec); free(pc); free(ps); free(st); free(stc); free(msg);
+  mf_steg_runner_free(R);
+  free(cv); free(sc); free(sec); free(stc); free(msg);
   mf_st_close(f);
   return rc;
 }
@@ -639,20 +660,24 @@ out:
 int mf_cmd_reveal(int argc, char **argv) {
   const char *model = NULL, *stego = NULL, *out = NULL;
   int threads = 0, message = 0;
+  budget_args ba = {NULL, 0, -1};
   for (int i = 1; i < argc; i++) {
     const char *v;
+    int k;
     if (!strcmp(argv[i], "--help")) {
-      printf("usage: memfit reveal --model MODEL --stego STEGO.png [--out SECRET.png] [--message] [--threads T]\n"
+      printf("usage: memfit reveal --model MODEL --stego STEGO.png [--out SECRET.png] [--message] [--budget SIZE] [--threads T]\n"
              "Runs the network backwards on the stego image (lost part z = zeros) and writes the recovered secret;\n"
-             "--message decodes a hidden message instead (checks its CRC-32) and prints it.\n");
+             "--message decodes a hidden message instead (checks its CRC-32) and prints it.\n" BUDGET_HELP);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
     else if ((v = cli_opt(argc, argv, &i, "--stego"))) stego = v;
     else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
     else if (!strcmp(argv[i], "--message")) message = 1;
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
+    else if ((k = budget_opt(argc, argv, &i, &ba)) != 0) { if (k < 0) return 2; }
     else { fprintf(stderr, "memfit reveal: unknown option '%s' (see --help)\n", argv[i]); return 2; }
   }
+  if (budget_args_check("reveal", &ba)) return 2;
   if (!stego || (!out && !message)) { fprintf(stderr, "memfit reveal: needs --stego and --out (or --message) (see --help)\n"); return 2; }
   mf_st_file *f;
   mf_steg_config cfg;
@@ -660,34 +685,36 @@ int mf_cmd_reveal(int argc, char **argv) {
   if (rc) return rc;
   char err[1024];
   int w, h;
-  float *sg = NULL, *ps = NULL, *rv = NULL, *rc2 = NULL;
+  float *sg = NULL, *rv = NULL;
   uint8_t *msg = NULL;
-  infer I = {0};
+  mf_steg_runner *R = NULL;
+  mf_steg_tiling t;
   rc = 1;
   sg = load_rgb(stego, "stego", &w, &h, err, sizeof err);
   if (!sg) { fprintf(stderr, "memfit reveal: stego %s\n", err); goto out; }
   if (w < 2 || h < 2) { fprintf(stderr, "memfit reveal: stego %s is %dx%d: too small (at least 2x2)\n", stego, w, h); goto out; }
-  int pw = w + (w % 2), ph = h + (h % 2);
-  if (pw != w || ph != h)
+  if (w % 2 || h % 2) {
+    const char *what = w % 2 && h % 2 ? "column and row" : w % 2 ? "column" : "row";
     printf("stego %s is %dx%d (odd, as hide writes for an odd cover): padded to %dx%d by repeating the last %s; "
-           "the secret is cropped back to %dx%d (its last %s is less accurate)\n",
-           stego, w, h, pw, ph, pw != w && ph != h ? "column and row" : pw != w ? "column" : "row", w, h,
-           pw != w && ph != h ? "column and row" : pw != w ? "column" : "row");
-  size_t np = (size_t)w * h, pn = (size_t)pw * ph;
-  ps = malloc(3 * pn * sizeof *ps);
-  rv = malloc(3 * pn * sizeof *rv);
-  rc2 = malloc(3 * np * sizeof *rc2);
-  if (!ps || !rv || !rc2) { fprintf(stderr, "memfit reveal: out of memory\n"); goto out; }
-  pad_edge(sg, w, h, ps, pw, ph);
-  if (infer_init(&I, &cfg, f, model, 0, pw, ph, threads, err, sizeof err) < 0) { fprintf(stderr, "memfit reveal: %s\n", err); goto out; }
-  if (infer_run(&I, ps, NULL, rv) != 0) { fprintf(stderr, "memfit reveal: could not read the recovered secret\n"); goto out; }
-  crop_tl(rv, pw, ph, rc2, w, h);
+           "the secret is cropped back to %dx%d (its last %s is less accurate)\n", stego, w, h, w + w % 2, h + h % 2, what, w, h, what);
+  }
+  size_t np = (size_t)w * h;
+  /* held while the network runs: the stego and the recovered secret, planar float RGB */
+  R = budget_runner("reveal", "reveal", &cfg, 0, w, h, 2 * np * 3 * sizeof(float), "2 images (stego, secret)", 1, &ba, f, model,
+                    threads, &t);
+  if (!R) goto out;
+  if (!(rv = malloc(3 * np * sizeof *rv))) { fprintf(stderr, "memfit reveal: out of memory\n"); goto out; }
+  if (mf_steg_runner_run(R, sg, NULL, rv, err, sizeof err) != 0) { fprintf(stderr, "memfit reveal: %s\n", err); goto out; }
+  mf_steg_runner_free(R);
+  R = NULL;
+  free(sg);
+  sg = NULL;
   if (out) {
-    if (save_planar(out, rc2, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit reveal: %s\n", err); goto out; }
+    if (save_planar(out, rv, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit reveal: %s\n", err); goto out; }
     printf("recovered secret %s: %dx%d 8-bit PNG (model %s: %d blocks, growth %d)\n", out, w, h, cfg.name, cfg.blocks, cfg.growth);
   }
   if (message) {
-    long len = msg_decode(rc2, w, h, &msg);
+    long len = msg_decode(rv, w, h, &msg);
     if (len < 0) {
       fprintf(stderr, "memfit reveal: %s holds no intact message (%s): it was not made by 'memfit hide --message' with this "
                       "model, or the stego image was changed (resized, recompressed or edited)\n",
@@ -698,11 +725,11 @@ int mf_cmd_reveal(int argc, char **argv) {
     fwrite(msg, 1, (size_t)len, stdout);
     printf("\n");
   }
-  plan_line(I.s, "reveal");
+  plan_line(&t, "reveal");
   rc = 0;
 out:
-  infer_free(&I);
-  free(sg); free(ps); free(rv); free(rc2); free(msg);
+  mf_steg_runner_free(R);
+  free(sg); free(rv); free(msg);
   mf_st_close(f);
   return rc;
 }
@@ -718,17 +745,19 @@ typedef struct pair_metrics {
 int mf_cmd_eval(int argc, char **argv) {
   const char *model = NULL, *data = NULL, *pairs = NULL, *grid = NULL;
   int size = 256, threads = 0, messages = 1, grid_rows = 4, max_pairs = 1000;
+  budget_args ba = {NULL, 0, -1};
   for (int i = 1; i < argc; i++) {
     const char *v;
+    int k;
     if (!strcmp(argv[i], "--help")) {
       printf("usage: memfit eval --model MODEL (--data DIR | --pairs LIST.txt) [--size 256] [--out grid.png]\n"
-             "                   [--grid-rows 4] [--max-pairs N] [--no-messages] [--threads T]\n"
+             "                   [--grid-rows 4] [--max-pairs N] [--no-messages] [--budget SIZE] [--threads T]\n"
              "Hides each image of DIR in another (cover i, secret i+1, sorted paths), on centre crops of --size,\n"
              "and reports hiding PSNR/SSIM (stego vs cover) and recovery PSNR/SSIM (recovered vs secret) on RGB\n"
              "and on Y (BT.601 luma), with the stego rounded to 8 bits exactly as the PNG writer stores it\n"
              "(and the recovered secret too). LIST.txt: one 'COVER SECRET' pair of paths per line.\n"
              "Also hides a random 256-byte message in each cover and reports the raw block bit accuracy / bit error\n"
-             "rate and whether the message came back intact.\n");
+             "rate and whether the message came back intact.\n" BUDGET_HELP);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
     else if ((v = cli_opt(argc, argv, &i, "--data"))) data = v;
@@ -739,8 +768,10 @@ int mf_cmd_eval(int argc, char **argv) {
     else if ((v = cli_opt(argc, argv, &i, "--max-pairs"))) { if (cli_int("--max-pairs", v, 1, 1000000, &max_pairs)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
     else if (!strcmp(argv[i], "--no-messages")) messages = 0;
+    else if ((k = budget_opt(argc, argv, &i, &ba)) != 0) { if (k < 0) return 2; }
     else { fprintf(stderr, "memfit eval: unknown option '%s' (see --help)\n", argv[i]); return 2; }
   }
+  if (budget_args_check("eval", &ba)) return 2;
   if (!data == !pairs) { fprintf(stderr, "memfit eval: give --data DIR or --pairs LIST.txt (see --help)\n"); return 2; }
   if (size % 2) { fprintf(stderr, "memfit eval: --size %d is odd; the Haar wavelet needs an even size\n", size); return 2; }
   mf_st_file *f;
@@ -802,7 +833,8 @@ int mf_cmd_eval(int argc, char **argv) {
   if (np > max_pairs) np = max_pairs;
   printf("eval: model %s (%s: %d blocks, growth %d), %d pairs, %dx%d centre crops, stego rounded to 8 bits as saved\n", model,
          cfg.name, cfg.blocks, cfg.growth, np, size, size);
-  infer H = {0}, R = {0};
+  mf_steg_runner *H = NULL, *R = NULL;
+  mf_steg_tiling tH, tR;
   rc = 1;
   size_t pn = (size_t)size * size;
   float *bufs = malloc(8 * 3 * pn * sizeof *bufs);
@@ -812,10 +844,13 @@ int mf_cmd_eval(int argc, char **argv) {
   if (!bufs || !keep) { fprintf(stderr, "memfit eval: out of memory\n"); goto out; }
   float *c = bufs, *s = c + 3 * pn, *st = s + 3 * pn, *st8 = st + 3 * pn, *rv = st8 + 3 * pn, *rvf = rv + 3 * pn,
         *ms = rvf + 3 * pn, *mr = ms + 3 * pn;
-  if (infer_init(&H, &cfg, f, model, 1, size, size, threads, err, sizeof err) < 0 ||
-      infer_init(&R, &cfg, f, model, 0, size, size, threads, err, sizeof err) < 0) {
-    fprintf(stderr, "memfit eval: %s\n", err);
-    goto out;
+  {
+    /* held while the networks run: the 8 crops of a pair, the grid rows, and the two graphs */
+    size_t host = 8 * 3 * pn * sizeof *bufs + (grid ? (size_t)grid_rows * 4 * 3 * pn * sizeof(float) : 0);
+    H = budget_runner("eval", "eval hide graph", &cfg, 1, size, size, host, "crops", 2, &ba, f, model, threads, &tH);
+    if (!H) goto out;
+    R = budget_runner("eval", "eval reveal graph", &cfg, 0, size, size, host, "crops", 2, &ba, f, model, threads, &tR);
+    if (!R) goto out;
   }
   mf_transform_opts tf = mf_transform_opts_default();
   tf.out_w = tf.out_h = size;
@@ -847,13 +882,15 @@ int mf_cmd_eval(int argc, char **argv) {
     }
     if (!ok) { skipped++; continue; }
     pair_metrics m;
-    infer_run(&H, c, s, st);
+    if (mf_steg_runner_run(H, c, s, st, err, sizeof err) != 0 || mf_steg_runner_run(R, st, NULL, rvf, err, sizeof err) != 0) {
+      fprintf(stderr, "memfit eval: %s\n", err); /* rvf: the float stego's reveal, for the no-rounding reference figure */
+      goto out;
+    }
     memcpy(st8, st, 3 * pn * sizeof *st);
     quant8_all(st8, 3 * pn);
-    infer_run(&R, st, NULL, rvf); /* float stego, for the no-rounding reference figure */
     m.rec_psnr_float = psnr_mse(mse_img(rvf, s, size, size, 0));
     m.hide_psnr_float = psnr_mse(mse_img(st, c, size, size, 0));
-    infer_run(&R, st8, NULL, rv);
+    if (mf_steg_runner_run(R, st8, NULL, rv, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); goto out; }
     quant8_all(rv, 3 * pn); /* the recovered secret is saved as an 8-bit PNG too */
     m.hide_psnr = psnr_mse(mse_img(st8, c, size, size, 0));
     m.hide_psnr_y = psnr_mse(mse_img(st8, c, size, size, 1));
@@ -875,9 +912,9 @@ int mf_cmd_eval(int argc, char **argv) {
       }
       if (msg) {
         msg_encode(msg, (size_t)len, size, size, ms);
-        infer_run(&H, c, ms, st);
+        if (mf_steg_runner_run(H, c, ms, st, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); free(msg); goto out; }
         quant8_all(st, 3 * pn);
-        infer_run(&R, st, NULL, mr);
+        if (mf_steg_runner_run(R, st, NULL, mr, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); free(msg); goto out; }
         size_t nb = msg_positions(size, size), right = 0;
         uint32_t crc = crc32_bytes(msg, (size_t)len);
         for (size_t q = 0; q < nb; q++) right += (msg_soft(mr, size, size, q) > 0) == pos_bit(msg, (size_t)len, crc, q);
@@ -938,11 +975,11 @@ int mf_cmd_eval(int argc, char **argv) {
     if (write_grid(grid, shown, gc, gs, gx, gr, size, size, err, sizeof err) != 0) fprintf(stderr, "memfit eval: %s\n", err);
     else printf("grid %s: %d rows of cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10\n", grid, shown);
   }
-  plan_line(H.s, "eval hide graph");
+  plan_line(&tH, "eval hide graph");
   rc = 0;
 out:
-  infer_free(&H);
-  infer_free(&R);
+  mf_steg_runner_free(H);
+  mf_steg_runner_free(R);
   for (int i = 0; keep && i < grid_rows; i++) free(keep[i]);
   free(keep);
   free(bufs);
