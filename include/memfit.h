@@ -226,6 +226,16 @@ size_t mf_session_measured_bytes(const mf_session *s, mf_arena_kind a);
 /* Checkpoints (safetensors, written atomically). Return 0 on success, else fill err. */
 int mf_session_save(mf_session *s, const char *path, char *err, size_t errlen);
 int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen);
+/* mf_session_save plus n_meta metadata strings of the caller's (keys[i] -> values[i]), e.g. the data
+ * loader's position (mf_loader_position) so that a resumed run continues the same batches. The keys
+ * may not be the session's own ("format", "step", "rng", ...) nor start with "memfit."; err names the
+ * key. mf_session_load ignores them. */
+int mf_checkpoint_save(mf_session *s, const char *path, int n_meta, const char *const *keys, const char *const *values,
+                       char *err, size_t errlen);
+/* Reads one metadata string of a checkpoint (validated like mf_session_load) into buf, NUL-terminated.
+ * Returns 0, 1 when the checkpoint has no such key, -1 with err naming the file (unreadable, damaged,
+ * or the value longer than buflen - 1). */
+int mf_checkpoint_meta(const char *path, const char *key, char *buf, size_t buflen, char *err, size_t errlen);
 
 /* ---- misc ---- */
 /* Parses "4GiB", "6000MiB", "512KiB", "123" (bytes), "1.5GB". Returns -1 on error. */

@@ -4,7 +4,6 @@
  * metadata (mf_checkpoint_save) is stored and does not disturb loading. */
 #include "check.h"
 #include "models.h"
-#include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include <signal.h>
 #include <sys/wait.h>
@@ -159,6 +158,17 @@ static void extra_metadata(const char *dir) {
   f = mf_st_open(ck, err, sizeof err);
   CHECK(f && mf_st_meta(f, "data.epoch"), "a refused save leaves the file as it was");
   mf_st_close(f);
+  /* the public reader */
+  char buf[16], tiny[4];
+  CHECK(mf_checkpoint_meta(ck, "data.source", buf, sizeof buf, err, sizeof err) == 0 && !strcmp(buf, "photos/"),
+        "mf_checkpoint_meta reads a caller key: '%s' (%s)", buf, err);
+  CHECK(mf_checkpoint_meta(ck, "data.nosuch", buf, sizeof buf, err, sizeof err) == 1, "an absent key gives 1");
+  CHECK(mf_checkpoint_meta(ck, "data.source", tiny, sizeof tiny, err, sizeof err) < 0 && strstr(err, "data.source"),
+        "a value longer than the buffer is an error naming the key: %s", err);
+  char missing[700];
+  snprintf(missing, sizeof missing, "%s.nosuch", ck);
+  CHECK(mf_checkpoint_meta(missing, "data.source", buf, sizeof buf, err, sizeof err) < 0 && strstr(err, ".nosuch"),
+        "a missing file is an error naming it: %s", err);
   mf_session_free(s);
   mf_graph_free(g);
 }

@@ -7,7 +7,6 @@
 #include "models/steg_loss.h"
 #include "models/workload.h"
 #include "plan/search.h"
-#include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include <errno.h>
 #include <math.h>

@@ -2,7 +2,6 @@
  * buffers, optimizer state, accumulated gradients (mid-accumulation), and in the metadata the
  * step counters, loss scale, RNG state and any keys of the caller's (a trainer's data position).
  * Written atomically; every mismatch is a clear error. */
-#include "train/checkpoint.h"
 #include "train/safetensors.h"
 #include "train/session.h"
 #include "ops/ops.h"
@@ -152,6 +151,21 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   mf_session_refresh_lp(s); /* the low-precision copies follow the loaded masters */
   rc = 0;
 out:
+  mf_st_close(f);
+  return rc;
+}
+
+int mf_checkpoint_meta(const char *path, const char *key, char *buf, size_t buflen, char *err, size_t errlen) {
+  mf_st_file *f = mf_st_open(path, err, errlen);
+  if (!f) return -1;
+  const char *v = mf_st_meta(f, key);
+  int rc = v ? 0 : 1;
+  if (v && strlen(v) >= buflen) {
+    snprintf(err, errlen, "checkpoint %s: metadata '%s' holds %zu bytes, more than the %zu the caller gave", path, key, strlen(v),
+             buflen ? buflen - 1 : 0);
+    rc = -1;
+  } else if (buflen)
+    snprintf(buf, buflen, "%s", v ? v : "");
   mf_st_close(f);
   return rc;
 }
