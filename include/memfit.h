@@ -203,7 +203,8 @@ int mf_session_write_input(mf_session *s, mf_tensor input, const float *src, siz
  * backend's host_alloc, as the data loader uses) it is truly asynchronous. On the CPU the step reads
  * f32 data in place. At most two batches wait at a time; data must stay unchanged until the step that
  * takes it returns. A staged input serves one step: the next step needs it staged (or written) again,
- * and refuses to run otherwise; inputs never staged keep what mf_session_write_input put there.
+ * and refuses to run otherwise; inputs never staged keep what mf_session_write_input put there
+ * (which refuses an input while a staged batch for it waits).
  * Typical loop:   stage(b0);  for i: { stage(b[i+1]) if any;  micro_step();  release(b[i]); }
  * Returns 0, or -1 with a message naming the input. */
 int mf_session_stage_inputs(mf_session *s, int n, const mf_tensor *inputs, const float *const *data);

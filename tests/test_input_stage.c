@@ -137,6 +137,8 @@ static void test_misuse(void) {
   CHECK(mf_session_stage_inputs(s, 2, ins, d) == 0, "first batch");
   CHECK(mf_session_stage_inputs(s, 2, ins, d) == 0, "second batch");
   CHECK(mf_session_stage_inputs(s, 2, ins, d) < 0, "a third batch before any step is refused");
+  CHECK(mf_session_write_input(s, m.x, xs[0], BS * 16) < 0, "writing an input with a staged batch waiting is refused");
+  CHECK(mf_session_write_input(s, m.z, zs, 4) == 0, "writing an input that is not staged is fine");
   CHECK(isfinite(mf_session_micro_step(s)), "step 1 takes batch 1");
   CHECK(isfinite(mf_session_micro_step(s)), "step 2 takes batch 2");
   CHECK(isnan(mf_session_micro_step(s)), "step 3 with x and y spent is refused (NaN, message)");

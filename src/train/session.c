@@ -531,6 +531,12 @@ int mf_session_write_input(mf_session *s, mf_tensor t, const float *src, size_t 
   if (node_check(s, t, n, "write_input") < 0) return -1;
   const mf_node *nd = &s->plan->g->nodes[t];
   if (nd->role != MF_ROLE_INPUT) { fprintf(stderr, "memfit: write_input: '%s' is not an input\n", nd->name); return -1; }
+  for (int q = 0; q < s->n_staged; q++) /* its staged copy may still be in flight into a slot this would write */
+    for (int i = 0; i < s->staged[q].n; i++)
+      if (s->staged[q].t[i] == t) {
+        fprintf(stderr, "memfit: write_input: '%s' has a staged batch waiting for a step; run the step first\n", nd->name);
+        return -1;
+      }
   if (s->bound) s->bound[t] = NULL; /* writing means: read the session's own buffer again */
   int cur = s->cur_slot, rc = 0;
   for (int k = 0; k < s->plan->input_slots && !rc; k++) { /* every copy, so any slot a step reads has it */
