@@ -141,18 +141,7 @@ int mf_cmd_demo(int argc, char **argv) {
   if (st.wait_s > 0.05 * el)
     printf("data loading is the bottleneck (%.0f%% of the time waiting): use more loader workers or a smaller decode size\n",
            100.0 * st.wait_s / el);
-  const mf_plan *p = mf_session_plan(s);
-  printf("memory: planned vs measured (runtime high-water per arena)\n");
-  int exact = 1;
-  for (int a = 0; a < MF_ARENA_COUNT; a++) {
-    size_t pl = mf_plan_arena_bytes(p, (mf_arena_kind)a), me = mf_session_measured_bytes(s, (mf_arena_kind)a);
-    if (!pl && !me) continue;
-    printf("  %-26s planned %12zu B   measured %12zu B   %s\n", mf_arena_name((mf_arena_kind)a), pl, me, pl == me ? "exact" : "DIFFERENT");
-    exact &= pl == me;
-  }
-  char h[32];
-  mf_format_bytes(mf_peak_rss_bytes(), h, sizeof h);
-  printf("  process peak RSS %s (plan total + libraries, code and the data loader)\n", h);
+  int exact = cli_print_memory(s, " (plan total + libraries, code and the data loader)");
   mkdir(out, 0777);
   char path[4096];
   /* two generated pictures (not from the training set's seed) for hide/reveal with a trained model */

@@ -1680,19 +1680,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   printf("trained %lld updates in %s (%.1fs); waiting for data %.1f%% of the time; %lld unreadable files skipped\n",
          (long long)(step - start), dur, el, el > 0 ? 100.0 * st.wait_s / el : 0.0,
          (long long)(st.bad_files + st.skipped_files + bad_val));
-  const mf_plan *p = mf_session_plan(s);
-  printf("memory: planned vs measured (runtime high-water per arena)\n");
-  int exact = 1;
-  for (int k = 0; k < MF_ARENA_COUNT; k++) {
-    size_t pl = mf_plan_arena_bytes(p, (mf_arena_kind)k), me = mf_session_measured_bytes(s, (mf_arena_kind)k);
-    if (!pl && !me) continue;
-    printf("  %-26s planned %12zu B   measured %12zu B   %s\n", mf_arena_name((mf_arena_kind)k), pl, me,
-           pl == me ? "exact" : "DIFFERENT");
-    exact &= pl == me;
-  }
-  char h[32];
-  mf_format_bytes(mf_peak_rss_bytes(), h, sizeof h);
-  printf("  process peak RSS %s\n", h);
+  int exact = cli_print_memory(s, "");
   if (!exact) fprintf(stderr, "memfit train steg: measured memory differs from the plan (a bug: please report it)\n");
   mf_session_free(s);
   mf_loader_free(L);
