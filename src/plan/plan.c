@@ -209,11 +209,11 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   /* inputs: input_slots copies, back to back, so the next batch can land while a step reads one */
   p->input_slot_bytes = cursor[MF_ARENA_DATA];
   if (p->arena[MF_ARENA_DATA]) p->arena[MF_ARENA_DATA] += (size_t)(p->input_slots - 1) * p->input_slot_bytes;
+  /* inputs not stored as f32 are converted on the host before an asynchronous copy: a host mirror of
+   * the DATA arena (same offsets), page-locked; only when some input needs it */
   p->input_convert_bytes = 0;
-  for (int id = 0; id < N && p->be->stage_copy && p->input_slots == 2; id++) /* same order and alignment as the session's offsets */
-    if (g->nodes[id].role == MF_ROLE_INPUT && g->nodes[id].dtype != MF_F32)
-      p->input_convert_bytes += align_up(mf_node_bytes(&g->nodes[id]));
-  p->input_convert_bytes *= (size_t)p->input_slots;
+  for (int id = 0; id < N && p->be->stage_copy && p->input_slots == 2; id++)
+    if (g->nodes[id].role == MF_ROLE_INPUT && g->nodes[id].dtype != MF_F32) p->input_convert_bytes = p->arena[MF_ARENA_DATA];
   int nk = 1 + p->opts.n_keep;
   int *keep = malloc((size_t)nk * sizeof *keep);
   if (!keep) { snprintf(err, errlen, "plan: out of host memory"); return -1; }

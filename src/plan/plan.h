@@ -34,8 +34,8 @@ struct mf_plan {
   int n_recomputed;        /* segments recomputed or inverted */
   int input_slots;         /* copies of the DATA arena's inputs (2: next batch copied during the step) */
   size_t input_slot_bytes; /* distance between the copies (slot k of input id: pers_off[id] + k * this) */
-  size_t input_convert_bytes; /* host, page-locked: inputs not stored as f32, converted from the caller's
-                                 f32 before their asynchronous copy; input_slots copies (0 on the CPU) */
+  size_t input_convert_bytes; /* host, page-locked mirror of the DATA arena (same offsets) where inputs not
+                                 stored as f32 are converted before their asynchronous copy (0: none) */
   char peak_desc[160];
 };
 

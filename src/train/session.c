@@ -131,24 +131,16 @@ static int stage_init(mf_session *s, char *err, size_t errlen) {
   int N = p->g->n > 0 ? p->g->n : 1, ni = 0;
   for (int id = 0; id < p->g->n; id++) ni += p->g->nodes[id].role == MF_ROLE_INPUT;
   s->input_state = malloc((size_t)N);
-  s->convert_off = calloc((size_t)N, sizeof *s->convert_off);
   for (int i = 0; i < 2; i++) {
     s->staged[i].t = malloc((size_t)(ni ? ni : 1) * sizeof *s->staged[i].t);
     s->staged[i].data = malloc((size_t)(ni ? ni : 1) * sizeof *s->staged[i].data);
   }
-  if (!s->input_state || !s->convert_off || !s->staged[0].t || !s->staged[0].data || !s->staged[1].t || !s->staged[1].data) {
+  if (!s->input_state || !s->staged[0].t || !s->staged[0].data || !s->staged[1].t || !s->staged[1].data) {
     snprintf(err, errlen, "session: out of host memory");
     return -1;
   }
   memset(s->input_state, 1, (size_t)N); /* unwritten inputs read as zeros, as before staging existed */
   if (!p->input_convert_bytes) return 0;
-  size_t off = 0; /* the plan's order and alignment (plan.c sizes input_convert_bytes the same way) */
-  for (int id = 0; id < p->g->n; id++) {
-    const mf_node *n = &p->g->nodes[id];
-    if (n->role != MF_ROLE_INPUT || n->dtype == MF_F32) continue;
-    s->convert_off[id] = off;
-    off += (mf_node_bytes(n) + MF_ALIGN - 1) / MF_ALIGN * MF_ALIGN;
-  }
   if (!(s->convert = s->be->host_alloc(p->input_convert_bytes, NULL))) {
     snprintf(err, errlen, "session: could not allocate %zu bytes of page-locked host memory for input conversion", p->input_convert_bytes);
     return -1;
@@ -220,7 +212,6 @@ void mf_session_free(mf_session *s) {
     free((void *)s->staged[i].data);
   }
   free(s->input_state);
-  free(s->convert_off);
   if (s->convert) s->be->host_free(s->convert, s->plan->input_convert_bytes, NULL);
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     if (a == MF_ARENA_OPT && s->opt_on_host && s->arena[a]) s->be->host_free(s->arena[a], s->plan->arena[a], NULL);
@@ -327,7 +318,7 @@ int mf_session_stage_inputs(mf_session *s, int n, const mf_tensor *inputs, const
       const mf_node *nd = &g->nodes[q->t[i]];
       const void *src = q->data[i];
       if (nd->dtype != MF_F32) { /* converted on the host into this slot's page-locked buffer */
-        uint8_t *c = s->convert + (size_t)q->slot * (s->plan->input_convert_bytes / 2) + s->convert_off[q->t[i]];
+        uint8_t *c = s->convert + slot_off(s, q->t[i], q->slot); /* the host mirror of the slot */
         mf_convert(c, nd->dtype, q->data[i], MF_F32, mf_node_numel(nd));
         src = c;
       }

@@ -33,8 +33,7 @@ struct mf_session {
     const float **data;
   } staged[2];
   uint8_t *input_state;             /* per node id: 1 readable, 0 staged for an earlier step only */
-  uint8_t *convert;                 /* page-locked host buffers of plan->input_convert_bytes */
-  size_t *convert_off;              /* per node id: offset of a non-f32 input in one slot of `convert` */
+  uint8_t *convert;                 /* page-locked host mirror of the DATA arena (plan->input_convert_bytes) */
 };
 
 /* Host view of a persistent arena: the arena itself on the CPU; on a device, a host mirror filled
