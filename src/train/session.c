@@ -139,7 +139,7 @@ static int stage_init(mf_session *s, char *err, size_t errlen) {
     snprintf(err, errlen, "session: out of host memory");
     return -1;
   }
-  memset(s->input_state, 1, (size_t)N); /* unwritten inputs read as zeros, as before staging existed */
+  memset(s->input_state, MF_INPUT_WRITTEN, (size_t)N); /* unwritten inputs read as zeros */
   if (!p->input_convert_bytes) return 0;
   if (!(s->convert = s->be->host_alloc(p->input_convert_bytes, NULL))) {
     snprintf(err, errlen, "session: could not allocate %zu bytes of page-locked host memory for input conversion", p->input_convert_bytes);
@@ -348,7 +348,7 @@ static int stage_take(mf_session *s) {
         } else if (node_in_f32(s, id, q->data[i], (size_t)mf_node_numel(nd)) < 0)
           return -1;
       }
-      s->input_state[id] = 2; /* readable by this step only */
+      s->input_state[id] = MF_INPUT_STAGED;
     }
     if (stage_async(s) && s->be->stage_wait(q->slot, s->stream) < 0) {
       fprintf(stderr, "memfit: stage_inputs: waiting for the staged batch failed\n");
@@ -360,7 +360,7 @@ static int stage_take(mf_session *s) {
     s->n_staged--;
   }
   for (int id = 0; id < g->n; id++)
-    if (s->input_state[id] == 0) {
+    if (s->input_state[id] == MF_INPUT_SPENT) {
       fprintf(stderr, "memfit: input '%s' was staged for an earlier step only: stage it (or write it) again for this one\n",
               g->nodes[id].name);
       return -1;
@@ -371,8 +371,8 @@ static int stage_take(mf_session *s) {
 static void stage_done(mf_session *s) {
   const mf_graph *g = s->plan->g;
   for (int id = 0; id < g->n; id++)
-    if (s->input_state[id] == 2) {
-      s->input_state[id] = 0;
+    if (s->input_state[id] == MF_INPUT_STAGED) {
+      s->input_state[id] = MF_INPUT_SPENT;
       if (s->bound) s->bound[id] = NULL;
     }
 }
@@ -535,7 +535,7 @@ int mf_session_write_input(mf_session *s, mf_tensor t, const float *src, size_t 
     rc = node_in_f32(s, t, src, n);
   }
   s->cur_slot = cur;
-  if (!rc) s->input_state[t] = 1;
+  if (!rc) s->input_state[t] = MF_INPUT_WRITTEN;
   return rc;
 }
 
@@ -543,7 +543,7 @@ int mf_session_bind_input(mf_session *s, mf_tensor t, void *data) {
   const mf_graph *g = s->plan->g;
   if (t < 0 || t >= g->n || g->nodes[t].role != MF_ROLE_INPUT) { fprintf(stderr, "memfit: bind_input: tensor %d is not an input\n", t); return -1; }
   if (s->be->copy_in) { fprintf(stderr, "memfit: bind_input: backend '%s' needs its own staging copy\n", s->be->name); return -1; }
-  if (data) s->input_state[t] = 1;
+  if (data) s->input_state[t] = MF_INPUT_WRITTEN;
   if (!s->bound && !(s->bound = calloc((size_t)g->n, sizeof *s->bound))) return -1;
   s->bound[t] = data;
   return 0;

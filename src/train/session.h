@@ -5,6 +5,13 @@
 
 #include "plan/plan.h"
 
+/* What a step may read from an input (mf_session_stage_inputs). */
+enum mf_input_state {
+  MF_INPUT_SPENT = 0,    /* staged for an earlier step only: the next step refuses to run */
+  MF_INPUT_WRITTEN = 1,  /* written (or never touched: zeros): readable by every step */
+  MF_INPUT_STAGED = 2,   /* taken from a staged batch: readable by the step now running */
+};
+
 struct mf_session {
   mf_plan *plan;
   mf_train_opts opts;
@@ -32,7 +39,7 @@ struct mf_session {
     mf_tensor *t;                   /* [number of inputs] */
     const float **data;
   } staged[2];
-  uint8_t *input_state;             /* per node id: 1 readable, 0 staged for an earlier step only */
+  uint8_t *input_state;             /* per node id: an mf_input_state */
   uint8_t *convert;                 /* page-locked host mirror of the DATA arena (plan->input_convert_bytes) */
 };
 
