@@ -199,12 +199,6 @@ static int write_grid(const char *path, int n, const float *const *cover, const 
 
 /* ------------------------------------------------------------------ model files */
 
-/* Reads blocks and growth from a model or checkpoint file (mf_steg_model_config), so that
- * hide/reveal/eval need only the file. */
-static int model_config(const mf_st_file *f, const char *path, mf_steg_config *cfg, char *err, size_t errlen) {
-  return mf_steg_model_config(f, path, cfg, err, errlen);
-}
-
 /* Writes the parameters only (no optimizer state), with the settings in the metadata. */
 static int model_save(mf_session *s, mf_graph *g, const mf_steg_model *m, const char *path, const char *note, char *err,
                       size_t errlen) {
@@ -387,7 +381,7 @@ static int open_model(const char *path, mf_st_file **f, mf_steg_config *cfg, con
   if (!path) { fprintf(stderr, "memfit %s: --model FILE is required (e.g. models/steg-small.safetensors)\n", cmd); return 2; }
   *f = mf_st_open(path, err, sizeof err);
   if (!*f) { fprintf(stderr, "memfit %s: model %s\n", cmd, err); return 1; }
-  if (model_config(*f, path, cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); mf_st_close(*f); return 1; }
+  if (mf_steg_model_config(*f, path, cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); mf_st_close(*f); return 1; }
   return 0;
 }
 
@@ -1443,7 +1437,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   if (a.resume) {
     ckf = mf_st_open(a.resume, err, sizeof err);
     mf_steg_config ckc;
-    int bad = !ckf || model_config(ckf, a.resume, &ckc, err, sizeof err) < 0;
+    int bad = !ckf || mf_steg_model_config(ckf, a.resume, &ckc, err, sizeof err) < 0;
     if (bad) fprintf(stderr, "memfit train steg: --resume: %s\n", err);
     else if (ckc.blocks != cfg.blocks || ckc.growth != cfg.growth) { /* the model first: it decides more than the data */
       fprintf(stderr, "memfit train steg: --resume %s: the checkpoint holds another model (%d coupling blocks, growth %d) than "
