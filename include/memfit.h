@@ -35,6 +35,13 @@
 extern "C" {
 #endif
 
+/* libmemfit.so exports exactly the functions this header declares: the library is built with
+ * hidden visibility, and every declaration between here and the end of the header has default
+ * visibility (tests/cli_exports.sh checks it). Functions of src/ are internal. */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility push(default)
+#endif
+
 #define MF_MAX_DIMS 5
 
 typedef enum mf_dtype { MF_F32 = 0, MF_F16, MF_BF16, MF_F64, MF_I32, MF_U8, MF_DTYPE_COUNT } mf_dtype;
@@ -406,6 +413,10 @@ typedef struct mf_loader_stats {
 mf_loader_stats mf_loader_get_stats(const mf_loader *l);
 /* Prints skipped-file counts by reason (also printed at the end of an epoch with new failures). */
 void mf_loader_summary(const mf_loader *l, FILE *f);
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# cli_install.sh — `cmake --install` gives a usable library: the usage example at the top of
-# include/memfit.h compiles against the installed header through pkg-config and runs.
+# cli_install.sh — `cmake --install` gives a usable library: installed into /usr under DESTDIR, the
+# usage example at the top of include/memfit.h compiles against it through pkg-config (shared, and
+# static with `pkg-config --static`) and through find_package(memfit), and runs.
 # Usage: cli_install.sh path/to/build/memfit
 set -u
 build=$(dirname "$(realpath "${1:?usage: cli_install.sh path/to/memfit}")")
@@ -11,8 +12,16 @@ fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
 ok() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
-cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/install.log" 2>&1
-ok "install" '[ -f $tmp/prefix/include/memfit.h ] && [ -f $tmp/prefix/lib/pkgconfig/memfit.pc ]'
+dest=$tmp/dest
+DESTDIR=$dest cmake --install "$build" --prefix /usr >"$tmp/install.log" 2>&1
+ok "install into /usr under DESTDIR" '[ -f $dest/usr/include/memfit.h ] || { cat $tmp/install.log; false; }'
+pc=$(find "$dest" -name memfit.pc | head -1)
+lib=$(find "$dest" -name 'libmemfit.so' | head -1)
+libdir=$(dirname "${lib:-/nonexistent/x}")
+ok "memfit.pc is installed beside the library, in LIBDIR/pkgconfig" '[ -n "$pc" ] && [ "$(dirname "$pc")" = "$libdir/pkgconfig" ]'
+ok "memfit.pc names the library's folder and the header's (prefix /usr, not the DESTDIR)" \
+  'grep -qx "libdir=${libdir#$dest}" "$pc" && grep -qx "includedir=/usr/include" "$pc" || cat "$pc"'
+ok "the CMake package is installed" '[ -f "$libdir/cmake/memfit/memfitConfig.cmake" ]'
 { # the header's example, between its first and last code lines, inside a main with data
   echo '#include <memfit.h>'
   echo '#include <stdlib.h>'
@@ -25,11 +34,43 @@ ok "install" '[ -f $tmp/prefix/include/memfit.h ] && [ -f $tmp/prefix/lib/pkgcon
   echo '  return 0;'
   echo '}'
 } >"$tmp/example.c"
-export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
-cc -std=c11 -Wall -Wextra -Werror "$tmp/example.c" -o "$tmp/example" $(pkg-config --cflags --libs memfit) \
-  -Wl,-rpath,"$tmp/prefix/lib" 2>"$tmp/cc.log"
-ok "the header's usage example compiles against the installed library" '[ -x $tmp/example ] || { cat $tmp/cc.log; false; }'
-"$tmp/example" >"$tmp/out" 2>&1
-ok "and runs, printing its plan" 'grep -q "activations + workspace" $tmp/out'
+runs() { # runs one built example: it prints its plan
+  LD_LIBRARY_PATH=$libdir "$1" >"$tmp/out" 2>&1 && grep -q "activations + workspace" "$tmp/out" || { tail -5 "$tmp/out"; false; }
+}
+
+# pkg-config, as a cross or staged build sees it: the sysroot is the DESTDIR
+export PKG_CONFIG_SYSROOT_DIR=$dest PKG_CONFIG_PATH=$libdir/pkgconfig
+cflags=$(pkg-config --cflags memfit 2>"$tmp/pc.log") && libs=$(pkg-config --libs memfit 2>>"$tmp/pc.log")
+ok "pkg-config --cflags --libs memfit" '[ -n "${libs:-}" ] || { cat $tmp/pc.log; false; }'
+cc -std=c11 -Wall -Wextra -Werror "$tmp/example.c" -o "$tmp/example_pc" ${cflags:-} ${libs:-} 2>"$tmp/cc.log"
+ok "the header's example builds with pkg-config's flags" '[ -x $tmp/example_pc ] || { cat $tmp/cc.log; false; }'
+ok "and runs, printing its plan" 'runs $tmp/example_pc'
+slibs=$(pkg-config --static --libs memfit 2>"$tmp/pc.log")
+ok "pkg-config --static --libs memfit" '[ -n "${slibs:-}" ] || { cat $tmp/pc.log; false; }'
+cc -std=c11 -Wall -Wextra -Werror "$tmp/example.c" -o "$tmp/example_static" ${cflags:-} \
+  $(echo "${slibs:-}" | sed "s|-lmemfit\b|$libdir/libmemfit.a|") 2>"$tmp/cc.log"
+ok "the example links statically with pkg-config --static's line" '[ -x $tmp/example_static ] || { cat $tmp/cc.log; false; }'
+ok "and runs without libmemfit.so" '[ -x $tmp/example_static ] && ! ldd $tmp/example_static | grep -q libmemfit && runs $tmp/example_static'
+unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH
+
+# find_package(memfit): memfit::memfit (shared) and memfit::memfit_static
+mkdir -p "$tmp/proj"
+cp "$tmp/example.c" "$tmp/proj/"
+cat >"$tmp/proj/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.20)
+project(memfit_example C)
+find_package(memfit 0.1 REQUIRED)
+add_executable(example_shared example.c)
+target_link_libraries(example_shared PRIVATE memfit::memfit)
+add_executable(example_static example.c)
+target_link_libraries(example_static PRIVATE memfit::memfit_static)
+CM
+cmake -S "$tmp/proj" -B "$tmp/proj/build" -DCMAKE_PREFIX_PATH="$dest/usr" -DCMAKE_BUILD_TYPE=Release >"$tmp/cm.log" 2>&1 &&
+  cmake --build "$tmp/proj/build" -j2 >>"$tmp/cm.log" 2>&1
+ok "find_package(memfit) builds the example against memfit::memfit and memfit::memfit_static" \
+  '[ -x $tmp/proj/build/example_shared ] && [ -x $tmp/proj/build/example_static ] || { tail -20 $tmp/cm.log; false; }'
+ok "memfit::memfit is the installed shared library" \
+  'ldd $tmp/proj/build/example_shared 2>/dev/null | grep -q "$libdir/libmemfit.so" || LD_LIBRARY_PATH= ldd $tmp/proj/build/example_shared | grep libmemfit'
+ok "both run" 'runs $tmp/proj/build/example_shared && runs $tmp/proj/build/example_static'
 echo "cli_install: $pass passed, $fail failed"
 [ "$fail" = 0 ]
