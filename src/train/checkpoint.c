@@ -5,7 +5,9 @@
 #include "train/safetensors.h"
 #include "train/session.h"
 #include "ops/ops.h"
+#include <ctype.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +96,14 @@ static int load_visit(void *ctx, const char *name, mf_dtype dt, int ndim, const 
   char e[384];
   const void *src = mf_st_get(c->f, name, dt, ndim, shape, e, sizeof e);
   if (!src) { snprintf(c->err, c->errlen, "%s (was it saved from another model or settings?)", e); return -1; }
+  /* weights, buffers and optimizer state must be finite (accumulated gradients may overflow under loss scaling) */
+  int64_t bad = strncmp(name, "grad.", 5) && !c->copy ? mf_st_nonfinite(mf_st_find(c->f, name)) : -1;
+  if (bad >= 0) {
+    snprintf(c->err, c->errlen, "checkpoint %s: tensor '%s' holds a non-finite value (NaN or infinity) at element %lld; "
+                                "the file is damaged or its run diverged: resume from an earlier checkpoint",
+             c->path, name, (long long)bad);
+    return -1;
+  }
   c->found++;
   if (c->copy) {
     int64_t cnt = 1;
@@ -103,13 +113,63 @@ static int load_visit(void *ctx, const char *name, mf_dtype dt, int ndim, const 
   return 0;
 }
 
-static int meta_num(mf_st_file *f, const char *path, const char *key, double *out, char *err, size_t errlen) {
+/* Strict decimal integer metadata: digits only (a '-' only when lo < 0), no spaces, exponent or
+ * fraction, within [lo, hi]. Anything else is an error naming the key, the value and the file. */
+static int meta_int(mf_st_file *f, const char *path, const char *key, int64_t lo, int64_t hi, int64_t *out, char *err,
+                    size_t errlen) {
   const char *v = mf_st_meta(f, key);
-  char *end;
-  if (!v || !*v || (*out = strtod(v, &end), *end)) {
-    snprintf(err, errlen, "checkpoint %s: metadata '%s' is %s", path, key, v ? "not a number" : "missing");
+  if (!v) { snprintf(err, errlen, "checkpoint %s: metadata '%s' is missing", path, key); return -1; }
+  const char *p = v + (*v == '-' && lo < 0);
+  int ok = *p != 0, over = 0;
+  int64_t x = 0;
+  for (; ok && *p; p++) {
+    if (*p < '0' || *p > '9') { ok = 0; break; }
+    int d = *p - '0';
+    if (x > (INT64_MAX - d) / 10) over = 1;
+    else x = x * 10 + d;
+  }
+  if (*v == '-') x = -x;
+  if (!ok || over || x < lo || x > hi) {
+    snprintf(err, errlen, "checkpoint %s: metadata '%s' is '%.40s%s': expected a whole number from %lld to %lld "
+                          "(was the file edited?)", path, key, v, strlen(v) > 40 ? "..." : "", (long long)lo, (long long)hi);
     return -1;
   }
+  *out = x;
+  return 0;
+}
+
+/* the session RNG state: a decimal unsigned 64-bit integer */
+static int meta_u64(mf_st_file *f, const char *path, const char *key, uint64_t *out, char *err, size_t errlen) {
+  const char *v = mf_st_meta(f, key);
+  if (!v) { snprintf(err, errlen, "checkpoint %s: metadata '%s' is missing", path, key); return -1; }
+  uint64_t x = 0;
+  int ok = *v != 0;
+  for (const char *p = v; ok && *p; p++) {
+    int d = *p - '0';
+    if (d < 0 || d > 9 || x > (UINT64_MAX - (uint64_t)d) / 10) ok = 0;
+    else x = x * 10 + (uint64_t)d;
+  }
+  if (!ok) {
+    snprintf(err, errlen, "checkpoint %s: metadata '%s' is '%.40s%s': expected a whole number from 0 to %llu (was the file "
+                          "edited?)", path, key, v, strlen(v) > 40 ? "..." : "", (unsigned long long)UINT64_MAX);
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+/* the loss scale: a finite number, 1 or more (the session never lowers it below 1) */
+static int meta_scale(mf_st_file *f, const char *path, const char *key, double *out, char *err, size_t errlen) {
+  const char *v = mf_st_meta(f, key);
+  if (!v) { snprintf(err, errlen, "checkpoint %s: metadata '%s' is missing", path, key); return -1; }
+  char *end;
+  double x = *v && !isspace((unsigned char)*v) ? strtod(v, &end) : NAN;
+  if (isnan(x) || *end || !(x >= 1 && x <= 1e300)) {
+    snprintf(err, errlen, "checkpoint %s: metadata '%s' is '%.40s%s': expected a finite number of 1 or more (was the file "
+                          "edited?)", path, key, v, strlen(v) > 40 ? "..." : "");
+    return -1;
+  }
+  *out = x;
   return 0;
 }
 
@@ -118,18 +178,23 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   if (!f) return -1;
   int rc = -1;
   const char *fmt = mf_st_meta(f, "format"), *opt = mf_st_meta(f, "optimizer");
-  double step, micro, scale, clean, skipped;
+  int64_t step, micro, clean, skipped;
+  uint64_t rng;
+  double scale;
+  int accum = s->opts.accum_steps > 1 ? s->opts.accum_steps : 1;
   if (!fmt || strcmp(fmt, CK_FORMAT)) { snprintf(err, errlen, "checkpoint %s: not a memfit checkpoint (format '%s')", path, fmt ? fmt : "missing"); goto out; }
   if (s->plan->has_train && (!opt || strcmp(opt, optim_name(s->opts.plan.optim)))) {
     snprintf(err, errlen, "checkpoint %s: saved with optimizer '%s', this run uses '%s'", path, opt ? opt : "?", optim_name(s->opts.plan.optim));
     goto out;
   }
-  if (meta_num(f, path, "step", &step, err, errlen) || meta_num(f, path, "micro", &micro, err, errlen) ||
-      meta_num(f, path, "loss_scale", &scale, err, errlen) || meta_num(f, path, "clean_steps", &clean, err, errlen) ||
-      meta_num(f, path, "skipped", &skipped, err, errlen))
+  /* micro counts the micro-steps since the last update: at most accum_steps; clean_steps resets at 2000 */
+  if (meta_int(f, path, "step", 0, INT64_MAX - 1, &step, err, errlen) ||
+      meta_int(f, path, "micro", 0, accum, &micro, err, errlen) ||
+      meta_scale(f, path, "loss_scale", &scale, err, errlen) ||
+      meta_int(f, path, "clean_steps", 0, 2000, &clean, err, errlen) ||
+      meta_int(f, path, "skipped", 0, INT64_MAX - 1, &skipped, err, errlen) ||
+      meta_u64(f, path, "rng", &rng, err, errlen))
     goto out;
-  const char *rng = mf_st_meta(f, "rng");
-  if (!rng) { snprintf(err, errlen, "checkpoint %s: metadata 'rng' is missing", path); goto out; }
   /* validate everything first, then copy: a bad file leaves the session untouched */
   load_ctx c = {f, path, err, errlen, 0, 0};
   if (ck_visit(s, micro > 0, load_visit, &c) < 0) goto out;
@@ -139,12 +204,12 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   }
   c.copy = 1;
   if (ck_visit(s, micro > 0, load_visit, &c) < 0) goto out;
-  s->step = (int64_t)step;
+  s->step = step;
   s->micro = (int)micro;
   s->loss_scale = scale;
   s->clean_steps = (int)clean;
-  s->skipped = (int64_t)skipped;
-  s->rng = strtoull(rng, NULL, 10);
+  s->skipped = skipped;
+  s->rng = rng;
   mf_session_push_arena(s, MF_ARENA_PARAM);
   mf_session_push_arena(s, MF_ARENA_OPT);
   mf_session_push_arena(s, MF_ARENA_GRAD);

@@ -894,6 +894,27 @@ const void *mf_st_get(const mf_st_file *f, const char *name, mf_dtype dt, int nd
   return t->data;
 }
 
+int64_t mf_st_nonfinite(const mf_st_tensor *t) {
+  if (!t || !t->data) return -1;
+  const unsigned char *p = t->data;
+  const char *dn = t->dtype_name;
+  /* a value is NaN or infinite when its exponent bits are all ones */
+  uint64_t mask;
+  if (!strcmp(dn, "F64")) mask = 0x7ff0000000000000ull;
+  else if (!strcmp(dn, "F32")) mask = 0x7f800000u;
+  else if (!strcmp(dn, "F16")) mask = 0x7c00u;
+  else if (!strcmp(dn, "BF16")) mask = 0x7f80u;
+  else return -1; /* integers, booleans and 8-bit floats: nothing to check */
+  size_t es = t->elem_size;
+  for (int64_t i = 0; i < t->numel; i++) {
+    uint64_t u = 0;
+    if (es == 4) { uint32_t v; memcpy(&v, p + (size_t)i * 4, 4); u = v; } /* the common case, a fixed-size copy */
+    else memcpy(&u, p + (size_t)i * es, es); /* little-endian host: the low bytes of u */
+    if ((u & mask) == mask) return i;
+  }
+  return -1;
+}
+
 const char *mf_st_meta(const mf_st_file *f, const char *key) {
   if (!f || !key) return NULL;
   for (int i = 0; i < f->nm; i++)

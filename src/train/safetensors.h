@@ -93,6 +93,9 @@ const mf_st_tensor *mf_st_find(const mf_st_file *f, const char *name);
  * saying what was expected and what the file holds. */
 const void *mf_st_get(const mf_st_file *f, const char *name, mf_dtype dt, int ndim, const int64_t *shape,
                       char *err, size_t errlen);
+/* Index of the first NaN or infinite element of a F64/F32/F16/BF16 tensor, or -1 when every element is
+ * finite or the tensor holds no floating-point type. (Memory is little-endian, as the reader requires.) */
+int64_t mf_st_nonfinite(const mf_st_tensor *t);
 /* Metadata value, or NULL when the key is absent. */
 const char *mf_st_meta(const mf_st_file *f, const char *key);
 int mf_st_meta_count(const mf_st_file *f);
