@@ -21,6 +21,21 @@ int mf_steg_model_config(const mf_st_file *f, const char *path, mf_steg_config *
                           "give a file written by 'memfit train steg' (model.safetensors or checkpoint.safetensors)", path);
     return -1;
   }
+  snprintf(name, sizeof name, "param.blk%d.phi.conv1.w", MF_STEG_MAX_BLOCKS);
+  if (mf_st_find(f, name)) {
+    int n = MF_STEG_MAX_BLOCKS;
+    for (; n < 1 << 20; n++) {
+      snprintf(name, sizeof name, "param.blk%d.phi.conv1.w", n);
+      if (!mf_st_find(f, name)) break;
+    }
+    snprintf(err, errlen, "%s: the model has %d coupling blocks; memfit supports at most %d", path, n, MF_STEG_MAX_BLOCKS);
+    return -1;
+  }
+  if (t->shape[0] < 1 || t->shape[0] > 1 << 20) {
+    snprintf(err, errlen, "%s: tensor param.blk0.phi.conv1.w has growth %lld; a steganography model has 1 to %d", path,
+             (long long)t->shape[0], 1 << 20);
+    return -1;
+  }
   cfg->blocks = blocks;
   cfg->growth = (int)t->shape[0];
   const char *p = mf_st_meta(f, "steg.preset");
@@ -45,6 +60,12 @@ int mf_steg_load_params(mf_session *s, mf_graph *g, const mf_steg_model *m, cons
           char e[512];
           const float *src = mf_st_get(f, name, MF_F32, nd, shape, e, sizeof e);
           if (!src) { snprintf(err, errlen, "%s: %s", path, e); return -1; }
+          int64_t bad = mf_st_nonfinite(mf_st_find(f, name));
+          if (bad >= 0) {
+            snprintf(err, errlen, "%s: tensor '%s' holds a non-finite value (NaN or infinity) at element %lld: the model "
+                                  "is damaged or its training diverged; use another model file", path, name, (long long)bad);
+            return -1;
+          }
           if (mf_session_write_param(s, t, src, (size_t)mf_tensor_numel(g, t)) != 0) {
             snprintf(err, errlen, "%s: could not write %s", path, name);
             return -1;
