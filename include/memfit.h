@@ -246,7 +246,10 @@ int mf_checkpoint_save(mf_session *s, const char *path, int n_meta, const char *
 int mf_checkpoint_meta(const char *path, const char *key, char *buf, size_t buflen, char *err, size_t errlen);
 
 /* ---- misc ---- */
-/* Parses "4GiB", "6000MiB", "512KiB", "123" (bytes), "1.5GB". Returns -1 on error. */
+/* Parses "4GiB", "6000MiB", "512KiB", "123" (bytes), "1.5GB": units B, KiB/K/k, MiB/M, GiB/G, TiB/T,
+ * PiB/P, EiB/E (powers of 1024) and kB/KB, MB, GB, TB, PB, EB (powers of 1000). Returns -1 when the text
+ * is not such a size (also NaN, infinity, a negative number), -2 when it is too large (2^63 bytes or more,
+ * or more than size_t holds). */
 int64_t mf_parse_bytes(const char *s);
 void mf_format_bytes(size_t bytes, char *buf, size_t n);
 size_t mf_peak_rss_bytes(void);

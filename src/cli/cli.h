@@ -20,6 +20,9 @@ const char *cli_opt(int argc, char **argv, int *i, const char *name);
 /* Parses an int setting, printing "memfit: --name: ..." and returning -1 when bad. */
 int cli_int(const char *name, const char *v, int lo, int hi, int *out);
 int cli_double(const char *name, const char *v, double lo, double hi, double *out);
+/* Parses a byte size with mf_parse_bytes (4GiB, 512MiB, 1.5GB, ... up to EiB), printing "memfit: --name:
+ * ..." (not a size, too large, zero) and returning -1 when bad. */
+int cli_bytes(const char *name, const char *v, int64_t *out);
 /* Prints the plan next to the runtime's measured high-water of every arena and the process's peak
  * RSS (rss_note explains what RSS holds beyond the plan, or ""). Returns 1 when every arena is exact. */
 int cli_print_memory(mf_session *s, const char *rss_note);

@@ -47,9 +47,9 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
     const char *v;
     if (!strcmp(argv[i], "--help")) { plan_usage(stdout, cmd); return 1; }
     else if ((v = cli_opt(argc, argv, &i, "--budget"))) {
-      if ((a->budget = mf_parse_bytes(v)) <= 0) { fprintf(stderr, "memfit %s: --budget: '%s' is not a size like 4GiB or 6000MiB\n", cmd, v); return 2; }
+      if (cli_bytes("--budget", v, &a->budget)) return 2;
     } else if ((v = cli_opt(argc, argv, &i, "--host-budget"))) {
-      if ((a->host_budget = mf_parse_bytes(v)) <= 0) { fprintf(stderr, "memfit %s: --host-budget: '%s' is not a size like 16GiB\n", cmd, v); return 2; }
+      if (cli_bytes("--host-budget", v, &a->host_budget)) return 2;
     } else if (!strcmp(argv[i], "--json")) a->json = 1;
     else if ((v = cli_opt(argc, argv, &i, "--timeline"))) a->timeline = v;
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &a->threads)) return 2; }

@@ -455,10 +455,8 @@ typedef struct budget_args {
 static int budget_opt(int argc, char **argv, int *i, budget_args *b) {
   const char *v;
   if ((v = cli_opt(argc, argv, i, "--budget"))) {
-    if (mf_parse_bytes(v) <= 0) {
-      fprintf(stderr, "memfit: --budget '%s': give a size such as 2GiB, 512MiB or 1.5GB\n", v);
-      return -1;
-    }
+    int64_t bytes;
+    if (cli_bytes("--budget", v, &bytes)) return -1;
     b->budget_s = v;
     return 1;
   }
@@ -1343,8 +1341,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   int have_cand = 0;
   int64_t budget = 0;
   if (a.budget_s) {
-    budget = mf_parse_bytes(a.budget_s);
-    if (budget <= 0) { fprintf(stderr, "memfit train steg: --budget '%s': give a size like 4GiB or 512MiB\n", a.budget_s); return 2; }
+    if (cli_bytes("--budget", a.budget_s, &budget)) return 2;
     const mf_workload *w = &mf_workload_steg;
     void *wc = w->cfg_new();
     char v[32];
