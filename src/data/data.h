@@ -89,6 +89,10 @@ int image_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose
  * Returns 0 with w/h/c/depth, or -(1 + skip_reason) with the reason in err. */
 int image_probe_file(const char *path, int *w, int *h, int *c, int *depth, char *err, size_t errlen);
 
+/* Opens path for reading only when it is a regular file (a directory, FIFO or device is refused with
+ * err saying which, without blocking on a FIFO). Returns the stream, or NULL with err. */
+FILE *file_open_regular(const char *path, char *err, size_t errlen);
+
 /* Reads a whole file into *buf (grown with realloc; *cap its capacity). Returns bytes or -1. */
 long file_read_all(const char *path, uint8_t **buf, size_t *cap, char *err, size_t errlen);
 

@@ -177,8 +177,25 @@ static void strvec_free(strvec *s) {
 }
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* The folders a walk has entered, by device and inode: each is scanned once, so symlinks to a
+ * folder itself or to one of its parents (loops) or two links to one folder add nothing twice. */
+typedef struct dir_seen { struct { dev_t dev; ino_t ino; } *v; size_t n, cap; } dir_seen;
+/* 1 when (dev, ino) was seen already, 0 when it is new (and now recorded), -1 out of memory */
+static int dir_seen_add(dir_seen *s, const struct stat *st) {
+  for (size_t i = 0; i < s->n; i++)
+    if (s->v[i].dev == st->st_dev && s->v[i].ino == st->st_ino) return 1;
+  if (s->n == s->cap) {
+    size_t nc = s->cap ? 2 * s->cap : 16;
+    void *p = realloc(s->v, nc * sizeof *s->v);
+    if (!p) return -1;
+    s->v = p; s->cap = nc;
+  }
+  s->v[s->n].dev = st->st_dev; s->v[s->n].ino = st->st_ino; s->n++;
+  return 0;
+}
+
 /* Collects regular files (relative paths) under root/rel; hidden entries are ignored. */
-static int walk(const char *root, const char *rel, int depth, strvec *out, int quiet) {
+static int walk(const char *root, const char *rel, int depth, strvec *out, dir_seen *seen, int quiet) {
   char dir[4096];
   if (rel[0]) snprintf(dir, sizeof dir, "%s/%s", root, rel);
   else snprintf(dir, sizeof dir, "%s", root);
@@ -195,7 +212,10 @@ static int walk(const char *root, const char *rel, int depth, strvec *out, int q
     struct stat st;
     if (stat(full, &st) != 0) { data_warn(quiet, "%s: cannot stat: %s", full, strerror(errno)); continue; }
     if (S_ISDIR(st.st_mode)) {
-      if (depth < 32) rc |= walk(root, sub, depth + 1, out, quiet);
+      int k = dir_seen_add(seen, &st);
+      if (k < 0) { rc = -1; break; }
+      if (k > 0) { data_warn(quiet, "%s: skipped: the same folder as one already scanned (a symlink)", full); continue; }
+      if (depth < 32) rc |= walk(root, sub, depth + 1, out, seen, quiet);
     } else if (S_ISREG(st.st_mode)) {
       if (strvec_push(out, sub) != 0) { rc = -1; break; }
     }
@@ -232,7 +252,10 @@ static int scan_folder(mf_dataset *d, const char *dir, mf_split split, double fr
   size_t rl = strlen(d->root);
   while (rl > 1 && d->root[rl - 1] == '/') d->root[--rl] = 0;
   strvec files = {0}, classes = {0};
-  if (walk(d->root, "", 0, &files, d->quiet) != 0) { strvec_free(&files); snprintf(err, errlen, "out of memory"); return -1; }
+  dir_seen seen = {0};
+  int wrc = dir_seen_add(&seen, &st) < 0 ? -1 : walk(d->root, "", 0, &files, &seen, d->quiet);
+  free(seen.v);
+  if (wrc != 0) { strvec_free(&files); snprintf(err, errlen, "out of memory"); return -1; }
   if (files.n) qsort(files.v, files.n, sizeof *files.v, cmp_str);
   d->files = calloc(files.n ? files.n : 1, sizeof *d->files);
   if (!d->files) { strvec_free(&files); snprintf(err, errlen, "out of memory"); return -1; }

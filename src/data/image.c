@@ -2,12 +2,15 @@
  * header probes, file reading, and the public single-image load/save API. Corrupt input returns an
  * error string; libpng/libjpeg errors are caught with setjmp/longjmp and never abort the process. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -307,9 +310,33 @@ int image_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose
 
 /* ---------------- header probe ---------------- */
 
+/* What a file that is not a regular file is, for messages. */
+static const char *file_kind(mode_t m) {
+  return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO (named pipe)" : S_ISCHR(m) ? "a character device"
+       : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+FILE *file_open_regular(const char *path, char *err, size_t errlen) {
+  /* O_NONBLOCK: opening a FIFO without a writer would block; it is refused below anyway */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) { snprintf(err, errlen, "cannot open: %s", strerror(errno)); return NULL; }
+  struct stat st;
+  if (fstat(fd, &st) != 0) { snprintf(err, errlen, "cannot stat: %s", strerror(errno)); close(fd); return NULL; }
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "is %s, not an image file", file_kind(st.st_mode));
+    close(fd);
+    return NULL;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) { snprintf(err, errlen, "cannot open: %s", strerror(errno)); close(fd); return NULL; }
+  FILE *f = fdopen(fd, "rb");
+  if (!f) { snprintf(err, errlen, "cannot open: %s", strerror(errno)); close(fd); }
+  return f;
+}
+
 int image_probe_file(const char *path, int *w, int *h, int *c, int *depth, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) { snprintf(err, errlen, "cannot open: %s", strerror(errno)); return -1 - SKIP_UNREADABLE; }
+  FILE *f = file_open_regular(path, err, errlen);
+  if (!f) return -1 - SKIP_UNREADABLE;
   uint8_t hd[33];
   size_t got = fread(hd, 1, sizeof hd, f);
   int rc = -1 - SKIP_CORRUPT;
@@ -365,8 +392,8 @@ done:
 }
 
 long file_read_all(const char *path, uint8_t **buf, size_t *cap, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) { snprintf(err, errlen, "cannot open: %s", strerror(errno)); return -1; }
+  FILE *f = file_open_regular(path, err, errlen);
+  if (!f) return -1;
   if (fseek(f, 0, SEEK_END) != 0) { fclose(f); snprintf(err, errlen, "cannot seek"); return -1; }
   long n = ftell(f);
   if (n < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); snprintf(err, errlen, "cannot read size"); return -1; }
@@ -441,6 +468,60 @@ static void png_wr_err(png_structp png, png_const_charp msg) {
   longjmp(w->jb, 1);
 }
 
+/* Where mf_image_save_png writes. A regular file, or a path that does not exist yet, is written to a
+ * temporary file beside it (PATH.tmp.PID.N, created exclusively) that is renamed over it once complete,
+ * so a failed write leaves the old file as it was and removes only that temporary file. A symlink is
+ * resolved first: the link stays a link and its target gets the new image. Anything else that exists
+ * (a device such as /dev/stdout, a FIFO, a socket, a dangling symlink) cannot be replaced by a rename
+ * and is not ours to delete: it is opened and written directly, and never removed, even when the
+ * write fails. A directory is refused. */
+static FILE *png_out_open(const char *path, char **tmp_out, char **resolved_out, char *err, size_t errlen) {
+  static _Atomic unsigned serial;
+  struct stat st;
+  const char *dst = path;
+  int direct = 0;
+  *tmp_out = *resolved_out = NULL;
+  if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+    *resolved_out = realpath(path, NULL); /* NULL when dangling: written through the link below */
+    if (*resolved_out) dst = *resolved_out;
+    else direct = 1;
+  }
+  if (!direct && stat(dst, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: cannot write a PNG: it is a directory", path); return NULL; }
+    direct = !S_ISREG(st.st_mode);
+  } else if (!direct) st.st_mode = 0; /* a new file */
+  if (direct) {
+    FILE *f = fopen(dst, "wb");
+    if (!f) snprintf(err, errlen, "%s: cannot open for writing: %s", path, strerror(errno));
+    return f;
+  }
+  size_t n = strlen(dst) + 64;
+  char *tmp = malloc(n);
+  if (!tmp) { snprintf(err, errlen, "%s: out of memory", path); return NULL; }
+  int fd = -1;
+  for (int tries = 0; fd < 0 && tries < 100; tries++) {
+    snprintf(tmp, n, "%s.tmp.%ld.%u", dst, (long)getpid(), serial++);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
+    free(tmp);
+    return NULL;
+  }
+  if (st.st_mode) (void)fchmod(fd, st.st_mode & 07777); /* keep the permissions of the file it replaces */
+  FILE *f = fdopen(fd, "wb");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open %s: %s", path, tmp, strerror(errno));
+    close(fd);
+    unlink(tmp);
+    free(tmp);
+    return NULL;
+  }
+  *tmp_out = tmp;
+  return f;
+}
+
 int mf_image_save_png(const char *path, const float *data, int w, int h, int c, char *err, size_t errlen) {
   if (w <= 0 || h <= 0 || (c != 1 && c != 3 && c != 4) || !data) {
     snprintf(err, errlen, "%s: bad image %dx%dx%d", path, w, h, c);
@@ -448,22 +529,27 @@ int mf_image_save_png(const char *path, const float *data, int w, int h, int c, 
   }
   uint8_t *volatile row = malloc((size_t)w * c);
   if (!row) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
-  FILE *volatile f = fopen(path, "wb");
-  if (!f) { snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno)); free(row); return -1; }
+  char *tmp, *resolved;
+  FILE *volatile f = png_out_open(path, &tmp, &resolved, err, errlen);
+  if (!f) { free(row); free(resolved); return -1; }
   png_wr wr; wr.msg[0] = 0;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &wr, png_wr_err, png_warn_fn);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   if (!png || !info || setjmp(wr.jb)) {
+    int e = errno;
     png_destroy_write_struct(&png, &info);
     fclose(f); free(row);
-    remove(path);
-    snprintf(err, errlen, "%s: PNG write failed: %s", path, wr.msg[0] ? wr.msg : "out of memory");
+    if (tmp) unlink(tmp); /* only the file this call created */
+    snprintf(err, errlen, "%s: PNG write failed: %s%s%s", path, wr.msg[0] ? wr.msg : "out of memory",
+             wr.msg[0] && e ? ": " : "", wr.msg[0] && e ? strerror(e) : "");
+    free(tmp); free(resolved);
     return -1;
   }
   png_init_io(png, f);
   int ct = c == 1 ? PNG_COLOR_TYPE_GRAY : c == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGBA;
   png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, ct, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
+  errno = 0;
   png_write_info(png, info);
   for (int y = 0; y < h; y++) {
     const float *src = data + (size_t)y * w * c;
@@ -477,6 +563,20 @@ int mf_image_save_png(const char *path, const float *data, int w, int h, int c, 
   png_write_end(png, NULL);
   png_destroy_write_struct(&png, &info);
   free(row);
-  if (fclose(f) != 0) { snprintf(err, errlen, "%s: write error", path); return -1; }
-  return 0;
+  int bad = fflush(f) != 0 || ferror(f);
+  int e = errno;
+  if (fclose(f) != 0 && !bad) { bad = 1; e = errno; }
+  const char *dst = resolved ? resolved : path;
+  if (!bad && tmp && rename(tmp, dst) != 0) {
+    snprintf(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+    unlink(tmp);
+    free(tmp); free(resolved);
+    return -1;
+  }
+  if (bad) {
+    if (tmp) unlink(tmp);
+    snprintf(err, errlen, "%s: write error: %s", path, strerror(e));
+  }
+  free(tmp); free(resolved);
+  return bad ? -1 : 0;
 }

@@ -2,10 +2,12 @@
  * checks) and an atomic writer (temp file, fsync, rename, directory fsync). See safetensors.h. */
 #include "train/safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1147,6 +1149,37 @@ static int write_all(int fd, const void *buf, uint64_t n) {
   return 0;
 }
 
+/* Removes the temporary files PATH.tmp.PID that earlier saves of path left in dir when they were
+ * killed mid-write: only those whose PID is no running process (kill(pid, 0) fails with ESRCH), never
+ * this process's own nor another save's in progress. (A folder shared by several machines could hold a
+ * live process's file whose PID is free here; checkpoints are not written that way.) */
+static void st_remove_stale_tmp(const char *dir, const char *path) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t bl = strlen(base);
+  DIR *dp = opendir(dir);
+  if (!dp) return;
+  for (struct dirent *e; (e = readdir(dp)) != NULL;) {
+    const char *n = e->d_name;
+    if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0) continue;
+    const char *digits = n + bl + 5;
+    char *end;
+    errno = 0;
+    long pid = strtol(digits, &end, 10);
+    if (!*digits || *end || errno || pid <= 0 || pid == (long)getpid() || (pid_t)pid != pid) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge (EPERM) */
+    size_t dl = strlen(dir), nl = strlen(n);
+    char *full = malloc(dl + nl + 2);
+    if (!full) break;
+    memcpy(full, dir, dl);
+    full[dl] = '/';
+    memcpy(full + dl + 1, n, nl + 1);
+    unlink(full);
+    free(full);
+  }
+  closedir(dp);
+}
+
 int mf_st_writer_save(mf_st_writer *w, const char *path, char *err, size_t errlen) {
   if (!w || !path || !*path) {
     err_set(err, errlen, "checkpoint: no writer or path");
@@ -1242,6 +1275,7 @@ int mf_st_writer_save(mf_st_writer *w, const char *path, char *err, size_t errle
     memcpy(dir, path, (size_t)(slash - path));
     dir[slash - path] = '\0';
   }
+  st_remove_stale_tmp(dir, path);
   int rc = -1, e = 0;
   const char *what = NULL;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
