@@ -21,42 +21,6 @@ const char *cli_opt(int argc, char **argv, int *i, const char *name) {
   return argv[++*i];
 }
 
-int cli_int(const char *name, const char *v, int lo, int hi, int *out) {
-  char *end;
-  long x = strtol(v, &end, 10);
-  if (!*v || *end || x < lo || x > hi) {
-    fprintf(stderr, "memfit: %s: '%s' is not a whole number from %d to %d\n", name, v, lo, hi);
-    return -1;
-  }
-  *out = (int)x;
-  return 0;
-}
-
-int cli_double(const char *name, const char *v, double lo, double hi, double *out) {
-  char *end;
-  double x = strtod(v, &end);
-  if (!*v || *end || !(x >= lo && x <= hi)) {
-    fprintf(stderr, "memfit: %s: '%s' is not a number from %g to %g\n", name, v, lo, hi);
-    return -1;
-  }
-  *out = x;
-  return 0;
-}
-
-int cli_bytes(const char *name, const char *v, int64_t *out) {
-  int64_t b = mf_parse_bytes(v);
-  if (b == -2)
-    fprintf(stderr, "memfit: %s: '%s' is too large: sizes go up to 8 EiB (2^63 - 1 bytes)\n", name, v);
-  else if (b < 0)
-    fprintf(stderr, "memfit: %s: '%s' is not a size like 4GiB, 512MiB or 1.5GB (units B, KiB, MiB, GiB, TiB, PiB, EiB "
-                    "or kB, MB, GB, TB, PB, EB)\n", name, v);
-  else if (b == 0)
-    fprintf(stderr, "memfit: %s: '%s' is zero bytes; give a size above 0\n", name, v);
-  if (b <= 0) return -1;
-  *out = b;
-  return 0;
-}
-
 int cli_print_memory(mf_session *s, const char *rss_note) {
   const mf_plan *p = mf_session_plan(s);
   printf("memory: planned vs measured (runtime high-water per arena)\n");
