@@ -412,6 +412,7 @@ typedef struct mf_loader_stats {
   int64_t bad_samples;     /* samples that failed to load and were replaced by the next good one */
   int64_t bad_files;       /* distinct files that failed at load time */
   int64_t skipped_files;   /* files left out when the dataset was opened or the loader started */
+  int64_t too_small_files; /* of bad_files + skipped_files, the images smaller than the crop (readable) */
 } mf_loader_stats;
 mf_loader_stats mf_loader_get_stats(const mf_loader *l);
 /* Prints skipped-file counts by reason (also printed at the end of an epoch with new failures). */

@@ -2,6 +2,7 @@
  * `memfit hide`, `memfit reveal` and `memfit eval`: training inside an exact memory plan, hiding an
  * image or a text message in a cover, revealing it, and measuring the quality on 8-bit PNGs. */
 #include "cli/cli.h"
+#include "data/data.h"
 #include "models/steg.h"
 #include "models/steg_infer.h"
 #include "models/steg_loss.h"
@@ -822,6 +823,25 @@ int mf_cmd_eval(int argc, char **argv) {
   }
   int n_listed = np; /* all are freed at the end */
   if (np > max_pairs) np = max_pairs;
+  /* from the headers, before anything of --size is allocated: does any pair hold two images of at least that size? */
+  int fitting = 0, big_w = 0, big_h = 0;
+  for (int p = 0; p < np; p++) {
+    int small = 0;
+    for (int k = 0; k < 2; k++) {
+      int w, h, ch, depth;
+      if (image_probe_file(k ? sec[p] : cov[p], &w, &h, &ch, &depth, err, sizeof err) != 0) continue; /* reported when loaded */
+      if ((int64_t)w * h > (int64_t)big_w * big_h) { big_w = w; big_h = h; }
+      small |= w < size || h < size;
+    }
+    fitting += !small;
+  }
+  if (!fitting && big_w) { /* (when no header could be read, the loop below says why, pair by pair) */
+    fprintf(stderr, "memfit eval: no pair has two images of at least %dx%d (--size %d; the largest image is %dx%d): lower "
+                    "--size\n", size, size, size, big_w, big_h);
+    for (int i = 0; i < n_listed; i++) { free(cov[i]); free(sec[i]); }
+    free(cov); free(sec); mf_dataset_free(ds); mf_st_close(f);
+    return 1;
+  }
   printf("eval: model %s (%s: %d blocks, growth %d), %d pairs, %dx%d centre crops, stego rounded to 8 bits as saved\n", model,
          cfg.name, cfg.blocks, cfg.growth, np, size, size);
   mf_steg_runner *H = NULL, *R = NULL;
@@ -1407,8 +1427,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
     fo.split = a.val_fraction > 0 ? MF_SPLIT_TRAIN : MF_SPLIT_ALL;
     td = mf_dataset_open_folder(a.data, &fo, err, sizeof err);
     if (td && a.val_fraction > 0) {
-      fo.split = MF_SPLIT_VAL;
-      fo.quiet = 1;
+      fo.split = MF_SPLIT_VAL; /* not quiet: its bad files are warned about like the training split's */
       vd = mf_dataset_open_folder(a.data, &fo, err, sizeof err);
       if (!vd) { fprintf(stderr, "memfit train steg: no validation images (%s); validating on training images\n", err); }
     }
@@ -1435,8 +1454,14 @@ int mf_cmd_train_steg(int argc, char **argv) {
     ckf = mf_st_open(a.resume, err, sizeof err);
     mf_steg_config ckc;
     int bad = !ckf || mf_steg_model_config(ckf, a.resume, &ckc, err, sizeof err) < 0;
+    const char *ckfmt = ckf ? mf_st_meta(ckf, "format") : NULL;
     if (bad) fprintf(stderr, "memfit train steg: --resume: %s\n", err);
-    else if (ckc.blocks != cfg.blocks || ckc.growth != cfg.growth) { /* the model first: it decides more than the data */
+    else if (!ckfmt || strcmp(ckfmt, "memfit-checkpoint-1")) { /* before the data position: it would only warn */
+      fprintf(stderr, "memfit train steg: --resume %s: %s, not a training checkpoint; --resume needs the "
+                      "checkpoint.safetensors of a run's --out folder (weights, optimizer state and data position)\n",
+              a.resume, ckfmt && !strcmp(ckfmt, MODEL_FORMAT) ? "a model file (parameters only)" : "not a memfit checkpoint");
+      bad = 1;
+    } else if (ckc.blocks != cfg.blocks || ckc.growth != cfg.growth) { /* the model first: it decides more than the data */
       fprintf(stderr, "memfit train steg: --resume %s: the checkpoint holds another model (%d coupling blocks, growth %d) than "
                       "this run builds (%d, growth %d; see --preset, --blocks, --growth)\n", a.resume, ckc.blocks, ckc.growth,
               cfg.blocks, cfg.growth);
@@ -1450,6 +1475,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   mf_loader *L = mf_loader_init(&lo, err, sizeof err);
   const char *ck_source = ckf ? mf_st_meta(ckf, "data.source") : NULL;
   if (!L) {
+    size_t nuse = 0;
     if (lo.start.data_id && strstr(err, "start position")) {
       const char *was_n = mf_st_meta(ckf, "data.images");
       if (ck_source && strcmp(ck_source, a.data))
@@ -1462,7 +1488,11 @@ int mf_cmd_train_steg(int argc, char **argv) {
                         "(%s images then, %zu now), so its data order cannot continue (%s). Restore them, or add "
                         "--restart-data to keep the weights and optimizer state and start a new data order.\n",
                 a.resume, a.data, was_n ? was_n : "?", mf_dataset_size(td), err);
-    } else fprintf(stderr, "memfit train steg: %s\n", err);
+    } else if (sscanf(err, "dataset has %zu usable samples, fewer than one batch", &nuse) == 1)
+      fprintf(stderr, "memfit train steg: --data %s: %zu usable training images, fewer than the %d one micro-batch takes "
+                      "(%d pairs of a cover and a secret): add images, lower --batch%s\n", a.data, nuse, 2 * micro, micro,
+              generated ? " or raise --gen-count" : " or lower --val-fraction (the share of images kept for validation)");
+    else fprintf(stderr, "memfit train steg: %s\n", err);
     mf_st_close(ckf); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
     return 1;
   }
@@ -1668,11 +1698,16 @@ int mf_cmd_train_steg(int argc, char **argv) {
   char dur[32];
   fmt_dur(el, dur, sizeof dur);
   mf_loader_stats st = mf_loader_get_stats(L);
-  printf("trained %lld updates in %s (%.1fs); waiting for data %.1f%% of the time; %lld unreadable files skipped\n",
-         (long long)(step - start), dur, el, el > 0 ? 100.0 * st.wait_s / el : 0.0,
-         (long long)(st.bad_files + st.skipped_files + bad_val));
-  int exact = cli_print_memory(s, "");
-  if (!exact) fprintf(stderr, "memfit train steg: measured memory differs from the plan (a bug: please report it)\n");
+  printf("trained %lld updates in %s (%.1fs); waiting for data %.1f%% of the time; %lld unreadable files skipped; "
+         "%lld images smaller than --size %d skipped\n", (long long)(step - start), dur, el,
+         el > 0 ? 100.0 * st.wait_s / el : 0.0, (long long)(st.bad_files + st.skipped_files - st.too_small_files + bad_val),
+         (long long)st.too_small_files, a.size);
+  int exact = 1;
+  if (step > start) { /* before the first update some arenas (the optimizer's) were never touched */
+    exact = cli_print_memory(s, "");
+    if (!exact) fprintf(stderr, "memfit train steg: measured memory differs from the plan (a bug: please report it)\n");
+  } else
+    printf("memory: not compared with the plan: no update ran\n");
   mf_session_free(s);
   mf_loader_free(L);
   mf_dataset_free(td);

@@ -222,16 +222,21 @@ int jpeg_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_
   je.pub.emit_message = jpeg_emit_fn;
   je.msg[0] = 0;
   if (setjmp(je.jb)) {
+    int precision = je.pub.msg_code == JERR_BAD_PRECISION ? je.pub.msg_parm.i[0] : 0; /* a valid file, not ours to read */
     jpeg_destroy_decompress(&ci);
     free(row);
-    snprintf(err, errlen, "corrupt JPEG: %s", je.msg);
+    if (precision)
+      snprintf(err, errlen, "unsupported %d-bit JPEG: memfit reads 8-bit JPEG only (convert it to 8 bits or to PNG)", precision);
+    else
+      snprintf(err, errlen, "corrupt JPEG: %s", je.msg);
     return -1;
   }
   jpeg_create_decompress(&ci);
   jpeg_mem_src(&ci, buf, (unsigned long)n);
   jpeg_read_header(&ci, TRUE);
   if (ci.data_precision != 8) {
-    snprintf(je.msg, sizeof je.msg, "unsupported bit depth %d (only 8-bit JPEG)", ci.data_precision);
+    je.pub.msg_code = JERR_BAD_PRECISION;
+    je.pub.msg_parm.i[0] = ci.data_precision;
     longjmp(je.jb, 1);
   }
   int W = (int)ci.image_width, H = (int)ci.image_height;
@@ -372,7 +377,7 @@ int image_probe_file(const char *path, int *w, int *h, int *c, int *depth, char 
         uint8_t sof[6];
         if (len < 8 || fread(sof, 1, 6, f) != 6) break;
         if (m == 0xc3 || m == 0xc7 || m == 0xcb || m == 0xcf) { snprintf(err, errlen, "unsupported lossless JPEG"); rc = -1 - SKIP_UNSUPPORTED; goto done; }
-        if (sof[0] != 8) { snprintf(err, errlen, "unsupported bit depth %d (only 8-bit JPEG)", sof[0]); rc = -1 - SKIP_UNSUPPORTED; goto done; }
+        if (sof[0] != 8) { snprintf(err, errlen, "unsupported %d-bit JPEG: memfit reads 8-bit JPEG only (convert it to 8 bits or to PNG)", sof[0]); rc = -1 - SKIP_UNSUPPORTED; goto done; }
         *h = (int)be16(sof + 1); *w = (int)be16(sof + 3);
         *c = sof[5] == 1 ? 1 : 3; *depth = 8;
         if (*w == 0 || *h == 0) { snprintf(err, errlen, "bad JPEG size %dx%d", *w, *h); goto done; }

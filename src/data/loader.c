@@ -43,7 +43,7 @@ struct mf_loader {
   char fatal[512];
   /* accounting (under mu) */
   uint8_t *bad_file; size_t nbad_flags;
-  int64_t bad_samples, bad_files, bad_by_reason[SKIP_REASON_COUNT], reported_bad;
+  int64_t bad_samples, bad_files, bad_by_reason[SKIP_REASON_COUNT], bad_files_by_reason[SKIP_REASON_COUNT], reported_bad;
   int64_t init_skipped[SKIP_REASON_COUNT];
   double wait_s; int64_t batches, samples;
   uint64_t data_id;                  /* hash of what decides the batches' content (see data_id_of) */
@@ -232,7 +232,7 @@ static void produce(mf_loader *l, slot *s, int p, worker_ctx *w) {
     size_t f = file_of(l->d, di);
     int first = 1;
     if (f < l->nbad_flags) { first = !l->bad_file[f]; l->bad_file[f] = 1; }
-    if (first) l->bad_files++;
+    if (first) { l->bad_files++; l->bad_files_by_reason[reason]++; }
     if (attempt + 1 == l->nuse) {
       snprintf(l->fatal, sizeof l->fatal, "no sample could be loaded (last: %.400s)", err);
       pthread_cond_broadcast(&l->cv_ready);
@@ -302,7 +302,8 @@ static int build_usable(mf_loader *l, char *err, size_t errlen) {
   for (int r = 0; r < SKIP_REASON_COUNT; r++) l->init_skipped[r] += (int64_t)d->skipped[r];
   if (l->nuse == 0) { snprintf(err, errlen, "dataset is empty after skipping unusable files (%zu samples, all skipped)", d->n); return -1; }
   if (l->o.drop_last && l->nuse < (size_t)l->B) {
-    snprintf(err, errlen, "dataset has %zu usable samples, fewer than one batch of %d (set drop_last = 0 or a smaller batch)",
+    snprintf(err, errlen, "dataset has %zu usable samples, fewer than one batch of %d (add samples, use a smaller "
+                          "batch, or set mf_loader_opts.drop_last = 0 to allow a short batch)",
              l->nuse, l->B);
     return -1;
   }
@@ -454,6 +455,7 @@ mf_loader_stats mf_loader_get_stats(const mf_loader *cl) {
   st.wait_s = l->wait_s; st.batches = l->batches; st.samples = l->samples;
   st.bad_samples = l->bad_samples; st.bad_files = l->bad_files;
   for (int r = 0; r < SKIP_REASON_COUNT; r++) st.skipped_files += l->init_skipped[r];
+  st.too_small_files = l->init_skipped[SKIP_TOO_SMALL] + l->bad_files_by_reason[SKIP_TOO_SMALL];
   pthread_mutex_unlock(&l->mu);
   return st;
 }

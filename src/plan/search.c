@@ -185,6 +185,16 @@ int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf
   if (!be) return -1;
   x.fixed = be->fixed_overhead ? be->fixed_overhead() : 0;
   int E = w->effective_batch(cfg);
+  if (o->fixed_micro_batch > 0 && (o->fixed_micro_batch > E || E % o->fixed_micro_batch)) {
+    char divs[256] = "";
+    size_t len = 0;
+    for (int mb = 1; mb <= E && len + 16 < sizeof divs; mb++)
+      if (E % mb == 0) len += (size_t)snprintf(divs + len, sizeof divs - len, "%s%d", len ? ", " : "", mb);
+    snprintf(err, errlen, "search: micro-batch %d does not divide the effective batch of %d (micro-batch x accumulation "
+                          "steps must equal it): use one of %s", o->fixed_micro_batch, E, divs);
+    return -1;
+  }
+  char refused[200] = ""; /* why the workload refused a micro-batch, when it did */
   mf_dtype dts[3] = {MF_F32, MF_BF16, MF_F16};
   for (int v = 0; v < w->n_variants; v++) {
     if (o->fixed_variant >= 0 && v != o->fixed_variant) continue;
@@ -193,7 +203,10 @@ int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf
       for (int mb = 1; mb <= E; mb++) {
         if (E % mb || (o->fixed_micro_batch > 0 && mb != o->fixed_micro_batch)) continue;
         char why[160];
-        if (w->batch_ok && w->batch_ok(cfg, mb, why, sizeof why) < 0) continue;
+        if (w->batch_ok && w->batch_ok(cfg, mb, why, sizeof why) < 0) {
+          snprintf(refused, sizeof refused, "micro-batch %d: %s", mb, why);
+          continue;
+        }
         x.g = mf_graph_init(dts[d]);
         void *state = NULL;
         int any_fit = 0;
@@ -213,7 +226,11 @@ int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf
     }
   }
   r->n_planned = x.n_planned;
-  if (!x.n_all) { snprintf(err, errlen, "search: no setting could be planned"); free(x.all); return -1; }
+  if (!x.n_all) {
+    snprintf(err, errlen, "search: no setting could be planned%s%s%s", refused[0] ? " (" : "", refused, refused[0] ? ")" : "");
+    free(x.all);
+    return -1;
+  }
   /* fastest ignoring the budget, and smallest of all */
   r->unconstrained = x.all[0];
   r->smallest = x.all[0];
