@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "models/steg.h"
 #include "plan/plan.h"
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,14 @@ int mf_cmd_demo(int argc, char **argv) {
   cfg.height = cfg.width = size;
   cfg.batch = batch;
   if (mf_steg_config_check(&cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit demo: %s\n", err); return 2; }
+  { /* the --out folder first: a run whose results cannot be written is refused before it trains */
+    struct stat ost;
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+      fprintf(stderr, "memfit demo: cannot create --out %s: %s\n", out, strerror(errno));
+      return 1;
+    }
+    if (stat(out, &ost) != 0 || !S_ISDIR(ost.st_mode)) { fprintf(stderr, "memfit demo: --out %s is not a folder\n", out); return 1; }
+  }
 
   printf("memfit demo: steganography preset '%s' (%d coupling blocks, growth %d, %lld parameters),\n"
          "  %dx%d generated images, batch %d, %s, %d steps\n",
@@ -142,25 +151,25 @@ int mf_cmd_demo(int argc, char **argv) {
     printf("data loading is the bottleneck (%.0f%% of the time waiting): use more loader workers or a smaller decode size\n",
            100.0 * st.wait_s / el);
   int exact = cli_print_memory(s, " (plan total + libraries, code and the data loader)");
-  mkdir(out, 0777);
   char path[4096];
+  int saved = 1;
   /* two generated pictures (not from the training set's seed) for hide/reveal with a trained model */
   const char *names[2] = {"cover.png", "secret.png"};
   for (int k = 0; k < 2; k++) {
     mf_image im;
     if (mf_image_generate(99, (uint64_t)k, 128, 128, &im) == 0) {
       snprintf(path, sizeof path, "%s/%s", out, names[k]);
-      if (mf_image_save_png(path, im.data, im.w, im.h, im.c, err, sizeof err) < 0) fprintf(stderr, "memfit demo: %s\n", err);
+      if (mf_image_save_png(path, im.data, im.w, im.h, im.c, err, sizeof err) < 0) { fprintf(stderr, "memfit demo: %s\n", err); saved = 0; }
       mf_image_free(&im);
     }
   }
   snprintf(path, sizeof path, "%s/demo.safetensors", out);
-  if (mf_session_save(s, path, err, sizeof err) < 0) fprintf(stderr, "memfit demo: %s\n", err);
+  if (mf_session_save(s, path, err, sizeof err) < 0) { fprintf(stderr, "memfit demo: %s\n", err); saved = 0; }
   else printf("checkpoint: %s\n", path);
   mf_loader_free(L);
   mf_dataset_free(ds);
   mf_session_free(s);
   free(m);
   mf_graph_free(g);
-  return exact && done == steps ? 0 : 1;
+  return exact && done == steps && saved ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "models/workload.h"
 #include "plan/search.h"
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,9 +80,10 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
   return 0;
 }
 
-static void svg_timeline(const char *path, const mf_plan *p, const char *title) {
+/* Writes the memory timeline as SVG; returns 0, or -1 after saying why (naming the file). */
+static int svg_timeline(const char *path, const mf_plan *p, const char *title) {
   FILE *f = fopen(path, "w");
-  if (!f) { perror(path); return; }
+  if (!f) { fprintf(stderr, "memfit plan: cannot write --timeline %s: %s\n", path, strerror(errno)); return -1; }
   const mf_program *pr = &p->train;
   int S = pr->n_steps;
   size_t base[4] = {p->arena[MF_ARENA_PARAM] + p->arena[MF_ARENA_PARAM_LP], p->arena[MF_ARENA_GRAD],
@@ -125,7 +127,10 @@ static void svg_timeline(const char *path, const mf_plan *p, const char *title) 
     fprintf(f, "<rect x='%g' y='%g' width='12' height='12' fill='%s'/><text x='%g' y='%g'>%s</text>\n", L + k * 165.0,
             y0 + 32, colors[k], L + k * 165.0 + 16, y0 + 43, names[k]);
   fprintf(f, "</svg>\n");
-  fclose(f);
+  int bad = fflush(f) != 0 || ferror(f), e = errno;
+  if (fclose(f) != 0 && !bad) { bad = 1; e = errno; }
+  if (bad) { fprintf(stderr, "memfit plan: writing --timeline %s failed: %s\n", path, strerror(e)); return -1; }
+  return 0;
 }
 
 static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c, const mf_workload *w) {
@@ -202,6 +207,7 @@ int mf_cmd_plan(int argc, char **argv) {
     }
   }
   /* the full table of the shown plan */
+  int timeline_failed = 0;
   mf_graph *g = mf_graph_init(show->dtype);
   void *state = NULL;
   mf_tensor loss;
@@ -218,8 +224,8 @@ int mf_cmd_plan(int argc, char **argv) {
       printf("  %-26s %14zu B  %12s  (host, data loader: 3 batches in flight)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h);
     }
     if (p && a.timeline) {
-      svg_timeline(a.timeline, p, desc);
-      if (!a.json) printf("timeline: %s\n", a.timeline);
+      if (svg_timeline(a.timeline, p, desc) != 0) timeline_failed = 1;
+      else if (!a.json) printf("timeline: %s\n", a.timeline);
     }
     mf_plan_free(p);
   }
@@ -254,7 +260,7 @@ int mf_cmd_plan(int argc, char **argv) {
   }
   mf_search_result_free(&r);
   free(a.cfg);
-  return a.budget && !r.found ? 3 : 0;
+  return timeline_failed ? 1 : a.budget && !r.found ? 3 : 0;
 }
 
 int mf_cmd_presets(int argc, char **argv) {

@@ -386,12 +386,14 @@ static int open_model(const char *path, mf_st_file **f, mf_steg_config *cfg, con
   return 0;
 }
 
-static int read_file_bytes(const char *path, uint8_t **buf, size_t *n) {
+/* Reads at most max + 1 bytes of path, so that /dev/zero or a huge file cannot fill memory: *n > max
+ * says the file is longer than max. Returns 0, or -1 with errno. */
+static int read_file_bytes(const char *path, size_t max, uint8_t **buf, size_t *n) {
   FILE *f = fopen(path, "rb");
   if (!f) return -1;
   size_t cap = 4096, len = 0;
   uint8_t *b = malloc(cap);
-  for (size_t r; b && (r = fread(b + len, 1, cap - len, f)) > 0;) {
+  for (size_t r; b && len <= max && (r = fread(b + len, 1, (cap - len < max + 1 - len ? cap - len : max + 1 - len), f)) > 0;) {
     len += r;
     if (len == cap) {
       uint8_t *nb = realloc(b, cap *= 2);
@@ -532,6 +534,33 @@ static mf_steg_runner *budget_runner(const char *cmd, const char *what, const mf
   return r;
 }
 
+/* Refuses an image before decoding it when decoding would need more than the budget: reads its size
+ * from the header and counts the file bytes, the decoded pixels (8 or 16 bits per channel) and the
+ * float copies the command makes of the whole image (`float_copies` RGB float images), plus `held`
+ * bytes the command already holds. Returns 0 when it fits (or the budget is unlimited), else -1 after
+ * saying so, naming the file, its size and the budget. A file that is no image passes: the decoder
+ * then says what is wrong with it. */
+static int image_fits_budget(const char *cmd, const char *what, const char *path, int float_copies, size_t held,
+                             const budget_args *b) {
+  char how[160], why[256];
+  size_t budget = b->budget_s ? (size_t)mf_parse_bytes(b->budget_s) : default_budget(how, sizeof how);
+  if (b->budget_s) snprintf(how, sizeof how, "--budget %s", b->budget_s);
+  int w, h, c, depth;
+  struct stat st;
+  if (!budget || stat(path, &st) != 0 || !S_ISREG(st.st_mode) || image_probe_file(path, &w, &h, &c, &depth, why, sizeof why) != 0)
+    return 0;
+  size_t px = (size_t)w * (size_t)h;
+  size_t need = held + (size_t)st.st_size + px * (size_t)c * (size_t)(depth / 8) + px * 3 * sizeof(float) * (size_t)float_copies;
+  if (need <= budget) return 0;
+  char hn[32], hb[32], hf[32];
+  mf_format_bytes(need, hn, sizeof hn);
+  mf_format_bytes(budget, hb, sizeof hb);
+  mf_format_bytes((size_t)st.st_size, hf, sizeof hf);
+  fprintf(stderr, "memfit %s: %s %s is a %dx%d image (a %s file): decoding it needs %s, more than the %s budget (%s); refused "
+                  "before decoding. Give a smaller image or a larger --budget.\n", cmd, what, path, w, h, hf, hn, hb, how);
+  return -1;
+}
+
 static void plan_line(const mf_steg_tiling *t, const char *what) {
   char h[32], rs[32];
   mf_format_bytes(t->plan_bytes, h, sizeof h);
@@ -583,6 +612,8 @@ int mf_cmd_hide(int argc, char **argv) {
   mf_steg_runner *R = NULL;
   mf_steg_tiling t;
   rc = 1;
+  if (image_fits_budget("hide", "cover", cover, 2, 0, &ba) != 0 || (secret && image_fits_budget("hide", "secret", secret, 2, 0, &ba) != 0))
+    goto out;
   cv = load_rgb(cover, "cover", &w, &h, err, sizeof err);
   if (!cv) { fprintf(stderr, "memfit hide: cover %s\n", err); goto out; }
   if (w < 2 || h < 2) { fprintf(stderr, "memfit hide: cover %s is %dx%d: the smallest cover is 2x2 pixels\n", cover, w, h); goto out; }
@@ -600,13 +631,19 @@ int mf_cmd_hide(int argc, char **argv) {
     sc = NULL;
   } else {
     size_t len;
+    long cap = msg_capacity_bytes(w, h);
     if (message) { len = strlen(message); msg = malloc(len + 1); if (msg) memcpy(msg, message, len + 1); }
-    else if (read_file_bytes(message_file, &msg, &len) != 0) {
+    else if (read_file_bytes(message_file, (size_t)cap, &msg, &len) != 0) {
       fprintf(stderr, "memfit hide: cannot read message file %s: %s\n", message_file, strerror(errno));
       goto out;
     }
     if (!msg) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
-    long cap = msg_capacity_bytes(w, h);
+    if (message_file && (long)len > cap) { /* read no further than one byte past the capacity */
+      fprintf(stderr, "memfit hide: the message file %s is longer than the %ld bytes a %dx%d cover holds (one bit per %dx%d "
+                      "block of each channel, plus 8 bytes of length and CRC). Shorten it or use a larger cover.\n",
+              message_file, cap, w, h, MSG_CELL, MSG_CELL);
+      goto out;
+    }
     if ((long)len > cap) {
       fprintf(stderr, "memfit hide: the message is %zu bytes; a %dx%d cover holds at most %ld bytes (one bit per %dx%d block of "
                       "each channel, plus 8 bytes of length and CRC). Shorten it or use a larger cover.\n",
@@ -682,6 +719,7 @@ int mf_cmd_reveal(int argc, char **argv) {
   mf_steg_runner *R = NULL;
   mf_steg_tiling t;
   rc = 1;
+  if (image_fits_budget("reveal", "stego", stego, 2, 0, &ba) != 0) goto out;
   sg = load_rgb(stego, "stego", &w, &h, err, sizeof err);
   if (!sg) { fprintf(stderr, "memfit reveal: stego %s\n", err); goto out; }
   if (w < 2 || h < 2) { fprintf(stderr, "memfit reveal: stego %s is %dx%d: too small (at least 2x2)\n", stego, w, h); goto out; }
@@ -876,6 +914,9 @@ int mf_cmd_eval(int argc, char **argv) {
     int ok = 1;
     for (int k = 0; k < 2 && ok; k++) {
       mf_image im;
+      char what[64];
+      snprintf(what, sizeof what, "skipping pair %d: image", p + 1);
+      if (image_fits_budget("eval", what, paths[k], 1, 8 * 3 * pn * sizeof(float), &ba) != 0) { ok = 0; break; }
       if (mf_image_load(paths[k], 3, &im, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: skipping pair %d: %s\n", p + 1, err); ok = 0; break; }
       if (im.w < size || im.h < size) {
         fprintf(stderr, "memfit eval: skipping pair %d: %s is %dx%d, smaller than the %dx%d crop (use a smaller --size)\n", p + 1,
@@ -983,8 +1024,8 @@ int mf_cmd_eval(int argc, char **argv) {
       gx[i] = keep[i] + 6 * pn;
       gr[i] = keep[i] + 9 * pn;
     }
-    if (write_grid(grid, shown, gc, gs, gx, gr, size, size, err, sizeof err) != 0) fprintf(stderr, "memfit eval: %s\n", err);
-    else printf("grid %s: %d rows of cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10\n", grid, shown);
+    if (write_grid(grid, shown, gc, gs, gx, gr, size, size, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); goto out; }
+    printf("grid %s: %d rows of cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10\n", grid, shown);
   }
   plan_line(&tH, "eval hide graph");
   rc = 0;
@@ -1315,6 +1356,32 @@ static int resume_position(const mf_st_file *f, const train_args *a, const data_
 }
 
 /* mf_session_save plus the loader's position and the data settings, so --resume continues the data order. */
+/* Opens the --loss-log. A new run starts it afresh; a run resumed at update `start` keeps the lines up to
+ * that update and appends after them, so lines a killed run wrote after its last checkpoint (and a cut
+ * last line) are not written twice. Sets *dropped to the lines removed. NULL with errno on failure. */
+static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) {
+  *dropped = 0;
+  if (start <= 0) return fopen(path, "w");
+  FILE *f = fopen(path, "r+");
+  if (!f) return errno == ENOENT ? fopen(path, "w") : NULL;
+  char line[512];
+  long keep = 0;
+  int cut = 0;
+  while (fgets(line, sizeof line, f)) {
+    long long u;
+    size_t n = strlen(line);
+    if (!cut && n && line[n - 1] == '\n' && sscanf(line, "%lld", &u) == 1 && u <= start) keep = ftell(f);
+    else { cut = 1; (*dropped)++; } /* lines are in update order: all after the first later one go */
+  }
+  if (ferror(f) || keep < 0 || fflush(f) != 0 || ftruncate(fileno(f), (off_t)keep) != 0 || fseek(f, keep, SEEK_SET) != 0) {
+    int e = errno;
+    fclose(f);
+    errno = e;
+    return NULL;
+  }
+  return f;
+}
+
 static int save_checkpoint(mf_session *s, const mf_loader *L, const char *path, const char *source, size_t images,
                            const data_setting *ds, int nds, char *err, size_t errlen) {
   mf_loader_pos p = mf_loader_position(L);
@@ -1573,12 +1640,30 @@ int mf_cmd_train_steg(int argc, char **argv) {
     mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
     return 1;
   }
+  { /* an existing file as --out, or a folder where a checkpoint goes, would fail only at the first save */
+    struct stat ost;
+    char p[1100];
+    const char *bad = stat(a.out, &ost) != 0 || !S_ISDIR(ost.st_mode) ? "--out is not a folder" : NULL;
+    for (int k = 0; k < 2 && !bad; k++) {
+      snprintf(p, sizeof p, "%s/%s.safetensors", a.out, k ? "model" : "checkpoint");
+      if (stat(p, &ost) == 0 && S_ISDIR(ost.st_mode)) bad = "a folder is where a checkpoint is to be written";
+    }
+    if (bad) {
+      fprintf(stderr, "memfit train steg: --out %s: %s (%s); nothing could be saved there\n", a.out, bad, bad[0] == '-' ? a.out : p);
+      mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+      return 1;
+    }
+  }
   FILE *loss_log = NULL;
-  if (a.loss_log && !(loss_log = fopen(a.loss_log, "w"))) {
+  long long log_dropped = 0;
+  if (a.loss_log && !(loss_log = loss_log_open(a.loss_log, start, &log_dropped))) {
     fprintf(stderr, "memfit train steg: cannot write --loss-log %s: %s\n", a.loss_log, strerror(errno));
     mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
     return 1;
   }
+  if (log_dropped)
+    printf("note: --loss-log %s: %lld line(s) after update %lld removed (written after the checkpoint; this run writes them "
+           "again)\n", a.loss_log, log_dropped, (long long)start);
 
   printf("memfit train steg: preset '%s' (%d coupling blocks, growth %d, %lld parameters), %dx%d crops, batch %d = "
          "micro-batch %d x %d, %s, %s\n", cfg.name, cfg.blocks, cfg.growth, (long long)mf_steg_param_count(&cfg), a.size, a.size,
@@ -1643,7 +1728,12 @@ int mf_cmd_train_steg(int argc, char **argv) {
       }
       if (failed) break;
       mf_session_update(s);
-      if (loss_log) fprintf(loss_log, "%lld %.17g %.17g %.17g\n", (long long)(step + 1), upd_loss / accum, upd_g / accum, upd_r / accum);
+      if (loss_log && (fprintf(loss_log, "%lld %.17g %.17g %.17g\n", (long long)(step + 1), upd_loss / accum, upd_g / accum,
+                               upd_r / accum) < 0 || fflush(loss_log) != 0)) { /* flushed per line: a killed run keeps its log */
+        fprintf(stderr, "memfit train steg: writing --loss-log %s failed: %s\n", a.loss_log, strerror(errno));
+        failed = 1;
+        break;
+      }
       double t = now_s();
       if (a.log_every >= 0 && (t - last_log >= a.log_every || step + 1 == end) && run_n) {
         char eta[32], pl[32], rss[32];
@@ -1663,10 +1753,12 @@ int mf_cmd_train_steg(int argc, char **argv) {
     }
     if (failed) break;
     if (stopped && step < end) { /* mid-epoch: only what --resume needs (validation stays at epoch ends) */
-      if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0)
+      if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
         fprintf(stderr, "memfit train steg: %s\n", err);
-      if (model_save(s, g, m, mp, note, err, sizeof err) < 0) fprintf(stderr, "memfit train steg: %s\n", err);
-      printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval)\n", ck, mp);
+        failed = 1;
+      }
+      if (model_save(s, g, m, mp, note, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); failed = 1; }
+      if (!failed) printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval)\n", ck, mp);
       break;
     }
     /* ---- end of epoch: validation, samples, checkpoint ---- */
@@ -1684,16 +1776,22 @@ int mf_cmd_train_steg(int argc, char **argv) {
       printf("\n");
       last_bad = st.bad_files + st.skipped_files + bad_val;
     }
-    if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0)
+    if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
       fprintf(stderr, "memfit train steg: %s\n", err);
-    if (model_save(s, g, m, mp, note, err, sizeof err) < 0) fprintf(stderr, "memfit train steg: %s\n", err);
+      failed = 1;
+    }
+    if (model_save(s, g, m, mp, note, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); failed = 1; }
+    if (failed) break; /* a run whose checkpoints cannot be written is not worth continuing */
     printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval); samples %s\n", ck, mp, grid);
     fflush(stdout);
     if (stopped) break;
   }
-  if (stopped)
+  if (stopped && !failed)
     printf("stopped after update %lld of %lld (--stop-after); continue with --resume %s\n", (long long)step, (long long)total, ck);
-  if (loss_log && fclose(loss_log) != 0) fprintf(stderr, "memfit train steg: writing --loss-log %s failed\n", a.loss_log);
+  if (loss_log && fclose(loss_log) != 0) {
+    fprintf(stderr, "memfit train steg: writing --loss-log %s failed: %s\n", a.loss_log, strerror(errno));
+    failed = 1;
+  }
   double el = now_s() - t0;
   char dur[32];
   fmt_dur(el, dur, sizeof dur);

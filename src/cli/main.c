@@ -1,6 +1,7 @@
 /* main.c — the memfit command: dispatches to subcommands (demo, plan, train, ...). */
 #include "cli/cli.h"
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,13 +44,21 @@ static void usage(FILE *f) {
   fprintf(f, "\n'memfit COMMAND --help' describes a command's options.\n");
 }
 
+/* A command's exit status, made an error when its standard output could not be written (a full disk,
+ * a closed pipe): results that never arrived are no success. */
+static int stdout_check(int rc) {
+  if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+  fprintf(stderr, "memfit: writing the standard output failed: %s\n", strerror(errno));
+  return rc ? rc : 1;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   for (int i = 0; i < NCMDS; i++)
-    if (!strcmp(argv[1], cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], cmds[i].name)) return stdout_check(cmds[i].run(argc - 1, argv + 1));
   fprintf(stderr, "memfit: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;
