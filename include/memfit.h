@@ -292,6 +292,8 @@ typedef struct mf_folder_opts {
   uint64_t split_seed;     /* mixed into the hash (default 0) */
   int labels;              /* 1: class = first sub-folder under the root (sorted names -> 0..K-1) */
   int quiet;               /* 1: no warnings on stderr (still counted) */
+  size_t max_image_bytes;  /* 0: no limit; else images whose whole decoded pixels (width x height x channels x
+                              bytes per sample, from the header) exceed it are skipped at open (a memory budget) */
 } mf_folder_opts;
 mf_folder_opts mf_folder_opts_default(void);
 

@@ -49,6 +49,8 @@ echo x > "$T/afile"
 run "train --out is a file" 1 "afile" "$MEMFIT" "${TR[@]}" --out "$T/afile"
 no_line "train --out is a file" "^  saved "
 run "train --out under a file" 1 "afile/sub" "$MEMFIT" "${TR[@]}" --out "$T/afile/sub"
+mkdir -p "$T/gdir/samples-epoch001.png"
+run "train: the samples grid cannot be written" 1 "samples-epoch001.png" "$MEMFIT" "${TR[@]}" --out "$T/gdir"
 run "train --out in /proc" 1 "/proc/memfit-test" "$MEMFIT" "${TR[@]}" --out /proc/memfit-test
 mkdir -p "$T/ckdir/checkpoint.safetensors"
 run "train: the checkpoint path is a folder" 1 "checkpoint.safetensors" "$MEMFIT" "${TR[@]}" --out "$T/ckdir"
@@ -88,6 +90,11 @@ run "reveal: a large stego over --budget 64MiB" 1 "big.png is a 4000x3000 image 
 printf '%s %s\n' "$T/big.png" "$T/imgs/i0.png" "$T/imgs/i1.png" "$T/imgs/i2.png" > "$T/pairs.txt"
 run "eval: a large image over --budget 64MiB is skipped" 0 "skipping pair 1: image .*big.png is a 4000x3000 image .*before decoding" \
   "$MEMFIT" eval --model "$MODEL" --pairs "$T/pairs.txt" --size 32 --no-messages --threads 1 --budget 64MiB
+
+mkdir -p "$T/tdata" && cp "$T"/imgs/*.png "$T/big.png" "$T/tdata/"
+run "train: an image over --budget 8MiB is skipped unread" 0 "big.png: skipped: a 4000x3000 image: decoding it needs .* budget of 8" \
+  "$MEMFIT" train steg --data "$T/tdata" --val-fraction 0 --blocks 1 --growth 4 --size 16 --batch 1 --steps 1 --epoch-steps 1 \
+  --val-count 1 --threads 1 --log-every 1000 --budget 8MiB --out "$T/tb"
 
 # ---- 5. directories, FIFOs and devices as inputs: refused at once, by name
 run "hide: a folder as the cover" 1 "cover $T/imgs: is a directory" "$MEMFIT" hide --model "$MODEL" --cover "$T/imgs" --message hi \

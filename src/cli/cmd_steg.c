@@ -1210,7 +1210,7 @@ static void train_graph_free(train_graph *t) {
 
 /* Validation: n pairs (cover i, secret i+1 of the validation images), forward only through the
  * training graph (float stego). Returns the number of pairs measured. */
-typedef struct val_result { double loss, hide_psnr, rec_psnr, hide_ssim, rec_ssim; int pairs; } val_result;
+typedef struct val_result { double loss, hide_psnr, rec_psnr, hide_ssim, rec_ssim; int pairs, grid_failed; } val_result;
 
 static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int npairs, int B, int size, const char *grid,
                            int64_t *bad) {
@@ -1263,7 +1263,10 @@ static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int np
       for (int i = 0; i < rows; i++) {
         gc[i] = cov + (size_t)i * img; gs[i] = st + (size_t)i * img; gx[i] = sec + (size_t)i * img; gr[i] = rv + (size_t)i * img;
       }
-      if (write_grid(grid, rows, gc, gs, gx, gr, size, size, err, sizeof err) != 0) fprintf(stderr, "memfit train steg: %s\n", err);
+      if (write_grid(grid, rows, gc, gs, gx, gr, size, size, err, sizeof err) != 0) {
+        fprintf(stderr, "memfit train steg: %s\n", err);
+        r.grid_failed = 1;
+      }
     }
     batches++;
   }
@@ -1491,6 +1494,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   } else {
     mf_folder_opts fo = mf_folder_opts_default();
     fo.val_fraction = a.val_fraction;
+    fo.max_image_bytes = (size_t)budget; /* an image whose decoding alone exceeds --budget is skipped unread (0: no limit) */
     fo.split = a.val_fraction > 0 ? MF_SPLIT_TRAIN : MF_SPLIT_ALL;
     td = mf_dataset_open_folder(a.data, &fo, err, sizeof err);
     if (td && a.val_fraction > 0) {
@@ -1781,6 +1785,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
       failed = 1;
     }
     if (model_save(s, g, m, mp, note, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); failed = 1; }
+    if (v.grid_failed) failed = 1; /* said above */
     if (failed) break; /* a run whose checkpoints cannot be written is not worth continuing */
     printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval); samples %s\n", ck, mp, grid);
     fflush(stdout);

@@ -133,7 +133,7 @@ int gen_render(uint64_t seed, uint64_t index, int w, int h, raw_image *raw);
 
 /* ---- warnings and skip accounting ---- */
 typedef enum skip_reason {  /* also in data.c's names */ SKIP_EMPTY = 0, SKIP_NOT_IMAGE, SKIP_CORRUPT, SKIP_UNSUPPORTED, SKIP_TOO_SMALL,
-                           SKIP_UNREADABLE, SKIP_NO_CLASS, SKIP_VIDEO, SKIP_REASON_COUNT } skip_reason;
+                           SKIP_UNREADABLE, SKIP_NO_CLASS, SKIP_VIDEO, SKIP_TOO_LARGE, SKIP_REASON_COUNT } skip_reason;
 const char *skip_reason_name(skip_reason r);
 void data_warn(int quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -169,6 +169,7 @@ struct mf_dataset {
   size_t n;            /* samples */
   int frames;          /* frames per sample (1 for images) */
   int quiet;
+  size_t max_image_bytes; /* images decoding to more are skipped at open (0: no limit) */
   /* skipped at open */
   size_t skipped[SKIP_REASON_COUNT];
   /* generated */

@@ -13,7 +13,8 @@
 
 static const char *const reason_names[SKIP_REASON_COUNT] = {
   "empty file", "not a PNG or JPEG image", "truncated or corrupt", "unsupported format or bit depth",
-  "smaller than the crop", "unreadable", "not inside a class folder", "unreadable video"};
+  "smaller than the crop", "unreadable", "not inside a class folder", "unreadable video",
+  "too large for the memory budget"};
 const char *skip_reason_name(skip_reason r) { return (unsigned)r < SKIP_REASON_COUNT ? reason_names[r] : "?"; }
 
 void data_warn(int quiet, const char *fmt, ...) {
@@ -35,7 +36,7 @@ void worker_ctx_free(worker_ctx *w) {
 }
 
 mf_folder_opts mf_folder_opts_default(void) {
-  mf_folder_opts o = {MF_SPLIT_ALL, 0.1, 0, 0, 0};
+  mf_folder_opts o = {MF_SPLIT_ALL, 0.1, 0, 0, 0, 0};
   return o;
 }
 
@@ -279,6 +280,16 @@ static int scan_folder(mf_dataset *d, const char *dir, mf_split split, double fr
         d->skipped[reason]++;
         continue;
       }
+      size_t need = (size_t)w * (size_t)h * (size_t)c * (size_t)(depth / 8);
+      if (d->max_image_bytes && need > d->max_image_bytes) { /* refused before any decoding */
+        char hn[32], hb[32];
+        mf_format_bytes(need, hn, sizeof hn);
+        mf_format_bytes(d->max_image_bytes, hb, sizeof hb);
+        data_warn(d->quiet, "%s: skipped: a %dx%d image: decoding it needs %s, more than the memory budget of %s", full, w, h,
+                  hn, hb);
+        d->skipped[SKIP_TOO_LARGE]++;
+        continue;
+      }
     }
     file_entry *f = &d->files[d->nfiles++];
     f->rel = files.v[i]; files.v[i] = NULL;
@@ -317,7 +328,7 @@ mf_dataset *mf_dataset_open_folder(const char *dir, const mf_folder_opts *o, cha
   }
   mf_dataset *d = calloc(1, sizeof *d);
   if (!d) { snprintf(err, errlen, "out of memory"); return NULL; }
-  d->vt = &folder_vt; d->kind = 0; d->frames = 1; d->quiet = o->quiet;
+  d->vt = &folder_vt; d->kind = 0; d->frames = 1; d->quiet = o->quiet; d->max_image_bytes = o->max_image_bytes;
   if (scan_folder(d, dir, o->split, o->val_fraction, o->split_seed, o->labels, 1, err, errlen) != 0) {
     mf_dataset_free(d);
     return NULL;

@@ -13,13 +13,24 @@ typedef struct mf_calibration {
   double op_overhead_s;               /* fixed cost of running one node (dispatch, thread wake-up) */
   double gemm_overhead_s;             /* fixed cost of one GEMM-based node (conv, matmul): BLAS call, packing */
   double offload_bytes_per_s;         /* host <-> device link (offloaded optimizer state) */
-  char source[160];                   /* "measured now", "cache FILE", "MEMFIT_CALIBRATION" */
+  char source[320];                   /* "measured now...", "cached in FILE...", "MEMFIT_CALIBRATION", "nominal..." */
+  char path[1024];                    /* the cache file ("" with MEMFIT_CALIBRATION) */
+  char note[256];                     /* "" or what was unusual (a busy machine, a stale or corrupt cache) */
+  int busy;                           /* the machine looked busy while measuring: figures are approximate */
 } mf_calibration;
 
-/* Times the backend once (a convolution per dtype, a large elementwise op, a chain of tiny ops) and
- * caches the result in $XDG_CACHE_HOME/memfit (or ~/.cache/memfit);
+/* Figures for the planner's cost model: read from the cache file
+ * $XDG_CACHE_HOME/memfit/calibration-BACKEND-tTHREADS.txt (~/.cache/memfit without XDG_CACHE_HOME),
+ * or measured and written there when it is missing, corrupt, from another memfit cache version, older
+ * than 30 days, or measured on a busy machine more than an hour ago. A measurement times a convolution
+ * per dtype, a large elementwise op and chains of tiny ops, each the minimum of several repeats, and
+ * repeats it when the repeats disagree or N threads run slower than one (a busy machine).
  * MEMFIT_CALIBRATION="f32,bf16,f16,bytes[,op_seconds]" overrides (bytes/s for every dtype). */
 int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err, size_t errlen);
+/* Measures now whatever the cache holds, and rewrites the cache (`memfit calibrate`). */
+int mf_calibrate_refresh(const char *backend, int threads, mf_calibration *c, char *err, size_t errlen);
+/* The cache file of a backend and thread count (threads <= 0: all cores). */
+void mf_calibration_cache_path(const char *backend, int threads, char *buf, size_t n);
 
 typedef struct mf_search_opts {
   int64_t budget;            /* device bytes the plan must fit (0: no limit) */
