@@ -13,7 +13,18 @@ typedef struct mf_cmd {
 int mf_cmd_demo(int argc, char **argv);
 int mf_cmd_plan(int argc, char **argv);
 int mf_cmd_presets(int argc, char **argv);
+int mf_cmd_calibrate(int argc, char **argv); /* cmd_calibrate.c */
 int mf_cmd_train(int argc, char **argv); int mf_cmd_hide(int argc, char **argv); int mf_cmd_reveal(int argc, char **argv); int mf_cmd_eval(int argc, char **argv); /* cmd_steg.c */
+
+/* The command of that name (main.c's table), or NULL. */
+const mf_cmd *cli_command_find(const char *name);
+/* suggest.c: says "memfit CMD: unknown option 'ARG'", with the nearest option CMD's --help lists when
+ * one is close ("did you mean --cover?"); returns 2 (the usage-error exit status). CMD may be two
+ * words ("train steg"). */
+int cli_unknown_option(const char *cmd, const char *arg);
+/* The candidate within two edits of word (and fewer than half its letters), nearest first; or NULL. */
+const char *cli_nearest(const char *word, const char *const *cands, int n);
+int cli_edit_distance(const char *a, const char *b);
 
 /* "--name value" / "--name=value" parsing: returns the value and advances *i, or NULL. */
 const char *cli_opt(int argc, char **argv, int *i, const char *name);

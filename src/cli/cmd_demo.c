@@ -43,7 +43,10 @@ int mf_cmd_demo(int argc, char **argv) {
       printf("usage: memfit demo [--steps N] [--size PIXELS] [--batch B] [--preset NAME] [--threads T]\n"
              "                   [--store-activations] [--out DIR] [--backend cpu|cuda]\n"
              "Trains the '%s' steganography preset on generated images and prints the memory plan\n"
-             "next to the measured high-water of every arena. Presets: %s.\n", preset, mf_steg_preset_names());
+             "next to the measured high-water of every arena. Presets: %s.\n"
+             "Defaults: --steps %d --size %d --batch %d --preset %s --out %s --backend %s --threads 0 (all cores);\n"
+             "memory-free backprop through the coupling blocks unless --store-activations.\n",
+             preset, mf_steg_preset_names(), steps, size, batch, preset, out, backend);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--steps"))) { if (cli_int("--steps", v, 1, 10000000, &steps)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--size"))) { if (cli_int("--size", v, 8, 4096, &size) || size % 2) { fprintf(stderr, "memfit: --size must be even\n"); return 2; } }
@@ -53,7 +56,7 @@ int mf_cmd_demo(int argc, char **argv) {
     else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) backend = v;
     else if (!strcmp(argv[i], "--store-activations")) invert = 0;
-    else { fprintf(stderr, "memfit demo: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+    else return cli_unknown_option("demo", argv[i]);
   }
   char err[1024];
   mf_steg_config cfg;

@@ -18,19 +18,48 @@ typedef struct plan_args {
 } plan_args;
 
 static void plan_usage(FILE *f, const char *cmd) {
-  fprintf(f, "usage: memfit %s WORKLOAD [settings] [options]\n\nworkloads: %s\n\noptions:\n", cmd, mf_workload_names());
-  if (!strcmp(cmd, "plan"))
-    fprintf(f, "  --budget SIZE        find the fastest settings that fit, e.g. 4GiB, 6000MiB\n"
-               "  --host-budget SIZE   host memory allowed for offloaded optimizer state\n"
-               "  --json               machine-readable output\n"
-               "  --timeline FILE.svg  draw memory in use across one training step\n"
-               "  --micro-batch N      fix the micro-batch (default: the workload's batch, or searched)\n"
-               "  --precision P        f32, bf16, f16 or auto (search f32 and bf16)\n"
-               "  --recompute M        none, all, or auto (default: all without --budget, searched with it)\n"
-               "  --variant N          graph variant (see below)\n");
-  fprintf(f, "  --backend B          cpu (default) or cuda\n  --threads T          CPU threads (default: all cores)\n");
-  fprintf(f, "\nsettings of steg:\n");
-  mf_workload_steg.cfg_help(f);
+  int plan = !strcmp(cmd, "plan");
+  fprintf(f, "usage: memfit %s WORKLOAD [settings] [options]\n\n", cmd);
+  if (plan)
+    fprintf(f, "The exact memory plan of one training step (bytes per arena, where the peak is) with the settings as\n"
+               "given; with --budget, the fastest settings that fit, the runners-up and what each would cost.\n");
+  else
+    fprintf(f, "The settings memfit chooses for 4, 6, 8, 12, 16, 24, 48 and 80 GiB of device memory: micro-batch x\n"
+               "accumulation, precision, recomputed segments, graph variant, peak and predicted time. Each option\n"
+               "below narrows every row's search.\n");
+  fprintf(f, "\nworkloads: %s\n\noptions:\n", mf_workload_names());
+  if (plan)
+    fprintf(f, "  --budget SIZE        find the fastest settings that fit, e.g. 4GiB, 6000MiB (default: none, plan the\n"
+               "                       settings as given)\n"
+               "  --timeline FILE.svg  draw memory in use across one training step\n");
+  fprintf(f, "  --host-budget SIZE   host memory allowed for offloaded optimizer state, a device backend only\n"
+             "                       (default: no limit)\n"
+             "  --json               machine-readable output\n");
+  if (plan)
+    fprintf(f, "  --micro-batch N      fix the micro-batch, a divisor of the effective batch (default: the workload's\n"
+               "                       batch without --budget, searched with it)\n"
+               "  --precision P        f32, bf16, f16 or auto: f32 and bf16 (default: f32 without --budget, auto with it)\n"
+               "  --recompute M        none, all or auto (default: all without --budget, auto: searched, with it)\n"
+               "  --variant N          graph variant, listed below (default: 0 without --budget, searched with it)\n");
+  else
+    fprintf(f, "  --micro-batch N      fix the micro-batch, a divisor of the effective batch (default: searched)\n"
+               "  --precision P        f32, bf16, f16 or auto: f32 and bf16 (default auto)\n"
+               "  --recompute M        none, all or auto (default auto: searched)\n"
+               "  --variant N          graph variant, listed below (default: searched)\n");
+  fprintf(f, "  --backend B          cpu or cuda (default cpu; planning for cuda needs no GPU)\n"
+             "  --threads T          CPU threads the cost model is calibrated for (default: all cores; see\n"
+             "                       'memfit calibrate')\n");
+  const mf_workload *ws[] = {&mf_workload_steg};
+  for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++) {
+    fprintf(f, "\nsettings of %s: %s\n", ws[k]->name, ws[k]->summary);
+    ws[k]->cfg_help(f);
+    fprintf(f, "variants of %s (--variant):\n", ws[k]->name);
+    for (int v = 0; v < ws[k]->n_variants; v++) fprintf(f, "  %d  %s\n", v, ws[k]->variant_names[v]);
+  }
+  if (plan)
+    fprintf(f, "\nexit status: 0 planned, 1 the plan failed, 2 usage error, 3 nothing fits the --budget\n");
+  else
+    fprintf(f, "\nexit status: 0 done (a size where nothing fits is a row, not an error), 1 the search failed, 2 usage error\n");
 }
 
 /* parses the shared options; returns 0, 1 (help shown) or 2 (error) */
@@ -71,8 +100,12 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
       char k[64];
       if (eq) { snprintf(k, sizeof k, "%.*s", (int)(eq - key), key); v = eq + 1; }
       else { snprintf(k, sizeof k, "%s", key); v = argv[++i]; }
-      if (a->w->cfg_set(a->cfg, k, v, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
-    } else { fprintf(stderr, "memfit %s: unknown option '%s' (see --help)\n", cmd, argv[i]); return 2; }
+      if (a->w->cfg_set(a->cfg, k, v, err, sizeof err) < 0) {
+        if (strstr(err, "unknown setting")) return cli_unknown_option(cmd, argv[eq ? i : i - 1]);
+        fprintf(stderr, "memfit %s: %s\n", cmd, err);
+        return 2;
+      }
+    } else return cli_unknown_option(cmd, argv[i]);
   }
   char e2[256];
   if (!mf_backend_get(a->backend, e2, sizeof e2)) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, e2); return 2; }
@@ -242,6 +275,7 @@ int mf_cmd_plan(int argc, char **argv) {
       printf("Give it at least %s (--budget), or shrink the model or image size (--growth, --blocks, --size).\n", hs);
     } else {
       printf("\nchosen for a budget of %s (%d plans computed; cost model %s):\n", hb, r.n_planned, r.cal.source);
+      if (*r.cal.note) printf("cost model: %s\n", r.cal.note);
       print_candidate(&r.best, w, &r.unconstrained, a.budget);
       printf("runners-up:\n");
       for (int i = 0; i < r.n_runners; i++) {
@@ -269,13 +303,31 @@ int mf_cmd_presets(int argc, char **argv) {
   if (rc) { free(a.cfg); return rc == 1 ? 0 : rc; }
   const mf_workload *w = a.w;
   char desc[256], err[1024];
+  /* each row is its own budget, and no plan is drawn: these two belong to `plan` */
+  if (a.budget) {
+    fprintf(stderr, "memfit presets: --budget: presets plans for 4 to 80 GiB in turn; for one budget use "
+                    "'memfit plan %s --budget SIZE'\n", w->name);
+    free(a.cfg);
+    return 2;
+  }
+  if (a.timeline) {
+    fprintf(stderr, "memfit presets: --timeline: presets draws no plan; use 'memfit plan %s --timeline FILE.svg' "
+                    "(with --budget for a chosen plan)\n", w->name);
+    free(a.cfg);
+    return 2;
+  }
   w->cfg_describe(a.cfg, desc, sizeof desc);
-  printf("%s\n\n%-8s %-12s %-7s %-9s %-26s %12s %10s\n", desc, "budget", "micro x acc", "prec", "recompute", "variant", "peak", "rel. time");
+  if (a.json) printf("{\n  \"workload\": \"%s\",\n  \"description\": \"%s\",\n  \"presets\": [", w->name, desc);
+  else printf("%s\n\n%-8s %-12s %-7s %-9s %-26s %12s %10s\n", desc, "budget", "micro x acc", "prec", "recompute", "variant", "peak", "rel. time");
   static const int gib[] = {4, 6, 8, 12, 16, 24, 48, 80};
   double ref = 0;
   for (int i = 0; i < 8; i++) {
     mf_search_opts so = mf_search_opts_default();
     so.budget = (int64_t)gib[i] << 30;
+    so.host_budget = a.host_budget;
+    so.fixed_micro_batch = a.micro_batch;
+    so.fixed_variant = a.variant;
+    so.fixed_mode = a.mode;
     so.backend = a.backend;
     so.threads = a.threads;
     so.allow_offload = a.offload;
@@ -284,6 +336,13 @@ int mf_cmd_presets(int argc, char **argv) {
     if (mf_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit presets: %s\n", err); free(a.cfg); return 1; }
     if (!ref) ref = r.unconstrained.step_s;
     mf_search_result_free(&r);
+    if (a.json) {
+      printf("%s\n    {\"budget_bytes\": %lld, \"found\": %d, \"relative_time\": %.6g,\n    ", i ? "," : "",
+             (long long)so.budget, r.found, r.found ? r.best.step_s / ref : 0.0);
+      print_candidate_json(stdout, r.found ? "chosen" : "smallest", r.found ? &r.best : &r.smallest, w);
+      printf("}");
+      continue;
+    }
     if (!r.found) { printf("%3d GiB   nothing fits (smallest needs %.2f GiB)\n", gib[i], r.smallest.device_bytes / 1073741824.0); continue; }
     const mf_candidate *c = &r.best;
     char mb[32], rec[32];
@@ -292,7 +351,8 @@ int mf_cmd_presets(int argc, char **argv) {
     printf("%3d GiB   %-12s %-7s %-9s %-26s %9.2f GiB %9.2fx\n", gib[i], mb, mf_dtype_name(c->dtype), rec,
            w->variant_names[c->variant], c->device_bytes / 1073741824.0, c->step_s / ref);
   }
-  printf("\nrel. time: predicted time per effective batch relative to the fastest plan with no memory limit.\n");
+  if (a.json) printf("\n  ]\n}\n");
+  else printf("\nrel. time: predicted time per effective batch relative to the fastest plan with no memory limit.\n");
   free(a.cfg);
   return 0;
 }

@@ -594,7 +594,7 @@ int mf_cmd_hide(int argc, char **argv) {
     else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
     else if ((k = budget_opt(argc, argv, &i, &ba)) != 0) { if (k < 0) return 2; }
-    else { fprintf(stderr, "memfit hide: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+    else return cli_unknown_option("hide", argv[i]);
   }
   if (budget_args_check("hide", &ba)) return 2;
   if (!cover || !out || (!secret + !message + !message_file) != 2) {
@@ -704,7 +704,7 @@ int mf_cmd_reveal(int argc, char **argv) {
     else if (!strcmp(argv[i], "--message")) message = 1;
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
     else if ((k = budget_opt(argc, argv, &i, &ba)) != 0) { if (k < 0) return 2; }
-    else { fprintf(stderr, "memfit reveal: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+    else return cli_unknown_option("reveal", argv[i]);
   }
   if (budget_args_check("reveal", &ba)) return 2;
   if (!stego || (!out && !message)) { fprintf(stderr, "memfit reveal: needs --stego and --out (or --message) (see --help)\n"); return 2; }
@@ -799,7 +799,7 @@ int mf_cmd_eval(int argc, char **argv) {
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
     else if (!strcmp(argv[i], "--no-messages")) messages = 0;
     else if ((k = budget_opt(argc, argv, &i, &ba)) != 0) { if (k < 0) return 2; }
-    else { fprintf(stderr, "memfit eval: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+    else return cli_unknown_option("eval", argv[i]);
   }
   if (budget_args_check("eval", &ba)) return 2;
   if (!data == !pairs) { fprintf(stderr, "memfit eval: give --data DIR or --pairs LIST.txt (see --help)\n"); return 2; }
@@ -1154,7 +1154,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
     DBL_OPT("--w-low", w_low, 0, 1e6)
     DBL_OPT("--ssim", w_ssim, 0, 1e6)
     DBL_OPT("--dct", w_dct, 0, 1e6)
-    else { fprintf(stderr, "memfit train steg: unknown option '%s' (see --help)\n", argv[i]); return 2; }
+    else return cli_unknown_option("train steg", argv[i]);
 #undef INT_OPT
 #undef DBL_OPT
   }

@@ -47,9 +47,22 @@ static int cfg_set(void *p, const char *key, const char *val, char *err, size_t 
 }
 
 static void cfg_help(FILE *f) {
-  fprintf(f, "  --preset NAME   %s (default seed-16gb)\n  --size PIXELS   square crop (even)\n"
-             "  --blocks N      coupling blocks\n  --growth G      dense-block growth\n"
-             "  --batch B       effective batch (micro-batch x accumulation is kept equal to it)\n", mf_steg_preset_names());
+  fprintf(f, "  --preset NAME   one of the presets below (default seed-16gb)\n"
+             "  --size PIXELS   square crop, even (default: the preset's)\n"
+             "  --blocks N      coupling blocks, 1..%d (default: the preset's)\n"
+             "  --growth G      dense-block growth (default: the preset's)\n"
+             "  --batch B       effective batch; micro-batch x accumulation is kept equal to it (default: the preset's)\n"
+             "presets of steg (--preset):\n", MF_STEG_MAX_BLOCKS);
+  char names[256];
+  snprintf(names, sizeof names, "%s", mf_steg_preset_names());
+  char *save = NULL;
+  for (char *n = strtok_r(names, ", ", &save); n; n = strtok_r(NULL, ", ", &save)) {
+    mf_steg_config c;
+    char err[160];
+    if (mf_steg_config_preset(n, &c, err, sizeof err) < 0) continue;
+    fprintf(f, "  %-10s %2d blocks, growth %3d, %dx%d, batch %d x %d accumulated (%lld parameters)\n", n, c.blocks,
+            c.growth, c.height, c.width, c.batch, c.accum_steps, (long long)mf_steg_param_count(&c));
+  }
 }
 
 static void cfg_describe(const void *p, char *buf, size_t n) {
@@ -90,7 +103,7 @@ static size_t staging_bytes(const void *p, int mb) {
 
 const mf_workload mf_workload_steg = {
   .name = "steg",
-  .summary = "image steganography with an invertible network (HiNet-style, DESIGN.md 3.1)",
+  .summary = "image steganography with an invertible network (HiNet-style, docs/design.md)",
   .cfg_new = cfg_new,
   .cfg_set = cfg_set,
   .cfg_help = cfg_help,
