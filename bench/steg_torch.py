@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""steg_torch.py — the steganography network of DESIGN.md 3.1 (src/models/steg.c) in PyTorch, op for op:
+"""steg_torch.py — the steganography network of docs/design.md 3.1 (src/models/steg.c) in PyTorch, op for op:
 a training-step benchmark against memfit (mode `bench`), a float64 reference for the parity test (mode
 `parity`) and a self-check of the twin itself (mode `selftest`).
 
@@ -32,7 +32,7 @@ import torch.nn as nn
 WAVE_CH = 12  # channels of one branch after the Haar DWT of an RGB image
 
 
-# ---- Haar wavelet, exactly as DESIGN.md 3.1 / mf_dwt_haar ----
+# ---- Haar wavelet, exactly as docs/design.md 3.1 / mf_dwt_haar ----
 # a=x[2i,2j], b=x[2i+1,2j], c=x[2i,2j+1], d=x[2i+1,2j+1] (row, column);
 # LL=(a+b+c+d)/2, HL=(-a-b+c+d)/2, LH=(-a+b-c+d)/2, HH=(a-b-c+d)/2; channels [LL(C),HL(C),LH(C),HH(C)].
 def dwt(x):  # [N,C,H,W] -> [N,4C,H/2,W/2]
@@ -360,14 +360,14 @@ def mode_selftest(_args):
         print(("ok   " if cond else "FAIL ") + what)
         ok = ok and bool(cond)
 
-    # wavelet: exact inverse, the formula of DESIGN.md on one 2x2 patch, orthonormal (keeps sums of squares)
+    # wavelet: exact inverse, the formula of docs/design.md 3.1 on one 2x2 patch, orthonormal (keeps sums of squares)
     x = torch.randn(2, 3, 6, 8, dtype=torch.float64)
     check(torch.allclose(idwt(dwt(x)), x, atol=1e-13), "idwt(dwt(x)) == x")
     p = torch.tensor([[[[1.0, 3.0], [2.0, 5.0]]]], dtype=torch.float64)  # a=1 c=3 b=2 d=5
-    check(dwt(p).flatten().tolist() == [5.5, 2.5, 1.5, 0.5], "dwt of one 2x2 patch per DESIGN.md 3.1")
+    check(dwt(p).flatten().tolist() == [5.5, 2.5, 1.5, 0.5], "dwt of one 2x2 patch per docs/design.md 3.1")
     check(abs(float((dwt(x) ** 2).sum() - (x ** 2).sum())) < 1e-10, "dwt keeps the sum of squares")
 
-    # parameter counts of the presets (DESIGN.md: hinet ~4.05M, seed-16gb ~46M, seed-4gb ~7.5M)
+    # parameter counts of the presets (docs/design.md 3.1: hinet ~4.05M, seed-16gb ~46M, seed-4gb ~7.5M)
     for name, nb, g, want in (("hinet", 16, 32, 4.05e6), ("seed-16gb", 10, 160, 46e6), ("seed-4gb", 6, 80, 7.5e6)):
         n = sum(p.numel() for p in StegNet(nb, g).parameters()) if g < 100 else nb * 3 * subnet_param_count(g)
         check(n == nb * 3 * subnet_param_count(g) and abs(n - want) / want < 0.02,

@@ -123,7 +123,7 @@ mf_tensor mf_avgpool2d(mf_graph *g, mf_tensor x, int k, int stride, int pad);
 mf_tensor mf_maxpool2d(mf_graph *g, mf_tensor x, int k, int stride, int pad);
 mf_tensor mf_global_avgpool(mf_graph *g, mf_tensor x); /* [N,C,H,W] -> [N,C] */
 mf_tensor mf_upsample_nearest(mf_graph *g, mf_tensor x, int factor);
-/* Haar wavelet (DESIGN.md 3.1): [N,C,H,W] -> [N,4C,H/2,W/2], order LL,HL,LH,HH; and inverse */
+/* Haar wavelet (docs/design.md 3.1): [N,C,H,W] -> [N,4C,H/2,W/2], order LL,HL,LH,HH; and inverse */
 mf_tensor mf_dwt_haar(mf_graph *g, mf_tensor x);
 mf_tensor mf_idwt_haar(mf_graph *g, mf_tensor x);
 

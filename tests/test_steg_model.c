@@ -89,7 +89,7 @@ static void test_presets(void) {
 /* ---- 2. every preset's graphs: shapes, parameters (graph vs analytic), segments ---- */
 static void test_graphs(void) {
   const char *names[] = {"hinet", "seed-16gb", "seed-4gb", "small", "bench"};
-  /* DESIGN.md 3.1: hinet about 4.05M, seed-16gb about 46M, seed-4gb about 7.5M parameters */
+  /* docs/design.md 3.1: hinet about 4.05M, seed-16gb about 46M, seed-4gb about 7.5M parameters */
   const double approx[] = {4.05e6, 46e6, 7.5e6, 0, 7.5e6};
   static mf_steg_model m;
   char err[256];

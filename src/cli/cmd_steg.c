@@ -1,4 +1,4 @@
-/* cmd_steg.c — the steganography workload's commands (DESIGN.md 3.1, issue 3): `memfit train steg`,
+/* cmd_steg.c — the steganography workload's commands (docs/design.md 3.1, issue 3): `memfit train steg`,
  * `memfit hide`, `memfit reveal` and `memfit eval`: training inside an exact memory plan, hiding an
  * image or a text message in a cover, revealing it, and measuring the quality on 8-bit PNGs. */
 #include "cli/cli.h"
@@ -1073,7 +1073,7 @@ typedef struct train_args {
 
 static void train_help(void) {
   printf("usage: memfit train steg --data DIR|generated [options]\n"
-         "Trains the HiNet-style steganography network (DESIGN.md 3.1) inside an exact memory plan.\n"
+         "Trains the HiNet-style steganography network (docs/design.md 3.1) inside an exact memory plan.\n"
          "  --data DIR|generated   image folder (recursive PNG/JPEG) or procedural images (default: generated)\n"
          "  --preset P             %s (default small)\n"
          "  --blocks N --growth G  override the preset's coupling blocks / dense-block growth\n"

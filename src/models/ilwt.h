@@ -1,4 +1,4 @@
-/* ilwt.h — integer lifting wavelets (DESIGN.md 3.1 "ILWT"): the integer Haar S-transform and the
+/* ilwt.h — integer lifting wavelets (docs/design.md 3.1 "ILWT"): the integer Haar S-transform and the
  * LeGall 5/3 transform of lossless JPEG 2000, exactly invertible on int32 planes of any size.
  *
  * Both use a true floor (rounding toward minus infinity), never C's truncating division, so the

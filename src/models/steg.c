@@ -1,4 +1,4 @@
-/* steg.c — the HiNet-style invertible steganography network (DESIGN.md 3.1): presets, the dense-block
+/* steg.c — the HiNet-style invertible steganography network (docs/design.md 3.1): presets, the dense-block
  * subnets, affine coupling blocks as invertible segments, the training graph and inference graphs. */
 #include "models/steg.h"
 #include "graph/graph.h"

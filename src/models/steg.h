@@ -1,4 +1,4 @@
-/* steg.h — the HiNet-style steganography network of DESIGN.md 3.1 built on memfit's graph API:
+/* steg.h — the HiNet-style steganography network of docs/design.md 3.1 built on memfit's graph API:
  * named presets, the training graph (hide + reveal + losses) and the hide / reveal inference graphs. */
 #ifndef MF_STEG_H
 #define MF_STEG_H

@@ -1,4 +1,4 @@
-/* wavelet.c — per-channel Haar DWT and its inverse (DESIGN.md 3.1): shape rules, builders and
+/* wavelet.c — per-channel Haar DWT and its inverse (docs/design.md 3.1): shape rules, builders and
  * gradients. The transform is orthonormal, so each one's gradient is the other. Kernels:
  * backend/cpu/wavelet.c. */
 #include "ops/ops.h"

@@ -1,4 +1,4 @@
-/* wavelet.c (CPU) — Haar DWT [N,C,H,W] -> [N,4C,H/2,W/2] and its inverse (DESIGN.md 3.1).
+/* wavelet.c (CPU) — Haar DWT [N,C,H,W] -> [N,4C,H/2,W/2] and its inverse (docs/design.md 3.1).
  * With a=x[2i,2j], b=x[2i+1,2j], c=x[2i,2j+1], d=x[2i+1,2j+1] (first index = row):
  * LL=(a+b+c+d)/2, HL=(-a-b+c+d)/2, LH=(-a+b-c+d)/2, HH=(a-b-c+d)/2; the inverse is the transpose. */
 #include "backend/cpu/cpu.h"

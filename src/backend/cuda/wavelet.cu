@@ -1,4 +1,4 @@
-/* wavelet.cu — CUDA kernels of the Haar DWT [N,C,H,W] -> [N,4C,H/2,W/2] and its inverse (DESIGN.md
+/* wavelet.cu — CUDA kernels of the Haar DWT [N,C,H,W] -> [N,4C,H/2,W/2] and its inverse (docs/design.md
  * 3.1), one thread per 2x2 block. With a=x[2i,2j], b=x[2i+1,2j], c=x[2i,2j+1], d=x[2i+1,2j+1]:
  * LL=(a+b+c+d)/2, HL=(-a-b+c+d)/2, LH=(-a+b-c+d)/2, HH=(a-b-c+d)/2; the inverse is the transpose. */
 #include "backend/cuda/common.cuh"
