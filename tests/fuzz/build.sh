@@ -1,9 +1,23 @@
 #!/bin/sh
-# build.sh — builds the libFuzzer decoders (clang, ASan+UBSan) into build-fuzz/. Usage from the repo
-# root: sh tests/fuzz/build.sh; then see docs/data.md for running them.
+# build.sh — builds the libFuzzer harnesses (clang, ASan+UBSan) into build-fuzz/: the PNG and JPEG
+# decoders, the safetensors reader, the checkpoint metadata reader and the CLI's number and size
+# parsers. Usage from the repo root: sh tests/fuzz/build.sh; then see docs/data.md for running them.
 set -e
-mkdir -p build-fuzz
+mkdir -p build-fuzz/obj
 CF="-DMEMFIT_FUZZING -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc"
 clang $CF -DFUZZ_PNG tests/fuzz/fuzz_decode.c src/data/image.c -o build-fuzz/fuzz_png -lpng -ljpeg
 clang $CF -DFUZZ_JPEG tests/fuzz/fuzz_decode.c src/data/image.c -o build-fuzz/fuzz_jpeg -lpng -ljpeg
-echo "built build-fuzz/fuzz_png build-fuzz/fuzz_jpeg"
+# the whole library (without FFmpeg and CUDA), instrumented, for the harnesses that need a session
+LIBCF="-std=c11 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fopenmp -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(pkg-config --cflags openblas)"
+objs=""
+newest_h=$(ls -t include/*.h src/*/*.h src/*/*/*.h 2>/dev/null | head -1) # a changed header rebuilds every object
+for c in src/graph/*.c src/ops/*.c src/plan/*.c src/backend/cpu/*.c src/train/*.c src/data/*.c src/models/*.c; do
+  o=build-fuzz/obj/$(echo "$c" | tr / _ | sed 's/\.c$/.o/')
+  if [ ! -f "$o" ] || [ "$c" -nt "$o" ] || [ "$newest_h" -nt "$o" ]; then clang $LIBCF -c "$c" -o "$o"; fi
+  objs="$objs $o"
+done
+LIBS="$(pkg-config --libs openblas) -lpng -ljpeg -lm -ldl -lpthread -fopenmp"
+clang $CF tests/fuzz/fuzz_safetensors.c $objs -o build-fuzz/fuzz_safetensors $LIBS
+clang $CF tests/fuzz/fuzz_checkpoint.c $objs -o build-fuzz/fuzz_checkpoint $LIBS
+clang $CF tests/fuzz/fuzz_parse.c src/cli/args.c $objs -o build-fuzz/fuzz_parse $LIBS
+echo "built build-fuzz/fuzz_png fuzz_jpeg fuzz_safetensors fuzz_checkpoint fuzz_parse"
