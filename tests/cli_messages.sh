@@ -90,5 +90,40 @@ run "no sample loads" 1 "no sample could be loaded" \
   "$MEMFIT" train steg --data "$T/broken" --preset small --size 16 --batch 1 --steps 2 --val-fraction 0 --threads 1 --out "$T/b"
 norun "no sample loads: no memory bug report" "differs from the plan"
 
+# ---- hand-edited checkpoint metadata (checksums recomputed, so only the values are off) is refused naming key and value
+# edit_meta FILE KEY VALUE: sets one metadata value of a memfit safetensors file and fixes memfit.header_crc32
+edit_meta() {
+  /usr/bin/python3 - "$@" <<'EOF'
+import json, struct, sys, zlib
+path, key, value = sys.argv[1:4]
+b = open(path, 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+h['__metadata__'][key] = value
+h['__metadata__']['memfit.header_crc32'] = '00000000'
+hdr = json.dumps(h, separators=(',', ':')).encode()
+hdr += b' ' * (-len(hdr) % 8)
+len8 = struct.pack('<Q', len(hdr))
+crc = '%08x' % (zlib.crc32(len8 + hdr) & 0xffffffff)
+hdr = hdr.replace(b'"memfit.header_crc32":"00000000"', ('"memfit.header_crc32":"%s"' % crc).encode())
+open(path, 'wb').write(len8 + hdr + b[8 + n:])
+EOF
+}
+R=(train steg --data "$T/small" --preset small --size 16 --batch 2 --val-fraction 0 --val-count 2 --threads 1)
+run "checkpoint to edit" 0 "saved" "$MEMFIT" "${R[@]}" --steps 1 --out "$T/ck"
+for kv in "step nan" "step 1e30" "step 4.5" "step -5" "micro -1" "rng abc" "clean_steps 1e300" "loss_scale 0"; do
+  set -- $kv
+  cp "$T/ck/checkpoint.safetensors" "$T/ck/edited.safetensors"
+  edit_meta "$T/ck/edited.safetensors" "$1" "$2"
+  run "checkpoint $1=$2" 1 "metadata '$1' is '$2'.*(whole number|finite number)" "$MEMFIT" "${R[@]}" --steps 2 --out "$T/ck2" \
+    --resume "$T/ck/edited.safetensors"
+done
+for kv in "data.epoch -1" "data.batch 99999999999999999999" "data.seed abc" "data.id 0"; do
+  set -- $kv
+  cp "$T/ck/checkpoint.safetensors" "$T/ck/edited.safetensors"
+  edit_meta "$T/ck/edited.safetensors" "$1" "$2"
+  run "checkpoint $1=$2" 1 "metadata '$1' is '$2'" "$MEMFIT" "${R[@]}" --steps 2 --out "$T/ck2" --resume "$T/ck/edited.safetensors"
+done
+
 echo "cli_messages: $pass passed, $fail failed"
 [ "$fail" = 0 ]

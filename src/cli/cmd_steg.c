@@ -1305,7 +1305,8 @@ static int data_settings(const train_args *a, int micro, int generated, data_set
 static int meta_u64(const mf_st_file *f, const char *key, int base, uint64_t *out) {
   const char *v = mf_st_meta(f, key);
   char *end;
-  if (!v || !*v) return -1;
+  /* digits only: strtoull alone would take "-5" (as 2^64 - 5), spaces and a "0x" */
+  if (!v || !*v || strspn(v, base == 16 ? "0123456789abcdefABCDEF" : "0123456789") != strlen(v)) return -1;
   errno = 0;
   *out = strtoull(v, &end, base);
   return *end || errno ? -1 : 0;
@@ -1344,17 +1345,22 @@ static int resume_position(const mf_st_file *f, const train_args *a, const data_
                     "and optimizer state and start a new data order.\n", a->resume, ds[i].option, ds[i].value, was);
     return -1;
   }
-  uint64_t ep, b, seed, id;
-  if (meta_u64(f, "data.epoch", 10, &ep) || meta_u64(f, "data.batch", 10, &b) || meta_u64(f, "data.seed", 10, &seed) ||
-      meta_u64(f, "data.id", 16, &id) || !id) {
-    fprintf(stderr, "memfit train steg: --resume %s: the data position in its metadata (data.epoch, data.batch, data.seed, "
-                    "data.id) is damaged; add --restart-data to resume without it\n", a->resume);
-    return -1;
-  }
-  pos->epoch = (int64_t)ep;
-  pos->batch = (int64_t)b;
-  pos->seed = seed;
-  pos->data_id = id;
+  /* data.epoch, data.batch: whole numbers up to 2^63 - 1; data.seed: up to 2^64 - 1; data.id: nonzero hex */
+  static const struct { const char *key; int base; } pk[4] = {{"data.epoch", 10}, {"data.batch", 10}, {"data.seed", 10},
+                                                              {"data.id", 16}};
+  uint64_t pv[4];
+  for (int i = 0; i < 4; i++)
+    if (meta_u64(f, pk[i].key, pk[i].base, &pv[i]) || (i < 2 && pv[i] > (uint64_t)INT64_MAX) || (i == 3 && !pv[i])) {
+      const char *v = mf_st_meta(f, pk[i].key);
+      fprintf(stderr, "memfit train steg: --resume %s: metadata '%s' is %s%.40s%s, not a %s: the data position is damaged; "
+                      "add --restart-data to resume without it\n", a->resume, pk[i].key, v ? "'" : "missing", v ? v : "",
+              v ? "'" : "", i == 3 ? "nonzero hexadecimal number" : "whole number");
+      return -1;
+    }
+  pos->epoch = (int64_t)pv[0];
+  pos->batch = (int64_t)pv[1];
+  pos->seed = pv[2];
+  pos->data_id = pv[3];
   return 0;
 }
 
