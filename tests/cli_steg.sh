@@ -86,7 +86,7 @@ run "no secret" 2 "exactly one of" "$MEMFIT" hide --model "$M" --cover "$T/cover
 run "not a message" 1 "no intact message" "$MEMFIT" reveal --model "$M" --stego "$T/cover.png" --message --threads 1
 run "eval pairs" 0 "means over 1 pairs" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/rgba.png") --size 32 --out "$T/grid.png" --threads 1
 [ -s "$T/grid.png" ] && ok || bad "eval: no grid"
-run "eval crop too large" 1 "smaller than the 256x256 crop" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/rgba.png") --size 256 --threads 1
+run "eval crop too large" 1 "no pair has two images of at least 256x256" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/rgba.png") --size 256 --threads 1
 
 if [ -d "$DATA" ]; then
   run "truncated cover" 1 "truncated.jpg" "$MEMFIT" hide --model "$M" --cover "$DATA/bad/truncated.jpg" --secret "$T/cover.png" --out "$T/x.png"
