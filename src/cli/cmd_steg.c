@@ -484,7 +484,8 @@ static int budget_args_check(const char *cmd, const budget_args *b) {
   "                 the physical memory (sysconf; or of the cgroup memory limit when lower), or MemAvailable\n"     \
   "                 from /proc/meminfo when that is less.\n"                                                        \
   "  --tile N       force tiles of N x N pixels (for tests and demonstrations); --halo H overrides their halo\n"    \
-  "                 (a multiple of 2; less than the receptive radius changes the output near tile edges)\n"
+  "                 (a multiple of 2; less than the receptive radius changes the output near tile edges)\n"    \
+  "  --threads T    CPU threads (default 0: all cores; on a busy machine fewer run faster)\n"
 
 /* Chooses whole image or tiles for a w x h image so that `host` bytes the command holds plus the
  * plan fit the budget (`share` graphs live at once, each gets an equal part of what is left), prints
