@@ -81,14 +81,14 @@ wait $BG; BG=
 run "reveal the PNG that came through the FIFO" 0 "hi" "$MEMFIT" reveal --model "$MODEL" --stego "$T/from-fifo.png" --message
 
 # ---- 4. images too large for --budget: refused before decoding, naming the file, its size and the budget
-run "hide: a PNG bomb over --budget 1GiB" 1 "bomb.png is a 16000x16000 image .*budget 1GiB.*before decoding" \
+run "hide: a PNG bomb over --budget 1GiB" 1 "--budget 1GiB is too small to decode cover .*bomb.png, a 16000x16000 image .*before decoding" \
   "$MEMFIT" hide --model "$MODEL" --cover "$T/bomb.png" --message hi --out "$T/s.png" --budget 1GiB
-run "hide: a large secret over --budget 64MiB" 1 "secret .*big.png is a 4000x3000 image .*budget 64MiB.*before decoding" \
+run "hide: a large secret over --budget 64MiB" 1 "--budget 64MiB is too small to decode secret .*big.png, a 4000x3000 image .*before decoding" \
   "$MEMFIT" hide --model "$MODEL" --cover "$T/cover.png" --secret "$T/big.png" --out "$T/s.png" --budget 64MiB
-run "reveal: a large stego over --budget 64MiB" 1 "big.png is a 4000x3000 image .*before decoding" \
+run "reveal: a large stego over --budget 64MiB" 1 "--budget 64MiB is too small to decode stego .*big.png, a 4000x3000 image .*before decoding" \
   "$MEMFIT" reveal --model "$MODEL" --stego "$T/big.png" --out "$T/r.png" --budget 64MiB
 printf '%s %s\n' "$T/big.png" "$T/imgs/i0.png" "$T/imgs/i1.png" "$T/imgs/i2.png" > "$T/pairs.txt"
-run "eval: a large image over --budget 64MiB is skipped" 0 "skipping pair 1: image .*big.png is a 4000x3000 image .*before decoding" \
+run "eval: a large image over --budget 64MiB is skipped" 0 "skipping pair 1: --budget 64MiB is too small to decode file .*big.png, a 4000x3000 image .*before decoding" \
   "$MEMFIT" eval --model "$MODEL" --pairs "$T/pairs.txt" --size 32 --no-messages --threads 1 --budget 64MiB
 
 mkdir -p "$T/tdata" && cp "$T"/imgs/*.png "$T/big.png" "$T/tdata/"
@@ -104,7 +104,7 @@ run "hide: a FIFO as the cover" 1 "in.png: is a FIFO" timeout 30 "$MEMFIT" hide 
   --out "$T/s.png"
 run "reveal: /dev/zero as the stego" 1 "/dev/zero: is a character device" timeout 30 "$MEMFIT" reveal --model "$MODEL" \
   --stego /dev/zero --message
-run "hide --message-file /dev/zero" 1 "message file /dev/zero is longer than the [0-9]+ bytes" timeout 30 "$MEMFIT" hide \
+run "hide --message-file /dev/zero" 1 "message file /dev/zero is longer than [0-9]+ bytes" timeout 30 "$MEMFIT" hide \
   --model "$MODEL" --cover "$T/cover.png" --message-file /dev/zero --out "$T/s.png"
 
 # ---- 6. the loss log: written as it goes (a killed run keeps it), continued on --resume

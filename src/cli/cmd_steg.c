@@ -553,12 +553,14 @@ static int image_fits_budget(const char *cmd, const char *what, const char *path
   size_t px = (size_t)w * (size_t)h;
   size_t need = held + (size_t)st.st_size + px * (size_t)c * (size_t)(depth / 8) + px * 3 * sizeof(float) * (size_t)float_copies;
   if (need <= budget) return 0;
-  char hn[32], hb[32], hf[32];
+  char hn[32], hb[32], hf[32], budget_what[256];
   mf_format_bytes(need, hn, sizeof hn);
   mf_format_bytes(budget, hb, sizeof hb);
   mf_format_bytes((size_t)st.st_size, hf, sizeof hf);
-  fprintf(stderr, "memfit %s: %s %s is a %dx%d image (a %s file): decoding it needs %s, more than the %s budget (%s); refused "
-                  "before decoding. Give a smaller image or a larger --budget.\n", cmd, what, path, w, h, hf, hn, hb, how);
+  if (b->budget_s) snprintf(budget_what, sizeof budget_what, "--budget %s", b->budget_s);
+  else snprintf(budget_what, sizeof budget_what, "the budget (%s: %s)", how, hb);
+  fprintf(stderr, "memfit %s: %s is too small to decode %s %s, a %dx%d image (a %s file): decoding it needs %s; refused before "
+                  "decoding. Give a smaller image or a larger --budget.\n", cmd, budget_what, what, path, w, h, hf, hn);
   return -1;
 }
 
@@ -640,9 +642,9 @@ int mf_cmd_hide(int argc, char **argv) {
     }
     if (!msg) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
     if (message_file && (long)len > cap) { /* read no further than one byte past the capacity */
-      fprintf(stderr, "memfit hide: the message file %s is longer than the %ld bytes a %dx%d cover holds (one bit per %dx%d "
-                      "block of each channel, plus 8 bytes of length and CRC). Shorten it or use a larger cover.\n",
-              message_file, cap, w, h, MSG_CELL, MSG_CELL);
+      fprintf(stderr, "memfit hide: the message file %s is longer than %ld bytes; a %dx%d cover holds at most %ld bytes (one bit "
+                      "per %dx%d block of each channel, plus 8 bytes of length and CRC). Shorten it or use a larger cover.\n",
+              message_file, cap, w, h, cap, MSG_CELL, MSG_CELL);
       goto out;
     }
     if ((long)len > cap) {
@@ -916,8 +918,8 @@ int mf_cmd_eval(int argc, char **argv) {
     for (int k = 0; k < 2 && ok; k++) {
       mf_image im;
       char what[64];
-      snprintf(what, sizeof what, "skipping pair %d: image", p + 1);
-      if (image_fits_budget("eval", what, paths[k], 1, 8 * 3 * pn * sizeof(float), &ba) != 0) { ok = 0; break; }
+      snprintf(what, sizeof what, "eval: skipping pair %d", p + 1);
+      if (image_fits_budget(what, "file", paths[k], 1, 8 * 3 * pn * sizeof(float), &ba) != 0) { ok = 0; break; }
       if (mf_image_load(paths[k], 3, &im, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: skipping pair %d: %s\n", p + 1, err); ok = 0; break; }
       if (im.w < size || im.h < size) {
         fprintf(stderr, "memfit eval: skipping pair %d: %s is %dx%d, smaller than the %dx%d crop (use a smaller --size)\n", p + 1,
