@@ -92,6 +92,9 @@ static void test_save_png(void) {
     unlink(q);
     unlink(p);
   } else printf("(mknod not permitted: full-device checks skipped)\n");
+  /* /dev/null: written directly, still the device afterwards */
+  CHECK(mf_image_save_png("/dev/null", px, 4, 4, 3, err, sizeof err) == 0, "/dev/null: %s", err);
+  CHECK(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode), "/dev/null is no longer a character device");
   /* a folder that does not exist: an error naming the path, nothing created */
   snprintf(p, sizeof p, "%s/missing/x.png", tmpdir);
   CHECK(mf_image_save_png(p, px, 4, 4, 3, err, sizeof err) != 0, "a write into a missing folder succeeded");

@@ -479,14 +479,18 @@ static void png_wr_err(png_structp png, png_const_charp msg) {
  * resolved first: the link stays a link and its target gets the new image. Anything else that exists
  * (a device such as /dev/stdout, a FIFO, a socket, a dangling symlink) cannot be replaced by a rename
  * and is not ours to delete: it is opened and written directly, and never removed, even when the
- * write fails. A directory is refused. */
+ * write fails; so is any path under /dev/ or /proc/ (/dev/stdout redirected to a file writes into the
+ * file the shell opened, not a new one renamed over it). A directory is refused, and so is a regular
+ * file we may not write (access W_OK), which a rename would otherwise replace. The new file keeps the
+ * old one's permissions; other hard links to the old file keep the old content. */
 static FILE *png_out_open(const char *path, char **tmp_out, char **resolved_out, char *err, size_t errlen) {
   static _Atomic unsigned serial;
   struct stat st;
   const char *dst = path;
   int direct = 0;
   *tmp_out = *resolved_out = NULL;
-  if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+  if (!strncmp(path, "/dev/", 5) || !strncmp(path, "/proc/", 6)) direct = 1; /* /dev/stdout to a file: into that open file */
+  else if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
     *resolved_out = realpath(path, NULL); /* NULL when dangling: written through the link below */
     if (*resolved_out) dst = *resolved_out;
     else direct = 1;
@@ -494,6 +498,10 @@ static FILE *png_out_open(const char *path, char **tmp_out, char **resolved_out,
   if (!direct && stat(dst, &st) == 0) {
     if (S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: cannot write a PNG: it is a directory", path); return NULL; }
     direct = !S_ISREG(st.st_mode);
+    if (!direct && access(dst, W_OK) != 0) { /* a read-only file stays so, as it would with a plain write */
+      snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+      return NULL;
+    }
   } else if (!direct) st.st_mode = 0; /* a new file */
   if (direct) {
     FILE *f = fopen(dst, "wb");
