@@ -55,7 +55,20 @@ run "eval whole" 0 "means over 1 pairs" "$MEMFIT" eval --model "$M" --pairs <(ec
 grep "^means over" "$T/out.txt" > "$T/eval_whole.txt"
 run "eval by tiles" 0 "eval hide graph: 9 tiles" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/large.png $T/secret2.png") --size 240 \
   --no-messages --tile 80
-grep "^means over" "$T/out.txt" | cmp -s - "$T/eval_whole.txt" && ok || bad "eval by tiles: other means than whole crops"
+# tiles and the whole crop differ by f32 rounding (GEMM kernels round a pixel by its column), which can
+# move an 8-bit value by one level (tests/test_steg_tile.c): a few such values move a PSNR by about
+# 1e-5 dB, so each printed mean may differ by one unit of its last printed digit, never more
+grep "^means over" "$T/out.txt" > "$T/eval_tiles.txt"
+same_means() { # each number on the two lines within one unit of its last printed digit
+  awk 'NR == FNR { n = split($0, a, /[^0-9.]+/); next }
+       { seen = 1; m = split($0, b, /[^0-9.]+/); if (m != n) bad = 1
+         for (i = 1; i <= n && !bad; i++) {
+           d = index(a[i], ".") ? length(a[i]) - index(a[i], ".") : 0
+           if ((a[i] - b[i]) ^ 2 > (10 ^ -d) ^ 2 * 1.0001) bad = 1 } }
+       END { exit (bad || !seen) }' "$1" "$2"
+}
+[ -s "$T/eval_tiles.txt" ] && same_means "$T/eval_whole.txt" "$T/eval_tiles.txt" && ok ||
+  bad "eval by tiles: other means than whole crops: $(cat "$T/eval_whole.txt") / $(cat "$T/eval_tiles.txt")"
 
 # too small for any tile: exit 1, naming --budget and the size that would fit; that size then works
 run "budget too small (hide)" 1 "--budget 2MiB is too small .*smallest tile \(70x70 pixels with a 70-pixel halo: a 210x210 graph\).* Give --budget [0-9]+MiB or more" \

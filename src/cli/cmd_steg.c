@@ -500,9 +500,9 @@ static mf_steg_runner *budget_runner(const char *cmd, const char *what, const mf
   mf_format_bytes(host, hh, sizeof hh);
   size_t need = 0;
   int rc = !budget || host < budget
-               ? mf_steg_tiling_choose(cfg, hide, w, h, budget ? (budget - host) / (size_t)share : 0, b->tile, b->halo, threads, t,
-                                       &need, err, sizeof err)
-               : mf_steg_tiling_choose(cfg, hide, w, h, 1, 0, -1, threads, t, &need, err, sizeof err);
+               ? mf_steg_tiling_choose(cfg, hide, w, h, budget ? (budget - host) / (size_t)share : 0, b->tile, b->halo, threads,
+                                       MF_F32, t, &need, err, sizeof err)
+               : mf_steg_tiling_choose(cfg, hide, w, h, 1, 0, -1, threads, MF_F32, t, &need, err, sizeof err);
   if (rc < 0 && !need) {
     fprintf(stderr, "memfit %s: %s%s\n", cmd, err, b->halo >= 0 ? " (see --halo)" : b->tile ? " (see --tile and --budget)" : "");
     return NULL;

@@ -92,8 +92,9 @@ static mf_train_opts infer_opts(const mf_tensor *out, int threads) {
   return o;
 }
 
-int mf_steg_plan_bytes(const mf_steg_config *c, int hide, int rw, int rh, int threads, size_t *bytes, char *err, size_t errlen) {
-  mf_graph *g = mf_graph_init(MF_F32);
+int mf_steg_plan_bytes(const mf_steg_config *c, int hide, int rw, int rh, int threads, mf_dtype dt, size_t *bytes, char *err,
+                       size_t errlen) {
+  mf_graph *g = mf_graph_init(dt);
   mf_steg_model *m = calloc(1, sizeof *m);
   int rc = -1;
   mf_tensor out;
@@ -147,16 +148,20 @@ static int layout(const mf_steg_config *c, mf_steg_tiling *t, int tw, int th, in
   int halo = whole ? 0 : t->halo;
   t->rw = imin(t->pw, t->tile_w + 2 * halo);
   t->rh = imin(t->ph, t->tile_h + 2 * halo);
-  t->buffer_bytes = whole && t->pw == t->w && t->ph == t->h ? 0 : (size_t)3 * t->rw * t->rh * sizeof(float);
-  return mf_steg_plan_bytes(c, t->hide, t->rw, t->rh, threads, &t->plan_bytes, err, errlen);
+  size_t plane3 = (size_t)3 * t->rw * t->rh * sizeof(float);
+  t->buffer_bytes = whole && t->pw == t->w && t->ph == t->h ? 0 : plane3;
+  if (t->dtype != MF_F32) t->buffer_bytes += (t->hide ? 2 : 1) * plane3; /* f32 inputs staged before conversion */
+  return mf_steg_plan_bytes(c, t->hide, t->rw, t->rh, threads, t->dtype, &t->plan_bytes, err, errlen);
 }
 
 int mf_steg_tiling_choose(const mf_steg_config *c, int hide, int w, int h, size_t budget, int tile, int halo, int threads,
-                          mf_steg_tiling *t, size_t *need, char *err, size_t errlen) {
+                          mf_dtype dt, mf_steg_tiling *t, size_t *need, char *err, size_t errlen) {
   memset(t, 0, sizeof *t);
   if (need) *need = 0;
   if (w < 2 || h < 2) { snprintf(err, errlen, "image %dx%d: at least 2x2 pixels", w, h); return -1; }
+  if (dt != MF_F32 && dt != MF_F64) { snprintf(err, errlen, "steganography graphs run in f32 or f64, not %s", mf_dtype_name(dt)); return -1; }
   t->hide = hide;
+  t->dtype = dt;
   t->w = w;
   t->h = h;
   t->pw = w + w % 2;
@@ -228,7 +233,8 @@ struct mf_steg_runner {
   mf_steg_model *m;
   mf_session *s;
   mf_tensor out;
-  float *buf; /* one tile's output; NULL when the output tensor is the image itself */
+  float *buf;   /* one tile's output; NULL when the output tensor is the image itself */
+  float *stage; /* non-f32 graph: one tile's f32 inputs [2][3,rh,rw] before mf_session_write_input converts them */
 };
 
 void mf_steg_runner_free(mf_steg_runner *r) {
@@ -237,6 +243,7 @@ void mf_steg_runner_free(mf_steg_runner *r) {
   if (r->g) mf_graph_free(r->g);
   free(r->m);
   free(r->buf);
+  free(r->stage);
   free(r);
 }
 
@@ -245,19 +252,21 @@ mf_steg_runner *mf_steg_runner_init(const mf_steg_config *c, const mf_steg_tilin
   mf_steg_runner *r = calloc(1, sizeof *r);
   if (!r) { snprintf(err, errlen, "out of host memory"); return NULL; }
   r->t = *t;
-  r->g = mf_graph_init(MF_F32);
+  r->g = mf_graph_init(t->dtype);
   r->m = calloc(1, sizeof *r->m);
-  if (t->buffer_bytes) r->buf = malloc(t->buffer_bytes);
-  if (!r->g || !r->m || (t->buffer_bytes && !r->buf)) { snprintf(err, errlen, "out of host memory"); goto fail; }
+  size_t plane3 = (size_t)3 * t->rw * t->rh * sizeof(float), stage = t->dtype != MF_F32 ? (t->hide ? 2 : 1) * plane3 : 0;
+  if (t->buffer_bytes > stage) r->buf = malloc(t->buffer_bytes - stage);
+  if (stage) r->stage = malloc(stage);
+  if (!r->g || !r->m || (t->buffer_bytes > stage && !r->buf) || (stage && !r->stage)) { snprintf(err, errlen, "out of host memory"); goto fail; }
   if (build(r->g, c, t->hide, t->rw, t->rh, r->m, &r->out) < 0) { snprintf(err, errlen, "%s", mf_graph_error(r->g)); goto fail; }
   mf_train_opts o = infer_opts(&r->out, threads);
   r->s = mf_session_init(r->g, r->out, &o, err, errlen);
   if (!r->s) goto fail;
   if (mf_steg_load_params(r->s, r->g, r->m, f, path, err, errlen) < 0) goto fail;
   if (!t->hide) { /* z = zeros: the reveal pass's stand-in for the lost part */
-    float *z = mf_session_input(r->s, r->m->z);
+    void *z = mf_session_input(r->s, r->m->z);
     if (!z) { snprintf(err, errlen, "reveal graph: no staging buffer for z"); goto fail; }
-    memset(z, 0, (size_t)mf_tensor_numel(r->g, r->m->z) * sizeof *z);
+    memset(z, 0, (size_t)mf_tensor_numel(r->g, r->m->z) * mf_dtype_size(t->dtype)); /* all-zero bits: 0 in f32 and f64 */
   }
   return r;
 fail:
@@ -283,10 +292,12 @@ static void extract(const float *src, int w, int h, int x0, int y0, int rw, int 
 
 int mf_steg_runner_run(mf_steg_runner *r, const float *a, const float *b, float *out, char *err, size_t errlen) {
   const mf_steg_tiling *t = &r->t;
-  float *ia = mf_session_input(r->s, t->hide ? r->m->cover : r->m->stego_in);
-  float *ib = t->hide ? mf_session_input(r->s, r->m->secret) : NULL;
-  if (!ia || (t->hide && !ib)) { snprintf(err, errlen, "steganography graph: no staging buffer for its inputs"); return -1; }
   size_t rn = (size_t)3 * t->rw * t->rh;
+  mf_tensor ta = t->hide ? r->m->cover : r->m->stego_in, tb = t->hide ? r->m->secret : -1;
+  /* f32 graph: tiles are cut straight into the session's input buffers; else into r->stage, then converted */
+  float *ia = r->stage ? r->stage : mf_session_input(r->s, ta);
+  float *ib = !t->hide ? NULL : r->stage ? r->stage + rn : mf_session_input(r->s, tb);
+  if (!ia || (t->hide && !ib)) { snprintf(err, errlen, "steganography graph: no staging buffer for its inputs"); return -1; }
   for (int ty = 0; ty < t->ny; ty++)
     for (int tx = 0; tx < t->nx; tx++) {
       /* interior [ax0, ax1) x [ay0, ay1) of the padded image; graph window at (x0, y0), shifted inward at the border */
@@ -298,6 +309,10 @@ int mf_steg_runner_run(mf_steg_runner *r, const float *a, const float *b, float 
       if (y0 < 0) y0 = 0;
       extract(a, t->w, t->h, x0, y0, t->rw, t->rh, ia);
       if (t->hide) extract(b, t->w, t->h, x0, y0, t->rw, t->rh, ib);
+      if (r->stage && (mf_session_write_input(r->s, ta, ia, rn) != 0 || (t->hide && mf_session_write_input(r->s, tb, ib, rn) != 0))) {
+        snprintf(err, errlen, "could not write the inputs of tile %d", ty * t->nx + tx + 1);
+        return -1;
+      }
       mf_session_forward(r->s);
       float *o = r->buf ? r->buf : out;
       if (mf_session_read(r->s, r->out, o, rn) != 0) {

@@ -20,6 +20,8 @@ int mf_steg_load_params(mf_session *s, mf_graph *g, const mf_steg_model *m, cons
  * inward at the image border so that the real border is padded as in the whole-image graph. */
 typedef struct mf_steg_tiling {
   int hide;                /* 1 hide graph, 0 reveal graph */
+  mf_dtype dtype;          /* the graph's dtype: MF_F32 (what hide / reveal run) or MF_F64 (the reference: tests run
+                            * tiles in f64 so that no BLAS kernel's f32 rounding can hide or fake a tiling error) */
   int w, h;                /* the image (2 x 2 or more) */
   int pw, ph;              /* w, h rounded up to even: an odd image is padded by repeating its last column / row */
   int radius, align;       /* receptive radius of the graph's output and its pixel grid (mf_graph_receptive_field) */
@@ -28,13 +30,15 @@ typedef struct mf_steg_tiling {
   int nx, ny;              /* tiles across and down */
   int rw, rh;              /* size of the graph each tile runs */
   size_t plan_bytes;       /* memfit's plan of that graph (all arenas) */
-  size_t buffer_bytes;     /* the runner's host buffer for one tile's output (0 for an even whole image) */
+  size_t buffer_bytes;     /* the runner's host buffers: one tile's output (0 for an even whole image), and for a
+                            * non-f32 graph one tile's f32 inputs before they are converted into the session */
 } mf_steg_tiling;
 
-/* The plan total of the hide (hide = 1) or reveal graph of rw x rh pixels (plans; allocates no arena). */
-int mf_steg_plan_bytes(const mf_steg_config *c, int hide, int rw, int rh, int threads, size_t *bytes, char *err, size_t errlen);
+/* The plan total of the hide (hide = 1) or reveal graph of rw x rh pixels in dtype dt (plans; allocates no arena). */
+int mf_steg_plan_bytes(const mf_steg_config *c, int hide, int rw, int rh, int threads, mf_dtype dt, size_t *bytes, char *err,
+                       size_t errlen);
 
-/* Chooses how to run a w x h image. halo < 0: the receptive radius rounded up to the pixel grid;
+/* Chooses how to run a w x h image with a graph of dtype dt (MF_F32 or MF_F64). halo < 0: the receptive radius rounded up to the pixel grid;
  * else this halo (a multiple of the grid; smaller than the radius only to show that tiles then
  * differ). tile > 0 forces tiles of that side (rounded up to the grid; refused when over a nonzero
  * budget). Otherwise the whole image
@@ -44,7 +48,7 @@ int mf_steg_plan_bytes(const mf_steg_config *c, int hide, int rw, int rh, int th
  * computes more than 9 times the pixels it keeps). Returns 0; -1 with err when even the smallest
  * tile does not fit (*need, if not NULL, gets what that tile needs) or on bad settings (*need = 0). */
 int mf_steg_tiling_choose(const mf_steg_config *c, int hide, int w, int h, size_t budget, int tile, int halo, int threads,
-                          mf_steg_tiling *t, size_t *need, char *err, size_t errlen);
+                          mf_dtype dt, mf_steg_tiling *t, size_t *need, char *err, size_t errlen);
 
 /* "whole image 4000x3000 in one graph" / "12 tiles (4x3) of 1000x1000 + 70-pixel halo (receptive radius
  * 70): 1140x1140 graphs, 1.30x the pixels of one pass" */
