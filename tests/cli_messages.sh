@@ -49,6 +49,9 @@ for d, n, size in [('few', 3, 32), ('small', 12, 24)]:
     os.makedirs(t + '/' + d)
     for i in range(n): png('%s/%s/g%02d.png' % (t, d, i), size, size)
 for i in range(4): png('%s/small/tiny%d.png' % (t, i), 8, 8)
+os.makedirs(t + '/valsmall')
+for i in range(12): png('%s/valsmall/g%02d.png' % (t, i), 24, 24)
+for i in range(8): png('%s/valsmall/tiny%d.png' % (t, i), 8, 8)
 os.makedirs(t + '/val')
 for i in range(12): png('%s/val/g%02d.png' % (t, i), 24, 24)
 for i in range(8): open('%s/val/bad%d.png' % (t, i), 'w').write('not an image')
@@ -78,6 +81,11 @@ norun "too few images: no drop_last" "drop_last"
 # ---- images that are only too small are not counted as unreadable
 run "too small images" 0 "0 unreadable files skipped; 4 images smaller than --size 16 skipped" \
   "$MEMFIT" train steg --data "$T/small" --preset small --size 16 --batch 2 --steps 2 --val-fraction 0 --val-count 2 --threads 1 --out "$T/s"
+
+run "too small validation images" 0 "validation: skipping: .*tiny.*smaller than the 16x16 crop" \
+  "$MEMFIT" train steg --data "$T/valsmall" --preset small --size 16 --batch 1 --steps 1 --val-fraction 0.5 --val-count 8 --threads 1 --out "$T/vs"
+grep -q " 0 unreadable files skipped; [1-9][0-9]* images smaller than --size 16 skipped" "$T/out.txt" && ok ||
+  { bad "too small validation images: counted as unreadable"; grep "unreadable" "$T/out.txt" | sed 's/^/    /'; }
 
 # ---- bad files in the validation split are warned about (8 bad files: every one is named once)
 run "validation split bad files" 0 "trained" \

@@ -1215,6 +1215,7 @@ static void train_graph_free(train_graph *t) {
  * training graph (float stego). Returns the number of pairs measured. */
 typedef struct val_result { double loss, hide_psnr, rec_psnr, hide_ssim, rec_ssim; int pairs, grid_failed; } val_result;
 
+/* bad[0] counts the validation images that could not be read, bad[1] those only smaller than --size */
 static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int npairs, int B, int size, const char *grid,
                            int64_t *bad) {
   val_result r = {0};
@@ -1239,7 +1240,10 @@ static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int np
       idx++;
       if (mf_dataset_get(vd, ci, &tf, 0, cov + (size_t)filled * img, err, sizeof err) != 0 ||
           mf_dataset_get(vd, si, &tf, 0, sec + (size_t)filled * img, err, sizeof err) != 0) {
-        if (idx <= nv) { fprintf(stderr, "memfit train steg: validation: skipping: %s\n", err); (*bad)++; }
+        if (idx <= nv) { /* mf_dataset_get says why only in words: the crop's message marks a readable image */
+          fprintf(stderr, "memfit train steg: validation: skipping: %s\n", err);
+          bad[strstr(err, "smaller than the") != NULL]++;
+        }
         continue;
       }
       filled++;
@@ -1701,7 +1705,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   /* ---- loop ---- */
   size_t img = (size_t)micro * 3 * a.size * a.size;
   double t0 = now_s(), last_log = t0, pix = (double)img;
-  int64_t step = start, bad_val = 0;
+  int64_t step = start, bad_val[2] = {0, 0}; /* validation images: unreadable, smaller than --size */
   int epoch0 = (int)(start / per_epoch);
   double run_loss = 0, run_g = 0, run_r = 0;
   int run_n = 0, failed = 0, stopped = 0;
@@ -1777,17 +1781,17 @@ int mf_cmd_train_steg(int argc, char **argv) {
     /* ---- end of epoch: validation, samples, checkpoint ---- */
     char grid[1024];
     snprintf(grid, sizeof grid, "%s/samples-epoch%03d.png", a.out, ep + 1);
-    val_result v = validate(s, &T, vd ? vd : td, a.val_count, micro, a.size, grid, &bad_val);
+    val_result v = validate(s, &T, vd ? vd : td, a.val_count, micro, a.size, grid, bad_val);
     if (v.pairs)
       printf("epoch %d/%d loss %.4g hide PSNR %.2f dB rec PSNR %.2f dB SSIM %.4f / %.4f (validation, %d pairs; SSIM hide / rec; "
              "hide on the 8-bit stego, rec from the float stego)\n", ep + 1, epochs, v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs);
     else
       printf("epoch %d/%d (no validation pairs)\n", ep + 1, epochs);
     mf_loader_stats st = mf_loader_get_stats(L);
-    if (st.bad_files + st.skipped_files + bad_val > last_bad) {
+    if (st.bad_files + st.skipped_files + bad_val[0] + bad_val[1] > last_bad) {
       mf_loader_summary(L, stdout);
       printf("\n");
-      last_bad = st.bad_files + st.skipped_files + bad_val;
+      last_bad = st.bad_files + st.skipped_files + bad_val[0] + bad_val[1];
     }
     if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
       fprintf(stderr, "memfit train steg: %s\n", err);
@@ -1812,8 +1816,8 @@ int mf_cmd_train_steg(int argc, char **argv) {
   mf_loader_stats st = mf_loader_get_stats(L);
   printf("trained %lld updates in %s (%.1fs); waiting for data %.1f%% of the time; %lld unreadable files skipped; "
          "%lld images smaller than --size %d skipped\n", (long long)(step - start), dur, el,
-         el > 0 ? 100.0 * st.wait_s / el : 0.0, (long long)(st.bad_files + st.skipped_files - st.too_small_files + bad_val),
-         (long long)st.too_small_files, a.size);
+         el > 0 ? 100.0 * st.wait_s / el : 0.0, (long long)(st.bad_files + st.skipped_files - st.too_small_files + bad_val[0]),
+         (long long)(st.too_small_files + bad_val[1]), a.size);
   int exact = 1;
   if (step > start) { /* before the first update some arenas (the optimizer's) were never touched */
     exact = cli_print_memory(s, "");

@@ -108,11 +108,14 @@ int png_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_f
   if (!png) { snprintf(err, errlen, "out of memory"); return -1; }
   png_infop info = png_create_info_struct(png);
   uint8_t *volatile row16 = NULL;  /* scratch for interlaced images, freed on every path */
+  volatile int rejected = 0;       /* by choose, which may have said why in err (a readable image, not a corrupt one) */
   if (!info) { png_destroy_read_struct(&png, NULL, NULL); snprintf(err, errlen, "out of memory"); return -1; }
+  if (errlen) err[0] = 0;
   if (setjmp(src.jb)) {
     png_destroy_read_struct(&png, &info, NULL);
     free(row16);
-    snprintf(err, errlen, "corrupt PNG: %s", src.msg);
+    if (!rejected) snprintf(err, errlen, "corrupt PNG: %s", src.msg);
+    else if (errlen && !err[0]) snprintf(err, errlen, "image rejected by the caller");
     return -1;
   }
   png_set_read_fn(png, &src, png_read_fn);
@@ -145,7 +148,7 @@ int png_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_f
   if ((c != 1 && c != 3) || (depth != 8 && depth != 16)) png_error(png, "unsupported pixel format after conversion");
 
   decode_region reg = {0, 0, (double)w, (double)h, 0, 0, 1.0};
-  if (choose && choose(ctx, (int)w, (int)h, &reg) != 0) png_error(png, "image rejected");
+  if (choose && choose(ctx, (int)w, (int)h, &reg) != 0) { rejected = 1; png_error(png, "image rejected"); }
   int x0 = 0, y0 = 0, x1 = (int)w, y1 = (int)h;
   if (choose) region_bounds(&reg, 1.0, (int)w, (int)h, &x0, &y0, &x1, &y1);
   /* rows are decoded whole; keep columns x0..x1 and stop after row y1 (non-interlaced) */
@@ -216,6 +219,8 @@ int jpeg_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_
   struct jpeg_decompress_struct ci;
   jpeg_err je;
   uint8_t *volatile row = NULL;
+  volatile int rejected = 0; /* by choose, which may have said why in err (a readable image, not a corrupt one) */
+  if (errlen) err[0] = 0;
   memset(&ci, 0, sizeof ci);
   ci.err = jpeg_std_error(&je.pub);
   je.pub.error_exit = jpeg_error_exit_fn;
@@ -227,7 +232,9 @@ int jpeg_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_
     free(row);
     if (precision)
       snprintf(err, errlen, "unsupported %d-bit JPEG: memfit reads 8-bit JPEG only (convert it to 8 bits or to PNG)", precision);
-    else
+    else if (rejected) {
+      if (errlen && !err[0]) snprintf(err, errlen, "image rejected by the caller");
+    } else
       snprintf(err, errlen, "corrupt JPEG: %s", je.msg);
     return -1;
   }
@@ -252,7 +259,7 @@ int jpeg_decode_mem(const uint8_t *buf, size_t n, raw_image *out, decode_choose_
   }
   decode_region reg = {0, 0, W, H, 0, 0, 1.0};
   if (choose && choose(ctx, W, H, &reg) != 0) {
-    snprintf(je.msg, sizeof je.msg, "image rejected");
+    rejected = 1;
     longjmp(je.jb, 1);
   }
   int d = choose ? jpeg_pick_scale(&reg, draft) : 1;
