@@ -50,7 +50,26 @@ static void test_accumulation(void) {
   float gb[8], gs[8];
   mf_session_read_grad(sb, big.w, gb, 8);
   mf_session_read_grad(ss, small.w, gs, 8);
-  for (int i = 0; i < 8; i++) CHECK_NEAR(gs[i], gb[i], 1e-6, "accumulated grad == large-batch grad");
+  /* Both against the exact gradient of the mean squared error, dW[k][j] = sum_i x[i][k] c (y[i][j] - t[i][j]),
+   * y = x w0, c = 2 / 16, in f64 from the same f32 inputs. Each product x c x w (or x c t) passes
+   * through at most m = 8 + 4 + 2 roundings in f32 (the 4-term dot product, the difference, the scale,
+   * the 8-term sum over the batch, the sum of the two micro-batches), so any order of summation, on
+   * any CPU's kernels, is within gamma_m * sum |products| (Higham 3.1): a bound from the data. */
+  const double u = ldexp(1, -24), gm = 14 * u / (1 - 14 * u), c = 2.0 / 16;
+  for (int k = 0; k < 4; k++)
+    for (int j = 0; j < 2; j++) {
+      double exact = 0, mag = 0;
+      for (int i = 0; i < 8; i++) {
+        double y = 0, ya = 0;
+        for (int q = 0; q < 4; q++) { y += (double)x[i * 4 + q] * w0[q * 2 + j]; ya += fabs((double)x[i * 4 + q] * w0[q * 2 + j]); }
+        exact += x[i * 4 + k] * c * (y - t[i * 2 + j]);
+        mag += fabs(x[i * 4 + k] * c) * (ya + fabs(t[i * 2 + j]));
+      }
+      CHECK(fabs(gb[k * 2 + j] - exact) <= gm * mag, "large-batch grad %d,%d: %.9g, exact %.9g (rounding bound %.3g)", k, j,
+            gb[k * 2 + j], exact, gm * mag);
+      CHECK(fabs(gs[k * 2 + j] - exact) <= gm * mag, "accumulated grad %d,%d: %.9g, exact %.9g (rounding bound %.3g)", k, j,
+            gs[k * 2 + j], exact, gm * mag);
+    }
   mf_session_free(sb);
   mf_session_free(ss);
   mf_graph_free(big.g);
