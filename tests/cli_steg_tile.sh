@@ -79,7 +79,7 @@ run "the size it names fits" 0 "tiles .* budget \(--budget $need\)" \
 [ -s "$T/x.png" ] && ok || bad "no stego from the budget the message named"
 run "budget too small (reveal)" 1 "--budget 100KiB is too small" "$MEMFIT" reveal --model "$M" --stego "$T/st_whole.png" --out "$T/x.png" --budget 100KiB
 run "budget too small (eval)" 1 "--budget 1MiB is too small" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/secret.png") --size 64 --budget 1MiB
-run "bad budget" 2 "--budget 'lots'" "$MEMFIT" hide --model "$M" --cover "$T/cover.png" --secret "$T/secret.png" --out "$T/y.png" --budget lots
+run "bad budget" 2 "--budget: 'lots' is not a size" "$MEMFIT" hide --model "$M" --cover "$T/cover.png" --secret "$T/secret.png" --out "$T/y.png" --budget lots
 run "odd halo" 1 "halo 69: must be a multiple of 2" "$MEMFIT" hide --model "$M" --cover "$T/cover.png" --secret "$T/secret.png" \
   --out "$T/y.png" --tile 64 --halo 69
 run "halo without tile" 2 "--halo goes with --tile" "$MEMFIT" reveal --model "$M" --stego "$T/st_whole.png" --out "$T/y.png" --halo 40
