@@ -19,6 +19,8 @@ run "help lists calibrate" 0 "calibrate " "$M" --help
 run "misspelt command: did you mean" 2 "unknown command 'plna'; did you mean 'plan'" "$M" plna
 run "misspelt command (swap): did you mean" 2 "did you mean 'train'" "$M" trian
 run "unrelated word: no suggestion" 2 "unknown command 'frobnicate'\$" "$M" frobnicate
+run "plan: misspelt workload" 2 "unknown workload 'stge'; did you mean 'steg'" "$M" plan stge
+run "train: misspelt workload" 2 "unknown workload 'stge'; did you mean 'steg'" "$M" train stge
 run "plan: misspelt option" 2 "did you mean --budget" "$M" plan steg --budgte 4GiB
 run "plan: misspelt flag" 2 "did you mean --json" "$M" plan steg --jsno
 run "plan: misspelt workload setting" 2 "did you mean --preset" "$M" plan steg --presett small
@@ -42,6 +44,7 @@ run "demo --help shows defaults" 0 "Defaults: --steps 150" "$M" demo --help
 run "presets --budget is refused, pointing to plan" 2 "use 'memfit plan steg --budget" "$M" presets steg --budget 4GiB
 run "presets --timeline is refused, pointing to plan" 2 "memfit plan steg --timeline" "$M" presets steg --timeline "$T/x.svg"
 if [ -e "$T/x.svg" ]; then bad "presets --timeline wrote a file"; else ok; fi
+run "presets names its cost model" 0 "cost model MEMFIT_CALIBRATION" "$M" presets steg --preset small --size 32
 run "presets --json is JSON" 0 "\"presets\"" "$M" presets steg --preset small --size 32 --json
 py() { ! command -v python3 >/dev/null || python3 -c "import json,sys; d=json.load(open(sys.argv[1])); $1" "$T/out.txt"; }
 if py 'assert len(d["presets"]) == 8'; then ok; else bad "presets --json: not 8 rows of valid JSON"; fi

@@ -70,7 +70,12 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
   a->backend = "cpu";
   if (argc < 2 || !strcmp(argv[1], "--help")) { plan_usage(argc < 2 ? stderr : stdout, cmd); return argc < 2 ? 2 : 1; }
   a->w = mf_workload_find(argv[1]);
-  if (!a->w) { fprintf(stderr, "memfit %s: unknown workload '%s' (workloads: %s)\n", cmd, argv[1], mf_workload_names()); return 2; }
+  if (!a->w) {
+    const char *names[] = {mf_workload_steg.name}, *near = cli_nearest(argv[1], names, 1);
+    fprintf(stderr, "memfit %s: unknown workload '%s'%s%s%s (workloads: %s)\n", cmd, argv[1], near ? "; did you mean '" : "",
+            near ? near : "", near ? "'?" : "", mf_workload_names());
+    return 2;
+  }
   a->cfg = a->w->cfg_new();
   char err[512];
   for (int i = 2; i < argc; i++) {
@@ -321,6 +326,7 @@ int mf_cmd_presets(int argc, char **argv) {
   else printf("%s\n\n%-8s %-12s %-7s %-9s %-26s %12s %10s\n", desc, "budget", "micro x acc", "prec", "recompute", "variant", "peak", "rel. time");
   static const int gib[] = {4, 6, 8, 12, 16, 24, 48, 80};
   double ref = 0;
+  char cal_source[sizeof(((mf_calibration *)0)->source)] = "";
   for (int i = 0; i < 8; i++) {
     mf_search_opts so = mf_search_opts_default();
     so.budget = (int64_t)gib[i] << 30;
@@ -335,6 +341,7 @@ int mf_cmd_presets(int argc, char **argv) {
     mf_search_result r;
     if (mf_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit presets: %s\n", err); free(a.cfg); return 1; }
     if (!ref) ref = r.unconstrained.step_s;
+    snprintf(cal_source, sizeof cal_source, "%s", r.cal.source);
     mf_search_result_free(&r);
     if (a.json) {
       printf("%s\n    {\"budget_bytes\": %lld, \"found\": %d, \"relative_time\": %.6g,\n    ", i ? "," : "",
@@ -351,8 +358,9 @@ int mf_cmd_presets(int argc, char **argv) {
     printf("%3d GiB   %-12s %-7s %-9s %-26s %9.2f GiB %9.2fx\n", gib[i], mb, mf_dtype_name(c->dtype), rec,
            w->variant_names[c->variant], c->device_bytes / 1073741824.0, c->step_s / ref);
   }
-  if (a.json) printf("\n  ]\n}\n");
-  else printf("\nrel. time: predicted time per effective batch relative to the fastest plan with no memory limit.\n");
+  if (a.json) printf("\n  ],\n  \"calibration\": \"%s\"\n}\n", cal_source);
+  else printf("\nrel. time: predicted time per effective batch relative to the fastest plan with no memory limit\n"
+              "(cost model %s).\n", cal_source);
   free(a.cfg);
   return 0;
 }

@@ -1839,6 +1839,8 @@ int mf_cmd_train(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "steg")) return mf_cmd_train_steg(argc - 1, argv + 1);
-  fprintf(stderr, "memfit train: unknown workload '%s' (available: steg)\n", argv[1]);
+  const char *names[] = {"steg"}, *near = cli_nearest(argv[1], names, 1);
+  fprintf(stderr, "memfit train: unknown workload '%s'%s%s%s (available: steg)\n", argv[1], near ? "; did you mean '" : "",
+          near ? near : "", near ? "'?" : "");
   return 2;
 }
