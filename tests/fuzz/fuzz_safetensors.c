@@ -36,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (mf_st_meta_at(st, i, &k, &v) || mf_st_meta(st, k) == NULL) abort();
       sum += (unsigned)strlen(k) + (unsigned)strlen(v);
     }
+    (void)sum;
     mf_steg_config cfg;
     if (flags == 0) mf_steg_model_config(st, path, &cfg, err, sizeof err);
     mf_st_close(st);
