@@ -2,7 +2,8 @@
 # cli_resume.sh — `memfit train steg --resume` continues the same run: a run stopped after update k and
 # resumed to N logs, from k+1 on, the same per-update losses to the last bit as an uninterrupted N-update
 # run (generated and folder data, mid-epoch and epoch-end checkpoints, another --workers, an old
-# checkpoint without a data position); changed data settings are refused naming the setting.
+# checkpoint without a data position, a run interrupted by SIGINT or SIGTERM); changed data settings are
+# refused naming the setting.
 # Usage: bash tests/cli_resume.sh path/to/memfit (from the repo root); KEEP=1 keeps the temporary folder.
 set -u
 MEMFIT=${1:?usage: cli_resume.sh path/to/memfit}
@@ -117,6 +118,38 @@ run "folder with an image added" 1 "images under --data .*imgs changed since the
   "$MEMFIT" "${F_IMGS[@]}" --out "$T/X" --resume "$T/FB/checkpoint.safetensors"
 run "folder changed, --restart-data" 0 "resumed from" "$MEMFIT" "${F_IMGS[@]}" --out "$T/X" --resume "$T/FB/checkpoint.safetensors" \
   --restart-data
+
+# ---- Ctrl-C / SIGTERM: the update in progress is finished, a checkpoint saved, exit 130 / 143; the resumed
+# run continues bit-identically (the batch already taken ahead of the next update is where it resumes)
+S=(train steg --blocks 1 --growth 4 --size 16 --batch 2 --gen-count 8 --gen-size 32 --steps 100000 --epoch-steps 3 --val-count 2
+   --lr 1e-3 --clip 5 --threads 1 --log-every 1000 --data generated)
+interrupt() { # NAME SIGNAL DIR: starts the long run, sends SIGNAL once it logged 4 updates; leaves the exit status in $irc
+  "$MEMFIT" "${S[@]}" --out "$3" --loss-log "$3.log" > "$3.out" 2>&1 &
+  local pid=$! n=0
+  for _ in $(seq 600); do n=$(wc -l 2>/dev/null < "$3.log" || echo 0); [ "${n:-0}" -ge 4 ] && break; sleep 0.05; done
+  kill -s "$2" "$pid"
+  wait "$pid"; irc=$?
+}
+interrupt "SIGINT" INT "$T/SA"
+k=$(wc -l < "$T/SA.log")
+[ "$irc" = 130 ] && ok || { bad "SIGINT: exit status $irc, expected 130"; tail -3 "$T/SA.out"; }
+grep -Eq "interrupted by SIGINT \(Ctrl-C\) after update $k of 100000: saved; continue with the same options and --resume .*SA/checkpoint.safetensors" \
+  "$T/SA.out" && ok || { bad "SIGINT: no 'interrupted ... after update $k' line"; tail -3 "$T/SA.out"; }
+if [ "$k" -ge 4 ] && [ "$k" -lt 100000 ]; then
+  # the reference: the same run uninterrupted to update k + 4
+  run "uninterrupted to update k+4" 0 "stopped after update $((k + 4))" "$MEMFIT" "${S[@]}" --out "$T/SR" --loss-log "$T/SR.log" \
+    --stop-after $((k + 4))
+  head -n "$k" "$T/SR.log" > "$T/SR.first"
+  same "SIGINT: updates 1-$k before the signal" "$T/SR.first" "$T/SA.log"
+  tail_of "$T/SR.log" "$k" > "$T/SR.after"
+  run "resume after SIGINT" 0 "resumed from .* at update $k" "$MEMFIT" "${S[@]}" --out "$T/SB" --loss-log "$T/SB.log" \
+    --resume "$T/SA/checkpoint.safetensors" --stop-after $((k + 4))
+  same "SIGINT: updates after resuming (bit-identical to the uninterrupted run)" "$T/SR.after" "$T/SB.log"
+else bad "SIGINT: the run logged $k updates"; fi
+interrupt "SIGTERM" TERM "$T/ST"
+[ "$irc" = 143 ] && ok || { bad "SIGTERM: exit status $irc, expected 143"; tail -3 "$T/ST.out"; }
+grep -q "interrupted by SIGTERM after update" "$T/ST.out" && [ -s "$T/ST/checkpoint.safetensors" ] && ok ||
+  bad "SIGTERM: no 'interrupted' line or no checkpoint"
 
 echo "cli_resume: $pass passed, $fail failed"
 [ "$fail" = 0 ]

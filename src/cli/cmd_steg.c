@@ -11,6 +11,7 @@
 #include "train/safetensors.h"
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1102,6 +1103,8 @@ static void train_help(void) {
          "                         naming the setting, when --data, --seed, --size, --batch... no longer match)\n"
          "  --restart-data         with --resume: keep the weights and optimizer state but start the data order again\n"
          "  --stop-after N         stop after update N as if interrupted, with a checkpoint there to --resume from\n"
+         "  Ctrl-C (SIGINT) or SIGTERM: finish the current update, save a checkpoint, exit 130 / 143 (a second one\n"
+         "                         ends the run at once; the last checkpoint stays whole)\n"
          "  --loss-log FILE        write 'update loss guide rec' for every update (exact decimal values)\n"
          "  --out DIR              checkpoints, model.safetensors and sample grids (default steg-run)\n"
          "  --backend B            cpu (default) or cuda; on a device the next batch is copied in during each step\n"
@@ -1398,9 +1401,16 @@ static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) 
   return f;
 }
 
-static int save_checkpoint(mf_session *s, const mf_loader *L, const char *path, const char *source, size_t images,
-                           const data_setting *ds, int nds, char *err, size_t errlen) {
+/* held: a batch taken from the loader ahead of the step that will use it (NULL if none); the
+ * checkpoint's data position is then that batch's, so a resumed run trains on it */
+static int save_checkpoint(mf_session *s, const mf_loader *L, const mf_batch *held, const char *path, const char *source,
+                           size_t images, const data_setting *ds, int nds, char *err, size_t errlen) {
   mf_loader_pos p = mf_loader_position(L);
+  if (held) {
+    int64_t per = (int64_t)mf_loader_batches_per_epoch(L);
+    p.epoch = held->step / per;
+    p.batch = held->step % per;
+  }
   char v[5][32];
   const char *keys[6 + MAX_DATA_SETTINGS], *vals[6 + MAX_DATA_SETTINGS];
   snprintf(v[0], sizeof v[0], "%lld", (long long)p.epoch);
@@ -1414,6 +1424,15 @@ static int save_checkpoint(mf_session *s, const mf_loader *L, const char *path, 
   keys[n] = "data.source"; vals[n++] = source;
   for (int i = 0; i < nds && n < 6 + MAX_DATA_SETTINGS; i++, n++) { keys[n] = ds[i].key; vals[n] = ds[i].value; }
   return mf_checkpoint_save(s, path, n, keys, vals, err, errlen);
+}
+
+/* SIGINT / SIGTERM during training: the first asks the loop to stop after the current update and save
+ * a checkpoint (exit 128 + signal); a second one ends the process at once (the checkpoint files are
+ * written atomically, so the last saved one stays whole). */
+static volatile sig_atomic_t train_signal;
+static void train_on_signal(int sig) {
+  if (train_signal) _exit(128 + sig);
+  train_signal = sig;
 }
 
 int mf_cmd_train_steg(int argc, char **argv) {
@@ -1720,6 +1739,14 @@ int mf_cmd_train_steg(int argc, char **argv) {
     size_t k = (size_t)snprintf(note, sizeof note, "memfit train steg");
     for (int i = 1; i < argc && k < sizeof note; i++) k += (size_t)snprintf(note + k, sizeof note - k, " %s", argv[i]);
   }
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = train_on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  train_signal = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   for (int ep = epoch0; ep < epochs && !failed; ep++) {
     int64_t end = (int64_t)(ep + 1) * per_epoch;
     if (end > total) end = total;
@@ -1766,16 +1793,17 @@ int mf_cmd_train_steg(int argc, char **argv) {
         run_n = 0;
         last_log = t;
       }
-      if (a.stop_after && step + 1 == a.stop_after) { stopped = 1; step++; break; }
+      if ((a.stop_after && step + 1 == a.stop_after) || train_signal) { stopped = 1; step++; break; }
     }
     if (failed) break;
     if (stopped && step < end) { /* mid-epoch: only what --resume needs (validation stays at epoch ends) */
-      if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
+      if (save_checkpoint(s, L, cur, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
         fprintf(stderr, "memfit train steg: %s\n", err);
         failed = 1;
       }
       if (model_save(s, g, m, mp, note, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); failed = 1; }
       if (!failed) printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval)\n", ck, mp);
+      if (cur) { mf_loader_release(L, cur); cur = NULL; } /* its position is the checkpoint's */
       break;
     }
     /* ---- end of epoch: validation, samples, checkpoint ---- */
@@ -1793,7 +1821,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
       printf("\n");
       last_bad = st.bad_files + st.skipped_files + bad_val[0] + bad_val[1];
     }
-    if (save_checkpoint(s, L, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
+    if (save_checkpoint(s, L, cur, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
       fprintf(stderr, "memfit train steg: %s\n", err);
       failed = 1;
     }
@@ -1804,7 +1832,12 @@ int mf_cmd_train_steg(int argc, char **argv) {
     fflush(stdout);
     if (stopped) break;
   }
-  if (stopped && !failed)
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  if (stopped && !failed && train_signal)
+    printf("interrupted by %s after update %lld of %lld: saved; continue with the same options and --resume %s\n",
+           train_signal == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM", (long long)step, (long long)total, ck);
+  else if (stopped && !failed)
     printf("stopped after update %lld of %lld (--stop-after); continue with --resume %s\n", (long long)step, (long long)total, ck);
   if (loss_log && fclose(loss_log) != 0) {
     fprintf(stderr, "memfit train steg: writing --loss-log %s failed: %s\n", a.loss_log, strerror(errno));
@@ -1829,6 +1862,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   mf_dataset_free(td);
   mf_dataset_free(vd);
   train_graph_free(&T);
+  if (stopped && train_signal) return failed ? 1 : 128 + train_signal; /* 130 SIGINT, 143 SIGTERM: interrupted, progress saved */
   return failed ? 1 : exact ? 0 : 1;
 }
 

@@ -61,6 +61,7 @@ static void usage(FILE *f) {
              "  1  failed: a file could not be read or written, the run or the plan failed (the message says why)\n"
              "  2  usage error: an unknown command or option, a bad value, settings that contradict each other\n"
              "  3  nothing fits the memory budget (plan --budget, train --budget)\n"
+             "  130, 143  train interrupted by SIGINT (Ctrl-C) / SIGTERM after saving a checkpoint to --resume from\n"
              "  128+N  killed by signal N (e.g. 137 when the kernel's OOM killer sent SIGKILL)\n");
 }
 
