@@ -32,6 +32,15 @@ ok "a roomy budget says how much is idle" 'grep -q "of the budget" $tmp/out'
 run plan steg --preset small --size 32 --budget 64MiB --json
 ok "json output parses" '[ "$(rc)" = 0 ] && { ! command -v /usr/bin/python3 >/dev/null || /usr/bin/python3 -m json.tool <$tmp/out >/dev/null; }'
 
+# strings printed into JSON are escaped: a calibration cache path with a quote, a backslash, a tab and a
+# byte that is not UTF-8 (it measures once, then presets reads the cache)
+hostile=$(printf '%s/ca"che\\d\tir\377' "$tmp")
+mkdir -p "$hostile"
+XDG_CACHE_HOME=$hostile MEMFIT_CALIBRATION= "$M" plan steg --preset small --size 32 --budget 64MiB --json >"$tmp/out" 2>"$tmp/err"
+ok "plan --json with a hostile cache path parses and names it" '/usr/bin/python3 -c "import json,sys; d = json.load(open(sys.argv[1], encoding=\"utf-8\")); assert \"ca\\\"che\\\\d\\tir\ufffd/memfit\" in d[\"calibration\"], d[\"calibration\"]" "$tmp/out"'
+XDG_CACHE_HOME=$hostile MEMFIT_CALIBRATION= "$M" presets steg --preset small --size 32 --json >"$tmp/out" 2>"$tmp/err"
+ok "presets --json with a hostile cache path parses" '/usr/bin/python3 -c "import json,sys; d = json.load(open(sys.argv[1], encoding=\"utf-8\")); assert \"ca\\\"che\" in d[\"calibration\"] and len(d[\"presets\"]) == 8" "$tmp/out"'
+
 run plan steg --preset small --size 32 --timeline "$tmp/t.svg"
 ok "timeline svg written" 'grep -q "<svg" $tmp/t.svg && grep -q "peak" $tmp/t.svg'
 

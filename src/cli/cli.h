@@ -3,6 +3,7 @@
 #define MF_CLI_H
 
 #include "memfit.h"
+#include <stdio.h>
 
 typedef struct mf_cmd {
   const char *name;
@@ -34,6 +35,8 @@ int cli_double(const char *name, const char *v, double lo, double hi, double *ou
 /* Parses a byte size with mf_parse_bytes (4GiB, 512MiB, 1.5GB, ... up to EiB), printing "memfit: --name:
  * ..." (not a size, too large, zero) and returning -1 when bad. */
 int cli_bytes(const char *name, const char *v, int64_t *out);
+/* json.c: writes s (NULL: "") as a quoted JSON string, escaping quotes, backslashes and control characters. */
+void cli_json_str(FILE *f, const char *s);
 /* Prints the plan next to the runtime's measured high-water of every arena and the process's peak
  * RSS (rss_note explains what RSS holds beyond the plan, or ""). Returns 1 when every arena is exact. */
 int cli_print_memory(mf_session *s, const char *rss_note);

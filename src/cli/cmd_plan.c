@@ -174,14 +174,24 @@ static int svg_timeline(const char *path, const mf_plan *p, const char *title) {
 static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c, const mf_workload *w) {
   char d[256];
   mf_candidate_describe(c, w, d, sizeof d);
-  if (key) fprintf(f, "  \"%s\": ", key);
+  if (key) { fprintf(f, "  "); cli_json_str(f, key); fprintf(f, ": "); }
   else fprintf(f, "    ");
-  fprintf(f, "{\"settings\": \"%s\", \"micro_batch\": %d, \"accum\": %d, \"precision\": \"%s\", \"variant\": \"%s\", "
-             "\"recomputed_segments\": %d, \"segments\": %d, \"offload\": %d, \"device_bytes\": %zu, \"staging_bytes\": %zu, "
-             "\"predicted_step_s\": %.6g, \"fits\": %d, \"peak\": \"%s\", \"bytes\": {",
-          d, c->micro_batch, c->accum, mf_dtype_name(c->dtype), w->variant_names[c->variant], c->n_recomputed, c->n_seg,
-          c->offload, c->device_bytes, c->staging_bytes, c->step_s, c->fits, c->peak_desc);
-  for (int a = 0; a < MF_ARENA_COUNT; a++) fprintf(f, "%s\"%s\": %zu", a ? ", " : "", mf_arena_name((mf_arena_kind)a), c->arena[a]);
+  fprintf(f, "{\"settings\": ");
+  cli_json_str(f, d);
+  fprintf(f, ", \"micro_batch\": %d, \"accum\": %d, \"precision\": ", c->micro_batch, c->accum);
+  cli_json_str(f, mf_dtype_name(c->dtype));
+  fprintf(f, ", \"variant\": ");
+  cli_json_str(f, w->variant_names[c->variant]);
+  fprintf(f, ", \"recomputed_segments\": %d, \"segments\": %d, \"offload\": %d, \"device_bytes\": %zu, \"staging_bytes\": %zu, "
+             "\"predicted_step_s\": %.6g, \"fits\": %d, \"peak\": ",
+          c->n_recomputed, c->n_seg, c->offload, c->device_bytes, c->staging_bytes, c->step_s, c->fits);
+  cli_json_str(f, c->peak_desc);
+  fprintf(f, ", \"bytes\": {");
+  for (int a = 0; a < MF_ARENA_COUNT; a++) {
+    if (a) fputs(", ", f);
+    cli_json_str(f, mf_arena_name((mf_arena_kind)a));
+    fprintf(f, ": %zu", c->arena[a]);
+  }
   fprintf(f, "}}");
 }
 
@@ -225,8 +235,11 @@ int mf_cmd_plan(int argc, char **argv) {
   /* the plan shown in full: the choice, or with a budget nothing fits, the smallest setting */
   const mf_candidate *show = a.budget && !r.found ? &r.smallest : &r.best;
   if (a.json) {
-    printf("{\n  \"workload\": \"%s\",\n  \"description\": \"%s\",\n  \"budget_bytes\": %lld,\n  \"found\": %d,\n", w->name, desc,
-           (long long)a.budget, a.budget ? r.found : 1);
+    printf("{\n  \"workload\": ");
+    cli_json_str(stdout, w->name);
+    printf(",\n  \"description\": ");
+    cli_json_str(stdout, desc);
+    printf(",\n  \"budget_bytes\": %lld,\n  \"found\": %d,\n", (long long)a.budget, a.budget ? r.found : 1);
     print_candidate_json(stdout, a.budget && !r.found ? "smallest" : "chosen", show, w);
     printf(",\n");
     print_candidate_json(stdout, "unconstrained", &r.unconstrained, w);
@@ -235,7 +248,9 @@ int mf_cmd_plan(int argc, char **argv) {
       printf(i ? ",\n" : "\n");
       print_candidate_json(stdout, NULL, &r.runners[i], w);
     }
-    printf("],\n  \"plans_computed\": %d,\n  \"calibration\": \"%s\"\n}\n", r.n_planned, r.cal.source);
+    printf("],\n  \"plans_computed\": %d,\n  \"calibration\": ", r.n_planned);
+    cli_json_str(stdout, r.cal.source);
+    printf("\n}\n");
   } else {
     printf("%s\n", desc);
     if (!a.budget) {
@@ -322,7 +337,13 @@ int mf_cmd_presets(int argc, char **argv) {
     return 2;
   }
   w->cfg_describe(a.cfg, desc, sizeof desc);
-  if (a.json) printf("{\n  \"workload\": \"%s\",\n  \"description\": \"%s\",\n  \"presets\": [", w->name, desc);
+  if (a.json) {
+    printf("{\n  \"workload\": ");
+    cli_json_str(stdout, w->name);
+    printf(",\n  \"description\": ");
+    cli_json_str(stdout, desc);
+    printf(",\n  \"presets\": [");
+  }
   else printf("%s\n\n%-8s %-12s %-7s %-9s %-26s %12s %10s\n", desc, "budget", "micro x acc", "prec", "recompute", "variant", "peak", "rel. time");
   static const int gib[] = {4, 6, 8, 12, 16, 24, 48, 80};
   double ref = 0;
@@ -358,7 +379,11 @@ int mf_cmd_presets(int argc, char **argv) {
     printf("%3d GiB   %-12s %-7s %-9s %-26s %9.2f GiB %9.2fx\n", gib[i], mb, mf_dtype_name(c->dtype), rec,
            w->variant_names[c->variant], c->device_bytes / 1073741824.0, c->step_s / ref);
   }
-  if (a.json) printf("\n  ],\n  \"calibration\": \"%s\"\n}\n", cal_source);
+  if (a.json) {
+    printf("\n  ],\n  \"calibration\": ");
+    cli_json_str(stdout, cal_source);
+    printf("\n}\n");
+  }
   else printf("\nrel. time: predicted time per effective batch relative to the fastest plan with no memory limit\n"
               "(cost model %s).\n", cal_source);
   free(a.cfg);
