@@ -108,5 +108,26 @@ else
   echo "cli_steg: $MODEL absent: shipped-model tests skipped"
 fi
 
+# train takes the settings plan takes: --precision, --recompute, --micro-batch, --variant
+P=(steg --blocks 1 --growth 4 --size 16 --batch 4)
+TR=(--gen-count 8 --gen-size 32 --steps 3 --val-count 2 --threads 1 --log-every 1000 --data generated)
+run "train: default settings" 0 "memory-free backprop through every coupling block" "$MEMFIT" train "${P[@]}" "${TR[@]}" --out "$T/s0" \
+  --loss-log "$T/s0.log"
+run "train: --recompute all --precision f32 (the default, as plan names it)" 0 "settings: micro-batch 4 x 1 accumulation, f32" \
+  "$MEMFIT" train "${P[@]}" "${TR[@]}" --out "$T/s1" --loss-log "$T/s1.log" --recompute all --precision f32
+[ -s "$T/s0.log" ] && cmp -s "$T/s0.log" "$T/s1.log" && ok || bad "train: the default and its settings given by name train differently"
+run "train: bf16, nothing recomputed, micro-batch 2" 0 "settings: micro-batch 2 x 2 accumulation, bf16, .*nothing recomputed" \
+  "$MEMFIT" train "${P[@]}" "${TR[@]}" --out "$T/s2" --precision bf16 --recompute none --micro-batch 2
+grep -q "DIFFERENT" "$T/out.txt" && bad "train bf16: measured memory differs from the plan" || ok
+trained=$(sed -n 's/^settings: .*(plans \(.*\))$/\1/p' "$T/out.txt")
+run "plan: the same settings" 0 "settings: micro-batch 2 x 2 accumulation, bf16" "$MEMFIT" plan "${P[@]}" --precision bf16 \
+  --recompute none --micro-batch 2
+planned=$(awk '/^  total/ {print $4, $5}' "$T/out.txt")
+[ -n "$trained" ] && [ "$trained" = "$planned" ] && ok || bad "train plans '$trained', plan '$planned' for the same settings"
+run "train: bad --precision" 2 "--precision: 'f8' is not f32, bf16, f16 or auto" "$MEMFIT" train "${P[@]}" "${TR[@]}" --out "$T/s3" \
+  --precision f8
+run "train: --micro-batch that does not divide --batch" 1 "micro-batch 3 does not divide the effective batch of 4" "$MEMFIT" train \
+  "${P[@]}" "${TR[@]}" --out "$T/s3" --micro-batch 3
+
 echo "cli_steg: $pass passed, $fail failed"
 [ "$fail" = 0 ]

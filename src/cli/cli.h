@@ -35,6 +35,10 @@ int cli_double(const char *name, const char *v, double lo, double hi, double *ou
 /* Parses a byte size with mf_parse_bytes (4GiB, 512MiB, 1.5GB, ... up to EiB), printing "memfit: --name:
  * ..." (not a size, too large, zero) and returning -1 when bad. */
 int cli_bytes(const char *name, const char *v, int64_t *out);
+/* --precision f32|bf16|f16|auto as a set of dtypes (auto: f32 and bf16) and --recompute none|all|auto as
+ * mf_search_opts.fixed_mode (0, 1, -1); print "memfit CMD: --precision: ..." and return -1 when bad. */
+int cli_precision(const char *cmd, const char *v, unsigned *dtypes);
+int cli_recompute(const char *cmd, const char *v, int *mode);
 /* json.c: writes s (NULL: "") as a quoted JSON string, escaping quotes, backslashes and control characters. */
 void cli_json_str(FILE *f, const char *s);
 /* Prints the plan next to the runtime's measured high-water of every arena and the process's peak

@@ -91,16 +91,9 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
     else if ((v = cli_opt(argc, argv, &i, "--micro-batch"))) { if (cli_int("--micro-batch", v, 1, 1 << 20, &a->micro_batch)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--variant"))) { if (cli_int("--variant", v, 0, a->w->n_variants - 1, &a->variant)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
-    else if ((v = cli_opt(argc, argv, &i, "--precision"))) {
-      if (!strcmp(v, "auto")) a->dtypes = 1u << MF_F32 | 1u << MF_BF16;
-      else if (!strcmp(v, "f32") || !strcmp(v, "bf16") || !strcmp(v, "f16")) a->dtypes = 1u << mf_dtype_parse(v);
-      else { fprintf(stderr, "memfit %s: --precision: '%s' is not f32, bf16, f16 or auto\n", cmd, v); return 2; }
-    } else if ((v = cli_opt(argc, argv, &i, "--recompute"))) {
-      if (!strcmp(v, "none")) a->mode = 0;
-      else if (!strcmp(v, "all")) a->mode = 1;
-      else if (!strcmp(v, "auto")) a->mode = -1;
-      else { fprintf(stderr, "memfit %s: --recompute: '%s' is not none, all or auto\n", cmd, v); return 2; }
-    } else if (!strncmp(argv[i], "--", 2) && i + 1 < argc) {
+    else if ((v = cli_opt(argc, argv, &i, "--precision"))) { if (cli_precision(cmd, v, &a->dtypes)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--recompute"))) { if (cli_recompute(cmd, v, &a->mode)) return 2; }
+    else if (!strncmp(argv[i], "--", 2) && i + 1 < argc) {
       const char *key = argv[i] + 2, *eq = strchr(key, '=');
       char k[64];
       if (eq) { snprintf(k, sizeof k, "%.*s", (int)(eq - key), key); v = eq + 1; }

@@ -1072,6 +1072,8 @@ typedef struct train_args {
   const char *data, *preset, *resume, *out, *budget_s, *schedule, *loss_log, *backend;
   int size, gen_size, batch, epochs, steps, warmup, threads, workers, blocks, growth, gen_count, val_count, epoch_steps, step_every,
       log_every, seed, stop_after, restart_data;
+  int micro_batch, variant, mode; /* as plan's: 0 / -1 / -2 when not given (mode -1: auto) */
+  unsigned dtypes;                /* --precision as a dtype set; 0 when not given */
   double val_fraction, lr, clip, w_guide, w_rec, w_low, w_ssim, w_dct, gamma, beta1, beta2;
 } train_args;
 
@@ -1098,6 +1100,11 @@ static void train_help(void) {
          "  --dct W                add W * sum |DCT8x8(stego) - DCT8x8(cover)| (size a multiple of 8)\n"
          "  --budget SIZE          fit the device budget (e.g. 4GiB): searches micro-batch, precision, recompute\n"
          "                         (default: memory-free backprop through every coupling block, f32)\n"
+         "  --precision P          f32, bf16, f16 or auto (f32 and bf16) (default: f32 without --budget, auto with it)\n"
+         "  --recompute M          none, all or auto (default: all without --budget, auto: searched, with it)\n"
+         "  --micro-batch N        pairs per micro-step, dividing --batch (default: --batch without --budget, searched\n"
+         "                         with it); --variant N: 0 segments per coupling block, 1 per dense subnet\n"
+         "                         (as 'memfit plan steg' takes them: the same settings plan the same memory)\n"
          "  --resume CK            continue from a checkpoint written by this command: weights, optimizer state,\n"
          "                         schedule and the data order (the same batches as an uninterrupted run; refused,\n"
          "                         naming the setting, when --data, --seed, --size, --batch... no longer match)\n"
@@ -1118,6 +1125,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
   a->size = 64; a->batch = 4; a->epochs = 10; a->workers = 1; a->gen_count = 2048; a->val_count = 16; a->log_every = 10;
   a->val_fraction = 0.1; a->lr = pow(10, -4.5); a->beta1 = 0.5; a->beta2 = 0.999; a->gamma = 0.5;
   a->w_guide = 1; a->w_rec = 5; a->w_low = 1; a->seed = 1;
+  a->variant = -1; a->mode = -2;
   for (int i = 1; i < argc; i++) {
     const char *v;
 #define INT_OPT(nm, field, lo, hi) else if ((v = cli_opt(argc, argv, &i, nm))) { if (cli_int(nm, v, lo, hi, &a->field)) return 2; }
@@ -1132,6 +1140,10 @@ static int train_parse(int argc, char **argv, train_args *a) {
     else if ((v = cli_opt(argc, argv, &i, "--loss-log"))) a->loss_log = v;
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
     else if (!strcmp(argv[i], "--restart-data")) a->restart_data = 1;
+    else if ((v = cli_opt(argc, argv, &i, "--precision"))) { if (cli_precision("train steg", v, &a->dtypes)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--recompute"))) { if (cli_recompute("train steg", v, &a->mode)) return 2; }
+    INT_OPT("--micro-batch", micro_batch, 1, 1 << 20)
+    INT_OPT("--variant", variant, 0, mf_workload_steg.n_variants - 1)
     INT_OPT("--size", size, 2, 16384)
     INT_OPT("--gen-size", gen_size, 8, 16384)
     INT_OPT("--batch", batch, 1, 1 << 20)
@@ -1462,8 +1474,9 @@ int mf_cmd_train_steg(int argc, char **argv) {
   mf_candidate cand;
   int have_cand = 0;
   int64_t budget = 0;
-  if (a.budget_s) {
-    if (cli_bytes("--budget", a.budget_s, &budget)) return 2;
+  int fixed = a.dtypes || a.mode != -2 || a.micro_batch || a.variant >= 0; /* settings given as plan takes them */
+  if (a.budget_s || fixed) {
+    if (a.budget_s && cli_bytes("--budget", a.budget_s, &budget)) return 2;
     const mf_workload *w = &mf_workload_steg;
     void *wc = w->cfg_new();
     char v[32];
@@ -1477,10 +1490,21 @@ int mf_cmd_train_steg(int argc, char **argv) {
     so.threads = a.threads;
     so.backend = a.backend;
     so.allow_offload = be->alloc != NULL; /* host offload only means something with device memory */
-    so.dtypes = (1u << MF_F32) | (1u << MF_BF16);
+    if (budget) { /* searched, within what was given */
+      so.dtypes = a.dtypes ? a.dtypes : (1u << MF_F32) | (1u << MF_BF16);
+      so.fixed_mode = a.mode == -2 ? -1 : a.mode;
+      so.fixed_variant = a.variant;
+      so.fixed_micro_batch = a.micro_batch;
+    } else { /* as given; what was not given as without these options, as memfit plan does */
+      so.allow_offload = 0;
+      so.dtypes = a.dtypes ? a.dtypes : 1u << MF_F32;
+      so.fixed_mode = a.mode < 0 ? 1 : a.mode;
+      so.fixed_variant = a.variant < 0 ? 0 : a.variant;
+      so.fixed_micro_batch = a.micro_batch ? a.micro_batch : a.batch;
+    }
     mf_search_result *r = bad ? NULL : malloc(sizeof *r);
     if (bad || !r || mf_search(w, wc, &so, r, err, sizeof err) < 0) {
-      fprintf(stderr, "memfit train steg: budget search: %s\n", bad ? err : r ? err : "out of memory");
+      fprintf(stderr, "memfit train steg: %s: %s\n", budget ? "budget search" : "settings", bad ? err : r ? err : "out of memory");
       free(r); free(wc); /* mf_search frees its candidates itself when it fails */
       return 1;
     }
@@ -1499,7 +1523,8 @@ int mf_cmd_train_steg(int argc, char **argv) {
     have_cand = 1;
     mf_candidate_describe(&cand, w, d, sizeof d);
     mf_format_bytes(cand.device_bytes, hs, sizeof hs);
-    printf("budget %s: chose %s (plans %s; %d plans searched)\n", hb, d, hs, r->n_planned);
+    if (budget) printf("budget %s: chose %s (plans %s; %d plans searched)\n", hb, d, hs, r->n_planned);
+    else printf("settings: %s (plans %s)\n", d, hs);
     micro = cand.micro_batch; accum = cand.accum; dt = cand.dtype; variant = cand.variant;
     mf_search_result_free(r);
     free(r); free(wc);
@@ -1704,7 +1729,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   printf("memfit train steg: preset '%s' (%d coupling blocks, growth %d, %lld parameters), %dx%d crops, batch %d = "
          "micro-batch %d x %d, %s, %s\n", cfg.name, cfg.blocks, cfg.growth, (long long)mf_steg_param_count(&cfg), a.size, a.size,
          a.batch, micro, accum, mf_dtype_name(dt),
-         have_cand ? "settings from the budget search" : "memory-free backprop through every coupling block");
+         have_cand ? (budget ? "settings from the budget search" : "settings as given") : "memory-free backprop through every coupling block");
   printf("data: %s (%zu training images%s, %zu validation images); %d epochs of %lld updates (%lld in all)\n",
          generated ? "generated procedural images" : a.data, mf_dataset_size(td), generated ? " rendered on the fly, random crops" : "",
          vd ? mf_dataset_size(vd) : (size_t)0, epochs, (long long)per_epoch, (long long)total);
