@@ -347,7 +347,8 @@ typedef struct mf_transform_opts {
 } mf_transform_opts;
 mf_transform_opts mf_transform_opts_default(void);   /* no augmentation: resize to 224 x 224 */
 
-/* One sample (views = 1) without threads: writes frames*C*out_h*out_w floats ([C,(T,)H,W]). */
+/* One sample (views = 1) without threads: writes frames*C*out_h*out_w floats ([C,(T,)H,W]). Returns 0;
+ * -2 when the image is readable but smaller than the crop; -1 on any other failure (err says why). */
 int mf_dataset_get(mf_dataset *d, size_t i, const mf_transform_opts *t, uint64_t seed, float *out, char *err,
                    size_t errlen);
 

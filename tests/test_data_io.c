@@ -1,6 +1,7 @@
 /* test_data_io.c — files that are not what they seem: loading a directory, FIFO or device as an image,
  * PNG writes that fail (nothing but the writer's own temporary file may be removed), folders with
- * symlinks to themselves, and stale checkpoint temporary files of killed runs. */
+ * symlinks to themselves, stale checkpoint temporary files of killed runs, and mf_dataset_get telling
+ * an image only smaller than the crop (-2) from a broken one (-1). */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -182,6 +183,41 @@ static void test_stale_checkpoint_tmp(void) {
   unlink(live); unlink(other); unlink(ck); unlink(dead);
 }
 
+static void test_get_too_small(void) {
+  char dir[400], path[500], err[512];
+  snprintf(dir, sizeof dir, "%s/small", tmpdir);
+  mkdir(dir, 0700);
+  float px[3 * 16 * 16];
+  for (int i = 0; i < 3 * 16 * 16; i++) px[i] = (float)(i % 7) / 7.0f;
+  snprintf(path, sizeof path, "%s/a16.png", dir);
+  CHECK(mf_image_save_png(path, px, 16, 16, 3, err, sizeof err) == 0, "save: %s", err);
+  /* a 64x64 PNG whose header is whole (so the folder keeps it) and whose pixel data is cut short */
+  float *noise = malloc(3 * 64 * 64 * sizeof *noise);
+  uint32_t rs = 7;
+  for (int i = 0; i < 3 * 64 * 64; i++) { rs = rs * 1664525u + 1013904223u; noise[i] = (float)(rs >> 8) / 16777216.0f; }
+  snprintf(path, sizeof path, "%s/b_broken.png", dir);
+  CHECK(mf_image_save_png(path, noise, 64, 64, 3, err, sizeof err) == 0, "save: %s", err);
+  free(noise);
+  struct stat st;
+  CHECK(stat(path, &st) == 0 && truncate(path, st.st_size / 2) == 0, "truncate %s", path);
+  mf_dataset *d = mf_dataset_open_folder(dir, NULL, err, sizeof err);
+  CHECK(d && mf_dataset_size(d) == 2, "folder of a small and a broken PNG: %s", d ? "wrong count" : err);
+  if (d) {
+    mf_transform_opts t = mf_transform_opts_default();
+    t.out_w = t.out_h = 32;
+    t.crop = MF_CROP_CENTER;
+    float *out = malloc(3 * 32 * 32 * sizeof *out);
+    int rc0 = mf_dataset_get(d, 0, &t, 0, out, err, sizeof err);
+    CHECK(rc0 == -2, "a 16x16 image with a 32x32 crop: %d (%s), expected -2 (too small)", rc0, err);
+    int rc1 = mf_dataset_get(d, 1, &t, 0, out, err, sizeof err);
+    CHECK(rc1 == -1, "a PNG cut short: %d (%s), expected -1", rc1, err);
+    t.out_w = t.out_h = 8;
+    CHECK(mf_dataset_get(d, 0, &t, 0, out, err, sizeof err) == 0, "an 8x8 crop of it: %s", err);
+    free(out);
+    mf_dataset_free(d);
+  }
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/memfit_test_io_%d", (int)getpid());
   mkdir(tmpdir, 0700);
@@ -189,6 +225,7 @@ int main(void) {
   test_save_png();
   test_symlink_loops();
   test_stale_checkpoint_tmp();
+  test_get_too_small();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

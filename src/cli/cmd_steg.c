@@ -1253,11 +1253,12 @@ static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int np
     while (filled < B && idx < 4 * nv + 8) {
       size_t ci = idx % nv, si = (idx + 1) % nv;
       idx++;
-      if (mf_dataset_get(vd, ci, &tf, 0, cov + (size_t)filled * img, err, sizeof err) != 0 ||
-          mf_dataset_get(vd, si, &tf, 0, sec + (size_t)filled * img, err, sizeof err) != 0) {
-        if (idx <= nv) { /* mf_dataset_get says why only in words: the crop's message marks a readable image */
+      int rc = mf_dataset_get(vd, ci, &tf, 0, cov + (size_t)filled * img, err, sizeof err);
+      if (!rc) rc = mf_dataset_get(vd, si, &tf, 0, sec + (size_t)filled * img, err, sizeof err);
+      if (rc) {
+        if (idx <= nv) { /* -2: readable, only smaller than the crop */
           fprintf(stderr, "memfit train steg: validation: skipping: %s\n", err);
-          bad[strstr(err, "smaller than the") != NULL]++;
+          bad[rc == -2]++;
         }
         continue;
       }

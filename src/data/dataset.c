@@ -144,7 +144,7 @@ int mf_dataset_get(mf_dataset *d, size_t i, const mf_transform_opts *t, uint64_t
   int rc = d->vt->get(d, i, t, 1, &r, planes, &w, err, errlen);
   worker_ctx_free(&w);
   free(planes);
-  return rc < 0 ? -1 : 0;
+  return rc == -1 - SKIP_TOO_SMALL ? -2 : rc < 0 ? -1 : 0;
 }
 
 /* ---------------- the procedural set ---------------- */
