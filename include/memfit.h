@@ -229,6 +229,9 @@ int mf_session_write_param(mf_session *s, mf_tensor param, const float *src, siz
 int mf_session_read_grad(mf_session *s, mf_tensor param, float *dst, size_t n);
 double mf_session_loss_scale(const mf_session *s);
 int64_t mf_session_step(const mf_session *s);
+/* The last update's learning rate and global gradient norm (unscaled, before clipping); 0 before any. */
+double mf_session_last_lr(const mf_session *s);
+double mf_session_last_grad_norm(const mf_session *s);
 /* Real high-water mark of each arena, as written by the runtime (debug counter). */
 size_t mf_session_measured_bytes(const mf_session *s, mf_arena_kind a);
 /* Checkpoints (safetensors, written atomically). Return 0 on success, else fill err. */

@@ -124,7 +124,7 @@ run "folder changed, --restart-data" 0 "resumed from" "$MEMFIT" "${F_IMGS[@]}" -
 S=(train steg --blocks 1 --growth 4 --size 16 --batch 2 --gen-count 8 --gen-size 32 --steps 100000 --epoch-steps 3 --val-count 2
    --lr 1e-3 --clip 5 --threads 1 --log-every 1000 --data generated)
 interrupt() { # NAME SIGNAL DIR: starts the long run, sends SIGNAL once it logged 4 updates; leaves the exit status in $irc
-  "$MEMFIT" "${S[@]}" --out "$3" --loss-log "$3.log" > "$3.out" 2>&1 &
+  "$MEMFIT" "${S[@]}" --out "$3" --loss-log "$3.log" --log "$3.jsonl" > "$3.out" 2>&1 &
   local pid=$! n=0
   for _ in $(seq 600); do n=$(wc -l 2>/dev/null < "$3.log" || echo 0); [ "${n:-0}" -ge 4 ] && break; sleep 0.05; done
   kill -s "$2" "$pid"
@@ -142,14 +142,40 @@ if [ "$k" -ge 4 ] && [ "$k" -lt 100000 ]; then
   head -n "$k" "$T/SR.log" > "$T/SR.first"
   same "SIGINT: updates 1-$k before the signal" "$T/SR.first" "$T/SA.log"
   tail_of "$T/SR.log" "$k" > "$T/SR.after"
+  cp "$T/SA.jsonl" "$T/SB.jsonl"
   run "resume after SIGINT" 0 "resumed from .* at update $k" "$MEMFIT" "${S[@]}" --out "$T/SB" --loss-log "$T/SB.log" \
-    --resume "$T/SA/checkpoint.safetensors" --stop-after $((k + 4))
+    --resume "$T/SA/checkpoint.safetensors" --stop-after $((k + 4)) --log "$T/SB.jsonl"
   same "SIGINT: updates after resuming (bit-identical to the uninterrupted run)" "$T/SR.after" "$T/SB.log"
+  # --log: JSON lines; the interrupted run's records up to its checkpoint, then the resumed run's: updates 1..k+4
+  # once each, with the --loss-log's losses, an end record per run (SIGINT, then stop-after) with every arena exact
+  cat "$T/SA.log" "$T/SB.log" > "$T/SAB.log"
+  /usr/bin/python3 - "$T/SB.jsonl" "$T/SAB.log" "$k" <<'EOF'
+import json, sys
+recs = [json.loads(line) for line in open(sys.argv[1])]
+k = int(sys.argv[3])
+ups = [r for r in recs if r["type"] == "update"]
+assert [r["step"] for r in ups] == list(range(1, k + 5)), [r["step"] for r in ups]
+losses = [line.split() for line in open(sys.argv[2])]
+for r, l in zip(ups, losses):
+    assert int(l[0]) == r["step"] and float(l[1]) == r["loss"] and float(l[2]) == r["guide"] and float(l[3]) == r["rec"], (r, l)
+    assert r["lr"] > 0 and r["grad_norm"] > 0 and r["loss_scale"] == 1 and r["pairs_per_s"] > 0 and r["plan_bytes"] > 0, r
+ends = [r for r in recs if r["type"] == "end"]
+assert [e["ended"] for e in ends] == ["SIGINT", "stop-after"] and ends[0]["step"] == k and ends[1]["step"] == k + 4, ends
+for e in ends:
+    assert e["arenas"] and all(a["planned"] == a["measured"] for a in e["arenas"].values()), e
+vals = [r for r in recs if r["type"] == "validation"]
+assert vals and all(r["step"] % 3 == 0 and r["pairs"] == 2 for r in vals), vals
+steps = [r["step"] for r in recs]
+assert steps == sorted(steps), steps
+EOF
+  [ $? = 0 ] && ok || bad "--log: the JSON lines of the interrupted and resumed run are not as expected"
 else bad "SIGINT: the run logged $k updates"; fi
 interrupt "SIGTERM" TERM "$T/ST"
 [ "$irc" = 143 ] && ok || { bad "SIGTERM: exit status $irc, expected 143"; tail -3 "$T/ST.out"; }
 grep -q "interrupted by SIGTERM after update" "$T/ST.out" && [ -s "$T/ST/checkpoint.safetensors" ] && ok ||
   bad "SIGTERM: no 'interrupted' line or no checkpoint"
+
+run "--log that cannot be written" 1 "writing --log /dev/full failed" "$MEMFIT" "${G[@]}" --out "$T/LF" --log /dev/full
 
 echo "cli_resume: $pass passed, $fail failed"
 [ "$fail" = 0 ]

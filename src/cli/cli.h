@@ -41,6 +41,8 @@ int cli_precision(const char *cmd, const char *v, unsigned *dtypes);
 int cli_recompute(const char *cmd, const char *v, int *mode);
 /* json.c: writes s (NULL: "") as a quoted JSON string, escaping quotes, backslashes and control characters. */
 void cli_json_str(FILE *f, const char *s);
+/* writes v as a JSON number that reads back to the same double (%.17g), or null for NaN and infinities */
+void cli_json_num(FILE *f, double v);
 /* Prints the plan next to the runtime's measured high-water of every arena and the process's peak
  * RSS (rss_note explains what RSS holds beyond the plan, or ""). Returns 1 when every arena is exact. */
 int cli_print_memory(mf_session *s, const char *rss_note);

@@ -1069,7 +1069,7 @@ static const mf_batch *train_batch(mf_loader *L, mf_session *s, const mf_steg_mo
 }
 
 typedef struct train_args {
-  const char *data, *preset, *resume, *out, *budget_s, *schedule, *loss_log, *backend;
+  const char *data, *preset, *resume, *out, *budget_s, *schedule, *loss_log, *json_log, *backend;
   int size, gen_size, batch, epochs, steps, warmup, threads, workers, blocks, growth, gen_count, val_count, epoch_steps, step_every,
       log_every, seed, stop_after, restart_data;
   int micro_batch, variant, mode; /* as plan's: 0 / -1 / -2 when not given (mode -1: auto) */
@@ -1113,6 +1113,8 @@ static void train_help(void) {
          "  Ctrl-C (SIGINT) or SIGTERM: finish the current update, save a checkpoint, exit 130 / 143 (a second one\n"
          "                         ends the run at once; the last checkpoint stays whole)\n"
          "  --loss-log FILE        write 'update loss guide rec' for every update (exact decimal values)\n"
+         "  --log FILE.jsonl       one JSON object per update (losses, lr, grad norm, loss scale, pairs/s, memory), per\n"
+         "                         validation, and at the end planned vs measured bytes per arena (each starts {\"step\": N)\n"
          "  --out DIR              checkpoints, model.safetensors and sample grids (default steg-run)\n"
          "  --backend B            cpu (default) or cuda; on a device the next batch is copied in during each step\n"
          "  --threads T --workers W --seed S --log-every SECONDS (default 10)\n",
@@ -1138,6 +1140,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
     else if ((v = cli_opt(argc, argv, &i, "--budget"))) a->budget_s = v;
     else if ((v = cli_opt(argc, argv, &i, "--schedule"))) a->schedule = v;
     else if ((v = cli_opt(argc, argv, &i, "--loss-log"))) a->loss_log = v;
+    else if ((v = cli_opt(argc, argv, &i, "--log"))) a->json_log = v;
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
     else if (!strcmp(argv[i], "--restart-data")) a->restart_data = 1;
     else if ((v = cli_opt(argc, argv, &i, "--precision"))) { if (cli_precision("train steg", v, &a->dtypes)) return 2; }
@@ -1388,7 +1391,7 @@ static int resume_position(const mf_st_file *f, const train_args *a, const data_
 }
 
 /* mf_session_save plus the loader's position and the data settings, so --resume continues the data order. */
-/* Opens the --loss-log. A new run starts it afresh; a run resumed at update `start` keeps the lines up to
+/* Opens the --loss-log or --log (a line starts with its update number, or {"step": N). A new run starts it afresh; a run resumed at update `start` keeps the lines up to
  * that update and appends after them, so lines a killed run wrote after its last checkpoint (and a cut
  * last line) are not written twice. Sets *dropped to the lines removed. NULL with errno on failure. */
 static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) {
@@ -1402,7 +1405,9 @@ static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) 
   while (fgets(line, sizeof line, f)) {
     long long u;
     size_t n = strlen(line);
-    if (!cut && n && line[n - 1] == '\n' && sscanf(line, "%lld", &u) == 1 && u <= start) keep = ftell(f);
+    if (!cut && n && line[n - 1] == '\n' && (sscanf(line, "%lld", &u) == 1 || sscanf(line, "{\"step\": %lld", &u) == 1) &&
+        u <= start)
+      keep = ftell(f);
     else { cut = 1; (*dropped)++; } /* lines are in update order: all after the first later one go */
   }
   if (ferror(f) || keep < 0 || fflush(f) != 0 || ftruncate(fileno(f), (off_t)keep) != 0 || fseek(f, keep, SEEK_SET) != 0) {
@@ -1412,6 +1417,38 @@ static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) 
     return NULL;
   }
   return f;
+}
+
+/* --log records: {"step": N, "type": "...", then name / number pairs}; 0, or -1 when the write failed */
+static int jlog_record(FILE *f, int64_t step, const char *type, int n, const char *const *names, const double *vals) {
+  fprintf(f, "{\"step\": %lld, \"type\": ", (long long)step);
+  cli_json_str(f, type);
+  for (int i = 0; i < n; i++) {
+    fputs(", ", f);
+    cli_json_str(f, names[i]);
+    fputs(": ", f);
+    cli_json_num(f, vals[i]);
+  }
+  fputs("}\n", f);
+  return ferror(f) || fflush(f) != 0 ? -1 : 0; /* flushed per record: a killed run keeps its log */
+}
+
+/* the closing --log record: how the run ended and planned vs measured bytes per arena */
+static int jlog_end(FILE *f, mf_session *s, int64_t step, int64_t updates, double seconds, const char *how) {
+  fprintf(f, "{\"step\": %lld, \"type\": \"end\", \"updates\": %lld, \"seconds\": ", (long long)step, (long long)updates);
+  cli_json_num(f, seconds);
+  fputs(", \"ended\": ", f);
+  cli_json_str(f, how);
+  fputs(", \"arenas\": {", f);
+  const mf_plan *p = mf_session_plan(s);
+  for (int a = 0; a < MF_ARENA_COUNT; a++) {
+    if (a) fputs(", ", f);
+    cli_json_str(f, mf_arena_name((mf_arena_kind)a));
+    fprintf(f, ": {\"planned\": %zu, \"measured\": %zu}", mf_plan_arena_bytes(p, (mf_arena_kind)a),
+            mf_session_measured_bytes(s, (mf_arena_kind)a));
+  }
+  fprintf(f, "}, \"plan_bytes\": %zu, \"peak_rss_bytes\": %zu}\n", mf_plan_total_bytes(p), mf_peak_rss_bytes());
+  return ferror(f) || fflush(f) != 0 ? -1 : 0;
 }
 
 /* held: a batch taken from the loader ahead of the step that will use it (NULL if none); the
@@ -1726,6 +1763,13 @@ int mf_cmd_train_steg(int argc, char **argv) {
   if (log_dropped)
     printf("note: --loss-log %s: %lld line(s) after update %lld removed (written after the checkpoint; this run writes them "
            "again)\n", a.loss_log, log_dropped, (long long)start);
+  FILE *jlog = NULL;
+  if (a.json_log && !(jlog = loss_log_open(a.json_log, start, &log_dropped))) {
+    fprintf(stderr, "memfit train steg: cannot write --log %s: %s\n", a.json_log, strerror(errno));
+    if (loss_log) fclose(loss_log);
+    mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+    return 1;
+  }
 
   printf("memfit train steg: preset '%s' (%d coupling blocks, growth %d, %lld parameters), %dx%d crops, batch %d = "
          "micro-batch %d x %d, %s, %s\n", cfg.name, cfg.blocks, cfg.growth, (long long)mf_steg_param_count(&cfg), a.size, a.size,
@@ -1804,6 +1848,20 @@ int mf_cmd_train_steg(int argc, char **argv) {
         failed = 1;
         break;
       }
+      if (jlog) {
+        double el = now_s() - t0;
+        static const char *const nm[] = {"epoch", "loss", "guide", "rec", "lr", "grad_norm", "loss_scale", "pairs_per_s",
+                                         "data_wait_share", "plan_bytes", "peak_rss_bytes"};
+        const double v[] = {ep + 1, upd_loss / accum, upd_g / accum, upd_r / accum, mf_session_last_lr(s),
+                            mf_session_last_grad_norm(s), mf_session_loss_scale(s),
+                            el > 0 ? (double)(step + 1 - start) * a.batch / el : 0, el > 0 ? mf_loader_get_stats(L).wait_s / el : 0,
+                            (double)mf_plan_total_bytes(mf_session_plan(s)), (double)mf_peak_rss_bytes()};
+        if (jlog_record(jlog, step + 1, "update", (int)(sizeof v / sizeof v[0]), nm, v) < 0) {
+          fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
+          failed = 1;
+          break;
+        }
+      }
       double t = now_s();
       if (a.log_every >= 0 && (t - last_log >= a.log_every || step + 1 == end) && run_n) {
         char eta[32], pl[32], rss[32];
@@ -1841,6 +1899,14 @@ int mf_cmd_train_steg(int argc, char **argv) {
              "hide on the 8-bit stego, rec from the float stego)\n", ep + 1, epochs, v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs);
     else
       printf("epoch %d/%d (no validation pairs)\n", ep + 1, epochs);
+    if (jlog && v.pairs) {
+      static const char *const nm[] = {"epoch", "loss", "hide_psnr", "rec_psnr", "hide_ssim", "rec_ssim", "pairs"};
+      const double vv[] = {ep + 1, v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs};
+      if (jlog_record(jlog, step, "validation", (int)(sizeof vv / sizeof vv[0]), nm, vv) < 0) {
+        fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
+        failed = 1;
+      }
+    }
     mf_loader_stats st = mf_loader_get_stats(L);
     if (st.bad_files + st.skipped_files + bad_val[0] + bad_val[1] > last_bad) {
       mf_loader_summary(L, stdout);
@@ -1883,6 +1949,13 @@ int mf_cmd_train_steg(int argc, char **argv) {
     if (!exact) fprintf(stderr, "memfit train steg: measured memory differs from the plan (a bug: please report it)\n");
   } else
     printf("memory: not compared with the plan: no update ran\n");
+  if (jlog) {
+    const char *how = failed ? "failed" : !stopped ? "done" : !train_signal ? "stop-after" : train_signal == SIGINT ? "SIGINT" : "SIGTERM";
+    if (jlog_end(jlog, s, step, step - start, el, how) < 0 || fclose(jlog) != 0) {
+      fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
+      failed = 1;
+    }
+  }
   mf_session_free(s);
   mf_loader_free(L);
   mf_dataset_free(td);

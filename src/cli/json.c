@@ -31,3 +31,8 @@ void cli_json_str(FILE *f, const char *s) {
   }
   fputc('"', f);
 }
+
+void cli_json_num(FILE *f, double v) {
+  if (v != v || v == 1.0 / 0.0 || v == -1.0 / 0.0) fputs("null", f); /* JSON has no NaN or infinity */
+  else fprintf(f, "%.17g", v);
+}

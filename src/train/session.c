@@ -562,6 +562,8 @@ int mf_session_read_grad(mf_session *s, mf_tensor t, float *dst, size_t n) {
 
 double mf_session_loss_scale(const mf_session *s) { return s->loss_scale; }
 int64_t mf_session_step(const mf_session *s) { return s->step; }
+double mf_session_last_lr(const mf_session *s) { return s->last_lr; }
+double mf_session_last_grad_norm(const mf_session *s) { return s->last_grad_norm; }
 size_t mf_session_measured_bytes(const mf_session *s, mf_arena_kind a) {
   if ((unsigned)a >= MF_ARENA_COUNT) return 0;
   /* debug: the sentinel scan also sees writes the counter cannot (past a persistent arena's end) */
