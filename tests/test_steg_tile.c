@@ -74,6 +74,15 @@ static int max_levels(const float *a, const float *b, size_t n, size_t *count) {
   return m;
 }
 
+/* f32 whole vs tiled output: what the 8-bit PNGs would hold is at most one level apart */
+static void check_levels(const char *what, const float *whole, const float *tiled, size_t n, int halo) {
+  size_t nd;
+  int lv = max_levels(whole, tiled, n, &nd);
+  printf("%s f32: tiled (halo %d) vs whole max |diff| %.3g, %d level(s) in %zu of %zu 8-bit values\n", what, halo,
+         max_diff(whole, tiled, n), lv, nd, n);
+  CHECK(lv <= 1, "%s: the tiled PNG differs from the whole-image one by %d levels", what, lv);
+}
+
 /* runs hide (a, b) or reveal (a) with the given tiling settings in a graph of dtype dt; 0 on success */
 static int run(const mf_steg_config *cfg, const mf_st_file *f, const char *path, int hide, int tile, int halo, mf_dtype dt,
                const float *a, const float *b, float *out, mf_steg_tiling *t) {
@@ -153,20 +162,12 @@ int main(void) {
     /* real tiles: 3 x 3, each graph smaller than the image along both axes (a middle tile has halos on all sides) */
     CHECK(tt.nx == 3 && tt.ny == 3 && tt.rw < tt.pw && tt.rh < tt.ph, "tiles %dx%d of graphs %dx%d in %dx%d", tt.nx, tt.ny, tt.rw, tt.rh,
           tt.pw, tt.ph);
-    size_t nd;
-    int lv = max_levels(st_w, st_t, n, &nd);
-    printf("hide f32:   tiled (halo %d) vs whole max |diff| %.3g, %d level(s) in %zu of %zu 8-bit values\n", tt.halo,
-           max_diff(st_w, st_t, n), lv, nd, n);
-    CHECK(lv <= 1, "hide: the tiled stego PNG differs from the whole-image one by %d levels", lv);
+    check_levels("hide", st_w, st_t, n, tt.halo);
   }
   if (run(&cfg, f, path, 0, 0, -1, MF_F32, st_w, NULL, rv_w, &tw) == 0 &&
       run(&cfg, f, path, 0, TILE, -1, MF_F32, st_w, NULL, rv_t, &tt) == 0) {
     CHECK(tt.radius == 70 && tt.nx == 3 && tt.ny == 3, "reveal: radius %d, %dx%d tiles", tt.radius, tt.nx, tt.ny);
-    size_t nd;
-    int lv = max_levels(rv_w, rv_t, n, &nd);
-    printf("reveal f32: tiled (halo %d) vs whole max |diff| %.3g, %d level(s) in %zu of %zu 8-bit values\n", tt.halo,
-           max_diff(rv_w, rv_t, n), lv, nd, n);
-    CHECK(lv <= 1, "reveal: the tiled secret PNG differs from the whole-image one by %d levels", lv);
+    check_levels("reveal", rv_w, rv_t, n, tt.halo);
   }
   /* The shipped model in f64: tiles equal the whole image to the f32 rounding of the output (its far
    * pixels weigh little: a short halo moves its output by about 3e-8, so the random model below is
