@@ -70,6 +70,13 @@ mf_tensor mf_input_typed(mf_graph *g, const char *name, mf_dtype dt, int ndim, c
 /* Trainable parameter (f32 master copy; ops see a low-precision copy when act_dtype is f16/bf16).
  * MF_INIT_CONST/UNIFORM/NORMAL use `scale` as value/half-range/std; KAIMING and XAVIER use fan-in/out. */
 mf_tensor mf_param(mf_graph *g, const char *name, int ndim, const int64_t *shape, mf_init init, double scale);
+/* Puts a parameter (as mf_param returned it) into optimizer group `group`, 0 .. MF_MAX_PARAM_GROUPS - 1;
+ * every parameter starts in group 0. The group's settings are mf_train_opts.groups[group]: its own
+ * learning rate, weight decay, betas, momentum and epsilon. Groups add no memory to the plan. Returns 0,
+ * or -1 with mf_graph_error naming the tensor and the group. mf_param_group_get: the group, or -1. */
+#define MF_MAX_PARAM_GROUPS 8
+int mf_param_group_set(mf_graph *g, mf_tensor param, int group);
+int mf_param_group_get(const mf_graph *g, mf_tensor param);
 /* Non-trainable persistent state (batch-norm running statistics). */
 mf_tensor mf_buffer(mf_graph *g, const char *name, int ndim, const int64_t *shape, mf_init init, double scale);
 
@@ -175,7 +182,17 @@ double mf_plan_flops(const mf_plan *p); /* per micro-step, recompute included */
 void mf_plan_print(const mf_plan *p, FILE *f);
 
 /* ---- training session ---- */
-typedef enum mf_schedule { MF_SCHED_CONSTANT = 0, MF_SCHED_STEP, MF_SCHED_COSINE } mf_schedule;
+/* PLATEAU: reduce-on-plateau (PyTorch's ReduceLROnPlateau, mode "min", relative threshold), driven by
+ * mf_session_report_metric; warm-up applies before it as with the others. */
+typedef enum mf_schedule { MF_SCHED_CONSTANT = 0, MF_SCHED_STEP, MF_SCHED_COSINE, MF_SCHED_PLATEAU } mf_schedule;
+
+/* One optimizer parameter group (mf_param_group_set). Its learning rate follows the run's schedule
+ * (warm-up, step, cosine, plateau) scaled to its own base lr; min_lr is its floor under PLATEAU only.
+ * The optimizer kind (mf_plan_opts.optim) is the run's: it decides the optimizer-state memory. */
+typedef struct mf_param_group_opts {
+  const char *name;          /* for messages (NULL: "group N") */
+  double lr, beta1, beta2, eps, weight_decay, momentum, min_lr;
+} mf_param_group_opts;
 
 typedef struct mf_train_opts {
   mf_plan_opts plan;
@@ -183,6 +200,15 @@ typedef struct mf_train_opts {
   double clip_norm;          /* 0: no clipping */
   mf_schedule schedule;
   int warmup_steps, total_steps, step_every; double step_gamma;
+  /* PLATEAU: after more than plateau_patience reports in a row without a value below
+   * best * (1 - plateau_threshold), every group's lr is multiplied by plateau_factor (0 < factor < 1),
+   * never below its min_lr (group 0: plateau_min_lr); the count then starts again. */
+  double plateau_factor, plateau_threshold, plateau_min_lr; int plateau_patience;
+  /* Parameter groups: group 0 always takes lr, beta1, ... and plateau_min_lr above (groups[0] is
+   * ignored); groups 1 .. n_groups - 1 take groups[k], which mf_train_opts_default fills with the same
+   * defaults as the fields above. A parameter in a group >= n_groups is refused by mf_session_init. */
+  int n_groups;              /* 1 (default) .. MF_MAX_PARAM_GROUPS */
+  mf_param_group_opts groups[MF_MAX_PARAM_GROUPS];
   int accum_steps;           /* micro-steps per update (loss scaled by 1/accum_steps) */
   int loss_scaling;          /* dynamic loss scaling (default on when act dtype is f16) */
   int threads;               /* 0: all cores */
@@ -229,8 +255,22 @@ int mf_session_write_param(mf_session *s, mf_tensor param, const float *src, siz
 int mf_session_read_grad(mf_session *s, mf_tensor param, float *dst, size_t n);
 double mf_session_loss_scale(const mf_session *s);
 int64_t mf_session_step(const mf_session *s);
-/* The last update's learning rate and global gradient norm (unscaled, before clipping); 0 before any. */
+/* The last update's learning rate (of group 0) and global gradient norm (unscaled, before clipping); 0 before any. */
 double mf_session_last_lr(const mf_session *s);
+/* The learning rate group `group` had in the last update it took part in (0 before any, -1: no such group). */
+double mf_session_group_lr(const mf_session *s, int group);
+/* Optimizer updates group `group` has taken: its Adam bias correction counts these (-1: no such group). */
+int64_t mf_session_group_step(const mf_session *s, int group);
+/* Frozen (1) or not (0): a frozen group's parameters, optimizer state and step count stay as they are in
+ * mf_session_update, and its gradients are left out of the global norm (e.g. a discriminator during
+ * the generator's step). Not saved in checkpoints: the caller decides it each step. Returns 0 or -1. */
+int mf_session_group_freeze(mf_session *s, int group, int frozen);
+/* Reports a metric to minimise (e.g. the validation loss) to the PLATEAU schedule. Returns 1 when this
+ * report cut the learning rate, 0 when not (also under any other schedule; NaN counts as no improvement).
+ * The best value, the count of reports without improvement and the cut so far are saved in checkpoints. */
+int mf_session_report_metric(mf_session *s, double value);
+/* The PLATEAU state: the multiplier applied so far (1, factor, factor^2, ...), best value and count. */
+double mf_session_plateau_scale(const mf_session *s, double *best, int *bad_reports);
 double mf_session_last_grad_norm(const mf_session *s);
 /* Real high-water mark of each arena, as written by the runtime (debug counter). */
 size_t mf_session_measured_bytes(const mf_session *s, mf_arena_kind a);

@@ -173,6 +173,29 @@ mf_tensor mf_param(mf_graph *g, const char *name, int ndim, const int64_t *shape
   return lp;
 }
 
+/* the f32 master of a parameter as mf_param returned it (its low-precision copy or itself), else -1 */
+static int param_master(const mf_graph *g, mf_tensor t) {
+  if (t < 0 || t >= g->n) return -1;
+  if (g->nodes[t].op == MF_OP_PARAM_LP) t = g->nodes[t].master;
+  return g->nodes[t].op == MF_OP_PARAM ? t : -1;
+}
+
+int mf_param_group_set(mf_graph *g, mf_tensor param, int group) {
+  if (g->err[0]) return -1;
+  int id = param_master(g, param);
+  if (id < 0) return mf_graph_fail(g, "param_group_set: tensor %d is not a parameter (mf_param)", param);
+  if (group < 0 || group >= MF_MAX_PARAM_GROUPS)
+    return mf_graph_fail(g, "param_group_set: parameter '%s': group %d is not in 0 .. %d", g->nodes[id].name, group,
+                         MF_MAX_PARAM_GROUPS - 1);
+  g->nodes[id].group = group;
+  return 0;
+}
+
+int mf_param_group_get(const mf_graph *g, mf_tensor param) {
+  int id = param_master(g, param);
+  return id < 0 ? -1 : g->nodes[id].group;
+}
+
 mf_tensor mf_buffer(mf_graph *g, const char *name, int ndim, const int64_t *shape, mf_init init, double scale) {
   int id = leaf_add(g, MF_OP_BUFFER, MF_ROLE_BUFFER, name, g->act_dtype == MF_F64 ? MF_F64 : MF_F32, ndim, shape);
   if (id < 0) return -1;

@@ -36,6 +36,7 @@ typedef struct mf_node {
   int grad;                       /* PARAM / PARAM_LP: id of its GRAD node (-1 if none yet) */
   int master;                     /* PARAM_LP: its f32 master; GRAD: its PARAM */
   int init; double init_scale;    /* PARAM / BUFFER initialisation */
+  int group;                      /* PARAM: optimizer parameter group (mf_param_group_set), 0 by default */
   bool requires_grad;             /* depends on a parameter */
   char name[MF_NAME_LEN];
 } mf_node;
