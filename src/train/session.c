@@ -2,6 +2,7 @@
  * runs the planned programs with no allocation during a step, and applies the optimizer with
  * gradient accumulation, clipping, schedules and dynamic loss scaling. */
 #include "train/session.h"
+#include "base/rng.h"
 #include "graph/dtype.h"
 #include "ops/ops.h"
 #include <ctype.h>
@@ -27,18 +28,19 @@ mf_train_opts mf_train_opts_default(void) {
   o.accum_steps = 1;
   o.loss_scaling = -1; /* auto: on for f16 */
   o.seed = 1234;
+  o.plateau_factor = 0.1; /* PyTorch's ReduceLROnPlateau defaults */
+  o.plateau_patience = 10;
+  o.plateau_threshold = 1e-4;
+  o.n_groups = 1;
+  for (int k = 0; k < MF_MAX_PARAM_GROUPS; k++)
+    o.groups[k] = (mf_param_group_opts){NULL, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.momentum, 0};
   return o;
 }
 
-static uint64_t splitmix(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-static double rng_uniform(uint64_t *x) { return (double)(splitmix(x) >> 11) / 9007199254740992.0; }
-static double rng_normal(uint64_t *x) {
-  double u = rng_uniform(x) + 1e-300, v = rng_uniform(x);
+/* Parameter initialisation draws from the splitmix64 stream of base/rng.h (checkpoints and recorded
+ * losses depend on this exact stream: do not switch it to rng_t). */
+static double init_normal(uint64_t *x) {
+  double u = splitmix64_uniform(x) + 1e-300, v = splitmix64_uniform(x);
   return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
 }
 
@@ -54,10 +56,10 @@ static void param_init(const mf_node *n, void *data, uint64_t seed) {
     case MF_INIT_ZERO: v = 0; break;
     case MF_INIT_ONE: v = 1; break;
     case MF_INIT_CONST: v = n->init_scale; break;
-    case MF_INIT_UNIFORM: v = (2 * rng_uniform(&r) - 1) * n->init_scale; break;
-    case MF_INIT_NORMAL: v = rng_normal(&r) * n->init_scale; break;
-    case MF_INIT_KAIMING: v = rng_normal(&r) * sqrt(2.0 / (double)fan_in) * (n->init_scale > 0 ? n->init_scale : 1); break;
-    case MF_INIT_XAVIER: v = (2 * rng_uniform(&r) - 1) * sqrt(6.0 / (double)(fan_in + fan_out)); break;
+    case MF_INIT_UNIFORM: v = (2 * splitmix64_uniform(&r) - 1) * n->init_scale; break;
+    case MF_INIT_NORMAL: v = init_normal(&r) * n->init_scale; break;
+    case MF_INIT_KAIMING: v = init_normal(&r) * sqrt(2.0 / (double)fan_in) * (n->init_scale > 0 ? n->init_scale : 1); break;
+    case MF_INIT_XAVIER: v = (2 * splitmix64_uniform(&r) - 1) * sqrt(6.0 / (double)(fan_in + fan_out)); break;
     }
     mf_st(data, n->dtype, i, v);
   }
@@ -150,6 +152,55 @@ static int stage_init(mf_session *s, char *err, size_t errlen) {
   return 0;
 }
 
+/* Group 0 from the top-level settings; checks the groups and the PLATEAU settings against the graph. */
+static int groups_init(mf_session *s, const mf_graph *g, char *err, size_t errlen) {
+  mf_train_opts *o = &s->opts;
+  if (o->n_groups < 1 || o->n_groups > MF_MAX_PARAM_GROUPS) {
+    snprintf(err, errlen, "session: n_groups is %d: expected 1 to %d", o->n_groups, MF_MAX_PARAM_GROUPS);
+    return -1;
+  }
+  o->groups[0] = (mf_param_group_opts){o->groups[0].name, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, o->momentum,
+                                       o->plateau_min_lr};
+  for (int k = 0; k < MF_MAX_PARAM_GROUPS; k++) {
+    mf_param_group_opts *q = &o->groups[k];
+    if (q->name) snprintf(s->group_name[k], sizeof s->group_name[k], "%s", q->name);
+    else snprintf(s->group_name[k], sizeof s->group_name[k], "group %d", k);
+    q->name = s->group_name[k];
+    if (k == 0 || k >= o->n_groups) continue; /* group 0's settings are the run's, unchecked as before */
+    const char *bad = !(q->lr >= 0 && isfinite(q->lr)) ? "lr" : !(q->beta1 >= 0 && q->beta1 < 1) ? "beta1"
+                    : !(q->beta2 >= 0 && q->beta2 < 1) ? "beta2" : !(q->eps > 0 && isfinite(q->eps)) ? "eps"
+                    : !(q->weight_decay >= 0 && isfinite(q->weight_decay)) ? "weight_decay"
+                    : !(q->momentum >= 0 && q->momentum < 1) ? "momentum" : !(q->min_lr >= 0 && isfinite(q->min_lr)) ? "min_lr" : NULL;
+    if (bad) {
+      double v = !strcmp(bad, "lr") ? q->lr : !strcmp(bad, "beta1") ? q->beta1 : !strcmp(bad, "beta2") ? q->beta2
+               : !strcmp(bad, "eps") ? q->eps : !strcmp(bad, "weight_decay") ? q->weight_decay
+               : !strcmp(bad, "momentum") ? q->momentum : q->min_lr;
+      snprintf(err, errlen, "session: parameter group %d (%s): %s is %g: expected %s", k, s->group_name[k], bad, v,
+               !strcmp(bad, "eps") ? "a number above 0" : !strncmp(bad, "beta", 4) || !strcmp(bad, "momentum")
+               ? "0 <= value < 1" : "a finite number of 0 or more");
+      return -1;
+    }
+  }
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM && n->group >= o->n_groups) {
+      snprintf(err, errlen, "session: parameter '%s' is in group %d, but n_groups is %d: raise n_groups and fill in groups[%d]",
+               n->name, n->group, o->n_groups, n->group);
+      return -1;
+    }
+  }
+  if (o->schedule == MF_SCHED_PLATEAU &&
+      (!(o->plateau_factor > 0 && o->plateau_factor < 1) || o->plateau_patience < 0 ||
+       !(o->plateau_threshold >= 0 && o->plateau_threshold < 1))) {
+    snprintf(err, errlen, "session: plateau schedule: factor %g, patience %d, threshold %g: expected 0 < factor < 1, "
+             "patience >= 0, 0 <= threshold < 1", o->plateau_factor, o->plateau_patience, o->plateau_threshold);
+    return -1;
+  }
+  s->plateau_best = INFINITY;
+  s->plateau_scale = 1;
+  return 0;
+}
+
 mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o, char *err, size_t errlen) {
   mf_session *s = calloc(1, sizeof *s);
   if (!s) { snprintf(err, errlen, "session: out of host memory"); return NULL; }
@@ -161,6 +212,7 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
   if (s->opts.loss_scaling < 0) s->opts.loss_scaling = g->act_dtype == MF_F16;
   s->loss_scale = s->opts.loss_scaling ? 65536.0 : 1.0;
   s->rng = s->opts.seed;
+  if (groups_init(s, g, err, errlen) < 0) { free(s); return NULL; }
   s->plan = mf_plan_init(g, loss, &s->opts.plan, err, errlen);
   if (!s->plan) { free(s); return NULL; }
   s->be = s->plan->be;
@@ -399,8 +451,11 @@ double mf_session_forward(mf_session *s) {
   return rc < 0 ? NAN : read_scalar(s, &p->fwd, p->loss);
 }
 
-static double lr_at(const mf_train_opts *o, int64_t step) {
-  double lr = o->lr;
+/* a parameter's group; one moved to a group past n_groups after mf_session_init stays in group 0 */
+static int param_group(const mf_session *s, const mf_node *n) { return n->group < s->opts.n_groups ? n->group : 0; }
+
+/* the schedule's lr at `step` for a group of base lr `lr` (group 0: o->lr, the same arithmetic as ever) */
+static double lr_at(const mf_train_opts *o, double lr, int64_t step) {
   if (o->warmup_steps > 0 && step < o->warmup_steps) return lr * (double)(step + 1) / (double)o->warmup_steps;
   switch (o->schedule) {
   case MF_SCHED_STEP:
@@ -426,7 +481,7 @@ int mf_session_update(mf_session *s) {
   double sq = 0;
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
-    if (n->op != MF_OP_PARAM || n->grad < 0) continue;
+    if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
     sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_node_numel(n), s->stream);
   }
   s->micro = 0;
@@ -443,20 +498,31 @@ int mf_session_update(mf_session *s) {
   s->last_grad_norm = norm;
   double gscale = inv_scale;
   if (o->clip_norm > 0 && norm > o->clip_norm) gscale *= o->clip_norm / (norm + 1e-6);
-  double lr = lr_at(o, s->step);
-  s->last_lr = lr;
-  int64_t t = s->step + 1;
-  mf_optim_args a = {.kind = o->plan.optim, .lr = (float)lr, .beta1 = (float)o->beta1, .beta2 = (float)o->beta2,
-                     .eps = (float)o->eps, .weight_decay = (float)o->weight_decay, .momentum = (float)o->momentum,
-                     .gscale = (float)gscale, .bc1 = (float)(1.0 / (1 - pow(o->beta1, (double)t))),
-                     .bc2 = (float)(1.0 / (1 - pow(o->beta2, (double)t)))};
+  /* each group: the schedule scaled to its own base lr (PLATEAU: times the cuts so far, not below its
+   * min_lr), its own decay and betas, and its own step count for Adam's bias correction */
+  mf_optim_args ga[MF_MAX_PARAM_GROUPS];
+  for (int k = 0; k < o->n_groups; k++) {
+    const mf_param_group_opts *q = &o->groups[k];
+    double lr = lr_at(o, q->lr, s->step);
+    if (o->schedule == MF_SCHED_PLATEAU && s->plateau_scale < 1) lr = fmax(lr * s->plateau_scale, q->min_lr);
+    if (k == 0) s->last_lr = lr;
+    if (s->group_frozen[k]) continue;
+    s->group_lr[k] = lr;
+    int64_t t = s->group_step[k] + 1;
+    ga[k] = (mf_optim_args){.kind = o->plan.optim, .lr = (float)lr, .beta1 = (float)q->beta1, .beta2 = (float)q->beta2,
+                            .eps = (float)q->eps, .weight_decay = (float)q->weight_decay, .momentum = (float)q->momentum,
+                            .gscale = (float)gscale, .bc1 = (float)(1.0 / (1 - pow(q->beta1, (double)t))),
+                            .bc2 = (float)(1.0 / (1 - pow(q->beta2, (double)t)))};
+  }
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
-    if (n->op != MF_OP_PARAM || n->grad < 0) continue;
+    if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
+    const mf_optim_args *a = &ga[param_group(s, n)];
     int64_t cnt = mf_node_numel(n);
     float *m = (float *)(s->arena[MF_ARENA_OPT] + p->opt_off[id]);
-    s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a.kind == MF_SGD ? NULL : m + cnt, cnt, &a, s->stream);
+    s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, cnt, a, s->stream);
   }
+  for (int k = 0; k < o->n_groups; k++) s->group_step[k] += !s->group_frozen[k];
   mf_session_refresh_lp(s);
   if (s->be->sync && s->be->sync(s->stream) < 0) return -1; /* the device error is on stderr */
   s->step++;
@@ -564,6 +630,48 @@ double mf_session_loss_scale(const mf_session *s) { return s->loss_scale; }
 int64_t mf_session_step(const mf_session *s) { return s->step; }
 double mf_session_last_lr(const mf_session *s) { return s->last_lr; }
 double mf_session_last_grad_norm(const mf_session *s) { return s->last_grad_norm; }
+double mf_session_group_lr(const mf_session *s, int group) {
+  return group >= 0 && group < s->opts.n_groups ? s->group_lr[group] : -1;
+}
+int64_t mf_session_group_step(const mf_session *s, int group) {
+  return group >= 0 && group < s->opts.n_groups ? s->group_step[group] : -1;
+}
+int mf_session_group_freeze(mf_session *s, int group, int frozen) {
+  if (group < 0 || group >= s->opts.n_groups) {
+    fprintf(stderr, "memfit: group_freeze: group %d is not in 0 .. %d (n_groups)\n", group, s->opts.n_groups - 1);
+    return -1;
+  }
+  s->group_frozen[group] = frozen != 0;
+  return 0;
+}
+
+/* ReduceLROnPlateau, mode "min", threshold_mode "rel", no cooldown: an improvement is a value below
+ * best * (1 - threshold); after more than `patience` reports without one, the lr is cut by `factor`
+ * unless every group already sits at its min_lr (a cut smaller than 1e-8 is no cut, as in PyTorch). */
+int mf_session_report_metric(mf_session *s, double value) {
+  const mf_train_opts *o = &s->opts;
+  if (o->schedule != MF_SCHED_PLATEAU) return 0;
+  if (isfinite(value) && value < s->plateau_best * (1 - o->plateau_threshold)) {
+    s->plateau_best = value;
+    s->plateau_bad = 0;
+    return 0;
+  }
+  if (++s->plateau_bad <= o->plateau_patience) return 0;
+  s->plateau_bad = 0;
+  int cut = 0;
+  for (int k = 0; k < o->n_groups && !cut; k++) {
+    const mf_param_group_opts *q = &o->groups[k];
+    double now = fmax(q->lr * s->plateau_scale, q->min_lr), next = fmax(q->lr * s->plateau_scale * o->plateau_factor, q->min_lr);
+    cut = now - next > 1e-8;
+  }
+  if (cut) s->plateau_scale *= o->plateau_factor;
+  return cut;
+}
+double mf_session_plateau_scale(const mf_session *s, double *best, int *bad_reports) {
+  if (best) *best = s->plateau_best;
+  if (bad_reports) *bad_reports = s->plateau_bad;
+  return s->plateau_scale;
+}
 size_t mf_session_measured_bytes(const mf_session *s, mf_arena_kind a) {
   if ((unsigned)a >= MF_ARENA_COUNT) return 0;
   /* debug: the sentinel scan also sees writes the counter cannot (past a persistent arena's end) */

@@ -25,6 +25,15 @@ struct mf_session {
   int64_t skipped;                  /* f16: updates skipped because of inf/NaN */
   uint64_t rng;                     /* session RNG (data order, noise), saved in checkpoints */
   double last_lr, last_grad_norm;
+  /* parameter groups (opts.groups[0] is filled from the top-level settings at init) */
+  char group_name[MF_MAX_PARAM_GROUPS][32];
+  int64_t group_step[MF_MAX_PARAM_GROUPS];    /* updates each group has taken (its bias correction) */
+  double group_lr[MF_MAX_PARAM_GROUPS];       /* each group's lr in its last update */
+  uint8_t group_frozen[MF_MAX_PARAM_GROUPS];  /* mf_session_group_freeze; not saved */
+  /* reduce-on-plateau (MF_SCHED_PLATEAU): saved in checkpoints */
+  double plateau_best;                        /* +inf before the first report */
+  int plateau_bad;                            /* reports since the last improvement (or cut) */
+  double plateau_scale;                       /* factor^cuts, 1 at first */
   const mf_program *last_prog;
   const mf_backend *be;
   void *stream;
