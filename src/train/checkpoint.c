@@ -1,11 +1,13 @@
 /* checkpoint.c — saves and resumes a training session as a safetensors file: f32 parameters and
  * buffers, optimizer state, accumulated gradients (mid-accumulation), and in the metadata the
- * step counters, loss scale, RNG state and any keys of the caller's (a trainer's data position).
+ * step counters (the session's and each parameter group's), the reduce-on-plateau state, loss scale,
+ * RNG state and any keys of the caller's (a trainer's data position).
  * Written atomically; every mismatch is a clear error. */
 #include "train/safetensors.h"
 #include "train/session.h"
 #include "ops/ops.h"
 #include <ctype.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -65,6 +67,12 @@ int mf_checkpoint_save(mf_session *s, const char *path, int n_meta, const char *
         snprintf(err, errlen, "checkpoint %s: metadata key '%s' is the session's own; use another name", path, keys[i]);
         return -1;
       }
+  for (int i = 0; i < n_meta; i++)
+    if (!strncmp(keys[i], "group.", 6) || !strncmp(keys[i], "plateau.", 8)) {
+      snprintf(err, errlen, "checkpoint %s: metadata key '%s' is the session's own (group.* and plateau.* are); use another name",
+               path, keys[i]);
+      return -1;
+    }
   mf_st_writer *w = mf_st_writer_init();
   if (!w) { snprintf(err, errlen, "checkpoint %s: out of host memory", path); return -1; }
   char v[64];
@@ -78,6 +86,14 @@ int mf_checkpoint_save(mf_session *s, const char *path, int n_meta, const char *
   snprintf(v, sizeof v, "%d", s->clean_steps); mf_st_writer_meta(w, "clean_steps", v);
   snprintf(v, sizeof v, "%" PRId64, s->skipped); mf_st_writer_meta(w, "skipped", v);
   snprintf(v, sizeof v, "%" PRIu64, s->rng); mf_st_writer_meta(w, "rng", v);
+  for (int k = 0; k < s->opts.n_groups; k++) { /* parameter groups' update counts (Adam's bias correction) */
+    char key[32];
+    snprintf(key, sizeof key, "group.%d.step", k);
+    snprintf(v, sizeof v, "%" PRId64, s->group_step[k]); mf_st_writer_meta(w, key, v);
+  }
+  snprintf(v, sizeof v, "%.17g", s->plateau_best); mf_st_writer_meta(w, "plateau.best", v); /* "inf" before any report */
+  snprintf(v, sizeof v, "%d", s->plateau_bad); mf_st_writer_meta(w, "plateau.bad", v);
+  snprintf(v, sizeof v, "%.17g", s->plateau_scale); mf_st_writer_meta(w, "plateau.scale", v);
   int rc = ck_visit(s, s->micro > 0, add_visit, w);
   if (rc < 0 || mf_st_writer_error(w)) {
     snprintf(err, errlen, "checkpoint %s: %s", path, mf_st_writer_error(w) ? mf_st_writer_error(w) : "could not add a tensor");
@@ -173,14 +189,63 @@ static int meta_scale(mf_st_file *f, const char *path, const char *key, double *
   return 0;
 }
 
+/* A real number from strtod's decimal form (no leading space, nothing after it), finite within [lo, hi]
+ * (lo < x when lo_open), or exactly "inf" when allow_inf. */
+static int meta_real(mf_st_file *f, const char *path, const char *key, double lo, int lo_open, double hi, int allow_inf,
+                     double *out, char *err, size_t errlen) {
+  const char *v = mf_st_meta(f, key);
+  if (!v) { snprintf(err, errlen, "checkpoint %s: metadata '%s' is missing", path, key); return -1; }
+  char *end = NULL;
+  int hex = strchr(v, 'x') || strchr(v, 'X');
+  double x = *v && !isspace((unsigned char)*v) && !hex ? strtod(v, &end) : NAN;
+  if (allow_inf && !strcmp(v, "inf")) { *out = INFINITY; return 0; }
+  if (!isfinite(x) || *end || x > hi || x < lo || (lo_open && x == lo)) {
+    snprintf(err, errlen, "checkpoint %s: metadata '%s' is '%.40s%s': expected a finite number %s %g and at most %g%s (was the "
+                          "file edited?)", path, key, v, strlen(v) > 40 ? "..." : "", lo_open ? "above" : "of at least", lo, hi,
+             allow_inf ? ", or inf" : "");
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+/* The parameter groups' step counts and the PLATEAU state. A checkpoint from before groups (none of these
+ * keys) resumes with every group at the session's step and a fresh plateau; otherwise every key must be there. */
+static int meta_groups(mf_st_file *f, const char *path, mf_session *s, int64_t step, int64_t *gstep, double *best, int64_t *bad,
+                       double *scale, char *err, size_t errlen) {
+  char key[32];
+  int n = s->opts.n_groups;
+  if (!mf_st_meta(f, "group.0.step") && !mf_st_meta(f, "plateau.best") && !mf_st_meta(f, "plateau.bad") &&
+      !mf_st_meta(f, "plateau.scale")) {
+    for (int k = 0; k < n; k++) gstep[k] = step;
+    *best = INFINITY, *bad = 0, *scale = 1;
+    return 0;
+  }
+  for (int k = 0; k < n; k++) {
+    snprintf(key, sizeof key, "group.%d.step", k);
+    if (meta_int(f, path, key, 0, step, &gstep[k], err, errlen)) return -1;
+  }
+  for (int k = n; k < MF_MAX_PARAM_GROUPS; k++) {
+    snprintf(key, sizeof key, "group.%d.step", k);
+    if (mf_st_meta(f, key)) {
+      snprintf(err, errlen, "checkpoint %s: metadata '%s' is there: the file was saved with more parameter groups than this "
+                            "run's %d (n_groups)", path, key, n);
+      return -1;
+    }
+  }
+  return meta_real(f, path, "plateau.best", -DBL_MAX, 0, DBL_MAX, 1, best, err, errlen) ||
+         meta_int(f, path, "plateau.bad", 0, INT32_MAX, bad, err, errlen) ||
+         meta_real(f, path, "plateau.scale", 0, 1, 1, 0, scale, err, errlen) ? -1 : 0;
+}
+
 int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   mf_st_file *f = mf_st_open(path, err, errlen);
   if (!f) return -1;
   int rc = -1;
   const char *fmt = mf_st_meta(f, "format"), *opt = mf_st_meta(f, "optimizer");
-  int64_t step, micro, clean, skipped;
+  int64_t step, micro, clean, skipped, gstep[MF_MAX_PARAM_GROUPS], pbad;
   uint64_t rng;
-  double scale;
+  double scale, pbest, pscale;
   int accum = s->opts.accum_steps > 1 ? s->opts.accum_steps : 1;
   if (!fmt || strcmp(fmt, CK_FORMAT)) { snprintf(err, errlen, "checkpoint %s: not a memfit checkpoint (format '%s')", path, fmt ? fmt : "missing"); goto out; }
   if (s->plan->has_train && (!opt || strcmp(opt, optim_name(s->opts.plan.optim)))) {
@@ -193,7 +258,8 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
       meta_scale(f, path, "loss_scale", &scale, err, errlen) ||
       meta_int(f, path, "clean_steps", 0, 2000, &clean, err, errlen) ||
       meta_int(f, path, "skipped", 0, INT64_MAX - 1, &skipped, err, errlen) ||
-      meta_u64(f, path, "rng", &rng, err, errlen))
+      meta_u64(f, path, "rng", &rng, err, errlen) ||
+      meta_groups(f, path, s, step, gstep, &pbest, &pbad, &pscale, err, errlen))
     goto out;
   /* validate everything first, then copy: a bad file leaves the session untouched */
   load_ctx c = {f, path, err, errlen, 0, 0};
@@ -210,6 +276,10 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   s->clean_steps = (int)clean;
   s->skipped = skipped;
   s->rng = rng;
+  for (int k = 0; k < s->opts.n_groups; k++) s->group_step[k] = gstep[k];
+  s->plateau_best = pbest;
+  s->plateau_bad = (int)pbad;
+  s->plateau_scale = pscale;
   mf_session_push_arena(s, MF_ARENA_PARAM);
   mf_session_push_arena(s, MF_ARENA_OPT);
   mf_session_push_arena(s, MF_ARENA_GRAD);
