@@ -227,9 +227,10 @@ static int meta_groups(mf_st_file *f, const char *path, mf_session *s, int64_t s
   }
   for (int k = n; k < MF_MAX_PARAM_GROUPS; k++) {
     snprintf(key, sizeof key, "group.%d.step", k);
-    if (mf_st_meta(f, key)) {
-      snprintf(err, errlen, "checkpoint %s: metadata '%s' is there: the file was saved with more parameter groups than this "
-                            "run's %d (n_groups)", path, key, n);
+    const char *v = mf_st_meta(f, key);
+    if (v) {
+      snprintf(err, errlen, "checkpoint %s: metadata '%s' is '%.40s%s': the file was saved with more parameter groups than "
+                            "this run's %d (n_groups)", path, key, v, strlen(v) > 40 ? "..." : "", n);
       return -1;
     }
   }
