@@ -112,9 +112,9 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
 }
 
 /* Writes the memory timeline as SVG; returns 0, or -1 after saying why (naming the file). */
-static int svg_timeline(const char *path, const mf_plan *p, const char *title) {
+int cli_svg_timeline(const char *path, const mf_plan *p, const char *title, const char *cmd) {
   FILE *f = fopen(path, "w");
-  if (!f) { fprintf(stderr, "memfit plan: cannot write --timeline %s: %s\n", path, strerror(errno)); return -1; }
+  if (!f) { fprintf(stderr, "memfit %s: cannot write --timeline %s: %s\n", cmd, path, strerror(errno)); return -1; }
   const mf_program *pr = &p->train;
   int S = pr->n_steps;
   size_t base[4] = {p->arena[MF_ARENA_PARAM] + p->arena[MF_ARENA_PARAM_LP], p->arena[MF_ARENA_GRAD],
@@ -124,7 +124,9 @@ static int svg_timeline(const char *path, const mf_plan *p, const char *title) {
   size_t fixed = base[0] + base[1] + base[2] + base[3], ymax = fixed + p->arena[MF_ARENA_ACT];
   double W = 900, H = 360, L = 70, T = 40, PW = W - L - 20, PH = H - T - 60;
   fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' font-family='sans-serif' font-size='12'>\n", W, H + 30);
-  fprintf(f, "<text x='%g' y='20' font-size='14'>%s</text>\n", L, title);
+  fprintf(f, "<text x='%g' y='20' font-size='14'>", L);
+  cli_html_str(f, title); /* XML text: escaped as for HTML */
+  fputs("</text>\n", f);
   double y0 = T + PH, acc = 0;
   for (int k = 0; k < 4; k++) {
     double h = PH * (double)base[k] / (double)ymax;
@@ -160,7 +162,7 @@ static int svg_timeline(const char *path, const mf_plan *p, const char *title) {
   fprintf(f, "</svg>\n");
   int bad = fflush(f) != 0 || ferror(f), e = errno;
   if (fclose(f) != 0 && !bad) { bad = 1; e = errno; }
-  if (bad) { fprintf(stderr, "memfit plan: writing --timeline %s failed: %s\n", path, strerror(e)); return -1; }
+  if (bad) { fprintf(stderr, "memfit %s: writing --timeline %s failed: %s\n", cmd, path, strerror(e)); return -1; }
   return 0;
 }
 
@@ -270,7 +272,7 @@ int mf_cmd_plan(int argc, char **argv) {
       printf("  %-26s %14zu B  %12s  (host, data loader: 3 batches in flight)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h);
     }
     if (p && a.timeline) {
-      if (svg_timeline(a.timeline, p, desc) != 0) timeline_failed = 1;
+      if (cli_svg_timeline(a.timeline, p, desc, "plan") != 0) timeline_failed = 1;
       else if (!a.json) printf("timeline: %s\n", a.timeline);
     }
     mf_plan_free(p);

@@ -1115,7 +1115,9 @@ static void train_help(void) {
          "  --loss-log FILE        write 'update loss guide rec' for every update (exact decimal values)\n"
          "  --log FILE.jsonl       one JSON object per update (losses, lr, grad norm, loss scale, pairs/s, memory), per\n"
          "                         validation, and at the end planned vs measured bytes per arena (each starts {\"step\": N)\n"
-         "  --out DIR              checkpoints, model.safetensors and sample grids (default steg-run)\n"
+         "                         (default OUT/log.jsonl); OUT/report.html is drawn from it at every epoch end and at the\n"
+         "                         end (curves, memory plan vs measured, timeline, samples; 'memfit report OUT' rebuilds it)\n"
+         "  --out DIR              checkpoints, model.safetensors, sample grids, log.jsonl, report.html (default steg-run)\n"
          "  --backend B            cpu (default) or cuda; on a device the next batch is copied in during each step\n"
          "  --threads T --workers W --seed S --log-every SECONDS (default 10)\n",
          mf_steg_preset_names());
@@ -1763,6 +1765,8 @@ int mf_cmd_train_steg(int argc, char **argv) {
   if (log_dropped)
     printf("note: --loss-log %s: %lld line(s) after update %lld removed (written after the checkpoint; this run writes them "
            "again)\n", a.loss_log, log_dropped, (long long)start);
+  char default_log[1100]; /* without --log the records go to OUT/log.jsonl: the run report is drawn from them */
+  if (!a.json_log) { snprintf(default_log, sizeof default_log, "%s/log.jsonl", a.out); a.json_log = default_log; }
   FILE *jlog = NULL;
   if (a.json_log && !(jlog = loss_log_open(a.json_log, start, &log_dropped))) {
     fprintf(stderr, "memfit train steg: cannot write --log %s: %s\n", a.json_log, strerror(errno));
@@ -1808,6 +1812,19 @@ int mf_cmd_train_steg(int argc, char **argv) {
   {
     size_t k = (size_t)snprintf(note, sizeof note, "memfit train steg");
     for (int i = 1; i < argc && k < sizeof note; i++) k += (size_t)snprintf(note + k, sizeof note - k, " %s", argv[i]);
+  }
+  { /* the report's inputs: a record with the command, settings and planned arenas; the step's memory timeline */
+    char settings[512], tl[1100];
+    snprintf(settings, sizeof settings, "preset %s (%d coupling blocks, growth %d), %dx%d crops, batch %d = micro-batch %d x %d, %s, "
+             "%d epochs of %lld updates, lr %g (%s schedule, warm-up %d, clip %g)", cfg.name, cfg.blocks, cfg.growth, a.size, a.size,
+             a.batch, micro, accum, mf_dtype_name(dt), epochs, (long long)per_epoch, a.lr, a.schedule, a.warmup, a.clip);
+    if (cli_report_start_record(jlog, start, note, settings, pix, mf_session_plan(s)) < 0) {
+      fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
+      failed = 1;
+    }
+    snprintf(tl, sizeof tl, "%s/timeline.svg", a.out);
+    snprintf(settings, sizeof settings, "one training step: %dx%d crops, micro-batch %d, %s", a.size, a.size, micro, mf_dtype_name(dt));
+    if (!failed) cli_svg_timeline(tl, mf_session_plan(s), settings, "train steg"); /* a warning if it fails */
   }
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);
@@ -1922,6 +1939,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
     if (failed) break; /* a run whose checkpoints cannot be written is not worth continuing */
     printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval); samples %s\n", ck, mp, grid);
     fflush(stdout);
+    cli_report_update(a.out, a.json_log, "train steg"); /* OUT/report.html */
     if (stopped) break;
   }
   sigaction(SIGINT, &old_int, NULL);
@@ -1954,7 +1972,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
     if (jlog_end(jlog, s, step, step - start, el, how) < 0 || fclose(jlog) != 0) {
       fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
       failed = 1;
-    }
+    } else cli_report_update(a.out, a.json_log, "train steg");
   }
   mf_session_free(s);
   mf_loader_free(L);
