@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/rng.h"
 #include "memfit.h"
 
 /* Messages are cut to their buffers on purpose (snprintf); paths are limited to PATH_MAX. */
@@ -14,38 +15,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 
-/* ---- RNG: splitmix64 to seed, xoshiro256** to draw ---- */
-typedef struct rng_t { uint64_t s[4]; } rng_t;
-
-static inline uint64_t splitmix64_next(uint64_t *x) {
-  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-/* A well-mixed 64-bit hash of a few words (order matters). */
-static inline uint64_t hash_words(uint64_t a, uint64_t b, uint64_t c) {
-  uint64_t x = a;
-  uint64_t h = splitmix64_next(&x);
-  x = h ^ b; h = splitmix64_next(&x);
-  x = h ^ c; return splitmix64_next(&x);
-}
-static inline void rng_init(rng_t *r, uint64_t seed) {
-  uint64_t x = seed;
-  for (int i = 0; i < 4; i++) r->s[i] = splitmix64_next(&x);
-}
-static inline uint64_t rng_u64(rng_t *r) {
-  uint64_t *s = r->s;
-  uint64_t x = s[1] * 5, res = ((x << 7) | (x >> 57)) * 9, t = s[1] << 17;
-  s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t;
-  s[3] = (s[3] << 45) | (s[3] >> 19);
-  return res;
-}
-/* uniform in [0,1) with 53 bits */
-static inline double rng_uniform(rng_t *r) { return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
-static inline double rng_range(rng_t *r, double lo, double hi) { return lo + (hi - lo) * rng_uniform(r); }
-/* integer in [0, n) (n > 0), bias below 2^-32 for n < 2^32 */
-static inline uint64_t rng_below(rng_t *r, uint64_t n) { return (uint64_t)(rng_uniform(r) * (double)n) % n; }
+/* ---- RNG: rng_t and splitmix64 live in base/rng.h (one implementation for the library) ---- */
 double rng_normal(rng_t *r); /* standard normal (Box-Muller), in transform.c */
 
 /* ---- raw decoded images ----
