@@ -97,6 +97,12 @@ void tf_scratch_free(tf_scratch *s);
 int tf_apply(const mf_transform_opts *o, const tf_params *p, const raw_image *raw, float *const *planes,
              tf_scratch *s);
 
+/* Resizes nc planar sw x sh planes (each contiguous) to dw x dh in dst with the pipeline's resampling
+ * (antialiased bilinear: the triangle filter widened by the scale when shrinking; or area), pixel
+ * centres aligned, the result clamped to [0,1]. Holds the filter tables and one row. Returns 0, or -1
+ * on a bad size or out of memory. */
+int tf_resize_planes(const float *src, int sw, int sh, int nc, float *dst, int dw, int dh, mf_filter filter);
+
 /* ---- generator ---- */
 /* Renders image `index` of the procedural set into raw (8-bit RGB, w x h). */
 int gen_render(uint64_t seed, uint64_t index, int w, int h, raw_image *raw);

@@ -291,6 +291,45 @@ static int resample(const raw_image *raw, double bx, double by, double bw, doubl
   return 0;
 }
 
+/* Float planes through the same filter as resample: for each output row, the horizontal pass of
+ * each source row it reads into one row buffer, summed with the row's vertical weights. */
+int tf_resize_planes(const float *src, int sw, int sh, int nc, float *dst, int dw, int dh, mf_filter filter) {
+  if (sw < 1 || sh < 1 || dw < 1 || dh < 1 || nc < 1) return -1;
+  int area = filter == MF_FILTER_AREA;
+  int mtx = axis_maxtaps(sw, dw, area), mty = axis_maxtaps(sh, dh, area);
+  size_t nwx = (size_t)dw * mtx, nwy = (size_t)dh * mty;
+  float *wts = malloc((nwx + nwy + (size_t)dw) * sizeof *wts);
+  int *ints = malloc((2 * (size_t)dw + 2 * (size_t)dh) * sizeof *ints);
+  if (!wts || !ints) { free(wts); free(ints); return -1; }
+  axis_w ax = {ints, ints + dw, wts, mtx}, ay = {ints + 2 * dw, ints + 2 * dw + dh, wts + nwx, mty};
+  float *row = wts + nwx + nwy;
+  axis_build(&ax, 0, sw, dw, sw, area, 1.0f);
+  axis_build(&ay, 0, sh, dh, sh, area, 1.0f);
+  for (int c = 0; c < nc; c++) {
+    const float *sp = src + (size_t)c * sw * sh;
+    float *dp = dst + (size_t)c * dw * dh;
+    for (int y = 0; y < dh; y++) {
+      float *d = dp + (size_t)y * dw;
+      for (int x = 0; x < dw; x++) d[x] = 0;
+      const float *wy = ay.w + (size_t)y * mty;
+      for (int k = 0; k < ay.count[y]; k++) {
+        const float *s = sp + (size_t)(ay.start[y] + k) * sw;
+        for (int x = 0; x < dw; x++) {
+          const float *w = ax.w + (size_t)x * mtx, *p = s + ax.start[x];
+          float a0 = 0;
+          for (int j = 0; j < ax.count[x]; j++) a0 += w[j] * p[j];
+          row[x] = a0;
+        }
+        float wk = wy[k];
+        for (int x = 0; x < dw; x++) d[x] += wk * row[x];
+      }
+      for (int x = 0; x < dw; x++) d[x] = d[x] < 0 ? 0 : d[x] > 1 ? 1 : d[x];
+    }
+  }
+  free(wts); free(ints);
+  return 0;
+}
+
 /* ---------------- pixel ops on planes ---------------- */
 static inline float clamp01(float v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
 static inline float luma(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; }

@@ -1,0 +1,102 @@
+/* grid.c — sample grids (grid.h): tiles of images in rows under column labels drawn with a small
+ * built-in 5x7 bitmap font, written as one PNG. */
+#include "data/grid.h"
+#include "memfit.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* 5x7 capitals and digits: 7 rows of 5 bits each, the high bit (0x10) the leftmost pixel. */
+typedef struct glyph { char ch; unsigned char row[7]; } glyph;
+static const glyph FONT[] = {
+  {'A', {0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}}, {'B', {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}},
+  {'C', {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}}, {'D', {0x1E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1E}},
+  {'E', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}}, {'F', {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}},
+  {'G', {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}}, {'H', {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}},
+  {'I', {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}}, {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}},
+  {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}}, {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}},
+  {'M', {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}}, {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
+  {'O', {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'P', {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}},
+  {'Q', {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}}, {'R', {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}},
+  {'S', {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}}, {'T', {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
+  {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}}, {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}},
+  {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}}, {'X', {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}},
+  {'Y', {0x11, 0x11, 0x0A, 0x04, 0x04, 0x04, 0x04}}, {'Z', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}},
+  {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}}, {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}},
+  {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}}, {'3', {0x1E, 0x01, 0x01, 0x0E, 0x01, 0x01, 0x1E}},
+  {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}}, {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}},
+  {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}}, {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
+  {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}}, {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}},
+  {'-', {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}}, {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}},
+  {'|', {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}}, {':', {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}},
+};
+
+static const unsigned char *glyph_rows(char c) {
+  if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
+  for (size_t i = 0; i < sizeof FONT / sizeof FONT[0]; i++)
+    if (FONT[i].ch == c) return FONT[i].row;
+  return NULL; /* a blank (space and anything unknown) */
+}
+
+static int text_scale(int w) { return 1 + w / 192; }
+
+int grid_label_height(int w) { return 7 * text_scale(w) + 4; }
+
+/* Draws label in black into the HWC image img (gw wide) inside the box x0 .. x0 + bw - 1 from row y0:
+ * centred when it fits, else from the box's left edge and cut at its right edge. */
+static void label_draw(float *img, int gw, int x0, int bw, int y0, int scale, const char *label) {
+  int n = 0;
+  while (label[n]) n++;
+  int tw = n * 6 * scale - scale; /* 5 pixels a character and 1 between */
+  int x = x0 + (tw < bw ? (bw - tw) / 2 : 0);
+  for (int i = 0; i < n; i++, x += 6 * scale) {
+    const unsigned char *g = glyph_rows(label[i]);
+    if (!g) continue;
+    for (int r = 0; r < 7; r++)
+      for (int b = 0; b < 5; b++) {
+        if (!(g[r] & (0x10 >> b))) continue;
+        for (int sy = 0; sy < scale; sy++)
+          for (int sx = 0; sx < scale; sx++) {
+            int px = x + b * scale + sx, py = y0 + r * scale + sy;
+            if (px < x0 || px >= x0 + bw) continue;
+            float *p = img + ((size_t)py * gw + px) * 3;
+            p[0] = p[1] = p[2] = 0.0f;
+          }
+      }
+  }
+}
+
+int grid_write_png(const char *path, const grid_col *cols, int ncols, int rows, int w, int h, char *err, size_t errlen) {
+  if (ncols < 1 || rows < 1 || w < 1 || h < 1) {
+    snprintf(err, errlen, "grid %s: %d x %d tiles of %dx%d: nothing to draw", path, rows, ncols, w, h);
+    return -1;
+  }
+  int labels = 0;
+  for (int col = 0; col < ncols; col++) labels |= cols[col].label && cols[col].label[0];
+  const int gap = GRID_GAP;
+  int lh = labels ? grid_label_height(w) : 0;
+  int gw = ncols * w + (ncols - 1) * gap, gh = lh + rows * h + (rows - 1) * gap;
+  float *img = malloc((size_t)gw * gh * 3 * sizeof *img);
+  if (!img) { snprintf(err, errlen, "grid %s: out of memory", path); return -1; }
+  for (size_t i = 0; i < (size_t)gw * gh * 3; i++) img[i] = 1.0f;
+  if (labels)
+    for (int col = 0; col < ncols; col++)
+      if (cols[col].label) label_draw(img, gw, col * (w + gap), w, 2, text_scale(w), cols[col].label);
+  size_t pn = (size_t)w * h;
+  for (int r = 0; r < rows; r++)
+    for (int col = 0; col < ncols; col++) {
+      const grid_col *k = &cols[col];
+      const float *a = k->img[r], *ref = k->ref ? k->ref[r] : NULL;
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          for (int c = 0; c < 3; c++) {
+            size_t i = (size_t)c * pn + (size_t)y * w + x;
+            float v = ref ? k->gain * fabsf(a[i] - ref[i]) : a[i];
+            int gx = col * (w + gap) + x, gy = lh + r * (h + gap) + y;
+            img[((size_t)gy * gw + gx) * 3 + c] = v;
+          }
+    }
+  int rc = mf_image_save_png(path, img, gw, gh, 3, err, errlen);
+  free(img);
+  return rc;
+}
