@@ -1401,10 +1401,11 @@ static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) 
   if (start <= 0) return fopen(path, "w");
   FILE *f = fopen(path, "r+");
   if (!f) return errno == ENOENT ? fopen(path, "w") : NULL;
-  char line[512];
+  char *line = NULL; /* any length: a start record holds the whole command line */
+  size_t cap = 0;
   long keep = 0;
   int cut = 0;
-  while (fgets(line, sizeof line, f)) {
+  while (getline(&line, &cap, f) >= 0) {
     long long u;
     size_t n = strlen(line);
     if (!cut && n && line[n - 1] == '\n' && (sscanf(line, "%lld", &u) == 1 || sscanf(line, "{\"step\": %lld", &u) == 1) &&
@@ -1412,6 +1413,7 @@ static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) 
       keep = ftell(f);
     else { cut = 1; (*dropped)++; } /* lines are in update order: all after the first later one go */
   }
+  free(line);
   if (ferror(f) || keep < 0 || fflush(f) != 0 || ftruncate(fileno(f), (off_t)keep) != 0 || fseek(f, keep, SEEK_SET) != 0) {
     int e = errno;
     fclose(f);
