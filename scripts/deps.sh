@@ -4,7 +4,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config git clang libclang-rt-14-dev libomp-14-dev valgrind
       libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev
       libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
-      python3 python3-numpy python3-torch python3-torchvision)
+      python3 python3-numpy python3-torch python3-torchvision
+      chromium)  # headless, for tests/cli_report.sh's check of the run report in a real browser (~500 MiB)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
