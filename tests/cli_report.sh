@@ -33,8 +33,8 @@ run "tiny run" 0 "planned .* exact" "$MEMFIT" "${G[@]}" --out "$R"
 [ -s "$R/report.html" ] && ok || bad "no report.html after the run"
 [ -s "$R/timeline.svg" ] && ok || bad "no timeline.svg after the run"
 ls "$R"/report.html.tmp.* >/dev/null 2>&1 && bad "a temporary report file was left behind" || ok
-if command -v python3 >/dev/null; then
-  python3 - "$R/log.jsonl" <<'EOF' && ok || bad "log.jsonl: not JSON lines that start with a start record and end with an end record"
+if [ -x /usr/bin/python3 ]; then # Debian's (a pyenv shim may lack json on another PATH)
+  /usr/bin/python3 - "$R/log.jsonl" <<'EOF' && ok || bad "log.jsonl: not JSON lines that start with a start record and end with an end record"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 assert recs[0]["type"] == "start" and recs[0]["step"] == 0 and recs[0]["pixels"] == 2 * 3 * 16 * 16, recs[0]
