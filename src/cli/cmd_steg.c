@@ -2,7 +2,10 @@
  * `memfit hide`, `memfit reveal` and `memfit eval`: training inside an exact memory plan, hiding an
  * image or a text message in a cover, revealing it, and measuring the quality on 8-bit PNGs. */
 #include "cli/cli.h"
+#include "base/rng.h"
 #include "data/data.h"
+#include "data/grid.h"
+#include "data/metrics.h"
 #include "models/steg.h"
 #include "models/steg_infer.h"
 #include "models/steg_loss.h"
@@ -36,18 +39,6 @@ static void fmt_dur(double s, char *buf, size_t n) {
   else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
 }
 
-static double psnr_mse(double mse) { return mse > 1e-12 ? 10 * log10(1.0 / mse) : 120.0; }
-
-/* What the PNG writer stores for a float in [0,1] (mf_image_save_png: NaN -> 0, clamp, +0.5,
- * truncate), as the float the file will read back as. */
-static float quant8(float v) {
-  v = v != v ? 0.0f : v < 0 ? 0.0f : v > 1 ? 1.0f : v;
-  return (float)(uint8_t)(v * 255.0f + 0.5f) / 255.0f;
-}
-static void quant8_all(float *x, size_t n) {
-  for (size_t i = 0; i < n; i++) x[i] = quant8(x[i]);
-}
-
 /* interleaved HWC (mf_image) <-> planar CHW (graph inputs [1,3,H,W]) */
 static void hwc_to_chw(const float *src, int w, int h, float *dst) {
   size_t n = (size_t)w * (size_t)h;
@@ -60,143 +51,15 @@ static void chw_to_hwc(const float *src, int w, int h, float *dst) {
     for (int c = 0; c < 3; c++) dst[i * 3 + (size_t)c] = src[(size_t)c * n + i];
 }
 
-/* Bilinear resize of a planar 3-channel image (pixel centres aligned, edges clamped). */
-static void resize_bilinear(const float *src, int sw, int sh, float *dst, int dw, int dh) {
-  for (int c = 0; c < 3; c++) {
-    const float *s = src + (size_t)c * sw * sh;
-    float *d = dst + (size_t)c * dw * dh;
-    for (int y = 0; y < dh; y++) {
-      double fy = ((double)y + 0.5) * sh / dh - 0.5;
-      if (fy < 0) fy = 0;
-      int y0 = (int)fy, y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
-      double ay = fy - y0;
-      for (int x = 0; x < dw; x++) {
-        double fx = ((double)x + 0.5) * sw / dw - 0.5;
-        if (fx < 0) fx = 0;
-        int x0 = (int)fx, x1 = x0 + 1 < sw ? x0 + 1 : sw - 1;
-        double ax = fx - x0;
-        double top = s[(size_t)y0 * sw + x0] * (1 - ax) + s[(size_t)y0 * sw + x1] * ax;
-        double bot = s[(size_t)y1 * sw + x0] * (1 - ax) + s[(size_t)y1 * sw + x1] * ax;
-        d[(size_t)y * dw + x] = (float)(top * (1 - ay) + bot * ay);
-      }
-    }
-  }
-}
-
-/* ------------------------------------------------------------------ metrics */
-
-/* MSE of two planar 3-channel images; y = 1: on BT.601 luma (Y = 0.299 R + 0.587 G + 0.114 B, full range) */
-static double mse_img(const float *a, const float *b, int w, int h, int y) {
-  size_t n = (size_t)w * (size_t)h;
-  double s = 0;
-  if (!y) {
-    for (size_t i = 0; i < 3 * n; i++) { double d = (double)a[i] - b[i]; s += d * d; }
-    return s / (3.0 * (double)n);
-  }
-  for (size_t i = 0; i < n; i++) {
-    double ya = 0.299 * a[i] + 0.587 * a[n + i] + 0.114 * a[2 * n + i];
-    double yb = 0.299 * b[i] + 0.587 * b[n + i] + 0.114 * b[2 * n + i];
-    s += (ya - yb) * (ya - yb);
-  }
-  return s / (double)n;
-}
-
-/* SSIM of one plane (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, range 1),
- * averaged over the valid positions (the window fully inside). Planes smaller than 11: whole-image window. */
-static double ssim_plane(const float *a, const float *b, int w, int h) {
-  const int R = 5;
-  double g[11], gs = 0;
-  for (int i = -R; i <= R; i++) gs += g[i + R] = exp(-(double)(i * i) / (2 * 1.5 * 1.5));
-  for (int i = 0; i < 11; i++) g[i] /= gs;
-  const double C1 = 0.01 * 0.01, C2 = 0.03 * 0.03;
-  if (w < 11 || h < 11) {
-    double ma = 0, mb = 0, va = 0, vb = 0, cab = 0, n = (double)w * h;
-    for (int i = 0; i < w * h; i++) { ma += a[i]; mb += b[i]; }
-    ma /= n; mb /= n;
-    for (int i = 0; i < w * h; i++) { va += (a[i] - ma) * (a[i] - ma); vb += (b[i] - mb) * (b[i] - mb); cab += (a[i] - ma) * (b[i] - mb); }
-    va /= n; vb /= n; cab /= n;
-    return ((2 * ma * mb + C1) * (2 * cab + C2)) / ((ma * ma + mb * mb + C1) * (va + vb + C2));
-  }
-  /* separable: the horizontal pass of each row into a ring of the last 11 rows (5 sums each), then the
-   * vertical pass of the output row that ends there (memory: 11 rows, not the plane) */
-  int ow = w - 2 * R;
-  size_t rn = (size_t)11 * ow;
-  double *t = malloc(5 * rn * sizeof *t);
-  if (!t) return NAN;
-  double total = 0;
-  for (int y = 0; y < h; y++) {
-    size_t ring = (size_t)(y % 11) * ow;
-    for (int x = 0; x < ow; x++) {
-      double s[5] = {0, 0, 0, 0, 0};
-      for (int k = 0; k < 11; k++) {
-        double va = a[(size_t)y * w + x + k], vb = b[(size_t)y * w + x + k], gk = g[k];
-        s[0] += gk * va; s[1] += gk * vb; s[2] += gk * va * va; s[3] += gk * vb * vb; s[4] += gk * va * vb;
-      }
-      for (int q = 0; q < 5; q++) t[q * rn + ring + x] = s[q];
-    }
-    if (y < 2 * R) continue;
-    int oy = y - 2 * R; /* output row oy reads rows oy .. oy + 10 */
-    for (int x = 0; x < ow; x++) {
-      double s[5] = {0, 0, 0, 0, 0};
-      for (int k = 0; k < 11; k++)
-        for (int q = 0; q < 5; q++) s[q] += g[k] * t[q * rn + (size_t)((oy + k) % 11) * ow + x];
-      double va = s[2] - s[0] * s[0], vb = s[3] - s[1] * s[1], cab = s[4] - s[0] * s[1];
-      total += ((2 * s[0] * s[1] + C1) * (2 * cab + C2)) / ((s[0] * s[0] + s[1] * s[1] + C1) * (va + vb + C2));
-    }
-  }
-  free(t);
-  return total / ((double)ow * (h - 2 * R));
-}
-
-/* SSIM of planar 3-channel images: mean over R, G, B (y = 0) or on the luma plane (y = 1) */
-static double ssim_img(const float *a, const float *b, int w, int h, int y) {
-  size_t n = (size_t)w * (size_t)h;
-  if (!y) return (ssim_plane(a, b, w, h) + ssim_plane(a + n, b + n, w, h) + ssim_plane(a + 2 * n, b + 2 * n, w, h)) / 3;
-  float *ya = malloc(2 * n * sizeof *ya);
-  if (!ya) return NAN;
-  float *yb = ya + n;
-  for (size_t i = 0; i < n; i++) {
-    ya[i] = (float)(0.299 * a[i] + 0.587 * a[n + i] + 0.114 * a[2 * n + i]);
-    yb[i] = (float)(0.299 * b[i] + 0.587 * b[n + i] + 0.114 * b[2 * n + i]);
-  }
-  double s = ssim_plane(ya, yb, w, h);
-  free(ya);
-  return s;
-}
-
 /* ------------------------------------------------------------------ sample grid */
 
-/* Writes rows of [cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10],
- * each tile w x h (planar inputs, n rows one after the other), with a 2-pixel white gap. */
+/* Writes rows of [cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10]
+ * under column labels, each tile w x h (planar inputs, n rows), through grid_write_png. */
 static int write_grid(const char *path, int n, const float *const *cover, const float *const *stego,
                       const float *const *secret, const float *const *rec, int w, int h, char *err, size_t errlen) {
-  const int gap = 2, cols = 6;
-  int gw = cols * w + (cols - 1) * gap, gh = n * h + (n - 1) * gap;
-  float *img = malloc((size_t)gw * gh * 3 * sizeof *img);
-  if (!img) { snprintf(err, errlen, "grid %s: out of memory", path); return -1; }
-  for (size_t i = 0; i < (size_t)gw * gh * 3; i++) img[i] = 1.0f;
-  size_t pn = (size_t)w * h;
-  for (int r = 0; r < n; r++)
-    for (int col = 0; col < cols; col++)
-      for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-          for (int c = 0; c < 3; c++) {
-            size_t i = (size_t)c * pn + (size_t)y * w + x;
-            float v;
-            switch (col) {
-            case 0: v = cover[r][i]; break;
-            case 1: v = stego[r][i]; break;
-            case 2: v = 10.0f * fabsf(stego[r][i] - cover[r][i]); break;
-            case 3: v = secret[r][i]; break;
-            case 4: v = rec[r][i]; break;
-            default: v = 10.0f * fabsf(rec[r][i] - secret[r][i]); break;
-            }
-            int gx = col * (w + gap) + x, gy = r * (h + gap) + y;
-            img[((size_t)gy * gw + gx) * 3 + c] = v;
-          }
-  int rc = mf_image_save_png(path, img, gw, gh, 3, err, errlen);
-  free(img);
-  return rc;
+  const grid_col cols[6] = {{"cover", cover, NULL, 0},  {"stego", stego, NULL, 0},   {"diff x10", stego, cover, 10.0f},
+                            {"secret", secret, NULL, 0}, {"recovered", rec, NULL, 0}, {"diff x10", rec, secret, 10.0f}};
+  return grid_write_png(path, cols, 6, n, w, h, err, errlen);
 }
 
 /* ------------------------------------------------------------------ model files */
@@ -584,10 +447,11 @@ int mf_cmd_hide(int argc, char **argv) {
     if (!strcmp(argv[i], "--help")) {
       printf("usage: memfit hide --model MODEL --cover COVER.png (--secret SECRET.png | --message TEXT | --message-file F)\n"
              "                   --out STEGO.png [--budget SIZE] [--threads T]\n"
-             "Hides a secret image (resized to the cover with bilinear filtering) or a message in a cover of any size\n"
-             "and writes the stego image as an 8-bit PNG. Odd sizes are padded by one pixel (edge copy) for the\n"
-             "network and cropped back. Messages: one bit per %dx%d block of a channel, with a length and a CRC-32,\n"
-             "every bit repeated over the whole image as many times as fits (short messages survive more damage).\n"
+             "Hides a secret image (resized to the cover with the data pipeline's antialiased bilinear filter) or a\n"
+             "message in a cover of any size, and writes the stego image as an 8-bit PNG. Odd sizes are padded by\n"
+             "one pixel (edge copy) for the network and cropped back. Messages: one bit per %dx%d block of a\n"
+             "channel, with a length and a CRC-32, every bit repeated over the whole image as many times as fits\n"
+             "(short messages survive more damage).\n"
              BUDGET_HELP, MSG_CELL, MSG_CELL);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
@@ -626,10 +490,10 @@ int mf_cmd_hide(int argc, char **argv) {
     sc = load_rgb(secret, "secret", &sw, &sh, err, sizeof err);
     if (!sc) { fprintf(stderr, "memfit hide: secret %s\n", err); goto out; }
     if (sw != w || sh != h) {
-      printf("secret %s (%dx%d) resized to the cover's %dx%d with bilinear filtering%s\n", secret, sw, sh, w, h,
+      printf("secret %s (%dx%d) resized to the cover's %dx%d (antialiased bilinear)%s\n", secret, sw, sh, w, h,
              (sw > w || sh > h) ? " (it is larger than the cover: detail is lost; give a secret no larger than the cover to avoid that)" : "");
       if (!(sec = malloc(3 * np * sizeof *sec))) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
-      resize_bilinear(sc, sw, sh, sec, w, h);
+      if (tf_resize_planes(sc, sw, sh, 3, sec, w, h, MF_FILTER_BILINEAR) != 0) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
       free(sc);
     } else sec = sc;
     sc = NULL;
@@ -672,8 +536,8 @@ int mf_cmd_hide(int argc, char **argv) {
   R = NULL;
   free(sec);
   sec = NULL;
-  quant8_all(stc, 3 * np);
-  double psnr = psnr_mse(mse_img(stc, cv, w, h, 0)), ssim = ssim_img(stc, cv, w, h, 0);
+  img_quant8(stc, 3 * np);
+  double psnr = psnr_from_mse(img_mse(stc, cv, w, h, 0)), ssim = img_ssim(stc, cv, w, h, 0);
   free(cv);
   cv = NULL;
   if (save_planar(out, stc, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit hide: %s\n", err); goto out; }
@@ -943,19 +807,19 @@ int mf_cmd_eval(int argc, char **argv) {
       goto out;
     }
     memcpy(st8, st, 3 * pn * sizeof *st);
-    quant8_all(st8, 3 * pn);
-    m.rec_psnr_float = psnr_mse(mse_img(rvf, s, size, size, 0));
-    m.hide_psnr_float = psnr_mse(mse_img(st, c, size, size, 0));
+    img_quant8(st8, 3 * pn);
+    m.rec_psnr_float = psnr_from_mse(img_mse(rvf, s, size, size, 0));
+    m.hide_psnr_float = psnr_from_mse(img_mse(st, c, size, size, 0));
     if (mf_steg_runner_run(R, st8, NULL, rv, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); goto out; }
-    quant8_all(rv, 3 * pn); /* the recovered secret is saved as an 8-bit PNG too */
-    m.hide_psnr = psnr_mse(mse_img(st8, c, size, size, 0));
-    m.hide_psnr_y = psnr_mse(mse_img(st8, c, size, size, 1));
-    m.hide_ssim = ssim_img(st8, c, size, size, 0);
-    m.hide_ssim_y = ssim_img(st8, c, size, size, 1);
-    m.rec_psnr = psnr_mse(mse_img(rv, s, size, size, 0));
-    m.rec_psnr_y = psnr_mse(mse_img(rv, s, size, size, 1));
-    m.rec_ssim = ssim_img(rv, s, size, size, 0);
-    m.rec_ssim_y = ssim_img(rv, s, size, size, 1);
+    img_quant8(rv, 3 * pn); /* the recovered secret is saved as an 8-bit PNG too */
+    m.hide_psnr = psnr_from_mse(img_mse(st8, c, size, size, 0));
+    m.hide_psnr_y = psnr_from_mse(img_mse(st8, c, size, size, 1));
+    m.hide_ssim = img_ssim(st8, c, size, size, 0);
+    m.hide_ssim_y = img_ssim(st8, c, size, size, 1);
+    m.rec_psnr = psnr_from_mse(img_mse(rv, s, size, size, 0));
+    m.rec_psnr_y = psnr_from_mse(img_mse(rv, s, size, size, 1));
+    m.rec_ssim = img_ssim(rv, s, size, size, 0);
+    m.rec_ssim_y = img_ssim(rv, s, size, size, 1);
     m.bit_acc = 0;
     m.msg_ok = 0;
     if (messages) { /* a random message of min(EVAL_MSG_BYTES, capacity) bytes, through the 8-bit stego */
@@ -963,13 +827,12 @@ int mf_cmd_eval(int argc, char **argv) {
       if (len > EVAL_MSG_BYTES) len = EVAL_MSG_BYTES;
       uint8_t *msg = malloc((size_t)len + 1), *got = NULL;
       for (long i = 0; msg && i < len; i++) {
-        rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-        msg[i] = (uint8_t)(rs >> 56);
+        msg[i] = (uint8_t)(xorshift64_next(&rs) >> 56);
       }
       if (msg) {
         msg_encode(msg, (size_t)len, size, size, ms);
         if (mf_steg_runner_run(H, c, ms, st, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); free(msg); goto out; }
-        quant8_all(st, 3 * pn);
+        img_quant8(st, 3 * pn);
         if (mf_steg_runner_run(R, st, NULL, mr, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); free(msg); goto out; }
         size_t nb = msg_positions(size, size), right = 0;
         uint32_t crc = crc32_bytes(msg, (size_t)len);
@@ -1278,11 +1141,11 @@ static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int np
     for (int b = 0; b < B && done < npairs; b++, done++) {
       const float *c = cov + (size_t)b * img, *sc = sec + (size_t)b * img;
       float *sb = st + (size_t)b * img, *rb = rv + (size_t)b * img;
-      quant8_all(sb, img); /* as the stego PNG would store it */
-      se_h += psnr_mse(mse_img(sb, c, size, size, 0));
-      se_r += psnr_mse(mse_img(rb, sc, size, size, 0));
-      ss_h += ssim_img(sb, c, size, size, 0);
-      ss_r += ssim_img(rb, sc, size, size, 0);
+      img_quant8(sb, img); /* as the stego PNG would store it */
+      se_h += psnr_from_mse(img_mse(sb, c, size, size, 0));
+      se_r += psnr_from_mse(img_mse(rb, sc, size, size, 0));
+      ss_h += img_ssim(sb, c, size, size, 0);
+      ss_r += img_ssim(rb, sc, size, size, 0);
       r.pairs++;
     }
     if (grid && batches == 0) {
@@ -1890,7 +1753,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
         mf_format_bytes(mf_peak_rss_bytes(), rss, sizeof rss);
         printf("  [%3.0f%%] step %lld/%lld epoch %d/%d  loss %.4g  hide %.2f dB  rec %.2f dB  %.2f pairs/s  ETA %s  mem plan %s, RSS %s\n",
                100.0 * (double)(step + 1) / (double)total, (long long)(step + 1), (long long)total, ep + 1, epochs,
-               run_loss / run_n, psnr_mse(run_g / run_n / pix), psnr_mse(run_r / run_n / pix), rate * a.batch, eta, pl, rss);
+               run_loss / run_n, psnr_from_mse(run_g / run_n / pix), psnr_from_mse(run_r / run_n / pix), rate * a.batch, eta, pl, rss);
         fflush(stdout);
         run_loss = run_g = run_r = 0;
         run_n = 0;
