@@ -207,7 +207,7 @@ typedef struct mf_train_opts {
   /* Parameter groups: group 0 always takes lr, beta1, ... and plateau_min_lr above (groups[0] is
    * ignored); groups 1 .. n_groups - 1 take groups[k], which mf_train_opts_default fills with the same
    * defaults as the fields above. A parameter in a group >= n_groups is refused by mf_session_init. */
-  int n_groups;              /* 1 (default) .. MF_MAX_PARAM_GROUPS */
+  int n_groups;              /* 1 (default; 0 means 1) .. MF_MAX_PARAM_GROUPS */
   mf_param_group_opts groups[MF_MAX_PARAM_GROUPS];
   int accum_steps;           /* micro-steps per update (loss scaled by 1/accum_steps) */
   int loss_scaling;          /* dynamic loss scaling (default on when act dtype is f16) */

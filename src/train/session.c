@@ -155,6 +155,7 @@ static int stage_init(mf_session *s, char *err, size_t errlen) {
 /* Group 0 from the top-level settings; checks the groups and the PLATEAU settings against the graph. */
 static int groups_init(mf_session *s, const mf_graph *g, char *err, size_t errlen) {
   mf_train_opts *o = &s->opts;
+  if (o->n_groups == 0) o->n_groups = 1; /* options not made by mf_train_opts_default */
   if (o->n_groups < 1 || o->n_groups > MF_MAX_PARAM_GROUPS) {
     snprintf(err, errlen, "session: n_groups is %d: expected 1 to %d", o->n_groups, MF_MAX_PARAM_GROUPS);
     return -1;
