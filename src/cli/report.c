@@ -1,6 +1,7 @@
 /* report.c — the run report: DIR/report.html, one self-contained page (inline CSS and SVG, images as data: URIs,
  * no scripts) drawn from a training run's --log JSON lines; `memfit report DIR` rebuilds it. */
 #include "cli/cli.h"
+#include "data/metrics.h"
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -223,8 +224,7 @@ static void set_str(char **dst, const char *v) {
 
 static double psnr_of(double sum, double pixels) {
   if (!(pixels > 0) || !isfinite(sum)) return NAN;
-  double mse = sum / pixels;
-  return mse > 1e-12 ? 10 * log10(1.0 / mse) : 120.0;
+  return psnr_from_mse(sum / pixels);
 }
 
 static void arenas_take(run_log *r, const jv *a, int measured) {
