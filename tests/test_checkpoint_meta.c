@@ -5,6 +5,7 @@
 #include "models.h"
 #include "graph/graph.h"
 #include "train/safetensors.h"
+#include "st_rewrite.h"
 #include <unistd.h>
 
 static mf_session *make(mf_graph **gp, tm_model *m) {
@@ -19,41 +20,6 @@ static mf_session *make(mf_graph **gp, tm_model *m) {
   return s;
 }
 
-/* Copies src to dst with metadata `key` set to `value` (NULL: removed) and, when poison is a tensor
- * name, that tensor's element 1 set to `bad`; checksums are recomputed, so only the content is off. */
-static int rewrite(const char *src, const char *dst, const char *key, const char *value, const char *poison, float bad) {
-  char err[512];
-  mf_st_file *f = mf_st_open(src, err, sizeof err);
-  if (!f) { fprintf(stderr, "%s\n", err); return -1; }
-  mf_st_writer *w = mf_st_writer_init();
-  void *copies[64] = {0};
-  int nc = 0;
-  for (int i = 0; i < mf_st_count(f); i++) {
-    const mf_st_tensor *t = mf_st_at(f, i);
-    const void *data = t->data;
-    if (poison && !strcmp(t->name, poison) && nc < 64 && t->nbytes >= 2 * sizeof(float)) {
-      float *c = malloc(t->nbytes);
-      memcpy(c, t->data, t->nbytes);
-      c[1] = bad;
-      data = copies[nc++] = c;
-    }
-    mf_st_writer_add_typed(w, t->name, t->dtype_name, t->ndim, t->shape, data);
-  }
-  for (int i = 0; i < mf_st_meta_count(f); i++) {
-    const char *k, *v;
-    mf_st_meta_at(f, i, &k, &v);
-    if (!strncmp(k, "memfit.", 7)) continue;
-    if (key && !strcmp(k, key)) continue;
-    mf_st_writer_meta(w, k, v);
-  }
-  if (key && value) mf_st_writer_meta(w, key, value);
-  int rc = mf_st_writer_save(w, dst, err, sizeof err);
-  if (rc) fprintf(stderr, "%s\n", err);
-  mf_st_writer_free(w);
-  mf_st_close(f);
-  for (int i = 0; i < nc; i++) free(copies[i]);
-  return rc;
-}
 
 int main(void) {
   char dir[] = "/tmp/memfit_ckmeta_XXXXXX";
@@ -76,7 +42,7 @@ int main(void) {
   int64_t step0 = mf_session_step(s);
 
   /* the unedited copy loads */
-  CHECK(rewrite(good, bad, NULL, NULL, NULL, 0) == 0, "rewrite");
+  CHECK(st_rewrite(good, bad, NULL, NULL, NULL, 0) == 0, "rewrite");
   CHECK(mf_session_load(s, bad, err, sizeof err) == 0, "unedited copy: %s", err);
 
   static const struct { const char *key, *value; } cases[] = {
@@ -87,7 +53,7 @@ int main(void) {
     {"loss_scale", "1e400"}, {"loss_scale", "2x"}, {"skipped", "-5"}, {"skipped", "inf"}, {"step", NULL}, {"rng", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    if (rewrite(good, bad, cases[i].key, cases[i].value, NULL, 0)) { CHECK(0, "rewrite %s", cases[i].key); continue; }
+    if (st_rewrite(good, bad, cases[i].key, cases[i].value, NULL, 0)) { CHECK(0, "rewrite %s", cases[i].key); continue; }
     err[0] = 0;
     int rc = mf_session_load(s, bad, err, sizeof err);
     CHECK(rc < 0, "%s=%s accepted", cases[i].key, cases[i].value ? cases[i].value : "(missing)");
@@ -107,7 +73,7 @@ int main(void) {
   for (int i = 0; i < 3; i++) {
     char pn[128];
     snprintf(pn, sizeof pn, "param.%s", g->nodes[m.params[0]].name);
-    if (rewrite(good, bad, NULL, NULL, pn, bads[i])) { CHECK(0, "rewrite %s", pn); continue; }
+    if (st_rewrite(good, bad, NULL, NULL, pn, bads[i])) { CHECK(0, "rewrite %s", pn); continue; }
     err[0] = 0;
     CHECK(mf_session_load(s, bad, err, sizeof err) < 0, "%s = %g accepted", pn, bads[i]);
     CHECK(strstr(err, pn) && strstr(err, bad) && strstr(err, "finite"), "%s = %g: %s", pn, bads[i], err);

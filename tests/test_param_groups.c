@@ -3,6 +3,7 @@
  * per group; reduce-on-plateau; checkpoints of both (strictly validated); and an unchanged memory plan. */
 #include "check.h"
 #include "train/safetensors.h"
+#include "st_rewrite.h"
 #include "train/session.h"
 #include <float.h>
 #include <math.h>
@@ -284,29 +285,6 @@ static void test_plateau(void) {
   mf_graph_free(n.g);
 }
 
-/* Copies src to dst with metadata `key` set to `value` (NULL: removed); checksums recomputed. */
-static int rewrite(const char *src, const char *dst, const char *key, const char *value) {
-  char err[512];
-  mf_st_file *f = mf_st_open(src, err, sizeof err);
-  if (!f) { fprintf(stderr, "%s\n", err); return -1; }
-  mf_st_writer *w = mf_st_writer_init();
-  for (int i = 0; i < mf_st_count(f); i++) {
-    const mf_st_tensor *t = mf_st_at(f, i);
-    mf_st_writer_add_typed(w, t->name, t->dtype_name, t->ndim, t->shape, t->data);
-  }
-  for (int i = 0; i < mf_st_meta_count(f); i++) {
-    const char *k, *v;
-    mf_st_meta_at(f, i, &k, &v);
-    if (!strncmp(k, "memfit.", 7) || (key && !strcmp(k, key))) continue;
-    mf_st_writer_meta(w, k, v);
-  }
-  if (key && value) mf_st_writer_meta(w, key, value);
-  int rc = mf_st_writer_save(w, dst, err, sizeof err);
-  if (rc) fprintf(stderr, "%s\n", err);
-  mf_st_writer_free(w);
-  mf_st_close(f);
-  return rc;
-}
 
 static mf_session *ck_session(net *n) {
   net_build(n, 1);
@@ -383,7 +361,7 @@ static void test_checkpoint(const char *dir) {
     {"group.2.step", "1"},
   };
   for (size_t i = 0; i < sizeof damaged / sizeof *damaged; i++) {
-    if (rewrite(ck, bad, damaged[i].key, damaged[i].value) < 0) { CHECK(0, "rewrite"); continue; }
+    if (st_rewrite(ck, bad, damaged[i].key, damaged[i].value, NULL, 0) < 0) { CHECK(0, "rewrite"); continue; }
     err[0] = 0;
     int rc = mf_session_load(r, bad, err, sizeof err);
     CHECK(rc < 0 && strstr(err, damaged[i].key) && strstr(err, bad) && (!damaged[i].value || strstr(err, damaged[i].value)),
@@ -397,8 +375,8 @@ static void test_checkpoint(const char *dir) {
   char tmp[2][512];
   snprintf(tmp[0], sizeof tmp[0], "%s/t0.safetensors", dir);
   snprintf(tmp[1], sizeof tmp[1], "%s/t1.safetensors", dir);
-  int ok = rewrite(ck, tmp[0], keys[0], NULL) == 0;
-  for (int i = 1; i < 5 && ok; i++) ok = rewrite(tmp[(i - 1) % 2], tmp[i % 2], keys[i], NULL) == 0;
+  int ok = st_rewrite(ck, tmp[0], keys[0], NULL, NULL, 0) == 0;
+  for (int i = 1; i < 5 && ok; i++) ok = st_rewrite(tmp[(i - 1) % 2], tmp[i % 2], keys[i], NULL, NULL, 0) == 0;
   CHECK(ok && mf_session_load(r, tmp[0], err, sizeof err) == 0, "a checkpoint without group keys loads: %s", err);
   CHECK(mf_session_group_step(r, 1) == 4 && mf_session_plateau_scale(r, NULL, NULL) == 1, "... with group steps = step, fresh plateau");
   /* the caller may not take the session's key prefixes */
