@@ -3,6 +3,8 @@
 #define MF_CLI_H
 
 #include "memfit.h"
+#include "train/json.h"
+#include "train/report.h"
 #include <stdio.h>
 
 typedef struct mf_cmd {
@@ -39,24 +41,7 @@ int cli_bytes(const char *name, const char *v, int64_t *out);
  * mf_search_opts.fixed_mode (0, 1, -1); print "memfit CMD: --precision: ..." and return -1 when bad. */
 int cli_precision(const char *cmd, const char *v, unsigned *dtypes);
 int cli_recompute(const char *cmd, const char *v, int *mode);
-/* json.c: writes s (NULL: "") as a quoted JSON string, escaping quotes, backslashes and control characters. */
-void cli_json_str(FILE *f, const char *s);
-/* writes v as a JSON number that reads back to the same double (%.17g), or null for NaN and infinities */
-void cli_json_num(FILE *f, double v);
-/* Prints the plan next to the runtime's measured high-water of every arena and the process's peak
- * RSS (rss_note explains what RSS holds beyond the plan, or ""). Returns 1 when every arena is exact. */
-int cli_print_memory(mf_session *s, const char *rss_note);
-/* report.c: `memfit report DIR`; cli_report_write (re)builds DIR/report.html from the records in log_path (a damaged
- * line is skipped with a warning that starts "memfit CMD:"), 0 or -1 with err; cli_report_start_record writes the
- * --log record a run starts with (command line, settings, values per image tensor, planned arenas), 0 or -1 when the
- * write failed; cli_html_str writes s escaped for HTML text and attributes (bytes that are not UTF-8: U+FFFD). */
+/* report.c moved to src/train/report.c; `memfit report DIR` is cmd_report.c */
 int mf_cmd_report(int argc, char **argv);
-int cli_report_write(const char *dir, const char *log_path, const char *cmd, char *err, size_t n);
-int cli_report_start_record(FILE *f, int64_t step, const char *command, const char *settings, double pixels, const mf_plan *p);
-void cli_html_str(FILE *f, const char *s);
-/* cli_report_write for a run in progress: a page that cannot be written is a warning, not a failed run */
-void cli_report_update(const char *dir, const char *log_path, const char *cmd);
-/* cmd_plan.c: the memory timeline of the plan's training step as an SVG file; 0, or -1 after saying why on stderr. */
-int cli_svg_timeline(const char *path, const mf_plan *p, const char *title, const char *cmd);
 
 #endif

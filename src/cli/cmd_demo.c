@@ -153,7 +153,7 @@ int mf_cmd_demo(int argc, char **argv) {
   if (st.wait_s > 0.05 * el)
     printf("data loading is the bottleneck (%.0f%% of the time waiting): use more loader workers or a smaller decode size\n",
            100.0 * st.wait_s / el);
-  int exact = cli_print_memory(s, " (plan total + libraries, code and the data loader)");
+  int exact = mf_report_memory(s, " (plan total + libraries, code and the data loader)");
   char path[4096];
   int saved = 1;
   /* two generated pictures (not from the training set's seed) for hide/reveal with a trained model */

@@ -111,80 +111,25 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
   return 0;
 }
 
-/* Writes the memory timeline as SVG; returns 0, or -1 after saying why (naming the file). */
-int cli_svg_timeline(const char *path, const mf_plan *p, const char *title, const char *cmd) {
-  FILE *f = fopen(path, "w");
-  if (!f) { fprintf(stderr, "memfit %s: cannot write --timeline %s: %s\n", cmd, path, strerror(errno)); return -1; }
-  const mf_program *pr = &p->train;
-  int S = pr->n_steps;
-  size_t base[4] = {p->arena[MF_ARENA_PARAM] + p->arena[MF_ARENA_PARAM_LP], p->arena[MF_ARENA_GRAD],
-                    p->opts.offload_opt ? 0 : p->arena[MF_ARENA_OPT], p->arena[MF_ARENA_DATA]};
-  const char *names[5] = {"parameters", "gradients", "optimizer state", "data staging", "activations + workspace"};
-  const char *colors[5] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f"};
-  size_t fixed = base[0] + base[1] + base[2] + base[3], ymax = fixed + p->arena[MF_ARENA_ACT];
-  double W = 900, H = 360, L = 70, T = 40, PW = W - L - 20, PH = H - T - 60;
-  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' font-family='sans-serif' font-size='12'>\n", W, H + 30);
-  fprintf(f, "<text x='%g' y='20' font-size='14'>", L);
-  cli_html_str(f, title); /* XML text: escaped as for HTML */
-  fputs("</text>\n", f);
-  double y0 = T + PH, acc = 0;
-  for (int k = 0; k < 4; k++) {
-    double h = PH * (double)base[k] / (double)ymax;
-    fprintf(f, "<rect x='%g' y='%g' width='%g' height='%g' fill='%s'/>\n", L, y0 - acc - h, PW, h, colors[k]);
-    acc += h;
-  }
-  fprintf(f, "<polygon fill='%s' points='", colors[4]);
-  for (int s = 0; s < S; s++) {
-    double x = L + PW * s / (S > 1 ? S - 1 : 1), y = y0 - acc - PH * (double)pr->live[s] / (double)ymax;
-    fprintf(f, "%.1f,%.1f ", x, y);
-  }
-  fprintf(f, "%.1f,%.1f %.1f,%.1f'/>\n", L + PW, y0 - acc, L, y0 - acc);
-  int first_bwd = S;
-  for (int s = 0; s < S; s++)
-    if (p->g->nodes[pr->steps[s]].phase != MF_PHASE_FWD) { first_bwd = s; break; }
-  double xb = L + PW * first_bwd / (S > 1 ? S - 1 : 1), xp = L + PW * pr->peak_step / (S > 1 ? S - 1 : 1);
-  fprintf(f, "<line x1='%g' y1='%g' x2='%g' y2='%g' stroke='#333' stroke-dasharray='4'/>\n", xb, T, xb, y0);
-  fprintf(f, "<text x='%g' y='%g'>forward | backward</text>\n", xb - 60, T - 4);
-  fprintf(f, "<line x1='%g' y1='%g' x2='%g' y2='%g' stroke='red'/>\n", xp, T, xp, y0);
-  char h[32];
-  mf_format_bytes(mf_plan_total_bytes(p), h, sizeof h);
-  fprintf(f, "<text x='%g' y='%g' fill='red'>peak %s at step %d</text>\n", xp + 4, T + 14, h, pr->peak_step + 1);
-  for (int k = 0; k <= 4; k++) {
-    double v = (double)ymax * k / 4;
-    char b[32];
-    mf_format_bytes((size_t)v, b, sizeof b);
-    fprintf(f, "<text x='4' y='%g'>%s</text>\n", y0 - PH * k / 4 + 4, b);
-  }
-  fprintf(f, "<text x='%g' y='%g'>step of the training step program (1..%d)</text>\n", L + PW / 2 - 120, y0 + 18, S);
-  for (int k = 0; k < 5; k++)
-    fprintf(f, "<rect x='%g' y='%g' width='12' height='12' fill='%s'/><text x='%g' y='%g'>%s</text>\n", L + k * 165.0,
-            y0 + 32, colors[k], L + k * 165.0 + 16, y0 + 43, names[k]);
-  fprintf(f, "</svg>\n");
-  int bad = fflush(f) != 0 || ferror(f), e = errno;
-  if (fclose(f) != 0 && !bad) { bad = 1; e = errno; }
-  if (bad) { fprintf(stderr, "memfit %s: writing --timeline %s failed: %s\n", cmd, path, strerror(e)); return -1; }
-  return 0;
-}
-
 static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c, const mf_workload *w) {
   char d[256];
   mf_candidate_describe(c, w, d, sizeof d);
-  if (key) { fprintf(f, "  "); cli_json_str(f, key); fprintf(f, ": "); }
+  if (key) { fprintf(f, "  "); mf_json_str(f, key); fprintf(f, ": "); }
   else fprintf(f, "    ");
   fprintf(f, "{\"settings\": ");
-  cli_json_str(f, d);
+  mf_json_str(f, d);
   fprintf(f, ", \"micro_batch\": %d, \"accum\": %d, \"precision\": ", c->micro_batch, c->accum);
-  cli_json_str(f, mf_dtype_name(c->dtype));
+  mf_json_str(f, mf_dtype_name(c->dtype));
   fprintf(f, ", \"variant\": ");
-  cli_json_str(f, w->variant_names[c->variant]);
+  mf_json_str(f, w->variant_names[c->variant]);
   fprintf(f, ", \"recomputed_segments\": %d, \"segments\": %d, \"offload\": %d, \"device_bytes\": %zu, \"staging_bytes\": %zu, "
              "\"predicted_step_s\": %.6g, \"fits\": %d, \"peak\": ",
           c->n_recomputed, c->n_seg, c->offload, c->device_bytes, c->staging_bytes, c->step_s, c->fits);
-  cli_json_str(f, c->peak_desc);
+  mf_json_str(f, c->peak_desc);
   fprintf(f, ", \"bytes\": {");
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     if (a) fputs(", ", f);
-    cli_json_str(f, mf_arena_name((mf_arena_kind)a));
+    mf_json_str(f, mf_arena_name((mf_arena_kind)a));
     fprintf(f, ": %zu", c->arena[a]);
   }
   fprintf(f, "}}");
@@ -231,9 +176,9 @@ int mf_cmd_plan(int argc, char **argv) {
   const mf_candidate *show = a.budget && !r.found ? &r.smallest : &r.best;
   if (a.json) {
     printf("{\n  \"workload\": ");
-    cli_json_str(stdout, w->name);
+    mf_json_str(stdout, w->name);
     printf(",\n  \"description\": ");
-    cli_json_str(stdout, desc);
+    mf_json_str(stdout, desc);
     printf(",\n  \"budget_bytes\": %lld,\n  \"found\": %d,\n", (long long)a.budget, a.budget ? r.found : 1);
     print_candidate_json(stdout, a.budget && !r.found ? "smallest" : "chosen", show, w);
     printf(",\n");
@@ -244,7 +189,7 @@ int mf_cmd_plan(int argc, char **argv) {
       print_candidate_json(stdout, NULL, &r.runners[i], w);
     }
     printf("],\n  \"plans_computed\": %d,\n  \"calibration\": ", r.n_planned);
-    cli_json_str(stdout, r.cal.source);
+    mf_json_str(stdout, r.cal.source);
     printf("\n}\n");
   } else {
     printf("%s\n", desc);
@@ -272,7 +217,7 @@ int mf_cmd_plan(int argc, char **argv) {
       printf("  %-26s %14zu B  %12s  (host, data loader: 3 batches in flight)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h);
     }
     if (p && a.timeline) {
-      if (cli_svg_timeline(a.timeline, p, desc, "plan") != 0) timeline_failed = 1;
+      if (mf_report_timeline_svg(a.timeline, p, desc, "plan") != 0) timeline_failed = 1;
       else if (!a.json) printf("timeline: %s\n", a.timeline);
     }
     mf_plan_free(p);
@@ -334,9 +279,9 @@ int mf_cmd_presets(int argc, char **argv) {
   w->cfg_describe(a.cfg, desc, sizeof desc);
   if (a.json) {
     printf("{\n  \"workload\": ");
-    cli_json_str(stdout, w->name);
+    mf_json_str(stdout, w->name);
     printf(",\n  \"description\": ");
-    cli_json_str(stdout, desc);
+    mf_json_str(stdout, desc);
     printf(",\n  \"presets\": [");
   }
   else printf("%s\n\n%-8s %-12s %-7s %-9s %-26s %12s %10s\n", desc, "budget", "micro x acc", "prec", "recompute", "variant", "peak", "rel. time");
@@ -376,7 +321,7 @@ int mf_cmd_presets(int argc, char **argv) {
   }
   if (a.json) {
     printf("\n  ],\n  \"calibration\": ");
-    cli_json_str(stdout, cal_source);
+    mf_json_str(stdout, cal_source);
     printf("\n}\n");
   }
   else printf("\nrel. time: predicted time per effective batch relative to the fastest plan with no memory limit\n"

@@ -1289,12 +1289,12 @@ static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) 
 /* --log records: {"step": N, "type": "...", then name / number pairs}; 0, or -1 when the write failed */
 static int jlog_record(FILE *f, int64_t step, const char *type, int n, const char *const *names, const double *vals) {
   fprintf(f, "{\"step\": %lld, \"type\": ", (long long)step);
-  cli_json_str(f, type);
+  mf_json_str(f, type);
   for (int i = 0; i < n; i++) {
     fputs(", ", f);
-    cli_json_str(f, names[i]);
+    mf_json_str(f, names[i]);
     fputs(": ", f);
-    cli_json_num(f, vals[i]);
+    mf_json_num(f, vals[i]);
   }
   fputs("}\n", f);
   return ferror(f) || fflush(f) != 0 ? -1 : 0; /* flushed per record: a killed run keeps its log */
@@ -1303,14 +1303,14 @@ static int jlog_record(FILE *f, int64_t step, const char *type, int n, const cha
 /* the closing --log record: how the run ended and planned vs measured bytes per arena */
 static int jlog_end(FILE *f, mf_session *s, int64_t step, int64_t updates, double seconds, const char *how) {
   fprintf(f, "{\"step\": %lld, \"type\": \"end\", \"updates\": %lld, \"seconds\": ", (long long)step, (long long)updates);
-  cli_json_num(f, seconds);
+  mf_json_num(f, seconds);
   fputs(", \"ended\": ", f);
-  cli_json_str(f, how);
+  mf_json_str(f, how);
   fputs(", \"arenas\": {", f);
   const mf_plan *p = mf_session_plan(s);
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     if (a) fputs(", ", f);
-    cli_json_str(f, mf_arena_name((mf_arena_kind)a));
+    mf_json_str(f, mf_arena_name((mf_arena_kind)a));
     fprintf(f, ": {\"planned\": %zu, \"measured\": %zu}", mf_plan_arena_bytes(p, (mf_arena_kind)a),
             mf_session_measured_bytes(s, (mf_arena_kind)a));
   }
@@ -1683,13 +1683,13 @@ int mf_cmd_train_steg(int argc, char **argv) {
     snprintf(settings, sizeof settings, "preset %s (%d coupling blocks, growth %d), %dx%d crops, batch %d = micro-batch %d x %d, %s, "
              "%d epochs of %lld updates, lr %g (%s schedule, warm-up %d, clip %g)", cfg.name, cfg.blocks, cfg.growth, a.size, a.size,
              a.batch, micro, accum, mf_dtype_name(dt), epochs, (long long)per_epoch, a.lr, a.schedule, a.warmup, a.clip);
-    if (cli_report_start_record(jlog, start, note, settings, pix, mf_session_plan(s)) < 0) {
+    if (mf_report_start_record(jlog, start, note, settings, pix, mf_session_plan(s)) < 0) {
       fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
       failed = 1;
     }
     snprintf(tl, sizeof tl, "%s/timeline.svg", a.out);
     snprintf(settings, sizeof settings, "one training step: %dx%d crops, micro-batch %d, %s", a.size, a.size, micro, mf_dtype_name(dt));
-    if (!failed) cli_svg_timeline(tl, mf_session_plan(s), settings, "train steg"); /* a warning if it fails */
+    if (!failed) mf_report_timeline_svg(tl, mf_session_plan(s), settings, "train steg"); /* a warning if it fails */
   }
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);
@@ -1804,7 +1804,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
     if (failed) break; /* a run whose checkpoints cannot be written is not worth continuing */
     printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval); samples %s\n", ck, mp, grid);
     fflush(stdout);
-    cli_report_update(a.out, a.json_log, "train steg"); /* OUT/report.html */
+    mf_report_update(a.out, a.json_log, "train steg"); /* OUT/report.html */
     if (stopped) break;
   }
   sigaction(SIGINT, &old_int, NULL);
@@ -1828,7 +1828,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
          (long long)(st.too_small_files + bad_val[1]), a.size);
   int exact = 1;
   if (step > start) { /* before the first update some arenas (the optimizer's) were never touched */
-    exact = cli_print_memory(s, "");
+    exact = mf_report_memory(s, "");
     if (!exact) fprintf(stderr, "memfit train steg: measured memory differs from the plan (a bug: please report it)\n");
   } else
     printf("memory: not compared with the plan: no update ran\n");
@@ -1837,7 +1837,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
     if (jlog_end(jlog, s, step, step - start, el, how) < 0 || fclose(jlog) != 0) {
       fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
       failed = 1;
-    } else cli_report_update(a.out, a.json_log, "train steg");
+    } else mf_report_update(a.out, a.json_log, "train steg");
   }
   mf_session_free(s);
   mf_loader_free(L);

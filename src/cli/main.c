@@ -37,22 +37,6 @@ const char *cli_opt(int argc, char **argv, int *i, const char *name) {
   return argv[++*i];
 }
 
-int cli_print_memory(mf_session *s, const char *rss_note) {
-  const mf_plan *p = mf_session_plan(s);
-  printf("memory: planned vs measured (runtime high-water per arena)\n");
-  int exact = 1;
-  for (int a = 0; a < MF_ARENA_COUNT; a++) {
-    size_t pl = mf_plan_arena_bytes(p, (mf_arena_kind)a), me = mf_session_measured_bytes(s, (mf_arena_kind)a);
-    if (!pl && !me) continue;
-    printf("  %-26s planned %12zu B   measured %12zu B   %s\n", mf_arena_name((mf_arena_kind)a), pl, me, pl == me ? "exact" : "DIFFERENT");
-    exact &= pl == me;
-  }
-  char h[32];
-  mf_format_bytes(mf_peak_rss_bytes(), h, sizeof h);
-  printf("  process peak RSS %s%s\n", h, rss_note);
-  return exact;
-}
-
 static void usage(FILE *f) {
   fprintf(f, "memfit — train neural networks inside a hard memory budget\n\nusage: memfit COMMAND [options]\n\ncommands:\n");
   for (int i = 0; i < NCMDS; i++) fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);

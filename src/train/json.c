@@ -1,7 +1,7 @@
-/* json.c — JSON string output for the commands' --json: every string they print (descriptions, paths,
- * names) goes through cli_json_str, so quotes, backslashes, control characters and bytes that are not
+/* json.c — JSON string output for the trainer's --log, the report and the commands' --json: every string written (descriptions, paths,
+ * names) goes through mf_json_str, so quotes, backslashes, control characters and bytes that are not
  * UTF-8 (a path may hold any) still give valid JSON. */
-#include "cli/cli.h"
+#include "train/json.h"
 #include <stdio.h>
 
 /* length of the well-formed UTF-8 sequence at p (2..4), or 0 when it is not one */
@@ -14,7 +14,7 @@ static int utf8_len(const unsigned char *p) {
   return n;
 }
 
-void cli_json_str(FILE *f, const char *s) {
+void mf_json_str(FILE *f, const char *s) {
   fputc('"', f);
   for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
     if (*p == '"') fputs("\\\"", f);
@@ -32,7 +32,7 @@ void cli_json_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-void cli_json_num(FILE *f, double v) {
+void mf_json_num(FILE *f, double v) {
   if (v != v || v == 1.0 / 0.0 || v == -1.0 / 0.0) fputs("null", f); /* JSON has no NaN or infinity */
   else fprintf(f, "%.17g", v);
 }

@@ -1,6 +1,9 @@
 /* report.c — the run report: DIR/report.html, one self-contained page (inline CSS and SVG, images as data: URIs,
  * no scripts) drawn from a training run's --log JSON lines; `memfit report DIR` rebuilds it. */
-#include "cli/cli.h"
+#include "train/report.h"
+#include "train/json.h"
+#include "plan/plan.h"
+#include <stdio.h>
 #include "data/metrics.h"
 #include <dirent.h>
 #include <errno.h>
@@ -345,7 +348,7 @@ static int utf8_len(const unsigned char *p) {
   return n;
 }
 
-void cli_html_str(FILE *f, const char *s) {
+void mf_html_str(FILE *f, const char *s) {
   for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
     switch (*p) {
     case '&': fputs("&amp;", f); break;
@@ -411,9 +414,9 @@ static void chart(FILE *f, const run_log *r, const char *title, const char *ylab
   }
   fprintf(f, "<figure class=\"chart\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" "
              "role=\"img\" aria-label=\"", W, H, W, H);
-  cli_html_str(f, title);
+  mf_html_str(f, title);
   fprintf(f, "\">\n<text x=\"%g\" y=\"18\" class=\"title\">", L);
-  cli_html_str(f, title);
+  mf_html_str(f, title);
   fputs("</text>\n", f);
   int empty = !(x0 <= x1);
   if (empty) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
@@ -433,7 +436,7 @@ static void chart(FILE *f, const run_log *r, const char *title, const char *ylab
     fprintf(f, "<text x=\"%.1f\" y=\"%g\" class=\"xt\">%.0f</text>\n", SX(xv), T + PH + 16, xv);
   fprintf(f, "<text x=\"%g\" y=\"%g\" class=\"xl\">update</text>\n", L + PW / 2, H - 4);
   fprintf(f, "<text x=\"12\" y=\"%g\" class=\"yl\" transform=\"rotate(-90 12 %g)\">", T + PH / 2, T + PH / 2);
-  cli_html_str(f, ylabel);
+  mf_html_str(f, ylabel);
   fputs("</text>\n", f);
   for (int k = 0; k < nc; k++) {
     const series *s = &r->s[c[k].id];
@@ -482,7 +485,7 @@ static void bytes_cell(FILE *f, double v) {
   char h[32];
   mf_format_bytes((size_t)v, h, sizeof h);
   fprintf(f, "<td class=\"num\">%.0f B <span class=\"h\">(", v);
-  cli_html_str(f, h);
+  mf_html_str(f, h);
   fputs(")</span></td>", f);
 }
 
@@ -518,26 +521,26 @@ static int report_html(FILE *f, const char *dir, const char *log_path, const run
   fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n"
         "<title>memfit run report: ", f);
-  cli_html_str(f, dir);
+  mf_html_str(f, dir);
   fprintf(f, "</title>\n<style>%s</style></head><body>\n<h1>memfit run report: ", css);
-  cli_html_str(f, dir);
+  mf_html_str(f, dir);
   fputs("</h1>\n<p class=\"status\">", f);
   if (r->have_end) {
     fprintf(f, "Ended: <b>");
-    cli_html_str(f, r->ended ? r->ended : "?");
+    mf_html_str(f, r->ended ? r->ended : "?");
     fprintf(f, "</b> after update %.0f (%.0f updates in this run, %.1f s).", r->last_step, r->updates, r->seconds);
   } else
     fprintf(f, "In progress, or stopped without a closing record (killed): the last record is at update %.0f.", r->last_step);
   fputs(" Records: ", f);
-  cli_html_str(f, log_path);
+  mf_html_str(f, log_path);
   fprintf(f, " (%d read", r->n_records);
   if (r->n_bad) fprintf(f, ", %d damaged line%s skipped", r->n_bad, r->n_bad == 1 ? "" : "s");
   fputs(").</p>\n", f);
   if (r->command || r->settings) {
     fputs("<h2>Settings</h2>\n<p class=\"settings\" id=\"settings\">", f);
-    if (r->command) cli_html_str(f, r->command);
+    if (r->command) mf_html_str(f, r->command);
     if (r->command && r->settings) fputs("\n", f);
-    if (r->settings) cli_html_str(f, r->settings);
+    if (r->settings) mf_html_str(f, r->settings);
     fputs("</p>\n", f);
   }
   if (isfinite(r->v_step))
@@ -561,7 +564,7 @@ static int report_html(FILE *f, const char *dir, const char *log_path, const run
     if (r->planned[i] == 0 && (r->measured[i] == 0 || !isfinite(r->measured[i]))) continue; /* unused arena */
     nshown++;
     fputs("<tr class=\"arena\"><td>", f);
-    cli_html_str(f, r->arena_name[i]);
+    mf_html_str(f, r->arena_name[i]);
     fputs("</td>", f);
     bytes_cell(f, r->planned[i]);
     bytes_cell(f, r->measured[i]);
@@ -596,7 +599,7 @@ static int report_html(FILE *f, const char *dir, const char *log_path, const run
     fputs("<figure><img class=\"samples\" alt=\"samples\" src=\"data:image/png;base64,", f);
     if (base64_file(f, path, 64L << 20) < 0) fputs("\"><figcaption>could not be read: ", f);
     else fputs("\"><figcaption>", f);
-    cli_html_str(f, name);
+    mf_html_str(f, name);
     fputs("</figcaption></figure>\n", f);
   } else
     fputs("<p>No samples yet (they are written at each epoch end).</p>\n", f);
@@ -604,7 +607,7 @@ static int report_html(FILE *f, const char *dir, const char *log_path, const run
   return 0;
 }
 
-int cli_report_write(const char *dir, const char *log_path, const char *cmd, char *err, size_t n) {
+int mf_report_write(const char *dir, const char *log_path, const char *cmd, char *err, size_t n) {
   run_log r;
   if (run_log_read(log_path, &r, cmd, err, n) < 0) { run_log_free(&r); return -1; }
   char path[4096], tmp[4200];
@@ -625,52 +628,98 @@ int cli_report_write(const char *dir, const char *log_path, const char *cmd, cha
   return 0;
 }
 
-int cli_report_start_record(FILE *f, int64_t step, const char *command, const char *settings, double pixels, const mf_plan *p) {
+int mf_report_start_record(FILE *f, int64_t step, const char *command, const char *settings, double pixels, const mf_plan *p) {
   fprintf(f, "{\"step\": %lld, \"type\": \"start\", \"command\": ", (long long)step);
-  cli_json_str(f, command);
+  mf_json_str(f, command);
   fputs(", \"settings\": ", f);
-  cli_json_str(f, settings);
+  mf_json_str(f, settings);
   fputs(", \"pixels\": ", f);
-  cli_json_num(f, pixels);
+  mf_json_num(f, pixels);
   fputs(", \"arenas\": {", f);
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     if (a) fputs(", ", f);
-    cli_json_str(f, mf_arena_name((mf_arena_kind)a));
+    mf_json_str(f, mf_arena_name((mf_arena_kind)a));
     fprintf(f, ": {\"planned\": %zu}", mf_plan_arena_bytes(p, (mf_arena_kind)a));
   }
   fprintf(f, "}, \"plan_bytes\": %zu}\n", mf_plan_total_bytes(p));
   return ferror(f) || fflush(f) != 0 ? -1 : 0;
 }
 
-/* `memfit report DIR [--log FILE]` */
-int mf_cmd_report(int argc, char **argv) {
-  const char *dir = NULL, *log = NULL;
-  for (int i = 1; i < argc; i++) {
-    const char *v;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: memfit report DIR [--log FILE.jsonl]\n"
-             "  (re)builds DIR/report.html from a training run's records: one self-contained page (no scripts, nothing\n"
-             "  fetched) with the loss, PSNR, learning-rate and gradient-norm curves, the memory plan next to the measured\n"
-             "  arenas, the step's memory timeline (DIR/timeline.svg) and the latest samples (DIR/samples-epochNNN.png).\n"
-             "  'memfit train' writes it at every epoch end and at the end of the run; this rebuilds it, e.g. after a kill.\n"
-             "  --log FILE.jsonl       the run's records (default DIR/log.jsonl, where train writes them without --log)\n"
-             "A damaged line in the records is skipped with a warning naming the file and line.\n");
-      return 0;
-    }
-    if ((v = cli_opt(argc, argv, &i, "--log"))) log = v;
-    else if (argv[i][0] == '-' && argv[i][1]) return cli_unknown_option("report", argv[i]);
-    else if (!dir) dir = argv[i];
-    else { fprintf(stderr, "memfit report: one run folder only ('%s' is a second one)\n", argv[i]); return 2; }
+void mf_report_update(const char *dir, const char *log_path, const char *cmd) {
+  char err[4400];
+  if (mf_report_write(dir, log_path, cmd, err, sizeof err) < 0) fprintf(stderr, "memfit %s: warning: report: %s\n", cmd, err);
+}
+
+/* Writes the memory timeline as SVG; returns 0, or -1 after saying why (naming the file). */
+int mf_report_timeline_svg(const char *path, const mf_plan *p, const char *title, const char *cmd) {
+  FILE *f = fopen(path, "w");
+  if (!f) { fprintf(stderr, "memfit %s: cannot write --timeline %s: %s\n", cmd, path, strerror(errno)); return -1; }
+  const mf_program *pr = &p->train;
+  int S = pr->n_steps;
+  size_t base[4] = {p->arena[MF_ARENA_PARAM] + p->arena[MF_ARENA_PARAM_LP], p->arena[MF_ARENA_GRAD],
+                    p->opts.offload_opt ? 0 : p->arena[MF_ARENA_OPT], p->arena[MF_ARENA_DATA]};
+  const char *names[5] = {"parameters", "gradients", "optimizer state", "data staging", "activations + workspace"};
+  const char *colors[5] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f"};
+  size_t fixed = base[0] + base[1] + base[2] + base[3], ymax = fixed + p->arena[MF_ARENA_ACT];
+  double W = 900, H = 360, L = 70, T = 40, PW = W - L - 20, PH = H - T - 60;
+  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' font-family='sans-serif' font-size='12'>\n", W, H + 30);
+  fprintf(f, "<text x='%g' y='20' font-size='14'>", L);
+  mf_html_str(f, title); /* XML text: escaped as for HTML */
+  fputs("</text>\n", f);
+  double y0 = T + PH, acc = 0;
+  for (int k = 0; k < 4; k++) {
+    double h = PH * (double)base[k] / (double)ymax;
+    fprintf(f, "<rect x='%g' y='%g' width='%g' height='%g' fill='%s'/>\n", L, y0 - acc - h, PW, h, colors[k]);
+    acc += h;
   }
-  if (!dir) { fprintf(stderr, "usage: memfit report DIR [--log FILE.jsonl]   ('memfit report --help')\n"); return 2; }
-  char lp[4096], err[4400];
-  if (!log) { snprintf(lp, sizeof lp, "%s/log.jsonl", dir); log = lp; }
-  if (cli_report_write(dir, log, "report", err, sizeof err) < 0) { fprintf(stderr, "memfit report: %s\n", err); return 1; }
-  printf("report: %s/report.html\n", dir);
+  fprintf(f, "<polygon fill='%s' points='", colors[4]);
+  for (int s = 0; s < S; s++) {
+    double x = L + PW * s / (S > 1 ? S - 1 : 1), y = y0 - acc - PH * (double)pr->live[s] / (double)ymax;
+    fprintf(f, "%.1f,%.1f ", x, y);
+  }
+  fprintf(f, "%.1f,%.1f %.1f,%.1f'/>\n", L + PW, y0 - acc, L, y0 - acc);
+  int first_bwd = S;
+  for (int s = 0; s < S; s++)
+    if (p->g->nodes[pr->steps[s]].phase != MF_PHASE_FWD) { first_bwd = s; break; }
+  double xb = L + PW * first_bwd / (S > 1 ? S - 1 : 1), xp = L + PW * pr->peak_step / (S > 1 ? S - 1 : 1);
+  fprintf(f, "<line x1='%g' y1='%g' x2='%g' y2='%g' stroke='#333' stroke-dasharray='4'/>\n", xb, T, xb, y0);
+  fprintf(f, "<text x='%g' y='%g'>forward | backward</text>\n", xb - 60, T - 4);
+  fprintf(f, "<line x1='%g' y1='%g' x2='%g' y2='%g' stroke='red'/>\n", xp, T, xp, y0);
+  char h[32];
+  mf_format_bytes(mf_plan_total_bytes(p), h, sizeof h);
+  fprintf(f, "<text x='%g' y='%g' fill='red'>peak %s at step %d</text>\n", xp + 4, T + 14, h, pr->peak_step + 1);
+  for (int k = 0; k <= 4; k++) {
+    double v = (double)ymax * k / 4;
+    char b[32];
+    mf_format_bytes((size_t)v, b, sizeof b);
+    fprintf(f, "<text x='4' y='%g'>%s</text>\n", y0 - PH * k / 4 + 4, b);
+  }
+  fprintf(f, "<text x='%g' y='%g'>step of the training step program (1..%d)</text>\n", L + PW / 2 - 120, y0 + 18, S);
+  for (int k = 0; k < 5; k++)
+    fprintf(f, "<rect x='%g' y='%g' width='12' height='12' fill='%s'/><text x='%g' y='%g'>%s</text>\n", L + k * 165.0,
+            y0 + 32, colors[k], L + k * 165.0 + 16, y0 + 43, names[k]);
+  fprintf(f, "</svg>\n");
+  int bad = fflush(f) != 0 || ferror(f), e = errno;
+  if (fclose(f) != 0 && !bad) { bad = 1; e = errno; }
+  if (bad) { fprintf(stderr, "memfit %s: writing --timeline %s failed: %s\n", cmd, path, strerror(e)); return -1; }
   return 0;
 }
 
-void cli_report_update(const char *dir, const char *log_path, const char *cmd) {
-  char err[4400];
-  if (cli_report_write(dir, log_path, cmd, err, sizeof err) < 0) fprintf(stderr, "memfit %s: warning: report: %s\n", cmd, err);
+
+/* Prints the plan next to the measured high-water of every arena; 1 when every arena is exact. */
+int mf_report_memory(mf_session *s, const char *rss_note) {
+  const mf_plan *p = mf_session_plan(s);
+  printf("memory: planned vs measured (runtime high-water per arena)\n");
+  int exact = 1;
+  for (int a = 0; a < MF_ARENA_COUNT; a++) {
+    size_t pl = mf_plan_arena_bytes(p, (mf_arena_kind)a), me = mf_session_measured_bytes(s, (mf_arena_kind)a);
+    if (!pl && !me) continue;
+    printf("  %-26s planned %12zu B   measured %12zu B   %s\n", mf_arena_name((mf_arena_kind)a), pl, me, pl == me ? "exact" : "DIFFERENT");
+    exact &= pl == me;
+  }
+  char h[32];
+  mf_format_bytes(mf_peak_rss_bytes(), h, sizeof h);
+  printf("  process peak RSS %s%s\n", h, rss_note);
+  return exact;
 }
+
