@@ -464,6 +464,102 @@ mf_loader_stats mf_loader_get_stats(const mf_loader *l);
 /* Prints skipped-file counts by reason (also printed at the end of an epoch with new failures). */
 void mf_loader_summary(const mf_loader *l, FILE *f);
 
+/* ---- trainer: the one training loop (src/train/trainer.c; docs/trainer.md) ----
+ * Drives a session over a data loader: micro-steps and updates, progress lines, --loss-log / --log (JSON lines)
+ * records, validation and checkpoints at epoch ends (and every N updates), exact resume (weights, optimizer,
+ * schedule and the data position), SIGINT / SIGTERM that finish the update and save first, OUT/report.html.
+ * The workload supplies what is its own through hooks. Typical use (error checks shortened):
+ *
+ *   mf_session *s = mf_session_init(g, loss, &to, err, sizeof err);
+ *   mf_loader_opts lo = mf_loader_opts_default();
+ *   lo.dataset = ds; lo.batch_size = 32;
+ *   mf_trainer_hooks h = {0};
+ *   h.feed = my_feed;                 // stages b->images into the graph's inputs (mf_session_stage_inputs)
+ *   mf_trainer_opts o = mf_trainer_opts_default();
+ *   o.out = "run"; o.epochs = 10; o.samples_per_step = 32;
+ *   mf_trainer *t = mf_trainer_init(s, &lo, &o, &h, err, sizeof err);
+ *   int status = mf_trainer_run(t);   // 0 done, 1 failed, 128+N stopped by signal N (a checkpoint saved)
+ *   mf_trainer_free(t); mf_session_free(s);
+ */
+typedef struct mf_trainer mf_trainer;
+#define MF_MAX_TERMS 8          /* loss terms a workload reports besides the loss */
+#define MF_MAX_METRICS 16       /* validation metrics */
+#define MF_MAX_DATA_SETTINGS 8
+
+/* A setting that decides which samples the batches hold, saved in each checkpoint under key; on resume a
+ * decisive one that differs is refused, naming option (it would change the data order); others are noted. */
+typedef struct mf_data_setting { const char *key, *option; char value[64]; int decisive; } mf_data_setting;
+
+typedef struct mf_trainer_hooks {
+  void *ctx;                 /* passed to every hook */
+  /* Stages one micro-step's inputs from a loader batch (mf_session_stage_inputs); 0, or -1 with err. Required. */
+  int (*feed)(void *ctx, mf_session *s, const mf_batch *b, char *err, size_t errlen);
+  /* Reads the workload's loss terms (mf_trainer_opts.term_names) after a micro-step into vals. */
+  void (*read_terms)(void *ctx, mf_session *s, double *vals);
+  /* Progress-line text for the mean terms since the last line (e.g. "hide 31.20 dB  rec 29.80 dB"). */
+  void (*describe_terms)(void *ctx, const double *mean_terms, char *buf, size_t n);
+  /* Validation: names[i] / vals[i] metrics (at most MF_MAX_METRICS), a one-line summary in line, sample pictures
+   * written to sample_path (*samples_failed = 1 when that failed, said on stderr); bad_val[0] / [1] count the
+   * validation samples found unreadable / smaller than the crop. Returns the number of metrics (0: none). */
+  int (*validate)(void *ctx, mf_session *s, const char *sample_path, int64_t *bad_val, const char **names, double *vals,
+                  char *line, size_t n, int *samples_failed);
+  /* Writes the trained model for inference to path (OUT/model.safetensors); 0, or -1 with err. NULL: none. */
+  int (*save_model)(void *ctx, mf_session *s, const char *path, char *err, size_t errlen);
+} mf_trainer_hooks;
+
+typedef struct mf_trainer_opts {
+  const char *name;          /* messages start "memfit NAME:" ("train steg"; default "train") */
+  const char *out;           /* folder: checkpoint.safetensors, model.safetensors, log.jsonl, report.html, samples */
+  int epochs;                /* run length in epochs (default 1) unless total_steps > 0 */
+  int64_t total_steps;       /* > 0: optimizer updates in all */
+  int64_t steps_per_epoch;   /* > 0: updates per epoch (default: one pass over the data, batches / accum) */
+  int accum;                 /* micro-steps per update: the session's accum_steps (default 1) */
+  int samples_per_step;      /* samples one update trains on, for rates (default 1) */
+  const char *sample_unit;   /* "pairs", "images" (default "samples"): "N pairs/s", the --log key "pairs_per_s" */
+  double loss_divisor;       /* the progress line shows loss / loss_divisor (e.g. the micro-batch for summed losses) */
+  int n_terms;               /* loss terms read by hooks.read_terms, logged after the loss */
+  const char *const *term_names;
+  const char *resume;        /* checkpoint to continue from (NULL: a new run) */
+  int restart_data;          /* with resume: keep weights and optimizer state, start the data order again */
+  int64_t stop_after;        /* > 0: stop after this update as if interrupted, with a checkpoint */
+  int64_t every;             /* > 0: also save a checkpoint every N updates (default: at epoch ends) */
+  int64_t val_every;         /* > 0: also validate every N updates (default: at epoch ends) */
+  const char *loss_log;      /* text file: "update loss term..." per update, exact decimals (NULL: none) */
+  const char *log;           /* JSON lines (NULL: OUT/log.jsonl): one record per update and validation, a last one */
+  double log_every;          /* seconds between progress lines (default 10; < 0: none) */
+  int handle_signals;        /* 1: SIGINT / SIGTERM stop after the update with a checkpoint (128 + N returned) */
+  const char *data_source;   /* --data as given, saved in checkpoints and named in messages */
+  int n_data_settings;
+  const mf_data_setting *data_settings;
+  const char *command;       /* the command line, for the log's start record */
+  const char *settings;      /* one line on the run's settings (report) */
+  const char *timeline_title;/* title of OUT/timeline.svg */
+  double values_per_sample;  /* values per sample image (the report's PSNR of summed squared errors) */
+  const char *crop_option;   /* "--size 64": named in the summary of samples smaller than the crop */
+  const char *batch_note;    /* after "fewer than the N one micro-batch takes" (e.g. " (N pairs ...)") */
+  const char *more_data_hint;/* after "add images, lower --batch" (e.g. " or raise --gen-count") */
+  const char *model_use;     /* after the model file's name in "saved ..." lines (e.g. " (for hide/reveal/eval)") */
+} mf_trainer_opts;
+mf_trainer_opts mf_trainer_opts_default(void);
+
+/* Opens the loader (with resume, at the checkpoint's data position, refusing changed decisive settings),
+ * loads the checkpoint into s, checks the out folder and opens the logs. NULL with err ("said above" when
+ * the reason was printed on stderr). The session stays the caller's. */
+mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_trainer_opts *o, const mf_trainer_hooks *h,
+                            char *err, size_t errlen);
+/* Trains to the end of the run, --stop-after, mf_trainer_stop or a signal. Returns 0 (done, or stopped with a
+ * checkpoint), 1 (failed: said on stderr), 2 (stop_after is at or before the checkpoint's update), 128 + N
+ * (stopped by signal N after saving a checkpoint). */
+int mf_trainer_run(mf_trainer *t);
+/* Asks a running trainer to stop after the current update and save a checkpoint (async-signal-safe). */
+void mf_trainer_stop(mf_trainer *t);
+int64_t mf_trainer_first_step(const mf_trainer *t);     /* the update the run starts at (the checkpoint's) */
+int64_t mf_trainer_total_steps(const mf_trainer *t);
+int64_t mf_trainer_steps_per_epoch(const mf_trainer *t);
+int mf_trainer_epochs(const mf_trainer *t);
+mf_loader *mf_trainer_loader(mf_trainer *t);
+void mf_trainer_free(mf_trainer *t);
+
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop
 #endif

@@ -26,20 +26,6 @@
 
 /* ------------------------------------------------------------------ small helpers */
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void fmt_dur(double s, char *buf, size_t n) {
-  if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "?"); return; }
-  long t = (long)(s + 0.5);
-  if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-  else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-}
-
-/* interleaved HWC (mf_image) <-> planar CHW (graph inputs [1,3,H,W]) */
 static void hwc_to_chw(const float *src, int w, int h, float *dst) {
   size_t n = (size_t)w * (size_t)h;
   for (size_t i = 0; i < n; i++)
@@ -912,25 +898,6 @@ out:
 
 /* ------------------------------------------------------------------ memfit train steg */
 
-/* the loader's next batch (a new pass when one ends), staged for the session's next micro-step */
-static const mf_batch *train_batch(mf_loader *L, mf_session *s, const mf_steg_model *m, size_t img, int *failed) {
-  const mf_batch *b = mf_loader_next(L);
-  if (!b && !mf_loader_error(L)) b = mf_loader_next(L); /* a new pass over the data */
-  if (!b) {
-    fprintf(stderr, "memfit train steg: %s\n", mf_loader_error(L) ? mf_loader_error(L) : "no data");
-    *failed = 1;
-    return NULL;
-  }
-  mf_tensor ins[2] = {m->cover, m->secret};
-  const float *data[2] = {b->images, b->images + img}; /* first half covers, second half secrets */
-  if (mf_session_stage_inputs(s, 2, ins, data) < 0) {
-    mf_loader_release(L, b);
-    *failed = 1;
-    return NULL;
-  }
-  return b;
-}
-
 typedef struct train_args {
   const char *data, *preset, *resume, *out, *budget_s, *schedule, *loss_log, *json_log, *backend;
   int size, gen_size, batch, epochs, steps, warmup, threads, workers, blocks, growth, gen_count, val_count, epoch_steps, step_every,
@@ -1174,10 +1141,8 @@ static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int np
 /* A setting that decides which images the training batches hold, saved in the checkpoint's metadata
  * under `key`; decisive ones must match on --resume (they change the data order), the others are
  * only reported (the loader's batches do not depend on them). */
-typedef struct data_setting { const char *key, *option; char value[64]; int decisive; } data_setting;
-#define MAX_DATA_SETTINGS 8
 
-static int data_settings(const train_args *a, int micro, int generated, data_setting *ds) {
+static int data_settings(const train_args *a, int micro, int generated, mf_data_setting *ds) {
   int n = 0;
 #define SETTING(k, opt, dec, ...) \
   (ds[n].key = k, ds[n].option = opt, ds[n].decisive = dec, snprintf(ds[n].value, sizeof ds[n].value, __VA_ARGS__), n++)
@@ -1193,163 +1158,57 @@ static int data_settings(const train_args *a, int micro, int generated, data_set
   return n;
 }
 
-static int meta_u64(const mf_st_file *f, const char *key, int base, uint64_t *out) {
-  const char *v = mf_st_meta(f, key);
-  char *end;
-  /* digits only: strtoull alone would take "-5" (as 2^64 - 5), spaces and a "0x" */
-  if (!v || !*v || strspn(v, base == 16 ? "0123456789abcdefABCDEF" : "0123456789") != strlen(v)) return -1;
-  errno = 0;
-  *out = strtoull(v, &end, base);
-  return *end || errno ? -1 : 0;
-}
+/* ------------------------------------------------------------------ steg's hooks for the trainer */
 
-/* Where the data order of the resumed run starts, from the checkpoint's metadata. Returns 0 (pos set;
- * zeros with --restart-data), or -1 after printing why the order cannot continue, naming the setting. */
-static int resume_position(const mf_st_file *f, const train_args *a, const data_setting *ds, int nds, int accum,
-                           mf_loader_pos *pos) {
-  memset(pos, 0, sizeof *pos);
-  if (a->restart_data) {
-    printf("--restart-data: the data order starts again at its first epoch (weights, optimizer state and schedule "
-           "continue from %s)\n", a->resume);
-    return 0;
-  }
-  if (!mf_st_meta(f, "data.id")) {
-    uint64_t step = 0;
-    if (meta_u64(f, "step", 10, &step) != 0) step = 0;
-    pos->batch = (int64_t)step * accum;
-    fprintf(stderr, "memfit train steg: warning: --resume %s has no data position (an older memfit wrote it): continuing "
-                    "the data order at batch %lld, where an uninterrupted run with these --data, --seed and --batch settings "
-                    "would be; the batches differ if that run used other settings or was itself resumed\n",
-            a->resume, (long long)pos->batch);
-    return 0;
-  }
-  for (int i = 0; i < nds; i++) {
-    const char *was = mf_st_meta(f, ds[i].key);
-    if (!was || !strcmp(was, ds[i].value)) continue;
-    if (!ds[i].decisive) {
-      printf("note: %s is %s here, %s in the checkpoint's run: the batches do not depend on it\n", ds[i].option,
-             ds[i].value, was);
-      continue;
-    }
-    fprintf(stderr, "memfit train steg: --resume %s: %s is %s here but was %s in the checkpoint's run, so the data order "
-                    "cannot continue where it stopped. Use the checkpoint's value, or add --restart-data to keep the weights "
-                    "and optimizer state and start a new data order.\n", a->resume, ds[i].option, ds[i].value, was);
-    return -1;
-  }
-  /* data.epoch, data.batch: whole numbers up to 2^63 - 1; data.seed: up to 2^64 - 1; data.id: nonzero hex */
-  static const struct { const char *key; int base; } pk[4] = {{"data.epoch", 10}, {"data.batch", 10}, {"data.seed", 10},
-                                                              {"data.id", 16}};
-  uint64_t pv[4];
-  for (int i = 0; i < 4; i++)
-    if (meta_u64(f, pk[i].key, pk[i].base, &pv[i]) || (i < 2 && pv[i] > (uint64_t)INT64_MAX) || (i == 3 && !pv[i])) {
-      const char *v = mf_st_meta(f, pk[i].key);
-      fprintf(stderr, "memfit train steg: --resume %s: metadata '%s' is %s%.40s%s, not a %s: the data position is damaged; "
-                      "add --restart-data to resume without it\n", a->resume, pk[i].key, v ? "'" : "missing", v ? v : "",
-              v ? "'" : "", i == 3 ? "nonzero hexadecimal number" : "whole number");
-      return -1;
-    }
-  pos->epoch = (int64_t)pv[0];
-  pos->batch = (int64_t)pv[1];
-  pos->seed = pv[2];
-  pos->data_id = pv[3];
+typedef struct steg_train_ctx {
+  train_graph *T;
+  mf_dataset *vd;          /* validation images (the training images when there are none) */
+  int val_count, micro, size;
+  size_t img;              /* floats of one micro-batch's covers (= its secrets) */
+  const char *note;        /* the command line, in the model file */
+} steg_train_ctx;
+
+/* first half of the loader's batch: covers; second half: secrets */
+static int steg_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_t n) {
+  steg_train_ctx *c = ctx;
+  mf_tensor ins[2] = {c->T->m->cover, c->T->m->secret};
+  const float *data[2] = {b->images, b->images + c->img};
+  if (mf_session_stage_inputs(s, 2, ins, data) < 0) { snprintf(err, n, "staging the batch failed (see above)"); return -1; }
   return 0;
 }
 
-/* mf_session_save plus the loader's position and the data settings, so --resume continues the data order. */
-/* Opens the --loss-log or --log (a line starts with its update number, or {"step": N). A new run starts it afresh; a run resumed at update `start` keeps the lines up to
- * that update and appends after them, so lines a killed run wrote after its last checkpoint (and a cut
- * last line) are not written twice. Sets *dropped to the lines removed. NULL with errno on failure. */
-static FILE *loss_log_open(const char *path, int64_t start, long long *dropped) {
-  *dropped = 0;
-  if (start <= 0) return fopen(path, "w");
-  FILE *f = fopen(path, "r+");
-  if (!f) return errno == ENOENT ? fopen(path, "w") : NULL;
-  char *line = NULL; /* any length: a start record holds the whole command line */
-  size_t cap = 0;
-  long keep = 0;
-  int cut = 0;
-  while (getline(&line, &cap, f) >= 0) {
-    long long u;
-    size_t n = strlen(line);
-    if (!cut && n && line[n - 1] == '\n' && (sscanf(line, "%lld", &u) == 1 || sscanf(line, "{\"step\": %lld", &u) == 1) &&
-        u <= start)
-      keep = ftell(f);
-    else { cut = 1; (*dropped)++; } /* lines are in update order: all after the first later one go */
-  }
-  free(line);
-  if (ferror(f) || keep < 0 || fflush(f) != 0 || ftruncate(fileno(f), (off_t)keep) != 0 || fseek(f, keep, SEEK_SET) != 0) {
-    int e = errno;
-    fclose(f);
-    errno = e;
-    return NULL;
-  }
-  return f;
+static void steg_read_terms(void *ctx, mf_session *s, double *v) {
+  steg_train_ctx *c = ctx;
+  float lg, lr;
+  mf_session_read(s, c->T->m->loss_guide, &lg, 1);
+  mf_session_read(s, c->T->m->loss_rec, &lr, 1);
+  v[0] = lg;
+  v[1] = lr;
 }
 
-/* --log records: {"step": N, "type": "...", then name / number pairs}; 0, or -1 when the write failed */
-static int jlog_record(FILE *f, int64_t step, const char *type, int n, const char *const *names, const double *vals) {
-  fprintf(f, "{\"step\": %lld, \"type\": ", (long long)step);
-  mf_json_str(f, type);
-  for (int i = 0; i < n; i++) {
-    fputs(", ", f);
-    mf_json_str(f, names[i]);
-    fputs(": ", f);
-    mf_json_num(f, vals[i]);
-  }
-  fputs("}\n", f);
-  return ferror(f) || fflush(f) != 0 ? -1 : 0; /* flushed per record: a killed run keeps its log */
+static void steg_describe_terms(void *ctx, const double *mean, char *buf, size_t n) {
+  steg_train_ctx *c = ctx;
+  double pix = (double)c->img;
+  snprintf(buf, n, "hide %.2f dB  rec %.2f dB", psnr_from_mse(mean[0] / pix), psnr_from_mse(mean[1] / pix));
 }
 
-/* the closing --log record: how the run ended and planned vs measured bytes per arena */
-static int jlog_end(FILE *f, mf_session *s, int64_t step, int64_t updates, double seconds, const char *how) {
-  fprintf(f, "{\"step\": %lld, \"type\": \"end\", \"updates\": %lld, \"seconds\": ", (long long)step, (long long)updates);
-  mf_json_num(f, seconds);
-  fputs(", \"ended\": ", f);
-  mf_json_str(f, how);
-  fputs(", \"arenas\": {", f);
-  const mf_plan *p = mf_session_plan(s);
-  for (int a = 0; a < MF_ARENA_COUNT; a++) {
-    if (a) fputs(", ", f);
-    mf_json_str(f, mf_arena_name((mf_arena_kind)a));
-    fprintf(f, ": {\"planned\": %zu, \"measured\": %zu}", mf_plan_arena_bytes(p, (mf_arena_kind)a),
-            mf_session_measured_bytes(s, (mf_arena_kind)a));
-  }
-  fprintf(f, "}, \"plan_bytes\": %zu, \"peak_rss_bytes\": %zu}\n", mf_plan_total_bytes(p), mf_peak_rss_bytes());
-  return ferror(f) || fflush(f) != 0 ? -1 : 0;
+static int steg_validate(void *ctx, mf_session *s, const char *grid, int64_t *bad, const char **names, double *vals, char *line,
+                         size_t n, int *grid_failed) {
+  steg_train_ctx *c = ctx;
+  val_result v = validate(s, c->T, c->vd, c->val_count, c->micro, c->size, grid, bad);
+  *grid_failed = v.grid_failed;
+  if (!v.pairs) return 0;
+  static const char *const nm[6] = {"loss", "hide_psnr", "rec_psnr", "hide_ssim", "rec_ssim", "pairs"};
+  const double vv[6] = {v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs};
+  for (int i = 0; i < 6; i++) { names[i] = nm[i]; vals[i] = vv[i]; }
+  snprintf(line, n, "loss %.4g hide PSNR %.2f dB rec PSNR %.2f dB SSIM %.4f / %.4f (validation, %d pairs; SSIM hide / rec; "
+           "hide on the 8-bit stego, rec from the float stego)", v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs);
+  return 6;
 }
 
-/* held: a batch taken from the loader ahead of the step that will use it (NULL if none); the
- * checkpoint's data position is then that batch's, so a resumed run trains on it */
-static int save_checkpoint(mf_session *s, const mf_loader *L, const mf_batch *held, const char *path, const char *source,
-                           size_t images, const data_setting *ds, int nds, char *err, size_t errlen) {
-  mf_loader_pos p = mf_loader_position(L);
-  if (held) {
-    int64_t per = (int64_t)mf_loader_batches_per_epoch(L);
-    p.epoch = held->step / per;
-    p.batch = held->step % per;
-  }
-  char v[5][32];
-  const char *keys[6 + MAX_DATA_SETTINGS], *vals[6 + MAX_DATA_SETTINGS];
-  snprintf(v[0], sizeof v[0], "%lld", (long long)p.epoch);
-  snprintf(v[1], sizeof v[1], "%lld", (long long)p.batch);
-  snprintf(v[2], sizeof v[2], "%llu", (unsigned long long)p.seed);
-  snprintf(v[3], sizeof v[3], "%016llx", (unsigned long long)p.data_id);
-  snprintf(v[4], sizeof v[4], "%zu", images);
-  const char *k5[5] = {"data.epoch", "data.batch", "data.seed", "data.id", "data.images"};
-  int n = 0;
-  for (int i = 0; i < 5; i++, n++) { keys[n] = k5[i]; vals[n] = v[i]; }
-  keys[n] = "data.source"; vals[n++] = source;
-  for (int i = 0; i < nds && n < 6 + MAX_DATA_SETTINGS; i++, n++) { keys[n] = ds[i].key; vals[n] = ds[i].value; }
-  return mf_checkpoint_save(s, path, n, keys, vals, err, errlen);
-}
-
-/* SIGINT / SIGTERM during training: the first asks the loop to stop after the current update and save
- * a checkpoint (exit 128 + signal); a second one ends the process at once (the checkpoint files are
- * written atomically, so the last saved one stays whole). */
-static volatile sig_atomic_t train_signal;
-static void train_on_signal(int sig) {
-  if (train_signal) _exit(128 + sig);
-  train_signal = sig;
+static int steg_save_model(void *ctx, mf_session *s, const char *path, char *err, size_t n) {
+  steg_train_ctx *c = ctx;
+  return model_save(s, c->T->g, c->T->m, path, c->note, err, n);
 }
 
 int mf_cmd_train_steg(int argc, char **argv) {
@@ -1479,12 +1338,10 @@ int mf_cmd_train_steg(int argc, char **argv) {
     lo.alloc = be->host_alloc;
     lo.free = be->host_free;
   }
-  /* --resume: the data order continues where the checkpoint's run stopped */
-  data_setting dset[MAX_DATA_SETTINGS];
+  mf_data_setting dset[MF_MAX_DATA_SETTINGS];
   int ndset = data_settings(&a, micro, generated, dset);
-  mf_st_file *ckf = NULL;
-  if (a.resume) {
-    ckf = mf_st_open(a.resume, err, sizeof err);
+  if (a.resume) { /* the model first: it decides more than the data (the trainer checks the rest) */
+    mf_st_file *ckf = mf_st_open(a.resume, err, sizeof err);
     mf_steg_config ckc;
     int bad = !ckf || mf_steg_model_config(ckf, a.resume, &ckc, err, sizeof err) < 0;
     const char *ckfmt = ckf ? mf_st_meta(ckf, "format") : NULL;
@@ -1494,52 +1351,17 @@ int mf_cmd_train_steg(int argc, char **argv) {
                       "checkpoint.safetensors of a run's --out folder (weights, optimizer state and data position)\n",
               a.resume, ckfmt && !strcmp(ckfmt, MODEL_FORMAT) ? "a model file (parameters only)" : "not a memfit checkpoint");
       bad = 1;
-    } else if (ckc.blocks != cfg.blocks || ckc.growth != cfg.growth) { /* the model first: it decides more than the data */
+    } else if (ckc.blocks != cfg.blocks || ckc.growth != cfg.growth) {
       fprintf(stderr, "memfit train steg: --resume %s: the checkpoint holds another model (%d coupling blocks, growth %d) than "
                       "this run builds (%d, growth %d; see --preset, --blocks, --growth)\n", a.resume, ckc.blocks, ckc.growth,
               cfg.blocks, cfg.growth);
       bad = 1;
     }
-    if (bad || resume_position(ckf, &a, dset, ndset, accum, &lo.start) < 0) {
-      mf_st_close(ckf); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-      return 1;
-    }
+    mf_st_close(ckf);
+    if (bad) { mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T); return 1; }
   }
-  mf_loader *L = mf_loader_init(&lo, err, sizeof err);
-  const char *ck_source = ckf ? mf_st_meta(ckf, "data.source") : NULL;
-  if (!L) {
-    size_t nuse = 0;
-    if (lo.start.data_id && strstr(err, "start position")) {
-      const char *was_n = mf_st_meta(ckf, "data.images");
-      if (ck_source && strcmp(ck_source, a.data))
-        fprintf(stderr, "memfit train steg: --resume %s: --data %s does not hold the images of the checkpoint's run (--data %s, "
-                        "%s images; this one has %zu), so its data order cannot continue (%s). Give the same images, or add "
-                        "--restart-data to keep the weights and optimizer state and start a new data order.\n",
-                a.resume, a.data, ck_source, was_n ? was_n : "?", mf_dataset_size(td), err);
-      else
-        fprintf(stderr, "memfit train steg: --resume %s: the images under --data %s changed since the checkpoint was written "
-                        "(%s images then, %zu now), so its data order cannot continue (%s). Restore them, or add "
-                        "--restart-data to keep the weights and optimizer state and start a new data order.\n",
-                a.resume, a.data, was_n ? was_n : "?", mf_dataset_size(td), err);
-    } else if (sscanf(err, "dataset has %zu usable samples, fewer than one batch", &nuse) == 1)
-      fprintf(stderr, "memfit train steg: --data %s: %zu usable training images, fewer than the %d one micro-batch takes "
-                      "(%d pairs of a cover and a secret): add images, lower --batch%s\n", a.data, nuse, 2 * micro, micro,
-              generated ? " or raise --gen-count" : " or lower --val-fraction (the share of images kept for validation)");
-    else fprintf(stderr, "memfit train steg: %s\n", err);
-    mf_st_close(ckf); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-    return 1;
-  }
-  if (ck_source && lo.start.data_id && strcmp(ck_source, a.data))
-    printf("note: --data %s is not the checkpoint's --data %s, but it holds the same images: the data order continues\n", a.data,
-           ck_source);
-  mf_st_close(ckf);
-  int64_t per_epoch = (int64_t)mf_loader_batches_per_epoch(L) / accum;
-  if (per_epoch < 1) per_epoch = 1;
-  if (a.epoch_steps) per_epoch = a.epoch_steps;
-  int64_t total = a.steps ? a.steps : (int64_t)a.epochs * per_epoch;
-  int epochs = (int)((total + per_epoch - 1) / per_epoch);
 
-  /* ---- session ---- */
+  /* ---- session (the trainer sets the schedule's length from the run's) ---- */
   mf_train_opts o = mf_train_opts_default();
   o.threads = a.threads;
   o.plan.threads = a.threads;
@@ -1548,8 +1370,8 @@ int mf_cmd_train_steg(int argc, char **argv) {
   o.clip_norm = a.clip;
   o.schedule = !strcmp(a.schedule, "cosine") ? MF_SCHED_COSINE : !strcmp(a.schedule, "step") ? MF_SCHED_STEP : MF_SCHED_CONSTANT;
   o.warmup_steps = a.warmup;
-  o.total_steps = (int)total;
-  o.step_every = a.step_every ? a.step_every : (int)(total / 3 > 0 ? total / 3 : 1);
+  o.total_steps = 0;
+  o.step_every = a.step_every;
   o.step_gamma = a.gamma;
   o.accum_steps = accum;
   o.seed = (uint64_t)a.seed;
@@ -1562,7 +1384,7 @@ int mf_cmd_train_steg(int argc, char **argv) {
   mf_session *s = mf_session_init(g, T.loss, &o, err, sizeof err);
   if (!s) {
     fprintf(stderr, "memfit train steg: %s\n", err);
-    mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+    mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
     return 1;
   }
   if (T.dct_mat >= 0) {
@@ -1578,274 +1400,90 @@ int mf_cmd_train_steg(int argc, char **argv) {
     if (z) mf_session_write_input(s, m->z, z, nz);
     free(z);
   }
-  int64_t start = 0;
-  if (a.resume) {
-    if (mf_session_load(s, a.resume, err, sizeof err) < 0) {
-      fprintf(stderr, "memfit train steg: --resume: %s\n", err);
-      mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-      return 1;
-    }
-    start = mf_session_step(s);
-    mf_loader_pos lp = mf_loader_position(L);
-    printf("resumed from %s at update %lld (epoch %lld); the data order continues at its epoch %lld, batch %lld\n", a.resume,
-           (long long)start, (long long)(start / per_epoch + 1), (long long)lp.epoch + 1, (long long)lp.batch + 1);
-    if (a.stop_after && a.stop_after <= start) {
-      fprintf(stderr, "memfit train steg: --stop-after %d: %s is already at update %lld\n", a.stop_after, a.resume, (long long)start);
-      mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-      return 2;
-    }
-    if (start >= total) {
-      printf("%s is at update %lld, the end of this run (%lld updates): nothing to train (raise --steps or --epochs to "
-             "go on)\n", a.resume, (long long)start, (long long)total);
-      mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-      return 0;
-    }
-  }
-  if (mkdir(a.out, 0777) != 0 && errno != EEXIST) {
-    fprintf(stderr, "memfit train steg: cannot create --out %s: %s\n", a.out, strerror(errno));
-    mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-    return 1;
-  }
-  { /* an existing file as --out, or a folder where a checkpoint goes, would fail only at the first save */
-    struct stat ost;
-    char p[1100];
-    const char *bad = stat(a.out, &ost) != 0 || !S_ISDIR(ost.st_mode) ? "--out is not a folder" : NULL;
-    for (int k = 0; k < 2 && !bad; k++) {
-      snprintf(p, sizeof p, "%s/%s.safetensors", a.out, k ? "model" : "checkpoint");
-      if (stat(p, &ost) == 0 && S_ISDIR(ost.st_mode)) bad = "a folder is where a checkpoint is to be written";
-    }
-    if (bad) {
-      fprintf(stderr, "memfit train steg: --out %s: %s (%s); nothing could be saved there\n", a.out, bad, bad[0] == '-' ? a.out : p);
-      mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-      return 1;
-    }
-  }
-  FILE *loss_log = NULL;
-  long long log_dropped = 0;
-  if (a.loss_log && !(loss_log = loss_log_open(a.loss_log, start, &log_dropped))) {
-    fprintf(stderr, "memfit train steg: cannot write --loss-log %s: %s\n", a.loss_log, strerror(errno));
-    mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-    return 1;
-  }
-  if (log_dropped)
-    printf("note: --loss-log %s: %lld line(s) after update %lld removed (written after the checkpoint; this run writes them "
-           "again)\n", a.loss_log, log_dropped, (long long)start);
-  char default_log[1100]; /* without --log the records go to OUT/log.jsonl: the run report is drawn from them */
-  if (!a.json_log) { snprintf(default_log, sizeof default_log, "%s/log.jsonl", a.out); a.json_log = default_log; }
-  FILE *jlog = NULL;
-  if (a.json_log && !(jlog = loss_log_open(a.json_log, start, &log_dropped))) {
-    fprintf(stderr, "memfit train steg: cannot write --log %s: %s\n", a.json_log, strerror(errno));
-    if (loss_log) fclose(loss_log);
-    mf_session_free(s); mf_loader_free(L); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
-    return 1;
-  }
 
-  printf("memfit train steg: preset '%s' (%d coupling blocks, growth %d, %lld parameters), %dx%d crops, batch %d = "
-         "micro-batch %d x %d, %s, %s\n", cfg.name, cfg.blocks, cfg.growth, (long long)mf_steg_param_count(&cfg), a.size, a.size,
-         a.batch, micro, accum, mf_dtype_name(dt),
-         have_cand ? (budget ? "settings from the budget search" : "settings as given") : "memory-free backprop through every coupling block");
-  printf("data: %s (%zu training images%s, %zu validation images); %d epochs of %lld updates (%lld in all)\n",
-         generated ? "generated procedural images" : a.data, mf_dataset_size(td), generated ? " rendered on the fly, random crops" : "",
-         vd ? mf_dataset_size(vd) : (size_t)0, epochs, (long long)per_epoch, (long long)total);
-  printf("losses: %g*guide + %g*rec + %g*low%s%s; Adam lr %.3g (betas %g, %g), %s schedule, warm-up %d, clip %g\n", a.w_guide,
-         a.w_rec, a.w_low, a.w_ssim > 0 ? " + ssim" : "", a.w_dct > 0 ? " + dct" : "", a.lr, a.beta1, a.beta2, a.schedule,
-         a.warmup, a.clip);
-  mf_plan_print(mf_session_plan(s), stdout);
-  if (budget && (int64_t)mf_plan_total_bytes(mf_session_plan(s)) > budget) {
-    char hb[32], ht[32];
-    mf_format_bytes((size_t)budget, hb, sizeof hb);
-    mf_format_bytes(mf_plan_total_bytes(mf_session_plan(s)), ht, sizeof ht);
-    printf("note: the search planned the base losses; with the extra terms and the tensors kept for the metrics this run "
-           "plans %s, above the %s budget. Lower --batch or --size if the budget is hard.\n", ht, hb);
-  }
-  fflush(stdout);
-
-  /* ---- loop ---- */
-  size_t img = (size_t)micro * 3 * a.size * a.size;
-  double t0 = now_s(), last_log = t0, pix = (double)img;
-  int64_t step = start, bad_val[2] = {0, 0}; /* validation images: unreadable, smaller than --size */
-  int epoch0 = (int)(start / per_epoch);
-  double run_loss = 0, run_g = 0, run_r = 0;
-  int run_n = 0, failed = 0, stopped = 0;
-  const mf_batch *cur = NULL; /* taken from the loader and staged for the next micro-step */
-  char ck[1024], mp[1024];
-  snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", a.out);
-  snprintf(mp, sizeof mp, "%s/model.safetensors", a.out);
-  int64_t last_bad = 0;
-  char note[1024];
-  /* the command line, in the model file's metadata (steg.trained) */
+  /* ---- the trainer ---- */
+  char note[1024]; /* the command line, in the model file's metadata (steg.trained) and the log */
   {
     size_t k = (size_t)snprintf(note, sizeof note, "memfit train steg");
     for (int i = 1; i < argc && k < sizeof note; i++) k += (size_t)snprintf(note + k, sizeof note - k, " %s", argv[i]);
   }
-  { /* the report's inputs: a record with the command, settings and planned arenas; the step's memory timeline */
-    char settings[512], tl[1100];
-    snprintf(settings, sizeof settings, "preset %s (%d coupling blocks, growth %d), %dx%d crops, batch %d = micro-batch %d x %d, %s, "
-             "%d epochs of %lld updates, lr %g (%s schedule, warm-up %d, clip %g)", cfg.name, cfg.blocks, cfg.growth, a.size, a.size,
-             a.batch, micro, accum, mf_dtype_name(dt), epochs, (long long)per_epoch, a.lr, a.schedule, a.warmup, a.clip);
-    if (mf_report_start_record(jlog, start, note, settings, pix, mf_session_plan(s)) < 0) {
-      fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
-      failed = 1;
-    }
-    snprintf(tl, sizeof tl, "%s/timeline.svg", a.out);
-    snprintf(settings, sizeof settings, "one training step: %dx%d crops, micro-batch %d, %s", a.size, a.size, micro, mf_dtype_name(dt));
-    if (!failed) mf_report_timeline_svg(tl, mf_session_plan(s), settings, "train steg"); /* a warning if it fails */
+  steg_train_ctx sc = {&T, vd ? vd : td, a.val_count, micro, a.size, (size_t)micro * 3 * a.size * a.size, note};
+  static const char *const terms[2] = {"guide", "rec"};
+  char crop[32], batch_note[96], settings[512], title[256];
+  snprintf(crop, sizeof crop, "--size %d", a.size);
+  snprintf(batch_note, sizeof batch_note, " (%d pairs of a cover and a secret)", micro);
+  snprintf(title, sizeof title, "one training step: %dx%d crops, micro-batch %d, %s", a.size, a.size, micro, mf_dtype_name(dt));
+  snprintf(settings, sizeof settings, "preset %s (%d coupling blocks, growth %d), %dx%d crops, batch %d = micro-batch %d x %d, %s, "
+           "lr %g (%s schedule, warm-up %d, clip %g)", cfg.name, cfg.blocks, cfg.growth, a.size, a.size, a.batch, micro, accum,
+           mf_dtype_name(dt), a.lr, a.schedule, a.warmup, a.clip);
+  mf_trainer_opts to = mf_trainer_opts_default();
+  to.name = "train steg";
+  to.settings = settings;
+  to.out = a.out;
+  to.epochs = a.epochs;
+  to.total_steps = a.steps;
+  to.steps_per_epoch = a.epoch_steps;
+  to.accum = accum;
+  to.samples_per_step = a.batch;
+  to.sample_unit = "pairs";
+  to.loss_divisor = micro;
+  to.n_terms = 2;
+  to.term_names = terms;
+  to.resume = a.resume;
+  to.restart_data = a.restart_data;
+  to.stop_after = a.stop_after;
+  to.loss_log = a.loss_log;
+  to.log = a.json_log;
+  to.log_every = a.log_every;
+  to.handle_signals = 1;
+  to.data_source = a.data;
+  to.n_data_settings = ndset;
+  to.data_settings = dset;
+  to.command = note;
+  to.timeline_title = title;
+  to.values_per_sample = (double)sc.img;
+  to.crop_option = crop;
+  to.batch_note = batch_note;
+  to.more_data_hint = generated ? " or raise --gen-count" : " or lower --val-fraction (the share of images kept for validation)";
+  to.model_use = " (for hide/reveal/eval)";
+  mf_trainer_hooks h = {.ctx = &sc, .feed = steg_feed, .read_terms = steg_read_terms, .describe_terms = steg_describe_terms,
+                        .validate = steg_validate, .save_model = steg_save_model};
+  mf_trainer *tr = mf_trainer_init(s, &lo, &to, &h, err, sizeof err);
+  if (!tr) {
+    if (strcmp(err, "said above")) fprintf(stderr, "memfit train steg: %s\n", err);
+    mf_session_free(s); mf_dataset_free(td); mf_dataset_free(vd); train_graph_free(&T);
+    return 1;
   }
-  struct sigaction sa, old_int, old_term;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = train_on_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  train_signal = 0;
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
-  for (int ep = epoch0; ep < epochs && !failed; ep++) {
-    int64_t end = (int64_t)(ep + 1) * per_epoch;
-    if (end > total) end = total;
-    for (; step < end; step++) {
-      double upd_loss = 0, upd_g = 0, upd_r = 0;
-      for (int k = 0; k < accum; k++) {
-        /* the batch of this micro-step was staged during the previous one, unless a boundary (epoch end,
-         * --stop-after) came between: there nothing is taken ahead, so validation reads its own inputs
-         * and the checkpoint's data position is exactly the steps done */
-        if (!cur && !(cur = train_batch(L, s, m, img, &failed))) break;
-        int more = k + 1 < accum || (step + 1 < end && !(a.stop_after && step + 1 == a.stop_after));
-        const mf_batch *nxt = more ? train_batch(L, s, m, img, &failed) : NULL;
-        if (failed) break;
-        double l = mf_session_micro_step(s);
-        mf_loader_release(L, cur);
-        cur = nxt;
-        if (isnan(l)) { fprintf(stderr, "memfit train steg: the step failed (see above)\n"); failed = 1; break; }
-        float lg, lr;
-        mf_session_read(s, m->loss_guide, &lg, 1);
-        mf_session_read(s, m->loss_rec, &lr, 1);
-        run_loss += l / micro; run_g += lg; run_r += lr; run_n++;
-        upd_loss += l; upd_g += lg; upd_r += lr;
-      }
-      if (failed) break;
-      mf_session_update(s);
-      if (loss_log && (fprintf(loss_log, "%lld %.17g %.17g %.17g\n", (long long)(step + 1), upd_loss / accum, upd_g / accum,
-                               upd_r / accum) < 0 || fflush(loss_log) != 0)) { /* flushed per line: a killed run keeps its log */
-        fprintf(stderr, "memfit train steg: writing --loss-log %s failed: %s\n", a.loss_log, strerror(errno));
-        failed = 1;
-        break;
-      }
-      if (jlog) {
-        double el = now_s() - t0;
-        static const char *const nm[] = {"epoch", "loss", "guide", "rec", "lr", "grad_norm", "loss_scale", "pairs_per_s",
-                                         "data_wait_share", "plan_bytes", "peak_rss_bytes"};
-        const double v[] = {ep + 1, upd_loss / accum, upd_g / accum, upd_r / accum, mf_session_last_lr(s),
-                            mf_session_last_grad_norm(s), mf_session_loss_scale(s),
-                            el > 0 ? (double)(step + 1 - start) * a.batch / el : 0, el > 0 ? mf_loader_get_stats(L).wait_s / el : 0,
-                            (double)mf_plan_total_bytes(mf_session_plan(s)), (double)mf_peak_rss_bytes()};
-        if (jlog_record(jlog, step + 1, "update", (int)(sizeof v / sizeof v[0]), nm, v) < 0) {
-          fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
-          failed = 1;
-          break;
-        }
-      }
-      double t = now_s();
-      if (a.log_every >= 0 && (t - last_log >= a.log_every || step + 1 == end) && run_n) {
-        char eta[32], pl[32], rss[32];
-        double rate = (double)(step + 1 - start) / (t - t0);
-        fmt_dur((double)(total - step - 1) / rate, eta, sizeof eta);
-        mf_format_bytes(mf_plan_total_bytes(mf_session_plan(s)), pl, sizeof pl);
-        mf_format_bytes(mf_peak_rss_bytes(), rss, sizeof rss);
-        printf("  [%3.0f%%] step %lld/%lld epoch %d/%d  loss %.4g  hide %.2f dB  rec %.2f dB  %.2f pairs/s  ETA %s  mem plan %s, RSS %s\n",
-               100.0 * (double)(step + 1) / (double)total, (long long)(step + 1), (long long)total, ep + 1, epochs,
-               run_loss / run_n, psnr_from_mse(run_g / run_n / pix), psnr_from_mse(run_r / run_n / pix), rate * a.batch, eta, pl, rss);
-        fflush(stdout);
-        run_loss = run_g = run_r = 0;
-        run_n = 0;
-        last_log = t;
-      }
-      if ((a.stop_after && step + 1 == a.stop_after) || train_signal) { stopped = 1; step++; break; }
+  int64_t start = mf_trainer_first_step(tr), total = mf_trainer_total_steps(tr), per_epoch = mf_trainer_steps_per_epoch(tr);
+  int epochs = mf_trainer_epochs(tr);
+  if (start < total && !(a.stop_after && a.stop_after <= start)) {
+    printf("memfit train steg: preset '%s' (%d coupling blocks, growth %d, %lld parameters), %dx%d crops, batch %d = "
+           "micro-batch %d x %d, %s, %s\n", cfg.name, cfg.blocks, cfg.growth, (long long)mf_steg_param_count(&cfg), a.size, a.size,
+           a.batch, micro, accum, mf_dtype_name(dt),
+           have_cand ? (budget ? "settings from the budget search" : "settings as given") : "memory-free backprop through every coupling block");
+    printf("data: %s (%zu training images%s, %zu validation images); %d epochs of %lld updates (%lld in all)\n",
+           generated ? "generated procedural images" : a.data, mf_dataset_size(td), generated ? " rendered on the fly, random crops" : "",
+           vd ? mf_dataset_size(vd) : (size_t)0, epochs, (long long)per_epoch, (long long)total);
+    printf("losses: %g*guide + %g*rec + %g*low%s%s; Adam lr %.3g (betas %g, %g), %s schedule, warm-up %d, clip %g\n", a.w_guide,
+           a.w_rec, a.w_low, a.w_ssim > 0 ? " + ssim" : "", a.w_dct > 0 ? " + dct" : "", a.lr, a.beta1, a.beta2, a.schedule,
+           a.warmup, a.clip);
+    mf_plan_print(mf_session_plan(s), stdout);
+    if (budget && (int64_t)mf_plan_total_bytes(mf_session_plan(s)) > budget) {
+      char hb[32], ht[32];
+      mf_format_bytes((size_t)budget, hb, sizeof hb);
+      mf_format_bytes(mf_plan_total_bytes(mf_session_plan(s)), ht, sizeof ht);
+      printf("note: the search planned the base losses; with the extra terms and the tensors kept for the metrics this run "
+             "plans %s, above the %s budget. Lower --batch or --size if the budget is hard.\n", ht, hb);
     }
-    if (failed) break;
-    if (stopped && step < end) { /* mid-epoch: only what --resume needs (validation stays at epoch ends) */
-      if (save_checkpoint(s, L, cur, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
-        fprintf(stderr, "memfit train steg: %s\n", err);
-        failed = 1;
-      }
-      if (model_save(s, g, m, mp, note, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); failed = 1; }
-      if (!failed) printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval)\n", ck, mp);
-      if (cur) { mf_loader_release(L, cur); cur = NULL; } /* its position is the checkpoint's */
-      break;
-    }
-    /* ---- end of epoch: validation, samples, checkpoint ---- */
-    char grid[1024];
-    snprintf(grid, sizeof grid, "%s/samples-epoch%03d.png", a.out, ep + 1);
-    val_result v = validate(s, &T, vd ? vd : td, a.val_count, micro, a.size, grid, bad_val);
-    if (v.pairs)
-      printf("epoch %d/%d loss %.4g hide PSNR %.2f dB rec PSNR %.2f dB SSIM %.4f / %.4f (validation, %d pairs; SSIM hide / rec; "
-             "hide on the 8-bit stego, rec from the float stego)\n", ep + 1, epochs, v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs);
-    else
-      printf("epoch %d/%d (no validation pairs)\n", ep + 1, epochs);
-    if (jlog && v.pairs) {
-      static const char *const nm[] = {"epoch", "loss", "hide_psnr", "rec_psnr", "hide_ssim", "rec_ssim", "pairs"};
-      const double vv[] = {ep + 1, v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs};
-      if (jlog_record(jlog, step, "validation", (int)(sizeof vv / sizeof vv[0]), nm, vv) < 0) {
-        fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
-        failed = 1;
-      }
-    }
-    mf_loader_stats st = mf_loader_get_stats(L);
-    if (st.bad_files + st.skipped_files + bad_val[0] + bad_val[1] > last_bad) {
-      mf_loader_summary(L, stdout);
-      printf("\n");
-      last_bad = st.bad_files + st.skipped_files + bad_val[0] + bad_val[1];
-    }
-    if (save_checkpoint(s, L, cur, ck, a.data, mf_dataset_size(td), dset, ndset, err, sizeof err) < 0) {
-      fprintf(stderr, "memfit train steg: %s\n", err);
-      failed = 1;
-    }
-    if (model_save(s, g, m, mp, note, err, sizeof err) < 0) { fprintf(stderr, "memfit train steg: %s\n", err); failed = 1; }
-    if (v.grid_failed) failed = 1; /* said above */
-    if (failed) break; /* a run whose checkpoints cannot be written is not worth continuing */
-    printf("  saved %s (resume with --resume) and %s (for hide/reveal/eval); samples %s\n", ck, mp, grid);
     fflush(stdout);
-    mf_report_update(a.out, a.json_log, "train steg"); /* OUT/report.html */
-    if (stopped) break;
   }
-  sigaction(SIGINT, &old_int, NULL);
-  sigaction(SIGTERM, &old_term, NULL);
-  if (stopped && !failed && train_signal)
-    printf("interrupted by %s after update %lld of %lld: saved; continue with the same options and --resume %s\n",
-           train_signal == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM", (long long)step, (long long)total, ck);
-  else if (stopped && !failed)
-    printf("stopped after update %lld of %lld (--stop-after); continue with --resume %s\n", (long long)step, (long long)total, ck);
-  if (loss_log && fclose(loss_log) != 0) {
-    fprintf(stderr, "memfit train steg: writing --loss-log %s failed: %s\n", a.loss_log, strerror(errno));
-    failed = 1;
-  }
-  double el = now_s() - t0;
-  char dur[32];
-  fmt_dur(el, dur, sizeof dur);
-  mf_loader_stats st = mf_loader_get_stats(L);
-  printf("trained %lld updates in %s (%.1fs); waiting for data %.1f%% of the time; %lld unreadable files skipped; "
-         "%lld images smaller than --size %d skipped\n", (long long)(step - start), dur, el,
-         el > 0 ? 100.0 * st.wait_s / el : 0.0, (long long)(st.bad_files + st.skipped_files - st.too_small_files + bad_val[0]),
-         (long long)(st.too_small_files + bad_val[1]), a.size);
-  int exact = 1;
-  if (step > start) { /* before the first update some arenas (the optimizer's) were never touched */
-    exact = mf_report_memory(s, "");
-    if (!exact) fprintf(stderr, "memfit train steg: measured memory differs from the plan (a bug: please report it)\n");
-  } else
-    printf("memory: not compared with the plan: no update ran\n");
-  if (jlog) {
-    const char *how = failed ? "failed" : !stopped ? "done" : !train_signal ? "stop-after" : train_signal == SIGINT ? "SIGINT" : "SIGTERM";
-    if (jlog_end(jlog, s, step, step - start, el, how) < 0 || fclose(jlog) != 0) {
-      fprintf(stderr, "memfit train steg: writing --log %s failed: %s\n", a.json_log, strerror(errno));
-      failed = 1;
-    } else mf_report_update(a.out, a.json_log, "train steg");
-  }
+  rc = mf_trainer_run(tr);
+  mf_trainer_free(tr);
   mf_session_free(s);
-  mf_loader_free(L);
   mf_dataset_free(td);
   mf_dataset_free(vd);
   train_graph_free(&T);
-  if (stopped && train_signal) return failed ? 1 : 128 + train_signal; /* 130 SIGINT, 143 SIGTERM: interrupted, progress saved */
-  return failed ? 1 : exact ? 0 : 1;
+  return rc;
 }
 
 /* `memfit train WORKLOAD ...` */
