@@ -500,7 +500,8 @@ typedef struct mf_trainer_hooks {
   void (*describe_terms)(void *ctx, const double *mean_terms, char *buf, size_t n);
   /* Validation: names[i] / vals[i] metrics (at most MF_MAX_METRICS), a one-line summary in line, sample pictures
    * written to sample_path (*samples_failed = 1 when that failed, said on stderr); bad_val[0] / [1] count the
-   * validation samples found unreadable / smaller than the crop. Returns the number of metrics (0: none). */
+   * validation samples found unreadable / smaller than the crop. Returns the number of metrics (0: none). The first
+   * metric is the one to minimise: it goes to mf_session_report_metric (the PLATEAU schedule). */
   int (*validate)(void *ctx, mf_session *s, const char *sample_path, int64_t *bad_val, const char **names, double *vals,
                   char *line, size_t n, int *samples_failed);
   /* Writes the trained model for inference to path (OUT/model.safetensors); 0, or -1 with err. NULL: none. */

@@ -116,4 +116,5 @@ const mf_workload mf_workload_steg = {
   .state_free = free,
   .batch_ok = NULL,
   .staging_bytes = staging_bytes,
+  .train = &mf_workload_steg_train,
 };

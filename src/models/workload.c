@@ -11,3 +11,10 @@ const mf_workload *mf_workload_find(const char *name) {
   return NULL;
 }
 const char *mf_workload_names(void) { return "steg"; }
+
+void mf_train_job_free(mf_train_job *job) {
+  if (job->ctx_free) job->ctx_free(job->hooks.ctx);
+  mf_dataset_free(job->train);
+  mf_dataset_free(job->val);
+  memset(job, 0, sizeof *job);
+}

@@ -7,6 +7,78 @@
 #include "memfit.h"
 #include <stdio.h>
 
+/* The options every `memfit train WORKLOAD` takes, with the same meaning for every workload (cmd_train.c). */
+typedef struct mf_train_args {
+  const char *data;          /* folder, or "generated": the workload's built-in default data */
+  const char *val_data;      /* folder of validation samples (NULL: a --val-split share of --data) */
+  double val_split;          /* share of --data's files held out for validation */
+  int workers;               /* loader threads */
+  int batch;                 /* effective batch: micro-batch x accumulation */
+  int micro_batch, accum;    /* 0: chosen (without --budget: the batch in one micro-step) */
+  int variant, mode;         /* as `memfit plan` takes them: -1 / -2 when not given (mode -1: searched) */
+  unsigned dtypes;           /* --precision as a dtype set; 0 when not given */
+  int64_t budget, host_budget;/* bytes; 0: none */
+  const char *backend;
+  int threads;
+  int epochs, steps, epoch_steps;
+  double lr, beta1, beta2, weight_decay, clip, gamma, factor;
+  const char *schedule;      /* cosine, step, constant, plateau */
+  int warmup, step_every, patience, seed;
+  const char *out, *resume, *loss_log, *log;
+  int restart_data, stop_after, every, val_every, log_every;
+  int argc;                  /* the command line (for the model file's and the log's record) */
+  char **argv;
+} mf_train_args;
+
+/* What the planner chose (or the user fixed) for the run. */
+typedef struct mf_train_choice { int micro_batch, accum, variant; mf_dtype dtype; } mf_train_choice;
+
+/* A run a workload built (train_setup): what the trainer and the session need from it. */
+typedef struct mf_train_job {
+  mf_graph *g;
+  mf_tensor loss;
+  int n_keep;                /* tensors the hooks read after a step (kept to the step's end by the plan) */
+  mf_tensor keep[16];
+  mf_optim_kind optim;
+  mf_dataset *train, *val;   /* owned by the job */
+  mf_loader_opts lo;         /* dataset = train */
+  mf_trainer_hooks hooks;
+  int n_terms;
+  const char *const *term_names;
+  const char *sample_unit;
+  double loss_divisor, values_per_sample;
+  char crop_option[64], batch_note[128], more_data_hint[160], model_use[64];
+  char settings[512], timeline_title[256];
+  char header[1536];         /* printed before the plan: the model line, then "data: ..." (the run length follows) */
+  char losses[256];          /* "losses: ..." (the optimizer follows) */
+  int n_data_settings;
+  mf_data_setting data_settings[MF_MAX_DATA_SETTINGS];
+  /* Checks a --resume checkpoint holds this model before anything is loaded; 0, or -1 after saying why. */
+  int (*resume_check)(void *ctx, const char *path);
+  /* After the session is made: fixed inputs (constants) the graph reads; 0, or -1 with err. */
+  int (*session_ready)(void *ctx, mf_session *s, char *err, size_t errlen);
+  void (*ctx_free)(void *ctx);
+} mf_train_job;
+
+/* A workload's training side: `memfit train NAME` (src/cli/cmd_train.c parses the common options,
+ * src/train/trainer.c runs the loop; the workload builds the graph, the data and the hooks). */
+typedef struct mf_workload_train {
+  void (*train_defaults)(mf_train_args *a);  /* the workload's defaults for the common options */
+  void *(*train_cfg_new)(void);              /* its own training settings (free with free()) */
+  /* Applies one of its own settings ("size", "ssim"...); 0, -1 with err naming the setting, or -2 when the
+   * key is not one of its settings. */
+  int (*train_cfg_set)(void *tcfg, const char *key, const char *val, char *err, size_t errlen);
+  void (*train_help)(FILE *f);               /* help lines of its own settings */
+  /* Checks the settings together (after parsing); 0, or -1 with err. */
+  int (*train_check)(const void *tcfg, const mf_train_args *a, char *err, size_t errlen);
+  /* Fills cfg (of cfg_new) with what the run trains, for the budget search (a->batch is the effective batch). */
+  int (*train_plan_cfg)(const void *tcfg, const mf_train_args *a, void *cfg, char *err, size_t errlen);
+  /* Builds the run for the chosen settings: graph, data, hooks (job is zeroed by the caller; train_job_free
+   * releases it, whatever setup left in it). 0, or -1 with err. */
+  int (*train_setup)(const void *tcfg, const mf_train_args *a, const mf_train_choice *ch, mf_train_job *job, char *err,
+                     size_t errlen);
+} mf_workload_train;
+
 typedef struct mf_workload {
   const char *name, *summary;
   void *(*cfg_new)(void);                 /* defaults; free with free() */
@@ -27,12 +99,19 @@ typedef struct mf_workload {
   int (*batch_ok)(const void *cfg, int micro_batch, char *why, size_t n);
   /* Host bytes of the data loader's staging buffers for this micro-batch. */
   size_t (*staging_bytes)(const void *cfg, int micro_batch);
+
+  /* training: `memfit train NAME` (NULL: the workload can be planned, not trained) */
+  const struct mf_workload_train *train;
 } mf_workload;
+
+/* Frees what a workload's train_setup made (graph, datasets, its hook context). */
+void mf_train_job_free(mf_train_job *job);
 
 const mf_workload *mf_workload_find(const char *name);
 /* "steg" etc., comma-separated */
 const char *mf_workload_names(void);
 
 extern const mf_workload mf_workload_steg;
+extern const mf_workload_train mf_workload_steg_train;
 
 #endif

@@ -443,6 +443,12 @@ static int run_validate(mf_trainer *t, int ep, int64_t step, int at_epoch_end, i
   long long num = at_epoch_end ? ep + 1 : (long long)step, den = at_epoch_end ? t->epochs : (long long)t->total;
   if (n) printf("%s %lld/%lld %s\n", what, num, den, line);
   else printf("%s %lld/%lld (no validation %s)\n", what, num, den, t->o.sample_unit);
+  if (n && mf_session_report_metric(t->s, vals[1]) == 1) { /* the PLATEAU schedule minimises the first metric */
+    double best;
+    int bad_reports;
+    double scale = mf_session_plateau_scale(t->s, &best, &bad_reports);
+    printf("  %s did not improve on %.6g: learning rate cut to %.3g x the base\n", names[1], best, scale);
+  }
   if (n) {
     names[0] = "epoch";
     vals[0] = ep + 1;
@@ -606,7 +612,9 @@ int mf_trainer_run(mf_trainer *t) {
     if (failed) break; /* a run whose checkpoints cannot be written is not worth continuing */
     printf("  saved %s (resume with --resume)", t->ck);
     if (t->h.save_model) printf(" and %s%s", t->mp, o->model_use ? o->model_use : "");
-    if (t->h.validate) printf("; samples %s/samples-epoch%03d.png", o->out, ep + 1);
+    char grid[1100];
+    snprintf(grid, sizeof grid, "%s/samples-epoch%03d.png", o->out, ep + 1);
+    if (t->h.validate && access(grid, F_OK) == 0) printf("; samples %s", grid);
     printf("\n");
     fflush(stdout);
     mf_report_update(o->out, t->jlog_path, o->name); /* OUT/report.html */

@@ -1,0 +1,358 @@
+/* cmd_train.c — `memfit train WORKLOAD [options]`: parses the options every workload takes (and hands the
+ * rest to the workload), fixes or searches the settings for --budget, makes the session and runs the trainer. */
+#include "cli/cli.h"
+#include "models/workload.h"
+#include "plan/search.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void train_usage(const mf_workload *w) {
+  printf("usage: memfit train %s [options]\n%s.\n", w->name, w->summary);
+  printf("Options every workload takes (same meaning for each; defaults are %s's):\n", w->name);
+  mf_train_args d;
+  memset(&d, 0, sizeof d);
+  w->train->train_defaults(&d);
+  printf("  --data DIR|generated   image folder (recursive PNG/JPEG) or the workload's generated data (default: %s)\n"
+         "  --val-data DIR         validation images (default: a --val-split share of --data's files)\n"
+         "  --val-split F          share of --data's files held out for validation (default 0.1; --val-fraction too)\n"
+         "  --batch B              effective batch (default %d): micro-batch x accumulation\n"
+         "  --micro-batch N        samples per micro-step, dividing --batch (default: --batch without --budget,\n"
+         "                         searched with it); --accum N: micro-steps per update (--batch / N per micro-step)\n"
+         "  --precision P          f32, bf16, f16 or auto (f32 and bf16) (default: f32 without --budget, auto with it)\n"
+         "  --recompute M          none, all or auto (default: all without --budget, auto: searched, with it)\n"
+         "  --variant N            the workload's graph variant ('memfit plan %s --help'); the same settings plan the\n"
+         "                         same memory as 'memfit plan' does\n"
+         "  --budget SIZE          fit the device budget (e.g. 4GiB): searches micro-batch, precision, recompute\n"
+         "  --host-budget SIZE     host memory for optimizer state offloaded from a device (default: no limit)\n"
+         "  --epochs N | --steps N training length (default %d epochs); --steps: optimizer updates in all\n"
+         "  --epoch-steps N        updates per epoch (default: one pass over the training data)\n"
+         "  --lr X                 learning rate (default %.3g); --beta1 B1 --beta2 B2 (default %g, %g); --weight-decay W (%g)\n"
+         "  --schedule S           cosine, step, constant or plateau (default %s); --warmup N updates (default 0);\n"
+         "                         step: --step-every N updates (default a third of the run), --gamma G (0.5);\n"
+         "                         plateau: the lr is multiplied by --factor F (0.1) after more than --patience N (10)\n"
+         "                         validations without a lower validation loss\n"
+         "  --clip X               clip the global gradient norm to X (default 0: off)\n"
+         "  --resume CK            continue from a checkpoint written by this command: weights, optimizer state,\n"
+         "                         schedule and the data order (the same batches as an uninterrupted run; refused,\n"
+         "                         naming the setting, when --data, --seed, --batch... no longer match)\n"
+         "  --restart-data         with --resume: keep the weights and optimizer state but start the data order again\n"
+         "  --every N              also save a checkpoint every N updates (default: at epoch ends)\n"
+         "  --val-every N          also validate every N updates (samples OUT/samples-stepNNNNNNN.png)\n"
+         "  --stop-after N         stop after update N as if interrupted, with a checkpoint there to --resume from\n"
+         "  Ctrl-C (SIGINT) or SIGTERM: finish the current update, save a checkpoint, exit 130 / 143 (a second one\n"
+         "                         ends the run at once; the last checkpoint stays whole)\n"
+         "  --loss-log FILE        write 'update loss terms...' for every update (exact decimal values)\n"
+         "  --log FILE.jsonl       one JSON object per update (losses, lr, grad norm, loss scale, samples/s, memory), per\n"
+         "                         validation, and at the end planned vs measured bytes per arena (each starts {\"step\": N)\n"
+         "                         (default OUT/log.jsonl); OUT/report.html is drawn from it at every epoch end and at the\n"
+         "                         end (curves, memory plan vs measured, timeline, samples; 'memfit report OUT' rebuilds it)\n"
+         "  --out DIR              checkpoints, model.safetensors, samples, log.jsonl, report.html (default %s)\n"
+         "  --backend B            cpu (default) or cuda; on a device the next batch is copied in during each step\n"
+         "  --threads T --workers W --seed S (default %d) --log-every SECONDS (default 10)\n",
+         d.data, d.batch, w->name, d.epochs, d.lr, d.beta1, d.beta2, d.weight_decay, d.schedule, d.out, d.seed);
+  printf("Options of %s:\n", w->name);
+  w->train->train_help(stdout);
+}
+
+/* 0, 1 after --help, 2 after a usage error (said) */
+static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, mf_train_args *a) {
+  memset(a, 0, sizeof *a);
+  a->data = "generated"; a->out = "run"; a->schedule = "cosine"; a->backend = "cpu";
+  a->batch = 8; a->epochs = 10; a->workers = 1; a->log_every = 10; a->val_split = 0.1;
+  a->lr = 1e-3; a->beta1 = 0.9; a->beta2 = 0.999; a->weight_decay = 0; a->gamma = 0.5; a->seed = 1;
+  a->variant = -1; a->mode = -2; a->patience = 10; a->factor = 0.1;
+  w->train->train_defaults(a);
+  a->argc = argc;
+  a->argv = argv;
+  char cmd[64], err[1024];
+  snprintf(cmd, sizeof cmd, "train %s", w->name);
+  const char *budget = NULL, *host_budget = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *v;
+#define INT_OPT(nm, field, lo, hi) else if ((v = cli_opt(argc, argv, &i, nm))) { if (cli_int(nm, v, lo, hi, &a->field)) return 2; }
+#define DBL_OPT(nm, field, lo, hi) else if ((v = cli_opt(argc, argv, &i, nm))) { if (cli_double(nm, v, lo, hi, &a->field)) return 2; }
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { train_usage(w); return 1; }
+    else if ((v = cli_opt(argc, argv, &i, "--data"))) a->data = v;
+    else if ((v = cli_opt(argc, argv, &i, "--val-data"))) a->val_data = v;
+    else if ((v = cli_opt(argc, argv, &i, "--resume"))) a->resume = v;
+    else if ((v = cli_opt(argc, argv, &i, "--out"))) a->out = v;
+    else if ((v = cli_opt(argc, argv, &i, "--budget"))) budget = v;
+    else if ((v = cli_opt(argc, argv, &i, "--host-budget"))) host_budget = v;
+    else if ((v = cli_opt(argc, argv, &i, "--schedule"))) a->schedule = v;
+    else if ((v = cli_opt(argc, argv, &i, "--loss-log"))) a->loss_log = v;
+    else if ((v = cli_opt(argc, argv, &i, "--log"))) a->log = v;
+    else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
+    else if (!strcmp(argv[i], "--restart-data")) a->restart_data = 1;
+    else if ((v = cli_opt(argc, argv, &i, "--precision"))) { if (cli_precision(cmd, v, &a->dtypes)) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--recompute"))) { if (cli_recompute(cmd, v, &a->mode)) return 2; }
+    INT_OPT("--micro-batch", micro_batch, 1, 1 << 20)
+    INT_OPT("--accum", accum, 1, 1 << 20)
+    INT_OPT("--variant", variant, 0, w->n_variants - 1)
+    INT_OPT("--batch", batch, 1, 1 << 20)
+    INT_OPT("--epochs", epochs, 1, 1000000)
+    INT_OPT("--steps", steps, 1, 1 << 30)
+    INT_OPT("--epoch-steps", epoch_steps, 1, 1 << 30)
+    INT_OPT("--warmup", warmup, 0, 1 << 30)
+    INT_OPT("--threads", threads, 0, 1024)
+    INT_OPT("--workers", workers, 1, 64)
+    INT_OPT("--step-every", step_every, 1, 1 << 30)
+    INT_OPT("--log-every", log_every, 0, 100000)
+    INT_OPT("--seed", seed, 0, 1 << 30)
+    INT_OPT("--stop-after", stop_after, 1, 1 << 30)
+    INT_OPT("--every", every, 1, 1 << 30)
+    INT_OPT("--val-every", val_every, 1, 1 << 30)
+    INT_OPT("--patience", patience, 0, 1 << 30)
+    DBL_OPT("--factor", factor, 0, 1)
+    DBL_OPT("--val-split", val_split, 0, 0.9)
+    DBL_OPT("--val-fraction", val_split, 0, 0.9)
+    DBL_OPT("--lr", lr, 0, 10)
+    DBL_OPT("--beta1", beta1, 0, 0.99999)
+    DBL_OPT("--beta2", beta2, 0, 0.99999999)
+    DBL_OPT("--weight-decay", weight_decay, 0, 10)
+    DBL_OPT("--gamma", gamma, 0, 1)
+    DBL_OPT("--clip", clip, 0, 1e12)
+    else if (!strncmp(argv[i], "--", 2) && argv[i][2]) { /* one of the workload's own settings */
+      char key[64];
+      const char *eq = strchr(argv[i], '=');
+      size_t kl = eq ? (size_t)(eq - argv[i] - 2) : strlen(argv[i] + 2);
+      snprintf(key, sizeof key, "%.*s", (int)(kl < sizeof key ? kl : sizeof key - 1), argv[i] + 2);
+      int rc = -2;
+      if (eq || i + 1 < argc) {
+        rc = w->train->train_cfg_set(tcfg, key, eq ? eq + 1 : argv[i + 1], err, sizeof err);
+        if (rc == -1) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
+        if (rc == 0 && !eq) i++;
+      } else if (w->train->train_cfg_set(tcfg, key, "", err, sizeof err) != -2) {
+        fprintf(stderr, "memfit: %s needs a value\n", argv[i]);
+        return 2;
+      }
+      if (rc == -2) return cli_unknown_option(cmd, argv[i]);
+    }
+    else return cli_unknown_option(cmd, argv[i]);
+#undef INT_OPT
+#undef DBL_OPT
+  }
+  if (budget && cli_bytes("--budget", budget, &a->budget)) return 2;
+  if (host_budget && cli_bytes("--host-budget", host_budget, &a->host_budget)) return 2;
+  if (w->train->train_check(tcfg, a, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
+  if (a->restart_data && !a->resume) { fprintf(stderr, "memfit %s: --restart-data goes with --resume CK\n", cmd); return 2; }
+  if (strcmp(a->schedule, "cosine") && strcmp(a->schedule, "step") && strcmp(a->schedule, "constant") &&
+      strcmp(a->schedule, "plateau")) {
+    fprintf(stderr, "memfit %s: --schedule '%s': use cosine, step, constant or plateau\n", cmd, a->schedule);
+    return 2;
+  }
+  if (!(a->factor > 0 && a->factor < 1)) {
+    fprintf(stderr, "memfit %s: --factor %g: the plateau cut must be above 0 and below 1\n", cmd, a->factor);
+    return 2;
+  }
+  if (a->accum) {
+    if (a->micro_batch && a->micro_batch * a->accum != a->batch) {
+      fprintf(stderr, "memfit %s: --micro-batch %d x --accum %d is not --batch %d\n", cmd, a->micro_batch, a->accum, a->batch);
+      return 2;
+    }
+    if (a->batch % a->accum) {
+      fprintf(stderr, "memfit %s: --accum %d does not divide --batch %d\n", cmd, a->accum, a->batch);
+      return 2;
+    }
+    a->micro_batch = a->batch / a->accum;
+  }
+  return 0;
+}
+
+/* The run's settings: as given, or searched for --budget. 0, 1 (failed), 3 (nothing fits); said. */
+static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_args *a, const mf_backend *be, mf_train_choice *ch,
+                        mf_candidate *cand, int *have_cand) {
+  char err[2048], cmd[64];
+  snprintf(cmd, sizeof cmd, "train %s", w->name);
+  ch->micro_batch = a->batch; ch->accum = 1; ch->variant = 0; ch->dtype = MF_F32;
+  *have_cand = 0;
+  int fixed = a->dtypes || a->mode != -2 || a->micro_batch || a->variant >= 0; /* settings given as plan takes them */
+  if (!a->budget && !fixed) return 0; /* the workload's default: memory-free backprop / recompute all, f32 */
+  void *wc = w->cfg_new();
+  int bad = !wc || w->train->train_plan_cfg(tcfg, a, wc, err, sizeof err) < 0;
+  mf_search_opts so = mf_search_opts_default();
+  so.budget = a->budget;
+  so.host_budget = a->host_budget;
+  so.threads = a->threads;
+  so.backend = a->backend;
+  so.allow_offload = be->alloc != NULL; /* host offload only means something with device memory */
+  if (a->budget) { /* searched, within what was given */
+    so.dtypes = a->dtypes ? a->dtypes : (1u << MF_F32) | (1u << MF_BF16);
+    so.fixed_mode = a->mode == -2 ? -1 : a->mode;
+    so.fixed_variant = a->variant;
+    so.fixed_micro_batch = a->micro_batch;
+  } else { /* as given; what was not given as without these options, as memfit plan does */
+    so.allow_offload = 0;
+    so.dtypes = a->dtypes ? a->dtypes : 1u << MF_F32;
+    so.fixed_mode = a->mode < 0 ? 1 : a->mode;
+    so.fixed_variant = a->variant < 0 ? 0 : a->variant;
+    so.fixed_micro_batch = a->micro_batch ? a->micro_batch : a->batch;
+  }
+  mf_search_result *r = bad ? NULL : malloc(sizeof *r);
+  if (bad || !r || mf_search(w, wc, &so, r, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit %s: %s: %s\n", cmd, a->budget ? "budget search" : "settings", bad ? err : r ? err : "out of memory");
+    free(r); free(wc); /* mf_search frees its candidates itself when it fails */
+    return 1;
+  }
+  char d[256], hb[32], hs[32];
+  mf_format_bytes((size_t)a->budget, hb, sizeof hb);
+  if (!r->found) {
+    mf_format_bytes(r->smallest.device_bytes, hs, sizeof hs);
+    mf_candidate_describe(&r->smallest, w, d, sizeof d);
+    fprintf(stderr, "memfit %s: nothing fits %s; the smallest setting needs %s (%s). Raise --budget, or make the model or "
+                    "its inputs smaller ('memfit train %s --help').\n", cmd, hb, hs, d, w->name);
+    mf_search_result_free(r);
+    free(r); free(wc);
+    return 3;
+  }
+  *cand = r->best;
+  *have_cand = 1;
+  mf_candidate_describe(cand, w, d, sizeof d);
+  mf_format_bytes(cand->device_bytes, hs, sizeof hs);
+  if (a->budget) printf("budget %s: chose %s (plans %s; %d plans searched)\n", hb, d, hs, r->n_planned);
+  else printf("settings: %s (plans %s)\n", d, hs);
+  ch->micro_batch = cand->micro_batch; ch->accum = cand->accum; ch->dtype = cand->dtype; ch->variant = cand->variant;
+  mf_search_result_free(r);
+  free(r); free(wc);
+  return 0;
+}
+
+static int train_workload(const mf_workload *w, int argc, char **argv) {
+  char cmd[64], err[2048];
+  snprintf(cmd, sizeof cmd, "train %s", w->name);
+  void *tcfg = w->train->train_cfg_new();
+  if (!tcfg) { fprintf(stderr, "memfit %s: out of host memory\n", cmd); return 1; }
+  mf_train_args a;
+  int rc = train_parse(w, tcfg, argc, argv, &a);
+  if (rc) { free(tcfg); return rc == 1 ? 0 : rc; }
+  const mf_backend *be = mf_backend_get(a.backend, err, sizeof err);
+  if (!be) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, err); free(tcfg); return 2; }
+  if (be->alloc) { /* a device backend: is there a device? (planning works without one, training does not) */
+    void *probe = be->alloc(1, err, sizeof err);
+    if (!probe) { fprintf(stderr, "memfit %s: --backend %s: %s\n", cmd, a.backend, err); free(tcfg); return 2; }
+    be->free(probe);
+  }
+  mf_train_choice ch;
+  mf_candidate cand;
+  int have_cand;
+  if ((rc = train_choose(w, tcfg, &a, be, &ch, &cand, &have_cand)) != 0) { free(tcfg); return rc; }
+
+  mf_train_job job;
+  memset(&job, 0, sizeof job);
+  mf_session *s = NULL;
+  mf_trainer *tr = NULL;
+  rc = 1;
+  if (w->train->train_setup(tcfg, &a, &ch, &job, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
+  if (be->host_alloc) { /* a device: page-locked staging buffers, so their copies to the device are asynchronous */
+    job.lo.alloc = be->host_alloc;
+    job.lo.free = be->host_free;
+  }
+  if (a.resume && job.resume_check && job.resume_check(job.hooks.ctx, a.resume) < 0) goto out;
+
+  /* ---- session (the trainer sets the schedule's length from the run's) ---- */
+  mf_train_opts o = mf_train_opts_default();
+  o.threads = a.threads;
+  o.plan.threads = a.threads;
+  o.plan.optim = job.optim;
+  o.lr = a.lr; o.beta1 = a.beta1; o.beta2 = a.beta2; o.weight_decay = a.weight_decay;
+  o.clip_norm = a.clip;
+  o.schedule = !strcmp(a.schedule, "cosine") ? MF_SCHED_COSINE : !strcmp(a.schedule, "step") ? MF_SCHED_STEP
+               : !strcmp(a.schedule, "plateau") ? MF_SCHED_PLATEAU : MF_SCHED_CONSTANT;
+  o.plateau_patience = a.patience;
+  o.plateau_factor = a.factor;
+  o.warmup_steps = a.warmup;
+  o.total_steps = 0;
+  o.step_every = a.step_every;
+  o.step_gamma = a.gamma;
+  o.accum_steps = ch.accum;
+  o.seed = (uint64_t)a.seed;
+  o.plan.backend = a.backend;
+  if (have_cand) mf_candidate_apply(&cand, &o.plan);
+  else { o.plan.recompute = MF_RECOMPUTE_ALL; o.plan.invertible = 1; }
+  o.plan.keep = job.keep;
+  o.plan.n_keep = job.n_keep;
+  if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
+  if (job.session_ready && job.session_ready(job.hooks.ctx, s, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit %s: %s\n", cmd, err);
+    goto out;
+  }
+
+  /* ---- the trainer ---- */
+  mf_trainer_opts to = mf_trainer_opts_default();
+  to.name = cmd;
+  to.out = a.out;
+  to.epochs = a.epochs;
+  to.total_steps = a.steps;
+  to.steps_per_epoch = a.epoch_steps;
+  to.accum = ch.accum;
+  to.samples_per_step = a.batch;
+  to.sample_unit = job.sample_unit;
+  to.loss_divisor = job.loss_divisor > 0 ? job.loss_divisor : 1;
+  to.n_terms = job.n_terms;
+  to.term_names = job.term_names;
+  to.resume = a.resume;
+  to.restart_data = a.restart_data;
+  to.stop_after = a.stop_after;
+  to.every = a.every;
+  to.val_every = a.val_every;
+  to.loss_log = a.loss_log;
+  to.log = a.log;
+  to.log_every = a.log_every;
+  to.handle_signals = 1;
+  to.data_source = a.data;
+  to.n_data_settings = job.n_data_settings;
+  to.data_settings = job.data_settings;
+  to.settings = job.settings;
+  to.timeline_title = job.timeline_title;
+  to.values_per_sample = job.values_per_sample;
+  to.crop_option = job.crop_option;
+  to.batch_note = job.batch_note;
+  to.more_data_hint = job.more_data_hint;
+  to.model_use = job.model_use;
+  char command[1024];
+  size_t k = (size_t)snprintf(command, sizeof command, "memfit %s", cmd);
+  for (int i = 1; i < argc && k < sizeof command; i++) k += (size_t)snprintf(command + k, sizeof command - k, " %s", argv[i]);
+  to.command = command;
+  if (!(tr = mf_trainer_init(s, &job.lo, &to, &job.hooks, err, sizeof err))) {
+    if (strcmp(err, "said above")) fprintf(stderr, "memfit %s: %s\n", cmd, err);
+    goto out;
+  }
+  int64_t start = mf_trainer_first_step(tr), total = mf_trainer_total_steps(tr);
+  if (start < total && !(a.stop_after && a.stop_after <= start)) {
+    printf("%s; %d epochs of %lld updates (%lld in all)\n", job.header, mf_trainer_epochs(tr),
+           (long long)mf_trainer_steps_per_epoch(tr), (long long)total);
+    printf("%s; %s lr %.3g (betas %g, %g), %s schedule, warm-up %d, clip %g\n", job.losses,
+           job.optim == MF_SGD ? "SGD" : job.optim == MF_ADAM ? "Adam" : "AdamW", a.lr, a.beta1, a.beta2, a.schedule, a.warmup,
+           a.clip);
+    mf_plan_print(mf_session_plan(s), stdout);
+    if (a.budget && (int64_t)mf_plan_total_bytes(mf_session_plan(s)) > a.budget) {
+      char hb[32], ht[32];
+      mf_format_bytes((size_t)a.budget, hb, sizeof hb);
+      mf_format_bytes(mf_plan_total_bytes(mf_session_plan(s)), ht, sizeof ht);
+      printf("note: the search planned the base losses; with the extra terms and the tensors kept for the metrics this run "
+             "plans %s, above the %s budget. Lower --batch or the sample size if the budget is hard.\n", ht, hb);
+    }
+    fflush(stdout);
+  }
+  rc = mf_trainer_run(tr);
+out:
+  mf_trainer_free(tr);
+  mf_session_free(s);
+  mf_train_job_free(&job);
+  free(tcfg);
+  return rc;
+}
+
+/* `memfit train WORKLOAD ...` */
+int mf_cmd_train(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    printf("usage: memfit train WORKLOAD [options]   (workloads: %s; 'memfit train WORKLOAD --help')\n", mf_workload_names());
+    return argc < 2 ? 2 : 0;
+  }
+  const mf_workload *w = mf_workload_find(argv[1]);
+  if (w && w->train) return train_workload(w, argc - 1, argv + 1);
+  const char *names[] = {"steg"}, *near = cli_nearest(argv[1], names, 1);
+  fprintf(stderr, "memfit train: unknown workload '%s'%s%s%s (available: %s)\n", argv[1], near ? "; did you mean '" : "",
+          near ? near : "", near ? "'?" : "", mf_workload_names());
+  return 2;
+}
