@@ -529,6 +529,8 @@ typedef struct mf_trainer_opts {
   const char *log;           /* JSON lines (NULL: OUT/log.jsonl): one record per update and validation, a last one */
   double log_every;          /* seconds between progress lines (default 10; < 0: none) */
   int handle_signals;        /* 1: SIGINT / SIGTERM stop after the update with a checkpoint (128 + N returned) */
+  int json;                  /* 1: the final summary (how the run ended, updates, seconds, planned vs measured bytes per
+                                arena, as the log's end record) is also the last line of standard output, as JSON */
   const char *data_source;   /* --data as given, saved in checkpoints and named in messages */
   int n_data_settings;
   const mf_data_setting *data_settings;

@@ -86,6 +86,23 @@ run "no secret" 2 "exactly one of" "$MEMFIT" hide --model "$M" --cover "$T/cover
 run "not a message" 1 "no intact message" "$MEMFIT" reveal --model "$M" --stego "$T/cover.png" --message --threads 1
 run "eval pairs" 0 "means over 1 pairs" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/rgba.png") --size 32 --out "$T/grid.png" --threads 1
 [ -s "$T/grid.png" ] && ok || bad "eval: no grid"
+# train --json: the last line of standard output is the summary as JSON, every arena measured as planned
+"$MEMFIT" train steg --data generated --blocks 1 --growth 4 --size 16 --batch 2 --steps 2 --gen-count 4 --val-count 1 \
+  --threads 1 --log-every 0 --out "$T/jrun" --json >"$T/train.out" 2>&1
+tail -1 "$T/train.out" | /usr/bin/python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["type"] == "end" and d["ended"] == "done" and d["updates"] == 2, d
+assert all(a["planned"] == a["measured"] for a in d["arenas"].values()), d' && ok || bad "train --json: no summary line"
+# --json: one object on standard output (the text on standard error), with the pair and the means
+"$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/rgba.png") --size 32 --threads 1 --json >"$T/eval.json" 2>"$T/eval.err"
+[ $? = 0 ] && grep -q "means over 1 pairs" "$T/eval.err" && ok || bad "eval --json: status or text on stderr"
+/usr/bin/python3 - "$T/eval.json" "$T/cover.png" <<'EOF2' && ok || bad "eval --json: not the expected JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["evaluated"] == 1 and len(d["pairs"]) == 1 and d["pairs"][0]["cover"] == sys.argv[2], d
+assert d["mean"]["hide_psnr"] == d["pairs"][0]["hide_psnr"] and 0 <= d["mean"]["bit_accuracy"] <= 1, d
+EOF2
 run "eval crop too large" 1 "no pair has two images of at least 256x256" "$MEMFIT" eval --model "$M" --pairs <(echo "$T/cover.png $T/rgba.png") --size 256 --threads 1
 
 if [ -d "$DATA" ]; then

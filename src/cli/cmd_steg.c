@@ -362,11 +362,11 @@ static int image_fits_budget(const char *cmd, const char *what, const char *path
   return -1;
 }
 
-static void plan_line(const mf_steg_tiling *t, const char *what) {
+static void plan_line(FILE *f, const mf_steg_tiling *t, const char *what) {
   char h[32], rs[32];
   mf_format_bytes(t->plan_bytes, h, sizeof h);
   mf_format_bytes(mf_peak_rss_bytes(), rs, sizeof rs);
-  printf("%s: memory plan %s%s (process peak RSS %s)\n", what, h, t->nx * t->ny > 1 ? " per tile" : "", rs);
+  fprintf(f, "%s: memory plan %s%s (process peak RSS %s)\n", what, h, t->nx * t->ny > 1 ? " per tile" : "", rs);
 }
 
 /* ------------------------------------------------------------------ memfit hide */
@@ -477,7 +477,7 @@ int mf_cmd_hide(int argc, char **argv) {
   if (save_planar(out, stc, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit hide: %s\n", err); goto out; }
   printf("stego %s: %dx%d 8-bit PNG, PSNR %.2f dB, SSIM %.4f against the cover (model %s: %d blocks, growth %d)\n", out, w, h, psnr,
          ssim, cfg.name, cfg.blocks, cfg.growth);
-  plan_line(&t, "hide");
+  plan_line(stdout, &t, "hide");
   rc = 0;
 out:
   mf_steg_runner_free(R);
@@ -557,7 +557,7 @@ int mf_cmd_reveal(int argc, char **argv) {
     fwrite(msg, 1, (size_t)len, stdout);
     printf("\n");
   }
-  plan_line(&t, "reveal");
+  plan_line(stdout, &t, "reveal");
   rc = 0;
 out:
   mf_steg_runner_free(R);
@@ -574,22 +574,48 @@ typedef struct pair_metrics {
 } pair_metrics;
 #define EVAL_MSG_BYTES 256
 
+/* one pair's figures as a JSON object (cover and secret NULL: the means; a leading comma after the first) */
+static void pair_json(FILE *f, int index, const char *cover, const char *secret, const pair_metrics *m, int messages) {
+  if (index) fputs(", ", f);
+  fputc('{', f);
+  if (cover) {
+    fputs("\"cover\": ", f);
+    mf_json_str(f, cover);
+    fputs(", \"secret\": ", f);
+    mf_json_str(f, secret);
+    fputs(", ", f);
+  }
+  const char *names[12] = {"hide_psnr", "hide_psnr_y", "hide_ssim", "hide_ssim_y", "rec_psnr", "rec_psnr_y", "rec_ssim",
+                           "rec_ssim_y", "hide_psnr_float", "rec_psnr_float", "bit_accuracy", "message_ok"};
+  const double v[12] = {m->hide_psnr, m->hide_psnr_y, m->hide_ssim, m->hide_ssim_y, m->rec_psnr, m->rec_psnr_y, m->rec_ssim,
+                        m->rec_ssim_y, m->hide_psnr_float, m->rec_psnr_float, m->bit_acc, m->msg_ok};
+  for (int i = 0; i < (messages ? 12 : 10); i++) {
+    if (i) fputs(", ", f);
+    mf_json_str(f, names[i]);
+    fputs(": ", f);
+    mf_json_num(f, v[i]);
+  }
+  fputc('}', f);
+}
+
 int mf_cmd_eval(int argc, char **argv) {
   const char *model = NULL, *data = NULL, *pairs = NULL, *grid = NULL;
-  int size = 256, threads = 0, messages = 1, grid_rows = 4, max_pairs = 1000;
+  int size = 256, threads = 0, messages = 1, grid_rows = 4, max_pairs = 1000, json = 0;
   budget_args ba = {NULL, 0, -1};
   for (int i = 1; i < argc; i++) {
     const char *v;
     int k;
     if (!strcmp(argv[i], "--help")) {
       printf("usage: memfit eval --model MODEL (--data DIR | --pairs LIST.txt) [--size 256] [--out grid.png]\n"
-             "                   [--grid-rows 4] [--max-pairs N] [--no-messages] [--budget SIZE] [--threads T]\n"
+             "                   [--grid-rows 4] [--max-pairs N] [--no-messages] [--budget SIZE] [--threads T] [--json]\n"
              "Hides each image of DIR in another (cover i, secret i+1, sorted paths), on centre crops of --size,\n"
              "and reports hiding PSNR/SSIM (stego vs cover) and recovery PSNR/SSIM (recovered vs secret) on RGB\n"
              "and on Y (BT.601 luma), with the stego rounded to 8 bits exactly as the PNG writer stores it\n"
              "(and the recovered secret too). LIST.txt: one 'COVER SECRET' pair of paths per line.\n"
              "Also hides a random 256-byte message in each cover and reports the raw block bit accuracy / bit error\n"
-             "rate and whether the message came back intact.\n" BUDGET_HELP);
+             "rate and whether the message came back intact.\n"
+             "--json: the figures as one JSON object on standard output (per pair and the means); the text goes to\n"
+             "standard error.\n" BUDGET_HELP);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
     else if ((v = cli_opt(argc, argv, &i, "--data"))) data = v;
@@ -600,6 +626,7 @@ int mf_cmd_eval(int argc, char **argv) {
     else if ((v = cli_opt(argc, argv, &i, "--max-pairs"))) { if (cli_int("--max-pairs", v, 1, 1000000, &max_pairs)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
     else if (!strcmp(argv[i], "--no-messages")) messages = 0;
+    else if (!strcmp(argv[i], "--json")) json = 1;
     else if ((k = budget_opt(argc, argv, &i, &ba)) != 0) { if (k < 0) return 2; }
     else return cli_unknown_option("eval", argv[i]);
   }
@@ -611,6 +638,16 @@ int mf_cmd_eval(int argc, char **argv) {
   int rc = open_model(model, &f, &cfg, "eval");
   if (rc) return rc;
   char err[1024];
+  FILE *out = stdout;
+  int json_fd = -1; /* with --json, standard output holds the JSON only: the text goes to standard error until then */
+  if (json) {
+    fflush(stdout);
+    json_fd = dup(STDOUT_FILENO);
+    if (json_fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) { fprintf(stderr, "memfit eval: --json: %s\n", strerror(errno)); return 1; }
+  }
+  char *jbuf = NULL; /* the pairs' JSON records */
+  size_t jlen = 0;
+  FILE *jf = json ? open_memstream(&jbuf, &jlen) : NULL;
   /* the list of (cover, secret) paths */
   char **cov = NULL, **sec = NULL;
   int np = 0, cap = 0;
@@ -682,7 +719,7 @@ int mf_cmd_eval(int argc, char **argv) {
     free(cov); free(sec); mf_dataset_free(ds); mf_st_close(f);
     return 1;
   }
-  printf("eval: model %s (%s: %d blocks, growth %d), %d pairs, %dx%d centre crops, stego rounded to 8 bits as saved\n", model,
+  fprintf(out, "eval: model %s (%s: %d blocks, growth %d), %d pairs, %dx%d centre crops, stego rounded to 8 bits as saved\n", model,
          cfg.name, cfg.blocks, cfg.growth, np, size, size);
   mf_steg_runner *H = NULL, *R = NULL;
   mf_steg_tiling tH, tR;
@@ -707,7 +744,7 @@ int mf_cmd_eval(int argc, char **argv) {
   tf.out_w = tf.out_h = size;
   tf.crop = MF_CROP_CENTER;
   tf.jpeg_draft = 0;
-  printf("%-28s %-28s %8s %8s %7s %8s %8s %7s %8s\n", "cover", "secret", "hide dB", "hide Y", "SSIM", "rec dB", "rec Y", "SSIM",
+  fprintf(out, "%-28s %-28s %8s %8s %7s %8s %8s %7s %8s\n", "cover", "secret", "hide dB", "hide Y", "SSIM", "rec dB", "rec Y", "SSIM",
          messages ? "bit acc message" : "");
   uint64_t rs = 0x9e3779b97f4a7c15ull;
   for (int p = 0; p < np; p++) {
@@ -779,11 +816,12 @@ int mf_cmd_eval(int argc, char **argv) {
       }
     }
     const char *cn = strrchr(cov[p], '/'), *sn = strrchr(sec[p], '/');
-    printf("%-28.28s %-28.28s %8.2f %8.2f %7.4f %8.2f %8.2f %7.4f", cn ? cn + 1 : cov[p], sn ? sn + 1 : sec[p], m.hide_psnr,
+    fprintf(out, "%-28.28s %-28.28s %8.2f %8.2f %7.4f %8.2f %8.2f %7.4f", cn ? cn + 1 : cov[p], sn ? sn + 1 : sec[p], m.hide_psnr,
            m.hide_psnr_y, m.hide_ssim, m.rec_psnr, m.rec_psnr_y, m.rec_ssim);
-    if (messages) printf(" %8.5f %s", m.bit_acc, m.msg_ok ? "ok" : "LOST");
-    printf("\n");
-    fflush(stdout);
+    if (messages) fprintf(out, " %8.5f %s", m.bit_acc, m.msg_ok ? "ok" : "LOST");
+    fprintf(out, "\n");
+    if (jf) pair_json(jf, done, cov[p], sec[p], &m, messages);
+    fflush(out);
     double *a = (double *)&sum, *b = (double *)&m;
     for (size_t i = 0; i < sizeof m / sizeof(double); i++) a[i] += b[i];
     done++;
@@ -803,17 +841,17 @@ int mf_cmd_eval(int argc, char **argv) {
     double *a = (double *)&sum;
     for (size_t i = 0; i < sizeof sum / sizeof(double); i++) a[i] /= done;
   }
-  printf("%-57s %8.2f %8.2f %7.4f %8.2f %8.2f %7.4f", "mean", sum.hide_psnr, sum.hide_psnr_y, sum.hide_ssim, sum.rec_psnr,
+  fprintf(out, "%-57s %8.2f %8.2f %7.4f %8.2f %8.2f %7.4f", "mean", sum.hide_psnr, sum.hide_psnr_y, sum.hide_ssim, sum.rec_psnr,
          sum.rec_psnr_y, sum.rec_ssim);
-  if (messages) printf(" %8.5f", sum.bit_acc);
-  printf("\n");
-  printf("means over %d pairs (%d skipped), 8-bit stego: hiding PSNR %.2f dB (Y %.2f), SSIM %.4f (Y %.4f); recovery PSNR %.2f dB "
+  if (messages) fprintf(out, " %8.5f", sum.bit_acc);
+  fprintf(out, "\n");
+  fprintf(out, "means over %d pairs (%d skipped), 8-bit stego: hiding PSNR %.2f dB (Y %.2f), SSIM %.4f (Y %.4f); recovery PSNR %.2f dB "
          "(Y %.2f), SSIM %.4f (Y %.4f)\n", done, skipped, sum.hide_psnr, sum.hide_psnr_y, sum.hide_ssim, sum.hide_ssim_y,
          sum.rec_psnr, sum.rec_psnr_y, sum.rec_ssim, sum.rec_ssim_y);
-  printf("without rounding the stego (float, as most papers report): hiding PSNR %.2f dB, recovery PSNR %.2f dB\n",
+  fprintf(out, "without rounding the stego (float, as most papers report): hiding PSNR %.2f dB, recovery PSNR %.2f dB\n",
          sum.hide_psnr_float, sum.rec_psnr_float);
   if (messages)
-    printf("messages (%ld random bytes per %dx%d cover, each bit repeated over the %zu %dx%d blocks x 3 channels): raw block "
+    fprintf(out, "messages (%ld random bytes per %dx%d cover, each bit repeated over the %zu %dx%d blocks x 3 channels): raw block "
            "bit accuracy %.5f (bit error rate %.2e); messages decoded intact (CRC ok, bytes equal): %.0f of %d\n",
            msg_capacity_bytes(size, size) < EVAL_MSG_BYTES ? msg_capacity_bytes(size, size) : (long)EVAL_MSG_BYTES, size, size,
            msg_positions(size, size) / 3, MSG_CELL, MSG_CELL, sum.bit_acc, 1 - sum.bit_acc, sum.msg_ok * done, done);
@@ -826,11 +864,31 @@ int mf_cmd_eval(int argc, char **argv) {
       gr[i] = keep[i] + 9 * pn;
     }
     if (mf_steg_grid_write(grid, shown, gc, gs, gx, gr, size, size, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); goto out; }
-    printf("grid %s: %d rows of cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10\n", grid, shown);
+    fprintf(out, "grid %s: %d rows of cover | stego | |stego-cover| x10 | secret | recovered | |recovered-secret| x10\n", grid, shown);
   }
-  plan_line(&tH, "eval hide graph");
+  plan_line(out, &tH, "eval hide graph");
+  if (jf) {
+    fclose(jf);
+    jf = NULL;
+    fflush(stdout);
+    dup2(json_fd, STDOUT_FILENO);
+    close(json_fd);
+    json_fd = -1;
+    printf("{\"model\": ");
+    mf_json_str(stdout, model);
+    printf(", \"size\": %d, \"evaluated\": %d, \"skipped\": %d, \"pairs\": [%s], \"mean\": ", size, done, skipped, jbuf ? jbuf : "");
+    pair_json(stdout, 0, NULL, NULL, &sum, messages);
+    printf("}\n");
+  }
   rc = 0;
 out:
+  if (jf) fclose(jf);
+  free(jbuf);
+  if (json_fd >= 0) { /* failed before the JSON: standard output back as it was */
+    fflush(stdout);
+    dup2(json_fd, STDOUT_FILENO);
+    close(json_fd);
+  }
   mf_steg_runner_free(H);
   mf_steg_runner_free(R);
   for (int i = 0; keep && i < grid_rows; i++) free(keep[i]);

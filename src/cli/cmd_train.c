@@ -13,10 +13,13 @@ static void train_usage(const mf_workload *w) {
   mf_train_args d;
   memset(&d, 0, sizeof d);
   w->train->train_defaults(&d);
+  char batch[32];
+  if (d.batch) snprintf(batch, sizeof batch, "%d", d.batch);
+  else snprintf(batch, sizeof batch, "the preset's");
   printf("  --data DIR|generated   image folder (recursive PNG/JPEG) or the workload's generated data (default: %s)\n"
          "  --val-data DIR         validation images (default: a --val-split share of --data's files)\n"
          "  --val-split F          share of --data's files held out for validation (default 0.1; --val-fraction too)\n"
-         "  --batch B              effective batch (default %d): micro-batch x accumulation\n"
+         "  --batch B              effective batch (default %s): micro-batch x accumulation\n"
          "  --micro-batch N        samples per micro-step, dividing --batch (default: --batch without --budget,\n"
          "                         searched with it); --accum N: micro-steps per update (--batch / N per micro-step)\n"
          "  --precision P          f32, bf16, f16 or auto (f32 and bf16) (default: f32 without --budget, auto with it)\n"
@@ -47,10 +50,12 @@ static void train_usage(const mf_workload *w) {
          "                         validation, and at the end planned vs measured bytes per arena (each starts {\"step\": N)\n"
          "                         (default OUT/log.jsonl); OUT/report.html is drawn from it at every epoch end and at the\n"
          "                         end (curves, memory plan vs measured, timeline, samples; 'memfit report OUT' rebuilds it)\n"
+         "  --json                 the final summary (how the run ended, updates, seconds, planned vs measured bytes\n"
+         "                         per arena) also as one JSON object, the last line of standard output\n"
          "  --out DIR              checkpoints, model.safetensors, samples, log.jsonl, report.html (default %s)\n"
          "  --backend B            cpu (default) or cuda; on a device the next batch is copied in during each step\n"
          "  --threads T --workers W --seed S (default %d) --log-every SECONDS (default 10)\n",
-         d.data, d.batch, w->name, d.epochs, d.lr, d.beta1, d.beta2, d.weight_decay, d.schedule, d.out, d.seed);
+         d.data, batch, w->name, d.epochs, d.lr, d.beta1, d.beta2, d.weight_decay, d.schedule, d.out, d.seed);
   printf("Options of %s:\n", w->name);
   w->train->train_help(stdout);
 }
@@ -84,6 +89,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
     else if ((v = cli_opt(argc, argv, &i, "--log"))) a->log = v;
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
     else if (!strcmp(argv[i], "--restart-data")) a->restart_data = 1;
+    else if (!strcmp(argv[i], "--json")) a->json = 1;
     else if ((v = cli_opt(argc, argv, &i, "--precision"))) { if (cli_precision(cmd, v, &a->dtypes)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--recompute"))) { if (cli_recompute(cmd, v, &a->mode)) return 2; }
     INT_OPT("--micro-batch", micro_batch, 1, 1 << 20)
@@ -299,6 +305,7 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   to.log = a.log;
   to.log_every = a.log_every;
   to.handle_signals = 1;
+  to.json = a.json;
   to.data_source = a.data;
   to.n_data_settings = job.n_data_settings;
   to.data_settings = job.data_settings;
@@ -319,7 +326,7 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   }
   int64_t start = mf_trainer_first_step(tr), total = mf_trainer_total_steps(tr);
   if (start < total && !(a.stop_after && a.stop_after <= start)) {
-    printf("%s; %d epochs of %lld updates (%lld in all)\n", job.header, mf_trainer_epochs(tr),
+    printf("%s; %d epoch%s of %lld updates (%lld in all)\n", job.header, mf_trainer_epochs(tr), mf_trainer_epochs(tr) == 1 ? "" : "s",
            (long long)mf_trainer_steps_per_epoch(tr), (long long)total);
     printf("%s; %s lr %.3g (betas %g, %g), %s schedule, warm-up %d, clip %g\n", job.losses,
            job.optim == MF_SGD ? "SGD" : job.optim == MF_ADAM ? "Adam" : "AdamW", a.lr, a.beta1, a.beta2, a.schedule, a.warmup,

@@ -251,7 +251,7 @@ static void train_defaults(mf_train_args *a) {
   a->data = "generated";
   a->out = "steg-run";
   a->schedule = "cosine";
-  a->batch = 4;
+  a->batch = 0; /* the preset's (train_check) */
   a->epochs = 10;
   a->lr = pow(10, -4.5); /* HiNet */
   a->beta1 = 0.5;
@@ -264,7 +264,7 @@ static void *train_cfg_new(void) {
   steg_tcfg *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   snprintf(c->preset, sizeof c->preset, "small");
-  c->size = 64;
+  c->size = 0; /* the preset's (train_check) */
   c->gen_count = 2048;
   c->val_count = 16;
   c->w_guide = 1;
@@ -311,22 +311,26 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
 }
 
 static void train_help(FILE *f) {
-  fprintf(f, "  --preset P             %s (default small): coupling blocks and growth\n"
+  fprintf(f, "  --preset P             %s (default small, as memfit plan steg): coupling blocks,\n"
+             "                         growth, crop size and effective batch (small: 4 blocks, growth 16, 64x64, batch 4)\n"
              "  --blocks N --growth G  override the preset's coupling blocks / dense-block growth\n"
-             "  --size S               square random crop, even (default 64); flips on\n"
+             "  --size S               square random crop, even (default: the preset's); flips on\n"
              "  --gen-count N          generated images per pass (default 2048)\n"
              "  --gen-size N           generated images are rendered at N x N and randomly cropped (default 128)\n"
              "  --val-count N          validation pairs per validation (default 16)\n"
              "  --w-guide --w-rec --w-low  loss weights (HiNet: 1 5 1; sums over pixels)\n"
              "  --ssim W               add W * sum(1 - SSIM map) for stego/cover and recovered/secret (7x7 window)\n"
              "  --dct W                add W * sum |DCT8x8(stego) - DCT8x8(cover)| (size a multiple of 8)\n"
-             "  (--batch counts cover/secret pairs; the defaults: --lr 10^-4.5 = 3.16e-5 and --beta1 0.5 as HiNet,\n"
-             "  --batch 4, --epochs 10, --out steg-run)\n", mf_steg_preset_names());
+             "  (--batch counts cover/secret pairs, default the preset's; --lr 10^-4.5 = 3.16e-5 and --beta1 0.5 as\n"
+             "  HiNet, --epochs 10, --out steg-run)\n", mf_steg_preset_names());
 }
 
-static int train_check(const void *p, const mf_train_args *a, char *err, size_t n) {
-  const steg_tcfg *c = p;
-  (void)a;
+static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
+  steg_tcfg *c = p;
+  mf_steg_config pc; /* the preset decides the crop and the batch unless --size and --batch were given */
+  if (mf_steg_config_preset(c->preset, &pc, err, n) < 0) return -1;
+  if (!c->size) c->size = pc.height;
+  if (!a->batch) a->batch = pc.batch * pc.accum_steps;
   int gen_size = c->gen_size ? c->gen_size : c->size > 128 ? c->size : 128;
   if (gen_size < c->size) { snprintf(err, n, "--gen-size %d is smaller than --size %d", gen_size, c->size); return -1; }
   if (c->size % 2) { snprintf(err, n, "--size %d is odd; the Haar wavelet needs an even size", c->size); return -1; }

@@ -12,7 +12,7 @@ static void *cfg_new(void) {
   steg_wcfg *w = calloc(1, sizeof *w);
   if (!w) return NULL;
   char err[128];
-  mf_steg_config_preset("seed-16gb", &w->c, err, sizeof err);
+  mf_steg_config_preset("small", &w->c, err, sizeof err); /* as memfit train steg */
   w->eff_batch = w->c.batch * w->c.accum_steps;
   return w;
 }
@@ -47,7 +47,7 @@ static int cfg_set(void *p, const char *key, const char *val, char *err, size_t 
 }
 
 static void cfg_help(FILE *f) {
-  fprintf(f, "  --preset NAME   one of the presets below (default seed-16gb)\n"
+  fprintf(f, "  --preset NAME   one of the presets below (default small, as memfit train steg)\n"
              "  --size PIXELS   square crop, even (default: the preset's)\n"
              "  --blocks N      coupling blocks, 1..%d (default: the preset's)\n"
              "  --growth G      dense-block growth (default: the preset's)\n"

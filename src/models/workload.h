@@ -25,7 +25,7 @@ typedef struct mf_train_args {
   const char *schedule;      /* cosine, step, constant, plateau */
   int warmup, step_every, patience, seed;
   const char *out, *resume, *loss_log, *log;
-  int restart_data, stop_after, every, val_every, log_every;
+  int restart_data, stop_after, every, val_every, log_every, json;
   int argc;                  /* the command line (for the model file's and the log's record) */
   char **argv;
 } mf_train_args;
@@ -69,8 +69,9 @@ typedef struct mf_workload_train {
    * key is not one of its settings. */
   int (*train_cfg_set)(void *tcfg, const char *key, const char *val, char *err, size_t errlen);
   void (*train_help)(FILE *f);               /* help lines of its own settings */
-  /* Checks the settings together (after parsing); 0, or -1 with err. */
-  int (*train_check)(const void *tcfg, const mf_train_args *a, char *err, size_t errlen);
+  /* Checks the settings together (after parsing) and fills the common options the workload's settings decide
+   * when they were not given (e.g. --batch 0: the preset's effective batch); 0, or -1 with err. */
+  int (*train_check)(void *tcfg, mf_train_args *a, char *err, size_t errlen);
   /* Fills cfg (of cfg_new) with what the run trains, for the budget search (a->batch is the effective batch). */
   int (*train_plan_cfg)(const void *tcfg, const mf_train_args *a, void *cfg, char *err, size_t errlen);
   /* Builds the run for the chosen settings: graph, data, hooks (job is zeroed by the caller; train_job_free

@@ -658,6 +658,7 @@ int mf_trainer_run(mf_trainer *t) {
     printf("memory: not compared with the plan: no update ran\n");
   const char *how = failed ? "failed" : !stopped ? "done" : sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM"
                     : t->stop_req ? "stopped" : "stop-after";
+  if (o->json && jlog_end(stdout, s, step, step - start, el, how) < 0) failed = 1;
   int bad = jlog_end(t->jlog, s, step, step - start, el, how) < 0;
   bad |= fclose(t->jlog) != 0;
   t->jlog = NULL;
