@@ -10,4 +10,11 @@ void mf_json_str(FILE *f, const char *s);
 /* Writes v as a JSON number that reads back to the same double (%.17g), or null for NaN and infinities. */
 void mf_json_num(FILE *f, double v);
 
+/* The one JSON string reader (safetensors headers, the run report's records): decodes the string whose opening
+ * quote is s[*i] of an n-byte text into dst, which needs room for the string's raw length + 1 bytes (an
+ * unescaped string is never longer than its quoted form), NUL-terminated; *i moves past the closing quote and
+ * *len gets the decoded length. Strict: control characters, unknown escapes, lone surrogates and \u0000 are
+ * refused. 0, or -1 with why ("unterminated string", "lone low surrogate \udc00", ...), *i where it failed. */
+int mf_json_string_read(const char *s, size_t n, size_t *i, char *dst, size_t *len, char *why, size_t whylen);
+
 #endif

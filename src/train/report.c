@@ -33,70 +33,22 @@ static void jv_free(jv *v) {
   memset(v, 0, sizeof *v);
 }
 
-typedef struct { const char *p; const char *why; } jp;
+typedef struct { const char *p; const char *why; char whybuf[160]; } jp;
 
 static void ws(jp *s) { while (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n') s->p++; }
 
-static int put_utf8(char *o, unsigned c) {
-  if (c < 0x80) { o[0] = (char)c; return 1; }
-  if (c < 0x800) { o[0] = (char)(0xc0 | c >> 6); o[1] = (char)(0x80 | (c & 0x3f)); return 2; }
-  if (c < 0x10000) { o[0] = (char)(0xe0 | c >> 12); o[1] = (char)(0x80 | (c >> 6 & 0x3f)); o[2] = (char)(0x80 | (c & 0x3f)); return 3; }
-  o[0] = (char)(0xf0 | c >> 18); o[1] = (char)(0x80 | (c >> 12 & 0x3f)); o[2] = (char)(0x80 | (c >> 6 & 0x3f));
-  o[3] = (char)(0x80 | (c & 0x3f));
-  return 4;
-}
-
-static int hex4(const char *p, unsigned *c) {
-  *c = 0;
-  for (int i = 0; i < 4; i++) {
-    int h = p[i] >= '0' && p[i] <= '9' ? p[i] - '0' : p[i] >= 'a' && p[i] <= 'f' ? p[i] - 'a' + 10 : p[i] >= 'A' && p[i] <= 'F' ? p[i] - 'A' + 10 : -1;
-    if (h < 0) return -1;
-    *c = *c << 4 | (unsigned)h;
-  }
-  return 0;
-}
-
 /* a JSON string at s->p (on its opening quote): a new NUL-terminated copy, or NULL (s->why says why) */
 static char *jstr(jp *s) {
-  if (*s->p != '"') { s->why = "expected a string"; return NULL; }
-  const char *q = ++s->p;
-  size_t n = 0;
-  while (*q && *q != '"') { if (*q == '\\' && q[1]) q++; q++; n++; }
-  char *o = malloc(n * 4 + 1), *w = o; /* an escape gives at most 4 bytes (a pair: 4 for 12 characters) */
+  size_t n = strlen(s->p), i = 0, len;
+  char *o = malloc(n + 1), why[160];
   if (!o) { s->why = "out of memory"; return NULL; }
-  for (;;) {
-    unsigned char ch = (unsigned char)*s->p;
-    if (!ch) { s->why = "unterminated string"; free(o); return NULL; }
-    if (ch == '"') { s->p++; break; }
-    if (ch < 0x20) { s->why = "control character in a string"; free(o); return NULL; }
-    if (ch != '\\') { *w++ = (char)ch; s->p++; continue; }
-    char e = s->p[1];
-    s->p += 2;
-    switch (e) {
-    case '"': *w++ = '"'; break;
-    case '\\': *w++ = '\\'; break;
-    case '/': *w++ = '/'; break;
-    case 'b': *w++ = '\b'; break;
-    case 'f': *w++ = '\f'; break;
-    case 'n': *w++ = '\n'; break;
-    case 'r': *w++ = '\r'; break;
-    case 't': *w++ = '\t'; break;
-    case 'u': {
-      unsigned c, c2;
-      if (hex4(s->p, &c) < 0) { s->why = "bad \\u escape"; free(o); return NULL; }
-      s->p += 4;
-      if (c >= 0xd800 && c < 0xdc00 && s->p[0] == '\\' && s->p[1] == 'u' && hex4(s->p + 2, &c2) == 0 && c2 >= 0xdc00 && c2 < 0xe000) {
-        c = 0x10000 + ((c - 0xd800) << 10) + (c2 - 0xdc00);
-        s->p += 6;
-      } else if (c >= 0xd800 && c < 0xe000) c = 0xfffd; /* a lone surrogate */
-      if (!c) c = 0xfffd;                              /* no NUL inside a C string */
-      w += put_utf8(w, c);
-      break;
-    }
-    default: s->why = "bad escape in a string"; free(o); return NULL;
-    }
+  if (mf_json_string_read(s->p, n, &i, o, &len, why, sizeof why) < 0) {
+    snprintf(s->whybuf, sizeof s->whybuf, "%s", why);
+    s->why = s->whybuf;
+    free(o);
+    return NULL;
   }
-  *w = 0;
+  s->p += i;
   return o;
 }
 
@@ -156,7 +108,7 @@ static int jvalue(jp *s, jv *v, int depth) {
 
 /* parses one line as a JSON object; 0, or -1 with *why set (v is freed) */
 static int jparse_line(const char *line, jv *v, const char **why) {
-  jp s = {line, NULL};
+  jp s = {.p = line, .why = NULL};
   memset(v, 0, sizeof *v);
   ws(&s);
   if (*s.p != '{') { *why = "not a JSON object"; return -1; }

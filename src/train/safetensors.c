@@ -1,6 +1,7 @@
 /* safetensors.c — checkpoint files: a strict reader (own JSON parser, full layout validation, CRC-32
  * checks) and an atomic writer (temp file, fsync, rename, directory fsync). See safetensors.h. */
 #include "train/safetensors.h"
+#include "train/json.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -238,26 +239,6 @@ static int jp_expect(jp *p, char c, const char *what) {
   return jp_fail(p, "expected %s but found %s", what, jp_here(p, b, sizeof b));
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-static int jp_hex4(jp *p, unsigned *out) {
-  if (p->n - p->i < 4) return jp_fail(p, "truncated \\u escape");
-  unsigned v = 0;
-  for (int k = 0; k < 4; k++) {
-    int d = hexval(p->s[p->i + (size_t)k]);
-    if (d < 0) return jp_fail(p, "bad \\u escape");
-    v = (v << 4) | (unsigned)d;
-  }
-  p->i += 4;
-  *out = v;
-  return 0;
-}
-
 /* Parses a JSON string at the cursor into the arena (NUL-terminated, no embedded NULs allowed).
  * raw_pos, raw_len: where the string's content lies in the header (between the quotes). */
 static int jp_string(jp *p, char **out, size_t *raw_pos, size_t *raw_len) {
@@ -267,70 +248,13 @@ static int jp_string(jp *p, char **out, size_t *raw_pos, size_t *raw_len) {
     char b[32];
     return jp_fail(p, "expected a string but found %s", jp_here(p, b, sizeof b));
   }
-  p->i++;
-  size_t start = p->i;
-  char *d = f->arena + f->arena_pos, *d0 = d;
-  for (;;) {
-    if (p->i >= p->n) return jp_fail(p, "unterminated string");
-    unsigned char c = (unsigned char)p->s[p->i];
-    if (c == '"') break;
-    if (c < 0x20) return jp_fail(p, "control character 0x%02x inside a string (must be escaped)", c);
-    if (c != '\\') {
-      *d++ = (char)c;
-      p->i++;
-      continue;
-    }
-    p->i++;
-    if (p->i >= p->n) return jp_fail(p, "unterminated string");
-    char e = p->s[p->i++];
-    switch (e) {
-    case '"': *d++ = '"'; break;
-    case '\\': *d++ = '\\'; break;
-    case '/': *d++ = '/'; break;
-    case 'b': *d++ = '\b'; break;
-    case 'f': *d++ = '\f'; break;
-    case 'n': *d++ = '\n'; break;
-    case 'r': *d++ = '\r'; break;
-    case 't': *d++ = '\t'; break;
-    case 'u': {
-      unsigned u, cp;
-      if (jp_hex4(p, &u)) return -1;
-      if (u >= 0xdc00 && u <= 0xdfff) return jp_fail(p, "lone low surrogate \\u%04x", u);
-      if (u >= 0xd800 && u <= 0xdbff) {
-        unsigned lo;
-        if (p->n - p->i < 2 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u')
-          return jp_fail(p, "lone high surrogate \\u%04x", u);
-        p->i += 2;
-        if (jp_hex4(p, &lo)) return -1;
-        if (lo < 0xdc00 || lo > 0xdfff) return jp_fail(p, "high surrogate \\u%04x not followed by a low one", u);
-        cp = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-      } else cp = u;
-      if (cp == 0) return jp_fail(p, "\\u0000 inside a string is not supported");
-      if (cp < 0x80) *d++ = (char)cp;
-      else if (cp < 0x800) {
-        *d++ = (char)(0xc0 | (cp >> 6));
-        *d++ = (char)(0x80 | (cp & 0x3f));
-      } else if (cp < 0x10000) {
-        *d++ = (char)(0xe0 | (cp >> 12));
-        *d++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-        *d++ = (char)(0x80 | (cp & 0x3f));
-      } else {
-        *d++ = (char)(0xf0 | (cp >> 18));
-        *d++ = (char)(0x80 | ((cp >> 12) & 0x3f));
-        *d++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-        *d++ = (char)(0x80 | (cp & 0x3f));
-      }
-      break;
-    }
-    default: p->i--; return jp_fail(p, "invalid escape '\\%c'", e);
-    }
-  }
+  size_t start = p->i + 1, len;
+  char *d0 = f->arena + f->arena_pos, why[160];
+  if (mf_json_string_read(p->s, p->n, &p->i, d0, &len, why, sizeof why) < 0) return jp_fail(p, "%s", why);
   if (raw_pos) *raw_pos = start;
-  if (raw_len) *raw_len = p->i - start;
-  p->i++; /* closing quote */
-  *d++ = '\0';
+  if (raw_len) *raw_len = p->i - 1 - start;
   /* An unescaped string is never longer than its quoted form, so the arena (header length + 1) fits. */
-  f->arena_pos += (size_t)(d - d0);
+  f->arena_pos += len + 1;
   *out = d0;
   return 0;
 }
