@@ -5,8 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* length of the well-formed UTF-8 sequence at p (2..4), or 0 when it is not one */
-static int utf8_len(const unsigned char *p) {
+int mf_utf8_len(const unsigned char *p) {
   int n = p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
   for (int i = 1; i < n; i++)
     if ((p[i] & 0xc0) != 0x80) return 0; /* stops at the string's end too */
@@ -25,7 +24,7 @@ void mf_json_str(FILE *f, const char *s) {
     else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p); /* other control characters */
     else if (*p < 0x80) fputc(*p, f);
     else {
-      int n = utf8_len(p);
+      int n = mf_utf8_len(p);
       if (n) { fwrite(p, 1, (size_t)n, f); p += n - 1; }
       else fputs("\\ufffd", f); /* not UTF-8: the replacement character */
     }

@@ -7,6 +7,9 @@
 /* Writes s (NULL: "") as a quoted JSON string, escaping quotes, backslashes and control characters; bytes
  * that are not UTF-8 become U+FFFD. */
 void mf_json_str(FILE *f, const char *s);
+/* Length of the well-formed UTF-8 sequence at p (2..4), or 0 when it is not one (overlong forms, surrogates and
+ * code points past U+10FFFF are not); stops at a NUL. */
+int mf_utf8_len(const unsigned char *p);
 /* Writes v as a JSON number that reads back to the same double (%.17g), or null for NaN and infinities. */
 void mf_json_num(FILE *f, double v);
 

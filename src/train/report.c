@@ -290,16 +290,6 @@ static int run_log_read(const char *path, run_log *r, const char *cmd, char *err
 
 /* ---------------- HTML and SVG ---------------- */
 
-/* length of the well-formed UTF-8 sequence at p (2..4), or 0 */
-static int utf8_len(const unsigned char *p) {
-  int n = p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
-  for (int i = 1; i < n; i++)
-    if ((p[i] & 0xc0) != 0x80) return 0;
-  if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
-  if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
-  return n;
-}
-
 void mf_html_str(FILE *f, const char *s) {
   for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
     switch (*p) {
@@ -313,7 +303,7 @@ void mf_html_str(FILE *f, const char *s) {
       else if (*p == 0x7f) fputs("\xef\xbf\xbd", f);
       else if (*p < 0x80) fputc(*p, f);
       else {
-        int n = utf8_len(p);
+        int n = mf_utf8_len(p);
         if (n) { fwrite(p, 1, (size_t)n, f); p += n - 1; }
         else fputs("\xef\xbf\xbd", f); /* not UTF-8 */
       }
