@@ -504,6 +504,10 @@ typedef struct mf_trainer_hooks {
    * metric is the one to minimise: it goes to mf_session_report_metric (the PLATEAU schedule). */
   int (*validate)(void *ctx, mf_session *s, const char *sample_path, int64_t *bad_val, const char **names, double *vals,
                   char *line, size_t n, int *samples_failed);
+  /* After every optimizer update (update = the updates done, 1 after the first): what the workload does between
+   * steps, e.g. growing a model at fixed updates (mf_session_grow) or writing state it computes on the host. Must
+   * depend on the session's state and `update` only, so a resumed run does the same. 0, or -1 with err. NULL: none. */
+  int (*after_update)(void *ctx, mf_session *s, int64_t update, char *err, size_t errlen);
   /* Writes the trained model for inference to path (OUT/model.safetensors); 0, or -1 with err. NULL: none. */
   int (*save_model)(void *ctx, mf_session *s, const char *path, char *err, size_t errlen);
 } mf_trainer_hooks;

@@ -70,6 +70,8 @@ static mf_loader_opts loader_opts(mf_dataset *ds) {
 typedef struct hctx {
   net *n;
   int micro_steps, validations, stop_at, sigint_at;
+  int64_t last_update;       /* after_update: the last update number seen (must count up by one) */
+  int update_order_bad;
   mf_trainer *t;
 } hctx;
 
@@ -87,6 +89,13 @@ static void read_terms(void *ctx, mf_session *s, double *v) {
   c->micro_steps++;
   if (c->stop_at && c->micro_steps == c->stop_at) mf_trainer_stop(c->t);
   if (c->sigint_at && c->micro_steps == c->sigint_at) raise(SIGINT);
+}
+static int after_update(void *ctx, mf_session *s, int64_t update, char *err, size_t n) {
+  hctx *c = ctx;
+  (void)err; (void)n;
+  if ((c->last_update && update != c->last_update + 1) || update != mf_session_step(s)) c->update_order_bad = 1;
+  c->last_update = update;
+  return 0;
 }
 static int validate(void *ctx, mf_session *s, const char *path, int64_t *bad, const char **names, double *vals, char *line,
                     size_t n, int *failed) {
@@ -129,7 +138,8 @@ static int trainer_run(mf_session *s, net *n, mf_dataset *ds, const run_opts *r,
   snprintf(ll, sizeof ll, "%s/loss.txt", r->out);
   o.loss_log = ll;
   hc->n = n;
-  mf_trainer_hooks h = {.ctx = hc, .feed = feed, .read_terms = read_terms, .validate = validate};
+  mf_trainer_hooks h = {.ctx = hc, .feed = feed, .read_terms = read_terms, .validate = validate,
+                       .after_update = after_update};
   char err[1024];
   mf_trainer *t = mf_trainer_init(s, &lo, &o, &h, err, sizeof err);
   if (!t) { fprintf(stderr, "mf_trainer_init: %s\n", err); return -1; }
@@ -230,6 +240,7 @@ int main(void) {
       EXPECT(isfinite(got[u]) && got[u] > 0);
     }
     EXPECT(hc.micro_steps == UPDATES * cases[c].accum);
+    EXPECT(hc.last_update == UPDATES && !hc.update_order_bad);
     float w1[2 * 48 * 8], w2[2 * 48 * 8];
     params_read(s1, &n1, w1);
     params_read(s2, &n2, w2);
@@ -273,6 +284,7 @@ int main(void) {
     hctx hb = {0};
     EXPECT(trainer_run(sb, &nb, ds, &(run_opts){.out = out2, .resume = ck, .accum = 2}, &hb) == 0);
     EXPECT(hb.micro_steps == 2 * (UPDATES - (int)stopped));
+    EXPECT(ha.last_update == stopped && hb.last_update == UPDATES && !ha.update_order_bad && !hb.update_order_bad);
     snprintf(ll2, sizeof ll2, "%s/loss.txt", out2);
     EXPECT(files_equal(ll, ll2)); /* the loss log continues where it stopped: byte for byte the reference's */
     float wb[2 * 48 * 8];

@@ -525,6 +525,14 @@ int mf_trainer_run(mf_trainer *t) {
       }
       if (failed) break;
       if (mf_session_update(s) < 0) { fprintf(stderr, "memfit %s: the update failed (see above)\n", o->name); failed = 1; break; }
+      if (t->h.after_update) {
+        char err[1024];
+        if (t->h.after_update(t->h.ctx, s, step + 1, err, sizeof err) < 0) {
+          fprintf(stderr, "memfit %s: after update %lld: %s\n", o->name, (long long)(step + 1), err);
+          failed = 1;
+          break;
+        }
+      }
       if (t->loss_log) {
         int bad = fprintf(t->loss_log, "%lld %.17g", (long long)(step + 1), upd_loss / accum) < 0;
         for (int i = 0; i < nt; i++) bad |= fprintf(t->loss_log, " %.17g", upd_terms[i] / accum) < 0;
