@@ -524,6 +524,8 @@ typedef struct mf_trainer_opts {
   double loss_divisor;       /* the progress line shows loss / loss_divisor (e.g. the micro-batch for summed losses) */
   int n_terms;               /* loss terms read by hooks.read_terms, logged after the loss */
   const char *const *term_names;
+  unsigned psnr_terms;       /* bit i: term i is a sum of squared errors over values_per_sample values; the report
+                                draws it as PSNR */
   const char *resume;        /* checkpoint to continue from (NULL: a new run) */
   int restart_data;          /* with resume: keep weights and optimizer state, start the data order again */
   int64_t stop_after;        /* > 0: stop after this update as if interrupted, with a checkpoint */

@@ -22,7 +22,8 @@ selfcontained() {
   lacks "$1: no link element" "$2" "<link"
 }
 ARENAS=("parameters" "gradients" "optimizer state" "activations \+ workspace" "data staging")
-SERIES=("loss (update)" "loss (validation)" "hide PSNR (train)" "rec PSNR (train)" "hide PSNR (validation)" "rec PSNR (validation)"
+SERIES=("loss (update)" "loss (validation)" "guide PSNR (train)" "rec PSNR (train)" "hide_psnr (validation)" "rec_psnr (validation)"
+        "hide_ssim (validation)" "rec_ssim (validation)"
         "learning rate" "gradient norm")
 
 G=(train steg --blocks 1 --growth 4 --size 16 --batch 2 --gen-count 8 --gen-size 32 --steps 6 --epoch-steps 3 --val-count 2
@@ -123,7 +124,7 @@ else
   if [ -s "$T/dom.html" ]; then
     ok
     n=$(grep -o '<path class="curve"' "$T/dom.html" | wc -l)
-    [ "$n" = 8 ] && ok || bad "chromium DOM: $n curve paths, expected 8"
+    [ "$n" = "${#SERIES[@]}" ] && ok || bad "chromium DOM: $n curve paths, expected ${#SERIES[@]} (one per series)"
     has "chromium DOM: memory table" "$T/dom.html" "<table id=\"memory\">"
     for a in "${ARENAS[@]}"; do has "chromium DOM: arena row" "$T/dom.html" "<tr class=\"arena\"><td>$a</td>"; done
     has "chromium DOM: samples image" "$T/dom.html" "<img class=\"samples\""

@@ -296,6 +296,7 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   to.loss_divisor = job.loss_divisor > 0 ? job.loss_divisor : 1;
   to.n_terms = job.n_terms;
   to.term_names = job.term_names;
+  to.psnr_terms = job.psnr_terms;
   to.resume = a.resume;
   to.restart_data = a.restart_data;
   to.stop_after = a.stop_after;

@@ -182,7 +182,7 @@ static val_result validate(mf_session *s, train_graph *t, mf_dataset *vd, int np
   }
   if (r.pairs) {
     r.hide_psnr = se_h / r.pairs; r.rec_psnr = se_r / r.pairs; r.hide_ssim = ss_h / r.pairs; r.rec_ssim = ss_r / r.pairs;
-    r.loss = loss / batches / B;
+    r.loss = loss / batches; /* per micro-batch, summed over its pairs like the training loss in the log and report */
   }
   free(cov); free(sec); free(st); free(rv);
   return r;
@@ -507,8 +507,9 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   static const char *const terms[2] = {"guide", "rec"};
   j->n_terms = 2;
   j->term_names = terms;
+  j->psnr_terms = 3; /* guide and rec: summed squared errors over the micro-batch's pixels */
   j->sample_unit = "pairs";
-  j->loss_divisor = micro;
+  j->loss_divisor = 1; /* the loss everywhere (progress, log, validation) is the micro-batch sum, as HiNet sums */
   j->values_per_sample = (double)c->img;
   snprintf(j->crop_option, sizeof j->crop_option, "--size %d", tc->size);
   snprintf(j->batch_note, sizeof j->batch_note, " (%d pairs of a cover and a secret)", micro);

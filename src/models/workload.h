@@ -45,6 +45,7 @@ typedef struct mf_train_job {
   mf_trainer_hooks hooks;
   int n_terms;
   const char *const *term_names;
+  unsigned psnr_terms;       /* mf_trainer_opts.psnr_terms */
   const char *sample_unit;
   double loss_divisor, values_per_sample;
   char crop_option[64], batch_note[128], more_data_hint[160], model_use[64];

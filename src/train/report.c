@@ -33,7 +33,8 @@ static void jv_free(jv *v) {
   memset(v, 0, sizeof *v);
 }
 
-typedef struct { const char *p; const char *why; char whybuf[160]; } jp;
+typedef struct { const char *p; const char *why; } jp;
+static char json_why[160]; /* a string reader's reason: outlives the parse (the caller prints it); one report at a time */
 
 static void ws(jp *s) { while (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n') s->p++; }
 
@@ -43,8 +44,8 @@ static char *jstr(jp *s) {
   char *o = malloc(n + 1), why[160];
   if (!o) { s->why = "out of memory"; return NULL; }
   if (mf_json_string_read(s->p, n, &i, o, &len, why, sizeof why) < 0) {
-    snprintf(s->whybuf, sizeof s->whybuf, "%s", why);
-    s->why = s->whybuf;
+    snprintf(json_why, sizeof json_why, "%s", why);
+    s->why = json_why;
     free(o);
     return NULL;
   }
@@ -153,23 +154,30 @@ static int series_add(series *s, double x, double y) {
   return 0;
 }
 
-enum { S_LOSS, S_HIDE, S_REC, S_VLOSS, S_VHIDE, S_VREC, S_LR, S_GRAD, S_N };
-enum { MAX_ARENAS = 16 };
+/* fixed series; a workload's terms (update records) and validation metrics follow from S_N on */
+enum { S_LOSS, S_VLOSS, S_LR, S_GRAD, S_N };
+enum { MAX_ARENAS = 16, MAX_NAMED = 12 };
 
 typedef struct {
-  series s[S_N];
+  series s[S_N + 2 * MAX_NAMED];
   char *command, *settings, *ended;
-  double pixels;       /* values per micro-batch image tensor (start record): turns the guide/rec sums into PSNR */
+  /* the workload's loss terms (update records) and validation metrics, by name, in order of appearance */
+  int n_terms, n_vals;
+  char term[MAX_NAMED][48], val[MAX_NAMED][48];
+  int term_psnr[MAX_NAMED];   /* shown as PSNR: a sum of squared errors over `pixels` values (start record) */
+  double val_last[MAX_NAMED];
+  char *psnr_terms;           /* start record: the terms shown as PSNR, space-separated */
+  double pixels;       /* values per micro-batch image tensor (start record): turns summed squared errors into PSNR */
   double updates, seconds, plan_bytes, peak_rss, last_step;
   int n_arenas, have_end, n_records, n_bad;
   char arena_name[MAX_ARENAS][64];
   double planned[MAX_ARENAS], measured[MAX_ARENAS];
-  double v_hide_ssim, v_rec_ssim, v_hide, v_rec, v_pairs, v_step;
+  double v_step;
 } run_log;
 
 static void run_log_free(run_log *r) {
-  for (int i = 0; i < S_N; i++) { free(r->s[i].x); free(r->s[i].y); }
-  free(r->command); free(r->settings); free(r->ended);
+  for (int i = 0; i < S_N + 2 * MAX_NAMED; i++) { free(r->s[i].x); free(r->s[i].y); }
+  free(r->command); free(r->settings); free(r->ended); free(r->psnr_terms);
 }
 
 static void set_str(char **dst, const char *v) {
@@ -201,6 +209,38 @@ static void arenas_take(run_log *r, const jv *a, int measured) {
   }
 }
 
+/* keys of update records the trainer writes for every workload; the others are the workload's loss terms */
+static int generic_update_key(const char *k) {
+  static const char *const keys[] = {"step", "type", "epoch", "loss", "lr", "grad_norm", "loss_scale", "data_wait_share",
+                                     "plan_bytes", "peak_rss_bytes"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (!strcmp(k, keys[i])) return 1;
+  size_t n = strlen(k);
+  return n > 6 && !strcmp(k + n - 6, "_per_s"); /* samples per second, by the workload's unit */
+}
+
+/* is term `name` one the start record lists as PSNR (older logs: steg's guide and rec) */
+static int term_is_psnr(const run_log *r, const char *name) {
+  if (!r->psnr_terms) return !strcmp(name, "guide") || !strcmp(name, "rec");
+  size_t n = strlen(name);
+  for (const char *p = r->psnr_terms; (p = strstr(p, name)) != NULL; p += n)
+    if ((p == r->psnr_terms || p[-1] == ' ') && (p[n] == ' ' || !p[n])) return 1;
+  return 0;
+}
+
+/* the series of named value `name` (a term or a validation metric), made on first sight; -1 when full */
+static int named_series(run_log *r, int val, const char *name) {
+  int *n = val ? &r->n_vals : &r->n_terms;
+  char(*names)[48] = val ? r->val : r->term;
+  for (int i = 0; i < *n; i++)
+    if (!strcmp(names[i], name)) return S_N + val * MAX_NAMED + i;
+  if (*n == MAX_NAMED) return -1;
+  snprintf(names[*n], sizeof names[*n], "%s", name);
+  if (!val) r->term_psnr[*n] = term_is_psnr(r, name);
+  (*n)++;
+  return S_N + val * MAX_NAMED + *n - 1;
+}
+
 /* one record into r; 0, or -1 with *why when it lacks what its type needs */
 static int take_record(run_log *r, const jv *o, const char **why) {
   const char *type = jstrv(o, "type");
@@ -215,14 +255,21 @@ static int take_record(run_log *r, const jv *o, const char **why) {
     set_str(&r->settings, jstrv(o, "settings"));
     double px = jnum(o, "pixels");
     if (isfinite(px)) r->pixels = px;
+    set_str(&r->psnr_terms, jstrv(o, "psnr_terms"));
     arenas_take(r, jget(o, "arenas"), 0);
     r->plan_bytes = jnum(o, "plan_bytes");
     r->have_end = 0;
     set_str(&r->ended, NULL);
   } else if (!strcmp(type, "update")) {
     fail |= series_add(&r->s[S_LOSS], step, jnum(o, "loss"));
-    fail |= series_add(&r->s[S_HIDE], step, psnr_of(jnum(o, "guide"), r->pixels));
-    fail |= series_add(&r->s[S_REC], step, psnr_of(jnum(o, "rec"), r->pixels));
+    for (int i = 0; i < o->nkids; i++) {
+      const jv *k = &o->kids[i];
+      int id;
+      if (generic_update_key(k->key) || (k->type != JV_NUM && k->type != JV_NULL) || (id = named_series(r, 0, k->key)) < 0)
+        continue;
+      double v = jnum(o, k->key);
+      fail |= series_add(&r->s[id], step, r->term_psnr[id - S_N] ? psnr_of(v, r->pixels) : v);
+    }
     fail |= series_add(&r->s[S_LR], step, jnum(o, "lr"));
     fail |= series_add(&r->s[S_GRAD], step, jnum(o, "grad_norm"));
     double pb = jnum(o, "plan_bytes"), rss = jnum(o, "peak_rss_bytes");
@@ -230,11 +277,17 @@ static int take_record(run_log *r, const jv *o, const char **why) {
     if (isfinite(rss)) r->peak_rss = rss;
   } else if (!strcmp(type, "validation")) {
     fail |= series_add(&r->s[S_VLOSS], step, jnum(o, "loss"));
-    fail |= series_add(&r->s[S_VHIDE], step, r->v_hide = jnum(o, "hide_psnr"));
-    fail |= series_add(&r->s[S_VREC], step, r->v_rec = jnum(o, "rec_psnr"));
-    r->v_hide_ssim = jnum(o, "hide_ssim");
-    r->v_rec_ssim = jnum(o, "rec_ssim");
-    r->v_pairs = jnum(o, "pairs");
+    for (int i = 0; i < r->n_vals; i++) r->val_last[i] = NAN;
+    for (int i = 0; i < o->nkids; i++) {
+      const jv *k = &o->kids[i];
+      int id;
+      if (!strcmp(k->key, "step") || !strcmp(k->key, "type") || !strcmp(k->key, "epoch") || !strcmp(k->key, "loss") ||
+          (k->type != JV_NUM && k->type != JV_NULL) || (id = named_series(r, 1, k->key)) < 0)
+        continue;
+      double v = jnum(o, k->key);
+      r->val_last[id - S_N - MAX_NAMED] = v;
+      fail |= series_add(&r->s[id], step, v);
+    }
     r->v_step = step;
   } else if (!strcmp(type, "end")) {
     r->have_end = 1;
@@ -256,7 +309,7 @@ static int take_record(run_log *r, const jv *o, const char **why) {
 static int run_log_read(const char *path, run_log *r, const char *cmd, char *err, size_t n) {
   memset(r, 0, sizeof *r);
   r->pixels = NAN; r->updates = r->seconds = r->plan_bytes = r->peak_rss = NAN;
-  r->v_hide = r->v_rec = r->v_hide_ssim = r->v_rec_ssim = r->v_pairs = r->v_step = NAN;
+  r->v_step = NAN;
   r->last_step = -1;
   FILE *f = fopen(path, "r");
   if (!f) { snprintf(err, n, "cannot read %s: %s", path, strerror(errno)); return -1; }
@@ -384,8 +437,9 @@ static void chart(FILE *f, const run_log *r, const char *title, const char *ylab
     const series *s = &r->s[c[k].id];
     /* long runs: at most ~2000 vertices (the mean of each bucket of consecutive finite points) */
     int stride = s->n > 2000 ? (s->n + 1999) / 2000 : 1;
-    fprintf(f, "<path class=\"curve\" data-series=\"%s\" stroke=\"%s\"%s d=\"", c[k].label, c[k].color,
-            c[k].points ? " stroke-dasharray=\"4 3\"" : "");
+    fputs("<path class=\"curve\" data-series=\"", f);
+    mf_html_str(f, c[k].label); /* a workload's names: escaped */
+    fprintf(f, "\" stroke=\"%s\"%s d=\"", c[k].color, c[k].points ? " stroke-dasharray=\"4 3\"" : "");
     int pen = 0;
     for (int i = 0; i < s->n; i += stride) {
       double sx = 0, sy = 0;
@@ -414,8 +468,12 @@ static void chart(FILE *f, const run_log *r, const char *title, const char *ylab
     }
   }
   for (int k = 0; k < nc; k++)
-    fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%g\" y=\"%g\" class=\"lg\">%s</text>\n",
-            L + k * 150.0, T - 16, c[k].color, L + 14 + k * 150.0, T - 7, c[k].label);
+  {
+    fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%g\" y=\"%g\" class=\"lg\">",
+            L + k * 150.0, T - 16, c[k].color, L + 14 + k * 150.0, T - 7);
+    mf_html_str(f, c[k].label);
+    fputs("</text>\n", f);
+  }
   if (empty) fprintf(f, "<text x=\"%g\" y=\"%g\" class=\"none\">no values logged yet</text>\n", L + PW / 2, T + PH / 2);
 #undef SX
 #undef SY
@@ -485,16 +543,57 @@ static int report_html(FILE *f, const char *dir, const char *log_path, const run
     if (r->settings) mf_html_str(f, r->settings);
     fputs("</p>\n", f);
   }
-  if (isfinite(r->v_step))
-    fprintf(f, "<p>Last validation (update %.0f, %.0f pairs): hide PSNR %.2f dB, rec PSNR %.2f dB, SSIM %.4f / %.4f.</p>\n",
-            r->v_step, r->v_pairs, r->v_hide, r->v_rec, r->v_hide_ssim, r->v_rec_ssim);
+  if (isfinite(r->v_step)) {
+    fprintf(f, "<p id=\"validation\">Last validation (update %.0f):", r->v_step);
+    for (int i = 0; i < r->n_vals; i++) {
+      fputs(i ? ", " : " ", f);
+      mf_html_str(f, r->val[i]);
+      fprintf(f, " %.6g", r->val_last[i]);
+    }
+    fputs(".</p>\n", f);
+  }
 
   fputs("<h2>Curves</h2>\n", f);
   const curve loss[] = {{S_LOSS, "loss (update)", "#4e79a7", 0}, {S_VLOSS, "loss (validation)", "#e15759", 1}};
   chart(f, r, "Loss", "loss", loss, 2, 0);
-  const curve psnr[] = {{S_HIDE, "hide PSNR (train)", "#4e79a7", 0}, {S_REC, "rec PSNR (train)", "#f28e2b", 0},
-                        {S_VHIDE, "hide PSNR (validation)", "#59a14f", 1}, {S_VREC, "rec PSNR (validation)", "#e15759", 1}};
-  chart(f, r, "PSNR (dB; train: from the update's guide / rec terms)", "dB", psnr, 4, 0);
+  /* PSNR: the terms the start record names, and validation metrics called *_psnr; then each other term; then
+   * the other validation metrics together */
+  static const char *const palette[8] = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"};
+  curve cv[2 * MAX_NAMED];
+  char labels[2 * MAX_NAMED][80];
+  int nc = 0;
+  for (int i = 0; i < r->n_terms; i++)
+    if (r->term_psnr[i]) {
+      snprintf(labels[nc], sizeof labels[nc], "%s PSNR (train)", r->term[i]);
+      cv[nc] = (curve){S_N + i, labels[nc], palette[nc % 8], 0};
+      nc++;
+    }
+  for (int i = 0; i < r->n_vals; i++) {
+    size_t n = strlen(r->val[i]);
+    if (n > 5 && !strcmp(r->val[i] + n - 5, "_psnr")) {
+      snprintf(labels[nc], sizeof labels[nc], "%s (validation)", r->val[i]);
+      cv[nc] = (curve){S_N + MAX_NAMED + i, labels[nc], palette[nc % 8], 1};
+      nc++;
+    }
+  }
+  if (nc) chart(f, r, "PSNR (dB; train: from the update's summed squared errors)", "dB", cv, nc, 0);
+  for (int i = 0; i < r->n_terms; i++)
+    if (!r->term_psnr[i]) {
+      char title[96];
+      snprintf(labels[0], sizeof labels[0], "%s (train)", r->term[i]);
+      snprintf(title, sizeof title, "Loss term %s", r->term[i]);
+      cv[0] = (curve){S_N + i, labels[0], palette[i % 8], 0};
+      chart(f, r, title, r->term[i], cv, 1, 0);
+    }
+  nc = 0;
+  for (int i = 0; i < r->n_vals; i++) {
+    size_t n = strlen(r->val[i]);
+    if ((n > 5 && !strcmp(r->val[i] + n - 5, "_psnr")) || !strcmp(r->val[i], "pairs") || !strcmp(r->val[i], "samples")) continue;
+    snprintf(labels[nc], sizeof labels[nc], "%s (validation)", r->val[i]);
+    cv[nc] = (curve){S_N + MAX_NAMED + i, labels[nc], palette[nc % 8], 1};
+    nc++;
+  }
+  if (nc) chart(f, r, "Validation metrics", "value", cv, nc, 0);
   const curve lr[] = {{S_LR, "learning rate", "#76b7b2", 0}};
   chart(f, r, "Learning rate", "lr", lr, 1, 0);
   const curve gn[] = {{S_GRAD, "gradient norm", "#b07aa1", 0}};
@@ -570,13 +669,16 @@ int mf_report_write(const char *dir, const char *log_path, const char *cmd, char
   return 0;
 }
 
-int mf_report_start_record(FILE *f, int64_t step, const char *command, const char *settings, double pixels, const mf_plan *p) {
+int mf_report_start_record(FILE *f, int64_t step, const char *command, const char *settings, double pixels,
+                           const char *psnr_terms, const mf_plan *p) {
   fprintf(f, "{\"step\": %lld, \"type\": \"start\", \"command\": ", (long long)step);
   mf_json_str(f, command);
   fputs(", \"settings\": ", f);
   mf_json_str(f, settings);
   fputs(", \"pixels\": ", f);
   mf_json_num(f, pixels);
+  fputs(", \"psnr_terms\": ", f);
+  mf_json_str(f, psnr_terms);
   fputs(", \"arenas\": {", f);
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     if (a) fputs(", ", f);

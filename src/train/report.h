@@ -11,9 +11,11 @@
 int mf_report_write(const char *dir, const char *log_path, const char *cmd, char *err, size_t n);
 /* mf_report_write for a run in progress: a page that cannot be written is a warning, not a failed run. */
 void mf_report_update(const char *dir, const char *log_path, const char *cmd);
-/* Writes the --log record a run starts with (command line, settings, values per image tensor, planned
+/* Writes the --log record a run starts with (command line, settings, values per image tensor, the loss terms
+ * the report shows as PSNR (space-separated names: sums of squared errors over `pixels` values), planned
  * arenas); 0, or -1 when the write failed. */
-int mf_report_start_record(FILE *f, int64_t step, const char *command, const char *settings, double pixels, const mf_plan *p);
+int mf_report_start_record(FILE *f, int64_t step, const char *command, const char *settings, double pixels,
+                           const char *psnr_terms, const mf_plan *p);
 /* Writes s escaped for HTML text and attributes (bytes that are not UTF-8: U+FFFD). */
 void mf_html_str(FILE *f, const char *s);
 /* The memory timeline of the plan's training step as an SVG file; 0, or -1 after saying why on stderr

@@ -478,8 +478,12 @@ int mf_trainer_run(mf_trainer *t) {
     char tl[1100], settings[1200];
     snprintf(settings, sizeof settings, "%s%s%d epochs of %lld updates", o->settings ? o->settings : "", o->settings ? "; " : "",
              epochs, (long long)per_epoch);
-    if (mf_report_start_record(t->jlog, start, o->command ? o->command : "", settings,
-                               o->values_per_sample, mf_session_plan(s)) < 0) {
+    char psnr[512] = "";
+    for (int i = 0; i < o->n_terms; i++)
+      if (o->psnr_terms >> i & 1)
+        snprintf(psnr + strlen(psnr), sizeof psnr - strlen(psnr), "%s%s", psnr[0] ? " " : "", o->term_names[i]);
+    if (mf_report_start_record(t->jlog, start, o->command ? o->command : "", settings, o->values_per_sample, psnr,
+                               mf_session_plan(s)) < 0) {
       fprintf(stderr, "memfit %s: writing --log %s failed: %s\n", o->name, t->jlog_path, strerror(errno));
       failed = 1;
     }
