@@ -295,7 +295,7 @@ double mf_session_micro_step(mf_session *s);
 int mf_session_update(mf_session *s);
 /* Forward only with the evaluation program (batch norm in eval mode unless built otherwise). */
 double mf_session_forward(mf_session *s);
-/* Copies a tensor's current value as f32 (params, activations still live, grads). Returns 0 on success. */
+/* Copies a tensor's current value as f32 (params, states, activations still live, grads). Returns 0 on success. */
 int mf_session_read(mf_session *s, mf_tensor t, float *dst, size_t n);
 int mf_session_write_param(mf_session *s, mf_tensor param, const float *src, size_t n);
 /* Gradient of a parameter (f32, accumulated). */

@@ -111,6 +111,8 @@ static int moco_run(mf_dtype dt, const char *load, const char *save, int refs, m
     mf_graph_free(m.g);
     return -1;
   }
+  float gtmp[D * E];
+  CHECK(mf_session_read_grad(s, m.wk, gtmp, D * E) < 0, "%s: the EMA has a gradient", dn);
   int start = (int)mf_session_step(s);
   double ema_ref[D * E], ema_bound[D * E] = {0};
   float ring_ref[R * E] = {0}, small_ref[R2 * E] = {0}, wv[D * E], ev[D * E];

@@ -443,8 +443,8 @@ double mf_session_micro_step(mf_session *s) {
   if (stage_take(s) < 0) return NAN;
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
   int rc = mf_session_run(s, &p->train);
-  stage_done(s);
   if (rc == 0) rc = mf_state_after_micro(s, &p->train); /* rings take this step's keys, after backward read them */
+  stage_done(s);
   if (rc < 0) return NAN;
   s->micro++;
   return read_scalar(s, &p->train, p->loss);
