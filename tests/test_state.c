@@ -205,6 +205,28 @@ static int moco_run(mf_dtype dt, const char *load, const char *save, int refs, m
   return 0;
 }
 
+/* Copies checkpoint src to dst with the i32 tensor `name` ([1]) set to v (st_rewrite poisons floats only). */
+static int st_set_i32(const char *src, const char *dst, const char *name, int32_t v) {
+  char err[512];
+  mf_st_file *f = mf_st_open(src, err, sizeof err);
+  if (!f) { fprintf(stderr, "%s\n", err); return -1; }
+  mf_st_writer *w = mf_st_writer_init();
+  for (int i = 0; i < mf_st_count(f); i++) {
+    const mf_st_tensor *t = mf_st_at(f, i);
+    mf_st_writer_add_typed(w, t->name, t->dtype_name, t->ndim, t->shape, strcmp(t->name, name) ? t->data : (const void *)&v);
+  }
+  for (int i = 0; i < mf_st_meta_count(f); i++) {
+    const char *k, *val;
+    mf_st_meta_at(f, i, &k, &val);
+    if (strncmp(k, "memfit.", 7)) mf_st_writer_meta(w, k, val);
+  }
+  int rc = mf_st_writer_save(w, dst, err, sizeof err);
+  if (rc) fprintf(stderr, "%s\n", err);
+  mf_st_writer_free(w);
+  mf_st_close(f);
+  return rc;
+}
+
 /* a fresh session of a graph built by moco_build loading path: must fail naming `name` */
 static void moco_refuses(mf_dtype dt, int64_t small_rows, int extra, const char *path, const char *name, const char *what) {
   moco m;
@@ -245,6 +267,8 @@ static void test_moco(mf_dtype dt) {
   if (st_rewrite(ck, bad, NULL, NULL, "state.wk", NAN) == 0) moco_refuses(dt, R2, 0, bad, "state.wk", "NaN in the EMA");
   snprintf(bad, sizeof bad, "%s/moco-%s-sums.safetensors", tmpdir, dn);
   if (st_rewrite(ck, bad, NULL, NULL, "state.sums", INFINITY) == 0) moco_refuses(dt, R2, 0, bad, "state.sums", "inf in a state");
+  snprintf(bad, sizeof bad, "%s/moco-%s-pos.safetensors", tmpdir, dn);
+  if (st_set_i32(ck, bad, "state.queue.pos", R) == 0) moco_refuses(dt, R2, 0, bad, "state.queue.pos", "a position past the ring");
   moco_refuses(dt, R2 + 1, 0, ck, "state.small", "a ring of another size");
   moco_refuses(dt, R2, 1, ck, "state.extra", "a state the file lacks");
 }
