@@ -77,8 +77,53 @@ mf_tensor mf_param(mf_graph *g, const char *name, int ndim, const int64_t *shape
 #define MF_MAX_PARAM_GROUPS 8
 int mf_param_group_set(mf_graph *g, mf_tensor param, int group);
 int mf_param_group_get(const mf_graph *g, mf_tensor param);
-/* Non-trainable persistent state (batch-norm running statistics). */
+/* Non-trainable persistent state of the ops (batch-norm running statistics): f32, in the STATE arena,
+ * saved in checkpoints as "buffer.<name>". */
 mf_tensor mf_buffer(mf_graph *g, const char *name, int ndim, const int64_t *shape, mf_init init, double scale);
+
+/* ---- persistent state that gradients do not train (docs/design.md 4) ----
+ * Every tensor below lives in the STATE arena (planned, whole run), gets no gradient and no optimizer
+ * state, and is saved in checkpoints as "state.<name>" (mf_session_load checks its shape and dtype and
+ * refuses a missing or mismatched one, naming it). Names must be unique among the states.
+ * Errors (bad shape, dtype, operand) are recorded in mf_graph_error, naming the tensor; the call
+ * returns -1. */
+
+/* A state of dtype dt (MF_F32, MF_I32, or the graph's activation dtype) initialised like mf_param.
+ * The ops may read it; the caller updates it between steps with mf_session_write_state (e.g. VQGAN's
+ * EMA codebook sums and counts). */
+mf_tensor mf_state(mf_graph *g, const char *name, mf_dtype dt, int ndim, const int64_t *shape, mf_init init, double scale);
+/* An exponential moving average of a parameter (as mf_param returned it): same shape, starts equal to
+ * the parameter's initial value, and after every applied optimizer update (mf_session_update returning
+ * 1) becomes k = momentum*k + (1-momentum)*q, q the parameter's f32 master, computed in f32
+ * (0 <= momentum <= 1). Use the returned tensor as an operand like a parameter (MoCo's key encoder):
+ * nothing downstream of it gets a gradient unless it also depends on a trained parameter. The average
+ * is kept in f32; in bf16/f16 graphs the ops read a low-precision copy (also in the STATE arena)
+ * refreshed after each average update, as parameters have; mf_session_read gives the f32 value.
+ * mf_session_write_param on the parameter does not move the average (use mf_session_write_state). */
+mf_tensor mf_ema(mf_graph *g, const char *name, mf_tensor param, double momentum);
+/* A ring buffer [rows, cols] in the activation dtype (zeros at first) with a write position (an i32
+ * state saved as "state.<name>.pos"), e.g. MoCo's queue of negatives. The graph may read it like any
+ * tensor (logits = matmul(q, queue, 0, 1)). */
+mf_tensor mf_ring(mf_graph *g, const char *name, int64_t rows, int64_t cols);
+/* Registers that after every training micro-step (after backward, so the step reads the queue as it
+ * was) the rows of `keys` [B, cols] (same dtype as the ring, any B >= 1) are copied into the ring at
+ * its position, wrapping around (rows not a multiple of B, and B larger than the rows left or than
+ * the ring, are fine: rows are written in order, later ones win), and the position advances by B
+ * modulo rows. The plan keeps `keys` alive to the end of the training step and counts it. Evaluation
+ * (mf_session_forward) pushes nothing. One push per ring. Returns 0 or -1 (mf_graph_error). */
+int mf_ring_push(mf_graph *g, mf_tensor ring, mf_tensor keys);
+
+/* ---- models that grow (Image-GS adds Gaussians at fixed steps) ----
+ * The plan is made for the final size n_max from the start and growing never changes it. The mask is
+ * a state [n_max] in the activation dtype: 1 for the active entries [0, n_active), 0 for the rest;
+ * n_initial entries start active. The model multiplies it into what it computes (so inactive entries
+ * get zero gradient). Returns the mask, or -1. */
+mf_tensor mf_active_mask(mf_graph *g, const char *name, int64_t n_max, int64_t n_initial);
+/* Ties a parameter shaped [n_max, ...] (as mf_param returned it) to a mask: mf_session_update leaves
+ * its inactive rows exactly as they are (no Adam step, no weight decay: the update covers the active
+ * rows only), and mf_session_grow zeroes the new rows' optimizer state and gradient. Returns 0 or -1
+ * (mf_graph_error: not a parameter, first axis not n_max, already tied). */
+int mf_mask_rows(mf_graph *g, mf_tensor mask, mf_tensor param);
 
 int mf_tensor_ndim(const mf_graph *g, mf_tensor t);
 int64_t mf_tensor_dim(const mf_graph *g, mf_tensor t, int axis);
@@ -148,8 +193,10 @@ int mf_segment_end(mf_graph *g, int n_in, const mf_tensor *ins, int n_out, const
 int mf_graph_segment_count(const mf_graph *g);
 
 /* ---- plan ---- */
+/* STATE: persistent tensors gradients do not train (batch-norm statistics, EMA copies, ring buffers,
+ * masks, mf_state), with the low-precision copies of EMA averages. */
 typedef enum mf_arena_kind { MF_ARENA_PARAM = 0, MF_ARENA_PARAM_LP, MF_ARENA_GRAD, MF_ARENA_OPT,
-                             MF_ARENA_ACT, MF_ARENA_DATA, MF_ARENA_COUNT } mf_arena_kind;
+                             MF_ARENA_ACT, MF_ARENA_DATA, MF_ARENA_STATE, MF_ARENA_COUNT } mf_arena_kind;
 const char *mf_arena_name(mf_arena_kind a);
 
 typedef enum mf_recompute { MF_RECOMPUTE_NONE = 0, MF_RECOMPUTE_SELECTED, MF_RECOMPUTE_ALL } mf_recompute;
@@ -248,11 +295,29 @@ double mf_session_micro_step(mf_session *s);
 int mf_session_update(mf_session *s);
 /* Forward only with the evaluation program (batch norm in eval mode unless built otherwise). */
 double mf_session_forward(mf_session *s);
-/* Copies a tensor's current value as f32 (params, activations still live, grads). Returns 0 on success. */
+/* Copies a tensor's current value as f32 (params, states, activations still live, grads). Returns 0 on success. */
 int mf_session_read(mf_session *s, mf_tensor t, float *dst, size_t n);
 int mf_session_write_param(mf_session *s, mf_tensor param, const float *src, size_t n);
 /* Gradient of a parameter (f32, accumulated). */
 int mf_session_read_grad(mf_session *s, mf_tensor param, float *dst, size_t n);
+/* Writes n floats into a state tensor (mf_state, mf_ema, mf_ring, mf_active_mask, mf_buffer), converted
+ * to its dtype (i32: rounded toward zero); an EMA's low-precision copy follows. A mask must stay 1 on a
+ * prefix and 0 after it (else refused). Read states back with mf_session_read. Returns 0, or -1 with a
+ * message on stderr naming the tensor. */
+int mf_session_write_state(mf_session *s, mf_tensor state, const float *src, size_t n);
+/* The write position of a ring (0 .. rows-1), or -1 when `ring` is not one. */
+int64_t mf_session_ring_pos(mf_session *s, mf_tensor ring);
+/* Active entries of a mask (n_active), or -1 when `mask` is not one. */
+int64_t mf_session_active(mf_session *s, mf_tensor mask);
+/* Grows a model: entries [old n_active, n_active) of `mask` become active. For each params[i] (tied to
+ * this mask with mf_mask_rows; shaped [n_max, r...]) rows [old, n_active) take init_rows[i]
+ * ((n_active - old) * r floats, row-major; NULL keeps the rows' current values). Every parameter tied
+ * to the mask, listed or not, gets those rows' optimizer state (Adam m and v, SGD momentum) and
+ * gradient set to zero, as the reference does; the groups' step counts are untouched. The plan and
+ * every arena's size stay the same. Returns 0, or -1 with a message on stderr (n_active below the
+ * current count or above n_max, a parameter not tied to the mask) and nothing changed. */
+int mf_session_grow(mf_session *s, mf_tensor mask, int64_t n_active, int n_params, const mf_tensor *params,
+                    const float *const *init_rows);
 double mf_session_loss_scale(const mf_session *s);
 int64_t mf_session_step(const mf_session *s);
 /* The last update's learning rate (of group 0) and global gradient norm (unscaled, before clipping); 0 before any. */

@@ -699,6 +699,85 @@ static void test_plans(void) {
   }
 }
 
+/* Persistent state on the compared backend (its ema_update and copy_dd): the EMA after each update
+ * against k = m k + (1-m) q in f64 from the parameter it produced (each step rounds m, 1-m, two
+ * products and a sum in f32: gamma_3 of the terms, carried over the steps), and both rings against
+ * the keys it computed, exactly, over several wrap-arounds (3 keys per step into 7 rows and into 2). */
+static void test_state(void) {
+  mf_dtype acts[2] = {MF_F32, MF_BF16};
+  for (int ai = 0; ai < 2; ai++) {
+    mf_dtype act = acts[ai];
+    char name[64];
+    snprintf(name, sizeof name, "state/%s", mf_dtype_name(act));
+    mf_graph *g = mf_graph_init(act);
+    mf_tensor x = mf_input(g, "x", 2, (int64_t[]){3, 4}), y = mf_input(g, "y", 2, (int64_t[]){3, 5});
+    mf_tensor w = mf_param(g, "w", 2, (int64_t[]){4, 5}, MF_INIT_NORMAL, 0.5);
+    mf_tensor pw = mf_param(g, "p", 2, (int64_t[]){7, 5}, MF_INIT_NORMAL, 0.3);
+    mf_tensor wk = mf_ema(g, "wk", w, 0.9);
+    mf_tensor k = mf_matmul(g, x, wk, 0, 0);                                   /* [3,5] */
+    mf_tensor q1 = mf_ring(g, "queue", 7, 5), q2 = mf_ring(g, "small", 2, 5);
+    mf_ring_push(g, q1, k);
+    mf_ring_push(g, q2, k);
+    mf_tensor q = mf_matmul(g, x, w, 0, 0);                                    /* [3,5] */
+    mf_tensor pred = mf_add(g, mf_add(g, q, mf_mul_scalar(g, k, 0.5)), mf_matmul(g, mf_matmul(g, q, q1, 0, 1), pw, 0, 0));
+    mf_tensor loss = mf_mse_loss(g, pred, y);
+    mf_train_opts o = test_opts(test_backend);
+    o.plan.optim = MF_ADAMW;
+    o.lr = 0.05;
+    char err[512];
+    mf_session *s = mf_graph_error(g) ? NULL : mf_session_init(g, loss, &o, err, sizeof err);
+    if (!s) {
+      CHECK(0, "%s: %s", name, mf_graph_error(g) ? mf_graph_error(g) : err);
+      mf_graph_free(g);
+      continue;
+    }
+    float r1[35] = {0}, r2[10] = {0}, kv[15], wv[20], ev[20], got1[35], got2[10];
+    double ref[20], bound[20] = {0};
+    int64_t p1 = 0, p2 = 0;
+    int ring_bad = 0, ema_bad = 0;
+    mf_session_read(s, w, wv, 20);
+    for (int i = 0; i < 20; i++) ref[i] = wv[i];
+    for (int t = 0; t < 8; t++) {
+      float xv[12], yv[15];
+      for (int i = 0; i < 12; i++) xv[i] = (float)(((i * 7 + t * 3) % 11) - 5) / 8.0f;
+      for (int i = 0; i < 15; i++) yv[i] = (float)(((i * 5 + t) % 9) - 4) / 8.0f;
+      mf_session_write_input(s, x, xv, 12);
+      mf_session_write_input(s, y, yv, 15);
+      mf_session_micro_step(s);
+      mf_session_read(s, k, kv, 15);
+      for (int i = 0; i < 3; i++) {
+        memcpy(r1 + p1 * 5, kv + i * 5, 5 * sizeof(float));
+        memcpy(r2 + p2 * 5, kv + i * 5, 5 * sizeof(float));
+        p1 = (p1 + 1) % 7;
+        p2 = (p2 + 1) % 2;
+      }
+      mf_session_read(s, q1, got1, 35);
+      mf_session_read(s, q2, got2, 10);
+      ring_bad += memcmp(got1, r1, sizeof r1) || memcmp(got2, r2, sizeof r2) || mf_session_ring_pos(s, q1) != p1 ||
+                  mf_session_ring_pos(s, q2) != p2;
+      mf_session_update(s);
+      mf_session_read(s, w, wv, 20);
+      mf_session_read(s, wk, ev, 20);
+      for (int i = 0; i < 20; i++) {
+        double prev = ref[i], u = 0x1p-24, g3 = 3 * u / (1 - 3 * u);
+        ref[i] = 0.9 * prev + 0.1 * wv[i];
+        bound[i] = 0.9 * bound[i] + g3 * (0.9 * (fabs(prev) + bound[i]) + 0.1 * fabs(wv[i]));
+        ema_bad += fabs(ev[i] - ref[i]) > bound[i];
+      }
+    }
+    CHECK(!ring_bad, "%s: rings differ from the keys the backend computed at %d steps", name, ring_bad);
+    CHECK(!ema_bad, "%s: %d EMA values outside their bound", name, ema_bad);
+    check_guards(name, s);
+    for (int a = 0; a < MF_ARENA_COUNT; a++)
+      CHECK(mf_plan_arena_bytes(s->plan, (mf_arena_kind)a) == mf_session_measured_bytes(s, (mf_arena_kind)a),
+            "%s: arena %s planned %zu measured %zu", name, mf_arena_name((mf_arena_kind)a), mf_plan_arena_bytes(s->plan, (mf_arena_kind)a),
+            mf_session_measured_bytes(s, (mf_arena_kind)a));
+    printf("  %s on %s: EMA within its bound, rings exact over 8 steps (queue at %lld)\n", name, test_backend, (long long)p1);
+    mf_session_free(s);
+    mf_graph_free(g);
+  }
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   test_plans();
@@ -707,11 +786,13 @@ int main(void) {
     test_backend = "cpu";
     test_ops();
     test_steg();
+    test_state();
     return check_finish("test_cuda_ops (cpu vs cpu)");
   }
 #ifndef MEMFIT_HAVE_CUDA
   (void)test_ops; /* compiled everywhere, run only with a device */
   (void)test_steg;
+  (void)test_state;
   printf("SKIP: no CUDA device (this build has no CUDA backend)\n");
   return check_finish("test_cuda_ops");
 #else
@@ -728,6 +809,7 @@ int main(void) {
          (double)info.overhead_bytes / (1 << 20), (double)info.context_bytes / (1 << 20), (double)info.library_bytes / (1 << 20));
   test_ops();
   test_steg();
+  test_state();
   /* everything freed: device memory back where it was after start-up (lazily loaded kernels aside) */
   mf_cuda_get_info(&info, err, sizeof err);
   printf("free device memory: %.1f MiB after start-up, %.1f MiB at the end (difference: lazily loaded kernels)\n",

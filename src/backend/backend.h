@@ -40,6 +40,12 @@ typedef struct mf_backend {
   /* Sum of squares of n f32 values, the same bits for any thread count (global norm, inf/NaN). */
   double (*sum_squares)(const float *g, int64_t n, void *stream);
   void (*optim_update)(float *w, const float *g, float *m, float *v, int64_t n, const mf_optim_args *a, void *stream);
+  /* Persistent state (src/train/state.c); NULL on backends whose memory is host memory, where the
+   * session does it itself. ema_update: k[i] = m*k[i] + one_minus_m*q[i] in f32 (each product and the
+   * sum rounded to f32, or fused). copy_dd: n bytes from src to dst, both in the backend's memory, in
+   * stream order. */
+  void (*ema_update)(float *k, const float *q, int64_t n, float m, float one_minus_m, void *stream);
+  int (*copy_dd)(void *dst, const void *src, size_t n, void *stream);
   /* Page-locked host memory for the data loader's staging buffers, so host-to-device copies can be
    * asynchronous (same signature as mf_loader_opts.alloc/free); NULL: plain host memory. */
   void *(*host_alloc)(size_t bytes, void *ctx);

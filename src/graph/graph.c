@@ -129,6 +129,7 @@ int mf_graph_add(mf_graph *g, int op, mf_dtype dt, int ndim, const int64_t *ne, 
   n->seg = g->open_seg;
   n->grad = -1;
   n->master = -1;
+  n->link = -1;
   n->role = MF_ROLE_ACT;
   n->phase = (uint8_t)g->build_phase;
   snprintf(n->name, sizeof n->name, "%s", mf_op_name(op));

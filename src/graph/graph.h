@@ -15,9 +15,20 @@ typedef enum mf_role {
   MF_ROLE_INPUT,     /* data staging buffer: DATA arena */
   MF_ROLE_PARAM,     /* f32 master parameter: PARAM arena */
   MF_ROLE_PARAM_LP,  /* low-precision copy of a parameter: PARAM_LP arena */
-  MF_ROLE_BUFFER,    /* persistent non-trainable state (bn running stats): PARAM arena */
+  MF_ROLE_BUFFER,    /* persistent state gradients do not train (bn running stats, mf_state...): STATE arena */
   MF_ROLE_GRAD,      /* f32 accumulated gradient of a parameter: GRAD arena */
+  MF_ROLE_STATE_LP,  /* low-precision copy of an EMA average (op PARAM_LP, master = the average): STATE arena */
 } mf_role;
+
+/* What a state leaf (MF_ROLE_BUFFER) is; decides how the session updates and checks it (src/graph/state.c). */
+typedef enum mf_state_kind {
+  MF_STATE_BUFFER = 0, /* mf_buffer: the ops update it (bn running stats); checkpoint key "buffer.<name>" */
+  MF_STATE_PLAIN,      /* mf_state: the caller updates it (mf_session_write_state) */
+  MF_STATE_EMA,        /* mf_ema: link = the parameter's f32 master, fp[0] = momentum */
+  MF_STATE_RING,       /* mf_ring: link = its position */
+  MF_STATE_RING_POS,   /* i32 [1] write position of a ring: link = the ring, ip[0] = the pushed tensor (-1: none) */
+  MF_STATE_MASK,       /* mf_active_mask */
+} mf_state_kind;
 
 /* Where a node runs in the training step. */
 typedef enum mf_phase { MF_PHASE_FWD = 0, MF_PHASE_BWD, MF_PHASE_RECOMPUTE } mf_phase;
@@ -37,6 +48,8 @@ typedef struct mf_node {
   int master;                     /* PARAM_LP: its f32 master; GRAD: its PARAM */
   int init; double init_scale;    /* PARAM / BUFFER initialisation */
   int group;                      /* PARAM: optimizer parameter group (mf_param_group_set), 0 by default */
+  uint8_t state_kind;             /* BUFFER role: an mf_state_kind */
+  int link;                       /* BUFFER role: see mf_state_kind; PARAM: its mask (mf_mask_rows); -1 none */
   bool requires_grad;             /* depends on a parameter */
   char name[MF_NAME_LEN];
 } mf_node;
@@ -70,6 +83,8 @@ size_t mf_node_bytes(const mf_node *n);
 void mf_shape_str(const mf_node *n, char *buf, size_t len);
 bool mf_shape_eq(const mf_node *a, const mf_node *b);
 
+/* The state leaf (MF_ROLE_BUFFER) behind t, an EMA's low-precision copy standing for its average; else -1. */
+int mf_state_node(const mf_graph *g, mf_tensor t);
 /* Appends a node; returns its id, or -1 (with g->err set) on a bad src or a sticky error. */
 int mf_graph_add(mf_graph *g, int op, mf_dtype dt, int ndim, const int64_t *ne, int nsrc, const int *src);
 /* Records a build error (first one wins) naming the op; returns -1. */

@@ -12,15 +12,16 @@ static size_t align_up(size_t x) { return (x + MF_ALIGN - 1) & ~(size_t)(MF_ALIG
 
 const char *mf_arena_name(mf_arena_kind a) {
   static const char *nm[MF_ARENA_COUNT] = {"parameters", "param copy (low precision)", "gradients",
-                                           "optimizer state", "activations + workspace", "data staging"};
+                                           "optimizer state", "activations + workspace", "data staging", "state"};
   return (unsigned)a < MF_ARENA_COUNT ? nm[a] : "?";
 }
 
 mf_arena_kind mf_node_arena(const mf_node *n) {
   switch (n->role) {
   case MF_ROLE_INPUT: return MF_ARENA_DATA;
-  case MF_ROLE_PARAM:
-  case MF_ROLE_BUFFER: return MF_ARENA_PARAM;
+  case MF_ROLE_PARAM: return MF_ARENA_PARAM;
+  case MF_ROLE_BUFFER:
+  case MF_ROLE_STATE_LP: return MF_ARENA_STATE;
   case MF_ROLE_PARAM_LP: return MF_ARENA_PARAM_LP;
   case MF_ROLE_GRAD: return MF_ARENA_GRAD;
   default: return MF_ARENA_ACT;
@@ -172,16 +173,41 @@ oom:
   return -1;
 }
 
+/* The tensors the training step keeps alive to its end: the caller's (mf_plan_opts.keep) and what rings
+ * take after each micro-step (mf_ring_push), which the session copies once backward is done.
+ * Returns a malloc'd list in *out (count in *n), or -1. */
+static int train_keep_list(const mf_plan *p, int **out, int *n) {
+  const mf_graph *g = p->g;
+  int cnt = p->opts.n_keep;
+  for (int id = 0; id < g->n; id++)
+    cnt += g->nodes[id].role == MF_ROLE_BUFFER && g->nodes[id].state_kind == MF_STATE_RING_POS && g->nodes[id].ip[0] >= 0;
+  int *k = malloc((size_t)(cnt ? cnt : 1) * sizeof *k);
+  if (!k) return -1;
+  int i = 0;
+  for (; i < p->opts.n_keep; i++) k[i] = p->opts.keep[i];
+  for (int id = 0; id < g->n; id++)
+    if (g->nodes[id].role == MF_ROLE_BUFFER && g->nodes[id].state_kind == MF_STATE_RING_POS && g->nodes[id].ip[0] >= 0)
+      k[i++] = g->nodes[id].ip[0];
+  *out = k;
+  *n = cnt;
+  return 0;
+}
+
 int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   mf_graph *g = p->g;
-  int nrec = 0;
-  if (p->has_train && mf_program_build_train(g, p->loss, &p->opts, &p->train, &nrec, err, errlen) < 0) return -1;
+  int nrec = 0, *tkeep = NULL, n_tkeep = 0;
+  if (train_keep_list(p, &tkeep, &n_tkeep) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  mf_plan_opts to = p->opts; /* the training step's view: ring pushes kept too */
+  to.keep = tkeep;
+  to.n_keep = n_tkeep;
+  int trc = p->has_train ? mf_program_build_train(g, p->loss, &to, &p->train, &nrec, err, errlen) : 0;
+  if (trc < 0) { free(tkeep); return -1; }
   p->n_recomputed = nrec;
-  if (mf_program_build_fwd(g, p->loss, &p->opts, &p->fwd, err, errlen) < 0) return -1;
+  if (mf_program_build_fwd(g, p->loss, &p->opts, &p->fwd, err, errlen) < 0) { free(tkeep); return -1; }
   int N = g->n;
   p->pers_off = malloc((size_t)N * sizeof *p->pers_off);
   p->opt_off = malloc((size_t)N * sizeof *p->opt_off);
-  if (!p->pers_off || !p->opt_off) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  if (!p->pers_off || !p->opt_off) { free(tkeep); snprintf(err, errlen, "plan: out of host memory"); return -1; }
   size_t cursor[MF_ARENA_COUNT] = {0};
   memset(p->arena, 0, sizeof p->arena);
   int sp = mf_optim_state_per_param(p->opts.optim);
@@ -214,15 +240,16 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   p->input_convert_bytes = 0;
   for (int id = 0; id < N && p->be->stage_copy && p->input_slots == 2; id++)
     if (g->nodes[id].role == MF_ROLE_INPUT && g->nodes[id].dtype != MF_F32) p->input_convert_bytes = p->arena[MF_ARENA_DATA];
-  int nk = 1 + p->opts.n_keep;
+  int nk = 1 + n_tkeep;
   int *keep = malloc((size_t)nk * sizeof *keep);
-  if (!keep) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  if (!keep) { free(tkeep); snprintf(err, errlen, "plan: out of host memory"); return -1; }
   keep[0] = p->loss;
-  for (int i = 0; i < p->opts.n_keep; i++) keep[1 + i] = p->opts.keep[i];
+  for (int i = 0; i < n_tkeep; i++) keep[1 + i] = tkeep[i];
   int rc = 0;
   if (p->has_train) rc |= program_place(p, &p->train, keep, nk);
-  rc |= program_place(p, &p->fwd, keep, nk);
+  rc |= program_place(p, &p->fwd, keep, 1 + p->opts.n_keep); /* evaluation pushes nothing: the caller's keeps only */
   free(keep);
+  free(tkeep);
   if (rc) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
   size_t act = p->fwd.act_peak;
   const mf_program *pk = &p->fwd;
@@ -311,10 +338,13 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
   char h[32];
   fprintf(f, "memory plan (%s backend, activations %s%s)\n", p->be->name, mf_dtype_name(p->g->act_dtype),
           p->n_recomputed ? ", with recompute" : "");
-  for (int a = 0; a < MF_ARENA_COUNT; a++) {
-    if (a == MF_ARENA_PARAM_LP && !p->arena[a]) continue;
+  static const mf_arena_kind order[MF_ARENA_COUNT] = {MF_ARENA_PARAM, MF_ARENA_PARAM_LP, MF_ARENA_STATE, MF_ARENA_GRAD,
+                                                      MF_ARENA_OPT, MF_ARENA_ACT, MF_ARENA_DATA};
+  for (int i = 0; i < MF_ARENA_COUNT; i++) {
+    mf_arena_kind a = order[i];
+    if ((a == MF_ARENA_PARAM_LP || a == MF_ARENA_STATE) && !p->arena[a]) continue;
     mf_format_bytes(p->arena[a], h, sizeof h);
-    fprintf(f, "  %-26s %14zu B  %12s%s\n", mf_arena_name((mf_arena_kind)a), p->arena[a], h,
+    fprintf(f, "  %-26s %14zu B  %12s%s\n", mf_arena_name(a), p->arena[a], h,
             a == MF_ARENA_OPT && p->opts.offload_opt                  ? "  (host, offloaded)"
             : a == MF_ARENA_DATA && p->input_slots > 1 && p->arena[a] ? "  (2 copies: the next batch arrives during the step)"
                                                                       : "");

@@ -1,7 +1,8 @@
-/* checkpoint.c — saves and resumes a training session as a safetensors file: f32 parameters and
- * buffers, optimizer state, accumulated gradients (mid-accumulation), and in the metadata the
- * step counters (the session's and each parameter group's), the reduce-on-plateau state, loss scale,
- * RNG state and any keys of the caller's (a trainer's data position).
+/* checkpoint.c — saves and resumes a training session as a safetensors file: f32 parameters, the
+ * STATE arena (batch-norm buffers, EMA averages, rings and their positions, masks), optimizer state,
+ * accumulated gradients (mid-accumulation), and in the metadata the step counters (the session's and
+ * each parameter group's), the reduce-on-plateau state, loss scale, RNG state and any keys of the
+ * caller's (a trainer's data position).
  * Written atomically; every mismatch is a clear error. */
 #include "train/safetensors.h"
 #include "train/session.h"
@@ -22,15 +23,16 @@ typedef int (*ck_visit_fn)(void *ctx, const char *name, mf_dtype dt, int ndim, c
 static int ck_visit(mf_session *s, int with_grads, ck_visit_fn fn, void *ctx) {
   const mf_graph *g = s->plan->g;
   /* host views of the persistent arenas (device backends copy them out first) */
-  mf_arena_kind ars[3] = {MF_ARENA_PARAM, MF_ARENA_OPT, MF_ARENA_GRAD};
-  for (int i = 0; i < 3; i++)
+  mf_arena_kind ars[4] = {MF_ARENA_PARAM, MF_ARENA_OPT, MF_ARENA_GRAD, MF_ARENA_STATE};
+  for (int i = 0; i < 4; i++)
     if (s->arena[ars[i]] && !mf_session_host_arena(s, ars[i])) return -1;
   int sp = mf_optim_state_per_param(s->opts.plan.optim);
   char nm[MF_NAME_LEN + 16];
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
-    if (n->op != MF_OP_PARAM && n->op != MF_OP_BUFFER) continue;
-    snprintf(nm, sizeof nm, "%s.%s", n->op == MF_OP_PARAM ? "param" : "buffer", n->name);
+    if (n->op != MF_OP_PARAM && n->role != MF_ROLE_BUFFER) continue;
+    if (n->op == MF_OP_PARAM) snprintf(nm, sizeof nm, "param.%s", n->name);
+    else mf_state_key(n, nm, sizeof nm); /* "buffer.<name>" (batch norm) or "state.<name>" */
     if (fn(ctx, nm, n->dtype, n->ndim, n->ne, mf_session_host_ptr(s, id)) < 0) return -1;
     if (n->op != MF_OP_PARAM || n->grad < 0 || !s->plan->has_train) continue;
     uint8_t *opt = s->opts.plan.offload_opt || !s->be->copy_out ? s->arena[MF_ARENA_OPT] : s->host_mirror[MF_ARENA_OPT];
@@ -239,6 +241,12 @@ static int meta_groups(mf_st_file *f, const char *path, mf_session *s, int64_t s
          meta_real(f, path, "plateau.scale", 0, 1, 1, 0, scale, err, errlen) ? -1 : 0;
 }
 
+/* a tensor's data in the file, or NULL (mf_state_load_check runs after every tensor was validated) */
+static const void *st_lookup(void *ctx, const char *name) {
+  const mf_st_tensor *t = mf_st_find(ctx, name);
+  return t ? t->data : NULL;
+}
+
 int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   mf_st_file *f = mf_st_open(path, err, errlen);
   if (!f) return -1;
@@ -269,8 +277,10 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
     snprintf(err, errlen, "checkpoint %s: holds %d tensors, this model has %d (saved from another model?)", path, mf_st_count(f), c.found);
     goto out;
   }
+  if (mf_state_load_check(s, st_lookup, f, path, err, errlen) < 0) goto out; /* masks and ring positions make sense */
   c.copy = 1;
   if (ck_visit(s, micro > 0, load_visit, &c) < 0) goto out;
+  mf_state_load_done(s);
   s->step = step;
   s->micro = (int)micro;
   s->loss_scale = scale;
@@ -284,7 +294,8 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   mf_session_push_arena(s, MF_ARENA_PARAM);
   mf_session_push_arena(s, MF_ARENA_OPT);
   mf_session_push_arena(s, MF_ARENA_GRAD);
-  mf_session_refresh_lp(s); /* the low-precision copies follow the loaded masters */
+  mf_session_push_arena(s, MF_ARENA_STATE);
+  mf_session_refresh_lp(s); /* the low-precision copies (of parameters and EMA averages) follow the loaded masters */
   rc = 0;
 out:
   mf_st_close(f);

@@ -700,9 +700,10 @@ int mf_report_timeline_svg(const char *path, const mf_plan *p, const char *title
   if (!f) { fprintf(stderr, "memfit %s: cannot write --timeline %s: %s\n", cmd, path, strerror(errno)); return -1; }
   const mf_program *pr = &p->train;
   int S = pr->n_steps;
-  size_t base[4] = {p->arena[MF_ARENA_PARAM] + p->arena[MF_ARENA_PARAM_LP], p->arena[MF_ARENA_GRAD],
+  size_t base[4] = {p->arena[MF_ARENA_PARAM] + p->arena[MF_ARENA_PARAM_LP] + p->arena[MF_ARENA_STATE], p->arena[MF_ARENA_GRAD],
                     p->opts.offload_opt ? 0 : p->arena[MF_ARENA_OPT], p->arena[MF_ARENA_DATA]};
-  const char *names[5] = {"parameters", "gradients", "optimizer state", "data staging", "activations + workspace"};
+  const char *names[5] = {p->arena[MF_ARENA_STATE] ? "parameters + state" : "parameters", "gradients", "optimizer state",
+                          "data staging", "activations + workspace"};
   const char *colors[5] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f"};
   size_t fixed = base[0] + base[1] + base[2] + base[3], ymax = fixed + p->arena[MF_ARENA_ACT];
   double W = 900, H = 360, L = 70, T = 40, PW = W - L - 20, PH = H - T - 60;

@@ -246,15 +246,19 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
     }
     s->measured[a] = a == MF_ARENA_ACT ? 0 : b;
   }
-  /* parameters and buffers are initialised on the host, then copied in */
-  uint8_t *host = mf_session_host_arena(s, MF_ARENA_PARAM);
+  /* parameters and states are initialised on the host, then copied in */
+  bool host = (!s->arena[MF_ARENA_PARAM] || mf_session_host_arena(s, MF_ARENA_PARAM)) &&
+              (!s->arena[MF_ARENA_STATE] || mf_session_host_arena(s, MF_ARENA_STATE));
   const mf_graph *pg = s->plan->g;
   for (int id = 0; id < pg->n && host; id++) {
     const mf_node *n = &pg->nodes[id];
     if (n->op == MF_OP_PARAM || n->op == MF_OP_BUFFER)
-      param_init(n, host + s->plan->pers_off[id], s->opts.seed * 0x100000001b3ULL + (uint64_t)id * 0x9e3779b97f4a7c15ULL);
+      param_init(n, mf_session_host_ptr(s, id), s->opts.seed * 0x100000001b3ULL + (uint64_t)id * 0x9e3779b97f4a7c15ULL);
   }
+  if (!host) { snprintf(err, errlen, "session: out of host memory"); mf_session_free(s); return NULL; }
+  if (mf_state_init(s, err, errlen) < 0) { mf_session_free(s); return NULL; }
   mf_session_push_arena(s, MF_ARENA_PARAM);
+  mf_session_push_arena(s, MF_ARENA_STATE);
   mf_session_refresh_lp(s);
   if (stage_init(s, err, errlen) < 0) { mf_session_free(s); return NULL; }
   return s;
@@ -274,6 +278,7 @@ void mf_session_free(mf_session *s) {
     free(s->host_mirror[a]);
   }
   free(s->bound);
+  free(s->n_active);
   mf_plan_free(s->plan);
   free(s);
 }
@@ -438,6 +443,7 @@ double mf_session_micro_step(mf_session *s) {
   if (stage_take(s) < 0) return NAN;
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
   int rc = mf_session_run(s, &p->train);
+  if (rc == 0) rc = mf_state_after_micro(s, &p->train); /* rings take this step's keys, after backward read them */
   stage_done(s);
   if (rc < 0) return NAN;
   s->micro++;
@@ -483,7 +489,7 @@ int mf_session_update(mf_session *s) {
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
-    sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_node_numel(n), s->stream);
+    sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
   }
   s->micro = 0;
   if (o->loss_scaling) {
@@ -519,11 +525,14 @@ int mf_session_update(mf_session *s) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
     const mf_optim_args *a = &ga[param_group(s, n)];
-    int64_t cnt = mf_node_numel(n);
+    int64_t cnt = mf_node_numel(n), act = mf_state_active_elems(s, n); /* a growing model's inactive rows: untouched */
     float *m = (float *)(s->arena[MF_ARENA_OPT] + p->opt_off[id]);
-    s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, cnt, a, s->stream);
+    if (act > 0)
+      s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, act, a,
+                          s->stream);
   }
   for (int k = 0; k < o->n_groups; k++) s->group_step[k] += !s->group_frozen[k];
+  mf_state_after_update(s); /* EMA averages follow the updated masters */
   mf_session_refresh_lp(s);
   if (s->be->sync && s->be->sync(s->stream) < 0) return -1; /* the device error is on stderr */
   s->step++;
@@ -581,7 +590,8 @@ int mf_session_write_param(mf_session *s, mf_tensor t, const float *src, size_t 
   if (node_check(s, t, n, "write_param") < 0) return -1;
   const mf_node *nd = &s->plan->g->nodes[t];
   int id = nd->op == MF_OP_PARAM_LP ? nd->master : t;
-  if (s->plan->g->nodes[id].op != MF_OP_PARAM && s->plan->g->nodes[id].op != MF_OP_BUFFER) return -1;
+  if (s->plan->g->nodes[id].op == MF_OP_BUFFER) return mf_session_write_state(s, id, src, n);
+  if (s->plan->g->nodes[id].op != MF_OP_PARAM) return -1;
   if (node_in_f32(s, id, src, n) < 0) return -1;
   mf_session_refresh_lp(s);
   return 0;

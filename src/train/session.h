@@ -50,6 +50,7 @@ struct mf_session {
   } staged[2];
   uint8_t *input_state;             /* per node id: an mf_input_state */
   uint8_t *convert;                 /* page-locked host mirror of the DATA arena (plan->input_convert_bytes) */
+  int64_t *n_active;                /* per node id: a mask's active entries (mf_active_mask); NULL without masks */
 };
 
 /* Host view of a persistent arena: the arena itself on the CPU; on a device, a host mirror filled
@@ -66,6 +67,23 @@ void *mf_session_ptr(mf_session *s, const mf_program *pr, int id);
 int mf_session_run(mf_session *s, const mf_program *pr);
 /* Scans each arena for the highest byte that differs from the sentinel (debug_memory only). */
 void mf_session_scan(mf_session *s);
+
+/* Persistent state (src/train/state.c). state_init: after the parameters are initialised in the host
+ * views of the PARAM and STATE arenas (before they are pushed): EMA averages copy their parameters,
+ * masks get their initial entries. after_update: the EMA averages follow the updated masters (before
+ * the low-precision copies are refreshed). after_micro: rings take their keys from program pr.
+ * active_rows: elements of param node n the optimizer updates (all, or the active rows of its mask).
+ * load_check: the masks and ring positions of a checkpoint are valid (err names the tensor);
+ * load_done: the session's mask counts follow the loaded masks. */
+int mf_state_init(mf_session *s, char *err, size_t errlen);
+int mf_state_after_update(mf_session *s);
+int mf_state_after_micro(mf_session *s, const mf_program *pr);
+int64_t mf_state_active_elems(const mf_session *s, const mf_node *n);
+typedef const void *(*mf_state_lookup_fn)(void *ctx, const char *name);
+int mf_state_load_check(mf_session *s, mf_state_lookup_fn lookup, void *ctx, const char *path, char *err, size_t errlen);
+void mf_state_load_done(mf_session *s);
+/* "state.<name>" or "buffer.<name>": a state leaf's checkpoint key */
+void mf_state_key(const mf_node *n, char *buf, size_t len);
 
 #define MF_SENTINEL 0xA5
 #define MF_GUARD_BYTES 4096

@@ -36,6 +36,8 @@ const mf_backend mf_backend_cuda = {
   .sync = mf_cuda_sync,
   .sum_squares = mf_cuda_sum_squares,
   .optim_update = mf_cuda_optim_update,
+  .ema_update = mf_cuda_ema_update,
+  .copy_dd = mf_cuda_copy_dd,
   .fixed_overhead = mf_cuda_fixed_overhead,
 };
 #undef MF_CUDA_ENTRY

@@ -31,6 +31,8 @@ int mf_cuda_fill(void *dev_dst, int byte, size_t n);
 int mf_cuda_sync(void *stream);
 double mf_cuda_sum_squares(const float *g, int64_t n, void *stream);
 void mf_cuda_optim_update(float *w, const float *g, float *m, float *v, int64_t n, const mf_optim_args *a, void *stream);
+void mf_cuda_ema_update(float *k, const float *q, int64_t n, float m, float one_minus_m, void *stream);
+int mf_cuda_copy_dd(void *dst, const void *src, size_t n, void *stream);
 size_t mf_cuda_fixed_overhead(void);
 
 /* Devices the runtime sees; 0 when there is none or no driver (never fails). */

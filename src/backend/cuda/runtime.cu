@@ -314,3 +314,22 @@ extern "C" void mf_cuda_optim_update(float *w, const float *g, float *m, float *
                                                a->bc2, a->kind == MF_ADAMW);
   MF_CUDA_LAUNCHED("optim_update");
 }
+
+/* ---- persistent state (src/train/state.c): EMA averages and ring-buffer copies ---- */
+__global__ void k_ema(float *k, const float *q, int64_t n, float m, float om) {
+  MF_GRID_LOOP(i, n) k[i] = m * k[i] + om * q[i];
+}
+extern "C" void mf_cuda_ema_update(float *k, const float *q, int64_t n, float m, float one_minus_m, void *stream) {
+  ensure_started();
+  if (G.state != 1 || n <= 0) return;
+  cudaStream_t s = stream ? (cudaStream_t)stream : G.stream;
+  k_ema<<<mf_blocks(n), MF_THREADS, 0, s>>>(k, q, n, m, one_minus_m);
+  MF_CUDA_LAUNCHED("ema_update");
+}
+extern "C" int mf_cuda_copy_dd(void *dst, const void *src, size_t n, void *stream) {
+  ensure_started();
+  if (G.state != 1) return -1;
+  cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, stream ? (cudaStream_t)stream : G.stream);
+  mf_cuda_note(e, "copy_dd");
+  return e == cudaSuccess ? 0 : -1;
+}
