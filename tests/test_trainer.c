@@ -1,7 +1,8 @@
 /* test_trainer.c — the one training loop (mf_trainer) through the public API: its losses are bit-identical to a
- * hand-written loop over the same loader (f32 and bf16, with accumulation); stop / Ctrl-C / --stop-after then
- * resume continue bit-identically; validation and checkpoint cadence; plateau; the JSON-lines log; measured ==
- * planned memory; bad arguments refused. */
+ * hand-written loop over the same loader (f32 and bf16, with accumulation; a plain net, and one with an EMA, a
+ * ring buffer, two parameter groups and a model that grows); stop / Ctrl-C (a real SIGINT) / --stop-after then
+ * resume continue bit-identically, state included; validation and checkpoint cadence; plateau; the JSON-lines
+ * log; measured == planned memory; bad arguments refused. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "memfit.h"
@@ -16,10 +17,13 @@
 #define UPDATES 7
 #define PER_EPOCH 3
 
-typedef struct net { mf_graph *g; mf_tensor x, w1, w2, loss; } net;
+/* stateful: an EMA of w1 computing keys into a ring buffer the loss reads, w2 in a parameter group of its own,
+ * and hidden units behind an active mask that grows from 4 to 6 after update GROW_AT (trainer hook) */
+typedef struct net { mf_graph *g; mf_tensor x, w1, w2, loss, ema, ring, mask; int stateful; } net;
+#define GROW_AT 3
 
 /* x [B,3,4,4] -> [B,48] -> relu(x w1) [B,8] -> w2 [B,48]; loss = mse(reconstruction, x) */
-static void net_build(net *n, mf_dtype dt) {
+static void net_build(net *n, mf_dtype dt, int stateful) {
   n->g = mf_graph_init(dt);
   mf_graph_set_seed(n->g, 7);
   int64_t xs[4] = {B, 3, 4, 4}, fs[2] = {B, 48}, w1s[2] = {48, 8}, w2s[2] = {8, 48};
@@ -28,12 +32,29 @@ static void net_build(net *n, mf_dtype dt) {
   n->w2 = mf_param(n->g, "w2", 2, w2s, MF_INIT_XAVIER, 0);
   mf_tensor f = mf_reshape(n->g, n->x, 2, fs);
   mf_tensor h = mf_relu(n->g, mf_matmul(n->g, f, n->w1, 0, 0));
-  n->loss = mf_mse_loss(n->g, mf_matmul(n->g, h, n->w2, 0, 0), f);
+  n->stateful = stateful;
+  n->ema = n->ring = n->mask = -1;
+  if (!stateful) {
+    n->loss = mf_mse_loss(n->g, mf_matmul(n->g, h, n->w2, 0, 0), f);
+    EXPECT(mf_graph_error(n->g) == NULL);
+    return;
+  }
+  int64_t ms[2] = {1, 8};
+  n->mask = mf_active_mask(n->g, "mask", 8, 4);
+  EXPECT(mf_mask_rows(n->g, n->mask, n->w2) == 0);
+  EXPECT(mf_param_group_set(n->g, n->w2, 1) == 0);
+  h = mf_mul(n->g, h, mf_reshape(n->g, n->mask, 2, ms));           /* [B,8], inactive units 0 */
+  n->ema = mf_ema(n->g, "w1_ema", n->w1, 0.9);
+  mf_tensor k = mf_relu(n->g, mf_matmul(n->g, f, n->ema, 0, 0));  /* keys [B,8], no gradient */
+  n->ring = mf_ring(n->g, "queue", 10, 8);
+  EXPECT(mf_ring_push(n->g, n->ring, k) == 0);
+  mf_tensor logits = mf_matmul(n->g, h, n->ring, 0, 1);          /* [B,10] against the queue */
+  n->loss = mf_add(n->g, mf_mse_loss(n->g, mf_matmul(n->g, h, n->w2, 0, 0), f), mf_mul_scalar(n->g, mf_mean(n->g, logits, 0, 0), 1e-3));
   EXPECT(mf_graph_error(n->g) == NULL);
 }
 
-static mf_session *session_make(net *n, mf_dtype dt, int accum, mf_schedule sched) {
-  net_build(n, dt);
+static mf_session *session_make(net *n, mf_dtype dt, int accum, mf_schedule sched, int stateful) {
+  net_build(n, dt, stateful);
   mf_train_opts o = mf_train_opts_default();
   o.threads = 1;
   o.plan.threads = 1;
@@ -43,6 +64,8 @@ static mf_session *session_make(net *n, mf_dtype dt, int accum, mf_schedule sche
   o.lr = 1e-2;
   o.plateau_patience = 0;
   o.plateau_factor = 0.5;
+  o.n_groups = 2;
+  o.groups[1].lr = 5e-3;
   o.debug_memory = 1;
   o.plan.n_keep = 1;
   o.plan.keep = &n->loss;
@@ -90,9 +113,15 @@ static void read_terms(void *ctx, mf_session *s, double *v) {
   if (c->stop_at && c->micro_steps == c->stop_at) mf_trainer_stop(c->t);
   if (c->sigint_at && c->micro_steps == c->sigint_at) raise(SIGINT);
 }
+/* the stateful net grows after update GROW_AT (the same in the hand loop) */
+static int net_grow(net *n, mf_session *s, int64_t update) {
+  if (!n->stateful || update != GROW_AT) return 0;
+  return mf_session_grow(s, n->mask, 6, 1, &n->w2, NULL);
+}
+
 static int after_update(void *ctx, mf_session *s, int64_t update, char *err, size_t n) {
   hctx *c = ctx;
-  (void)err; (void)n;
+  if (net_grow(c->n, s, update) < 0) { snprintf(err, n, "grow failed"); return -1; }
   if ((c->last_update && update != c->last_update + 1) || update != mf_session_step(s)) c->update_order_bad = 1;
   c->last_update = update;
   return 0;
@@ -186,14 +215,23 @@ static void hand_loop(mf_session *s, net *n, mf_dataset *ds, int accum, double *
       mf_loader_release(L, b);
     }
     EXPECT(mf_session_update(s) == 1);
+    EXPECT(net_grow(n, s, u + 1) == 0);
     loss[u] = sum / accum;
   }
   mf_loader_free(L);
 }
 
+/* the parameters, and with state the EMA, the ring, its position and the active count: everything resume restores */
+#define STATE_FLOATS (2 * 48 * 8 + 48 * 8 + 10 * 8 + 2)
 static void params_read(mf_session *s, net *n, float *w) {
+  memset(w, 0, STATE_FLOATS * sizeof *w);
   EXPECT(mf_session_read(s, n->w1, w, 48 * 8) == 0);
   EXPECT(mf_session_read(s, n->w2, w + 48 * 8, 8 * 48) == 0);
+  if (!n->stateful) return;
+  EXPECT(mf_session_read(s, n->ema, w + 2 * 48 * 8, 48 * 8) == 0);
+  EXPECT(mf_session_read(s, n->ring, w + 3 * 48 * 8, 10 * 8) == 0);
+  w[STATE_FLOATS - 2] = (float)mf_session_ring_pos(s, n->ring);
+  w[STATE_FLOATS - 1] = (float)mf_session_active(s, n->mask);
 }
 
 static int files_equal(const char *a, const char *b) {
@@ -224,11 +262,12 @@ int main(void) {
   char out[600], out2[600], ll[700], ll2[700];
 
   /* 1. the trainer's losses are the hand loop's, bit for bit (f32 and bf16, with accumulation); memory exact */
-  const struct { mf_dtype dt; int accum; } cases[3] = {{MF_F32, 1}, {MF_F32, 2}, {MF_BF16, 2}};
-  for (int c = 0; c < 3; c++) {
+  const struct { mf_dtype dt; int accum, stateful; } cases[5] = {{MF_F32, 1, 0}, {MF_F32, 2, 0}, {MF_BF16, 2, 0}, {MF_F32, 1, 1},
+                                                                  {MF_BF16, 2, 1}};
+  for (int c = 0; c < 5; c++) {
     net n1, n2;
-    mf_session *s1 = session_make(&n1, cases[c].dt, cases[c].accum, MF_SCHED_CONSTANT);
-    mf_session *s2 = session_make(&n2, cases[c].dt, cases[c].accum, MF_SCHED_CONSTANT);
+    mf_session *s1 = session_make(&n1, cases[c].dt, cases[c].accum, MF_SCHED_CONSTANT, cases[c].stateful);
+    mf_session *s2 = session_make(&n2, cases[c].dt, cases[c].accum, MF_SCHED_CONSTANT, cases[c].stateful);
     double hand[UPDATES], got[64], term[64];
     hand_loop(s1, &n1, ds, cases[c].accum, hand);
     snprintf(out, sizeof out, "%s/same%d", root, c);
@@ -241,10 +280,11 @@ int main(void) {
     }
     EXPECT(hc.micro_steps == UPDATES * cases[c].accum);
     EXPECT(hc.last_update == UPDATES && !hc.update_order_bad);
-    float w1[2 * 48 * 8], w2[2 * 48 * 8];
+    float w1[STATE_FLOATS], w2[STATE_FLOATS];
     params_read(s1, &n1, w1);
     params_read(s2, &n2, w2);
     EXPECT(memcmp(w1, w2, sizeof w1) == 0);
+    if (cases[c].stateful) EXPECT(w2[STATE_FLOATS - 1] == 6 && w2[STATE_FLOATS - 2] == (float)(UPDATES * cases[c].accum * B % 10));
     EXPECT(mf_session_step(s2) == UPDATES);
     memory_exact(s2);
     /* validation at each epoch end: updates 3, 6 and the last, 7 */
@@ -253,20 +293,20 @@ int main(void) {
     mf_session_free(s2); mf_graph_free(n2.g);
   }
 
-  /* the uninterrupted reference for the stop / resume cases (accumulation 2) */
+  /* the uninterrupted reference for the stop / resume cases (accumulation 2; EMA, ring, groups, growth) */
   net nr;
-  mf_session *sr = session_make(&nr, MF_F32, 2, MF_SCHED_CONSTANT);
+  mf_session *sr = session_make(&nr, MF_F32, 2, MF_SCHED_CONSTANT, 1);
   snprintf(out, sizeof out, "%s/ref", root);
   hctx hr = {0};
   EXPECT(trainer_run(sr, &nr, ds, &(run_opts){.out = out, .accum = 2}, &hr) == 0);
-  float wref[2 * 48 * 8];
+  float wref[STATE_FLOATS];
   params_read(sr, &nr, wref);
   snprintf(ll, sizeof ll, "%s/loss.txt", out);
 
   /* 2. --stop-after, mf_trainer_stop and SIGINT, then resume: the same losses and weights as uninterrupted */
   for (int how = 0; how < 3; how++) {
     net na, nb;
-    mf_session *sa = session_make(&na, MF_F32, 2, MF_SCHED_CONSTANT);
+    mf_session *sa = session_make(&na, MF_F32, 2, MF_SCHED_CONSTANT, 1);
     snprintf(out2, sizeof out2, "%s/stop%d", root, how);
     hctx ha = {0};
     run_opts ra = {.out = out2, .accum = 2, .signals = how == 2};
@@ -280,14 +320,14 @@ int main(void) {
     char ck[700];
     snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out2);
     EXPECT(access(ck, R_OK) == 0);
-    mf_session *sb = session_make(&nb, MF_F32, 2, MF_SCHED_CONSTANT);
+    mf_session *sb = session_make(&nb, MF_F32, 2, MF_SCHED_CONSTANT, 1);
     hctx hb = {0};
     EXPECT(trainer_run(sb, &nb, ds, &(run_opts){.out = out2, .resume = ck, .accum = 2}, &hb) == 0);
     EXPECT(hb.micro_steps == 2 * (UPDATES - (int)stopped));
     EXPECT(ha.last_update == stopped && hb.last_update == UPDATES && !ha.update_order_bad && !hb.update_order_bad);
     snprintf(ll2, sizeof ll2, "%s/loss.txt", out2);
     EXPECT(files_equal(ll, ll2)); /* the loss log continues where it stopped: byte for byte the reference's */
-    float wb[2 * 48 * 8];
+    float wb[STATE_FLOATS];
     params_read(sb, &nb, wb);
     EXPECT(memcmp(wb, wref, sizeof wb) == 0);
     memory_exact(sb);
@@ -300,7 +340,7 @@ int main(void) {
    * schedule cuts after every report but the first (the hook's metric never improves); the log is JSON lines */
   {
     net n;
-    mf_session *s = session_make(&n, MF_F32, 1, MF_SCHED_PLATEAU);
+    mf_session *s = session_make(&n, MF_F32, 1, MF_SCHED_PLATEAU, 0);
     snprintf(out, sizeof out, "%s/cadence", root);
     hctx hc = {0};
     EXPECT(trainer_run(s, &n, ds, &(run_opts){.out = out, .accum = 1, .every = 2, .val_every = 2}, &hc) == 0);
@@ -333,7 +373,7 @@ int main(void) {
   /* 4. bad arguments: no feed hook; a resume file that is no checkpoint; stop-after before the checkpoint */
   {
     net n;
-    mf_session *s = session_make(&n, MF_F32, 1, MF_SCHED_CONSTANT);
+    mf_session *s = session_make(&n, MF_F32, 1, MF_SCHED_CONSTANT, 1);
     mf_loader_opts lo = loader_opts(ds);
     mf_trainer_opts o = mf_trainer_opts_default();
     snprintf(out, sizeof out, "%s/bad", root);
