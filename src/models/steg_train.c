@@ -273,21 +273,6 @@ static void *train_cfg_new(void) {
   return c;
 }
 
-static int set_int(const char *key, const char *val, int lo, int hi, int *out, char *err, size_t n) {
-  char *end;
-  long v = strtol(val, &end, 10);
-  if (!*val || *end || v < lo || v > hi) { snprintf(err, n, "--%s: '%s' is not a whole number from %d to %d", key, val, lo, hi); return -1; }
-  *out = (int)v;
-  return 0;
-}
-static int set_dbl(const char *key, const char *val, double lo, double hi, double *out, char *err, size_t n) {
-  char *end;
-  double v = strtod(val, &end);
-  if (!*val || *end || !(v >= lo && v <= hi)) { snprintf(err, n, "--%s: '%s' is not a number from %g to %g", key, val, lo, hi); return -1; }
-  *out = v;
-  return 0;
-}
-
 static int train_cfg_set(void *p, const char *key, const char *val, char *err, size_t n) {
   steg_tcfg *c = p;
   if (!strcmp(key, "preset")) {
@@ -296,17 +281,17 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
     snprintf(c->preset, sizeof c->preset, "%s", val);
     return 0;
   }
-  if (!strcmp(key, "size")) return set_int(key, val, 2, 16384, &c->size, err, n);
-  if (!strcmp(key, "gen-size")) return set_int(key, val, 8, 16384, &c->gen_size, err, n);
-  if (!strcmp(key, "blocks")) return set_int(key, val, 1, MF_STEG_MAX_BLOCKS, &c->blocks, err, n);
-  if (!strcmp(key, "growth")) return set_int(key, val, 1, 4096, &c->growth, err, n);
-  if (!strcmp(key, "gen-count")) return set_int(key, val, 1, 1 << 30, &c->gen_count, err, n);
-  if (!strcmp(key, "val-count")) return set_int(key, val, 0, 100000, &c->val_count, err, n);
-  if (!strcmp(key, "w-guide")) return set_dbl(key, val, 0, 1e6, &c->w_guide, err, n);
-  if (!strcmp(key, "w-rec")) return set_dbl(key, val, 0, 1e6, &c->w_rec, err, n);
-  if (!strcmp(key, "w-low")) return set_dbl(key, val, 0, 1e6, &c->w_low, err, n);
-  if (!strcmp(key, "ssim")) return set_dbl(key, val, 0, 1e6, &c->w_ssim, err, n);
-  if (!strcmp(key, "dct")) return set_dbl(key, val, 0, 1e6, &c->w_dct, err, n);
+  if (!strcmp(key, "size")) return mf_setting_int(key, val, 2, 16384, &c->size, err, n);
+  if (!strcmp(key, "gen-size")) return mf_setting_int(key, val, 8, 16384, &c->gen_size, err, n);
+  if (!strcmp(key, "blocks")) return mf_setting_int(key, val, 1, MF_STEG_MAX_BLOCKS, &c->blocks, err, n);
+  if (!strcmp(key, "growth")) return mf_setting_int(key, val, 1, 4096, &c->growth, err, n);
+  if (!strcmp(key, "gen-count")) return mf_setting_int(key, val, 1, 1 << 30, &c->gen_count, err, n);
+  if (!strcmp(key, "val-count")) return mf_setting_int(key, val, 0, 100000, &c->val_count, err, n);
+  if (!strcmp(key, "w-guide")) return mf_setting_double(key, val, 0, 1e6, &c->w_guide, err, n);
+  if (!strcmp(key, "w-rec")) return mf_setting_double(key, val, 0, 1e6, &c->w_rec, err, n);
+  if (!strcmp(key, "w-low")) return mf_setting_double(key, val, 0, 1e6, &c->w_low, err, n);
+  if (!strcmp(key, "ssim")) return mf_setting_double(key, val, 0, 1e6, &c->w_ssim, err, n);
+  if (!strcmp(key, "dct")) return mf_setting_double(key, val, 0, 1e6, &c->w_dct, err, n);
   return -2;
 }
 

@@ -17,14 +17,6 @@ static void *cfg_new(void) {
   return w;
 }
 
-static int parse_int(const char *key, const char *val, int lo, int hi, int *out, char *err, size_t n) {
-  char *end;
-  long v = strtol(val, &end, 10);
-  if (!*val || *end || v < lo || v > hi) { snprintf(err, n, "--%s: '%s' is not a whole number from %d to %d", key, val, lo, hi); return -1; }
-  *out = (int)v;
-  return 0;
-}
-
 static int cfg_set(void *p, const char *key, const char *val, char *err, size_t n) {
   steg_wcfg *w = p;
   if (!strcmp(key, "preset")) {
@@ -34,14 +26,14 @@ static int cfg_set(void *p, const char *key, const char *val, char *err, size_t 
   }
   if (!strcmp(key, "size")) {
     int s;
-    if (parse_int(key, val, 2, 16384, &s, err, n)) return -1;
+    if (mf_setting_int(key, val, 2, 16384, &s, err, n)) return -1;
     if (s % 2) { snprintf(err, n, "--size: %d is odd; the Haar wavelet needs an even size", s); return -1; }
     w->c.height = w->c.width = s;
     return 0;
   }
-  if (!strcmp(key, "blocks")) return parse_int(key, val, 1, MF_STEG_MAX_BLOCKS, &w->c.blocks, err, n);
-  if (!strcmp(key, "growth")) return parse_int(key, val, 1, 4096, &w->c.growth, err, n);
-  if (!strcmp(key, "batch")) return parse_int(key, val, 1, 1 << 20, &w->eff_batch, err, n);
+  if (!strcmp(key, "blocks")) return mf_setting_int(key, val, 1, MF_STEG_MAX_BLOCKS, &w->c.blocks, err, n);
+  if (!strcmp(key, "growth")) return mf_setting_int(key, val, 1, 4096, &w->c.growth, err, n);
+  if (!strcmp(key, "batch")) return mf_setting_int(key, val, 1, 1 << 20, &w->eff_batch, err, n);
   snprintf(err, n, "steg: unknown setting --%s (settings: --preset, --size, --blocks, --growth, --batch)", key);
   return -1;
 }

@@ -1,5 +1,7 @@
 /* workload.c — the registry of built-in workloads (one line per workload). */
 #include "models/workload.h"
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const mf_workload *const workloads[] = {&mf_workload_steg};
@@ -17,4 +19,20 @@ void mf_train_job_free(mf_train_job *job) {
   mf_dataset_free(job->train);
   mf_dataset_free(job->val);
   memset(job, 0, sizeof *job);
+}
+
+int mf_setting_int(const char *key, const char *val, int lo, int hi, int *out, char *err, size_t n) {
+  char *end;
+  long v = strtol(val, &end, 10);
+  if (!*val || *end || v < lo || v > hi) { snprintf(err, n, "--%s: '%s' is not a whole number from %d to %d", key, val, lo, hi); return -1; }
+  *out = (int)v;
+  return 0;
+}
+
+int mf_setting_double(const char *key, const char *val, double lo, double hi, double *out, char *err, size_t n) {
+  char *end;
+  double v = strtod(val, &end);
+  if (!*val || *end || !(v >= lo && v <= hi)) { snprintf(err, n, "--%s: '%s' is not a number from %g to %g", key, val, lo, hi); return -1; }
+  *out = v;
+  return 0;
 }

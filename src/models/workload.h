@@ -106,6 +106,11 @@ typedef struct mf_workload {
   const struct mf_workload_train *train;
 } mf_workload;
 
+/* A workload setting's value: a whole number (or a number) from lo to hi; 0, or -1 with err
+ * "--KEY: 'VAL' is not a whole number from LO to HI". */
+int mf_setting_int(const char *key, const char *val, int lo, int hi, int *out, char *err, size_t errlen);
+int mf_setting_double(const char *key, const char *val, double lo, double hi, double *out, char *err, size_t errlen);
+
 /* Frees what a workload's train_setup made (graph, datasets, its hook context). */
 void mf_train_job_free(mf_train_job *job);
 
