@@ -178,6 +178,25 @@ mf_tensor mf_upsample_nearest(mf_graph *g, mf_tensor x, int factor);
 /* Haar wavelet (docs/design.md 3.1): [N,C,H,W] -> [N,4C,H/2,W/2], order LL,HL,LH,HH; and inverse */
 mf_tensor mf_dwt_haar(mf_graph *g, mf_tensor x);
 mf_tensor mf_idwt_haar(mf_graph *g, mf_tensor x);
+/* Integer and non-differentiable ops (vector quantisation: codebook look-up, rounding). A shape or
+ * dtype error is recorded in mf_graph_error naming the op and the shapes, and the builder returns -1.
+ * argmin: x float [.., K, ..] -> i32 indices of the smallest value along `axis` (negative counts from
+ * the end), that axis removed ([K] -> [1]); ties give the lowest index, a NaN counts as the smallest
+ * (the first NaN wins). The indices carry no gradient. */
+mf_tensor mf_argmin(mf_graph *g, mf_tensor x, int axis);
+/* table float [K,D], idx i32 [N] -> [N,D]: row n is table[idx[n], :]. The gradient goes to the table
+ * (the rows of dy summed into the rows they came from, in row order: the same sums every run, on the
+ * CPU for any thread count and on CUDA without atomics), none to idx. An index outside [0, K) at run
+ * time is never read: its output row is NaN and the step fails (mf_session_micro_step returns NaN
+ * with a message naming the node, the count and the first bad row); in backward it adds nothing. */
+mf_tensor mf_gather(mf_graph *g, mf_tensor table, mf_tensor idx);
+/* The value of `hard` with the gradient of `soft` (same shape and float dtype): dy goes unchanged
+ * to soft, nothing to hard. E.g. quantise with mf_straight_through(g, mf_round(g, x), x). */
+mf_tensor mf_straight_through(mf_graph *g, mf_tensor hard, mf_tensor soft);
+/* Rounds to the nearest integer, halves to even (0.5 -> 0, 1.5 -> 2, -2.5 -> -2); same shape and
+ * dtype. It has no gradient of its own: a loss that needs one is refused by planning (wrap it in
+ * mf_straight_through). */
+mf_tensor mf_round(mf_graph *g, mf_tensor x);
 
 /* ---- recompute segments ----
  * Nodes built between begin and end form one segment. A checkpoint segment drops its inner

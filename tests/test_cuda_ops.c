@@ -495,6 +495,24 @@ static mf_tensor c_wave(mf_graph *g, mf_dtype act, int v) {
   return mf_idwt_haar(g, P(g, "y", 4, SH(2, 12, 3, 4)));
 }
 
+/* codebook look-up and quantisation: v0 the nearest-row index of scores s [6,5] (an input: argmin has
+ * no gradient) looks up rows of a codebook [5,7], passed straight through to x [6,7] and added to
+ * itself (the codebook's gradient is gather's scatter-add); v1 round(4x) straight through to 4x;
+ * v2 argmin along the middle axis of [2,3,4] flattened into indices of a [3,9] table */
+static mf_tensor c_index(mf_graph *g, mf_dtype act, int v) {
+  (void)act;
+  if (v == 1) {
+    mf_tensor x4 = mf_mul_scalar(g, P(g, "x", 3, SH(3, 4, 33)), 4.0);
+    return mf_straight_through(g, mf_round(g, x4), x4);
+  }
+  if (v == 2) {
+    mf_tensor idx = mf_reshape(g, mf_argmin(g, mf_input(g, "s", 3, SH(2, 3, 4)), 1), 1, SH(8));
+    return mf_gather(g, P(g, "table", 2, SH(3, 9)), idx);
+  }
+  mf_tensor zq = mf_gather(g, P(g, "codebook", 2, SH(5, 7)), mf_argmin(g, mf_input(g, "s", 2, SH(6, 5)), -1));
+  return mf_add(g, mf_straight_through(g, zq, P(g, "x", 2, SH(6, 7))), zq);
+}
+
 /* Operands of different dtypes (GEMMs convert into f32 workspace first): an f32 input through two
  * convolutions (3x3, then 1x1 direct ones) and a matmul, against weights in the activation dtype */
 static mf_tensor c_mixed(mf_graph *g, mf_dtype act, int v) {
@@ -535,6 +553,8 @@ static void test_ops(void) {
   for (int v = 0; v < 6; v++) op_case(pn[v], c_pool, v);
   op_case("dwt", c_wave, 0);
   op_case("idwt", c_wave, 1);
+  const char *xn[] = {"codebook look-up (argmin, gather, straight-through)", "round straight through", "argmin axis 1 + gather"};
+  for (int v = 0; v < 3; v++) op_case(xn[v], c_index, v);
   /* every op of the registry ran on the compared backend in some case above */
   for (int op = 0; op < MF_OP_COUNT; op++) CHECK(op_ran[op] > 0, "op %s is not exercised by any case of this test", mf_op_name(op));
 }

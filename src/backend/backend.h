@@ -11,6 +11,11 @@ typedef struct mf_kctx {
   double grad_seed;   /* value SEED writes: loss scale / accumulation steps */
   int nthreads;
   void *stream;       /* backend stream (CUDA: cudaStream_t), NULL on the CPU */
+  /* A run-time fault of a kernel's input (an index outside its table): the kernel writes a message
+   * here when it is empty and still never reads or writes out of bounds; the runner then fails the
+   * step. NULL: not reported. (CUDA kernels report theirs through the backend's sync instead.) */
+  char *fault;
+  size_t fault_len;
 } mf_kctx;
 
 /* out: the node's storage; src[i]: storage of node->src[i]; ws: this node's workspace (or NULL).

@@ -79,7 +79,8 @@ int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_
   out->n = g->n;
   out->data = calloc((size_t)g->n, sizeof *out->data);
   if (!out->data) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
-  mf_kctx k = {.g = g, .grad_seed = grad_seed, .nthreads = 1};
+  char fault[256] = "";
+  mf_kctx k = {.g = g, .grad_seed = grad_seed, .nthreads = 1, .fault = fault, .fault_len = sizeof fault};
   out->alias = calloc((size_t)g->n, 1);
   if (!out->alias) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
   for (int id = 0; id < g->n; id++) {
@@ -100,6 +101,11 @@ int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_
     for (int i = 0; i < n->nsrc; i++) src[i] = out->data[n->src[i]];
     mf_backend_cpu.kernels[n->op](&k, n, out->data[id], src, ws);
     free(ws);
+  }
+  if (fault[0]) {
+    snprintf(err, errlen, "reference eval: %s", fault);
+    mf_ref_free(out);
+    return -1;
   }
   return 0;
 }

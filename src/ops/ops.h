@@ -40,7 +40,12 @@
   X(UPSAMPLE, upsample)             /* ip0 = factor (nearest) */                                   \
   X(UPSAMPLE_BWD, upsample_bwd)     /* src dy -> dx (sum over each block) */                       \
   X(DWT, dwt)                       /* Haar: [N,C,H,W] -> [N,4C,H/2,W/2] */                        \
-  X(IDWT, idwt)
+  X(IDWT, idwt)                                                                                   \
+  X(ARGMIN, argmin)                 /* ip0 = axis; float x -> i32 indices, axis removed */         \
+  X(GATHER, gather)                 /* src table [K,D], idx i32 [N] -> [N,D] */                    \
+  X(GATHER_BWD, gather_bwd)         /* src dy [N,D], idx [N] -> [K,D] (ip0 = K), scatter-add */    \
+  X(STRAIGHT_THROUGH, straight_through) /* src hard, soft -> hard's value, soft's gradient */       \
+  X(ROUND, round)                   /* half to even, no gradient */
 
 #define MF_OP_ENUM(E, n) MF_OP_##E,
 typedef enum mf_op { MF_OP_LIST(MF_OP_ENUM) MF_OP_COUNT } mf_op;

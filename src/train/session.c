@@ -292,8 +292,9 @@ void *mf_session_input(mf_session *s, mf_tensor t) {
 
 int mf_session_run(mf_session *s, const mf_program *pr) {
   const mf_graph *g = s->plan->g;
+  char fault[256] = "";
   mf_kctx k = {.g = g, .nthreads = s->opts.threads, .stream = s->stream,
-               .grad_seed = s->loss_scale / (double)s->opts.accum_steps};
+               .grad_seed = s->loss_scale / (double)s->opts.accum_steps, .fault = fault, .fault_len = sizeof fault};
   uint8_t *act = s->arena[MF_ARENA_ACT];
   size_t hw = s->measured[MF_ARENA_ACT];
   for (int i = 0; i < pr->n_steps; i++) {
@@ -312,6 +313,10 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
     s->be->kernels[n->op](&k, n, out, src, ws);
   }
   int rc = s->be->sync && s->be->sync(s->stream) < 0 ? -1 : 0; /* a device error surfaces here */
+  if (fault[0]) { /* a kernel's input was out of range (gather's indices): the step's values are not usable */
+    fprintf(stderr, "memfit: the step failed: %s\n", fault);
+    rc = -1;
+  }
   s->measured[MF_ARENA_ACT] = hw;
   s->last_prog = pr;
   if (s->opts.debug_memory) mf_session_scan(s);

@@ -23,6 +23,9 @@ cudaStream_t mf_cuda_default_stream(void);
 /* Records the first launch / library error (reported by sync); `what` names the op. */
 void mf_cuda_note(cudaError_t e, const char *what);
 #define MF_CUDA_LAUNCHED(what) mf_cuda_note(cudaGetLastError(), what)
+/* After a synchronisation: 1 with a message when a gather met indices outside its table since the
+ * last call (index.cu), else 0. */
+int mf_cuda_index_fault(char *msg, size_t len);
 
 /* ---- launch geometry: grid-stride loops over int64 element counts ---- */
 #define MF_THREADS 256

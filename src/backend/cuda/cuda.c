@@ -15,6 +15,7 @@ static size_t cuda_workspace(const mf_graph *g, const mf_node *n) {
   case MF_OP_NORM:
   case MF_OP_NORM_BWD_DX:
   case MF_OP_NORM_BWD_PARAM: return mf_cuda_ws_norm(g, n);
+  case MF_OP_GATHER_BWD: return mf_cuda_ws_index(g, n);
   default: return 0;
   }
 }

@@ -18,6 +18,7 @@ MF_OP_LIST(MF_CUDA_DECL)
 size_t mf_cuda_ws_gemm(const mf_graph *g, const mf_node *n);   /* matmul and the three conv ops */
 size_t mf_cuda_ws_reduce(const mf_graph *g, const mf_node *n); /* reduce, loss, softmax_ce */
 size_t mf_cuda_ws_norm(const mf_graph *g, const mf_node *n);   /* norm and its backward ops */
+size_t mf_cuda_ws_index(const mf_graph *g, const mf_node *n);  /* gather_bwd in f16/bf16 */
 
 void *mf_cuda_alloc(size_t bytes, char *err, size_t errlen);
 void mf_cuda_free(void *p);

@@ -242,6 +242,11 @@ extern "C" int mf_cuda_sync(void *stream) {
     G.first_error = cudaSuccess;
     return -1;
   }
+  char fault[256];
+  if (mf_cuda_index_fault(fault, sizeof fault)) { /* a kernel's input was out of range: the step failed */
+    fprintf(stderr, "memfit: the step failed: %s\n", fault);
+    return -1;
+  }
   return 0;
 }
 extern "C" size_t mf_cuda_fixed_overhead(void) {
