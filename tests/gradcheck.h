@@ -4,7 +4,8 @@
 #define MF_GRADCHECK_H
 
 #include "check.h"
-#include "graph/autodiff.h"
+#include "ops/autodiff.h"
+#include "backend/reference.h"
 #include "ops/ops.h"
 #include "memfit.h"
 #include <stdint.h>

@@ -3,9 +3,10 @@
  * hide/reveal graphs), its refusals, and an empirical check: perturbing one input pixel at a time in
  * the reference evaluator, the farthest pixel that changes an aligned output block is at the radius. */
 #include "check.h"
-#include "graph/autodiff.h"
+#include "ops/autodiff.h"
+#include "backend/reference.h"
 #include "graph/dtype.h"
-#include "graph/receptive.h"
+#include "ops/receptive.h"
 #include "models/steg.h"
 #include "ops/ops.h"
 

@@ -1,8 +1,9 @@
-/* graph.c — graph storage and the building helpers shared by every op: node append,
- * shape formatting, sticky build errors, inputs/params/buffers and recompute segments. */
+/* graph.c — graph storage and the building helpers shared by every op: node append, op names,
+ * shape formatting, sticky build errors, tensor queries and recompute segments. The leaves (inputs,
+ * parameters, buffers) are built by the ops layer (ops/leaf.c). */
 #include "graph/graph.h"
 #include "graph/dtype.h"
-#include "ops/ops.h"
+#include "graph/oplist.h"
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,11 @@ void mf_convert(void *dst, mf_dtype dt, const void *src, mf_dtype st, int64_t n)
   }
   for (int64_t i = 0; i < n; i++) mf_st(dst, dt, i, mf_ld(src, st, i));
 }
+
+#define MF_OP_NAME(E, n) [MF_OP_##E] = #n,
+static const char *const op_names[MF_OP_COUNT] = {MF_OP_LIST(MF_OP_NAME)};
+#undef MF_OP_NAME
+const char *mf_op_name(int op) { return op >= 0 && op < MF_OP_COUNT ? op_names[op] : "?"; }
 
 int64_t mf_node_numel(const mf_node *n) {
   int64_t k = 1;
@@ -133,75 +139,6 @@ int mf_graph_add(mf_graph *g, int op, mf_dtype dt, int ndim, const int64_t *ne, 
   n->role = MF_ROLE_ACT;
   n->phase = (uint8_t)g->build_phase;
   snprintf(n->name, sizeof n->name, "%s", mf_op_name(op));
-  return id;
-}
-
-static int leaf_add(mf_graph *g, int op, mf_role role, const char *name, mf_dtype dt, int ndim, const int64_t *shape) {
-  int id = mf_graph_add(g, op, dt, ndim, shape, 0, NULL);
-  if (id < 0) return -1;
-  mf_node *n = &g->nodes[id];
-  n->role = (uint8_t)role;
-  n->seg = -1;
-  if (name) snprintf(n->name, sizeof n->name, "%s", name);
-  return id;
-}
-
-mf_tensor mf_input_typed(mf_graph *g, const char *name, mf_dtype dt, int ndim, const int64_t *shape) {
-  return leaf_add(g, MF_OP_INPUT, MF_ROLE_INPUT, name, dt, ndim, shape);
-}
-mf_tensor mf_input(mf_graph *g, const char *name, int ndim, const int64_t *shape) {
-  return mf_input_typed(g, name, g->act_dtype, ndim, shape);
-}
-
-mf_tensor mf_param(mf_graph *g, const char *name, int ndim, const int64_t *shape, mf_init init, double scale) {
-  int id = leaf_add(g, MF_OP_PARAM, MF_ROLE_PARAM, name, MF_F32, ndim, shape);
-  if (id < 0) return -1;
-  g->nodes[id].init = init;
-  g->nodes[id].init_scale = scale;
-  g->nodes[id].requires_grad = true;
-  if (g->act_dtype == MF_F32 || g->act_dtype == MF_F64) {
-    if (g->act_dtype == MF_F64) g->nodes[id].dtype = MF_F64;
-    return id;
-  }
-  /* low-precision copy that the ops read; refreshed after each optimizer update */
-  int lp = mf_graph_add(g, MF_OP_PARAM_LP, g->act_dtype, ndim, shape, 1, &id);
-  if (lp < 0) return -1;
-  mf_node *n = &g->nodes[lp];
-  n->role = MF_ROLE_PARAM_LP;
-  n->seg = -1;
-  n->master = id;
-  snprintf(n->name, sizeof n->name, "%s", name ? name : "param");
-  return lp;
-}
-
-/* the f32 master of a parameter as mf_param returned it (its low-precision copy or itself), else -1 */
-static int param_master(const mf_graph *g, mf_tensor t) {
-  if (t < 0 || t >= g->n) return -1;
-  if (g->nodes[t].op == MF_OP_PARAM_LP) t = g->nodes[t].master;
-  return g->nodes[t].op == MF_OP_PARAM ? t : -1;
-}
-
-int mf_param_group_set(mf_graph *g, mf_tensor param, int group) {
-  if (g->err[0]) return -1;
-  int id = param_master(g, param);
-  if (id < 0) return mf_graph_fail(g, "param_group_set: tensor %d is not a parameter (mf_param)", param);
-  if (group < 0 || group >= MF_MAX_PARAM_GROUPS)
-    return mf_graph_fail(g, "param_group_set: parameter '%s': group %d is not in 0 .. %d", g->nodes[id].name, group,
-                         MF_MAX_PARAM_GROUPS - 1);
-  g->nodes[id].group = group;
-  return 0;
-}
-
-int mf_param_group_get(const mf_graph *g, mf_tensor param) {
-  int id = param_master(g, param);
-  return id < 0 ? -1 : g->nodes[id].group;
-}
-
-mf_tensor mf_buffer(mf_graph *g, const char *name, int ndim, const int64_t *shape, mf_init init, double scale) {
-  int id = leaf_add(g, MF_OP_BUFFER, MF_ROLE_BUFFER, name, g->act_dtype == MF_F64 ? MF_F64 : MF_F32, ndim, shape);
-  if (id < 0) return -1;
-  g->nodes[id].init = init;
-  g->nodes[id].init_scale = scale;
   return id;
 }
 

@@ -2,7 +2,7 @@
  * whole image or on tiles with a halo of the graph's receptive radius (see steg_infer.h). */
 #include "models/steg_infer.h"
 #include "graph/graph.h"
-#include "graph/receptive.h"
+#include "ops/receptive.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,55 +1,11 @@
-/* ops.h — the op registry. One line in MF_OP_LIST per op; its shape rules, gradient rule and FLOP
- * count live in src/ops/<family>.c, its kernels in src/backend/<backend>/<family>.c. */
+/* ops.h — the op registry. One line in MF_OP_LIST (graph/oplist.h) per op; its shape rules, gradient
+ * rule and FLOP count live in src/ops/<family>.c, its kernels in src/backend/<backend>/<family>.c. */
 #ifndef MF_OPS_H
 #define MF_OPS_H
 
 #include "graph/graph.h"
+#include "graph/oplist.h"
 
-/* X(ENUM, name): name is used for mf_op_def_<name> and the backends' mf_<backend>_<name> kernels. */
-#define MF_OP_LIST(X)                                                                              \
-  X(INPUT, input)                   /* leaf: data staging buffer */                                \
-  X(PARAM, param)                   /* leaf: f32 master parameter */                               \
-  X(PARAM_LP, param_lp)             /* low-precision copy of src-less master (n->master) */        \
-  X(BUFFER, buffer)                 /* leaf: persistent state (bn running stats) */                \
-  X(SEED, seed)                     /* d loss / d loss = runtime grad seed (loss scale / accum) */ \
-  X(ACC_GRAD, acc_grad)             /* persistent f32 grad += src0 */                              \
-  X(BINARY, binary)                 /* ip0 = MF_BIN_*; src1 broadcasts to src0 */                  \
-  X(SCALAR, scalar)                 /* ip0 = MF_SCALAR_ADD/MUL, fp0 = c */                         \
-  X(UNARY, unary)                   /* ip0 = MF_UN_*, fp0/fp1 = slope or clamp bounds */           \
-  X(UNARY_BWD, unary_bwd)           /* src0 = x (or y for sigmoid/tanh/exp), src1 = dy */          \
-  X(CONCAT, concat)                 /* ip0 = axis */                                               \
-  X(SLICE, slice)                   /* ip0 = axis, ip1 = start, ip2 = end */                       \
-  X(SLICE_BWD, slice_bwd)           /* src0 = dy of slice -> zero-padded to the sliced tensor */   \
-  X(RESHAPE, reshape)                                                                              \
-  X(PERMUTE, permute)               /* ip0..4 = perm */                                            \
-  X(REDUCE, reduce)                 /* ip0 = axes mask (0: all), ip1 = keepdim, fp0 = scale */     \
-  X(EXPAND, expand)                 /* broadcast src0 (size-1 axes) to the node shape, * fp0 */     \
-  X(MATMUL, matmul)                 /* ip0 = trans_a, ip1 = trans_b */                             \
-  X(CONV2D, conv2d)                 /* src x,w[,b]; ip0 stride, ip1 pad, ip2 groups */             \
-  X(CONV2D_BWD_DATA, conv2d_bwd_data)     /* src dy, w -> dx; ip as conv2d */                      \
-  X(CONV2D_BWD_WEIGHT, conv2d_bwd_weight) /* src x, dy -> dw; ip as conv2d */                      \
-  X(LOSS, loss)                     /* ip0 = MF_LOSS_MSE/L1, ip1 = 1: sum else mean; f32 scalar */  \
-  X(LOSS_BWD, loss_bwd)             /* src pred, target, dL -> dpred */                            \
-  X(SOFTMAX_CE, softmax_ce)         /* src logits [N,K], labels i32 [N] -> mean CE, f32 scalar */  \
-  X(SOFTMAX_CE_BWD, softmax_ce_bwd) /* src logits, labels, dL -> dlogits */                        \
-  X(NORM, norm)                     /* ip0 = MF_NORM_BATCH/GROUP, ip1 groups, ip2 training; fp0 eps, fp1 momentum; src x,gamma,beta[,rmean,rvar] */ \
-  X(NORM_BWD_DX, norm_bwd_dx)       /* src x, dy, gamma[, rmean, rvar] -> dx */                    \
-  X(NORM_BWD_PARAM, norm_bwd_param) /* src x, dy[, rmean, rvar] -> [2,C]: dgamma, dbeta */         \
-  X(POOL, pool)                     /* ip0 = MF_POOL_AVG/MAX, ip1 k, ip2 stride, ip3 pad, ip4 global */ \
-  X(POOL_BWD, pool_bwd)             /* src x, dy -> dx (avg: src dy only); ip as pool */           \
-  X(UPSAMPLE, upsample)             /* ip0 = factor (nearest) */                                   \
-  X(UPSAMPLE_BWD, upsample_bwd)     /* src dy -> dx (sum over each block) */                       \
-  X(DWT, dwt)                       /* Haar: [N,C,H,W] -> [N,4C,H/2,W/2] */                        \
-  X(IDWT, idwt)                                                                                   \
-  X(ARGMIN, argmin)                 /* ip0 = axis; float x -> i32 indices, axis removed */         \
-  X(GATHER, gather)                 /* src table [K,D], idx i32 [N] -> [N,D] */                    \
-  X(GATHER_BWD, gather_bwd)         /* src dy [N,D], idx [N] -> [K,D] (ip0 = K), scatter-add */    \
-  X(STRAIGHT_THROUGH, straight_through) /* src hard, soft -> hard's value, soft's gradient */       \
-  X(ROUND, round)                   /* half to even, no gradient */
-
-#define MF_OP_ENUM(E, n) MF_OP_##E,
-typedef enum mf_op { MF_OP_LIST(MF_OP_ENUM) MF_OP_COUNT } mf_op;
-#undef MF_OP_ENUM
 
 enum { MF_BIN_ADD = 0, MF_BIN_SUB, MF_BIN_MUL, MF_BIN_DIV };
 enum { MF_SCALAR_ADD = 0, MF_SCALAR_MUL };
@@ -73,7 +29,6 @@ MF_OP_LIST(MF_OP_DECL)
 #undef MF_OP_DECL
 
 const mf_op_def *mf_op_get(int op);
-const char *mf_op_name(int op);
 double mf_node_flops(const mf_graph *g, const mf_node *n);
 
 static inline bool mf_wants_grad(const mf_graph *g, int id) { return id >= 0 && g->nodes[id].requires_grad; }

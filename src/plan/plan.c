@@ -4,7 +4,7 @@
  * reports are exactly what the runtime allocates and touches. */
 #include "plan/plan.h"
 #include "ops/ops.h"
-#include "graph/autodiff.h"
+#include "ops/autodiff.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -326,13 +326,6 @@ const char *mf_plan_peak_op(const mf_plan *p, int *is_backward) {
   return p->peak_desc;
 }
 double mf_plan_flops(const mf_plan *p) { return p->has_train ? p->train.flops : p->fwd.flops; }
-
-void mf_format_bytes(size_t b, char *buf, size_t n) {
-  if (b >= (size_t)1 << 30) snprintf(buf, n, "%.2f GiB", (double)b / (1 << 30));
-  else if (b >= (size_t)1 << 20) snprintf(buf, n, "%.2f MiB", (double)b / (1 << 20));
-  else if (b >= 1024) snprintf(buf, n, "%.2f KiB", (double)b / 1024);
-  else snprintf(buf, n, "%zu B", b);
-}
 
 void mf_plan_print(const mf_plan *p, FILE *f) {
   char h[32];

@@ -695,31 +695,3 @@ size_t mf_session_measured_bytes(const mf_session *s, mf_arena_kind a) {
   return s->measured[a];
 }
 
-size_t mf_peak_rss_bytes(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (size_t)ru.ru_maxrss * 1024;
-}
-
-int64_t mf_parse_bytes(const char *str) {
-  if (!str || !*str || isspace((unsigned char)*str)) return -1;
-  char *end;
-  errno = 0;
-  double v = strtod(str, &end);
-  if (end == str || !(v >= 0)) return -1; /* also NaN ("nan") */
-  if (isinf(v)) return errno == ERANGE ? -2 : -1; /* "1e400" overflows; "inf" is no size */
-  while (*end == ' ') end++;
-  static const struct { const char *unit; double mul; } units[] = {
-    {"", 1}, {"B", 1}, {"K", 0x1p10}, {"k", 0x1p10}, {"KiB", 0x1p10}, {"M", 0x1p20}, {"MiB", 0x1p20}, {"G", 0x1p30},
-    {"GiB", 0x1p30}, {"T", 0x1p40}, {"TiB", 0x1p40}, {"P", 0x1p50}, {"PiB", 0x1p50}, {"E", 0x1p60}, {"EiB", 0x1p60},
-    {"KB", 1e3}, {"kB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"PB", 1e15}, {"EB", 1e18},
-  };
-  double mul = 0;
-  for (size_t i = 0; i < sizeof units / sizeof *units && !mul; i++)
-    if (!strcmp(end, units[i].unit)) mul = units[i].mul;
-  if (!mul) return -1;
-  double b = v * mul + 0.5;
-  /* 2^63 is the first value int64_t cannot hold; a size_t of 32 bits holds less */
-  if (!(b < 0x1p63) || (SIZE_MAX < UINT64_MAX && b >= (double)SIZE_MAX)) return -2;
-  return (int64_t)b;
-}

@@ -1,13 +1,9 @@
-/* autodiff.h — reverse-mode differentiation: appends the backward graph to the forward graph,
- * and a reference evaluator (one allocation per node) that tests use to check ops and plans. */
-#ifndef MF_AUTODIFF_H
-#define MF_AUTODIFF_H
+/* reference.h — the reference evaluator (one allocation per node, the CPU backend's kernels) that
+ * tests use to check ops, gradients and plans. */
+#ifndef MF_REFERENCE_H
+#define MF_REFERENCE_H
 
-#include "graph/graph.h"
-
-/* Appends the backward of scalar `loss`. Each gradient contribution to a parameter becomes an
- * ACC_GRAD node (role GRAD) adding into the parameter's f32 gradient; param->grad is the first. Returns the SEED node id, or -1 with g->err set. */
-int mf_autodiff(mf_graph *g, int loss);
+#include "backend/backend.h"
 
 /* Reference evaluation: allocates every node separately (zeroed), runs all nodes in id order on
  * the CPU backend with grad_seed, and returns per-node data pointers (free with mf_ref_free).

@@ -1,7 +1,7 @@
 /* receptive.c — receptive-field radius of a graph output (see receptive.h): a walk over the
  * output's ancestors in id order, tracking per spatial axis the pixel scale, the grid a pixel's
  * footprint is rounded to, and the radius, all in pixels of the largest 4-D input. */
-#include "graph/receptive.h"
+#include "ops/receptive.h"
 #include "ops/ops.h"
 #include <stdarg.h>
 #include <stdio.h>
