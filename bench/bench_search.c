@@ -2,7 +2,8 @@
  * time of EVERY setting the search planned that fits the budget (brute force over the same space),
  * and compares the fastest measured with the one memfit chose. Prints a table and the ratios.
  * usage: bench_search [THREADS (default 1)] [STEPS (default 3)] */
-#include "plan/search.h"
+#include "train/measure.h"
+#include "models/workload.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,12 @@ int main(int argc, char **argv) {
     mf_search_opts so = mf_search_opts_default();
     so.threads = threads;
     mf_search_result r0;
-    if (mf_search(w, cfg, &so, &r0, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
+    if (mf_workload_search(w, cfg, &so, &r0, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
     so.budget = (int64_t)((double)r0.smallest.device_bytes +
                           bc->budget_frac * (double)(r0.unconstrained.device_bytes - r0.smallest.device_bytes));
     mf_search_result_free(&r0);
     mf_search_result r;
-    if (mf_search(w, cfg, &so, &r, err, sizeof err) < 0 || !r.found) { fprintf(stderr, "case %zu: nothing fits\n", k); return 1; }
+    if (mf_workload_search(w, cfg, &so, &r, err, sizeof err) < 0 || !r.found) { fprintf(stderr, "case %zu: nothing fits\n", k); return 1; }
     double best_t = 1e30, chosen_t = -1;
     int best_i = -1, nfit = 0;
     /* two rounds over every fitting setting, keeping each one's best time: on a shared machine a
@@ -59,9 +60,9 @@ int main(int argc, char **argv) {
     char name[64], bud[32], d[256];
     snprintf(name, sizeof name, "steg %s %dx%d batch %d", bc->preset, bc->size, bc->size, bc->batch);
     mf_format_bytes((size_t)so.budget, bud, sizeof bud);
-    mf_candidate_describe(&r.all[best_i], w, d, sizeof d);
+    mf_candidate_describe(&r.all[best_i], d, sizeof d);
     printf("%-34s %-8s %5d fastest: %-53s %10.3f %10.3g\n", name, bud, nfit, d, best_t, r.all[best_i].step_s);
-    mf_candidate_describe(&r.all[0], w, d, sizeof d);
+    mf_candidate_describe(&r.all[0], d, sizeof d);
     printf("%-34s %-8s %5s chosen:  %-53s %10.3f %10.3g\n", "", "", "", d, chosen_t, r.all[0].step_s);
     double ratio = chosen_t / best_t;
     fflush(stdout);

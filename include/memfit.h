@@ -247,6 +247,139 @@ const char *mf_plan_peak_op(const mf_plan *p, int *is_backward);
 double mf_plan_flops(const mf_plan *p); /* per micro-step, recompute included */
 void mf_plan_print(const mf_plan *p, FILE *f);
 
+/* ---- budget search: what fits, and what is fastest among what fits ----
+ * For a model you build yourself, mf_search plans every setting exactly (micro-batch x accumulation
+ * keeping the effective batch, storage precision, graph variant, which segments to recompute or
+ * invert, optimizer offload) and ranks those that fit the budget by a cost model measured on the
+ * machine (mf_calibrate). It allocates no tensor memory: each candidate is only planned. Example (a
+ * small conv net; what fits in 64 MiB):
+ *
+ *   static int build(mf_graph *g, int variant, int mb, void *ctx, mf_tensor *loss, char *err, size_t n) {
+ *     (void)variant; (void)ctx;
+ *     int64_t xs[4] = {mb, 3, 64, 64}, ws[4] = {16, 3, 3, 3}, w2s[4] = {3, 16, 3, 3};
+ *     mf_tensor x = mf_input(g, "x", 4, xs);
+ *     mf_segment_begin(g, "body");                              // a unit the search may recompute
+ *     mf_tensor h = mf_relu(g, mf_conv2d(g, x, mf_param(g, "w", 4, ws, MF_INIT_KAIMING, 0), -1, 1, 1, 1));
+ *     mf_tensor y = mf_conv2d(g, h, mf_param(g, "w2", 4, w2s, MF_INIT_KAIMING, 0), -1, 1, 1, 1);
+ *     mf_segment_end(g, 1, &x, 1, &y, NULL, NULL);
+ *     *loss = mf_mse_loss(g, y, x);
+ *     if (mf_graph_error(g)) { snprintf(err, n, "%s", mf_graph_error(g)); return -1; }
+ *     return 0;
+ *   }
+ *   int main(void) {
+ *     mf_model_builder m = {.name = "mynet", .effective_batch = 32, .build = build};
+ *     mf_search_opts o = mf_search_opts_default();
+ *     o.budget = mf_parse_bytes("64MiB");
+ *     mf_search_result r;
+ *     char err[512], d[256];
+ *     if (mf_search(&m, &o, &r, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
+ *     if (!r.found) printf("%s\n", r.message);                // nothing fits: what the smallest needs
+ *     else { mf_candidate_describe(&r.best, d, sizeof d); printf("best: %s, %zu bytes\n", d, r.best.device_bytes); }
+ *     // to train it: build the graph for r.best (variant, micro_batch, dtype), then
+ *     // mf_train_opts t = mf_train_opts_default(); mf_candidate_apply(&r.best, &t.plan); t.accum_steps = r.best.accum;
+ *     mf_search_result_free(&r);
+ *     return 0;
+ *   } // end of the search example
+ */
+
+/* Figures of the cost model: read from the cache file $XDG_CACHE_HOME/memfit/calibration-BACKEND-tTHREADS.txt
+ * (~/.cache/memfit without XDG_CACHE_HOME), or measured (a second or so) and written there when it is
+ * missing, corrupt, from another memfit cache version, older than 30 days, or measured on a busy machine
+ * more than an hour ago. MEMFIT_CALIBRATION="f32,bf16,f16,bytes[,op_seconds]" overrides (bytes/s for
+ * every dtype). Only the ranking of plans depends on these figures, never the memory. */
+typedef struct mf_calibration {
+  double flops_per_s[MF_DTYPE_COUNT]; /* compute-bound ops (GEMM, conv) by storage dtype */
+  double bytes_per_s[MF_DTYPE_COUNT]; /* memory-bound ops by storage dtype */
+  double op_overhead_s;               /* fixed cost of running one node (dispatch, thread wake-up) */
+  double gemm_overhead_s;             /* fixed cost of one GEMM-based node (conv, matmul): BLAS call, packing */
+  double offload_bytes_per_s;         /* host <-> device link (offloaded optimizer state) */
+  char source[320];                   /* "measured now...", "cached in FILE...", "MEMFIT_CALIBRATION", "nominal..." */
+  char path[1024];                    /* the cache file ("" with MEMFIT_CALIBRATION) */
+  char note[256];                     /* "" or what was unusual (a busy machine, a stale or corrupt cache) */
+  int busy;                           /* the machine looked busy while measuring: figures are approximate */
+} mf_calibration;
+/* Fills c for a backend ("cpu", "cuda") and thread count (0: all cores). Returns 0, or -1 with err
+ * (an unknown backend, a failed measurement); mf_search then ranks with nominal figures and says so. */
+int mf_calibrate(const char *backend, int threads, mf_calibration *c, char *err, size_t errlen);
+
+/* A model the search can build at any micro-batch. build() builds, on the empty graph g (its
+ * activation dtype is the candidate's storage precision), the training graph of one micro-batch of
+ * `micro_batch` samples for graph variant `variant` (0 .. n_variants - 1), and sets *loss; it returns
+ * 0, or -1 with err filled (the search stops and reports it). Segments (mf_segment_begin/end) are
+ * what the search may recompute or invert. build may be called many times; release(ctx), when given,
+ * is called after each built graph is freed (to free what an inverse function used). */
+typedef struct mf_model_builder {
+  const char *name;                   /* for messages */
+  int effective_batch;                /* samples per optimizer update: micro_batch x accumulation */
+  int n_variants;                     /* graph structures to choose between (0 means 1) */
+  const char *const *variant_names;   /* n_variants names (NULL: "variant K") */
+  int (*build)(mf_graph *g, int variant, int micro_batch, void *ctx, mf_tensor *loss, char *err, size_t errlen);
+  void *ctx;
+  void (*release)(void *ctx);         /* optional */
+  /* optional: 0 when the model accepts this micro-batch, -1 with why (e.g. batch norm needs 2) */
+  int (*batch_ok)(int micro_batch, void *ctx, char *why, size_t n);
+  /* optional: host bytes of the data loader's staging buffers at this micro-batch (reported only) */
+  size_t (*staging_bytes)(int micro_batch, void *ctx);
+} mf_model_builder;
+
+typedef struct mf_search_opts {
+  int64_t budget;            /* device bytes the plan must fit (0: no limit) */
+  int64_t host_budget;       /* host bytes for offloaded optimizer state (0: no limit) */
+  const char *backend;       /* "cpu" (default) or "cuda" (planning needs no device) */
+  int threads;               /* 0: all cores */
+  unsigned dtypes;           /* bit per mf_dtype allowed (f32/bf16/f16); default f32 and bf16; 0: f32 only */
+  int allow_offload;         /* try optimizer state in host memory (device backends) */
+  int fixed_micro_batch;     /* > 0: only this micro-batch */
+  int fixed_variant;         /* >= 0: only this variant (default -1) */
+  int fixed_mode;            /* -1 (default): search; 0: store all; 1: recompute all (invert where possible) */
+  mf_optim_kind optim;       /* the optimizer (decides the optimizer-state memory); default AdamW */
+} mf_search_opts;
+mf_search_opts mf_search_opts_default(void);
+
+#define MF_SEARCH_MAX_SEG 512
+typedef struct mf_candidate {
+  int variant, micro_batch, accum;
+  char variant_name[48];
+  mf_dtype dtype;
+  int invertible, offload;
+  int n_seg, n_recomputed;
+  uint8_t mask[MF_SEARCH_MAX_SEG];  /* per segment: 1 recompute (invert when invertible) */
+  size_t arena[MF_ARENA_COUNT];
+  size_t device_bytes;       /* what must fit the budget: the plan's total (mf_plan_total_bytes) plus the
+                                backend's fixed overhead (0 on the CPU) */
+  size_t staging_bytes;      /* loader's host staging buffers (mf_model_builder.staging_bytes) */
+  double step_s;             /* predicted seconds per effective batch (accum micro-steps + update) */
+  double recompute_flops;    /* extra FLOPs per effective batch spent recomputing */
+  char peak_desc[160];
+  int fits;
+  char note[200];            /* why it lost, or what it is */
+} mf_candidate;
+
+typedef struct mf_search_result {
+  int found;                 /* 1: best fits the budget */
+  mf_candidate best;
+  mf_candidate runners[3];   /* next best that fit, different in kind */
+  int n_runners;
+  mf_candidate unconstrained;/* fastest plan with no budget */
+  mf_candidate smallest;     /* smallest device bytes of any setting */
+  int n_planned;             /* plans computed during the search */
+  mf_calibration cal;
+  mf_candidate *all;         /* every candidate planned, ranked (fits first, then cost) */
+  int n_all;
+  char message[400];         /* found = 0: that nothing fits the budget and what the smallest setting needs */
+} mf_search_result;
+/* Searches the settings of model m (see above). Returns 0 with r filled (found = 0 when nothing fits
+ * the budget: r->smallest and r->message say what the least memory is), or -1 with err (a bad option,
+ * a build error, nothing could be planned); free r with mf_search_result_free after a 0. */
+int mf_search(const mf_model_builder *m, const mf_search_opts *o, mf_search_result *r, char *err, size_t errlen);
+void mf_search_result_free(mf_search_result *r);
+/* "micro-batch 2 x 16 accumulation, bf16, <variant name>, 10/20 segments recomputed" */
+void mf_candidate_describe(const mf_candidate *c, char *buf, size_t n);
+/* Sets a plan's recompute, segment mask, invertible and offload choices from a candidate (the mask
+ * points into c: c must outlive the options). The graph must be the candidate's (variant, micro-batch,
+ * dtype); the optimizer and the threads are the caller's; a session also needs accum_steps = c->accum. */
+void mf_candidate_apply(const mf_candidate *c, mf_plan_opts *po);
+
 /* ---- training session ---- */
 /* PLATEAU: reduce-on-plateau (PyTorch's ReduceLROnPlateau, mode "min", relative threshold), driven by
  * mf_session_report_metric; warm-up applies before it as with the others. */

@@ -45,6 +45,16 @@ ok "pkg-config --cflags --libs memfit" '[ -n "${libs:-}" ] || { cat $tmp/pc.log;
 cc -std=c11 -Wall -Wextra -Werror "$tmp/example.c" -o "$tmp/example_pc" ${cflags:-} ${libs:-} 2>"$tmp/cc.log"
 ok "the header's example builds with pkg-config's flags" '[ -x $tmp/example_pc ] || { cat $tmp/cc.log; false; }'
 ok "and runs, printing its plan" 'runs $tmp/example_pc'
+{ # the budget search example (mf_search with the user's own builder), from build() to its main's end
+  echo '#include <memfit.h>'
+  echo '#include <stdio.h>'
+  echo '#include <stdlib.h>'
+  sed -n '/static int build(mf_graph \*g, int variant/,/end of the search example/p' "$root/include/memfit.h" | sed 's/^ \*   //'
+} >"$tmp/search.c"
+cc -std=c11 -Wall -Wextra -Werror "$tmp/search.c" -o "$tmp/search_pc" ${cflags:-} ${libs:-} 2>"$tmp/cc.log"
+ok "the header's budget search example builds" '[ -x $tmp/search_pc ] || { cat $tmp/cc.log; false; }'
+ok "and runs, printing the best setting" \
+  'MEMFIT_CALIBRATION=1e10,5e9,5e9,1e10 LD_LIBRARY_PATH=$libdir $tmp/search_pc >$tmp/out 2>&1 && grep -q "^best: micro-batch" $tmp/out || { tail -5 $tmp/out; false; }'
 slibs=$(pkg-config --static --libs memfit 2>"$tmp/pc.log")
 ok "pkg-config --static --libs memfit" '[ -n "${slibs:-}" ] || { cat $tmp/pc.log; false; }'
 cc -std=c11 -Wall -Wextra -Werror "$tmp/example.c" -o "$tmp/example_static" ${cflags:-} \

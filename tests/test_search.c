@@ -2,7 +2,8 @@
  * that fit; a budget too small gets the smallest setting that would fit; a workload's constraint on
  * the micro-batch is honoured; and a session run with the chosen settings measures exactly its plan. */
 #include "check.h"
-#include "plan/search.h"
+#include "train/measure.h"
+#include "models/workload.h"
 #include <stdlib.h>
 
 /* the steg workload with a constraint: even micro-batches only */
@@ -31,7 +32,7 @@ int main(void) {
   mf_search_opts o = mf_search_opts_default();
   o.threads = 1;
   mf_search_result free_r;
-  CHECK(mf_search(w, cfg, &o, &free_r, err, sizeof err) == 0, "unconstrained search: %s", err);
+  CHECK(mf_workload_search(w, cfg, &o, &free_r, err, sizeof err) == 0, "unconstrained search: %s", err);
   size_t big = free_r.unconstrained.device_bytes, small = free_r.smallest.device_bytes;
   CHECK(small < big, "smallest %zu < unconstrained %zu", small, big);
   mf_search_result_free(&free_r);
@@ -39,7 +40,7 @@ int main(void) {
   /* a budget between the two: the choice fits, and no fitting candidate is predicted cheaper */
   o.budget = (int64_t)(small + (big - small) / 3);
   mf_search_result r;
-  CHECK(mf_search(w, cfg, &o, &r, err, sizeof err) == 0, "search: %s", err);
+  CHECK(mf_workload_search(w, cfg, &o, &r, err, sizeof err) == 0, "search: %s", err);
   CHECK(r.found && r.best.fits && (int64_t)r.best.device_bytes <= o.budget, "choice %zu B does not fit %lld B", r.best.device_bytes, (long long)o.budget);
   for (int i = 0; i < r.n_all; i++)
     if (r.all[i].fits && r.all[i].dtype == r.best.dtype)
@@ -75,7 +76,7 @@ int main(void) {
 
   /* too small: nothing fits, and the answer is the smallest setting */
   o.budget = (int64_t)(small / 2);
-  CHECK(mf_search(w, cfg, &o, &r, err, sizeof err) == 0, "search: %s", err);
+  CHECK(mf_workload_search(w, cfg, &o, &r, err, sizeof err) == 0, "search: %s", err);
   CHECK(!r.found && r.smallest.device_bytes == small, "too small: found %d smallest %zu (expected %zu)", r.found, r.smallest.device_bytes, small);
   mf_search_result_free(&r);
 
@@ -83,7 +84,7 @@ int main(void) {
   mf_workload constrained = *w;
   constrained.batch_ok = even_only;
   o.budget = 0;
-  CHECK(mf_search(&constrained, cfg, &o, &r, err, sizeof err) == 0, "search: %s", err);
+  CHECK(mf_workload_search(&constrained, cfg, &o, &r, err, sizeof err) == 0, "search: %s", err);
   int odd = 0;
   for (int i = 0; i < r.n_all; i++) odd += r.all[i].micro_batch % 2;
   CHECK(odd == 0 && r.n_all > 0, "%d candidates with an odd micro-batch", odd);

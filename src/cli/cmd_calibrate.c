@@ -1,7 +1,8 @@
 /* cmd_calibrate.c — `memfit calibrate`: measures the backend for the planner's cost model now,
  * rewrites the cache file and prints the figures and where the cache is. */
 #include "cli/cli.h"
-#include "plan/search.h"
+#include "train/calibrate.h"
+#include "backend/backend.h"
 #include <omp.h>
 #include <string.h>
 

@@ -3,7 +3,7 @@
  * GPU sizes), and the memory timeline picture. */
 #include "cli/cli.h"
 #include "models/workload.h"
-#include "plan/search.h"
+#include "train/measure.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +113,7 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
 
 static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c, const mf_workload *w) {
   char d[256];
-  mf_candidate_describe(c, w, d, sizeof d);
+  mf_candidate_describe(c, d, sizeof d);
   if (key) { fprintf(f, "  "); mf_json_str(f, key); fprintf(f, ": "); }
   else fprintf(f, "    ");
   fprintf(f, "{\"settings\": ");
@@ -135,9 +135,9 @@ static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c
   fprintf(f, "}}");
 }
 
-static void print_candidate(const mf_candidate *c, const mf_workload *w, const mf_candidate *ref, int64_t budget) {
+static void print_candidate(const mf_candidate *c, const mf_candidate *ref, int64_t budget) {
   char d[256], h[32], hb[32], fit[64] = "";
-  mf_candidate_describe(c, w, d, sizeof d);
+  mf_candidate_describe(c, d, sizeof d);
   mf_format_bytes(c->device_bytes, h, sizeof h);
   mf_format_bytes((size_t)budget, hb, sizeof hb);
   if (budget) snprintf(fit, sizeof fit, " (%s %s)", c->fits ? "fits" : "over", hb);
@@ -171,7 +171,7 @@ int mf_cmd_plan(int argc, char **argv) {
     so.fixed_micro_batch = a.micro_batch;
   }
   mf_search_result r;
-  if (mf_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit plan: %s\n", err); free(a.cfg); return 1; }
+  if (mf_workload_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit plan: %s\n", err); free(a.cfg); return 1; }
   /* the plan shown in full: the choice, or with a budget nothing fits, the smallest setting */
   const mf_candidate *show = a.budget && !r.found ? &r.smallest : &r.best;
   if (a.json) {
@@ -195,7 +195,7 @@ int mf_cmd_plan(int argc, char **argv) {
     printf("%s\n", desc);
     if (!a.budget) {
       char d[256];
-      mf_candidate_describe(show, w, d, sizeof d);
+      mf_candidate_describe(show, d, sizeof d);
       printf("settings: %s\n", d);
     }
   }
@@ -230,21 +230,21 @@ int mf_cmd_plan(int argc, char **argv) {
     if (!r.found) {
       mf_format_bytes(r.smallest.device_bytes, hs, sizeof hs);
       char d[256];
-      mf_candidate_describe(&r.smallest, w, d, sizeof d);
+      mf_candidate_describe(&r.smallest, d, sizeof d);
       printf("\nNOTHING FITS in %s. The smallest any setting needs is %s:\n  %s\n", hb, hs, d);
       printf("Give it at least %s (--budget), or shrink the model or image size (--growth, --blocks, --size).\n", hs);
     } else {
       printf("\nchosen for a budget of %s (%d plans computed; cost model %s):\n", hb, r.n_planned, r.cal.source);
       if (*r.cal.note) printf("cost model: %s\n", r.cal.note);
-      print_candidate(&r.best, w, &r.unconstrained, a.budget);
+      print_candidate(&r.best, &r.unconstrained, a.budget);
       printf("runners-up:\n");
       for (int i = 0; i < r.n_runners; i++) {
-        print_candidate(&r.runners[i], w, &r.unconstrained, a.budget);
+        print_candidate(&r.runners[i], &r.unconstrained, a.budget);
         printf("    lost: %s\n", r.runners[i].note);
       }
       if (!r.unconstrained.fits) {
         printf("unconstrained fastest (needs more memory than the budget):\n");
-        print_candidate(&r.unconstrained, w, &r.unconstrained, a.budget);
+        print_candidate(&r.unconstrained, &r.unconstrained, a.budget);
       }
       double use = (double)r.best.device_bytes / (double)a.budget;
       if (use < 0.85)
@@ -300,7 +300,7 @@ int mf_cmd_presets(int argc, char **argv) {
     so.allow_offload = a.offload;
     if (a.dtypes) so.dtypes = a.dtypes;
     mf_search_result r;
-    if (mf_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit presets: %s\n", err); free(a.cfg); return 1; }
+    if (mf_workload_search(w, a.cfg, &so, &r, err, sizeof err) < 0) { fprintf(stderr, "memfit presets: %s\n", err); free(a.cfg); return 1; }
     if (!ref) ref = r.unconstrained.step_s;
     snprintf(cal_source, sizeof cal_source, "%s", r.cal.source);
     mf_search_result_free(&r);

@@ -11,7 +11,7 @@
 #include "models/steg_loss.h"
 #include "models/steg_train.h"
 #include "models/workload.h"
-#include "plan/search.h"
+#include "train/measure.h"
 #include "train/safetensors.h"
 #include <errno.h>
 #include <math.h>

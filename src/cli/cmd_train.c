@@ -2,7 +2,7 @@
  * rest to the workload), fixes or searches the settings for --budget, makes the session and runs the trainer. */
 #include "cli/cli.h"
 #include "models/workload.h"
-#include "plan/search.h"
+#include "train/measure.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,7 +195,7 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
     so.fixed_micro_batch = a->micro_batch ? a->micro_batch : a->batch;
   }
   mf_search_result *r = bad ? NULL : malloc(sizeof *r);
-  if (bad || !r || mf_search(w, wc, &so, r, err, sizeof err) < 0) {
+  if (bad || !r || mf_workload_search(w, wc, &so, r, err, sizeof err) < 0) {
     fprintf(stderr, "memfit %s: %s: %s\n", cmd, a->budget ? "budget search" : "settings", bad ? err : r ? err : "out of memory");
     free(r); free(wc); /* mf_search frees its candidates itself when it fails */
     return 1;
@@ -204,7 +204,7 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   mf_format_bytes((size_t)a->budget, hb, sizeof hb);
   if (!r->found) {
     mf_format_bytes(r->smallest.device_bytes, hs, sizeof hs);
-    mf_candidate_describe(&r->smallest, w, d, sizeof d);
+    mf_candidate_describe(&r->smallest, d, sizeof d);
     fprintf(stderr, "memfit %s: nothing fits %s; the smallest setting needs %s (%s). Raise --budget, or make the model or "
                     "its inputs smaller ('memfit train %s --help').\n", cmd, hb, hs, d, w->name);
     mf_search_result_free(r);
@@ -213,7 +213,7 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   }
   *cand = r->best;
   *have_cand = 1;
-  mf_candidate_describe(cand, w, d, sizeof d);
+  mf_candidate_describe(cand, d, sizeof d);
   mf_format_bytes(cand->device_bytes, hs, sizeof hs);
   if (a->budget) printf("budget %s: chose %s (plans %s; %d plans searched)\n", hb, d, hs, r->n_planned);
   else printf("settings: %s (plans %s)\n", d, hs);

@@ -1,10 +1,10 @@
-/* workload.h — what the planner and the CLI need to know about a built-in workload: its settings,
- * how to build its training graph for a micro-batch, the graph variants it offers (e.g. which
- * recompute units exist), its constraints and its data staging buffers. Every workload plugs in here. */
+/* workload.h — the training half of a workload (what `memfit train NAME` and the trainer need from it:
+ * the common options, the run it builds, its own settings) and the registry of built-in workloads. The
+ * planning half, which every model implements and the budget search uses, is src/plan/workload.h. */
 #ifndef MF_WORKLOAD_H
 #define MF_WORKLOAD_H
 
-#include "memfit.h"
+#include "plan/workload.h"
 #include <stdio.h>
 
 /* The options every `memfit train WORKLOAD` takes, with the same meaning for every workload (cmd_train.c). */
@@ -80,31 +80,6 @@ typedef struct mf_workload_train {
   int (*train_setup)(const void *tcfg, const mf_train_args *a, const mf_train_choice *ch, mf_train_job *job, char *err,
                      size_t errlen);
 } mf_workload_train;
-
-typedef struct mf_workload {
-  const char *name, *summary;
-  void *(*cfg_new)(void);                 /* defaults; free with free() */
-  /* Applies one setting ("preset", "size", "blocks"...); 0, or -1 with err naming the setting. */
-  int (*cfg_set)(void *cfg, const char *key, const char *val, char *err, size_t errlen);
-  void (*cfg_help)(FILE *f);
-  void (*cfg_describe)(const void *cfg, char *buf, size_t n);
-  int (*effective_batch)(const void *cfg);
-  int (*default_micro_batch)(const void *cfg); /* the micro-batch a plain plan uses */
-  int n_variants;                         /* graph structures the planner may choose between */
-  const char *const *variant_names;
-  /* Builds the training graph for one micro-batch; *state keeps model structures alive while the
-   * graph is used (free with state_free). Returns 0 or -1 with err. */
-  int (*build)(mf_graph *g, const void *cfg, int variant, int micro_batch, mf_tensor *loss, void **state, char *err,
-               size_t errlen);
-  void (*state_free)(void *state);
-  /* Constraint on the micro-batch (NULL: any divisor of the effective batch); 0 ok, -1 with why. */
-  int (*batch_ok)(const void *cfg, int micro_batch, char *why, size_t n);
-  /* Host bytes of the data loader's staging buffers for this micro-batch. */
-  size_t (*staging_bytes)(const void *cfg, int micro_batch);
-
-  /* training: `memfit train NAME` (NULL: the workload can be planned, not trained) */
-  const struct mf_workload_train *train;
-} mf_workload;
 
 /* A workload setting's value: a whole number (or a number) from lo to hi; 0, or -1 with err
  * "--KEY: 'VAL' is not a whole number from LO to HI". */

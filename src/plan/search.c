@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 mf_search_opts mf_search_opts_default(void) {
   mf_search_opts o;
@@ -17,7 +16,19 @@ mf_search_opts mf_search_opts_default(void) {
   o.dtypes = 1u << MF_F32 | 1u << MF_BF16;
   o.fixed_variant = -1;
   o.fixed_mode = -1;
+  o.optim = mf_plan_opts_default().optim;
   return o;
+}
+
+void mf_calibration_nominal(mf_calibration *c, const char *why) {
+  memset(c, 0, sizeof *c);
+  for (int d = 0; d < MF_DTYPE_COUNT; d++) {
+    c->flops_per_s[d] = 1e12;
+    c->bytes_per_s[d] = 1e11;
+  }
+  c->op_overhead_s = c->gemm_overhead_s = 5e-6;
+  c->offload_bytes_per_s = 2e10;
+  snprintf(c->source, sizeof c->source, "nominal (%.140s)", why);
 }
 
 static double program_seconds(const mf_plan *p, const mf_program *pr, const mf_calibration *cal) {
@@ -36,8 +47,7 @@ static double program_seconds(const mf_plan *p, const mf_program *pr, const mf_c
 }
 
 typedef struct ctx {
-  const mf_workload *w;
-  const void *cfg;
+  const mf_model_builder *m;
   const mf_search_opts *o;
   const mf_calibration *cal;
   mf_graph *g;
@@ -52,6 +62,7 @@ typedef struct ctx {
 static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   mf_plan_opts po = mf_plan_opts_default();
   mf_candidate_apply(c, &po);
+  po.optim = x->o->optim;
   po.threads = x->o->threads;
   po.backend = x->o->backend;
   mf_plan *p = mf_plan_init(x->g, x->loss, &po, err, errlen);
@@ -59,7 +70,7 @@ static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   if (!p) return -1;
   memcpy(c->arena, p->arena, sizeof c->arena);
   c->device_bytes = mf_plan_total_bytes(p) + x->fixed;
-  c->staging_bytes = x->w->staging_bytes ? x->w->staging_bytes(x->cfg, c->micro_batch) : 0;
+  c->staging_bytes = x->m->staging_bytes ? x->m->staging_bytes(c->micro_batch, x->m->ctx) : 0;
   snprintf(c->peak_desc, sizeof c->peak_desc, "%s", p->peak_desc);
   double micro = program_seconds(p, &p->train, x->cal);
   size_t params = p->arena[MF_ARENA_PARAM];
@@ -115,7 +126,7 @@ static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, 
     invertible |= s->inverse != NULL;
   }
   qsort(order, (size_t)nseg, sizeof *order, seg_cmp);
-  int E = x->w->effective_batch(x->cfg);
+  int E = x->m->effective_batch;
   int n_off = x->o->allow_offload ? 2 : 1;
   x->store_flops = 0;
   for (int off = 0; off < n_off; off++) {
@@ -128,6 +139,8 @@ static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, 
     base.offload = off;
     base.invertible = invertible;
     base.n_seg = nseg;
+    if (x->m->variant_names) snprintf(base.variant_name, sizeof base.variant_name, "%s", x->m->variant_names[variant]);
+    else snprintf(base.variant_name, sizeof base.variant_name, "variant %d", variant);
     mf_candidate store = base, all = base;
     mask_topk(&store, order, 0);
     if (x->o->fixed_mode != 1 && evaluate(x, &store, err, errlen) < 0) return -1;
@@ -166,25 +179,21 @@ static bool same_kind(const mf_candidate *a, const mf_candidate *b) {
   return var && a->micro_batch == b->micro_batch && a->dtype == b->dtype && a->offload == b->offload;
 }
 
-int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf_search_result *r, char *err, size_t errlen) {
+int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf_calibration *cal, mf_search_result *r, char *err,
+                    size_t errlen) {
   memset(r, 0, sizeof *r);
-  if (mf_calibrate(o->backend, o->threads, &r->cal, err, errlen) < 0) {
-    /* the plan needs no device; only the ranking does: use nominal figures and say so */
-    char why[300];
-    snprintf(why, sizeof why, "%s", err);
-    for (int d = 0; d < MF_DTYPE_COUNT; d++) {
-      r->cal.flops_per_s[d] = 1e12;
-      r->cal.bytes_per_s[d] = 1e11;
-    }
-    r->cal.op_overhead_s = r->cal.gemm_overhead_s = 5e-6;
-    r->cal.offload_bytes_per_s = 2e10;
-    snprintf(r->cal.source, sizeof r->cal.source, "nominal (%.140s)", why);
+  r->cal = *cal;
+  if (!m || !m->build || m->effective_batch < 1) {
+    snprintf(err, errlen, "search: model '%s': %s", m && m->name ? m->name : "?",
+             !m || !m->build ? "no build function" : "effective_batch must be at least 1");
+    return -1;
   }
-  ctx x = {.w = w, .cfg = cfg, .o = o, .cal = &r->cal};
+  int n_variants = m->n_variants > 0 ? m->n_variants : 1;
+  ctx x = {.m = m, .o = o, .cal = &r->cal};
   const mf_backend *be = mf_backend_get(o->backend, err, errlen);
   if (!be) return -1;
   x.fixed = be->fixed_overhead ? be->fixed_overhead() : 0;
-  int E = w->effective_batch(cfg);
+  int E = m->effective_batch;
   if (o->fixed_micro_batch > 0 && (o->fixed_micro_batch > E || E % o->fixed_micro_batch)) {
     char divs[256] = "";
     size_t len = 0;
@@ -196,30 +205,29 @@ int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf
   }
   char refused[200] = ""; /* why the workload refused a micro-batch, when it did */
   mf_dtype dts[3] = {MF_F32, MF_BF16, MF_F16};
-  for (int v = 0; v < w->n_variants; v++) {
+  for (int v = 0; v < n_variants; v++) {
     if (o->fixed_variant >= 0 && v != o->fixed_variant) continue;
     for (int d = 0; d < 3; d++) {
       if (!((o->dtypes ? o->dtypes : 1u << MF_F32) & (1u << dts[d]))) continue;
       for (int mb = 1; mb <= E; mb++) {
         if (E % mb || (o->fixed_micro_batch > 0 && mb != o->fixed_micro_batch)) continue;
         char why[160];
-        if (w->batch_ok && w->batch_ok(cfg, mb, why, sizeof why) < 0) {
+        if (m->batch_ok && m->batch_ok(mb, m->ctx, why, sizeof why) < 0) {
           snprintf(refused, sizeof refused, "micro-batch %d: %s", mb, why);
           continue;
         }
         x.g = mf_graph_init(dts[d]);
-        void *state = NULL;
         int any_fit = 0;
-        if (!x.g || w->build(x.g, cfg, v, mb, &x.loss, &state, err, errlen) < 0 ||
-            search_graph(&x, v, dts[d], mb, &any_fit, err, errlen) < 0) {
-          if (state) w->state_free(state);
-          mf_graph_free(x.g);
+        int rc = !x.g ? (snprintf(err, errlen, "search: out of host memory"), -1) : m->build(x.g, v, mb, m->ctx, &x.loss, err, errlen);
+        if (rc == 0 && mf_graph_error(x.g)) rc = (snprintf(err, errlen, "%s", mf_graph_error(x.g)), -1);
+        if (rc == 0) rc = search_graph(&x, v, dts[d], mb, &any_fit, err, errlen);
+        mf_graph_free(x.g);
+        x.g = NULL;
+        if (m->release) m->release(m->ctx);
+        if (rc < 0) {
           free(x.all);
           return -1;
         }
-        w->state_free(state);
-        mf_graph_free(x.g);
-        x.g = NULL;
         /* memory grows with the micro-batch: once nothing fits, larger ones will not either */
         if (!any_fit && o->budget) break;
       }
@@ -253,6 +261,14 @@ int mf_search(const mf_workload *w, const void *cfg, const mf_search_opts *o, mf
   }
   r->all = x.all;
   r->n_all = x.n_all;
+  if (!r->found) {
+    char need[32], have[32], d[256];
+    mf_format_bytes(r->smallest.device_bytes, need, sizeof need);
+    mf_format_bytes((size_t)o->budget, have, sizeof have);
+    mf_candidate_describe(&r->smallest, d, sizeof d);
+    snprintf(r->message, sizeof r->message, "%s: nothing fits in %s (%lld bytes); the smallest setting (%s) needs %s (%zu bytes)",
+             m->name ? m->name : "model", have, (long long)o->budget, d, need, r->smallest.device_bytes);
+  }
   return 0;
 }
 
@@ -262,51 +278,17 @@ void mf_search_result_free(mf_search_result *r) {
   r->n_all = 0;
 }
 
-double mf_candidate_measure(const mf_workload *w, const void *cfg, const mf_candidate *c, const char *backend, int threads,
-                            int steps, char *err, size_t errlen) {
-  mf_graph *g = mf_graph_init(c->dtype);
-  void *state = NULL;
-  mf_tensor loss;
-  if (!g || w->build(g, cfg, c->variant, c->micro_batch, &loss, &state, err, errlen) < 0) {
-    mf_graph_free(g);
-    return -1;
-  }
-  mf_train_opts o = mf_train_opts_default();
-  mf_candidate_apply(c, &o.plan);
-  o.plan.backend = backend;
-  o.threads = threads;
-  o.accum_steps = c->accum;
-  mf_session *s = mf_session_init(g, loss, &o, err, errlen);
-  double t = -1;
-  if (s) {
-    for (int i = 0; i < c->accum; i++) mf_session_micro_step(s);
-    mf_session_update(s);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int k = 0; k < steps; k++) {
-      for (int i = 0; i < c->accum; i++) mf_session_micro_step(s);
-      mf_session_update(s);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    t = ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec)) / steps;
-    mf_session_free(s);
-  }
-  w->state_free(state);
-  mf_graph_free(g);
-  return t;
-}
-
-void mf_candidate_describe(const mf_candidate *c, const mf_workload *w, char *buf, size_t n) {
+void mf_candidate_describe(const mf_candidate *c, char *buf, size_t n) {
   const char *mode = c->n_recomputed == 0 ? "nothing recomputed"
                      : c->invertible     ? "segments inverted or recomputed (memory-free backprop)"
                                          : "segments recomputed";
   if (c->n_recomputed)
     snprintf(buf, n, "micro-batch %d x %d accumulation, %s, %s, %d/%d %s%s", c->micro_batch, c->accum,
-             mf_dtype_name(c->dtype), w->variant_names[c->variant], c->n_recomputed, c->n_seg, mode,
+             mf_dtype_name(c->dtype), c->variant_name, c->n_recomputed, c->n_seg, mode,
              c->offload ? ", optimizer state offloaded" : "");
   else
     snprintf(buf, n, "micro-batch %d x %d accumulation, %s, %s, %s%s", c->micro_batch, c->accum, mf_dtype_name(c->dtype),
-             w->variant_names[c->variant], mode, c->offload ? ", optimizer state offloaded" : "");
+             c->variant_name, mode, c->offload ? ", optimizer state offloaded" : "");
 }
 
 void mf_candidate_apply(const mf_candidate *c, mf_plan_opts *po) {

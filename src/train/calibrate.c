@@ -2,7 +2,7 @@
  * storage dtype (compute-bound ops), elementwise bandwidth (memory-bound ops) and per-node overheads;
  * cached per backend and thread count (versioned, dated, refreshed when stale, corrupt or measured on
  * a busy machine) so later runs plan instantly. */
-#include "plan/search.h"
+#include "train/calibrate.h"
 #include <errno.h>
 #include <math.h>
 #include <omp.h>

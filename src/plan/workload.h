@@ -1,0 +1,50 @@
+/* workload.h — the interface every built-in model implements (src/models/) and the planner's search
+ * and the trainer use: its settings, how to build its training graph for a micro-batch, the graph
+ * variants it offers (e.g. which recompute units exist), its constraints and its data staging
+ * buffers; and its adapter to the public mf_model_builder. The registry of built-in workloads is
+ * src/models/workload.h. */
+#ifndef MF_PLAN_WORKLOAD_H
+#define MF_PLAN_WORKLOAD_H
+
+#include "memfit.h"
+#include <stdio.h>
+
+struct mf_workload_train;
+
+typedef struct mf_workload {
+  const char *name, *summary;
+  void *(*cfg_new)(void);                 /* defaults; free with free() */
+  /* Applies one setting ("preset", "size", "blocks"...); 0, or -1 with err naming the setting. */
+  int (*cfg_set)(void *cfg, const char *key, const char *val, char *err, size_t errlen);
+  void (*cfg_help)(FILE *f);
+  void (*cfg_describe)(const void *cfg, char *buf, size_t n);
+  int (*effective_batch)(const void *cfg);
+  int (*default_micro_batch)(const void *cfg); /* the micro-batch a plain plan uses */
+  int n_variants;                         /* graph structures the planner may choose between */
+  const char *const *variant_names;
+  /* Builds the training graph for one micro-batch; *state keeps model structures alive while the
+   * graph is used (free with state_free). Returns 0 or -1 with err. */
+  int (*build)(mf_graph *g, const void *cfg, int variant, int micro_batch, mf_tensor *loss, void **state, char *err,
+               size_t errlen);
+  void (*state_free)(void *state);
+  /* Constraint on the micro-batch (NULL: any divisor of the effective batch); 0 ok, -1 with why. */
+  int (*batch_ok)(const void *cfg, int micro_batch, char *why, size_t n);
+  /* Host bytes of the data loader's staging buffers for this micro-batch. */
+  size_t (*staging_bytes)(const void *cfg, int micro_batch);
+
+  /* training: `memfit train NAME` (NULL: the workload can be planned, not trained); the training half
+   * of the interface is defined with the registry, src/models/workload.h */
+  const struct mf_workload_train *train;
+} mf_workload;
+
+/* A workload with its settings seen as an mf_model_builder (builder.ctx points at the adapter, which
+ * must outlive the builder's use; each graph's model state is freed by the builder's release). */
+typedef struct mf_workload_adapter {
+  const mf_workload *w;
+  const void *cfg;
+  void *state;
+  mf_model_builder builder;
+} mf_workload_adapter;
+const mf_model_builder *mf_workload_builder(mf_workload_adapter *a, const mf_workload *w, const void *cfg);
+
+#endif
