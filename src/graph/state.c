@@ -2,7 +2,7 @@
  * EMA averages of parameters, ring buffers with their write position and push, and the active-entry
  * masks of models that grow. The session updates them (src/train/state.c). */
 #include "graph/graph.h"
-#include "ops/ops.h"
+#include "graph/oplist.h"
 #include <string.h>
 
 /* the f32 master of a parameter as mf_param returned it (its low-precision copy or itself), else -1 */
