@@ -255,13 +255,13 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   int64_t step, micro, clean, skipped, gstep[MF_MAX_PARAM_GROUPS], pbad;
   uint64_t rng;
   double scale, pbest, pscale;
-  int accum = s->opts.accum_steps > 1 ? s->opts.accum_steps : 1;
+  int accum = (s->opts.accum_steps > 1 ? s->opts.accum_steps : 1) * s->plan->n_phases; /* phases: steps of all of them */
   if (!fmt || strcmp(fmt, CK_FORMAT)) { snprintf(err, errlen, "checkpoint %s: not a memfit checkpoint (format '%s')", path, fmt ? fmt : "missing"); goto out; }
   if (s->plan->has_train && (!opt || strcmp(opt, optim_name(s->opts.plan.optim)))) {
     snprintf(err, errlen, "checkpoint %s: saved with optimizer '%s', this run uses '%s'", path, opt ? opt : "?", optim_name(s->opts.plan.optim));
     goto out;
   }
-  /* micro counts the micro-steps since the last update: at most accum_steps; clean_steps resets at 2000 */
+  /* micro counts the micro-steps since the last update: at most accum_steps (per phase); clean_steps resets at 2000 */
   if (meta_int(f, path, "step", 0, INT64_MAX - 1, &step, err, errlen) ||
       meta_int(f, path, "micro", 0, accum, &micro, err, errlen) ||
       meta_scale(f, path, "loss_scale", &scale, err, errlen) ||
@@ -283,6 +283,11 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   mf_state_load_done(s);
   s->step = step;
   s->micro = (int)micro;
+  memset(s->phase_micro, 0, sizeof s->phase_micro);
+  if (!micro && s->arena[MF_ARENA_GRAD]) { /* no gradients pending when saved: none now either (phase steps add to them) */
+    uint8_t *gh = mf_session_host_arena(s, MF_ARENA_GRAD);
+    if (gh) memset(gh, 0, s->plan->arena[MF_ARENA_GRAD]);
+  }
   s->loss_scale = scale;
   s->clean_steps = (int)clean;
   s->skipped = skipped;

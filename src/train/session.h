@@ -19,7 +19,8 @@ struct mf_session {
   size_t measured[MF_ARENA_COUNT];  /* highest byte written, by the runtime's own counter */
   size_t scanned[MF_ARENA_COUNT];   /* highest byte changed, found by scanning the sentinel */
   int64_t step;                     /* optimizer updates done */
-  int micro;                        /* micro-steps since the last update */
+  int micro;                        /* micro-steps since the last update (phases: the sum over phases) */
+  int phase_micro[MF_MAX_PHASES];   /* phase steps since that phase's last update */
   double loss_scale;
   int clean_steps;                  /* f16: updates since the last overflow */
   int64_t skipped;                  /* f16: updates skipped because of inf/NaN */
