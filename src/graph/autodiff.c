@@ -49,7 +49,6 @@ int mf_autodiff_phase(mf_graph *g, int loss, unsigned groups, uint8_t *rg_out) {
     saved[i] = g->nodes[i].requires_grad;
     g->nodes[i].requires_grad = rg[i];
   }
-  if (rg_out) memcpy(rg_out, rg, (size_t)nf);
 
   g->build_phase = MF_PHASE_BWD;
   mf_node ln = g->nodes[loss]; /* a copy: adding nodes may move the array */
@@ -101,6 +100,8 @@ int mf_autodiff_phase(mf_graph *g, int loss, unsigned groups, uint8_t *rg_out) {
   g->build_phase = MF_PHASE_FWD;
   g->open_seg = -1;
   for (int i = 0; i < nf; i++) g->nodes[i].requires_grad = saved[i];
+  if (rg_out) /* needs a gradient: depends on a trained parameter and the loss's gradient reaches it */
+    for (int i = 0; i < nf; i++) rg_out[i] = rg[i] && grad[i] >= 0;
   free(grad);
   free(saved);
   free(rg);

@@ -30,7 +30,7 @@ typedef struct mf_plan_phase {
   int bwd_first, bwd_end;  /* its backward nodes [bwd_first, bwd_end) in the plan's graph */
   mf_program *prog;        /* its step program: &mf_plan.train for phase 0, else &own */
   mf_program own;
-  uint8_t *rg;             /* per forward node: needs a gradient in this phase (NULL: graph differentiated by the caller) */
+  uint8_t *rg;             /* per forward node: gets a gradient in this phase (NULL: graph differentiated by the caller) */
   uint8_t *trains;         /* per node id (< n_fwd): a parameter this phase builds a gradient for */
   size_t nograd_bytes;     /* forward activations of its program that need no gradient */
   size_t nograd_kept;      /* of those, bytes that backward still reads (inputs of weight gradients) */
