@@ -477,7 +477,7 @@ static void test_nograd(mf_dtype dt) {
   size_t tb = (size_t)BN * BC * BH * BH * mf_dtype_size(dt), branch = 3 * tb; /* b1, a1, b2 */
   size_t wbytes = 2 * (size_t)BC * BC * 9 * 4, wal = 2 * (((size_t)BC * BC * 9 * 4 + MF_ALIGN - 1) / MF_ALIGN * MF_ALIGN);
   for (int mode = 1; mode < 3; mode++) {
-    CHECK(act[mode] + branch <= act[0], "%s/%s: ACT %zu B, trained branch %zu B: should be at least %zu B (the branch) smaller", dn,
+    CHECK(act[mode] + branch <= act[0], "%s/%s: ACT %zu B, with the branch trained %zu B: should be at least %zu B (the branch) smaller", dn,
           mode == 1 ? "detached" : "frozen", act[mode], act[0], branch);
     CHECK(ng[mode] >= branch, "%s/%d: %zu B counted as freed at last forward use, the branch has %zu B", dn, mode, ng[mode], branch);
     CHECK(grad[0] - grad[mode] == wal && opt[0] - opt[mode] == 2 * wal, "%s/%d: gradient %zu -> %zu B, optimizer state %zu -> %zu B "
@@ -485,6 +485,68 @@ static void test_nograd(mf_dtype dt) {
   }
   CHECK(ng[0] == 0, "%s: nothing of the trained graph needs no gradient (%zu B)", dn, ng[0]);
   printf("  %s no-grad branch (%zu B): ACT trained %zu B, detached %zu B, frozen %zu B\n", dn, branch, act[0], act[1], act[2]);
+}
+
+/* ---- one phase: mf_session_init_phases with one phase of mask 0 is mf_session_init, whichever calls run
+ * it (phase_step/phase_update or micro_step/update); the plans are the same to the byte ---- */
+static void test_one_phase(void) {
+  char err[512];
+  mf_session *s[3];
+  gan m[3];
+  double loss[3][3];
+  static float w[3][NP][128];
+  for (int v = 0; v < 3; v++) {
+    gan_build(&m[v], MF_F32, 0);
+    mf_train_opts o = gan_opts();
+    o.n_groups = 1; /* every parameter in group 0 */
+    for (int k = 3; k < NP; k++) mf_param_group_set(m[v].g, m[v].p[k], 0);
+    mf_phase_opts ph = {NULL, m[v].loss_g, 0};
+    s[v] = v == 0 ? mf_session_init(m[v].g, m[v].loss_g, &o, err, sizeof err) : mf_session_init_phases(m[v].g, 1, &ph, &o, err, sizeof err);
+    CHECK(s[v] != NULL, "one phase %d: %s", v, err);
+    if (!s[v]) return;
+    /* values as gan_session writes them */
+    float buf[N * C * H * W];
+    for (int k = 0; k < NP; k++) {
+      for (int64_t i = 0; i < numel_of(k); i++) buf[i] = (float)pval(k, i);
+      mf_session_write_param(s[v], m[v].p[k], buf, (size_t)numel_of(k));
+    }
+    for (int i = 0; i < N * C * H * W; i++) buf[i] = (float)xval(i);
+    mf_session_write_input(s[v], m[v].x, buf, N * C * H * W);
+    for (int st = 0; st < 3; st++) {
+      if (v == 2) {
+        loss[v][st] = mf_session_phase_step(s[v], 0);
+        mf_session_phase_update(s[v], 0);
+      } else {
+        loss[v][st] = mf_session_micro_step(s[v]);
+        mf_session_update(s[v]);
+      }
+    }
+    read_all(s[v], &m[v], 0, w[v]);
+  }
+  for (int v = 1; v < 3; v++) {
+    CHECK(!memcmp(loss[v], loss[0], sizeof loss[0]) && !memcmp(w[v], w[0], sizeof w[0]),
+          "one phase (%s): losses or parameters differ from mf_session_init's", v == 1 ? "micro_step" : "phase_step");
+    for (int a = 0; a < MF_ARENA_COUNT; a++)
+      CHECK(mf_plan_arena_bytes(mf_session_plan(s[v]), (mf_arena_kind)a) == mf_plan_arena_bytes(mf_session_plan(s[0]), (mf_arena_kind)a),
+            "one phase: arena %s differs", mf_arena_name((mf_arena_kind)a));
+  }
+  /* phase_step after mf_session_update starts from zero gradients, as micro_step does */
+  float g1[128], g2[128];
+  mf_session_micro_step(s[1]);
+  mf_session_update(s[1]);
+  mf_session_micro_step(s[1]);
+  mf_session_read_grad(s[1], m[1].p[0], g1, (size_t)numel_of(0));
+  mf_session_micro_step(s[0]);
+  mf_session_update(s[0]);
+  mf_session_phase_step(s[0], 0);
+  mf_session_read_grad(s[0], m[0].p[0], g2, (size_t)numel_of(0));
+  CHECK(!memcmp(g1, g2, (size_t)numel_of(0) * sizeof(float)), "phase_step after update accumulated onto old gradients");
+  printf("  one phase: mf_session_init, micro_step and phase_step sessions agree to the bit (losses %.9g %.9g %.9g)\n", loss[0][0],
+         loss[0][1], loss[0][2]);
+  for (int v = 0; v < 3; v++) {
+    mf_session_free(s[v]);
+    mf_graph_free(m[v].g);
+  }
 }
 
 /* ---- bad input: clear errors naming the phase ---- */
@@ -533,6 +595,7 @@ int main(void) {
   test_checkpoint(MF_BF16);
   test_nograd(MF_F32);
   test_nograd(MF_BF16);
+  test_one_phase();
   test_bad_input();
   return check_finish("test_phases");
 }

@@ -220,8 +220,10 @@ static mf_session *session_init(mf_graph *g, mf_tensor loss, int n_phases, const
   for (int k = 0; k < n_phases && ph; k++)
     for (int b = s->opts.n_groups; b < MF_MAX_PARAM_GROUPS; b++)
       if (ph[k].groups >> b & 1u) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "phase %d", k);
         snprintf(err, errlen, "session: phase '%s' trains group %d, but n_groups is %d: raise n_groups and fill in groups[%d]",
-                 ph[k].name ? ph[k].name : "?", b, s->opts.n_groups, b);
+                 ph[k].name && ph[k].name[0] ? ph[k].name : nm, b, s->opts.n_groups, b);
         free(s);
         return NULL;
       }
@@ -585,7 +587,10 @@ double mf_session_phase_step(mf_session *s, int phase) {
   if (!p->has_train) return mf_session_forward(s);
   const mf_plan_phase *ph = &p->phase[phase];
   if (stage_take(s) < 0) return NAN;
-  int rc = mf_session_run(s, ph->prog); /* gradients add to what is there: zeroed by init, load and updates */
+  /* no phase step pending since the updates: start from zero gradients, as mf_session_micro_step does
+   * (after mf_session_update too); otherwise add to them (phase updates zero what they update) */
+  if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
+  int rc = mf_session_run(s, ph->prog);
   stage_done(s);
   if (rc < 0) return NAN;
   s->micro++;
@@ -611,7 +616,6 @@ int mf_session_phase_update(mf_session *s, int phase) {
   if (!p->has_train) return 0;
   const mf_plan_phase *ph = &p->phase[phase];
   s->micro -= s->phase_micro[phase];
-  if (s->micro < 0) s->micro = 0; /* after a load the split per phase is not known */
   s->phase_micro[phase] = 0;
   /* the parameters this phase trains whose group is not frozen */
 #define PHASE_PARAM(n, id) ((n)->op == MF_OP_PARAM && (n)->grad >= 0 && ph->trains[id] && !s->group_frozen[param_group(s, n)])
