@@ -43,6 +43,7 @@ static mf_tensor disc_apply(gan *m, mf_tensor z, mf_tensor *pre) {
   return mf_linear(g, h, m->p[5], -1);
 }
 
+static int gan_segment; /* 1: G is a checkpoint segment (recomputed in the gen phase's backward) */
 static void gan_build(gan *m, mf_dtype dt, int mag) {
   mf_graph *g = m->g = mf_graph_init(dt);
   m->x = mf_input(g, "x", 4, (int64_t[]){N, C, H, W});
@@ -50,8 +51,10 @@ static void gan_build(gan *m, mf_dtype dt, int mag) {
     m->p[k] = mf_param(g, pnames[k], pndim[k], pshape[k], MF_INIT_ZERO, 0);
     if (k >= 3) mf_param_group_set(g, m->p[k], 1);
   }
+  if (gan_segment) mf_segment_begin(g, "G");
   m->pre_g = mf_conv2d(g, m->x, m->p[0], m->p[1], 1, 1, 1);
   m->xr = mf_conv2d(g, mf_leaky_relu(g, m->pre_g, SLOPE), m->p[2], -1, 1, 1, 1);
+  if (gan_segment) mf_segment_end(g, 1, &m->x, 1, &m->xr, NULL, NULL);
   m->d_g = disc_apply(m, m->xr, &m->pre_dg);
   m->d_real = disc_apply(m, m->x, &m->pre_dr);
   m->d_fake = disc_apply(m, mf_detach(g, m->xr), &m->pre_df);
@@ -207,6 +210,47 @@ static double k32_chain(void) {
   return fwd + bwd;
 }
 
+/* The same two phases with G recomputed in backward (a checkpoint segment): the gradients meet the same
+ * bound against the f64 reference, and memory is still exactly as planned. */
+static void test_gan_recompute(mf_dtype dt, double gamma, double gr[NP][128], double gm[NP][128]) {
+  const char *dn = mf_dtype_name(dt);
+  char err[512];
+  gan m;
+  gan_segment = 1;
+  gan_build(&m, dt, 0);
+  gan_segment = 0;
+  mf_train_opts o = gan_opts();
+  o.plan.recompute = MF_RECOMPUTE_ALL;
+  mf_session *s = gan_session(&m, &o, err, sizeof err);
+  CHECK(s != NULL, "%s recompute: %s", dn, err);
+  if (!s) { mf_graph_free(m.g); return; }
+  const mf_plan *p = mf_session_plan(s);
+  CHECK(p->n_recomputed == 1, "%s recompute: %d segments recomputed", dn, p->n_recomputed);
+  static float g0[NP][128], g1[NP][128];
+  mf_session_phase_step(s, 0);
+  read_all(s, &m, 1, g0);
+  mf_session_phase_step(s, 1);
+  read_all(s, &m, 1, g1);
+  int bad = 0;
+  for (int k = 0; k < NP; k++)
+    for (int64_t i = 0; i < numel_of(k); i++) {
+      double got = k < 3 ? g0[k][i] : g1[k][i];
+      if (fabs(got - gr[k][i]) > gamma * gm[k][i] && bad++ < 5)
+        CHECK(0, "%s recompute: %s[%lld] gradient %.9g, f64 reference %.9g", dn, pnames[k], (long long)i, got, gr[k][i]);
+    }
+  CHECK(!bad, "%s recompute: %d gradient elements outside the bound", dn, bad);
+  for (int ph = 0; ph < 2; ph++) mf_session_phase_update(s, ph);
+  mf_session_forward(s);
+  for (int a = 0; a < MF_ARENA_COUNT; a++) {
+    size_t planned = mf_plan_arena_bytes(p, (mf_arena_kind)a), measured = mf_session_measured_bytes(s, (mf_arena_kind)a);
+    CHECK(planned == measured, "%s recompute: arena %s planned %zu measured %zu", dn, mf_arena_name((mf_arena_kind)a), planned, measured);
+  }
+  printf("  %s with G recomputed: ACT %zu B (gen %zu B, disc %zu B), gradients within the bound\n", dn,
+         mf_plan_arena_bytes(p, MF_ARENA_ACT), mf_plan_phase_peak(p, 0, NULL), mf_plan_phase_peak(p, 1, NULL));
+  mf_session_free(s);
+  mf_graph_free(m.g);
+}
+
 static void test_gan(mf_dtype dt) {
   const char *dn = mf_dtype_name(dt);
   char err[512];
@@ -281,6 +325,7 @@ static void test_gan(mf_dtype dt) {
         }
       CHECK(!bad, "%s: %d gradient elements outside the bound", dn, bad);
       CHECK(maxg > 0, "%s: the reference gradients are not all zero", dn);
+      test_gan_recompute(dt, gamma, gr, gm);
       double ldr = *(double *)rr.data[r.loss_d];
       printf("  %s: loss gen %.9g, disc %.9g (f64 %.9g); gradients within %.3f of the bound (gamma %.3g, chains %.0f f32 / "
              "%.0f stored); hinge margin %.1f x its bound\n", dn, lg, ld, ldr, worst, gamma, k32, k16, mratio);
