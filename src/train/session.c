@@ -478,6 +478,7 @@ double mf_session_micro_step(mf_session *s) {
   stage_done(s);
   if (rc < 0) return NAN;
   s->micro++;
+  s->phase_micro[0]++; /* so that mf_session_phase_update may follow */
   return read_scalar(s, &p->train, p->loss);
 }
 
@@ -527,6 +528,7 @@ int mf_session_update(mf_session *s) {
     sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
   }
   s->micro = 0;
+  s->phase_micro[0] = 0;
   if (o->loss_scaling) {
     if (!isfinite(sq)) {
       s->loss_scale = fmax(s->loss_scale * 0.5, 1.0);
