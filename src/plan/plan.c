@@ -223,23 +223,26 @@ static void peak_describe(const mf_graph *g, const mf_program *pk, char *buf, si
 
 /* Bytes of a phase's forward activations that need no gradient in it, and how many of them backward still
  * reads (a weight gradient's input); the others die at their last forward use. */
-static void nograd_count(const mf_graph *g, mf_plan_phase *ph) {
+static int nograd_count(const mf_graph *g, mf_plan_phase *ph) {
   const mf_program *pr = ph->prog;
   ph->nograd_bytes = ph->nograd_kept = 0;
-  if (!ph->rg) return;
+  if (!ph->rg) return 0;
+  int *last = malloc((size_t)(g->n ? g->n : 1) * sizeof *last); /* the step that reads a node last */
+  if (!last) return -1;
+  for (int i = 0; i < g->n; i++) last[i] = -1;
+  for (int s = 0; s < pr->n_steps; s++) {
+    const mf_node *n = &g->nodes[pr->steps[s]];
+    for (int j = 0; j < n->nsrc; j++) last[n->src[j]] = s;
+  }
   for (int s = 0; s < pr->n_steps; s++) {
     int id = pr->steps[s];
     const mf_node *n = &g->nodes[id];
     if (id >= g->n_fwd || mf_node_arena(n) != MF_ARENA_ACT || ph->rg[id]) continue;
     ph->nograd_bytes += mf_node_bytes(n);
-    bool bwd = false;
-    for (int q = s + 1; q < pr->n_steps && !bwd; q++) {
-      const mf_node *r = &g->nodes[pr->steps[q]];
-      if (r->phase == MF_PHASE_FWD) continue;
-      for (int j = 0; j < r->nsrc; j++) bwd |= r->src[j] == id;
-    }
-    if (bwd) ph->nograd_kept += mf_node_bytes(n);
+    if (last[id] >= 0 && g->nodes[pr->steps[last[id]]].phase != MF_PHASE_FWD) ph->nograd_kept += mf_node_bytes(n);
   }
+  free(last);
+  return 0;
 }
 
 int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
@@ -327,7 +330,7 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   for (int k = 0; k < p->n_phases && p->has_train; k++) {
     mf_plan_phase *ph = &p->phase[k];
     peak_describe(g, ph->prog, ph->peak_desc, sizeof ph->peak_desc);
-    nograd_count(g, ph);
+    if (nograd_count(g, ph) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
     if (ph->prog->act_peak > act || (k == 0 && ph->prog->act_peak >= act)) {
       act = ph->prog->act_peak;
       pk = ph->prog;
