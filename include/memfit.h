@@ -344,12 +344,13 @@ mf_session *mf_session_init_phases(mf_graph *g, int n_phases, const mf_phase_opt
                                    size_t errlen);
 /* Forward + backward of phase `phase` (the inputs as for mf_session_micro_step; a staged batch serves one
  * phase step): adds its gradients to those of its groups' parameters (call it accum_steps times per
- * update to accumulate; the loss is scaled by 1/accum_steps). Returns the phase's (unscaled) loss, or NaN
+ * update to accumulate; the loss is scaled by 1/accum_steps); with no phase step pending since the last
+ * updates, all gradients start from zero. Returns the phase's (unscaled) loss, or NaN
  * with a message on stderr (a bad phase index, a spent staged input, a device error). */
 double mf_session_phase_step(mf_session *s, int phase);
-/* The optimizer on phase `phase`'s groups only (frozen groups excepted, mf_session_group_freeze), then
- * zeroes those groups' gradients; the other groups' parameters, state, gradients and step counts are
- * left as they are. Clipping (clip_norm) uses the norm of this phase's gradients; each group's schedule
+/* The optimizer on the parameters phase `phase` trains (its groups, frozen groups excepted:
+ * mf_session_group_freeze), then zeroes their gradients; every other parameter, its state and gradient,
+ * and the other groups' step counts are left as they are. Clipping (clip_norm) uses the norm of this phase's gradients; each group's schedule
  * runs on its own update count (mf_session_group_step), so a group that starts training later starts
  * its warm-up then; mf_session_step becomes the highest count of any group. Returns 1 if applied, 0 if
  * skipped (f16 overflow: the scale is halved and these gradients dropped), -1 on a bad phase index or

@@ -69,7 +69,7 @@ int mf_program_build_train(mf_graph *g, int loss, int bwd_first, int bwd_end, in
                            mf_program *pr, int *n_recomputed, char *err, size_t errlen);
 /* The node a tensor's storage is: itself, or for a detach the tensor it detaches (aliased). */
 static inline int mf_node_alias_root(const mf_graph *g, int id) {
-  while (id >= 0 && g->nodes[id].op == MF_OP_RESHAPE && g->nodes[id].ip[7]) id = g->nodes[id].src[0]; /* MF_IP_DETACH */
+  while (id >= 0 && mf_node_is_detach(&g->nodes[id])) id = g->nodes[id].src[0];
   return id;
 }
 int mf_program_build_fwd(mf_graph *g, int loss, const mf_plan_opts *o, mf_program *pr, char *err, size_t errlen);
