@@ -532,6 +532,52 @@ static void test_nograd(mf_dtype dt) {
   printf("  %s no-grad branch (%zu B): ACT trained %zu B, detached %zu B, frozen %zu B\n", dn, branch, act[0], act[1], act[2]);
 }
 
+/* ---- f16 with dynamic loss scaling: the scale starts at 65536, so the first phase updates overflow and
+ * are skipped (their gradients dropped, nothing else touched) until the scale fits; training then goes
+ * on, and memory is still as planned ---- */
+static void test_f16_scaling(void) {
+  char err[512];
+  gan m;
+  gan_build(&m, MF_F16, 0);
+  mf_train_opts o = gan_opts();
+  mf_session *s = gan_session(&m, &o, err, sizeof err);
+  CHECK(s != NULL, "f16: session: %s", err);
+  if (!s) { mf_graph_free(m.g); return; }
+  static float w0[NP][128], w1[NP][128], gz[NP][128];
+  int skipped = 0, applied[2] = {0, 0}, untouched = 1, dropped = 1;
+  for (int r = 0; r < 40 && (applied[0] < 2 || applied[1] < 2); r++)
+    for (int ph = 0; ph < 2; ph++) {
+      mf_session_phase_step(s, ph);
+      read_all(s, &m, 0, w0);
+      int rc = mf_session_phase_update(s, ph);
+      read_all(s, &m, 0, w1);
+      if (rc == 0) {
+        skipped++;
+        untouched &= !memcmp(w0, w1, sizeof w0);
+        read_all(s, &m, 1, gz);
+        for (int k = ph ? 3 : 0; k < (ph ? NP : 3); k++)
+          for (int64_t i = 0; i < numel_of(k); i++) dropped &= gz[k][i] == 0;
+      } else if (rc == 1)
+        applied[ph]++;
+    }
+  CHECK(skipped > 0 && untouched && dropped, "f16: %d skipped updates (parameters untouched %d, gradients dropped %d)", skipped,
+        untouched, dropped);
+  CHECK(applied[0] >= 2 && applied[1] >= 2, "f16: updates applied: gen %d, disc %d", applied[0], applied[1]);
+  CHECK(mf_session_group_step(s, 0) == applied[0] && mf_session_group_step(s, 1) == applied[1], "f16: step counts count applied updates");
+  int finite = 1;
+  for (int k = 0; k < NP; k++)
+    for (int64_t i = 0; i < numel_of(k); i++) finite &= isfinite(w1[k][i]);
+  CHECK(finite, "f16: parameters finite");
+  const mf_plan *p = mf_session_plan(s);
+  for (int a = 0; a < MF_ARENA_COUNT; a++)
+    CHECK(mf_plan_arena_bytes(p, (mf_arena_kind)a) == mf_session_measured_bytes(s, (mf_arena_kind)a), "f16: arena %s planned %zu measured %zu",
+          mf_arena_name((mf_arena_kind)a), mf_plan_arena_bytes(p, (mf_arena_kind)a), mf_session_measured_bytes(s, (mf_arena_kind)a));
+  printf("  f16: %d phase updates skipped while the loss scale came down to %g, then gen %d and disc %d applied\n", skipped,
+         mf_session_loss_scale(s), applied[0], applied[1]);
+  mf_session_free(s);
+  mf_graph_free(m.g);
+}
+
 /* ---- one phase: mf_session_init_phases with one phase of mask 0 is mf_session_init, whichever calls run
  * it (phase_step/phase_update or micro_step/update); the plans are the same to the byte ---- */
 static void test_one_phase(void) {
@@ -641,6 +687,7 @@ int main(void) {
   test_nograd(MF_F32);
   test_nograd(MF_BF16);
   test_one_phase();
+  test_f16_scaling();
   test_bad_input();
   return check_finish("test_phases");
 }
