@@ -356,7 +356,8 @@ double mf_session_phase_step(mf_session *s, int phase);
  * skipped (f16 overflow: the scale is halved and these gradients dropped), -1 on a bad phase index or
  * a device error. */
 int mf_session_phase_update(mf_session *s, int phase);
-/* Forward only with the evaluation program (batch norm in eval mode unless built otherwise). */
+/* Forward only with the evaluation program (batch norm in eval mode unless built otherwise); with phases,
+ * of phase 0's loss (and the kept tensors), whose value it returns. */
 double mf_session_forward(mf_session *s);
 /* Copies a tensor's current value as f32 (params, states, activations still live, grads). Returns 0 on success. */
 int mf_session_read(mf_session *s, mf_tensor t, float *dst, size_t n);
