@@ -354,7 +354,8 @@ double mf_session_phase_step(mf_session *s, int phase);
  * runs on its own update count (mf_session_group_step), so a group that starts training later starts
  * its warm-up then; mf_session_step becomes the highest count of any group. Returns 1 if applied, 0 if
  * skipped (f16 overflow: the scale is halved and these gradients dropped), -1 on a bad phase index or
- * a device error. */
+ * a device error. The EMA averages (mf_ema) of the parameters it updated follow them; rings
+ * (mf_ring_push) take their tensors in phase 0's step only, once per step. */
 int mf_session_phase_update(mf_session *s, int phase);
 /* Forward only with the evaluation program (batch norm in eval mode unless built otherwise); with phases,
  * of phase 0's loss (and the kept tensors), whose value it returns. */

@@ -593,6 +593,7 @@ double mf_session_phase_step(mf_session *s, int phase) {
    * (after mf_session_update too); otherwise add to them (phase updates zero what they update) */
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
   int rc = mf_session_run(s, ph->prog);
+  if (rc == 0 && phase == 0) rc = mf_state_after_micro(s, ph->prog); /* rings take phase 0's keys (once per step) */
   stage_done(s);
   if (rc < 0) return NAN;
   s->micro++;
@@ -624,7 +625,7 @@ int mf_session_phase_update(mf_session *s, int phase) {
   double inv_scale = 1.0 / s->loss_scale, sq = 0;
   for (int id = 0; id < g->n_fwd; id++) {
     const mf_node *n = &g->nodes[id];
-    if (PHASE_PARAM(n, id)) sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_node_numel(n), s->stream);
+    if (PHASE_PARAM(n, id)) sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
   }
   if (o->loss_scaling) {
     if (!isfinite(sq)) {
@@ -659,14 +660,17 @@ int mf_session_phase_update(mf_session *s, int phase) {
     const mf_node *n = &g->nodes[id];
     if (!PHASE_PARAM(n, id) || !(mask >> param_group(s, n) & 1u)) continue;
     const mf_optim_args *a = &ga[param_group(s, n)];
-    int64_t cnt = mf_node_numel(n);
+    int64_t cnt = mf_node_numel(n), act = mf_state_active_elems(s, n); /* a growing model's inactive rows: untouched */
     float *m = (float *)(s->arena[MF_ARENA_OPT] + p->opt_off[id]);
-    s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, cnt, a, s->stream);
+    if (act > 0)
+      s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, act, a,
+                          s->stream);
   }
 #undef PHASE_PARAM
   for (int k = 0; k < o->n_groups; k++)
     if (mask >> k & 1u && !s->group_frozen[k] && ++s->group_step[k] > s->step) s->step = s->group_step[k];
   phase_grads_zero(s, ph);
+  mf_state_after_update_some(s, ph->trains); /* the EMA averages of what this phase updated follow their masters */
   mf_session_refresh_lp(s);
   if (s->be->sync && s->be->sync(s->stream) < 0) return -1; /* the device error is on stderr */
   return 1;
