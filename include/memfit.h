@@ -197,6 +197,10 @@ mf_tensor mf_straight_through(mf_graph *g, mf_tensor hard, mf_tensor soft);
  * dtype. It has no gradient of its own: a loss that needs one is refused by planning (wrap it in
  * mf_straight_through). */
 mf_tensor mf_round(mf_graph *g, mf_tensor x);
+/* x's values (same shape and dtype) as a constant: no gradient flows back through it, so what is built
+ * from it alone needs none (e.g. a discriminator's fake input, D(detach(G(x)))). It costs no memory and
+ * no copy: the planner reads x itself wherever the detach is read, and x lives until then. */
+mf_tensor mf_detach(mf_graph *g, mf_tensor x);
 
 /* ---- recompute segments ----
  * Nodes built between begin and end form one segment. A checkpoint segment drops its inner
@@ -244,7 +248,11 @@ size_t mf_plan_arena_bytes(const mf_plan *p, mf_arena_kind a);
 size_t mf_plan_total_bytes(const mf_plan *p);
 /* The op at which the activation arena peaks, and whether it is in backward. */
 const char *mf_plan_peak_op(const mf_plan *p, int *is_backward);
-double mf_plan_flops(const mf_plan *p); /* per micro-step, recompute included */
+double mf_plan_flops(const mf_plan *p); /* per micro-step (of every phase), recompute included */
+/* Prints the bytes of each arena, the activation peak and where it is, one line per phase (its
+ * activation peak and peak op, and which phase sets the activation arena) when there are several, and
+ * how many activation bytes need no gradient (freed at their last forward use, except the ones that
+ * weight gradients read). */
 void mf_plan_print(const mf_plan *p, FILE *f);
 
 /* ---- budget search: what fits, and what is fastest among what fits ----
@@ -380,6 +388,36 @@ void mf_candidate_describe(const mf_candidate *c, char *buf, size_t n);
  * dtype); the optimizer and the threads are the caller's; a session also needs accum_steps = c->accum. */
 void mf_candidate_apply(const mf_candidate *c, mf_plan_opts *po);
 
+/* ---- phases: several losses of one graph per optimizer step ----
+ * A training step may have phases (e.g. a GAN's generator and discriminator steps): each is one scalar
+ * loss of the same graph (the parameters are shared) with its own backward, and trains the parameter
+ * groups in its mask. Parameters outside them get no gradient in that phase (no weight-gradient op is
+ * built for them), but the gradient flows through their activations to the trained ones; through a
+ * mf_detach nothing flows. One plan covers the whole step: the persistent arenas once (a parameter has
+ * a gradient and optimizer state only when some phase trains it) and one activation arena sized for the
+ * largest phase, in which each phase's program has its own offsets. Activations that need no gradient
+ * in a phase (after a detach, or computed only from inputs and parameters it does not train) are freed
+ * at their last forward use unless a weight gradient reads them. */
+#define MF_MAX_PHASES 8
+typedef struct mf_phase_opts {
+  const char *name;          /* for the plan and messages (NULL: "phase K") */
+  mf_tensor loss;            /* a scalar tensor of the graph */
+  unsigned groups;           /* bit k: this phase trains parameter group k (mf_param_group_set); 0: every group */
+} mf_phase_opts;
+/* Plans n_phases (1 .. MF_MAX_PHASES) phases. NULL with err naming the phase when: a loss is not a
+ * scalar tensor of the graph; its mask names a group above MF_MAX_PARAM_GROUPS - 1 or a group with no
+ * parameter; (training plans) its loss depends on no parameter of its groups other than through a
+ * detach. The graph must not have been differentiated (mf_autodiff). With one phase of mask 0 it plans
+ * what mf_plan_init plans. */
+mf_plan *mf_plan_init_phases(mf_graph *g, int n_phases, const mf_phase_opts *ph, const mf_plan_opts *o, char *err,
+                             size_t errlen);
+int mf_plan_phase_count(const mf_plan *p);  /* 1 for mf_plan_init */
+const char *mf_plan_phase_name(const mf_plan *p, int k); /* NULL when k is out of range */
+/* Activation bytes phase k's program touches (the ACT arena is the largest of these and of the forward
+ * program); *peak_op (may be NULL) gets the op where it peaks. 0 (and NULL) when k is out of range or
+ * the plan is not for training. */
+size_t mf_plan_phase_peak(const mf_plan *p, int k, const char **peak_op);
+
 /* ---- training session ---- */
 /* PLATEAU: reduce-on-plateau (PyTorch's ReduceLROnPlateau, mode "min", relative threshold), driven by
  * mf_session_report_metric; warm-up applies before it as with the others. */
@@ -441,11 +479,38 @@ int mf_session_write_input(mf_session *s, mf_tensor input, const float *src, siz
  * Returns 0, or -1 with a message naming the input. */
 int mf_session_stage_inputs(mf_session *s, int n, const mf_tensor *inputs, const float *const *data);
 /* Runs forward + backward, accumulating gradients. Returns the (unscaled) loss, or NaN with a message
- * on stderr when the step could not run (a spent staged input, a device error). */
+ * on stderr when the step could not run (a spent staged input, a device error, a session of several
+ * phases: use mf_session_phase_step). */
 double mf_session_micro_step(mf_session *s);
-/* Applies the optimizer; returns 1 if applied, 0 if skipped (f16 overflow), -1 on a device error. */
+/* Applies the optimizer; returns 1 if applied, 0 if skipped (f16 overflow), -1 on a device error (or a
+ * session of several phases: use mf_session_phase_update). */
 int mf_session_update(mf_session *s);
-/* Forward only with the evaluation program (batch norm in eval mode unless built otherwise). */
+
+/* A session whose step has phases (mf_plan_init_phases for the plan and its errors; a phase's mask may
+ * not name a group at or above o->n_groups). Each phase's groups take their settings from o->groups as
+ * usual. Typical step (GAN):
+ *   mf_session_phase_step(s, GEN);  mf_session_phase_update(s, GEN);
+ *   mf_session_phase_step(s, DISC); mf_session_phase_update(s, DISC);
+ * mf_session_init is the one-phase case; mf_session_micro_step/update serve one-phase sessions only. */
+mf_session *mf_session_init_phases(mf_graph *g, int n_phases, const mf_phase_opts *ph, const mf_train_opts *o, char *err,
+                                   size_t errlen);
+/* Forward + backward of phase `phase` (the inputs as for mf_session_micro_step; a staged batch serves one
+ * phase step): adds its gradients to those of its groups' parameters (call it accum_steps times per
+ * update to accumulate; the loss is scaled by 1/accum_steps); with no phase step pending since the last
+ * updates, all gradients start from zero. Returns the phase's (unscaled) loss, or NaN
+ * with a message on stderr (a bad phase index, a spent staged input, a device error). */
+double mf_session_phase_step(mf_session *s, int phase);
+/* The optimizer on the parameters phase `phase` trains (its groups, frozen groups excepted:
+ * mf_session_group_freeze), then zeroes their gradients; every other parameter, its state and gradient,
+ * and the other groups' step counts are left as they are. Clipping (clip_norm) uses the norm of this phase's gradients; each group's schedule
+ * runs on its own update count (mf_session_group_step), so a group that starts training later starts
+ * its warm-up then; mf_session_step becomes the highest count of any group. Returns 1 if applied, 0 if
+ * skipped (f16 overflow: the scale is halved and these gradients dropped), -1 on a bad phase index or
+ * a device error. The EMA averages (mf_ema) of the parameters it updated follow them; rings
+ * (mf_ring_push) take their tensors in phase 0's step only, once per step. */
+int mf_session_phase_update(mf_session *s, int phase);
+/* Forward only with the evaluation program (batch norm in eval mode unless built otherwise); with phases,
+ * of phase 0's loss (and the kept tensors), whose value it returns. */
 double mf_session_forward(mf_session *s);
 /* Copies a tensor's current value as f32 (params, states, activations still live, grads). Returns 0 on success. */
 int mf_session_read(mf_session *s, mf_tensor t, float *dst, size_t n);

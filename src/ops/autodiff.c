@@ -6,7 +6,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-int mf_autodiff(mf_graph *g, int loss) {
+/* A phase's own "requires grad": a parameter needs one when its group is in the mask (0: every group),
+ * its low-precision copy when its master does, a detach never, any other node when one of its inputs
+ * does. With mask 0 this is exactly what the builders recorded (graph.c), so one-phase graphs are
+ * differentiated as before. */
+static void phase_requires_grad(const mf_graph *g, int nf, unsigned groups, uint8_t *rg) {
+  for (int id = 0; id < nf; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM) rg[id] = !groups || (n->group < 32 && (groups >> n->group & 1u));
+    else if (n->op == MF_OP_PARAM_LP) rg[id] = rg[n->master];
+    else if (n->role == MF_ROLE_INPUT || n->role == MF_ROLE_BUFFER || mf_node_is_detach(n) || !n->requires_grad) rg[id] = 0;
+    else {
+      rg[id] = 0;
+      for (int j = 0; j < n->nsrc; j++) rg[id] |= rg[n->src[j]];
+    }
+  }
+}
+
+int mf_autodiff(mf_graph *g, int loss) { return mf_autodiff_phase(g, loss, 0, NULL); }
+
+int mf_autodiff_phase(mf_graph *g, int loss, unsigned groups, uint8_t *rg_out) {
   if (g->err[0]) return -1;
   if (loss < 0 || loss >= g->n) return mf_graph_fail(g, "autodiff: loss is not a tensor of this graph");
   if (mf_node_numel(&g->nodes[loss]) != 1) {
@@ -15,11 +34,20 @@ int mf_autodiff(mf_graph *g, int loss) {
     return mf_graph_fail(g, "autodiff: the loss must be a scalar, got shape %s", s);
   }
   if (g->open_seg >= 0) return mf_graph_fail(g, "autodiff: segment '%s' was never ended", g->segs[g->open_seg].name);
-  int nf = g->n;
-  g->n_fwd = nf;
+  if (!g->n_fwd) g->n_fwd = g->n; /* the first phase fixes the forward graph; later ones append after it */
+  int nf = g->n_fwd;
+  if (loss >= nf) return mf_graph_fail(g, "autodiff: the loss '%s' was built after the graph was differentiated", g->nodes[loss].name);
   int *grad = malloc((size_t)nf * sizeof *grad);
-  if (!grad) return mf_graph_fail(g, "autodiff: out of host memory");
+  uint8_t *saved = malloc((size_t)nf), *rg = malloc((size_t)nf);
+  if (!grad || !saved || !rg) { free(grad); free(saved); free(rg); return mf_graph_fail(g, "autodiff: out of host memory"); }
   for (int i = 0; i < nf; i++) grad[i] = -1;
+  /* this phase's flags replace the builders' while its backward is built (the gradient rules read them
+   * through mf_wants_grad), and the builders' come back afterwards */
+  phase_requires_grad(g, nf, groups, rg);
+  for (int i = 0; i < nf; i++) {
+    saved[i] = g->nodes[i].requires_grad;
+    g->nodes[i].requires_grad = rg[i];
+  }
 
   g->build_phase = MF_PHASE_BWD;
   mf_node ln = g->nodes[loss]; /* a copy: adding nodes may move the array */
@@ -70,6 +98,11 @@ int mf_autodiff(mf_graph *g, int loss) {
   }
   g->build_phase = MF_PHASE_FWD;
   g->open_seg = -1;
+  for (int i = 0; i < nf; i++) g->nodes[i].requires_grad = saved[i];
+  if (rg_out) /* needs a gradient: depends on a trained parameter and the loss's gradient reaches it */
+    for (int i = 0; i < nf; i++) rg_out[i] = rg[i] && grad[i] >= 0;
   free(grad);
+  free(saved);
+  free(rg);
   return g->err[0] ? -1 : seed;
 }

@@ -32,6 +32,10 @@ const mf_op_def *mf_op_get(int op);
 double mf_node_flops(const mf_graph *g, const mf_node *n);
 
 static inline bool mf_wants_grad(const mf_graph *g, int id) { return id >= 0 && g->nodes[id].requires_grad; }
+/* mf_detach is a RESHAPE to the same shape with ip[MF_IP_DETACH] = 1 and requires_grad false: no new
+ * kernel; the planner aliases it to its source (plan.c), so it costs no copy and no memory. */
+#define MF_IP_DETACH 7
+static inline bool mf_node_is_detach(const mf_node *n) { return n->op == MF_OP_RESHAPE && n->ip[MF_IP_DETACH]; }
 /* Builds a node of op `op` with the shape of node `like`. */
 int mf_node_like(mf_graph *g, int op, int like, int nsrc, const int *src);
 

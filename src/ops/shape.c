@@ -157,7 +157,22 @@ mf_tensor mf_reshape(mf_graph *g, mf_tensor a, int ndim, const int64_t *shape) {
   return mf_graph_add(g, MF_OP_RESHAPE, na->dtype, ndim, ne, 1, &a);
 }
 
+/* ---- detach: the same values, no gradient flows back (a constant to autodiff) ---- */
+
+mf_tensor mf_detach(mf_graph *g, mf_tensor x) {
+  if (!mf_graph_check_srcs(g, "detach", 1, &x)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  int id = mf_graph_add(g, MF_OP_RESHAPE, nx->dtype, nx->ndim, nx->ne, 1, &x); /* [same shape as x] */
+  if (id < 0) return -1;
+  mf_node *n = &g->nodes[id];
+  n->ip[MF_IP_DETACH] = 1;
+  n->requires_grad = false; /* what is built from it alone needs no gradient either */
+  snprintf(n->name, sizeof n->name, "detach");
+  return id;
+}
+
 static int grad_reshape(mf_graph *g, int id, int dy, int *dx) {
+  if (mf_node_is_detach(&g->nodes[id])) return 0; /* never reached: a detach does not require grad */
   const mf_node *x = &g->nodes[g->nodes[id].src[0]];
   int64_t ne[MF_MAX_DIMS];
   memcpy(ne, x->ne, sizeof ne);

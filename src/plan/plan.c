@@ -187,22 +187,89 @@ static int train_keep_list(const mf_plan *p, int **out, int *n) {
   for (; i < p->opts.n_keep; i++) k[i] = p->opts.keep[i];
   for (int id = 0; id < g->n; id++)
     if (g->nodes[id].role == MF_ROLE_BUFFER && g->nodes[id].state_kind == MF_STATE_RING_POS && g->nodes[id].ip[0] >= 0)
-      k[i++] = g->nodes[id].ip[0];
+      k[i++] = mf_node_alias_root(g, g->nodes[id].ip[0]);
   *out = k;
   *n = cnt;
   return 0;
 }
 
+/* A detach has no storage of its own: every reader (and kept tensor, and loss) is pointed at the tensor it
+ * detaches, so that tensor simply lives until the detach's last reader and no copy runs. Autodiff has
+ * already treated it as a constant. */
+static void detach_alias(mf_plan *p) {
+  mf_graph *g = p->g;
+  for (int id = 0; id < g->n; id++) {
+    mf_node *n = &g->nodes[id];
+    for (int j = 0; j < n->nsrc; j++) n->src[j] = mf_node_alias_root(g, n->src[j]);
+  }
+  for (int k = 0; k < g->nseg; k++) {
+    mf_segment *sg = &g->segs[k];
+    for (int i = 0; i < sg->n_in; i++) sg->ins[i] = mf_node_alias_root(g, sg->ins[i]);
+    for (int i = 0; i < sg->n_out; i++) sg->outs[i] = mf_node_alias_root(g, sg->outs[i]);
+  }
+  for (int i = 0; i < p->opts.n_keep; i++) p->keep_ids[i] = mf_node_alias_root(g, p->keep_ids[i]);
+  for (int k = 0; k < p->n_phases; k++) p->phase[k].loss = mf_node_alias_root(g, p->phase[k].loss);
+  p->loss = p->phase[0].loss;
+}
+
+static void peak_describe(const mf_graph *g, const mf_program *pk, char *buf, size_t n) {
+  buf[0] = 0;
+  if (!pk->n_steps) return;
+  const mf_node *nd = &g->nodes[pk->steps[pk->peak_step]];
+  snprintf(buf, n, "%s '%s' (%s, step %d of %d)", mf_op_name(nd->op), nd->name,
+           nd->phase == MF_PHASE_FWD ? "forward" : nd->phase == MF_PHASE_BWD ? "backward" : "backward, recompute",
+           pk->peak_step + 1, pk->n_steps);
+}
+
+/* Bytes of a phase's forward activations that need no gradient in it, and how many of them backward still
+ * reads (a weight gradient's input); the others die at their last forward use. */
+static int nograd_count(const mf_graph *g, mf_plan_phase *ph) {
+  const mf_program *pr = ph->prog;
+  ph->nograd_bytes = ph->nograd_kept = 0;
+  if (!ph->rg) return 0;
+  int *last = malloc((size_t)(g->n ? g->n : 1) * sizeof *last); /* the step that reads a node last */
+  if (!last) return -1;
+  for (int i = 0; i < g->n; i++) last[i] = -1;
+  for (int s = 0; s < pr->n_steps; s++) {
+    const mf_node *n = &g->nodes[pr->steps[s]];
+    for (int j = 0; j < n->nsrc; j++) last[n->src[j]] = s;
+  }
+  for (int s = 0; s < pr->n_steps; s++) {
+    int id = pr->steps[s];
+    const mf_node *n = &g->nodes[id];
+    if (id >= g->n_fwd || mf_node_arena(n) != MF_ARENA_ACT || ph->rg[id]) continue;
+    ph->nograd_bytes += mf_node_bytes(n);
+    if (last[id] >= 0 && g->nodes[pr->steps[last[id]]].phase != MF_PHASE_FWD) ph->nograd_kept += mf_node_bytes(n);
+  }
+  free(last);
+  return 0;
+}
+
 int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   mf_graph *g = p->g;
-  int nrec = 0, *tkeep = NULL, n_tkeep = 0;
+  detach_alias(p);
+  int *tkeep = NULL, n_tkeep = 0;
   if (train_keep_list(p, &tkeep, &n_tkeep) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
   mf_plan_opts to = p->opts; /* the training step's view: ring pushes kept too */
   to.keep = tkeep;
   to.n_keep = n_tkeep;
-  int trc = p->has_train ? mf_program_build_train(g, p->loss, &to, &p->train, &nrec, err, errlen) : 0;
-  if (trc < 0) { free(tkeep); return -1; }
-  p->n_recomputed = nrec;
+  for (int k = 0; k < p->n_phases && p->has_train; k++) { /* the parameters each phase trains */
+    mf_plan_phase *ph = &p->phase[k];
+    if (!(ph->trains = calloc((size_t)(g->n ? g->n : 1), 1))) { free(tkeep); snprintf(err, errlen, "plan: out of host memory"); return -1; }
+    for (int id = ph->bwd_first; id < ph->bwd_end; id++)
+      if (g->nodes[id].op == MF_OP_ACC_GRAD) ph->trains[g->nodes[id].master] = 1;
+  }
+  p->n_recomputed = 0;
+  for (int k = 0; k < p->n_phases && p->has_train; k++) { /* phase 0 keeps every kept tensor, later phases the ones they compute */
+    mf_plan_phase *ph = &p->phase[k];
+    ph->prog = k ? &ph->own : &p->train;
+    int nrec = 0;
+    if (mf_program_build_train(g, ph->loss, ph->bwd_first, ph->bwd_end, k == 0, &to, ph->prog, &nrec, err, errlen) < 0) {
+      free(tkeep);
+      return -1;
+    }
+    if (nrec > p->n_recomputed) p->n_recomputed = nrec;
+  }
   if (mf_program_build_fwd(g, p->loss, &p->opts, &p->fwd, err, errlen) < 0) { free(tkeep); return -1; }
   int N = g->n;
   p->pers_off = malloc((size_t)N * sizeof *p->pers_off);
@@ -225,7 +292,7 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
     p->pers_off[id] = cursor[a];
     p->arena[a] = cursor[a] + b;
     cursor[a] += align_up(b);
-    if (n->role == MF_ROLE_PARAM && n->grad >= 0 && p->has_train) {
+    if (n->role == MF_ROLE_PARAM && n->grad >= 0 && p->has_train) { /* only parameters some phase trains */
       size_t ob = (size_t)sp * (size_t)mf_node_numel(n) * sizeof(float);
       p->opt_off[id] = cursor[MF_ARENA_OPT];
       p->arena[MF_ARENA_OPT] = cursor[MF_ARENA_OPT] + ob;
@@ -243,23 +310,38 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   int nk = 1 + n_tkeep;
   int *keep = malloc((size_t)nk * sizeof *keep);
   if (!keep) { free(tkeep); snprintf(err, errlen, "plan: out of host memory"); return -1; }
-  keep[0] = p->loss;
   for (int i = 0; i < n_tkeep; i++) keep[1 + i] = tkeep[i];
   int rc = 0;
-  if (p->has_train) rc |= program_place(p, &p->train, keep, nk);
+  for (int k = 0; k < p->n_phases && p->has_train; k++) { /* each phase: its own offsets in the one ACT arena */
+    keep[0] = p->phase[k].loss;
+    rc |= program_place(p, p->phase[k].prog, keep, nk);
+  }
+  keep[0] = p->loss;
+  for (int i = 0; i < p->opts.n_keep; i++) keep[1 + i] = p->opts.keep[i];
   rc |= program_place(p, &p->fwd, keep, 1 + p->opts.n_keep); /* evaluation pushes nothing: the caller's keeps only */
   free(keep);
   free(tkeep);
   if (rc) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  /* the ACT arena: the largest of the programs (phase 0 wins a tie with the forward program, as it always
+   * did; a later phase only when strictly larger) */
   size_t act = p->fwd.act_peak;
   const mf_program *pk = &p->fwd;
-  if (p->has_train && p->train.act_peak >= act) { act = p->train.act_peak; pk = &p->train; }
+  p->peak_phase = -1;
+  for (int k = 0; k < p->n_phases && p->has_train; k++) {
+    mf_plan_phase *ph = &p->phase[k];
+    peak_describe(g, ph->prog, ph->peak_desc, sizeof ph->peak_desc);
+    if (nograd_count(g, ph) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+    if (ph->prog->act_peak > act || (k == 0 && ph->prog->act_peak >= act)) {
+      act = ph->prog->act_peak;
+      pk = ph->prog;
+      p->peak_phase = k;
+    }
+  }
   p->arena[MF_ARENA_ACT] = act;
-  if (pk->n_steps) {
-    const mf_node *n = &g->nodes[pk->steps[pk->peak_step]];
-    snprintf(p->peak_desc, sizeof p->peak_desc, "%s '%s' (%s, step %d of %d)", mf_op_name(n->op), n->name,
-             n->phase == MF_PHASE_FWD ? "forward" : n->phase == MF_PHASE_BWD ? "backward" : "backward, recompute",
-             pk->peak_step + 1, pk->n_steps);
+  peak_describe(g, pk, p->peak_desc, sizeof p->peak_desc);
+  if (p->n_phases > 1 && p->peak_phase >= 0 && p->peak_desc[0]) {
+    size_t l = strlen(p->peak_desc);
+    snprintf(p->peak_desc + l, sizeof p->peak_desc - l, " in phase '%s'", p->phase[p->peak_phase].name);
   }
   return 0;
 }
@@ -277,9 +359,61 @@ static mf_graph *graph_copy(const mf_graph *g) {
   return c;
 }
 
-mf_plan *mf_plan_init(mf_graph *g, mf_tensor loss, const mf_plan_opts *o, char *err, size_t errlen) {
+/* Whether some parameter is in the group. */
+static bool group_has_params(const mf_graph *g, int group) {
+  for (int id = 0; id < g->n; id++)
+    if (g->nodes[id].op == MF_OP_PARAM && g->nodes[id].group == group) return true;
+  return false;
+}
+
+/* Checks the phases (strict: mf_plan_init_phases; mf_plan_init keeps its old leniency: a loss that
+ * depends on no parameter plans a step that trains nothing). */
+static int phases_check(const mf_graph *g, int n, const mf_phase_opts *ph, char *err, size_t errlen) {
+  if (n < 1 || n > MF_MAX_PHASES || !ph) {
+    snprintf(err, errlen, "plan: %d phases: expected 1 to %d (and their options)", n, MF_MAX_PHASES);
+    return -1;
+  }
+  for (int k = 0; k < n; k++) {
+    char nm[MF_NAME_LEN];
+    snprintf(nm, sizeof nm, "%s", ph[k].name ? ph[k].name : "");
+    if (!nm[0]) snprintf(nm, sizeof nm, "phase %d", k);
+    if (ph[k].loss < 0 || ph[k].loss >= g->n) {
+      snprintf(err, errlen, "plan: phase '%s': the loss (tensor %d) is not a tensor of this graph", nm, ph[k].loss);
+      return -1;
+    }
+    const mf_node *l = &g->nodes[ph[k].loss];
+    if (mf_node_numel(l) != 1) {
+      char sh[64];
+      mf_shape_str(l, sh, sizeof sh);
+      snprintf(err, errlen, "plan: phase '%s': the loss '%s' must be a scalar (one element), got shape %s", nm, l->name, sh);
+      return -1;
+    }
+    for (int b = 0; b < 32; b++) {
+      if (!(ph[k].groups >> b & 1u)) continue;
+      if (b >= MF_MAX_PARAM_GROUPS) {
+        snprintf(err, errlen, "plan: phase '%s': groups mask 0x%x names group %d; groups are 0 .. %d", nm, ph[k].groups, b,
+                 MF_MAX_PARAM_GROUPS - 1);
+        return -1;
+      }
+      if (!group_has_params(g, b)) {
+        snprintf(err, errlen, "plan: phase '%s': groups mask 0x%x names group %d, which has no parameters "
+                              "(mf_param_group_set puts parameters in a group)", nm, ph[k].groups, b);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+static mf_plan *plan_init(mf_graph *g, int n_phases, const mf_phase_opts *ph, int strict, const mf_plan_opts *o, char *err,
+                          size_t errlen) {
   if (mf_graph_error(g)) { snprintf(err, errlen, "plan: the graph has an error: %s", g->err); return NULL; }
-  if (loss < 0 || loss >= g->n) { snprintf(err, errlen, "plan: the loss is not a tensor of this graph"); return NULL; }
+  if (strict && phases_check(g, n_phases, ph, err, errlen) < 0) return NULL;
+  if (!strict && (ph[0].loss < 0 || ph[0].loss >= g->n)) { snprintf(err, errlen, "plan: the loss is not a tensor of this graph"); return NULL; }
+  if (strict && n_phases > 1 && g->n_fwd) {
+    snprintf(err, errlen, "plan: the graph was already differentiated (mf_autodiff); phases need a graph without backward");
+    return NULL;
+  }
   mf_plan *p = calloc(1, sizeof *p);
   if (!p) { snprintf(err, errlen, "plan: out of host memory"); return NULL; }
   p->opts = o ? *o : mf_plan_opts_default();
@@ -291,26 +425,97 @@ mf_plan *mf_plan_init(mf_graph *g, mf_tensor loss, const mf_plan_opts *o, char *
     free(p);
     return NULL;
   }
-  p->loss = loss;
+  if (p->opts.n_keep < 0) p->opts.n_keep = 0;
+  p->keep_ids = malloc((size_t)(p->opts.n_keep ? p->opts.n_keep : 1) * sizeof *p->keep_ids);
+  if (!p->keep_ids) { free(p); snprintf(err, errlen, "plan: out of host memory"); return NULL; }
+  for (int i = 0; i < p->opts.n_keep; i++) p->keep_ids[i] = p->opts.keep[i];
+  p->opts.keep = p->keep_ids;
+  p->n_phases = n_phases;
+  for (int k = 0; k < n_phases; k++) {
+    mf_plan_phase *q = &p->phase[k];
+    snprintf(q->name, sizeof q->name, "%s", ph[k].name ? ph[k].name : "");
+    if (!q->name[0]) snprintf(q->name, sizeof q->name, "phase %d", k);
+    q->loss = ph[k].loss;
+    q->groups = ph[k].groups;
+    q->seed = -1;
+  }
+  p->loss = ph[0].loss;
   p->has_train = p->opts.training;
   p->g = graph_copy(g);
-  if (!p->g) { free(p); snprintf(err, errlen, "plan: out of host memory"); return NULL; }
+  if (!p->g) { free(p->keep_ids); free(p); snprintf(err, errlen, "plan: out of host memory"); return NULL; }
   if (p->has_train && !p->g->n_fwd) {
-    p->seed = mf_autodiff(p->g, loss);
-    if (p->seed < 0) { snprintf(err, errlen, "%s", p->g->err); mf_plan_free(p); return NULL; }
+    for (int k = 0; k < n_phases; k++) {
+      mf_plan_phase *q = &p->phase[k];
+      q->rg = malloc((size_t)(p->g->n ? p->g->n : 1));
+      if (!q->rg) { snprintf(err, errlen, "plan: out of host memory"); mf_plan_free(p); return NULL; }
+      q->bwd_first = p->g->n;
+      q->seed = mf_autodiff_phase(p->g, q->loss, q->groups, q->rg);
+      q->bwd_end = p->g->n;
+      if (q->seed < 0) {
+        if (n_phases > 1) snprintf(err, errlen, "plan: phase '%s': %s", q->name, p->g->err);
+        else snprintf(err, errlen, "%s", p->g->err);
+        mf_plan_free(p);
+        return NULL;
+      }
+      int acc = 0;
+      for (int id = q->bwd_first; id < q->bwd_end; id++) acc += p->g->nodes[id].op == MF_OP_ACC_GRAD;
+      if (strict && !acc) {
+        char gs[96] = "every group";
+        if (q->groups) {
+          size_t o_ = (size_t)snprintf(gs, sizeof gs, "group");
+          for (int b = 0; b < MF_MAX_PARAM_GROUPS && o_ < sizeof gs; b++)
+            if (q->groups >> b & 1u) o_ += (size_t)snprintf(gs + o_, sizeof gs - o_, " %d", b);
+        }
+        snprintf(err, errlen, "plan: phase '%s' trains no parameter: its loss '%s' depends on no parameter of %s "
+                              "(other than through a detach)", q->name, p->g->nodes[q->loss].name, gs);
+        mf_plan_free(p);
+        return NULL;
+      }
+    }
+  } else if (p->has_train) { /* differentiated by the caller (one phase): its backward follows the forward */
+    p->phase[0].bwd_first = p->g->n_fwd;
+    p->phase[0].bwd_end = p->g->n;
   }
+  p->seed = p->phase[0].seed;
   if (mf_plan_build(p, err, errlen) < 0) { mf_plan_free(p); return NULL; }
   return p;
+}
+
+mf_plan *mf_plan_init(mf_graph *g, mf_tensor loss, const mf_plan_opts *o, char *err, size_t errlen) {
+  mf_phase_opts ph = {NULL, loss, 0};
+  return plan_init(g, 1, &ph, 0, o, err, errlen);
+}
+
+mf_plan *mf_plan_init_phases(mf_graph *g, int n_phases, const mf_phase_opts *ph, const mf_plan_opts *o, char *err,
+                             size_t errlen) {
+  return plan_init(g, n_phases, ph, 1, o, err, errlen);
 }
 
 void mf_plan_free(mf_plan *p) {
   if (!p) return;
   mf_program_free(&p->train);
   mf_program_free(&p->fwd);
+  for (int k = 0; k < p->n_phases; k++) {
+    mf_program_free(&p->phase[k].own);
+    free(p->phase[k].rg);
+    free(p->phase[k].trains);
+  }
+  free(p->keep_ids);
   free(p->pers_off);
   free(p->opt_off);
   mf_graph_free(p->g);
   free(p);
+}
+
+int mf_plan_phase_count(const mf_plan *p) { return p->n_phases; }
+const char *mf_plan_phase_name(const mf_plan *p, int k) { return k >= 0 && k < p->n_phases ? p->phase[k].name : NULL; }
+size_t mf_plan_phase_peak(const mf_plan *p, int k, const char **peak_op) {
+  if (k < 0 || k >= p->n_phases || !p->has_train) {
+    if (peak_op) *peak_op = NULL;
+    return 0;
+  }
+  if (peak_op) *peak_op = p->phase[k].peak_desc;
+  return p->phase[k].prog->act_peak;
 }
 
 size_t mf_plan_arena_bytes(const mf_plan *p, mf_arena_kind a) { return (unsigned)a < MF_ARENA_COUNT ? p->arena[a] : 0; }
@@ -321,11 +526,16 @@ size_t mf_plan_total_bytes(const mf_plan *p) {
   return t;
 }
 const char *mf_plan_peak_op(const mf_plan *p, int *is_backward) {
-  const mf_program *pk = p->has_train && p->train.act_peak >= p->fwd.act_peak ? &p->train : &p->fwd;
+  const mf_program *pk = p->peak_phase >= 0 ? p->phase[p->peak_phase].prog : &p->fwd;
   if (is_backward) *is_backward = pk->n_steps && p->g->nodes[pk->steps[pk->peak_step]].phase != MF_PHASE_FWD;
   return p->peak_desc;
 }
-double mf_plan_flops(const mf_plan *p) { return p->has_train ? p->train.flops : p->fwd.flops; }
+double mf_plan_flops(const mf_plan *p) { /* one micro-step of every phase */
+  if (!p->has_train) return p->fwd.flops;
+  double f = 0;
+  for (int k = 0; k < p->n_phases; k++) f += p->phase[k].prog->flops;
+  return f;
+}
 
 void mf_plan_print(const mf_plan *p, FILE *f) {
   char h[32];
@@ -356,5 +566,21 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
             p->input_convert_bytes, h, mf_dtype_name(p->g->act_dtype));
   }
   if (p->peak_desc[0]) fprintf(f, "  activation peak at %s\n", p->peak_desc);
+  for (int k = 0; k < p->n_phases && p->n_phases > 1 && p->has_train; k++) {
+    const mf_plan_phase *ph = &p->phase[k];
+    mf_format_bytes(ph->prog->act_peak, h, sizeof h);
+    fprintf(f, "  phase %d '%s': activations %s, peak at %s%s\n", k, ph->name, h, ph->peak_desc,
+            k == p->peak_phase ? "  <- sets the activation arena" : "");
+  }
+  size_t ng = 0, kept = 0;
+  for (int k = 0; k < p->n_phases && p->has_train; k++) ng += p->phase[k].nograd_bytes, kept += p->phase[k].nograd_kept;
+  if (ng) {
+    char hk[32];
+    mf_format_bytes(ng, h, sizeof h);
+    mf_format_bytes(kept, hk, sizeof hk);
+    fprintf(f, "  no gradient: %s of activations need none%s; freed at their last forward use", h, p->n_phases > 1 ? " (all phases)" : "");
+    if (kept) fprintf(f, " except %s that weight gradients read", hk);
+    fprintf(f, "\n");
+  }
   if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);
 }

@@ -21,6 +21,22 @@ typedef struct mf_program {
   double flops;
 } mf_program;
 
+/* One phase of the training step (mf_plan_init_phases): a loss of the shared graph with its own backward
+ * and program; the programs share the persistent arenas and one activation arena sized for the largest. */
+typedef struct mf_plan_phase {
+  char name[MF_NAME_LEN];
+  int loss, seed;
+  unsigned groups;         /* parameter groups it trains (bit k: group k); 0: all */
+  int bwd_first, bwd_end;  /* its backward nodes [bwd_first, bwd_end) in the plan's graph */
+  mf_program *prog;        /* its step program: &mf_plan.train for phase 0, else &own */
+  mf_program own;
+  uint8_t *rg;             /* per forward node: gets a gradient in this phase (NULL: graph differentiated by the caller) */
+  uint8_t *trains;         /* per node id (< n_fwd): a parameter this phase builds a gradient for */
+  size_t nograd_bytes;     /* forward activations of its program that need no gradient */
+  size_t nograd_kept;      /* of those, bytes that backward still reads (inputs of weight gradients) */
+  char peak_desc[160];
+} mf_plan_phase;
+
 struct mf_plan {
   mf_graph *g;
   const mf_backend *be;
@@ -29,7 +45,11 @@ struct mf_plan {
   size_t *pers_off;        /* per node id: offset in its persistent arena (PARAM, PARAM_LP, GRAD, DATA) */
   size_t *opt_off;         /* per node id (PARAM): offset of its optimizer state in the OPT arena */
   size_t arena[MF_ARENA_COUNT];
-  mf_program train, fwd;   /* training step (forward+backward) and forward-only evaluation */
+  mf_program train, fwd;   /* training step (forward+backward; phase 0's) and forward-only evaluation (phase 0's loss) */
+  int n_phases;            /* 1 for mf_plan_init */
+  mf_plan_phase phase[MF_MAX_PHASES];
+  int peak_phase;          /* phase whose program sets the ACT arena, -1: the forward program */
+  int *keep_ids;           /* opts.keep with detaches resolved (opts.keep points here) */
   int has_train;
   int n_recomputed;        /* segments recomputed or inverted */
   int input_slots;         /* copies of the DATA arena's inputs (2: next batch copied during the step) */
@@ -43,7 +63,15 @@ struct mf_plan {
 mf_arena_kind mf_node_arena(const mf_node *n);
 /* Builds the programs (applying the recompute rewrite to g) and assigns offsets. */
 int mf_plan_build(mf_plan *p, char *err, size_t errlen);
-int mf_program_build_train(mf_graph *g, int loss, const mf_plan_opts *o, mf_program *pr, int *n_recomputed, char *err, size_t errlen);
+/* The step program of the loss whose backward nodes are [bwd_first, bwd_end); keep_all 0: of o->keep,
+ * only the tensors that program computes anyway are kept (phases after the first). */
+int mf_program_build_train(mf_graph *g, int loss, int bwd_first, int bwd_end, int keep_all, const mf_plan_opts *o,
+                           mf_program *pr, int *n_recomputed, char *err, size_t errlen);
+/* The node a tensor's storage is: itself, or for a detach the tensor it detaches (aliased). */
+static inline int mf_node_alias_root(const mf_graph *g, int id) {
+  while (id >= 0 && mf_node_is_detach(&g->nodes[id])) id = g->nodes[id].src[0];
+  return id;
+}
 int mf_program_build_fwd(mf_graph *g, int loss, const mf_plan_opts *o, mf_program *pr, char *err, size_t errlen);
 void mf_program_free(mf_program *pr);
 /* Number of optimizer-state floats per parameter element. */

@@ -280,36 +280,39 @@ static bool has_unneeded_output(const mf_graph *g, int k, const uint8_t *need0) 
   return false;
 }
 
-int mf_program_build_train(mf_graph *g, int loss, const mf_plan_opts *o, mf_program *pr, int *n_recomputed, char *err, size_t errlen) {
-  int nf = g->n_fwd, nb_end = g->n;
+int mf_program_build_train(mf_graph *g, int loss, int bwd_first, int bwd_end, int keep_all, const mf_plan_opts *o,
+                           mf_program *pr, int *n_recomputed, char *err, size_t errlen) {
+  int nf = g->n_fwd, nb0 = bwd_first, nb_end = bwd_end;
   idmap M = {0};
-  idlist *ins = calloc((size_t)(nb_end - nf + 1), sizeof *ins); /* nodes inserted before backward node nf+i */
+  idlist *ins = calloc((size_t)(nb_end - nb0 + 1), sizeof *ins); /* nodes inserted before backward node nb0+i */
   idlist order = {0}, targets = {0};
-  uint8_t *need0 = calloc((size_t)(nb_end ? nb_end : 1), 1);
-  cse_table t = {.base = nb_end};
+  uint8_t *need0 = calloc((size_t)(g->n ? g->n : 1), 1);
+  cse_table t = {.base = g->n};
   int rc = -1;
   *n_recomputed = 0;
   if (!ins || !need0 || idmap_grow(&M, g->n) < 0 || idlist_push(&targets, loss) < 0) goto oom;
-  for (int id = nf; id < nb_end; id++)
+  for (int id = nb0; id < nb_end; id++)
     if (g->nodes[id].op == MF_OP_ACC_GRAD && idlist_push(&targets, id) < 0) goto oom;
-  for (int i = 0; i < o->n_keep; i++) /* kept tensors are read from the forward pass, as computed there */
-    if (idlist_push(&targets, o->keep[i]) < 0) goto oom;
   if (mark_needed(g, targets.v, targets.n, need0) < 0) goto oom;
+  int nt0 = targets.n;
+  for (int i = 0; i < o->n_keep; i++) /* kept tensors are read from the forward pass, as computed there */
+    if (o->keep[i] >= 0 && o->keep[i] < g->n && (keep_all || need0[o->keep[i]]) && idlist_push(&targets, o->keep[i]) < 0) goto oom;
+  if (mark_needed(g, targets.v + nt0, targets.n - nt0, need0) < 0) goto oom;
   for (int k = g->nseg - 1; k >= 0; k--) {
     if (!seg_wanted(o, k)) continue;
     int pos = -1;
-    for (int id = nf; id < nb_end && pos < 0; id++)
+    for (int id = nb0; id < nb_end && pos < 0; id++)
       if (g->nodes[id].seg == k && g->nodes[id].phase == MF_PHASE_BWD) pos = id;
     if (pos < 0) continue; /* nothing in this segment needs a gradient */
     bool invert = o->invertible && g->segs[k].inverse && !has_unneeded_output(g, k, need0);
-    if (segment_rewrite(g, k, pos, nb_end, invert, &M, &ins[pos - nf], &t, err, errlen) < 0) goto done;
+    if (segment_rewrite(g, k, pos, nb_end, invert, &M, &ins[pos - nb0], &t, err, errlen) < 0) goto done;
     (*n_recomputed)++;
   }
   for (int id = 0; id < nf; id++)
     if (idlist_push(&order, id) < 0) goto oom;
-  for (int id = nf; id < nb_end; id++) {
-    for (int q = 0; q < ins[id - nf].n; q++)
-      if (idlist_push(&order, ins[id - nf].v[q]) < 0) goto oom;
+  for (int id = nb0; id < nb_end; id++) {
+    for (int q = 0; q < ins[id - nb0].n; q++)
+      if (idlist_push(&order, ins[id - nb0].v[q]) < 0) goto oom;
     if (idlist_push(&order, id) < 0) goto oom;
   }
   if (program_emit(g, &order, targets.v, targets.n, pr) < 0) goto oom;
@@ -319,7 +322,7 @@ oom:
   snprintf(err, errlen, "plan: out of host memory");
   rc = -1;
 done:
-  if (ins) for (int i = 0; i < nb_end - nf + 1; i++) free(ins[i].v);
+  if (ins) for (int i = 0; i < nb_end - nb0 + 1; i++) free(ins[i].v);
   free(ins);
   free(order.v);
   free(targets.v);

@@ -70,8 +70,8 @@ int mf_checkpoint_save(mf_session *s, const char *path, int n_meta, const char *
         return -1;
       }
   for (int i = 0; i < n_meta; i++)
-    if (!strncmp(keys[i], "group.", 6) || !strncmp(keys[i], "plateau.", 8)) {
-      snprintf(err, errlen, "checkpoint %s: metadata key '%s' is the session's own (group.* and plateau.* are); use another name",
+    if (!strncmp(keys[i], "group.", 6) || !strncmp(keys[i], "plateau.", 8) || !strncmp(keys[i], "phase.", 6)) {
+      snprintf(err, errlen, "checkpoint %s: metadata key '%s' is the session's own (group.*, plateau.* and phase.* are); use another name",
                path, keys[i]);
       return -1;
     }
@@ -92,6 +92,11 @@ int mf_checkpoint_save(mf_session *s, const char *path, int n_meta, const char *
     char key[32];
     snprintf(key, sizeof key, "group.%d.step", k);
     snprintf(v, sizeof v, "%" PRId64, s->group_step[k]); mf_st_writer_meta(w, key, v);
+  }
+  for (int k = 0; k < s->plan->n_phases && s->plan->n_phases > 1; k++) { /* phase steps since each phase's update */
+    char key[32];
+    snprintf(key, sizeof key, "phase.%d.micro", k);
+    snprintf(v, sizeof v, "%d", s->phase_micro[k]); mf_st_writer_meta(w, key, v);
   }
   snprintf(v, sizeof v, "%.17g", s->plateau_best); mf_st_writer_meta(w, "plateau.best", v); /* "inf" before any report */
   snprintf(v, sizeof v, "%d", s->plateau_bad); mf_st_writer_meta(w, "plateau.bad", v);
@@ -255,13 +260,13 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   int64_t step, micro, clean, skipped, gstep[MF_MAX_PARAM_GROUPS], pbad;
   uint64_t rng;
   double scale, pbest, pscale;
-  int accum = s->opts.accum_steps > 1 ? s->opts.accum_steps : 1;
+  int accum = (s->opts.accum_steps > 1 ? s->opts.accum_steps : 1) * s->plan->n_phases; /* phases: steps of all of them */
   if (!fmt || strcmp(fmt, CK_FORMAT)) { snprintf(err, errlen, "checkpoint %s: not a memfit checkpoint (format '%s')", path, fmt ? fmt : "missing"); goto out; }
   if (s->plan->has_train && (!opt || strcmp(opt, optim_name(s->opts.plan.optim)))) {
     snprintf(err, errlen, "checkpoint %s: saved with optimizer '%s', this run uses '%s'", path, opt ? opt : "?", optim_name(s->opts.plan.optim));
     goto out;
   }
-  /* micro counts the micro-steps since the last update: at most accum_steps; clean_steps resets at 2000 */
+  /* micro counts the micro-steps since the last update: at most accum_steps (per phase); clean_steps resets at 2000 */
   if (meta_int(f, path, "step", 0, INT64_MAX - 1, &step, err, errlen) ||
       meta_int(f, path, "micro", 0, accum, &micro, err, errlen) ||
       meta_scale(f, path, "loss_scale", &scale, err, errlen) ||
@@ -270,6 +275,22 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
       meta_u64(f, path, "rng", &rng, err, errlen) ||
       meta_groups(f, path, s, step, gstep, &pbest, &pbad, &pscale, err, errlen))
     goto out;
+  /* phases: the steps each has taken since its update, adding up to micro (a file of one phase: none) */
+  int64_t pmicro[MF_MAX_PHASES] = {0};
+  if (s->plan->n_phases > 1) {
+    int64_t sum = 0;
+    for (int k = 0; k < s->plan->n_phases; k++) {
+      char key[32];
+      snprintf(key, sizeof key, "phase.%d.micro", k);
+      if (meta_int(f, path, key, 0, accum, &pmicro[k], err, errlen)) goto out;
+      sum += pmicro[k];
+    }
+    if (sum != micro) {
+      snprintf(err, errlen, "checkpoint %s: metadata phase.*.micro add up to %lld, micro is %lld (was the file edited?)", path,
+               (long long)sum, (long long)micro);
+      goto out;
+    }
+  }
   /* validate everything first, then copy: a bad file leaves the session untouched */
   load_ctx c = {f, path, err, errlen, 0, 0};
   if (ck_visit(s, micro > 0, load_visit, &c) < 0) goto out;
@@ -283,6 +304,11 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
   mf_state_load_done(s);
   s->step = step;
   s->micro = (int)micro;
+  for (int k = 0; k < MF_MAX_PHASES; k++) s->phase_micro[k] = (int)pmicro[k];
+  if (!micro && s->arena[MF_ARENA_GRAD]) { /* no gradients pending when saved: none now either (phase steps add to them) */
+    uint8_t *gh = mf_session_host_arena(s, MF_ARENA_GRAD);
+    if (gh) memset(gh, 0, s->plan->arena[MF_ARENA_GRAD]);
+  }
   s->loss_scale = scale;
   s->clean_steps = (int)clean;
   s->skipped = skipped;

@@ -67,6 +67,7 @@ static void param_init(const mf_node *n, void *data, uint64_t seed) {
 
 void *mf_session_ptr(mf_session *s, const mf_program *pr, int id) {
   const mf_plan *p = s->plan;
+  id = mf_node_alias_root(p->g, id); /* a detach is stored as what it detaches */
   if (s->bound && s->bound[id]) return s->bound[id];
   const mf_node *n = &p->g->nodes[id];
   mf_arena_kind a = mf_node_arena(n);
@@ -202,7 +203,9 @@ static int groups_init(mf_session *s, const mf_graph *g, char *err, size_t errle
   return 0;
 }
 
-mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o, char *err, size_t errlen) {
+/* n_phases 0: mf_session_init (one phase, plan of mf_plan_init); else mf_session_init_phases */
+static mf_session *session_init(mf_graph *g, mf_tensor loss, int n_phases, const mf_phase_opts *ph, const mf_train_opts *o,
+                                char *err, size_t errlen) {
   mf_session *s = calloc(1, sizeof *s);
   if (!s) { snprintf(err, errlen, "session: out of host memory"); return NULL; }
   s->opts = o ? *o : mf_train_opts_default();
@@ -214,7 +217,18 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
   s->loss_scale = s->opts.loss_scaling ? 65536.0 : 1.0;
   s->rng = s->opts.seed;
   if (groups_init(s, g, err, errlen) < 0) { free(s); return NULL; }
-  s->plan = mf_plan_init(g, loss, &s->opts.plan, err, errlen);
+  for (int k = 0; k < n_phases && ph; k++)
+    for (int b = s->opts.n_groups; b < MF_MAX_PARAM_GROUPS; b++)
+      if (ph[k].groups >> b & 1u) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "phase %d", k);
+        snprintf(err, errlen, "session: phase '%s' trains group %d, but n_groups is %d: raise n_groups and fill in groups[%d]",
+                 ph[k].name && ph[k].name[0] ? ph[k].name : nm, b, s->opts.n_groups, b);
+        free(s);
+        return NULL;
+      }
+  s->plan = n_phases ? mf_plan_init_phases(g, n_phases, ph, &s->opts.plan, err, errlen)
+                     : mf_plan_init(g, loss, &s->opts.plan, err, errlen);
   if (!s->plan) { free(s); return NULL; }
   s->be = s->plan->be;
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
@@ -262,6 +276,19 @@ mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o,
   mf_session_refresh_lp(s);
   if (stage_init(s, err, errlen) < 0) { mf_session_free(s); return NULL; }
   return s;
+}
+
+mf_session *mf_session_init(mf_graph *g, mf_tensor loss, const mf_train_opts *o, char *err, size_t errlen) {
+  return session_init(g, loss, 0, NULL, o, err, errlen);
+}
+
+mf_session *mf_session_init_phases(mf_graph *g, int n_phases, const mf_phase_opts *ph, const mf_train_opts *o, char *err,
+                                   size_t errlen) {
+  if (n_phases < 1 || n_phases > MF_MAX_PHASES || !ph) {
+    snprintf(err, errlen, "session: %d phases: expected 1 to %d (and their options)", n_phases, MF_MAX_PHASES);
+    return NULL;
+  }
+  return session_init(g, -1, n_phases, ph, o, err, errlen);
 }
 
 void mf_session_free(mf_session *s) {
@@ -444,6 +471,10 @@ static void stage_done(mf_session *s) {
 
 double mf_session_micro_step(mf_session *s) {
   mf_plan *p = s->plan;
+  if (p->n_phases > 1) {
+    fprintf(stderr, "memfit: micro_step: this session has %d phases: run each with mf_session_phase_step\n", p->n_phases);
+    return NAN;
+  }
   if (!p->has_train) return mf_session_forward(s);
   if (stage_take(s) < 0) return NAN;
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
@@ -452,6 +483,7 @@ double mf_session_micro_step(mf_session *s) {
   stage_done(s);
   if (rc < 0) return NAN;
   s->micro++;
+  s->phase_micro[0]++; /* so that mf_session_phase_update may follow */
   return read_scalar(s, &p->train, p->loss);
 }
 
@@ -487,6 +519,10 @@ int mf_session_update(mf_session *s) {
   mf_plan *p = s->plan;
   const mf_graph *g = p->g;
   const mf_train_opts *o = &s->opts;
+  if (p->n_phases > 1) {
+    fprintf(stderr, "memfit: update: this session has %d phases: update each with mf_session_phase_update\n", p->n_phases);
+    return -1;
+  }
   if (!p->has_train) return 0;
   double inv_scale = 1.0 / s->loss_scale;
   /* one pass over all gradients: finiteness and the global norm (unscaled) */
@@ -497,6 +533,7 @@ int mf_session_update(mf_session *s) {
     sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
   }
   s->micro = 0;
+  s->phase_micro[0] = 0;
   if (o->loss_scaling) {
     if (!isfinite(sq)) {
       s->loss_scale = fmax(s->loss_scale * 0.5, 1.0);
@@ -541,6 +578,106 @@ int mf_session_update(mf_session *s) {
   mf_session_refresh_lp(s);
   if (s->be->sync && s->be->sync(s->stream) < 0) return -1; /* the device error is on stderr */
   s->step++;
+  return 1;
+}
+
+/* ---- phases ---- */
+static int phase_check(const mf_session *s, int phase, const char *what) {
+  if (phase >= 0 && phase < s->plan->n_phases) return 0;
+  fprintf(stderr, "memfit: %s: phase %d is not in 0 .. %d\n", what, phase, s->plan->n_phases - 1);
+  return -1;
+}
+
+double mf_session_phase_step(mf_session *s, int phase) {
+  mf_plan *p = s->plan;
+  if (phase_check(s, phase, "phase_step") < 0) return NAN;
+  if (!p->has_train) return mf_session_forward(s);
+  const mf_plan_phase *ph = &p->phase[phase];
+  if (stage_take(s) < 0) return NAN;
+  /* no phase step pending since the updates: start from zero gradients, as mf_session_micro_step does
+   * (after mf_session_update too); otherwise add to them (phase updates zero what they update) */
+  if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
+  int rc = mf_session_run(s, ph->prog);
+  if (rc == 0 && phase == 0) rc = mf_state_after_micro(s, ph->prog); /* rings take phase 0's keys (once per step) */
+  stage_done(s);
+  if (rc < 0) return NAN;
+  s->micro++;
+  s->phase_micro[phase]++;
+  return read_scalar(s, ph->prog, ph->loss);
+}
+
+/* zeroes the gradients of the parameters phase ph trains */
+static void phase_grads_zero(mf_session *s, const mf_plan_phase *ph) {
+  const mf_graph *g = s->plan->g;
+  for (int id = 0; id < g->n_fwd; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM && n->grad >= 0 && ph->trains[id])
+      mem_fill(s, mf_session_ptr(s, NULL, n->grad), 0, (size_t)mf_node_numel(n) * sizeof(float));
+  }
+}
+
+int mf_session_phase_update(mf_session *s, int phase) {
+  mf_plan *p = s->plan;
+  const mf_graph *g = p->g;
+  const mf_train_opts *o = &s->opts;
+  if (phase_check(s, phase, "phase_update") < 0) return -1;
+  if (!p->has_train) return 0;
+  const mf_plan_phase *ph = &p->phase[phase];
+  s->micro -= s->phase_micro[phase];
+  s->phase_micro[phase] = 0;
+  /* the parameters this phase trains whose group is not frozen */
+#define PHASE_PARAM(n, id) ((n)->op == MF_OP_PARAM && (n)->grad >= 0 && ph->trains[id] && !s->group_frozen[param_group(s, n)])
+  double inv_scale = 1.0 / s->loss_scale, sq = 0;
+  for (int id = 0; id < g->n_fwd; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (PHASE_PARAM(n, id)) sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
+  }
+  if (o->loss_scaling) {
+    if (!isfinite(sq)) {
+      s->loss_scale = fmax(s->loss_scale * 0.5, 1.0);
+      s->clean_steps = 0;
+      s->skipped++;
+      phase_grads_zero(s, ph);
+      return s->be->sync && s->be->sync(s->stream) < 0 ? -1 : 0;
+    }
+    if (++s->clean_steps >= 2000) { s->loss_scale *= 2; s->clean_steps = 0; }
+  }
+  double norm = sqrt(sq) * inv_scale;
+  s->last_grad_norm = norm;
+  double gscale = inv_scale;
+  if (o->clip_norm > 0 && norm > o->clip_norm) gscale *= o->clip_norm / (norm + 1e-6);
+  unsigned mask = ph->groups ? ph->groups : ~0u;
+  mf_optim_args ga[MF_MAX_PARAM_GROUPS];
+  for (int k = 0; k < o->n_groups; k++) {
+    if (!(mask >> k & 1u) || s->group_frozen[k]) continue;
+    const mf_param_group_opts *q = &o->groups[k];
+    double lr = lr_at(o, q->lr, s->group_step[k]); /* the group's own position in the schedule */
+    if (o->schedule == MF_SCHED_PLATEAU && s->plateau_scale < 1) lr = fmax(lr * s->plateau_scale, q->min_lr);
+    if (k == 0) s->last_lr = lr;
+    s->group_lr[k] = lr;
+    int64_t t = s->group_step[k] + 1;
+    ga[k] = (mf_optim_args){.kind = o->plan.optim, .lr = (float)lr, .beta1 = (float)q->beta1, .beta2 = (float)q->beta2,
+                            .eps = (float)q->eps, .weight_decay = (float)q->weight_decay, .momentum = (float)q->momentum,
+                            .gscale = (float)gscale, .bc1 = (float)(1.0 / (1 - pow(q->beta1, (double)t))),
+                            .bc2 = (float)(1.0 / (1 - pow(q->beta2, (double)t)))};
+  }
+  for (int id = 0; id < g->n_fwd; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (!PHASE_PARAM(n, id) || !(mask >> param_group(s, n) & 1u)) continue;
+    const mf_optim_args *a = &ga[param_group(s, n)];
+    int64_t cnt = mf_node_numel(n), act = mf_state_active_elems(s, n); /* a growing model's inactive rows: untouched */
+    float *m = (float *)(s->arena[MF_ARENA_OPT] + p->opt_off[id]);
+    if (act > 0)
+      s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, act, a,
+                          s->stream);
+  }
+#undef PHASE_PARAM
+  for (int k = 0; k < o->n_groups; k++)
+    if (mask >> k & 1u && !s->group_frozen[k] && ++s->group_step[k] > s->step) s->step = s->group_step[k];
+  phase_grads_zero(s, ph);
+  mf_state_after_update_some(s, ph->trains); /* the EMA averages of what this phase updated follow their masters */
+  mf_session_refresh_lp(s);
+  if (s->be->sync && s->be->sync(s->stream) < 0) return -1; /* the device error is on stderr */
   return 1;
 }
 

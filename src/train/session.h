@@ -19,7 +19,8 @@ struct mf_session {
   size_t measured[MF_ARENA_COUNT];  /* highest byte written, by the runtime's own counter */
   size_t scanned[MF_ARENA_COUNT];   /* highest byte changed, found by scanning the sentinel */
   int64_t step;                     /* optimizer updates done */
-  int micro;                        /* micro-steps since the last update */
+  int micro;                        /* micro-steps since the last update (phases: the sum over phases) */
+  int phase_micro[MF_MAX_PHASES];   /* phase steps since that phase's last update */
   double loss_scale;
   int clean_steps;                  /* f16: updates since the last overflow */
   int64_t skipped;                  /* f16: updates skipped because of inf/NaN */
@@ -77,6 +78,8 @@ void mf_session_scan(mf_session *s);
  * load_done: the session's mask counts follow the loaded masks. */
 int mf_state_init(mf_session *s, char *err, size_t errlen);
 int mf_state_after_update(mf_session *s);
+/* after_update for the EMA averages of the parameters only[] marks (per node id; a phase update) */
+int mf_state_after_update_some(mf_session *s, const uint8_t *only);
 int mf_state_after_micro(mf_session *s, const mf_program *pr);
 int64_t mf_state_active_elems(const mf_session *s, const mf_node *n);
 typedef const void *(*mf_state_lookup_fn)(void *ctx, const char *name);

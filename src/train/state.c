@@ -59,11 +59,13 @@ int mf_state_init(mf_session *s, char *err, size_t errlen) {
   return 0;
 }
 
-int mf_state_after_update(mf_session *s) {
+int mf_state_after_update(mf_session *s) { return mf_state_after_update_some(s, NULL); }
+
+int mf_state_after_update_some(mf_session *s, const uint8_t *only) {
   const mf_graph *g = s->plan->g;
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
-    if (!is_kind(n, MF_STATE_EMA)) continue;
+    if (!is_kind(n, MF_STATE_EMA) || (only && !only[n->link])) continue;
     float *k = mf_session_ptr(s, NULL, id);
     const float *q = mf_session_ptr(s, NULL, n->link);
     int64_t cnt = mf_node_numel(n);
