@@ -19,7 +19,9 @@
 
 /* stateful: an EMA of w1 computing keys into a ring buffer the loss reads, w2 in a parameter group of its own,
  * and hidden units behind an active mask that grows from 4 to 6 after update GROW_AT (trainer hook) */
-typedef struct net { mf_graph *g; mf_tensor x, w1, w2, loss, ema, ring, mask; int stateful; } net;
+/* stateful 2: two phases, a generator (w1, w2; group 0) and a discriminator (w3 [48,4]; group 1) that sees the
+ * generator's output detached in its own phase */
+typedef struct net { mf_graph *g; mf_tensor x, w1, w2, w3, loss, loss_d, ema, ring, mask; int stateful; } net;
 #define GROW_AT 3
 
 /* x [B,3,4,4] -> [B,48] -> relu(x w1) [B,8] -> w2 [B,48]; loss = mse(reconstruction, x) */
@@ -36,6 +38,19 @@ static void net_build(net *n, mf_dtype dt, int stateful) {
   n->ema = n->ring = n->mask = -1;
   if (!stateful) {
     n->loss = mf_mse_loss(n->g, mf_matmul(n->g, h, n->w2, 0, 0), f);
+    EXPECT(mf_graph_error(n->g) == NULL);
+    return;
+  }
+  if (stateful == 2) {
+    int64_t w3s[2] = {48, 4};
+    n->w3 = mf_param(n->g, "w3", 2, w3s, MF_INIT_XAVIER, 0);
+    EXPECT(mf_param_group_set(n->g, n->w3, 1) == 0);
+    mf_tensor y = mf_matmul(n->g, h, n->w2, 0, 0); /* [B,48] */
+    mf_tensor fake = mf_sigmoid(n->g, mf_mul_scalar(n->g, mf_matmul(n->g, y, n->w3, 0, 0), -1));           /* [B,4] */
+    n->loss = mf_add(n->g, mf_mse_loss(n->g, y, f), mf_mul_scalar(n->g, mf_mean(n->g, fake, 0, 0), 0.1));
+    mf_tensor df = mf_sigmoid(n->g, mf_matmul(n->g, mf_detach(n->g, y), n->w3, 0, 0));
+    mf_tensor dr = mf_sigmoid(n->g, mf_mul_scalar(n->g, mf_matmul(n->g, f, n->w3, 0, 0), -1));
+    n->loss_d = mf_add(n->g, mf_mean(n->g, df, 0, 0), mf_mean(n->g, dr, 0, 0));
     EXPECT(mf_graph_error(n->g) == NULL);
     return;
   }
@@ -70,7 +85,8 @@ static mf_session *session_make(net *n, mf_dtype dt, int accum, mf_schedule sche
   o.plan.n_keep = 1;
   o.plan.keep = &n->loss;
   char err[512];
-  mf_session *s = mf_session_init(n->g, n->loss, &o, err, sizeof err);
+  mf_phase_opts ph[2] = {{"gen", n->loss, 1u << 0}, {"disc", n->loss_d, 1u << 1}};
+  mf_session *s = stateful == 2 ? mf_session_init_phases(n->g, 2, ph, &o, err, sizeof err) : mf_session_init(n->g, n->loss, &o, err, sizeof err);
   if (!s) fprintf(stderr, "%s\n", err);
   EXPECT(s != NULL);
   return s;
@@ -106,8 +122,8 @@ static int feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_t n
 }
 static void read_terms(void *ctx, mf_session *s, double *v) {
   hctx *c = ctx;
-  float l;
-  mf_session_read(s, c->n->loss, &l, 1);
+  float l = 0;
+  if (c->n->stateful != 2) mf_session_read(s, c->n->loss, &l, 1); /* with phases the last phase ran the disc's loss */
   v[0] = l;
   c->micro_steps++;
   if (c->stop_at && c->micro_steps == c->stop_at) mf_trainer_stop(c->t);
@@ -115,7 +131,7 @@ static void read_terms(void *ctx, mf_session *s, double *v) {
 }
 /* the stateful net grows after update GROW_AT (the same in the hand loop) */
 static int net_grow(net *n, mf_session *s, int64_t update) {
-  if (!n->stateful || update != GROW_AT) return 0;
+  if (n->stateful != 1 || update != GROW_AT) return 0;
   return mf_session_grow(s, n->mask, 6, 1, &n->w2, NULL);
 }
 
@@ -203,7 +219,23 @@ static void hand_loop(mf_session *s, net *n, mf_dataset *ds, int accum, double *
   char err[512];
   mf_loader *L = mf_loader_init(&lo, err, sizeof err);
   EXPECT(L != NULL);
-  for (int u = 0; u < UPDATES; u++) {
+  for (int u = 0; u < UPDATES && n->stateful == 2; u++) { /* phases: each micro-batch through gen then disc */
+    double sum = 0;
+    for (int k = 0; k < accum; k++) {
+      const mf_batch *b = mf_loader_next(L);
+      if (!b) b = mf_loader_next(L);
+      EXPECT(b != NULL);
+      const float *d[1] = {b->images};
+      for (int ph = 0; ph < 2; ph++) {
+        EXPECT(mf_session_stage_inputs(s, 1, &n->x, d) == 0);
+        sum += mf_session_phase_step(s, ph);
+        if (k + 1 == accum) EXPECT(mf_session_phase_update(s, ph) == 1);
+      }
+      mf_loader_release(L, b);
+    }
+    loss[u] = sum / accum;
+  }
+  for (int u = 0; u < UPDATES && n->stateful != 2; u++) {
     double sum = 0;
     for (int k = 0; k < accum; k++) {
       const mf_batch *b = mf_loader_next(L);
@@ -227,7 +259,8 @@ static void params_read(mf_session *s, net *n, float *w) {
   memset(w, 0, STATE_FLOATS * sizeof *w);
   EXPECT(mf_session_read(s, n->w1, w, 48 * 8) == 0);
   EXPECT(mf_session_read(s, n->w2, w + 48 * 8, 8 * 48) == 0);
-  if (!n->stateful) return;
+  if (n->stateful == 2) EXPECT(mf_session_read(s, n->w3, w + 2 * 48 * 8, 48 * 4) == 0);
+  if (n->stateful != 1) return;
   EXPECT(mf_session_read(s, n->ema, w + 2 * 48 * 8, 48 * 8) == 0);
   EXPECT(mf_session_read(s, n->ring, w + 3 * 48 * 8, 10 * 8) == 0);
   w[STATE_FLOATS - 2] = (float)mf_session_ring_pos(s, n->ring);
@@ -262,9 +295,9 @@ int main(void) {
   char out[600], out2[600], ll[700], ll2[700];
 
   /* 1. the trainer's losses are the hand loop's, bit for bit (f32 and bf16, with accumulation); memory exact */
-  const struct { mf_dtype dt; int accum, stateful; } cases[5] = {{MF_F32, 1, 0}, {MF_F32, 2, 0}, {MF_BF16, 2, 0}, {MF_F32, 1, 1},
-                                                                  {MF_BF16, 2, 1}};
-  for (int c = 0; c < 5; c++) {
+  const struct { mf_dtype dt; int accum, stateful; } cases[7] = {{MF_F32, 1, 0}, {MF_F32, 2, 0}, {MF_BF16, 2, 0}, {MF_F32, 1, 1},
+                                                                  {MF_BF16, 2, 1}, {MF_F32, 2, 2}, {MF_BF16, 1, 2}};
+  for (int c = 0; c < 7; c++) {
     net n1, n2;
     mf_session *s1 = session_make(&n1, cases[c].dt, cases[c].accum, MF_SCHED_CONSTANT, cases[c].stateful);
     mf_session *s2 = session_make(&n2, cases[c].dt, cases[c].accum, MF_SCHED_CONSTANT, cases[c].stateful);
@@ -284,7 +317,7 @@ int main(void) {
     params_read(s1, &n1, w1);
     params_read(s2, &n2, w2);
     EXPECT(memcmp(w1, w2, sizeof w1) == 0);
-    if (cases[c].stateful) EXPECT(w2[STATE_FLOATS - 1] == 6 && w2[STATE_FLOATS - 2] == (float)(UPDATES * cases[c].accum * B % 10));
+    if (cases[c].stateful == 1) EXPECT(w2[STATE_FLOATS - 1] == 6 && w2[STATE_FLOATS - 2] == (float)(UPDATES * cases[c].accum * B % 10));
     EXPECT(mf_session_step(s2) == UPDATES);
     memory_exact(s2);
     /* validation at each epoch end: updates 3, 6 and the last, 7 */
@@ -293,21 +326,25 @@ int main(void) {
     mf_session_free(s2); mf_graph_free(n2.g);
   }
 
-  /* the uninterrupted reference for the stop / resume cases (accumulation 2; EMA, ring, groups, growth) */
+  /* 2. --stop-after, mf_trainer_stop and SIGINT, then resume: the same losses and weights as uninterrupted (the
+   * net with an EMA, a ring, groups and growth; then SIGINT on the two-phase net), accumulation 2 */
   net nr;
-  mf_session *sr = session_make(&nr, MF_F32, 2, MF_SCHED_CONSTANT, 1);
-  snprintf(out, sizeof out, "%s/ref", root);
-  hctx hr = {0};
-  EXPECT(trainer_run(sr, &nr, ds, &(run_opts){.out = out, .accum = 2}, &hr) == 0);
+  mf_session *sr = NULL;
   float wref[STATE_FLOATS];
-  params_read(sr, &nr, wref);
-  snprintf(ll, sizeof ll, "%s/loss.txt", out);
-
-  /* 2. --stop-after, mf_trainer_stop and SIGINT, then resume: the same losses and weights as uninterrupted */
-  for (int how = 0; how < 3; how++) {
+  for (int run = 0; run < 4; run++) {
+    int how = run < 3 ? run : 2, kind = run < 3 ? 1 : 2;
+    if (run == 0 || run == 3) { /* the uninterrupted reference */
+      if (sr) { mf_session_free(sr); mf_graph_free(nr.g); }
+      sr = session_make(&nr, MF_F32, 2, MF_SCHED_CONSTANT, kind);
+      snprintf(out, sizeof out, "%s/ref%d", root, kind);
+      hctx hr = {0};
+      EXPECT(trainer_run(sr, &nr, ds, &(run_opts){.out = out, .accum = 2}, &hr) == 0);
+      params_read(sr, &nr, wref);
+      snprintf(ll, sizeof ll, "%s/loss.txt", out);
+    }
     net na, nb;
-    mf_session *sa = session_make(&na, MF_F32, 2, MF_SCHED_CONSTANT, 1);
-    snprintf(out2, sizeof out2, "%s/stop%d", root, how);
+    mf_session *sa = session_make(&na, MF_F32, 2, MF_SCHED_CONSTANT, kind);
+    snprintf(out2, sizeof out2, "%s/stop%d", root, run);
     hctx ha = {0};
     run_opts ra = {.out = out2, .accum = 2, .signals = how == 2};
     if (how == 0) ra.stop_after = 4;
@@ -320,7 +357,7 @@ int main(void) {
     char ck[700];
     snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", out2);
     EXPECT(access(ck, R_OK) == 0);
-    mf_session *sb = session_make(&nb, MF_F32, 2, MF_SCHED_CONSTANT, 1);
+    mf_session *sb = session_make(&nb, MF_F32, 2, MF_SCHED_CONSTANT, kind);
     hctx hb = {0};
     EXPECT(trainer_run(sb, &nb, ds, &(run_opts){.out = out2, .resume = ck, .accum = 2}, &hb) == 0);
     EXPECT(hb.micro_steps == 2 * (UPDATES - (int)stopped));

@@ -406,6 +406,7 @@ static void train_on_signal(int sig) {
 }
 
 /* the loader's next batch (a new pass when one ends), staged by the workload for the session's next micro-step */
+static int batch_feed(mf_trainer *t, const mf_batch *b, int *failed);
 static const mf_batch *batch_take(mf_trainer *t, int *failed) {
   const mf_batch *b = mf_loader_next(t->L);
   if (!b && !mf_loader_error(t->L)) b = mf_loader_next(t->L); /* a new pass over the data */
@@ -414,14 +415,22 @@ static const mf_batch *batch_take(mf_trainer *t, int *failed) {
     *failed = 1;
     return NULL;
   }
-  char err[1024];
-  if (t->h.feed(t->h.ctx, t->s, b, err, sizeof err) < 0) {
-    fprintf(stderr, "memfit %s: %s\n", t->o.name, err);
+  if (batch_feed(t, b, failed) < 0) {
     mf_loader_release(t->L, b);
-    *failed = 1;
     return NULL;
   }
   return b;
+}
+
+/* stages b (again) for the session's next step through the workload's feed hook; 0, or -1 (said) */
+static int batch_feed(mf_trainer *t, const mf_batch *b, int *failed) {
+  char err[1024];
+  if (t->h.feed(t->h.ctx, t->s, b, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit %s: %s\n", t->o.name, err);
+    *failed = 1;
+    return -1;
+  }
+  return 0;
 }
 
 /* validation and its record; the sample picture goes to OUT/samples-epochNNN.png (OUT/samples-stepNNNNNNN.png
@@ -465,7 +474,7 @@ int mf_trainer_run(mf_trainer *t) {
   const mf_trainer_opts *o = &t->o;
   mf_session *s = t->s;
   mf_loader *L = t->L;
-  int accum = o->accum, nt = o->n_terms;
+  int accum = o->accum, nt = o->n_terms, nph = mf_plan_phase_count(mf_session_plan(t->s));
   int64_t start = t->start, total = t->total, per_epoch = t->per_epoch, step = start;
   int epochs = t->epochs, epoch0 = (int)(start / per_epoch);
   double t0 = now_s(), last_log = t0;
@@ -511,7 +520,36 @@ int mf_trainer_run(mf_trainer *t) {
     if (end > total) end = total;
     for (; step < end; step++) {
       double upd_loss = 0, upd_terms[MF_MAX_TERMS] = {0};
-      for (int k = 0; k < accum; k++) {
+      double ph_loss[MF_MAX_PHASES] = {0};
+      for (int k = 0; k < accum && nph > 1; k++) {
+        /* phases: each micro-batch goes through every phase in order (fed again for each); on the last one a
+         * phase's update follows its step at once, so a later phase sees it (a GAN's discriminator sees the
+         * generator just updated), as PyTorch Lightning steps several optimizers */
+        const mf_batch *b = batch_take(t, &failed);
+        if (!b) break;
+        double tv[MF_MAX_TERMS] = {0};
+        for (int ph = 0; ph < nph && !failed; ph++) {
+          double l = ph ? (batch_feed(t, b, &failed) < 0 ? NAN : mf_session_phase_step(s, ph)) : mf_session_phase_step(s, ph);
+          if (isnan(l)) {
+            if (!failed) fprintf(stderr, "memfit %s: phase %s: the step failed (see above)\n", o->name, mf_plan_phase_name(mf_session_plan(s), ph));
+            failed = 1;
+            break;
+          }
+          if (nt && t->h.read_terms && ph == nph - 1) t->h.read_terms(t->h.ctx, s, tv);
+          ph_loss[ph] += l;
+          upd_loss += l;
+          run_loss += l / o->loss_divisor;
+          if (k + 1 == accum && mf_session_phase_update(s, ph) < 0) {
+            fprintf(stderr, "memfit %s: phase %s: the update failed (see above)\n", o->name, mf_plan_phase_name(mf_session_plan(s), ph));
+            failed = 1;
+          }
+        }
+        mf_loader_release(L, b);
+        if (failed) break;
+        for (int i = 0; i < nt; i++) { run_terms[i] += tv[i]; upd_terms[i] += tv[i]; }
+        run_n++;
+      }
+      for (int k = 0; k < accum && nph == 1; k++) {
         if (!cur && !(cur = batch_take(t, &failed))) break;
         int more = k + 1 < accum || !BOUNDARY(step + 1);
         const mf_batch *nxt = more ? batch_take(t, &failed) : NULL;
@@ -528,7 +566,7 @@ int mf_trainer_run(mf_trainer *t) {
         run_n++;
       }
       if (failed) break;
-      if (mf_session_update(s) < 0) { fprintf(stderr, "memfit %s: the update failed (see above)\n", o->name); failed = 1; break; }
+      if (nph == 1 && mf_session_update(s) < 0) { fprintf(stderr, "memfit %s: the update failed (see above)\n", o->name); failed = 1; break; }
       if (t->h.after_update) {
         char err[1024];
         if (t->h.after_update(t->h.ctx, s, step + 1, err, sizeof err) < 0) {
@@ -550,11 +588,16 @@ int mf_trainer_run(mf_trainer *t) {
         double el = now_s() - t0;
         char rate_name[48];
         snprintf(rate_name, sizeof rate_name, "%s_per_s", o->sample_unit);
-        const char *nm[8 + MF_MAX_TERMS + 2];
-        double v[8 + MF_MAX_TERMS + 2];
+        const char *nm[8 + MF_MAX_TERMS + MF_MAX_PHASES + 2];
+        double v[8 + MF_MAX_TERMS + MF_MAX_PHASES + 2];
+        char phn[MF_MAX_PHASES][48];
         int n = 0;
         nm[n] = "epoch"; v[n++] = ep + 1;
-        nm[n] = "loss"; v[n++] = upd_loss / accum;
+        nm[n] = "loss"; v[n++] = upd_loss / accum; /* with phases: their sum */
+        for (int ph = 0; ph < nph && nph > 1; ph++) {
+          snprintf(phn[ph], sizeof phn[ph], "loss_%s", mf_plan_phase_name(mf_session_plan(s), ph));
+          nm[n] = phn[ph]; v[n++] = ph_loss[ph] / accum;
+        }
         for (int i = 0; i < nt; i++) { nm[n] = o->term_names[i]; v[n++] = upd_terms[i] / accum; }
         nm[n] = "lr"; v[n++] = mf_session_last_lr(s);
         nm[n] = "grad_norm"; v[n++] = mf_session_last_grad_norm(s);
