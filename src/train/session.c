@@ -515,6 +515,30 @@ static double lr_at(const mf_train_opts *o, double lr, int64_t step) {
   }
 }
 
+/* group k's learning rate at schedule position `step` (PLATEAU: times the cuts so far, not below its min_lr) */
+static double group_lr_at(const mf_session *s, int k, int64_t step) {
+  const mf_train_opts *o = &s->opts;
+  const mf_param_group_opts *q = &o->groups[k];
+  double lr = lr_at(o, q->lr, step);
+  if (o->schedule == MF_SCHED_PLATEAU && s->plateau_scale < 1) lr = fmax(lr * s->plateau_scale, q->min_lr);
+  return lr;
+}
+
+/* group k's optimizer arguments for its next update at schedule position `step` (records its lr; group 0's is
+ * also the session's last lr): its own decay and betas, and its own step count for Adam's bias correction */
+static mf_optim_args group_args(mf_session *s, int k, int64_t step, double gscale) {
+  const mf_train_opts *o = &s->opts;
+  const mf_param_group_opts *q = &o->groups[k];
+  double lr = group_lr_at(s, k, step);
+  if (k == 0) s->last_lr = lr;
+  s->group_lr[k] = lr;
+  int64_t t = s->group_step[k] + 1;
+  return (mf_optim_args){.kind = o->plan.optim, .lr = (float)lr, .beta1 = (float)q->beta1, .beta2 = (float)q->beta2,
+                         .eps = (float)q->eps, .weight_decay = (float)q->weight_decay, .momentum = (float)q->momentum,
+                         .gscale = (float)gscale, .bc1 = (float)(1.0 / (1 - pow(q->beta1, (double)t))),
+                         .bc2 = (float)(1.0 / (1 - pow(q->beta2, (double)t)))};
+}
+
 int mf_session_update(mf_session *s) {
   mf_plan *p = s->plan;
   const mf_graph *g = p->g;
@@ -551,17 +575,11 @@ int mf_session_update(mf_session *s) {
    * min_lr), its own decay and betas, and its own step count for Adam's bias correction */
   mf_optim_args ga[MF_MAX_PARAM_GROUPS];
   for (int k = 0; k < o->n_groups; k++) {
-    const mf_param_group_opts *q = &o->groups[k];
-    double lr = lr_at(o, q->lr, s->step);
-    if (o->schedule == MF_SCHED_PLATEAU && s->plateau_scale < 1) lr = fmax(lr * s->plateau_scale, q->min_lr);
-    if (k == 0) s->last_lr = lr;
-    if (s->group_frozen[k]) continue;
-    s->group_lr[k] = lr;
-    int64_t t = s->group_step[k] + 1;
-    ga[k] = (mf_optim_args){.kind = o->plan.optim, .lr = (float)lr, .beta1 = (float)q->beta1, .beta2 = (float)q->beta2,
-                            .eps = (float)q->eps, .weight_decay = (float)q->weight_decay, .momentum = (float)q->momentum,
-                            .gscale = (float)gscale, .bc1 = (float)(1.0 / (1 - pow(q->beta1, (double)t))),
-                            .bc2 = (float)(1.0 / (1 - pow(q->beta2, (double)t)))};
+    if (s->group_frozen[k]) {
+      if (k == 0) s->last_lr = group_lr_at(s, 0, s->step);
+      continue;
+    }
+    ga[k] = group_args(s, k, s->step, gscale);
   }
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
@@ -648,19 +666,8 @@ int mf_session_phase_update(mf_session *s, int phase) {
   if (o->clip_norm > 0 && norm > o->clip_norm) gscale *= o->clip_norm / (norm + 1e-6);
   unsigned mask = ph->groups ? ph->groups : ~0u;
   mf_optim_args ga[MF_MAX_PARAM_GROUPS];
-  for (int k = 0; k < o->n_groups; k++) {
-    if (!(mask >> k & 1u) || s->group_frozen[k]) continue;
-    const mf_param_group_opts *q = &o->groups[k];
-    double lr = lr_at(o, q->lr, s->group_step[k]); /* the group's own position in the schedule */
-    if (o->schedule == MF_SCHED_PLATEAU && s->plateau_scale < 1) lr = fmax(lr * s->plateau_scale, q->min_lr);
-    if (k == 0) s->last_lr = lr;
-    s->group_lr[k] = lr;
-    int64_t t = s->group_step[k] + 1;
-    ga[k] = (mf_optim_args){.kind = o->plan.optim, .lr = (float)lr, .beta1 = (float)q->beta1, .beta2 = (float)q->beta2,
-                            .eps = (float)q->eps, .weight_decay = (float)q->weight_decay, .momentum = (float)q->momentum,
-                            .gscale = (float)gscale, .bc1 = (float)(1.0 / (1 - pow(q->beta1, (double)t))),
-                            .bc2 = (float)(1.0 / (1 - pow(q->beta2, (double)t)))};
-  }
+  for (int k = 0; k < o->n_groups; k++)
+    if ((mask >> k & 1u) && !s->group_frozen[k]) ga[k] = group_args(s, k, s->group_step[k], gscale); /* its own schedule position */
   for (int id = 0; id < g->n_fwd; id++) {
     const mf_node *n = &g->nodes[id];
     if (!PHASE_PARAM(n, id) || !(mask >> param_group(s, n) & 1u)) continue;
