@@ -539,6 +539,16 @@ static mf_optim_args group_args(mf_session *s, int k, int64_t step, double gscal
                          .bc2 = (float)(1.0 / (1 - pow(q->beta2, (double)t)))};
 }
 
+/* the optimizer on parameter id with its group's arguments (a growing model's inactive rows: untouched) */
+static void param_step(mf_session *s, int id, const mf_optim_args *a) {
+  const mf_node *n = &s->plan->g->nodes[id];
+  int64_t cnt = mf_node_numel(n), act = mf_state_active_elems(s, n);
+  float *m = (float *)(s->arena[MF_ARENA_OPT] + s->plan->opt_off[id]);
+  if (act > 0)
+    s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, act, a,
+                        s->stream);
+}
+
 int mf_session_update(mf_session *s) {
   mf_plan *p = s->plan;
   const mf_graph *g = p->g;
@@ -584,12 +594,7 @@ int mf_session_update(mf_session *s) {
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
-    const mf_optim_args *a = &ga[param_group(s, n)];
-    int64_t cnt = mf_node_numel(n), act = mf_state_active_elems(s, n); /* a growing model's inactive rows: untouched */
-    float *m = (float *)(s->arena[MF_ARENA_OPT] + p->opt_off[id]);
-    if (act > 0)
-      s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, act, a,
-                          s->stream);
+    param_step(s, id, &ga[param_group(s, n)]);
   }
   for (int k = 0; k < o->n_groups; k++) s->group_step[k] += !s->group_frozen[k];
   mf_state_after_update(s); /* EMA averages follow the updated masters */
@@ -671,12 +676,7 @@ int mf_session_phase_update(mf_session *s, int phase) {
   for (int id = 0; id < g->n_fwd; id++) {
     const mf_node *n = &g->nodes[id];
     if (!PHASE_PARAM(n, id) || !(mask >> param_group(s, n) & 1u)) continue;
-    const mf_optim_args *a = &ga[param_group(s, n)];
-    int64_t cnt = mf_node_numel(n), act = mf_state_active_elems(s, n); /* a growing model's inactive rows: untouched */
-    float *m = (float *)(s->arena[MF_ARENA_OPT] + p->opt_off[id]);
-    if (act > 0)
-      s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, act, a,
-                          s->stream);
+    param_step(s, id, &ga[param_group(s, n)]);
   }
 #undef PHASE_PARAM
   for (int k = 0; k < o->n_groups; k++)
