@@ -226,13 +226,6 @@ static int run_save(mf_trainer *t, const mf_batch *held) {
 
 /* ---------------------------------------------------------------- init */
 
-static void trainer_fail(mf_trainer *t) {
-  if (t->loss_log) fclose(t->loss_log);
-  if (t->jlog) fclose(t->jlog);
-  mf_loader_free(t->L);
-  free(t);
-}
-
 /* the loader's "fewer than one batch" and "start position" errors, said in the user's terms */
 static void loader_error(const mf_trainer *t, const mf_st_file *ckf, const char *err) {
   const mf_trainer_opts *o = &t->o;
@@ -315,7 +308,7 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
     if (mf_session_load(s, o->resume, err, errlen) < 0) {
       fprintf(stderr, "memfit %s: --resume: %s\n", o->name, err);
       snprintf(err, errlen, "said above");
-      trainer_fail(t);
+      mf_trainer_free(t);
       return NULL;
     }
     t->start = mf_session_step(s);
@@ -338,7 +331,7 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
   if (mkdir(o->out, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "memfit %s: cannot create --out %s: %s\n", o->name, o->out, strerror(errno));
     snprintf(err, errlen, "said above");
-    trainer_fail(t);
+    mf_trainer_free(t);
     return NULL;
   }
   snprintf(t->ck, sizeof t->ck, "%s/checkpoint.safetensors", o->out);
@@ -353,7 +346,7 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
     if (bad) {
       fprintf(stderr, "memfit %s: --out %s: %s (%s); nothing could be saved there\n", o->name, o->out, bad, p);
       snprintf(err, errlen, "said above");
-      trainer_fail(t);
+      mf_trainer_free(t);
       return NULL;
     }
   }
@@ -361,7 +354,7 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
   if (o->loss_log && !(t->loss_log = log_open(o->loss_log, t->start, &dropped))) {
     fprintf(stderr, "memfit %s: cannot write --loss-log %s: %s\n", o->name, o->loss_log, strerror(errno));
     snprintf(err, errlen, "said above");
-    trainer_fail(t);
+    mf_trainer_free(t);
     return NULL;
   }
   if (dropped)
@@ -373,7 +366,7 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
   if (!(t->jlog = log_open(t->jlog_path, t->start, &dropped))) {
     fprintf(stderr, "memfit %s: cannot write --log %s: %s\n", o->name, t->jlog_path, strerror(errno));
     snprintf(err, errlen, "said above");
-    trainer_fail(t);
+    mf_trainer_free(t);
     return NULL;
   }
   return t;
