@@ -105,12 +105,21 @@ mf_tensor mf_ema(mf_graph *g, const char *name, mf_tensor param, double momentum
  * state saved as "state.<name>.pos"), e.g. MoCo's queue of negatives. The graph may read it like any
  * tensor (logits = matmul(q, queue, 0, 1)). */
 mf_tensor mf_ring(mf_graph *g, const char *name, int64_t rows, int64_t cols);
-/* Registers that after every training micro-step (after backward, so the step reads the queue as it
- * was) the rows of `keys` [B, cols] (same dtype as the ring, any B >= 1) are copied into the ring at
- * its position, wrapping around (rows not a multiple of B, and B larger than the rows left or than
- * the ring, are fine: rows are written in order, later ones win), and the position advances by B
- * modulo rows. The plan keeps `keys` alive to the end of the training step and counts it. Evaluation
- * (mf_session_forward) pushes nothing. One push per ring. Returns 0 or -1 (mf_graph_error). */
+/* Registers that the ring takes the rows of `keys` [B, cols] (same dtype as the ring, any B >= 1) once per
+ * optimizer update, all `steps` micro-steps' keys together (steps = the session's accum_steps; MoCo's
+ * queue: accumulation does not change the negatives a step reads). Micro-steps 0 .. steps-2 of an update
+ * copy their keys into a stage, a state [(steps-1)*B, cols] named "<ring>.stage" (STATE arena, planned,
+ * saved in checkpoints; none when steps is 1); after the backward of the last one (so every micro-step of
+ * the update reads the ring as it was before the update) the staged keys, then that micro-step's, are
+ * copied into the ring at its position in order, wrapping around (rows not a multiple of B, and more keys
+ * than the rows left or than the ring, are fine: later rows win), and the position advances by steps*B
+ * modulo rows. An update after fewer micro-steps pushes the staged ones; a skipped update (f16 overflow)
+ * still pushes (the keys were computed). With phases, phase 0's steps count. The plan keeps `keys` alive
+ * to the end of the training step and counts it. Evaluation (mf_session_forward) pushes nothing. One push
+ * per ring. mf_session_init refuses a session whose accum_steps differs from steps, naming the ring.
+ * Returns 0 or -1 (mf_graph_error: not a ring, keys not [B, cols] of its dtype, steps < 1, a second push). */
+int mf_ring_push_steps(mf_graph *g, mf_tensor ring, mf_tensor keys, int steps);
+/* mf_ring_push_steps(g, ring, keys, 1): for sessions without accumulation. */
 int mf_ring_push(mf_graph *g, mf_tensor ring, mf_tensor keys);
 
 /* ---- models that grow (Image-GS adds Gaussians at fixed steps) ----
@@ -522,6 +531,11 @@ int mf_session_read_grad(mf_session *s, mf_tensor param, float *dst, size_t n);
  * prefix and 0 after it (else refused). Read states back with mf_session_read. Returns 0, or -1 with a
  * message on stderr naming the tensor. */
 int mf_session_write_state(mf_session *s, mf_tensor state, const float *src, size_t n);
+/* Sets the momentum of the EMA average `ema` (as mf_ema returned it), or of every EMA average of the session
+ * when ema is -1, for the updates from now on (e.g. MoCo v3's cosine ramp from 0.99 to 1: call it before each
+ * update). It is not saved in checkpoints: the caller sets it from the step count (mf_session_step). Returns
+ * the number of averages changed, or -1 with a message on stderr (momentum outside [0, 1], not an EMA). */
+int mf_session_set_ema_momentum(mf_session *s, mf_tensor ema, double momentum);
 /* The write position of a ring (0 .. rows-1), or -1 when `ring` is not one. */
 int64_t mf_session_ring_pos(mf_session *s, mf_tensor ring);
 /* Active entries of a mask (n_active), or -1 when `mask` is not one. */

@@ -25,7 +25,7 @@ typedef struct net { mf_graph *g; mf_tensor x, w1, w2, w3, loss, loss_d, ema, ri
 #define GROW_AT 3
 
 /* x [B,3,4,4] -> [B,48] -> relu(x w1) [B,8] -> w2 [B,48]; loss = mse(reconstruction, x) */
-static void net_build(net *n, mf_dtype dt, int stateful) {
+static void net_build(net *n, mf_dtype dt, int stateful, int accum) {
   n->g = mf_graph_init(dt);
   mf_graph_set_seed(n->g, 7);
   int64_t xs[4] = {B, 3, 4, 4}, fs[2] = {B, 48}, w1s[2] = {48, 8}, w2s[2] = {8, 48};
@@ -62,14 +62,14 @@ static void net_build(net *n, mf_dtype dt, int stateful) {
   n->ema = mf_ema(n->g, "w1_ema", n->w1, 0.9);
   mf_tensor k = mf_relu(n->g, mf_matmul(n->g, f, n->ema, 0, 0));  /* keys [B,8], no gradient */
   n->ring = mf_ring(n->g, "queue", 10, 8);
-  EXPECT(mf_ring_push(n->g, n->ring, k) == 0);
+  EXPECT(mf_ring_push_steps(n->g, n->ring, k, accum) == 0);     /* once per update, all micro-steps' keys */
   mf_tensor logits = mf_matmul(n->g, h, n->ring, 0, 1);          /* [B,10] against the queue */
   n->loss = mf_add(n->g, mf_mse_loss(n->g, mf_matmul(n->g, h, n->w2, 0, 0), f), mf_mul_scalar(n->g, mf_mean(n->g, logits, 0, 0), 1e-3));
   EXPECT(mf_graph_error(n->g) == NULL);
 }
 
 static mf_session *session_make(net *n, mf_dtype dt, int accum, mf_schedule sched, int stateful) {
-  net_build(n, dt, stateful);
+  net_build(n, dt, stateful, accum);
   mf_train_opts o = mf_train_opts_default();
   o.threads = 1;
   o.plan.threads = 1;
@@ -409,8 +409,8 @@ int main(void) {
 
   /* 4. bad arguments: no feed hook; a resume file that is no checkpoint; stop-after before the checkpoint */
   {
-    net n;
-    mf_session *s = session_make(&n, MF_F32, 1, MF_SCHED_CONSTANT, 1);
+    net n; /* accumulation 2 as stop0's checkpoint: its ring stages one micro-step's keys */
+    mf_session *s = session_make(&n, MF_F32, 2, MF_SCHED_CONSTANT, 1);
     mf_loader_opts lo = loader_opts(ds);
     mf_trainer_opts o = mf_trainer_opts_default();
     snprintf(out, sizeof out, "%s/bad", root);

@@ -26,7 +26,9 @@ typedef enum mf_state_kind {
   MF_STATE_PLAIN,      /* mf_state: the caller updates it (mf_session_write_state) */
   MF_STATE_EMA,        /* mf_ema: link = the parameter's f32 master, fp[0] = momentum */
   MF_STATE_RING,       /* mf_ring: link = its position */
-  MF_STATE_RING_POS,   /* i32 [1] write position of a ring: link = the ring, ip[0] = the pushed tensor (-1: none) */
+  MF_STATE_RING_POS,   /* i32 [1] write position of a ring: link = the ring, ip[0] = the pushed tensor (-1: none),
+                          ip[1] = micro-steps per push (mf_ring_push_steps), ip[2] = its stage (-1: none) */
+  MF_STATE_RING_STAGE, /* [(steps-1)*B, cols] keys of a step's earlier micro-steps: link = the ring's position */
   MF_STATE_MASK,       /* mf_active_mask */
 } mf_state_kind;
 

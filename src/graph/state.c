@@ -91,11 +91,13 @@ mf_tensor mf_ring(mf_graph *g, const char *name, int64_t rows, int64_t cols) {
   if (pos < 0) return -1;
   g->nodes[pos].link = id;
   g->nodes[pos].ip[0] = -1;
+  g->nodes[pos].ip[1] = 1;
+  g->nodes[pos].ip[2] = -1;
   g->nodes[id].link = pos;
   return id;
 }
 
-int mf_ring_push(mf_graph *g, mf_tensor ring, mf_tensor keys) {
+int mf_ring_push_steps(mf_graph *g, mf_tensor ring, mf_tensor keys, int steps) {
   if (g->err[0]) return -1;
   if (ring < 0 || ring >= g->n || g->nodes[ring].role != MF_ROLE_BUFFER || g->nodes[ring].state_kind != MF_STATE_RING)
     return mf_graph_fail(g, "ring_push: tensor %d is not a ring (mf_ring)", ring);
@@ -110,9 +112,30 @@ int mf_ring_push(mf_graph *g, mf_tensor ring, mf_tensor keys) {
                          k->name, ks, mf_dtype_name(k->dtype), (long long)r->ne[1], mf_dtype_name(r->dtype));
   mf_node *pos = &g->nodes[r->link];
   if (pos->ip[0] >= 0) return mf_graph_fail(g, "ring_push '%s': the ring already takes '%s'", r->name, g->nodes[pos->ip[0]].name);
+  if (steps < 1) return mf_graph_fail(g, "ring_push '%s': %d micro-steps per push: at least 1", r->name, steps);
+  int64_t B = k->ne[0];
+  if ((int64_t)steps * B > INT32_MAX)
+    return mf_graph_fail(g, "ring_push '%s': %d micro-steps of %lld keys: too many", r->name, steps, (long long)B);
+  int stage = -1;
+  if (steps > 1) { /* the keys of micro-steps 0 .. steps-2 wait here for the step's last one */
+    char sname[MF_NAME_LEN + 8];
+    snprintf(sname, sizeof sname, "%s.stage", r->name);
+    int64_t shape[2] = {(int64_t)(steps - 1) * B, r->ne[1]}; /* [(steps-1)*B, cols] */
+    int ring_pos = r->link;
+    mf_dtype dt = r->dtype;
+    if ((stage = state_add(g, "ring", sname, MF_STATE_RING_STAGE, dt, 2, shape)) < 0) return -1;
+    g->nodes[stage].link = ring_pos;
+  }
+  pos = &g->nodes[g->nodes[ring].link]; /* adding a node may move the array */
   pos->ip[0] = keys;
+  pos->ip[1] = steps;
+  pos->ip[2] = stage;
   return 0;
 }
+
+int mf_ring_push(mf_graph *g, mf_tensor ring, mf_tensor keys) { return mf_ring_push_steps(g, ring, keys, 1); }
+
+
 
 mf_tensor mf_active_mask(mf_graph *g, const char *name, int64_t n_max, int64_t n_initial) {
   if (g->err[0]) return -1;

@@ -270,7 +270,7 @@ static mf_session *session_init(mf_graph *g, mf_tensor loss, int n_phases, const
       param_init(n, mf_session_host_ptr(s, id), s->opts.seed * 0x100000001b3ULL + (uint64_t)id * 0x9e3779b97f4a7c15ULL);
   }
   if (!host) { snprintf(err, errlen, "session: out of host memory"); mf_session_free(s); return NULL; }
-  if (mf_state_init(s, err, errlen) < 0) { mf_session_free(s); return NULL; }
+  if (mf_state_init(s, err, errlen) < 0 || mf_state_check_steps(s, err, errlen) < 0) { mf_session_free(s); return NULL; }
   mf_session_push_arena(s, MF_ARENA_PARAM);
   mf_session_push_arena(s, MF_ARENA_STATE);
   mf_session_refresh_lp(s);
@@ -479,7 +479,7 @@ double mf_session_micro_step(mf_session *s) {
   if (stage_take(s) < 0) return NAN;
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
   int rc = mf_session_run(s, &p->train);
-  if (rc == 0) rc = mf_state_after_micro(s, &p->train); /* rings take this step's keys, after backward read them */
+  if (rc == 0) rc = mf_state_after_micro(s, &p->train, s->micro); /* rings: after backward read them, once per update */
   stage_done(s);
   if (rc < 0) return NAN;
   s->micro++;
@@ -566,6 +566,7 @@ int mf_session_update(mf_session *s) {
     if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
     sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
   }
+  if (mf_state_before_update(s, s->phase_micro[0]) < 0) return -1; /* keys still staged go into their rings */
   s->micro = 0;
   s->phase_micro[0] = 0;
   if (o->loss_scaling) {
@@ -621,7 +622,7 @@ double mf_session_phase_step(mf_session *s, int phase) {
    * (after mf_session_update too); otherwise add to them (phase updates zero what they update) */
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
   int rc = mf_session_run(s, ph->prog);
-  if (rc == 0 && phase == 0) rc = mf_state_after_micro(s, ph->prog); /* rings take phase 0's keys (once per step) */
+  if (rc == 0 && phase == 0) rc = mf_state_after_micro(s, ph->prog, s->phase_micro[0]); /* rings take phase 0's keys */
   stage_done(s);
   if (rc < 0) return NAN;
   s->micro++;
@@ -646,6 +647,7 @@ int mf_session_phase_update(mf_session *s, int phase) {
   if (phase_check(s, phase, "phase_update") < 0) return -1;
   if (!p->has_train) return 0;
   const mf_plan_phase *ph = &p->phase[phase];
+  if (phase == 0 && mf_state_before_update(s, s->phase_micro[0]) < 0) return -1;
   s->micro -= s->phase_micro[phase];
   s->phase_micro[phase] = 0;
   /* the parameters this phase trains whose group is not frozen */

@@ -72,7 +72,7 @@ void mf_session_scan(mf_session *s);
 /* Persistent state (src/train/state.c). state_init: after the parameters are initialised in the host
  * views of the PARAM and STATE arenas (before they are pushed): EMA averages copy their parameters,
  * masks get their initial entries. after_update: the EMA averages follow the updated masters (before
- * the low-precision copies are refreshed). after_micro: rings take their keys from program pr.
+ * the low-precision copies are refreshed).
  * active_rows: elements of param node n the optimizer updates (all, or the active rows of its mask).
  * load_check: the masks and ring positions of a checkpoint are valid (err names the tensor);
  * load_done: the session's mask counts follow the loaded masks. */
@@ -80,7 +80,13 @@ int mf_state_init(mf_session *s, char *err, size_t errlen);
 int mf_state_after_update(mf_session *s);
 /* after_update for the EMA averages of the parameters only[] marks (per node id; a phase update) */
 int mf_state_after_update_some(mf_session *s, const uint8_t *only);
-int mf_state_after_micro(mf_session *s, const mf_program *pr);
+/* after_micro: micro-step `index` of the optimizer step (0-based) ran program pr: a ring pushed with
+ * mf_ring_push_steps(..., steps) stages its keys while index < steps - 1, and at index steps - 1 takes the
+ * staged keys and these at once. before_update: an update after only `pending` micro-steps (fewer than a
+ * ring's steps) pushes what waits in the stage. check_steps: every ring's steps equal accum_steps. */
+int mf_state_after_micro(mf_session *s, const mf_program *pr, int index);
+int mf_state_before_update(mf_session *s, int pending);
+int mf_state_check_steps(const mf_session *s, char *err, size_t errlen);
 int64_t mf_state_active_elems(const mf_session *s, const mf_node *n);
 typedef const void *(*mf_state_lookup_fn)(void *ctx, const char *name);
 int mf_state_load_check(mf_session *s, mf_state_lookup_fn lookup, void *ctx, const char *path, char *err, size_t errlen);

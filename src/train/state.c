@@ -1,5 +1,5 @@
 /* state.c (train) — the session's side of persistent state: EMA averages follow their parameters after
- * each update, rings take their keys after each micro-step, masks of growing models, host reads and
+ * each update, rings take their keys once per optimizer step, masks of growing models, host reads and
  * writes of states, growth (mf_session_grow) and the checks a checkpoint's states must pass. */
 #include "train/session.h"
 #include "graph/dtype.h"
@@ -48,7 +48,7 @@ int mf_state_init(mf_session *s, char *err, size_t errlen) {
     if (!d) continue;
     if (n->state_kind == MF_STATE_EMA) /* the average starts at its parameter's initial value */
       memcpy(d, mf_session_host_ptr(s, n->link), mf_node_bytes(n));
-    else if (n->state_kind == MF_STATE_RING || n->state_kind == MF_STATE_RING_POS)
+    else if (n->state_kind == MF_STATE_RING || n->state_kind == MF_STATE_RING_POS || n->state_kind == MF_STATE_RING_STAGE)
       memset(d, 0, mf_node_bytes(n));
     else if (n->state_kind == MF_STATE_MASK) {
       int64_t k = (int64_t)n->fp[0];
@@ -90,32 +90,99 @@ static int copy_rows(mf_session *s, uint8_t *dst, const uint8_t *src, size_t n) 
   return 0;
 }
 
-int mf_state_after_micro(mf_session *s, const mf_program *pr) {
+/* Writes n rows of src into ring r at its position, wrapping around (later rows win when n > rows). */
+static int ring_write(mf_session *s, const mf_node *r, uint8_t *ring, int64_t *at, const uint8_t *src, int64_t n) {
+  int64_t rows = r->ne[0], done = 0;
+  size_t row_bytes = (size_t)r->ne[1] * mf_dtype_size(r->dtype);
+  while (done < n) {
+    int64_t take = n - done < rows - *at ? n - done : rows - *at;
+    if (copy_rows(s, ring + (size_t)*at * row_bytes, src + (size_t)done * row_bytes, (size_t)take * row_bytes) < 0) return -1;
+    done += take;
+    *at = (*at + take) % rows;
+  }
+  return 0;
+}
+
+/* Pushes into the ring of position node pn: `staged` micro-steps' keys from its stage, then (keys != NULL)
+ * this micro-step's B keys. */
+static int ring_flush(mf_session *s, const mf_node *pn, int id, int64_t staged, const uint8_t *keys) {
+  const mf_graph *g = s->plan->g;
+  const mf_node *r = &g->nodes[pn->link], *kn = &g->nodes[pn->ip[0]];
+  uint8_t *ring = mf_session_ptr(s, NULL, pn->link);
+  int32_t *posp = mf_session_ptr(s, NULL, id), pos;
+  if (dev_out(s, &pos, posp, sizeof pos) < 0) return -1;
+  int64_t at = pos, B = kn->ne[0];
+  if (staged > 0 && ring_write(s, r, ring, &at, mf_session_ptr(s, NULL, pn->ip[2]), staged * B) < 0) return -1;
+  if (keys && ring_write(s, r, ring, &at, keys, B) < 0) return -1;
+  pos = (int32_t)at;
+  return dev_in(s, posp, &pos, sizeof pos);
+}
+
+int mf_state_after_micro(mf_session *s, const mf_program *pr, int index) {
   const mf_graph *g = s->plan->g;
   for (int id = 0; id < g->n; id++) {
     const mf_node *pn = &g->nodes[id];
     if (!is_kind(pn, MF_STATE_RING_POS) || pn->ip[0] < 0) continue;
     const mf_node *r = &g->nodes[pn->link], *kn = &g->nodes[pn->ip[0]];
-    uint8_t *ring = mf_session_ptr(s, pr, pn->link);
     const uint8_t *keys = mf_session_ptr(s, pr, pn->ip[0]);
-    int32_t *posp = mf_session_ptr(s, pr, id), pos;
-    if (!ring || !keys || !posp) {
+    if (!keys) {
       fprintf(stderr, "memfit: ring '%s': its keys '%s' are not live after the step\n", r->name, kn->name);
       return -1;
     }
-    if (dev_out(s, &pos, posp, sizeof pos) < 0) return -1;
-    int64_t rows = r->ne[0], B = kn->ne[0], at = pos, done = 0;
-    size_t row_bytes = (size_t)r->ne[1] * mf_dtype_size(r->dtype);
-    while (done < B) { /* rows in order, wrapping around: later ones overwrite earlier when B > rows */
-      int64_t take = B - done < rows - at ? B - done : rows - at;
-      if (copy_rows(s, ring + (size_t)at * row_bytes, keys + (size_t)done * row_bytes, (size_t)take * row_bytes) < 0) return -1;
-      done += take;
-      at = (at + take) % rows;
+    int steps = pn->ip[1];
+    if (index < steps - 1) { /* an earlier micro-step of the optimizer step: its keys wait in the stage */
+      uint8_t *stage = mf_session_ptr(s, NULL, pn->ip[2]);
+      if (copy_rows(s, stage + (size_t)index * mf_node_bytes(kn), keys, mf_node_bytes(kn)) < 0) return -1;
+      continue;
     }
-    pos = (int32_t)at;
-    if (dev_in(s, posp, &pos, sizeof pos) < 0) return -1;
+    /* the step's last micro-step: the staged keys, then these, in order */
+    if (ring_flush(s, pn, id, index < steps ? index : 0, keys) < 0) return -1;
   }
   return 0;
+}
+
+int mf_state_before_update(mf_session *s, int pending) {
+  const mf_graph *g = s->plan->g;
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *pn = &g->nodes[id];
+    if (!is_kind(pn, MF_STATE_RING_POS) || pn->ip[0] < 0 || pending <= 0 || pending >= pn->ip[1]) continue;
+    if (ring_flush(s, pn, id, pending, NULL) < 0) return -1; /* an update before the step's last micro-step */
+  }
+  return 0;
+}
+
+int mf_state_check_steps(const mf_session *s, char *err, size_t errlen) {
+  const mf_graph *g = s->plan->g;
+  if (!s->plan->has_train) return 0;
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *pn = &g->nodes[id];
+    if (!is_kind(pn, MF_STATE_RING_POS) || pn->ip[0] < 0 || pn->ip[1] == s->opts.accum_steps) continue;
+    snprintf(err, errlen,
+             "session: ring '%s' takes the keys of %d micro-steps per optimizer update (mf_ring_push_steps), but accum_steps "
+             "is %d: build the graph for the session's accumulation",
+             g->nodes[pn->link].name, pn->ip[1], s->opts.accum_steps);
+    return -1;
+  }
+  return 0;
+}
+
+int mf_session_set_ema_momentum(mf_session *s, mf_tensor ema, double momentum) {
+  mf_graph *g = s->plan->g;
+  if (!(momentum >= 0 && momentum <= 1)) {
+    fprintf(stderr, "memfit: set_ema_momentum: momentum %g is not in [0, 1]\n", momentum);
+    return -1;
+  }
+  int want = ema < 0 ? -1 : mf_state_node(g, ema), found = 0;
+  if (ema >= 0 && (want < 0 || !is_kind(&g->nodes[want], MF_STATE_EMA))) {
+    fprintf(stderr, "memfit: set_ema_momentum: tensor %d is not an EMA average (mf_ema)\n", ema);
+    return -1;
+  }
+  for (int id = 0; id < g->n; id++)
+    if (is_kind(&g->nodes[id], MF_STATE_EMA) && (want < 0 || id == want)) {
+      g->nodes[id].fp[0] = momentum;
+      found++;
+    }
+  return found;
 }
 
 int64_t mf_state_active_elems(const mf_session *s, const mf_node *n) {
