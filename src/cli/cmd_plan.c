@@ -145,6 +145,53 @@ static void print_candidate(const mf_candidate *c, const mf_candidate *ref, int6
          c->step_s / ref->step_s);
 }
 
+/* Device bytes of w's one-micro-step graph of `batch` samples in the chosen plan's precision (0: it does not build
+ * or plan). */
+static size_t batch_bytes(const mf_workload *w, const void *cfg, int batch, const mf_candidate *c, int threads,
+                          const char *backend) {
+  mf_graph *g = mf_graph_init(c->dtype);
+  void *state = NULL;
+  mf_tensor loss;
+  char err[512];
+  size_t bytes = 0;
+  if (g && w->build_batch(g, cfg, batch, &loss, &state, err, sizeof err) == 0) {
+    mf_plan_opts po = mf_plan_opts_default();
+    po.threads = threads;
+    po.backend = backend;
+    po.offload_opt = c->offload;
+    mf_plan *p = mf_plan_init(g, loss, &po, err, sizeof err);
+    if (p) bytes = mf_plan_total_bytes(p) + (c->device_bytes - c->arena[MF_ARENA_PARAM] - c->arena[MF_ARENA_PARAM_LP] -
+                                             c->arena[MF_ARENA_STATE] - c->arena[MF_ARENA_GRAD] - c->arena[MF_ARENA_OPT] -
+                                             c->arena[MF_ARENA_ACT] - c->arena[MF_ARENA_DATA]);
+    mf_plan_free(p);
+  }
+  if (state) w->state_free(state);
+  mf_graph_free(g);
+  return bytes;
+}
+
+/* "the largest batch that fits": bisection over one-micro-step batches (memory grows with the batch), in
+ * multiples of the smallest batch the model takes (batch-norm splits) */
+static void largest_batch(const mf_workload *w, const void *cfg, const mf_candidate *c, int64_t budget, int threads,
+                          const char *backend) {
+  char why[160], h[32];
+  int u = 2;
+  while (u < 4096 && w->batch_ok && w->batch_ok(cfg, u, why, sizeof why) < 0) u++;
+  int lo = 0, hi = 1;
+  size_t b = 0, best = 0;
+  while (hi <= (1 << 16) && (b = batch_bytes(w, cfg, hi * u, c, threads, backend)) && b <= (size_t)budget) lo = hi, best = b, hi *= 2;
+  while (hi - lo > 1) {
+    int mid = lo + (hi - lo) / 2;
+    b = batch_bytes(w, cfg, mid * u, c, threads, backend);
+    if (b && b <= (size_t)budget) lo = mid, best = b;
+    else hi = mid;
+  }
+  if (lo < 1) { printf("largest batch that fits: none in one micro-step (%s)\n", mf_dtype_name(c->dtype)); return; }
+  mf_format_bytes(best, h, sizeof h);
+  printf("largest batch that fits: %d in %s (peak %s%s)%s\n", lo * u, mf_dtype_name(c->dtype), h,
+         u > 1 ? ", in multiples of the smallest batch the model takes" : "", w->batch_note ? w->batch_note : "");
+}
+
 int mf_cmd_plan(int argc, char **argv) {
   plan_args a;
   int rc = parse(argc, argv, "plan", &a);
@@ -246,6 +293,7 @@ int mf_cmd_plan(int argc, char **argv) {
         printf("unconstrained fastest (needs more memory than the budget):\n");
         print_candidate(&r.unconstrained, &r.unconstrained, a.budget);
       }
+      if (w->build_batch) largest_batch(w, a.cfg, &r.best, a.budget, a.threads, a.backend);
       double use = (double)r.best.device_bytes / (double)a.budget;
       if (use < 0.85)
         printf("\nthe chosen plan uses %.0f%% of the budget: %.0f%% is idle. It could grow: a larger effective batch "

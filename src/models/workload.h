@@ -95,5 +95,6 @@ const char *mf_workload_names(void);
 
 extern const mf_workload mf_workload_steg;
 extern const mf_workload_train mf_workload_steg_train;
+extern const mf_workload mf_workload_moco;
 
 #endif

@@ -537,6 +537,63 @@ double mf_plan_flops(const mf_plan *p) { /* one micro-step of every phase */
   return f;
 }
 
+/* What the STATE arena holds, by kind: EMA averages (with their low-precision copies), each ring (with its
+ * stage of accumulated keys), batch-norm statistics and other buffers. */
+static void state_print(const mf_plan *p, FILE *f) {
+  const mf_graph *g = p->g;
+  if (!p->arena[MF_ARENA_STATE]) return;
+  size_t ema = 0, buf = 0, other = 0;
+  int n_ema = 0, n_buf = 0;
+  char h[32], shp[64];
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (mf_node_arena(n) != MF_ARENA_STATE) continue;
+    size_t b = mf_node_bytes(n);
+    if (n->role == MF_ROLE_STATE_LP || (n->role == MF_ROLE_BUFFER && n->state_kind == MF_STATE_EMA)) ema += b, n_ema += n->role != MF_ROLE_STATE_LP;
+    else if (n->role == MF_ROLE_BUFFER && n->state_kind == MF_STATE_BUFFER) buf += b, n_buf++;
+    else if (n->role == MF_ROLE_BUFFER && n->state_kind == MF_STATE_RING) {
+      const mf_node *pos = &g->nodes[n->link];
+      size_t stage = pos->ip[2] >= 0 ? mf_node_bytes(&g->nodes[pos->ip[2]]) : 0;
+      mf_shape_str(n, shp, sizeof shp);
+      mf_format_bytes(b + stage, h, sizeof h);
+      fprintf(f, "    ring '%s' %s %s: %s", n->name, shp, mf_dtype_name(n->dtype), h);
+      if (stage) fprintf(f, " (with a stage of %lld keys: written once per update of %d micro-steps)", (long long)g->nodes[pos->ip[2]].ne[0], pos->ip[1]);
+      fprintf(f, "\n");
+    } else if (!(n->role == MF_ROLE_BUFFER && (n->state_kind == MF_STATE_RING_STAGE || n->state_kind == MF_STATE_RING_POS)))
+      other += b;
+  }
+  if (n_ema) {
+    mf_format_bytes(ema, h, sizeof h);
+    fprintf(f, "    EMA averages of %d parameters: %s (no gradient, no optimizer state)\n", n_ema, h);
+  }
+  if (n_buf) {
+    mf_format_bytes(buf, h, sizeof h);
+    fprintf(f, "    %d buffers (batch-norm statistics): %s\n", n_buf, h);
+  }
+  if (other) {
+    mf_format_bytes(other, h, sizeof h);
+    fprintf(f, "    other states: %s\n", h);
+  }
+}
+
+/* Activations the model named with mf_tensor_set_name's "logits", "q", "k"... : their size (the step's
+ * program holds them for a while; the activation arena above counts them). */
+static void named_acts_print(const mf_plan *p, FILE *f) {
+  const mf_graph *g = p->g;
+  static const char *const names[] = {"logits"};
+  for (int id = 0; id < g->n_fwd; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (mf_node_arena(n) != MF_ARENA_ACT) continue;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+      if (!strcmp(n->name, names[k])) {
+        char h[32], shp[64];
+        mf_shape_str(n, shp, sizeof shp);
+        mf_format_bytes(mf_node_bytes(n), h, sizeof h);
+        fprintf(f, "    activation '%s' %s %s: %s (in the activation arena)\n", n->name, shp, mf_dtype_name(n->dtype), h);
+      }
+  }
+}
+
 void mf_plan_print(const mf_plan *p, FILE *f) {
   char h[32];
   fprintf(f, "memory plan (%s backend, activations %s%s)\n", p->be->name, mf_dtype_name(p->g->act_dtype),
@@ -551,6 +608,8 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
             a == MF_ARENA_OPT && p->opts.offload_opt                  ? "  (host, offloaded)"
             : a == MF_ARENA_DATA && p->input_slots > 1 && p->arena[a] ? "  (2 copies: the next batch arrives during the step)"
                                                                       : "");
+    if (a == MF_ARENA_STATE) state_print(p, f);
+    if (a == MF_ARENA_ACT) named_acts_print(p, f);
   }
   mf_format_bytes(mf_plan_total_bytes(p), h, sizeof h);
   fprintf(f, "  %-26s %14zu B  %12s\n", "total", mf_plan_total_bytes(p), h);

@@ -143,7 +143,8 @@ static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, 
     else snprintf(base.variant_name, sizeof base.variant_name, "variant %d", variant);
     mf_candidate store = base, all = base;
     mask_topk(&store, order, 0);
-    if (x->o->fixed_mode != 1 && evaluate(x, &store, err, errlen) < 0) return -1;
+    /* a graph without segments has one plan, also when everything is to be recomputed */
+    if ((x->o->fixed_mode != 1 || nseg == 0) && evaluate(x, &store, err, errlen) < 0) return -1;
     if (x->o->fixed_mode == 0 || nseg == 0) { *any_fit |= store.fits; continue; }
     mask_topk(&all, order, nseg);
     if (evaluate(x, &all, err, errlen) < 0) return -1;
