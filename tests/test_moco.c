@@ -6,6 +6,8 @@
 #include "models/moco.h"
 #include "graph/graph.h"
 #include "plan/plan.h"
+#include "train/safetensors.h"
+#include <unistd.h>
 
 static uint64_t rs = 12345;
 static float urand(void) {
@@ -130,9 +132,125 @@ static void run_v2(mf_dtype dt, int micro, int accum) {
   mf_graph_free(g);
 }
 
+/* ---- parity with PyTorch (tests/moco_parity.py): two MoCo v2 steps of a ResNet-18 (width 1/16, 16 px, split
+ * batch norm 2) from the same weights, inputs and queue; batch 8, queue 20 (8 does not divide it) ---- */
+static int torch_available(void) {
+  if (access("/usr/bin/python3", X_OK) != 0) {
+    printf("SKIP parity: /usr/bin/python3 is missing (install python3 and python3-torch to run it)\n");
+    return 0;
+  }
+  if (system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
+    printf("SKIP parity: python3 cannot import torch and numpy (apt install python3-torch python3-numpy)\n");
+    return 0;
+  }
+  return 1;
+}
+
+static void parity(void) {
+  if (!torch_available()) return;
+  moco_cfg c;
+  char err[512];
+  moco_cfg_preset("tiny", &c, err, sizeof err);
+  c.queue = 20;
+  c.momentum = 0.9;
+  const int B = c.batch, K = c.queue, D = c.dim;
+  mf_graph *g = mf_graph_init(MF_F32);
+  mf_graph_set_seed(g, 11);
+  moco_net net;
+  if (moco_build(g, &c, B, &net, err, sizeof err) < 0) { CHECK(0, "parity build: %s", err); mf_graph_free(g); return; }
+  mf_train_opts o = mf_train_opts_default();
+  o.threads = 2;
+  o.plan.optim = MF_SGD;
+  o.lr = 0.5; /* large, so that the second step and the EMA see a clearly different query encoder */
+  o.momentum = 0;
+  o.weight_decay = 0;
+  mf_session *s = mf_session_init(g, net.loss, &o, err, sizeof err);
+  if (!s) { CHECK(0, "parity session: %s", err); mf_graph_free(g); return; }
+  CHECK(moco_session_ready(s, &net, err, sizeof err) == 0, "%s", err);
+  mf_st_writer *w = mf_st_writer_init();
+  enum { MAXT = 1024 };
+  float *bufs[MAXT];
+  int nb = 0;
+#define KEEP(ptr) (bufs[nb++] = (ptr))
+  /* initial parameters (query; the key encoder starts equal), the queue */
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *nd = &g->nodes[id];
+    if (nd->op != MF_OP_PARAM) continue;
+    float *v = KEEP(malloc(sizeof(float) * mf_node_numel(nd)));
+    mf_session_read(s, id, v, (size_t)mf_node_numel(nd));
+    char nm[96];
+    snprintf(nm, sizeof nm, "param.%s", nd->name);
+    mf_st_writer_add(w, nm, MF_F32, nd->ndim, nd->ne, v);
+  }
+  int64_t qs[2] = {K, D}, xs[4] = {B, c.channels, c.size, c.size}, one = 1;
+  float *q0 = KEEP(malloc(sizeof(float) * K * D));
+  mf_session_read(s, net.queue, q0, (size_t)K * D);
+  mf_st_writer_add(w, "queue0", MF_F32, 2, qs, q0);
+  size_t xn = (size_t)B * c.channels * c.size * c.size;
+  float losses[2];
+  for (int step = 0; step < 2; step++) {
+    float *xq = KEEP(malloc(sizeof(float) * xn)), *xk = KEEP(malloc(sizeof(float) * xn));
+    for (size_t i = 0; i < xn; i++) xq[i] = urand(), xk[i] = urand();
+    char nm[96];
+    snprintf(nm, sizeof nm, "xq%d", step);
+    mf_st_writer_add(w, nm, MF_F32, 4, xs, xq);
+    snprintf(nm, sizeof nm, "xk%d", step);
+    mf_st_writer_add(w, nm, MF_F32, 4, xs, xk);
+    mf_session_write_input(s, net.xq, xq, xn);
+    mf_session_write_input(s, net.xk, xk, xn);
+    losses[step] = (float)mf_session_micro_step(s);
+    snprintf(nm, sizeof nm, "memfit.loss%d", step);
+    mf_st_writer_add(w, nm, MF_F32, 1, &one, &losses[step]);
+    for (int id = 0; id < g->n; id++) { /* every parameter's gradient of this step */
+      const mf_node *nd = &g->nodes[id];
+      if (nd->op != MF_OP_PARAM) continue;
+      float *v = KEEP(malloc(sizeof(float) * mf_node_numel(nd)));
+      CHECK(mf_session_read_grad(s, id, v, (size_t)mf_node_numel(nd)) == 0, "grad %s", nd->name);
+      snprintf(nm, sizeof nm, "memfit.grad%d.%s", step, nd->name);
+      mf_st_writer_add(w, nm, MF_F32, nd->ndim, nd->ne, v);
+    }
+    CHECK(mf_session_update(s) == 1, "parity update %d", step);
+  }
+  for (int id = 0; id < g->n; id++) { /* the key encoder after two momentum updates */
+    const mf_node *nd = &g->nodes[id];
+    if (!(nd->role == MF_ROLE_BUFFER && nd->state_kind == MF_STATE_EMA)) continue;
+    float *v = KEEP(malloc(sizeof(float) * mf_node_numel(nd)));
+    mf_session_read(s, id, v, (size_t)mf_node_numel(nd));
+    char nm[96];
+    snprintf(nm, sizeof nm, "memfit.ema.%s", nd->name);
+    mf_st_writer_add(w, nm, MF_F32, nd->ndim, nd->ne, v);
+  }
+  float *qf = KEEP(malloc(sizeof(float) * K * D));
+  mf_session_read(s, net.queue, qf, (size_t)K * D);
+  mf_st_writer_add(w, "memfit.queue", MF_F32, 2, qs, qf);
+  char meta[256];
+  snprintf(meta, sizeof meta, "%d", (int)mf_session_ring_pos(s, net.queue));
+  mf_st_writer_meta(w, "queue_pos", meta);
+  snprintf(meta, sizeof meta, "%.17g", c.temperature); mf_st_writer_meta(w, "temperature", meta);
+  snprintf(meta, sizeof meta, "%.17g", c.momentum); mf_st_writer_meta(w, "momentum", meta);
+  snprintf(meta, sizeof meta, "%.17g", o.lr); mf_st_writer_meta(w, "lr", meta);
+  snprintf(meta, sizeof meta, "%d", c.bn_splits); mf_st_writer_meta(w, "bn_splits", meta);
+  char dir[] = "/tmp/memfit_moco_XXXXXX", path[600], cmd[1600];
+  CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+  snprintf(path, sizeof path, "%s/parity.safetensors", dir);
+  CHECK(mf_st_writer_save(w, path, err, sizeof err) == 0, "save: %s", err);
+  const char *root = getenv("MEMFIT_ROOT") ? getenv("MEMFIT_ROOT") : ".";
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/moco_parity.py %s --rtol 1e-4", root, path);
+  printf("parity: losses %.9g %.9g\n", losses[0], losses[1]);
+  fflush(stdout);
+  CHECK(system(cmd) == 0, "parity with PyTorch failed: %s", cmd);
+  unlink(path);
+  rmdir(dir);
+  mf_st_writer_free(w);
+  for (int i = 0; i < nb; i++) free(bufs[i]);
+  mf_session_free(s);
+  mf_graph_free(g);
+}
+
 int main(void) {
   run_v2(MF_F32, 4, 2);
   run_v2(MF_BF16, 4, 2);
   run_v2(MF_F32, 8, 1);
+  parity();
   return check_finish("test_moco");
 }
