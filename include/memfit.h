@@ -651,13 +651,43 @@ mf_dataset *mf_dataset_open_folder(const char *dir, const mf_folder_opts *o, cha
 mf_dataset *mf_dataset_generated(size_t n, int w, int h, uint64_t seed, char *err, size_t errlen);
 /* Folder of videos (anything FFmpeg reads) cut into clips; NULL with err when built without FFmpeg. */
 mf_dataset *mf_dataset_open_video(const char *dir, const mf_video_opts *o, char *err, size_t errlen);
+
+/* IDX files (MNIST, Fashion-MNIST; Debian's dataset-fashion-mnist installs them under
+ * /usr/share/datasets/fashion-mnist). */
+typedef struct mf_idx_opts {
+  mf_split split;          /* keep a part of a hash-of-image-index split (like mf_folder_opts) */
+  double val_fraction;     /* share of images in the validation split (default 0.1) */
+  uint64_t split_seed;     /* mixed into the hash (default 0) */
+  size_t limit;            /* 0: every image of the split; else the first `limit` of them in file order */
+  int num_classes;         /* 0: the largest label + 1; else every label must be below it */
+  int quiet;
+} mf_idx_opts;
+mf_idx_opts mf_idx_opts_default(void);
+/* Images from an idx3-ubyte file (magic 0x00000803: N x rows x cols unsigned bytes, big-endian dims)
+ * and their labels from an idx1-ubyte file (magic 0x00000801, u8; 0x00000C01, int32, also read) or
+ * NULL (unlabelled: labels -1, no classes). Plain or gzip-compressed files alike; everything kept is
+ * held in memory (47 MB for Fashion-MNIST's 60,000 training images). Samples are 1-channel 8-bit
+ * images of cols x rows that flow through the transforms and the loader like any other (gray is
+ * replicated to 3 channels when tf.channels = 3). Classes: 0..K-1 named "0".."K-1", or Fashion-MNIST's
+ * ten names ("T-shirt/top" ...) when the images path contains "fashion". mf_dataset_file gives NULL.
+ * Returns NULL with err naming the file on: a missing or unreadable file, a wrong magic number
+ * (a labels file given as images too), a header whose images or labels the file does not hold
+ * (truncated), corrupt gzip data, a labels count unlike the images count, a label outside [0, 256)
+ * or not below num_classes, and an empty split. */
+mf_dataset *mf_dataset_open_idx(const char *images, const char *labels, const mf_idx_opts *o, char *err, size_t errlen);
+/* Opens what a --data option names: a folder (mf_dataset_open_folder with o), or an IDX images file
+ * (recognised by its magic number, plain or gzip) with the labels file beside it by the standard naming
+ * (PREFIX-images-idx3-ubyte[.gz] -> PREFIX-labels-idx1-ubyte, with or without .gz; unlabelled when
+ * absent, an error when o->labels asks for labels). o's split, val_fraction, split_seed and quiet apply
+ * to either. NULL with err naming the path on failure. */
+mf_dataset *mf_dataset_open_path(const char *path, const mf_folder_opts *o, char *err, size_t errlen);
 void mf_dataset_free(mf_dataset *d);
 size_t mf_dataset_size(const mf_dataset *d);          /* samples (clips for video) */
 int mf_dataset_frames(const mf_dataset *d);           /* frames per sample: 1, or T for video */
 int mf_dataset_num_classes(const mf_dataset *d);      /* 0 when unlabelled */
 const char *mf_dataset_class_name(const mf_dataset *d, int k);
 int mf_dataset_label(const mf_dataset *d, size_t i);  /* -1 when unlabelled */
-/* Relative path of sample i's file (NULL for generated). */
+/* Relative path of sample i's file (NULL for generated and IDX). */
 const char *mf_dataset_file(const mf_dataset *d, size_t i);
 size_t mf_dataset_skipped(const mf_dataset *d);       /* files skipped when opened */
 

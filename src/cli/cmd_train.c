@@ -16,8 +16,10 @@ static void train_usage(const mf_workload *w) {
   char batch[32];
   if (d.batch) snprintf(batch, sizeof batch, "%d", d.batch);
   else snprintf(batch, sizeof batch, "the preset's");
-  printf("  --data DIR|generated   image folder (recursive PNG/JPEG) or the workload's generated data (default: %s)\n"
-         "  --val-data DIR         validation images (default: a --val-split share of --data's files)\n"
+  printf("  --data DIR|FILE        image folder (recursive PNG/JPEG), an IDX images file (MNIST, Fashion-MNIST:\n"
+         "                         plain or .gz, labels from PREFIX-labels-idx1-ubyte beside it) or 'generated',\n"
+         "                         the workload's generated data (default: %s)\n"
+         "  --val-data DIR|FILE    validation images (default: a --val-split share of --data's files)\n"
          "  --val-split F          share of --data's files held out for validation (default 0.1; --val-fraction too)\n"
          "  --batch B              effective batch (default %s): micro-batch x accumulation\n"
          "  --micro-batch N        samples per micro-step, dividing --batch (default: --batch without --budget,\n"

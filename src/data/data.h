@@ -138,7 +138,7 @@ typedef struct file_entry {
 
 struct mf_dataset {
   const dataset_vt *vt;
-  int kind;            /* 0 folder, 1 generated, 2 video */
+  int kind;            /* 0 folder, 1 generated, 2 video, 3 IDX (idx.c) */
   char *root;
   file_entry *files; size_t nfiles;
   char **classes; int nclasses;
@@ -153,6 +153,13 @@ struct mf_dataset {
   /* video */
   int clip_len, frame_stride, clip_step;
   size_t *clip_file; int *clip_start;  /* per sample */
+  /* IDX: the kept images in memory; root is the images file */
+  uint8_t *idx_pix;    /* [n, idx_h, idx_w] u8 pixels */
+  int32_t *idx_label;  /* [n] class, -1 without a labels file */
+  uint32_t *idx_index; /* [n] the image's index in the file */
+  int idx_w, idx_h;
+  uint32_t idx_total;  /* images in the file */
+  uint64_t idx_hash;   /* of the kept pixels, labels and indices (the loader's data id) */
 };
 
 /* Builds the full path of file i into buf. */
@@ -161,6 +168,11 @@ void dataset_path(const mf_dataset *d, size_t i, char *buf, size_t n);
 /* Scans a folder into d->files without probing (dataset.c; used by video.c). */
 int dataset_scan(mf_dataset *d, const char *dir, mf_split split, double frac, uint64_t seed, int labels, char *err,
                  size_t errlen);
+/* idx.c: 1 when path is a regular file starting with the IDX images magic (plain or gzip), else 0 */
+int idx_sniff_file(const char *path);
+/* idx.c: the labels file beside an images file by the standard naming (PREFIX-images-idx3-ubyte[.gz] ->
+ * PREFIX-labels-idx1-ubyte[.gz]) into out; 0, or -1 when the name is not of that form or out is too small */
+int idx_labels_beside(const char *images, char *out, size_t n);
 /* video.c */
 int video_open_folder(mf_dataset *d, const char *dir, const mf_video_opts *o, char *err, size_t errlen);
 void video_ctx_free(void *v);

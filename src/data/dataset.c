@@ -50,10 +50,11 @@ const char *mf_dataset_class_name(const mf_dataset *d, int k) {
 static size_t sample_file(const mf_dataset *d, size_t i) { return d->kind == 2 ? d->clip_file[i] : i; }
 int mf_dataset_label(const mf_dataset *d, size_t i) {
   if (!d || i >= d->n || d->kind == 1) return -1;
+  if (d->kind == 3) return d->idx_label[i];
   return d->files[sample_file(d, i)].label;
 }
 const char *mf_dataset_file(const mf_dataset *d, size_t i) {
-  if (!d || i >= d->n || d->kind == 1) return NULL;
+  if (!d || i >= d->n || d->kind == 1 || d->kind == 3) return NULL;
   return d->files[sample_file(d, i)].rel;
 }
 size_t mf_dataset_skipped(const mf_dataset *d) {
@@ -65,6 +66,7 @@ void dataset_path(const mf_dataset *d, size_t i, char *buf, size_t n) { snprintf
 
 void mf_dataset_free(mf_dataset *d) {
   if (!d) return;
+  if (d->vt) d->vt->free(d);
   for (size_t i = 0; i < d->nfiles; i++) free(d->files[i].rel);
   free(d->files);
   for (int k = 0; k < d->nclasses; k++) free(d->classes[k]);

@@ -127,7 +127,7 @@ static void h_f32(uint64_t *h, float f) {
 }
 static void h_str(uint64_t *h, const char *s) { h_bytes(h, s, strlen(s) + 1); }
 
-/* The usable samples (relative path and header size, generator seed and size, clip starts), the
+/* The usable samples (relative path and header size, generator seed and size, clip starts, IDX content), the
  * batching (batch size, drop_last, shuffle, views), every transform option and the seed. Worker
  * count, prefetch and the allocator are left out: they never change a byte. A field added to
  * mf_transform_opts or the datasets that changes samples belongs here too. */
@@ -143,7 +143,11 @@ static uint64_t data_id_of(const mf_loader *l) {
   h_u64(&h, (uint64_t)d->kind); h_u64(&h, (uint64_t)d->frames); h_u64(&h, l->nuse);
   if (d->kind == 1) { h_u64(&h, d->gen_seed); h_u64(&h, (uint64_t)d->gen_w); h_u64(&h, (uint64_t)d->gen_h); }
   if (d->kind == 2) { h_u64(&h, (uint64_t)d->clip_len); h_u64(&h, (uint64_t)d->frame_stride); h_u64(&h, (uint64_t)d->clip_step); }
-  for (size_t u = 0; u < l->nuse && d->kind != 1; u++) {
+  if (d->kind == 3) {
+    h_u64(&h, d->idx_hash); h_u64(&h, (uint64_t)d->idx_w); h_u64(&h, (uint64_t)d->idx_h); h_u64(&h, d->idx_total);
+    for (size_t u = 0; u < l->nuse; u++) h_u64(&h, (uint64_t)d->idx_index[l->use[u]] << 32 | (uint32_t)d->idx_label[l->use[u]]);
+  }
+  for (size_t u = 0; u < l->nuse && d->kind != 1 && d->kind != 3; u++) {
     size_t i = l->use[u];
     const file_entry *f = &d->files[file_of(d, i)];
     h_str(&h, f->rel);
@@ -285,11 +289,13 @@ static int build_usable(mf_loader *l, char *err, size_t errlen) {
     int w = 0, h = 0;
     if (d->kind == 0) { w = d->files[i].w; h = d->files[i].h; }
     else if (d->kind == 1) { w = d->gen_w; h = d->gen_h; }
+    else if (d->kind == 3) { w = d->idx_w; h = d->idx_h; }
     if (w > 0 && (l->o.tf.crop == MF_CROP_CENTER || l->o.tf.crop == MF_CROP_RANDOM)) {
       rng_t r; tf_params p; char why[200];
       rng_init(&r, 1);
       if (tf_params_draw(&l->o.tf, &r, w, h, &p, why, sizeof why) != 0) {
         if (d->kind == 1) { snprintf(err, errlen, "generated images: %s", why); return -1; }
+        if (d->kind == 3) { snprintf(err, errlen, "%s: its %dx%d images: %s", d->root, w, h, why); return -1; }
         char path[4096];
         dataset_path(d, i, path, sizeof path);
         data_warn(l->o.quiet, "%s: skipped: %s", path, why);
@@ -329,7 +335,7 @@ mf_loader *mf_loader_init(const mf_loader_opts *o, char *err, size_t errlen) {
   l->data_id = data_id_of(l);
   if (apply_start(l, err, errlen) != 0) { mf_loader_free(l); return NULL; }
   l->perm = malloc(l->nuse * sizeof *l->perm);
-  l->nbad_flags = l->d->kind == 1 ? 0 : l->d->nfiles;
+  l->nbad_flags = l->d->kind == 1 || l->d->kind == 3 ? 0 : l->d->nfiles;
   l->bad_file = calloc(l->nbad_flags ? l->nbad_flags : 1, 1);
   l->slots = calloc((size_t)l->nbuf, sizeof *l->slots);
   if (!l->perm || !l->bad_file || !l->slots) { snprintf(err, errlen, "out of memory"); mf_loader_free(l); return NULL; }

@@ -446,11 +446,11 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
     fo.val_fraction = a->val_data ? 0 : a->val_split;
     fo.max_image_bytes = (size_t)a->budget; /* an image whose decoding alone exceeds --budget is skipped unread (0: no limit) */
     fo.split = !a->val_data && a->val_split > 0 ? MF_SPLIT_TRAIN : MF_SPLIT_ALL;
-    j->train = mf_dataset_open_folder(a->data, &fo, err, n);
+    j->train = mf_dataset_open_path(a->data, &fo, err, n); /* a folder, or an IDX images file */
     if (j->train && (a->val_data || a->val_split > 0)) {
       fo.split = a->val_data ? MF_SPLIT_ALL : MF_SPLIT_VAL; /* not quiet: its bad files are warned about like the training split's */
       char verr[1024];
-      j->val = mf_dataset_open_folder(a->val_data ? a->val_data : a->data, &fo, verr, sizeof verr);
+      j->val = mf_dataset_open_path(a->val_data ? a->val_data : a->data, &fo, verr, sizeof verr);
       if (!j->val) fprintf(stderr, "memfit train steg: no validation images (%s); validating on training images\n", verr);
     }
   }
