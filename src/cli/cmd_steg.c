@@ -599,6 +599,8 @@ static void pair_json(FILE *f, int index, const char *cover, const char *secret,
 }
 
 int mf_cmd_eval(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "moco")) return mf_cmd_eval_moco(argc - 1, argv + 1);
+  if (argc > 1 && !strcmp(argv[1], "steg")) argc--, argv++; /* memfit eval steg ...: the same as memfit eval ... */
   const char *model = NULL, *data = NULL, *pairs = NULL, *grid = NULL;
   int size = 256, threads = 0, messages = 1, grid_rows = 4, max_pairs = 1000, json = 0;
   budget_args ba = {NULL, 0, -1};

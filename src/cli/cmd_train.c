@@ -263,6 +263,7 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   o.plan.threads = a.threads;
   o.plan.optim = job.optim;
   o.lr = a.lr; o.beta1 = a.beta1; o.beta2 = a.beta2; o.weight_decay = a.weight_decay;
+  o.momentum = job.sgd_momentum;
   o.clip_norm = a.clip;
   o.schedule = !strcmp(a.schedule, "cosine") ? MF_SCHED_COSINE : !strcmp(a.schedule, "step") ? MF_SCHED_STEP
                : !strcmp(a.schedule, "plateau") ? MF_SCHED_PLATEAU : MF_SCHED_CONSTANT;
@@ -331,9 +332,11 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   if (start < total && !(a.stop_after && a.stop_after <= start)) {
     printf("%s; %d epoch%s of %lld updates (%lld in all)\n", job.header, mf_trainer_epochs(tr), mf_trainer_epochs(tr) == 1 ? "" : "s",
            (long long)mf_trainer_steps_per_epoch(tr), (long long)total);
-    printf("%s; %s lr %.3g (betas %g, %g), %s schedule, warm-up %d, clip %g\n", job.losses,
-           job.optim == MF_SGD ? "SGD" : job.optim == MF_ADAM ? "Adam" : "AdamW", a.lr, a.beta1, a.beta2, a.schedule, a.warmup,
-           a.clip);
+    char opt[64];
+    if (job.optim == MF_SGD) snprintf(opt, sizeof opt, "momentum %g, weight decay %g", job.sgd_momentum, a.weight_decay);
+    else snprintf(opt, sizeof opt, "betas %g, %g", a.beta1, a.beta2);
+    printf("%s; %s lr %.3g (%s), %s schedule, warm-up %d, clip %g\n", job.losses,
+           job.optim == MF_SGD ? "SGD" : job.optim == MF_ADAM ? "Adam" : "AdamW", a.lr, opt, a.schedule, a.warmup, a.clip);
     mf_plan_print(mf_session_plan(s), stdout);
     if (a.budget && (int64_t)mf_plan_total_bytes(mf_session_plan(s)) > a.budget) {
       char hb[32], ht[32];

@@ -164,5 +164,5 @@ const mf_workload mf_workload_moco = {
   .staging_bytes = staging_bytes,
   .build_batch = build_batch,
   .batch_note = " in one micro-step, the queue unchanged (any batch up to the queue's length works)",
-  .train = NULL, /* src/models/moco_train.c (the trainer glue) fills it */
+  .train = &mf_workload_moco_train, /* src/models/moco_train.c */
 };

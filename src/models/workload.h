@@ -40,6 +40,7 @@ typedef struct mf_train_job {
   int n_keep;                /* tensors the hooks read after a step (kept to the step's end by the plan) */
   mf_tensor keep[16];
   mf_optim_kind optim;
+  double sgd_momentum;       /* with MF_SGD: the momentum (0: plain SGD) */
   mf_dataset *train, *val;   /* owned by the job */
   mf_loader_opts lo;         /* dataset = train */
   mf_trainer_hooks hooks;
@@ -96,5 +97,6 @@ const char *mf_workload_names(void);
 extern const mf_workload mf_workload_steg;
 extern const mf_workload_train mf_workload_steg_train;
 extern const mf_workload mf_workload_moco;
+extern const mf_workload_train mf_workload_moco_train;
 
 #endif
