@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# moco.sh — the MoCo step benchmark of issue 12, side by side in one run: a MoCo v2 training step (ResNet-18,
+# small stem, 32 px, batch 64, queue 4096, f32, SGD momentum 0.9, key-encoder momentum and queue push) in memfit
+# and in PyTorch (Debian's python3-torch, and PyTorch 2.x from PyPI through bench/torch2.sh unless NO_TORCH2=1),
+# same thread count, same random initialisation scheme and inputs shape. The implementations run in turn, ROUNDS
+# times (default 3), and each figure is the median of its rounds; ratios are memfit / PyTorch.
+# usage: bash bench/moco.sh [THREADS] [STEPS] [ROUNDS] [BATCH]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${1:-2}; steps=${2:-5}; rounds=${3:-3}; batch=${4:-64}
+B=${MEMFIT_BUILD:-build}
+[ -x "$B/bench_moco" ] || bash scripts/build.sh >/dev/null
+impls=("/usr/bin/python3")
+if [ "${NO_TORCH2:-0}" != 1 ] && py2=$(bash bench/torch2.sh); then impls+=("$py2"); fi
+common=(--size 32 --batch "$batch" --queue 4096 --steps "$steps" --threads "$threads")
+echo "MoCo v2 training step, ResNet-18 small stem, 32x32, batch $batch, queue 4096, f32, $threads thread(s), $steps steps, median of $rounds rounds"
+runs=$(mktemp)
+for r in $(seq "$rounds"); do
+  for py in "${impls[@]}"; do OMP_NUM_THREADS=$threads "$py" bench/moco_torch.py bench "${common[@]}" >>"$runs"; done
+  OMP_NUM_THREADS=$threads "$B"/bench_moco "${common[@]}" >>"$runs"
+done
+/usr/bin/python3 - "$runs" <<'PY'
+import json, statistics, sys
+by = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    by.setdefault(r["impl"], []).append(r)
+med = {k: (statistics.median(x["images_per_s"] for x in v), statistics.median(x["peak_rss_bytes"] for x in v)) for k, v in by.items()}
+ms, mr = med["memfit"]
+print("%-22s %10s %14s %s" % ("impl", "images/s", "peak RSS MiB", "rounds (images/s)"))
+for k, (s, rss) in med.items():
+    print("%-22s %10.2f %14.1f %s" % (k, s, rss / 2**20, " ".join("%.2f" % x["images_per_s"] for x in by[k])))
+for k, (s, rss) in med.items():
+    if k != "memfit":
+        print("memfit / %-13s speed %.2fx  peak RSS %.2fx   (targets: speed >= 1.0x, RSS <= 0.5x)" % (k, ms / s, mr / rss))
+PY
+rm -f "$runs"
