@@ -179,6 +179,11 @@ mf_tensor mf_softmax_ce(mf_graph *g, mf_tensor logits, mf_tensor labels);
 mf_tensor mf_batchnorm(mf_graph *g, mf_tensor x, mf_tensor gamma, mf_tensor beta, mf_tensor rmean,
                        mf_tensor rvar, int training, double momentum, double eps);
 mf_tensor mf_groupnorm(mf_graph *g, mf_tensor x, mf_tensor gamma, mf_tensor beta, int groups, double eps);
+/* L2 normalisation along the last axis: x [..., D] -> x / max(||x||_2, eps), same shape and dtype (PyTorch's
+ * F.normalize(x, dim=-1), eps 1e-12 there; MoCo's embeddings). The norm is taken in double per row. Gradient:
+ * (dy - y <y,dy>) / ||x||, or dy / eps for a row whose norm is at most eps. Refuses (mf_graph_error naming
+ * the shape) a non-float input and eps <= 0. */
+mf_tensor mf_l2_normalize(mf_graph *g, mf_tensor x, double eps);
 /* pooling */
 mf_tensor mf_avgpool2d(mf_graph *g, mf_tensor x, int k, int stride, int pad);
 mf_tensor mf_maxpool2d(mf_graph *g, mf_tensor x, int k, int stride, int pad);

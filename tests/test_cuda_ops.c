@@ -466,6 +466,8 @@ static mf_tensor c_loss(mf_graph *g, mf_dtype act, int v) {
 /* batch norm (training with running buffers, eval) and group norm on [3,6,5,4] */
 static mf_tensor c_norm(mf_graph *g, mf_dtype act, int v) {
   (void)act;
+  if (v == 3) return mf_l2_normalize(g, P(g, "z", 2, SH(7, 300)), 1e-12);       /* rows longer than a block */
+  if (v == 4) return mf_l2_normalize(g, P(g, "x", 4, SH(3, 6, 5, 4)), 1e-12);   /* rows of 4 */
   mf_tensor x = P(g, "x", 4, SH(3, 6, 5, 4)), ga = P(g, "gamma", 1, SH(6)), be = P(g, "beta", 1, SH(6));
   if (v == 2) return mf_groupnorm(g, x, ga, be, 3, 1e-5);
   mf_tensor rm = mf_buffer(g, "buf_mean", 1, SH(6), MF_INIT_ZERO, 0), rv = mf_buffer(g, "buf_var", 1, SH(6), MF_INIT_ONE, 0);
@@ -547,8 +549,8 @@ static void test_ops(void) {
   for (int v = 0; v < 3; v++) op_case(mx[v], c_mixed, v);
   const char *ln[] = {"mse", "mse sum", "l1", "softmax cross-entropy", "softmax cross-entropy 600 classes"};
   for (int v = 0; v < 5; v++) op_case(ln[v], c_loss, v);
-  const char *nn[] = {"batchnorm train", "batchnorm eval", "groupnorm"};
-  for (int v = 0; v < 3; v++) op_case(nn[v], c_norm, v);
+  const char *nn[] = {"batchnorm train", "batchnorm eval", "groupnorm", "l2_normalize [7,300]", "l2_normalize [3,6,5,4]"};
+  for (int v = 0; v < 5; v++) op_case(nn[v], c_norm, v);
   const char *pn[] = {"avgpool 3 s2 p1", "maxpool 2 s2", "maxpool 3 s1 p1", "global avgpool", "upsample 2", "global maxpool"};
   for (int v = 0; v < 6; v++) op_case(pn[v], c_pool, v);
   op_case("dwt", c_wave, 0);

@@ -118,6 +118,11 @@ static void run_v2(mf_dtype dt, int micro, int accum) {
   CHECK(bad_ema == 0, "%s: %lld EMA values off the hand EMA (worst %.2f x the bound)", what, (long long)bad_ema, worst);
   mf_session_forward(s);
   const mf_plan *p = mf_session_plan(s);
+  /* the key branch needs no gradient: of its activations backward reads only k (the gradient of q.k) */
+  CHECK(p->phase[0].nograd_kept == mf_node_bytes(&g->nodes[net.k]), "%s: %zu bytes of no-gradient activations kept for "
+        "backward, expected k's %zu", what, p->phase[0].nograd_kept, mf_node_bytes(&g->nodes[net.k]));
+  CHECK(p->phase[0].nograd_bytes > 10 * p->phase[0].nograd_kept, "%s: the key branch's activations (%zu B) need no gradient", what,
+        p->phase[0].nograd_bytes);
   int exact = 1;
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     size_t planned = mf_plan_arena_bytes(p, (mf_arena_kind)a), measured = mf_session_measured_bytes(s, (mf_arena_kind)a);
@@ -247,10 +252,227 @@ static void parity(void) {
   mf_graph_free(g);
 }
 
+/* MoCo v3 (in-batch negatives, symmetric loss, predictor): memory exact with accumulation, the momentum ramp
+ * set before each update moves every EMA by the hand formula with that step's momentum */
+static void run_v3(void) {
+  moco_cfg c;
+  char err[512];
+  moco_cfg_preset("tiny", &c, err, sizeof err);
+  c.version = 3, c.batch = 8, c.micro_batch = 4, c.momentum = 0.9, c.temperature = 0.5;
+  mf_graph *g = mf_graph_init(MF_F32);
+  moco_net net;
+  if (moco_build(g, &c, 4, &net, err, sizeof err) < 0) { CHECK(0, "v3 build: %s", err); mf_graph_free(g); return; }
+  CHECK(resnet_find(g, "predictor.0.weight") >= 0 && resnet_find(g, "encoder_k.predictor.0.weight") < 0 &&
+        resnet_find(g, "encoder_k.fc.6.weight") >= 0 && net.queue < 0, "v3: predictor on the query side only, no queue");
+  CHECK(mf_tensor_dim(g, net.logits, 0) == 4 && mf_tensor_dim(g, net.logits, 1) == 4, "v3 logits [B,B]");
+  mf_train_opts o = mf_train_opts_default();
+  o.threads = 2, o.debug_memory = 1, o.accum_steps = 2, o.plan.optim = MF_ADAMW, o.lr = 1e-2;
+  mf_session *s = mf_session_init(g, net.loss, &o, err, sizeof err);
+  if (!s) { CHECK(0, "v3 session: %s", err); mf_graph_free(g); return; }
+  CHECK(moco_session_ready(s, &net, err, sizeof err) == 0, "%s", err);
+  mf_tensor qp = resnet_find(g, "encoder_q.fc.6.weight"), kp = resnet_find(g, "encoder_k.fc.6.weight");
+  int64_t cnt = mf_tensor_numel(g, qp);
+  float *kv = malloc(sizeof(float) * cnt), *qv = malloc(sizeof(float) * cnt), *k0 = malloc(sizeof(float) * cnt);
+  size_t xn = (size_t)4 * 3 * c.size * c.size;
+  float *x1 = malloc(sizeof(float) * xn), *x2 = malloc(sizeof(float) * xn);
+  int bad = 0;
+  const int64_t total = 4;
+  for (int step = 0; step < 2; step++) {
+    for (int m = 0; m < 2; m++) {
+      for (size_t i = 0; i < xn; i++) x1[i] = urand(), x2[i] = urand();
+      mf_session_write_input(s, net.xq, x1, xn);
+      mf_session_write_input(s, net.xk, x2, xn);
+      double l = mf_session_micro_step(s);
+      CHECK(isfinite(l), "v3 loss %g", l);
+    }
+    double mom = moco_momentum_at(&c, mf_session_step(s), total);
+    CHECK(mom >= c.momentum && mom <= 1 && (step == 0 ? mom == c.momentum : mom > c.momentum), "v3 ramp: step %d m %g", step, mom);
+    CHECK(mf_session_set_ema_momentum(s, -1, mom) == net.n_ema, "set_ema_momentum: every EMA");
+    mf_session_read(s, kp, k0, (size_t)cnt);
+    CHECK(mf_session_update(s) == 1, "v3 update");
+    mf_session_read(s, qp, qv, (size_t)cnt);
+    mf_session_read(s, kp, kv, (size_t)cnt);
+    for (int64_t j = 0; j < cnt; j++) {
+      double h = mom * k0[j] + (1 - mom) * qv[j];
+      bad += fabs(kv[j] - h) > 3 * 0x1p-24 * (mom * fabs(k0[j]) + (1 - mom) * fabs(qv[j])) + 1e-30;
+    }
+  }
+  CHECK(bad == 0, "v3: %d EMA values off the ramped hand EMA", bad);
+  CHECK(moco_momentum_at(&c, total, total) == 1.0, "ramp ends at 1");
+  CHECK(mf_session_set_ema_momentum(s, -1, 1.5) < 0 && mf_session_set_ema_momentum(s, net.loss, 0.5) < 0, "bad momentum refused");
+  const mf_plan *p = mf_session_plan(s);
+  int exact = 1;
+  for (int a = 0; a < MF_ARENA_COUNT; a++) {
+    size_t planned = mf_plan_arena_bytes(p, (mf_arena_kind)a), measured = mf_session_measured_bytes(s, (mf_arena_kind)a);
+    CHECK(planned == measured, "v3: arena %s planned %zu measured %zu", mf_arena_name((mf_arena_kind)a), planned, measured);
+    exact &= planned == measured;
+  }
+  printf("  v3 f32 micro 4 x 2     measured == planned: %s (total %zu B); ramped EMA exact within bound\n", exact ? "yes" : "NO",
+         mf_plan_total_bytes(p));
+  free(kv); free(qv); free(k0); free(x1); free(x2);
+  mf_session_free(s);
+  mf_graph_free(g);
+}
+
+/* the eval-mode feature graph takes the trained weights; split running statistics are averaged */
+static void features(void) {
+  moco_cfg c;
+  char err[512];
+  moco_cfg_preset("tiny", &c, err, sizeof err);
+  mf_graph *g = mf_graph_init(MF_F32);
+  moco_net net;
+  CHECK(moco_build(g, &c, c.batch, &net, err, sizeof err) == 0, "%s", err);
+  mf_train_opts o = mf_train_opts_default();
+  o.threads = 2;
+  mf_session *s = mf_session_init(g, net.loss, &o, err, sizeof err);
+  CHECK(s != NULL, "%s", err);
+  if (!s) { mf_graph_free(g); return; }
+  moco_session_ready(s, &net, err, sizeof err);
+  size_t xn = (size_t)c.batch * 3 * c.size * c.size;
+  float *x = malloc(sizeof(float) * xn);
+  for (size_t i = 0; i < xn; i++) x[i] = urand();
+  mf_session_write_input(s, net.xq, x, xn);
+  mf_session_write_input(s, net.xk, x, xn);
+  mf_session_micro_step(s);
+  mf_session_update(s);
+  mf_graph *gf = mf_graph_init(MF_F32);
+  moco_features f;
+  CHECK(moco_build_features(gf, &c, 6, &f, err, sizeof err) == 0, "features: %s", err);
+  mf_train_opts fo = mf_train_opts_default();
+  fo.threads = 2, fo.plan.training = 0, fo.plan.keep = &f.feat, fo.plan.n_keep = 1;
+  mf_session *fs = mf_session_init(gf, f.feat, &fo, err, sizeof err);
+  CHECK(fs != NULL, "features session: %s", err);
+  if (fs) {
+    CHECK(moco_features_copy(s, &net, fs, &f, err, sizeof err) == 0, "copy: %s", err);
+    int C = net.bq.bn_ch[0], S = c.bn_splits;
+    float *rt = malloc(sizeof(float) * C * S), *rf = malloc(sizeof(float) * C);
+    mf_session_read(s, net.bq.bn_mean[0], rt, (size_t)C * S);
+    mf_session_read(fs, f.b.bn_mean[0], rf, (size_t)C);
+    int bad = 0, moved = 0;
+    for (int ch = 0; ch < C; ch++) {
+      double avg = 0;
+      for (int sp = 0; sp < S; sp++) avg += rt[sp * C + ch];
+      avg /= S;
+      bad += fabs(rf[ch] - avg) > 0x1p-22 * (fabs(avg) + 1e-30);
+      moved += rf[ch] != 0;
+    }
+    CHECK(bad == 0 && moved > 0, "running mean averaged over the %d splits (%d off, %d moved)", S, bad, moved);
+    mf_tensor wt = resnet_find(g, "encoder_q.layer4.1.conv2.weight"), wf = resnet_find(gf, "encoder_q.layer4.1.conv2.weight");
+    int64_t wn = mf_tensor_numel(g, wt);
+    float *w1 = malloc(sizeof(float) * wn), *w2 = malloc(sizeof(float) * wn);
+    mf_session_read(s, wt, w1, (size_t)wn);
+    mf_session_read(fs, wf, w2, (size_t)wn);
+    CHECK(wn == mf_tensor_numel(gf, wf) && !memcmp(w1, w2, sizeof(float) * wn), "weights copied by name");
+    free(w1);
+    free(w2);
+    mf_session_write_input(fs, f.x, x, (size_t)6 * 3 * c.size * c.size);
+    CHECK(isfinite(mf_session_forward(fs)), "features forward");
+    int F = (int)mf_tensor_dim(gf, f.feat, 1);
+    float *fv = malloc(sizeof(float) * 6 * F);
+    CHECK(mf_session_read(fs, f.feat, fv, (size_t)6 * F) == 0 && F == 32, "features [6,%d]", F);
+    int fin = 1;
+    for (int i = 0; i < 6 * F; i++) fin &= isfinite(fv[i]);
+    CHECK(fin, "features finite");
+    free(fv); free(rt); free(rf);
+    mf_session_free(fs);
+  }
+  mf_graph_free(gf);
+  free(x);
+  mf_session_free(s);
+  mf_graph_free(g);
+}
+
+/* bad settings and a session whose accumulation differs from the graph's queue */
+static void bad_input(void) {
+  moco_cfg c = moco_cfg_default();
+  char err[512];
+  c.queue = 100;
+  CHECK(moco_cfg_check(&c, err, sizeof err) < 0 && strstr(err, "--queue"), "queue < batch: %s", err);
+  c = moco_cfg_default(), c.temperature = 0;
+  CHECK(moco_cfg_check(&c, err, sizeof err) < 0 && strstr(err, "--temperature"), "T 0: %s", err);
+  c = moco_cfg_default(), c.momentum = -0.5;
+  CHECK(moco_cfg_check(&c, err, sizeof err) < 0 && strstr(err, "--momentum"), "m -0.5: %s", err);
+  c = moco_cfg_default(), c.bn_splits = 3;
+  CHECK(moco_cfg_check(&c, err, sizeof err) < 0 && strstr(err, "--bn-splits"), "splits 3: %s", err);
+  c = moco_cfg_default(), c.depth = 101;
+  CHECK(moco_cfg_check(&c, err, sizeof err) < 0 && strstr(err, "--arch"), "depth 101: %s", err);
+  moco_cfg_preset("tiny", &c, err, sizeof err);
+  c.micro_batch = 4;
+  mf_graph *g = mf_graph_init(MF_F32);
+  moco_net net;
+  CHECK(moco_build(g, &c, 4, &net, err, sizeof err) == 0, "%s", err);
+  mf_train_opts o = mf_train_opts_default(); /* accum_steps 1, the graph's queue takes 2 micro-steps */
+  mf_session *s = mf_session_init(g, net.loss, &o, err, sizeof err);
+  CHECK(!s && strstr(err, "ring 'queue'") && strstr(err, "accum_steps is 1"), "accumulation mismatch: %s", s ? "(accepted)" : err);
+  mf_session_free(s);
+  mf_graph_free(g);
+}
+
+/* an update after fewer micro-steps than the queue stages pushes what waits; a checkpoint between two
+ * micro-steps of a step keeps the staged keys, so the resumed run writes the same queue */
+static void early_update_and_resume(void) {
+  moco_cfg c;
+  char err[512];
+  moco_cfg_preset("tiny", &c, err, sizeof err);
+  c.micro_batch = 4;
+  const int K = c.queue, D = c.dim;
+  size_t xn = (size_t)4 * 3 * c.size * c.size;
+  float *x[4], *qa = malloc(sizeof(float) * K * D), *qb = malloc(sizeof(float) * K * D);
+  for (int i = 0; i < 4; i++) {
+    x[i] = malloc(sizeof(float) * xn);
+    for (size_t j = 0; j < xn; j++) x[i][j] = urand();
+  }
+  char dir[] = "/tmp/memfit_moco_ck_XXXXXX", path[600];
+  CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+  snprintf(path, sizeof path, "%s/ck.safetensors", dir);
+  for (int run = 0; run < 3; run++) { /* 0: straight; 1: save after micro-step 0; 2: load that, finish */
+    mf_graph *g = mf_graph_init(MF_F32);
+    mf_graph_set_seed(g, 5);
+    moco_net net;
+    CHECK(moco_build(g, &c, 4, &net, err, sizeof err) == 0, "%s", err);
+    mf_train_opts o = mf_train_opts_default();
+    o.threads = 1, o.accum_steps = 2;
+    mf_session *s = mf_session_init(g, net.loss, &o, err, sizeof err);
+    if (!s) { CHECK(0, "%s", err); mf_graph_free(g); continue; }
+    moco_session_ready(s, &net, err, sizeof err);
+    if (run == 2) CHECK(mf_session_load(s, path, err, sizeof err) == 0, "load: %s", err);
+    for (int m = run == 2 ? 1 : 0; m < 2; m++) {
+      mf_session_write_input(s, net.xq, x[2 * m], xn);
+      mf_session_write_input(s, net.xk, x[2 * m + 1], xn);
+      mf_session_micro_step(s);
+      if (run == 1) {
+        CHECK(mf_session_save(s, path, err, sizeof err) == 0, "save: %s", err);
+        break;
+      }
+    }
+    if (run == 1) {
+      /* update after one of two micro-steps: its 4 keys go in */
+      CHECK(mf_session_update(s) == 1, "early update");
+      CHECK(mf_session_ring_pos(s, net.queue) == 4, "early update pushed %lld keys, expected 4", (long long)mf_session_ring_pos(s, net.queue));
+    } else {
+      CHECK(mf_session_update(s) == 1, "update");
+      CHECK(mf_session_ring_pos(s, net.queue) == 8, "run %d: position %lld, expected 8", run, (long long)mf_session_ring_pos(s, net.queue));
+      mf_session_read(s, net.queue, run == 0 ? qa : qb, (size_t)K * D);
+    }
+    mf_session_free(s);
+    mf_graph_free(g);
+  }
+  CHECK(!memcmp(qa, qb, sizeof(float) * K * D), "queue after resuming between micro-steps differs from the straight run");
+  unlink(path);
+  rmdir(dir);
+  for (int i = 0; i < 4; i++) free(x[i]);
+  free(qa);
+  free(qb);
+}
+
 int main(void) {
   run_v2(MF_F32, 4, 2);
   run_v2(MF_BF16, 4, 2);
   run_v2(MF_F32, 8, 1);
+  run_v3();
+  features();
+  bad_input();
+  early_update_and_resume();
   parity();
   return check_finish("test_moco");
 }

@@ -49,7 +49,7 @@ static void plan_usage(FILE *f, const char *cmd) {
   fprintf(f, "  --backend B          cpu or cuda (default cpu; planning for cuda needs no GPU)\n"
              "  --threads T          CPU threads the cost model is calibrated for (default: all cores; see\n"
              "                       'memfit calibrate')\n");
-  const mf_workload *ws[] = {&mf_workload_steg};
+  const mf_workload *ws[] = {&mf_workload_steg, &mf_workload_moco};
   for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++) {
     fprintf(f, "\nsettings of %s: %s\n", ws[k]->name, ws[k]->summary);
     ws[k]->cfg_help(f);

@@ -43,7 +43,9 @@
   X(GATHER, gather)                 /* src table [K,D], idx i32 [N] -> [N,D] */                    \
   X(GATHER_BWD, gather_bwd)         /* src dy [N,D], idx [N] -> [K,D] (ip0 = K), scatter-add */    \
   X(STRAIGHT_THROUGH, straight_through) /* src hard, soft -> hard's value, soft's gradient */       \
-  X(ROUND, round)                   /* half to even, no gradient */
+  X(ROUND, round)                   /* half to even, no gradient */                                \
+  X(L2NORM, l2norm)                 /* x [..,D] / max(||x||_2, fp0 eps) along the last axis */     \
+  X(L2NORM_BWD, l2norm_bwd)         /* src x, dy -> dx */
 
 #define MF_OP_ENUM(E, n) MF_OP_##E,
 typedef enum mf_op { MF_OP_LIST(MF_OP_ENUM) MF_OP_COUNT } mf_op;

@@ -174,14 +174,8 @@ static mf_tensor bn1d(head_ctx *h, mf_tensor x, const char *base, int affine) {
   return resnet_split_bn(h->g, x, ga, be, rm, rv, (int)S, h->training, h->c->bn_momentum, h->c->bn_eps);
 }
 
-/* x / max(||x||_2, eps) along axis 1 of [B,D]: PyTorch's F.normalize (eps 1e-12), from existing ops:
- * x * exp(-log(max(sum x^2, eps^2)) / 2); the clamp gives zero gradient below eps as max() does. */
-static mf_tensor l2_normalize(mf_graph *g, mf_tensor x) {
-  mf_tensor ss = mf_sum(g, mf_mul(g, x, x), 1u << 1, 1);                      /* [B,1] */
-  mf_tensor cl = mf_clamp(g, ss, 1e-24, INFINITY);                              /* [B,1] */
-  mf_tensor inv = mf_exp(g, mf_mul_scalar(g, mf_log(g, cl), -0.5));             /* [B,1] 1/||x|| */
-  return mf_mul(g, x, inv);                                                     /* [B,D] */
-}
+/* x / max(||x||_2, eps) along axis 1 of [B,D]: PyTorch's F.normalize (eps 1e-12) */
+static mf_tensor l2_normalize(mf_graph *g, mf_tensor x) { return mf_l2_normalize(g, x, 1e-12); }
 
 /* v2 head fc.0 (F -> hidden), relu, fc.2 (hidden -> dim), normalised */
 static mf_tensor head_v2(head_ctx *h, mf_tensor feat) {

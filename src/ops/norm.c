@@ -7,9 +7,14 @@
  *   ip3 = 1 on recompute clones (set by the planner): the kernel then skips the running-stat
  *   update, so recomputing a training batch norm in backward does not update the buffers twice.
  *   fp0 = eps, fp1 = momentum (running = (1-momentum)*running + momentum*batch; the running
- *   variance takes the unbiased batch variance, the normalisation the biased one, as PyTorch). */
+ *   variance takes the unbiased batch variance, the normalisation the biased one, as PyTorch).
+ *
+ * L2NORM node: src x [..., D]; fp0 = eps: y = x / max(||x||_2, eps) over the last axis (PyTorch's
+ * F.normalize(x, dim=-1)). L2NORM_BWD: src x, dy -> dx = (dy - y <y, dy>) / ||x|| where ||x|| > eps,
+ * else dy / eps (max() passes no gradient to the norm below eps). */
 #include "ops/ops.h"
 #include "graph/dtype.h"
+#include <math.h>
 
 static bool is_vec(const mf_node *n, int64_t C) { return n->ndim == 1 && n->ne[0] == C && mf_dtype_is_float(n->dtype); }
 
@@ -110,3 +115,39 @@ static double flops_norm_param(const mf_graph *g, const mf_node *n) { return flo
 const mf_op_def mf_op_def_norm = {"norm", grad_norm, flops_norm};
 const mf_op_def mf_op_def_norm_bwd_dx = {"norm_bwd_dx", NULL, flops_norm_dx};
 const mf_op_def mf_op_def_norm_bwd_param = {"norm_bwd_param", NULL, flops_norm_param};
+
+/* ---- L2 normalisation along the last axis ---- */
+mf_tensor mf_l2_normalize(mf_graph *g, mf_tensor x, double eps) {
+  if (!mf_graph_check_srcs(g, "l2_normalize", 1, &x)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  char sx[64];
+  mf_shape_str(nx, sx, sizeof sx);
+  if (nx->ndim < 1 || !mf_dtype_is_float(nx->dtype))
+    return mf_graph_fail(g, "l2_normalize: input %s (%s) must be a float tensor [..., D]", sx, mf_dtype_name(nx->dtype));
+  if (!(eps > 0) || !isfinite(eps)) return mf_graph_fail(g, "l2_normalize: eps %g must be above 0 (input %s)", eps, sx);
+  int id = mf_node_like(g, MF_OP_L2NORM, x, 1, &x);
+  if (id < 0) return -1;
+  g->nodes[id].fp[0] = eps;
+  snprintf(g->nodes[id].name, MF_NAME_LEN, "l2_normalize");
+  return id;
+}
+
+static int grad_l2norm(mf_graph *g, int id, int dy, int *dx) {
+  const mf_node *n = &g->nodes[id];
+  int x = n->src[0];
+  double eps = n->fp[0];
+  if (!mf_wants_grad(g, x)) { dx[0] = -1; return 0; }
+  int src[2] = {x, dy};
+  int b = mf_node_like(g, MF_OP_L2NORM_BWD, x, 2, src);
+  if (b < 0) return -1;
+  g->nodes[b].fp[0] = eps;
+  snprintf(g->nodes[b].name, MF_NAME_LEN, "l2_normalize_bwd");
+  dx[0] = b;
+  return 0;
+}
+
+static double flops_l2norm(const mf_graph *g, const mf_node *n) { (void)g; return 3.0 * (double)mf_node_numel(n); }
+static double flops_l2norm_bwd(const mf_graph *g, const mf_node *n) { (void)g; return 6.0 * (double)mf_node_numel(n); }
+
+const mf_op_def mf_op_def_l2norm = {"l2norm", grad_l2norm, flops_l2norm};
+const mf_op_def mf_op_def_l2norm_bwd = {"l2norm_bwd", NULL, flops_l2norm_bwd};

@@ -276,7 +276,7 @@ int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen) {
       meta_groups(f, path, s, step, gstep, &pbest, &pbad, &pscale, err, errlen))
     goto out;
   /* phases: the steps each has taken since its update, adding up to micro (a file of one phase: none) */
-  int64_t pmicro[MF_MAX_PHASES] = {0};
+  int64_t pmicro[MF_MAX_PHASES] = {micro}; /* one phase: its pending count is micro (the queue's stage reads it) */
   if (s->plan->n_phases > 1) {
     int64_t sum = 0;
     for (int k = 0; k < s->plan->n_phases; k++) {

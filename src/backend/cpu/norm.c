@@ -216,3 +216,43 @@ void mf_cpu_norm_bwd_param(const mf_kctx *k, const mf_node *n, void *out, void *
     }
   }
 }
+
+/* ---- L2 normalisation along the last axis: rows of D, each in double, independent of threads ---- */
+/* x [R,D] -> y = x / max(||x||, eps) */
+void mf_cpu_l2norm(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *x = mf_src(k, n, 0);
+  int64_t D = n->ne[n->ndim - 1], R = D ? mf_node_numel(n) / D : 0;
+  double eps = n->fp[0];
+  #pragma omp parallel for schedule(static) if (R * D > 32768)
+  for (int64_t r = 0; r < R; r++) {
+    double ss = 0;
+    for (int64_t j = 0; j < D; j++) { double v = mf_ld(src[0], x->dtype, r * D + j); ss += v * v; }
+    double nr = sqrt(ss), inv = 1 / (nr > eps ? nr : eps);
+    for (int64_t j = 0; j < D; j++) mf_st(out, n->dtype, r * D + j, mf_ld(src[0], x->dtype, r * D + j) * inv);
+  }
+}
+
+/* x, dy [R,D] -> dx = (dy - y <y,dy>) / ||x|| (||x|| > eps), else dy / eps */
+void mf_cpu_l2norm_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *x = mf_src(k, n, 0), *dy = mf_src(k, n, 1);
+  int64_t D = n->ne[n->ndim - 1], R = D ? mf_node_numel(n) / D : 0;
+  double eps = n->fp[0];
+  #pragma omp parallel for schedule(static) if (R * D > 32768)
+  for (int64_t r = 0; r < R; r++) {
+    double ss = 0, yd = 0;
+    for (int64_t j = 0; j < D; j++) {
+      double v = mf_ld(src[0], x->dtype, r * D + j);
+      ss += v * v;
+      yd += v * mf_ld(src[1], dy->dtype, r * D + j);
+    }
+    double nr = sqrt(ss);
+    if (nr > eps) {
+      double inv = 1 / nr, c = yd * inv * inv; /* <y,dy> / ||x|| = <x,dy> / ||x||^2 */
+      for (int64_t j = 0; j < D; j++)
+        mf_st(out, n->dtype, r * D + j, (mf_ld(src[1], dy->dtype, r * D + j) - mf_ld(src[0], x->dtype, r * D + j) * c) * inv);
+    } else
+      for (int64_t j = 0; j < D; j++) mf_st(out, n->dtype, r * D + j, mf_ld(src[1], dy->dtype, r * D + j) / eps);
+  }
+}

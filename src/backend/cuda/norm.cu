@@ -222,3 +222,50 @@ extern "C" size_t mf_cuda_ws_norm(const mf_graph *gr, const mf_node *n) {
   if (n->op == MF_OP_NORM_BWD_DX) b += mf_ws_align((size_t)(2 * ng) * sizeof(double));
   return b;
 }
+
+/* ---- L2 normalisation along the last axis: one block per row, sums in double with a fixed tree ---- */
+__global__ void k_l2norm(const void *x, int xt, const void *dy, int dyt, void *out, int ot, int64_t R, int64_t D, double eps) {
+  __shared__ double sh[2][MF_THREADS];
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+    double ss = 0, yd = 0;
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+      double v = mf_gld<double>(x, xt, r * D + j);
+      ss += v * v;
+      if (dy) yd += v * mf_gld<double>(dy, dyt, r * D + j);
+    }
+    sh[0][threadIdx.x] = ss;
+    sh[1][threadIdx.x] = yd;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if ((int)threadIdx.x < s) { sh[0][threadIdx.x] += sh[0][threadIdx.x + s]; sh[1][threadIdx.x] += sh[1][threadIdx.x + s]; }
+      __syncthreads();
+    }
+    double nr = sqrt(sh[0][0]), xd = sh[1][0];
+    __syncthreads();
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+      double v = mf_gld<double>(x, xt, r * D + j), o;
+      if (!dy) o = v / (nr > eps ? nr : eps);
+      else if (nr > eps) o = (mf_gld<double>(dy, dyt, r * D + j) - v * xd / (nr * nr)) / nr;
+      else o = mf_gld<double>(dy, dyt, r * D + j) / eps;
+      mf_gst(out, ot, r * D + j, o);
+    }
+  }
+}
+
+static void l2norm_launch(const mf_kctx *k, const mf_node *n, void *out, const void *x, const void *dy, int dyt, const char *what) {
+  int64_t D = n->ne[n->ndim - 1], R = D ? mf_node_numel(n) / D : 0;
+  if (!R) return;
+  int blocks = R < 65535 ? (int)R : 65535;
+  k_l2norm<<<blocks, MF_THREADS, 0, mf_cuda_stream(k)>>>(x, k->g->nodes[n->src[0]].dtype, dy, dyt, out, n->dtype, R, D, n->fp[0]);
+  MF_CUDA_LAUNCHED(what);
+}
+
+extern "C" void mf_cuda_l2norm(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  l2norm_launch(k, n, out, src[0], NULL, 0, "l2norm");
+}
+
+extern "C" void mf_cuda_l2norm_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  l2norm_launch(k, n, out, src[0], src[1], k->g->nodes[n->src[1]].dtype, "l2norm_bwd");
+}
