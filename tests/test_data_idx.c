@@ -331,6 +331,9 @@ static void test_bad_input(void) {
   uint32_t dhuge[3] = {2000000000u, 28, 28}; /* a header promising 1.5 TB: refused as truncated without allocating it */
   write_idx(p, 0x00000803, dhuge, 3, pix, sizeof pix, 0);
   expect_fail(p, NULL, NULL, "truncated", "header promises far more than the file holds");
+  uint32_t dside[3] = {3, 16384, 16384}; /* three 256 MiB images in a 1.2 kB file */
+  write_idx(p, 0x00000803, dside, 3, pix, sizeof pix, 1);
+  expect_fail(p, NULL, NULL, "truncated", "huge images promised (gzip)");
 
   sub(q, sizeof q, "bad-labels");
   uint32_t dl6[1] = {N - 1};
