@@ -243,6 +243,10 @@ static void test_open_path(void) {
   d = mf_dataset_open_path(im, &fo, err, sizeof err);
   CHECK(d && mf_dataset_num_classes(d) == 0, "unlabelled without a labels file: %s", d ? "" : err);
   mf_dataset_free(d);
+  /* the folder of an IDX set: a message saying which file to give */
+  d = mf_dataset_open_path(dir, NULL, err, sizeof err);
+  CHECK(!d && strstr(err, "holds IDX files") && strstr(err, "std/train-images-idx3-ubyte"), "an IDX folder as data: %s", err);
+  mf_dataset_free(d);
   /* a file that is not IDX */
   sub(im, sizeof im, "std/notes.txt");
   FILE *f = fopen(im, "w");

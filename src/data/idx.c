@@ -415,5 +415,20 @@ mf_dataset *mf_dataset_open_path(const char *path, const mf_folder_opts *o, char
     }
     return mf_dataset_open_idx(path, have ? lab : NULL, &io, err, errlen);
   }
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* the folder of an IDX set: say which file to give */
+    static const char *const names[2] = {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"};
+    for (int i = 0; i < 2; i++) {
+      char f[4096];
+      struct stat fs;
+      snprintf(f, sizeof f, "%s/%s", path, names[i]);
+      if (stat(f, &fs) == 0 && S_ISREG(fs.st_mode)) {
+        const char *gz = i ? ".gz" : "";
+        snprintf(err, errlen, "%s holds IDX files (the MNIST layout), not images: give the images file itself, e.g. --data "
+                              "%s/train-images-idx3-ubyte%s (its labels are found beside it) and --val-data "
+                              "%s/t10k-images-idx3-ubyte%s", path, path, gz, path, gz);
+        return NULL;
+      }
+    }
+  }
   return mf_dataset_open_folder(path, o, err, errlen);
 }
