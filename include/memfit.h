@@ -684,7 +684,8 @@ mf_dataset *mf_dataset_open_idx(const char *images, const char *labels, const mf
  * (recognised by its magic number, plain or gzip) with the labels file beside it by the standard naming
  * (PREFIX-images-idx3-ubyte[.gz] -> PREFIX-labels-idx1-ubyte, with or without .gz; unlabelled when
  * absent, an error when o->labels asks for labels). o's split, val_fraction, split_seed and quiet apply
- * to either. NULL with err naming the path on failure. */
+ * to either. NULL with err naming the path on failure; a folder holding train-images-idx3-ubyte[.gz] is
+ * refused with a message naming the images file to give instead. */
 mf_dataset *mf_dataset_open_path(const char *path, const mf_folder_opts *o, char *err, size_t errlen);
 void mf_dataset_free(mf_dataset *d);
 size_t mf_dataset_size(const mf_dataset *d);          /* samples (clips for video) */

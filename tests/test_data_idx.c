@@ -243,6 +243,10 @@ static void test_open_path(void) {
   d = mf_dataset_open_path(im, &fo, err, sizeof err);
   CHECK(d && mf_dataset_num_classes(d) == 0, "unlabelled without a labels file: %s", d ? "" : err);
   mf_dataset_free(d);
+  /* the folder of an IDX set: a message saying which file to give */
+  d = mf_dataset_open_path(dir, NULL, err, sizeof err);
+  CHECK(!d && strstr(err, "holds IDX files") && strstr(err, "std/train-images-idx3-ubyte"), "an IDX folder as data: %s", err);
+  mf_dataset_free(d);
   /* a file that is not IDX */
   sub(im, sizeof im, "std/notes.txt");
   FILE *f = fopen(im, "w");
@@ -331,6 +335,9 @@ static void test_bad_input(void) {
   uint32_t dhuge[3] = {2000000000u, 28, 28}; /* a header promising 1.5 TB: refused as truncated without allocating it */
   write_idx(p, 0x00000803, dhuge, 3, pix, sizeof pix, 0);
   expect_fail(p, NULL, NULL, "truncated", "header promises far more than the file holds");
+  uint32_t dside[3] = {3, 16384, 16384}; /* three 256 MiB images in a 1.2 kB file */
+  write_idx(p, 0x00000803, dside, 3, pix, sizeof pix, 1);
+  expect_fail(p, NULL, NULL, "truncated", "huge images promised (gzip)");
 
   sub(q, sizeof q, "bad-labels");
   uint32_t dl6[1] = {N - 1};

@@ -80,6 +80,28 @@ static long long idx_read(gzFile z, const char *path, void *buf, size_t n, char 
   return (long long)got;
 }
 
+/* Reads n bytes into *buf, growing it (realloc, *cap its size) in steps of at most 1 MiB as the data arrives,
+ * so that a header promising more than the file holds costs only what is there. Returns the bytes read
+ * (fewer at the end of the data), or -1 with err (corrupt gzip data, read error, out of memory). */
+static long long idx_read_grow(gzFile z, const char *path, uint8_t **buf, size_t *cap, size_t n, char *err, size_t errlen) {
+  size_t got = 0;
+  while (got < n) {
+    size_t piece = n - got < (1u << 20) ? n - got : (1u << 20);
+    if (got + piece > *cap) {
+      size_t nc = *cap * 2 > got + piece ? *cap * 2 : got + piece;
+      if (nc > n) nc = n;
+      uint8_t *p = realloc(*buf, nc);
+      if (!p) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
+      *buf = p; *cap = nc;
+    }
+    long long r = idx_read(z, path, *buf + got, piece, err, errlen);
+    if (r < 0) return -1;
+    got += (size_t)r;
+    if ((size_t)r < piece) break;
+  }
+  return (long long)got;
+}
+
 /* Reads the magic number and the dimensions of an IDX file: 0 with dims, -1 with err. */
 static int idx_header(gzFile z, const char *path, uint32_t *magic, uint32_t *dims, int max_dims, int *ndims, char *err,
                       size_t errlen) {
@@ -142,12 +164,14 @@ static int idx_split_is_val(uint64_t index, double frac, uint64_t seed) {
   return (double)(h >> 11) * (1.0 / 9007199254740992.0) < frac;
 }
 
-/* Reads the labels file: n labels (u8, or big-endian int32 in [0, 256)) into out. 0, or -1 with err. */
-static int idx_read_labels(const char *path, uint32_t n_images, int32_t *out, char *err, size_t errlen) {
+/* Reads the labels file: n labels (u8, or big-endian int32 in [0, 256)) into *out (malloc'd). 0, or -1 with err. */
+static int idx_read_labels(const char *path, uint32_t n_images, int32_t **out, char *err, size_t errlen) {
   gzFile z = idx_open(path, err, errlen);
   if (!z) return -1;
   uint32_t magic = 0, dims[1] = {0};
   int nd = 0, rc = -1;
+  uint8_t *raw = NULL;
+  size_t cap = 0;
   if (idx_header(z, path, &magic, dims, 1, &nd, err, errlen) != 0) goto done;
   if (magic != IDX_LABELS_MAGIC && magic != IDX_LABELS32_MAGIC) {
     if (magic == IDX_IMAGES_MAGIC)
@@ -163,25 +187,26 @@ static int idx_read_labels(const char *path, uint32_t n_images, int32_t *out, ch
     goto done;
   }
   size_t es = magic == IDX_LABELS_MAGIC ? 1 : 4, need = (size_t)n_images * es;
-  uint8_t *raw = malloc(need ? need : 1);
-  if (!raw) { snprintf(err, errlen, "%s: out of memory for %u labels", path, n_images); goto done; }
-  long long r = idx_read(z, path, raw, need, err, errlen);
-  if (r >= 0 && (size_t)r < need)
+  long long r = idx_read_grow(z, path, &raw, &cap, need, err, errlen);
+  if (r < 0) goto done;
+  if ((size_t)r < need) {
     snprintf(err, errlen, "%s: truncated: the header says %u labels (%zu bytes) but the file holds %lld", path, n_images, need, r);
-  if (r >= 0 && (size_t)r == need) {
-    rc = 0;
-    for (uint32_t i = 0; i < n_images; i++) {
-      int64_t v = es == 1 ? raw[i] : (int64_t)(int32_t)be32(raw + 4 * (size_t)i);
-      if (v < 0 || v >= IDX_MAX_CLASSES) {
-        snprintf(err, errlen, "%s: label %lld of image %u is not a class number in [0, %d)", path, (long long)v, i, IDX_MAX_CLASSES);
-        rc = -1;
-        break;
-      }
-      out[i] = (int32_t)v;
-    }
+    goto done;
   }
-  free(raw);
+  *out = malloc((size_t)n_images * sizeof **out);
+  if (!*out) { snprintf(err, errlen, "%s: out of memory for %u labels", path, n_images); goto done; }
+  rc = 0;
+  for (uint32_t i = 0; i < n_images; i++) {
+    int64_t v = es == 1 ? raw[i] : (int64_t)(int32_t)be32(raw + 4 * (size_t)i);
+    if (v < 0 || v >= IDX_MAX_CLASSES) {
+      snprintf(err, errlen, "%s: label %lld of image %u is not a class number in [0, %d)", path, (long long)v, i, IDX_MAX_CLASSES);
+      rc = -1;
+      break;
+    }
+    (*out)[i] = (int32_t)v;
+  }
 done:
+  free(raw);
   gzclose(z);
   return rc;
 }
@@ -273,9 +298,7 @@ mf_dataset *mf_dataset_open_idx(const char *images, const char *labels, const mf
   /* labels first (small), so that a mismatch is reported before the images are read */
   int num_classes = 0;
   if (labels) {
-    all_labels = malloc((size_t)N * sizeof *all_labels);
-    if (!all_labels) { snprintf(err, errlen, "%s: out of memory for %u labels", labels, N); goto fail; }
-    if (idx_read_labels(labels, N, all_labels, err, errlen) != 0) goto fail;
+    if (idx_read_labels(labels, N, &all_labels, err, errlen) != 0) goto fail;
     for (uint32_t i = 0; i < N; i++) {
       if (o->num_classes && all_labels[i] >= o->num_classes) {
         snprintf(err, errlen, "%s: label %d of image %u is not below num_classes %d", labels, all_labels[i], i, o->num_classes);
@@ -286,37 +309,37 @@ mf_dataset *mf_dataset_open_idx(const char *images, const char *labels, const mf
     if (o->num_classes) num_classes = o->num_classes;
   }
 
-  /* images, read in chunks: a header that promises more than the file holds allocates only what arrives */
-  size_t img = (size_t)H * W, cap = 0, kept = 0, limit = o->limit ? o->limit : SIZE_MAX;
+  /* images, read in chunks of about 1 MiB that grow as the data arrives: a header that promises more than
+   * the file holds allocates only what is there */
+  size_t img = (size_t)H * W, cap = 0, kept = 0, chunk_cap = 0, limit = o->limit ? o->limit : SIZE_MAX;
   size_t per_chunk = img >= (1u << 20) ? 1 : (1u << 20) / img;
-  chunk = malloc(per_chunk * img);
-  if (!chunk) { snprintf(err, errlen, "%s: out of memory", images); goto fail; }
   uint64_t h = 0x6d656d6669742d69ull ^ ((uint64_t)W << 32 | H);
   for (uint32_t first = 0; first < N && kept < limit; first += (uint32_t)per_chunk) {
     size_t cnt = N - first < per_chunk ? N - first : per_chunk;
-    long long r = idx_read(z, images, chunk, cnt * img, err, errlen);
+    long long r = idx_read_grow(z, images, &chunk, &chunk_cap, cnt * img, err, errlen);
     if (r < 0) goto fail;
     if ((size_t)r < cnt * img) {
       unsigned long long whole = (unsigned long long)first + (unsigned long long)r / img;
       snprintf(err, errlen, "%s: truncated: the header says %u images of %ux%u (%llu bytes of pixels) but the file ends after "
-                            "%llu bytes of them (%llu whole images)", images, N, H, W, (unsigned long long)N * img,
-               (unsigned long long)first * img + (unsigned long long)r, whole);
+                            "%llu bytes of them (%llu whole image%s)", images, N, H, W, (unsigned long long)N * img,
+               (unsigned long long)first * img + (unsigned long long)r, whole, whole == 1 ? "" : "s");
       goto fail;
     }
     for (size_t j = 0; j < cnt && kept < limit; j++) {
       uint32_t index = first + (uint32_t)j;
       if (o->split != MF_SPLIT_ALL && idx_split_is_val(index, o->val_fraction, o->split_seed) != (o->split == MF_SPLIT_VAL))
         continue;
-      if (kept == cap) {
-        size_t nc = cap ? 2 * cap : 1024;
+      if (kept == cap) { /* room for twice as many images (at first about 1 MiB of them), never more than can be kept */
+        size_t nc = cap ? 2 * cap : per_chunk;
         if (nc > N) nc = N;
+        if (nc > limit) nc = limit;
         uint8_t *p = realloc(d->idx_pix, nc * img);
-        int32_t *lb = realloc(d->idx_label, nc * sizeof *lb);
+        if (p) d->idx_pix = p;
+        int32_t *lb = p ? realloc(d->idx_label, nc * sizeof *lb) : NULL;
         if (lb) d->idx_label = lb;
         uint32_t *ix = lb ? realloc(d->idx_index, nc * sizeof *ix) : NULL;
         if (ix) d->idx_index = ix;
-        if (p) d->idx_pix = p;
-        if (!p || !lb || !ix) { snprintf(err, errlen, "%s: out of memory for %zu images", images, nc); goto fail; }
+        if (!p || !lb || !ix) { snprintf(err, errlen, "%s: out of memory for %zu images of %ux%u", images, nc, H, W); goto fail; }
         cap = nc;
       }
       memcpy(d->idx_pix + kept * img, chunk + j * img, img);
@@ -391,6 +414,21 @@ mf_dataset *mf_dataset_open_path(const char *path, const mf_folder_opts *o, char
       return NULL;
     }
     return mf_dataset_open_idx(path, have ? lab : NULL, &io, err, errlen);
+  }
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* the folder of an IDX set: say which file to give */
+    static const char *const names[2] = {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"};
+    for (int i = 0; i < 2; i++) {
+      char f[4096];
+      struct stat fs;
+      snprintf(f, sizeof f, "%s/%s", path, names[i]);
+      if (stat(f, &fs) == 0 && S_ISREG(fs.st_mode)) {
+        const char *gz = i ? ".gz" : "";
+        snprintf(err, errlen, "%s holds IDX files (the MNIST layout), not images: give the images file itself, e.g. --data "
+                              "%s/train-images-idx3-ubyte%s (its labels are found beside it) and --val-data "
+                              "%s/t10k-images-idx3-ubyte%s", path, path, gz, path, gz);
+        return NULL;
+      }
+    }
   }
   return mf_dataset_open_folder(path, o, err, errlen);
 }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # build.sh — builds the libFuzzer harnesses (clang, ASan+UBSan) into build-fuzz/: the PNG and JPEG
-# decoders, the safetensors reader, the checkpoint metadata reader and the CLI's number and size
-# parsers. Usage from the repo root: sh tests/fuzz/build.sh; then see docs/data.md for running them.
+# decoders, the safetensors reader, the checkpoint metadata reader, the CLI's number and size
+# parsers and the IDX reader. Usage from the repo root: sh tests/fuzz/build.sh; then see docs/data.md for running them.
 set -e
 mkdir -p build-fuzz/obj
 CF="-DMEMFIT_FUZZING -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc"
@@ -16,8 +16,9 @@ for c in src/graph/*.c src/ops/*.c src/plan/*.c src/backend/cpu/*.c src/train/*.
   if [ ! -f "$o" ] || [ "$c" -nt "$o" ] || [ "$newest_h" -nt "$o" ]; then clang $LIBCF -c "$c" -o "$o"; fi
   objs="$objs $o"
 done
-LIBS="$(pkg-config --libs openblas) -lpng -ljpeg -lm -ldl -lpthread -fopenmp"
+LIBS="$(pkg-config --libs openblas) -lpng -ljpeg -lz -lm -ldl -lpthread -fopenmp"
 clang $CF tests/fuzz/fuzz_safetensors.c $objs -o build-fuzz/fuzz_safetensors $LIBS
 clang $CF tests/fuzz/fuzz_checkpoint.c $objs -o build-fuzz/fuzz_checkpoint $LIBS
 clang $CF tests/fuzz/fuzz_parse.c src/cli/args.c $objs -o build-fuzz/fuzz_parse $LIBS
-echo "built build-fuzz/fuzz_png fuzz_jpeg fuzz_safetensors fuzz_checkpoint fuzz_parse"
+clang $CF tests/fuzz/fuzz_idx.c $objs -o build-fuzz/fuzz_idx $LIBS
+echo "built build-fuzz/fuzz_png fuzz_jpeg fuzz_safetensors fuzz_checkpoint fuzz_parse fuzz_idx"
