@@ -297,7 +297,8 @@ int mf_cmd_plan(int argc, char **argv) {
       double use = (double)r.best.device_bytes / (double)a.budget;
       if (use < 0.85)
         printf("\nthe chosen plan uses %.0f%% of the budget: %.0f%% is idle. It could grow: a larger effective batch "
-               "(--batch), a wider model (--growth), or less recompute, if the model needs it.\n", 100 * use, 100 * (1 - use));
+               "(--batch)%s%s%s, or less recompute, if the model needs it.\n", 100 * use, 100 * (1 - use),
+               w->wider_option ? ", a wider model (" : "", w->wider_option ? w->wider_option : "", w->wider_option ? ")" : "");
     }
   }
   mf_search_result_free(&r);

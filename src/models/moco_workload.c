@@ -148,6 +148,7 @@ static size_t staging_bytes(const void *p, int mb) {
 }
 
 const mf_workload mf_workload_moco = {
+  .wider_option = "--width",
   .name = "moco",
   .summary = "MoCo v2/v3 self-supervised contrastive learning on ResNet backbones (docs/design.md 3.2)",
   .cfg_new = cfg_new,

@@ -94,6 +94,7 @@ static size_t staging_bytes(const void *p, int mb) {
 }
 
 const mf_workload mf_workload_steg = {
+  .wider_option = "--growth",
   .name = "steg",
   .summary = "image steganography with an invertible network (HiNet-style, docs/design.md)",
   .cfg_new = cfg_new,

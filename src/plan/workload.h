@@ -35,6 +35,7 @@ typedef struct mf_workload {
    * accepts (not only divisors of the effective batch): `memfit plan --budget` then also answers "the
    * largest batch that fits" (e.g. MoCo's, with the queue unchanged). 0, or -1 with err. */
   int (*build_batch)(mf_graph *g, const void *cfg, int batch, mf_tensor *loss, void **state, char *err, size_t errlen);
+  const char *wider_option;               /* the setting that widens the model, for the utilisation line ("--growth") */
   const char *batch_note;                 /* after that answer, e.g. " (the queue of negatives stays as it is)" */
 
   /* training: `memfit train NAME` (NULL: the workload can be planned, not trained); the training half
