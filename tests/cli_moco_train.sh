@@ -27,6 +27,10 @@ exact6 "v3"
 run "bf16 trains" 0 "trained 3 updates" "$MEMFIT" "${G[@]}" --precision bf16 --steps 3 --out "$T/bf16"
 exact6 "bf16"
 
+run "several model settings together" 0 "ResNet-34 x0.125, 20x20, effective batch 8, queue 12 x 8, head 16-8, T 0.5, m 0.9, bn-splits 1" \
+  "$MEMFIT" "${G[@]}" --arch resnet34 --width 0.125 --size 20 --queue 12 --temperature 0.5 --momentum 0.9 --bn-splits 1 --steps 1 \
+  --out "$T/several"
+
 # stop after 3, resume to 6: updates 4-6 bit-identical to the uninterrupted run
 run "stop after update 3" 0 "stopped after update 3 of 6" "$MEMFIT" "${G[@]}" --steps 6 --out "$T/B" --loss-log "$T/B.log" --stop-after 3
 run "resume from update 3" 0 "resumed from .* at update 3" "$MEMFIT" "${G[@]}" --steps 6 --out "$T/C" --loss-log "$T/C.log" \

@@ -15,7 +15,7 @@
 typedef struct moco_tcfg {
   char preset[32];
   int n_model;                       /* model settings as given (--size, --queue, ...), applied after the preset */
-  const char *model_key[MAX_MODEL_SETTINGS], *model_val[MAX_MODEL_SETTINGS];
+  char model_key[MAX_MODEL_SETTINGS][24], model_val[MAX_MODEL_SETTINGS][64]; /* copies: the parser reuses its buffers */
   moco_cfg mc;                       /* after train_check: the model trained */
   int channels;                      /* 0: 1 for IDX data, else 3 */
   char aug[16];                      /* moco (v2's), satellite (+ rot90, vflip, noise), none */
@@ -71,8 +71,9 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
       moco_cfg t = moco_cfg_default(); /* checks the value now, so the message comes before anything runs */
       if (mf_workload_moco.cfg_set(&t, key, val, err, n) < 0) return -1;
       if (c->n_model == MAX_MODEL_SETTINGS) { snprintf(err, n, "--%s: too many model settings", key); return -1; }
-      c->model_key[c->n_model] = key;
-      c->model_val[c->n_model++] = val;
+      if (strlen(val) >= sizeof c->model_val[0]) { snprintf(err, n, "--%s: '%s' is too long", key, val); return -1; }
+      snprintf(c->model_key[c->n_model], sizeof c->model_key[0], "%s", key);
+      snprintf(c->model_val[c->n_model++], sizeof c->model_val[0], "%s", val);
       return 0;
     }
   if (!strcmp(key, "channels")) {
