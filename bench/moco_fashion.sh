@@ -28,7 +28,7 @@ OMP_NUM_THREADS=$threads "$B"/memfit eval moco --model "$out/memfit/model.safete
   --val-data $F/t10k-images-idx3-ubyte.gz --threads "$threads" --json | tee "$out/memfit.eval"
 echo "== the same network at initialisation (one update at lr 1e-9: BN statistics of one batch)"
 OMP_NUM_THREADS=$threads "$B"/memfit train moco "${model[@]}" --data $F/train-images-idx3-ubyte.gz --steps 1 --lr 1e-9 \
-  --threads "$threads" --out "$out/init" --log-every -1 >/dev/null
+  --threads "$threads" --out "$out/init" --log-every 100000 >/dev/null
 OMP_NUM_THREADS=$threads "$B"/memfit eval moco --model "$out/init/model.safetensors" --data $F/train-images-idx3-ubyte.gz \
   --val-data $F/t10k-images-idx3-ubyte.gz --threads "$threads" --probe-epochs 0 --json | tail -1 | tee "$out/init.eval"
 echo "== PyTorch ($(${TORCH:-/usr/bin/python3} -c 'import torch; print(torch.__version__)')), the same recipe for $secs s"
