@@ -2,7 +2,7 @@
 # deps.sh — installs memfit's Debian build and test dependencies (run as root on Debian 12).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config git clang libclang-rt-14-dev libomp-14-dev valgrind
-      libopenblas-openmp-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
+      libopenblas-openmp-dev libdnnl-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev
       libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
       python3 python3-numpy python3-torch python3-torchvision
       dataset-fashion-mnist  # real labelled images (IDX, 70,000 x 28x28) for the MoCo tests and baselines

@@ -540,6 +540,7 @@ static void bwd_weight_stacked(const mf_kctx *k, const mf_node *n, const conv_ge
 
 /* y [N,OC,OH,OW] = conv(x [N,C,H,W], w [OC,Cg,KH,KW]) + b [OC] */
 void mf_cpu_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  if (mf_cpu_dnnl_conv_run(k, n, out, src, ws)) return; /* oneDNN (conv_dnnl.c) when it takes this shape */
   conv_geo c;
   conv_ws l;
   conv_geometry(k->g, n, &c);
@@ -575,6 +576,7 @@ void mf_cpu_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *s
 
 /* dx [N,C,H,W] from dy [N,OC,OH,OW] and w [OC,Cg,KH,KW] */
 void mf_cpu_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  if (mf_cpu_dnnl_conv_run(k, n, out, src, ws)) return; /* oneDNN (conv_dnnl.c) when it takes this shape */
   conv_geo c;
   conv_ws l;
   conv_geometry(k->g, n, &c);
@@ -628,6 +630,7 @@ void mf_cpu_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void 
 
 /* dw [OC,Cg,KH,KW] = sum over images of dy . im2col(x)^T (written, not accumulated) */
 void mf_cpu_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  if (mf_cpu_dnnl_conv_run(k, n, out, src, ws)) return; /* oneDNN (conv_dnnl.c) when it takes this shape */
   conv_geo c;
   conv_ws l;
   conv_geometry(k->g, n, &c);

@@ -7,7 +7,10 @@ static size_t cpu_workspace(const mf_graph *g, const mf_node *n) {
   switch (n->op) {
   case MF_OP_CONV2D:
   case MF_OP_CONV2D_BWD_DATA:
-  case MF_OP_CONV2D_BWD_WEIGHT: return mf_cpu_ws_conv(g, n);
+  case MF_OP_CONV2D_BWD_WEIGHT: {
+    size_t b;
+    return mf_cpu_dnnl_conv_ws(g, n, &b) ? b : mf_cpu_ws_conv(g, n);
+  }
   case MF_OP_MATMUL: return mf_cpu_ws_matmul(g, n);
   case MF_OP_GATHER_BWD: return mf_cpu_ws_index(g, n);
   default: return 0;
