@@ -5,19 +5,42 @@
 #include "backend/cpu/cpu.h"
 #include <math.h>
 
-/* ---- contiguous span helpers: f32 fast path, generic mf_ld/mf_st otherwise ---- */
+/* ---- contiguous span helpers: f32 fast path, generic mf_ld/mf_st otherwise ----
+ * The f32 sums keep NL independent double accumulators (element i goes to lane i % NL, the lanes are
+ * added in order at the end): the compiler vectorises them, and the result depends only on the
+ * length, never on the machine or the thread count. */
+#define NL 8
+static double lanes_total(const double *acc) {
+  double s = 0;
+  for (int j = 0; j < NL; j++) s += acc[j];
+  return s;
+}
 
 static double span_sum(const void *p, mf_dtype t, int64_t off, int64_t len) {
   double s = 0;
-  if (t == MF_F32) { const float *f = (const float *)p + off; for (int64_t i = 0; i < len; i++) s += f[i]; }
-  else for (int64_t i = 0; i < len; i++) s += mf_ld(p, t, off + i);
+  if (t == MF_F32) {
+    const float *f = (const float *)p + off;
+    double acc[NL] = {0};
+    int64_t i = 0;
+    for (; i + NL <= len; i += NL)
+      for (int j = 0; j < NL; j++) acc[j] += f[i + j];
+    for (; i < len; i++) acc[i % NL] += f[i];
+    return lanes_total(acc);
+  } else for (int64_t i = 0; i < len; i++) s += mf_ld(p, t, off + i);
   return s;
 }
 /* sum (x - mean)^2 */
 static double span_sqdev(const void *p, mf_dtype t, int64_t off, int64_t len, double mean) {
   double s = 0;
-  if (t == MF_F32) { const float *f = (const float *)p + off; for (int64_t i = 0; i < len; i++) { double d = f[i] - mean; s += d * d; } }
-  else for (int64_t i = 0; i < len; i++) { double d = mf_ld(p, t, off + i) - mean; s += d * d; }
+  if (t == MF_F32) {
+    const float *f = (const float *)p + off;
+    double acc[NL] = {0};
+    int64_t i = 0;
+    for (; i + NL <= len; i += NL)
+      for (int j = 0; j < NL; j++) { double d = f[i + j] - mean; acc[j] += d * d; }
+    for (; i < len; i++) { double d = f[i] - mean; acc[i % NL] += d * d; }
+    return lanes_total(acc);
+  } else for (int64_t i = 0; i < len; i++) { double d = mf_ld(p, t, off + i) - mean; s += d * d; }
   return s;
 }
 /* adds sum dy and sum dy*(x - mean) */
@@ -26,7 +49,13 @@ static void span_dy(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int
   double a = 0, b = 0;
   if (xt == MF_F32 && dt == MF_F32) {
     const float *xf = (const float *)x + off, *df = (const float *)dy + off;
-    for (int64_t i = 0; i < len; i++) { a += df[i]; b += df[i] * (xf[i] - mean); }
+    double la[NL] = {0}, lb[NL] = {0};
+    int64_t i = 0;
+    for (; i + NL <= len; i += NL)
+      for (int j = 0; j < NL; j++) { double d = df[i + j]; la[j] += d; lb[j] += d * (xf[i + j] - mean); }
+    for (; i < len; i++) { double d = df[i]; la[i % NL] += d; lb[i % NL] += d * (xf[i] - mean); }
+    a = lanes_total(la);
+    b = lanes_total(lb);
   } else
     for (int64_t i = 0; i < len; i++) { double d = mf_ld(dy, dt, off + i); a += d; b += d * (mf_ld(x, xt, off + i) - mean); }
   *sdy += a;
