@@ -81,6 +81,38 @@ static void span_dx(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, voi
     for (int64_t i = 0; i < len; i++) mf_st(out, ot, off + i, A * mf_ld(dy, dt, off + i) + B * mf_ld(x, xt, off + i) + Cc);
 }
 
+/* One pass over a span, shifted by K: acc[0] += sum (x-K), acc[1] += sum (x-K)^2 and, when dy is
+ * given, acc[2] += sum dy, acc[3] += sum dy*(x-K). With K one of the channel's own values, the
+ * variance from these (acc1/M - (acc0/M)^2) loses nothing to cancellation unless K lies many standard
+ * deviations from the mean; f32 values minus K and their squares are exact in double. */
+static void span_moments(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double K, double *acc) {
+  if (xt == MF_F32 && (!dy || dt == MF_F32)) {
+    const float *xf = (const float *)x + off, *df = dy ? (const float *)dy + off : NULL;
+    double l0[NL] = {0}, l1[NL] = {0}, l2[NL] = {0}, l3[NL] = {0};
+    int64_t i = 0;
+    if (df) {
+      for (; i + NL <= len; i += NL)
+        for (int j = 0; j < NL; j++) {
+          double v = xf[i + j] - K, d = df[i + j];
+          l0[j] += v; l1[j] += v * v; l2[j] += d; l3[j] += d * v;
+        }
+      for (; i < len; i++) { double v = xf[i] - K, d = df[i]; l0[i % NL] += v; l1[i % NL] += v * v; l2[i % NL] += d; l3[i % NL] += d * v; }
+    } else {
+      for (; i + NL <= len; i += NL)
+        for (int j = 0; j < NL; j++) { double v = xf[i + j] - K; l0[j] += v; l1[j] += v * v; }
+      for (; i < len; i++) { double v = xf[i] - K; l0[i % NL] += v; l1[i % NL] += v * v; }
+    }
+    acc[0] += lanes_total(l0); acc[1] += lanes_total(l1); acc[2] += lanes_total(l2); acc[3] += lanes_total(l3);
+    return;
+  }
+  for (int64_t i = 0; i < len; i++) {
+    double v = mf_ld(x, xt, off + i) - K;
+    acc[0] += v;
+    acc[1] += v * v;
+    if (dy) { double d = mf_ld(dy, dt, off + i); acc[2] += d; acc[3] += d * v; }
+  }
+}
+
 typedef struct { int64_t N, C, S; } nshape;
 static nshape shape_of(const mf_node *x) {
   nshape s = {x->ne[0], x->ne[1], 1};
@@ -88,18 +120,26 @@ static nshape shape_of(const mf_node *x) {
   return s;
 }
 
-/* batch norm statistics of channel c: from the batch (biased variance), or the running buffers */
-static void bn_stats(const void *x, mf_dtype xt, nshape s, int64_t c, bool training, const void *rm, const void *rv, mf_dtype bt,
-                     double eps, double *mean, double *var, double *rstd) {
+/* batch norm statistics of channel c: from the batch (biased variance), or the running buffers;
+ * with dy also sdy = sum dy and sdyx = sum dy*(x - mean), all in one pass over the channel */
+static void bn_stats(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, nshape s, int64_t c, bool training, const void *rm,
+                     const void *rv, mf_dtype bt, double eps, double *mean, double *var, double *rstd, double *sdy, double *sdyx) {
+  double acc[4] = {0};
   if (training) {
-    double M = (double)(s.N * s.S), sum = 0, sq = 0;
-    for (int64_t n = 0; n < s.N; n++) sum += span_sum(x, xt, (n * s.C + c) * s.S, s.S);
-    *mean = sum / M;
-    for (int64_t n = 0; n < s.N; n++) sq += span_sqdev(x, xt, (n * s.C + c) * s.S, s.S, *mean);
-    *var = sq / M;
+    double M = (double)(s.N * s.S), K = M > 0 ? mf_ld(x, xt, c * s.S) : 0;
+    for (int64_t n = 0; n < s.N; n++) span_moments(x, xt, dy, dt, (n * s.C + c) * s.S, s.S, K, acc);
+    double m = M > 0 ? acc[0] / M : 0, v = M > 0 ? acc[1] / M - m * m : 0;
+    *mean = K + m;
+    *var = v > 0 ? v : 0;
+    if (dy) { *sdy = acc[2]; *sdyx = acc[3] - m * acc[2]; }
   } else {
     *mean = mf_ld(rm, bt, c);
     *var = mf_ld(rv, bt, c);
+    if (dy) { /* shifted by the running mean itself: sum dy*(x - mean) directly */
+      for (int64_t n = 0; n < s.N; n++) span_moments(x, xt, dy, dt, (n * s.C + c) * s.S, s.S, *mean, acc);
+      *sdy = acc[2];
+      *sdyx = acc[3];
+    }
   }
   *rstd = 1.0 / sqrt(*var + eps);
 }
@@ -127,7 +167,7 @@ void mf_cpu_norm(const mf_kctx *k, const mf_node *n, void *out, void *const *src
     #pragma omp parallel for schedule(dynamic, 1) if (total > 16384 && s.C > 1)
     for (int64_t c = 0; c < s.C; c++) {
       double mean, var, rstd;
-      bn_stats(src[0], xt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd);
+      bn_stats(src[0], xt, NULL, MF_F32, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd, NULL, NULL);
       double a = rstd * mf_ld(src[1], gt, c), b = mf_ld(src[2], btp, c) - mean * a;
       for (int64_t nn = 0; nn < s.N; nn++) span_affine(src[0], xt, out, yt, (nn * s.C + c) * s.S, s.S, a, b);
       if (update) {
@@ -166,12 +206,11 @@ void mf_cpu_norm_bwd_dx(const mf_kctx *k, const mf_node *n, void *out, void *con
     const void *rm = n->nsrc >= 5 ? src[3] : NULL, *rv = n->nsrc >= 5 ? src[4] : NULL;
     #pragma omp parallel for schedule(dynamic, 1) if (total > 16384 && s.C > 1)
     for (int64_t c = 0; c < s.C; c++) {
-      double mean, var, rstd, A, B = 0, Cc = 0;
-      bn_stats(src[0], xt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd);
+      double mean, var, rstd, A, B = 0, Cc = 0, sdy = 0, sdyx = 0;
+      bn_stats(src[0], xt, training ? src[1] : NULL, dt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd, &sdy, &sdyx);
       A = rstd * mf_ld(src[2], gt, c);
       if (training) {
-        double M = (double)(s.N * s.S), sdy = 0, sdyx = 0;
-        for (int64_t nn = 0; nn < s.N; nn++) span_dy(src[0], xt, src[1], dt, (nn * s.C + c) * s.S, s.S, mean, &sdy, &sdyx);
+        double M = (double)(s.N * s.S);
         double mdy = sdy / M, mdyxh = sdyx * rstd / M;
         B = -A * rstd * mdyxh;
         Cc = -A * mdy - B * mean;
@@ -216,8 +255,7 @@ void mf_cpu_norm_bwd_param(const mf_kctx *k, const mf_node *n, void *out, void *
     #pragma omp parallel for schedule(dynamic, 1) if (total > 16384 && s.C > 1)
     for (int64_t c = 0; c < s.C; c++) {
       double mean, var, rstd, sdy = 0, sdyx = 0;
-      bn_stats(src[0], xt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd);
-      for (int64_t nn = 0; nn < s.N; nn++) span_dy(src[0], xt, src[1], dt, (nn * s.C + c) * s.S, s.S, mean, &sdy, &sdyx);
+      bn_stats(src[0], xt, src[1], dt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd, &sdy, &sdyx);
       mf_st(out, ot, c, sdyx * rstd);
       mf_st(out, ot, s.C + c, sdy);
     }
