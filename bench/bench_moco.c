@@ -2,6 +2,7 @@
  * forward + backward, key forward, queue logits, InfoNCE, SGD momentum 0.9, key-encoder momentum update,
  * queue push) on fixed random views. Prints one JSON line like bench/moco_torch.py so bench/moco.sh can put
  * them side by side. */
+#include "base/omp_wait.h"
 #include "memfit.h"
 #include "models/moco.h"
 #include <stdio.h>
@@ -16,6 +17,7 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
+  mf_omp_wait_passive(argv);
   int depth = 18, size = 32, batch = 64, queue = 4096, steps = 10, warmup = 1, threads = 2, channels = 3;
   double width = 1;
   const char *dtype = "f32";

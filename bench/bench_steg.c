@@ -3,6 +3,7 @@
  * Prints one JSON line like bench/steg_torch.py so bench/steg.sh can put them side by side.
  * --feed: none (inputs written once), write (each step's batch copied in before it) or stage (batch
  * i+1 staged before step i, so on a device its copy overlaps the step). */
+#include "base/omp_wait.h"
 #include "memfit.h"
 #include "models/steg.h"
 #include "plan/plan.h"
@@ -19,6 +20,7 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
+  mf_omp_wait_passive(argv);
   int blocks = 6, growth = 80, size = 64, batch = 1, steps = 10, warmup = 2, threads = 1, invert = 0;
   const char *dtype = "f32", *backend = "cpu", *segments = NULL, *feed = "none";
   for (int i = 1; i + 1 < argc; i += 2) {

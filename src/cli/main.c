@@ -1,5 +1,7 @@
 /* main.c — the memfit command: dispatches to subcommands (demo, plan, train, ...). */
 #include "cli/cli.h"
+#include "base/omp_wait.h"
+#include "backend/cpu/cpu.h"
 #include <cblas.h>
 #include <jpeglib.h>
 #include <omp.h>
@@ -55,7 +57,9 @@ static void version_print(void) {
   printf("memfit %s\n", MEMFIT_VERSION);
   printf("build: %s, %s, C11%s\n", MEMFIT_BUILD_TYPE, MEMFIT_BUILD_COMPILER,
          MEMFIT_BUILD_SANITIZE ? ", AddressSanitizer + UndefinedBehaviorSanitizer" : "");
-  printf("backends: cpu (%s; OpenMP, %d cores)", openblas_get_config(), omp_get_num_procs());
+  const char *dn = mf_cpu_dnnl_version();
+  printf("backends: cpu (%s; %s%s; OpenMP, %d cores)", openblas_get_config(), dn ? "f32 convolutions on oneDNN " : "convolutions on OpenBLAS",
+         dn ? dn : "", omp_get_num_procs());
   if (MEMFIT_BUILD_CUDA) printf(", cuda (libmemfit_cuda.so, loaded by --backend cuda)\n");
   else printf("; cuda not built in (no nvcc at build time, MEMFIT_CUDA=OFF or a sanitizer build)\n");
 #ifdef MEMFIT_HAVE_FFMPEG
@@ -75,6 +79,7 @@ static int stdout_check(int rc) {
 }
 
 int main(int argc, char **argv) {
+  mf_omp_wait_passive(argv); /* OpenMP threads that sleep at barriers: a shared machine does not stall a step */
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

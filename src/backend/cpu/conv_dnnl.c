@@ -275,6 +275,13 @@ int mf_cpu_dnnl_conv_enable(int on) {
   return on && ok;
 }
 
+const char *mf_cpu_dnnl_version(void) {
+  static char v[32];
+  const dnnl_version_t *d = dnnl_version();
+  snprintf(v, sizeof v, "%d.%d.%d", d->major, d->minor, d->patch);
+  return v;
+}
+
 int mf_cpu_dnnl_conv_ws(const mf_graph *g, const mf_node *n, size_t *bytes) {
   dn_conv *c = dn_get(g, n, 1);
   if (!c) return 0;
@@ -334,6 +341,7 @@ int mf_cpu_dnnl_conv_enable(int on) {
   (void)on;
   return 0;
 }
+const char *mf_cpu_dnnl_version(void) { return NULL; }
 int mf_cpu_dnnl_conv_ws(const mf_graph *g, const mf_node *n, size_t *bytes) {
   (void)g; (void)n; (void)bytes;
   return 0;

@@ -22,6 +22,8 @@ int mf_cpu_dnnl_conv_ws(const mf_graph *g, const mf_node *n, size_t *bytes);
 /* Tests: on 0 sends every conv to memfit's own algorithms from now on, 1 back to oneDNN; returns
  * whether oneDNN is now in use (0 when not built in or MEMFIT_CONV=gemm). Not while a step runs. */
 int mf_cpu_dnnl_conv_enable(int on);
+/* "major.minor.patch" of the oneDNN library in use, or NULL when built without it */
+const char *mf_cpu_dnnl_version(void);
 const char *mf_cpu_dnnl_conv_impl(const mf_graph *g, const mf_node *n);
 int mf_cpu_dnnl_conv_run(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
 double mf_cpu_sum_squares(const float *g, int64_t n, void *stream);
