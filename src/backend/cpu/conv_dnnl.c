@@ -18,8 +18,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DN_ALIGN 64
+#define DN_SERIAL_MACS (1 << 20)
 static size_t dn_align(size_t b) { return (b + DN_ALIGN - 1) / DN_ALIGN * DN_ALIGN; }
 
 /* one operand of the conv primitive: memfit's plain layout (user) and the primitive's (prim) */
@@ -52,6 +54,12 @@ static dnnl_stream_t dn_stream;
 static dn_conv *dn_cache;
 static int dn_state; /* 0 unknown, 1 usable, -1 off (MEMFIT_CONV=gemm or no engine) */
 static int dn_disabled; /* mf_cpu_dnnl_conv_enable(0): tests run memfit's own algorithms */
+/* The process that made the engine. A fork()ed child inherits libgomp's thread pool without its
+ * threads, and oneDNN's primitives always start the team they were made for (it hangs), so a child
+ * runs only the one-thread primitives of small convs on oneDNN and plans memfit's own algorithms for
+ * the rest (those start threads only for large tensors). A session planned before fork() is not for
+ * the child: its workspace may be too small for them. */
+static pid_t dn_pid;
 
 static void dn_free_all(void) {
   for (dn_conv *c = dn_cache, *nx; c; c = nx) {
@@ -82,6 +90,7 @@ static int dn_ready(void) { /* under dn_lock */
     return 0;
   }
   atexit(dn_free_all);
+  dn_pid = getpid();
   dn_state = 1;
   return 1;
 }
@@ -250,15 +259,24 @@ static dn_conv *dn_get(const mf_graph *g, const mf_node *n, int create) {
   if (dn_disabled || !dn_eligible(g, n)) return NULL;
   pthread_mutex_lock(&dn_lock);
   dn_conv *c = NULL;
-  if (dn_ready()) {
+  /* small convs (under DN_SERIAL_MACS multiply-adds) get one-thread primitives: a team costs more
+   * than it saves there, and they run the same (same bits) in a fork()ed child */
+  const mf_node *x, *w, *y;
+  dn_nodes(g, n, &x, &w, &y);
+  double macs = (double)mf_node_numel(y) * (double)w->ne[1] * (double)w->ne[2] * (double)w->ne[3];
+  int threads = macs < DN_SERIAL_MACS ? 1 : omp_get_max_threads();
+  if (dn_ready() && (threads == 1 || getpid() == dn_pid)) {
     int64_t key[14];
-    dn_key(g, n, omp_get_max_threads(), key);
+    dn_key(g, n, threads, key);
     c = dn_find(key, 0);
     if (!c && !create) c = dn_find(key, 1); /* planned under another thread count: run with those threads */
     if (!c && (c = calloc(1, sizeof *c))) {
       memcpy(c->key, key, sizeof key);
       c->threads = (int)key[12];
+      int saved = omp_get_max_threads(); /* oneDNN sizes its kernels for the threads it sees now */
+      if (saved != c->threads) omp_set_num_threads(c->threads);
       dn_build(g, n, c);
+      if (saved != c->threads) omp_set_num_threads(saved);
       c->next = dn_cache;
       dn_cache = c;
     }
