@@ -8,8 +8,9 @@
  * The operands stay in memfit's plain layouts (x/dy/y [N,C,H,W], w [OC,Cg,KH,KW]); where oneDNN's
  * fastest kernel wants a blocked layout, reorders into workspace run before and after the conv.
  * Rule (from the shapes, no timing): oneDNN for every f32 conv whose chosen implementation is not
- * oneDNN's reference one; memfit's own GEMM algorithms (conv.c) otherwise, or for every conv when
- * the environment sets MEMFIT_CONV=gemm. */
+ * oneDNN's reference one and whose workspace is at most DN_WS_EXTRA (64 MiB) above memfit's own;
+ * memfit's own GEMM algorithms (conv.c) otherwise, or for every conv when the environment sets
+ * MEMFIT_CONV=gemm. */
 #include "backend/cpu/cpu.h"
 
 #ifdef MEMFIT_HAVE_DNNL
@@ -22,6 +23,7 @@
 
 #define DN_ALIGN 64
 #define DN_SERIAL_MACS (1 << 20)
+#define DN_WS_EXTRA ((size_t)64 << 20)
 static size_t dn_align(size_t b) { return (b + DN_ALIGN - 1) / DN_ALIGN * DN_ALIGN; }
 
 /* one operand of the conv primitive: memfit's plain layout (user) and the primitive's (prim) */
@@ -240,6 +242,10 @@ static void dn_build(const mf_graph *g, const mf_node *n, dn_conv *c) {
   c->scratch_off = off;
   off += dn_align(scratch);
   c->total = off;
+  /* memory first: oneDNN's workspace (mostly blocked copies of whole-batch operands) may exceed memfit's
+   * own algorithm's (one image's im2col or padded copy) by at most DN_WS_EXTRA; a workspace lives only
+   * during its op, so no plan's peak grows by more than that */
+  if (c->total > mf_cpu_ws_conv(g, n) + DN_WS_EXTRA) fail = 1;
   if (!fail && scratch) {
     const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     /* one scratch buffer for the conv and the reorders (they run one after another): as bytes */
