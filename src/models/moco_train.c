@@ -284,15 +284,6 @@ static void moco_ctx_free(void *ctx) {
   free(c);
 }
 
-static void data_setting(mf_train_job *j, const char *key, const char *option, int decisive, const char *fmt, double v) {
-  mf_data_setting *d = &j->data_settings[j->n_data_settings++];
-  d->key = key;
-  d->option = option;
-  d->decisive = decisive;
-  if (fmt[1] == 'd') snprintf(d->value, sizeof d->value, "%d", (int)v);
-  else snprintf(d->value, sizeof d->value, "%.17g", v);
-}
-
 /* the two views' augmentation: MoCo v2's recipe (the satellite one adds rotations, vertical flips, noise) */
 static mf_transform_opts moco_transform(const moco_tcfg *tc, const moco_cfg *mc) {
   mf_transform_opts t = mf_transform_opts_default();
@@ -392,15 +383,15 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   size_t batches = mf_dataset_size(j->train) / (size_t)micro;
   int64_t per_epoch = a->epoch_steps ? a->epoch_steps : (int64_t)(batches / (size_t)ch->accum);
   c->total_steps = a->steps ? a->steps : (int64_t)a->epochs * (per_epoch > 0 ? per_epoch : 1);
-  data_setting(j, "moco.seed", "--seed", 1, "%d", a->seed);
-  data_setting(j, "moco.size", "--size", 1, "%d", cfg.size);
-  data_setting(j, "moco.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
-  data_setting(j, "moco.channels", "--channels", 1, "%d", cfg.channels);
+  mf_train_job_data_setting(j, "moco.seed", "--seed", 1, "%d", a->seed);
+  mf_train_job_data_setting(j, "moco.size", "--size", 1, "%d", cfg.size);
+  mf_train_job_data_setting(j, "moco.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
+  mf_train_job_data_setting(j, "moco.channels", "--channels", 1, "%d", cfg.channels);
   if (generated) {
-    data_setting(j, "moco.gen_count", "--gen-count", 1, "%d", tc->gen_count);
-    data_setting(j, "moco.gen_size", "--gen-size", 1, "%d", tc->gen_size);
-  } else data_setting(j, "moco.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
-  data_setting(j, "moco.workers", "--workers", 0, "%d", a->workers);
+    mf_train_job_data_setting(j, "moco.gen_count", "--gen-count", 1, "%d", tc->gen_count);
+    mf_train_job_data_setting(j, "moco.gen_size", "--gen-size", 1, "%d", tc->gen_size);
+  } else mf_train_job_data_setting(j, "moco.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
+  mf_train_job_data_setting(j, "moco.workers", "--workers", 0, "%d", a->workers);
 
   /* ---- hooks and what the trainer prints ---- */
   size_t k = (size_t)snprintf(c->note, sizeof c->note, "memfit train moco");
