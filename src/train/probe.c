@@ -1,6 +1,6 @@
 /* probe.c — evaluation of frozen features (probe.h): the weighted kNN monitor of MoCo's CIFAR demo and the
- * linear probe. Similarities and logits are sgemm calls (OpenBLAS, as the CPU backend) on blocks; the
- * per-query top-k and the softmax run with OpenMP over rows. Each function makes one allocation, of the
+ * linear probe. Similarities and logits are sgemm calls (OpenBLAS, as the CPU backend) on blocks; kNN's
+ * per-query top-k runs with OpenMP over rows; the linear probe runs on one thread. Each function makes one allocation, of the
  * size its _workspace_bytes reports. */
 #include "train/probe.h"
 
@@ -14,7 +14,7 @@
 #include "base/rng.h"
 
 #define WS_ALIGN 64
-/* loops over fewer elements run on one thread: a parallel region costs more than they do */
+/* kNN loops over fewer elements run on one thread: a parallel region costs more than they do */
 #define PAR_MIN ((int64_t)1 << 18)
 static size_t align_up(size_t b) { return (b + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
 
@@ -216,7 +216,7 @@ int knn_classify(const float *bank, const int32_t *bank_labels, int64_t n_bank, 
 /* ================================================================ linear probe */
 
 linprobe_opts linprobe_opts_default(void) {
-  linprobe_opts o = {0, 100, 256, 0.1, 0.9, 0.0, 0, 1, 0};
+  linprobe_opts o = {0, 100, 256, 0.1, 0.9, 0.0, 0, 1};
   return o;
 }
 
@@ -278,7 +278,6 @@ size_t linprobe_workspace_bytes(const linprobe_opts *o, int64_t n_train, int64_t
 
 /* X [n, d] = standardised rows rows[0..n) of x (rows NULL: r0 .. r0+n) */
 static void lp_gather(const lp_ws *w, const float *x, const int32_t *rows, int64_t r0, int64_t n, int d) {
-#pragma omp parallel for schedule(static) if (n * d >= PAR_MIN)
   for (int64_t r = 0; r < n; r++) {
     const float *src = x + (rows ? (int64_t)rows[r] : r0 + r) * d;
     float *dst = w->X + r * d;
@@ -331,7 +330,7 @@ int linprobe_train(const float *train_x, const int32_t *train_y, int64_t n_train
   lp_ws w;
   lp_layout(o, n_train, d, mem, &w);
   int saved_threads = omp_get_max_threads();
-  if (o->threads > 0) omp_set_num_threads(o->threads);
+  omp_set_num_threads(1); /* OpenBLAS (OpenMP build) takes its thread count from here */
   int C = o->n_classes;
 
   /* per-dimension mean and 1/std of the training features (population std; a constant dimension: 1),
@@ -389,7 +388,6 @@ int linprobe_train(const float *train_x, const int32_t *train_y, int64_t n_train
       double lr = o->lr * 0.5 * (1.0 + cos(M_PI * (double)t / (double)total));
       float m = (float)o->momentum, wd = (float)o->weight_decay, flr = (float)lr;
       int64_t nw = (int64_t)d * C;
-#pragma omp parallel for schedule(static) if (nw >= PAR_MIN)
       for (int64_t i = 0; i < nw; i++) {
         w.V[i] = m * w.V[i] + w.dW[i] + wd * w.W[i];
         w.W[i] -= flr * w.V[i];
@@ -405,7 +403,7 @@ int linprobe_train(const float *train_x, const int32_t *train_y, int64_t n_train
   res->train_loss = last_loss;
   res->train_acc = (double)lp_correct(&w, o, train_x, train_y, n_train, d) / (double)n_train;
   res->test_acc = n_test > 0 ? (double)lp_correct(&w, o, test_x, test_y, n_test, d) / (double)n_test : 0.0;
-  if (o->threads > 0) omp_set_num_threads(saved_threads);
+  omp_set_num_threads(saved_threads);
   free(mem);
   return 0;
 }
