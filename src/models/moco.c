@@ -50,6 +50,7 @@ static resnet_cfg backbone_cfg(const moco_cfg *c, int training) {
   r.training = training;
   r.bn_momentum = c->bn_momentum;
   r.bn_eps = c->bn_eps;
+  r.segments = c->segments;
   return r;
 }
 

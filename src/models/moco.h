@@ -24,6 +24,7 @@ typedef struct moco_cfg {
   double momentum;            /* key-encoder momentum in [0,1] (v2 0.999; v3: the ramp's start, 0.99) */
   int bn_splits;              /* split batch norm: statistics over this many slices of the micro-batch */
   double bn_momentum, bn_eps; /* 0.1, 1e-5 (PyTorch) */
+  int segments;               /* 1: the query backbone's residual blocks are checkpoint segments (recomputable) */
 } moco_cfg;
 
 /* The "small" preset (ResNet-18, 32 px small stem, queue 4096, batch 256, v2). */

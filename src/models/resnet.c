@@ -197,7 +197,15 @@ int resnet_build(mf_graph *g, const resnet_cfg *c, const resnet_src *src, mf_ten
     for (int i = 0; i < nb[L]; i++) {
       char pre[32];
       snprintf(pre, sizeof pre, "layer%d.%d", L + 1, i);
+      int seg = c->segments && !src->ema;
+      if (seg) {
+        char sn[64];
+        snprintf(sn, sizeof sn, "%s%s#%d", src->prefix, pre, mf_graph_segment_count(g));
+        mf_segment_begin(g, sn);
+      }
+      mf_tensor in = h;
       h = block(&b, h, pre, (int64_t)w << L, i == 0 && L > 0 ? 2 : 1);                 /* [B,w*2^L(*4),..] */
+      if (seg) mf_segment_end(g, 1, &in, 1, &h, NULL, NULL);
     }
   out->feat = mf_global_avgpool(g, h);                                                   /* [B,F] */
   if (mf_graph_error(g)) { snprintf(err, n, "%s", mf_graph_error(g)); return -1; }
