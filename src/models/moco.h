@@ -8,7 +8,7 @@
 #include "models/resnet.h"
 
 typedef struct moco_cfg {
-  char preset[32];            /* preset name ("custom" once a setting changed it... kept as given) */
+  char preset[32];            /* the preset it started from (settings may have changed it since) */
   int version;                /* 2 or 3 */
   int depth;                  /* 18, 34, 50 */
   double width;               /* backbone width multiplier (1: torchvision's channels) */
