@@ -114,7 +114,12 @@ static mf_tensor conv(bld *b, mf_tensor x, const char *name, int64_t oc, int k, 
   char nm[160];
   snprintf(nm, sizeof nm, "%s.weight", name);
   mf_tensor w = weight(b, nm, 4, ws, MF_INIT_KAIMING, 0);
-  return mf_conv2d(b->g, x, w, -1, stride, pad, 1);
+  mf_tensor y = mf_conv2d(b->g, x, w, -1, stride, pad, 1);
+  if (y >= 0) {
+    snprintf(nm, sizeof nm, "%s%s", b->s->prefix, name);
+    mf_tensor_set_name(b->g, y, nm);
+  }
+  return y;
 }
 
 /* batch norm named name (.weight, .bias, .running_mean, .running_var) over x's channels */
@@ -136,7 +141,12 @@ static mf_tensor bn(bld *b, mf_tensor x, const char *name) {
     o->bn_var[o->n_bn] = rv;
     o->bn_ch[o->n_bn++] = (int)C;
   }
-  return resnet_split_bn(b->g, x, ga, be, rm, rv, S, b->c->training, b->c->bn_momentum, b->c->bn_eps);
+  mf_tensor y = resnet_split_bn(b->g, x, ga, be, rm, rv, S, b->c->training, b->c->bn_momentum, b->c->bn_eps);
+  if (y >= 0) { /* plans name the peak's op by this: "encoder_q.layer1.0.bn1" */
+    snprintf(nm, sizeof nm, "%s%s", b->s->prefix, name);
+    mf_tensor_set_name(b->g, y, nm);
+  }
+  return y;
 }
 
 /* torchvision BasicBlock (expansion 1) or Bottleneck (expansion 4, stride on the 3x3 conv) */
