@@ -31,6 +31,11 @@ run "several model settings together" 0 "ResNet-34 x0.125, 20x20, effective batc
   "$MEMFIT" "${G[@]}" --arch resnet34 --width 0.125 --size 20 --queue 12 --temperature 0.5 --momentum 0.9 --bn-splits 1 --steps 1 \
   --out "$T/several"
 
+run "checkpointed blocks (--variant 1) train" 0 "trained 2 updates" "$MEMFIT" "${G[@]}" --variant 1 --steps 2 --out "$T/ck"
+exact6 "checkpointed blocks"
+run "--budget picks the settings" 0 "settings from the budget search" "$MEMFIT" "${G[@]}" --budget 2MiB --steps 2 --out "$T/bud"
+exact6 "budget"
+
 # stop after 3, resume to 6: updates 4-6 bit-identical to the uninterrupted run
 run "stop after update 3" 0 "stopped after update 3 of 6" "$MEMFIT" "${G[@]}" --steps 6 --out "$T/B" --loss-log "$T/B.log" --stop-after 3
 run "resume from update 3" 0 "resumed from .* at update 3" "$MEMFIT" "${G[@]}" --steps 6 --out "$T/C" --loss-log "$T/C.log" \

@@ -318,6 +318,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   int micro = ch->micro_batch;
   cfg.batch = a->batch;
   cfg.micro_batch = micro;
+  cfg.segments = ch->variant == 1; /* "checkpointed blocks": each residual block of the query backbone recomputed */
   if (moco_cfg_check(&cfg, err, n) < 0) return -1;
   moco_train_ctx *c = calloc(1, sizeof *c);
   if (!c) { snprintf(err, n, "out of host memory"); return -1; }
