@@ -67,11 +67,11 @@ run "eval moco: images without classes" 1 "eval moco: --data $T/flat" "$MEMFIT" 
 
 F=/usr/share/datasets/fashion-mnist
 if [ -f "$F/train-images-idx3-ubyte.gz" ] && [ -f "$F/t10k-images-idx3-ubyte.gz" ]; then
-  run "Fashion-MNIST: the kNN monitor reports" 0 "kNN top-1 [0-9.]+% \(k 50, T 0.1; 500 bank, 200 validation images\)" \
+  run "Fashion-MNIST: the kNN monitor reports" 0 "kNN top-1 [0-9.]+% \(k 50, T 0.1; 500 bank, 200 validation images\), linear probe [0-9.]+% \(3 epochs\)" \
     "$MEMFIT" train moco --preset tiny --threads 1 --log-every 1000 --data "$F/train-images-idx3-ubyte.gz" \
-    --val-data "$F/t10k-images-idx3-ubyte.gz" --steps 4 --val-every 2 --knn-k 50 --knn-bank 500 --knn-test 200 --out "$T/F" \
+    --val-data "$F/t10k-images-idx3-ubyte.gz" --steps 4 --val-every 2 --knn-k 50 --knn-bank 500 --knn-test 200 --probe-epochs 3 --out "$T/F" \
     --log "$T/F.jsonl"
-  grep -q '"knn_top1"' "$T/F.jsonl" && ok || bad "Fashion-MNIST: no knn_top1 in the log"
+  grep -q '"knn_top1".*"probe_top1"' "$T/F.jsonl" && ok || bad "Fashion-MNIST: no knn_top1 and probe_top1 in the log"
   run "eval moco: kNN and linear probe" 0 "linear probe: test [0-9.]+%" "$MEMFIT" eval moco --model "$T/F/model.safetensors" \
     --data "$F/train-images-idx3-ubyte.gz" --val-data "$F/t10k-images-idx3-ubyte.gz" --bank 1000 --test 300 --probe-epochs 5 --json
   # the accuracies are shares of the test set: a number in [0, 1], and above chance (10 classes) for a probe on features

@@ -22,6 +22,7 @@ typedef struct moco_tcfg {
   double crop_min, blur_p, noise;    /* < 0: the recipe's default */
   int gen_count, gen_size, labels;
   int knn_k, knn_bank, knn_test;     /* bank / test: samples used (0: all) */
+  int probe_epochs;                  /* linear probe at each validation (0: none) */
   double knn_t;
 } moco_tcfg;
 
@@ -55,6 +56,7 @@ static void *train_cfg_new(void) {
   c->knn_t = 0.1;
   c->knn_bank = 10000;
   c->knn_test = 2000;
+  c->probe_epochs = 20;
   return c;
 }
 
@@ -103,6 +105,7 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
   }
   if (!strcmp(key, "knn-bank")) return mf_setting_int(key, val, 0, 1 << 30, &c->knn_bank, err, n);
   if (!strcmp(key, "knn-test")) return mf_setting_int(key, val, 0, 1 << 30, &c->knn_test, err, n);
+  if (!strcmp(key, "probe-epochs")) return mf_setting_int(key, val, 0, 100000, &c->probe_epochs, err, n);
   return -2;
 }
 
@@ -125,6 +128,8 @@ static void train_help(FILE *f) {
              "                         (--val-data or a --val-split share) are classified\n"
              "  --knn-bank N --knn-test N  samples of the bank (default 10000) and of the validation set (2000);\n"
              "                         0: all\n"
+             "  --probe-epochs N       also a linear probe at each validation: trained on the bank's features, tested\n"
+             "                         on the validation images' (default 20 epochs; 0: none)\n"
              "  (--batch counts images, default the preset's; SGD with momentum 0.9: --lr 0.06, --weight-decay 5e-4,\n"
              "  cosine schedule, --epochs 20, --out moco-run; memfit eval moco MODEL: kNN and a linear probe)\n",
           moco_preset_names());
@@ -184,6 +189,7 @@ typedef struct moco_train_ctx {
   mf_dataset *bank, *test;
   size_t n_bank, n_test;
   knn_opts ko;
+  linprobe_opts po;            /* po.epochs 0: no probe */
   int threads;
   moco_extractor *fx;          /* the eval-mode feature session (made at the first validation) */
   char note[1024];
@@ -233,20 +239,23 @@ static int moco_validate(void *ctx, mf_session *s, const char *grid, int64_t *ba
     fprintf(stderr, "memfit train moco: kNN monitor: %s\n", err);
     return 0;
   }
-  double acc;
+  double acc, probe = 0;
   int64_t skipped = 0;
   if (moco_extractor_copy(c->fx, s, &c->net, err, sizeof err) < 0 ||
-      moco_knn_eval(c->fx, c->bank, c->n_bank, c->test, c->n_test, &c->ko, &acc, &skipped, err, sizeof err) < 0) {
+      moco_knn_eval(c->fx, c->bank, c->n_bank, c->test, c->n_test, &c->ko, c->po.epochs ? &c->po : NULL, &acc, &probe, &skipped,
+                    err, sizeof err) < 0) {
     fprintf(stderr, "memfit train moco: kNN monitor: %s\n", err);
     return 0;
   }
   bad[0] += skipped;
-  static const char *const nm[2] = {"knn_error", "knn_top1"};
+  static const char *const nm[3] = {"knn_error", "knn_top1", "probe_top1"};
   names[0] = nm[0]; vals[0] = 1 - acc;
   names[1] = nm[1]; vals[1] = acc;
-  snprintf(line, n, "kNN top-1 %.2f%% (k %d, T %g; %zu bank, %zu validation images)", 100 * acc, c->ko.k, c->ko.temperature,
-           c->n_bank, c->n_test);
-  return 2;
+  names[2] = nm[2]; vals[2] = probe;
+  size_t k = (size_t)snprintf(line, n, "kNN top-1 %.2f%% (k %d, T %g; %zu bank, %zu validation images)", 100 * acc, c->ko.k,
+                              c->ko.temperature, c->n_bank, c->n_test);
+  if (c->po.epochs && k < n) snprintf(line + k, n - k, ", linear probe %.2f%% (%d epochs)", 100 * probe, c->po.epochs);
+  return c->po.epochs ? 3 : 2;
 }
 
 static int moco_save_model(void *ctx, mf_session *s, const char *path, char *err, size_t n) {
@@ -372,6 +381,10 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
     c->ko.temperature = tc->knn_t;
     c->ko.n_classes = mf_dataset_num_classes(j->train);
     c->ko.threads = a->threads;
+    c->po = linprobe_opts_default();
+    c->po.n_classes = c->ko.n_classes;
+    c->po.epochs = tc->probe_epochs;
+    c->po.seed = (uint64_t)a->seed;
   }
   mf_loader_opts *lo = &j->lo;
   *lo = mf_loader_opts_default();
