@@ -3,6 +3,7 @@
  * after two updates; the queue after two optimizer steps (a batch that does not divide it, wrapping
  * around) holds every key of each step, pushed once per step; bad settings are refused by name. */
 #include "check.h"
+#include "torch_ref.h"
 #include "models/moco.h"
 #include "graph/graph.h"
 #include "plan/plan.h"
@@ -139,18 +140,6 @@ static void run_v2(mf_dtype dt, int micro, int accum) {
 
 /* ---- parity with PyTorch (tests/moco_parity.py): two MoCo v2 steps of a ResNet-18 (width 1/16, 16 px, split
  * batch norm 2) from the same weights, inputs and queue; batch 8, queue 20 (8 does not divide it) ---- */
-static int torch_available(void) {
-  if (access("/usr/bin/python3", X_OK) != 0) {
-    printf("SKIP parity: /usr/bin/python3 is missing (install python3 and python3-torch to run it)\n");
-    return 0;
-  }
-  if (system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
-    printf("SKIP parity: python3 cannot import torch and numpy (apt install python3-torch python3-numpy)\n");
-    return 0;
-  }
-  return 1;
-}
-
 static void parity(void) {
   if (!torch_available()) return;
   moco_cfg c;
