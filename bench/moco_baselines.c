@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
          n_tr, 100 * acc, t2 - t1, knn_workspace_bytes(&ko, (int64_t)n_tr, (int64_t)n_te, d) / 1048576.0);
 
   linprobe_opts lo = linprobe_opts_default();
-  lo.n_classes = 10; lo.threads = threads;
+  lo.n_classes = 10;
   if (epochs > 0) lo.epochs = epochs;
   linprobe_result r;
   if (linprobe_train(xtr, ytr, (int64_t)n_tr, xte, yte, (int64_t)n_te, d, &lo, &r, NULL, err, sizeof err) != 0) {

@@ -4,8 +4,10 @@
 # then the same recipe in PyTorch (Debian's python3-torch; TORCH=path/to/python for another) for the same
 # wall-clock time, and reports the kNN top-1 accuracy (k 200, T 0.1, cosine; bank = the 60,000 training images)
 # on the 10,000 test images of: memfit's model, the same network at initialisation, and PyTorch's; plus memfit's
-# linear probe. Raw-pixel baselines: build/moco_baselines.
-# usage: bash bench/moco_fashion.sh [EPOCHS] [THREADS] [extra memfit train moco options...]
+# linear probe. Raw-pixel baselines: build/moco_baselines. With CONCURRENT=SECONDS the PyTorch run starts at the
+# same time as memfit's and trains for SECONDS (both on THREADS threads: on a 2-core machine use 1 each), so the
+# two hours of a sequential comparison take one; the report gives both runs' times.
+# usage: [CONCURRENT=3600] bash bench/moco_fashion.sh [EPOCHS] [THREADS] [extra memfit train moco options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${1:-10}; threads=${2:-2}; shift $(( $# < 2 ? $# : 2 ))
@@ -15,8 +17,13 @@ B=${MEMFIT_BUILD:-build}
 [ -x "$B/memfit" ] || bash scripts/build.sh >/dev/null
 out=${OUT:-out/moco-fashion}
 rm -rf "$out"; mkdir -p "$out"
-model=(--size 28 --width 0.25 --queue 4096 --batch 256 --temperature 0.2 --momentum 0.99 --bn-splits 1)
-echo "== memfit: MoCo v2 ResNet-18 x0.25, 28 px, batch 256, queue 4096, $epochs epochs, $threads threads"
+model=(--size 28 --width ${WIDTH:-0.125} --queue 4096 --batch 256 --temperature 0.2 --momentum 0.99 --bn-splits 1)
+torch_fit() { # SECONDS
+  OMP_NUM_THREADS=$threads ${TORCH:-/usr/bin/python3} bench/moco_torch.py fit --data $F --seconds "$1" --threads "$threads" \
+    --size 28 --channels 1 --width ${WIDTH:-0.125} --queue 4096 --batch 256 --temperature 0.2 --momentum 0.99 > "$out/torch.fit"
+}
+if [ -n "${CONCURRENT:-}" ]; then torch_fit "$CONCURRENT" & tpid=$!; fi
+echo "== memfit: MoCo v2 ResNet-18 x${WIDTH:-0.125}, 28 px, batch 256, queue 4096, $epochs epochs, $threads threads"
 t0=$(date +%s.%N)
 OMP_NUM_THREADS=$threads "$B"/memfit train moco "${model[@]}" --data $F/train-images-idx3-ubyte.gz \
   --val-data $F/t10k-images-idx3-ubyte.gz --epochs "$epochs" --threads "$threads" --out "$out/memfit" --log-every 60 "$@" \
@@ -31,6 +38,11 @@ OMP_NUM_THREADS=$threads "$B"/memfit train moco "${model[@]}" --data $F/train-im
   --threads "$threads" --out "$out/init" --log-every 100000 >/dev/null
 OMP_NUM_THREADS=$threads "$B"/memfit eval moco --model "$out/init/model.safetensors" --data $F/train-images-idx3-ubyte.gz \
   --val-data $F/t10k-images-idx3-ubyte.gz --threads "$threads" --probe-epochs 0 --json | tail -1 | tee "$out/init.eval"
-echo "== PyTorch ($(${TORCH:-/usr/bin/python3} -c 'import torch; print(torch.__version__)')), the same recipe for $secs s"
-OMP_NUM_THREADS=$threads ${TORCH:-/usr/bin/python3} bench/moco_torch.py fit --data $F --seconds "$secs" --threads "$threads" \
-  --size 28 --channels 1 --width 0.25 --queue 4096 --batch 256 --temperature 0.2 --momentum 0.99 | tee "$out/torch.fit"
+if [ -n "${CONCURRENT:-}" ]; then
+  echo "== PyTorch ($(${TORCH:-/usr/bin/python3} -c 'import torch; print(torch.__version__)')), the same recipe, ${CONCURRENT} s alongside"
+  wait "$tpid"
+else
+  echo "== PyTorch ($(${TORCH:-/usr/bin/python3} -c 'import torch; print(torch.__version__)')), the same recipe for $secs s"
+  torch_fit "$secs"
+fi
+cat "$out/torch.fit"

@@ -31,6 +31,11 @@ run "several model settings together" 0 "ResNet-34 x0.125, 20x20, effective batc
   "$MEMFIT" "${G[@]}" --arch resnet34 --width 0.125 --size 20 --queue 12 --temperature 0.5 --momentum 0.9 --bn-splits 1 --steps 1 \
   --out "$T/several"
 
+run "checkpointed blocks (--variant 1) train" 0 "trained 2 updates" "$MEMFIT" "${G[@]}" --variant 1 --steps 2 --out "$T/ck"
+exact6 "checkpointed blocks"
+run "--budget picks the settings" 0 "settings from the budget search" "$MEMFIT" "${G[@]}" --budget 2MiB --steps 2 --out "$T/bud"
+exact6 "budget"
+
 # stop after 3, resume to 6: updates 4-6 bit-identical to the uninterrupted run
 run "stop after update 3" 0 "stopped after update 3 of 6" "$MEMFIT" "${G[@]}" --steps 6 --out "$T/B" --loss-log "$T/B.log" --stop-after 3
 run "resume from update 3" 0 "resumed from .* at update 3" "$MEMFIT" "${G[@]}" --steps 6 --out "$T/C" --loss-log "$T/C.log" \
@@ -62,11 +67,11 @@ run "eval moco: images without classes" 1 "eval moco: --data $T/flat" "$MEMFIT" 
 
 F=/usr/share/datasets/fashion-mnist
 if [ -f "$F/train-images-idx3-ubyte.gz" ] && [ -f "$F/t10k-images-idx3-ubyte.gz" ]; then
-  run "Fashion-MNIST: the kNN monitor reports" 0 "kNN top-1 [0-9.]+% \(k 50, T 0.1; 500 bank, 200 validation images\)" \
+  run "Fashion-MNIST: the kNN monitor reports" 0 "kNN top-1 [0-9.]+% \(k 50, T 0.1; 500 bank, 200 validation images\), linear probe [0-9.]+% \(3 epochs\)" \
     "$MEMFIT" train moco --preset tiny --threads 1 --log-every 1000 --data "$F/train-images-idx3-ubyte.gz" \
-    --val-data "$F/t10k-images-idx3-ubyte.gz" --steps 4 --val-every 2 --knn-k 50 --knn-bank 500 --knn-test 200 --out "$T/F" \
+    --val-data "$F/t10k-images-idx3-ubyte.gz" --steps 4 --val-every 2 --knn-k 50 --knn-bank 500 --knn-test 200 --probe-epochs 3 --out "$T/F" \
     --log "$T/F.jsonl"
-  grep -q '"knn_top1"' "$T/F.jsonl" && ok || bad "Fashion-MNIST: no knn_top1 in the log"
+  grep -q '"knn_top1".*"probe_top1"' "$T/F.jsonl" && ok || bad "Fashion-MNIST: no knn_top1 and probe_top1 in the log"
   run "eval moco: kNN and linear probe" 0 "linear probe: test [0-9.]+%" "$MEMFIT" eval moco --model "$T/F/model.safetensors" \
     --data "$F/train-images-idx3-ubyte.gz" --val-data "$F/t10k-images-idx3-ubyte.gz" --bank 1000 --test 300 --probe-epochs 5 --json
   # the accuracies are shares of the test set: a number in [0, 1], and above chance (10 classes) for a probe on features

@@ -3,6 +3,7 @@
  * after two updates; the queue after two optimizer steps (a batch that does not divide it, wrapping
  * around) holds every key of each step, pushed once per step; bad settings are refused by name. */
 #include "check.h"
+#include "torch_ref.h"
 #include "models/moco.h"
 #include "graph/graph.h"
 #include "plan/plan.h"
@@ -139,18 +140,6 @@ static void run_v2(mf_dtype dt, int micro, int accum) {
 
 /* ---- parity with PyTorch (tests/moco_parity.py): two MoCo v2 steps of a ResNet-18 (width 1/16, 16 px, split
  * batch norm 2) from the same weights, inputs and queue; batch 8, queue 20 (8 does not divide it) ---- */
-static int torch_available(void) {
-  if (access("/usr/bin/python3", X_OK) != 0) {
-    printf("SKIP parity: /usr/bin/python3 is missing (install python3 and python3-torch to run it)\n");
-    return 0;
-  }
-  if (system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
-    printf("SKIP parity: python3 cannot import torch and numpy (apt install python3-torch python3-numpy)\n");
-    return 0;
-  }
-  return 1;
-}
-
 static void parity(void) {
   if (!torch_available()) return;
   moco_cfg c;
@@ -465,6 +454,63 @@ static void early_update_and_resume(void) {
   free(qb);
 }
 
+/* checkpointed blocks (the planner's variant 1): recomputing every block in backward gives the stored run's loss,
+ * gradients and batch-norm statistics exactly, with a smaller activation arena, planned exactly */
+static void recompute(void) {
+  moco_cfg c;
+  char err[512];
+  moco_cfg_preset("tiny", &c, err, sizeof err);
+  size_t xn = (size_t)c.batch * 3 * c.size * c.size;
+  float *x = malloc(sizeof(float) * xn), *res[2] = {NULL, NULL};
+  for (size_t i = 0; i < xn; i++) x[i] = urand();
+  size_t act[2] = {0, 0}, nres = 0;
+  double loss[2] = {0, 0};
+  for (int seg = 0; seg < 2; seg++) {
+    c.segments = seg;
+    mf_graph *g = mf_graph_init(MF_F32);
+    mf_graph_set_seed(g, 9);
+    moco_net net;
+    CHECK(moco_build(g, &c, c.batch, &net, err, sizeof err) == 0, "%s", err);
+    CHECK(mf_graph_segment_count(g) == (seg ? 8 : 0), "segments: %d", mf_graph_segment_count(g));
+    mf_train_opts o = mf_train_opts_default();
+    o.threads = 2, o.debug_memory = 1, o.plan.recompute = MF_RECOMPUTE_ALL;
+    mf_session *s = mf_session_init(g, net.loss, &o, err, sizeof err);
+    if (!s) { CHECK(0, "%s", err); mf_graph_free(g); continue; }
+    moco_session_ready(s, &net, err, sizeof err);
+    mf_session_write_input(s, net.xq, x, xn);
+    mf_session_write_input(s, net.xk, x, xn);
+    loss[seg] = mf_session_micro_step(s);
+    size_t n = 0;
+    for (int id = 0; id < g->n; id++)
+      if (g->nodes[id].op == MF_OP_PARAM || (g->nodes[id].op == MF_OP_BUFFER && g->nodes[id].state_kind == MF_STATE_BUFFER))
+        n += (size_t)mf_node_numel(&g->nodes[id]);
+    res[seg] = malloc(sizeof(float) * n);
+    nres = n;
+    size_t off = 0;
+    for (int id = 0; id < g->n; id++) {
+      const mf_node *nd = &g->nodes[id];
+      if (nd->op == MF_OP_PARAM) mf_session_read_grad(s, id, res[seg] + off, (size_t)mf_node_numel(nd));
+      else if (nd->op == MF_OP_BUFFER && nd->state_kind == MF_STATE_BUFFER) mf_session_read(s, id, res[seg] + off, (size_t)mf_node_numel(nd));
+      else continue;
+      off += (size_t)mf_node_numel(nd);
+    }
+    const mf_plan *p = mf_session_plan(s);
+    act[seg] = mf_plan_arena_bytes(p, MF_ARENA_ACT);
+    for (int a = 0; a < MF_ARENA_COUNT; a++)
+      CHECK(mf_plan_arena_bytes(p, (mf_arena_kind)a) == mf_session_measured_bytes(s, (mf_arena_kind)a), "recompute %d: arena %s", seg,
+            mf_arena_name((mf_arena_kind)a));
+    mf_session_free(s);
+    mf_graph_free(g);
+  }
+  CHECK(loss[0] == loss[1], "recompute: loss %.9g vs %.9g", loss[0], loss[1]);
+  CHECK(res[0] && res[1] && !memcmp(res[0], res[1], sizeof(float) * nres), "recompute: gradients and bn statistics differ");
+  CHECK(act[1] < act[0], "recompute: activations %zu vs stored %zu", act[1], act[0]);
+  printf("  recomputed blocks: same loss, gradients and statistics; activations %zu B instead of %zu B\n", act[1], act[0]);
+  free(res[0]);
+  free(res[1]);
+  free(x);
+}
+
 int main(void) {
   run_v2(MF_F32, 4, 2);
   run_v2(MF_BF16, 4, 2);
@@ -473,6 +519,7 @@ int main(void) {
   features();
   bad_input();
   early_update_and_resume();
+  recompute();
   parity();
   return check_finish("test_moco");
 }

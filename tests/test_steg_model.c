@@ -3,6 +3,7 @@
  * against the PyTorch twin (tests/steg_parity.py) with stored, checkpointed and inverted blocks. */
 #include "graph/graph.h"
 #include "models/steg.h"
+#include "torch_ref.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -437,18 +438,6 @@ static int safetensors_write(const char *path, const st_entry *e, int n, const c
   ok = fclose(f) == 0 && ok;
   free(h);
   return ok ? 0 : -1;
-}
-
-static int torch_available(void) {
-  if (access("/usr/bin/python3", X_OK) != 0) {
-    printf("SKIP parity: /usr/bin/python3 is missing (install python3 and python3-torch to run it)\n");
-    return 0;
-  }
-  if (system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
-    printf("SKIP parity: python3 cannot import torch and numpy (apt install python3-torch python3-numpy)\n");
-    return 0;
-  }
-  return 1;
 }
 
 static void test_parity(int variant, const char *dir) {

@@ -115,7 +115,6 @@ int mf_cmd_eval_moco(int argc, char **argv) {
     po.lr = plr;
     po.weight_decay = pwd;
     po.batch = pbatch;
-    po.threads = threads;
     if (linprobe_train(ftr, ltr, (int64_t)gtr, fte, lte, (int64_t)gte, (int)D, &po, &pr, NULL, err, sizeof err) < 0) {
       fprintf(stderr, "memfit eval moco: linear probe: %s\n", err);
       goto out;

@@ -145,24 +145,26 @@ static void print_candidate(const mf_candidate *c, const mf_candidate *ref, int6
          c->step_s / ref->step_s);
 }
 
-/* Device bytes of w's one-micro-step graph of `batch` samples in the chosen plan's precision (0: it does not build
- * or plan). */
-static size_t batch_bytes(const mf_workload *w, const void *cfg, int batch, const mf_candidate *c, int threads,
-                          const char *backend) {
+/* Device bytes of w's one-micro-step graph of `batch` samples (variant v; recompute every segment or none) in the
+ * chosen plan's precision, with its fixed overhead (0: it does not build or plan); *nseg: the graph's segments. */
+static size_t batch_bytes(const mf_workload *w, const void *cfg, int v, int all, int batch, const mf_candidate *c, int threads,
+                          const char *backend, int *nseg) {
   mf_graph *g = mf_graph_init(c->dtype);
   void *state = NULL;
   mf_tensor loss;
   char err[512];
   size_t bytes = 0;
-  if (g && w->build_batch(g, cfg, batch, &loss, &state, err, sizeof err) == 0) {
+  if (g && w->build_batch(g, cfg, v, batch, &loss, &state, err, sizeof err) == 0) {
+    if (nseg) *nseg = mf_graph_segment_count(g);
     mf_plan_opts po = mf_plan_opts_default();
     po.threads = threads;
     po.backend = backend;
     po.offload_opt = c->offload;
+    po.recompute = all ? MF_RECOMPUTE_ALL : MF_RECOMPUTE_NONE;
     mf_plan *p = mf_plan_init(g, loss, &po, err, sizeof err);
-    if (p) bytes = mf_plan_total_bytes(p) + (c->device_bytes - c->arena[MF_ARENA_PARAM] - c->arena[MF_ARENA_PARAM_LP] -
-                                             c->arena[MF_ARENA_STATE] - c->arena[MF_ARENA_GRAD] - c->arena[MF_ARENA_OPT] -
-                                             c->arena[MF_ARENA_ACT] - c->arena[MF_ARENA_DATA]);
+    size_t planned = 0;
+    for (int a = 0; a < MF_ARENA_COUNT; a++) planned += c->arena[a];
+    if (p) bytes = mf_plan_total_bytes(p) + (c->device_bytes - planned); /* the backend's fixed overhead */
     mf_plan_free(p);
   }
   if (state) w->state_free(state);
@@ -170,26 +172,44 @@ static size_t batch_bytes(const mf_workload *w, const void *cfg, int batch, cons
   return bytes;
 }
 
-/* "the largest batch that fits": bisection over one-micro-step batches (memory grows with the batch), in
- * multiples of the smallest batch the model takes (batch-norm splits) */
+/* The largest one-micro-step batch that fits: bisection (memory grows with the batch) in multiples of the
+ * smallest batch the model takes (batch-norm splits); *peak its bytes. 0 when none fits. */
+static int fit_batch(const mf_workload *w, const void *cfg, int v, int all, const mf_candidate *c, int64_t budget, int threads,
+                     const char *backend, int u, size_t *peak) {
+  int lo = 0, hi = 1;
+  size_t b;
+  *peak = 0;
+  while (hi <= (1 << 16) && (b = batch_bytes(w, cfg, v, all, hi * u, c, threads, backend, NULL)) && b <= (size_t)budget)
+    lo = hi, *peak = b, hi *= 2;
+  while (hi - lo > 1) {
+    int mid = lo + (hi - lo) / 2;
+    b = batch_bytes(w, cfg, v, all, mid * u, c, threads, backend, NULL);
+    if (b && b <= (size_t)budget) lo = mid, *peak = b;
+    else hi = mid;
+  }
+  return lo * u;
+}
+
+/* "the largest batch that fits", storing every activation and, per variant with segments, recomputing them all */
 static void largest_batch(const mf_workload *w, const void *cfg, const mf_candidate *c, int64_t budget, int threads,
                           const char *backend) {
   char why[160], h[32];
   int u = 2;
   while (u < 4096 && w->batch_ok && w->batch_ok(cfg, u, why, sizeof why) < 0) u++;
-  int lo = 0, hi = 1;
-  size_t b = 0, best = 0;
-  while (hi <= (1 << 16) && (b = batch_bytes(w, cfg, hi * u, c, threads, backend)) && b <= (size_t)budget) lo = hi, best = b, hi *= 2;
-  while (hi - lo > 1) {
-    int mid = lo + (hi - lo) / 2;
-    b = batch_bytes(w, cfg, mid * u, c, threads, backend);
-    if (b && b <= (size_t)budget) lo = mid, best = b;
-    else hi = mid;
+  size_t peak;
+  int B = fit_batch(w, cfg, 0, 0, c, budget, threads, backend, u, &peak);
+  mf_format_bytes(peak, h, sizeof h);
+  if (B) printf("largest batch that fits: %d in %s storing every activation (peak %s)%s\n", B, mf_dtype_name(c->dtype), h,
+                w->batch_note ? w->batch_note : "");
+  else printf("largest batch that fits: none in one micro-step in %s storing every activation\n", mf_dtype_name(c->dtype));
+  for (int v = 0; v < (w->n_variants > 0 ? w->n_variants : 1); v++) {
+    int nseg = 0;
+    if (!batch_bytes(w, cfg, v, 1, u, c, threads, backend, &nseg) || !nseg) continue;
+    int Br = fit_batch(w, cfg, v, 1, c, budget, threads, backend, u, &peak);
+    mf_format_bytes(peak, h, sizeof h);
+    if (Br > B) printf("  %d recomputing all %d segments of variant '%s' in backward (peak %s)\n", Br, nseg, w->variant_names[v], h);
   }
-  if (lo < 1) { printf("largest batch that fits: none in one micro-step (%s)\n", mf_dtype_name(c->dtype)); return; }
-  mf_format_bytes(best, h, sizeof h);
-  printf("largest batch that fits: %d in %s (peak %s%s)%s\n", lo * u, mf_dtype_name(c->dtype), h,
-         u > 1 ? ", in multiples of the smallest batch the model takes" : "", w->batch_note ? w->batch_note : "");
+  if (u > 2) printf("  (batches in multiples of %d, the smallest the model takes)\n", u);
 }
 
 int mf_cmd_plan(int argc, char **argv) {

@@ -50,6 +50,7 @@ static resnet_cfg backbone_cfg(const moco_cfg *c, int training) {
   r.training = training;
   r.bn_momentum = c->bn_momentum;
   r.bn_eps = c->bn_eps;
+  r.segments = c->segments;
   return r;
 }
 
@@ -204,6 +205,35 @@ static mf_tensor ctr_v3(mf_graph *g, mf_tensor q, mf_tensor k, mf_tensor labels,
   return mf_mul_scalar(g, mf_softmax_ce(g, *logits, labels), 2 * T);
 }
 
+static int fail(mf_graph *g, char *err, size_t n);
+
+/* Creates the query encoder's parameters (backbone and head, in the order and with the initialisation a
+ * query build gives them) before any op, so that the key branch can be built first: its activations then
+ * die before the query's pile up for backward, which keeps the key encoder out of the activation peak. The
+ * shapes come from a query build on a scratch graph. */
+static int declare_query_params(mf_graph *g, const moco_cfg *c, const resnet_cfg *rc, int64_t B, char *err, size_t n) {
+  mf_graph *gs = mf_graph_init(g->act_dtype);
+  if (!gs) { snprintf(err, n, "moco: out of host memory"); return -1; }
+  int64_t xs[4] = {B, c->channels, c->size, c->size};
+  resnet_src sq = {.prefix = "encoder_q."};
+  resnet_cfg r = *rc;
+  r.segments = 0;
+  resnet_net bn;
+  head_ctx h = {gs, c, 1, 0, c->momentum};
+  int rcode = resnet_build(gs, &r, &sq, mf_input(gs, "x", 4, xs), &bn, err, n);
+  if (rcode == 0) {
+    if (c->version == 2) head_v2(&h, bn.feat);
+    else predictor_v3(&h, projector_v3(&h, bn.feat));
+    if (mf_graph_error(gs)) rcode = fail(gs, err, n);
+  }
+  for (int id = 0; rcode == 0 && id < gs->n; id++) {
+    const mf_node *nd = &gs->nodes[id];
+    if (nd->op == MF_OP_PARAM && mf_param(g, nd->name, nd->ndim, nd->ne, (mf_init)nd->init, nd->init_scale) < 0) rcode = fail(g, err, n);
+  }
+  mf_graph_free(gs);
+  return rcode;
+}
+
 static int fail(mf_graph *g, char *err, size_t n) {
   snprintf(err, n, "%s", mf_graph_error(g) ? mf_graph_error(g) : "moco: build failed");
   return -1;
@@ -224,11 +254,12 @@ int moco_build(mf_graph *g, const moco_cfg *cin, int micro_batch, moco_net *out,
   resnet_src sq = {.prefix = "encoder_q."}, sk = {.prefix = "encoder_k.", .ema_prefix = "encoder_q.", .momentum = c.momentum,
                                                   .ema = 1};
   head_ctx hq = {g, &c, 1, 0, c.momentum}, hk = {g, &c, 1, 1, c.momentum};
-  if (c.version == 2) {
-    if (resnet_build(g, &rc, &sq, out->xq, &out->bq, err, n) < 0) return -1;
-    out->q = l2_normalize(g, head_v2(&hq, out->bq.feat));                 /* [B,dim] */
+  if (declare_query_params(g, &c, &rc, B, err, n) < 0) return -1;
+  if (c.version == 2) { /* the key branch first (see declare_query_params) */
     if (resnet_build(g, &rc, &sk, out->xk, &out->bk, err, n) < 0) return -1;
     out->k = l2_normalize(g, head_v2(&hk, out->bk.feat));                 /* [B,dim], EMA weights only: no gradient */
+    if (resnet_build(g, &rc, &sq, out->xq, &out->bq, err, n) < 0) return -1;
+    out->q = l2_normalize(g, head_v2(&hq, out->bq.feat));                 /* [B,dim] */
     out->queue = mf_ring(g, "queue", c.queue, c.dim);                      /* [K,dim] */
     mf_tensor lpos = mf_sum(g, mf_mul(g, out->q, out->k), 1u << 1, 1);     /* [B,1] */
     mf_tensor lneg = mf_matmul(g, out->q, out->queue, 0, 1);              /* [B,K] */
@@ -238,15 +269,15 @@ int moco_build(mf_graph *g, const moco_cfg *cin, int micro_batch, moco_net *out,
     out->loss = mf_softmax_ce(g, out->logits, out->labels);
     if (mf_ring_push_steps(g, out->queue, out->k, c.accum) < 0) return fail(g, err, n);
   } else {
-    resnet_net b2;
-    if (resnet_build(g, &rc, &sq, out->xq, &out->bq, err, n) < 0) return -1;
-    if (resnet_build(g, &rc, &sq, out->xk, &b2, err, n) < 0) return -1;   /* same parameters, second view */
-    mf_tensor q1 = l2_normalize(g, predictor_v3(&hq, projector_v3(&hq, out->bq.feat)));  /* [B,dim] */
-    mf_tensor q2 = l2_normalize(g, predictor_v3(&hq, projector_v3(&hq, b2.feat)));
+    resnet_net b2; /* the key branches first (see declare_query_params) */
     if (resnet_build(g, &rc, &sk, out->xq, &out->bk, err, n) < 0) return -1;
-    if (resnet_build(g, &rc, &sk, out->xk, &b2, err, n) < 0) return -1;
     mf_tensor k1 = l2_normalize(g, projector_v3(&hk, out->bk.feat));      /* [B,dim], no gradient */
+    if (resnet_build(g, &rc, &sk, out->xk, &b2, err, n) < 0) return -1;
     mf_tensor k2 = l2_normalize(g, projector_v3(&hk, b2.feat));
+    if (resnet_build(g, &rc, &sq, out->xq, &out->bq, err, n) < 0) return -1;
+    mf_tensor q1 = l2_normalize(g, predictor_v3(&hq, projector_v3(&hq, out->bq.feat)));  /* [B,dim] */
+    if (resnet_build(g, &rc, &sq, out->xk, &b2, err, n) < 0) return -1;   /* same parameters, second view */
+    mf_tensor q2 = l2_normalize(g, predictor_v3(&hq, projector_v3(&hq, b2.feat)));
     mf_tensor l2;
     out->loss = mf_add(g, ctr_v3(g, q1, k2, out->labels, c.temperature, &out->logits),
                        ctr_v3(g, q2, k1, out->labels, c.temperature, &l2));

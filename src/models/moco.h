@@ -8,7 +8,7 @@
 #include "models/resnet.h"
 
 typedef struct moco_cfg {
-  char preset[32];            /* preset name ("custom" once a setting changed it... kept as given) */
+  char preset[32];            /* the preset it started from (settings may have changed it since) */
   int version;                /* 2 or 3 */
   int depth;                  /* 18, 34, 50 */
   double width;               /* backbone width multiplier (1: torchvision's channels) */
@@ -24,6 +24,7 @@ typedef struct moco_cfg {
   double momentum;            /* key-encoder momentum in [0,1] (v2 0.999; v3: the ramp's start, 0.99) */
   int bn_splits;              /* split batch norm: statistics over this many slices of the micro-batch */
   double bn_momentum, bn_eps; /* 0.1, 1e-5 (PyTorch) */
+  int segments;               /* 1: the query backbone's residual blocks are checkpoint segments (recomputable) */
 } moco_cfg;
 
 /* The "small" preset (ResNet-18, 32 px small stem, queue 4096, batch 256, v2). */

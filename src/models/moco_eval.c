@@ -207,7 +207,7 @@ int moco_extract(moco_extractor *x, mf_dataset *d, size_t count, float *feats, i
 }
 
 int moco_knn_eval(moco_extractor *x, mf_dataset *bank, size_t n_bank, mf_dataset *test, size_t n_test, const knn_opts *o,
-                  double *accuracy, int64_t *skipped, char *err, size_t n) {
+                  const linprobe_opts *po, double *accuracy, double *probe_acc, int64_t *skipped, char *err, size_t n) {
   size_t D = (size_t)x->dim, gb = 0, gt = 0;
   float *fb = malloc(n_bank * D * sizeof *fb), *ft = malloc(n_test * D * sizeof *ft);
   int32_t *lb = malloc(n_bank * sizeof *lb), *lt = malloc(n_test * sizeof *lt), *pred = malloc(n_test * sizeof *pred);
@@ -217,6 +217,11 @@ int moco_knn_eval(moco_extractor *x, mf_dataset *bank, size_t n_bank, mf_dataset
     goto out;
   if (!gb || !gt) { snprintf(err, n, "no readable images in the %s", gb ? "validation set" : "bank"); goto out; }
   rc = knn_classify(fb, lb, (int64_t)gb, ft, lt, (int64_t)gt, (int)D, o, pred, accuracy, err, n);
+  if (rc == 0 && po) {
+    linprobe_result pr;
+    rc = linprobe_train(fb, lb, (int64_t)gb, ft, lt, (int64_t)gt, (int)D, po, &pr, NULL, err, n);
+    if (rc == 0) *probe_acc = pr.test_acc;
+  }
 out:
   free(fb); free(ft); free(lb); free(lt); free(pred);
   return rc;

@@ -35,8 +35,9 @@ moco_extractor *moco_extractor_open(const char *path, int threads, char *err, si
  * out (counted in *skipped): *got says how many rows were written. 0, or -1 with err. */
 int moco_extract(moco_extractor *x, mf_dataset *d, size_t count, float *feats, int32_t *labels, size_t *got, int64_t *skipped,
                  char *err, size_t n);
-/* kNN top-1 accuracy of the first n_test samples of test against the first n_bank of bank (both labelled). */
+/* kNN top-1 accuracy of the first n_test samples of test against the first n_bank of bank (both labelled), and
+ * when po is not NULL a linear probe trained on the bank's features (*probe_acc: its accuracy on test's). */
 int moco_knn_eval(moco_extractor *x, mf_dataset *bank, size_t n_bank, mf_dataset *test, size_t n_test, const knn_opts *o,
-                  double *accuracy, int64_t *skipped, char *err, size_t n);
+                  const linprobe_opts *po, double *accuracy, double *probe_acc, int64_t *skipped, char *err, size_t n);
 
 #endif

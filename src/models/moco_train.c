@@ -22,6 +22,7 @@ typedef struct moco_tcfg {
   double crop_min, blur_p, noise;    /* < 0: the recipe's default */
   int gen_count, gen_size, labels;
   int knn_k, knn_bank, knn_test;     /* bank / test: samples used (0: all) */
+  int probe_epochs;                  /* linear probe at each validation (0: none) */
   double knn_t;
 } moco_tcfg;
 
@@ -55,6 +56,7 @@ static void *train_cfg_new(void) {
   c->knn_t = 0.1;
   c->knn_bank = 10000;
   c->knn_test = 2000;
+  c->probe_epochs = 20;
   return c;
 }
 
@@ -103,6 +105,7 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
   }
   if (!strcmp(key, "knn-bank")) return mf_setting_int(key, val, 0, 1 << 30, &c->knn_bank, err, n);
   if (!strcmp(key, "knn-test")) return mf_setting_int(key, val, 0, 1 << 30, &c->knn_test, err, n);
+  if (!strcmp(key, "probe-epochs")) return mf_setting_int(key, val, 0, 100000, &c->probe_epochs, err, n);
   return -2;
 }
 
@@ -125,6 +128,8 @@ static void train_help(FILE *f) {
              "                         (--val-data or a --val-split share) are classified\n"
              "  --knn-bank N --knn-test N  samples of the bank (default 10000) and of the validation set (2000);\n"
              "                         0: all\n"
+             "  --probe-epochs N       also a linear probe at each validation: trained on the bank's features, tested\n"
+             "                         on the validation images' (default 20 epochs; 0: none)\n"
              "  (--batch counts images, default the preset's; SGD with momentum 0.9: --lr 0.06, --weight-decay 5e-4,\n"
              "  cosine schedule, --epochs 20, --out moco-run; memfit eval moco MODEL: kNN and a linear probe)\n",
           moco_preset_names());
@@ -184,6 +189,7 @@ typedef struct moco_train_ctx {
   mf_dataset *bank, *test;
   size_t n_bank, n_test;
   knn_opts ko;
+  linprobe_opts po;            /* po.epochs 0: no probe */
   int threads;
   moco_extractor *fx;          /* the eval-mode feature session (made at the first validation) */
   char note[1024];
@@ -233,20 +239,23 @@ static int moco_validate(void *ctx, mf_session *s, const char *grid, int64_t *ba
     fprintf(stderr, "memfit train moco: kNN monitor: %s\n", err);
     return 0;
   }
-  double acc;
+  double acc, probe = 0;
   int64_t skipped = 0;
   if (moco_extractor_copy(c->fx, s, &c->net, err, sizeof err) < 0 ||
-      moco_knn_eval(c->fx, c->bank, c->n_bank, c->test, c->n_test, &c->ko, &acc, &skipped, err, sizeof err) < 0) {
+      moco_knn_eval(c->fx, c->bank, c->n_bank, c->test, c->n_test, &c->ko, c->po.epochs ? &c->po : NULL, &acc, &probe, &skipped,
+                    err, sizeof err) < 0) {
     fprintf(stderr, "memfit train moco: kNN monitor: %s\n", err);
     return 0;
   }
   bad[0] += skipped;
-  static const char *const nm[2] = {"knn_error", "knn_top1"};
+  static const char *const nm[3] = {"knn_error", "knn_top1", "probe_top1"};
   names[0] = nm[0]; vals[0] = 1 - acc;
   names[1] = nm[1]; vals[1] = acc;
-  snprintf(line, n, "kNN top-1 %.2f%% (k %d, T %g; %zu bank, %zu validation images)", 100 * acc, c->ko.k, c->ko.temperature,
-           c->n_bank, c->n_test);
-  return 2;
+  names[2] = nm[2]; vals[2] = probe;
+  size_t k = (size_t)snprintf(line, n, "kNN top-1 %.2f%% (k %d, T %g; %zu bank, %zu validation images)", 100 * acc, c->ko.k,
+                              c->ko.temperature, c->n_bank, c->n_test);
+  if (c->po.epochs && k < n) snprintf(line + k, n - k, ", linear probe %.2f%% (%d epochs)", 100 * probe, c->po.epochs);
+  return c->po.epochs ? 3 : 2;
 }
 
 static int moco_save_model(void *ctx, mf_session *s, const char *path, char *err, size_t n) {
@@ -284,15 +293,6 @@ static void moco_ctx_free(void *ctx) {
   free(c);
 }
 
-static void data_setting(mf_train_job *j, const char *key, const char *option, int decisive, const char *fmt, double v) {
-  mf_data_setting *d = &j->data_settings[j->n_data_settings++];
-  d->key = key;
-  d->option = option;
-  d->decisive = decisive;
-  if (fmt[1] == 'd') snprintf(d->value, sizeof d->value, "%d", (int)v);
-  else snprintf(d->value, sizeof d->value, "%.17g", v);
-}
-
 /* the two views' augmentation: MoCo v2's recipe (the satellite one adds rotations, vertical flips, noise) */
 static mf_transform_opts moco_transform(const moco_tcfg *tc, const moco_cfg *mc) {
   mf_transform_opts t = mf_transform_opts_default();
@@ -327,6 +327,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   int micro = ch->micro_batch;
   cfg.batch = a->batch;
   cfg.micro_batch = micro;
+  cfg.segments = ch->variant == 1; /* "checkpointed blocks": each residual block of the query backbone recomputed */
   if (moco_cfg_check(&cfg, err, n) < 0) return -1;
   moco_train_ctx *c = calloc(1, sizeof *c);
   if (!c) { snprintf(err, n, "out of host memory"); return -1; }
@@ -380,6 +381,10 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
     c->ko.temperature = tc->knn_t;
     c->ko.n_classes = mf_dataset_num_classes(j->train);
     c->ko.threads = a->threads;
+    c->po = linprobe_opts_default();
+    c->po.n_classes = c->ko.n_classes;
+    c->po.epochs = tc->probe_epochs;
+    c->po.seed = (uint64_t)a->seed;
   }
   mf_loader_opts *lo = &j->lo;
   *lo = mf_loader_opts_default();
@@ -392,15 +397,15 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   size_t batches = mf_dataset_size(j->train) / (size_t)micro;
   int64_t per_epoch = a->epoch_steps ? a->epoch_steps : (int64_t)(batches / (size_t)ch->accum);
   c->total_steps = a->steps ? a->steps : (int64_t)a->epochs * (per_epoch > 0 ? per_epoch : 1);
-  data_setting(j, "moco.seed", "--seed", 1, "%d", a->seed);
-  data_setting(j, "moco.size", "--size", 1, "%d", cfg.size);
-  data_setting(j, "moco.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
-  data_setting(j, "moco.channels", "--channels", 1, "%d", cfg.channels);
+  mf_train_job_data_setting(j, "moco.seed", "--seed", 1, "%d", a->seed);
+  mf_train_job_data_setting(j, "moco.size", "--size", 1, "%d", cfg.size);
+  mf_train_job_data_setting(j, "moco.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
+  mf_train_job_data_setting(j, "moco.channels", "--channels", 1, "%d", cfg.channels);
   if (generated) {
-    data_setting(j, "moco.gen_count", "--gen-count", 1, "%d", tc->gen_count);
-    data_setting(j, "moco.gen_size", "--gen-size", 1, "%d", tc->gen_size);
-  } else data_setting(j, "moco.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
-  data_setting(j, "moco.workers", "--workers", 0, "%d", a->workers);
+    mf_train_job_data_setting(j, "moco.gen_count", "--gen-count", 1, "%d", tc->gen_count);
+    mf_train_job_data_setting(j, "moco.gen_size", "--gen-size", 1, "%d", tc->gen_size);
+  } else mf_train_job_data_setting(j, "moco.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
+  mf_train_job_data_setting(j, "moco.workers", "--workers", 0, "%d", a->workers);
 
   /* ---- hooks and what the trainer prints ---- */
   size_t k = (size_t)snprintf(c->note, sizeof c->note, "memfit train moco");

@@ -107,21 +107,24 @@ static int default_micro_batch(const void *p) {
   return mb;
 }
 
-static const char *const variants[] = {"plain"};
+static const char *const variants[] = {"plain", "checkpointed blocks"};
 
+/* variant 0: no segments; 1: each residual block of the query backbone a checkpoint segment */
 static int build(mf_graph *g, const void *p, int variant, int mb, mf_tensor *loss, void **state, char *err, size_t n) {
-  (void)variant;
+  moco_cfg c = *(const moco_cfg *)p;
+  c.segments = variant == 1;
   moco_net *m = calloc(1, sizeof *m);
   if (!m) { snprintf(err, n, "out of host memory"); return -1; }
-  if (moco_build(g, p, mb, m, err, n) < 0) { free(m); return -1; }
+  if (moco_build(g, &c, mb, m, err, n) < 0) { free(m); return -1; }
   *loss = m->loss;
   *state = m;
   return 0;
 }
 
 /* any batch in one micro-step, the queue as set (memfit's queue takes any batch up to its length) */
-static int build_batch(mf_graph *g, const void *p, int batch, mf_tensor *loss, void **state, char *err, size_t n) {
+static int build_batch(mf_graph *g, const void *p, int variant, int batch, mf_tensor *loss, void **state, char *err, size_t n) {
   moco_cfg c = *(const moco_cfg *)p;
+  c.segments = variant == 1;
   c.batch = batch;
   c.micro_batch = batch;
   moco_net *m = calloc(1, sizeof *m);
@@ -157,7 +160,7 @@ const mf_workload mf_workload_moco = {
   .cfg_describe = cfg_describe,
   .effective_batch = effective_batch,
   .default_micro_batch = default_micro_batch,
-  .n_variants = 1,
+  .n_variants = 2,
   .variant_names = variants,
   .build = build,
   .state_free = free,

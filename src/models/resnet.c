@@ -114,7 +114,12 @@ static mf_tensor conv(bld *b, mf_tensor x, const char *name, int64_t oc, int k, 
   char nm[160];
   snprintf(nm, sizeof nm, "%s.weight", name);
   mf_tensor w = weight(b, nm, 4, ws, MF_INIT_KAIMING, 0);
-  return mf_conv2d(b->g, x, w, -1, stride, pad, 1);
+  mf_tensor y = mf_conv2d(b->g, x, w, -1, stride, pad, 1);
+  if (y >= 0) {
+    snprintf(nm, sizeof nm, "%s%s", b->s->prefix, name);
+    mf_tensor_set_name(b->g, y, nm);
+  }
+  return y;
 }
 
 /* batch norm named name (.weight, .bias, .running_mean, .running_var) over x's channels */
@@ -136,7 +141,12 @@ static mf_tensor bn(bld *b, mf_tensor x, const char *name) {
     o->bn_var[o->n_bn] = rv;
     o->bn_ch[o->n_bn++] = (int)C;
   }
-  return resnet_split_bn(b->g, x, ga, be, rm, rv, S, b->c->training, b->c->bn_momentum, b->c->bn_eps);
+  mf_tensor y = resnet_split_bn(b->g, x, ga, be, rm, rv, S, b->c->training, b->c->bn_momentum, b->c->bn_eps);
+  if (y >= 0) { /* plans name the peak's op by this: "encoder_q.layer1.0.bn1" */
+    snprintf(nm, sizeof nm, "%s%s", b->s->prefix, name);
+    mf_tensor_set_name(b->g, y, nm);
+  }
+  return y;
 }
 
 /* torchvision BasicBlock (expansion 1) or Bottleneck (expansion 4, stride on the 3x3 conv) */
@@ -197,7 +207,15 @@ int resnet_build(mf_graph *g, const resnet_cfg *c, const resnet_src *src, mf_ten
     for (int i = 0; i < nb[L]; i++) {
       char pre[32];
       snprintf(pre, sizeof pre, "layer%d.%d", L + 1, i);
+      int seg = c->segments && !src->ema;
+      if (seg) {
+        char sn[64];
+        snprintf(sn, sizeof sn, "%s%s#%d", src->prefix, pre, mf_graph_segment_count(g));
+        mf_segment_begin(g, sn);
+      }
+      mf_tensor in = h;
       h = block(&b, h, pre, (int64_t)w << L, i == 0 && L > 0 ? 2 : 1);                 /* [B,w*2^L(*4),..] */
+      if (seg) mf_segment_end(g, 1, &in, 1, &h, NULL, NULL);
     }
   out->feat = mf_global_avgpool(g, h);                                                   /* [B,F] */
   if (mf_graph_error(g)) { snprintf(err, n, "%s", mf_graph_error(g)); return -1; }

@@ -16,6 +16,8 @@ typedef struct resnet_cfg {
   int bn_splits;               /* >= 1, must divide the micro-batch: statistics over bn_splits slices */
   int training;                /* 1: batch statistics (running stats updated); 0: running statistics */
   double bn_momentum, bn_eps;  /* PyTorch's 0.1 and 1e-5 */
+  int segments;                /* 1: each residual block of a query backbone is a checkpoint segment (the planner
+                                  may recompute it in backward); key encoders (ema) never have segments */
 } resnet_cfg;
 
 resnet_cfg resnet_cfg_default(int depth);

@@ -402,16 +402,6 @@ static void steg_ctx_free(void *ctx) {
   free(c);
 }
 
-/* a setting that decides which images the batches hold: saved with each checkpoint, checked on --resume */
-static void data_setting(mf_train_job *j, const char *key, const char *option, int decisive, const char *fmt, double v) {
-  mf_data_setting *d = &j->data_settings[j->n_data_settings++];
-  d->key = key;
-  d->option = option;
-  d->decisive = decisive;
-  if (fmt[1] == 'd') snprintf(d->value, sizeof d->value, "%d", (int)v);
-  else snprintf(d->value, sizeof d->value, "%.17g", v);
-}
-
 static int train_setup(const void *p, const mf_train_args *a, const mf_train_choice *ch, mf_train_job *j, char *err, size_t n) {
   const steg_tcfg *tc = p;
   mf_steg_config cfg;
@@ -465,14 +455,14 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   lo->tf.crop = MF_CROP_RANDOM;
   lo->tf.hflip = 0.5f;
   lo->tf.vflip = 0.5f;
-  data_setting(j, "steg.seed", "--seed", 1, "%d", a->seed);
-  data_setting(j, "steg.size", "--size", 1, "%d", tc->size);
-  data_setting(j, "steg.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
+  mf_train_job_data_setting(j, "steg.seed", "--seed", 1, "%d", a->seed);
+  mf_train_job_data_setting(j, "steg.size", "--size", 1, "%d", tc->size);
+  mf_train_job_data_setting(j, "steg.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
   if (generated) {
-    data_setting(j, "steg.gen_count", "--gen-count", 1, "%d", tc->gen_count);
-    data_setting(j, "steg.gen_size", "--gen-size", 1, "%d", gen_size);
-  } else data_setting(j, "steg.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
-  data_setting(j, "steg.workers", "--workers", 0, "%d", a->workers);
+    mf_train_job_data_setting(j, "steg.gen_count", "--gen-count", 1, "%d", tc->gen_count);
+    mf_train_job_data_setting(j, "steg.gen_size", "--gen-size", 1, "%d", gen_size);
+  } else mf_train_job_data_setting(j, "steg.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
+  mf_train_job_data_setting(j, "steg.workers", "--workers", 0, "%d", a->workers);
 
   /* ---- hooks and what the trainer prints ---- */
   c->vd = j->val ? j->val : j->train;

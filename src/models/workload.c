@@ -21,6 +21,16 @@ void mf_train_job_free(mf_train_job *job) {
   memset(job, 0, sizeof *job);
 }
 
+void mf_train_job_data_setting(mf_train_job *j, const char *key, const char *option, int decisive, const char *fmt, double v) {
+  if (j->n_data_settings >= MF_MAX_DATA_SETTINGS) return;
+  mf_data_setting *d = &j->data_settings[j->n_data_settings++];
+  d->key = key;
+  d->option = option;
+  d->decisive = decisive;
+  if (fmt[1] == 'd') snprintf(d->value, sizeof d->value, "%d", (int)v);
+  else snprintf(d->value, sizeof d->value, "%.17g", v);
+}
+
 int mf_setting_int(const char *key, const char *val, int lo, int hi, int *out, char *err, size_t n) {
   char *end;
   long v = strtol(val, &end, 10);

@@ -87,6 +87,10 @@ typedef struct mf_workload_train {
 int mf_setting_int(const char *key, const char *val, int lo, int hi, int *out, char *err, size_t errlen);
 int mf_setting_double(const char *key, const char *val, double lo, double hi, double *out, char *err, size_t errlen);
 
+/* Adds a setting that decides which samples the batches hold (saved with each checkpoint, checked on --resume):
+ * key, the option to name, decisive (1: a resume with another value is refused), the value as fmt "%d" or "%.17g". */
+void mf_train_job_data_setting(mf_train_job *j, const char *key, const char *option, int decisive, const char *fmt, double v);
+
 /* Frees what a workload's train_setup made (graph, datasets, its hook context). */
 void mf_train_job_free(mf_train_job *job);
 

@@ -33,8 +33,10 @@ typedef struct mf_workload {
   size_t (*staging_bytes)(const void *cfg, int micro_batch);
   /* Optional: the training graph of a batch of `batch` samples in one micro-step, for any batch the model
    * accepts (not only divisors of the effective batch): `memfit plan --budget` then also answers "the
-   * largest batch that fits" (e.g. MoCo's, with the queue unchanged). 0, or -1 with err. */
-  int (*build_batch)(mf_graph *g, const void *cfg, int batch, mf_tensor *loss, void **state, char *err, size_t errlen);
+   * largest batch that fits" (e.g. MoCo's, with the queue unchanged), storing every activation (variant 0)
+   * and recomputing every segment of each variant that has segments. 0, or -1 with err. */
+  int (*build_batch)(mf_graph *g, const void *cfg, int variant, int batch, mf_tensor *loss, void **state, char *err,
+                     size_t errlen);
   const char *wider_option;               /* the setting that widens the model, for the utilisation line ("--growth") */
   const char *batch_note;                 /* after that answer, e.g. " (the queue of negatives stays as it is)" */
 

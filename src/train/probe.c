@@ -1,6 +1,6 @@
 /* probe.c — evaluation of frozen features (probe.h): the weighted kNN monitor of MoCo's CIFAR demo and the
- * linear probe. Similarities and logits are sgemm calls (OpenBLAS, as the CPU backend) on blocks; the
- * per-query top-k and the softmax run with OpenMP over rows. Each function makes one allocation, of the
+ * linear probe. Similarities and logits are sgemm calls (OpenBLAS, as the CPU backend) on blocks; kNN's
+ * per-query top-k runs with OpenMP over rows; the linear probe runs on one thread. Each function makes one allocation, of the
  * size its _workspace_bytes reports. */
 #include "train/probe.h"
 
@@ -14,14 +14,14 @@
 #include "base/rng.h"
 
 #define WS_ALIGN 64
-/* loops over fewer elements run on one thread: a parallel region costs more than they do */
+/* kNN loops over fewer elements run on one thread: a parallel region costs more than they do */
 #define PAR_MIN ((int64_t)1 << 18)
 static size_t align_up(size_t b) { return (b + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
 
-/* carves n bytes from a workspace cursor */
-static void *ws_take(uint8_t **cur, size_t n) {
-  void *p = *cur;
-  *cur += align_up(n);
+/* carves n bytes at *off from a workspace at base (NULL: only counts the bytes) */
+static void *ws_take(uint8_t *base, size_t *off, size_t n) {
+  void *p = base ? base + *off : NULL;
+  *off += align_up(n);
   return p;
 }
 
@@ -88,17 +88,17 @@ static size_t knn_layout(const knn_opts *o, int64_t n_bank, int64_t n_q, uint8_t
   int64_t k = o->k < n_bank ? o->k : n_bank;
   int64_t qb = n_q < o->query_block ? (n_q > 0 ? n_q : 1) : o->query_block;
   int64_t bb = n_bank < o->bank_block ? n_bank : o->bank_block;
-  uint8_t *cur = base;
+  size_t off = 0;
   knn_ws t;
-  t.inv_b = ws_take(&cur, (size_t)n_bank * sizeof(float));
-  t.inv_q = ws_take(&cur, (size_t)qb * sizeof(float));
-  t.sim = ws_take(&cur, (size_t)(qb * bb) * sizeof(float));
-  t.hs = ws_take(&cur, (size_t)(qb * k) * sizeof(float));
-  t.hi = ws_take(&cur, (size_t)(qb * k) * sizeof(int32_t));
-  t.hn = ws_take(&cur, (size_t)qb * sizeof(int32_t));
-  t.score = ws_take(&cur, (size_t)(qb * o->n_classes) * sizeof(double));
+  t.inv_b = ws_take(base, &off, (size_t)n_bank * sizeof(float));
+  t.inv_q = ws_take(base, &off, (size_t)qb * sizeof(float));
+  t.sim = ws_take(base, &off, (size_t)(qb * bb) * sizeof(float));
+  t.hs = ws_take(base, &off, (size_t)(qb * k) * sizeof(float));
+  t.hi = ws_take(base, &off, (size_t)(qb * k) * sizeof(int32_t));
+  t.hn = ws_take(base, &off, (size_t)qb * sizeof(int32_t));
+  t.score = ws_take(base, &off, (size_t)(qb * o->n_classes) * sizeof(double));
   if (w) *w = t;
-  return (size_t)(cur - base);
+  return off;
 }
 
 size_t knn_workspace_bytes(const knn_opts *o, int64_t n_bank, int64_t n_q, int d) {
@@ -191,7 +191,7 @@ int knn_classify(const float *bank, const int32_t *bank_labels, int64_t n_bank, 
       }
     }
     /* class scores and predictions */
-#pragma omp parallel for schedule(static) reduction(+ : correct) if (nq * k >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (nq * k >= PAR_MIN)
     for (int64_t i = 0; i < nq; i++) {
       const float *hs = w.hs + i * k;
       const int32_t *hi = w.hi + i * k;
@@ -204,8 +204,9 @@ int knn_classify(const float *bank, const int32_t *bank_labels, int64_t n_bank, 
       for (int c = 1; c < C; c++)
         if (sc[c] > sc[best]) best = c;
       pred[q0 + i] = best;
-      if (q_labels && best == q_labels[q0 + i]) correct++;
     }
+    /* counted here, not by an OpenMP reduction (clang's runtime would export a lock symbol from the library) */
+    for (int64_t i = 0; q_labels && i < nq; i++) correct += pred[q0 + i] == q_labels[q0 + i];
   }
   if (o->threads > 0) omp_set_num_threads(saved_threads);
   free(mem);
@@ -216,7 +217,7 @@ int knn_classify(const float *bank, const int32_t *bank_labels, int64_t n_bank, 
 /* ================================================================ linear probe */
 
 linprobe_opts linprobe_opts_default(void) {
-  linprobe_opts o = {0, 100, 256, 0.1, 0.9, 0.0, 0, 1, 0};
+  linprobe_opts o = {0, 100, 256, 0.1, 0.9, 0.0, 0, 1};
   return o;
 }
 
@@ -252,22 +253,22 @@ typedef struct lp_ws {
 
 static size_t lp_layout(const linprobe_opts *o, int64_t n_train, int d, uint8_t *base, lp_ws *w) {
   int64_t B = o->batch, C = o->n_classes;
-  uint8_t *cur = base;
+  size_t off = 0;
   lp_ws t;
-  t.mean = ws_take(&cur, (size_t)d * sizeof(float));
-  t.inv_std = ws_take(&cur, (size_t)d * sizeof(float));
-  t.acc = ws_take(&cur, (size_t)d * 2 * sizeof(double));
-  t.W = ws_take(&cur, (size_t)(d * C) * sizeof(float));
-  t.V = ws_take(&cur, (size_t)(d * C) * sizeof(float));
-  t.dW = ws_take(&cur, (size_t)(d * C) * sizeof(float));
-  t.b = ws_take(&cur, (size_t)C * sizeof(double));
-  t.vb = ws_take(&cur, (size_t)C * sizeof(double));
-  t.db = ws_take(&cur, (size_t)C * sizeof(double));
-  t.X = ws_take(&cur, (size_t)(B * d) * sizeof(float));
-  t.Z = ws_take(&cur, (size_t)(B * C) * sizeof(float));
-  t.perm = ws_take(&cur, (size_t)n_train * sizeof(int32_t));
+  t.mean = ws_take(base, &off, (size_t)d * sizeof(float));
+  t.inv_std = ws_take(base, &off, (size_t)d * sizeof(float));
+  t.acc = ws_take(base, &off, (size_t)d * 2 * sizeof(double));
+  t.W = ws_take(base, &off, (size_t)(d * C) * sizeof(float));
+  t.V = ws_take(base, &off, (size_t)(d * C) * sizeof(float));
+  t.dW = ws_take(base, &off, (size_t)(d * C) * sizeof(float));
+  t.b = ws_take(base, &off, (size_t)C * sizeof(double));
+  t.vb = ws_take(base, &off, (size_t)C * sizeof(double));
+  t.db = ws_take(base, &off, (size_t)C * sizeof(double));
+  t.X = ws_take(base, &off, (size_t)(B * d) * sizeof(float));
+  t.Z = ws_take(base, &off, (size_t)(B * C) * sizeof(float));
+  t.perm = ws_take(base, &off, (size_t)n_train * sizeof(int32_t));
   if (w) *w = t;
-  return (size_t)(cur - base);
+  return off;
 }
 
 size_t linprobe_workspace_bytes(const linprobe_opts *o, int64_t n_train, int64_t n_test, int d) {
@@ -278,7 +279,6 @@ size_t linprobe_workspace_bytes(const linprobe_opts *o, int64_t n_train, int64_t
 
 /* X [n, d] = standardised rows rows[0..n) of x (rows NULL: r0 .. r0+n) */
 static void lp_gather(const lp_ws *w, const float *x, const int32_t *rows, int64_t r0, int64_t n, int d) {
-#pragma omp parallel for schedule(static) if (n * d >= PAR_MIN)
   for (int64_t r = 0; r < n; r++) {
     const float *src = x + (rows ? (int64_t)rows[r] : r0 + r) * d;
     float *dst = w->X + r * d;
@@ -331,7 +331,7 @@ int linprobe_train(const float *train_x, const int32_t *train_y, int64_t n_train
   lp_ws w;
   lp_layout(o, n_train, d, mem, &w);
   int saved_threads = omp_get_max_threads();
-  if (o->threads > 0) omp_set_num_threads(o->threads);
+  omp_set_num_threads(1); /* OpenBLAS (OpenMP build) takes its thread count from here */
   int C = o->n_classes;
 
   /* per-dimension mean and 1/std of the training features (population std; a constant dimension: 1),
@@ -389,7 +389,6 @@ int linprobe_train(const float *train_x, const int32_t *train_y, int64_t n_train
       double lr = o->lr * 0.5 * (1.0 + cos(M_PI * (double)t / (double)total));
       float m = (float)o->momentum, wd = (float)o->weight_decay, flr = (float)lr;
       int64_t nw = (int64_t)d * C;
-#pragma omp parallel for schedule(static) if (nw >= PAR_MIN)
       for (int64_t i = 0; i < nw; i++) {
         w.V[i] = m * w.V[i] + w.dW[i] + wd * w.W[i];
         w.W[i] -= flr * w.V[i];
@@ -405,7 +404,7 @@ int linprobe_train(const float *train_x, const int32_t *train_y, int64_t n_train
   res->train_loss = last_loss;
   res->train_acc = (double)lp_correct(&w, o, train_x, train_y, n_train, d) / (double)n_train;
   res->test_acc = n_test > 0 ? (double)lp_correct(&w, o, test_x, test_y, n_test, d) / (double)n_test : 0.0;
-  if (o->threads > 0) omp_set_num_threads(saved_threads);
+  omp_set_num_threads(saved_threads);
   free(mem);
   return 0;
 }

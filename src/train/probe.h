@@ -44,7 +44,6 @@ typedef struct linprobe_opts {
   double weight_decay; /* L2 on the weights, not the bias (default 0) */
   uint64_t seed;       /* the shuffled order of each epoch */
   int standardize;     /* 1 (default): features minus the training mean, over the training std per dimension */
-  int threads;         /* OpenMP and OpenBLAS threads while it runs (0: as they are) */
 } linprobe_opts;
 linprobe_opts linprobe_opts_default(void);
 
@@ -57,6 +56,7 @@ typedef struct linprobe_result {
 size_t linprobe_workspace_bytes(const linprobe_opts *o, int64_t n_train, int64_t n_test, int d);
 
 /* Multinomial logistic regression on frozen features: W [d, n_classes] and b [n_classes] from zero,
+ * on one thread (a step's GEMMs, batch x d x n_classes, are too small to share: threads only wait),
  * softmax cross-entropy, mini-batches in a shuffled order drawn from (seed, epoch), SGD with momentum
  * (v = m v + g; w -= lr_t v) and weight decay, lr_t = lr (1 + cos(pi t / steps)) / 2. train_x
  * [n_train, d] with train_y; test_x [n_test, d] with test_y (n_test may be 0). epoch_loss [epochs]

@@ -11,7 +11,7 @@ clang $CF -DFUZZ_JPEG tests/fuzz/fuzz_decode.c src/data/image.c -o build-fuzz/fu
 LIBCF="-std=c11 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fopenmp -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(pkg-config --cflags openblas)"
 objs=""
 newest_h=$(ls -t include/*.h src/*/*.h src/*/*/*.h 2>/dev/null | head -1) # a changed header rebuilds every object
-for c in src/graph/*.c src/ops/*.c src/plan/*.c src/backend/cpu/*.c src/train/*.c src/data/*.c src/models/*.c; do
+for c in src/base/*.c src/backend/*.c src/graph/*.c src/ops/*.c src/plan/*.c src/backend/cpu/*.c src/train/*.c src/data/*.c src/models/*.c; do
   o=build-fuzz/obj/$(echo "$c" | tr / _ | sed 's/\.c$/.o/')
   if [ ! -f "$o" ] || [ "$c" -nt "$o" ] || [ "$newest_h" -nt "$o" ]; then clang $LIBCF -c "$c" -o "$o"; fi
   objs="$objs $o"
