@@ -69,10 +69,10 @@ static int ref_setup(const scene *s, int g, int W, int H, double rmax, double rm
          ref_setup_v(s->pos[2 * g], s->pos[2 * g + 1], s->isc[2 * g], s->isc[2 * g + 1], s->rot[g], W, H, rmax, rmin, o);
 }
 
-typedef struct cand { double w, e; int g; } cand;
-static int cand_cmp(const void *pa, const void *pb) {
+typedef struct cand { double w, e, s; int g; } cand; /* weight, its error bound, sigma, id */
+static int cand_cmp(const void *pa, const void *pb) { /* by weight, larger first: sigma, smaller first */
   const cand *a = pa, *b = pb;
-  if (a->w != b->w) return a->w > b->w ? -1 : 1;
+  if (a->s != b->s) return a->s < b->s ? -1 : 1;
   return a->g - b->g;
 }
 
@@ -95,7 +95,7 @@ static void ref_render(const scene *s, int W, int H, int K, double rmax, double 
          * (about 10 roundings relative to |t1|+|t2|+|t3|), and exp adds at most 2 */
         double gx = fabs(G[g].A * dx + G[g].B * dy), gy = fabs(G[g].B * dx + G[g].C * dy);
         double ds = 10 * u * (fabs(t1) + fabs(t2) + fabs(t3)) + u * (gx * fabs(G[g].cx) + gy * fabs(G[g].cy));
-        cs[n++] = (cand){w, 1.1 * w * (ds + 2 * u), g};
+        cs[n++] = (cand){w, 1.1 * w * (ds + 2 * u), t1 + t2 + t3, g};
       }
       qsort(cs, (size_t)n, sizeof *cs, cand_cmp);
       size_t p = (size_t)i * W + j;
@@ -296,7 +296,8 @@ static int gc_near_flip(const double *pos, const double *isc, const double *rot,
       for (int g = 0; g < N; g++) {
         if (!on[g] || j / 16 < G[g].tx0 || j / 16 > G[g].tx1 || i / 16 < G[g].ty0 || i / 16 > G[g].ty1) continue;
         double dx = j - G[g].cx, dy = i - G[g].cy;
-        cs[n++] = (cand){exp(-(0.5 * (G[g].A * dx * dx + G[g].C * dy * dy) + G[g].B * dx * dy)), 0, g};
+        double sg = 0.5 * (G[g].A * dx * dx + G[g].C * dy * dy) + G[g].B * dx * dy;
+        cs[n++] = (cand){exp(-sg), 0, sg, g};
       }
       qsort(cs, (size_t)n, sizeof *cs, cand_cmp);
       if (n > K && cs[K - 1].w - cs[K].w <= 4e-3 * cs[K - 1].w) return gc_uniform() < 0.5 ? cs[K - 1].g : cs[K].g;

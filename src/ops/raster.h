@@ -94,7 +94,9 @@ static inline int64_t mf_gs_tiles_bound(int W, int H, double rmax) {
   return (per < TX ? per : TX) * (per < TY ? per : TY);
 }
 
-/* Selection order: a before b when a's weight is larger, or equal with the smaller Gaussian id. */
-MF_HD static inline int mf_gs_before(double wa, int ga, double wb, int gb) { return wa > wb || (wa == wb && ga < gb); }
+/* Selection order: a before b when a's weight is larger, that is its sigma smaller, or equal with the smaller
+ * Gaussian id. Comparing sigma (not exp(-sigma), which rounds distinct sigmas to equal weights, 0 far out)
+ * is the order of the exact weights, and leaves exp to the K selected. */
+MF_HD static inline int mf_gs_before(double sa, int ga, double sb, int gb) { return sa < sb || (sa == sb && ga < gb); }
 
 #endif

@@ -1,29 +1,28 @@
 /* raster_impl.h — the CPU rasteriser's per-tile loops for one real type, included twice by raster.c
  * (R = float, SFX(x) = x##_f; R = double, SFX(x) = x##_d). Not a header of its own. */
 
-/* Table row of Gaussian g: cx, cy, A, B, C, f[0..C). */
-static inline R SFX(weight)(const R *t, R x, R y, R *dx, R *dy) {
-  *dx = x - t[0];
-  *dy = y - t[1];
-  R sig = (R)0.5 * (t[2] * *dx * *dx + t[4] * *dy * *dy) + t[3] * *dx * *dy;
-  return RX_EXP(-sig);
+/* Table row of Gaussian g: cx, cy, A, B, C, f[0..C). sigma at pixel (x, y) = (j, i). */
+static inline R SFX(sigma)(const R *t, R x, R y) {
+  R dx = x - t[0], dy = y - t[1];
+  return (R)0.5 * (t[2] * dx * dx + t[4] * dy * dy) + t[3] * dx * dy;
 }
 
-/* The top K Gaussians of list[0..L) at pixel (x, y) by mf_gs_before order: ids in wi, weights in wv,
- * best first. Returns how many (<= K). One function for every caller, so forward and backward select
- * the same Gaussians with the same weights. */
+/* The top K Gaussians of list[0..L) at pixel (x, y) by mf_gs_before order (smallest sigma first): ids in wi,
+ * weights exp(-sigma) in wv, best first. Returns how many (<= K). One function for every caller that
+ * selects, and weights computed as SFX(kept) computes them, so forward and backward agree bit for bit. */
 __attribute__((noinline)) static int SFX(select)(const R *table, int stride, const int32_t *list, int L, R x, R y, int K, R *wv,
                                                  int32_t *wi) {
   int n = 0;
   for (int l = 0; l < L; l++) {
     int32_t g = list[l];
-    R dx, dy, w = SFX(weight)(table + (size_t)g * stride, x, y, &dx, &dy);
-    if (n == K && !mf_gs_before(w, g, wv[K - 1], wi[K - 1])) continue;
+    R s = SFX(sigma)(table + (size_t)g * stride, x, y);
+    if (n == K && !mf_gs_before(s, g, wv[K - 1], wi[K - 1])) continue;
     int p = n < K ? n++ : K - 1; /* the slot freed (or the last one, dropped) */
-    while (p > 0 && mf_gs_before(w, g, wv[p - 1], wi[p - 1])) { wv[p] = wv[p - 1]; wi[p] = wi[p - 1]; p--; }
-    wv[p] = w;
+    while (p > 0 && mf_gs_before(s, g, wv[p - 1], wi[p - 1])) { wv[p] = wv[p - 1]; wi[p] = wi[p - 1]; p--; }
+    wv[p] = s;
     wi[p] = g;
   }
+  for (int k = 0; k < n; k++) wv[k] = RX_EXP(-wv[k]);
   return n;
 }
 
@@ -31,10 +30,10 @@ __attribute__((noinline)) static int SFX(select)(const R *table, int stride, con
 static inline int SFX(kept)(const R *table, int stride, const int32_t *ids, int K, R x, R y, R *wv, int32_t *wi) {
   int n = 0;
   for (int k = 0; k < K && ids[k] >= 0; k++) {
-    R dx, dy;
     wi[n] = ids[k];
-    wv[n++] = SFX(weight)(table + (size_t)ids[k] * stride, x, y, &dx, &dy);
+    wv[n++] = SFX(sigma)(table + (size_t)ids[k] * stride, x, y);
   }
+  for (int k = 0; k < n; k++) wv[k] = RX_EXP(-wv[k]);
   return n;
 }
 

@@ -1,6 +1,6 @@
 /* raster.cu — CUDA kernels of the Image-GS tile rasteriser, kept straightforward and deterministic: the table
  * and boxes one thread per Gaussian (ops/raster.h's set-up, as the CPU), tile counts by integer atomics and a
- * serial scan, one thread per pixel for the selection and the image. The selection is a total order (weight,
+ * serial scan, one thread per pixel for the selection and the image. The selection is a total order (sigma,
  * then Gaussian id), so the order of a tile's list (filled with atomics) changes nothing. Backward: one thread
  * per pixel writes (sum w + eps, dy . colour), then one thread per Gaussian walks the pixels of its box in
  * order and adds what the pixels that selected it give: no float atomics, the same bits every run. A step
@@ -122,31 +122,32 @@ __global__ void k_rs_fill(rs_dims d, const int32_t *boxes, int32_t *cursor, int3
 
 /* ------------------------------------------------------------------ per pixel */
 
-template <typename T> __device__ __forceinline__ T rs_weight(const T *t, T x, T y) {
+template <typename T> __device__ __forceinline__ T rs_sigma(const T *t, T x, T y) {
   T dx = x - t[0], dy = y - t[1];
-  T sig = (T)0.5 * (t[2] * dx * dx + t[4] * dy * dy) + t[3] * dx * dy;
-  return exp(-sig);
+  return (T)0.5 * (t[2] * dx * dx + t[4] * dy * dy) + t[3] * dx * dy;
 }
 
-/* the pixel's selection, best first: from its tile's list, or the kept ids */
+/* the pixel's selection, best first (smallest sigma, then id; ops/raster.h): from its tile's list, or the
+ * kept ids; wv gets the weights exp(-sigma) */
 template <typename T>
 __device__ int rs_pixel_sel(const rs_dims &d, const T *table, const int32_t *tstart, const int32_t *list, const int32_t *ids, int i, int j,
                             T *wv, int32_t *wi) {
   int n = 0;
   if (ids) {
-    for (int k = 0; k < d.K && ids[k] >= 0; k++) { wi[n] = ids[k]; wv[n++] = rs_weight<T>(table + (int64_t)ids[k] * d.stride, (T)j, (T)i); }
-    return n;
+    for (int k = 0; k < d.K && ids[k] >= 0; k++) { wi[n] = ids[k]; wv[n++] = rs_sigma<T>(table + (int64_t)ids[k] * d.stride, (T)j, (T)i); }
+  } else {
+    int t = (i / MF_RASTER_TILE) * d.TX + j / MF_RASTER_TILE;
+    for (int l = tstart[t]; l < tstart[t + 1]; l++) {
+      int32_t g = list[l];
+      T s = rs_sigma<T>(table + (int64_t)g * d.stride, (T)j, (T)i);
+      if (n == d.K && !mf_gs_before(s, g, wv[d.K - 1], wi[d.K - 1])) continue;
+      int p = n < d.K ? n++ : d.K - 1;
+      while (p > 0 && mf_gs_before(s, g, wv[p - 1], wi[p - 1])) { wv[p] = wv[p - 1]; wi[p] = wi[p - 1]; p--; }
+      wv[p] = s;
+      wi[p] = g;
+    }
   }
-  int t = (i / MF_RASTER_TILE) * d.TX + j / MF_RASTER_TILE;
-  for (int l = tstart[t]; l < tstart[t + 1]; l++) {
-    int32_t g = list[l];
-    T w = rs_weight<T>(table + (int64_t)g * d.stride, (T)j, (T)i);
-    if (n == d.K && !mf_gs_before(w, g, wv[d.K - 1], wi[d.K - 1])) continue;
-    int p = n < d.K ? n++ : d.K - 1;
-    while (p > 0 && mf_gs_before(w, g, wv[p - 1], wi[p - 1])) { wv[p] = wv[p - 1]; wi[p] = wi[p - 1]; p--; }
-    wv[p] = w;
-    wi[p] = g;
-  }
+  for (int k = 0; k < n; k++) wv[k] = exp(-wv[k]);
   return n;
 }
 
@@ -212,7 +213,7 @@ __global__ void k_rs_grad(rs_dims d, const T *table, const int32_t *boxes, const
         if (!hit) continue;
         T S = pix[2 * p], q = pix[2 * p + 1];
         T ddx = (T)j - tg[0], ddy = (T)i - tg[1];
-        T w = rs_weight<T>(tg, (T)j, (T)i), df = 0;
+        T w = exp(-rs_sigma<T>(tg, (T)j, (T)i)), df = 0;
         for (int c = 0; c < d.C; c++) {
           T dyc = mf_gld<T>(dy, dyt, c * HW + p);
           df += dyc * tg[5 + c];
