@@ -7,8 +7,10 @@
 #include "gradcheck.h"
 #include "graph/dtype.h"
 #include "ops/raster.h"
+#include "train/safetensors.h"
 #include "train/session.h"
 #include <omp.h>
+#include <unistd.h>
 
 #define SH(...) ((const int64_t[]){__VA_ARGS__})
 
@@ -559,6 +561,68 @@ static void memory(void) {
   }
 }
 
+/* ------------------------------------------------------------------ PyTorch: a dense rasteriser of its own */
+
+static double *to_f64(const float *v, size_t n) {
+  double *d = malloc(n * sizeof *d);
+  for (size_t i = 0; i < n; i++) d[i] = v[i];
+  return d;
+}
+
+static void torch_parity(void) {
+  if (access("/usr/bin/python3", X_OK) != 0 || system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
+    printf("SKIP torch parity: /usr/bin/python3 cannot import torch and numpy (apt install python3-torch python3-numpy)\n");
+    return;
+  }
+  int W = 48, H = 40, N = 40, C = 3;
+  for (int v = 0; v < 2; v++) { /* K=5 recomputed with a mask; K=10 kept, radius clamped at 14 px */
+    scene s;
+    scene_init(&s, N, C, 0.1, 0.35);
+    if (v == 0)
+      for (int g = 1; g < N; g += 5) s.mask[g] = 0;
+    mf_raster_opts o = opts_of(W, H, v ? 10 : 5, v, v ? 14 : 0);
+    float *R = random_R(C * H * W);
+    run_out r;
+    char err[512];
+    if (run_op(MF_F64, &s, &o, 1, R, &r, err, sizeof err) < 0) { CHECK(0, "parity run: %s", err); free(R); scene_free(&s); continue; }
+    double *in[6] = {to_f64(s.pos, (size_t)N * 2), to_f64(s.isc, (size_t)N * 2), to_f64(s.rot, (size_t)N), to_f64(s.feat, (size_t)N * C),
+                     to_f64(s.mask, (size_t)N), to_f64(R, (size_t)C * H * W)};
+    mf_st_writer *w = mf_st_writer_init();
+    mf_st_writer_add(w, "pos", MF_F64, 2, SH(N, 2), in[0]);
+    mf_st_writer_add(w, "inv_scale", MF_F64, 2, SH(N, 2), in[1]);
+    mf_st_writer_add(w, "rot", MF_F64, 2, SH(N, 1), in[2]);
+    mf_st_writer_add(w, "feat", MF_F64, 2, SH(N, C), in[3]);
+    mf_st_writer_add(w, "mask", MF_F64, 1, SH(N), in[4]);
+    mf_st_writer_add(w, "R", MF_F64, 3, SH(C, H, W), in[5]);
+    mf_st_writer_add(w, "memfit.image", MF_F64, 3, SH(C, H, W), r.img);
+    mf_st_writer_add(w, "memfit.grad.pos", MF_F64, 2, SH(N, 2), r.grad[0]);
+    mf_st_writer_add(w, "memfit.grad.inv_scale", MF_F64, 2, SH(N, 2), r.grad[1]);
+    mf_st_writer_add(w, "memfit.grad.rot", MF_F64, 2, SH(N, 1), r.grad[2]);
+    mf_st_writer_add(w, "memfit.grad.feat", MF_F64, 2, SH(N, C), r.grad[3]);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%d", W); mf_st_writer_meta(w, "width", buf);
+    snprintf(buf, sizeof buf, "%d", H); mf_st_writer_meta(w, "height", buf);
+    snprintf(buf, sizeof buf, "%d", o.top_k); mf_st_writer_meta(w, "top_k", buf);
+    snprintf(buf, sizeof buf, "%.17g", o.max_radius ? o.max_radius : MF_RASTER_DEF_RMAX); mf_st_writer_meta(w, "max_radius", buf);
+    snprintf(buf, sizeof buf, "%.17g", MF_RASTER_DEF_RMIN); mf_st_writer_meta(w, "min_radius", buf);
+    char path[256], cmd[768];
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, sizeof path, "%s/raster_parity_%d_%d.safetensors", tmp, (int)getpid(), v);
+    int rc = mf_st_writer_save(w, path, err, sizeof err);
+    CHECK(rc == 0, "parity file: %s", err);
+    mf_st_writer_free(w);
+    const char *root = getenv("MEMFIT_ROOT") ? getenv("MEMFIT_ROOT") : ".";
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/raster_parity.py %s --rtol 1e-9", root, path);
+    fflush(stdout);
+    if (rc == 0) CHECK(system(cmd) == 0, "PyTorch's dense rasteriser agrees with mf_gauss_raster in f64 (%s)", cmd);
+    unlink(path);
+    for (int i = 0; i < 6; i++) free(in[i]);
+    run_free(&r);
+    free(R);
+    scene_free(&s);
+  }
+}
+
 int main(void) {
   const char *seed = getenv("MF_TEST_SEED"); /* to replay a run: the seed it printed */
   if (seed) gc_rng_state = strtoull(seed, NULL, 10) - 0x9e3779b97f4a7c15ULL; /* gc_seed_fresh adds it back */
@@ -570,5 +634,6 @@ int main(void) {
   clamps();
   bad_input();
   memory();
+  torch_parity();
   return check_finish("test_grad_raster");
 }
