@@ -215,7 +215,7 @@ mf_tensor mf_detach(mf_graph *g, mf_tensor x);
  * position, inverse scale or angle that is not finite is skipped (drawn nowhere, zero gradient).
  * mf_gauss_raster_stats counts both. A Gaussian with mask 0 is not drawn and gets zero gradient. */
 typedef struct mf_raster_opts {
-  int width, height;  /* output size in pixels, 1 .. 2^24 each */
+  int width, height;  /* output size in pixels, 1 .. 2^20 each, at most 2^34 pixels */
   int top_k;          /* Gaussians blended per pixel, 1 .. 32 (0: 10, as Image-GS) */
   int keep_topk;      /* 1: the forward keeps the top-K index map (top_k i32 per pixel, an activation the plan
                          counts) for backward; 0: backward selects again (one more pass over the tiles, 0 bytes

@@ -13,8 +13,8 @@ static int opts_resolve(const mf_raster_opts *in, mf_raster_opts *o, char *err, 
   if (!o->top_k) o->top_k = 10;
   if (o->max_radius == 0) o->max_radius = MF_RASTER_DEF_RMAX;
   if (o->min_radius == 0) o->min_radius = MF_RASTER_DEF_RMIN;
-  if (o->width < 1 || o->height < 1 || o->width > (1 << 24) || o->height > (1 << 24) || (int64_t)o->width * o->height > ((int64_t)1 << 40)) {
-    snprintf(err, len, "image size %dx%d: width and height must be 1 .. 16777216", o->width, o->height);
+  if (o->width < 1 || o->height < 1 || o->width > (1 << 20) || o->height > (1 << 20) || (int64_t)o->width * o->height > ((int64_t)1 << 34)) {
+    snprintf(err, len, "image size %dx%d: width and height must be 1 .. 1048576, at most 2^34 pixels", o->width, o->height);
     return -1;
   }
   if (o->top_k < 1 || o->top_k > MF_RASTER_MAX_K) { snprintf(err, len, "top_k %d: must be 1 .. %d", o->top_k, MF_RASTER_MAX_K); return -1; }
