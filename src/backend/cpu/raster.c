@@ -241,8 +241,7 @@ void mf_cpu_gauss_stats(const mf_kctx *k, const mf_node *n, void *out, void *con
   const void *mask = mi >= 0 ? src[mi] : NULL;
   mf_dtype mt = mi >= 0 ? mf_src(k, n, mi)->dtype : MF_F32, dt = pos->dtype;
   int64_t N = pos->ne[0], active = 0, large = 0, small = 0, skipped = 0, pairs = 0;
-  #pragma omp parallel for schedule(static) reduction(+ : active, large, small, skipped, pairs) if (N > 4096)
-  for (int64_t g = 0; g < N; g++) {
+  for (int64_t g = 0; g < N; g++) { /* one thread: an OpenMP reduction would export a lock symbol (clang) */
     if (!rs_active(mask, mt, g)) continue;
     active++;
     mf_gs_setup u;
