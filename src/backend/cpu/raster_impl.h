@@ -107,7 +107,7 @@ static void SFX(run_bwd)(const rs_ctx *x, const R *table, const int32_t *topk, c
         for (int j = j0; j < j0 + MF_RASTER_TILE && j < x->W; j++) {
           int n = SFX(pixel_sel)(x, table, topk, i, j, wv, wi);
           if (!n) continue;
-          R S = SFX(blend)(table, x->stride, x->C, n, wv, wi, col);
+          R S = SFX(blend)(table, x->stride, x->C, n, wv, wi, col), iS = (R)1 / S;
           size_t p = (size_t)i * x->W + j;
           R q = 0;
           for (int c = 0; c < x->C; c++) { dyc[c] = (R)rs_load(dyp, dt, c * HW + p); q += dyc[c] * col[c]; }
@@ -117,9 +117,9 @@ static void SFX(run_bwd)(const rs_ctx *x, const R *table, const int32_t *topk, c
             R ddx = (R)j - tg[0], ddy = (R)i - tg[1], w = wv[k], df = 0;
             for (int c = 0; c < x->C; c++) {
               df += dyc[c] * tg[5 + c];
-              ag[5 + c] += dyc[c] * w / S;
+              ag[5 + c] += dyc[c] * w * iS;
             }
-            R dsig = -w * (df - q) / S; /* dL/dsigma = -w dL/dw */
+            R dsig = -w * (df - q) * iS; /* dL/dsigma = -w dL/dw */
             ag[0] += dsig * (R)0.5 * ddx * ddx;
             ag[1] += dsig * ddx * ddy;
             ag[2] += dsig * (R)0.5 * ddy * ddy;
