@@ -14,6 +14,7 @@ MF_OP_LIST(MF_CPU_DECL)
 size_t mf_cpu_ws_conv(const mf_graph *g, const mf_node *n);
 size_t mf_cpu_ws_matmul(const mf_graph *g, const mf_node *n);
 size_t mf_cpu_ws_index(const mf_graph *g, const mf_node *n);   /* gather_bwd in f16/bf16 */
+size_t mf_cpu_ws_raster(const mf_graph *g, const mf_node *n);  /* gauss_topk, gauss_raster and its backward */
 double mf_cpu_sum_squares(const float *g, int64_t n, void *stream);
 void mf_cpu_optim_update(float *w, const float *g, float *m, float *v, int64_t n, const mf_optim_args *a, void *stream);
 
