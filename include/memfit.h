@@ -216,6 +216,48 @@ mf_tensor mf_round(mf_graph *g, mf_tensor x);
  * no copy: the planner reads x itself wherever the detach is read, and x lives until then. */
 mf_tensor mf_detach(mf_graph *g, mf_tensor x);
 
+/* ---- Image-GS: an image as 2D Gaussians, drawn by a tile rasteriser (docs/imagegs.md) ----
+ * Gaussian n has a position pos[n] (x, y in [0,1] of the image's width and height), inverse scales
+ * inv_scale[n] (1/pixels along its two axes), an angle rot[n] (radians) and features feat[n] (C channels).
+ * Pixel (row i, column j) sits at (j, i); the centre at (pos_x W, pos_y H); Sigma^-1 = R diag(a^2, b^2) R^T
+ * with a, b the inverse scales and R the rotation by rot, sigma = 0.5 d^T Sigma^-1 d, weight w = exp(-sigma).
+ * The image is cut in 16x16 tiles; a Gaussian is binned to the tiles its 3-sigma square (radius
+ * 3 / min(|a|, |b|) pixels) touches. Each pixel takes the top_k Gaussians of its tile by weight (ties: the
+ * lower index first) and its colour is sum_k w_k f_k / (sum_k w_k + 1e-4).
+ * Clamps: |a| and |b| are clamped to [3/max_radius, 3/min_radius] (a scale that grows without bound or
+ * collapses to 0 is drawn at the clamp; a clamped inverse scale gets no gradient). A Gaussian with a
+ * position, inverse scale or angle that is not finite is skipped (drawn nowhere, zero gradient).
+ * mf_gauss_raster_stats counts both. A Gaussian with mask 0 is not drawn and gets zero gradient. */
+typedef struct mf_raster_opts {
+  int width, height;  /* output size in pixels, 1 .. 2^20 each, at most 2^34 pixels */
+  int top_k;          /* Gaussians blended per pixel, 1 .. 32 (0: 10, as Image-GS) */
+  int keep_topk;      /* 1: the forward keeps the top-K index map (top_k i32 per pixel, an activation the plan
+                         counts) for backward; 0: backward selects again (one more pass over the tiles, 0 bytes
+                         per pixel kept). Both give the same gradients. */
+  double max_radius;  /* pixels (0: 64): the largest 3-sigma radius; bounds the Gaussian-tile pairs */
+  double min_radius;  /* pixels (0: 0.001): the smallest */
+  int64_t max_pairs;  /* capacity of the Gaussian-tile pair list (0: mf_raster_pair_bound, never exceeded).
+                         A smaller capacity plans less memory; a step that would bin more pairs fails with
+                         a message naming the op and both counts (never writes past the list). */
+} mf_raster_opts;
+/* pos [N,2], inv_scale [N,2], rot [N,1], feat [N,C] (one float dtype, C 1..64), mask [N] (mf_active_mask)
+ * or -1 -> image [C,H,W] in feat's dtype. Gradients go to pos, inv_scale, rot and feat, none to the mask.
+ * Planned memory: the op's workspace (the per-Gaussian table, the tile lists of max_pairs i32 and, in
+ * backward, 16 fixed chunks of per-Gaussian sums on the CPU) and, with keep_topk, the [H,W,top_k] i32 map.
+ * Bad shapes, dtypes or options (and a pair bound over 2^31-1 without max_pairs) are recorded in
+ * mf_graph_error naming the op and the setting, and the builder returns -1. */
+mf_tensor mf_gauss_raster(mf_graph *g, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor feat, mf_tensor mask,
+                          const mf_raster_opts *opts);
+/* Counts of one step for the same Gaussians and options -> i32 [5]: active Gaussians, Gaussians with an
+ * inverse scale clamped to 3/max_radius (scale too large, or 0), clamped to 3/min_radius (scale collapsing
+ * to 0, or an infinite inverse scale), skipped (not finite), and the Gaussian-tile pairs binned (saturating
+ * at 2^31-1). No gradient. Errors as mf_gauss_raster. */
+mf_tensor mf_gauss_raster_stats(mf_graph *g, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor mask,
+                                const mf_raster_opts *opts);
+/* The most Gaussian-tile pairs n Gaussians can produce with these options: n x the tiles of the largest
+ * radius, per axis min(image tiles, floor(2 max_radius / 16) + 2). -1 on bad options (see mf_raster_opts). */
+int64_t mf_raster_pair_bound(int64_t n, const mf_raster_opts *opts);
+
 /* ---- recompute segments ----
  * Nodes built between begin and end form one segment. A checkpoint segment drops its inner
  * activations after forward and recomputes them in backward. An invertible segment also drops

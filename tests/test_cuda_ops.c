@@ -3,7 +3,7 @@
  * steganography model (loss and every gradient), run-to-run bit identity, and measured == planned
  * memory per arena, every op of MF_OP_LIST exercised, and each kernel run alone on fresh buffers
  * with guard bytes (it may write only its output and the workspace the backend asked for, and must
- * leave no launch or library error). Planning with the CUDA backend needs no device and is checked
+ * leave no launch or library error); the Gaussian rasteriser too. Planning with the CUDA backend needs no device and is checked
  * everywhere; the rest prints "SKIP: no CUDA device" and passes when there is no GPU (or no CUDA in
  * the build). MEMFIT_CUDA_TEST_BACKEND=cpu runs the whole harness CPU against CPU. */
 #include "check.h"
@@ -526,6 +526,25 @@ static mf_tensor c_mixed(mf_graph *g, mf_dtype act, int v) {
   return mf_conv2d(g, y1, P(g, "w2", 4, SH(5, 6, k, k)), -1, 1, p, 1);
 }
 
+/* Image-GS rasteriser on a 40x32 image (3x2 tiles), 12 Gaussians, C = 3: v0 top-K 4 selected again in
+ * backward; v1 top-K 10 kept for backward; v2 its stats (i32 [5] counts, looked up in a [512,2] table) */
+static mf_tensor c_raster(mf_graph *g, mf_dtype act, int v) {
+  (void)act;
+  /* the stats have no gradient: their Gaussians are inputs there */
+  mf_tensor (*leaf)(mf_graph *, const char *, int, const int64_t *) = v == 2 ? mf_input : P;
+  mf_tensor pos = mf_mul_scalar(g, leaf(g, "pos_xy", 2, SH(12, 2)), 0.3); /* 0.06 .. about 1 */
+  mf_tensor isc = leaf(g, "pos_isc", 2, SH(12, 2));                      /* 0.2 .. about 3 per pixel */
+  mf_tensor rot = leaf(g, "rot", 2, SH(12, 1));
+  mf_raster_opts o;
+  memset(&o, 0, sizeof o);
+  o.width = 40;
+  o.height = 32;
+  o.top_k = v ? 10 : 4;
+  o.keep_topk = v == 1;
+  if (v == 2) return mf_gather(g, P(g, "table", 2, SH(512, 2)), mf_gauss_raster_stats(g, pos, isc, rot, -1, &o));
+  return mf_gauss_raster(g, pos, isc, rot, P(g, "feat", 2, SH(12, 3)), -1, &o);
+}
+
 static void test_ops(void) {
   char nm[64];
   const char *bn[] = {"add", "sub", "mul", "div"}, *sn[] = {"same shape", "per-channel", "trailing"};
@@ -557,6 +576,8 @@ static void test_ops(void) {
   op_case("idwt", c_wave, 1);
   const char *xn[] = {"codebook look-up (argmin, gather, straight-through)", "round straight through", "argmin axis 1 + gather"};
   for (int v = 0; v < 3; v++) op_case(xn[v], c_index, v);
+  const char *rn[] = {"gauss raster top-K 4 recomputed", "gauss raster top-K 10 kept", "gauss raster stats"};
+  for (int v = 0; v < 3; v++) op_case(rn[v], c_raster, v);
   /* every op of the registry ran on the compared backend in some case above */
   for (int op = 0; op < MF_OP_COUNT; op++) CHECK(op_ran[op] > 0, "op %s is not exercised by any case of this test", mf_op_name(op));
 }

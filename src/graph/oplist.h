@@ -45,7 +45,11 @@
   X(STRAIGHT_THROUGH, straight_through) /* src hard, soft -> hard's value, soft's gradient */       \
   X(ROUND, round)                   /* half to even, no gradient */                                \
   X(L2NORM, l2norm)                 /* x [..,D] / max(||x||_2, fp0 eps) along the last axis */     \
-  X(L2NORM_BWD, l2norm_bwd)         /* src x, dy -> dx */
+  X(L2NORM_BWD, l2norm_bwd)         /* src x, dy -> dx */                                            \
+  X(GAUSS_TOPK, gauss_topk)         /* Image-GS: src pos,inv_scale,rot[,mask] -> i32 [H,W,K] ids */  \
+  X(GAUSS_RASTER, gauss_raster)     /* src pos,inv_scale,rot,feat[,mask][,topk] -> [C,H,W] */        \
+  X(GAUSS_RASTER_BWD, gauss_raster_bwd) /* src pos,inv_scale,rot,feat,dy[,mask][,topk] -> [N,5+C] */ \
+  X(GAUSS_STATS, gauss_stats)       /* src pos,inv_scale,rot[,mask] -> i32 [5] clamp/pair counts */
 
 #define MF_OP_ENUM(E, n) MF_OP_##E,
 typedef enum mf_op { MF_OP_LIST(MF_OP_ENUM) MF_OP_COUNT } mf_op;

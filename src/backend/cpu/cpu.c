@@ -13,6 +13,9 @@ static size_t cpu_workspace(const mf_graph *g, const mf_node *n) {
   }
   case MF_OP_MATMUL: return mf_cpu_ws_matmul(g, n);
   case MF_OP_GATHER_BWD: return mf_cpu_ws_index(g, n);
+  case MF_OP_GAUSS_TOPK:
+  case MF_OP_GAUSS_RASTER:
+  case MF_OP_GAUSS_RASTER_BWD: return mf_cpu_ws_raster(g, n);
   default: return 0;
   }
 }

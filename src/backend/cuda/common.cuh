@@ -26,6 +26,8 @@ void mf_cuda_note(cudaError_t e, const char *what);
 /* After a synchronisation: 1 with a message when a gather met indices outside its table since the
  * last call (index.cu), else 0. */
 int mf_cuda_index_fault(char *msg, size_t len);
+/* The same for a Gaussian rasteriser whose pairs exceeded its capacity (raster.cu). */
+int mf_cuda_raster_fault(char *msg, size_t len);
 
 /* ---- launch geometry: grid-stride loops over int64 element counts ---- */
 #define MF_THREADS 256

@@ -16,6 +16,9 @@ static size_t cuda_workspace(const mf_graph *g, const mf_node *n) {
   case MF_OP_NORM_BWD_DX:
   case MF_OP_NORM_BWD_PARAM: return mf_cuda_ws_norm(g, n);
   case MF_OP_GATHER_BWD: return mf_cuda_ws_index(g, n);
+  case MF_OP_GAUSS_TOPK:
+  case MF_OP_GAUSS_RASTER:
+  case MF_OP_GAUSS_RASTER_BWD: return mf_cuda_ws_raster(g, n);
   default: return 0;
   }
 }

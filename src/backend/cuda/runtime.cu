@@ -243,7 +243,7 @@ extern "C" int mf_cuda_sync(void *stream) {
     return -1;
   }
   char fault[256];
-  if (mf_cuda_index_fault(fault, sizeof fault)) { /* a kernel's input was out of range: the step failed */
+  if (mf_cuda_index_fault(fault, sizeof fault) || mf_cuda_raster_fault(fault, sizeof fault)) { /* a kernel's input was out of range: the step failed */
     fprintf(stderr, "memfit: the step failed: %s\n", fault);
     return -1;
   }
