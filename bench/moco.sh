@@ -4,7 +4,9 @@
 # and in PyTorch (Debian's python3-torch, and PyTorch 2.x from PyPI through bench/torch2.sh unless NO_TORCH2=1),
 # same thread count, same random initialisation scheme and inputs shape. The implementations run in turn, ROUNDS
 # times (default 3), and each figure is the median of its rounds; ratios are memfit / PyTorch.
-# usage: bash bench/moco.sh [THREADS] [STEPS] [ROUNDS] [BATCH]
+# WIDTH, SIZE and CHANNELS (environment; default 1, 32, 3) change the network: WIDTH=0.25 SIZE=28 CHANNELS=1 is the
+# Fashion-MNIST recipe of bench/moco_fashion.sh.
+# usage: [WIDTH=W SIZE=S CHANNELS=C] bash bench/moco.sh [THREADS] [STEPS] [ROUNDS] [BATCH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; steps=${2:-5}; rounds=${3:-3}; batch=${4:-64}
@@ -12,8 +14,9 @@ B=${MEMFIT_BUILD:-build}
 [ -x "$B/bench_moco" ] || bash scripts/build.sh >/dev/null
 impls=("/usr/bin/python3")
 if [ "${NO_TORCH2:-0}" != 1 ] && py2=$(bash bench/torch2.sh); then impls+=("$py2"); fi
-common=(--size 32 --batch "$batch" --queue 4096 --steps "$steps" --threads "$threads")
-echo "MoCo v2 training step, ResNet-18 small stem, 32x32, batch $batch, queue 4096, f32, $threads thread(s), $steps steps, median of $rounds rounds"
+width=${WIDTH:-1}; size=${SIZE:-32}; channels=${CHANNELS:-3}
+common=(--width "$width" --size "$size" --channels "$channels" --batch "$batch" --queue 4096 --steps "$steps" --threads "$threads")
+echo "MoCo v2 training step, ResNet-18 x$width small stem, ${size}x${size}x$channels, batch $batch, queue 4096, f32, $threads thread(s), $steps steps, median of $rounds rounds"
 runs=$(mktemp)
 for r in $(seq "$rounds"); do
   for py in "${impls[@]}"; do OMP_NUM_THREADS=$threads "$py" bench/moco_torch.py bench "${common[@]}" >>"$runs"; done
