@@ -11,4 +11,4 @@ if ! "$venv/bin/python" -c "import torch, sys; sys.exit(0 if int(torch.__version
   python3 -m venv "$venv" >&2 || { echo "torch2.sh: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
   "$venv/bin/pip" install -q torch numpy >&2 || { echo "torch2.sh: pip install torch failed (is PyPI reachable?)" >&2; exit 1; }
 fi
-echo "$PWD/$venv/bin/python"
+case $venv in /*) echo "$venv/bin/python" ;; *) echo "$PWD/$venv/bin/python" ;; esac
