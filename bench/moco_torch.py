@@ -169,7 +169,7 @@ def bench(a):
     times.sort()
     med = times[len(times) // 2]
     print(json.dumps({"impl": "torch-" + torch.__version__, "images_per_s": a.batch / med, "peak_rss_bytes": peak_rss(),
-                      "loss": float(loss)}))
+                      "loss": float(loss.detach())}))
 
 
 # ---- Fashion-MNIST (IDX, optionally gzipped) ----
