@@ -239,6 +239,8 @@ typedef struct mf_raster_opts {
   int64_t max_pairs;  /* capacity of the Gaussian-tile pair list (0: mf_raster_pair_bound, never exceeded).
                          A smaller capacity plans less memory; a step that would bin more pairs fails with
                          a message naming the op and both counts (never writes past the list). */
+  int full_width, full_height; /* mf_gauss_raster_window only: the image pos is normalised to, of which the output
+                         (width x height) is a window (0: width and height) */
 } mf_raster_opts;
 /* pos [N,2], inv_scale [N,2], rot [N,1], feat [N,C] (one float dtype, C 1..64), mask [N] (mf_active_mask)
  * or -1 -> image [C,H,W] in feat's dtype. Gradients go to pos, inv_scale, rot and feat, none to the mask.
@@ -248,6 +250,17 @@ typedef struct mf_raster_opts {
  * mf_graph_error naming the op and the setting, and the builder returns -1. */
 mf_tensor mf_gauss_raster(mf_graph *g, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor feat, mf_tensor mask,
                           const mf_raster_opts *opts);
+/* A window of the image: the output [C,H,W] (opts width x height) holds the pixels (x0 + j, y0 + i) of the image
+ * of opts full_width x full_height that pos is normalised to, with (x0, y0) read at run time from origin, an i32 [2]
+ * tensor (an input written before each step: one plan serves every window). x0 and y0 must be multiples of 16
+ * (the tile size) and >= 0: then every pixel of the window gets exactly the value (and its Gaussians exactly the
+ * gradient contributions) it gets in the whole image, which is how an image too large for a budget is trained in
+ * tiles whose gradients add up. Pixels outside the full image are 0 and give no gradient. The pair capacity is
+ * the window's (mf_raster_pair_bound of the window's size). A bad origin at run time fails the step like a pair
+ * overflow (NaN output, a message naming the op and the origin). Errors otherwise as mf_gauss_raster, plus an
+ * origin that is not an i32 [2] tensor or a full size outside 1 .. 2^20 (refused, naming the setting). */
+mf_tensor mf_gauss_raster_window(mf_graph *g, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor feat, mf_tensor mask,
+                                 mf_tensor origin, const mf_raster_opts *opts);
 /* Counts of one step for the same Gaussians and options -> i32 [5]: active Gaussians, Gaussians with an
  * inverse scale clamped to 3/max_radius (scale too large, or 0), clamped to 3/min_radius (scale collapsing
  * to 0, or an infinite inverse scale), skipped (not finite), and the Gaussian-tile pairs binned (saturating
@@ -384,6 +397,10 @@ typedef struct mf_model_builder {
   int (*batch_ok)(int micro_batch, void *ctx, char *why, size_t n);
   /* optional: host bytes of the data loader's staging buffers at this micro-batch (reported only) */
   size_t (*staging_bytes)(int micro_batch, void *ctx);
+  /* optional: micro-steps one optimizer update of this variant and micro-batch takes (e.g. the image tiles a
+   * variant cuts one image into, each a micro-step whose gradients add up); the candidate's accumulation, which
+   * multiplies its predicted step time. NULL: effective_batch / micro_batch. A value < 1 is refused by mf_search. */
+  int (*micro_steps)(int variant, int micro_batch, void *ctx);
 } mf_model_builder;
 
 typedef struct mf_search_opts {

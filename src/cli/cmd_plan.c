@@ -49,7 +49,7 @@ static void plan_usage(FILE *f, const char *cmd) {
   fprintf(f, "  --backend B          cpu or cuda (default cpu; planning for cuda needs no GPU)\n"
              "  --threads T          CPU threads the cost model is calibrated for (default: all cores; see\n"
              "                       'memfit calibrate')\n");
-  const mf_workload *ws[] = {&mf_workload_steg, &mf_workload_moco};
+  const mf_workload *ws[] = {&mf_workload_steg, &mf_workload_moco, &mf_workload_imagegs};
   for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++) {
     fprintf(f, "\nsettings of %s: %s\n", ws[k]->name, ws[k]->summary);
     ws[k]->cfg_help(f);
@@ -71,7 +71,7 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
   if (argc < 2 || !strcmp(argv[1], "--help")) { plan_usage(argc < 2 ? stderr : stdout, cmd); return argc < 2 ? 2 : 1; }
   a->w = mf_workload_find(argv[1]);
   if (!a->w) {
-    const char *names[] = {mf_workload_steg.name}, *near = cli_nearest(argv[1], names, 1);
+    const char *names[] = {mf_workload_steg.name, mf_workload_moco.name, mf_workload_imagegs.name}, *near = cli_nearest(argv[1], names, 3);
     fprintf(stderr, "memfit %s: unknown workload '%s'%s%s%s (workloads: %s)\n", cmd, argv[1], near ? "; did you mean '" : "",
             near ? near : "", near ? "'?" : "", mf_workload_names());
     return 2;
@@ -281,7 +281,9 @@ int mf_cmd_plan(int argc, char **argv) {
       mf_plan_print(p, stdout);
       char h[32];
       mf_format_bytes(w->staging_bytes(a.cfg, show->micro_batch), h, sizeof h);
-      printf("  %-26s %14zu B  %12s  (host, data loader: 3 batches in flight)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h);
+      printf("  %-26s %14zu B  %12s  (host, %s)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h,
+             w->micro_steps ? "the image, read tile by tile" : "data loader: 3 batches in flight");
+      if (w->explain) w->explain(a.cfg, show->variant, show->micro_batch, stdout);
     }
     if (p && a.timeline) {
       if (mf_report_timeline_svg(a.timeline, p, desc, "plan") != 0) timeline_failed = 1;
@@ -299,7 +301,8 @@ int mf_cmd_plan(int argc, char **argv) {
       char d[256];
       mf_candidate_describe(&r.smallest, d, sizeof d);
       printf("\nNOTHING FITS in %s. The smallest any setting needs is %s:\n  %s\n", hb, hs, d);
-      printf("Give it at least %s (--budget), or shrink the model or image size (--growth, --blocks, --size).\n", hs);
+      printf("Give it at least %s (--budget), or shrink the model or image size (%s, --size).\n", hs,
+             !strcmp(w->name, "steg") ? "--growth, --blocks" : w->wider_option ? w->wider_option : "the model's settings");
     } else {
       printf("\nchosen for a budget of %s (%d plans computed; cost model %s):\n", hb, r.n_planned, r.cal.source);
       if (*r.cal.note) printf("cost model: %s\n", r.cal.note);

@@ -102,5 +102,6 @@ extern const mf_workload mf_workload_steg;
 extern const mf_workload_train mf_workload_steg_train;
 extern const mf_workload mf_workload_moco;
 extern const mf_workload_train mf_workload_moco_train;
+extern const mf_workload mf_workload_imagegs;
 
 #endif

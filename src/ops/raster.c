@@ -24,6 +24,13 @@ static int opts_resolve(const mf_raster_opts *in, mf_raster_opts *o, char *err, 
     return -1;
   }
   if (o->max_radius > 1e7) { snprintf(err, len, "max_radius %g pixels: at most 1e7", o->max_radius); return -1; }
+  if (!o->full_width) o->full_width = o->width;
+  if (!o->full_height) o->full_height = o->height;
+  if (o->full_width < 1 || o->full_height < 1 || o->full_width > (1 << 20) || o->full_height > (1 << 20)) {
+    snprintf(err, len, "full image size %dx%d: full_width and full_height must be 1 .. 1048576 (0: the output's size)", o->full_width,
+             o->full_height);
+    return -1;
+  }
   if (o->max_pairs < 0) { snprintf(err, len, "max_pairs %lld: must be >= 0 (0: the bound)", (long long)o->max_pairs); return -1; }
   return 0;
 }
@@ -85,7 +92,10 @@ static int raster_srcs(mf_graph *g, const char *op, mf_tensor pos, mf_tensor isc
   return n;
 }
 
-static void raster_params(mf_node *n, const mf_raster_opts *o, int32_t cap, int mask_idx, int topk_idx) {
+static void raster_params(mf_node *n, const mf_raster_opts *o, int32_t cap, int mask_idx, int topk_idx, int origin_idx) {
+  n->ip[MF_RIP_ORIGIN] = origin_idx;
+  n->fp[2] = o->full_width;
+  n->fp[3] = o->full_height;
   n->ip[MF_RIP_W] = o->width;
   n->ip[MF_RIP_H] = o->height;
   n->ip[MF_RIP_K] = o->top_k;
@@ -97,29 +107,58 @@ static void raster_params(mf_node *n, const mf_raster_opts *o, int32_t cap, int 
   n->fp[1] = o->min_radius;
 }
 
-mf_tensor mf_gauss_raster(mf_graph *g, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor feat, mf_tensor mask,
-                          const mf_raster_opts *opts) {
+/* gauss_raster (whole image, origin -1) or a window of it (origin: i32 [2]) */
+static mf_tensor raster_build(mf_graph *g, const char *op, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor feat,
+                              mf_tensor mask, mf_tensor origin, const mf_raster_opts *opts) {
   if (g->err[0]) return -1;
   int src[MF_MAX_SRC];
   mf_raster_opts o;
   int32_t cap = 1;
-  int n = raster_srcs(g, "gauss_raster", pos, inv_scale, rot, feat, 1, mask, opts, src, &o, &cap);
+  int n = raster_srcs(g, op, pos, inv_scale, rot, feat, 1, mask, opts, src, &o, &cap);
   if (n < 0) return -1;
+  if (origin == -1) o.full_width = o.width, o.full_height = o.height;
+  else {
+    if (!mf_graph_check_srcs(g, op, 1, &origin)) return -1;
+    const mf_node *t = &g->nodes[origin];
+    if (t->ndim != 1 || t->ne[0] != 2 || t->dtype != MF_I32) {
+      char sh[80];
+      mf_shape_str(t, sh, sizeof sh);
+      return mf_graph_fail(g, "%s: origin is %s (%s); expected an i32 [2] tensor (x0, y0 in pixels)", op, sh, mf_dtype_name(t->dtype));
+    }
+  }
   int mask_idx = mask != -1 ? 4 : -1, topk_idx = -1;
   if (o.keep_topk) { /* the selection as its own node: i32 [H,W,K], kept until backward reads it */
-    int tsrc[4] = {pos, inv_scale, rot, mask};
+    int tsrc[5] = {pos, inv_scale, rot}, nt = 3, tmask = -1, torig = -1;
+    if (mask != -1) { tmask = nt; tsrc[nt++] = mask; }
+    if (origin != -1) { torig = nt; tsrc[nt++] = origin; }
     int64_t ne[3] = {o.height, o.width, o.top_k};
-    int t = mf_graph_add(g, MF_OP_GAUSS_TOPK, MF_I32, 3, ne, mask != -1 ? 4 : 3, tsrc);
+    int t = mf_graph_add(g, MF_OP_GAUSS_TOPK, MF_I32, 3, ne, nt, tsrc);
     if (t < 0) return -1;
-    raster_params(&g->nodes[t], &o, cap, mask != -1 ? 3 : -1, -1);
+    raster_params(&g->nodes[t], &o, cap, tmask, -1, torig);
     g->nodes[t].requires_grad = false;
     topk_idx = n;
     src[n++] = t;
   }
+  int origin_idx = -1;
+  if (origin != -1) { origin_idx = n; src[n++] = origin; }
   int64_t ne[3] = {g->nodes[feat].ne[1], o.height, o.width}; /* [C,H,W] */
   int id = mf_graph_add(g, MF_OP_GAUSS_RASTER, g->nodes[feat].dtype, 3, ne, n, src);
-  if (id >= 0) raster_params(&g->nodes[id], &o, cap, mask_idx, topk_idx);
+  if (id >= 0) raster_params(&g->nodes[id], &o, cap, mask_idx, topk_idx, origin_idx);
   return id;
+}
+
+mf_tensor mf_gauss_raster(mf_graph *g, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor feat, mf_tensor mask,
+                          const mf_raster_opts *opts) {
+  return raster_build(g, "gauss_raster", pos, inv_scale, rot, feat, mask, -1, opts);
+}
+
+mf_tensor mf_gauss_raster_window(mf_graph *g, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor feat, mf_tensor mask,
+                                 mf_tensor origin, const mf_raster_opts *opts) {
+  if (origin < 0) {
+    if (!g->err[0]) mf_graph_fail(g, "gauss_raster_window: no origin tensor (an i32 [2] input holding x0, y0)");
+    return -1;
+  }
+  return raster_build(g, "gauss_raster_window", pos, inv_scale, rot, feat, mask, origin, opts);
 }
 
 mf_tensor mf_gauss_raster_stats(mf_graph *g, mf_tensor pos, mf_tensor inv_scale, mf_tensor rot, mf_tensor mask,
@@ -133,7 +172,8 @@ mf_tensor mf_gauss_raster_stats(mf_graph *g, mf_tensor pos, mf_tensor inv_scale,
   int64_t ne[1] = {MF_RSTAT_COUNT};
   int id = mf_graph_add(g, MF_OP_GAUSS_STATS, MF_I32, 1, ne, n, src);
   if (id >= 0) {
-    raster_params(&g->nodes[id], &o, cap, mask != -1 ? 3 : -1, -1);
+    o.full_width = o.width, o.full_height = o.height;
+    raster_params(&g->nodes[id], &o, cap, mask != -1 ? 3 : -1, -1, -1);
     g->nodes[id].requires_grad = false;
   }
   return id;
@@ -150,6 +190,8 @@ static int grad_gauss_raster(mf_graph *g, int id, int dy, int *dx) {
   int ns = 5, mask_idx = -1, topk_idx = -1;
   if (n.ip[MF_RIP_MASK] >= 0) { mask_idx = ns; src[ns++] = n.src[n.ip[MF_RIP_MASK]]; }
   if (n.ip[MF_RIP_TOPK] >= 0) { topk_idx = ns; src[ns++] = n.src[n.ip[MF_RIP_TOPK]]; }
+  int origin_idx = -1;
+  if (n.ip[MF_RIP_ORIGIN] >= 0) { origin_idx = ns; src[ns++] = n.src[n.ip[MF_RIP_ORIGIN]]; }
   const mf_node *f = &g->nodes[n.src[3]];
   int64_t C = f->ne[1], ne[2] = {f->ne[0], 5 + C};
   int b = mf_graph_add(g, MF_OP_GAUSS_RASTER_BWD, g->nodes[n.src[0]].dtype, 2, ne, ns, src);
@@ -159,6 +201,7 @@ static int grad_gauss_raster(mf_graph *g, int id, int dy, int *dx) {
   memcpy(bn->fp, n.fp, sizeof bn->fp);
   bn->ip[MF_RIP_MASK] = mask_idx;
   bn->ip[MF_RIP_TOPK] = topk_idx;
+  bn->ip[MF_RIP_ORIGIN] = origin_idx;
   static const int64_t lo[4] = {0, 2, 4, 5};
   int64_t hi[4] = {2, 4, 5, 5 + C};
   for (int i = 0; i < 4; i++)
@@ -170,6 +213,8 @@ static int grad_gauss_raster(mf_graph *g, int id, int dy, int *dx) {
  * of its tile (taken as 4 tiles per Gaussian, about 12 flops each) and blends K of them. */
 static double scored(const mf_node *n, int64_t N) {
   double TX = (n->ip[MF_RIP_W] + 15) / 16, TY = (n->ip[MF_RIP_H] + 15) / 16, pairs = 4.0 * (double)N;
+  double FT = floor((n->fp[2] + 15) / 16) * floor((n->fp[3] + 15) / 16); /* a window sees its share of the image's pairs */
+  if (FT > TX * TY) pairs *= TX * TY / FT;
   if (pairs > n->ip[MF_RIP_CAP]) pairs = n->ip[MF_RIP_CAP];
   return pairs * 256.0 * 12.0 * (TX * TY > 0 ? 1 : 0);
 }

@@ -29,8 +29,10 @@ enum {
   MF_RIP_MASK,    /* src index of the mask, -1: none */
   MF_RIP_TOPK,    /* src index of the kept top-K map, -1: selection done by the kernel itself */
   MF_RIP_KEEP,    /* the forward keeps the top-K map (mf_raster_opts.keep_topk) */
+  MF_RIP_ORIGIN,  /* src index of the window origin (i32 [2]: x0, y0 in pixels of the full image), -1: no window */
 };
-/* fp slots: 0 max radius, 1 min radius (pixels) */
+/* fp slots: 0 max radius, 1 min radius (pixels), 2 and 3 the full image's width and height (the size pos is
+ * normalised to; the output is a window of it when MF_RIP_ORIGIN >= 0, else the same as MF_RIP_W/H) */
 
 /* stats entries (mf_gauss_raster_stats) */
 enum { MF_RSTAT_ACTIVE = 0, MF_RSTAT_CLAMP_LARGE, MF_RSTAT_CLAMP_SMALL, MF_RSTAT_SKIPPED, MF_RSTAT_PAIRS, MF_RSTAT_COUNT };
@@ -92,6 +94,18 @@ static inline int64_t mf_gs_tiles_bound(int W, int H, double rmax) {
   int64_t per = (int64_t)floor(2.0 * rmax / MF_RASTER_TILE) + 2;
   int64_t TX = (W + MF_RASTER_TILE - 1) / MF_RASTER_TILE, TY = (H + MF_RASTER_TILE - 1) / MF_RASTER_TILE;
   return (per < TX ? per : TX) * (per < TY ? per : TY);
+}
+
+/* Moves a set-up Gaussian's tile box (tiles of the full image) into a window whose first tile is (wtx, wty) and
+ * which has TXw x TYw tiles: the box is cut to the window and counted from its first tile. A window origin is a
+ * multiple of 16 pixels, so the window's tiles are tiles of the full image and every pixel sees the same
+ * Gaussians as in the whole image. */
+MF_HD static inline void mf_gs_window_box(mf_gs_setup *o, int wtx, int wty, int TXw, int TYw) {
+  if (o->tx0 > o->tx1 || o->ty0 > o->ty1) return;
+  int x0 = o->tx0 > wtx ? o->tx0 : wtx, x1 = o->tx1 < wtx + TXw - 1 ? o->tx1 : wtx + TXw - 1;
+  int y0 = o->ty0 > wty ? o->ty0 : wty, y1 = o->ty1 < wty + TYw - 1 ? o->ty1 : wty + TYw - 1;
+  if (x0 > x1 || y0 > y1) { o->tx0 = 0; o->tx1 = -1; o->ty0 = 0; o->ty1 = -1; return; }
+  o->tx0 = x0 - wtx; o->tx1 = x1 - wtx; o->ty0 = y0 - wty; o->ty1 = y1 - wty;
 }
 
 /* Selection order: a before b when a's weight is larger, that is its sigma smaller, or equal with the smaller

@@ -134,7 +134,8 @@ static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, 
     memset(&base, 0, sizeof base);
     base.variant = variant;
     base.micro_batch = mb;
-    base.accum = E / mb;
+    base.accum = x->m->micro_steps ? x->m->micro_steps(variant, mb, x->m->ctx) : E / mb;
+    if (base.accum < 1) { snprintf(err, errlen, "search: %s: variant %d gives %d micro-steps per update", x->m->name, variant, base.accum); return -1; }
     base.dtype = dt;
     base.offload = off;
     base.invertible = invertible;
@@ -174,9 +175,11 @@ static int cand_cmp(const void *a, const void *b) {
   return x->device_bytes < y->device_bytes ? -1 : x->device_bytes > y->device_bytes;
 }
 
-/* with nothing recomputed the graph variant makes no difference */
+/* with nothing recomputed the graph variant makes no difference, unless it plans differently (Image-GS's variants
+ * are tile sizes and backward modes: other micro-steps, other bytes) */
 static bool same_kind(const mf_candidate *a, const mf_candidate *b) {
-  bool var = a->variant == b->variant || (!a->n_recomputed && !b->n_recomputed);
+  bool var = a->variant == b->variant ||
+             (!a->n_recomputed && !b->n_recomputed && a->accum == b->accum && a->device_bytes == b->device_bytes);
   return var && a->micro_batch == b->micro_batch && a->dtype == b->dtype && a->offload == b->offload;
 }
 

@@ -37,6 +37,12 @@ typedef struct mf_workload {
    * and recomputing every segment of each variant that has segments. 0, or -1 with err. */
   int (*build_batch)(mf_graph *g, const void *cfg, int variant, int batch, mf_tensor *loss, void **state, char *err,
                      size_t errlen);
+  /* Optional: micro-steps per optimizer update of a variant (Image-GS: the image tiles it cuts the image into; the
+   * search's accumulation). NULL: effective batch / micro-batch. */
+  int (*micro_steps)(const void *cfg, int variant, int micro_batch);
+  /* Optional: a few lines on what a chosen variant means for these settings (e.g. the tile size and count), printed
+   * by `memfit plan` under the plan. */
+  void (*explain)(const void *cfg, int variant, int micro_batch, FILE *f);
   const char *wider_option;               /* the setting that widens the model, for the utilisation line ("--growth") */
   const char *batch_note;                 /* after that answer, e.g. " (the queue of negatives stays as it is)" */
 

@@ -10,7 +10,8 @@
 
 /* What the tile loops need (raster_impl.h). */
 typedef struct rs_ctx {
-  int W, H, K, C, TX, TY, T, N, stride; /* stride: table row length 5 + C */
+  int W, H, K, C, TX, TY, T, N, stride; /* the output's (window's) size and tiles; stride: table row length 5 + C */
+  int ox, oy, Wl, Hl;                   /* window origin in the full image; pixels j < Wl, i < Hl lie in it (others: 0) */
   const int32_t *tstart, *list;         /* tile t's Gaussians: list[tstart[t] .. tstart[t+1]) */
 } rs_ctx;
 
@@ -80,11 +81,11 @@ static int rs_active(const void *mask, mf_dtype mt, int64_t i) { return !mask ||
 
 /* Table rows (cx, cy, A, B, C, f...) and tile boxes of every Gaussian; boxes of inactive or skipped ones are
  * empty. feat may be NULL (C = 0). */
-static void rs_table(const mf_node *n, const mf_node *pos, void *const *src, const void *mask, mf_dtype mt, const void *feat, int C,
-                     void *table, int real64, int32_t *boxes) {
+static void rs_table(const mf_node *n, const rs_ctx *x, const mf_node *pos, void *const *src, const void *mask, mf_dtype mt, const void *feat,
+                     int C, void *table, int real64, int32_t *boxes) {
   int64_t N = pos->ne[0];
   mf_dtype dt = pos->dtype;
-  int W = n->ip[MF_RIP_W], H = n->ip[MF_RIP_H], stride = 5 + C;
+  int W = (int)n->fp[2], H = (int)n->fp[3], stride = 5 + C; /* the full image: centres and tiles in its pixels */
   #pragma omp parallel for schedule(static) if (N > 4096)
   for (int64_t g = 0; g < N; g++) {
     mf_gs_setup s;
@@ -102,6 +103,7 @@ static void rs_table(const mf_node *n, const mf_node *pos, void *const *src, con
     }
     if (boxes) {
       int32_t *b = boxes + 4 * g;
+      if (ok) mf_gs_window_box(&s, x->ox / MF_RASTER_TILE, x->oy / MF_RASTER_TILE, x->TX, x->TY);
       if (ok && mf_gs_tiles(&s)) { b[0] = s.tx0; b[1] = s.tx1; b[2] = s.ty0; b[3] = s.ty1; }
       else { b[0] = 0; b[1] = -1; b[2] = 0; b[3] = -1; }
     }
@@ -144,12 +146,26 @@ static int rs_setup(const mf_kctx *k, const mf_node *n, void *const *src, void *
   x->TX = (x->W + 15) / 16; x->TY = (x->H + 15) / 16; x->T = x->TX * x->TY;
   x->N = (int)pos->ne[0];
   x->stride = 5 + x->C;
+  x->ox = x->oy = 0;
+  if (n->ip[MF_RIP_ORIGIN] >= 0) {
+    const int32_t *org = src[n->ip[MF_RIP_ORIGIN]];
+    if (org[0] < 0 || org[1] < 0 || org[0] % MF_RASTER_TILE || org[1] % MF_RASTER_TILE || org[0] > (1 << 21) || org[1] > (1 << 21)) {
+      if (k->fault && !k->fault[0])
+        snprintf(k->fault, k->fault_len, "%s '%s': window origin (%d, %d): x0 and y0 must be multiples of %d from 0 to 2^21 pixels. "
+                 "Its output is NaN", mf_op_name(n->op), n->name, (int)org[0], (int)org[1], MF_RASTER_TILE);
+      return -1;
+    }
+    x->ox = org[0];
+    x->oy = org[1];
+  }
+  x->Wl = (int)n->fp[2] - x->ox < x->W ? (int)n->fp[2] - x->ox : x->W;
+  x->Hl = (int)n->fp[3] - x->oy < x->H ? (int)n->fp[3] - x->oy : x->H;
   int mi = n->ip[MF_RIP_MASK];
   const void *mask = mi >= 0 ? src[mi] : NULL;
   mf_dtype mt = mi >= 0 ? mf_src(k, n, mi)->dtype : MF_F32;
   char *w = ws;
   int32_t *boxes = L->bins ? (int32_t *)(w + L->boxes) : NULL;
-  rs_table(n, pos, src, mask, mt, hasfeat ? src[3] : NULL, x->C, w + L->table, L->real64, boxes);
+  rs_table(n, x, pos, src, mask, mt, hasfeat ? src[3] : NULL, x->C, w + L->table, L->real64, boxes);
   x->tstart = x->list = NULL;
   if (!L->bins) return 0;
   int32_t *tstart = (int32_t *)(w + L->tstart), *list = (int32_t *)(w + L->list);
@@ -208,7 +224,7 @@ void mf_cpu_gauss_raster_bwd(const mf_kctx *k, const mf_node *n, void *out, void
   int mi = n->ip[MF_RIP_MASK];
   const void *mask = mi >= 0 ? src[mi] : NULL;
   mf_dtype mt = mi >= 0 ? mf_src(k, n, mi)->dtype : MF_F32, dt = pos->dtype;
-  int W = x.W, H = x.H;
+  int W = (int)n->fp[2], H = (int)n->fp[3]; /* d cx / d pos_x is the full image's width */
   #pragma omp parallel for schedule(static) if (x.N > 4096)
   for (int g = 0; g < x.N; g++) {
     double s[5 + MF_RASTER_MAX_C] = {0}, o[5 + MF_RASTER_MAX_C] = {0};

@@ -52,9 +52,11 @@ static inline R SFX(blend)(const R *table, int stride, int C, int n, const R *wv
 
 /* One pixel's selection: kept ids (topk != NULL) or selected from its tile's list. */
 static inline int SFX(pixel_sel)(const rs_ctx *x, const R *table, const int32_t *topk, int i, int j, R *wv, int32_t *wi) {
-  if (topk) return SFX(kept)(table, x->stride, topk + ((size_t)i * x->W + j) * x->K, x->K, (R)j, (R)i, wv, wi);
+  if (i >= x->Hl || j >= x->Wl) return 0; /* outside the full image (a window at its edge): nothing drawn */
+  R px = (R)(j + x->ox), py = (R)(i + x->oy); /* the pixel in the full image's coordinates, as the whole image has it */
+  if (topk) return SFX(kept)(table, x->stride, topk + ((size_t)i * x->W + j) * x->K, x->K, px, py, wv, wi);
   int t = (i / MF_RASTER_TILE) * x->TX + j / MF_RASTER_TILE;
-  return SFX(select)(table, x->stride, x->list + x->tstart[t], x->tstart[t + 1] - x->tstart[t], (R)j, (R)i, x->K, wv, wi);
+  return SFX(select)(table, x->stride, x->list + x->tstart[t], x->tstart[t + 1] - x->tstart[t], px, py, x->K, wv, wi);
 }
 
 /* gauss_topk: ids of every pixel, [H,W,K], -1 padded */
@@ -114,7 +116,7 @@ static void SFX(run_bwd)(const rs_ctx *x, const R *table, const int32_t *topk, c
           for (int k = 0; k < n; k++) {
             const R *tg = table + (size_t)wi[k] * x->stride;
             R *ag = a + (size_t)wi[k] * P;
-            R ddx = (R)j - tg[0], ddy = (R)i - tg[1], w = wv[k], df = 0;
+            R ddx = (R)(j + x->ox) - tg[0], ddy = (R)(i + x->oy) - tg[1], w = wv[k], df = 0;
             for (int c = 0; c < x->C; c++) {
               df += dyc[c] * tg[5 + c];
               ag[5 + c] += dyc[c] * w * iS;

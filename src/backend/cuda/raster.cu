@@ -56,10 +56,18 @@ struct raster_fault {
 __device__ raster_fault d_raster_fault = {0ull, -1, 0};
 static bool raster_pending;
 static const mf_graph *raster_graph;
+static int raster_bad_node = -1, raster_bad_origin[2];
 
 int mf_cuda_raster_fault(char *msg, size_t len) {
   if (!raster_pending) return 0;
   raster_pending = false;
+  if (raster_bad_node >= 0) {
+    const char *nm = raster_graph && raster_bad_node < raster_graph->n ? raster_graph->nodes[raster_bad_node].name : "?";
+    snprintf(msg, len, "gauss raster '%s': window origin (%d, %d): x0 and y0 must be multiples of %d from 0 to 2^21 pixels",
+             nm, raster_bad_origin[0], raster_bad_origin[1], MF_RASTER_TILE);
+    raster_bad_node = -1;
+    return 1;
+  }
   raster_fault f, clear = {0ull, -1, 0};
   if (cudaMemcpyFromSymbol(&f, d_raster_fault, sizeof f) != cudaSuccess) return 0;
   if (!f.pairs) return 0;
@@ -72,7 +80,9 @@ int mf_cuda_raster_fault(char *msg, size_t len) {
 
 /* ------------------------------------------------------------------ table, boxes and bins */
 
-struct rs_dims { int W, H, K, C, TX, TY, T, N, stride; };
+/* W, H: the output (a window when ox, oy are set); FW, FH: the full image pos is normalised to; pixels j < Wl and
+ * i < Hl of the output lie inside it */
+struct rs_dims { int W, H, K, C, TX, TY, T, N, stride, ox, oy, Wl, Hl, FW, FH; };
 
 template <typename T>
 __global__ void k_rs_table(rs_dims d, const void *pos, const void *isc, const void *rot, const void *feat, int dt, const void *mask, int mt,
@@ -81,7 +91,8 @@ __global__ void k_rs_table(rs_dims d, const void *pos, const void *isc, const vo
     mf_gs_setup s;
     bool active = !mask || mf_gld<double>(mask, mt, g) != 0;
     int ok = active && mf_gs_setup_one(mf_gld<double>(pos, dt, 2 * g), mf_gld<double>(pos, dt, 2 * g + 1), mf_gld<double>(isc, dt, 2 * g),
-                                       mf_gld<double>(isc, dt, 2 * g + 1), mf_gld<double>(rot, dt, g), d.W, d.H, rmax, rmin, &s);
+                                       mf_gld<double>(isc, dt, 2 * g + 1), mf_gld<double>(rot, dt, g), d.FW, d.FH, rmax, rmin, &s);
+    if (ok) mf_gs_window_box(&s, d.ox / MF_RASTER_TILE, d.oy / MF_RASTER_TILE, d.TX, d.TY);
     T *row = table + g * d.stride;
     row[0] = ok ? (T)s.cx : (T)0; row[1] = ok ? (T)s.cy : (T)0;
     row[2] = ok ? (T)s.A : (T)0; row[3] = ok ? (T)s.B : (T)0; row[4] = ok ? (T)s.C : (T)0;
@@ -133,13 +144,15 @@ template <typename T>
 __device__ int rs_pixel_sel(const rs_dims &d, const T *table, const int32_t *tstart, const int32_t *list, const int32_t *ids, int i, int j,
                             T *wv, int32_t *wi) {
   int n = 0;
+  if (i >= d.Hl || j >= d.Wl) return 0; /* outside the full image: nothing drawn */
+  T px = (T)(j + d.ox), py = (T)(i + d.oy);
   if (ids) {
-    for (int k = 0; k < d.K && ids[k] >= 0; k++) { wi[n] = ids[k]; wv[n++] = rs_sigma<T>(table + (int64_t)ids[k] * d.stride, (T)j, (T)i); }
+    for (int k = 0; k < d.K && ids[k] >= 0; k++) { wi[n] = ids[k]; wv[n++] = rs_sigma<T>(table + (int64_t)ids[k] * d.stride, px, py); }
   } else {
     int t = (i / MF_RASTER_TILE) * d.TX + j / MF_RASTER_TILE;
     for (int l = tstart[t]; l < tstart[t + 1]; l++) {
       int32_t g = list[l];
-      T s = rs_sigma<T>(table + (int64_t)g * d.stride, (T)j, (T)i);
+      T s = rs_sigma<T>(table + (int64_t)g * d.stride, px, py);
       if (n == d.K && !mf_gs_before(s, g, wv[d.K - 1], wi[d.K - 1])) continue;
       int p = n < d.K ? n++ : d.K - 1;
       while (p > 0 && mf_gs_before(s, g, wv[p - 1], wi[p - 1])) { wv[p] = wv[p - 1]; wi[p] = wi[p - 1]; p--; }
@@ -212,8 +225,8 @@ __global__ void k_rs_grad(rs_dims d, const T *table, const int32_t *boxes, const
         for (int k = 0; k < d.K && ids[p * d.K + k] >= 0 && !hit; k++) hit = ids[p * d.K + k] == (int32_t)g;
         if (!hit) continue;
         T S = pix[2 * p], q = pix[2 * p + 1];
-        T ddx = (T)j - tg[0], ddy = (T)i - tg[1];
-        T w = exp(-rs_sigma<T>(tg, (T)j, (T)i)), df = 0;
+        T ddx = (T)(j + d.ox) - tg[0], ddy = (T)(i + d.oy) - tg[1];
+        T w = exp(-rs_sigma<T>(tg, (T)(j + d.ox), (T)(i + d.oy))), df = 0;
         for (int c = 0; c < d.C; c++) {
           T dyc = mf_gld<T>(dy, dyt, c * HW + p);
           df += dyc * tg[5 + c];
@@ -231,10 +244,10 @@ __global__ void k_rs_grad(rs_dims d, const T *table, const int32_t *boxes, const
     mf_gs_setup u;
     if (!bad && b[0] <= b[1] &&
         mf_gs_setup_one(mf_gld<double>(pos, dt, 2 * g), mf_gld<double>(pos, dt, 2 * g + 1), mf_gld<double>(isc, dt, 2 * g),
-                        mf_gld<double>(isc, dt, 2 * g + 1), mf_gld<double>(rot, dt, g), d.W, d.H, rmax, rmin, &u)) {
+                        mf_gld<double>(isc, dt, 2 * g + 1), mf_gld<double>(rot, dt, g), d.FW, d.FH, rmax, rmin, &u)) {
       double a2 = u.a * u.a, b2 = u.b * u.b, cs = u.c * u.s, cc = u.c * u.c, ss = u.s * u.s;
-      o[0] = s[3] * d.W;
-      o[1] = s[4] * d.H;
+      o[0] = s[3] * d.FW;
+      o[1] = s[4] * d.FH;
       o[2] = u.ga * 2 * u.a * (s[0] * cc + s[1] * cs + s[2] * ss);
       o[3] = u.gb * 2 * u.b * (s[0] * ss - s[1] * cs + s[2] * cc);
       o[4] = s[0] * 2 * (b2 - a2) * cs + s[1] * (a2 - b2) * (cc - ss) + s[2] * 2 * (a2 - b2) * cs;
@@ -264,6 +277,19 @@ static void rs_prepare(const mf_kctx *k, const mf_node *n, void *const *src, voi
   d.C = hasfeat ? (int)mf_csrc(k, n, 3)->ne[1] : 0;
   d.TX = (d.W + 15) / 16; d.TY = (d.H + 15) / 16; d.T = d.TX * d.TY;
   d.N = (int)pos->ne[0]; d.stride = 5 + d.C;
+  d.FW = (int)n->fp[2]; d.FH = (int)n->fp[3]; d.ox = d.oy = 0;
+  if (n->ip[MF_RIP_ORIGIN] >= 0) { /* the window origin, an input in device memory: read it here (one small copy) */
+    int32_t org[2] = {0, 0};
+    mf_cuda_note(cudaMemcpyAsync(org, src[n->ip[MF_RIP_ORIGIN]], sizeof org, cudaMemcpyDeviceToHost, st), "gauss raster");
+    mf_cuda_note(cudaStreamSynchronize(st), "gauss raster");
+    if (org[0] < 0 || org[1] < 0 || org[0] % MF_RASTER_TILE || org[1] % MF_RASTER_TILE || org[0] > (1 << 21) || org[1] > (1 << 21)) {
+      raster_bad_origin[0] = org[0]; raster_bad_origin[1] = org[1]; raster_bad_node = (int)(n - k->g->nodes);
+      raster_pending = true; raster_graph = k->g;
+      d.ox = d.FW; d.oy = d.FH; /* draws nothing; the sync reports the origin */
+    } else { d.ox = org[0]; d.oy = org[1]; }
+  }
+  d.Wl = d.FW - d.ox < d.W ? d.FW - d.ox : d.W;
+  d.Hl = d.FH - d.oy < d.H ? d.FH - d.oy : d.H;
   r->ws = (char *)ws;
   long long *meta = (long long *)(r->ws + r->L.meta);
   r->meta = meta;
