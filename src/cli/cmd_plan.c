@@ -105,6 +105,7 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
       }
     } else return cli_unknown_option(cmd, argv[i]);
   }
+  if (a->w->cfg_check && a->w->cfg_check(a->cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
   char e2[256];
   if (!mf_backend_get(a->backend, e2, sizeof e2)) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, e2); return 2; }
   a->offload = strcmp(a->backend, "cpu") != 0; /* host offload only means something with device memory */

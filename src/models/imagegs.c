@@ -50,6 +50,7 @@ int igs_cfg_check(const igs_cfg *c, char *err, size_t n) {
   }
   if (c->channels < 1 || c->channels > 12) { snprintf(err, n, "--channels %d: must be 1 .. 12", c->channels); return -1; }
   if (c->top_k < 1 || c->top_k > 32) { snprintf(err, n, "--top-k %d: must be 1 .. 32", c->top_k); return -1; }
+  if (c->tile_side < 0 || c->tile_side % 16) { snprintf(err, n, "--tile %d: must be a multiple of 16 pixels (0: chosen)", c->tile_side); return -1; }
   if (!(c->max_radius >= 1 && c->max_radius <= 4096)) { snprintf(err, n, "--max-radius %g: must be 1 .. 4096 pixels", c->max_radius); return -1; }
   return 0;
 }
@@ -58,7 +59,7 @@ igs_tiling igs_tiling_of(const igs_cfg *c, int variant) {
   igs_tiling t;
   memset(&t, 0, sizeof t);
   if (variant < 0 || variant >= IGS_N_VARIANTS) variant = 0;
-  t.side = IGS_TILE_SIDES[variant / 2];
+  t.side = c->tile_side > 0 ? c->tile_side : IGS_TILE_SIDES[variant / 2];
   t.keep_topk = variant % 2;
   /* tiles of at most side x side, as even as multiples of 16 allow (a window's origin must be one) */
   t.tw = c->width;

@@ -17,6 +17,7 @@ typedef struct igs_cfg {
   int top_k;                   /* Gaussians blended per pixel (10) */
   double max_radius;           /* pixels: the largest 3-sigma radius the op draws (bounds the pair lists) */
   double ssim_weight;          /* loss = L1 + ssim_weight * (1 - SSIM) (0.1) */
+  int tile_side;               /* > 0: tiles of at most this side (a multiple of 16) whatever the variant (--tile) */
   int quant_bits;              /* > 0: straight-through quantisation of the parameters to this many bits */
 } igs_cfg;
 

@@ -36,10 +36,13 @@ int igs_cfg_set(igs_cfg *c, const char *key, const char *val, char *err, size_t 
   if (!strcmp(key, "initial")) return mf_setting_int(key, val, 0, 1 << 30, &c->initial, err, n);
   if (!strcmp(key, "channels")) return mf_setting_int(key, val, 1, 12, &c->channels, err, n);
   if (!strcmp(key, "top-k")) return mf_setting_int(key, val, 1, 32, &c->top_k, err, n);
+  if (!strcmp(key, "tile")) return mf_setting_int(key, val, 0, 1 << 20, &c->tile_side, err, n);
   if (!strcmp(key, "max-radius")) return mf_setting_double(key, val, 1, 4096, &c->max_radius, err, n);
-  snprintf(err, n, "imagegs: unknown setting --%s (settings: --size, --gaussians, --channels, --initial, --top-k, --max-radius)", key);
+  snprintf(err, n, "imagegs: unknown setting --%s (settings: --size, --gaussians, --channels, --initial, --top-k, --max-radius, --tile)", key);
   return -1;
 }
+
+static int cfg_check(const void *p, char *err, size_t n) { return igs_cfg_check(p, err, n); }
 
 static int cfg_set(void *p, const char *key, const char *val, char *err, size_t n) { return igs_cfg_set(p, key, val, err, n); }
 
@@ -49,7 +52,8 @@ void igs_cfg_help(FILE *f) {
              "  --initial N        Gaussians active at step 0; the rest are added during the fit (0: half)\n"
              "  --channels C       colour channels of the image and the Gaussians, 1 .. 12 (3)\n"
              "  --top-k K          Gaussians blended per pixel (10)\n"
-             "  --max-radius R     the largest 3-sigma radius drawn, pixels (64): bounds the Gaussian-tile pair lists\n");
+             "  --max-radius R     the largest 3-sigma radius drawn, pixels (64): bounds the Gaussian-tile pair lists\n"
+             "  --tile S           image tiles of at most S x S pixels, a multiple of 16 (default: chosen by the planner)\n");
 }
 
 static void cfg_help(FILE *f) {
@@ -117,6 +121,7 @@ const mf_workload mf_workload_imagegs = {
   .cfg_new = cfg_new,
   .cfg_set = cfg_set,
   .cfg_help = cfg_help,
+  .cfg_check = cfg_check,
   .cfg_describe = cfg_describe,
   .effective_batch = effective_batch,
   .default_micro_batch = default_micro_batch,

@@ -17,6 +17,8 @@ typedef struct mf_workload {
   /* Applies one setting ("preset", "size", "blocks"...); 0, or -1 with err naming the setting. */
   int (*cfg_set)(void *cfg, const char *key, const char *val, char *err, size_t errlen);
   void (*cfg_help)(FILE *f);
+  /* Optional: checks the settings together once all are given; 0, or -1 with err naming the setting (a usage error). */
+  int (*cfg_check)(const void *cfg, char *err, size_t errlen);
   void (*cfg_describe)(const void *cfg, char *buf, size_t n);
   int (*effective_batch)(const void *cfg);
   int (*default_micro_batch)(const void *cfg); /* the micro-batch a plain plan uses */
