@@ -43,6 +43,7 @@ int cli_precision(const char *cmd, const char *v, unsigned *dtypes);
 int cli_recompute(const char *cmd, const char *v, int *mode);
 /* report.c moved to src/train/report.c; `memfit report DIR` is cmd_report.c */
 int mf_cmd_report(int argc, char **argv);
+int mf_cmd_render(int argc, char **argv); /* cmd_render.c: an Image-GS model at any resolution */
 int mf_cmd_eval_moco(int argc, char **argv); /* cmd_moco.c: memfit eval moco */
 
 #endif

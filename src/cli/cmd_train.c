@@ -280,6 +280,7 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   else { o.plan.recompute = MF_RECOMPUTE_ALL; o.plan.invertible = 1; }
   o.plan.keep = job.keep;
   o.plan.n_keep = job.n_keep;
+  if (job.train_opts) job.train_opts(job.hooks.ctx, &o);
   if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
   if (job.session_ready && job.session_ready(job.hooks.ctx, s, err, sizeof err) < 0) {
     fprintf(stderr, "memfit %s: %s\n", cmd, err);
@@ -364,7 +365,7 @@ int mf_cmd_train(int argc, char **argv) {
   }
   const mf_workload *w = mf_workload_find(argv[1]);
   if (w && w->train) return train_workload(w, argc - 1, argv + 1);
-  const char *names[] = {"steg"}, *near = cli_nearest(argv[1], names, 1);
+  const char *names[] = {"steg", "moco", "imagegs"}, *near = cli_nearest(argv[1], names, 3);
   fprintf(stderr, "memfit train: unknown workload '%s'%s%s%s (available: %s)\n", argv[1], near ? "; did you mean '" : "",
           near ? near : "", near ? "'?" : "", mf_workload_names());
   return 2;

@@ -133,5 +133,5 @@ const mf_workload mf_workload_imagegs = {
   .micro_steps = micro_steps,
   .explain = explain,
   .wider_option = "--gaussians",
-  .train = NULL,
+  .train = &mf_workload_imagegs_train, /* src/models/imagegs_train.c */
 };

@@ -59,6 +59,8 @@ typedef struct mf_train_job {
   int (*resume_check)(void *ctx, const char *path);
   /* After the session is made: fixed inputs (constants) the graph reads; 0, or -1 with err. */
   int (*session_ready)(void *ctx, mf_session *s, char *err, size_t errlen);
+  /* Optional: adjusts the session's options before it is made (e.g. per-group learning rates from --lr). */
+  void (*train_opts)(void *ctx, mf_train_opts *o);
   void (*ctx_free)(void *ctx);
 } mf_train_job;
 
@@ -103,5 +105,6 @@ extern const mf_workload_train mf_workload_steg_train;
 extern const mf_workload mf_workload_moco;
 extern const mf_workload_train mf_workload_moco_train;
 extern const mf_workload mf_workload_imagegs;
+extern const mf_workload_train mf_workload_imagegs_train;
 
 #endif
