@@ -30,5 +30,30 @@ run "a size without height" 2 "--size: '640' is not WIDTHxHEIGHT" "$M" plan imag
 run "a tile not a multiple of 16" 2 "--tile 100: must be a multiple of 16" "$M" plan imagegs --size 640x480 --tile 100
 run "an unknown setting" 2 "unknown option|did you mean" "$M" plan imagegs --gausians 10
 
+# a short fit: measured == planned in every arena, the evaluation's figures, Gaussians added, the model renders
+run "train: a short fit, measured == planned" 0 "activations \+ workspace +planned +[0-9]+ B +measured +[0-9]+ B +exact" \
+  "$M" train imagegs --size 64x48 --gaussians 120 --steps 12 --epoch-steps 6 --add-every 4 --adds 2 --out "$T/run" \
+  --frames "$T/frames" --frame-every 6 --threads 2 --log-every 0
+for pat in "^epoch 2/2 PSNR [0-9.]+ dB, SSIM [0-9.]+, [0-9.]+ bpp \(120 Gaussians" "added 30 Gaussians .*\(90 of 120 active\)" \
+           "clamped large, [0-9]+ clamped small, [0-9]+ skipped"; do
+  if grep -Eq -- "$pat" "$T/out.txt"; then ok; else bad "train output lacks /$pat/"; fi
+done
+if grep -q '"psnr"' "$T/run/log.jsonl" && grep -q '"bpp"' "$T/run/log.jsonl"; then ok; else bad "log.jsonl lacks psnr / bpp"; fi
+if [ -s "$T/frames/frame-000012.png" ]; then ok; else bad "no progress frame at update 12"; fi
+if ! grep -Eq "planned +[0-9]+ B +measured +[0-9]+ B +(off|over|under)" "$T/out.txt"; then ok; else bad "an arena measured differs from its plan"; fi
+run "render at another size" 0 "-> .*big.png \(160x120, 3 channels\)" "$M" render "$T/run/model.safetensors" --size 160x120 --out "$T/big.png"
+run "render a checkpoint: another kind, said" 1 "another kind .*memfit-checkpoint-1.*not an Image-GS model" \
+  "$M" render "$T/run/checkpoint.safetensors" --out "$T/x.png"
+run "render without --out" 2 "no --out" "$M" render "$T/run/model.safetensors"
+run "resume continues" 0 "trained" "$M" train imagegs --size 64x48 --gaussians 120 --steps 14 --epoch-steps 6 --add-every 4 --adds 2 \
+  --out "$T/run" --resume "$T/run/checkpoint.safetensors" --threads 2 --log-every 0
+run "resume from a model file: said" 1 "an Image-GS model file, not a training checkpoint" "$M" train imagegs --size 64x48 \
+  --gaussians 120 --steps 14 --out "$T/run2" --resume "$T/run/model.safetensors" --log-every 0
+run "train: an image too large for the budget, even in tiles" 3 "nothing fits 1.00 MiB; the smallest setting needs" \
+  "$M" train imagegs --size 4096x4096 --gaussians 1000 --budget 1MiB --steps 1 --out "$T/run3"
+run "train: more Gaussians than pixels" 2 "more Gaussians than the 32x32 image has pixels" \
+  "$M" train imagegs --size 32x32 --gaussians 2000 --out "$T/run4"
+run "train: a missing image" 2 "nosuch.png" "$M" train imagegs --image "$T/nosuch.png" --out "$T/run5"
+
 echo "cli_imagegs: $pass passed, $fail failed"
 [ "$fail" = 0 ]
