@@ -51,6 +51,7 @@ int igs_cfg_check(const igs_cfg *c, char *err, size_t n) {
   if (c->channels < 1 || c->channels > 12) { snprintf(err, n, "--channels %d: must be 1 .. 12", c->channels); return -1; }
   if (c->top_k < 1 || c->top_k > 32) { snprintf(err, n, "--top-k %d: must be 1 .. 32", c->top_k); return -1; }
   if (c->tile_side < 0 || c->tile_side % 16) { snprintf(err, n, "--tile %d: must be a multiple of 16 pixels (0: chosen)", c->tile_side); return -1; }
+  if (c->quant_bits < 0 || c->quant_bits > 16) { snprintf(err, n, "--quant-bits %d: 1 .. 16 (0: off)", c->quant_bits); return -1; }
   if (!(c->max_radius >= 1 && c->max_radius <= 4096)) { snprintf(err, n, "--max-radius %g: must be 1 .. 4096 pixels", c->max_radius); return -1; }
   return 0;
 }
@@ -78,6 +79,29 @@ igs_tiling igs_tiling_of(const igs_cfg *c, int variant) {
   t.nx = (c->width + t.tw - 1) / t.tw;
   t.ny = (c->height + t.th - 1) / t.th;
   return t;
+}
+
+void igs_quant_range(int k, double *lo, double *hi) {
+  static const double r[4][2] = {{0, 1}, {0, 2}, {-M_PI, M_PI}, {-1, 2}}; /* pos, inv_scale (1/px), rot, colour */
+  *lo = r[k][0];
+  *hi = r[k][1];
+}
+
+float igs_quantize(float v, int k, int bits) {
+  double lo, hi, L = ldexp(1, bits) - 1;
+  igs_quant_range(k, &lo, &hi);
+  float x = v < lo ? (float)lo : v > hi ? (float)hi : v;
+  /* the graph's op order in f32: (x - lo) * (L / (hi - lo)), round half to even, * ((hi - lo) / L) + lo */
+  float t = nearbyintf((x + (float)-lo) * (float)(L / (hi - lo)));
+  return t * (float)((hi - lo) / L) + (float)lo;
+}
+
+/* p as drawn: quantised to `bits` in parameter k's range, with p's gradient (straight-through) */
+static mf_tensor quantized(mf_graph *g, mf_tensor p, int k, int bits) {
+  double lo, hi, L = ldexp(1, bits) - 1;
+  igs_quant_range(k, &lo, &hi);
+  mf_tensor t = mf_round(g, mf_mul_scalar(g, mf_add_scalar(g, mf_clamp(g, p, lo, hi), -lo), L / (hi - lo)));
+  return mf_straight_through(g, mf_add_scalar(g, mf_mul_scalar(g, t, (hi - lo) / L), lo), p);
 }
 
 int igs_build(mf_graph *g, const igs_cfg *c, int variant, igs_net *o, char *err, size_t n) {
@@ -112,7 +136,10 @@ int igs_build(mf_graph *g, const igs_cfg *c, int variant, igs_net *o, char *err,
   ro.top_k = c->top_k;
   ro.keep_topk = t->keep_topk;
   ro.max_radius = c->max_radius;
-  o->render = mf_gauss_raster_window(g, o->pos, o->inv_scale, o->rot, o->feat, o->mask, o->origin, &ro); /* [C,wh,ww] */
+  mf_tensor dp[4] = {o->pos, o->inv_scale, o->rot, o->feat}; /* what the rasteriser draws */
+  if (c->quant_bits > 0)
+    for (int i = 0; i < 4; i++) dp[i] = quantized(g, dp[i], i, c->quant_bits);
+  o->render = mf_gauss_raster_window(g, dp[0], dp[1], dp[2], dp[3], o->mask, o->origin, &ro); /* [C,wh,ww] */
   mf_tensor r4 = mf_reshape(g, o->render, 4, st);                                                       /* [1,C,wh,ww] */
   double tiles = (double)t->nx * t->ny;
   /* L1: sum over the core's pixels of |r - y| / (C H W), times the tiles (the session averages over them) */

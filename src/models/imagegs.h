@@ -18,7 +18,8 @@ typedef struct igs_cfg {
   double max_radius;           /* pixels: the largest 3-sigma radius the op draws (bounds the pair lists) */
   double ssim_weight;          /* loss = L1 + ssim_weight * (1 - SSIM) (0.1) */
   int tile_side;               /* > 0: tiles of at most this side (a multiple of 16) whatever the variant (--tile) */
-  int quant_bits;              /* > 0: straight-through quantisation of the parameters to this many bits */
+  int quant_bits;              /* > 0: the rasteriser draws the parameters quantised to this many bits (straight-through
+                                  gradients), in the fixed ranges of igs_quant_range (--quant-bits) */
 } igs_cfg;
 
 igs_cfg igs_cfg_default(void);
@@ -52,6 +53,11 @@ typedef struct igs_net {
   mf_tensor stats;                      /* i32 [5] mf_gauss_raster_stats of the whole image */
   mf_tensor loss;                       /* tiles x (l1 + ssim_weight dssim): the session's mean over tiles is the image's */
 } igs_net;
+
+/* The range [lo, hi] parameter k (0 pos, 1 inv_scale, 2 rot, 3 feat) is quantised in: values are clamped to it and
+ * rounded to 2^bits levels (round half to even), q = lo + round((clamp(p) - lo) L / (hi - lo)) (hi - lo) / L. */
+void igs_quant_range(int k, double *lo, double *hi);
+float igs_quantize(float v, int k, int bits);
 
 /* Builds the graph of variant `variant` on the empty graph g. 0, or -1 with err. */
 int igs_build(mf_graph *g, const igs_cfg *c, int variant, igs_net *out, char *err, size_t n);

@@ -17,11 +17,19 @@ int igs_model_save(mf_session *s, const igs_net *net, const char *path, const ch
   if (!buf) { snprintf(err, n, "out of host memory"); return -1; }
   float *pos = buf, *isc = pos + 2 * N, *rot = isc + 2 * N, *feat = rot + N;
   int rc = -1;
+  char qb[16];
+  snprintf(qb, sizeof qb, "%d", c->quant_bits);
   if (mf_session_read(s, net->pos, pos, (size_t)(2 * N)) || mf_session_read(s, net->inv_scale, isc, (size_t)(2 * N)) ||
       mf_session_read(s, net->rot, rot, (size_t)N) || mf_session_read(s, net->feat, feat, (size_t)(N * C))) {
     snprintf(err, n, "%s: reading the Gaussians failed", path);
     free(buf);
     return -1;
+  }
+  if (c->quant_bits > 0) { /* the values the fit drew */
+    float *ps[4] = {pos, isc, rot, feat};
+    int64_t cnt[4] = {2 * N, 2 * N, N, C * N};
+    for (int k = 0; k < 4; k++)
+      for (int64_t i = 0; i < cnt[k]; i++) ps[k][i] = igs_quantize(ps[k][i], k, c->quant_bits);
   }
   mf_st_writer *w = mf_st_writer_init();
   int64_t s2[2] = {A, 2}, s1[2] = {A, 1}, sc[2] = {A, C};
@@ -44,6 +52,7 @@ int igs_model_save(mf_session *s, const igs_net *net, const char *path, const ch
     mf_st_writer_meta(w, "top_k", v[3]);
     mf_st_writer_meta(w, "max_radius", v[4]);
     mf_st_writer_meta(w, "step", v[5]);
+    mf_st_writer_meta(w, "quant_bits", qb);
     if (note) mf_st_writer_meta(w, "command", note);
     rc = mf_st_writer_save(w, path, err, n);
   } else snprintf(err, n, "out of host memory");
@@ -65,6 +74,12 @@ static int meta_int(const mf_st_file *f, const char *key, long lo, long hi, long
 /* Sigma' = D Sigma D with D = diag(sx, sy), Sigma = R diag(1/a^2, 1/b^2) R^T: its eigenvalues give the new inverse
  * scales, its eigenvector the new angle */
 static void rescale(double a, double b, double t, double sx, double sy, float *na, float *nb, float *nt) {
+  if (sx == sy) { /* the same aspect: the scales follow, the angle stays (at the fitted size: the values as fitted) */
+    *na = (float)(a / sx);
+    *nb = (float)(b / sx);
+    *nt = (float)t;
+    return;
+  }
   double c = cos(t), s = sin(t), va = 1 / (a * a), vb = 1 / (b * b);
   double xx = (va * c * c + vb * s * s) * sx * sx, yy = (va * s * s + vb * c * c) * sy * sy, xy = (va - vb) * c * s * sx * sy;
   double tr = xx + yy, d = sqrt(0.25 * (xx - yy) * (xx - yy) + xy * xy), l1 = 0.5 * tr + d, l2 = 0.5 * tr - d;

@@ -59,7 +59,7 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
   if (!strcmp(key, "adds")) return mf_setting_int(key, val, 1, 1000, &c->adds, err, n);
   if (!strcmp(key, "size")) c->size_given = 1;
   if (!strcmp(key, "size") || !strcmp(key, "gaussians") || !strcmp(key, "initial") || !strcmp(key, "channels") ||
-      !strcmp(key, "top-k") || !strcmp(key, "max-radius") || !strcmp(key, "tile"))
+      !strcmp(key, "top-k") || !strcmp(key, "max-radius") || !strcmp(key, "tile") || !strcmp(key, "quant-bits"))
     return igs_cfg_set(&c->mc, key, val, err, n);
   return -2;
 }
@@ -210,7 +210,8 @@ static int igs_validate(void *ctx, mf_session *s, const char *grid, int64_t *bad
   for (int ch = 0; ch < C; ch++) ssim += plane_ssim(c->render + (size_t)ch * W * H, ref + (size_t)ch * W * H, W, H) / C;
   double psnr = psnr_from_mse(se / ((double)C * W * H));
   int64_t active = mf_session_active(s, c->net.mask);
-  double bpp = igs_bpp(active, C, 32, W, H);
+  int bits = c->net.cfg.quant_bits > 0 ? c->net.cfg.quant_bits : 32;
+  double bpp = igs_bpp(active, C, bits, W, H);
   int32_t st[5] = {0};
   float stf[5] = {0};
   if (mf_session_read(s, c->net.stats, stf, 5) == 0)
@@ -218,8 +219,8 @@ static int igs_validate(void *ctx, mf_session *s, const char *grid, int64_t *bad
   static const char *const nm[7] = {"loss", "psnr", "ssim", "bpp", "clamped_large", "clamped_small", "skipped"};
   double v[7] = {loss, psnr, ssim, bpp, st[1], st[2], st[3]};
   for (int i = 0; i < 7; i++) names[i] = nm[i], vals[i] = v[i];
-  snprintf(line, n, "PSNR %.2f dB, SSIM %.4f, %.2f bpp (%lld Gaussians x %d f32 values); rasteriser: %d clamped large, %d clamped "
-           "small, %d skipped, %d Gaussian-tile pairs", psnr, ssim, bpp, (long long)active, 5 + C, st[1], st[2], st[3], st[4]);
+  snprintf(line, n, "PSNR %.2f dB, SSIM %.4f, %.2f bpp (%lld Gaussians x %d values of %d bits); rasteriser: %d clamped large, %d "
+           "clamped small, %d skipped, %d Gaussian-tile pairs", psnr, ssim, bpp, (long long)active, 5 + C, bits, st[1], st[2], st[3], st[4]);
   /* the render as the sample picture */
   *grid_failed = 0;
   if (grid) {

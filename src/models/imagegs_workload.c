@@ -36,9 +36,10 @@ int igs_cfg_set(igs_cfg *c, const char *key, const char *val, char *err, size_t 
   if (!strcmp(key, "initial")) return mf_setting_int(key, val, 0, 1 << 30, &c->initial, err, n);
   if (!strcmp(key, "channels")) return mf_setting_int(key, val, 1, 12, &c->channels, err, n);
   if (!strcmp(key, "top-k")) return mf_setting_int(key, val, 1, 32, &c->top_k, err, n);
+  if (!strcmp(key, "quant-bits")) return mf_setting_int(key, val, 0, 16, &c->quant_bits, err, n);
   if (!strcmp(key, "tile")) return mf_setting_int(key, val, 0, 1 << 20, &c->tile_side, err, n);
   if (!strcmp(key, "max-radius")) return mf_setting_double(key, val, 1, 4096, &c->max_radius, err, n);
-  snprintf(err, n, "imagegs: unknown setting --%s (settings: --size, --gaussians, --channels, --initial, --top-k, --max-radius, --tile)", key);
+  snprintf(err, n, "imagegs: unknown setting --%s (settings: --size, --gaussians, --channels, --initial, --top-k, --max-radius, --tile, --quant-bits)", key);
   return -1;
 }
 
@@ -53,6 +54,7 @@ void igs_cfg_help(FILE *f) {
              "  --channels C       colour channels of the image and the Gaussians, 1 .. 12 (3)\n"
              "  --top-k K          Gaussians blended per pixel (10)\n"
              "  --max-radius R     the largest 3-sigma radius drawn, pixels (64): bounds the Gaussian-tile pair lists\n"
+             "  --quant-bits B     draw the parameters quantised to B bits (straight-through gradients; 0: off, f32)\n"
              "  --tile S           image tiles of at most S x S pixels, a multiple of 16 (default: chosen by the planner)\n");
 }
 
