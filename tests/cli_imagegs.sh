@@ -42,6 +42,13 @@ if grep -q '"psnr"' "$T/run/log.jsonl" && grep -q '"bpp"' "$T/run/log.jsonl"; th
 if [ -s "$T/frames/frame-000012.png" ]; then ok; else bad "no progress frame at update 12"; fi
 if ! grep -Eq "planned +[0-9]+ B +measured +[0-9]+ B +(off|over|under)" "$T/out.txt"; then ok; else bad "an arena measured differs from its plan"; fi
 run "render at another size" 0 "-> .*big.png \(160x120, 3 channels\)" "$M" render "$T/run/model.safetensors" --size 160x120 --out "$T/big.png"
+# at the fitted size the model file draws what the last evaluation drew, byte for byte (f32, and quantised to 6 bits)
+run "render at the fitted size" 0 "\(64x48, 3 channels\)" "$M" render "$T/run/model.safetensors" --out "$T/same.png"
+if cmp -s "$T/same.png" "$T/run/samples-epoch002.png"; then ok; else bad "render differs from the fit's last render"; fi
+run "train: quantised to 6 bits" 0 "bpp \(120 Gaussians x 8 values of 6 bits\)" "$M" train imagegs --size 64x48 --gaussians 120 \
+  --steps 12 --epoch-steps 6 --add-every 4 --adds 2 --quant-bits 6 --out "$T/runq" --threads 2 --log-every 0
+run "render the quantised model" 0 "\(64x48, 3 channels\)" "$M" render "$T/runq/model.safetensors" --out "$T/sameq.png"
+if cmp -s "$T/sameq.png" "$T/runq/samples-epoch002.png"; then ok; else bad "quantised model renders other than its fit"; fi
 run "render a checkpoint: another kind, said" 1 "another kind .*memfit-checkpoint-1.*not an Image-GS model" \
   "$M" render "$T/run/checkpoint.safetensors" --out "$T/x.png"
 run "render without --out" 2 "no --out" "$M" render "$T/run/model.safetensors"
