@@ -2,10 +2,13 @@
  * rest to the workload), fixes or searches the settings for --budget, makes the session and runs the trainer. */
 #include "cli/cli.h"
 #include "models/workload.h"
+#include "train/session.h"
+#include "dist/dist.h"
 #include "train/measure.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void train_usage(const mf_workload *w) {
   printf("usage: memfit train %s [options]\n%s.\n", w->name, w->summary);
@@ -63,7 +66,7 @@ static void train_usage(const mf_workload *w) {
 }
 
 /* 0, 1 after --help, 2 after a usage error (said) */
-static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, mf_train_args *a) {
+static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, mf_train_args *a, int ranks) {
   memset(a, 0, sizeof *a);
   a->data = "generated"; a->out = "run"; a->schedule = "cosine"; a->backend = "cpu";
   a->batch = 8; a->epochs = 10; a->workers = 1; a->log_every = 10; a->val_split = 0.1;
@@ -144,6 +147,14 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
   if (host_budget && cli_bytes("--host-budget", host_budget, &a->host_budget)) return 2;
   if (w->train->train_check(tcfg, a, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
   if (a->restart_data && !a->resume) { fprintf(stderr, "memfit %s: --restart-data goes with --resume CK\n", cmd); return 2; }
+  if (ranks > 1) { /* data parallel: --batch is the global batch; from here on a->batch is one rank's share */
+    if (a->batch % ranks) {
+      fprintf(stderr, "memfit %s: --batch %d is not a multiple of the %d ranks: each rank trains on an equal share\n", cmd,
+              a->batch, ranks);
+      return 2;
+    }
+    a->batch /= ranks;
+  }
   if (strcmp(a->schedule, "cosine") && strcmp(a->schedule, "step") && strcmp(a->schedule, "constant") &&
       strcmp(a->schedule, "plateau")) {
     fprintf(stderr, "memfit %s: --schedule '%s': use cosine, step, constant or plateau\n", cmd, a->schedule);
@@ -225,37 +236,90 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   return 0;
 }
 
+static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf_comm *comm, int argc, char **argv);
 static int train_workload(const mf_workload *w, int argc, char **argv) {
   char cmd[64], err[2048];
   snprintf(cmd, sizeof cmd, "train %s", w->name);
   void *tcfg = w->train->train_cfg_new();
   if (!tcfg) { fprintf(stderr, "memfit %s: out of host memory\n", cmd); return 1; }
   mf_train_args a;
-  int rc = train_parse(w, tcfg, argc, argv, &a);
-  if (rc) { free(tcfg); return rc == 1 ? 0 : rc; }
-  const mf_backend *be = mf_backend_get(a.backend, err, sizeof err);
-  if (!be) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, err); free(tcfg); return 2; }
-  if (be->alloc) { /* a device backend: is there a device? (planning works without one, training does not) */
-    void *probe = be->alloc(1, err, sizeof err);
-    if (!probe) { fprintf(stderr, "memfit %s: --backend %s: %s\n", cmd, a.backend, err); free(tcfg); return 2; }
-    be->free(probe);
+  /* data parallel: one rank of the job mpirun started, or the only process */
+  mf_comm *comm = mf_comm_init(NULL, NULL, err, sizeof err);
+  if (!comm) { fprintf(stderr, "memfit %s: %s\n", cmd, err); free(tcfg); return 1; }
+  int rc = train_parse(w, tcfg, argc, argv, &a, comm->size);
+  if (comm->size > 1) { /* every rank parsed the same options, or all stop (a usage error is said by each rank) */
+    uint64_t v = (uint64_t)(rc == 2 ? 2 : rc == 1 ? 1 : 0);
+    if (comm->allreduce(comm, &v, 1, MF_COMM_U64, MF_COMM_MAX, "the agreement on the options") < 0) v = 2;
+    if ((int)v != rc && !rc) rc = 2;
   }
+  if (rc) { free(tcfg); mf_comm_free(comm); return rc == 1 ? 0 : rc; }
+  rc = train_ranks(w, tcfg, &a, comm, argc, argv);
+  mf_comm_free(comm);
+  return rc;
+}
+
+/* Every rank's status (0 ok) agreed: the highest failing rank's status for all, naming it (rank 0 says it). */
+static int ranks_agree(mf_comm *c, int rc, const char *cmd, const char *what) {
+  if (c->size == 1) return rc;
+  uint64_t v[2] = {rc ? (uint64_t)c->rank + 1 : 0, (uint64_t)rc};
+  if (c->allreduce(c, v, 2, MF_COMM_U64, MF_COMM_MAX, what) < 0) return 1;
+  if (!v[0]) return 0;
+  if (c->rank == 0)
+    fprintf(stderr, "memfit %s: rank %d of %d could not %s (its message is above): stopping all ranks\n", cmd, (int)v[0] - 1, c->size,
+            what);
+  return rc ? rc : (int)v[1] ? (int)v[1] : 1;
+}
+
+static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf_comm *comm, int argc, char **argv) {
+  char cmd[64], err[2048];
+  snprintf(cmd, sizeof cmd, "train %s", w->name);
+  mf_train_args a = *argp;
+  int rc = 0, R = comm->size;
+  /* data parallel: rank 0 prints the run; the others print their own plan line only (on the standard output
+   * they started with) and the rest of theirs goes to /dev/null */
+  FILE *rank_out = stdout;
+  if (comm->rank > 0) {
+    int fd = dup(fileno(stdout));
+    fflush(stdout);
+    rank_out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!rank_out || !freopen("/dev/null", "w", stdout)) rank_out = stderr;
+  }
+  const mf_backend *be = mf_backend_get(a.backend, err, sizeof err);
+  if (!be) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, err); rc = 2; }
+  else if (be->alloc) { /* a device backend: is there a device? (planning works without one, training does not) */
+    void *probe = be->alloc(1, err, sizeof err);
+    if (!probe) { fprintf(stderr, "memfit %s: --backend %s: %s\n", cmd, a.backend, err); rc = 2; }
+    else be->free(probe);
+  }
+  if (!rc && R > 1 && be->alloc) {
+    fprintf(stderr, "memfit %s: --backend %s with %d ranks needs NCCL, which this build does not have: use --backend cpu\n", cmd,
+            a.backend, R);
+    rc = 2;
+  }
+  if ((rc = ranks_agree(comm, rc, cmd, "open its backend"))) { free(tcfg); goto done; }
   mf_train_choice ch;
   mf_candidate cand;
   int have_cand;
-  if ((rc = train_choose(w, tcfg, &a, be, &ch, &cand, &have_cand)) != 0) { free(tcfg); return rc; }
+  rc = train_choose(w, tcfg, &a, be, &ch, &cand, &have_cand);
+  if ((rc = ranks_agree(comm, rc, cmd, "choose settings that fit"))) { free(tcfg); goto done; }
 
   mf_train_job job;
   memset(&job, 0, sizeof job);
   mf_session *s = NULL;
   mf_trainer *tr = NULL;
-  rc = 1;
-  if (w->train->train_setup(tcfg, &a, &ch, &job, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
-  if (be->host_alloc) { /* a device: page-locked staging buffers, so their copies to the device are asynchronous */
+  rc = 0;
+  if (w->train->train_setup(tcfg, &a, &ch, &job, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); rc = 1; }
+  if (!rc && be->host_alloc) { /* a device: page-locked staging buffers, so their copies to the device are asynchronous */
     job.lo.alloc = be->host_alloc;
     job.lo.free = be->host_free;
   }
-  if (a.resume && job.resume_check && job.resume_check(job.hooks.ctx, a.resume) < 0) goto out;
+  if (!rc && a.resume && job.resume_check && job.resume_check(job.hooks.ctx, a.resume) < 0) rc = 1;
+  if ((rc = ranks_agree(comm, rc, cmd, "set up its model and data"))) goto out;
+  if (R > 1) { /* each rank loads every R-th sample of the global batches */
+    job.lo.batch_size *= R;
+    job.lo.ranks = R;
+    job.lo.rank = comm->rank;
+  }
 
   /* ---- session (the trainer sets the schedule's length from the run's) ---- */
   mf_train_opts o = mf_train_opts_default();
@@ -280,10 +344,33 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   else { o.plan.recompute = MF_RECOMPUTE_ALL; o.plan.invertible = 1; }
   o.plan.keep = job.keep;
   o.plan.n_keep = job.n_keep;
-  if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
-  if (job.session_ready && job.session_ready(job.hooks.ctx, s, err, sizeof err) < 0) {
-    fprintf(stderr, "memfit %s: %s\n", cmd, err);
-    goto out;
+  o.plan.ranks = R;
+  rc = 1;
+  if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) fprintf(stderr, "memfit %s: rank %d: %s\n", cmd, comm->rank, err);
+  else if (mf_session_set_comm(s, comm, job.loss_sum, err, sizeof err) < 0) fprintf(stderr, "memfit %s: %s\n", cmd, err);
+  else if (job.session_ready && job.session_ready(job.hooks.ctx, s, err, sizeof err) < 0) fprintf(stderr, "memfit %s: %s\n", cmd, err);
+  else rc = 0;
+  if ((rc = ranks_agree(comm, rc, cmd, "make its plan and allocate it"))) goto out;
+  if (R > 1) { /* all ranks must run the same plan: the same arenas and buckets, byte for byte */
+    const mf_plan *pl = mf_session_plan(s);
+    uint64_t h = mf_comm_hash(0, pl->arena, sizeof pl->arena);
+    h = mf_comm_hash(h, &pl->n_buckets, sizeof pl->n_buckets);
+    h = mf_comm_hash(h, pl->buckets, (size_t)pl->n_buckets * sizeof *pl->buckets);
+    h = mf_comm_hash(h, &ch, sizeof ch);
+    int bad = -1, ok = mf_comm_agree(comm, h, "the agreement on the plan", &bad);
+    if (ok <= 0) {
+      if (ok == 0 && comm->rank == 0)
+        fprintf(stderr, "memfit %s: rank %d's plan differs from rank 0's (its plan line above shows how): every rank must run "
+                        "the same options and settings; stopping all %d ranks\n", cmd, bad, R);
+      if (ok == 0) { /* each rank's plan line, so the difference shows */
+        char hb[32];
+        mf_format_bytes(mf_plan_total_bytes(pl), hb, sizeof hb);
+        fprintf(stderr, "memfit %s: rank %d of %d: plan %s (micro-batch %d x %d, %s)\n", cmd, comm->rank, R, hb, ch.micro_batch, ch.accum,
+                mf_dtype_name(ch.dtype));
+      }
+      rc = 1;
+      goto out;
+    }
   }
 
   /* ---- the trainer ---- */
@@ -294,7 +381,7 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   to.total_steps = a.steps;
   to.steps_per_epoch = a.epoch_steps;
   to.accum = ch.accum;
-  to.samples_per_step = a.batch;
+  to.samples_per_step = a.batch * R; /* the global batch: rates count every rank's samples */
   to.sample_unit = job.sample_unit;
   to.loss_divisor = job.loss_divisor > 0 ? job.loss_divisor : 1;
   to.n_terms = job.n_terms;
@@ -326,8 +413,9 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   to.command = command;
   if (!(tr = mf_trainer_init(s, &job.lo, &to, &job.hooks, err, sizeof err))) {
     if (strcmp(err, "said above")) fprintf(stderr, "memfit %s: %s\n", cmd, err);
-    goto out;
+    rc = 1;
   }
+  if ((rc = ranks_agree(comm, rc, cmd, "start training (data, checkpoint or output folder)"))) goto out;
   int64_t start = mf_trainer_first_step(tr), total = mf_trainer_total_steps(tr);
   if (start < total && !(a.stop_after && a.stop_after <= start)) {
     printf("%s; %d epoch%s of %lld updates (%lld in all)\n", job.header, mf_trainer_epochs(tr), mf_trainer_epochs(tr) == 1 ? "" : "s",
@@ -338,6 +426,11 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
     printf("%s; %s lr %.3g (%s), %s schedule, warm-up %d, clip %g\n", job.losses,
            job.optim == MF_SGD ? "SGD" : job.optim == MF_ADAM ? "Adam" : "AdamW", a.lr, opt, a.schedule, a.warmup, a.clip);
     mf_plan_print(mf_session_plan(s), stdout);
+    if (R > 1)
+      printf("data parallel: %d ranks (%s), each micro-batch %d x %d accumulation of the global batch %d (rank r takes its "
+             "samples r, r+%d, ...); %s\n", R, comm->kind, ch.micro_batch, ch.accum, a.batch * R, R,
+             job.loss_sum ? "the loss is a sum over samples: losses and gradients summed over the ranks"
+                          : "the loss is a mean: losses and gradients averaged over the ranks");
     if (a.budget && (int64_t)mf_plan_total_bytes(mf_session_plan(s)) > a.budget) {
       char hb[32], ht[32];
       mf_format_bytes((size_t)a.budget, hb, sizeof hb);
@@ -347,12 +440,28 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
     }
     fflush(stdout);
   }
+  if (R > 1) { /* every rank's plan line */
+    char hb[32];
+    const mf_plan *pl = mf_session_plan(s);
+    mf_format_bytes(mf_plan_total_bytes(pl), hb, sizeof hb);
+    fflush(stdout);
+    fprintf(rank_out, "rank %d of %d: plan %s (%zu B: activations %zu B, gradients %zu B in %d all-reduce buckets, optimizer "
+                      "state %zu B), micro-batch %d x %d, %s\n", comm->rank, R, hb, mf_plan_total_bytes(pl),
+            mf_plan_arena_bytes(pl, MF_ARENA_ACT), mf_plan_arena_bytes(pl, MF_ARENA_GRAD), pl->n_buckets,
+            mf_plan_arena_bytes(pl, MF_ARENA_OPT), ch.micro_batch, ch.accum, mf_dtype_name(ch.dtype));
+    fflush(rank_out);
+  }
   rc = mf_trainer_run(tr);
+  if (R > 1 && comm->rank == 0 && s->comm_early + s->comm_late)
+    printf("gradient all-reduce: %lld bucket(s) started during backward, %lld after it\n", (long long)s->comm_early,
+           (long long)s->comm_late);
 out:
   mf_trainer_free(tr);
   mf_session_free(s);
   mf_train_job_free(&job);
   free(tcfg);
+done:
+  if (rank_out != stdout && rank_out != stderr) fclose(rank_out);
   return rc;
 }
 

@@ -343,6 +343,55 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
     size_t l = strlen(p->peak_desc);
     snprintf(p->peak_desc + l, sizeof p->peak_desc - l, " in phase '%s'", p->phase[p->peak_phase].name);
   }
+  if (mf_plan_buckets(p) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  return 0;
+}
+
+/* Data parallel: the gradient arena cut into all-reduce buckets of at most bucket_bytes (a parameter larger
+ * than that is a bucket of its own), in arena order, which is the order backward first writes the
+ * gradients. A bucket is final after the last accumulation into any of its gradients; the session starts
+ * its all-reduce there, while the rest of backward runs. The buckets are views of the gradient arena, which
+ * is contiguous: no bytes beyond it. */
+int mf_plan_buckets(mf_plan *p) {
+  free(p->buckets);
+  p->buckets = NULL;
+  p->n_buckets = 0;
+  if (p->opts.ranks <= 1 || !p->has_train || !p->arena[MF_ARENA_GRAD]) return 0;
+  const mf_graph *g = p->g;
+  size_t cap = p->opts.bucket_bytes ? p->opts.bucket_bytes : (size_t)25 << 20;
+  int *last = malloc((size_t)(g->n ? g->n : 1) * sizeof *last); /* per gradient storage node: its last step */
+  int *order = malloc((size_t)(g->n ? g->n : 1) * sizeof *order);
+  p->buckets = malloc((size_t)(g->n ? g->n : 1) * sizeof *p->buckets);
+  if (!last || !order || !p->buckets) { free(last); free(order); return -1; }
+  for (int id = 0; id < g->n; id++) last[id] = -1;
+  const mf_program *pr = &p->train;
+  for (int i = 0; i < pr->n_steps && p->n_phases == 1; i++) {
+    const mf_node *n = &g->nodes[pr->steps[i]];
+    if (n->op == MF_OP_ACC_GRAD) last[g->nodes[n->master].grad] = i;
+  }
+  int n_ord = 0; /* gradient storages in arena order (node order: offsets grow with it) */
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->role == MF_ROLE_GRAD && g->nodes[n->master].grad == id && p->pers_off[id] != MF_NO_OFFSET) order[n_ord++] = id;
+  }
+  for (int i = 0; i < n_ord;) {
+    struct mf_grad_bucket *b = &p->buckets[p->n_buckets++];
+    b->off = p->pers_off[order[i]];
+    b->ready_step = last[order[i]];
+    size_t end = b->off + mf_node_bytes(&g->nodes[order[i]]);
+    for (i++; i < n_ord; i++) {
+      size_t e = p->pers_off[order[i]] + mf_node_bytes(&g->nodes[order[i]]);
+      if (e - b->off > cap) break;
+      end = e;
+      int l = last[order[i]];
+      if (b->ready_step >= 0) b->ready_step = l < 0 ? -1 : l > b->ready_step ? l : b->ready_step;
+    }
+    b->bytes = end - b->off;
+  }
+  /* a bucket with a gradient the program never writes (-1) waits for the end of backward */
+  for (int k = 0; k < p->n_buckets && p->n_phases > 1; k++) p->buckets[k].ready_step = -1;
+  free(last);
+  free(order);
   return 0;
 }
 
@@ -503,6 +552,7 @@ void mf_plan_free(mf_plan *p) {
   free(p->keep_ids);
   free(p->pers_off);
   free(p->opt_off);
+  free(p->buckets);
   mf_graph_free(p->g);
   free(p);
 }
@@ -642,4 +692,18 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     fprintf(f, "\n");
   }
   if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);
+  if (p->n_buckets) {
+    size_t big = 0;
+    int during = 0;
+    for (int k = 0; k < p->n_buckets; k++) {
+      if (p->buckets[k].bytes > big) big = p->buckets[k].bytes;
+      during += p->buckets[k].ready_step >= 0;
+    }
+    mf_format_bytes(big, h, sizeof h);
+    fprintf(f, "  data parallel: %d ranks, the bytes above per rank; gradients all-reduced in %d bucket(s) of up to %s "
+               "(views of the gradient arena: no extra bytes), ", p->opts.ranks, p->n_buckets, h);
+    if (during == p->n_buckets) fprintf(f, "each started during backward once its gradients are final\n");
+    else if (during) fprintf(f, "%d started during backward, %d after it\n", during, p->n_buckets - during);
+    else fprintf(f, "after backward (%s)\n", p->n_phases > 1 ? "a step of several phases" : "no backward step writes them last");
+  }
 }

@@ -306,6 +306,7 @@ void mf_session_free(mf_session *s) {
   }
   free(s->bound);
   free(s->n_active);
+  free(s->comm_started);
   mf_plan_free(s->plan);
   free(s);
 }
@@ -317,11 +318,97 @@ void *mf_session_input(mf_session *s, mf_tensor t) {
   return mf_session_ptr(s, NULL, t);
 }
 
+/* ---- data parallel: gradient buckets all-reduced over the session's communicator ---- */
+static int comm_start(mf_session *s, int k) {
+  const struct mf_grad_bucket *b = &s->plan->buckets[k];
+  int slot = k % MF_COMM_MAX_PENDING;
+  if (k >= MF_COMM_MAX_PENDING && s->comm->wait(s->comm, slot) < 0) return -1; /* the bucket before in that slot */
+  s->comm_started[k] = 1;
+  return s->comm->iallreduce(s->comm, (float *)(s->arena[MF_ARENA_GRAD] + b->off), b->bytes / sizeof(float), slot,
+                             "the all-reduce of a gradient bucket");
+}
+
+/* after step i of the training program on an update's last micro-step: the buckets it finished start */
+static int comm_after_step(mf_session *s, int i) {
+  const mf_plan *p = s->plan;
+  int any = 0;
+  for (int k = 0; k < p->n_buckets; k++)
+    if (p->buckets[k].ready_step == i && !s->comm_started[k]) {
+      if (comm_start(s, k) < 0) return -1;
+      s->comm_early++;
+      any = 1;
+    }
+  return any ? 0 : s->comm->test(s->comm); /* lets the ones in flight progress */
+}
+
+/* before the optimizer: the buckets not started yet start now, and all are waited for */
+static int comm_finish(mf_session *s) {
+  mf_comm *c = s->comm;
+  const mf_plan *p = s->plan;
+  s->comm_live = 0;
+  if (!c || c->size == 1) return 0;
+  if (!p->n_buckets) /* a plan made without opts.ranks: the whole gradient arena at once */
+    return p->arena[MF_ARENA_GRAD] ? c->allreduce(c, s->arena[MF_ARENA_GRAD], p->arena[MF_ARENA_GRAD] / sizeof(float), MF_COMM_F32,
+                                                  MF_COMM_SUM, "the all-reduce of the gradients") : 0;
+  for (int k = 0; k < p->n_buckets; k++)
+    if (!s->comm_started[k]) {
+      if (comm_start(s, k) < 0) return -1;
+      s->comm_late++;
+    }
+  for (int k = p->n_buckets > MF_COMM_MAX_PENDING ? p->n_buckets - MF_COMM_MAX_PENDING : 0; k < p->n_buckets; k++)
+    if (c->wait(c, k % MF_COMM_MAX_PENDING) < 0) return -1;
+  memset(s->comm_started, 0, (size_t)p->n_buckets);
+  return 0;
+}
+
+int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size_t errlen) {
+  if (!c || c->size == 1) { s->comm = NULL; return 0; }
+  if (s->plan->opts.ranks != c->size) {
+    snprintf(err, errlen, "session: the plan is for %d rank(s) (mf_plan_opts.ranks) but the job has %d", s->plan->opts.ranks < 1 ? 1 : s->plan->opts.ranks,
+             c->size);
+    return -1;
+  }
+  if (s->be->copy_in) {
+    snprintf(err, errlen, "session: data parallel on backend '%s' needs NCCL, which this build does not have: use --backend cpu",
+             s->be->name);
+    return -1;
+  }
+  free(s->comm_started);
+  if (!(s->comm_started = calloc((size_t)(s->plan->n_buckets ? s->plan->n_buckets : 1), 1))) {
+    snprintf(err, errlen, "session: out of host memory");
+    return -1;
+  }
+  s->comm = c;
+  s->comm_loss_sum = loss_sum != 0;
+  return 0;
+}
+
+int mf_session_rank(const mf_session *s) { return s->comm ? s->comm->rank : 0; }
+
+int mf_session_reduce_values(mf_session *s, double *v, int n) {
+  if (!s->comm || n <= 0) return 0;
+  if (s->comm->allreduce(s->comm, v, (size_t)n, MF_COMM_F64, MF_COMM_SUM, "the all-reduce of the losses") < 0) return -1;
+  for (int i = 0; i < n && !s->comm_loss_sum; i++) v[i] /= s->comm->size;
+  return 0;
+}
+
+uint64_t mf_session_param_hash(mf_session *s) {
+  uint64_t h = 0;
+  static const mf_arena_kind as[2] = {MF_ARENA_PARAM, MF_ARENA_STATE};
+  for (int i = 0; i < 2; i++) {
+    const uint8_t *a = mf_session_host_arena(s, as[i]);
+    if (a) h = mf_comm_hash(h, a, s->plan->arena[as[i]]);
+  }
+  return h;
+}
+
 int mf_session_run(mf_session *s, const mf_program *pr) {
   const mf_graph *g = s->plan->g;
   char fault[256] = "";
+  double ranks = s->comm && !s->comm_loss_sum ? (double)s->comm->size : 1.0; /* a mean loss: each rank's share */
   mf_kctx k = {.g = g, .nthreads = s->opts.threads, .stream = s->stream,
-               .grad_seed = s->loss_scale / (double)s->opts.accum_steps, .fault = fault, .fault_len = sizeof fault};
+               .grad_seed = s->loss_scale / (double)s->opts.accum_steps / ranks, .fault = fault, .fault_len = sizeof fault};
+  int comm_steps = s->comm_live && pr == &s->plan->train && s->plan->n_buckets;
   uint8_t *act = s->arena[MF_ARENA_ACT];
   size_t hw = s->measured[MF_ARENA_ACT];
   for (int i = 0; i < pr->n_steps; i++) {
@@ -338,8 +425,10 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
     }
     if (ws && pr->ws_off[i] + pr->ws_size[i] > hw) hw = pr->ws_off[i] + pr->ws_size[i];
     s->be->kernels[n->op](&k, n, out, src, ws);
+    if (comm_steps > 0 && comm_after_step(s, i) < 0) comm_steps = -1; /* said; the step fails below */
   }
   int rc = s->be->sync && s->be->sync(s->stream) < 0 ? -1 : 0; /* a device error surfaces here */
+  if (comm_steps < 0) rc = -1;
   if (fault[0]) { /* a kernel's input was out of range (gather's indices): the step's values are not usable */
     fprintf(stderr, "memfit: the step failed: %s\n", fault);
     rc = -1;
@@ -478,6 +567,7 @@ double mf_session_micro_step(mf_session *s) {
   if (!p->has_train) return mf_session_forward(s);
   if (stage_take(s) < 0) return NAN;
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
+  s->comm_live = s->comm && s->micro == s->opts.accum_steps - 1; /* the update's last: its buckets start in backward */
   int rc = mf_session_run(s, &p->train);
   if (rc == 0) rc = mf_state_after_micro(s, &p->train, s->micro); /* rings: after backward read them, once per update */
   stage_done(s);
@@ -558,6 +648,7 @@ int mf_session_update(mf_session *s) {
     return -1;
   }
   if (!p->has_train) return 0;
+  if (comm_finish(s) < 0) return -1; /* data parallel: every rank now holds the gradients summed over the ranks */
   double inv_scale = 1.0 / s->loss_scale;
   /* one pass over all gradients: finiteness and the global norm (unscaled) */
   double sq = 0;
@@ -648,6 +739,15 @@ int mf_session_phase_update(mf_session *s, int phase) {
   if (!p->has_train) return 0;
   const mf_plan_phase *ph = &p->phase[phase];
   if (phase == 0 && mf_state_before_update(s, s->phase_micro[0]) < 0) return -1;
+  /* data parallel: this phase's gradients summed over the ranks, after its backward (the other phases' may be
+   * half accumulated, so the arena is not reduced as a whole) */
+  for (int id = 0; id < g->n_fwd && s->comm; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM && n->grad >= 0 && ph->trains[id] &&
+        s->comm->allreduce(s->comm, mf_session_ptr(s, NULL, n->grad), (size_t)mf_node_numel(n), MF_COMM_F32, MF_COMM_SUM,
+                           "the all-reduce of a phase's gradients") < 0)
+      return -1;
+  }
   s->micro -= s->phase_micro[phase];
   s->phase_micro[phase] = 0;
   /* the parameters this phase trains whose group is not frozen */
