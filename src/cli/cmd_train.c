@@ -59,7 +59,10 @@ static void train_usage(const mf_workload *w) {
          "                         per arena) also as one JSON object, the last line of standard output\n"
          "  --out DIR              checkpoints, model.safetensors, samples, log.jsonl, report.html (default %s)\n"
          "  --backend B            cpu (default) or cuda; on a device the next batch is copied in during each step\n"
-         "  --threads T --workers W --seed S (default %d) --log-every SECONDS (default 10)\n",
+         "  --threads T --workers W --seed S (default %d) --log-every SECONDS (default 10)\n"
+         "  Data parallel: mpirun -np N memfit train ... runs N ranks (docs/distributed.md): --batch is the global batch,\n"
+         "                         each rank trains on every N-th sample of it; rank 0 prints, logs and saves\n"
+         "  --bucket SIZE          gradient bytes per all-reduce bucket, started during backward (default 25MiB)\n",
          d.data, batch, w->name, d.epochs, d.lr, d.beta1, d.beta2, d.weight_decay, d.schedule, d.out, d.seed);
   printf("Options of %s:\n", w->name);
   w->train->train_help(stdout);
@@ -77,7 +80,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
   a->argv = argv;
   char cmd[64], err[1024];
   snprintf(cmd, sizeof cmd, "train %s", w->name);
-  const char *budget = NULL, *host_budget = NULL;
+  const char *budget = NULL, *host_budget = NULL, *bucket = NULL;
   for (int i = 1; i < argc; i++) {
     const char *v;
 #define INT_OPT(nm, field, lo, hi) else if ((v = cli_opt(argc, argv, &i, nm))) { if (cli_int(nm, v, lo, hi, &a->field)) return 2; }
@@ -89,6 +92,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
     else if ((v = cli_opt(argc, argv, &i, "--out"))) a->out = v;
     else if ((v = cli_opt(argc, argv, &i, "--budget"))) budget = v;
     else if ((v = cli_opt(argc, argv, &i, "--host-budget"))) host_budget = v;
+    else if ((v = cli_opt(argc, argv, &i, "--bucket"))) bucket = v;
     else if ((v = cli_opt(argc, argv, &i, "--schedule"))) a->schedule = v;
     else if ((v = cli_opt(argc, argv, &i, "--loss-log"))) a->loss_log = v;
     else if ((v = cli_opt(argc, argv, &i, "--log"))) a->log = v;
@@ -145,6 +149,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
   }
   if (budget && cli_bytes("--budget", budget, &a->budget)) return 2;
   if (host_budget && cli_bytes("--host-budget", host_budget, &a->host_budget)) return 2;
+  if (bucket && cli_bytes("--bucket", bucket, &a->bucket_bytes)) return 2;
   if (w->train->train_check(tcfg, a, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
   if (a->restart_data && !a->resume) { fprintf(stderr, "memfit %s: --restart-data goes with --resume CK\n", cmd); return 2; }
   if (ranks > 1) { /* data parallel: --batch is the global batch; from here on a->batch is one rank's share */
@@ -345,6 +350,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   o.plan.keep = job.keep;
   o.plan.n_keep = job.n_keep;
   o.plan.ranks = R;
+  o.plan.bucket_bytes = (size_t)a.bucket_bytes;
   rc = 1;
   if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) fprintf(stderr, "memfit %s: rank %d: %s\n", cmd, comm->rank, err);
   else if (mf_session_set_comm(s, comm, job.loss_sum, err, sizeof err) < 0) fprintf(stderr, "memfit %s: %s\n", cmd, err);
@@ -355,7 +361,11 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     const mf_plan *pl = mf_session_plan(s);
     uint64_t h = mf_comm_hash(0, pl->arena, sizeof pl->arena);
     h = mf_comm_hash(h, &pl->n_buckets, sizeof pl->n_buckets);
-    h = mf_comm_hash(h, pl->buckets, (size_t)pl->n_buckets * sizeof *pl->buckets);
+    for (int k = 0; k < pl->n_buckets; k++) { /* field by field: the struct has padding */
+      h = mf_comm_hash(h, &pl->buckets[k].off, sizeof pl->buckets[k].off);
+      h = mf_comm_hash(h, &pl->buckets[k].bytes, sizeof pl->buckets[k].bytes);
+      h = mf_comm_hash(h, &pl->buckets[k].ready_step, sizeof pl->buckets[k].ready_step);
+    }
     h = mf_comm_hash(h, &ch, sizeof ch);
     int bad = -1, ok = mf_comm_agree(comm, h, "the agreement on the plan", &bad);
     if (ok <= 0) {

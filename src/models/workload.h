@@ -28,6 +28,7 @@ typedef struct mf_train_args {
   int restart_data, stop_after, every, val_every, log_every, json;
   int argc;                  /* the command line (for the model file's and the log's record) */
   char **argv;
+  int64_t bucket_bytes;      /* data parallel: gradient bytes per all-reduce bucket (0: the plan's default) */
 } mf_train_args;
 
 /* What the planner chose (or the user fixed) for the run. */
