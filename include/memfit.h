@@ -298,6 +298,12 @@ typedef struct mf_plan_opts {
                                 more, the plan splits the gradient arena into all-reduce buckets (contiguous views
                                 of it: no extra bytes) and notes in which backward step each bucket is final */
   size_t bucket_bytes;       /* gradient bytes per all-reduce bucket (0: 25 MiB, PyTorch DDP's default) */
+  int shard_optimizer;       /* with ranks > 1, ZeRO-1: each rank keeps the optimizer state of its slice of the
+                                gradient arena only (the arena padded to a multiple of ranks x 64 bytes, cut in
+                                equal slices); the OPT arena is the largest slice's, the same on every rank. The
+                                step reduce-scatters the gradients after backward, updates the slice, all-gathers
+                                the parameters. Not with phases or models that grow */
+  int rank;                  /* this process's rank (0 .. ranks-1): which slice its offsets are for */
 } mf_plan_opts;
 mf_plan_opts mf_plan_opts_default(void);
 

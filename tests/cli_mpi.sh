@@ -68,6 +68,32 @@ out=$(compare 0 "$T/two.txt" "$T/res.txt" "$T/two/model.safetensors" "$T/res/mod
 rc=$?; echo "  resumed vs uninterrupted (2 ranks): $out"
 if [ $rc = 0 ]; then ok; else bad "a resumed 2-rank run differs from an uninterrupted one: $out"; fi
 
+# ZeRO-1: each rank keeps the optimizer state of its half of the gradients; the same training as one process
+run "ZeRO-1: 2 ranks with --shard-optimizer train" 0 "ZeRO-1" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --shard-optimizer \
+  --out "$T/zero" --loss-log "$T/zero.txt"
+cp "$T/out.txt" "$T/zero.out"
+out=$(compare 1e-5 "$T/one.txt" "$T/zero.txt" "$T/one/model.safetensors" "$T/zero/model.safetensors" 2>&1)
+rc=$?; echo "  1 rank x 4 vs 2 ranks x 2 with ZeRO-1: $out"
+if [ $rc = 0 ]; then ok; else bad "ZeRO-1 on 2 ranks does not match 1 rank: $out"; fi
+run "ZeRO-1: measured == planned on both ranks" 0 "2" bash -c "grep -c 'rank [01] of 2: memory measured == planned in every arena' '$T/zero.out'"
+full=$(sed -n 's/.*optimizer state \([0-9]*\) B).*/\1/p' "$T/two.out" | head -1)
+half=$(sed -n 's/.*optimizer state \([0-9]*\) B of its slice.*/\1/p' "$T/zero.out" | head -1)
+nparam=$(grep -o "[0-9]* parameters)" "$T/zero.out" | head -1 | grep -o "^[0-9]*")
+tensors=30 # the model's parameter tensors: each slice's state is aligned to 64 bytes, two per tensor at most
+echo "  optimizer arena: ${full:-?} B unsharded, ${half:-?} B per rank with ZeRO-1 over 2 ranks ($nparam parameters)"
+if [ -n "$full" ] && [ -n "$half" ] && [ $((2 * half)) -ge "$full" ] && [ $((2 * half)) -le $((full + 2 * 64 * 2 * tensors)) ]; then ok
+else bad "the ZeRO-1 optimizer arena is not half: ${half:-?} of ${full:-?}"; fi
+run "ZeRO-1: stop after update 3" 0 "stop-after" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --shard-optimizer --out "$T/zres" \
+  --loss-log "$T/zres.txt" --stop-after 3
+run "ZeRO-1: each rank saved its slice" 0 "checkpoint-rank1" ls "$T/zres"
+run "ZeRO-1: resume to update 5" 0 "resumed from" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --shard-optimizer --out "$T/zres" \
+  --loss-log "$T/zres.txt" --resume "$T/zres/checkpoint.safetensors"
+out=$(compare 0 "$T/zero.txt" "$T/zres.txt" "$T/zero/model.safetensors" "$T/zres/model.safetensors" 2>&1)
+rc=$?; echo "  ZeRO-1 resumed vs uninterrupted: $out"
+if [ $rc = 0 ]; then ok; else bad "a resumed ZeRO-1 run differs from an uninterrupted one: $out"; fi
+run "memfit plan --ranks 2 --shard-optimizer shows the bytes per rank" 0 "per rank with ZeRO-1 over 2 ranks: optimizer state" \
+  "$MEMFIT" plan steg --preset small --ranks 2 --shard-optimizer
+
 # agreement: a rank whose options give another plan stops every rank, named
 run "ranks with different plans stop, naming the rank" 1 "rank 1's plan differs from rank 0's" \
   mpirun --bind-to none -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 2 --out "$T/d" : -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 2 \

@@ -62,7 +62,9 @@ static void train_usage(const mf_workload *w) {
          "  --threads T --workers W --seed S (default %d) --log-every SECONDS (default 10)\n"
          "  Data parallel: mpirun -np N memfit train ... runs N ranks (docs/distributed.md): --batch is the global batch,\n"
          "                         each rank trains on every N-th sample of it; rank 0 prints, logs and saves\n"
-         "  --bucket SIZE          gradient bytes per all-reduce bucket, started during backward (default 25MiB)\n",
+         "  --bucket SIZE          gradient bytes per all-reduce bucket, started during backward (default 25MiB)\n"
+         "  --shard-optimizer      ZeRO-1: each rank keeps the optimizer state of its 1/N slice of the gradients only\n"
+         "                         (reduce-scatter after backward, all-gather of the parameters after the update)\n",
          d.data, batch, w->name, d.epochs, d.lr, d.beta1, d.beta2, d.weight_decay, d.schedule, d.out, d.seed);
   printf("Options of %s:\n", w->name);
   w->train->train_help(stdout);
@@ -99,6 +101,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
     else if (!strcmp(argv[i], "--restart-data")) a->restart_data = 1;
     else if (!strcmp(argv[i], "--json")) a->json = 1;
+    else if (!strcmp(argv[i], "--shard-optimizer")) a->shard_optimizer = 1;
     else if ((v = cli_opt(argc, argv, &i, "--precision"))) { if (cli_precision(cmd, v, &a->dtypes)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--recompute"))) { if (cli_recompute(cmd, v, &a->mode)) return 2; }
     INT_OPT("--micro-batch", micro_batch, 1, 1 << 20)
@@ -351,6 +354,8 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   o.plan.n_keep = job.n_keep;
   o.plan.ranks = R;
   o.plan.bucket_bytes = (size_t)a.bucket_bytes;
+  o.plan.shard_optimizer = a.shard_optimizer && R > 1;
+  o.plan.rank = comm->rank;
   rc = 1;
   if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) fprintf(stderr, "memfit %s: rank %d: %s\n", cmd, comm->rank, err);
   else if (mf_session_set_comm(s, comm, job.loss_sum, err, sizeof err) < 0) fprintf(stderr, "memfit %s: %s\n", cmd, err);
@@ -455,13 +460,25 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     const mf_plan *pl = mf_session_plan(s);
     mf_format_bytes(mf_plan_total_bytes(pl), hb, sizeof hb);
     fflush(stdout);
-    fprintf(rank_out, "rank %d of %d: plan %s (%zu B: activations %zu B, gradients %zu B in %d all-reduce buckets, optimizer "
-                      "state %zu B), micro-batch %d x %d, %s\n", comm->rank, R, hb, mf_plan_total_bytes(pl),
-            mf_plan_arena_bytes(pl, MF_ARENA_ACT), mf_plan_arena_bytes(pl, MF_ARENA_GRAD), pl->n_buckets,
-            mf_plan_arena_bytes(pl, MF_ARENA_OPT), ch.micro_batch, ch.accum, mf_dtype_name(ch.dtype));
+    char gr[64];
+    if (pl->shard_n) snprintf(gr, sizeof gr, "reduce-scattered");
+    else snprintf(gr, sizeof gr, "in %d all-reduce bucket%s", pl->n_buckets, pl->n_buckets == 1 ? "" : "s");
+    fprintf(rank_out, "rank %d of %d: plan %s (%zu B: activations %zu B, gradients %zu B %s, optimizer state %zu B%s), "
+                      "micro-batch %d x %d, %s\n", comm->rank, R, hb, mf_plan_total_bytes(pl), mf_plan_arena_bytes(pl, MF_ARENA_ACT),
+            mf_plan_arena_bytes(pl, MF_ARENA_GRAD), gr, mf_plan_arena_bytes(pl, MF_ARENA_OPT), pl->shard_n ? " of its slice" : "",
+            ch.micro_batch, ch.accum, mf_dtype_name(ch.dtype));
     fflush(rank_out);
   }
   rc = mf_trainer_run(tr);
+  if (R > 1 && mf_session_step(s) > 0) { /* every rank's own measured == planned (rank 0's table is above) */
+    const mf_plan *pl = mf_session_plan(s);
+    int exact = 1;
+    for (int k = 0; k < MF_ARENA_COUNT; k++)
+      exact &= mf_session_measured_bytes(s, (mf_arena_kind)k) == mf_plan_arena_bytes(pl, (mf_arena_kind)k);
+    fprintf(rank_out, "rank %d of %d: memory measured %s planned in every arena (optimizer state %zu B)\n", comm->rank, R,
+            exact ? "==" : "DIFFERS FROM", mf_session_measured_bytes(s, MF_ARENA_OPT));
+    fflush(rank_out);
+  }
   if (R > 1 && comm->rank == 0 && s->comm_early + s->comm_late)
     printf("gradient all-reduce: %lld bucket(s) started during backward, %lld after it\n", (long long)s->comm_early,
            (long long)s->comm_late);

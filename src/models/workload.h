@@ -29,6 +29,7 @@ typedef struct mf_train_args {
   int argc;                  /* the command line (for the model file's and the log's record) */
   char **argv;
   int64_t bucket_bytes;      /* data parallel: gradient bytes per all-reduce bucket (0: the plan's default) */
+  int shard_optimizer;       /* data parallel: ZeRO-1, each rank keeps the optimizer state of its slice */
 } mf_train_args;
 
 /* What the planner chose (or the user fixed) for the run. */

@@ -62,6 +62,10 @@ struct mf_plan {
    * only after backward, e.g. a step of several phases) */
   int n_buckets;
   struct mf_grad_bucket { size_t off, bytes; int ready_step; } *buckets;
+  /* ZeRO-1 (opts.shard_optimizer): rank r owns bytes [r * shard_bytes, (r+1) * shard_bytes) of the gradient arena;
+   * per parameter node id, the first element and the count of its slice there (opt_off: the slice's state) */
+  size_t shard_bytes;
+  int64_t *shard_lo, *shard_n;
 };
 
 /* Arena of a node by its role. */

@@ -368,6 +368,11 @@ int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size
              c->size);
     return -1;
   }
+  if (s->plan->shard_n && s->plan->opts.rank != c->rank) {
+    snprintf(err, errlen, "session: the plan's optimizer slice is rank %d's (mf_plan_opts.rank) but this is rank %d", s->plan->opts.rank,
+             c->rank);
+    return -1;
+  }
   if (s->be->copy_in) {
     snprintf(err, errlen, "session: data parallel on backend '%s' needs NCCL, which this build does not have: use --backend cpu",
              s->be->name);
@@ -633,10 +638,40 @@ static mf_optim_args group_args(mf_session *s, int k, int64_t step, double gscal
 static void param_step(mf_session *s, int id, const mf_optim_args *a) {
   const mf_node *n = &s->plan->g->nodes[id];
   int64_t cnt = mf_node_numel(n), act = mf_state_active_elems(s, n);
+  if (s->plan->shard_n) { /* ZeRO-1: this rank's slice of the parameter, with the state of that slice only */
+    int64_t lo = s->plan->shard_lo[id], k = s->plan->shard_n[id];
+    if (!k) return;
+    float *m = (float *)(s->arena[MF_ARENA_OPT] + s->plan->opt_off[id]);
+    s->be->optim_update((float *)mf_session_ptr(s, NULL, id) + lo, (float *)mf_session_ptr(s, NULL, n->grad) + lo, m,
+                        a->kind == MF_SGD ? NULL : m + k, k, a, s->stream);
+    return;
+  }
   float *m = (float *)(s->arena[MF_ARENA_OPT] + s->plan->opt_off[id]);
   if (act > 0)
     s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, act, a,
                         s->stream);
+}
+
+/* ZeRO-1 after the update: every rank's updated slice goes to all. The gradient arena (its gradients are spent) carries
+ * them: each rank writes its slice of the parameters there, the arena is all-gathered, and every parameter is read
+ * back from it. No memory beyond the plan's. */
+static int zero_gather(mf_session *s) {
+  const mf_plan *p = s->plan;
+  const mf_graph *g = p->g;
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM && n->grad >= 0 && p->shard_n[id])
+      memcpy((float *)mf_session_ptr(s, NULL, n->grad) + p->shard_lo[id], (float *)mf_session_ptr(s, NULL, id) + p->shard_lo[id],
+             (size_t)p->shard_n[id] * sizeof(float));
+  }
+  if (s->comm->allgather(s->comm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float), "the all-gather of the parameters") < 0)
+    return -1;
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM && n->grad >= 0)
+      memcpy(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), (size_t)mf_node_numel(n) * sizeof(float));
+  }
+  return 0;
 }
 
 int mf_session_update(mf_session *s) {
@@ -648,15 +683,28 @@ int mf_session_update(mf_session *s) {
     return -1;
   }
   if (!p->has_train) return 0;
-  if (comm_finish(s) < 0) return -1; /* data parallel: every rank now holds the gradients summed over the ranks */
+  if (p->shard_n && !s->comm) {
+    fprintf(stderr, "memfit: update: the plan shards the optimizer state over %d ranks: the session needs their communicator "
+                    "(mf_session_set_comm)\n", p->opts.ranks);
+    return -1;
+  }
+  int zero = p->shard_n != NULL; /* ZeRO-1: this rank holds the summed gradients of its slice only */
+  if (zero) {
+    s->comm_live = 0;
+    if (s->comm->reduce_scatter(s->comm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float),
+                                "the reduce-scatter of the gradients") < 0)
+      return -1;
+  } else if (comm_finish(s) < 0) return -1; /* data parallel: every rank now holds the gradients summed over the ranks */
   double inv_scale = 1.0 / s->loss_scale;
   /* one pass over all gradients: finiteness and the global norm (unscaled) */
   double sq = 0;
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
-    sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
+    if (zero) sq += p->shard_n[id] ? s->be->sum_squares((float *)mf_session_ptr(s, NULL, n->grad) + p->shard_lo[id], p->shard_n[id], s->stream) : 0;
+    else sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
   }
+  if (zero && s->comm->allreduce(s->comm, &sq, 1, MF_COMM_F64, MF_COMM_SUM, "the all-reduce of the gradient norm") < 0) return -1;
   if (mf_state_before_update(s, s->phase_micro[0]) < 0) return -1; /* keys still staged go into their rings */
   s->micro = 0;
   s->phase_micro[0] = 0;
@@ -688,6 +736,7 @@ int mf_session_update(mf_session *s) {
     if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
     param_step(s, id, &ga[param_group(s, n)]);
   }
+  if (zero && zero_gather(s) < 0) return -1;
   for (int k = 0; k < o->n_groups; k++) s->group_step[k] += !s->group_frozen[k];
   mf_state_after_update(s); /* EMA averages follow the updated masters */
   mf_session_refresh_lp(s);

@@ -27,6 +27,7 @@ struct mf_trainer {
   int epochs;
   FILE *loss_log, *jlog;
   char jlog_path[1100], ck[1100], mp[1100];
+  char ck_own[1200];              /* ZeRO-1: the checkpoint this rank writes and resumes from (rank 0: ck) */
   volatile sig_atomic_t stop_req; /* mf_trainer_stop */
   int last_metric_n;              /* the last validation's metrics, and its first (data parallel: for the other ranks) */
   double last_metric;
@@ -211,11 +212,21 @@ static int checkpoint_save(mf_trainer *t, const mf_batch *held, char *err, size_
     keys[n] = t->o.data_settings[i].key;
     vals[n] = t->o.data_settings[i].value;
   }
-  return mf_checkpoint_save(t->s, t->ck, n, keys, vals, err, errlen);
+  return mf_checkpoint_save(t->s, t->ck_own, n, keys, vals, err, errlen);
 }
 
 /* data parallel: rank 0 (or the only process) prints, logs, validates and saves; the others train alongside */
 static int lead(const mf_trainer *t) { return mf_session_rank(t->s) == 0; }
+
+/* ZeRO-1: rank r > 0 keeps its slice of the optimizer state in its own file beside rank 0's, PATH-rankR.safetensors
+ * (the rest of each file is the same); otherwise every rank's checkpoint is rank 0's */
+static void ck_rank_path(const mf_trainer *t, const char *path, char *out, size_t n) {
+  int r = mf_session_rank(t->s);
+  size_t l = strlen(path);
+  if (!r || !mf_session_plan(t->s)->shard_n) snprintf(out, n, "%s", path);
+  else if (l > 12 && !strcmp(path + l - 12, ".safetensors")) snprintf(out, n, "%.*s-rank%d.safetensors", (int)(l - 12), path, r);
+  else snprintf(out, n, "%s-rank%d", path, r);
+}
 
 /* the checkpoint and (through the workload) the model file; 0, or -1 after saying why. Data parallel: the ranks'
  * parameters are checked identical first (a hash compared with MIN and MAX), rank 0 writes, and every rank
@@ -234,8 +245,17 @@ static int run_save(mf_trainer *t, const mf_batch *held) {
       return -1;
     }
   }
+  int zero = mf_session_plan(t->s)->shard_n != NULL; /* ZeRO-1: each rank saves its slice of the optimizer state */
+  if ((lead(t) || zero) && checkpoint_save(t, held, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit %s: %s\n", t->o.name, err);
+    failed = 1;
+  }
+  if (c && zero) { /* a checkpoint is whole when every rank's file is */
+    uint64_t f = (uint64_t)failed;
+    if (c->allreduce(c, &f, 1, MF_COMM_U64, MF_COMM_MAX, "the result of saving the checkpoint") < 0) return -1;
+    failed = (int)f;
+  }
   if (lead(t)) {
-    if (checkpoint_save(t, held, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", t->o.name, err); failed = 1; }
     if (t->h.save_model && t->h.save_model(t->h.ctx, t->s, t->mp, err, sizeof err) < 0) {
       fprintf(stderr, "memfit %s: %s\n", t->o.name, err);
       failed = 1;
@@ -326,7 +346,9 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
   if (s->opts.schedule == MF_SCHED_STEP && s->opts.step_every <= 0)
     s->opts.step_every = t->total / 3 > 0 ? (int)(t->total / 3 > INT32_MAX ? INT32_MAX : t->total / 3) : 1;
   if (o->resume) {
-    if (mf_session_load(s, o->resume, err, errlen) < 0) {
+    char own[1200];
+    ck_rank_path(t, o->resume, own, sizeof own);
+    if (mf_session_load(s, own, err, errlen) < 0) {
       fprintf(stderr, "memfit %s: --resume: %s\n", o->name, err);
       snprintf(err, errlen, "said above");
       mf_trainer_free(t);
@@ -356,6 +378,7 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
     return NULL;
   }
   snprintf(t->ck, sizeof t->ck, "%s/checkpoint.safetensors", o->out);
+  ck_rank_path(t, t->ck, t->ck_own, sizeof t->ck_own);
   snprintf(t->mp, sizeof t->mp, "%s/model.safetensors", o->out);
   { /* an existing file as --out, or a folder where a checkpoint goes, would fail only at the first save */
     struct stat ost;
