@@ -6,8 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum mf_comm_op { MF_COMM_SUM = 0, MF_COMM_MIN, MF_COMM_MAX } mf_comm_op;
-typedef enum mf_comm_type { MF_COMM_F32 = 0, MF_COMM_F64, MF_COMM_U64 } mf_comm_type;
+/* BOR (bitwise or, U8 only): gathers into a buffer each rank zeroes but for its own bytes, in any dtype, exactly */
+typedef enum mf_comm_op { MF_COMM_SUM = 0, MF_COMM_MIN, MF_COMM_MAX, MF_COMM_BOR } mf_comm_op;
+typedef enum mf_comm_type { MF_COMM_F32 = 0, MF_COMM_F64, MF_COMM_U64, MF_COMM_U8 } mf_comm_type;
 
 #define MF_COMM_MAX_PENDING 64  /* non-blocking all-reduces in flight at once (gradient buckets) */
 

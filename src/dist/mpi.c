@@ -64,16 +64,18 @@ static int req_wait(mf_comm *c, MPI_Request *r, const char *what) {
 }
 
 static MPI_Datatype dtype_of(mf_comm_type t) {
-  return t == MF_COMM_F32 ? MPI_FLOAT : t == MF_COMM_F64 ? MPI_DOUBLE : MPI_UINT64_T;
+  return t == MF_COMM_F32 ? MPI_FLOAT : t == MF_COMM_F64 ? MPI_DOUBLE : t == MF_COMM_U64 ? MPI_UINT64_T : MPI_BYTE;
 }
-static MPI_Op op_of(mf_comm_op op) { return op == MF_COMM_SUM ? MPI_SUM : op == MF_COMM_MIN ? MPI_MIN : MPI_MAX; }
+static MPI_Op op_of(mf_comm_op op) {
+  return op == MF_COMM_SUM ? MPI_SUM : op == MF_COMM_MIN ? MPI_MIN : op == MF_COMM_MAX ? MPI_MAX : MPI_BOR;
+}
 
 /* MPI counts are int: large buffers go in pieces of at most 2^30 elements */
 #define MPI_CHUNK ((size_t)1 << 30)
 
 static int m_allreduce(mf_comm *c, void *buf, size_t n, mf_comm_type t, mf_comm_op op, const char *what) {
   mpi_impl *m = c->impl;
-  size_t es = t == MF_COMM_F32 ? 4 : 8;
+  size_t es = t == MF_COMM_F32 ? 4 : t == MF_COMM_U8 ? 1 : 8;
   for (size_t o = 0; o < n; o += MPI_CHUNK) {
     size_t k = n - o < MPI_CHUNK ? n - o : MPI_CHUNK;
     MPI_Request r;

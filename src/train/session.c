@@ -398,11 +398,14 @@ int mf_session_reduce_values(mf_session *s, double *v, int n) {
 }
 
 uint64_t mf_session_param_hash(mf_session *s) {
-  uint64_t h = 0;
-  static const mf_arena_kind as[2] = {MF_ARENA_PARAM, MF_ARENA_STATE};
-  for (int i = 0; i < 2; i++) {
-    const uint8_t *a = mf_session_host_arena(s, as[i]);
-    if (a) h = mf_comm_hash(h, a, s->plan->arena[as[i]]);
+  const mf_graph *g = s->plan->g;
+  const uint8_t *pa = mf_session_host_arena(s, MF_ARENA_PARAM), *sa = mf_session_host_arena(s, MF_ARENA_STATE);
+  uint64_t h = pa ? mf_comm_hash(0, pa, s->plan->arena[MF_ARENA_PARAM]) : 0;
+  for (int id = 0; id < g->n && sa; id++) { /* states too (EMA copies, rings), but not batch-norm statistics: each rank's
+                                                are of its own samples, as in PyTorch's DistributedDataParallel */
+    const mf_node *n = &g->nodes[id];
+    if (mf_node_arena(n) != MF_ARENA_STATE || (n->role == MF_ROLE_BUFFER && n->state_kind == MF_STATE_BUFFER)) continue;
+    h = mf_comm_hash(h, sa + s->plan->pers_off[id], mf_node_bytes(n));
   }
   return h;
 }
