@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # cli_mpi.sh — data-parallel training over MPI (docs/distributed.md): `mpirun -np 2 memfit train steg` matches one
 # process with the whole batch (losses and parameters after 5 updates within 1e-5 relative), with gradient buckets
-# all-reduced during backward; plans that differ stop all ranks naming the rank; a killed rank ends the job in
-# bounded time naming it; resuming with the same ranks continues exactly. Skipped without mpirun or an MPI build.
+# all-reduced during backward; ZeRO-1 (--shard-optimizer) trains the same with half the optimizer arena; MoCo's queue
+# takes the global batch's keys; plans that differ or do not fit stop all ranks naming the rank; a killed or hung
+# rank ends the job in bounded time; resuming with the same ranks continues exactly. Skipped without mpirun or MPI.
 # Usage: cli_mpi.sh path/to/memfit
 set -u
 MEMFIT=${1:?usage: cli_mpi.sh path/to/memfit}
@@ -125,6 +126,16 @@ rc=$?; took=$(( $(date +%s) - start ))
 echo "  killed rank 1 after 3 s: the job ended after ${took} s with status $rc"
 if [ $rc != 0 ] && [ $took -lt 60 ] && grep -Eq "process rank 1 .*signal 9|rank 1 of 2 .*(died|failed)" "$T/kill.out"; then ok
 else bad "killing rank 1: status $rc after ${took} s"; tail -5 "$T/kill.out" | sed 's/^/    /'; fi
+
+# a rank that hangs (stopped): the others give up on their collective after MEMFIT_DIST_TIMEOUT seconds and end the job
+start=$(date +%s)
+MEMFIT_DIST_TIMEOUT=3 timeout 120 mpirun --bind-to none -x MEMFIT_DIST_TIMEOUT -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 100000 \
+  --out "$T/h" : -np 1 bash -c "(sleep 3; kill -STOP \$\$) & exec \"$MEMFIT\" ${A[*]} --batch 4 --steps 100000 --out $T/h" \
+  >"$T/hang.out" 2>&1
+rc=$?; took=$(( $(date +%s) - start ))
+echo "  stopped rank 1 after 3 s: the job ended after ${took} s with status $rc"
+if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "rank 0 of 2: .* did not finish within 3 s" "$T/hang.out"; then ok
+else bad "a hung rank: status $rc after ${took} s"; tail -5 "$T/hang.out" | sed 's/^/    /'; fi
 
 echo "cli_mpi: $pass passed, $fail failed"
 [ $fail -eq 0 ]

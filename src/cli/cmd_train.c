@@ -479,9 +479,13 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
             exact ? "==" : "DIFFERS FROM", mf_session_measured_bytes(s, MF_ARENA_OPT));
     fflush(rank_out);
   }
-  if (R > 1 && comm->rank == 0 && s->comm_early + s->comm_late)
-    printf("gradient all-reduce: %lld bucket(s) started during backward, %lld after it\n", (long long)s->comm_early,
-           (long long)s->comm_late);
+  if (R > 1 && comm->rank == 0 && mf_session_step(s) > mf_trainer_first_step(tr)) {
+    double per = 1e3 * s->comm_wait_s / (double)(mf_session_step(s) - mf_trainer_first_step(tr));
+    if (s->comm_early + s->comm_late)
+      printf("gradient all-reduce: %lld bucket(s) started during backward, %lld after it; the updates waited %.3f ms each for "
+             "the reduction after backward\n", (long long)s->comm_early, (long long)s->comm_late, per);
+    else printf("gradient reduce-scatter (ZeRO-1) after backward: %.3f ms per update\n", per);
+  }
 out:
   mf_trainer_free(tr);
   mf_session_free(s);

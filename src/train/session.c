@@ -692,12 +692,14 @@ int mf_session_update(mf_session *s) {
     return -1;
   }
   int zero = p->shard_n != NULL; /* ZeRO-1: this rank holds the summed gradients of its slice only */
+  double t0 = s->comm ? omp_get_wtime() : 0;
   if (zero) {
     s->comm_live = 0;
     if (s->comm->reduce_scatter(s->comm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float),
                                 "the reduce-scatter of the gradients") < 0)
       return -1;
   } else if (comm_finish(s) < 0) return -1; /* data parallel: every rank now holds the gradients summed over the ranks */
+  if (s->comm) s->comm_wait_s += omp_get_wtime() - t0;
   double inv_scale = 1.0 / s->loss_scale;
   /* one pass over all gradients: finiteness and the global norm (unscaled) */
   double sq = 0;

@@ -60,6 +60,7 @@ struct mf_session {
   uint8_t *comm_started;            /* [plan->n_buckets]: started in this update */
   int64_t comm_early;               /* buckets started during backward, over the run */
   int64_t comm_late;                /* buckets started after backward */
+  double comm_wait_s;               /* seconds the updates waited for the gradients' reduction after backward */
 };
 
 /* Makes the session one rank of a data-parallel job: on the last micro-step of each update every gradient
