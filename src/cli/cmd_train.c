@@ -300,8 +300,8 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     else be->free(probe);
   }
   if (!rc && R > 1 && be->alloc) {
-    fprintf(stderr, "memfit %s: --backend %s with %d ranks needs NCCL, which this build does not have: use --backend cpu\n", cmd,
-            a.backend, R);
+    fprintf(stderr, "memfit %s: --backend %s with %d ranks: data parallel on a device (NCCL) is not wired into the trainer yet: "
+                    "use --backend cpu\n", cmd, a.backend, R);
     rc = 2;
   }
   if ((rc = ranks_agree(comm, rc, cmd, "open its backend"))) { free(tcfg); goto done; }

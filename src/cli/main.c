@@ -70,7 +70,8 @@ static void version_print(void) {
 #endif
   printf("images: PNG (libpng %s), JPEG (libjpeg API %d)\n", PNG_LIBPNG_VER_STRING, JPEG_LIB_VERSION);
   char dv[256];
-  printf("data parallel: %s\n", mf_comm_builtin(dv, sizeof dv));
+  printf("data parallel: %s; %s\n", mf_comm_builtin(dv, sizeof dv),
+         MEMFIT_BUILD_NCCL ? "NCCL in libmemfit_cuda.so (compiled and linked; the trainer does not use it yet)" : "NCCL not built in");
 }
 
 /* A command's exit status, made an error when its standard output could not be written (a full disk,

@@ -55,7 +55,7 @@ void mf_comm_free(mf_comm *c) {
 
 const char *mf_comm_builtin(char *buf, size_t n) {
   char v[160];
-  if (mf_comm_mpi_version(v, sizeof v)) snprintf(buf, n, "MPI (%s); NCCL not built in", v);
+  if (mf_comm_mpi_version(v, sizeof v)) snprintf(buf, n, "MPI (%s)", v);
   else snprintf(buf, n, "none (built without MPI: single process only)");
   return buf;
 }

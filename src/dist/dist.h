@@ -60,6 +60,10 @@ uint64_t mf_comm_hash(uint64_t h, const void *p, size_t n);
  * hash differs from rank 0's), -1 when the collective failed. */
 int mf_comm_agree(mf_comm *c, uint64_t h, const char *what, int *first_bad);
 
+/* The NCCL implementation (src/dist/nccl.c) lives in libmemfit_cuda.so when the toolkit has NCCL:
+ * mf_comm *mf_comm_nccl_init(mf_comm *over, void *stream, char *err, size_t errlen), found with dlsym: an NCCL
+ * communicator of over's ranks, initialised over it (rank 0's unique id broadcast), on that CUDA stream. */
+
 /* the MPI implementation (src/dist/mpi.c); NULL with err when not built in */
 mf_comm *mf_comm_mpi_init(int *argc, char ***argv, char *err, size_t errlen);
 const char *mf_comm_mpi_version(char *buf, size_t n);

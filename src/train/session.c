@@ -374,7 +374,7 @@ int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size
     return -1;
   }
   if (s->be->copy_in) {
-    snprintf(err, errlen, "session: data parallel on backend '%s' needs NCCL, which this build does not have: use --backend cpu",
+    snprintf(err, errlen, "session: data parallel on backend '%s' (NCCL) is not wired into the session yet: use --backend cpu",
              s->be->name);
     return -1;
   }
