@@ -470,6 +470,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     fflush(rank_out);
   }
   rc = mf_trainer_run(tr);
+  if (a.json && rank_out == stdout) rank_out = stderr; /* --json: its record stays the last line of the standard output */
   if (R > 1 && mf_session_step(s) > 0) { /* every rank's own measured == planned (rank 0's table is above) */
     const mf_plan *pl = mf_session_plan(s);
     int exact = 1;
@@ -482,9 +483,9 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   if (R > 1 && comm->rank == 0 && mf_session_step(s) > mf_trainer_first_step(tr)) {
     double per = 1e3 * s->comm_wait_s / (double)(mf_session_step(s) - mf_trainer_first_step(tr));
     if (s->comm_early + s->comm_late)
-      printf("gradient all-reduce: %lld bucket(s) started during backward, %lld after it; the updates waited %.3f ms each for "
+      fprintf(rank_out, "gradient all-reduce: %lld bucket(s) started during backward, %lld after it; the updates waited %.3f ms each for "
              "the reduction after backward\n", (long long)s->comm_early, (long long)s->comm_late, per);
-    else printf("gradient reduce-scatter (ZeRO-1) after backward: %.3f ms per update\n", per);
+    else fprintf(rank_out, "gradient reduce-scatter (ZeRO-1) after backward: %.3f ms per update\n", per);
   }
 out:
   mf_trainer_free(tr);
