@@ -261,7 +261,13 @@ static int run_save(mf_trainer *t, const mf_batch *held) {
       failed = 1;
     }
   }
-  if (c && c->broadcast(c, &failed, sizeof failed, 0, "the result of saving the checkpoint") < 0) return -1;
+  if (c) { /* rank 0 writes the files, as long as that takes: no deadline for the others meanwhile */
+    double dl = c->timeout_s;
+    c->timeout_s = 1e12;
+    int brc = c->broadcast(c, &failed, sizeof failed, 0, "the result of saving the checkpoint");
+    c->timeout_s = dl;
+    if (brc < 0) return -1;
+  }
   return failed ? -1 : 0;
 }
 
@@ -493,7 +499,12 @@ static int run_validate(mf_trainer *t, int ep, int64_t step, int at_epoch_end, i
       m[0] = t->last_metric_n;
       m[1] = t->last_metric;
     }
-    if (c->broadcast(c, m, sizeof m, 0, "the validation metric") < 0) return -1;
+    double dl = c->timeout_s; /* rank 0 validates alone, as long as it takes: no deadline while the others wait (mpirun
+                                 still ends the job when a rank dies) */
+    c->timeout_s = 1e12;
+    int brc = c->broadcast(c, m, sizeof m, 0, "the validation metric");
+    c->timeout_s = dl;
+    if (brc < 0) return -1;
     if (!lead(t) && m[0] > 0) mf_session_report_metric(t->s, m[1]);
     return rc;
   }
