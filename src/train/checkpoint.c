@@ -44,8 +44,8 @@ static int ck_visit(mf_session *s, int with_grads, ck_visit_fn fn, void *ctx) {
         if (fn(ctx, nm, MF_F32, 1, &cnt, st + (size_t)k * (size_t)cnt) < 0) return -1;
       }
     }
-    float *st = (float *)(opt + s->plan->opt_off[id]);
-    for (int k = 0; k < sp && !s->plan->shard_n; k++) {
+    float *st = s->plan->shard_n ? NULL : (float *)(opt + s->plan->opt_off[id]); /* sharded: none here (above) */
+    for (int k = 0; k < sp && st; k++) {
       snprintf(nm, sizeof nm, "opt.%s.%s", sp == 1 ? "momentum" : k == 0 ? "m" : "v", n->name);
       if (fn(ctx, nm, MF_F32, n->ndim, n->ne, st + (size_t)k * (size_t)mf_node_numel(n)) < 0) return -1;
     }
