@@ -307,6 +307,16 @@ typedef struct mf_plan_opts {
   const mf_tensor *keep;
   int input_slots;           /* copies of the inputs: 2 lets the next batch arrive during the step
                                 (mf_session_stage_inputs); 0: 2 on device backends, 1 on the CPU */
+  int ranks;                 /* data-parallel processes training together (0 or 1: one; docs/distributed.md). With
+                                more, the plan splits the gradient arena into all-reduce buckets (contiguous views
+                                of it: no extra bytes) and notes in which backward step each bucket is final */
+  size_t bucket_bytes;       /* gradient bytes per all-reduce bucket (0: 25 MiB, PyTorch DDP's default) */
+  int shard_optimizer;       /* with ranks > 1, ZeRO-1: each rank keeps the optimizer state of its slice of the
+                                gradient arena only (the arena padded to a multiple of ranks x 64 bytes, cut in
+                                equal slices); the OPT arena is the largest slice's, the same on every rank. The
+                                step reduce-scatters the gradients after backward, updates the slice, all-gathers
+                                the parameters. Not with phases or models that grow */
+  int rank;                  /* this process's rank (0 .. ranks-1): which slice its offsets are for */
 } mf_plan_opts;
 mf_plan_opts mf_plan_opts_default(void);
 
@@ -818,6 +828,11 @@ typedef struct mf_loader_opts {
                               by hand (data_id 0): nothing is checked and batch may exceed an epoch
                               (epoch * batches per epoch + batch batches from the beginning). Starting
                               at batch 0 skips the NULL that would have ended the previous epoch */
+  int ranks, rank;         /* data parallel (0 or 1: one process): batch_size is the global batch of all ranks and
+                              this loader delivers rank's share, the samples at positions rank, rank + ranks, ...
+                              of each global batch (batch_size / ranks of them; ranks must divide batch_size and
+                              drop_last be 1). Order, augmentation, epochs and mf_loader_pos are those of the
+                              global batches, so they do not depend on ranks; data_id does not either */
 } mf_loader_opts;
 mf_loader_opts mf_loader_opts_default(void);
 
@@ -830,7 +845,8 @@ typedef struct mf_batch {
   int64_t epoch, step;     /* step counts batches from epoch 0, batch 0 (including those before opts.start) */
 } mf_batch;
 
-/* Exact bytes of staging memory mf_loader_init will allocate through opts->alloc (0 if invalid). */
+/* Exact bytes of staging memory mf_loader_init will allocate through opts->alloc (0 if invalid); with ranks, the
+ * share of one rank. */
 size_t mf_loader_staging_bytes(const mf_loader_opts *o);
 mf_loader *mf_loader_init(const mf_loader_opts *o, char *err, size_t errlen);
 /* Next batch in order (blocks while it is being made), or NULL at the end of an epoch (the next

@@ -13,6 +13,7 @@ typedef struct plan_args {
   void *cfg;
   int64_t budget, host_budget;
   int json, threads, micro_batch, mode, variant, offload;
+  int ranks, shard;          /* --ranks N, --shard-optimizer: the plan of one rank of a data-parallel job */
   unsigned dtypes;
   const char *timeline, *backend;
 } plan_args;
@@ -31,7 +32,10 @@ static void plan_usage(FILE *f, const char *cmd) {
   if (plan)
     fprintf(f, "  --budget SIZE        find the fastest settings that fit, e.g. 4GiB, 6000MiB (default: none, plan the\n"
                "                       settings as given)\n"
-               "  --timeline FILE.svg  draw memory in use across one training step\n");
+               "  --timeline FILE.svg  draw memory in use across one training step\n"
+               "  --ranks N            the plan of one of N data-parallel ranks (mpirun -np N memfit train ...): its\n"
+               "                       bytes, with the gradient all-reduce buckets; the micro-batch is each rank's\n"
+               "  --shard-optimizer    with --ranks: ZeRO-1, each rank keeps the optimizer state of its 1/N slice\n");
   fprintf(f, "  --host-budget SIZE   host memory allowed for offloaded optimizer state, a device backend only\n"
              "                       (default: no limit)\n"
              "  --json               machine-readable output\n");
@@ -87,6 +91,8 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
       if (cli_bytes("--host-budget", v, &a->host_budget)) return 2;
     } else if (!strcmp(argv[i], "--json")) a->json = 1;
     else if ((v = cli_opt(argc, argv, &i, "--timeline"))) a->timeline = v;
+    else if ((v = cli_opt(argc, argv, &i, "--ranks"))) { if (cli_int("--ranks", v, 1, 1 << 20, &a->ranks)) return 2; }
+    else if (!strcmp(argv[i], "--shard-optimizer")) a->shard = 1;
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &a->threads)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--micro-batch"))) { if (cli_int("--micro-batch", v, 1, 1 << 20, &a->micro_batch)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--variant"))) { if (cli_int("--variant", v, 0, a->w->n_variants - 1, &a->variant)) return 2; }
@@ -277,9 +283,33 @@ int mf_cmd_plan(int argc, char **argv) {
     mf_candidate_apply(show, &po);
     po.threads = a.threads;
     po.backend = a.backend;
+    po.ranks = a.ranks;
+    po.shard_optimizer = a.shard && a.ranks > 1;
     mf_plan *p = mf_plan_init(g, loss, &po, err, sizeof err);
+    if (!p && a.ranks > 1) fprintf(stderr, "memfit plan: %s\n", err);
     if (p && !a.json) {
       mf_plan_print(p, stdout);
+      if (po.shard_optimizer) { /* what ZeRO-1 saves: the same plan unsharded */
+        mf_plan_opts pu = po;
+        pu.shard_optimizer = 0;
+        mf_graph *g2 = mf_graph_init(show->dtype);
+        void *st2 = NULL;
+        mf_tensor l2;
+        mf_plan *q = g2 && w->build(g2, a.cfg, show->variant, show->micro_batch, &l2, &st2, err, sizeof err) == 0
+                     ? mf_plan_init(g2, l2, &pu, err, sizeof err) : NULL;
+        if (q) {
+          char h1[32], h2[32], h3[32], h4[32];
+          mf_format_bytes(mf_plan_arena_bytes(p, MF_ARENA_OPT), h1, sizeof h1);
+          mf_format_bytes(mf_plan_arena_bytes(q, MF_ARENA_OPT), h2, sizeof h2);
+          mf_format_bytes(mf_plan_total_bytes(p), h3, sizeof h3);
+          mf_format_bytes(mf_plan_total_bytes(q), h4, sizeof h4);
+          printf("  per rank with ZeRO-1 over %d ranks: optimizer state %s (unsharded %s), total %s (unsharded %s)\n", a.ranks, h1, h2,
+                 h3, h4);
+        }
+        mf_plan_free(q);
+        if (st2) w->state_free(st2);
+        mf_graph_free(g2);
+      }
       char h[32];
       mf_format_bytes(w->staging_bytes(a.cfg, show->micro_batch), h, sizeof h);
       printf("  %-26s %14zu B  %12s  (host, %s)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h,

@@ -2,10 +2,13 @@
  * rest to the workload), fixes or searches the settings for --budget, makes the session and runs the trainer. */
 #include "cli/cli.h"
 #include "models/workload.h"
+#include "train/session.h"
+#include "dist/dist.h"
 #include "train/measure.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void train_usage(const mf_workload *w) {
   printf("usage: memfit train %s [options]\n%s.\n", w->name, w->summary);
@@ -56,14 +59,19 @@ static void train_usage(const mf_workload *w) {
          "                         per arena) also as one JSON object, the last line of standard output\n"
          "  --out DIR              checkpoints, model.safetensors, samples, log.jsonl, report.html (default %s)\n"
          "  --backend B            cpu (default) or cuda; on a device the next batch is copied in during each step\n"
-         "  --threads T --workers W --seed S (default %d) --log-every SECONDS (default 10)\n",
+         "  --threads T --workers W --seed S (default %d) --log-every SECONDS (default 10)\n"
+         "  Data parallel: mpirun -np N memfit train ... runs N ranks (docs/distributed.md): --batch is the global batch,\n"
+         "                         each rank trains on every N-th sample of it; rank 0 prints, logs and saves\n"
+         "  --bucket SIZE          gradient bytes per all-reduce bucket, started during backward (default 25MiB)\n"
+         "  --shard-optimizer      ZeRO-1: each rank keeps the optimizer state of its 1/N slice of the gradients only\n"
+         "                         (reduce-scatter after backward, all-gather of the parameters after the update)\n",
          d.data, batch, w->name, d.epochs, d.lr, d.beta1, d.beta2, d.weight_decay, d.schedule, d.out, d.seed);
   printf("Options of %s:\n", w->name);
   w->train->train_help(stdout);
 }
 
 /* 0, 1 after --help, 2 after a usage error (said) */
-static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, mf_train_args *a) {
+static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, mf_train_args *a, int ranks) {
   memset(a, 0, sizeof *a);
   a->data = "generated"; a->out = "run"; a->schedule = "cosine"; a->backend = "cpu";
   a->batch = 8; a->epochs = 10; a->workers = 1; a->log_every = 10; a->val_split = 0.1;
@@ -74,7 +82,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
   a->argv = argv;
   char cmd[64], err[1024];
   snprintf(cmd, sizeof cmd, "train %s", w->name);
-  const char *budget = NULL, *host_budget = NULL;
+  const char *budget = NULL, *host_budget = NULL, *bucket = NULL;
   for (int i = 1; i < argc; i++) {
     const char *v;
 #define INT_OPT(nm, field, lo, hi) else if ((v = cli_opt(argc, argv, &i, nm))) { if (cli_int(nm, v, lo, hi, &a->field)) return 2; }
@@ -86,12 +94,14 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
     else if ((v = cli_opt(argc, argv, &i, "--out"))) a->out = v;
     else if ((v = cli_opt(argc, argv, &i, "--budget"))) budget = v;
     else if ((v = cli_opt(argc, argv, &i, "--host-budget"))) host_budget = v;
+    else if ((v = cli_opt(argc, argv, &i, "--bucket"))) bucket = v;
     else if ((v = cli_opt(argc, argv, &i, "--schedule"))) a->schedule = v;
     else if ((v = cli_opt(argc, argv, &i, "--loss-log"))) a->loss_log = v;
     else if ((v = cli_opt(argc, argv, &i, "--log"))) a->log = v;
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
     else if (!strcmp(argv[i], "--restart-data")) a->restart_data = 1;
     else if (!strcmp(argv[i], "--json")) a->json = 1;
+    else if (!strcmp(argv[i], "--shard-optimizer")) a->shard_optimizer = 1;
     else if ((v = cli_opt(argc, argv, &i, "--precision"))) { if (cli_precision(cmd, v, &a->dtypes)) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--recompute"))) { if (cli_recompute(cmd, v, &a->mode)) return 2; }
     INT_OPT("--micro-batch", micro_batch, 1, 1 << 20)
@@ -142,8 +152,17 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
   }
   if (budget && cli_bytes("--budget", budget, &a->budget)) return 2;
   if (host_budget && cli_bytes("--host-budget", host_budget, &a->host_budget)) return 2;
+  if (bucket && cli_bytes("--bucket", bucket, &a->bucket_bytes)) return 2;
   if (w->train->train_check(tcfg, a, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
   if (a->restart_data && !a->resume) { fprintf(stderr, "memfit %s: --restart-data goes with --resume CK\n", cmd); return 2; }
+  if (ranks > 1) { /* data parallel: --batch is the global batch; from here on a->batch is one rank's share */
+    if (a->batch % ranks) {
+      fprintf(stderr, "memfit %s: --batch %d is not a multiple of the %d ranks: each rank trains on an equal share\n", cmd,
+              a->batch, ranks);
+      return 2;
+    }
+    a->batch /= ranks;
+  }
   if (strcmp(a->schedule, "cosine") && strcmp(a->schedule, "step") && strcmp(a->schedule, "constant") &&
       strcmp(a->schedule, "plateau")) {
     fprintf(stderr, "memfit %s: --schedule '%s': use cosine, step, constant or plateau\n", cmd, a->schedule);
@@ -225,37 +244,90 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   return 0;
 }
 
+static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf_comm *comm, int argc, char **argv);
 static int train_workload(const mf_workload *w, int argc, char **argv) {
   char cmd[64], err[2048];
   snprintf(cmd, sizeof cmd, "train %s", w->name);
   void *tcfg = w->train->train_cfg_new();
   if (!tcfg) { fprintf(stderr, "memfit %s: out of host memory\n", cmd); return 1; }
   mf_train_args a;
-  int rc = train_parse(w, tcfg, argc, argv, &a);
-  if (rc) { free(tcfg); return rc == 1 ? 0 : rc; }
-  const mf_backend *be = mf_backend_get(a.backend, err, sizeof err);
-  if (!be) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, err); free(tcfg); return 2; }
-  if (be->alloc) { /* a device backend: is there a device? (planning works without one, training does not) */
-    void *probe = be->alloc(1, err, sizeof err);
-    if (!probe) { fprintf(stderr, "memfit %s: --backend %s: %s\n", cmd, a.backend, err); free(tcfg); return 2; }
-    be->free(probe);
+  /* data parallel: one rank of the job mpirun started, or the only process */
+  mf_comm *comm = mf_comm_init(NULL, NULL, err, sizeof err);
+  if (!comm) { fprintf(stderr, "memfit %s: %s\n", cmd, err); free(tcfg); return 1; }
+  int rc = train_parse(w, tcfg, argc, argv, &a, comm->size);
+  if (comm->size > 1) { /* every rank parsed the same options, or all stop (a usage error is said by each rank) */
+    uint64_t v = (uint64_t)(rc == 2 ? 2 : rc == 1 ? 1 : 0);
+    if (comm->allreduce(comm, &v, 1, MF_COMM_U64, MF_COMM_MAX, "the agreement on the options") < 0) v = 2;
+    if ((int)v != rc && !rc) rc = 2;
   }
+  if (rc) { free(tcfg); mf_comm_free(comm); return rc == 1 ? 0 : rc; }
+  rc = train_ranks(w, tcfg, &a, comm, argc, argv);
+  mf_comm_free(comm);
+  return rc;
+}
+
+/* Every rank's status (0 ok) agreed: the highest failing rank's status for all, naming it (rank 0 says it). */
+static int ranks_agree(mf_comm *c, int rc, const char *cmd, const char *what) {
+  if (c->size == 1) return rc;
+  uint64_t v[2] = {rc ? (uint64_t)c->rank + 1 : 0, (uint64_t)rc};
+  if (c->allreduce(c, v, 2, MF_COMM_U64, MF_COMM_MAX, what) < 0) return 1;
+  if (!v[0]) return 0;
+  if (c->rank == 0)
+    fprintf(stderr, "memfit %s: rank %d of %d could not %s (its message is above): stopping all ranks\n", cmd, (int)v[0] - 1, c->size,
+            what);
+  return rc ? rc : (int)v[1] ? (int)v[1] : 1;
+}
+
+static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf_comm *comm, int argc, char **argv) {
+  char cmd[64], err[2048];
+  snprintf(cmd, sizeof cmd, "train %s", w->name);
+  mf_train_args a = *argp;
+  int rc = 0, R = comm->size;
+  /* data parallel: rank 0 prints the run; the others print their own plan line only (on the standard output
+   * they started with) and the rest of theirs goes to /dev/null */
+  FILE *rank_out = stdout;
+  if (comm->rank > 0) {
+    int fd = dup(fileno(stdout));
+    fflush(stdout);
+    rank_out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!rank_out || !freopen("/dev/null", "w", stdout)) rank_out = stderr;
+  }
+  const mf_backend *be = mf_backend_get(a.backend, err, sizeof err);
+  if (!be) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, err); rc = 2; }
+  else if (be->alloc) { /* a device backend: is there a device? (planning works without one, training does not) */
+    void *probe = be->alloc(1, err, sizeof err);
+    if (!probe) { fprintf(stderr, "memfit %s: --backend %s: %s\n", cmd, a.backend, err); rc = 2; }
+    else be->free(probe);
+  }
+  if (!rc && R > 1 && be->alloc) {
+    fprintf(stderr, "memfit %s: --backend %s with %d ranks: data parallel on a device (NCCL) is not wired into the trainer yet: "
+                    "use --backend cpu\n", cmd, a.backend, R);
+    rc = 2;
+  }
+  if ((rc = ranks_agree(comm, rc, cmd, "open its backend"))) { free(tcfg); goto done; }
   mf_train_choice ch;
   mf_candidate cand;
   int have_cand;
-  if ((rc = train_choose(w, tcfg, &a, be, &ch, &cand, &have_cand)) != 0) { free(tcfg); return rc; }
+  rc = train_choose(w, tcfg, &a, be, &ch, &cand, &have_cand);
+  if ((rc = ranks_agree(comm, rc, cmd, "choose settings that fit"))) { free(tcfg); goto done; }
 
   mf_train_job job;
   memset(&job, 0, sizeof job);
   mf_session *s = NULL;
   mf_trainer *tr = NULL;
-  rc = 1;
-  if (w->train->train_setup(tcfg, &a, &ch, &job, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
-  if (be->host_alloc) { /* a device: page-locked staging buffers, so their copies to the device are asynchronous */
+  rc = 0;
+  if (w->train->train_setup(tcfg, &a, &ch, &job, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); rc = 1; }
+  if (!rc && be->host_alloc) { /* a device: page-locked staging buffers, so their copies to the device are asynchronous */
     job.lo.alloc = be->host_alloc;
     job.lo.free = be->host_free;
   }
-  if (a.resume && job.resume_check && job.resume_check(job.hooks.ctx, a.resume) < 0) goto out;
+  if (!rc && a.resume && job.resume_check && job.resume_check(job.hooks.ctx, a.resume) < 0) rc = 1;
+  if ((rc = ranks_agree(comm, rc, cmd, "set up its model and data"))) goto out;
+  if (R > 1) { /* each rank loads every R-th sample of the global batches */
+    job.lo.batch_size *= R;
+    job.lo.ranks = R;
+    job.lo.rank = comm->rank;
+  }
 
   /* ---- session (the trainer sets the schedule's length from the run's) ---- */
   mf_train_opts o = mf_train_opts_default();
@@ -280,11 +352,41 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   else { o.plan.recompute = MF_RECOMPUTE_ALL; o.plan.invertible = 1; }
   o.plan.keep = job.keep;
   o.plan.n_keep = job.n_keep;
+  o.plan.ranks = R;
+  o.plan.bucket_bytes = (size_t)a.bucket_bytes;
+  o.plan.shard_optimizer = a.shard_optimizer && R > 1;
+  o.plan.rank = comm->rank;
   if (job.train_opts) job.train_opts(job.hooks.ctx, &o);
-  if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
-  if (job.session_ready && job.session_ready(job.hooks.ctx, s, err, sizeof err) < 0) {
-    fprintf(stderr, "memfit %s: %s\n", cmd, err);
-    goto out;
+  rc = 1;
+  if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) fprintf(stderr, "memfit %s: rank %d: %s\n", cmd, comm->rank, err);
+  else if (mf_session_set_comm(s, comm, job.loss_sum, err, sizeof err) < 0) fprintf(stderr, "memfit %s: %s\n", cmd, err);
+  else if (job.session_ready && job.session_ready(job.hooks.ctx, s, err, sizeof err) < 0) fprintf(stderr, "memfit %s: %s\n", cmd, err);
+  else rc = 0;
+  if ((rc = ranks_agree(comm, rc, cmd, "make its plan and allocate it"))) goto out;
+  if (R > 1) { /* all ranks must run the same plan: the same arenas and buckets, byte for byte */
+    const mf_plan *pl = mf_session_plan(s);
+    uint64_t h = mf_comm_hash(0, pl->arena, sizeof pl->arena);
+    h = mf_comm_hash(h, &pl->n_buckets, sizeof pl->n_buckets);
+    for (int k = 0; k < pl->n_buckets; k++) { /* field by field: the struct has padding */
+      h = mf_comm_hash(h, &pl->buckets[k].off, sizeof pl->buckets[k].off);
+      h = mf_comm_hash(h, &pl->buckets[k].bytes, sizeof pl->buckets[k].bytes);
+      h = mf_comm_hash(h, &pl->buckets[k].ready_step, sizeof pl->buckets[k].ready_step);
+    }
+    h = mf_comm_hash(h, &ch, sizeof ch);
+    int bad = -1, ok = mf_comm_agree(comm, h, "the agreement on the plan", &bad);
+    if (ok <= 0) {
+      if (ok == 0 && comm->rank == 0)
+        fprintf(stderr, "memfit %s: rank %d's plan differs from rank 0's (its plan line above shows how): every rank must run "
+                        "the same options and settings; stopping all %d ranks\n", cmd, bad, R);
+      if (ok == 0) { /* each rank's plan line, so the difference shows */
+        char hb[32];
+        mf_format_bytes(mf_plan_total_bytes(pl), hb, sizeof hb);
+        fprintf(stderr, "memfit %s: rank %d of %d: plan %s (micro-batch %d x %d, %s)\n", cmd, comm->rank, R, hb, ch.micro_batch, ch.accum,
+                mf_dtype_name(ch.dtype));
+      }
+      rc = 1;
+      goto out;
+    }
   }
 
   /* ---- the trainer ---- */
@@ -295,7 +397,7 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   to.total_steps = a.steps;
   to.steps_per_epoch = a.epoch_steps;
   to.accum = ch.accum;
-  to.samples_per_step = a.batch;
+  to.samples_per_step = a.batch * R; /* the global batch: rates count every rank's samples */
   to.sample_unit = job.sample_unit;
   to.loss_divisor = job.loss_divisor > 0 ? job.loss_divisor : 1;
   to.n_terms = job.n_terms;
@@ -327,8 +429,9 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   to.command = command;
   if (!(tr = mf_trainer_init(s, &job.lo, &to, &job.hooks, err, sizeof err))) {
     if (strcmp(err, "said above")) fprintf(stderr, "memfit %s: %s\n", cmd, err);
-    goto out;
+    rc = 1;
   }
+  if ((rc = ranks_agree(comm, rc, cmd, "start training (data, checkpoint or output folder)"))) goto out;
   int64_t start = mf_trainer_first_step(tr), total = mf_trainer_total_steps(tr);
   if (start < total && !(a.stop_after && a.stop_after <= start)) {
     printf("%s; %d epoch%s of %lld updates (%lld in all)\n", job.header, mf_trainer_epochs(tr), mf_trainer_epochs(tr) == 1 ? "" : "s",
@@ -339,6 +442,11 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
     printf("%s; %s lr %.3g (%s), %s schedule, warm-up %d, clip %g\n", job.losses,
            job.optim == MF_SGD ? "SGD" : job.optim == MF_ADAM ? "Adam" : "AdamW", a.lr, opt, a.schedule, a.warmup, a.clip);
     mf_plan_print(mf_session_plan(s), stdout);
+    if (R > 1)
+      printf("data parallel: %d ranks (%s), each micro-batch %d x %d accumulation of the global batch %d (rank r takes its "
+             "samples r, r+%d, ...); %s\n", R, comm->kind, ch.micro_batch, ch.accum, a.batch * R, R,
+             job.loss_sum ? "the loss is a sum over samples: losses and gradients summed over the ranks"
+                          : "the loss is a mean: losses and gradients averaged over the ranks");
     if (a.budget && (int64_t)mf_plan_total_bytes(mf_session_plan(s)) > a.budget) {
       char hb[32], ht[32];
       mf_format_bytes((size_t)a.budget, hb, sizeof hb);
@@ -348,12 +456,45 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
     }
     fflush(stdout);
   }
+  if (R > 1) { /* every rank's plan line */
+    char hb[32];
+    const mf_plan *pl = mf_session_plan(s);
+    mf_format_bytes(mf_plan_total_bytes(pl), hb, sizeof hb);
+    fflush(stdout);
+    char gr[64];
+    if (pl->shard_n) snprintf(gr, sizeof gr, "reduce-scattered");
+    else snprintf(gr, sizeof gr, "in %d all-reduce bucket%s", pl->n_buckets, pl->n_buckets == 1 ? "" : "s");
+    fprintf(rank_out, "rank %d of %d: plan %s (%zu B: activations %zu B, gradients %zu B %s, optimizer state %zu B%s), "
+                      "micro-batch %d x %d, %s\n", comm->rank, R, hb, mf_plan_total_bytes(pl), mf_plan_arena_bytes(pl, MF_ARENA_ACT),
+            mf_plan_arena_bytes(pl, MF_ARENA_GRAD), gr, mf_plan_arena_bytes(pl, MF_ARENA_OPT), pl->shard_n ? " of its slice" : "",
+            ch.micro_batch, ch.accum, mf_dtype_name(ch.dtype));
+    fflush(rank_out);
+  }
   rc = mf_trainer_run(tr);
+  if (a.json && rank_out == stdout) rank_out = stderr; /* --json: its record stays the last line of the standard output */
+  if (R > 1 && mf_session_step(s) > 0) { /* every rank's own measured == planned (rank 0's table is above) */
+    const mf_plan *pl = mf_session_plan(s);
+    int exact = 1;
+    for (int k = 0; k < MF_ARENA_COUNT; k++)
+      exact &= mf_session_measured_bytes(s, (mf_arena_kind)k) == mf_plan_arena_bytes(pl, (mf_arena_kind)k);
+    fprintf(rank_out, "rank %d of %d: memory measured %s planned in every arena (optimizer state %zu B)\n", comm->rank, R,
+            exact ? "==" : "DIFFERS FROM", mf_session_measured_bytes(s, MF_ARENA_OPT));
+    fflush(rank_out);
+  }
+  if (R > 1 && comm->rank == 0 && mf_session_step(s) > mf_trainer_first_step(tr)) {
+    double per = 1e3 * s->comm_wait_s / (double)(mf_session_step(s) - mf_trainer_first_step(tr));
+    if (s->comm_early + s->comm_late)
+      fprintf(rank_out, "gradient all-reduce: %lld bucket(s) started during backward, %lld after it; the updates waited %.3f ms each for "
+             "the reduction after backward\n", (long long)s->comm_early, (long long)s->comm_late, per);
+    else fprintf(rank_out, "gradient reduce-scatter (ZeRO-1) after backward: %.3f ms per update\n", per);
+  }
 out:
   mf_trainer_free(tr);
   mf_session_free(s);
   mf_train_job_free(&job);
   free(tcfg);
+done:
+  if (rank_out != stdout && rank_out != stderr) fclose(rank_out);
   return rc;
 }
 

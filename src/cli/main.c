@@ -1,5 +1,6 @@
 /* main.c — the memfit command: dispatches to subcommands (demo, plan, train, ...). */
 #include "cli/cli.h"
+#include "dist/dist.h"
 #include "base/omp_wait.h"
 #include "backend/cpu/cpu.h"
 #include <cblas.h>
@@ -69,6 +70,9 @@ static void version_print(void) {
   printf("video: not built (FFmpeg's development files were not found at build time)\n");
 #endif
   printf("images: PNG (libpng %s), JPEG (libjpeg API %d)\n", PNG_LIBPNG_VER_STRING, JPEG_LIB_VERSION);
+  char dv[256];
+  printf("data parallel: %s; %s\n", mf_comm_builtin(dv, sizeof dv),
+         MEMFIT_BUILD_NCCL ? "NCCL in libmemfit_cuda.so (compiled and linked; the trainer does not use it yet)" : "NCCL not built in");
 }
 
 /* A command's exit status, made an error when its standard output could not be written (a full disk,

@@ -69,15 +69,21 @@ static int loader_check(const mf_loader_opts *o, char *err, size_t errlen) {
   if (o->views != 1 && o->views != 2) { snprintf(err, errlen, "loader: views must be 1 or 2, not %d", o->views); return -1; }
   if (o->workers < 0 || o->workers > 256) { snprintf(err, errlen, "loader: bad worker count %d", o->workers); return -1; }
   if ((o->alloc == NULL) != (o->free == NULL)) { snprintf(err, errlen, "loader: set both alloc and free, or neither"); return -1; }
+  if (o->ranks > 1 && (o->rank < 0 || o->rank >= o->ranks || o->batch_size % o->ranks || !o->drop_last)) {
+    snprintf(err, errlen, "loader: rank %d of %d ranks: the global batch %d must be a multiple of the ranks, drop_last 1 and "
+             "0 <= rank < ranks", o->rank, o->ranks, o->batch_size);
+    return -1;
+  }
   return tf_validate(&o->tf, err, errlen);
 }
 
 /* sizes of one staging buffer's parts */
 static void loader_sizes(const mf_loader_opts *o, size_t *view_bytes, size_t *label_off, size_t *buf_bytes) {
-  size_t per = (size_t)o->batch_size * o->tf.channels * (size_t)mf_dataset_frames(o->dataset) * o->tf.out_w * o->tf.out_h;
+  size_t rb = (size_t)o->batch_size / (size_t)(o->ranks > 1 ? o->ranks : 1); /* this rank's samples */
+  size_t per = rb * o->tf.channels * (size_t)mf_dataset_frames(o->dataset) * o->tf.out_w * o->tf.out_h;
   *view_bytes = align64(per * sizeof(float));
   *label_off = *view_bytes * o->views;
-  *buf_bytes = *label_off + align64((size_t)o->batch_size * sizeof(int32_t));
+  *buf_bytes = *label_off + align64(rb * sizeof(int32_t));
 }
 
 size_t mf_loader_staging_bytes(const mf_loader_opts *o) {
@@ -269,7 +275,9 @@ static void *worker_main(void *arg) {
     int64_t seq = l->fill_seq++, epoch = seq / (int64_t)l->per_epoch, bi = seq % (int64_t)l->per_epoch;
     if (epoch != l->perm_epoch) make_perm(l, epoch);
     size_t first = (size_t)bi * l->B, n = l->nuse - first < (size_t)l->B ? l->nuse - first : (size_t)l->B;
-    for (size_t i = 0; i < n; i++) { s->pos[i] = l->perm[first + i]; s->idx[i] = (int64_t)l->use[s->pos[i]]; }
+    size_t R = l->o.ranks > 1 ? (size_t)l->o.ranks : 1, r = R > 1 ? (size_t)l->o.rank : 0;
+    n /= R; /* data parallel: this rank's share of the global batch, every R-th sample from position r */
+    for (size_t i = 0; i < n; i++) { s->pos[i] = l->perm[first + r + i * R]; s->idx[i] = (int64_t)l->use[s->pos[i]]; }
     s->seq = seq; s->state = SLOT_FILLING; s->done = 0;
     s->b.n = (int)n; s->b.epoch = epoch; s->b.step = seq;
     l->cur_slot = (int)(s - l->slots); l->cur_pos = 0;

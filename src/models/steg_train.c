@@ -500,6 +500,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   j->psnr_terms = 3; /* guide and rec: summed squared errors over the micro-batch's pixels */
   j->sample_unit = "pairs";
   j->loss_divisor = 1; /* the loss everywhere (progress, log, validation) is the micro-batch sum, as HiNet sums */
+  j->loss_sum = 1;     /* so data-parallel ranks add theirs: N ranks x B/N pairs train as one process with B */
   j->values_per_sample = (double)c->img;
   snprintf(j->crop_option, sizeof j->crop_option, "--size %d", tc->size);
   snprintf(j->batch_note, sizeof j->batch_note, " (%d pairs of a cover and a secret)", micro);

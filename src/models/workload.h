@@ -28,6 +28,8 @@ typedef struct mf_train_args {
   int restart_data, stop_after, every, val_every, log_every, json;
   int argc;                  /* the command line (for the model file's and the log's record) */
   char **argv;
+  int64_t bucket_bytes;      /* data parallel: gradient bytes per all-reduce bucket (0: the plan's default) */
+  int shard_optimizer;       /* data parallel: ZeRO-1, each rank keeps the optimizer state of its slice */
 } mf_train_args;
 
 /* What the planner chose (or the user fixed) for the run. */
@@ -49,6 +51,8 @@ typedef struct mf_train_job {
   unsigned psnr_terms;       /* mf_trainer_opts.psnr_terms */
   const char *sample_unit;
   double loss_divisor, values_per_sample;
+  int loss_sum;              /* 1: the loss sums over the micro-batch's samples, so data-parallel ranks add their losses and
+                                gradients (as one process with the whole batch); 0: a mean, averaged over the ranks */
   char crop_option[64], batch_note[128], more_data_hint[160], model_use[64];
   char settings[512], timeline_title[256];
   char header[1536];         /* printed before the plan: the model line, then "data: ..." (the run length follows) */

@@ -245,6 +245,49 @@ static int nograd_count(const mf_graph *g, mf_plan_phase *ph) {
   return 0;
 }
 
+/* ZeRO-1: the gradient arena padded to a multiple of ranks x MF_ALIGN and cut into equal slices, one per rank; each
+ * rank's optimizer state covers the parameter elements whose gradients lie in its slice. The OPT arena is the
+ * largest rank's (every rank plans the same bytes); the offsets are this rank's. */
+static int shard_layout(mf_plan *p, char *err, size_t errlen) {
+  const mf_graph *g = p->g;
+  int R = p->opts.ranks, me = p->opts.rank, sp = mf_optim_state_per_param(p->opts.optim);
+  if (me < 0 || me >= R) { snprintf(err, errlen, "plan: rank %d is not in 0 .. %d", me, R - 1); return -1; }
+  if (p->n_phases > 1) { snprintf(err, errlen, "plan: --shard-optimizer (ZeRO-1) does not work with a step of several phases yet"); return -1; }
+  for (int id = 0; id < g->n; id++)
+    if (g->nodes[id].op == MF_OP_PARAM && g->nodes[id].link >= 0 && g->nodes[id].grad >= 0) {
+      snprintf(err, errlen, "plan: --shard-optimizer (ZeRO-1) does not work with a model that grows (parameter '%s' is tied to a "
+               "mask) yet", g->nodes[id].name);
+      return -1;
+    }
+  size_t unit = (size_t)R * MF_ALIGN, S = (p->arena[MF_ARENA_GRAD] + unit - 1) / unit * unit;
+  p->arena[MF_ARENA_GRAD] = S;
+  p->shard_bytes = S / (size_t)R;
+  free(p->shard_lo);
+  free(p->shard_n);
+  p->shard_lo = calloc((size_t)(g->n ? g->n : 1), sizeof *p->shard_lo);
+  p->shard_n = calloc((size_t)(g->n ? g->n : 1), sizeof *p->shard_n);
+  if (!p->shard_lo || !p->shard_n) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  size_t most = 0;
+  for (int r = 0; r < R; r++) {
+    size_t lo = (size_t)r * p->shard_bytes, hi = lo + p->shard_bytes, cur = 0;
+    for (int id = 0; id < g->n; id++) {
+      const mf_node *n = &g->nodes[id];
+      if (n->op != MF_OP_PARAM || n->grad < 0) continue;
+      size_t go = p->pers_off[n->grad], ge = go + mf_node_bytes(n), a = go > lo ? go : lo, b = ge < hi ? ge : hi;
+      int64_t e0 = a < b ? (int64_t)((a - go) / sizeof(float)) : 0, k = a < b ? (int64_t)((b - a) / sizeof(float)) : 0;
+      if (r == me) {
+        p->shard_lo[id] = e0;
+        p->shard_n[id] = k;
+        p->opt_off[id] = k ? cur : MF_NO_OFFSET;
+      }
+      if (k) cur += align_up((size_t)sp * (size_t)k * sizeof(float));
+    }
+    if (cur > most) most = cur;
+  }
+  p->arena[MF_ARENA_OPT] = most;
+  return 0;
+}
+
 int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   mf_graph *g = p->g;
   detach_alias(p);
@@ -299,6 +342,7 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
       cursor[MF_ARENA_OPT] += align_up(ob);
     }
   }
+  if (p->opts.ranks > 1 && p->opts.shard_optimizer && p->has_train && shard_layout(p, err, errlen) < 0) { free(tkeep); return -1; }
   /* inputs: input_slots copies, back to back, so the next batch can land while a step reads one */
   p->input_slot_bytes = cursor[MF_ARENA_DATA];
   if (p->arena[MF_ARENA_DATA]) p->arena[MF_ARENA_DATA] += (size_t)(p->input_slots - 1) * p->input_slot_bytes;
@@ -343,6 +387,55 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
     size_t l = strlen(p->peak_desc);
     snprintf(p->peak_desc + l, sizeof p->peak_desc - l, " in phase '%s'", p->phase[p->peak_phase].name);
   }
+  if (mf_plan_buckets(p) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  return 0;
+}
+
+/* Data parallel: the gradient arena cut into all-reduce buckets of at most bucket_bytes (a parameter larger
+ * than that is a bucket of its own), in arena order, which is the order backward first writes the
+ * gradients. A bucket is final after the last accumulation into any of its gradients; the session starts
+ * its all-reduce there, while the rest of backward runs. The buckets are views of the gradient arena, which
+ * is contiguous: no bytes beyond it. */
+int mf_plan_buckets(mf_plan *p) {
+  free(p->buckets);
+  p->buckets = NULL;
+  p->n_buckets = 0;
+  if (p->opts.ranks <= 1 || !p->has_train || !p->arena[MF_ARENA_GRAD] || p->shard_bytes) return 0;
+  const mf_graph *g = p->g;
+  size_t cap = p->opts.bucket_bytes ? p->opts.bucket_bytes : (size_t)25 << 20;
+  int *last = malloc((size_t)(g->n ? g->n : 1) * sizeof *last); /* per gradient storage node: its last step */
+  int *order = malloc((size_t)(g->n ? g->n : 1) * sizeof *order);
+  p->buckets = malloc((size_t)(g->n ? g->n : 1) * sizeof *p->buckets);
+  if (!last || !order || !p->buckets) { free(last); free(order); return -1; }
+  for (int id = 0; id < g->n; id++) last[id] = -1;
+  const mf_program *pr = &p->train;
+  for (int i = 0; i < pr->n_steps && p->n_phases == 1; i++) {
+    const mf_node *n = &g->nodes[pr->steps[i]];
+    if (n->op == MF_OP_ACC_GRAD) last[g->nodes[n->master].grad] = i;
+  }
+  int n_ord = 0; /* gradient storages in arena order (node order: offsets grow with it) */
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->role == MF_ROLE_GRAD && g->nodes[n->master].grad == id && p->pers_off[id] != MF_NO_OFFSET) order[n_ord++] = id;
+  }
+  for (int i = 0; i < n_ord;) {
+    struct mf_grad_bucket *b = &p->buckets[p->n_buckets++];
+    b->off = p->pers_off[order[i]];
+    b->ready_step = last[order[i]];
+    size_t end = b->off + mf_node_bytes(&g->nodes[order[i]]);
+    for (i++; i < n_ord; i++) {
+      size_t e = p->pers_off[order[i]] + mf_node_bytes(&g->nodes[order[i]]);
+      if (e - b->off > cap) break;
+      end = e;
+      int l = last[order[i]];
+      if (b->ready_step >= 0) b->ready_step = l < 0 ? -1 : l > b->ready_step ? l : b->ready_step;
+    }
+    b->bytes = end - b->off;
+  }
+  /* a bucket with a gradient the program never writes (-1) waits for the end of backward */
+  for (int k = 0; k < p->n_buckets && p->n_phases > 1; k++) p->buckets[k].ready_step = -1;
+  free(last);
+  free(order);
   return 0;
 }
 
@@ -503,6 +596,9 @@ void mf_plan_free(mf_plan *p) {
   free(p->keep_ids);
   free(p->pers_off);
   free(p->opt_off);
+  free(p->buckets);
+  free(p->shard_lo);
+  free(p->shard_n);
   mf_graph_free(p->g);
   free(p);
 }
@@ -642,4 +738,24 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     fprintf(f, "\n");
   }
   if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);
+  if (p->shard_bytes) {
+    mf_format_bytes(p->shard_bytes, h, sizeof h);
+    fprintf(f, "  data parallel: %d ranks, the bytes above per rank (this is rank %d's plan); ZeRO-1: the optimizer state of "
+               "one slice of %s of the gradient arena per rank; gradients reduce-scattered after backward, parameters "
+               "all-gathered after the update\n", p->opts.ranks, p->opts.rank, h);
+  }
+  if (p->n_buckets) {
+    size_t big = 0;
+    int during = 0;
+    for (int k = 0; k < p->n_buckets; k++) {
+      if (p->buckets[k].bytes > big) big = p->buckets[k].bytes;
+      during += p->buckets[k].ready_step >= 0;
+    }
+    mf_format_bytes(big, h, sizeof h);
+    fprintf(f, "  data parallel: %d ranks, the bytes above per rank; gradients all-reduced in %d bucket(s) of up to %s "
+               "(views of the gradient arena: no extra bytes), ", p->opts.ranks, p->n_buckets, h);
+    if (during == p->n_buckets) fprintf(f, "each started during backward once its gradients are final\n");
+    else if (during) fprintf(f, "%d started during backward, %d after it\n", during, p->n_buckets - during);
+    else fprintf(f, "after backward (%s)\n", p->n_phases > 1 ? "a step of several phases" : "no backward step writes them last");
+  }
 }

@@ -57,6 +57,15 @@ struct mf_plan {
   size_t input_convert_bytes; /* host, page-locked mirror of the DATA arena (same offsets) where inputs not
                                  stored as f32 are converted before their asynchronous copy (0: none) */
   char peak_desc[160];
+  /* data parallel (opts.ranks > 1): the gradient arena as all-reduce buckets, in the order backward finishes
+   * them; ready_step: the step of the training program after which no kernel writes the bucket again (-1:
+   * only after backward, e.g. a step of several phases) */
+  int n_buckets;
+  struct mf_grad_bucket { size_t off, bytes; int ready_step; } *buckets;
+  /* ZeRO-1 (opts.shard_optimizer): rank r owns bytes [r * shard_bytes, (r+1) * shard_bytes) of the gradient arena;
+   * per parameter node id, the first element and the count of its slice there (opt_off: the slice's state) */
+  size_t shard_bytes;
+  int64_t *shard_lo, *shard_n;
 };
 
 /* Arena of a node by its role. */
@@ -74,6 +83,8 @@ static inline int mf_node_alias_root(const mf_graph *g, int id) {
 }
 int mf_program_build_fwd(mf_graph *g, int loss, const mf_plan_opts *o, mf_program *pr, char *err, size_t errlen);
 void mf_program_free(mf_program *pr);
+/* The all-reduce buckets of a plan for opts.ranks > 1 (after the offsets are known); 0 or -1 (out of memory). */
+int mf_plan_buckets(mf_plan *p);
 /* Number of optimizer-state floats per parameter element. */
 int mf_optim_state_per_param(mf_optim_kind k);
 

@@ -27,7 +27,7 @@ static int ck_visit(mf_session *s, int with_grads, ck_visit_fn fn, void *ctx) {
   for (int i = 0; i < 4; i++)
     if (s->arena[ars[i]] && !mf_session_host_arena(s, ars[i])) return -1;
   int sp = mf_optim_state_per_param(s->opts.plan.optim);
-  char nm[MF_NAME_LEN + 16];
+  char nm[MF_NAME_LEN + 24];
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM && n->role != MF_ROLE_BUFFER) continue;
@@ -36,8 +36,16 @@ static int ck_visit(mf_session *s, int with_grads, ck_visit_fn fn, void *ctx) {
     if (fn(ctx, nm, n->dtype, n->ndim, n->ne, mf_session_host_ptr(s, id)) < 0) return -1;
     if (n->op != MF_OP_PARAM || n->grad < 0 || !s->plan->has_train) continue;
     uint8_t *opt = s->opts.plan.offload_opt || !s->be->copy_out ? s->arena[MF_ARENA_OPT] : s->host_mirror[MF_ARENA_OPT];
-    float *st = (float *)(opt + s->plan->opt_off[id]);
-    for (int k = 0; k < sp; k++) {
+    if (s->plan->shard_n) { /* ZeRO-1: this rank's slice of the state, flat: "opt.m.<name>" [count] (each rank's own file) */
+      int64_t cnt = s->plan->shard_n[id];
+      float *st = cnt ? (float *)(opt + s->plan->opt_off[id]) : NULL;
+      for (int k = 0; k < sp && cnt; k++) {
+        snprintf(nm, sizeof nm, "opt.%s.slice.%s", sp == 1 ? "momentum" : k == 0 ? "m" : "v", n->name);
+        if (fn(ctx, nm, MF_F32, 1, &cnt, st + (size_t)k * (size_t)cnt) < 0) return -1;
+      }
+    }
+    float *st = s->plan->shard_n ? NULL : (float *)(opt + s->plan->opt_off[id]); /* sharded: none here (above) */
+    for (int k = 0; k < sp && st; k++) {
       snprintf(nm, sizeof nm, "opt.%s.%s", sp == 1 ? "momentum" : k == 0 ? "m" : "v", n->name);
       if (fn(ctx, nm, MF_F32, n->ndim, n->ne, st + (size_t)k * (size_t)mf_node_numel(n)) < 0) return -1;
     }

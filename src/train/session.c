@@ -306,6 +306,7 @@ void mf_session_free(mf_session *s) {
   }
   free(s->bound);
   free(s->n_active);
+  free(s->comm_started);
   mf_plan_free(s->plan);
   free(s);
 }
@@ -317,11 +318,105 @@ void *mf_session_input(mf_session *s, mf_tensor t) {
   return mf_session_ptr(s, NULL, t);
 }
 
+/* ---- data parallel: gradient buckets all-reduced over the session's communicator ---- */
+static int comm_start(mf_session *s, int k) {
+  const struct mf_grad_bucket *b = &s->plan->buckets[k];
+  int slot = k % MF_COMM_MAX_PENDING;
+  if (k >= MF_COMM_MAX_PENDING && s->comm->wait(s->comm, slot) < 0) return -1; /* the bucket before in that slot */
+  s->comm_started[k] = 1;
+  return s->comm->iallreduce(s->comm, (float *)(s->arena[MF_ARENA_GRAD] + b->off), b->bytes / sizeof(float), slot,
+                             "the all-reduce of a gradient bucket");
+}
+
+/* after step i of the training program on an update's last micro-step: the buckets it finished start */
+static int comm_after_step(mf_session *s, int i) {
+  const mf_plan *p = s->plan;
+  int any = 0;
+  for (int k = 0; k < p->n_buckets; k++)
+    if (p->buckets[k].ready_step == i && !s->comm_started[k]) {
+      if (comm_start(s, k) < 0) return -1;
+      s->comm_early++;
+      any = 1;
+    }
+  return any ? 0 : s->comm->test(s->comm); /* lets the ones in flight progress */
+}
+
+/* before the optimizer: the buckets not started yet start now, and all are waited for */
+static int comm_finish(mf_session *s) {
+  mf_comm *c = s->comm;
+  const mf_plan *p = s->plan;
+  s->comm_live = 0;
+  if (!c || c->size == 1) return 0;
+  if (!p->n_buckets) /* a plan made without opts.ranks: the whole gradient arena at once */
+    return p->arena[MF_ARENA_GRAD] ? c->allreduce(c, s->arena[MF_ARENA_GRAD], p->arena[MF_ARENA_GRAD] / sizeof(float), MF_COMM_F32,
+                                                  MF_COMM_SUM, "the all-reduce of the gradients") : 0;
+  for (int k = 0; k < p->n_buckets; k++)
+    if (!s->comm_started[k]) {
+      if (comm_start(s, k) < 0) return -1;
+      s->comm_late++;
+    }
+  for (int k = p->n_buckets > MF_COMM_MAX_PENDING ? p->n_buckets - MF_COMM_MAX_PENDING : 0; k < p->n_buckets; k++)
+    if (c->wait(c, k % MF_COMM_MAX_PENDING) < 0) return -1;
+  memset(s->comm_started, 0, (size_t)p->n_buckets);
+  return 0;
+}
+
+int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size_t errlen) {
+  if (!c || c->size == 1) { s->comm = NULL; return 0; }
+  if (s->plan->opts.ranks != c->size) {
+    snprintf(err, errlen, "session: the plan is for %d rank(s) (mf_plan_opts.ranks) but the job has %d", s->plan->opts.ranks < 1 ? 1 : s->plan->opts.ranks,
+             c->size);
+    return -1;
+  }
+  if (s->plan->shard_n && s->plan->opts.rank != c->rank) {
+    snprintf(err, errlen, "session: the plan's optimizer slice is rank %d's (mf_plan_opts.rank) but this is rank %d", s->plan->opts.rank,
+             c->rank);
+    return -1;
+  }
+  if (s->be->copy_in) {
+    snprintf(err, errlen, "session: data parallel on backend '%s' (NCCL) is not wired into the session yet: use --backend cpu",
+             s->be->name);
+    return -1;
+  }
+  free(s->comm_started);
+  if (!(s->comm_started = calloc((size_t)(s->plan->n_buckets ? s->plan->n_buckets : 1), 1))) {
+    snprintf(err, errlen, "session: out of host memory");
+    return -1;
+  }
+  s->comm = c;
+  s->comm_loss_sum = loss_sum != 0;
+  return 0;
+}
+
+int mf_session_rank(const mf_session *s) { return s->comm ? s->comm->rank : 0; }
+
+int mf_session_reduce_values(mf_session *s, double *v, int n) {
+  if (!s->comm || n <= 0) return 0;
+  if (s->comm->allreduce(s->comm, v, (size_t)n, MF_COMM_F64, MF_COMM_SUM, "the all-reduce of the losses") < 0) return -1;
+  for (int i = 0; i < n && !s->comm_loss_sum; i++) v[i] /= s->comm->size;
+  return 0;
+}
+
+uint64_t mf_session_param_hash(mf_session *s) {
+  const mf_graph *g = s->plan->g;
+  const uint8_t *pa = mf_session_host_arena(s, MF_ARENA_PARAM), *sa = mf_session_host_arena(s, MF_ARENA_STATE);
+  uint64_t h = pa ? mf_comm_hash(0, pa, s->plan->arena[MF_ARENA_PARAM]) : 0;
+  for (int id = 0; id < g->n && sa; id++) { /* states too (EMA copies, rings), but not batch-norm statistics: each rank's
+                                                are of its own samples, as in PyTorch's DistributedDataParallel */
+    const mf_node *n = &g->nodes[id];
+    if (mf_node_arena(n) != MF_ARENA_STATE || (n->role == MF_ROLE_BUFFER && n->state_kind == MF_STATE_BUFFER)) continue;
+    h = mf_comm_hash(h, sa + s->plan->pers_off[id], mf_node_bytes(n));
+  }
+  return h;
+}
+
 int mf_session_run(mf_session *s, const mf_program *pr) {
   const mf_graph *g = s->plan->g;
   char fault[256] = "";
+  double ranks = s->comm && !s->comm_loss_sum ? (double)s->comm->size : 1.0; /* a mean loss: each rank's share */
   mf_kctx k = {.g = g, .nthreads = s->opts.threads, .stream = s->stream,
-               .grad_seed = s->loss_scale / (double)s->opts.accum_steps, .fault = fault, .fault_len = sizeof fault};
+               .grad_seed = s->loss_scale / (double)s->opts.accum_steps / ranks, .fault = fault, .fault_len = sizeof fault};
+  int comm_steps = s->comm_live && pr == &s->plan->train && s->plan->n_buckets;
   uint8_t *act = s->arena[MF_ARENA_ACT];
   size_t hw = s->measured[MF_ARENA_ACT];
   for (int i = 0; i < pr->n_steps; i++) {
@@ -338,8 +433,10 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
     }
     if (ws && pr->ws_off[i] + pr->ws_size[i] > hw) hw = pr->ws_off[i] + pr->ws_size[i];
     s->be->kernels[n->op](&k, n, out, src, ws);
+    if (comm_steps > 0 && comm_after_step(s, i) < 0) comm_steps = -1; /* said; the step fails below */
   }
   int rc = s->be->sync && s->be->sync(s->stream) < 0 ? -1 : 0; /* a device error surfaces here */
+  if (comm_steps < 0) rc = -1;
   if (fault[0]) { /* a kernel's input was out of range (gather's indices): the step's values are not usable */
     fprintf(stderr, "memfit: the step failed: %s\n", fault);
     rc = -1;
@@ -478,6 +575,7 @@ double mf_session_micro_step(mf_session *s) {
   if (!p->has_train) return mf_session_forward(s);
   if (stage_take(s) < 0) return NAN;
   if (s->micro == 0 && s->arena[MF_ARENA_GRAD]) mem_fill(s, s->arena[MF_ARENA_GRAD], 0, p->arena[MF_ARENA_GRAD]);
+  s->comm_live = s->comm && s->micro == s->opts.accum_steps - 1; /* the update's last: its buckets start in backward */
   int rc = mf_session_run(s, &p->train);
   if (rc == 0) rc = mf_state_after_micro(s, &p->train, s->micro); /* rings: after backward read them, once per update */
   stage_done(s);
@@ -543,10 +641,40 @@ static mf_optim_args group_args(mf_session *s, int k, int64_t step, double gscal
 static void param_step(mf_session *s, int id, const mf_optim_args *a) {
   const mf_node *n = &s->plan->g->nodes[id];
   int64_t cnt = mf_node_numel(n), act = mf_state_active_elems(s, n);
+  if (s->plan->shard_n) { /* ZeRO-1: this rank's slice of the parameter, with the state of that slice only */
+    int64_t lo = s->plan->shard_lo[id], k = s->plan->shard_n[id];
+    if (!k) return;
+    float *m = (float *)(s->arena[MF_ARENA_OPT] + s->plan->opt_off[id]);
+    s->be->optim_update((float *)mf_session_ptr(s, NULL, id) + lo, (float *)mf_session_ptr(s, NULL, n->grad) + lo, m,
+                        a->kind == MF_SGD ? NULL : m + k, k, a, s->stream);
+    return;
+  }
   float *m = (float *)(s->arena[MF_ARENA_OPT] + s->plan->opt_off[id]);
   if (act > 0)
     s->be->optim_update(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), m, a->kind == MF_SGD ? NULL : m + cnt, act, a,
                         s->stream);
+}
+
+/* ZeRO-1 after the update: every rank's updated slice goes to all. The gradient arena (its gradients are spent) carries
+ * them: each rank writes its slice of the parameters there, the arena is all-gathered, and every parameter is read
+ * back from it. No memory beyond the plan's. */
+static int zero_gather(mf_session *s) {
+  const mf_plan *p = s->plan;
+  const mf_graph *g = p->g;
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM && n->grad >= 0 && p->shard_n[id])
+      memcpy((float *)mf_session_ptr(s, NULL, n->grad) + p->shard_lo[id], (float *)mf_session_ptr(s, NULL, id) + p->shard_lo[id],
+             (size_t)p->shard_n[id] * sizeof(float));
+  }
+  if (s->comm->allgather(s->comm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float), "the all-gather of the parameters") < 0)
+    return -1;
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM && n->grad >= 0)
+      memcpy(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), (size_t)mf_node_numel(n) * sizeof(float));
+  }
+  return 0;
 }
 
 int mf_session_update(mf_session *s) {
@@ -558,14 +686,30 @@ int mf_session_update(mf_session *s) {
     return -1;
   }
   if (!p->has_train) return 0;
+  if (p->shard_n && !s->comm) {
+    fprintf(stderr, "memfit: update: the plan shards the optimizer state over %d ranks: the session needs their communicator "
+                    "(mf_session_set_comm)\n", p->opts.ranks);
+    return -1;
+  }
+  int zero = p->shard_n != NULL; /* ZeRO-1: this rank holds the summed gradients of its slice only */
+  double t0 = s->comm ? omp_get_wtime() : 0;
+  if (zero) {
+    s->comm_live = 0;
+    if (s->comm->reduce_scatter(s->comm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float),
+                                "the reduce-scatter of the gradients") < 0)
+      return -1;
+  } else if (comm_finish(s) < 0) return -1; /* data parallel: every rank now holds the gradients summed over the ranks */
+  if (s->comm) s->comm_wait_s += omp_get_wtime() - t0;
   double inv_scale = 1.0 / s->loss_scale;
   /* one pass over all gradients: finiteness and the global norm (unscaled) */
   double sq = 0;
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
-    sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
+    if (zero) sq += p->shard_n[id] ? s->be->sum_squares((float *)mf_session_ptr(s, NULL, n->grad) + p->shard_lo[id], p->shard_n[id], s->stream) : 0;
+    else sq += s->be->sum_squares(mf_session_ptr(s, NULL, n->grad), mf_state_active_elems(s, n), s->stream);
   }
+  if (zero && s->comm->allreduce(s->comm, &sq, 1, MF_COMM_F64, MF_COMM_SUM, "the all-reduce of the gradient norm") < 0) return -1;
   if (mf_state_before_update(s, s->phase_micro[0]) < 0) return -1; /* keys still staged go into their rings */
   s->micro = 0;
   s->phase_micro[0] = 0;
@@ -597,6 +741,7 @@ int mf_session_update(mf_session *s) {
     if (n->op != MF_OP_PARAM || n->grad < 0 || s->group_frozen[param_group(s, n)]) continue;
     param_step(s, id, &ga[param_group(s, n)]);
   }
+  if (zero && zero_gather(s) < 0) return -1;
   for (int k = 0; k < o->n_groups; k++) s->group_step[k] += !s->group_frozen[k];
   mf_state_after_update(s); /* EMA averages follow the updated masters */
   mf_session_refresh_lp(s);
@@ -648,6 +793,15 @@ int mf_session_phase_update(mf_session *s, int phase) {
   if (!p->has_train) return 0;
   const mf_plan_phase *ph = &p->phase[phase];
   if (phase == 0 && mf_state_before_update(s, s->phase_micro[0]) < 0) return -1;
+  /* data parallel: this phase's gradients summed over the ranks, after its backward (the other phases' may be
+   * half accumulated, so the arena is not reduced as a whole) */
+  for (int id = 0; id < g->n_fwd && s->comm; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM && n->grad >= 0 && ph->trains[id] &&
+        s->comm->allreduce(s->comm, mf_session_ptr(s, NULL, n->grad), (size_t)mf_node_numel(n), MF_COMM_F32, MF_COMM_SUM,
+                           "the all-reduce of a phase's gradients") < 0)
+      return -1;
+  }
   s->micro -= s->phase_micro[phase];
   s->phase_micro[phase] = 0;
   /* the parameters this phase trains whose group is not frozen */

@@ -4,6 +4,7 @@
 #define MF_SESSION_H
 
 #include "plan/plan.h"
+#include "dist/dist.h"
 
 /* What a step may read from an input (mf_session_stage_inputs). */
 enum mf_input_state {
@@ -52,7 +53,29 @@ struct mf_session {
   uint8_t *input_state;             /* per node id: an mf_input_state */
   uint8_t *convert;                 /* page-locked host mirror of the DATA arena (plan->input_convert_bytes) */
   int64_t *n_active;                /* per node id: a mask's active entries (mf_active_mask); NULL without masks */
+  /* data parallel (mf_session_set_comm; src/dist): gradients all-reduced over comm in the plan's buckets */
+  mf_comm *comm;                    /* NULL: one process */
+  int comm_loss_sum;                /* 1: the loss sums over samples, so the ranks' gradients add up; 0: a mean (averaged) */
+  int comm_live;                    /* the running micro-step is its update's last: buckets start as backward ends them */
+  uint8_t *comm_started;            /* [plan->n_buckets]: started in this update */
+  int64_t comm_early;               /* buckets started during backward, over the run */
+  int64_t comm_late;                /* buckets started after backward */
+  double comm_wait_s;               /* seconds the updates waited for the gradients' reduction after backward */
 };
+
+/* Makes the session one rank of a data-parallel job: on the last micro-step of each update every gradient
+ * bucket's sum over the ranks is started as soon as backward has finished it, and mf_session_update waits for
+ * them before the optimizer (which then sees the same gradients on every rank). loss_sum 1: the loss is a sum
+ * over the micro-batch's samples (the global loss is the ranks' sum, as one process with the whole batch);
+ * 0: a mean (each rank's gradient is scaled by 1/size). The plan must have been made with opts.ranks equal
+ * to the communicator's size (else err says so). A communicator of size 1 changes nothing. 0, or -1. */
+int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size_t errlen);
+/* Values every rank computed on its share of the batch (the loss, its terms) made the global batch's: summed over
+ * the ranks, then divided by their number for a mean loss. Without a communicator nothing changes. 0 or -1. */
+int mf_session_reduce_values(mf_session *s, double *v, int n);
+/* The session's rank (0 without a communicator) and the hash of its parameters (f32 masters) and states. */
+int mf_session_rank(const mf_session *s);
+uint64_t mf_session_param_hash(mf_session *s);
 
 /* Host view of a persistent arena: the arena itself on the CPU; on a device, a host mirror filled
  * from the device. After changing a mirror, mf_session_push_arena copies it back. */

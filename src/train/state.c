@@ -112,6 +112,30 @@ static int ring_flush(mf_session *s, const mf_node *pn, int id, int64_t staged, 
   int32_t *posp = mf_session_ptr(s, NULL, id), pos;
   if (dev_out(s, &pos, posp, sizeof pos) < 0) return -1;
   int64_t at = pos, B = kn->ne[0];
+  if (s->comm) { /* data parallel: the ring takes the global batch's keys, in the order one process would write them */
+    mf_comm *c = s->comm;
+    int64_t rows = r->ne[0], m_all = staged + (keys != NULL), G = m_all * B * c->size;
+    size_t row_bytes = (size_t)r->ne[1] * mf_dtype_size(r->dtype);
+    if (G > rows) {
+      fprintf(stderr, "memfit: ring '%s': %lld keys per update from %d ranks are more than its %lld rows\n", r->name, (long long)G,
+              c->size, (long long)rows);
+      return -1;
+    }
+    for (int64_t i = 0; i < G; i++) memset(ring + (size_t)((at + i) % rows) * row_bytes, 0, row_bytes);
+    const uint8_t *stage = staged > 0 ? mf_session_ptr(s, NULL, pn->ip[2]) : NULL;
+    for (int64_t m = 0; m < m_all; m++) /* micro-step m's local row j is row m*B*size + rank + size*j of the global keys */
+      for (int64_t j = 0; j < B; j++) {
+        const uint8_t *src = m < staged ? stage + (size_t)(m * B + j) * row_bytes : keys + (size_t)j * row_bytes;
+        memcpy(ring + (size_t)((at + m * B * c->size + c->rank + (int64_t)c->size * j) % rows) * row_bytes, src, row_bytes);
+      }
+    /* every other rank's rows are zero here: or-ing the bytes gathers them exactly, in any dtype */
+    int64_t first = G < rows - at ? G : rows - at;
+    if (c->allreduce(c, ring + (size_t)at * row_bytes, (size_t)first * row_bytes, MF_COMM_U8, MF_COMM_BOR, "the all-gather of a ring's keys") < 0 ||
+        (G > first && c->allreduce(c, ring, (size_t)(G - first) * row_bytes, MF_COMM_U8, MF_COMM_BOR, "the all-gather of a ring's keys") < 0))
+      return -1;
+    pos = (int32_t)((at + G) % rows);
+    return dev_in(s, posp, &pos, sizeof pos);
+  }
   if (staged > 0 && ring_write(s, r, ring, &at, mf_session_ptr(s, NULL, pn->ip[2]), staged * B) < 0) return -1;
   if (keys && ring_write(s, r, ring, &at, keys, B) < 0) return -1;
   pos = (int32_t)at;

@@ -27,7 +27,10 @@ struct mf_trainer {
   int epochs;
   FILE *loss_log, *jlog;
   char jlog_path[1100], ck[1100], mp[1100];
+  char ck_own[1200];              /* ZeRO-1: the checkpoint this rank writes and resumes from (rank 0: ck) */
   volatile sig_atomic_t stop_req; /* mf_trainer_stop */
+  int last_metric_n;              /* the last validation's metrics, and its first (data parallel: for the other ranks) */
+  double last_metric;
   int early_status;               /* mf_trainer_run returns it at once (-1: run) */
 };
 
@@ -209,17 +212,61 @@ static int checkpoint_save(mf_trainer *t, const mf_batch *held, char *err, size_
     keys[n] = t->o.data_settings[i].key;
     vals[n] = t->o.data_settings[i].value;
   }
-  return mf_checkpoint_save(t->s, t->ck, n, keys, vals, err, errlen);
+  return mf_checkpoint_save(t->s, t->ck_own, n, keys, vals, err, errlen);
 }
 
-/* the checkpoint and (through the workload) the model file; 0, or -1 after saying why */
+/* data parallel: rank 0 (or the only process) prints, logs, validates and saves; the others train alongside */
+static int lead(const mf_trainer *t) { return mf_session_rank(t->s) == 0; }
+
+/* ZeRO-1: rank r > 0 keeps its slice of the optimizer state in its own file beside rank 0's, PATH-rankR.safetensors
+ * (the rest of each file is the same); otherwise every rank's checkpoint is rank 0's */
+static void ck_rank_path(const mf_trainer *t, const char *path, char *out, size_t n) {
+  int r = mf_session_rank(t->s);
+  size_t l = strlen(path);
+  if (!r || !mf_session_plan(t->s)->shard_n) snprintf(out, n, "%s", path);
+  else if (l > 12 && !strcmp(path + l - 12, ".safetensors")) snprintf(out, n, "%.*s-rank%d.safetensors", (int)(l - 12), path, r);
+  else snprintf(out, n, "%s-rank%d", path, r);
+}
+
+/* the checkpoint and (through the workload) the model file; 0, or -1 after saying why. Data parallel: the ranks'
+ * parameters are checked identical first (a hash compared with MIN and MAX), rank 0 writes, and every rank
+ * learns whether that worked. */
 static int run_save(mf_trainer *t, const mf_batch *held) {
   char err[2048];
   int failed = 0;
-  if (checkpoint_save(t, held, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", t->o.name, err); failed = 1; }
-  if (t->h.save_model && t->h.save_model(t->h.ctx, t->s, t->mp, err, sizeof err) < 0) {
+  mf_comm *c = t->s->comm;
+  if (c) {
+    int bad = -1, ok = mf_comm_agree(c, mf_session_param_hash(t->s), "the check that all ranks hold the same parameters", &bad);
+    if (ok < 0) return -1;
+    if (!ok) {
+      if (lead(t))
+        fprintf(stderr, "memfit %s: at update %lld rank %d's parameters differ from rank 0's (a bug: please report it); "
+                        "nothing saved\n", t->o.name, (long long)mf_session_step(t->s), bad);
+      return -1;
+    }
+  }
+  int zero = mf_session_plan(t->s)->shard_n != NULL; /* ZeRO-1: each rank saves its slice of the optimizer state */
+  if ((lead(t) || zero) && checkpoint_save(t, held, err, sizeof err) < 0) {
     fprintf(stderr, "memfit %s: %s\n", t->o.name, err);
     failed = 1;
+  }
+  if (c && zero) { /* a checkpoint is whole when every rank's file is */
+    uint64_t f = (uint64_t)failed;
+    if (c->allreduce(c, &f, 1, MF_COMM_U64, MF_COMM_MAX, "the result of saving the checkpoint") < 0) return -1;
+    failed = (int)f;
+  }
+  if (lead(t)) {
+    if (t->h.save_model && t->h.save_model(t->h.ctx, t->s, t->mp, err, sizeof err) < 0) {
+      fprintf(stderr, "memfit %s: %s\n", t->o.name, err);
+      failed = 1;
+    }
+  }
+  if (c) { /* rank 0 writes the files, as long as that takes: no deadline for the others meanwhile */
+    double dl = c->timeout_s;
+    c->timeout_s = 1e12;
+    int brc = c->broadcast(c, &failed, sizeof failed, 0, "the result of saving the checkpoint");
+    c->timeout_s = dl;
+    if (brc < 0) return -1;
   }
   return failed ? -1 : 0;
 }
@@ -305,7 +352,9 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
   if (s->opts.schedule == MF_SCHED_STEP && s->opts.step_every <= 0)
     s->opts.step_every = t->total / 3 > 0 ? (int)(t->total / 3 > INT32_MAX ? INT32_MAX : t->total / 3) : 1;
   if (o->resume) {
-    if (mf_session_load(s, o->resume, err, errlen) < 0) {
+    char own[1200];
+    ck_rank_path(t, o->resume, own, sizeof own);
+    if (mf_session_load(s, own, err, errlen) < 0) {
       fprintf(stderr, "memfit %s: --resume: %s\n", o->name, err);
       snprintf(err, errlen, "said above");
       mf_trainer_free(t);
@@ -335,6 +384,7 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
     return NULL;
   }
   snprintf(t->ck, sizeof t->ck, "%s/checkpoint.safetensors", o->out);
+  ck_rank_path(t, t->ck, t->ck_own, sizeof t->ck_own);
   snprintf(t->mp, sizeof t->mp, "%s/model.safetensors", o->out);
   { /* an existing file as --out, or a folder where a checkpoint goes, would fail only at the first save */
     struct stat ost;
@@ -351,6 +401,14 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
     }
   }
   long long dropped = 0;
+  if (!lead(t)) { /* data parallel: rank 0 writes the logs */
+    if (!(t->jlog = fopen("/dev/null", "w"))) {
+      snprintf(err, errlen, "cannot open /dev/null: %s", strerror(errno));
+      mf_trainer_free(t);
+      return NULL;
+    }
+    return t;
+  }
   if (o->loss_log && !(t->loss_log = log_open(o->loss_log, t->start, &dropped))) {
     fprintf(stderr, "memfit %s: cannot write --loss-log %s: %s\n", o->name, o->loss_log, strerror(errno));
     snprintf(err, errlen, "said above");
@@ -429,6 +487,27 @@ static int batch_feed(mf_trainer *t, const mf_batch *b, int *failed) {
 /* validation and its record; the sample picture goes to OUT/samples-epochNNN.png (OUT/samples-stepNNNNNNN.png
  * between epoch ends). Returns -1 when writing failed (said). */
 static int run_validate(mf_trainer *t, int ep, int64_t step, int at_epoch_end, int64_t *bad_val) {
+  mf_comm *c = t->s->comm;
+  if (c && t->h.validate) { /* data parallel: rank 0 validates; the others take its first metric for the schedule */
+    double m[2] = {0, 0}; /* has a metric, its value */
+    int rc = 0;
+    if (lead(t)) {
+      mf_comm *keep = t->s->comm;
+      t->s->comm = NULL; /* rank 0 alone */
+      rc = run_validate(t, ep, step, at_epoch_end, bad_val);
+      t->s->comm = keep;
+      m[0] = t->last_metric_n;
+      m[1] = t->last_metric;
+    }
+    double dl = c->timeout_s; /* rank 0 validates alone, as long as it takes: no deadline while the others wait (mpirun
+                                 still ends the job when a rank dies) */
+    c->timeout_s = 1e12;
+    int brc = c->broadcast(c, m, sizeof m, 0, "the validation metric");
+    c->timeout_s = dl;
+    if (brc < 0) return -1;
+    if (!lead(t) && m[0] > 0) mf_session_report_metric(t->s, m[1]);
+    return rc;
+  }
   if (!t->h.validate) {
     if (at_epoch_end) printf("epoch %d/%d\n", ep + 1, t->epochs);
     return 0;
@@ -441,6 +520,8 @@ static int run_validate(mf_trainer *t, int ep, int64_t step, int at_epoch_end, i
   int samples_failed = 0;
   int n = t->h.validate(t->h.ctx, t->s, grid, bad_val, names + 1, vals + 1, line, sizeof line, &samples_failed);
   if (n < 0 || n > MF_MAX_METRICS) n = 0;
+  t->last_metric_n = n;
+  t->last_metric = n ? vals[1] : 0;
   const char *what = at_epoch_end ? "epoch" : "update";
   long long num = at_epoch_end ? ep + 1 : (long long)step, den = at_epoch_end ? t->epochs : (long long)t->total;
   if (n) printf("%s %lld/%lld %s\n", what, num, den, line);
@@ -528,7 +609,11 @@ int mf_trainer_run(mf_trainer *t) {
             failed = 1;
             break;
           }
-          if (nt && t->h.read_terms && ph == nph - 1) t->h.read_terms(t->h.ctx, s, tv);
+          if (nt && t->h.read_terms && ph == nph - 1) {
+            t->h.read_terms(t->h.ctx, s, tv);
+            if (mf_session_reduce_values(s, tv, nt) < 0) { failed = 1; break; }
+          }
+          if (mf_session_reduce_values(s, &l, 1) < 0) { failed = 1; break; }
           ph_loss[ph] += l;
           upd_loss += l;
           run_loss += l / o->loss_divisor;
@@ -551,8 +636,13 @@ int mf_trainer_run(mf_trainer *t) {
         mf_loader_release(L, cur);
         cur = nxt;
         if (isnan(l)) { fprintf(stderr, "memfit %s: the step failed (see above)\n", o->name); failed = 1; break; }
-        double tv[MF_MAX_TERMS] = {0};
+        double tv[MF_MAX_TERMS + 1] = {0};
         if (nt && t->h.read_terms) t->h.read_terms(t->h.ctx, s, tv);
+        if (s->comm) { /* data parallel: the global batch's loss and terms */
+          tv[nt] = l;
+          if (mf_session_reduce_values(s, tv, nt + 1) < 0) { failed = 1; break; }
+          l = tv[nt];
+        }
         run_loss += l / o->loss_divisor;
         upd_loss += l;
         for (int i = 0; i < nt; i++) { run_terms[i] += tv[i]; upd_terms[i] += tv[i]; }
@@ -628,6 +718,11 @@ int mf_trainer_run(mf_trainer *t) {
         last_log = now;
       }
       int64_t u = step + 1;
+      if (s->comm) { /* data parallel: a signal or mf_trainer_stop on any rank stops all after this same update */
+        uint64_t want = train_signal || t->stop_req;
+        if (s->comm->allreduce(s->comm, &want, 1, MF_COMM_U64, MF_COMM_MAX, "the agreement on stopping") < 0) { failed = 1; step++; break; }
+        if (want) t->stop_req = 1;
+      }
       if ((o->stop_after && u == o->stop_after) || train_signal || t->stop_req) { stopped = 1; step++; break; }
       if (u < end && o->val_every && u % o->val_every == 0 && run_validate(t, ep, u, 0, bad_val) < 0) { failed = 1; step++; break; }
       if (u < end && o->every && u % o->every == 0) {
@@ -665,7 +760,7 @@ int mf_trainer_run(mf_trainer *t) {
     if (t->h.validate && access(grid, F_OK) == 0) printf("; samples %s", grid);
     printf("\n");
     fflush(stdout);
-    mf_report_update(o->out, t->jlog_path, o->name); /* OUT/report.html */
+    if (lead(t)) mf_report_update(o->out, t->jlog_path, o->name); /* OUT/report.html */
     if (stopped) break;
   }
   #undef BOUNDARY
@@ -713,7 +808,12 @@ int mf_trainer_run(mf_trainer *t) {
   if (bad) {
     fprintf(stderr, "memfit %s: writing --log %s failed: %s\n", o->name, t->jlog_path, strerror(errno));
     failed = 1;
-  } else mf_report_update(o->out, t->jlog_path, o->name);
+  } else if (lead(t)) mf_report_update(o->out, t->jlog_path, o->name);
+  if (failed && s->comm) { /* data parallel: the other ranks would wait for this one in their next collective */
+    char msg[256];
+    snprintf(msg, sizeof msg, "memfit %s: rank %d of %d failed (said above): ending the job", o->name, s->comm->rank, s->comm->size);
+    s->comm->abort(s->comm, msg);
+  }
   if (stopped && sig) return failed ? 1 : 128 + sig; /* 130 SIGINT, 143 SIGTERM: interrupted, progress saved */
   return failed ? 1 : exact ? 0 : 1;
 }

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# cli_mpi.sh — data-parallel training over MPI (docs/distributed.md): `mpirun -np 2 memfit train steg` matches one
+# process with the whole batch (losses and parameters after 5 updates within 1e-5 relative), with gradient buckets
+# all-reduced during backward; ZeRO-1 (--shard-optimizer) trains the same with half the optimizer arena; MoCo's queue
+# takes the global batch's keys; plans that differ or do not fit stop all ranks naming the rank; a killed or hung
+# rank ends the job in bounded time; resuming with the same ranks continues exactly. Skipped without mpirun or MPI.
+# Usage: cli_mpi.sh path/to/memfit
+set -u
+MEMFIT=${1:?usage: cli_mpi.sh path/to/memfit}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/harness_cli.sh"
+if ! command -v mpirun >/dev/null; then echo "SKIP: mpirun not found (apt-get install openmpi-bin libopenmpi-dev)"; exit 0; fi
+if ! "$MEMFIT" --version | grep -q "data parallel: MPI"; then echo "SKIP: this memfit was built without MPI"; exit 0; fi
+if ! command -v python3 >/dev/null; then echo "SKIP: python3 needed to compare the model files"; exit 0; fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
+# Sanitizer builds: Open MPI's components are unloaded at MPI_Finalize, so LeakSanitizer sees their allocations from an
+# "<unknown module>" that no suppression can name; leak checks stay on for everything that runs without MPI.
+if [ "${MEMFIT_SANITIZED:-0}" = 1 ]; then export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"; fi
+MPI=(mpirun --bind-to none -np 2)
+A=(train steg --data generated --blocks 1 --growth 4 --size 16 --gen-count 16 --gen-size 32 --val-fraction 0 --threads 1
+   --lr 1e-3 --schedule constant --log-every 0 --seed 3)
+
+# Relative agreement of two --loss-log files (every number of every line) and of two model files (every tensor, norm-wise:
+# ||a - b|| <= tol * ||a||; element-wise, Adam turns the rounding of a gradient element that nearly cancels into a
+# visible step of that element), read with a small safetensors reader. Model files or checkpoints: parameters and states
+# (EMA copies, queues); batch-norm statistics (each rank's are of its own samples) and optimizer state are left out.
+compare() { # tol loss1 loss2 model1 model2
+  python3 - "$@" <<'EOF'
+import array, json, math, struct, sys
+tol, l1, l2, m1, m2 = float(sys.argv[1]), *sys.argv[2:]
+a = [list(map(float, l.split())) for l in open(l1)]; b = [list(map(float, l.split())) for l in open(l2)]
+if len(a) != len(b) or not a: sys.exit(f"loss logs have {len(a)} and {len(b)} lines")
+worst = 0.0
+for x, y in zip(a, b):
+  for u, v in zip(x[1:], y[1:]):
+    worst = max(worst, abs(u - v) / max(abs(u), abs(v), 1e-30) if abs(u) + abs(v) > 1e-6 else 0.0)
+def st(p):
+  d = open(p, "rb").read(); n = struct.unpack("<Q", d[:8])[0]; h = json.loads(d[8:8 + n]); base = 8 + n; out = {}
+  for k, v in h.items():
+    if k == "__metadata__" or v["dtype"] != "F32" or k.startswith(("buffer.", "opt.")): continue
+    s, e = v["data_offsets"]; out[k] = array.array("f", d[base + s:base + e])  # little-endian x86-64
+  return out
+p, q = st(m1), st(m2)
+if set(p) != set(q) or not p: sys.exit("the model files hold different tensors")
+pw = max(math.sqrt(sum((u - v) ** 2 for u, v in zip(p[k], q[k]))) / max(math.sqrt(sum(u * u for u in p[k])), 1e-30) for k in p)
+print(f"{len(a)} updates: largest relative loss difference {worst:.3g}, parameters {pw:.3g} ({len(p)} tensors)")
+sys.exit(0 if worst <= tol and pw <= tol else 1)
+EOF
+}
+
+# 1 rank x batch 4 against 2 ranks x 2 (each every other pair of the same global batches), in 4 buckets
+"$MEMFIT" "${A[@]}" --batch 4 --steps 5 --out "$T/one" --loss-log "$T/one.txt" >"$T/one.out" 2>&1 || { cat "$T/one.out"; bad "1 rank: failed"; }
+run "2 ranks x micro-batch 2 train" 0 "rank 1 of 2: plan" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --bucket 16KiB \
+  --out "$T/two" --loss-log "$T/two.txt"
+cp "$T/out.txt" "$T/two.out"
+run "rank 0 prints the plan with the buckets, both ranks their plan line" 0 "all-reduced in [0-9]+ bucket.*started during backward" \
+  cat "$T/two.out"
+run "every rank prints its plan line" 0 "rank 0 of 2: plan" cat "$T/two.out"
+run "progress is printed once (rank 0)" 0 "^1$" bash -c "grep -c '\\[100%\\] step 5/5' '$T/two.out'"
+run "the buckets' all-reduce started during backward" 0 "gradient all-reduce: [1-9][0-9]* bucket\\(s\\) started during backward, 0 after" \
+  cat "$T/two.out"
+run "measured == planned on rank 0" 0 "optimizer state +planned +[0-9]+ B +measured +[0-9]+ B +exact" cat "$T/two.out"
+out=$(compare 1e-5 "$T/one.txt" "$T/two.txt" "$T/one/model.safetensors" "$T/two/model.safetensors" 2>&1)
+rc=$?; echo "  1 rank x 4 vs 2 ranks x 2: $out"
+if [ $rc = 0 ]; then ok; else bad "2 ranks x 2 do not match 1 rank x 4: $out"; fi
+
+# resume with the same ranks: stop after 3, resume to 5: the same losses and parameters as the run above
+run "2 ranks: stop after update 3" 0 "stop-after" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --bucket 16KiB --out "$T/res" \
+  --loss-log "$T/res.txt" --stop-after 3
+run "2 ranks: resume to update 5" 0 "resumed from" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --bucket 16KiB --out "$T/res" \
+  --loss-log "$T/res.txt" --resume "$T/res/checkpoint.safetensors"
+out=$(compare 0 "$T/two.txt" "$T/res.txt" "$T/two/model.safetensors" "$T/res/model.safetensors" 2>&1)
+rc=$?; echo "  resumed vs uninterrupted (2 ranks): $out"
+if [ $rc = 0 ]; then ok; else bad "a resumed 2-rank run differs from an uninterrupted one: $out"; fi
+
+# ZeRO-1: each rank keeps the optimizer state of its half of the gradients; the same training as one process
+run "ZeRO-1: 2 ranks with --shard-optimizer train" 0 "ZeRO-1" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --shard-optimizer \
+  --out "$T/zero" --loss-log "$T/zero.txt"
+cp "$T/out.txt" "$T/zero.out"
+out=$(compare 1e-5 "$T/one.txt" "$T/zero.txt" "$T/one/model.safetensors" "$T/zero/model.safetensors" 2>&1)
+rc=$?; echo "  1 rank x 4 vs 2 ranks x 2 with ZeRO-1: $out"
+if [ $rc = 0 ]; then ok; else bad "ZeRO-1 on 2 ranks does not match 1 rank: $out"; fi
+run "ZeRO-1: measured == planned on both ranks" 0 "2" bash -c "grep -c 'rank [01] of 2: memory measured == planned in every arena' '$T/zero.out'"
+full=$(sed -n 's/.*optimizer state \([0-9]*\) B).*/\1/p' "$T/two.out" | head -1)
+half=$(sed -n 's/.*optimizer state \([0-9]*\) B of its slice.*/\1/p' "$T/zero.out" | head -1)
+nparam=$(grep -o "[0-9]* parameters)" "$T/zero.out" | head -1 | grep -o "^[0-9]*")
+tensors=30 # the model's parameter tensors: each slice's state is aligned to 64 bytes, two per tensor at most
+echo "  optimizer arena: ${full:-?} B unsharded, ${half:-?} B per rank with ZeRO-1 over 2 ranks ($nparam parameters)"
+if [ -n "$full" ] && [ -n "$half" ] && [ $((2 * half)) -ge "$full" ] && [ $((2 * half)) -le $((full + 2 * 64 * 2 * tensors)) ]; then ok
+else bad "the ZeRO-1 optimizer arena is not half: ${half:-?} of ${full:-?}"; fi
+run "ZeRO-1: stop after update 3" 0 "stop-after" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --shard-optimizer --out "$T/zres" \
+  --loss-log "$T/zres.txt" --stop-after 3
+run "ZeRO-1: each rank saved its slice" 0 "checkpoint-rank1" ls "$T/zres"
+run "ZeRO-1: resume to update 5" 0 "resumed from" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --shard-optimizer --out "$T/zres" \
+  --loss-log "$T/zres.txt" --resume "$T/zres/checkpoint.safetensors"
+out=$(compare 0 "$T/zero.txt" "$T/zres.txt" "$T/zero/model.safetensors" "$T/zres/model.safetensors" 2>&1)
+rc=$?; echo "  ZeRO-1 resumed vs uninterrupted: $out"
+if [ $rc = 0 ]; then ok; else bad "a resumed ZeRO-1 run differs from an uninterrupted one: $out"; fi
+run "memfit plan --ranks 2 --shard-optimizer shows the bytes per rank" 0 "per rank with ZeRO-1 over 2 ranks: optimizer state" \
+  "$MEMFIT" plan steg --preset small --ranks 2 --shard-optimizer
+
+# MoCo v2: each rank's keys go into the queue as one process's global batch would put them (the queue identical on both
+# ranks: the checkpoint's check of parameters and states passes). 1 rank with batch norm split in 2 (statistics over
+# samples n % 2 == s) is 2 ranks with batch norm over their own samples (rank r holds n % 2 == r).
+B=(train moco --preset tiny --data generated --val-fraction 0 --threads 1 --log-every 0 --seed 3 --steps 5 --schedule constant --batch 8)
+"$MEMFIT" "${B[@]}" --bn-splits 2 --out "$T/m1" --loss-log "$T/m1.txt" >"$T/m1.out" 2>&1 || { tail -5 "$T/m1.out"; bad "MoCo 1 rank: failed"; }
+run "MoCo: 2 ranks train" 0 "rank 0 of 2: memory measured == planned" "${MPI[@]}" "$MEMFIT" "${B[@]}" --bn-splits 1 --out "$T/m2" \
+  --loss-log "$T/m2.txt"
+out=$(compare 1e-5 "$T/m1.txt" "$T/m2.txt" "$T/m1/checkpoint.safetensors" "$T/m2/checkpoint.safetensors" 2>&1)
+rc=$?; echo "  MoCo 1 rank x 8 (bn-splits 2) vs 2 ranks x 4: $out (with the key encoder and the queue)"
+if [ $rc = 0 ]; then ok; else bad "MoCo on 2 ranks does not match 1 rank: $out"; fi
+
+# agreement: a rank whose options give another plan stops every rank, named
+run "ranks with different plans stop, naming the rank" 1 "rank 1's plan differs from rank 0's" \
+  mpirun --bind-to none -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 2 --out "$T/d" : -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 2 \
+  --growth 5 --out "$T/d"
+run "a rank whose budget nothing fits stops all, named" 3 "rank 1 of 2 could not choose settings that fit" \
+  mpirun --bind-to none -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 2 --out "$T/f" : -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 2 \
+  --budget 64KiB --out "$T/f"
+run "a global batch the ranks do not divide is refused" 2 "not a multiple of the 2 ranks" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 3 \
+  --steps 1 --out "$T/e"
+
+# a rank killed mid-run (rank 1 is memfit itself: a shell that arms a kill of its own pid, then becomes memfit): the
+# job ends within bounded time, naming the rank
+start=$(date +%s)
+mpirun --bind-to none -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 100000 --out "$T/k" : -np 1 bash -c \
+  "(sleep 3; kill -9 \$\$) & exec \"$MEMFIT\" ${A[*]} --batch 4 --steps 100000 --out $T/k" >"$T/kill.out" 2>&1
+rc=$?; took=$(( $(date +%s) - start ))
+echo "  killed rank 1 after 3 s: the job ended after ${took} s with status $rc"
+if [ $rc != 0 ] && [ $took -lt 60 ] && grep -Eq "process rank 1 .*signal 9|rank 1 of 2 .*(died|failed)" "$T/kill.out"; then ok
+else bad "killing rank 1: status $rc after ${took} s"; tail -5 "$T/kill.out" | sed 's/^/    /'; fi
+
+# a rank that hangs (stopped): the others give up on their collective after MEMFIT_DIST_TIMEOUT seconds and end the job
+start=$(date +%s)
+MEMFIT_DIST_TIMEOUT=3 timeout 120 mpirun --bind-to none -x MEMFIT_DIST_TIMEOUT -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 100000 \
+  --out "$T/h" : -np 1 bash -c "(sleep 3; kill -STOP \$\$) & exec \"$MEMFIT\" ${A[*]} --batch 4 --steps 100000 --out $T/h" \
+  >"$T/hang.out" 2>&1
+rc=$?; took=$(( $(date +%s) - start ))
+echo "  stopped rank 1 after 3 s: the job ended after ${took} s with status $rc"
+if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "rank 0 of 2: .* did not finish within 3 s" "$T/hang.out"; then ok
+else bad "a hung rank: status $rc after ${took} s"; tail -5 "$T/hang.out" | sed 's/^/    /'; fi
+
+echo "cli_mpi: $pass passed, $fail failed"
+[ $fail -eq 0 ]
