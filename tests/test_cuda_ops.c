@@ -545,6 +545,21 @@ static mf_tensor c_raster(mf_graph *g, mf_dtype act, int v) {
   return mf_gauss_raster(g, pos, isc, rot, P(g, "feat", 2, SH(12, 3)), -1, &o);
 }
 
+/* fused attention: v0 [2,2,9,5] heads, scores recomputed; v1 probabilities kept; v2 q [1,1100,4] against
+ * 1000 keys (two score tiles); v3 the VQ nearest code of z [40,6] in a codebook [33,6], looked up and
+ * passed straight through to z (the codebook's gradient is gather's scatter-add) */
+static mf_tensor c_attention(mf_graph *g, mf_dtype act, int v) {
+  (void)act;
+  if (v == 3) {
+    mf_tensor z = P(g, "z", 2, SH(40, 6)), cb = P(g, "codebook", 2, SH(33, 6));
+    mf_tensor zq = mf_gather(g, cb, mf_vq_nearest(g, z, cb));
+    return mf_add(g, mf_straight_through(g, zq, z), zq);
+  }
+  if (v == 2)
+    return mf_attention(g, P(g, "q", 3, SH(1, 1100, 4)), P(g, "k", 3, SH(1, 1000, 4)), P(g, "v", 3, SH(1, 1000, 4)), 0, 0);
+  return mf_attention(g, P(g, "q", 4, SH(2, 2, 9, 5)), P(g, "k", 4, SH(2, 2, 7, 5)), P(g, "v", 4, SH(2, 2, 7, 5)), 0, v == 1);
+}
+
 static void test_ops(void) {
   char nm[64];
   const char *bn[] = {"add", "sub", "mul", "div"}, *sn[] = {"same shape", "per-channel", "trailing"};
@@ -578,6 +593,8 @@ static void test_ops(void) {
   for (int v = 0; v < 3; v++) op_case(xn[v], c_index, v);
   const char *rn[] = {"gauss raster top-K 4 recomputed", "gauss raster top-K 10 kept", "gauss raster stats"};
   for (int v = 0; v < 3; v++) op_case(rn[v], c_raster, v);
+  const char *an[] = {"attention recomputed", "attention kept", "attention over two tiles", "vq nearest code"};
+  for (int v = 0; v < 4; v++) op_case(an[v], c_attention, v);
   /* every op of the registry ran on the compared backend in some case above */
   for (int op = 0; op < MF_OP_COUNT; op++) CHECK(op_ran[op] > 0, "op %s is not exercised by any case of this test", mf_op_name(op));
 }
