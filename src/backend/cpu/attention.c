@@ -270,3 +270,9 @@ void mf_cpu_vq_nearest(const mf_kctx *k, const mf_node *n, void *out, void *cons
     }
   }
 }
+
+/* VQGAN's adaptive-weight tap (ops/adaptive.c): forward is a copy of x */
+void mf_cpu_adaptive_tap(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)k; (void)ws;
+  memcpy(out, src[0], mf_node_bytes(n));
+}

@@ -230,3 +230,9 @@ extern "C" void mf_cuda_vq_nearest(const mf_kctx *k, const mf_node *n, void *out
     k_vq<float><<<blocks, MF_THREADS, 0, mf_cuda_stream(k)>>>(src[0], z->dtype, src[1], e->dtype, N, e->ne[0], e->ne[1], (int32_t *)out);
   MF_CUDA_LAUNCHED("vq_nearest");
 }
+
+/* ------------------------------------------------------------------ VQGAN's adaptive-weight tap: a copy */
+extern "C" void mf_cuda_adaptive_tap(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  mf_cuda_note(cudaMemcpyAsync(out, src[0], mf_node_bytes(n), cudaMemcpyDeviceToDevice, mf_cuda_stream(k)), "adaptive_tap");
+}
