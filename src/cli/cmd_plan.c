@@ -213,6 +213,7 @@ static void largest_batch(const mf_workload *w, const void *cfg, const mf_candid
 }
 
 int mf_cmd_plan(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "vqgan")) return mf_cmd_plan_vqgan(argc, argv); /* two phases: cmd_vqgan.c */
   plan_args a;
   int rc = parse(argc, argv, "plan", &a);
   if (rc) { free(a.cfg); return rc == 1 ? 0 : rc; }
@@ -327,6 +328,7 @@ int mf_cmd_plan(int argc, char **argv) {
 }
 
 int mf_cmd_presets(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "vqgan")) return mf_cmd_presets_vqgan(argc, argv);
   plan_args a;
   int rc = parse(argc, argv, "presets", &a);
   if (rc) { free(a.cfg); return rc == 1 ? 0 : rc; }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# cli_vqgan.sh — CLI-level tests of `memfit plan vqgan` (both phases and which sets the peak; with --budget the
+# setting that fits without shrinking the model, exit 3 when nothing does), `memfit presets vqgan` (the 4-80 GiB
+# table), and the bad settings of issue 13 (a latent grid that does not divide, 0 codes, FSQ levels below 2).
+# Usage: bash tests/cli_vqgan.sh path/to/memfit (from the repo root).
+set -u
+MEMFIT=${1:?usage: cli_vqgan.sh path/to/memfit}
+T=$(mktemp -d /tmp/cli_vqgan.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export OMP_NUM_THREADS=1
+. "$(dirname "${BASH_SOURCE[0]}")/harness_cli.sh"
+
+run "plan tiny: generator phase" 0 "phase 0 'generator': activations" "$MEMFIT" plan vqgan --preset tiny
+run "plan tiny: discriminator phase" 0 "phase 1 'discriminator': activations" "$MEMFIT" plan vqgan --preset tiny
+run "plan tiny: which phase sets the peak" 0 "peak set by the (generator|discriminator) phase" "$MEMFIT" plan vqgan --preset tiny
+run "plan low" 0 "hidden \[16,32,64,128\], 2 res blocks, latent 16, 128 codes" "$MEMFIT" plan vqgan --preset low
+# the original model fits 4 GiB without being shrunk; the chosen plan's total is within the budget
+run "original in 4GiB" 0 "chosen for a budget of 4.00 GiB without shrinking the model" "$MEMFIT" plan vqgan --preset original --budget 4GiB
+tot=$(sed -n 's/^  total *\([0-9]*\) B.*/\1/p' "$T/out.txt")
+[ -n "$tot" ] && [ "$tot" -le 4294967296 ] && ok || bad "original 4GiB: total $tot over 4 GiB"
+# as given (8 x 1, f32, stored) it needs more than 4 GiB: the search had something to do
+run "original as given" 0 "total .*" "$MEMFIT" plan vqgan --preset original
+tot=$(sed -n 's/^  total *\([0-9]*\) B.*/\1/p' "$T/out.txt")
+[ -n "$tot" ] && [ "$tot" -gt 4294967296 ] && ok || bad "original as given: total $tot fits 4 GiB"
+run "nothing fits 1GiB" 3 "NOTHING FITS in 1.00 GiB" "$MEMFIT" plan vqgan --preset original --budget 1GiB
+run "fsq" 0 "FSQ \[8,5,5,5\]" "$MEMFIT" plan vqgan --preset tiny --fsq-levels 8,5,5,5 --latent 4
+run "ema" 0 "16 codes x 4 \(EMA\)" "$MEMFIT" plan vqgan --preset tiny --ema 1
+run "presets vqgan" 0 "80 GiB +original" "$MEMFIT" presets vqgan
+run "bad size" 2 "--size 100 does not divide into the latent grid" "$MEMFIT" plan vqgan --size 100
+run "0 codes" 2 "codebook needs 1 to .* entries \(--codes\)" "$MEMFIT" plan vqgan --codes 0
+run "fsq level 1" 2 "FSQ level 1 is 1; every level must be at least 2 \(--fsq-levels\)" "$MEMFIT" plan vqgan --fsq-levels 8,1,5
+run "unknown preset" 2 "unknown vqgan preset 'huge'" "$MEMFIT" plan vqgan --preset huge
+run "unknown setting" 2 "unknown option .--foo." "$MEMFIT" plan vqgan --foo 1
+run "help" 0 "--fsq-levels LIST" "$MEMFIT" plan vqgan --help
+
+echo "cli_vqgan: $pass passed, $fail failed"
+[ "$fail" = 0 ]
