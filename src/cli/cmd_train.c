@@ -174,6 +174,11 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   snprintf(cmd, sizeof cmd, "train %s", w->name);
   ch->micro_batch = a->batch; ch->accum = 1; ch->variant = 0; ch->dtype = MF_F32;
   *have_cand = 0;
+  if (w->train->train_choose) { /* the workload's own exact choice (VQGAN: both phases planned) */
+    int rc = w->train->train_choose(tcfg, a, ch, err, sizeof err);
+    if (rc) fprintf(stderr, "memfit %s: %s\n", cmd, err);
+    return rc;
+  }
   int fixed = a->dtypes || a->mode != -2 || a->micro_batch || a->variant >= 0; /* settings given as plan takes them */
   if (!a->budget && !fixed) return 0; /* the workload's default: memory-free backprop / recompute all, f32 */
   void *wc = w->cfg_new();
@@ -280,7 +285,15 @@ static int train_workload(const mf_workload *w, int argc, char **argv) {
   else { o.plan.recompute = MF_RECOMPUTE_ALL; o.plan.invertible = 1; }
   o.plan.keep = job.keep;
   o.plan.n_keep = job.n_keep;
-  if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
+  if (job.n_groups > 1) { /* every group with the run's optimizer settings */
+    o.n_groups = job.n_groups;
+    for (int k = 1; k < job.n_groups; k++) {
+      o.groups[k].lr = a.lr; o.groups[k].beta1 = a.beta1; o.groups[k].beta2 = a.beta2; o.groups[k].weight_decay = a.weight_decay;
+    }
+  }
+  if (job.n_phases > 1) s = mf_session_init_phases(job.g, job.n_phases, job.phases, &o, err, sizeof err);
+  else s = mf_session_init(job.g, job.loss, &o, err, sizeof err);
+  if (!s) { fprintf(stderr, "memfit %s: %s\n", cmd, err); goto out; }
   if (job.session_ready && job.session_ready(job.hooks.ctx, s, err, sizeof err) < 0) {
     fprintf(stderr, "memfit %s: %s\n", cmd, err);
     goto out;
