@@ -3,12 +3,15 @@
  * weight lambda in f64 against its definition (the last conv's gradients with the GAN factor on and off);
  * which phase sets the activation arena; the refusals of bad settings. */
 #include "check.h"
+#include "torch_ref.h"
+#include "train/safetensors.h"
 #include "backend/reference.h"
 #include "graph/dtype.h"
 #include "models/vqgan.h"
 #include "ops/autodiff.h"
 #include "ops/ops.h"
 #include <stdint.h>
+#include <unistd.h>
 
 static uint64_t rs = 99;
 static double unif(void) {
@@ -160,6 +163,144 @@ static void lambda_check(void) {
   printf("  adaptive lambda (f64, tiny): %.6g = 0.8 x %.6g / (%.6g + 1e-4)\n", lam, nrec, ngan);
 }
 
+
+/* ---- parity with PyTorch (tests/vqgan_parity.py): a small VQGAN (one ResNet block per level, attention, VQ,
+ * a 2-layer PatchGAN) from the same weights and inputs: one generator step (every loss term, every generator
+ * gradient: they carry lambda), the Adam update, the EMA codebook update, then one discriminator step on the
+ * updated generator (its loss and every discriminator gradient) ---- */
+static void parity(int ema) {
+  if (!torch_available()) return;
+  vqgan_cfg c = tiny(ema);
+  c.segments = 0;
+  c.q.dead_threshold = 0; /* restarts draw rows at random: not reproduced by the reference */
+  c.q.decay = 0.9;
+  mf_graph *g = mf_graph_init(MF_F32);
+  mf_graph_set_seed(g, 5);
+  vqgan_net net;
+  char err[512];
+  if (vqgan_build(g, &c, c.micro_batch, &net, err, sizeof err) < 0) { CHECK(0, "parity build: %s", err); mf_graph_free(g); return; }
+  mf_phase_opts ph[2];
+  vqgan_phases(&net, ph);
+  mf_tensor keep[12];
+  mf_train_opts o = mf_train_opts_default();
+  o.plan.n_keep = vqgan_keep(&net, keep);
+  o.plan.keep = keep;
+  o.plan.optim = MF_ADAM;
+  o.n_groups = 2;
+  o.lr = 1e-3;
+  o.beta1 = 0.5;
+  o.beta2 = 0.9;
+  o.weight_decay = 0;
+  o.groups[1] = (mf_param_group_opts){NULL, o.lr, 0.5, 0.9, o.eps, 0, 0, 0};
+  o.threads = 2;
+  o.loss_scaling = 0;
+  mf_session *s = mf_session_init_phases(g, 2, ph, &o, err, sizeof err);
+  if (!s) { CHECK(0, "parity session: %s", err); mf_graph_free(g); return; }
+  vq_session_ready(&net.vq, s);
+  vq_stats st;
+  vq_stats_init(&st, &net.vq, 1);
+  mf_st_writer *w = mf_st_writer_init();
+  enum { MAXT = 1024 };
+  float *bufs[MAXT];
+  int nb = 0;
+#define KEEP(ptr) (bufs[nb++] = (ptr))
+  /* parameters and states as they start; the codebook of an EMA quantiser is a state */
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *nd = &g->nodes[id];
+    if (nd->op != MF_OP_PARAM && !(nd->role == MF_ROLE_BUFFER && nd->state_kind == MF_STATE_PLAIN)) continue;
+    float *v = KEEP(malloc(sizeof(float) * mf_node_numel(nd)));
+    mf_session_read(s, id, v, (size_t)mf_node_numel(nd));
+    char nm[128];
+    snprintf(nm, sizeof nm, "param.%s", nd->name);
+    mf_st_writer_add(w, nm, MF_F32, nd->ndim, nd->ne, v);
+  }
+  int64_t xn = mf_tensor_numel(g, net.x), one = 1;
+  float *x = KEEP(malloc(sizeof(float) * (size_t)xn));
+  rs = 31;
+  for (int64_t i = 0; i < xn; i++) x[i] = (float)(2 * unif() - 1);
+  int64_t xs[4] = {c.micro_batch, c.channels, c.size, c.size};
+  mf_st_writer_add(w, "x", MF_F32, 4, xs, x);
+  mf_session_write_input(s, net.x, x, (size_t)xn);
+  float f1 = 1;
+  mf_session_write_input(s, net.factor, &f1, 1);
+  float *lv = KEEP(malloc(5 * sizeof(float)));
+  lv[0] = (float)mf_session_phase_step(s, 0);
+  mf_session_read(s, net.nll, lv + 1, 1);
+  mf_session_read(s, net.g_loss, lv + 2, 1);
+  mf_session_read(s, net.q_loss, lv + 3, 1);
+  const char *ln[4] = {"memfit.gen_loss", "memfit.nll", "memfit.g_loss", "memfit.q_loss"};
+  for (int i = 0; i < 4; i++) mf_st_writer_add(w, ln[i], MF_F32, 1, &one, lv + i);
+  CHECK(vq_observe(&st, &net.vq, s, 1) == 0, "observe");
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *nd = &g->nodes[id];
+    if (nd->op != MF_OP_PARAM || nd->group != VQGAN_GROUP_GEN) continue;
+    float *v = KEEP(malloc(sizeof(float) * mf_node_numel(nd)));
+    CHECK(mf_session_read_grad(s, id, v, (size_t)mf_node_numel(nd)) == 0, "grad %s", nd->name);
+    char nm[128];
+    snprintf(nm, sizeof nm, "memfit.ggrad.%s", nd->name);
+    mf_st_writer_add(w, nm, MF_F32, nd->ndim, nd->ne, v);
+  }
+  CHECK(mf_session_phase_update(s, 0) == 1, "generator update");
+  CHECK(vq_ema_apply(&st, &net.vq, s) == 0, "EMA apply");
+  for (int id = 0; id < g->n; id++) { /* after the generator's update (and the EMA's) */
+    const mf_node *nd = &g->nodes[id];
+    if (nd->op != MF_OP_PARAM && !(nd->role == MF_ROLE_BUFFER && nd->state_kind == MF_STATE_PLAIN)) continue;
+    float *v = KEEP(malloc(sizeof(float) * mf_node_numel(nd)));
+    mf_session_read(s, id, v, (size_t)mf_node_numel(nd));
+    char nm[128];
+    snprintf(nm, sizeof nm, "memfit.param1.%s", nd->name);
+    mf_st_writer_add(w, nm, MF_F32, nd->ndim, nd->ne, v);
+  }
+  lv[4] = (float)mf_session_phase_step(s, 1);
+  mf_st_writer_add(w, "memfit.d_loss", MF_F32, 1, &one, lv + 4);
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *nd = &g->nodes[id];
+    if (nd->op != MF_OP_PARAM || nd->group != VQGAN_GROUP_DISC) continue;
+    float *v = KEEP(malloc(sizeof(float) * mf_node_numel(nd)));
+    CHECK(mf_session_read_grad(s, id, v, (size_t)mf_node_numel(nd)) == 0, "grad %s", nd->name);
+    char nm[128];
+    snprintf(nm, sizeof nm, "memfit.dgrad.%s", nd->name);
+    mf_st_writer_add(w, nm, MF_F32, nd->ndim, nd->ne, v);
+  }
+  char meta[64];
+#define META(k, fmt, v) (snprintf(meta, sizeof meta, fmt, v), mf_st_writer_meta(w, k, meta))
+  META("ch", "%d", c.ch);
+  META("levels", "%d", c.levels);
+  META("res_blocks", "%d", c.res_blocks);
+  META("z_channels", "%d", c.z_channels);
+  META("embed_dim", "%d", c.q.dim);
+  META("codes", "%lld", (long long)c.q.codes);
+  META("beta", "%.17g", c.q.beta);
+  META("ema", "%d", c.q.ema);
+  META("decay", "%.17g", c.q.decay);
+  META("eps", "%.17g", c.q.eps);
+  META("disc_layers", "%d", c.disc_layers);
+  META("disc_weight", "%.17g", c.disc_weight);
+  META("codebook_weight", "%.17g", c.codebook_weight);
+  META("lr", "%.17g", o.lr);
+  char mult[64];
+  size_t k = 0;
+  for (int i = 0; i < c.levels; i++) k += (size_t)snprintf(mult + k, sizeof mult - k, "%s%d", i ? "," : "", c.mult[i]);
+  mf_st_writer_meta(w, "mult", mult);
+  char dir[] = "/tmp/memfit_vqgan_XXXXXX", path[600], cmd[1600];
+  CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+  snprintf(path, sizeof path, "%s/parity.safetensors", dir);
+  CHECK(mf_st_writer_save(w, path, err, sizeof err) == 0, "save: %s", err);
+  const char *root = getenv("MEMFIT_ROOT") ? getenv("MEMFIT_ROOT") : ".";
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/vqgan_parity.py %s --rtol 1e-4", root, path);
+  printf("  parity (%s codebook): gen loss %.7g (nll %.7g, g %.7g, q %.7g), d loss %.7g\n", ema ? "EMA" : "gradient", lv[0], lv[1],
+         lv[2], lv[3], lv[4]);
+  fflush(stdout);
+  CHECK(system(cmd) == 0, "parity with PyTorch failed: %s", cmd);
+  unlink(path);
+  rmdir(dir);
+  mf_st_writer_free(w);
+  for (int i = 0; i < nb; i++) free(bufs[i]);
+  vq_stats_free(&st);
+  mf_session_free(s);
+  mf_graph_free(g);
+}
+
 static void errors(void) {
   char err[256];
   vqgan_cfg c = tiny(0);
@@ -186,6 +327,8 @@ int main(void) {
   session_run(MF_F32, 1);
   session_run(MF_BF16, 1);
   lambda_check();
+  parity(0);
+  parity(1);
   errors();
   return check_finish("test_vqgan");
 }
