@@ -32,6 +32,15 @@ run "fsq level 1" 2 "FSQ level 1 is 1; every level must be at least 2 \(--fsq-le
 run "unknown preset" 2 "unknown vqgan preset 'huge'" "$MEMFIT" plan vqgan --preset huge
 run "unknown setting" 2 "unknown option .--foo." "$MEMFIT" plan vqgan --foo 1
 run "help" 0 "--fsq-levels LIST" "$MEMFIT" plan vqgan --help
+# training: both phases, validation metrics, the grid, measured == planned
+run "train tiny" 0 "codebook usage [0-9.]+% \([0-9]+ of 16 codes\), perplexity" "$MEMFIT" train vqgan --preset tiny --gen-count 16 \
+  --epochs 1 --val-count 4 --out "$T/run" --threads 1
+grep -Eq "reconstruction [0-9.]+ dB PSNR, SSIM" "$T/out.txt" && ok || bad "train tiny: no PSNR/SSIM line"
+[ "$(grep -c "planned .* measured .* exact" "$T/out.txt")" -ge 6 ] && ok || bad "train tiny: not every arena exact"
+[ -s "$T/run/samples-epoch001.png" ] && ok || bad "train tiny: no sample grid"
+run "train ema fsq budget" 0 "budget 1.00 GiB: chose" "$MEMFIT" train vqgan --preset tiny --fsq-levels 5,5,4 --latent 3 \
+  --gen-count 8 --epochs 1 --val-count 2 --budget 1GiB --out "$T/run2" --threads 1
+run "train help" 0 "--gen-count N" "$MEMFIT" train vqgan --help
 
 echo "cli_vqgan: $pass passed, $fail failed"
 [ "$fail" = 0 ]
