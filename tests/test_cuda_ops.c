@@ -550,6 +550,13 @@ static mf_tensor c_raster(mf_graph *g, mf_dtype act, int v) {
  * passed straight through to z (the codebook's gradient is gather's scatter-add) */
 static mf_tensor c_attention(mf_graph *g, mf_dtype act, int v) {
   (void)act;
+  if (v == 4) { /* VQGAN's adaptive-weight tap on a conv's output (ops/adaptive.c), squared after it */
+    mf_tensor h = P(g, "h", 4, SH(2, 4, 6, 6)), w = P(g, "w", 4, SH(3, 4, 3, 3));
+    mf_tensor x = mf_conv2d(g, h, w, -1, 1, 1, 1);
+    mf_tensor rec = mf_sum(g, mf_mul(g, x, x), 0, 0), f = mf_input(g, "pos_factor", 1, SH(1));
+    mf_tensor t = mf_adaptive_tap(g, x, h, w, rec, f, 1, 1, 0.8, 1e4);
+    return mf_mul(g, t, t);
+  }
   if (v == 3) {
     mf_tensor z = P(g, "z", 2, SH(40, 6)), cb = P(g, "codebook", 2, SH(33, 6));
     mf_tensor zq = mf_gather(g, cb, mf_vq_nearest(g, z, cb));
@@ -593,8 +600,8 @@ static void test_ops(void) {
   for (int v = 0; v < 3; v++) op_case(xn[v], c_index, v);
   const char *rn[] = {"gauss raster top-K 4 recomputed", "gauss raster top-K 10 kept", "gauss raster stats"};
   for (int v = 0; v < 3; v++) op_case(rn[v], c_raster, v);
-  const char *an[] = {"attention recomputed", "attention kept", "attention over two tiles", "vq nearest code"};
-  for (int v = 0; v < 4; v++) op_case(an[v], c_attention, v);
+  const char *an[] = {"attention recomputed", "attention kept", "attention over two tiles", "vq nearest code", "adaptive GAN tap"};
+  for (int v = 0; v < 5; v++) op_case(an[v], c_attention, v);
   /* every op of the registry ran on the compared backend in some case above */
   for (int op = 0; op < MF_OP_COUNT; op++) CHECK(op_ran[op] > 0, "op %s is not exercised by any case of this test", mf_op_name(op));
 }
