@@ -40,6 +40,12 @@ grep -Eq "reconstruction [0-9.]+ dB PSNR, SSIM" "$T/out.txt" && ok || bad "train
 [ -s "$T/run/samples-epoch001.png" ] && ok || bad "train tiny: no sample grid"
 run "train ema fsq budget" 0 "budget 1.00 GiB: chose" "$MEMFIT" train vqgan --preset tiny --fsq-levels 5,5,4 --latent 3 \
   --gen-count 8 --epochs 1 --val-count 2 --budget 1GiB --out "$T/run2" --threads 1
+# an interrupted run with an EMA codebook resumes to the same losses, bit for bit
+common=(train vqgan --preset tiny --gen-count 16 --epochs 2 --val-count 2 --threads 1 --ema 1)
+run "train whole" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rA" --loss-log "$T/a.txt"
+run "train stopped" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rB" --loss-log "$T/b.txt" --stop-after 5
+run "train resumed" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rB" --loss-log "$T/b.txt" --resume "$T/rB/checkpoint.safetensors"
+cmp -s "$T/a.txt" "$T/b.txt" && [ "$(wc -l < "$T/a.txt")" -eq 16 ] && ok || bad "resume: the loss log differs from the whole run's"
 run "train help" 0 "--gen-count N" "$MEMFIT" train vqgan --help
 
 echo "cli_vqgan: $pass passed, $fail failed"
