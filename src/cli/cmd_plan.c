@@ -56,6 +56,7 @@ static void plan_usage(FILE *f, const char *cmd) {
     fprintf(f, "variants of %s (--variant):\n", ws[k]->name);
     for (int v = 0; v < ws[k]->n_variants; v++) fprintf(f, "  %d  %s\n", v, ws[k]->variant_names[v]);
   }
+  fprintf(f, "\nsettings of vqgan: 'memfit %s vqgan --help' (its generator and discriminator phases are planned together)\n", cmd);
   if (plan)
     fprintf(f, "\nexit status: 0 planned, 1 the plan failed, 2 usage error, 3 nothing fits the --budget\n");
   else
