@@ -554,7 +554,8 @@ static mf_tensor c_attention(mf_graph *g, mf_dtype act, int v) {
     mf_tensor h = P(g, "h", 4, SH(2, 4, 6, 6)), w = P(g, "w", 4, SH(3, 4, 3, 3));
     mf_tensor x = mf_conv2d(g, h, w, -1, 1, 1, 1);
     mf_tensor rec = mf_sum(g, mf_mul(g, x, x), 0, 0), f = mf_input(g, "pos_factor", 1, SH(1));
-    mf_tensor t = mf_adaptive_tap(g, x, h, w, rec, f, 1, 1, 0.8, 1e4);
+    mf_tensor lam = mf_state(g, "lambda", MF_F32, 1, SH(1), MF_INIT_ZERO, 0);
+    mf_tensor t = mf_adaptive_tap(g, x, h, w, rec, f, lam, 1, 1, 0.8, 1e4);
     return mf_mul(g, t, t);
   }
   if (v == 3) {

@@ -178,6 +178,8 @@ static double gen_grads(double f, double *grads, int64_t *ng, double *gw, int64_
   if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) CHECK(0, "eval: %s", err);
   else {
     lam = *(double *)r.data[g->nodes[net.tap].ip[2]];
+    double st = mf_ld(r.data[net.lambda], g->nodes[net.lambda].dtype, 0); /* an f32 state */
+    CHECK(fabs(st - lam) <= 0x1p-24 * fabs(lam), "the lambda state holds lambda (%.9g vs %.9g)", st, lam);
     *rec_norm = *(double *)r.data[net.rec_norm];
     *ng = 0;
     for (int id = 0; id < g->n; id++) {
@@ -286,6 +288,9 @@ static void parity(int ema) {
   mf_session_read(s, net.nll, lv + 1, 1);
   mf_session_read(s, net.g_loss, lv + 2, 1);
   mf_session_read(s, net.q_loss, lv + 3, 1);
+  float *lam = KEEP(malloc(sizeof(float)));
+  mf_session_read(s, net.lambda, lam, 1);
+  mf_st_writer_add(w, "memfit.lambda", MF_F32, 1, &one, lam);
   const char *ln[4] = {"memfit.gen_loss", "memfit.nll", "memfit.g_loss", "memfit.q_loss"};
   for (int i = 0; i < 4; i++) mf_st_writer_add(w, ln[i], MF_F32, 1, &one, lv + i);
   CHECK(vq_observe(&st, &net.vq, s, 1) == 0, "observe");

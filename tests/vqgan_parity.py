@@ -7,7 +7,7 @@ tests/test_vqgan.c.
 Usage: /usr/bin/python3 tests/vqgan_parity.py IN.safetensors [--rtol 1e-4]
 
 IN holds param.<name> (memfit's parameters and plain states with taming's names), x [B,3,S,S], memfit.gen_loss,
-memfit.nll, memfit.g_loss, memfit.q_loss, memfit.ggrad.<generator param>, memfit.param1.<name> (after the
+memfit.lambda, memfit.nll, memfit.g_loss, memfit.q_loss, memfit.ggrad.<generator param>, memfit.param1.<name> (after the
 generator's Adam update and the EMA codebook update), memfit.d_loss and memfit.dgrad.<discriminator param>; the
 metadata gives the model's shape and the quantiser. The generator step: loss = nll + lambda * g_loss + q_loss with
 lambda = 0.8 * |grad_W nll| / (|grad_W g_loss| + 1e-4) on decoder.conv_out.weight (taming's
@@ -178,6 +178,7 @@ def main():
     loss = nll + lam * g_loss + float(meta["codebook_weight"]) * qloss
     gen = sorted(k[len("memfit.ggrad."):] for k in T if k.startswith("memfit.ggrad."))
     grads = torch.autograd.grad(loss, [P[k] for k in gen], allow_unused=True)
+    cmp("lambda", T["memfit.lambda"], lam)
     cmp("nll", T["memfit.nll"], nll)
     cmp("g_loss", T["memfit.g_loss"], g_loss)
     cmp("q_loss", T["memfit.q_loss"], qloss)

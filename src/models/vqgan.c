@@ -328,7 +328,8 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   mf_tensor gw = mf_conv2d_bwd_weight(g, h_last, drec, o->last_w, 1, 1, 1);
   mf_tensor ss = mf_sum(g, mf_mul(g, gw, gw), 0, 0);
   o->rec_norm = mf_exp(g, mf_mul_scalar(g, mf_log(g, mf_clamp(g, ss, 1e-30, INFINITY)), 0.5)); /* [1] */
-  o->tap = mf_adaptive_tap(g, o->xrec, h_last, o->last_w, o->rec_norm, o->factor, 1, 1, c->disc_weight, 1e4);
+  o->lambda = mf_state(g, "adaptive_lambda", MF_F32, 1, s1, MF_INIT_ZERO, 0);
+  o->tap = mf_adaptive_tap(g, o->xrec, h_last, o->last_w, o->rec_norm, o->factor, o->lambda, 1, 1, c->disc_weight, 1e4);
   b.group = VQGAN_GROUP_DISC;
   disc d;
   disc_init(&b, &d);

@@ -50,6 +50,7 @@ typedef struct vqgan_net {
   mf_tensor rec_norm;          /* [1] |grad_W nll| of the decoder's last conv, computed in forward */
   mf_tensor tap;               /* the adaptive tap (ops/adaptive.c): lambda's node is g->nodes[tap].ip[2] after planning */
   mf_tensor last_w;            /* decoder.conv_out.weight (as the conv reads it) */
+  mf_tensor lambda;            /* state f32 [1] "adaptive_lambda": the generator phase's backward writes lambda (x factor) */
   mf_tensor logits_real, logits_fake; /* discriminator outputs of the discriminator phase */
   vq_layer vq;
 } vqgan_net;

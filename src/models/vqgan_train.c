@@ -192,7 +192,9 @@ static int vq_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_
 static void vq_read_terms(void *ctx, mf_session *s, double *v) {
   vq_ctx *c = ctx;
   int64_t per = (int64_t)c->cfg.channels * c->cfg.size * c->cfg.size, all = per * c->micro;
-  v[0] = v[1] = NAN;
+  v[0] = v[1] = v[2] = NAN;
+  float lam;
+  if (mf_session_read(s, c->net.lambda, &lam, 1) == 0) v[2] = lam;
   if (mf_session_read(s, c->net.x, c->xbuf, (size_t)all) < 0 || mf_session_read(s, c->net.xrec, c->rbuf, (size_t)all) < 0) return;
   double se = 0;
   for (int64_t i = 0; i < all; i++) { double d = 0.5 * ((double)c->rbuf[i] - c->xbuf[i]); se += d * d; }
@@ -206,7 +208,7 @@ static void vq_read_terms(void *ctx, mf_session *s, double *v) {
 
 static void vq_describe_terms(void *ctx, const double *mean, char *buf, size_t n) {
   (void)ctx;
-  snprintf(buf, n, "rec %.2f dB  perplexity %.1f", mean[0], mean[1]);
+  snprintf(buf, n, "rec %.2f dB  perplexity %.1f  lambda %.3g", mean[0], mean[1], mean[2]);
 }
 
 static int vq_after_update(void *ctx, mf_session *s, int64_t update, char *err, size_t n) {
@@ -388,8 +390,8 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   j->hooks.after_update = vq_after_update;
   j->hooks.validate = c->n_val ? vq_validate : NULL;
   j->session_ready = vqgan_session_ready_hook;
-  static const char *const terms[2] = {"rec_psnr", "code_perplexity"};
-  j->n_terms = 2;
+  static const char *const terms[3] = {"rec_psnr", "code_perplexity", "lambda"};
+  j->n_terms = 3;
   j->term_names = terms;
   j->sample_unit = "images";
   j->loss_divisor = 1;

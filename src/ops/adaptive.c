@@ -4,18 +4,24 @@
  * calculate_adaptive_weight). Gradients are linear in the upstream seed: |grad_W L_gan| is the last conv's
  * weight-gradient of the GAN part alone (dy at the tap, divided by the run-time seed), |grad_W L_rec| a
  * forward tensor the model computes; the rest of backward then runs once with rec + lambda * gan.
- * ADAPTIVE_TAP: src x, h (the last conv's input), w (its weight), rec_norm [1], factor [1]; ip0 stride,
- * ip1 pad, ip2 = the lambda node built by the gradient rule (-1 before); fp0 weight, fp1 max. Kernel: copy. */
+ * ADAPTIVE_TAP: src x, h (the last conv's input), w (its weight), rec_norm [1], factor [1][, a state [1] that
+ * receives lambda]; ip0 stride, ip1 pad, ip2 = the lambda node built by the gradient rule (-1 before); fp0
+ * weight, fp1 max. Kernel: copy.
+ * STATE_WRITE: src value, state (same element count) -> value; the kernel also stores the value into the
+ * state (how a backward quantity such as lambda becomes readable after the step). No gradient. */
 #include "ops/ops.h"
 #include "graph/dtype.h"
 #include <math.h>
 
-int mf_adaptive_tap(mf_graph *g, int x, int h, int w, int rec_norm, int factor, int stride, int pad, double weight, double max) {
-  int src[5] = {x, h, w, rec_norm, factor};
-  if (!mf_graph_check_srcs(g, "adaptive_tap", 5, src)) return -1;
-  if (mf_node_numel(&g->nodes[rec_norm]) != 1 || mf_node_numel(&g->nodes[factor]) != 1)
-    return mf_graph_fail(g, "adaptive_tap: the reconstruction norm and the factor must be scalars");
-  int id = mf_node_like(g, MF_OP_ADAPTIVE_TAP, x, 5, src);
+int mf_adaptive_tap(mf_graph *g, int x, int h, int w, int rec_norm, int factor, int lam_state, int stride, int pad, double weight,
+                    double max) {
+  int src[6] = {x, h, w, rec_norm, factor, lam_state};
+  int ns = lam_state >= 0 ? 6 : 5;
+  if (!mf_graph_check_srcs(g, "adaptive_tap", ns, src)) return -1;
+  if (mf_node_numel(&g->nodes[rec_norm]) != 1 || mf_node_numel(&g->nodes[factor]) != 1 ||
+      (lam_state >= 0 && (mf_node_numel(&g->nodes[lam_state]) != 1 || g->nodes[lam_state].role != MF_ROLE_BUFFER)))
+    return mf_graph_fail(g, "adaptive_tap: the reconstruction norm, the factor and the lambda state must be scalars (the last a state)");
+  int id = mf_node_like(g, MF_OP_ADAPTIVE_TAP, x, ns, src);
   if (id < 0) return -1;
   mf_node *n = &g->nodes[id];
   n->ip[0] = stride;
@@ -43,6 +49,12 @@ static int grad_adaptive_tap(mf_graph *g, int id, int dy, int *dx) {
   lam = mf_mul(g, mf_mul_scalar(g, mf_clamp(g, lam, 0, n.fp[1]), n.fp[0]), factor);         /* [1] */
   if (lam < 0) return -1;
   snprintf(g->nodes[lam].name, MF_NAME_LEN, "adaptive_lambda");
+  if (n.nsrc > 5) { /* lambda also into its state, readable after the step */
+    int ws[2] = {lam, n.src[5]};
+    lam = mf_graph_add(g, MF_OP_STATE_WRITE, g->nodes[lam].dtype, 1, g->nodes[lam].ne, 2, ws);
+    if (lam < 0) return -1;
+    snprintf(g->nodes[lam].name, MF_NAME_LEN, "adaptive_lambda.store");
+  }
   int64_t one[MF_MAX_DIMS];
   const mf_node *d = &g->nodes[dy];
   for (int i = 0; i < d->ndim; i++) one[i] = 1;
@@ -52,3 +64,4 @@ static int grad_adaptive_tap(mf_graph *g, int id, int dy, int *dx) {
 }
 
 const mf_op_def mf_op_def_adaptive_tap = {"adaptive_tap", grad_adaptive_tap, NULL};
+const mf_op_def mf_op_def_state_write = {"state_write", NULL, NULL};

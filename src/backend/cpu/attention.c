@@ -276,3 +276,11 @@ void mf_cpu_adaptive_tap(const mf_kctx *k, const mf_node *n, void *out, void *co
   (void)k; (void)ws;
   memcpy(out, src[0], mf_node_bytes(n));
 }
+
+/* value -> out, and into the state src[1] (ops/adaptive.c: lambda made readable after the step) */
+void mf_cpu_state_write(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *st = mf_src(k, n, 1);
+  memcpy(out, src[0], mf_node_bytes(n));
+  for (int64_t i = 0; i < mf_node_numel(n); i++) mf_st(src[1], st->dtype, i, mf_ld(src[0], n->dtype, i));
+}

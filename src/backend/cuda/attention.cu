@@ -236,3 +236,18 @@ extern "C" void mf_cuda_adaptive_tap(const mf_kctx *k, const mf_node *n, void *o
   (void)ws;
   mf_cuda_note(cudaMemcpyAsync(out, src[0], mf_node_bytes(n), cudaMemcpyDeviceToDevice, mf_cuda_stream(k)), "adaptive_tap");
 }
+
+/* value -> out, and into the state src[1] */
+__global__ void k_state_write(const void *v, int vt, void *out, void *st, int stt, int64_t n) {
+  MF_GRID_LOOP(i, n) {
+    double x = mf_gld<double>(v, vt, i);
+    mf_gst<double>(out, vt, i, x);
+    mf_gst<double>(st, stt, i, x);
+  }
+}
+extern "C" void mf_cuda_state_write(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  int64_t cnt = mf_node_numel(n);
+  k_state_write<<<mf_blocks(cnt), MF_THREADS, 0, mf_cuda_stream(k)>>>(src[0], n->dtype, out, src[1], mf_csrc(k, n, 1)->dtype, cnt);
+  MF_CUDA_LAUNCHED("state_write");
+}
