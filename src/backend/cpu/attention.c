@@ -16,6 +16,8 @@ static size_t align_up(size_t b) { return (b + WS_ALIGN - 1) / WS_ALIGN * WS_ALI
 static mf_dtype ct_of(mf_dtype t) { return t == MF_F64 ? MF_F64 : MF_F32; }
 static void *at(void *p, mf_dtype ct, int64_t i) { return (char *)p + (size_t)i * mf_dtype_size(ct); }
 static const void *cat(const void *p, mf_dtype ct, int64_t i) { return (const char *)p + (size_t)i * mf_dtype_size(ct); }
+/* a region of the workspace (NULL when the node needs none: no arithmetic on a null pointer) */
+static void *wsp(char *ws, size_t off) { return ws ? ws + off : NULL; }
 
 /* Row-major C[M,N] = alpha op(A) op(B) + beta C in the compute type. */
 static void gemm(mf_dtype ct, int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha, const void *A, int64_t lda,
@@ -122,10 +124,10 @@ static const void *probs_tile(const mf_kctx *kc, const mf_node *n, const mf_attn
     mf_dtype pt = kc->g->nodes[ps].dtype;
     int64_t off = (b * a->Nq + i0) * a->Nk;
     if (pt == ct) return cat(src[si], ct, off);
-    convert(ws + w->p, ct, src[si], pt, off, t * a->Nk);
-    return ws + w->p;
+    convert(wsp(ws, w->p), ct, src[si], pt, off, t * a->Nk);
+    return wsp(ws, w->p);
   }
-  void *S = ws + w->s;
+  void *S = wsp(ws, w->s);
   gemm(ct, 0, 1, t, a->Nk, a->D, a->scale, cat(Q, ct, i0 * a->D), a->D, Kb, a->D, 0.0, S, a->Nk);
   softmax_rows(ct, S, t, a->Nk);
   return S;
@@ -141,11 +143,11 @@ void mf_cpu_attn_probs(const mf_kctx *k, const mf_node *n, void *out, void *cons
   char *wb = ws;
   const mf_node *nq = mf_src(k, n, 0), *nk = mf_src(k, n, 1);
   for (int64_t b = 0; b < a.B; b++) {
-    const void *Q = operand(src[0], nq->dtype, b, a.Nq * a.D, ct, wb + w.q);
-    const void *Kb = operand(src[1], nk->dtype, b, a.Nk * a.D, ct, wb + w.k);
+    const void *Q = operand(src[0], nq->dtype, b, a.Nq * a.D, ct, wsp(wb, w.q));
+    const void *Kb = operand(src[1], nk->dtype, b, a.Nk * a.D, ct, wsp(wb, w.k));
     for (int64_t i0 = 0; i0 < a.Nq; i0 += a.T) {
       int64_t t = a.Nq - i0 < a.T ? a.Nq - i0 : a.T, off = (b * a.Nq + i0) * a.Nk;
-      void *S = n->dtype == ct ? at(out, ct, off) : wb + w.s;
+      void *S = n->dtype == ct ? at(out, ct, off) : wsp(wb, w.s);
       gemm(ct, 0, 1, t, a.Nk, a.D, a.scale, cat(Q, ct, i0 * a.D), a.D, Kb, a.D, 0.0, S, a.Nk);
       softmax_rows(ct, S, t, a.Nk);
       if (n->dtype != ct) {
@@ -167,13 +169,13 @@ void mf_cpu_attention(const mf_kctx *k, const mf_node *n, void *out, void *const
   const mf_node *nq = mf_src(k, n, 0), *nk = mf_src(k, n, 1), *nv = mf_src(k, n, 2);
   bool kept = mf_attn_probs_src(n) >= 0;
   for (int64_t b = 0; b < a.B; b++) {
-    const void *Q = kept ? NULL : operand(src[0], nq->dtype, b, a.Nq * a.D, ct, wb + w.q);
-    const void *Kb = kept ? NULL : operand(src[1], nk->dtype, b, a.Nk * a.D, ct, wb + w.k);
-    const void *V = operand(src[2], nv->dtype, b, a.Nk * a.D, ct, wb + w.v);
+    const void *Q = kept ? NULL : operand(src[0], nq->dtype, b, a.Nq * a.D, ct, wsp(wb, w.q));
+    const void *Kb = kept ? NULL : operand(src[1], nk->dtype, b, a.Nk * a.D, ct, wsp(wb, w.k));
+    const void *V = operand(src[2], nv->dtype, b, a.Nk * a.D, ct, wsp(wb, w.v));
     for (int64_t i0 = 0; i0 < a.Nq; i0 += a.T) {
       int64_t t = a.Nq - i0 < a.T ? a.Nq - i0 : a.T, off = (b * a.Nq + i0) * a.D;
       const void *P = probs_tile(k, n, &a, ct, src, Q, Kb, b, i0, t, wb, &w);
-      void *Y = n->dtype == ct ? at(out, ct, off) : wb + w.acc;
+      void *Y = n->dtype == ct ? at(out, ct, off) : wsp(wb, w.acc);
       gemm(ct, 0, 0, t, a.D, a.Nk, 1.0, P, a.Nk, V, a.D, 0.0, Y, a.D);
       if (n->dtype != ct) {
         #pragma omp parallel for schedule(static) if (t * a.D > 65536)
@@ -194,13 +196,13 @@ void mf_cpu_attention_bwd(const mf_kctx *k, const mf_node *n, void *out, void *c
   const mf_node *nq = mf_src(k, n, 0), *nk = mf_src(k, n, 1), *nv = mf_src(k, n, 2), *ndy = mf_src(k, n, 3);
   int64_t rows = (a.Nq + 2 * a.Nk) * a.D;
   for (int64_t b = 0; b < a.B; b++) {
-    const void *Q = operand(src[0], nq->dtype, b, a.Nq * a.D, ct, wb + w.q);
-    const void *Kb = operand(src[1], nk->dtype, b, a.Nk * a.D, ct, wb + w.k);
-    const void *V = operand(src[2], nv->dtype, b, a.Nk * a.D, ct, wb + w.v);
-    const void *DY = operand(src[3], ndy->dtype, b, a.Nq * a.D, ct, wb + w.dy);
-    void *dst = n->dtype == ct ? at(out, ct, b * rows) : wb + w.acc;
+    const void *Q = operand(src[0], nq->dtype, b, a.Nq * a.D, ct, wsp(wb, w.q));
+    const void *Kb = operand(src[1], nk->dtype, b, a.Nk * a.D, ct, wsp(wb, w.k));
+    const void *V = operand(src[2], nv->dtype, b, a.Nk * a.D, ct, wsp(wb, w.v));
+    const void *DY = operand(src[3], ndy->dtype, b, a.Nq * a.D, ct, wsp(wb, w.dy));
+    void *dst = n->dtype == ct ? at(out, ct, b * rows) : wsp(wb, w.acc);
     void *dq = dst, *dk = at(dst, ct, a.Nq * a.D), *dv = at(dst, ct, (a.Nq + a.Nk) * a.D);
-    void *dP = wb + w.dp;
+    void *dP = wsp(wb, w.dp);
     for (int64_t i0 = 0; i0 < a.Nq; i0 += a.T) {
       int64_t t = a.Nq - i0 < a.T ? a.Nq - i0 : a.T;
       double beta = i0 == 0 ? 0.0 : 1.0;
