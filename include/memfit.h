@@ -211,6 +211,21 @@ mf_tensor mf_straight_through(mf_graph *g, mf_tensor hard, mf_tensor soft);
  * dtype. It has no gradient of its own: a loss that needs one is refused by planning (wrap it in
  * mf_straight_through). */
 mf_tensor mf_round(mf_graph *g, mf_tensor x);
+/* Nearest codebook row of each vector (vector quantisation): z float [N,D], codebook float [K,D] ->
+ * i32 [N], argmin_k ||z_n - e_k||^2 evaluated as ||e_k||^2 - 2 z_n.e_k (f32 arithmetic, f64 for f64
+ * graphs), ties to the lowest k, a row with a NaN distance gives the first NaN's k. The distances are
+ * computed for a tile of rows at a time (at most 2^18 distances, in the kernel's planned workspace), so
+ * the [N,K] matrix never exists whole. No gradient (use mf_gather and mf_straight_through). Refuses
+ * (mf_graph_error naming both shapes) non-float or non-2-D operands, different D, a codebook with 0 rows. */
+mf_tensor mf_vq_nearest(mf_graph *g, mf_tensor z, mf_tensor codebook);
+/* Scaled dot-product attention, one fused op: q [..., Nq, D], k and v [..., Nk, D] (the same leading
+ * axes, e.g. [B, heads]; one float dtype) -> softmax(scale q k^T) v [..., Nq, D], the softmax over the
+ * Nk keys; scale 0 means 1/sqrt(D). keep_scores 0: the [Nq, Nk] scores exist only one tile of query rows
+ * at a time (at most 2^20 scores, in the kernel's planned workspace) and backward recomputes them;
+ * keep_scores 1: the probabilities are an activation [..., Nq, Nk] (in the graph's dtype) that the plan
+ * keeps for backward (more memory, less arithmetic). Gradients go to q, k and v. Refuses
+ * (mf_graph_error naming the shapes) mismatched shapes or dtypes, empty tensors, a scale below 0. */
+mf_tensor mf_attention(mf_graph *g, mf_tensor q, mf_tensor k, mf_tensor v, double scale, int keep_scores);
 /* x's values (same shape and dtype) as a constant: no gradient flows back through it, so what is built
  * from it alone needs none (e.g. a discriminator's fake input, D(detach(G(x)))). It costs no memory and
  * no copy: the planner reads x itself wherever the detach is read, and x lives until then. */

@@ -545,6 +545,29 @@ static mf_tensor c_raster(mf_graph *g, mf_dtype act, int v) {
   return mf_gauss_raster(g, pos, isc, rot, P(g, "feat", 2, SH(12, 3)), -1, &o);
 }
 
+/* fused attention: v0 [2,2,9,5] heads, scores recomputed; v1 probabilities kept; v2 q [1,1100,4] against
+ * 1000 keys (two score tiles); v3 the VQ nearest code of z [40,6] in a codebook [33,6], looked up and
+ * passed straight through to z (the codebook's gradient is gather's scatter-add) */
+static mf_tensor c_attention(mf_graph *g, mf_dtype act, int v) {
+  (void)act;
+  if (v == 4) { /* VQGAN's adaptive-weight tap on a conv's output (ops/adaptive.c), squared after it */
+    mf_tensor h = P(g, "h", 4, SH(2, 4, 6, 6)), w = P(g, "w", 4, SH(3, 4, 3, 3));
+    mf_tensor x = mf_conv2d(g, h, w, -1, 1, 1, 1);
+    mf_tensor rec = mf_sum(g, mf_mul(g, x, x), 0, 0), f = mf_input(g, "pos_factor", 1, SH(1));
+    mf_tensor lam = mf_state(g, "lambda", MF_F32, 1, SH(1), MF_INIT_ZERO, 0);
+    mf_tensor t = mf_adaptive_tap(g, x, h, w, rec, f, lam, 1, 1, 0.8, 1e4);
+    return mf_mul(g, t, t);
+  }
+  if (v == 3) {
+    mf_tensor z = P(g, "z", 2, SH(40, 6)), cb = P(g, "codebook", 2, SH(33, 6));
+    mf_tensor zq = mf_gather(g, cb, mf_vq_nearest(g, z, cb));
+    return mf_add(g, mf_straight_through(g, zq, z), zq);
+  }
+  if (v == 2)
+    return mf_attention(g, P(g, "q", 3, SH(1, 1100, 4)), P(g, "k", 3, SH(1, 1000, 4)), P(g, "v", 3, SH(1, 1000, 4)), 0, 0);
+  return mf_attention(g, P(g, "q", 4, SH(2, 2, 9, 5)), P(g, "k", 4, SH(2, 2, 7, 5)), P(g, "v", 4, SH(2, 2, 7, 5)), 0, v == 1);
+}
+
 static void test_ops(void) {
   char nm[64];
   const char *bn[] = {"add", "sub", "mul", "div"}, *sn[] = {"same shape", "per-channel", "trailing"};
@@ -578,6 +601,8 @@ static void test_ops(void) {
   for (int v = 0; v < 3; v++) op_case(xn[v], c_index, v);
   const char *rn[] = {"gauss raster top-K 4 recomputed", "gauss raster top-K 10 kept", "gauss raster stats"};
   for (int v = 0; v < 3; v++) op_case(rn[v], c_raster, v);
+  const char *an[] = {"attention recomputed", "attention kept", "attention over two tiles", "vq nearest code", "adaptive GAN tap"};
+  for (int v = 0; v < 5; v++) op_case(an[v], c_attention, v);
   /* every op of the registry ran on the compared backend in some case above */
   for (int op = 0; op < MF_OP_COUNT; op++) CHECK(op_ran[op] > 0, "op %s is not exercised by any case of this test", mf_op_name(op));
 }

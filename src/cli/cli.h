@@ -16,6 +16,8 @@ typedef struct mf_cmd {
 int mf_cmd_demo(int argc, char **argv);
 int mf_cmd_plan(int argc, char **argv);
 int mf_cmd_presets(int argc, char **argv);
+int mf_cmd_plan_vqgan(int argc, char **argv);    /* cmd_vqgan.c: memfit plan vqgan */
+int mf_cmd_presets_vqgan(int argc, char **argv); /* cmd_vqgan.c: memfit presets vqgan */
 int mf_cmd_calibrate(int argc, char **argv); /* cmd_calibrate.c */
 int mf_cmd_train(int argc, char **argv); int mf_cmd_hide(int argc, char **argv); int mf_cmd_reveal(int argc, char **argv); int mf_cmd_eval(int argc, char **argv); /* cmd_steg.c */
 

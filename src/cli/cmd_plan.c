@@ -60,6 +60,7 @@ static void plan_usage(FILE *f, const char *cmd) {
     fprintf(f, "variants of %s (--variant):\n", ws[k]->name);
     for (int v = 0; v < ws[k]->n_variants; v++) fprintf(f, "  %d  %s\n", v, ws[k]->variant_names[v]);
   }
+  fprintf(f, "\nsettings of vqgan: 'memfit %s vqgan --help' (its generator and discriminator phases are planned together)\n", cmd);
   if (plan)
     fprintf(f, "\nexit status: 0 planned, 1 the plan failed, 2 usage error, 3 nothing fits the --budget\n");
   else
@@ -220,6 +221,7 @@ static void largest_batch(const mf_workload *w, const void *cfg, const mf_candid
 }
 
 int mf_cmd_plan(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "vqgan")) return mf_cmd_plan_vqgan(argc, argv); /* two phases: cmd_vqgan.c */
   plan_args a;
   int rc = parse(argc, argv, "plan", &a);
   if (rc) { free(a.cfg); return rc == 1 ? 0 : rc; }
@@ -361,6 +363,7 @@ int mf_cmd_plan(int argc, char **argv) {
 }
 
 int mf_cmd_presets(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "vqgan")) return mf_cmd_presets_vqgan(argc, argv);
   plan_args a;
   int rc = parse(argc, argv, "presets", &a);
   if (rc) { free(a.cfg); return rc == 1 ? 0 : rc; }

@@ -193,6 +193,11 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   snprintf(cmd, sizeof cmd, "train %s", w->name);
   ch->micro_batch = a->batch; ch->accum = 1; ch->variant = 0; ch->dtype = MF_F32;
   *have_cand = 0;
+  if (w->train->train_choose) { /* the workload's own exact choice (VQGAN: both phases planned) */
+    int rc = w->train->train_choose(tcfg, a, ch, err, sizeof err);
+    if (rc) fprintf(stderr, "memfit %s: %s\n", cmd, err);
+    return rc;
+  }
   int fixed = a->dtypes || a->mode != -2 || a->micro_batch || a->variant >= 0; /* settings given as plan takes them */
   if (!a->budget && !fixed) return 0; /* the workload's default: memory-free backprop / recompute all, f32 */
   void *wc = w->cfg_new();
@@ -356,9 +361,17 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   o.plan.bucket_bytes = (size_t)a.bucket_bytes;
   o.plan.shard_optimizer = a.shard_optimizer && R > 1;
   o.plan.rank = comm->rank;
+  if (job.n_groups > 1) { /* every group with the run's optimizer settings (train_opts may change them) */
+    o.n_groups = job.n_groups;
+    for (int k = 1; k < job.n_groups; k++) {
+      o.groups[k].lr = a.lr; o.groups[k].beta1 = a.beta1; o.groups[k].beta2 = a.beta2; o.groups[k].weight_decay = a.weight_decay;
+    }
+  }
   if (job.train_opts) job.train_opts(job.hooks.ctx, &o);
   rc = 1;
-  if (!(s = mf_session_init(job.g, job.loss, &o, err, sizeof err))) fprintf(stderr, "memfit %s: rank %d: %s\n", cmd, comm->rank, err);
+  if (job.n_phases > 1) s = mf_session_init_phases(job.g, job.n_phases, job.phases, &o, err, sizeof err);
+  else s = mf_session_init(job.g, job.loss, &o, err, sizeof err);
+  if (!s) fprintf(stderr, "memfit %s: rank %d: %s\n", cmd, comm->rank, err);
   else if (mf_session_set_comm(s, comm, job.loss_sum, err, sizeof err) < 0) fprintf(stderr, "memfit %s: %s\n", cmd, err);
   else if (job.session_ready && job.session_ready(job.hooks.ctx, s, err, sizeof err) < 0) fprintf(stderr, "memfit %s: %s\n", cmd, err);
   else rc = 0;

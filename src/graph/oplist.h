@@ -49,7 +49,13 @@
   X(GAUSS_TOPK, gauss_topk)         /* Image-GS: src pos,inv_scale,rot[,mask] -> i32 [H,W,K] ids */  \
   X(GAUSS_RASTER, gauss_raster)     /* src pos,inv_scale,rot,feat[,mask][,topk] -> [C,H,W] */        \
   X(GAUSS_RASTER_BWD, gauss_raster_bwd) /* src pos,inv_scale,rot,feat,dy[,mask][,topk] -> [N,5+C] */ \
-  X(GAUSS_STATS, gauss_stats)       /* src pos,inv_scale,rot[,mask] -> i32 [5] clamp/pair counts */
+  X(GAUSS_STATS, gauss_stats)       /* src pos,inv_scale,rot[,mask] -> i32 [5] clamp/pair counts */  \
+  X(ATTN_PROBS, attn_probs)         /* src q [..,Nq,D], k [..,Nk,D] -> softmax(fp0 q k^T) [..,Nq,Nk] */ \
+  X(ATTENTION, attention)           /* src q, k, v [..,Nk,D][, probs] -> [..,Nq,D]; fp0 = scale */    \
+  X(ATTENTION_BWD, attention_bwd)   /* src q, k, v, dy[, probs] -> [..,Nq+2Nk,D]: dq, dk, dv */       \
+  X(VQ_NEAREST, vq_nearest)         /* src z [N,D], codebook [K,D] -> i32 [N] nearest rows, tiled */   \
+  X(ADAPTIVE_TAP, adaptive_tap)     /* src x, h, w, rec_norm, factor[, state] -> x; gradient x lambda */ \
+  X(STATE_WRITE, state_write)       /* src value, state (same count) -> value, also written to the state */
 
 #define MF_OP_ENUM(E, n) MF_OP_##E,
 typedef enum mf_op { MF_OP_LIST(MF_OP_ENUM) MF_OP_COUNT } mf_op;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const mf_workload *const workloads[] = {&mf_workload_steg, &mf_workload_moco, &mf_workload_imagegs};
+static const mf_workload *const workloads[] = {&mf_workload_steg, &mf_workload_moco, &mf_workload_imagegs, &mf_workload_vqgan};
 enum { N_WORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 const mf_workload *mf_workload_find(const char *name) {
@@ -12,7 +12,7 @@ const mf_workload *mf_workload_find(const char *name) {
     if (!strcmp(workloads[i]->name, name)) return workloads[i];
   return NULL;
 }
-const char *mf_workload_names(void) { return "steg, moco, imagegs"; }
+const char *mf_workload_names(void) { return "steg, moco, imagegs, vqgan"; }
 
 void mf_train_job_free(mf_train_job *job) {
   if (job->ctx_free) job->ctx_free(job->hooks.ctx);

@@ -59,6 +59,10 @@ typedef struct mf_train_job {
   char losses[256];          /* "losses: ..." (the optimizer follows) */
   int n_data_settings;
   mf_data_setting data_settings[MF_MAX_DATA_SETTINGS];
+  /* Phases (a GAN's generator and discriminator steps): n_phases > 1 makes the session with
+   * mf_session_init_phases (loss is then unused); n_groups parameter groups, each with the run's lr and betas. */
+  int n_phases, n_groups;
+  mf_phase_opts phases[MF_MAX_PHASES];
   /* Checks a --resume checkpoint holds this model before anything is loaded; 0, or -1 after saying why. */
   int (*resume_check)(void *ctx, const char *path);
   /* After the session is made: fixed inputs (constants) the graph reads; 0, or -1 with err. */
@@ -86,6 +90,9 @@ typedef struct mf_workload_train {
    * releases it, whatever setup left in it). 0, or -1 with err. */
   int (*train_setup)(const void *tcfg, const mf_train_args *a, const mf_train_choice *ch, mf_train_job *job, char *err,
                      size_t errlen);
+  /* Optional: the workload's own choice of the run's settings (e.g. planning several phases exactly) instead of
+   * the generic search; says what it chose. 0, 1 (failed, err says why) or 3 (nothing fits the budget, err). */
+  int (*train_choose)(const void *tcfg, const mf_train_args *a, mf_train_choice *ch, char *err, size_t errlen);
 } mf_workload_train;
 
 /* A workload setting's value: a whole number (or a number) from lo to hi; 0, or -1 with err
@@ -110,5 +117,6 @@ extern const mf_workload mf_workload_moco;
 extern const mf_workload_train mf_workload_moco_train;
 extern const mf_workload mf_workload_imagegs;
 extern const mf_workload_train mf_workload_imagegs_train;
+extern const mf_workload mf_workload_vqgan;
 
 #endif

@@ -52,5 +52,10 @@ int mf_loss_bwd(mf_graph *g, int pred, int target, int dl, int kind, int sum);
 int mf_softmax_ce_bwd(mf_graph *g, int logits, int labels, int dl);
 int mf_pool_bwd(mf_graph *g, int x, int dy, const mf_node *pool);
 int mf_upsample_bwd(mf_graph *g, int dy, int x_like, int factor);
+/* VQGAN's adaptive GAN weight (ops/adaptive.c): x's value; its gradient dy * lambda, lambda = factor * weight *
+ * clamp(rec_norm / (|conv2d_bwd_weight(h, dy)| / seed + 1e-4), 0, max), the lambda node id left in ip[2];
+ * lam_state (a state [1], or -1) receives lambda at each backward. */
+int mf_adaptive_tap(mf_graph *g, int x, int h, int w, int rec_norm, int factor, int lam_state, int stride, int pad, double weight,
+                    double max);
 
 #endif

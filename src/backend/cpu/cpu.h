@@ -15,6 +15,7 @@ size_t mf_cpu_ws_conv(const mf_graph *g, const mf_node *n);
 size_t mf_cpu_ws_matmul(const mf_graph *g, const mf_node *n);
 size_t mf_cpu_ws_index(const mf_graph *g, const mf_node *n);   /* gather_bwd in f16/bf16 */
 size_t mf_cpu_ws_raster(const mf_graph *g, const mf_node *n);  /* gauss_topk, gauss_raster and its backward */
+size_t mf_cpu_ws_attention(const mf_graph *g, const mf_node *n); /* attention, attn_probs, attention_bwd, vq_nearest */
 /* oneDNN convolutions (conv_dnnl.c): for a conv node that oneDNN runs, its exact workspace bytes
  * (returns 1; the primitive is created on this first call), or 0 when memfit's own algorithms run it
  * (f64/f16/bf16 operands, MEMFIT_CONV=gemm, oneDNN only offers its reference kernel, or built without

@@ -19,6 +19,10 @@ static size_t cuda_workspace(const mf_graph *g, const mf_node *n) {
   case MF_OP_GAUSS_TOPK:
   case MF_OP_GAUSS_RASTER:
   case MF_OP_GAUSS_RASTER_BWD: return mf_cuda_ws_raster(g, n);
+  case MF_OP_ATTN_PROBS:
+  case MF_OP_ATTENTION:
+  case MF_OP_ATTENTION_BWD:
+  case MF_OP_VQ_NEAREST: return mf_cuda_ws_attention(g, n);
   default: return 0;
   }
 }

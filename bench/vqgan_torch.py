@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""vqgan_torch.py — the PyTorch side of the VQGAN step benchmark (bench/vqgan.sh): the same VQGAN as memfit's
+(taming-transformers written out: the model of tests/vqgan_parity.py, in float32) from the initial parameters
+memfit dumped (bench_vqgan --dump), on fixed random images in [-1,1]. One step = the generator step (forward,
+L1 + lambda * GAN + codebook loss, lambda from two autograd.grad calls on decoder.conv_out.weight as taming does,
+backward, Adam (0.5, 0.9)) then the discriminator step (the generator's forward under no_grad, hinge loss,
+backward, Adam). Prints one JSON line: images/s (median step) and peak RSS.
+
+Usage: /usr/bin/python3 bench/vqgan_torch.py --params FILE --preset low --size 64 --batch 4 --steps 5 --threads 2
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+sys.path.insert(0, os.path.join(here, "..", "tests"))
+import steg_torch  # noqa: E402  (safetensors_read)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import vqgan_parity  # noqa: E402  (the model)
+
+PRESETS = {"low": (16, [1, 2, 4, 8], 16, 128), "mid": (32, [1, 2, 4, 8], 16, 256), "high": (32, [1, 2, 4, 8], 24, 512),
+           "original": (64, [1, 2, 4, 8], 32, 512)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--params", required=True)
+    ap.add_argument("--preset", default="low")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    ch, mult, z, codes = PRESETS[a.preset]
+    T, _ = steg_torch.safetensors_read(a.params)
+    P = {k: torch.tensor(np.asarray(v, dtype=np.float32)).requires_grad_(True) for k, v in T.items()}
+    meta = {"ch": ch, "mult": ",".join(map(str, mult)), "levels": len(mult), "res_blocks": 2, "z_channels": z, "embed_dim": z,
+            "beta": 0.25, "ema": 0, "disc_layers": 3}
+    m = vqgan_parity.Model(P, meta)
+    gen = [v for k, v in P.items() if not k.startswith("loss.discriminator.")]
+    dis = [v for k, v in P.items() if k.startswith("loss.discriminator.")]
+    og = torch.optim.Adam(gen, lr=3.6e-5, betas=(0.5, 0.9))
+    od = torch.optim.Adam(dis, lr=3.6e-5, betas=(0.5, 0.9))
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(a.batch, 3, a.size, a.size, generator=g) * 2 - 1
+    W = P["decoder.conv_out.weight"]
+    times = []
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        xrec, qloss, _, _ = m.forward(x)
+        nll = torch.mean(torch.abs(x - xrec))
+        g_loss = -torch.mean(m.disc(xrec))
+        nll_g = torch.autograd.grad(nll, W, retain_graph=True)[0]
+        g_g = torch.autograd.grad(g_loss, W, retain_graph=True)[0]
+        lam = torch.clamp(torch.norm(nll_g) / (torch.norm(g_g) + 1e-4), 0.0, 1e4).detach() * 0.8
+        og.zero_grad(set_to_none=True)
+        (nll + lam * g_loss + qloss).backward()
+        og.step()
+        with torch.no_grad():
+            xr, _, _, _ = m.forward(x)
+        d_loss = 0.5 * (torch.mean(F.relu(1.0 - m.disc(x))) + torch.mean(F.relu(1.0 + m.disc(xr))))
+        od.zero_grad(set_to_none=True)
+        for p in gen:
+            p.grad = None
+        d_loss.backward()
+        od.step()
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    med = statistics.median(times) if times else float("nan")
+    print(json.dumps({"impl": "torch-" + torch.__version__, "images_per_s": a.batch / med,
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "step_s": med,
+                      "preset": a.preset, "size": a.size, "batch": a.batch, "threads": a.threads}))
+
+
+if __name__ == "__main__":
+    main()
