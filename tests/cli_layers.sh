@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cli_layers.sh — every arrow points down: each file of src/ includes only headers of its own layer or
 # of the layers below it (docs/design.md 5). Layers, bottom to top: base, graph, ops, backend (cpu and
-# cuda together), plan, train, models, cli; data sits beside them (it needs base only, train and the
+# cuda together), plan, train, onnx, models, cli; data sits beside them (it needs base only, train and the
 # layers above may use it). memfit.h (the public API) may be included anywhere; cli may include
 # anything. The calls between the build's object files follow the same order. Usage:
 # cli_layers.sh [path/to/build/memfit] (MEMFIT_LAYERS_SRC=DIR checks the includes of another src/ tree).
@@ -19,7 +19,8 @@ allowed() {
   plan) echo "base graph ops backend plan" ;;
   data) echo "base data" ;;
   train) echo "base graph ops backend plan data train" ;;
-  models) echo "base graph ops backend plan data train models" ;;
+  onnx) echo "base graph ops backend plan data train onnx" ;;
+  models) echo "base graph ops backend plan data train onnx models" ;;
   cli) echo "*" ;;
   *) echo "" ;;
   esac
