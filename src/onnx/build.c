@@ -15,7 +15,9 @@
 typedef struct cst { int et; int ndim; int64_t dims[ONNX_MAX_RANK]; int64_t n; double *v; } cst;
 
 /* one named ONNX value: a graph tensor (t >= 0), an initializer (init >= 0) and/or a known value */
-typedef struct val { const char *name; mf_tensor t; int init; int has_c; cst c; } val;
+typedef struct val { const char *name; mf_tensor t; int init; int has_c; cst c; int pad; } val;
+/* pad > 0: the value is tensor t zero-padded by pad on each side of H and W (an ONNX Pad), which only a
+ * convolution or an average pool (counting padded zeros, as memfit's does) may read: they pad themselves */
 
 /* what mf_onnx_load_weights writes: tensor t gets initializer init's data, or the values vals */
 typedef struct bind { mf_tensor t; int init; float *vals; int64_t n; } bind;
@@ -185,6 +187,7 @@ static int dims_to_mf(ctx *c, int ndim, const int64_t *dims, int64_t *ne, const 
 /* the graph tensor of v: a parameter (or buffer) for a float initializer, a state for another constant */
 static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
   if (!v) return node_fail(c, "%s is missing", what);
+  if (v->pad) return UNSUP("%s '%s' is a zero Pad, which memfit folds only into a Conv or AveragePool that reads it", what, v->name);
   if (v->t >= 0) return v->t;
   int64_t ne[MF_MAX_DIMS];
   if (v->init >= 0 && !v->has_c) {
@@ -252,6 +255,7 @@ static int set_out(ctx *c, int k, mf_tensor t) {
   v->has_c = 0;
   v->init = -1;
   v->t = t;
+  v->pad = 0;
   if (t >= c->n_before) {
     char nm[MF_NAME_LEN];
     const char *base = c->node->name && c->node->name[0] ? c->node->name : c->node->output[k];
@@ -271,6 +275,7 @@ static int set_out_const(ctx *c, int k, cst *kc) {
   v->has_c = 1;
   v->init = -1;
   v->t = -1;
+  v->pad = 0;
   return 0;
 }
 
@@ -685,6 +690,14 @@ static int spatial(ctx *c, const mf_node *x, int64_t kh, int64_t kw, int *stride
   return 0;
 }
 
+/* input 0 of a Conv or AveragePool, with the zero padding of a Pad before it (*extra) */
+static mf_tensor padded_input(ctx *c, int *extra) {
+  val *v = in_val(c, 0);
+  *extra = 0;
+  if (v && v->pad && v->t >= 0) { *extra = v->pad; return v->t; }
+  return in_tensor(c, 0);
+}
+
 static mf_tensor need4d(ctx *c, mf_tensor x, const char *what) {
   if (x < 0) return -1;
   if (nd_of(c, x)->ndim != 4) {
@@ -841,8 +854,43 @@ static int node_build(ctx *c) {
     if (e->v[0] == 3) return set_out(c, 0, mf_mul(g, mf_mul(g, x, x), x));
     return UNSUP("Pow with exponent %g (memfit: 1, 2, 3)", e->v[0]);
   }
-  if (!strcmp(op, "Conv")) {
+  if (!strcmp(op, "Pad")) {
+    char mb[32];
+    const char *mode = attr_s(n, "mode", mb, sizeof mb);
+    if (mode && strcmp(mode, "constant")) return UNSUP("Pad mode '%s' (memfit: zeros folded into a Conv or AveragePool)", mode);
     mf_tensor x = need4d(c, in_tensor(c, 0), "input");
+    if (x < 0) return -1;
+    int64_t pd[8];
+    int np = attr_ints(n, "pads", pd, 8);
+    if (np < 0) {
+      cst *k = in_const(c, 1, "pads");
+      if (!k) return -1;
+      if (k->n > 8) return node_fail(c, "pads of %lld values", (long long)k->n);
+      np = (int)k->n;
+      for (int i = 0; i < np; i++) pd[i] = (int64_t)k->v[i];
+    }
+    if (has_in(c, 2)) {
+      cst *k = in_const(c, 2, "constant_value");
+      if (!k) return -1;
+      if (k->n != 1 || k->v[0] != 0) return UNSUP("Pad with a value other than 0");
+    }
+    if (np != 8 || pd[0] || pd[1] || pd[4] || pd[5] || pd[2] != pd[3] || pd[2] != pd[6] || pd[2] != pd[7] || pd[2] < 0 ||
+        pd[2] > 1 << 20)
+      return UNSUP("Pad other than the same zero padding on every side of H and W");
+    if ((size_t)0 < n->n_output && n->output[0][0]) {
+      val *v = val_get(c, n->output[0]);
+      if (!v) return node_fail(c, "too many values");
+      if (v->has_c) cst_free(&v->c);
+      v->has_c = 0;
+      v->init = -1;
+      v->t = x;
+      v->pad = (int)pd[2];
+    }
+    return 0;
+  }
+  if (!strcmp(op, "Conv")) {
+    int extra;
+    mf_tensor x = need4d(c, padded_input(c, &extra), "input");
     if (x < 0) return -1;
     mf_tensor w = in_tensor(c, 1);
     if (w < 0) return -1;
@@ -851,6 +899,7 @@ static int node_build(ctx *c) {
     if (has_in(c, 2) && b < 0) return -1;
     int stride, pad;
     if (spatial(c, nd_of(c, x), nd_of(c, w)->ne[2], nd_of(c, w)->ne[3], &stride, &pad) < 0) return -1;
+    pad += extra;
     int64_t grp = attr_i(n, "group", 1);
     if (grp < 1 || grp > 1 << 20) return node_fail(c, "group %lld", (long long)grp);
     return set_out(c, 0, mf_conv2d(g, x, w, b, stride, pad, (int)grp));
@@ -904,7 +953,8 @@ static int node_build(ctx *c) {
     return set_out(c, 0, mf_batchnorm(g, x, sc, bi, rm, rv, !c->bn_eval, 1 - mom, eps));
   }
   if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
-    mf_tensor x = need4d(c, in_tensor(c, 0), "input");
+    int extra = 0;
+    mf_tensor x = need4d(c, op[0] == 'A' ? padded_input(c, &extra) : in_tensor(c, 0), "input");
     if (x < 0) return -1;
     int64_t ks[4];
     int k = attr_ints(n, "kernel_shape", ks, 4);
@@ -916,6 +966,7 @@ static int node_build(ctx *c) {
     if (ks[0] > 1 << 20) return UNSUP("kernel too large");
     if (op[0] == 'A') {
       if (pad && !attr_i(n, "count_include_pad", 0)) return UNSUP("AveragePool with padding and count_include_pad 0");
+      pad += extra;
       return set_out(c, 0, mf_avgpool2d(g, x, (int)ks[0], stride, pad));
     }
     return set_out(c, 0, mf_maxpool2d(g, x, (int)ks[0], stride, pad));

@@ -446,7 +446,7 @@ static const char *const supported_ops[] = {
   "Clip", "HardSigmoid", "HardSwish", "Identity", "Dropout", "BatchNormalization", "InstanceNormalization", "MaxPool",
   "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice",
   "Gather", "ReduceMean", "ReduceSum", "Upsample", "Resize", "Constant", "Shape", "ConstantOfShape", "Cast", "Softplus",
-  "Sum", "Mean",
+  "Sum", "Mean", "Pad",
 };
 
 const char *onnx_op_unsupported(const Onnx__NodeProto *n) {
