@@ -155,6 +155,18 @@ mf_tensor mf_relu(mf_graph *g, mf_tensor a);
 mf_tensor mf_leaky_relu(mf_graph *g, mf_tensor a, double slope);
 mf_tensor mf_silu(mf_graph *g, mf_tensor a);
 mf_tensor mf_clamp(mf_graph *g, mf_tensor a, double lo, double hi);
+/* sqrt (gradient 0.5 / y, from the output: infinite at 0), erf, and GELU in its exact erf form
+ * 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's F.gelu, approximate='none'); same shape and dtype as a. */
+mf_tensor mf_sqrt(mf_graph *g, mf_tensor a);
+mf_tensor mf_erf(mf_graph *g, mf_tensor a);
+mf_tensor mf_gelu(mf_graph *g, mf_tensor a);
+/* Softmax and log-softmax of x along `axis` (negative counts from the end), same shape and dtype; each row is
+ * computed in double after subtracting its maximum, so large inputs do not overflow. Backward keeps the output
+ * y (not x): dx = y (dy - <y,dy>), or dy - exp(y) sum(dy). An axis other than the last is moved there and back
+ * with transposes (two more activations). Refuses (mf_graph_error naming the shape) a non-float input or an
+ * axis outside its dims. */
+mf_tensor mf_softmax(mf_graph *g, mf_tensor x, int axis);
+mf_tensor mf_log_softmax(mf_graph *g, mf_tensor x, int axis);
 /* shape */
 mf_tensor mf_concat(mf_graph *g, int n, const mf_tensor *xs, int axis);
 mf_tensor mf_slice(mf_graph *g, mf_tensor a, int axis, int64_t start, int64_t end);
