@@ -135,6 +135,10 @@ static val *in_val(ctx *c, int k) {
 }
 static bool has_in(ctx *c, int k) { return k >= 0 && (size_t)k < c->node->n_input && c->node->input[k][0]; }
 static bool known(const val *v) { return v && (v->has_c || (v->init >= 0 && v->t < 0)); }
+/* a float initializer: a trained parameter (or a batch-norm buffer), never folded into a constant */
+static bool is_weight(const ctx *c, const val *v) {
+  return v && v->init >= 0 && et_is_float(c->m->graph->initializer[v->init]->data_type);
+}
 
 /* the value of v known at import (reads an initializer once) */
 static cst *const_of(ctx *c, val *v, const char *what) {
@@ -190,7 +194,7 @@ static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
   if (v->pad) return UNSUP("%s '%s' is a zero Pad, which memfit folds only into a Conv or AveragePool that reads it", what, v->name);
   if (v->t >= 0) return v->t;
   int64_t ne[MF_MAX_DIMS];
-  if (v->init >= 0 && !v->has_c) {
+  if (v->init >= 0) {
     const Onnx__TensorProto *t = c->m->graph->initializer[v->init];
     if (!et_is_float(t->data_type))
       return node_fail(c, "%s '%s' is an initializer of type %s used as data; memfit trains float tensors only", what,
@@ -442,8 +446,10 @@ static int fold(ctx *c, const char *op, bool *done) {
   bool ok = false;
   for (size_t i = 0; i < sizeof foldable / sizeof *foldable; i++) ok |= !strcmp(op, foldable[i]);
   if (!ok || n->n_input == 0) return 0;
-  for (size_t i = 0; i < n->n_input; i++)
-    if (n->input[i][0] && !known(val_find(c, n->input[i]))) return 0;
+  for (size_t i = 0; i < n->n_input; i++) {
+    const val *v = val_find(c, n->input[i]);
+    if (n->input[i][0] && (!known(v) || is_weight(c, v))) return 0;
+  }
   /* Reshape/Squeeze of a big initializer that is a weight: leave it to the graph */
   cst *a = in_const(c, 0, "input 0");
   if (!a) return -1;
@@ -598,7 +604,7 @@ static mf_tensor binary_op(ctx *c, int kind, int ia, int ib) {
   mf_graph *g = c->g;
   val *va = in_val(c, ia), *vb = in_val(c, ib);
   if (!va || !vb) return node_fail(c, "an input is missing or not produced before this node");
-  bool ka = known(va) && va->t < 0, kb = known(vb) && vb->t < 0;
+  bool ka = known(va) && va->t < 0 && !is_weight(c, va), kb = known(vb) && vb->t < 0 && !is_weight(c, vb);
   if (kb) {
     cst *b = const_of(c, vb, "input 1");
     if (!b) return -1;
@@ -918,8 +924,7 @@ static int node_build(ctx *c) {
       if (y >= 0 && al != 1) y = mf_mul_scalar(g, y, al);
       if (y >= 0 && has_in(c, 2)) {
         val *vc = in_val(c, 2);
-        if (known(vc) && vc->t < 0 && !(vc->init >= 0 && !vc->has_c && et_is_float(c->m->graph->initializer[vc->init]->data_type) &&
-                                        onnx_tensor_numel(c->m->graph->initializer[vc->init]) > 1)) {
+        if (known(vc) && vc->t < 0 && !is_weight(c, vc)) {
           cst *k = const_of(c, vc, "C");
           if (!k) return -1;
           if (k->n == 1) return set_out(c, 0, mf_add_scalar(g, y, be * k->v[0]));
@@ -1172,6 +1177,73 @@ static int node_build(ctx *c) {
     if (fh != fw || fh < 1 || fh != floor(fh) || fh > 1024) return UNSUP("scale factors %g x %g (memfit: one integer factor)", fh, fw);
     return set_out(c, 0, mf_upsample_nearest(g, x, (int)fh));
   }
+  if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
+    mf_tensor x = in_tensor(c, 0);
+    if (x < 0) return -1;
+    const mf_node *nx = nd_of(c, x);
+    int nd = nx->ndim, lg = op[0] == 'L';
+    int64_t ax;
+    if (norm_axis(c, attr_i(n, "axis", c->m->opset >= 13 ? -1 : 1), nd, &ax) < 0) return -1;
+    if (c->m->opset >= 13 || ax == nd - 1)
+      return set_out(c, 0, lg ? mf_log_softmax(g, x, (int)ax) : mf_softmax(g, x, (int)ax));
+    /* opsets 11-12: the input is seen as 2-D [before axis, from axis on] */
+    int64_t d2[2] = {1, 1}, keep[MF_MAX_DIMS];
+    for (int i = 0; i < nd; i++) d2[i >= ax] *= nx->ne[i];
+    memcpy(keep, nx->ne, sizeof keep);
+    mf_tensor f = mf_reshape(g, x, 2, d2);
+    f = lg ? mf_log_softmax(g, f, 1) : mf_softmax(g, f, 1);
+    return set_out(c, 0, f < 0 ? f : mf_reshape(g, f, nd, keep));
+  }
+  if (!strcmp(op, "Sqrt")) return set_out(c, 0, mf_sqrt(g, in_tensor(c, 0)));
+  if (!strcmp(op, "Erf")) return set_out(c, 0, mf_erf(g, in_tensor(c, 0)));
+  if (!strcmp(op, "LayerNormalization")) {
+    /* (x - mean) / sqrt(var + eps) * scale + bias over the axes from `axis` on, from memfit's ops */
+    mf_tensor x = in_tensor(c, 0);
+    if (x < 0) return -1;
+    mf_tensor sc = in_tensor(c, 1);
+    if (sc < 0) return -1;
+    mf_tensor bi = has_in(c, 2) ? in_tensor(c, 2) : -1;
+    if (has_in(c, 2) && bi < 0) return -1;
+    if (n->n_output > 1 && ((n->output[1][0]) || (n->n_output > 2 && n->output[2][0])))
+      return UNSUP("LayerNormalization's mean and inverse standard deviation outputs");
+    int nd = nd_of(c, x)->ndim;
+    int64_t ax;
+    if (norm_axis(c, attr_i(n, "axis", -1), nd, &ax) < 0) return -1;
+    unsigned mask = 0;
+    for (int i = (int)ax; i < nd; i++) mask |= 1u << i;
+    double eps = attr_f(n, "epsilon", 1e-5);
+    mf_tensor d = mf_sub(g, x, mf_mean(g, x, mask, 1));
+    mf_tensor v = mf_add_scalar(g, mf_mean(g, mf_mul(g, d, d), mask, 1), eps);
+    mf_tensor y = mf_mul(g, mf_div(g, d, mf_sqrt(g, v)), sc);
+    if (bi >= 0) y = mf_add(g, y, bi);
+    return set_out(c, 0, y);
+  }
+  if (!strcmp(op, "Expand")) {
+    mf_tensor x = in_tensor(c, 0);
+    if (x < 0) return -1;
+    cst *s = in_const(c, 1, "shape");
+    if (!s) return -1;
+    const mf_node *nx = nd_of(c, x);
+    int nd = (int)(s->n > nx->ndim ? s->n : nx->ndim);
+    if (nd > MF_MAX_DIMS) return UNSUP("Expand to %d dims", nd);
+    int64_t out[MF_MAX_DIMS];
+    for (int i = 0; i < nd; i++) {
+      int64_t a = i < nd - nx->ndim ? 1 : nx->ne[i - (nd - nx->ndim)];
+      int64_t b = i < nd - s->n ? 1 : (int64_t)s->v[i - (nd - s->n)];
+      if (a != b && a != 1 && b != 1) return node_fail(c, "shape does not broadcast with the input");
+      out[i] = a == 1 ? b : a;
+    }
+    bool same = nd == nx->ndim;
+    for (int i = 0; same && i < nd; i++) same = out[i] == nx->ne[i];
+    if (same) return set_out(c, 0, x);
+    int id = mf_graph_add(g, MF_OP_EXPAND, nx->dtype, nd, out, 1, &x);
+    if (id >= 0) g->nodes[id].fp[0] = 1.0;
+    return set_out(c, 0, id);
+  }
+  if (!strcmp(op, "Where") || !strcmp(op, "Equal") || !strcmp(op, "Range") || !strcmp(op, "Floor") || !strcmp(op, "Ceil") ||
+      !strcmp(op, "Less") || !strcmp(op, "Greater") || !strcmp(op, "Max") || !strcmp(op, "Min") || !strcmp(op, "Not") ||
+      !strcmp(op, "Abs"))
+    return UNSUP("%s of values the graph computes (memfit folds it only when its inputs are known at import)", op);
   return UNSUP("op %s", op);
 }
 

@@ -446,7 +446,9 @@ static const char *const supported_ops[] = {
   "Clip", "HardSigmoid", "HardSwish", "Identity", "Dropout", "BatchNormalization", "InstanceNormalization", "MaxPool",
   "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice",
   "Gather", "ReduceMean", "ReduceSum", "Upsample", "Resize", "Constant", "Shape", "ConstantOfShape", "Cast", "Softplus",
-  "Sum", "Mean", "Pad",
+  "Sum", "Mean", "Pad", "Softmax", "LogSoftmax", "Sqrt", "Erf", "LayerNormalization", "Expand",
+  /* folded when their inputs are known at import (shape arithmetic) */
+  "Equal", "Where", "Range", "Floor", "Ceil", "Less", "Greater", "Max", "Min", "Not", "Abs",
 };
 
 const char *onnx_op_unsupported(const Onnx__NodeProto *n) {
