@@ -436,12 +436,12 @@ static void test_bad(void) {
     int64_t xd[2] = {4, 6};
     input(&b, "x", 2, xd);
     node(&b, "Relu", "r", "x", "a");
-    node(&b, "Erf", "my_erf", "a", "e");
+    node(&b, "Elu", "my_elu", "a", "e");
     node(&b, "Celu", "my_celu", "e", "y");
     output(&b, "y");
     buf = pack(&b, 13, &n);
     mb_free(&b);
-    expect_build_error("Erf", buf, n, NULL, 0, MF_ONNX_LOSS_NONE, "node 1 'my_erf' (Erf)", "unsupported");
+    expect_build_error("Elu", buf, n, NULL, 0, MF_ONNX_LOSS_NONE, "node 1 'my_elu' (Elu)", "unsupported");
     char path[512], err[1024];
     snprintf(path, sizeof path, "%s/unsup.onnx", tmpdir());
     write_file(path, buf, n);
@@ -450,7 +450,7 @@ static void test_bad(void) {
     FILE *f = fmemopen(list, sizeof list, "w");
     CHECK(m && mf_onnx_unsupported(m, f) == 2, "two unsupported nodes");
     fclose(f);
-    CHECK(strstr(list, "node 1 'my_erf' (Erf)") && strstr(list, "node 2 'my_celu' (Celu)"), "the list names both: %s", list);
+    CHECK(strstr(list, "node 1 'my_elu' (Elu)") && strstr(list, "node 2 'my_celu' (Celu)"), "the list names both: %s", list);
     mf_onnx_close(m);
     unlink(path);
     free(buf);

@@ -93,12 +93,22 @@ static int cst_alloc(ctx *c, cst *k, int et, int ndim, const int64_t *dims) {
   k->n = 1;
   for (int i = 0; i < ndim; i++) {
     k->dims[i] = dims[i];
-    if (dims[i] < 0 || (dims[i] && k->n > ((int64_t)1 << 32) / dims[i])) return node_fail(c, "a constant of too many elements");
+    if (dims[i] < 0 || dims[i] > ((int64_t)1 << 32) || (dims[i] && k->n > ((int64_t)1 << 32) / dims[i]))
+      return node_fail(c, "a constant of too many elements or a negative dim");
     k->n *= dims[i];
   }
+  if (k->n == 0 && ndim > 1) return node_fail(c, "an empty constant of %d dims", ndim);
   k->v = calloc((size_t)(k->n ? k->n : 1), sizeof(double));
   if (!k->v) return node_fail(c, "out of host memory");
   return 0;
+}
+/* a known value as an integer (shape arithmetic): NaN is 0, magnitudes clamp to 2^62 (C's conversion of an
+ * out-of-range double is undefined) */
+static int64_t to_i64(double v) {
+  if (!(v == v)) return 0;
+  if (v > 4611686018427387904.0) return (int64_t)1 << 62;
+  if (v < -4611686018427387904.0) return -((int64_t)1 << 62);
+  return (int64_t)v;
 }
 static bool et_is_float(int et) { return et == ONNX_FLOAT || et == ONNX_DOUBLE || et == ONNX_FLOAT16 || et == ONNX_BFLOAT16; }
 
@@ -246,12 +256,21 @@ static cst *in_const(ctx *c, int k, const char *what) {
 
 static const mf_node *nd_of(ctx *c, mf_tensor t) { return &c->g->nodes[t]; }
 
+/* at most 2^40 elements (memfit's byte counts stay far from overflow) */
+static bool numel_ok(const mf_node *n) {
+  int64_t e = 1;
+  for (int i = 0; i < n->ndim; i++)
+    if (__builtin_mul_overflow(e, n->ne[i], &e) || e > ((int64_t)1 << 40)) return false;
+  return true;
+}
+
 /* output k of the current node is graph tensor t; a tensor this node made takes the node's name */
 static int set_out(ctx *c, int k, mf_tensor t) {
   if (t < 0 || mf_graph_error(c->g)) {
     if (mf_graph_error(c->g)) return node_fail(c, "%s", mf_graph_error(c->g));
     return -1;
   }
+  if (!numel_ok(nd_of(c, t))) return node_fail(c, "a result of more than 2^40 elements");
   if ((size_t)k >= c->node->n_output || !c->node->output[k][0]) return 0;
   val *v = val_get(c, c->node->output[k]);
   if (!v) return node_fail(c, "too many values");
@@ -371,7 +390,7 @@ static int get_axes(ctx *c, int input, int64_t *axes, int *na) {
   cst *a = in_const(c, input, "axes");
   if (!a) return -1;
   if (a->n > ONNX_MAX_RANK) return node_fail(c, "too many axes");
-  for (int64_t i = 0; i < a->n; i++) axes[i] = (int64_t)a->v[i];
+  for (int64_t i = 0; i < a->n; i++) axes[i] = to_i64(a->v[i]);
   *na = (int)a->n;
   return 0;
 }
@@ -382,9 +401,10 @@ static int reshape_dims(ctx *c, int nd, const int64_t *dims, const cst *s, int a
   *ond = (int)s->n;
   int64_t total = 1, known_ = 1;
   int infer = -1;
-  for (int i = 0; i < nd; i++) total *= dims[i];
+  for (int i = 0; i < nd; i++)
+    if (__builtin_mul_overflow(total, dims[i], &total)) return node_fail(c, "an input of too many elements");
   for (int i = 0; i < *ond; i++) {
-    int64_t d = (int64_t)s->v[i];
+    int64_t d = to_i64(s->v[i]);
     if (d == 0 && !allowzero) {
       if (i >= nd) return node_fail(c, "shape copies dim %d that the input does not have", i);
       d = dims[i];
@@ -393,7 +413,7 @@ static int reshape_dims(ctx *c, int nd, const int64_t *dims, const cst *s, int a
       if (infer >= 0) return node_fail(c, "shape has two -1 dims");
       infer = i;
     } else if (d < 0) return node_fail(c, "shape has dim %lld", (long long)d);
-    else known_ *= d;
+    else if (__builtin_mul_overflow(known_, d, &known_)) return node_fail(c, "a shape of too many elements");
     od[i] = d;
   }
   if (infer >= 0) {
@@ -407,8 +427,7 @@ static int reshape_dims(ctx *c, int nd, const int64_t *dims, const cst *s, int a
 /* Slice parameters for one axis: clamped start and end (step 1 only) */
 static int slice_range(ctx *c, int64_t dim, double st, double en, int64_t step, int64_t *s, int64_t *e) {
   if (step != 1) return UNSUP("Slice with step %lld (memfit slices with step 1)", (long long)step);
-  int64_t a = st < -9e18 ? INT64_MIN / 2 : st > 9e18 ? INT64_MAX / 2 : (int64_t)st;
-  int64_t b = en < -9e18 ? INT64_MIN / 2 : en > 9e18 ? INT64_MAX / 2 : (int64_t)en;
+  int64_t a = to_i64(st), b = to_i64(en);
   if (a < 0) a += dim;
   if (b < 0) b += dim;
   if (a < 0) a = 0;
@@ -429,9 +448,9 @@ static int slice_params(ctx *c, int rank, int64_t *st, int64_t *en, const int64_
   if ((has_in(c, 3) && !ax) || (has_in(c, 4) && !sp)) return -1;
   for (int i = 0; i < rank; i++) { st[i] = 0; en[i] = dims[i]; }
   for (int64_t i = 0; i < s->n; i++) {
-    int64_t a = ax ? (int64_t)ax->v[i] : i;
+    int64_t a = ax ? to_i64(ax->v[i]) : i;
     if (norm_axis(c, a, rank, &a) < 0) return -1;
-    int64_t step = sp ? (int64_t)sp->v[i] : 1;
+    int64_t step = sp ? to_i64(sp->v[i]) : 1;
     if (slice_range(c, dims[a], s->v[i], e->v[i], step, &st[a], &en[a]) < 0) return -1;
   }
   return 0;
@@ -524,7 +543,7 @@ static int fold(ctx *c, const char *op, bool *done) {
     for (int i = (int)ax + 1; i < a->ndim; i++) inner *= a->dims[i];
     for (int64_t o = 0; o < outer; o++)
       for (int64_t j = 0; j < ix->n; j++) {
-        int64_t k = (int64_t)ix->v[j];
+        int64_t k = to_i64(ix->v[j]);
         if (k < 0) k += a->dims[ax];
         if (k < 0 || k >= a->dims[ax]) { cst_free(&r); return node_fail(c, "index %lld out of range", (long long)ix->v[j]); }
         memcpy(r.v + (o * ix->n + j) * inner, a->v + (o * a->dims[ax] + k) * inner, (size_t)inner * sizeof(double));
@@ -557,7 +576,7 @@ static int fold(ctx *c, const char *op, bool *done) {
     cst *lim = in_const(c, 1, "limit"), *d = lim ? in_const(c, 2, "delta") : NULL;
     if (!d || a->n != 1 || lim->n != 1 || d->n != 1 || d->v[0] == 0) return node_fail(c, "Range needs scalar start, limit, delta != 0");
     double cnt = ceil((lim->v[0] - a->v[0]) / d->v[0]);
-    int64_t dims[1] = {cnt > 0 ? (int64_t)cnt : 0};
+    int64_t dims[1] = {cnt > 0 ? to_i64(cnt) : 0};
     if (cst_alloc(c, &r, a->et, 1, dims) < 0) return -1;
     for (int64_t i = 0; i < dims[0]; i++) r.v[i] = a->v[0] + (double)i * d->v[0];
   } else if (!strcmp(op, "Where")) {
@@ -783,7 +802,7 @@ static int node_build(ctx *c) {
     if (!s) return -1;
     int64_t dims[ONNX_MAX_RANK];
     if (s->n > ONNX_MAX_RANK) return node_fail(c, "too many dims");
-    for (int64_t i = 0; i < s->n; i++) dims[i] = (int64_t)s->v[i];
+    for (int64_t i = 0; i < s->n; i++) dims[i] = to_i64(s->v[i]);
     double fill = 0;
     int et = ONNX_FLOAT;
     const Onnx__AttributeProto *a = onnx_attr(n, "value");
@@ -873,7 +892,7 @@ static int node_build(ctx *c) {
       if (!k) return -1;
       if (k->n > 8) return node_fail(c, "pads of %lld values", (long long)k->n);
       np = (int)k->n;
-      for (int i = 0; i < np; i++) pd[i] = (int64_t)k->v[i];
+      for (int i = 0; i < np; i++) pd[i] = to_i64(k->v[i]);
     }
     if (has_in(c, 2)) {
       cst *k = in_const(c, 2, "constant_value");
@@ -1048,7 +1067,7 @@ static int node_build(ctx *c) {
       if (!s) return -1;
       if (s->n > 64) return UNSUP("Split into more than 64 parts");
       np = (int)s->n;
-      for (int i = 0; i < np; i++) parts[i] = (int64_t)s->v[i];
+      for (int i = 0; i < np; i++) parts[i] = to_i64(s->v[i]);
     }
     if (np > 64) return UNSUP("Split into more than 64 parts");
     int64_t dim = nx->ne[ax];
@@ -1095,10 +1114,10 @@ static int node_build(ctx *c) {
       int64_t ax = 0;
       if (norm_axis(c, ax0, nx->ndim, &ax) < 0) return -1;
       if (ix->n < 1) return UNSUP("empty indices");
-      int64_t first = (int64_t)ix->v[0];
+      int64_t first = to_i64(ix->v[0]);
       if (first < 0) first += nx->ne[ax];
       for (int64_t i = 0; i < ix->n; i++) {
-        int64_t k = (int64_t)ix->v[i];
+        int64_t k = to_i64(ix->v[i]);
         if (k < 0) k += nx->ne[ax];
         if (k != first + i) return UNSUP("Gather of indices that are not consecutive");
       }
@@ -1229,7 +1248,7 @@ static int node_build(ctx *c) {
     int64_t out[MF_MAX_DIMS];
     for (int i = 0; i < nd; i++) {
       int64_t a = i < nd - nx->ndim ? 1 : nx->ne[i - (nd - nx->ndim)];
-      int64_t b = i < nd - s->n ? 1 : (int64_t)s->v[i - (nd - s->n)];
+      int64_t b = i < nd - s->n ? 1 : to_i64(s->v[i - (nd - s->n)]);
       if (a != b && a != 1 && b != 1) return node_fail(c, "shape does not broadcast with the input");
       out[i] = a == 1 ? b : a;
     }
@@ -1364,6 +1383,12 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
       nd = fnd;
       memcpy(dims, fd, sizeof dims);
     }
+    int64_t ne_all = 1;
+    for (int i = 0; i < nd; i++)
+      if (dims[i] < 1 || __builtin_mul_overflow(ne_all, dims[i], &ne_all) || ne_all > ((int64_t)1 << 40)) {
+        snprintf(err, errlen, "%s: input '%s': a shape of more than 2^40 elements", m->path, nm);
+        goto done;
+      }
     mf_tensor t;
     if (et == ONNX_INT64 || et == ONNX_INT32) t = mf_input_typed(g, nm, MF_I32, nd, dims);
     else if (et_is_float(et)) t = mf_input(g, nm, nd, dims);
