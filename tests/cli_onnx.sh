@@ -40,15 +40,18 @@ class Net(torch.nn.Module):
         h = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(h, 1), 1)
         return s.fc(s.drop(h))
 def export(m, name, opset=13, dynamic=True):
-    m.train()
+    m.eval()  # eval mode: Dropout exports as the identity (memfit has no random dropout)
     torch.onnx.export(m, torch.randn(4, 3, 32, 32), f"{out}/{name}.onnx", input_names=["x"], output_names=["logits"],
-                      opset_version=opset, training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False,
+                      opset_version=opset, training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
                       dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None)
 net = Net()
 export(net, "small")
 export(net, "fixed", dynamic=False)
 export(net, "old", opset=9)
 export(Net(torch.nn.Sequential(torch.nn.ELU(), torch.nn.SELU())), "unsup")
+net.train()  # Dropout in training mode: refused with how to export instead
+torch.onnx.export(net, torch.randn(4, 3, 32, 32), f"{out}/train.onnx", input_names=["x"], opset_version=13,
+                  training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False, dynamic_axes={"x": {0: "batch"}})
 print(sum(p.numel() for p in net.parameters()))
 EOF
 if ! "$PY" "$tmp/export.py" "$tmp" >"$tmp/params" 2>"$tmp/export.err"; then
@@ -89,6 +92,9 @@ run plan "$tmp/small.onnx"
 ok "no --input for a dynamic batch: says to give it" '[ "$(rc)" = 1 ] && grep -q -- "--input x=" $tmp/err'
 run plan "$tmp/small.onnx" --input y=8x3x32x32
 ok "an input the model lacks: named with the model's" '[ "$(rc)" = 1 ] && grep -q "no input .y. (its inputs: .x.)" $tmp/err'
+
+run plan "$tmp/train.onnx" --input x=8x3x32x32
+ok "Dropout exported in training mode: refused, with how to export" '[ "$(rc)" = 1 ] && grep -q "Dropout in training mode" $tmp/err && grep -q "model.eval()" $tmp/err'
 
 run plan "$tmp/old.onnx" --input x=8x3x32x32
 ok "opset 9: outside 11-17, and how to export" '[ "$(rc)" = 1 ] && grep -q "opset 9 is outside" $tmp/err && grep -q "opset_version" $tmp/err'

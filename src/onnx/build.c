@@ -31,11 +31,11 @@ typedef struct ctx {
   int *hash;                    /* open addressing over vals, -1 empty */
   int hcap;
   priv *pv;
-  uint8_t *bn_stat;             /* per initializer: a BatchNormalization running statistic (a buffer) */
   const Onnx__NodeProto *node;
   size_t idx;
   int n_before;                 /* graph nodes before the current ONNX node */
   int nconst;
+  mf_tensor *init_t;            /* per initializer: its parameter once made (-1 before) */
   int bn_eval;
   int64_t n_params, n_param_elems;
   char *err;
@@ -214,12 +214,11 @@ static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
     int nd = dims_to_mf(c, (int)t->n_dims, dims, ne, v->name);
     if (nd < 0) return -1;
     mf_tensor id;
-    if (c->bn_stat[v->init]) id = mf_buffer(c->g, v->name, nd, ne, MF_INIT_ZERO, 0);
-    else {
-      id = mf_param(c->g, v->name, nd, ne, MF_INIT_ZERO, 0);
-      c->n_params++;
-      c->n_param_elems += onnx_tensor_numel(t);
-    }
+    if (c->init_t[v->init] >= 0) return v->t = c->init_t[v->init]; /* the same initializer under another name */
+    id = mf_param(c->g, t->name, nd, ne, MF_INIT_ZERO, 0);
+    c->init_t[v->init] = id;
+    c->n_params++;
+    c->n_param_elems += onnx_tensor_numel(t);
     if (id < 0) return node_fail(c, "%s", mf_graph_error(c->g));
     if (bind_add(c, id, v->init, NULL) < 0) return -1;
     v->t = id;
@@ -255,6 +254,19 @@ static cst *in_const(ctx *c, int k, const char *what) {
 }
 
 static const mf_node *nd_of(ctx *c, mf_tensor t) { return &c->g->nodes[t]; }
+
+/* output k of the current node is read by a later node or is a graph output */
+static bool out_used(ctx *c, int k) {
+  if ((size_t)k >= c->node->n_output || !c->node->output[k][0]) return false;
+  const char *nm = c->node->output[k];
+  const Onnx__GraphProto *gp = c->m->graph;
+  for (size_t i = 0; i < gp->n_output; i++)
+    if (gp->output[i]->name && !strcmp(gp->output[i]->name, nm)) return true;
+  for (size_t i = c->idx + 1; i < gp->n_node; i++)
+    for (size_t j = 0; j < gp->node[i]->n_input; j++)
+      if (!strcmp(gp->node[i]->input[j], nm)) return true;
+  return false;
+}
 
 /* at most 2^40 elements (memfit's byte counts stay far from overflow) */
 static bool numel_ok(const mf_node *n) {
@@ -820,7 +832,33 @@ static int node_build(ctx *c) {
   }
 
   /* from here on the outputs are graph tensors */
-  if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) return set_out(c, 0, in_tensor(c, 0));
+  if (!strcmp(op, "Dropout")) {
+    if (out_used(c, 1)) return UNSUP("Dropout's mask output");
+    double ratio = attr_f(n, "ratio", 0.5);
+    if (has_in(c, 1)) { cst *k = in_const(c, 1, "ratio"); if (!k) return -1; ratio = k->n ? k->v[0] : ratio; }
+    if (has_in(c, 2)) {
+      cst *k = in_const(c, 2, "training_mode");
+      if (!k) return -1;
+      if (k->n && k->v[0] != 0 && ratio > 0)
+        return UNSUP("Dropout in training mode (memfit has no random dropout: export the model in eval mode, "
+                     "model.eval() with torch.onnx.export(..., training=torch.onnx.TrainingMode.PRESERVE))");
+    }
+    return set_out(c, 0, in_tensor(c, 0));
+  }
+  if (!strcmp(op, "Identity")) {
+    val *v = in_val(c, 0);
+    if (v && v->t < 0 && v->init >= 0 && !v->has_c && n->n_output && n->output[0][0]) { /* an initializer under another name */
+      val *o = val_get(c, n->output[0]);
+      if (!o) return node_fail(c, "too many values");
+      if (o->has_c) cst_free(&o->c);
+      o->has_c = 0;
+      o->t = -1;
+      o->pad = 0;
+      o->init = v->init;
+      return 0;
+    }
+    return set_out(c, 0, in_tensor(c, 0));
+  }
   if (!strcmp(op, "Cast")) {
     mf_tensor x = in_tensor(c, 0);
     if (x < 0) return -1;
@@ -966,13 +1004,23 @@ static int node_build(ctx *c) {
     if (bi < 0) return -1;
     double eps = attr_f(n, "epsilon", 1e-5);
     if (op[0] == 'I') return set_out(c, 0, mf_groupnorm(g, x, sc, bi, (int)nd_of(c, x)->ne[1], eps));
-    val *vm = in_val(c, 3), *vv = in_val(c, 4);
-    if (!vm || !vv || vm->init < 0 || vv->init < 0 || !c->bn_stat[vm->init] || !c->bn_stat[vv->init])
-      return UNSUP("running mean and variance that are not initializers");
-    mf_tensor rm = in_tensor(c, 3);
-    if (rm < 0) return -1;
-    mf_tensor rv = in_tensor(c, 4);
-    if (rv < 0) return -1;
+    if (out_used(c, 1) || out_used(c, 2)) return UNSUP("BatchNormalization's running statistics outputs");
+    /* the running statistics: buffers of their own, initialised from the initializers (torch shares one
+     * initializer between equal tensors, e.g. running_var and weight of ones, through Identity nodes) */
+    mf_tensor rs[2];
+    for (int k = 0; k < 2; k++) {
+      val *v = in_val(c, 3 + k);
+      if (!v || v->init < 0 || v->t >= 0) return UNSUP("running %s that is not an initializer", k ? "variance" : "mean");
+      const Onnx__TensorProto *t = c->m->graph->initializer[v->init];
+      int64_t ne[1] = {onnx_tensor_numel(t)};
+      char nm[MF_NAME_LEN];
+      snprintf(nm, sizeof nm, "%s", n->input[3 + k]);
+      for (int id = 0, dup = 1; id < g->n; id++) /* a name already taken: "name#2" */
+        if (g->nodes[id].op == MF_OP_BUFFER && !strcmp(g->nodes[id].name, nm)) { snprintf(nm, sizeof nm, "%.50s#%d", n->input[3 + k], ++dup); id = -1; }
+      rs[k] = mf_buffer(g, nm, 1, ne, MF_INIT_ZERO, 0);
+      if (rs[k] < 0 || bind_add(c, rs[k], v->init, NULL) < 0) return rs[k] < 0 ? node_fail(c, "%s", mf_graph_error(g)) : -1;
+    }
+    mf_tensor rm = rs[0], rv = rs[1];
     double mom = attr_f(n, "momentum", 0.9);
     return set_out(c, 0, mf_batchnorm(g, x, sc, bi, rm, rv, !c->bn_eval, 1 - mom, eps));
   }
@@ -984,7 +1032,7 @@ static int node_build(ctx *c) {
     int k = attr_ints(n, "kernel_shape", ks, 4);
     if (k != 2 || ks[0] != ks[1]) return UNSUP("kernel_shape other than square 2-D");
     if (attr_i(n, "ceil_mode", 0)) return UNSUP("ceil_mode 1");
-    if (n->n_output > 1 && n->output[1][0]) return UNSUP("MaxPool's indices output");
+    if (out_used(c, 1)) return UNSUP("MaxPool's indices output");
     int stride, pad;
     if (spatial(c, nd_of(c, x), ks[0], ks[1], &stride, &pad) < 0) return -1;
     if (ks[0] > 1 << 20) return UNSUP("kernel too large");
@@ -1301,19 +1349,12 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
   c->vals = calloc(nvals, sizeof *c->vals);
   c->hash = malloc((size_t)c->hcap * sizeof *c->hash);
   c->pv = calloc(1, sizeof *c->pv);
-  c->bn_stat = calloc(gp->n_initializer + 1, 1);
   int rc = -1;
-  if (!c->vals || !c->hash || !c->pv || !c->bn_stat) { snprintf(err, errlen, "onnx: out of host memory"); goto done; }
+  c->init_t = malloc((gp->n_initializer + 1) * sizeof *c->init_t);
+  if (!c->vals || !c->hash || !c->pv || !c->init_t) { snprintf(err, errlen, "onnx: out of host memory"); goto done; }
   for (int i = 0; i < c->hcap; i++) c->hash[i] = -1;
+  for (size_t i = 0; i <= gp->n_initializer; i++) c->init_t[i] = -1;
   for (size_t i = 0; i < gp->n_initializer; i++) val_get(c, gp->initializer[i]->name)->init = (int)i;
-  for (size_t i = 0; i < gp->n_node; i++) { /* BatchNormalization's running statistics are buffers */
-    const Onnx__NodeProto *n = gp->node[i];
-    if (strcmp(n->op_type, "BatchNormalization")) continue;
-    for (size_t k = 3; k < 5 && k < n->n_input; k++) {
-      val *v = val_find(c, n->input[k]);
-      if (v && v->init >= 0) c->bn_stat[v->init] = 1;
-    }
-  }
   /* inputs */
   for (int i = 0; i < o->n_inputs; i++) {
     bool found = false;
@@ -1470,7 +1511,7 @@ done:
     for (int i = 0; i < c->nv; i++) cst_free(&c->vals[i].c);
   free(c->vals);
   free(c->hash);
-  free(c->bn_stat);
+  free(c->init_t);
   if (c->pv) {
     mf_onnx_built tmp = {.priv = c->pv};
     mf_onnx_built_free(&tmp);
