@@ -1382,6 +1382,7 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
                     vi->type->tensor_type->shape;
     int et = vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && vi->type->tensor_type
                  ? vi->type->tensor_type->elem_type : ONNX_FLOAT;
+    if (declared && fnd == 0) { fnd = 1; fd[0] = 1; } /* a scalar input is memfit's [1] */
     const mf_onnx_shape *us = NULL;
     for (int i = 0; i < o->n_inputs; i++)
       if (!strcmp(o->inputs[i].name, nm)) us = &o->inputs[i];
