@@ -69,6 +69,13 @@ ok "the parameters arena holds them in f32" 'awk -v p=$params "/^  parameters/ {
 run plan "$tmp/small.onnx" --input x=8x3x32x32 --json
 ok "--json parses and has the arenas" '[ "$(rc)" = 0 ] && /usr/bin/python3 -c "import json,sys; d=json.load(open(\"$tmp/out\")); assert d[\"parameters\"] == $params and d[\"arenas\"][\"activations + workspace\"] > 0"'
 
+run plan "$tmp/small.onnx" --input x=8x3x32x32 --by-layer
+ok "--by-layer: the layers keeping activations, by their ONNX node names" '[ "$(rc)" = 0 ] && grep -q "activations kept for backward" $tmp/out && grep -q "/c1/Conv" $tmp/out && grep -q "^forward peak: .* at " $tmp/out && grep -q "^backward peak: .* at .*_bwd" $tmp/out'
+run plan "$tmp/small.onnx" --input x=8x3x32x32 --by-layer --json
+ok "--by-layer --json: the same as fields" '[ "$(rc)" = 0 ] && /usr/bin/python3 -c "import json; d=json.load(open(\"$tmp/out\")); assert d[\"by_layer\"] and d[\"by_layer\"][0][\"kept_bytes\"] > 0 and d[\"forward_peak\"][\"layer\"] and d[\"backward_peak\"][\"bytes\"] > 0"'
+run plan "$tmp/small.onnx" --input x=8x3x32x32 --run 2
+ok "--run: two training steps with the file's weights, measured == planned in every arena" '[ "$(rc)" = 0 ] && grep -q "^step 2: loss" $tmp/out && grep -q "measured == planned: yes, every arena" $tmp/out && ! grep -q DIFFERENT $tmp/out'
+
 run plan "$tmp/small.onnx" --input x=8x3x32x32 --loss mse
 ok "--loss mse plans too" '[ "$(rc)" = 0 ] && grep -q "loss mse" $tmp/out'
 

@@ -2,6 +2,7 @@
  * a training step of a model the user exported to ONNX, or with a budget the settings that fit; and
  * `memfit plan --list-unsupported MODEL.onnx`: every node the importer cannot map, at once. */
 #include "cli/cli.h"
+#include "plan/plan.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,7 +17,7 @@ typedef struct onnx_args {
   int loss;
   int64_t budget;
   unsigned dtypes;
-  int threads, json, list, bn_eval;
+  int threads, json, list, bn_eval, run, by_layer;
   const char *backend;
 } onnx_args;
 
@@ -53,6 +54,10 @@ static void onnx_usage(FILE *f) {
              "  --backend B          cpu or cuda (default cpu; planning for cuda needs no GPU)\n"
              "  --threads T          CPU threads the plan's workspaces are sized for (default: all cores)\n"
              "  --json               machine-readable output\n"
+             "  --by-layer           the activation bytes each layer (ONNX node) keeps for backward, the top ten, and\n"
+             "                       the layer at the peak of forward and of backward\n"
+             "  --run N              then train N steps on random data (the file's weights) with the memory checked:\n"
+             "                       measured bytes per arena next to the plan (exit 1 when they differ)\n"
              "  --list-unsupported   list every node memfit cannot map (op type, node name, index) and exit\n\n"
              "exit status: 0 planned (or nothing unsupported), 1 the model or the plan failed (or ops are\n"
              "unsupported), 2 usage error, 3 nothing fits the --budget\n");
@@ -100,6 +105,7 @@ static int parse(int argc, char **argv, onnx_args *a) {
     else if (!strcmp(argv[i], "--list-unsupported")) a->list = 1;
     else if (!strcmp(argv[i], "--json")) a->json = 1;
     else if (!strcmp(argv[i], "--bn-eval")) a->bn_eval = 1;
+    else if (!strcmp(argv[i], "--by-layer")) a->by_layer = 1;
     else if ((v = cli_opt(argc, argv, &i, "--input"))) { if (parse_shape(v, a) < 0) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--loss"))) {
       a->loss = mf_onnx_loss_parse(v);
@@ -111,11 +117,13 @@ static int parse(int argc, char **argv, onnx_args *a) {
     else if ((v = cli_opt(argc, argv, &i, "--precision"))) { if (cli_precision("plan", v, &a->dtypes) < 0) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 4096, &a->threads) < 0) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--run"))) { if (cli_int("--run", v, 1, 1000000, &a->run) < 0) return 2; }
     else if (argv[i][0] == '-' && argv[i][1]) return cli_unknown_option("plan", argv[i]);
     else if (!a->path) a->path = argv[i];
     else { fprintf(stderr, "memfit plan: a second model '%s' (one at a time)\n", argv[i]); return 2; }
   }
   if (!a->path) { fprintf(stderr, "memfit plan: no model file given\n"); onnx_usage(stderr); return 2; }
+  if (a->run && a->budget) { fprintf(stderr, "memfit plan: --run checks the plan as given; leave out --budget\n"); return 2; }
   return 0;
 }
 
@@ -147,6 +155,148 @@ static int batch_ok(int mb, void *ctx, char *why, size_t n) {
   int rc = build_at(g, 0, mb, ctx, &loss, why, n);
   mf_graph_free(g);
   return rc;
+}
+
+/* --run: N training steps on random data (deterministic), the arenas' measured high-water marks against the
+ * plan; returns 0 when every arena matches */
+static int run_steps(const onnx_args *a, const mf_onnx *m, mf_graph *g, const mf_onnx_built *bt, const mf_plan_opts *po) {
+  char err[1024];
+  mf_train_opts to = mf_train_opts_default();
+  to.plan = *po;
+  to.threads = a->threads;
+  to.debug_memory = 1;
+  to.lr = 1e-4;
+  mf_session *s = mf_session_init(g, bt->loss, &to, err, sizeof err);
+  if (!s) { fprintf(stderr, "memfit plan: --run: %s\n", err); return 1; }
+  if (mf_onnx_load_weights(m, bt, s, err, sizeof err) < 0) { fprintf(stderr, "memfit plan: --run: %s\n", err); mf_session_free(s); return 1; }
+  uint64_t st = 0x9e3779b97f4a7c15ull;
+  int64_t K = bt->labels >= 0 && a->loss == MF_ONNX_LOSS_CE ? mf_tensor_dim(g, bt->outputs[0], 1) : 0;
+  mf_tensor ins[MF_ONNX_MAX_IO + 1];
+  int nin = 0;
+  for (int i = 0; i < bt->n_inputs; i++) ins[nin++] = bt->inputs[i];
+  if (bt->labels >= 0) ins[nin++] = bt->labels;
+  for (int i = 0; i < nin; i++) {
+    size_t n = (size_t)mf_tensor_numel(g, ins[i]);
+    float *v = malloc(n * sizeof *v);
+    if (!v) { mf_session_free(s); fprintf(stderr, "memfit plan: --run: out of host memory\n"); return 1; }
+    int integer = mf_tensor_dtype(g, ins[i]) == MF_I32;
+    for (size_t k = 0; k < n; k++) {
+      st = st * 6364136223846793005ull + 1442695040888963407ull;
+      double u = (double)(st >> 11) / 9007199254740992.0;
+      v[k] = integer ? (float)(int64_t)(u * (double)(ins[i] == bt->labels && K > 0 ? K : 2)) : (float)(2 * u - 1);
+    }
+    mf_session_write_input(s, ins[i], v, n);
+    free(v);
+  }
+  int bad = 0;
+  for (int step = 0; step < a->run; step++) {
+    double l = mf_session_micro_step(s);
+    if (mf_session_update(s) < 0 || l != l) { fprintf(stderr, "memfit plan: --run: step %d failed\n", step + 1); bad = 1; break; }
+    printf("step %d: loss %.6g\n", step + 1, l);
+  }
+  const mf_plan *p = mf_session_plan(s);
+  printf("arena                        planned B     measured B\n");
+  for (int k = 0; k < MF_ARENA_COUNT; k++) {
+    size_t pl = mf_plan_arena_bytes(p, (mf_arena_kind)k), me = mf_session_measured_bytes(s, (mf_arena_kind)k);
+    printf("  %-24s %14zu %14zu%s\n", mf_arena_name((mf_arena_kind)k), pl, me, pl == me ? "" : "  DIFFERENT");
+    bad |= pl != me;
+  }
+  char h[32];
+  mf_format_bytes(mf_peak_rss_bytes(), h, sizeof h);
+  printf("measured == planned: %s (process peak RSS %s)\n", bad ? "NO" : "yes, every arena", h);
+  mf_session_free(s);
+  return bad;
+}
+
+typedef struct layer_row { const char *name; size_t bytes; int tensors; } layer_row;
+static int row_cmp_name(const void *a, const void *b) { return strcmp(((const layer_row *)a)->name, ((const layer_row *)b)->name); }
+static int row_cmp_bytes(const void *a, const void *b) {
+  size_t x = ((const layer_row *)a)->bytes, y = ((const layer_row *)b)->bytes;
+  return x < y ? 1 : x > y ? -1 : strcmp(((const layer_row *)a)->name, ((const layer_row *)b)->name);
+}
+
+static void peak_line(FILE *f, const mf_graph *g, const mf_program *pr, int s, int json) {
+  const mf_node *n = &g->nodes[pr->steps[s]];
+  if (json) {
+    fprintf(f, "{\"bytes\": %zu, \"op\": ", pr->live[s]);
+    mf_json_str(f, mf_op_name(n->op));
+    fprintf(f, ", \"layer\": ");
+    mf_json_str(f, n->name);
+    fprintf(f, ", \"step\": %d}", s + 1);
+  } else {
+    char h[32];
+    mf_format_bytes(pr->live[s], h, sizeof h);
+    fprintf(f, "%s at %s '%s' (step %d of %d)\n", h, mf_op_name(n->op), n->name, s + 1, pr->n_steps);
+  }
+}
+
+/* --by-layer: the forward activations backward reads (kept across the turn), summed by layer name, and the
+ * steps where forward and backward peak. JSON: fields of the object being printed (no braces). */
+static void print_by_layer(const mf_plan *p, int json) {
+  const mf_graph *g = p->g;
+  const mf_program *pr = &p->train;
+  if (!p->has_train || !pr->n_steps) return;
+  int *last = malloc((size_t)g->n * sizeof *last);
+  layer_row *rows = malloc((size_t)g->n * sizeof *rows);
+  if (!last || !rows) { free(last); free(rows); return; }
+  for (int i = 0; i < g->n; i++) last[i] = -1;
+  int first_bwd = pr->n_steps;
+  for (int st = 0; st < pr->n_steps; st++) {
+    const mf_node *n = &g->nodes[pr->steps[st]];
+    if (n->phase != MF_PHASE_FWD && first_bwd == pr->n_steps) first_bwd = st;
+    for (int j = 0; j < n->nsrc; j++) last[mf_node_alias_root(g, n->src[j])] = st;
+  }
+  int nr = 0;
+  size_t kept = 0;
+  for (int st = 0; st < first_bwd; st++) {
+    int id = pr->steps[st];
+    const mf_node *n = &g->nodes[id];
+    if (mf_node_arena(n) != MF_ARENA_ACT || pr->act_off[id] == MF_NO_OFFSET || last[id] < first_bwd) continue;
+    rows[nr++] = (layer_row){n->name, mf_node_bytes(n), 1};
+    kept += mf_node_bytes(n);
+  }
+  qsort(rows, (size_t)nr, sizeof *rows, row_cmp_name);
+  int nl = 0;
+  for (int i = 0; i < nr; i++) {
+    if (nl && !strcmp(rows[nl - 1].name, rows[i].name)) { rows[nl - 1].bytes += rows[i].bytes; rows[nl - 1].tensors++; }
+    else rows[nl++] = rows[i];
+  }
+  qsort(rows, (size_t)nl, sizeof *rows, row_cmp_bytes);
+  int fpk = 0, bpk = first_bwd < pr->n_steps ? first_bwd : 0;
+  for (int st = 0; st < pr->n_steps; st++) {
+    if (st < first_bwd && pr->live[st] > pr->live[fpk]) fpk = st;
+    if (st >= first_bwd && pr->live[st] > pr->live[bpk]) bpk = st;
+  }
+  int top = nl < 10 ? nl : 10;
+  if (json) {
+    printf(",\n  \"kept_for_backward_bytes\": %zu,\n  \"layers_keeping\": %d,\n  \"by_layer\": [", kept, nl);
+    for (int i = 0; i < top; i++) {
+      printf(i ? ",\n    {\"layer\": " : "\n    {\"layer\": ");
+      mf_json_str(stdout, rows[i].name);
+      printf(", \"kept_bytes\": %zu, \"tensors\": %d}", rows[i].bytes, rows[i].tensors);
+    }
+    printf("],\n  \"forward_peak\": ");
+    peak_line(stdout, g, pr, fpk, 1);
+    printf(",\n  \"backward_peak\": ");
+    if (first_bwd < pr->n_steps) peak_line(stdout, g, pr, bpk, 1);
+    else printf("null");
+  } else {
+    char h[32];
+    mf_format_bytes(kept, h, sizeof h);
+    printf("activations kept for backward: %s in %d layers; the top %d:\n", h, nl, top);
+    for (int i = 0; i < top; i++) {
+      mf_format_bytes(rows[i].bytes, h, sizeof h);
+      printf("  %12s  %s%s\n", h, rows[i].name, rows[i].tensors > 1 ? "" : "");
+    }
+    printf("forward peak: ");
+    peak_line(stdout, g, pr, fpk, 0);
+    if (first_bwd < pr->n_steps) {
+      printf("backward peak: ");
+      peak_line(stdout, g, pr, bpk, 0);
+    }
+  }
+  free(last);
+  free(rows);
 }
 
 static int list_unsupported(const onnx_args *a) {
@@ -218,7 +368,9 @@ int mf_cmd_plan_onnx(int argc, char **argv) {
       const char *pk = mf_plan_peak_op(p, &bwd);
       printf("\n  },\n  \"total_bytes\": %zu,\n  \"peak_op\": ", mf_plan_total_bytes(p));
       mf_json_str(stdout, pk ? pk : "");
-      printf(",\n  \"peak_in_backward\": %d\n}\n", bwd);
+      printf(",\n  \"peak_in_backward\": %d", bwd);
+      if (a.by_layer) print_by_layer(p, 1);
+      printf("\n}\n");
     } else {
       printf("%s: ONNX opset %lld, %lld parameters in %lld tensors, inputs", a.path, (long long)mf_onnx_opset(m),
              (long long)bt.n_param_elems, (long long)bt.n_params);
@@ -230,8 +382,10 @@ int mf_cmd_plan_onnx(int argc, char **argv) {
       }
       printf(", loss %s\n", a.loss == MF_ONNX_LOSS_CE ? "cross-entropy" : a.loss == MF_ONNX_LOSS_MSE ? "mse" : "own");
       mf_plan_print(p, stdout);
+      if (a.by_layer) print_by_layer(p, 0);
     }
     mf_plan_free(p);
+    if (a.run) rc = run_steps(&a, m, gp, &bt, &po);
     if (g2) mf_graph_free(g2);
     goto out;
   }

@@ -15,7 +15,10 @@
 typedef struct cst { int et; int ndim; int64_t dims[ONNX_MAX_RANK]; int64_t n; double *v; } cst;
 
 /* one named ONNX value: a graph tensor (t >= 0), an initializer (init >= 0) and/or a known value */
-typedef struct val { const char *name; mf_tensor t; int init; int has_c; cst c; int pad; } val;
+typedef struct val { const char *name; mf_tensor t; int init; int has_c; cst c; int pad; int alias; } val;
+/* alias: the value is an Identity of initializer `init` under its own name. torch.onnx.export replaces initializers
+ * of equal values (bn2.weight, all ones, equal to bn1.weight) by Identity nodes of one of them; in the model they
+ * are different parameters, so an alias becomes a parameter of its own, initialised from the shared data. */
 /* pad > 0: the value is tensor t zero-padded by pad on each side of H and W (an ONNX Pad), which only a
  * convolution or an average pool (counting padded zeros, as memfit's does) may read: they pad themselves */
 
@@ -214,9 +217,9 @@ static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
     int nd = dims_to_mf(c, (int)t->n_dims, dims, ne, v->name);
     if (nd < 0) return -1;
     mf_tensor id;
-    if (c->init_t[v->init] >= 0) return v->t = c->init_t[v->init]; /* the same initializer under another name */
-    id = mf_param(c->g, t->name, nd, ne, MF_INIT_ZERO, 0);
-    c->init_t[v->init] = id;
+    if (!v->alias && c->init_t[v->init] >= 0) return v->t = c->init_t[v->init]; /* one initializer read twice */
+    id = mf_param(c->g, v->alias ? v->name : t->name, nd, ne, MF_INIT_ZERO, 0);
+    if (!v->alias) c->init_t[v->init] = id;
     c->n_params++;
     c->n_param_elems += onnx_tensor_numel(t);
     if (id < 0) return node_fail(c, "%s", mf_graph_error(c->g));
@@ -291,6 +294,7 @@ static int set_out(ctx *c, int k, mf_tensor t) {
   v->init = -1;
   v->t = t;
   v->pad = 0;
+  v->alias = 0;
   if (t >= c->n_before) {
     char nm[MF_NAME_LEN];
     const char *base = c->node->name && c->node->name[0] ? c->node->name : c->node->output[k];
@@ -311,6 +315,7 @@ static int set_out_const(ctx *c, int k, cst *kc) {
   v->init = -1;
   v->t = -1;
   v->pad = 0;
+  v->alias = 0;
   return 0;
 }
 
@@ -855,6 +860,7 @@ static int node_build(ctx *c) {
       o->t = -1;
       o->pad = 0;
       o->init = v->init;
+      o->alias = 1;
       return 0;
     }
     return set_out(c, 0, in_tensor(c, 0));
@@ -1453,6 +1459,10 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
     c->n_before = g->n;
     if (node_build(c) < 0) goto done;
     if (mf_graph_error(g)) { node_fail(c, "%s", mf_graph_error(g)); goto done; }
+    /* every activation a node made (a LayerNormalization is several ops) carries the node's name: its layer */
+    const char *lname = c->node->name && c->node->name[0] ? c->node->name : c->node->n_output ? c->node->output[0] : "";
+    for (int id = c->n_before; id < g->n; id++)
+      if (g->nodes[id].role == MF_ROLE_ACT) snprintf(g->nodes[id].name, MF_NAME_LEN, "%s", lname);
   }
   /* outputs and the loss */
   if (gp->n_output < 1) { snprintf(err, errlen, "%s: the graph has no output", m->path); goto done; }
