@@ -15,10 +15,10 @@ gib() { awk -v b="$1" 'BEGIN { if (b == "" || b == "-") print "-"; else printf "
 printf "%-16s %12s %14s %14s %14s %-40s %s\n" model parameters "memfit plan" "torch peak" "of which step" "--budget 4GiB" "memfit run"
 for m in $models; do
   onnx=$tmp/$m.onnx
-  measure=--no-measure; [ "${MEMFIT_ONNX_TORCH:-1}" != 0 ] && measure=
-  if ! /usr/bin/python3 "$here/onnx_torch.py" "$m" "$onnx" 8 $measure >"$tmp/$m.torch" 2>"$tmp/$m.torch.err"; then
+  if ! /usr/bin/python3 "$here/onnx_torch.py" "$m" "$onnx" 8 >"$tmp/$m.torch" 2>"$tmp/$m.torch.err"; then
     printf "%-16s export failed: %s\n" "$m" "$(tail -1 "$tmp/$m.torch.err")"; continue
   fi
+  [ "${MEMFIT_ONNX_TORCH:-1}" != 0 ] && /usr/bin/python3 "$here/onnx_torch.py" --measure "$m" 8 >>"$tmp/$m.torch" 2>>"$tmp/$m.torch.err"
   params=$(awk '/^params/ {print $2}' "$tmp/$m.torch")
   tpeak=$(awk '/^torch_peak_minus_baseline_bytes/ {print $2}' "$tmp/$m.torch")
   tstep=$(awk '/^torch_step_peak_minus_model_bytes/ {print $2}' "$tmp/$m.torch")

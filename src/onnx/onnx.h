@@ -7,7 +7,7 @@
 #include <stdbool.h>
 
 #ifdef MEMFIT_HAVE_ONNX
-#include "onnx.pb-c.h"
+#include <onnx.pb-c.h> /* generated at build time from Debian's onnx.proto (CMakeLists.txt) */
 
 /* ONNX element types (TensorProto.DataType) the importer reads */
 enum { ONNX_FLOAT = 1, ONNX_UINT8 = 2, ONNX_INT8 = 3, ONNX_UINT16 = 4, ONNX_INT16 = 5, ONNX_INT32 = 6, ONNX_INT64 = 7,
