@@ -5,6 +5,7 @@
 #include "memfit.h"
 #include "graph/graph.h"
 #include "graph/oplist.h"
+#include "ops/ops.h"
 #ifdef MEMFIT_HAVE_ONNX
 #include "onnx.pb-c.h"
 #include <unistd.h>
@@ -515,7 +516,83 @@ static void test_bad(void) {
   }
 }
 
+/* torch's erf-form GELU, x * 0.5 written as Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), one)), 0.5): with one = 1 it
+ * becomes one GELU op; with one = 2 it is not GELU and stays the ops it is. Forward values against f64. */
+static void test_gelu(void) {
+  for (int variant = 0; variant < 2; variant++) {
+    mb b = {0};
+    int64_t xd[2] = {3, 7}, d0[1] = {0};
+    input(&b, "x", 2, xd);
+    float sq = 1.4142135381698608f, one = variant ? 2.0f : 1.0f, half = 0.5f;
+    Onnx__NodeProto *nd;
+    const char *cn[3] = {"c_sqrt2", "c_one", "c_half"};
+    const float *cv[3] = {&sq, &one, &half};
+    for (int k = 0; k < 3; k++) { /* Constant nodes, as torch writes them */
+      nd = node(&b, "Constant", cn[k], "-", cn[k]);
+      nd->n_input = 0;
+      Onnx__AttributeProto *a = attr(&b, nd, "value");
+      a->t = tensor(&b, cn[k], 1, 0, d0);
+      a->t->float_data = A(&b, sizeof(float));
+      a->t->float_data[0] = *cv[k];
+      a->t->n_float_data = 1;
+      a->has_type = 1;
+      a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+    }
+    node(&b, "Div", "div", "x,c_sqrt2", "d");
+    node(&b, "Erf", "erf", "d", "e");
+    node(&b, "Add", "add", "e,c_one", "a");
+    node(&b, "Mul", "mul", "x,a", "m");
+    node(&b, "Mul", "mul_1", "m,c_half", "y");
+    output(&b, "y");
+    size_t n;
+    uint8_t *buf = pack(&b, 13, &n);
+    mb_free(&b);
+    char err[1024] = "";
+    mf_onnx *m = mf_onnx_open_memory(buf, n, NULL, err, sizeof err);
+    free(buf);
+    CHECK(m != NULL, "gelu model: %s", err);
+    if (!m) continue;
+    mf_graph *g = mf_graph_init(MF_F64);
+    mf_onnx_build_opts bo = {.loss = MF_ONNX_LOSS_NONE};
+    mf_onnx_built bt;
+    int rc = mf_onnx_build(m, g, &bo, &bt, err, sizeof err);
+    CHECK(rc == 0, "gelu build: %s", err);
+    if (rc == 0) {
+      const mf_node *yn = &g->nodes[bt.outputs[0]];
+      bool fused = yn->op == MF_OP_UNARY && yn->ip[0] == MF_UN_GELU;
+      CHECK(fused == !variant, "variant %d: the output is %s GELU op", variant, fused ? "a" : "not a");
+      mf_train_opts o = mf_train_opts_default();
+      o.threads = 1;
+      o.plan.training = 0;
+      o.plan.n_keep = 1;
+      o.plan.keep = bt.outputs;
+      mf_session *s = mf_session_init(g, bt.outputs[0], &o, err, sizeof err);
+      CHECK(s != NULL, "gelu session: %s", err);
+      if (s) {
+        float xv[21], y[21];
+        for (int i = 0; i < 21; i++) xv[i] = (float)(i - 10) * 0.37f;
+        mf_session_write_input(s, bt.inputs[0], xv, 21);
+        CHECK(mf_onnx_load_weights(m, &bt, s, err, sizeof err) == 0, "constants: %s", err);
+        mf_session_forward(s);
+        mf_session_read(s, bt.outputs[0], y, 21);
+        int bad = 0;
+        for (int i = 0; i < 21; i++) {
+          double x = xv[i], want = 0.5 * x * (one + erf(x / (double)sq));
+          /* f64 graph, the output read as f32: within f32 rounding of the f64 value plus the f32 constant sqrt 2 */
+          bad += !(fabs(y[i] - want) <= 0x1p-23 * fabs(want) + 0x1p-22 * fabs(x));
+        }
+        CHECK(bad == 0, "variant %d: %d values differ from 0.5 x (%g + erf(x / sqrt 2))", variant, bad, one);
+      }
+      mf_session_free(s);
+      mf_onnx_built_free(&bt);
+    }
+    mf_graph_free(g);
+    mf_onnx_close(m);
+  }
+}
+
 int main(void) {
+  test_gelu();
   test_cnn();
   test_bad();
   rmdir(tmpdir());

@@ -697,6 +697,51 @@ static mf_tensor binary_op(ctx *c, int kind, int ia, int ib) {
   return UNSUP("operands %s and %s both need broadcasting (memfit broadcasts one operand onto the other)", sa, sb);
 }
 
+/* ---- GELU in its erf form, as torch exports F.gelu: y = Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5). At the
+ * last Mul the chain is recognised and replaced by one GELU op (its backward keeps x only; the ops of the chain
+ * are then read by nothing and the planner drops them). ---- */
+static const Onnx__NodeProto *producer(ctx *c, const char *name, size_t *at) {
+  for (size_t i = c->idx; i-- > 0;) {
+    const Onnx__NodeProto *n = c->m->graph->node[i];
+    for (size_t k = 0; k < n->n_output; k++)
+      if (!strcmp(n->output[k], name)) { if (at) *at = i; return n; }
+  }
+  return NULL;
+}
+static bool const_is(ctx *c, const char *name, double want, double tol) {
+  val *v = val_find(c, name);
+  return v && v->has_c && v->c.n == 1 && fabs(v->c.v[0] - want) <= tol;
+}
+/* the other input of a binary node than `name`'s side: index of the input that is the constant `want` */
+static int bin_const_side(ctx *c, const Onnx__NodeProto *n, double want, double tol) {
+  if (n->n_input != 2) return -1;
+  if (const_is(c, n->input[1], want, tol)) return 1;
+  if (const_is(c, n->input[0], want, tol)) return 0;
+  return -1;
+}
+static mf_tensor gelu_match(ctx *c) {
+  const Onnx__NodeProto *n = c->node, *m1, *ad, *er, *dv;
+  int k = bin_const_side(c, n, 0.5, 0);
+  if (k < 0 || !(m1 = producer(c, n->input[1 - k], NULL)) || strcmp(m1->op_type, "Mul") || m1->n_input != 2) return -1;
+  for (int side = 0; side < 2; side++) { /* Mul(x, add) or Mul(add, x) */
+    ad = producer(c, m1->input[side], NULL);
+    if (!ad || strcmp(ad->op_type, "Add")) continue;
+    int ka = bin_const_side(c, ad, 1.0, 0);
+    if (ka < 0 || !(er = producer(c, ad->input[1 - ka], NULL)) || strcmp(er->op_type, "Erf") || er->n_input != 1) continue;
+    if (!(dv = producer(c, er->input[0], NULL))) continue;
+    const char *x = m1->input[1 - side];
+    bool div = !strcmp(dv->op_type, "Div") && dv->n_input == 2 && !strcmp(dv->input[0], x) &&
+               const_is(c, dv->input[1], 1.4142135623730951, 1e-6);
+    bool mul = !strcmp(dv->op_type, "Mul") && bin_const_side(c, dv, 0.7071067811865476, 1e-6) >= 0 &&
+               !strcmp(dv->input[1 - bin_const_side(c, dv, 0.7071067811865476, 1e-6)], x);
+    if (!div && !mul) continue;
+    val *vx = val_find(c, x);
+    if (!vx || vx->t < 0 || vx->pad) continue;
+    return mf_gelu(c->g, vx->t);
+  }
+  return -1;
+}
+
 /* kernel, stride and symmetric pad of Conv / pools over 2-D spatial dims */
 static int spatial(ctx *c, const mf_node *x, int64_t kh, int64_t kw, int *stride, int *pad) {
   const Onnx__NodeProto *n = c->node;
@@ -874,7 +919,10 @@ static int node_build(ctx *c) {
   }
   if (!strcmp(op, "Add")) return set_out(c, 0, binary_op(c, MF_BIN_ADD, 0, 1));
   if (!strcmp(op, "Sub")) return set_out(c, 0, binary_op(c, MF_BIN_SUB, 0, 1));
-  if (!strcmp(op, "Mul")) return set_out(c, 0, binary_op(c, MF_BIN_MUL, 0, 1));
+  if (!strcmp(op, "Mul")) {
+    mf_tensor ge = gelu_match(c);
+    return set_out(c, 0, ge >= 0 ? ge : binary_op(c, MF_BIN_MUL, 0, 1));
+  }
   if (!strcmp(op, "Div")) return set_out(c, 0, binary_op(c, MF_BIN_DIV, 0, 1));
   if (!strcmp(op, "Sum") || !strcmp(op, "Mean")) {
     mf_tensor acc = in_tensor(c, 0);
