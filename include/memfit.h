@@ -725,6 +725,12 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
  * constants). Returns 0, or -1 with err naming the tensor (unreadable external data, a size mismatch). */
 int mf_onnx_load_weights(const mf_onnx *m, const mf_onnx_built *b, mf_session *s, char *err, size_t errlen);
 void mf_onnx_built_free(mf_onnx_built *b);
+/* Writes the model to path (atomically: a temporary file renamed) with the session's current values as its
+ * initializers: every parameter and batch-norm buffer the build made from the file, in the initializer's own
+ * element type (float or double), inline; the graph is unchanged, so PyTorch or ONNX Runtime load the trained
+ * weights. A parameter torch's exporter had shared by value through an Identity gets an initializer of its own
+ * ("NAME:memfit") feeding that Identity. Returns 0, or -1 with err naming the tensor or the file. */
+int mf_onnx_save(const mf_onnx *m, const mf_onnx_built *b, mf_session *s, const char *path, char *err, size_t errlen);
 
 /* ---- misc ---- */
 /* Parses "4GiB", "6000MiB", "512KiB", "123" (bytes), "1.5GB": units B, KiB/K/k, MiB/M, GiB/G, TiB/T,

@@ -340,6 +340,37 @@ static void test_cnn(void) {
         }
         /* evaluation uses the running statistics the file brought (updated by the two steps alike) */
         CHECK(mf_session_forward(s) == mf_session_forward(sn), "forward (eval) loss equal");
+        /* the trained weights written back into the ONNX file load into a new session bit for bit */
+        char sp[512];
+        snprintf(sp, sizeof sp, "%s/trained%d.onnx", tmpdir(), opset);
+        CHECK(mf_onnx_save(m, &bt, s, sp, err, sizeof err) == 0, "save: %s", err);
+        mf_onnx *m2 = mf_onnx_open(sp, err, sizeof err);
+        CHECK(m2 != NULL, "reopen: %s", err);
+        if (m2) {
+          mf_graph *g2 = mf_graph_init(MF_F32);
+          mf_onnx_built b2;
+          mf_session *s2 = NULL;
+          if (mf_onnx_build(m2, g2, &bo, &b2, err, sizeof err) == 0 && (s2 = mf_session_init(g2, b2.loss, &o, err, sizeof err)) &&
+              mf_onnx_load_weights(m2, &b2, s2, err, sizeof err) == 0) {
+            const char *nms[4] = {"conv1.weight", "bn1.running_mean", "bn1.running_var", "fc.bias"};
+            for (int k = 0; k < 4; k++) {
+              static float u[OC * C * 9], v[OC * C * 9];
+              mf_tensor t1 = by_name(g, nms[k]), t2 = by_name(g2, nms[k]);
+              size_t cnt = t1 >= 0 ? (size_t)mf_tensor_numel(g, t1) : 0;
+              CHECK(t1 >= 0 && t2 >= 0 && mf_session_read(s, t1, u, cnt) == 0 && mf_session_read(s2, t2, v, cnt) == 0 &&
+                    !memcmp(u, v, cnt * sizeof *u), "%s after save and reload: the trained values", nms[k]);
+            }
+            mf_session_write_input(s2, b2.inputs[0], xv, NB * C * H * H);
+            mf_session_write_input(s2, b2.labels, lab, NB);
+            CHECK(mf_session_forward(s2) == mf_session_forward(s), "reloaded model: the same evaluation loss");
+          } else
+            CHECK(0, "reloaded model: %s", err);
+          mf_session_free(s2);
+          mf_onnx_built_free(&b2);
+          mf_graph_free(g2);
+          mf_onnx_close(m2);
+        }
+        unlink(sp);
       }
       mf_session_free(s);
       mf_session_free(sn);

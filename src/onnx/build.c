@@ -23,7 +23,8 @@ typedef struct val { const char *name; mf_tensor t; int init; int has_c; cst c; 
  * convolution or an average pool (counting padded zeros, as memfit's does) may read: they pad themselves */
 
 /* what mf_onnx_load_weights writes: tensor t gets initializer init's data, or the values vals */
-typedef struct bind { mf_tensor t; int init; float *vals; int64_t n; } bind;
+typedef struct bind { mf_tensor t; int init; float *vals; int64_t n; char *alias; } bind;
+/* alias: the name of the Identity output this parameter or buffer stands for (it has no initializer of its own) */
 typedef struct priv { bind *b; int n, cap; } priv;
 
 typedef struct ctx {
@@ -171,6 +172,12 @@ static cst *const_of(ctx *c, val *v, const char *what) {
   return NULL;
 }
 
+static int bind_add(ctx *c, mf_tensor t, int init, const cst *k);
+static int bind_alias(ctx *c, const char *name) {
+  bind *b = &c->pv->b[c->pv->n - 1];
+  b->alias = strdup(name);
+  return b->alias ? 0 : node_fail(c, "out of host memory");
+}
 static int bind_add(ctx *c, mf_tensor t, int init, const cst *k) {
   priv *p = c->pv;
   if (p->n == p->cap) {
@@ -223,7 +230,7 @@ static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
     c->n_params++;
     c->n_param_elems += onnx_tensor_numel(t);
     if (id < 0) return node_fail(c, "%s", mf_graph_error(c->g));
-    if (bind_add(c, id, v->init, NULL) < 0) return -1;
+    if (bind_add(c, id, v->init, NULL) < 0 || (v->alias && bind_alias(c, v->name) < 0)) return -1;
     v->t = id;
     return id;
   }
@@ -1073,6 +1080,7 @@ static int node_build(ctx *c) {
         if (g->nodes[id].op == MF_OP_BUFFER && !strcmp(g->nodes[id].name, nm)) { snprintf(nm, sizeof nm, "%.50s#%d", n->input[3 + k], ++dup); id = -1; }
       rs[k] = mf_buffer(g, nm, 1, ne, MF_INIT_ZERO, 0);
       if (rs[k] < 0 || bind_add(c, rs[k], v->init, NULL) < 0) return rs[k] < 0 ? node_fail(c, "%s", mf_graph_error(g)) : -1;
+      if (v->alias && bind_alias(c, v->name) < 0) return -1;
     }
     mf_tensor rm = rs[0], rv = rs[1];
     double mom = attr_f(n, "momentum", 0.9);
@@ -1378,7 +1386,7 @@ static const char *shape_str(int nd, const int64_t *d, char *buf, size_t n) {
 void mf_onnx_built_free(mf_onnx_built *b) {
   if (!b || !b->priv) return;
   priv *p = b->priv;
-  for (int i = 0; i < p->n; i++) free(p->b[i].vals);
+  for (int i = 0; i < p->n; i++) { free(p->b[i].vals); free(p->b[i].alias); }
   free(p->b);
   free(p);
   b->priv = NULL;
@@ -1607,5 +1615,127 @@ int mf_onnx_load_weights(const mf_onnx *m, const mf_onnx_built *b, mf_session *s
     }
   }
   return 0;
+}
+int mf_onnx_save(const mf_onnx *m, const mf_onnx_built *b, mf_session *s, const char *path, char *err, size_t errlen) {
+  if (!m || !b || !b->priv || !s || !path) { snprintf(err, errlen, "mf_onnx_save: a NULL argument or an unbuilt model"); return -1; }
+  const priv *p = b->priv;
+  /* a copy of the model to change: packed and unpacked again */
+  size_t n = onnx__model_proto__get_packed_size(m->model);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (!buf) { snprintf(err, errlen, "onnx: out of host memory"); return -1; }
+  onnx__model_proto__pack(m->model, buf);
+  Onnx__ModelProto *cp = onnx__model_proto__unpack(NULL, n, buf);
+  free(buf);
+  if (!cp) { snprintf(err, errlen, "%s: could not copy the model", m->path); return -1; }
+  Onnx__GraphProto *g = cp->graph;
+  /* room for the initializers aliases add; what this function allocates is freed with the copy's own memory */
+  size_t extra = 0;
+  for (int i = 0; i < p->n; i++) extra += p->b[i].alias != NULL;
+  void **owned = calloc((size_t)p->n * 3 + 1, sizeof *owned);
+  /* undo records: the original initializers' fields and Identity inputs, put back before the copy is freed */
+  Onnx__TensorProto *saved = calloc(g->n_initializer + 1, sizeof *saved);
+  uint8_t *was_saved = calloc(g->n_initializer + 1, 1);
+  char **saved_in = calloc(g->n_node + 1, sizeof *saved_in);
+  Onnx__TensorProto **inits = malloc((g->n_initializer + extra + 1) * sizeof *inits);
+  Onnx__TensorProto **orig_inits = g->initializer;
+  size_t orig_n = g->n_initializer;
+  int no = 0, rc = -1;
+  if (!owned || !inits || !saved || !was_saved || !saved_in) { snprintf(err, errlen, "onnx: out of host memory"); goto done; }
+  memcpy(inits, g->initializer, g->n_initializer * sizeof *inits);
+  g->initializer = inits;
+  for (int i = 0; i < p->n; i++) {
+    const bind *bd = &p->b[i];
+    if (bd->init < 0) continue; /* folded constants stay as the graph wrote them */
+    Onnx__TensorProto *t = g->initializer[bd->init];
+    int64_t cnt = onnx_tensor_numel(t);
+    int et = t->data_type;
+    if (et != ONNX_FLOAT && et != ONNX_DOUBLE) {
+      snprintf(err, errlen, "%s: initializer '%s' has element type %s; memfit writes float and double ones", m->path, t->name,
+               onnx_elem_name(et));
+      goto done;
+    }
+    size_t es = et == ONNX_FLOAT ? 4 : 8;
+    float *v = malloc((size_t)(cnt ? cnt : 1) * sizeof *v);
+    uint8_t *raw = malloc((size_t)(cnt ? cnt : 1) * es);
+    owned[no++] = raw;
+    if (!v || !raw || mf_session_read(s, bd->t, v, (size_t)cnt) != 0) {
+      free(v);
+      snprintf(err, errlen, "%s: could not read '%s' from the session", m->path, t->name);
+      goto done;
+    }
+    for (int64_t k = 0; k < cnt; k++) {
+      if (es == 4) memcpy(raw + 4 * k, &v[k], 4);
+      else { double d = v[k]; memcpy(raw + 8 * k, &d, 8); }
+    }
+    free(v);
+    Onnx__TensorProto *dst = t;
+    if (bd->alias) { /* a tensor of its own feeding the Identity that stood for the shared one */
+      dst = calloc(1, sizeof *dst);
+      char *nm = malloc(strlen(bd->alias) + 8);
+      int64_t *dims = malloc((t->n_dims ? t->n_dims : 1) * sizeof *dims);
+      owned[no++] = nm;
+      owned[no++] = dims;
+      if (!dst || !nm || !dims) { free(dst); snprintf(err, errlen, "onnx: out of host memory"); goto done; }
+      onnx__tensor_proto__init(dst);
+      sprintf(nm, "%s:memfit", bd->alias);
+      memcpy(dims, t->dims, t->n_dims * sizeof *dims);
+      dst->name = nm;
+      dst->dims = dims;
+      dst->n_dims = t->n_dims;
+      dst->has_data_type = 1;
+      dst->data_type = et;
+      g->initializer[g->n_initializer++] = dst;
+      for (size_t k = 0; k < g->n_node; k++) {
+        Onnx__NodeProto *nd = g->node[k];
+        if (!strcmp(nd->op_type, "Identity") && nd->n_output && !strcmp(nd->output[0], bd->alias) && nd->n_input) {
+          if (!saved_in[k]) saved_in[k] = nd->input[0];
+          nd->input[0] = nm;
+        }
+      }
+    }
+    if (dst == t && !was_saved[bd->init]) { saved[bd->init] = *t; was_saved[bd->init] = 1; }
+    dst->n_float_data = dst->n_double_data = dst->n_int32_data = dst->n_int64_data = 0;
+    dst->n_external_data = 0;
+    dst->has_data_location = 0;
+    dst->has_raw_data = 1;
+    dst->raw_data.data = raw;
+    dst->raw_data.len = (size_t)cnt * es;
+  }
+  n = onnx__model_proto__get_packed_size(cp);
+  buf = malloc(n ? n : 1);
+  if (!buf) { snprintf(err, errlen, "onnx: out of host memory"); goto done; }
+  onnx__model_proto__pack(cp, buf);
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "wb");
+  int ok = f && fwrite(buf, 1, n, f) == n;
+  if (f && fclose(f) != 0) ok = 0;
+  free(buf);
+  if (!ok || rename(tmp, path) != 0) {
+    remove(tmp);
+    snprintf(err, errlen, "%s: could not write the model", path);
+    goto done;
+  }
+  rc = 0;
+done:
+  /* hand the copy back its own fields and arrays before freeing it; what memfit added is freed separately */
+  if (inits) {
+    for (size_t k = orig_n; k < g->n_initializer; k++) free(g->initializer[k]);
+    for (size_t k = 0; k < orig_n; k++)
+      if (was_saved[k]) *g->initializer[k] = saved[k];
+    g->initializer = orig_inits;
+    g->n_initializer = orig_n;
+    free(inits);
+  }
+  if (saved_in)
+    for (size_t k = 0; k < g->n_node; k++)
+      if (saved_in[k]) g->node[k]->input[0] = saved_in[k];
+  free(saved);
+  free(was_saved);
+  free(saved_in);
+  for (int o = 0; o < no; o++) free(owned[o]);
+  free(owned);
+  onnx__model_proto__free_unpacked(cp, NULL);
+  return rc;
 }
 #endif

@@ -47,6 +47,11 @@ int mf_onnx_load_weights(const mf_onnx *m, const mf_onnx_built *b, mf_session *s
   return -1;
 }
 void mf_onnx_built_free(mf_onnx_built *b) { (void)b; }
+int mf_onnx_save(const mf_onnx *m, const mf_onnx_built *b, mf_session *s, const char *path, char *err, size_t errlen) {
+  (void)m; (void)b; (void)s; (void)path;
+  snprintf(err, errlen, "memfit was built without ONNX support");
+  return -1;
+}
 #else
 
 size_t onnx_elem_size(int et) {
