@@ -124,15 +124,21 @@ class StegNet(nn.Module):
             y1, y2 = b.inverse(y1, y2)
         return y1, y2
 
-    def losses(self, cover, secret, z, w=(1.0, 5.0, 1.0)):
-        """The training graph of mf_steg_build: hide, stego, reveal on (y1, z), three sum losses."""
+    def losses(self, cover, secret, z, w=(1.0, 5.0, 1.0), stego_q=None):
+        """The training graph of mf_steg_build: hide, stego, reveal on (y1, z), three sum losses.
+        stego_q: the 8-bit stego (stego_bits 8): the reveal pass reads its values, its gradient passes
+        to the float stego unchanged (straight-through); the hiding losses stay on the float stego."""
         x1, x2 = dwt(cover), dwt(secret)  # [B,12,H/2,W/2]
         cover_ll = x1[:, 0:3]
         y1, y2 = self.hide(x1, x2)
         stego = idwt(y1)  # [B,3,H,W]
-        _, rx2 = self.reveal(y1, z)
+        stego_float, y1s = stego, y1
+        if stego_q is not None:
+            stego = stego_q + (stego - stego.detach())
+            y1s = dwt(stego)
+        _, rx2 = self.reveal(y1s, z)
         revealed = idwt(rx2)  # [B,3,H,W]
-        guide = ((stego - cover) ** 2).sum()
+        guide = ((stego_float - cover) ** 2).sum()  # the hiding losses on the float stego
         low = ((y1[:, 0:3] - cover_ll) ** 2).sum()  # LL(stego) == y1[:, 0:3]
         rec = ((revealed - secret) ** 2).sum()
         total = guide * w[0] + rec * w[1] + low * w[2]
@@ -204,7 +210,34 @@ def infer_config(tensors, meta):
     blocks = int(meta.get("blocks", 0)) or 1 + max(int(n.split(".")[0][3:]) for n in tensors if n.startswith("blk"))
     growth = int(meta.get("growth", 0)) or int(tensors["blk0.phi.conv1.w"].shape[0])
     return dict(blocks=blocks, growth=growth, clamp=float(meta.get("clamp", 2.0)), slope=float(meta.get("slope", 0.01)),
+                stego_bits=int(meta.get("stego_bits", 0)),
                 w=(float(meta.get("w_guide", 1.0)), float(meta.get("w_rec", 5.0)), float(meta.get("w_low", 1.0))))
+
+
+def quantised_stego(net, cover, secret, tensors, rtol=1e-4):
+    """The 8-bit stego for a stego_bits 8 parity run: memfit's own (`memfit.stego`), after checking that
+    it is round(clip(stego, 0, 1) * 255) / 255 of this float64 stego everywhere except where the value
+    sits within rtol * 255 * max|stego| of a rounding boundary (there memfit's float32 stego may round the
+    other way; both are right). Using memfit's values keeps such a pixel from failing the loss check."""
+    if "memfit.stego" not in tensors:
+        raise ValueError("stego_bits 8 needs memfit's 8-bit stego as memfit.stego")
+    q = torch.from_numpy(np.asarray(tensors["memfit.stego"], dtype=np.float64))
+    with torch.no_grad():
+        x1, x2 = dwt(cover), dwt(secret)
+        s = idwt(self_hide(net, x1, x2)) * 255.0
+    v = s.clamp(0.0, 255.0)
+    want = torch.round(v) / 255.0
+    near = (torch.abs(v - torch.floor(v) - 0.5) <= rtol * 255.0 * float(s.abs().max()) + 1e-9)
+    grid = torch.abs(q * 255.0 - torch.round(q * 255.0)).max().item()
+    off = ((torch.abs(q - want) > 0.5 / 255.0 / 255.0) & ~near).sum().item()
+    if grid > 1e-3 or off:
+        raise ValueError("memfit.stego is not the 8-bit stego: %d values differ from round(clip(stego)*255)/255 "
+                         "away from rounding boundaries; largest distance from the 1/255 grid %.3g" % (off, grid / 255.0))
+    return q
+
+
+def self_hide(net, x1, x2):
+    return net.hide(x1, x2)[0]
 
 
 def parity_run(tensors, meta):
@@ -232,7 +265,10 @@ def parity_run(tensors, meta):
     else:
         n, _, h, w = cover.shape
         z = torch.zeros((n, WAVE_CH, h // 2, w // 2), dtype=torch.float64)
-    r = net.losses(cover, secret, z, cfg["w"])
+    stego_q = None
+    if cfg["stego_bits"] == 8:
+        stego_q = quantised_stego(net, cover, secret, tensors)
+    r = net.losses(cover, secret, z, cfg["w"], stego_q)
     net.zero_grad()
     r["loss"].backward()
     out = {k: r[k].detach().reshape(1).numpy() for k in ("loss", "loss_guide", "loss_rec", "loss_low")}

@@ -32,6 +32,9 @@ png(d + '/gray.png', 64, 48, 0, lambda x, y, c: (x * 4 + y) % 256)
 png(d + '/rgba.png', 64, 48, 6, lambda x, y, c: 255 if c == 3 else (x * 2 + y * 3 + c * 70) % 256)
 png(d + '/big.png', 128, 96, 2, lambda x, y, c: (x + y * 2 + c * 50) % 256)
 png(d + '/tiny.png', 8, 8, 2, smooth)
+# saturated covers: the right half white; flat graphic panels in pure colours (each channel 0 or 255)
+png(d + '/halfwhite.png', 128, 96, 2, lambda x, y, c: 255 if x >= 64 else (x * 3 + y * 2 + c * 70 + (x * y) % 13) % 256)
+png(d + '/panels.png', 128, 96, 2, lambda x, y, c: [0, 255][((x // 40) * 3 + (y // 32) * 5 + c) % 2])
 import os
 os.makedirs(d + '/train/sub', exist_ok=True)
 for i in range(6):
@@ -118,6 +121,22 @@ fi
 if [ -f "$MODEL" ]; then
   run "shipped model: hide message" 0 "message: 25 bytes" "$MEMFIT" hide --model "$MODEL" --cover "$T/big.png" --message "memfit hides this message" --out "$T/msg.png" --threads 1
   run "shipped model: reveal message" 0 "memfit hides this message" "$MEMFIT" reveal --model "$MODEL" --stego "$T/msg.png" --message --threads 1
+  # the stated capacity is true: fill it exactly (random bytes), hide, reveal, compare; one byte more is refused
+  for c in big halfwhite panels; do
+    "$MEMFIT" hide --model "$MODEL" --cover "$T/$c.png" --message "x" --out "$T/cap.png" --threads 1 > "$T/cap.txt" 2>&1
+    cap=$(sed -n -e 's/^message: 1 bytes of \([0-9]*\) the cover holds.*/\1/p' -e 's/.*cover holds at most \([0-9]*\) bytes.*/\1/p' "$T/cap.txt")
+    if [ -z "$cap" ]; then bad "capacity of $c.png not reported: $(head -c 300 "$T/cap.txt")"; continue; fi
+    head -c $((cap + 1)) /dev/urandom > "$T/over.bin"
+    run "capacity $c.png: one byte more than $cap refused" 1 "holds at most $cap bytes" "$MEMFIT" hide --model "$MODEL" \
+      --cover "$T/$c.png" --message-file "$T/over.bin" --out "$T/over.png" --threads 1
+    [ "$cap" -gt 0 ] || continue
+    head -c "$cap" /dev/urandom > "$T/full.bin"
+    run "capacity $c.png: $cap bytes hidden" 0 "message check: revealed from the 8-bit stego intact" "$MEMFIT" hide --model "$MODEL" \
+      --cover "$T/$c.png" --message-file "$T/full.bin" --out "$T/full.png" --threads 1
+    run "capacity $c.png: revealed" 0 "message \\($cap bytes, CRC-32 ok\\) written to" "$MEMFIT" reveal --model "$MODEL" \
+      --stego "$T/full.png" --message-file "$T/got.bin" --threads 1
+    cmp -s "$T/full.bin" "$T/got.bin" && ok || bad "capacity $c.png: the revealed bytes differ from the hidden ones"
+  done
   if [ -d "$DATA/photos" ]; then
     run "shipped model: eval on two photos" 0 "means over 2 pairs" "$MEMFIT" eval --model "$MODEL" --data "$DATA/photos" --size 64 --max-pairs 2 --threads 1
   fi

@@ -268,6 +268,7 @@ static mf_steg_config tiny_config(void) {
   c.height = 8;
   c.width = 8;
   c.batch = 2;
+  c.stego_bits = 0; /* the float stego (HiNet's graph): identity and inverse are exact; test_parity sets 8 */
   return c;
 }
 
@@ -440,8 +441,10 @@ static int safetensors_write(const char *path, const st_entry *e, int n, const c
   return ok ? 0 : -1;
 }
 
-static void test_parity(int variant, const char *dir) {
+/* stego_bits 8: the training graph reveals from the 8-bit stego (round, clip, straight-through). */
+static void test_parity(int variant, int stego_bits, const char *dir) {
   mf_steg_config c = tiny_config();
+  c.stego_bits = stego_bits;
   rt_model r;
   if (rt_init(&r, &c, variant) != 0) { rt_free(&r); return; }
   rng_state = 0xabcdef12ULL; /* same weights and data for every variant */
@@ -487,6 +490,18 @@ static void test_parity(int variant, const char *dir) {
     t->data = in_data[i];
     t->n = mf_tensor_numel(r.g, in_t[i]);
   }
+  float *stego = NULL;
+  if (stego_bits) { /* the 8-bit stego, which the PyTorch twin checks and then uses as its rounded values */
+    stego = malloc((size_t)n * sizeof *stego);
+    CHECK(mf_session_read(r.s, r.m.stego, stego, (size_t)n) == 0, "read stego");
+    st_entry *t = &e[ne++];
+    snprintf(t->name, sizeof t->name, "memfit.stego");
+    t->dtype = "F32";
+    t->ndim = 4;
+    for (int d = 0; d < 4; d++) t->shape[d] = mf_tensor_dim(r.g, r.m.stego, d);
+    t->data = stego;
+    t->n = n;
+  }
   float lossf = (float)loss, terms[3];
   const char *term_names[3] = {"memfit.loss_guide", "memfit.loss_rec", "memfit.loss_low"};
   mf_tensor term_t[3] = {r.m.loss_guide, r.m.loss_rec, r.m.loss_low};
@@ -502,16 +517,17 @@ static void test_parity(int variant, const char *dir) {
   char meta[256], in_path[512], cmd[2048];
   snprintf(meta, sizeof meta,
            "{\"blocks\":\"%d\",\"growth\":\"%d\",\"clamp\":\"%.17g\",\"slope\":\"%.17g\",\"w_guide\":\"%.17g\","
-           "\"w_rec\":\"%.17g\",\"w_low\":\"%.17g\"}",
-           c.blocks, c.growth, c.clamp, c.slope, c.w_guide, c.w_rec, c.w_low);
-  snprintf(in_path, sizeof in_path, "%s/parity_%d.safetensors", dir, variant);
+           "\"w_rec\":\"%.17g\",\"w_low\":\"%.17g\",\"stego_bits\":\"%d\"}",
+           c.blocks, c.growth, c.clamp, c.slope, c.w_guide, c.w_rec, c.w_low, c.stego_bits);
+  snprintf(in_path, sizeof in_path, "%s/parity_%d_%d.safetensors", dir, variant, stego_bits);
   CHECK(safetensors_write(in_path, e, ne, meta) == 0, "write %s", in_path);
   const char *root = getenv("MEMFIT_ROOT") ? getenv("MEMFIT_ROOT") : ".";
   snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/steg_parity.py %s --rtol 1e-4", root, in_path);
-  printf("parity (%s): loss %.9g\n", variant_name[variant], loss);
+  printf("parity (%s, %s stego): loss %.9g\n", variant_name[variant], stego_bits ? "8-bit" : "float", loss);
   fflush(stdout);
   int rc = system(cmd);
-  CHECK(rc == 0, "parity with PyTorch (%s) failed: %s", variant_name[variant], cmd);
+  CHECK(rc == 0, "parity with PyTorch (%s, stego bits %d) failed: %s", variant_name[variant], stego_bits, cmd);
+  free(stego);
   for (int i = 0; i < 2 * np; i++) free(bufs[i]);
   free(bufs);
   unlink(in_path);
@@ -564,7 +580,9 @@ int main(void) {
     if (!mkdtemp(dir)) {
       CHECK(0, "mkdtemp failed");
     } else {
-      for (int v = 0; v < N_VARIANTS; v++) test_parity(v, dir);
+      for (int v = 0; v < N_VARIANTS; v++) test_parity(v, 0, dir);
+      test_parity(0, 8, dir); /* stored and memory-free: the rounding sits between the two passes */
+      test_parity(2, 8, dir);
       rmdir(dir);
     }
   }

@@ -9,6 +9,7 @@
 #include "models/steg.h"
 #include "models/steg_infer.h"
 #include "models/steg_loss.h"
+#include "models/steg_message.h"
 #include "models/steg_train.h"
 #include "models/workload.h"
 #include "train/measure.h"
@@ -22,7 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MSG_CELL 4        /* message mode: each bit is a MSG_CELL x MSG_CELL block of one channel */
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -35,99 +35,6 @@ static void chw_to_hwc(const float *src, int w, int h, float *dst) {
   size_t n = (size_t)w * (size_t)h;
   for (size_t i = 0; i < n; i++)
     for (int c = 0; c < 3; c++) dst[i * 3 + (size_t)c] = src[(size_t)c * n + i];
-}
-
-/* ------------------------------------------------------------------ messages as secret images */
-
-/* CRC-32 of the 4 big-endian length bytes and the payload (so an all-black secret is no valid empty message) */
-static uint32_t crc32_bytes(const uint8_t *p, size_t n) {
-  uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-  return mf_st_crc32(mf_st_crc32(0, hdr, 4), p, n);
-}
-
-/* Message layout. Every MSG_CELL x MSG_CELL block of every channel holds one bit (1 white, 0 black).
- * Positions q with q % 8 == 0 repeat the 32-bit payload length (bit (q/8) % 32); the others repeat
- * the body [payload | CRC-32 of length + payload] cyclically (body position j holds body bit j % F),
- * so every bit is stored as many times as fits, spread over the whole image, and read back by
- * summing the soft values (block mean - 0.5) of all its copies. */
-static size_t msg_positions(int w, int h) { return (size_t)(w / MSG_CELL) * (size_t)(h / MSG_CELL) * 3; }
-static long msg_capacity_bytes(int w, int h) {
-  size_t n = msg_positions(w, h), nh = (n + 7) / 8;
-  if (nh < 32) return 0;             /* not even one copy of the length */
-  long body = (long)(n - nh) - 32;   /* one copy of payload + CRC */
-  return body > 0 ? body / 8 : 0;
-}
-
-/* Bit i of the body [payload (len bytes) | CRC-32 (big-endian)]. */
-static int body_bit(const uint8_t *msg, size_t len, uint32_t crc, size_t i) {
-  if (i < len * 8) return (msg[i / 8] >> (7 - i % 8)) & 1;
-  i -= len * 8;
-  return (int)((crc >> (31 - i)) & 1);
-}
-
-/* The bit stored at position q for a message of len bytes. */
-static int pos_bit(const uint8_t *msg, size_t len, uint32_t crc, size_t q) {
-  if (q % 8 == 0) return (int)((len >> (31 - (q / 8) % 32)) & 1);
-  size_t j = q - q / 8 - 1; /* index among the body positions */
-  return body_bit(msg, len, crc, j % (len * 8 + 32));
-}
-
-/* Position q (channel fastest, then blocks in row-major order) of a planar w x h image. */
-static void cell_pos(int w, size_t q, int *c, int *cx, int *cy) {
-  int cw = w / MSG_CELL;
-  *c = (int)(q % 3);
-  size_t cell = q / 3;
-  *cx = (int)(cell % (size_t)cw) * MSG_CELL;
-  *cy = (int)(cell / (size_t)cw) * MSG_CELL;
-}
-
-/* Draws the message as a planar secret image (len <= msg_capacity_bytes). */
-static void msg_encode(const uint8_t *msg, size_t len, int w, int h, float *img) {
-  size_t np = (size_t)w * h, n = msg_positions(w, h);
-  for (size_t i = 0; i < 3 * np; i++) img[i] = 0.5f; /* the margin right of / below the blocks */
-  uint32_t crc = crc32_bytes(msg, len);
-  for (size_t q = 0; q < n; q++) {
-    int c, cx, cy;
-    cell_pos(w, q, &c, &cx, &cy);
-    float v = pos_bit(msg, len, crc, q) ? 1.0f : 0.0f;
-    for (int y = 0; y < MSG_CELL; y++)
-      for (int x = 0; x < MSG_CELL; x++) img[(size_t)c * np + (size_t)(cy + y) * w + cx + x] = v;
-  }
-}
-
-/* Soft value of position q of a recovered secret: block mean - 0.5 (> 0 reads as 1) */
-static double msg_soft(const float *img, int w, int h, size_t q) {
-  size_t np = (size_t)w * h;
-  int c, cx, cy;
-  cell_pos(w, q, &c, &cx, &cy);
-  double s = 0;
-  for (int y = 0; y < MSG_CELL; y++)
-    for (int x = 0; x < MSG_CELL; x++) s += img[(size_t)c * np + (size_t)(cy + y) * w + cx + x];
-  return s / (MSG_CELL * MSG_CELL) - 0.5;
-}
-
-/* Decodes a message; returns its length (msg malloc'd, NUL-terminated), -1 bad length, -2 bad CRC. */
-static long msg_decode(const float *img, int w, int h, uint8_t **msg) {
-  *msg = NULL;
-  size_t n = msg_positions(w, h);
-  double hs[32] = {0};
-  for (size_t q = 0; q < n; q += 8) hs[(q / 8) % 32] += msg_soft(img, w, h, q);
-  uint32_t len = 0;
-  for (int i = 0; i < 32; i++) len = len << 1 | (hs[i] > 0);
-  if ((long)len > msg_capacity_bytes(w, h)) return -1;
-  size_t F = (size_t)len * 8 + 32;
-  double *acc = calloc(F, sizeof *acc);
-  uint8_t *m = calloc((size_t)len + 1, 1);
-  if (!acc || !m) { free(acc); free(m); return -1; }
-  for (size_t q = 0; q < n; q++)
-    if (q % 8) acc[(q - q / 8 - 1) % F] += msg_soft(img, w, h, q);
-  for (size_t i = 0; i < (size_t)len * 8; i++)
-    if (acc[i] > 0) m[i / 8] |= (uint8_t)(1u << (7 - i % 8));
-  uint32_t crc = 0;
-  for (int i = 0; i < 32; i++) crc = crc << 1 | (acc[(size_t)len * 8 + (size_t)i] > 0);
-  free(acc);
-  *msg = m;
-  return crc == crc32_bytes(m, len) ? (long)len : -2;
 }
 
 /* ------------------------------------------------------------------ image input with checks */
@@ -275,6 +182,16 @@ static int budget_args_check(const char *cmd, const budget_args *b) {
   return 0;
 }
 
+/* why a cover holds the bytes it does, for the messages that refuse a longer one */
+_Static_assert(STEG_MSG_REPEAT == 2 && STEG_MSG_CELL == 4, "CAPACITY_WHY states the repeat and the cell");
+#define CAPACITY_WHY "each byte takes 16 coded bits, stored at least twice, one per 4x4 block of a channel, plus the length, " \
+                     "CRC-32 and code tail"
+
+/* the part of a capacity message that says the cover's clipped areas took some of it */
+static const char *clipped_note(long cap, long cap_max) {
+  return cap < cap_max ? "; its pure white, black or saturated areas carry little" : "";
+}
+
 #define BUDGET_HELP                                                                                               \
   "  --budget SIZE  memory for the whole command (e.g. 2GiB): the image buffers it holds plus memfit's plan of\n"   \
   "                 the network; when the whole image does not fit, the image runs in tiles with a halo of the\n"  \
@@ -383,10 +300,11 @@ int mf_cmd_hide(int argc, char **argv) {
              "                   --out STEGO.png [--budget SIZE] [--threads T]\n"
              "Hides a secret image (resized to the cover with the data pipeline's antialiased bilinear filter) or a\n"
              "message in a cover of any size, and writes the stego image as an 8-bit PNG. Odd sizes are padded by\n"
-             "one pixel (edge copy) for the network and cropped back. Messages: one bit per %dx%d block of a\n"
-             "channel, with a length and a CRC-32, every bit repeated over the whole image as many times as fits\n"
-             "(short messages survive more damage).\n"
-             BUDGET_HELP, MSG_CELL, MSG_CELL);
+             "one pixel (edge copy) for the network and cropped back. Messages: a CRC-32 and a rate-1/2 convolutional\n"
+             "code (K=7, 171/133 octal, soft Viterbi), one coded bit per %dx%d block of a channel at low contrast,\n"
+             "interleaved and repeated over the whole image as many times as fits (at least %d times; short messages\n"
+             "survive more damage).\n"
+             BUDGET_HELP, STEG_MSG_CELL, STEG_MSG_CELL, STEG_MSG_REPEAT);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
     else if ((v = cli_opt(argc, argv, &i, "--cover"))) cover = v;
@@ -411,6 +329,7 @@ int mf_cmd_hide(int argc, char **argv) {
   int w, h, sw = 0, sh = 0;
   float *cv = NULL, *sc = NULL, *sec = NULL, *stc = NULL;
   uint8_t *msg = NULL;
+  size_t msg_len = 0;
   mf_steg_runner *R = NULL;
   mf_steg_tiling t;
   rc = 1;
@@ -433,7 +352,7 @@ int mf_cmd_hide(int argc, char **argv) {
     sc = NULL;
   } else {
     size_t len;
-    long cap = msg_capacity_bytes(w, h);
+    long cap = steg_msg_cover_capacity(cv, w, h), cap_max = steg_msg_capacity(w, h);
     if (message) { len = strlen(message); msg = malloc(len + 1); if (msg) memcpy(msg, message, len + 1); }
     else if (read_file_bytes(message_file, (size_t)cap, &msg, &len) != 0) {
       fprintf(stderr, "memfit hide: cannot read message file %s: %s\n", message_file, strerror(errno));
@@ -441,21 +360,22 @@ int mf_cmd_hide(int argc, char **argv) {
     }
     if (!msg) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
     if (message_file && (long)len > cap) { /* read no further than one byte past the capacity */
-      fprintf(stderr, "memfit hide: the message file %s is longer than %ld bytes; a %dx%d cover holds at most %ld bytes (one bit "
-                      "per %dx%d block of each channel, plus 8 bytes of length and CRC). Shorten it or use a larger cover.\n",
-              message_file, cap, w, h, cap, MSG_CELL, MSG_CELL);
+      fprintf(stderr, "memfit hide: the message file %s is longer than %ld bytes; this %dx%d cover holds at most %ld bytes (%s%s). "
+                      "Shorten it or use a larger cover.\n", message_file, cap, w, h, cap, CAPACITY_WHY, clipped_note(cap, cap_max));
       goto out;
     }
     if ((long)len > cap) {
-      fprintf(stderr, "memfit hide: the message is %zu bytes; a %dx%d cover holds at most %ld bytes (one bit per %dx%d block of "
-                      "each channel, plus 8 bytes of length and CRC). Shorten it or use a larger cover.\n",
-              len, w, h, cap, MSG_CELL, MSG_CELL);
+      fprintf(stderr, "memfit hide: the message is %zu bytes; this %dx%d cover holds at most %ld bytes (%s%s). Shorten it or use "
+                      "a larger cover.\n", len, w, h, cap, CAPACITY_WHY, clipped_note(cap, cap_max));
       goto out;
     }
     if (!(sec = malloc(3 * np * sizeof *sec))) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
-    msg_encode(msg, len, w, h, sec);
-    printf("message: %zu bytes of %ld the cover holds (%dx%d blocks, length + CRC-32 framed; each bit stored %zu times or more)\n",
-           len, cap, MSG_CELL, MSG_CELL, (msg_positions(w, h) - (msg_positions(w, h) + 7) / 8) / (len * 8 + 32));
+    if (steg_msg_encode(msg, len, w, h, sec) != 0) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
+    msg_len = len;
+    size_t n = steg_msg_positions(w, h);
+    printf("message: %zu bytes of %ld the cover holds (%ld without clipped areas; CRC-32, rate-1/2 convolutional code; each coded "
+           "bit stored %zu times or more in %dx%d blocks)\n", len, cap, cap_max, (n - (n + 7) / 8) / (2 * (len * 8 + 38)),
+           STEG_MSG_CELL, STEG_MSG_CELL);
   }
   if (w % 2 || h % 2)
     printf("cover %s is %dx%d (odd): padded to %dx%d by repeating the last %s for the network; the stego is cropped back to %dx%d\n",
@@ -474,6 +394,27 @@ int mf_cmd_hide(int argc, char **argv) {
   double psnr = psnr_from_mse(img_mse(stc, cv, w, h, 0)), ssim = img_ssim(stc, cv, w, h, 0);
   free(cv);
   cv = NULL;
+  if (msg) { /* a message is only written when it comes back from the 8-bit stego: reveal it here first */
+    mf_steg_tiling t2;
+    R = budget_runner("hide", "message check (reveal)", &cfg, 0, w, h, 2 * np * 3 * sizeof(float), "2 images (stego, secret)", 1,
+                      &ba, f, model, threads, &t2);
+    if (!R) goto out;
+    if (!(sec = malloc(3 * np * sizeof *sec))) { fprintf(stderr, "memfit hide: out of memory\n"); goto out; }
+    if (mf_steg_runner_run(R, stc, NULL, sec, err, sizeof err) != 0) { fprintf(stderr, "memfit hide: %s\n", err); goto out; }
+    uint8_t *got = NULL;
+    long glen = steg_msg_decode(sec, stc, w, h, &got);
+    int same = glen >= 0 && (size_t)glen == msg_len && !memcmp(got, msg, msg_len);
+    double acc = steg_msg_bit_accuracy(sec, msg, msg_len, w, h);
+    free(got);
+    if (!same) {
+      fprintf(stderr, "memfit hide: the %zu-byte message does not come back from this stego (%.1f%% of the coded bits read wrong "
+                      "after the 8-bit rounding; large white or black areas of a cover carry little), so %s was not written. "
+                      "Use a shorter message or a cover with fewer clipped areas.\n", msg_len, 100 * (1 - acc), out);
+      goto out;
+    }
+    printf("message check: revealed from the 8-bit stego intact (%.2f%% of the coded bits read right before correction)\n",
+           100 * acc);
+  }
   if (save_planar(out, stc, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit hide: %s\n", err); goto out; }
   printf("stego %s: %dx%d 8-bit PNG, PSNR %.2f dB, SSIM %.4f against the cover (model %s: %d blocks, growth %d)\n", out, w, h, psnr,
          ssim, cfg.name, cfg.blocks, cfg.growth);
@@ -491,19 +432,23 @@ out:
 int mf_cmd_reveal(int argc, char **argv) {
   const char *model = NULL, *stego = NULL, *out = NULL;
   int threads = 0, message = 0;
+  const char *message_file = NULL;
   budget_args ba = {NULL, 0, -1};
   for (int i = 1; i < argc; i++) {
     const char *v;
     int k;
     if (!strcmp(argv[i], "--help")) {
-      printf("usage: memfit reveal --model MODEL --stego STEGO.png [--out SECRET.png] [--message] [--budget SIZE] [--threads T]\n"
+      printf("usage: memfit reveal --model MODEL --stego STEGO.png [--out SECRET.png] [--message | --message-file F] [--budget SIZE]\n"
+             "       [--threads T]\n"
              "Runs the network backwards on the stego image (lost part z = zeros) and writes the recovered secret;\n"
-             "--message decodes a hidden message instead (checks its CRC-32) and prints it.\n" BUDGET_HELP);
+             "--message decodes a hidden message instead (checks its CRC-32) and prints it; --message-file F writes its\n"
+             "bytes to F instead (any bytes, as hide --message-file takes them).\n" BUDGET_HELP);
       return 0;
     } else if ((v = cli_opt(argc, argv, &i, "--model"))) model = v;
     else if ((v = cli_opt(argc, argv, &i, "--stego"))) stego = v;
     else if ((v = cli_opt(argc, argv, &i, "--out"))) out = v;
     else if (!strcmp(argv[i], "--message")) message = 1;
+    else if ((v = cli_opt(argc, argv, &i, "--message-file"))) { message_file = v; message = 1; }
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 1024, &threads)) return 2; }
     else if ((k = budget_opt(argc, argv, &i, &ba)) != 0) { if (k < 0) return 2; }
     else return cli_unknown_option("reveal", argv[i]);
@@ -539,23 +484,30 @@ int mf_cmd_reveal(int argc, char **argv) {
   if (mf_steg_runner_run(R, sg, NULL, rv, err, sizeof err) != 0) { fprintf(stderr, "memfit reveal: %s\n", err); goto out; }
   mf_steg_runner_free(R);
   R = NULL;
-  free(sg);
-  sg = NULL;
   if (out) {
     if (save_planar(out, rv, w, h, err, sizeof err) != 0) { fprintf(stderr, "memfit reveal: %s\n", err); goto out; }
     printf("recovered secret %s: %dx%d 8-bit PNG (model %s: %d blocks, growth %d)\n", out, w, h, cfg.name, cfg.blocks, cfg.growth);
   }
   if (message) {
-    long len = msg_decode(rv, w, h, &msg);
+    long len = steg_msg_decode(rv, sg, w, h, &msg);
+    if (len == -3) { fprintf(stderr, "memfit reveal: out of memory\n"); goto out; }
     if (len < 0) {
       fprintf(stderr, "memfit reveal: %s holds no intact message (%s): it was not made by 'memfit hide --message' with this "
                       "model, or the stego image was changed (resized, recompressed or edited)\n",
               stego, len == -1 ? "the length field is impossible" : "the CRC-32 does not match: corrupted");
       goto out;
     }
-    printf("message (%ld bytes, CRC-32 ok):\n", len);
-    fwrite(msg, 1, (size_t)len, stdout);
-    printf("\n");
+    if (message_file) {
+      FILE *mf = fopen(message_file, "wb");
+      int bad = !mf || fwrite(msg, 1, (size_t)len, mf) != (size_t)len;
+      if (mf && fclose(mf) != 0) bad = 1;
+      if (bad) { fprintf(stderr, "memfit reveal: cannot write the message to %s: %s\n", message_file, strerror(errno)); goto out; }
+      printf("message (%ld bytes, CRC-32 ok) written to %s\n", len, message_file);
+    } else {
+      printf("message (%ld bytes, CRC-32 ok):\n", len);
+      fwrite(msg, 1, (size_t)len, stdout);
+      printf("\n");
+    }
   }
   plan_line(stdout, &t, "reveal");
   rc = 0;
@@ -570,9 +522,8 @@ out:
 
 typedef struct pair_metrics {
   double hide_psnr, hide_psnr_y, hide_ssim, hide_ssim_y, rec_psnr, rec_psnr_y, rec_ssim, rec_ssim_y;
-  double hide_psnr_float, rec_psnr_float, bit_acc, msg_ok;
+  double hide_psnr_float, rec_psnr_float, bit_acc, msg_ok, msg_hide_psnr, msg_hide_ssim, msg_bytes;
 } pair_metrics;
-#define EVAL_MSG_BYTES 256
 
 /* one pair's figures as a JSON object (cover and secret NULL: the means; a leading comma after the first) */
 static void pair_json(FILE *f, int index, const char *cover, const char *secret, const pair_metrics *m, int messages) {
@@ -585,11 +536,13 @@ static void pair_json(FILE *f, int index, const char *cover, const char *secret,
     mf_json_str(f, secret);
     fputs(", ", f);
   }
-  const char *names[12] = {"hide_psnr", "hide_psnr_y", "hide_ssim", "hide_ssim_y", "rec_psnr", "rec_psnr_y", "rec_ssim",
-                           "rec_ssim_y", "hide_psnr_float", "rec_psnr_float", "bit_accuracy", "message_ok"};
-  const double v[12] = {m->hide_psnr, m->hide_psnr_y, m->hide_ssim, m->hide_ssim_y, m->rec_psnr, m->rec_psnr_y, m->rec_ssim,
-                        m->rec_ssim_y, m->hide_psnr_float, m->rec_psnr_float, m->bit_acc, m->msg_ok};
-  for (int i = 0; i < (messages ? 12 : 10); i++) {
+  const char *names[15] = {"hide_psnr", "hide_psnr_y", "hide_ssim", "hide_ssim_y", "rec_psnr", "rec_psnr_y", "rec_ssim",
+                           "rec_ssim_y", "hide_psnr_float", "rec_psnr_float", "bit_accuracy", "message_ok",
+                           "message_hide_psnr", "message_hide_ssim", "message_bytes"};
+  const double v[15] = {m->hide_psnr, m->hide_psnr_y, m->hide_ssim, m->hide_ssim_y, m->rec_psnr, m->rec_psnr_y, m->rec_ssim,
+                        m->rec_ssim_y, m->hide_psnr_float, m->rec_psnr_float, m->bit_acc, m->msg_ok, m->msg_hide_psnr,
+                        m->msg_hide_ssim, m->msg_bytes};
+  for (int i = 0; i < (messages ? 15 : 10); i++) {
     if (i) fputs(", ", f);
     mf_json_str(f, names[i]);
     fputs(": ", f);
@@ -614,7 +567,7 @@ int mf_cmd_eval(int argc, char **argv) {
              "and reports hiding PSNR/SSIM (stego vs cover) and recovery PSNR/SSIM (recovered vs secret) on RGB\n"
              "and on Y (BT.601 luma), with the stego rounded to 8 bits exactly as the PNG writer stores it\n"
              "(and the recovered secret too). LIST.txt: one 'COVER SECRET' pair of paths per line.\n"
-             "Also hides a random 256-byte message in each cover and reports the raw block bit accuracy / bit error\n"
+             "Also hides a random message filling each cover's capacity and reports the raw block bit accuracy / bit error\n"
              "rate and whether the message came back intact.\n"
              "--json: the figures as one JSON object on standard output (per pair and the means); the text goes to\n"
              "standard error.\n" BUDGET_HELP);
@@ -793,25 +746,23 @@ int mf_cmd_eval(int argc, char **argv) {
     m.rec_psnr_y = psnr_from_mse(img_mse(rv, s, size, size, 1));
     m.rec_ssim = img_ssim(rv, s, size, size, 0);
     m.rec_ssim_y = img_ssim(rv, s, size, size, 1);
-    m.bit_acc = 0;
-    m.msg_ok = 0;
-    if (messages) { /* a random message of min(EVAL_MSG_BYTES, capacity) bytes, through the 8-bit stego */
-      long len = msg_capacity_bytes(size, size);
-      if (len > EVAL_MSG_BYTES) len = EVAL_MSG_BYTES;
+    m.bit_acc = m.msg_ok = m.msg_hide_psnr = m.msg_hide_ssim = m.msg_bytes = 0;
+    if (messages) { /* a random message filling the cover's stated capacity, through the 8-bit stego */
+      long len = steg_msg_cover_capacity(c, size, size);
+      m.msg_bytes = (double)len;
       uint8_t *msg = malloc((size_t)len + 1), *got = NULL;
       for (long i = 0; msg && i < len; i++) {
         msg[i] = (uint8_t)(xorshift64_next(&rs) >> 56);
       }
       if (msg) {
-        msg_encode(msg, (size_t)len, size, size, ms);
+        if (steg_msg_encode(msg, (size_t)len, size, size, ms) != 0) { fprintf(stderr, "memfit eval: out of memory\n"); free(msg); goto out; }
         if (mf_steg_runner_run(H, c, ms, st, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); free(msg); goto out; }
         img_quant8(st, 3 * pn);
+        m.msg_hide_psnr = psnr_from_mse(img_mse(st, c, size, size, 0));
+        m.msg_hide_ssim = img_ssim(st, c, size, size, 0);
         if (mf_steg_runner_run(R, st, NULL, mr, err, sizeof err) != 0) { fprintf(stderr, "memfit eval: %s\n", err); free(msg); goto out; }
-        size_t nb = msg_positions(size, size), right = 0;
-        uint32_t crc = crc32_bytes(msg, (size_t)len);
-        for (size_t q = 0; q < nb; q++) right += (msg_soft(mr, size, size, q) > 0) == pos_bit(msg, (size_t)len, crc, q);
-        m.bit_acc = (double)right / (double)nb;
-        long got_len = msg_decode(mr, size, size, &got);
+        m.bit_acc = steg_msg_bit_accuracy(mr, msg, (size_t)len, size, size);
+        long got_len = steg_msg_decode(mr, st, size, size, &got);
         m.msg_ok = got_len == len && !memcmp(got, msg, (size_t)len);
         free(got);
         free(msg);
@@ -853,10 +804,11 @@ int mf_cmd_eval(int argc, char **argv) {
   fprintf(out, "without rounding the stego (float, as most papers report): hiding PSNR %.2f dB, recovery PSNR %.2f dB\n",
          sum.hide_psnr_float, sum.rec_psnr_float);
   if (messages)
-    fprintf(out, "messages (%ld random bytes per %dx%d cover, each bit repeated over the %zu %dx%d blocks x 3 channels): raw block "
-           "bit accuracy %.5f (bit error rate %.2e); messages decoded intact (CRC ok, bytes equal): %.0f of %d\n",
-           msg_capacity_bytes(size, size) < EVAL_MSG_BYTES ? msg_capacity_bytes(size, size) : (long)EVAL_MSG_BYTES, size, size,
-           msg_positions(size, size) / 3, MSG_CELL, MSG_CELL, sum.bit_acc, 1 - sum.bit_acc, sum.msg_ok * done, done);
+    fprintf(out, "messages (random bytes filling each %dx%d cover's stated capacity, %.0f bytes on average, at most %ld: CRC-32, "
+           "rate-1/2 convolutional code, %zu %dx%d blocks x 3 channels): message-mode stego PSNR %.2f dB, SSIM %.4f (8-bit); raw "
+           "block bit accuracy %.5f (bit error rate %.2e); messages decoded intact (CRC ok, bytes equal): %.0f of %d\n",
+           size, size, sum.msg_bytes, steg_msg_capacity(size, size), steg_msg_positions(size, size) / 3, STEG_MSG_CELL,
+           STEG_MSG_CELL, sum.msg_hide_psnr, sum.msg_hide_ssim, sum.bit_acc, 1 - sum.bit_acc, sum.msg_ok * done, done);
   if (grid && shown) {
     const float *gc[64], *gs[64], *gx[64], *gr[64];
     for (int i = 0; i < shown; i++) {

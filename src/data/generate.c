@@ -205,6 +205,44 @@ static void draw_text(canvas *cv, rng_t *r) {
   }
 }
 
+/* Saturated areas, as photographs and graphics have them: an over-exposed picture (gain, clipped at 1,
+ * as a bright sky), a flat pure white or black region with a soft or hard edge (a background, a
+ * margin), or flat graphic panels at exactly 0 or 1 per channel. Values are clipped later, so a gain
+ * above 1 leaves whole areas at 255. */
+static void draw_saturation(canvas *cv, rng_t *r) {
+  int kind = (int)rng_below(r, 3);
+  if (kind == 0) { /* over-exposure: gain 1.3..2.5 */
+    float gain = (float)rng_range(r, 1.3, 2.5);
+    for (size_t i = 0; i < (size_t)cv->w * cv->h * 3; i++) cv->px[i] *= gain;
+    return;
+  }
+  if (kind == 1) { /* a half-plane (a fifth to four fifths of the picture) of pure white or black */
+    double ang = rng_range(r, 0, 6.283185307), nx = cos(ang), ny = sin(ang);
+    double cut = rng_range(r, -0.3, 0.3) * (cv->w > cv->h ? cv->w : cv->h);
+    double soft = rng_uniform(r) < 0.5 ? 1.0 : rng_range(r, 2, 12);
+    float col[3];
+    float v = rng_uniform(r) < 0.7 ? 1.0f : 0.0f; /* white is the case that breaks recovery most */
+    for (int c = 0; c < 3; c++) col[c] = v;
+    for (int y = 0; y < cv->h; y++)
+      for (int x = 0; x < cv->w; x++) {
+        double d = (x + 0.5 - cv->w * 0.5) * nx + (y + 0.5 - cv->h * 0.5) * ny - cut;
+        blend(cv, x, y, col, (float)(0.5 + d / soft));
+      }
+    return;
+  }
+  int panels = 1 + (int)rng_below(r, 4); /* graphics: flat panels in pure colours (each channel 0 or 1) */
+  for (int k = 0; k < panels; k++) {
+    int x0 = (int)rng_below(r, (uint64_t)cv->w), y0 = (int)rng_below(r, (uint64_t)cv->h);
+    int x1 = x0 + 1 + (int)rng_below(r, (uint64_t)(cv->w / 2 + 1)), y1 = y0 + 1 + (int)rng_below(r, (uint64_t)(cv->h / 2 + 1));
+    if (x1 > cv->w) x1 = cv->w;
+    if (y1 > cv->h) y1 = cv->h;
+    float col[3];
+    for (int c = 0; c < 3; c++) col[c] = rng_uniform(r) < 0.5 ? 0.0f : 1.0f;
+    for (int y = y0; y < y1; y++)
+      for (int x = x0; x < x1; x++) blend(cv, x, y, col, 1.0f);
+  }
+}
+
 int gen_render(uint64_t seed, uint64_t index, int w, int h, raw_image *raw) {
   if (w <= 0 || h <= 0 || w > 16384 || h > 16384) return -1;
   if (raw_image_reserve(raw, w, h, 3, 8) != 0) return -1;
@@ -219,11 +257,13 @@ int gen_render(uint64_t seed, uint64_t index, int w, int h, raw_image *raw) {
   for (int i = 0; i < nshape; i++) draw_shape(&cv, &r);
   if (rng_uniform(&r) < 0.6) draw_text(&cv, &r);
   float grain = rng_uniform(&r) < 0.5 ? (float)rng_range(&r, 0.0, 0.03) : 0.0f;
+  if (grain > 0)
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) cv.px[i] += grain * (float)(rng_uniform(&r) - 0.5);
+  if (rng_uniform(&r) < 0.3) draw_saturation(&cv, &r); /* after the grain: saturated areas stay flat */
   for (int y = 0; y < h; y++) {
     uint8_t *row = raw->data + (size_t)y * raw->stride;
     for (int i = 0; i < w * 3; i++) {
       float v = cv.px[(size_t)y * w * 3 + i];
-      if (grain > 0) v += grain * (float)(rng_uniform(&r) - 0.5);
       v = v < 0 ? 0 : v > 1 ? 1 : v;
       row[i] = (uint8_t)(v * 255.0f + 0.5f);
     }

@@ -25,6 +25,7 @@ mf_steg_config mf_steg_config_default(void) {
   c.z_std = 0.0;
   c.segments = MF_STEG_SEG_BLOCKS;
   c.reveal_segments = 1;
+  c.stego_bits = 8;
   return c;
 }
 
@@ -76,6 +77,9 @@ int mf_steg_config_check(const mf_steg_config *c, char *err, size_t errlen) {
   } else if (c->height < 2 || c->width < 2 || c->height % 2 || c->width % 2) {
     snprintf(buf, sizeof buf, "image size is %dx%d: the Haar wavelet needs an even height and width of 2 or more",
              c->height, c->width);
+    msg = buf;
+  } else if (c->stego_bits != 0 && c->stego_bits != 8) {
+    snprintf(buf, sizeof buf, "stego bits is %d: set 8 (train through the 8-bit PNG) or 0 (float stego)", c->stego_bits);
     msg = buf;
   } else if (c->batch < 1) {
     snprintf(buf, sizeof buf, "batch is %d: set it to 1 or more", c->batch);
@@ -274,13 +278,25 @@ int mf_steg_build(mf_graph *g, const mf_steg_config *c, mf_steg_model *m) {
 
   hide_pass(g, m, c->segments, m->x1, m->x2);
   m->stego = mf_idwt_haar(g, m->y1);         /* [B,3,H,W] */
+  /* The reveal pass reads what a saved 8-bit PNG gives back: the stego clipped to [0,1] and rounded to
+   * 1/255 steps. The rounding has no useful gradient, so the 8-bit stego passes the float stego's
+   * gradient through unchanged (straight-through); the recovery loss sees the clipping and rounding. */
+  /* The hiding losses stay on the float stego: through the clip, a stego pushed past 0 or 1 would look
+   * like the cover to them and nothing would pull it back. */
+  mf_tensor stego_float = m->stego, y1_saved = m->y1; /* y1_saved [B,12,H/2,W/2]: what the reveal pass reads */
+  if (c->stego_bits == 8) {
+    mf_tensor q = mf_mul_scalar(g, mf_clamp(g, m->stego, 0.0, 1.0), 255.0);
+    q = mf_mul_scalar(g, mf_round(g, q), 1.0 / 255.0);      /* [B,3,H,W] in 1/255 steps */
+    m->stego = mf_straight_through(g, q, m->stego);
+    y1_saved = mf_dwt_haar(g, m->stego);
+  }
   int rseg = c->segments == MF_STEG_SEG_BLOCKS && !c->reveal_segments ? MF_STEG_SEG_NONE : c->segments;
-  reveal_pass(g, m, rseg, m->y1, m->z);
+  reveal_pass(g, m, rseg, y1_saved, m->z);
   m->revealed = mf_idwt_haar(g, m->rx2);     /* [B,3,H,W] */
 
-  m->loss_guide = mf_mse_loss_sum(g, m->stego, m->cover);
-  /* LL(stego) is the first 3 channels of DWT(stego) = DWT(IDWT(y1)) = y1 (the Haar pair is an
-   * exact inverse), so slice y1 instead of transforming the stego image again. */
+  m->loss_guide = mf_mse_loss_sum(g, stego_float, m->cover);
+  /* LL(stego) is the first 3 channels of DWT(stego) = DWT(IDWT(y1)) = y1 (the Haar pair is an exact
+   * inverse), so slice y1 instead of transforming the stego image again. */
   m->loss_low = mf_mse_loss_sum(g, mf_slice(g, m->y1, 1, 0, 3), cover_ll);
   m->loss_rec = mf_mse_loss_sum(g, m->revealed, m->secret);
   mf_tensor total = mf_mul_scalar(g, m->loss_guide, c->w_guide);

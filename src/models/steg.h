@@ -25,6 +25,10 @@ typedef struct mf_steg_config {
   int reveal_segments;       /* blocks mode: 1: the reveal pass's blocks are invertible segments too
                                 (their inverse is the forward coupling), so neither pass stores
                                 activations under memory-free backprop; 0: only the hide blocks */
+  int stego_bits;            /* training graph: 8 (default): the stego is clipped to [0,1] and rounded to 8 bits
+                                (what a saved PNG holds) before the reveal pass, with a straight-through
+                                gradient (the hiding losses stay on the float stego); 0: the float stego
+                                throughout (as HiNet trains) */
 } mf_steg_config;
 
 /* Recompute units of the training graph. BLOCKS (default): each coupling block is one invertible
@@ -75,7 +79,8 @@ typedef struct mf_steg_model {
   mf_tensor stego_in;        /* input [1,3,H,W] of the reveal graph */
   mf_tensor x1, x2;          /* DWT(cover), DWT(secret): [B,12,H/2,W/2] */
   mf_tensor y1, y2;          /* hide outputs [B,12,H/2,W/2]; y2 is the lost part (dropped) */
-  mf_tensor stego;           /* IDWT(y1): [B,3,H,W] */
+  mf_tensor stego;           /* IDWT(y1): [B,3,H,W]; in the training graph with stego_bits 8, the 8-bit stego
+                                round(clip(IDWT(y1)) * 255) / 255 (straight-through gradient to IDWT(y1)) */
   mf_tensor rx1, rx2;        /* reveal outputs [B,12,H/2,W/2]: recovered cover / secret branch */
   mf_tensor revealed;        /* IDWT(rx2): [B,3,H,W] */
   mf_tensor loss_guide, loss_low, loss_rec; /* f32 scalars (sums) */

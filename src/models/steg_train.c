@@ -16,7 +16,7 @@
 /* steg's own training settings (memfit train steg --help) */
 typedef struct steg_tcfg {
   char preset[32];
-  int size, gen_size, blocks, growth, gen_count, val_count;
+  int size, gen_size, blocks, growth, gen_count, val_count, stego_bits;
   double w_guide, w_rec, w_low, w_ssim, w_dct;
 } steg_tcfg;
 
@@ -114,7 +114,7 @@ static void train_graph_free(train_graph *t) {
 
 
 /* Validation: n pairs (cover i, secret i+1 of the validation images), forward only through the
- * training graph (float stego). Returns the number of pairs measured. */
+ * training graph (the stego as the graph makes it: 8-bit by default). Returns the number of pairs measured. */
 typedef struct val_result { double loss, hide_psnr, rec_psnr, hide_ssim, rec_ssim; int pairs, grid_failed; } val_result;
 
 /* bad[0] counts the validation images that could not be read, bad[1] those only smaller than --size */
@@ -235,7 +235,8 @@ static int steg_validate(void *ctx, mf_session *s, const char *grid, int64_t *ba
   const double vv[6] = {v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs};
   for (int i = 0; i < 6; i++) { names[i] = nm[i]; vals[i] = vv[i]; }
   snprintf(line, n, "loss %.4g hide PSNR %.2f dB rec PSNR %.2f dB SSIM %.4f / %.4f (validation, %d pairs; SSIM hide / rec; "
-           "hide on the 8-bit stego, rec from the float stego)", v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs);
+           "hide on the 8-bit stego, rec from %s)", v.loss, v.hide_psnr, v.rec_psnr, v.hide_ssim, v.rec_ssim, v.pairs,
+           c->T->m->cfg.stego_bits == 8 ? "the 8-bit stego" : "the float stego");
   return 6;
 }
 
@@ -270,6 +271,7 @@ static void *train_cfg_new(void) {
   c->w_guide = 1;
   c->w_rec = 5;
   c->w_low = 1;
+  c->stego_bits = 8;
   return c;
 }
 
@@ -292,6 +294,14 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
   if (!strcmp(key, "w-low")) return mf_setting_double(key, val, 0, 1e6, &c->w_low, err, n);
   if (!strcmp(key, "ssim")) return mf_setting_double(key, val, 0, 1e6, &c->w_ssim, err, n);
   if (!strcmp(key, "dct")) return mf_setting_double(key, val, 0, 1e6, &c->w_dct, err, n);
+  if (!strcmp(key, "stego-bits")) {
+    if (strcmp(val, "8") && strcmp(val, "0")) {
+      snprintf(err, n, "--stego-bits: '%s': use 8 (train through the 8-bit PNG) or 0 (float stego, as HiNet)", val);
+      return -1;
+    }
+    c->stego_bits = atoi(val);
+    return 0;
+  }
   return -2;
 }
 
@@ -306,6 +316,8 @@ static void train_help(FILE *f) {
              "  --w-guide --w-rec --w-low  loss weights (HiNet: 1 5 1; sums over pixels)\n"
              "  --ssim W               add W * sum(1 - SSIM map) for stego/cover and recovered/secret (7x7 window)\n"
              "  --dct W                add W * sum |DCT8x8(stego) - DCT8x8(cover)| (size a multiple of 8)\n"
+             "  --stego-bits B         8 (default): the step clips and rounds the stego to 8 bits, as a saved PNG, before\n"
+             "                         the reveal pass and the hiding losses (straight-through gradient); 0: float stego\n"
              "  (--batch counts cover/secret pairs, default the preset's; --lr 10^-4.5 = 3.16e-5 and --beta1 0.5 as\n"
              "  HiNet, --epochs 10, --out steg-run)\n", mf_steg_preset_names());
 }
@@ -331,6 +343,7 @@ static int steg_config(const steg_tcfg *c, const mf_train_args *a, mf_steg_confi
   if (c->growth) { cfg->growth = c->growth; cfg->name = "custom"; }
   cfg->height = cfg->width = c->size;
   cfg->w_guide = c->w_guide; cfg->w_rec = c->w_rec; cfg->w_low = c->w_low;
+  cfg->stego_bits = c->stego_bits;
   cfg->batch = a->batch;
   return mf_steg_config_check(cfg, err, n);
 }
@@ -346,6 +359,8 @@ static int train_plan_cfg(const void *p, const mf_train_args *a, void *wc, char 
   if (w->cfg_set(wc, "growth", v, err, n)) return -1;
   snprintf(v, sizeof v, "%d", cfg.height);
   if (w->cfg_set(wc, "size", v, err, n)) return -1;
+  snprintf(v, sizeof v, "%d", cfg.stego_bits);
+  if (w->cfg_set(wc, "stego-bits", v, err, n)) return -1;
   snprintf(v, sizeof v, "%d", a->batch);
   return w->cfg_set(wc, "batch", v, err, n);
 }
@@ -506,8 +521,9 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
                                                               ? "settings as given" : "memory-free backprop through every coupling block",
            generated ? "generated procedural images" : a->data, mf_dataset_size(j->train),
            generated ? " rendered on the fly, random crops" : "", j->val ? mf_dataset_size(j->val) : (size_t)0);
-  snprintf(j->losses, sizeof j->losses, "losses: %g*guide + %g*rec + %g*low%s%s", tc->w_guide, tc->w_rec, tc->w_low,
-           tc->w_ssim > 0 ? " + ssim" : "", tc->w_dct > 0 ? " + dct" : "");
+  snprintf(j->losses, sizeof j->losses, "losses: %g*guide + %g*rec + %g*low%s%s, %s", tc->w_guide, tc->w_rec, tc->w_low,
+           tc->w_ssim > 0 ? " + ssim" : "", tc->w_dct > 0 ? " + dct" : "",
+           tc->stego_bits == 8 ? "revealed from the 8-bit stego" : "revealed from the float stego");
   return 0;
 }
 

@@ -34,7 +34,15 @@ static int cfg_set(void *p, const char *key, const char *val, char *err, size_t 
   if (!strcmp(key, "blocks")) return mf_setting_int(key, val, 1, MF_STEG_MAX_BLOCKS, &w->c.blocks, err, n);
   if (!strcmp(key, "growth")) return mf_setting_int(key, val, 1, 4096, &w->c.growth, err, n);
   if (!strcmp(key, "batch")) return mf_setting_int(key, val, 1, 1 << 20, &w->eff_batch, err, n);
-  snprintf(err, n, "steg: unknown setting --%s (settings: --preset, --size, --blocks, --growth, --batch)", key);
+  if (!strcmp(key, "stego-bits")) {
+    if (strcmp(val, "8") && strcmp(val, "0")) {
+      snprintf(err, n, "--stego-bits: '%s': use 8 (train through the 8-bit PNG) or 0 (float stego)", val);
+      return -1;
+    }
+    w->c.stego_bits = atoi(val);
+    return 0;
+  }
+  snprintf(err, n, "steg: unknown setting --%s (settings: --preset, --size, --blocks, --growth, --batch, --stego-bits)", key);
   return -1;
 }
 
@@ -44,6 +52,7 @@ static void cfg_help(FILE *f) {
              "  --blocks N      coupling blocks, 1..%d (default: the preset's)\n"
              "  --growth G      dense-block growth (default: the preset's)\n"
              "  --batch B       effective batch; micro-batch x accumulation is kept equal to it (default: the preset's)\n"
+             "  --stego-bits B  8 (default): the training step rounds the stego to 8 bits before revealing; 0: float\n"
              "presets of steg (--preset):\n", MF_STEG_MAX_BLOCKS);
   char names[256];
   snprintf(names, sizeof names, "%s", mf_steg_preset_names());
