@@ -654,13 +654,13 @@ int mf_checkpoint_meta(const char *path, const char *key, char *buf, size_t bufl
  *   mf_onnx *m = mf_onnx_open("resnet18.onnx", err, sizeof err);
  *   mf_onnx_shape in = {.name = "input", .ndim = 4, .dims = {8, 3, 224, 224}};
  *   mf_onnx_build_opts bo = {.n_inputs = 1, .inputs = &in, .loss = MF_ONNX_LOSS_CE};
- *   mf_graph *g = mf_graph_init(MF_F32);
+ *   mf_graph *graph = mf_graph_init(MF_F32);
  *   mf_onnx_built b;
- *   mf_onnx_build(m, g, &bo, &b, err, sizeof err);          // b.loss, b.inputs[], b.labels
- *   mf_session *s = mf_session_init(g, b.loss, &to, err, sizeof err);
- *   mf_onnx_load_weights(m, &b, s, err, sizeof err);        // the file's initializers into the session
- *   ...
- *   mf_onnx_built_free(&b); mf_session_free(s); mf_graph_free(g); mf_onnx_close(m);
+ *   mf_onnx_build(m, graph, &bo, &b, err, sizeof err);      // b.loss, b.inputs[], b.labels
+ *   mf_session *sess = mf_session_init(graph, b.loss, &to, err, sizeof err);
+ *   mf_onnx_load_weights(m, &b, sess, err, sizeof err);     // the file's initializers into the session
+ *   ... train ...; mf_onnx_save(m, &b, sess, "trained.onnx", err, sizeof err);
+ *   mf_onnx_built_free(&b); mf_session_free(sess); mf_graph_free(graph); mf_onnx_close(m);
  */
 typedef struct mf_onnx mf_onnx;
 /* The loss appended to the model's first output:
