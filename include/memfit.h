@@ -155,6 +155,18 @@ mf_tensor mf_relu(mf_graph *g, mf_tensor a);
 mf_tensor mf_leaky_relu(mf_graph *g, mf_tensor a, double slope);
 mf_tensor mf_silu(mf_graph *g, mf_tensor a);
 mf_tensor mf_clamp(mf_graph *g, mf_tensor a, double lo, double hi);
+/* sqrt (gradient 0.5 / y, from the output: infinite at 0), erf, and GELU in its exact erf form
+ * 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's F.gelu, approximate='none'); same shape and dtype as a. */
+mf_tensor mf_sqrt(mf_graph *g, mf_tensor a);
+mf_tensor mf_erf(mf_graph *g, mf_tensor a);
+mf_tensor mf_gelu(mf_graph *g, mf_tensor a);
+/* Softmax and log-softmax of x along `axis` (negative counts from the end), same shape and dtype; each row is
+ * computed in double after subtracting its maximum, so large inputs do not overflow. Backward keeps the output
+ * y (not x): dx = y (dy - <y,dy>), or dy - exp(y) sum(dy). An axis other than the last is moved there and back
+ * with transposes (two more activations). Refuses (mf_graph_error naming the shape) a non-float input or an
+ * axis outside its dims. */
+mf_tensor mf_softmax(mf_graph *g, mf_tensor x, int axis);
+mf_tensor mf_log_softmax(mf_graph *g, mf_tensor x, int axis);
 /* shape */
 mf_tensor mf_concat(mf_graph *g, int n, const mf_tensor *xs, int axis);
 mf_tensor mf_slice(mf_graph *g, mf_tensor a, int axis, int64_t start, int64_t end);
@@ -672,6 +684,95 @@ int mf_checkpoint_save(mf_session *s, const char *path, int n_meta, const char *
  * Returns 0, 1 when the checkpoint has no such key, -1 with err naming the file (unreadable, damaged,
  * or the value longer than buflen - 1). */
 int mf_checkpoint_meta(const char *path, const char *key, char *buf, size_t buflen, char *err, size_t errlen);
+
+/* ---- ONNX import: a model the user brings (src/onnx/; docs/onnx.md) ----
+ * Reads a model exported by torch.onnx.export (opsets 11-17 of the default domain) into a memfit graph:
+ * float initializers become trainable parameters (named as in the file), BatchNormalization's running
+ * mean and variance become buffers, the graph inputs become inputs of the shapes the caller gives, and
+ * Constant nodes and shape arithmetic (Shape, Gather, Concat, Unsqueeze, ... on values known at import)
+ * are folded. Each node's output tensor takes the node's name (memfit plan --by-layer shows them).
+ * Typical use (error checks shortened):
+ *
+ *   mf_onnx *m = mf_onnx_open("resnet18.onnx", err, sizeof err);
+ *   mf_onnx_shape in = {.name = "input", .ndim = 4, .dims = {8, 3, 224, 224}};
+ *   mf_onnx_build_opts bo = {.n_inputs = 1, .inputs = &in, .loss = MF_ONNX_LOSS_CE};
+ *   mf_graph *graph = mf_graph_init(MF_F32);
+ *   mf_onnx_built b;
+ *   mf_onnx_build(m, graph, &bo, &b, err, sizeof err);      // b.loss, b.inputs[], b.labels
+ *   mf_session *sess = mf_session_init(graph, b.loss, &to, err, sizeof err);
+ *   mf_onnx_load_weights(m, &b, sess, err, sizeof err);     // the file's initializers into the session
+ *   ... train ...; mf_onnx_save(m, &b, sess, "trained.onnx", err, sizeof err);
+ *   mf_onnx_built_free(&b); mf_session_free(sess); mf_graph_free(graph); mf_onnx_close(m);
+ */
+typedef struct mf_onnx mf_onnx;
+/* The loss appended to the model's first output:
+ * CE: softmax cross-entropy of logits [N,K] against an i32 input "labels" [N] (mean over N);
+ * MSE: mean squared error against an input "target" of the output's shape;
+ * OWN: the output itself, which must hold one element (a model that computes its own loss);
+ * NONE: no loss; mf_onnx_built.loss is the first output (for forward-only plans: mf_plan_opts.training 0). */
+typedef enum mf_onnx_loss { MF_ONNX_LOSS_CE = 0, MF_ONNX_LOSS_MSE, MF_ONNX_LOSS_OWN, MF_ONNX_LOSS_NONE } mf_onnx_loss;
+/* Parses "cross-entropy" (or "ce"), "mse", "own", "none"; -1 when unknown. */
+int mf_onnx_loss_parse(const char *s);
+/* Opens an ONNX model file and checks it: a protobuf ModelProto with a graph, an opset of the default
+ * domain in 11..17, initializers whose data is all there (inline, or in external-data files beside the
+ * model). NULL with err naming the file and what is wrong (not ONNX or truncated, the opset, the
+ * initializer and its missing or short file); NULL and "built without ONNX support" when memfit was
+ * built without protobuf-c. Nothing of the model's data is converted yet. */
+mf_onnx *mf_onnx_open(const char *path, char *err, size_t errlen);
+/* The same from n bytes in memory (external data is looked for in base_dir; NULL: none allowed). */
+mf_onnx *mf_onnx_open_memory(const void *data, size_t n, const char *base_dir, char *err, size_t errlen);
+void mf_onnx_close(mf_onnx *m);
+/* The default domain's opset version (11..17). */
+int64_t mf_onnx_opset(const mf_onnx *m);
+/* Graph inputs that are not initializers (the data the model takes), in the file's order: their count,
+ * names, and the shape the file declares (*ndim and dims[0..*ndim-1]; a dimension the file leaves
+ * symbolic is -1). mf_onnx_input_name gives NULL and mf_onnx_input_shape -1 when i is out of range. */
+int mf_onnx_input_count(const mf_onnx *m);
+const char *mf_onnx_input_name(const mf_onnx *m, int i);
+int mf_onnx_input_shape(const mf_onnx *m, int i, int *ndim, int64_t dims[MF_MAX_DIMS]);
+/* Writes one line per node the importer cannot map ("node 12 'name' (OpType): why") to f (NULL: none)
+ * and returns their count: ops memfit has no mapping for, and ops of other domains. Attributes that a
+ * mapped op does not support (dilations, ceil_mode, ...) show only when building. */
+int mf_onnx_unsupported(const mf_onnx *m, FILE *f);
+
+/* An input's shape for mf_onnx_build (a name the model's inputs hold; 1..MF_MAX_DIMS dims). */
+typedef struct mf_onnx_shape { const char *name; int ndim; int64_t dims[MF_MAX_DIMS]; } mf_onnx_shape;
+typedef struct mf_onnx_build_opts {
+  int n_inputs;                 /* shapes given; an input not given takes the file's shape (all dims fixed) */
+  const mf_onnx_shape *inputs;
+  mf_onnx_loss loss;
+  int bn_eval;                  /* 0 (default): BatchNormalization uses batch statistics in training steps and
+                                   updates the running ones (evaluation, mf_session_forward, uses the running
+                                   ones); 1: running statistics everywhere, no update (a frozen network) */
+} mf_onnx_build_opts;
+#define MF_ONNX_MAX_IO 16
+typedef struct mf_onnx_built {
+  mf_tensor loss;               /* see mf_onnx_loss */
+  int n_inputs;                 /* the model's data inputs, in its order */
+  mf_tensor inputs[MF_ONNX_MAX_IO];
+  char input_names[MF_ONNX_MAX_IO][64];
+  mf_tensor labels;             /* CE: "labels" i32 [N]; MSE: "target"; else -1 */
+  int n_outputs;                /* the model's graph outputs (a value the loss does not need is not computed) */
+  mf_tensor outputs[MF_ONNX_MAX_IO];
+  int64_t n_params, n_param_elems; /* trainable tensors and their elements */
+  void *priv;                   /* what mf_onnx_load_weights needs; freed by mf_onnx_built_free */
+} mf_onnx_built;
+/* Builds the model's forward graph and its loss on g (whose activation dtype decides the storage
+ * precision). Returns 0, or -1 with err naming what is wrong: an input name the model does not have, a
+ * shape that conflicts with a dimension the model fixes (axis and both sizes) or has a different rank,
+ * an unsupported op or attribute (op type, node name and node index), shapes that do not fit (the node
+ * and memfit's own message), a loss the outputs do not allow. On -1 nothing needs freeing but g. */
+int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf_onnx_built *out, char *err, size_t errlen);
+/* Writes the file's initializer values into a session of the built graph (parameters, buffers, folded
+ * constants). Returns 0, or -1 with err naming the tensor (unreadable external data, a size mismatch). */
+int mf_onnx_load_weights(const mf_onnx *m, const mf_onnx_built *b, mf_session *s, char *err, size_t errlen);
+void mf_onnx_built_free(mf_onnx_built *b);
+/* Writes the model to path (atomically: a temporary file renamed) with the session's current values as its
+ * initializers: every parameter and batch-norm buffer the build made from the file, in the initializer's own
+ * element type (float or double), inline; the graph is unchanged, so PyTorch or ONNX Runtime load the trained
+ * weights. A parameter torch's exporter had shared by value through an Identity gets an initializer of its own
+ * ("NAME:memfit") feeding that Identity. Returns 0, or -1 with err naming the tensor or the file. */
+int mf_onnx_save(const mf_onnx *m, const mf_onnx_built *b, mf_session *s, const char *path, char *err, size_t errlen);
 
 /* ---- misc ---- */
 /* Parses "4GiB", "6000MiB", "512KiB", "123" (bytes), "1.5GB": units B, KiB/K/k, MiB/M, GiB/G, TiB/T,

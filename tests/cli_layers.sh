@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cli_layers.sh — every arrow points down: each file of src/ includes only headers of its own layer or
 # of the layers below it (docs/design.md 5). Layers, bottom to top: base, graph, ops, backend (cpu and
-# cuda together), plan, train, models, cli; data and dist sit beside them (each needs base only, train
+# cuda together), plan, train, onnx, models, cli; data and dist sit beside them (each needs base only, train
 # and the layers above may use them). memfit.h (the public API) may be included anywhere; cli may include
 # anything. The calls between the build's object files follow the same order. Usage:
 # cli_layers.sh [path/to/build/memfit] (MEMFIT_LAYERS_SRC=DIR checks the includes of another src/ tree).
@@ -20,7 +20,8 @@ allowed() {
   data) echo "base data" ;;
   dist) echo "base dist" ;;
   train) echo "base graph ops backend plan data dist train" ;;
-  models) echo "base graph ops backend plan data dist train models" ;;
+  onnx) echo "base graph ops backend plan data dist train onnx" ;;
+  models) echo "base graph ops backend plan data dist train onnx models" ;;
   cli) echo "*" ;;
   *) echo "" ;;
   esac

@@ -379,8 +379,11 @@ static mf_tensor c_binary(mf_graph *g, mf_dtype act, int v) {
 /* unary / scalar ops on [3,4,33] */
 static mf_tensor c_unary(mf_graph *g, mf_dtype act, int v) {
   (void)act;
-  mf_tensor x = P(g, v == 1 ? "posx" : (v == 4 || v == 5 || v == 7) ? "nzx" : "x", 3, SH(3, 4, 33));
+  mf_tensor x = P(g, v == 1 || v == 10 ? "posx" : (v == 4 || v == 5 || v == 7) ? "nzx" : "x", 3, SH(3, 4, 33));
   switch (v) {
+  case 10: return mf_sqrt(g, x);
+  case 11: return mf_erf(g, x);
+  case 12: return mf_gelu(g, x);
   case 0: return mf_exp(g, x);
   case 1: return mf_log(g, x);
   case 2: return mf_sigmoid(g, x);
@@ -468,6 +471,8 @@ static mf_tensor c_norm(mf_graph *g, mf_dtype act, int v) {
   (void)act;
   if (v == 3) return mf_l2_normalize(g, P(g, "z", 2, SH(7, 300)), 1e-12);       /* rows longer than a block */
   if (v == 4) return mf_l2_normalize(g, P(g, "x", 4, SH(3, 6, 5, 4)), 1e-12);   /* rows of 4 */
+  if (v == 5) return mf_softmax(g, P(g, "z", 2, SH(7, 300)), -1);               /* rows longer than a block */
+  if (v == 6) return mf_log_softmax(g, P(g, "x", 4, SH(3, 6, 5, 4)), 1);        /* along an inner axis */
   mf_tensor x = P(g, "x", 4, SH(3, 6, 5, 4)), ga = P(g, "gamma", 1, SH(6)), be = P(g, "beta", 1, SH(6));
   if (v == 2) return mf_groupnorm(g, x, ga, be, 3, 1e-5);
   mf_tensor rm = mf_buffer(g, "buf_mean", 1, SH(6), MF_INIT_ZERO, 0), rv = mf_buffer(g, "buf_var", 1, SH(6), MF_INIT_ONE, 0);
@@ -575,8 +580,9 @@ static void test_ops(void) {
     snprintf(nm, sizeof nm, "%s %s", bn[v % 4], sn[v / 4]);
     op_case(nm, c_binary, v);
   }
-  const char *un[] = {"exp", "log", "sigmoid", "tanh", "relu", "leaky_relu", "silu", "clamp", "add_scalar", "mul_scalar"};
-  for (int v = 0; v < 10; v++) op_case(un[v], c_unary, v);
+  const char *un[] = {"exp", "log", "sigmoid", "tanh", "relu", "leaky_relu", "silu", "clamp", "add_scalar", "mul_scalar",
+                      "sqrt", "erf", "gelu"};
+  for (int v = 0; v < 13; v++) op_case(un[v], c_unary, v);
   const char *shn[] = {"concat axis 1", "concat axis 3", "slice axis 2", "slice axis 3", "reshape", "permute", "transpose",
                        "sum N,H,W", "mean C keepdim", "sum W", "mean of 4x70 per output", "sum of 300 contiguous",
                        "sum of 300 rows, 4100 outputs"};
@@ -591,8 +597,9 @@ static void test_ops(void) {
   for (int v = 0; v < 3; v++) op_case(mx[v], c_mixed, v);
   const char *ln[] = {"mse", "mse sum", "l1", "softmax cross-entropy", "softmax cross-entropy 600 classes"};
   for (int v = 0; v < 5; v++) op_case(ln[v], c_loss, v);
-  const char *nn[] = {"batchnorm train", "batchnorm eval", "groupnorm", "l2_normalize [7,300]", "l2_normalize [3,6,5,4]"};
-  for (int v = 0; v < 5; v++) op_case(nn[v], c_norm, v);
+  const char *nn[] = {"batchnorm train", "batchnorm eval", "groupnorm", "l2_normalize [7,300]", "l2_normalize [3,6,5,4]",
+                      "softmax [7,300]", "log_softmax [3,6,5,4] axis 1"};
+  for (int v = 0; v < 7; v++) op_case(nn[v], c_norm, v);
   const char *pn[] = {"avgpool 3 s2 p1", "maxpool 2 s2", "maxpool 3 s1 p1", "global avgpool", "upsample 2", "global maxpool"};
   for (int v = 0; v < 6; v++) op_case(pn[v], c_pool, v);
   op_case("dwt", c_wave, 0);

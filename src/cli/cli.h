@@ -18,6 +18,10 @@ int mf_cmd_plan(int argc, char **argv);
 int mf_cmd_presets(int argc, char **argv);
 int mf_cmd_plan_vqgan(int argc, char **argv);    /* cmd_vqgan.c: memfit plan vqgan */
 int mf_cmd_presets_vqgan(int argc, char **argv); /* cmd_vqgan.c: memfit presets vqgan */
+/* cmd_onnx.c: `memfit plan MODEL.onnx ...` and `memfit plan --list-unsupported MODEL.onnx`; cli_is_onnx_model
+ * says whether plan's first argument is for it (a .onnx name, an existing file, --list-unsupported). */
+int mf_cmd_plan_onnx(int argc, char **argv);
+int cli_is_onnx_model(const char *arg);
 int mf_cmd_calibrate(int argc, char **argv); /* cmd_calibrate.c */
 int mf_cmd_train(int argc, char **argv); int mf_cmd_hide(int argc, char **argv); int mf_cmd_reveal(int argc, char **argv); int mf_cmd_eval(int argc, char **argv); /* cmd_steg.c */
 

@@ -20,7 +20,9 @@ typedef struct plan_args {
 
 static void plan_usage(FILE *f, const char *cmd) {
   int plan = !strcmp(cmd, "plan");
-  fprintf(f, "usage: memfit %s WORKLOAD [settings] [options]\n\n", cmd);
+  fprintf(f, "usage: memfit %s WORKLOAD [settings] [options]\n", cmd);
+  if (plan) fprintf(f, "       memfit plan MODEL.onnx --input NAME=SHAPE [options]   (an ONNX model: memfit plan M.onnx --help)\n");
+  fprintf(f, "\n");
   if (plan)
     fprintf(f, "The exact memory plan of one training step (bytes per arena, where the peak is) with the settings as\n"
                "given; with --budget, the fastest settings that fit, the runners-up and what each would cost.\n");
@@ -222,6 +224,7 @@ static void largest_batch(const mf_workload *w, const void *cfg, const mf_candid
 
 int mf_cmd_plan(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "vqgan")) return mf_cmd_plan_vqgan(argc, argv); /* two phases: cmd_vqgan.c */
+  if (argc >= 2 && !mf_workload_find(argv[1]) && cli_is_onnx_model(argv[1])) return mf_cmd_plan_onnx(argc, argv);
   plan_args a;
   int rc = parse(argc, argv, "plan", &a);
   if (rc) { free(a.cfg); return rc == 1 ? 0 : rc; }

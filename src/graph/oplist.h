@@ -46,6 +46,8 @@
   X(ROUND, round)                   /* half to even, no gradient */                                \
   X(L2NORM, l2norm)                 /* x [..,D] / max(||x||_2, fp0 eps) along the last axis */     \
   X(L2NORM_BWD, l2norm_bwd)         /* src x, dy -> dx */                                            \
+  X(SOFTMAX, softmax)               /* x [..,D] -> softmax over the last axis; ip0 = 1: log-softmax */ \
+  X(SOFTMAX_BWD, softmax_bwd)       /* src y (the forward's output), dy -> dx; ip0 as the forward */   \
   X(GAUSS_TOPK, gauss_topk)         /* Image-GS: src pos,inv_scale,rot[,mask] -> i32 [H,W,K] ids */  \
   X(GAUSS_RASTER, gauss_raster)     /* src pos,inv_scale,rot,feat[,mask][,topk] -> [C,H,W] */        \
   X(GAUSS_RASTER_BWD, gauss_raster_bwd) /* src pos,inv_scale,rot,feat,dy[,mask][,topk] -> [N,5+C] */ \

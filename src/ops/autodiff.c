@@ -65,9 +65,13 @@ int mf_autodiff_phase(mf_graph *g, int loss, unsigned groups, uint8_t *rg_out) {
     int dx[MF_MAX_SRC];
     for (int i = 0; i < MF_MAX_SRC; i++) dx[i] = -1;
     g->open_seg = n->seg;
+    int first_new = g->n;
     int rc = d->grad(g, id, grad[id], dx);
     g->open_seg = -1;
     if (rc < 0) { mf_graph_fail(g, "autodiff: gradient of '%s' failed", g->nodes[id].name); break; }
+    /* backward nodes carry the name of the forward node they differentiate (its layer: an ONNX node's name),
+     * so a peak in backward reads "conv2d_bwd_weight 'layer1.0.conv1'" */
+    for (int k = first_new; k < g->n; k++) memcpy(g->nodes[k].name, g->nodes[id].name, MF_NAME_LEN);
     mf_node cur = g->nodes[id]; /* a copy: the mf_add below may move the node array */
     for (int i = 0; i < cur.nsrc; i++) {
       int s = cur.src[i];

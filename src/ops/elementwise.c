@@ -53,7 +53,7 @@ static int scalar(mf_graph *g, int kind, mf_tensor a, double c) {
 mf_tensor mf_add_scalar(mf_graph *g, mf_tensor a, double c) { return scalar(g, MF_SCALAR_ADD, a, c); }
 mf_tensor mf_mul_scalar(mf_graph *g, mf_tensor a, double c) { return scalar(g, MF_SCALAR_MUL, a, c); }
 
-static const char *un_names[] = {"exp", "log", "sigmoid", "tanh", "relu", "leaky_relu", "silu", "clamp"};
+static const char *un_names[] = {"exp", "log", "sigmoid", "tanh", "relu", "leaky_relu", "silu", "clamp", "sqrt", "erf", "gelu"};
 
 static int unary(mf_graph *g, int kind, mf_tensor a, double p0, double p1) {
   int id = mf_node_like(g, MF_OP_UNARY, a, 1, &a);
@@ -73,13 +73,18 @@ mf_tensor mf_tanh(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_TANH, a, 0, 
 mf_tensor mf_relu(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_RELU, a, 0, 0); }
 mf_tensor mf_leaky_relu(mf_graph *g, mf_tensor a, double slope) { return unary(g, MF_UN_LEAKY, a, slope, 0); }
 mf_tensor mf_silu(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_SILU, a, 0, 0); }
+mf_tensor mf_sqrt(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_SQRT, a, 0, 0); }
+mf_tensor mf_erf(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_ERF, a, 0, 0); }
+mf_tensor mf_gelu(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_GELU, a, 0, 0); }
 mf_tensor mf_clamp(mf_graph *g, mf_tensor a, double lo, double hi) {
   if (!(lo <= hi)) return mf_graph_fail(g, "clamp: lower bound %g is above upper bound %g", lo, hi);
   return unary(g, MF_UN_CLAMP, a, lo, hi);
 }
 
-/* sigmoid, tanh and exp differentiate from their output y; the rest from their input x */
-static bool unary_uses_output(int kind) { return kind == MF_UN_EXP || kind == MF_UN_SIGMOID || kind == MF_UN_TANH; }
+/* sigmoid, tanh, exp and sqrt differentiate from their output y; the rest from their input x */
+static bool unary_uses_output(int kind) {
+  return kind == MF_UN_EXP || kind == MF_UN_SIGMOID || kind == MF_UN_TANH || kind == MF_UN_SQRT;
+}
 
 int mf_unary_bwd(mf_graph *g, int kind, int x_or_y, int dy, double p0, double p1) {
   int src[2] = {x_or_y, dy};
@@ -149,7 +154,8 @@ static int grad_unary(mf_graph *g, int id, int dy, int *dx) {
 static double flops_unary(const mf_graph *g, const mf_node *n) {
   (void)g;
   int k = n->ip[0];
-  return (double)mf_node_numel(n) * (k == MF_UN_EXP || k == MF_UN_LOG || k == MF_UN_SIGMOID || k == MF_UN_TANH || k == MF_UN_SILU ? 8 : 1);
+  return (double)mf_node_numel(n) * (k == MF_UN_EXP || k == MF_UN_LOG || k == MF_UN_SIGMOID || k == MF_UN_TANH || k == MF_UN_SILU ||
+                                    k == MF_UN_SQRT || k == MF_UN_ERF || k == MF_UN_GELU ? 8 : 1);
 }
 
 const mf_op_def mf_op_def_binary = {"binary", grad_binary, NULL};

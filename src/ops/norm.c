@@ -149,5 +149,46 @@ static int grad_l2norm(mf_graph *g, int id, int dy, int *dx) {
 static double flops_l2norm(const mf_graph *g, const mf_node *n) { (void)g; return 3.0 * (double)mf_node_numel(n); }
 static double flops_l2norm_bwd(const mf_graph *g, const mf_node *n) { (void)g; return 6.0 * (double)mf_node_numel(n); }
 
+/* ---- softmax and log-softmax along an axis (the SOFTMAX node works on the last axis; another axis is moved
+ * there and back with transposes). SOFTMAX: src x [..., D]; ip0 = 1 for log-softmax; per row, in double,
+ * y = exp(x - max) / sum exp(x - max), or x - max - log sum exp(x - max). SOFTMAX_BWD: src y, dy ->
+ * dx = y (dy - <y, dy>), or for log-softmax dx = dy - exp(y) sum(dy): backward keeps the output, not x. ---- */
+static mf_tensor softmax_build(mf_graph *g, const char *nm, int log_, mf_tensor x, int axis) {
+  if (!mf_graph_check_srcs(g, nm, 1, &x)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  char sx[64];
+  mf_shape_str(nx, sx, sizeof sx);
+  if (nx->ndim < 1 || !mf_dtype_is_float(nx->dtype))
+    return mf_graph_fail(g, "%s: input %s (%s) must be a float tensor", nm, sx, mf_dtype_name(nx->dtype));
+  int nd = nx->ndim;
+  if (axis < 0) axis += nd;
+  if (axis < 0 || axis >= nd) return mf_graph_fail(g, "%s: axis %d is outside the %d dims of input %s", nm, axis, nd, sx);
+  mf_tensor in = axis == nd - 1 ? x : mf_transpose(g, x, axis, nd - 1);
+  if (in < 0) return -1;
+  int id = mf_node_like(g, MF_OP_SOFTMAX, in, 1, &in);
+  if (id < 0) return -1;
+  g->nodes[id].ip[0] = log_;
+  snprintf(g->nodes[id].name, MF_NAME_LEN, "%s", nm);
+  return axis == nd - 1 ? id : mf_transpose(g, id, axis, nd - 1);
+}
+mf_tensor mf_softmax(mf_graph *g, mf_tensor x, int axis) { return softmax_build(g, "softmax", 0, x, axis); }
+mf_tensor mf_log_softmax(mf_graph *g, mf_tensor x, int axis) { return softmax_build(g, "log_softmax", 1, x, axis); }
+
+static int grad_softmax(mf_graph *g, int id, int dy, int *dx) {
+  const mf_node *n = &g->nodes[id];
+  if (!mf_wants_grad(g, n->src[0])) { dx[0] = -1; return 0; }
+  int src[2] = {id, dy}, lg = n->ip[0];
+  int b = mf_node_like(g, MF_OP_SOFTMAX_BWD, id, 2, src);
+  if (b < 0) return -1;
+  g->nodes[b].ip[0] = lg;
+  snprintf(g->nodes[b].name, MF_NAME_LEN, "%s_bwd", lg ? "log_softmax" : "softmax");
+  dx[0] = b;
+  return 0;
+}
+static double flops_softmax(const mf_graph *g, const mf_node *n) { (void)g; return 12.0 * (double)mf_node_numel(n); }
+static double flops_softmax_bwd(const mf_graph *g, const mf_node *n) { (void)g; return 4.0 * (double)mf_node_numel(n); }
+const mf_op_def mf_op_def_softmax = {"softmax", grad_softmax, flops_softmax};
+const mf_op_def mf_op_def_softmax_bwd = {"softmax_bwd", NULL, flops_softmax_bwd};
+
 const mf_op_def mf_op_def_l2norm = {"l2norm", grad_l2norm, flops_l2norm};
 const mf_op_def mf_op_def_l2norm_bwd = {"l2norm_bwd", NULL, flops_l2norm_bwd};

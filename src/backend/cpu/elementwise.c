@@ -93,6 +93,9 @@ static inline double un_apply(int kind, double x, double p0, double p1) {
   case MF_UN_RELU: return x > 0 ? x : 0;
   case MF_UN_LEAKY: return x > 0 ? x : p0 * x;
   case MF_UN_SILU: return x / (1.0 + exp(-x));
+  case MF_UN_SQRT: return sqrt(x);
+  case MF_UN_ERF: return erf(x);
+  case MF_UN_GELU: return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
   default: return x < p0 ? p0 : x > p1 ? p1 : x;
   }
 }
@@ -105,6 +108,9 @@ static inline float un_apply_f(int kind, float x, float p0, float p1) {
   case MF_UN_RELU: return x > 0 ? x : 0;
   case MF_UN_LEAKY: return x > 0 ? x : p0 * x;
   case MF_UN_SILU: return x / (1.0f + expf(-x));
+  case MF_UN_SQRT: return sqrtf(x);
+  case MF_UN_ERF: return erff(x);
+  case MF_UN_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678f));
   default: return x < p0 ? p0 : x > p1 ? p1 : x;
   }
 }
@@ -140,6 +146,9 @@ static inline double un_deriv(int kind, double v, double p0, double p1) {
   case MF_UN_RELU: return v > 0 ? 1 : 0;
   case MF_UN_LEAKY: return v > 0 ? 1 : p0;
   case MF_UN_SILU: { double s = 1.0 / (1.0 + exp(-v)); return s * (1.0 + v * (1.0 - s)); }
+  case MF_UN_SQRT: return 0.5 / v;
+  case MF_UN_ERF: return 1.12837916709551257390 * exp(-v * v);
+  case MF_UN_GELU: return 0.5 * (1.0 + erf(v * 0.70710678118654752440)) + v * 0.39894228040143267794 * exp(-0.5 * v * v);
   default: return v >= p0 && v <= p1 ? 1 : 0;
   }
 }
@@ -152,6 +161,9 @@ static inline float un_deriv_f(int kind, float v, float p0, float p1) {
   case MF_UN_RELU: return v > 0 ? 1.0f : 0.0f;
   case MF_UN_LEAKY: return v > 0 ? 1.0f : p0;
   case MF_UN_SILU: { float s = 1.0f / (1.0f + expf(-v)); return s * (1.0f + v * (1.0f - s)); }
+  case MF_UN_SQRT: return 0.5f / v;
+  case MF_UN_ERF: return 1.12837917f * expf(-v * v);
+  case MF_UN_GELU: return 0.5f * (1.0f + erff(v * 0.70710678f)) + v * 0.39894228f * expf(-0.5f * v * v);
   default: return v >= p0 && v <= p1 ? 1.0f : 0.0f;
   }
 }

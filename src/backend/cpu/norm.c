@@ -323,3 +323,42 @@ void mf_cpu_l2norm_bwd(const mf_kctx *k, const mf_node *n, void *out, void *cons
       for (int64_t j = 0; j < D; j++) mf_st(out, n->dtype, r * D + j, mf_ld(src[1], dy->dtype, r * D + j) / eps);
   }
 }
+
+/* softmax / log-softmax (ip0) over the last axis, per row in double: x [R,D] -> y */
+void mf_cpu_softmax(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *x = mf_src(k, n, 0);
+  int64_t D = n->ne[n->ndim - 1], R = D ? mf_node_numel(n) / D : 0;
+  int lg = n->ip[0];
+  #pragma omp parallel for schedule(static) if (R * D > 32768)
+  for (int64_t r = 0; r < R; r++) {
+    double mx = -INFINITY, s = 0;
+    for (int64_t j = 0; j < D; j++) { double v = mf_ld(src[0], x->dtype, r * D + j); mx = v > mx ? v : mx; }
+    for (int64_t j = 0; j < D; j++) s += exp(mf_ld(src[0], x->dtype, r * D + j) - mx);
+    double ls = log(s);
+    for (int64_t j = 0; j < D; j++) {
+      double v = mf_ld(src[0], x->dtype, r * D + j) - mx;
+      mf_st(out, n->dtype, r * D + j, lg ? v - ls : exp(v) / s);
+    }
+  }
+}
+
+/* y, dy [R,D] -> dx = y (dy - <y,dy>), or for log-softmax dy - exp(y) sum(dy) */
+void mf_cpu_softmax_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *y = mf_src(k, n, 0), *dy = mf_src(k, n, 1);
+  int64_t D = n->ne[n->ndim - 1], R = D ? mf_node_numel(n) / D : 0;
+  int lg = n->ip[0];
+  #pragma omp parallel for schedule(static) if (R * D > 32768)
+  for (int64_t r = 0; r < R; r++) {
+    double s = 0;
+    for (int64_t j = 0; j < D; j++) {
+      double d = mf_ld(src[1], dy->dtype, r * D + j);
+      s += lg ? d : d * mf_ld(src[0], y->dtype, r * D + j);
+    }
+    for (int64_t j = 0; j < D; j++) {
+      double v = mf_ld(src[0], y->dtype, r * D + j), d = mf_ld(src[1], dy->dtype, r * D + j);
+      mf_st(out, n->dtype, r * D + j, lg ? d - exp(v) * s : v * (d - s));
+    }
+  }
+}

@@ -119,6 +119,9 @@ template <typename T> __device__ __forceinline__ T un_apply(int kind, T x, T p0,
   case MF_UN_RELU: return x > (T)0 ? x : (T)0;
   case MF_UN_LEAKY: return x > (T)0 ? x : p0 * x;
   case MF_UN_SILU: return x / ((T)1 + exp(-x));
+  case MF_UN_SQRT: return sqrt(x);
+  case MF_UN_ERF: return erf(x);
+  case MF_UN_GELU: return (T)0.5 * x * ((T)1 + erf(x * (T)0.70710678118654752440));
   default: return x < p0 ? p0 : x > p1 ? p1 : x;
   }
 }
@@ -135,6 +138,10 @@ template <typename T> __device__ __forceinline__ T un_deriv(int kind, T v, T p0,
     T s = (T)1 / ((T)1 + exp(-v));
     return s * ((T)1 + v * ((T)1 - s));
   }
+  case MF_UN_SQRT: return (T)0.5 / v;
+  case MF_UN_ERF: return (T)1.12837916709551257390 * exp(-v * v);
+  case MF_UN_GELU:
+    return (T)0.5 * ((T)1 + erf(v * (T)0.70710678118654752440)) + v * (T)0.39894228040143267794 * exp((T)-0.5 * v * v);
   default: return v >= p0 && v <= p1 ? (T)1 : (T)0;
   }
 }

@@ -269,3 +269,65 @@ extern "C" void mf_cuda_l2norm_bwd(const mf_kctx *k, const mf_node *n, void *out
   (void)ws;
   l2norm_launch(k, n, out, src[0], src[1], k->g->nodes[n->src[1]].dtype, "l2norm_bwd");
 }
+
+/* ---- softmax / log-softmax over the last axis: one block per row, max and sums in double with a fixed tree;
+ * with dy, the backward from the output y: dx = y (dy - <y,dy>), or dy - exp(y) sum(dy) ---- */
+__global__ void k_softmax(const void *x, int xt, const void *dy, int dyt, void *out, int ot, int64_t R, int64_t D, int lg) {
+  __shared__ double sh[MF_THREADS];
+  for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+    double a = dy ? 0 : -INFINITY;
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+      double v = mf_gld<double>(x, xt, r * D + j);
+      if (!dy) a = v > a ? v : a;
+      else { double d = mf_gld<double>(dy, dyt, r * D + j); a += lg ? d : d * v; }
+    }
+    sh[threadIdx.x] = a;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if ((int)threadIdx.x < s) sh[threadIdx.x] = dy ? sh[threadIdx.x] + sh[threadIdx.x + s] : fmax(sh[threadIdx.x], sh[threadIdx.x + s]);
+      __syncthreads();
+    }
+    double m = sh[0];
+    __syncthreads();
+    if (dy) {
+      for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+        double v = mf_gld<double>(x, xt, r * D + j), d = mf_gld<double>(dy, dyt, r * D + j);
+        mf_gst(out, ot, r * D + j, lg ? d - exp(v) * m : v * (d - m));
+      }
+      __syncthreads();
+      continue;
+    }
+    double s = 0;
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) s += exp(mf_gld<double>(x, xt, r * D + j) - m);
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int t = blockDim.x / 2; t > 0; t >>= 1) {
+      if ((int)threadIdx.x < t) sh[threadIdx.x] += sh[threadIdx.x + t];
+      __syncthreads();
+    }
+    double tot = sh[0], ls = log(tot);
+    __syncthreads();
+    for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+      double v = mf_gld<double>(x, xt, r * D + j) - m;
+      mf_gst(out, ot, r * D + j, lg ? v - ls : exp(v) / tot);
+    }
+  }
+}
+
+static void softmax_launch(const mf_kctx *k, const mf_node *n, void *out, const void *x, const void *dy, int dyt, const char *what) {
+  int64_t D = n->ne[n->ndim - 1], R = D ? mf_node_numel(n) / D : 0;
+  if (!R) return;
+  int blocks = R < 65535 ? (int)R : 65535;
+  k_softmax<<<blocks, MF_THREADS, 0, mf_cuda_stream(k)>>>(x, k->g->nodes[n->src[0]].dtype, dy, dyt, out, n->dtype, R, D, n->ip[0]);
+  MF_CUDA_LAUNCHED(what);
+}
+
+extern "C" void mf_cuda_softmax(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  softmax_launch(k, n, out, src[0], NULL, 0, "softmax");
+}
+
+extern "C" void mf_cuda_softmax_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  softmax_launch(k, n, out, src[0], src[1], k->g->nodes[n->src[1]].dtype, "softmax_bwd");
+}
