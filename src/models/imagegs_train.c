@@ -490,8 +490,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   lo->tf.crop = MF_CROP_NONE;
   mf_train_job_data_setting(j, "imagegs.seed", "--seed", 1, "%d", a->seed);
   mf_train_job_data_setting(j, "imagegs.tiles", "the tiles (--tile, or chosen for --budget)", 1, "%d", c->T);
-  size_t k = (size_t)snprintf(c->note, sizeof c->note, "memfit train imagegs");
-  for (int i = 1; i < a->argc && k < sizeof c->note; i++) k += (size_t)snprintf(c->note + k, sizeof c->note - k, " %s", a->argv[i]);
+  mf_train_args_command(a, "imagegs", c->note, sizeof c->note);
   j->hooks.feed = igs_feed;
   j->hooks.read_terms = igs_read_terms;
   j->hooks.describe_terms = igs_describe_terms;

@@ -408,8 +408,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   mf_train_job_data_setting(j, "moco.workers", "--workers", 0, "%d", a->workers);
 
   /* ---- hooks and what the trainer prints ---- */
-  size_t k = (size_t)snprintf(c->note, sizeof c->note, "memfit train moco");
-  for (int i = 1; i < a->argc && k < sizeof c->note; i++) k += (size_t)snprintf(c->note + k, sizeof c->note - k, " %s", a->argv[i]);
+  mf_train_args_command(a, "moco", c->note, sizeof c->note);
   j->hooks.feed = moco_feed;
   j->hooks.read_terms = moco_read_terms;
   j->hooks.describe_terms = moco_describe_terms;

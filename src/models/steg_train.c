@@ -485,8 +485,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   c->micro = micro;
   c->size = tc->size;
   c->img = (size_t)micro * 3 * tc->size * tc->size;
-  size_t k = (size_t)snprintf(c->note, sizeof c->note, "memfit train steg");
-  for (int i = 1; i < a->argc && k < sizeof c->note; i++) k += (size_t)snprintf(c->note + k, sizeof c->note - k, " %s", a->argv[i]);
+  mf_train_args_command(a, "steg", c->note, sizeof c->note);
   j->hooks.feed = steg_feed;
   j->hooks.read_terms = steg_read_terms;
   j->hooks.describe_terms = steg_describe_terms;

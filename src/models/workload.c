@@ -14,6 +14,11 @@ const mf_workload *mf_workload_find(const char *name) {
 }
 const char *mf_workload_names(void) { return "steg, moco, imagegs, vqgan"; }
 
+void mf_train_args_command(const mf_train_args *a, const char *workload, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "memfit train %s", workload);
+  for (int i = 1; i < a->argc && k < n; i++) k += (size_t)snprintf(buf + k, n - k, " %s", a->argv[i]);
+}
+
 void mf_train_job_free(mf_train_job *job) {
   if (job->ctx_free) job->ctx_free(job->hooks.ctx);
   mf_dataset_free(job->train);

@@ -100,6 +100,10 @@ typedef struct mf_workload_train {
 int mf_setting_int(const char *key, const char *val, int lo, int hi, int *out, char *err, size_t errlen);
 int mf_setting_double(const char *key, const char *val, double lo, double hi, double *out, char *err, size_t errlen);
 
+/* Writes "memfit train WORKLOAD" and the run's arguments (a->argv[1..]) into buf, cut at n bytes: the command
+ * line a model file records. */
+void mf_train_args_command(const mf_train_args *a, const char *workload, char *buf, size_t n);
+
 /* Adds a setting that decides which samples the batches hold (saved with each checkpoint, checked on --resume):
  * key, the option to name, decisive (1: a resume with another value is refused), the value as fmt "%d" or "%.17g". */
 void mf_train_job_data_setting(mf_train_job *j, const char *key, const char *option, int decisive, const char *fmt, double v);
