@@ -35,6 +35,11 @@ static void convert(void *dst, mf_dtype dt, const void *src, mf_dtype st, int64_
   #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) mf_st(dst, dt, i, mf_ld(src, st, soff + i));
 }
+/* n elements of a compute-type buffer into `out` (dtype dt) from element doff on */
+static void store(void *out, mf_dtype dt, int64_t doff, const void *src, mf_dtype ct, int64_t n) {
+  #pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) mf_st(out, dt, doff + i, mf_ld(src, ct, i));
+}
 
 /* The operand `src` (dtype st) of item b, n elements each: itself when st is the compute type, else
  * converted into `buf`. */
@@ -150,10 +155,7 @@ void mf_cpu_attn_probs(const mf_kctx *k, const mf_node *n, void *out, void *cons
       void *S = n->dtype == ct ? at(out, ct, off) : wsp(wb, w.s);
       gemm(ct, 0, 1, t, a.Nk, a.D, a.scale, cat(Q, ct, i0 * a.D), a.D, Kb, a.D, 0.0, S, a.Nk);
       softmax_rows(ct, S, t, a.Nk);
-      if (n->dtype != ct) {
-        #pragma omp parallel for schedule(static) if (t * a.Nk > 65536)
-        for (int64_t i = 0; i < t * a.Nk; i++) mf_st(out, n->dtype, off + i, mf_ld(S, ct, i));
-      }
+      if (n->dtype != ct) store(out, n->dtype, off, S, ct, t * a.Nk);
     }
   }
 }
@@ -177,10 +179,7 @@ void mf_cpu_attention(const mf_kctx *k, const mf_node *n, void *out, void *const
       const void *P = probs_tile(k, n, &a, ct, src, Q, Kb, b, i0, t, wb, &w);
       void *Y = n->dtype == ct ? at(out, ct, off) : wsp(wb, w.acc);
       gemm(ct, 0, 0, t, a.D, a.Nk, 1.0, P, a.Nk, V, a.D, 0.0, Y, a.D);
-      if (n->dtype != ct) {
-        #pragma omp parallel for schedule(static) if (t * a.D > 65536)
-        for (int64_t i = 0; i < t * a.D; i++) mf_st(out, n->dtype, off + i, mf_ld(Y, ct, i));
-      }
+      if (n->dtype != ct) store(out, n->dtype, off, Y, ct, t * a.D);
     }
   }
 }
@@ -229,10 +228,7 @@ void mf_cpu_attention_bwd(const mf_kctx *k, const mf_node *n, void *out, void *c
       gemm(ct, 0, 0, t, a.D, a.Nk, 1.0, dP, a.Nk, Kb, a.D, 0.0, at(dq, ct, i0 * a.D), a.D); /* dq = dS k   [t, D] */
       gemm(ct, 1, 0, a.Nk, a.D, t, 1.0, dP, a.Nk, Qt, a.D, beta, dk, a.D);                  /* dk += dS^T q [Nk, D] */
     }
-    if (n->dtype != ct) {
-      #pragma omp parallel for schedule(static) if (rows > 65536)
-      for (int64_t i = 0; i < rows; i++) mf_st(out, n->dtype, b * rows + i, mf_ld(dst, ct, i));
-    }
+    if (n->dtype != ct) store(out, n->dtype, b * rows, dst, ct, rows);
   }
 }
 
