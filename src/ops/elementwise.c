@@ -81,9 +81,12 @@ mf_tensor mf_clamp(mf_graph *g, mf_tensor a, double lo, double hi) {
   return unary(g, MF_UN_CLAMP, a, lo, hi);
 }
 
-/* sigmoid, tanh, exp and sqrt differentiate from their output y; the rest from their input x */
-static bool unary_uses_output(int kind) {
-  return kind == MF_UN_EXP || kind == MF_UN_SIGMOID || kind == MF_UN_TANH || kind == MF_UN_SQRT;
+/* sigmoid, tanh, exp and sqrt differentiate from their output y; so do ReLU and a leaky ReLU of slope >= 0,
+ * whose derivative (v > 0 ? 1 : slope) is the same on y as on x: their input is then free after the forward
+ * (PyTorch's in-place ReLU keeps one tensor, not two, for a BN -> ReLU -> conv); the rest from their input x */
+static bool unary_uses_output(int kind, double p0) {
+  return kind == MF_UN_EXP || kind == MF_UN_SIGMOID || kind == MF_UN_TANH || kind == MF_UN_SQRT || kind == MF_UN_RELU ||
+         (kind == MF_UN_LEAKY && p0 >= 0);
 }
 
 int mf_unary_bwd(mf_graph *g, int kind, int x_or_y, int dy, double p0, double p1) {
@@ -147,7 +150,7 @@ static int grad_scalar(mf_graph *g, int id, int dy, int *dx) {
 static int grad_unary(mf_graph *g, int id, int dy, int *dx) {
   const mf_node *n = &g->nodes[id];
   int kind = n->ip[0];
-  dx[0] = mf_unary_bwd(g, kind, unary_uses_output(kind) ? id : n->src[0], dy, n->fp[0], n->fp[1]);
+  dx[0] = mf_unary_bwd(g, kind, unary_uses_output(kind, n->fp[0]) ? id : n->src[0], dy, n->fp[0], n->fp[1]);
   return dx[0] < 0 ? -1 : 0;
 }
 

@@ -136,7 +136,7 @@ void mf_cpu_unary(const mf_kctx *k, const mf_node *n, void *out, void *const *sr
   for (int64_t i = 0; i < total; i++) mf_st(out, n->dtype, i, un_apply(kind, mf_ld(src[0], na->dtype, i), n->fp[0], n->fp[1]));
 }
 
-/* v is x, or y for exp/sigmoid/tanh; returns d out / d x */
+/* v is x, or y for exp/sigmoid/tanh/sqrt/relu/leaky relu (ops/elementwise.c); returns d out / d x */
 static inline double un_deriv(int kind, double v, double p0, double p1) {
   switch (kind) {
   case MF_UN_EXP: return v;

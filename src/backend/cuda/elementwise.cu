@@ -125,7 +125,7 @@ template <typename T> __device__ __forceinline__ T un_apply(int kind, T x, T p0,
   default: return x < p0 ? p0 : x > p1 ? p1 : x;
   }
 }
-/* v is x, or y for exp/sigmoid/tanh; d out / d x */
+/* v is x, or y for exp/sigmoid/tanh/sqrt/relu/leaky relu (ops/elementwise.c); d out / d x */
 template <typename T> __device__ __forceinline__ T un_deriv(int kind, T v, T p0, T p1) {
   switch (kind) {
   case MF_UN_EXP: return v;
