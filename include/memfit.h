@@ -182,6 +182,12 @@ mf_tensor mf_matmul(mf_graph *g, mf_tensor a, mf_tensor b, int trans_a, int tran
 mf_tensor mf_linear(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b);
 /* x [N,C,H,W], w [OC,C/groups,KH,KW], b [OC] or -1 */
 mf_tensor mf_conv2d(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b, int stride, int pad, int groups);
+/* Transposed convolution (PyTorch's ConvTranspose2d, ONNX ConvTranspose; the upsampling layer of decoders): x [N,IC,H,W],
+ * w [IC,OC/groups,KH,KW] (PyTorch's layout), b [OC] or -1 -> [N,OC,(H-1)*stride-2*pad+KH+out_pad, ..]. It is the
+ * gradient of mf_conv2d with respect to its input, run as a forward op; its own gradients are a conv2d (for x) and a
+ * conv2d weight gradient (for w). A shape that does not fit, groups that do not divide IC, or out_pad outside
+ * [0, stride) is recorded in mf_graph_error naming the shapes, and the builder returns -1. */
+mf_tensor mf_conv_transpose2d(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b, int stride, int pad, int out_pad, int groups);
 /* losses: f32 scalars. mse/l1 reduce with mean (mf_*_sum: sum). labels: i32 [N] */
 mf_tensor mf_mse_loss(mf_graph *g, mf_tensor pred, mf_tensor target);
 mf_tensor mf_mse_loss_sum(mf_graph *g, mf_tensor pred, mf_tensor target);

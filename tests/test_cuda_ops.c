@@ -437,6 +437,14 @@ static mf_tensor c_matmul(mf_graph *g, mf_dtype act, int v) {
  * (OC <= C) and as w^T dy + col2im (OC > C) */
 static mf_tensor c_conv(mf_graph *g, mf_dtype act, int v) {
   (void)act;
+  if (v >= 11) { /* dilated, pads per side, transposed */
+    mf_tensor x = P(g, "x", 4, SH(2, 4, 9, 10));
+    mf_conv_cfg d2 = {1, 2, 1, 2, 2, 2, 2}, as = {2, 1, 1, 0, 1, 1, 0}, tg = {2, 2, 2, 1, 0, 1, 2};
+    if (v == 11) return mf_conv2d_cfg(g, x, P(g, "w", 4, SH(6, 4, 3, 3)), P(g, "bias", 1, SH(6)), &d2);
+    if (v == 12) return mf_conv2d_cfg(g, x, P(g, "w", 4, SH(5, 4, 3, 3)), -1, &as);
+    if (v == 13) return mf_conv_transpose2d(g, x, P(g, "w", 4, SH(4, 3, 3, 3)), P(g, "bias", 1, SH(3)), 2, 1, 1, 1);
+    return mf_conv_transpose2d_cfg(g, x, P(g, "w", 4, SH(4, 3, 3, 2)), &tg, 1, 0);
+  }
   if (v >= 9) {
     mf_tensor x = P(g, "x", 4, SH(5, 8, 128, 256));
     return mf_conv2d(g, x, P(g, "w", 4, SH(v == 9 ? 8 : 12, 8, 3, 3)), P(g, "bias", 1, SH(v == 9 ? 8 : 12)), 1, 1, 1);
@@ -478,7 +486,7 @@ static mf_tensor c_norm(mf_graph *g, mf_dtype act, int v) {
   mf_tensor rm = mf_buffer(g, "buf_mean", 1, SH(6), MF_INIT_ZERO, 0), rv = mf_buffer(g, "buf_var", 1, SH(6), MF_INIT_ONE, 0);
   return mf_batchnorm(g, x, ga, be, rm, rv, v == 0, 0.1, 1e-5);
 }
-/* pooling and upsampling on [2,3,9,8] */
+/* pooling, upsampling, bilinear resize and padding on [2,3,9,8] */
 static mf_tensor c_pool(mf_graph *g, mf_dtype act, int v) {
   (void)act;
   mf_tensor x = P(g, "x", 4, SH(2, 3, 9, 8));
@@ -488,6 +496,11 @@ static mf_tensor c_pool(mf_graph *g, mf_dtype act, int v) {
   case 2: return mf_maxpool2d(g, x, 3, 1, 1);
   case 3: return mf_global_avgpool(g, x);
   case 4: return mf_upsample_nearest(g, x, 2);
+  case 6: return mf_resize_linear(g, x, 18, 16, MF_RESIZE_HALF_PIXEL, 2, 2);
+  case 7: return mf_resize_linear(g, x, 5, 7, MF_RESIZE_ALIGN_CORNERS, 0, 0);
+  case 8: return mf_pad2d(g, x, MF_PAD_REFLECT, 2, 1, 1, 3, 0);
+  case 9: return mf_pad2d(g, x, MF_PAD_EDGE, 0, 2, 3, 1, 0);
+  case 10: return mf_pad2d(g, x, MF_PAD_CONSTANT, 1, 0, 2, 2, 1.5);
   default: { /* global max pooling has kernels but no builder: a global pool node switched to max */
     mf_tensor y = mf_global_avgpool(g, x);
     if (y >= 0) g->nodes[y].ip[0] = MF_POOL_MAX;
@@ -591,8 +604,9 @@ static void test_ops(void) {
   for (int v = 0; v < 6; v++) op_case(mn[v], c_matmul, v);
   const char *cn[] = {"conv 3x3 p1 bias", "conv 3x3 s2",   "conv 1x1 bias",    "conv groups 2",
                       "conv 5x5 p2",      "conv 3x3 p0",   "conv 1x3",         "conv 3x1 s2 bias",
-                      "conv depthwise",   "conv 128x256 OC=C", "conv 128x256 OC>C"};
-  for (int v = 0; v < 11; v++) op_case(cn[v], c_conv, v);
+                      "conv depthwise",   "conv 128x256 OC=C", "conv 128x256 OC>C", "conv dilation 2",
+                      "conv pads 0,1,1,0 s2", "conv transpose s2 p1 out_pad 1 bias", "conv transpose groups 2 dilation 2"};
+  for (int v = 0; v < 15; v++) op_case(cn[v], c_conv, v);
   const char *mx[] = {"mixed dtypes conv 3x3", "mixed dtypes conv 1x1", "mixed dtypes matmul"};
   for (int v = 0; v < 3; v++) op_case(mx[v], c_mixed, v);
   const char *ln[] = {"mse", "mse sum", "l1", "softmax cross-entropy", "softmax cross-entropy 600 classes"};
@@ -600,8 +614,9 @@ static void test_ops(void) {
   const char *nn[] = {"batchnorm train", "batchnorm eval", "groupnorm", "l2_normalize [7,300]", "l2_normalize [3,6,5,4]",
                       "softmax [7,300]", "log_softmax [3,6,5,4] axis 1"};
   for (int v = 0; v < 7; v++) op_case(nn[v], c_norm, v);
-  const char *pn[] = {"avgpool 3 s2 p1", "maxpool 2 s2", "maxpool 3 s1 p1", "global avgpool", "upsample 2", "global maxpool"};
-  for (int v = 0; v < 6; v++) op_case(pn[v], c_pool, v);
+  const char *pn[] = {"avgpool 3 s2 p1", "maxpool 2 s2", "maxpool 3 s1 p1", "global avgpool", "upsample 2", "global maxpool",
+                      "resize bilinear 2x", "resize align_corners down", "pad reflect", "pad edge", "pad constant 1.5"};
+  for (int v = 0; v < 11; v++) op_case(pn[v], c_pool, v);
   op_case("dwt", c_wave, 0);
   op_case("idwt", c_wave, 1);
   const char *xn[] = {"codebook look-up (argmin, gather, straight-through)", "round straight through", "argmin axis 1 + gather"};

@@ -1,5 +1,5 @@
 /* test_grad_conv.c — conv2d (kernel/stride/padding/groups/bias combinations, both backward-data
- * routes, 1x1), matmul (2-D, batched, all transpose flags) and linear: finite-difference gradient
+ * routes, 1x1, dilation, pads that differ per side), the transposed conv2d, matmul (2-D, batched, all transpose flags) and linear: finite-difference gradient
  * checks in f64, f32 and bf16 values of all three conv ops against a naive direct convolution,
  * and shape errors that name the op and both shapes. */
 #include "gradcheck.h"
@@ -9,11 +9,17 @@
 
 /* ------------------------------------------------------------------ gradient checks */
 
-typedef struct { int stride, pad, groups, bias; int ta, tb; } op_ctx;
+typedef struct { int stride, pad, groups, bias; int ta, tb; mf_conv_cfg cf; int oph, opw; } op_ctx;
 
 static mf_tensor build_conv(mf_graph *g, const mf_tensor *in, void *c) {
   op_ctx *o = c;
-  return mf_conv2d(g, in[0], in[1], o->bias ? in[2] : -1, o->stride, o->pad, o->groups);
+  return mf_conv2d_cfg(g, in[0], in[1], o->bias ? in[2] : -1, &o->cf);
+}
+/* transposed: in[0] x [N,IC,H,W], in[1] w [IC,OC/groups,KH,KW]; with a bias through the public builder */
+static mf_tensor build_convt(mf_graph *g, const mf_tensor *in, void *c) {
+  op_ctx *o = c;
+  if (o->bias) return mf_conv_transpose2d(g, in[0], in[1], in[2], o->stride, o->pad, o->oph, o->groups);
+  return mf_conv_transpose2d_cfg(g, in[0], in[1], &o->cf, o->oph, o->opw);
 }
 static mf_tensor build_matmul(mf_graph *g, const mf_tensor *in, void *c) {
   op_ctx *o = c;
@@ -27,48 +33,98 @@ static mf_tensor build_linear(mf_graph *g, const mf_tensor *in, void *c) {
 typedef struct {
   int64_t N, C, H, W, OC, KH, KW;
   int s, p, gr, bias;
+  int d;              /* dilation (0: 1) */
+  int asym;           /* 1: pads pt, pl, pb, pr below instead of p on every side */
+  int pt, pl, pb, pr;
 } conv_case;
 
+static mf_conv_cfg case_cfg(const conv_case *t) {
+  mf_conv_cfg c = {t->s, t->d ? t->d : 1, t->gr, t->p, t->p, t->p, t->p};
+  if (t->asym) c.pt = t->pt, c.pl = t->pl, c.pb = t->pb, c.pr = t->pr;
+  return c;
+}
+
 static const conv_case conv_cases[] = {
-    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1},  /* 3x3 pad 1 (bwd data: col2im, OC > C) */
-    {2, 5, 6, 7, 3, 3, 3, 1, 1, 1, 1},  /* 3x3 pad 1, OC <= C: bwd data as a transposed conv */
-    {1, 4, 9, 8, 5, 3, 3, 2, 1, 1, 0},  /* stride 2, no bias */
-    {2, 3, 6, 6, 4, 1, 1, 1, 0, 1, 1},  /* 1x1 direct */
-    {2, 4, 7, 7, 2, 1, 1, 2, 0, 1, 1},  /* 1x1 stride 2 */
-    {1, 3, 8, 8, 4, 2, 2, 2, 0, 1, 1},  /* 2x2 stride 2 (patchify) */
-    {2, 4, 6, 5, 6, 3, 3, 1, 1, 2, 1},  /* groups 2, OC > C */
-    {1, 6, 5, 6, 3, 3, 3, 1, 2, 3, 1},  /* groups 3, pad 2, OC <= C */
-    {1, 4, 7, 6, 4, 3, 2, 1, 1, 4, 0},  /* depthwise, non-square kernel */
-    {2, 5, 9, 9, 2, 5, 5, 3, 2, 1, 1},  /* 5x5 stride 3 pad 2 */
-    {1, 6, 6, 6, 2, 3, 3, 1, 0, 1, 1},  /* no padding, OC <= C */
+    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0},  /* 3x3 pad 1 (bwd data: col2im, OC > C) */
+    {2, 5, 6, 7, 3, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0},  /* 3x3 pad 1, OC <= C: bwd data as a transposed conv */
+    {1, 4, 9, 8, 5, 3, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0},  /* stride 2, no bias */
+    {2, 3, 6, 6, 4, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0},  /* 1x1 direct */
+    {2, 4, 7, 7, 2, 1, 1, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0},  /* 1x1 stride 2 */
+    {1, 3, 8, 8, 4, 2, 2, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0},  /* 2x2 stride 2 (patchify) */
+    {2, 4, 6, 5, 6, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0},  /* groups 2, OC > C */
+    {1, 6, 5, 6, 3, 3, 3, 1, 2, 3, 1, 0, 0, 0, 0, 0, 0},  /* groups 3, pad 2, OC <= C */
+    {1, 4, 7, 6, 4, 3, 2, 1, 1, 4, 0, 0, 0, 0, 0, 0, 0},  /* depthwise, non-square kernel */
+    {2, 5, 9, 9, 2, 5, 5, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0},  /* 5x5 stride 3 pad 2 */
+    {1, 6, 6, 6, 2, 3, 3, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0},  /* no padding, OC <= C */
     /* >= 32 channels per group: the implicit-GEMM kernels (shifted views of a padded copy) */
-    {1, 32, 5, 4, 8, 3, 3, 1, 1, 1, 1},  /* few output channels: stacked taps; bwd data route B */
-    {2, 64, 5, 5, 8, 3, 3, 1, 1, 2, 1},  /* stacked taps with 2 groups */
-    {1, 8, 5, 6, 32, 3, 3, 1, 1, 1, 1},  /* bwd data implicit */
-    {2, 64, 4, 5, 64, 3, 3, 1, 1, 2, 1}, /* all implicit, 2 groups */
-    {1, 40, 6, 5, 36, 3, 2, 1, 0, 1, 0}, /* implicit, non-square kernel, no padding */
-    {1, 32, 6, 6, 32, 5, 5, 1, 2, 1, 1}, /* implicit 5x5 pad 2 */
+    {1, 32, 5, 4, 8, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0},  /* few output channels: stacked taps; bwd data route B */
+    {2, 64, 5, 5, 8, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0},  /* stacked taps with 2 groups */
+    {1, 8, 5, 6, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0},  /* bwd data implicit */
+    {2, 64, 4, 5, 64, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0}, /* all implicit, 2 groups */
+    {1, 40, 6, 5, 36, 3, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0}, /* implicit, non-square kernel, no padding */
+    {1, 32, 6, 6, 32, 5, 5, 1, 2, 1, 1, 0, 0, 0, 0, 0, 0}, /* implicit 5x5 pad 2 */
+    /* dilation and pads that differ per side (ONNX's Conv): im2col with the general geometry */
+    {2, 3, 9, 8, 4, 3, 3, 1, 2, 1, 1, 2, 0, 0, 0, 0, 0},                 /* dilation 2, pad 2 */
+    {1, 4, 11, 10, 6, 3, 2, 2, 1, 2, 0, 3, 0, 0, 0, 0, 0},               /* dilation 3, stride 2, groups 2 */
+    {2, 3, 7, 6, 4, 3, 3, 2, 0, 1, 1, 1, 1, 0, 1, 1, 0},   /* pads t0 l1 b1 r0 (SAME_UPPER at stride 2) */
+    {1, 4, 6, 7, 4, 2, 3, 1, 0, 4, 1, 2, 1, 1, 0, 2, 3},   /* depthwise, dilation 2, pads 1,0,2,3 */
+    {1, 40, 6, 6, 36, 3, 3, 1, 1, 1, 0, 2, 0, 0, 0, 0, 0},               /* would be implicit GEMM if not dilated */
+    {2, 4, 5, 5, 3, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1},   /* 1x1 with padding on two sides only */
 };
 
 static void conv_gradchecks(void) {
   for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) {
     const conv_case *t = &conv_cases[i];
-    op_ctx c = {t->s, t->p, t->gr, t->bias, 0, 0};
+    op_ctx c = {t->s, t->p, t->gr, t->bias, 0, 0, case_cfg(t), 0, 0};
     gc_input in[3] = {{4, {t->N, t->C, t->H, t->W}, GC_NORMAL},
                       {4, {t->OC, t->C / t->gr, t->KH, t->KW}, GC_NORMAL},
                       {1, {t->OC}, GC_NORMAL}};
     char nm[128];
-    snprintf(nm, sizeof nm, "conv2d x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s%d p%d g%d%s", (long long)t->N,
+    snprintf(nm, sizeof nm, "conv2d x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s%d p%d g%d d%d pads %d,%d,%d,%d%s", (long long)t->N,
              (long long)t->C, (long long)t->H, (long long)t->W, (long long)t->OC, (long long)(t->C / t->gr), (long long)t->KH,
-             (long long)t->KW, t->s, t->p, t->gr, t->bias ? " +bias" : "");
+             (long long)t->KW, t->s, t->p, t->gr, c.cf.dil, c.cf.pt, c.cf.pl, c.cf.pb, c.cf.pr, t->bias ? " +bias" : "");
     gc_check(nm, t->bias ? 3 : 2, in, build_conv, &c, 0, 1e-6);
   }
+}
+
+/* The transposed conv (conv2d_bwd_data as a forward op): its gradient rule (a conv2d for x, a weight gradient
+ * for w) against finite differences, with strides, output padding, groups, dilation and pads per side. Its
+ * values are conv2d_bwd_data's, which conv_values checks against naive loops. */
+static void convt_gradchecks(void) {
+  static const struct { int64_t N, IC, H, W, OC, KH, KW; int s, d, gr, pt, pl, pb, pr, oph, opw, bias; } cs[] = {
+      {2, 3, 4, 5, 4, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0},  /* torch's stride-2 upsampling: pad 1, output_padding 1 */
+      {1, 4, 3, 3, 6, 4, 4, 2, 1, 2, 1, 1, 1, 1, 0, 0, 0},  /* 4x4 stride 2 pad 1 (DCGAN), groups 2 */
+      {2, 2, 4, 3, 3, 3, 2, 1, 2, 1, 0, 1, 2, 0, 0, 0, 0},  /* dilation 2, pads per side */
+      {1, 3, 3, 4, 2, 3, 3, 3, 1, 1, 0, 0, 0, 0, 2, 1, 0},  /* stride 3, output padding 2 x 1 */
+      {2, 3, 4, 4, 5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* + bias through mf_conv_transpose2d */
+  };
+  for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+    op_ctx c = {cs[i].s, cs[i].pt, cs[i].gr, cs[i].bias, 0, 0,
+                {cs[i].s, cs[i].d, cs[i].gr, cs[i].pt, cs[i].pl, cs[i].pb, cs[i].pr}, cs[i].oph, cs[i].opw};
+    gc_input in[3] = {{4, {cs[i].N, cs[i].IC, cs[i].H, cs[i].W}, GC_NORMAL},
+                      {4, {cs[i].IC, cs[i].OC / cs[i].gr, cs[i].KH, cs[i].KW}, GC_NORMAL},
+                      {1, {cs[i].OC}, GC_NORMAL}};
+    char nm[128];
+    snprintf(nm, sizeof nm, "conv_transpose2d case %zu (s%d d%d g%d pads %d,%d,%d,%d out_pad %d,%d%s)", i, cs[i].s, cs[i].d, cs[i].gr,
+             cs[i].pt, cs[i].pl, cs[i].pb, cs[i].pr, cs[i].oph, cs[i].opw, cs[i].bias ? " +bias" : "");
+    gc_check(nm, cs[i].bias ? 3 : 2, in, build_convt, &c, 0, 1e-6);
+  }
+  /* output size: (H-1)*s - pt - pb + d*(K-1) + 1 + output_padding */
+  mf_graph *g = mf_graph_init(MF_F32);
+  mf_tensor x = mf_input(g, "x", 4, (int64_t[]){2, 8, 7, 5}), w = mf_input(g, "w", 4, (int64_t[]){8, 3, 3, 3});
+  mf_tensor y = mf_conv_transpose2d(g, x, w, -1, 2, 1, 1, 1);
+  CHECK(y >= 0 && mf_tensor_dim(g, y, 1) == 3 && mf_tensor_dim(g, y, 2) == 14 && mf_tensor_dim(g, y, 3) == 10,
+        "conv_transpose2d 7x5 stride 2 pad 1 out_pad 1 gives 14x10: %s", mf_graph_error(g) ? mf_graph_error(g) : "");
+  mf_conv_transpose2d(g, x, w, -1, 2, 1, 2, 1);
+  const char *e = mf_graph_error(g);
+  CHECK(e && strstr(e, "conv_transpose2d") && strstr(e, "output padding"), "output padding >= stride refused: %s", e ? e : "(none)");
+  mf_graph_free(g);
 }
 
 static void matmul_gradchecks(void) {
   for (int ta = 0; ta < 2; ta++)
     for (int tb = 0; tb < 2; tb++) {
-      op_ctx c = {0, 0, 0, 0, ta, tb};
+      op_ctx c = {0, 0, 0, 0, ta, tb, {0, 0, 0, 0, 0, 0, 0}, 0, 0};
       int64_t M = 3, K = 4, N = 5;
       char nm[96];
       /* 2-D */
@@ -89,7 +145,7 @@ static void matmul_gradchecks(void) {
       gc_check(nm, 2, in2b, build_matmul, &c, 0, 1e-6);
     }
   for (int bias = 0; bias < 2; bias++) {
-    op_ctx c = {0, 0, 0, bias, 0, 0};
+    op_ctx c = {0, 0, 0, bias, 0, 0, {0, 0, 0, 0, 0, 0, 0}, 0, 0};
     gc_input in[3] = {{2, {4, 6}, GC_NORMAL}, {2, {3, 6}, GC_NORMAL}, {1, {3}, GC_NORMAL}};
     gc_check(bias ? "linear +bias" : "linear", bias ? 3 : 2, in, build_linear, &c, 0, 1e-6);
   }
@@ -119,6 +175,7 @@ static double err_bound(mf_dtype dt, int64_t n, double abs_sum, double ref) {
 static void naive_conv(const conv_case *t, const double *x, const double *w, const double *b, double *y, double *ay, int64_t OH,
                        int64_t OW) {
   int64_t Cg = t->C / t->gr, OCg = t->OC / t->gr;
+  mf_conv_cfg cf = case_cfg(t);
   for (int64_t n = 0; n < t->N; n++)
     for (int64_t oc = 0; oc < t->OC; oc++)
       for (int64_t oh = 0; oh < OH; oh++)
@@ -128,7 +185,7 @@ static void naive_conv(const conv_case *t, const double *x, const double *w, con
           for (int64_t ci = 0; ci < Cg; ci++)
             for (int64_t kh = 0; kh < t->KH; kh++)
               for (int64_t kw = 0; kw < t->KW; kw++) {
-                int64_t ih = oh * t->s - t->p + kh, iw = ow * t->s - t->p + kw;
+                int64_t ih = oh * t->s - cf.pt + kh * cf.dil, iw = ow * t->s - cf.pl + kw * cf.dil;
                 if (ih < 0 || ih >= t->H || iw < 0 || iw >= t->W) continue;
                 double pr = x[((n * t->C + gi * Cg + ci) * t->H + ih) * t->W + iw] * w[((oc * Cg + ci) * t->KH + kh) * t->KW + kw];
                 acc += pr;
@@ -147,11 +204,12 @@ static void conv_values(const conv_case *t, mf_dtype dt, uint64_t seed) {
   mf_tensor x = mf_input(g, "x", 4, (int64_t[]){t->N, t->C, t->H, t->W});
   mf_tensor w = mf_input(g, "w", 4, (int64_t[]){t->OC, t->C / t->gr, t->KH, t->KW});
   mf_tensor b = mf_input(g, "b", 1, (int64_t[]){t->OC});
-  mf_tensor y = mf_conv2d(g, x, w, t->bias ? b : -1, t->s, t->p, t->gr);
+  mf_conv_cfg cf = case_cfg(t);
+  mf_tensor y = mf_conv2d_cfg(g, x, w, t->bias ? b : -1, &cf);
   int64_t OH = mf_tensor_dim(g, y, 2), OW = mf_tensor_dim(g, y, 3);
   mf_tensor dy = mf_input(g, "dy", 4, (int64_t[]){t->N, t->OC, OH, OW});
-  mf_tensor dx = mf_conv2d_bwd_data(g, dy, w, x, t->s, t->p, t->gr);
-  mf_tensor dw = mf_conv2d_bwd_weight(g, x, dy, w, t->s, t->p, t->gr);
+  mf_tensor dx = mf_conv2d_bwd_data_cfg(g, dy, w, x, &cf);
+  mf_tensor dw = mf_conv2d_bwd_weight_cfg(g, x, dy, w, &cf);
   if (mf_graph_error(g)) { CHECK(0, "build: %s", mf_graph_error(g)); mf_graph_free(g); return; }
   if (dt == MF_F32) {
     const char *iy = mf_cpu_dnnl_conv_impl(g, &g->nodes[y]), *ix = mf_cpu_dnnl_conv_impl(g, &g->nodes[dx]),
@@ -192,7 +250,7 @@ static void conv_values(const conv_case *t, mf_dtype dt, uint64_t seed) {
             for (int64_t ci = 0; ci < Cg; ci++)
               for (int64_t kh = 0; kh < t->KH; kh++)
                 for (int64_t kw = 0; kw < t->KW; kw++) {
-                  int64_t ih = oh * t->s - t->p + kh, iw = ow * t->s - t->p + kw;
+                  int64_t ih = oh * t->s - cf.pt + kh * cf.dil, iw = ow * t->s - cf.pl + kw * cf.dil;
                   if (ih < 0 || ih >= t->H || iw < 0 || iw >= t->W) continue;
                   int64_t xi = ((n * t->C + gi * Cg + ci) * t->H + ih) * t->W + iw, wi = ((oc * Cg + ci) * t->KH + kh) * t->KW + kw;
                   rdx[xi] += d * vals[1][wi];
@@ -363,15 +421,16 @@ static void shape_errors(void) {
 /* ResNet shapes as MoCo's backbones have them: 1-channel stem, 7x7 stride-2 stem, 1x1 stride-2
  * shortcut, 3x3 body convs and a stride-2 3x3 */
 static const conv_case resnet_cases[] = {
-    {4, 1, 28, 28, 16, 3, 3, 1, 1, 1, 0},
-    {2, 3, 32, 32, 64, 7, 7, 2, 3, 1, 0},
-    {4, 64, 8, 8, 128, 1, 1, 2, 0, 1, 0},
-    {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 0},
-    {2, 128, 8, 8, 256, 3, 3, 2, 1, 1, 1},
+    {4, 1, 28, 28, 16, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    {2, 3, 32, 32, 64, 7, 7, 2, 3, 1, 0, 0, 0, 0, 0, 0, 0},
+    {4, 64, 8, 8, 128, 1, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+    {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    {2, 128, 8, 8, 256, 3, 3, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0},
 };
 
 int main(void) {
   conv_gradchecks();
+  convt_gradchecks();
   matmul_gradchecks();
   uint64_t seed = 0x1234567;
   /* f32 convs run on oneDNN when it is built in (its implementation is printed per case), then
@@ -386,11 +445,11 @@ int main(void) {
   mf_cpu_dnnl_conv_enable(1);
   for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) conv_values(&conv_cases[i], MF_BF16, seed + 100 + i);
   /* a larger case that exercises OpenBLAS's blocking and the threaded im2col */
-  conv_case big = {2, 40, 20, 20, 24, 3, 3, 1, 1, 1, 1}; /* stacked taps, bwd data route B */
+  conv_case big = {2, 40, 20, 20, 24, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0}; /* stacked taps, bwd data route B */
   conv_values(&big, MF_F32, seed + 7);
   conv_values(&big, MF_BF16, seed + 8);
   conv_values(&big, MF_F16, seed + 9);
-  conv_case big2 = {3, 36, 17, 19, 48, 3, 3, 1, 1, 1, 1}; /* all three ops implicit */
+  conv_case big2 = {3, 36, 17, 19, 48, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0}; /* all three ops implicit */
   conv_values(&big2, MF_F32, seed + 10);
   conv_values(&big2, MF_BF16, seed + 13);
   conv_values(&big2, MF_F16, seed + 14);

@@ -37,6 +37,10 @@
   X(POOL_BWD, pool_bwd)             /* src x, dy -> dx (avg: src dy only); ip as pool */           \
   X(UPSAMPLE, upsample)             /* ip0 = factor (nearest) */                                   \
   X(UPSAMPLE_BWD, upsample_bwd)     /* src dy -> dx (sum over each block) */                       \
+  X(RESIZE, resize)                 /* bilinear [N,C,H,W] -> [N,C,OH,OW]; ip0 = MF_RESIZE_*, fp0/fp1 = scale h/w */ \
+  X(RESIZE_BWD, resize_bwd)         /* src dy -> dx like the resize's input */                     \
+  X(PAD, pad)                       /* [N,C,H,W] -> padded H, W; ip0 = MF_PAD_*, ip1..4 pads t,l,b,r; fp0 = value */ \
+  X(PAD_BWD, pad_bwd)               /* src dy -> dx like the pad's input (sums where edge/reflect repeat a pixel) */ \
   X(DWT, dwt)                       /* Haar: [N,C,H,W] -> [N,4C,H/2,W/2] */                        \
   X(IDWT, idwt)                                                                                   \
   X(ARGMIN, argmin)                 /* ip0 = axis; float x -> i32 indices, axis removed */         \

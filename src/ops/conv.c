@@ -127,10 +127,42 @@ mf_tensor mf_linear(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b) {
 }
 
 /* ---------------------------------------------------------------- conv2d
- * x [N,C,H,W], w [OC,C/groups,KH,KW], b [OC] -> y [N,OC,OH,OW], OH = (H+2p-KH)/s+1. */
-static int64_t conv_out(int64_t in, int64_t k, int s, int p) { return (in + 2 * p - k) / s + 1; }
+ * x [N,C,H,W], w [OC,C/groups,KH,KW], b [OC] -> y [N,OC,OH,OW], OH = (H+pt+pb-dil*(KH-1)-1)/s+1. */
+static int64_t conv_out(int64_t in, int64_t k, int s, int d, int p0, int p1) { return (in + p0 + p1 - (int64_t)d * (k - 1) - 1) / s + 1; }
+
+mf_conv_cfg mf_conv_cfg_of(const mf_node *n) {
+  mf_conv_cfg c = {n->ip[0], n->ip[3] > 0 ? n->ip[3] : 1, n->ip[2], n->ip[1], n->ip[4], n->ip[5], n->ip[6]};
+  return c;
+}
+
+static void conv_cfg_store(mf_node *n, const mf_conv_cfg *c) {
+  n->ip[0] = c->stride;
+  n->ip[1] = c->pt;
+  n->ip[2] = c->groups;
+  n->ip[3] = c->dil;
+  n->ip[4] = c->pl;
+  n->ip[5] = c->pb;
+  n->ip[6] = c->pr;
+}
+
+static int conv_cfg_check(mf_graph *g, const char *name, const mf_conv_cfg *c) {
+  if (c->stride < 1 || c->dil < 1 || c->groups < 1 || c->pt < 0 || c->pl < 0 || c->pb < 0 || c->pr < 0)
+    return mf_graph_fail(g, "%s: stride %d, dilation %d, groups %d, padding [%d,%d,%d,%d] (need stride, dilation and groups >= 1, "
+                            "padding >= 0)", name, c->stride, c->dil, c->groups, c->pt, c->pl, c->pb, c->pr);
+  return 0;
+}
+
+static mf_conv_cfg sym_cfg(int stride, int pad, int groups) {
+  mf_conv_cfg c = {stride, 1, groups, pad, pad, pad, pad};
+  return c;
+}
 
 mf_tensor mf_conv2d(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b, int stride, int pad, int groups) {
+  mf_conv_cfg c = sym_cfg(stride, pad, groups);
+  return mf_conv2d_cfg(g, x, w, b, &c);
+}
+
+int mf_conv2d_cfg(mf_graph *g, int x, int w, int b, const mf_conv_cfg *cfg) {
   int src[3] = {x, w, b};
   int ns = b >= 0 ? 3 : 2;
   if (!mf_graph_check_srcs(g, "conv2d", ns, src)) return -1;
@@ -140,9 +172,8 @@ mf_tensor mf_conv2d(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b, int stri
   mf_shape_str(nw, sw, sizeof sw);
   if (nx->ndim != 4 || nw->ndim != 4)
     return mf_graph_fail(g, "conv2d: input %s and weight %s must both be 4-D (x [N,C,H,W], w [OC,C/groups,KH,KW])", sx, sw);
-  if (stride < 1 || pad < 0 || groups < 1)
-    return mf_graph_fail(g, "conv2d: stride %d, padding %d, groups %d (need stride >= 1, padding >= 0, groups >= 1)", stride,
-                         pad, groups);
+  if (conv_cfg_check(g, "conv2d", cfg) < 0) return -1;
+  int groups = cfg->groups;
   if (!mf_dtype_is_float(nx->dtype) || !mf_dtype_is_float(nw->dtype))
     return mf_graph_fail(g, "conv2d: input %s (%s) and weight %s (%s) must be floating point", sx, mf_dtype_name(nx->dtype), sw,
                          mf_dtype_name(nw->dtype));
@@ -153,8 +184,10 @@ mf_tensor mf_conv2d(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b, int stri
   if (nw->ne[1] * groups != C)
     return mf_graph_fail(g, "conv2d: input %s has %lld channels but weight %s expects %lld x groups %d", sx, (long long)C, sw,
                          (long long)nw->ne[1], groups);
-  if (nx->ne[2] + 2 * pad < nw->ne[2] || nx->ne[3] + 2 * pad < nw->ne[3])
-    return mf_graph_fail(g, "conv2d: kernel of weight %s is larger than input %s padded by %d", sw, sx, pad);
+  int64_t ekh = (int64_t)cfg->dil * (nw->ne[2] - 1) + 1, ekw = (int64_t)cfg->dil * (nw->ne[3] - 1) + 1;
+  if (nx->ne[2] + cfg->pt + cfg->pb < ekh || nx->ne[3] + cfg->pl + cfg->pr < ekw)
+    return mf_graph_fail(g, "conv2d: kernel of weight %s (dilation %d) is larger than input %s padded by [%d,%d,%d,%d]", sw, cfg->dil,
+                         sx, cfg->pt, cfg->pl, cfg->pb, cfg->pr);
   if (b >= 0) {
     const mf_node *nb = &g->nodes[b];
     if (nb->ndim != 1 || nb->ne[0] != OC) {
@@ -163,63 +196,140 @@ mf_tensor mf_conv2d(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b, int stri
       return mf_graph_fail(g, "conv2d: bias %s does not match the %lld output channels of weight %s", sb, (long long)OC, sw);
     }
   }
-  int64_t ne[4] = {nx->ne[0], OC, conv_out(nx->ne[2], nw->ne[2], stride, pad), conv_out(nx->ne[3], nw->ne[3], stride, pad)};
+  int64_t ne[4] = {nx->ne[0], OC, conv_out(nx->ne[2], nw->ne[2], cfg->stride, cfg->dil, cfg->pt, cfg->pb),
+                   conv_out(nx->ne[3], nw->ne[3], cfg->stride, cfg->dil, cfg->pl, cfg->pr)};
   int id = mf_graph_add(g, MF_OP_CONV2D, nx->dtype, 4, ne, ns, src);
   if (id >= 0) {
     mf_node *n = &g->nodes[id];
-    n->ip[0] = stride;
-    n->ip[1] = pad;
-    n->ip[2] = groups;
+    conv_cfg_store(n, cfg);
     snprintf(n->name, MF_NAME_LEN, "conv2d");
   }
   return id;
 }
 
-/* The two conv2d gradients: checks that x [N,C,H,W], w [OC,C/groups,KH,KW] and dy [N,OC,OH,OW]
- * fit one conv2d, then builds op (srcs a, b) shaped and typed like `like` (x for data, w for weight). */
-static int conv2d_bwd(mf_graph *g, int op, const char *name, int a, int b, int x, int w, int dy, int like, int stride,
-                      int pad, int groups) {
+/* The two conv2d gradients: checks that x [N,C,H,W] (shape xne), w [OC,C/groups,KH,KW] (wne) and dy [N,OC,OH,OW] (dne)
+ * fit one conv2d, then builds op (srcs a, b) with shape one and dtype dt. */
+static int conv2d_bwd(mf_graph *g, int op, const char *name, int a, int b, const int64_t *xne, const int64_t *wne,
+                      const int64_t *dne, const int64_t *one, mf_dtype dt, const mf_conv_cfg *cfg) {
   int src[2] = {a, b};
-  if (!mf_graph_check_srcs(g, name, 2, src) || !mf_graph_check_srcs(g, name, 1, &like)) return -1;
-  const mf_node *nx = &g->nodes[x], *nd = &g->nodes[dy], *nw = &g->nodes[w];
-  if (nd->ndim != 4 || nw->ndim != 4 || nx->ndim != 4 || nd->ne[1] != nw->ne[0] || nw->ne[1] * groups != nx->ne[1] ||
-      nd->ne[0] != nx->ne[0] || nd->ne[2] != conv_out(nx->ne[2], nw->ne[2], stride, pad) ||
-      nd->ne[3] != conv_out(nx->ne[3], nw->ne[3], stride, pad)) {
-    char sd[80], sw[80], sx[80];
-    mf_shape_str(nd, sd, sizeof sd);
-    mf_shape_str(nw, sw, sizeof sw);
-    mf_shape_str(nx, sx, sizeof sx);
-    return mf_graph_fail(g, "%s: input %s, dy %s and weight %s do not fit a conv2d", name, sx, sd, sw);
-  }
-  const mf_node *nl = &g->nodes[like];
-  int id = mf_graph_add(g, op, nl->dtype, 4, nl->ne, 2, src);
-  if (id >= 0) {
-    mf_node *n = &g->nodes[id];
-    n->ip[0] = stride;
-    n->ip[1] = pad;
-    n->ip[2] = groups;
-  }
+  if (!mf_graph_check_srcs(g, name, 2, src)) return -1;
+  if (conv_cfg_check(g, name, cfg) < 0) return -1;
+  if (dne[1] != wne[0] || wne[1] * cfg->groups != xne[1] || wne[0] % cfg->groups || dne[0] != xne[0] ||
+      dne[2] != conv_out(xne[2], wne[2], cfg->stride, cfg->dil, cfg->pt, cfg->pb) ||
+      dne[3] != conv_out(xne[3], wne[3], cfg->stride, cfg->dil, cfg->pl, cfg->pr) || dne[2] < 1 || dne[3] < 1)
+    return mf_graph_fail(g, "%s: input [%lld,%lld,%lld,%lld], dy [%lld,%lld,%lld,%lld] and weight [%lld,%lld,%lld,%lld] do not fit a "
+                            "conv2d of stride %d, dilation %d, padding [%d,%d,%d,%d], groups %d",
+                         name, (long long)xne[0], (long long)xne[1], (long long)xne[2], (long long)xne[3], (long long)dne[0],
+                         (long long)dne[1], (long long)dne[2], (long long)dne[3], (long long)wne[0], (long long)wne[1],
+                         (long long)wne[2], (long long)wne[3], cfg->stride, cfg->dil, cfg->pt, cfg->pl, cfg->pb, cfg->pr,
+                         cfg->groups);
+  int id = mf_graph_add(g, op, dt, 4, one, 2, src);
+  if (id >= 0) conv_cfg_store(&g->nodes[id], cfg);
   return id;
 }
 
+static bool is4d(mf_graph *g, const char *name, int id) {
+  if (!mf_graph_check_srcs(g, name, 1, &id)) return false;
+  if (g->nodes[id].ndim != 4) {
+    char s[80];
+    mf_shape_str(&g->nodes[id], s, sizeof s);
+    mf_graph_fail(g, "%s: %s is not 4-D", name, s);
+    return false;
+  }
+  return true;
+}
+
 /* dy [N,OC,OH,OW], w [OC,C/groups,KH,KW] -> dx shaped (and typed) like x_like [N,C,H,W] */
-int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int pad, int groups) {
-  return conv2d_bwd(g, MF_OP_CONV2D_BWD_DATA, "conv2d_bwd_data", dy, w, x_like, w, dy, x_like, stride, pad, groups);
+int mf_conv2d_bwd_data_cfg(mf_graph *g, int dy, int w, int x_like, const mf_conv_cfg *cfg) {
+  const char *nm = "conv2d_bwd_data";
+  if (!is4d(g, nm, dy) || !is4d(g, nm, w) || !is4d(g, nm, x_like)) return -1;
+  const mf_node *nx = &g->nodes[x_like];
+  return conv2d_bwd(g, MF_OP_CONV2D_BWD_DATA, nm, dy, w, nx->ne, g->nodes[w].ne, g->nodes[dy].ne, nx->ne, nx->dtype, cfg);
 }
 
 /* x [N,C,H,W], dy [N,OC,OH,OW] -> dw shaped (and typed) like w_like [OC,C/groups,KH,KW] */
+int mf_conv2d_bwd_weight_cfg(mf_graph *g, int x, int dy, int w_like, const mf_conv_cfg *cfg) {
+  const char *nm = "conv2d_bwd_weight";
+  if (!is4d(g, nm, dy) || !is4d(g, nm, x) || !is4d(g, nm, w_like)) return -1;
+  const mf_node *nw = &g->nodes[w_like];
+  return conv2d_bwd(g, MF_OP_CONV2D_BWD_WEIGHT, nm, x, dy, g->nodes[x].ne, nw->ne, g->nodes[dy].ne, nw->ne, nw->dtype, cfg);
+}
+
+int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int pad, int groups) {
+  mf_conv_cfg c = sym_cfg(stride, pad, groups);
+  return mf_conv2d_bwd_data_cfg(g, dy, w, x_like, &c);
+}
+
 int mf_conv2d_bwd_weight(mf_graph *g, int x, int dy, int w_like, int stride, int pad, int groups) {
-  return conv2d_bwd(g, MF_OP_CONV2D_BWD_WEIGHT, "conv2d_bwd_weight", x, dy, x, w_like, dy, w_like, stride, pad, groups);
+  mf_conv_cfg c = sym_cfg(stride, pad, groups);
+  return mf_conv2d_bwd_weight_cfg(g, x, dy, w_like, &c);
+}
+
+/* x [N,IC,H,W], w [IC,OC/groups,KH,KW] -> y [N,OC,(H-1)s-pt-pb+dil*(KH-1)+1+oph, ..] (the conv whose input y is) */
+int mf_conv_transpose2d_cfg(mf_graph *g, int x, int w, const mf_conv_cfg *cfg, int oph, int opw) {
+  const char *nm = "conv_transpose2d";
+  if (!is4d(g, nm, x) || !is4d(g, nm, w)) return -1;
+  if (conv_cfg_check(g, nm, cfg) < 0) return -1;
+  const mf_node *nx = &g->nodes[x], *nw = &g->nodes[w];
+  int mx = cfg->stride > cfg->dil ? cfg->stride : cfg->dil;
+  if (oph < 0 || opw < 0 || oph >= mx || opw >= mx)
+    return mf_graph_fail(g, "%s: output padding %d x %d must be >= 0 and below the stride %d or the dilation %d", nm, oph, opw,
+                         cfg->stride, cfg->dil);
+  if (!mf_dtype_is_float(nx->dtype) || !mf_dtype_is_float(nw->dtype))
+    return mf_graph_fail(g, "%s: input and weight must be floating point", nm);
+  if (nw->ne[0] != nx->ne[1] || nw->ne[0] % cfg->groups) {
+    char sx[80], sw[80];
+    mf_shape_str(nx, sx, sizeof sx);
+    mf_shape_str(nw, sw, sizeof sw);
+    return mf_graph_fail(g, "%s: input %s has %lld channels but weight %s [IC,OC/groups,KH,KW] takes %lld (groups %d)", nm, sx,
+                         (long long)nx->ne[1], sw, (long long)nw->ne[0], cfg->groups);
+  }
+  int64_t ne[4] = {nx->ne[0], nw->ne[1] * cfg->groups,
+                   (nx->ne[2] - 1) * cfg->stride - cfg->pt - cfg->pb + (int64_t)cfg->dil * (nw->ne[2] - 1) + 1 + oph,
+                   (nx->ne[3] - 1) * cfg->stride - cfg->pl - cfg->pr + (int64_t)cfg->dil * (nw->ne[3] - 1) + 1 + opw};
+  if (ne[2] < 1 || ne[3] < 1)
+    return mf_graph_fail(g, "%s: padding [%d,%d,%d,%d] leaves an output of %lld x %lld", nm, cfg->pt, cfg->pl, cfg->pb, cfg->pr,
+                         (long long)ne[2], (long long)ne[3]);
+  int id = conv2d_bwd(g, MF_OP_CONV2D_BWD_DATA, nm, x, w, ne, nw->ne, nx->ne, ne, nx->dtype, cfg);
+  if (id >= 0) snprintf(g->nodes[id].name, MF_NAME_LEN, "%s", nm);
+  return id;
+}
+
+mf_tensor mf_conv_transpose2d(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b, int stride, int pad, int out_pad, int groups) {
+  mf_conv_cfg c = sym_cfg(stride, pad, groups);
+  mf_tensor y = mf_conv_transpose2d_cfg(g, x, w, &c, out_pad, out_pad);
+  if (y < 0 || b < 0) return y;
+  if (!mf_graph_check_srcs(g, "conv_transpose2d", 1, &b)) return -1;
+  const mf_node *nb = &g->nodes[b];
+  if (nb->ndim != 1 || nb->ne[0] != g->nodes[y].ne[1]) {
+    char sb[80];
+    mf_shape_str(nb, sb, sizeof sb);
+    return mf_graph_fail(g, "conv_transpose2d: bias %s does not match the %lld output channels", sb, (long long)g->nodes[y].ne[1]);
+  }
+  int64_t bs[3] = {nb->ne[0], 1, 1};
+  return mf_add(g, y, mf_reshape(g, b, 3, bs));
 }
 
 static int grad_conv2d(mf_graph *g, int id, int dy, int *dx) {
   const mf_node *n = &g->nodes[id];
   int x = n->src[0], w = n->src[1], b = n->nsrc > 2 ? n->src[2] : -1;
-  int s = n->ip[0], p = n->ip[1], gr = n->ip[2];
+  mf_conv_cfg c = mf_conv_cfg_of(n);
   dx[0] = dx[1] = dx[2] = -1;
-  if (mf_wants_grad(g, x)) dx[0] = mf_conv2d_bwd_data(g, dy, w, x, s, p, gr);
-  if (mf_wants_grad(g, w)) dx[1] = mf_conv2d_bwd_weight(g, x, dy, w, s, p, gr);
+  if (mf_wants_grad(g, x)) dx[0] = mf_conv2d_bwd_data_cfg(g, dy, w, x, &c);
+  if (mf_wants_grad(g, w)) dx[1] = mf_conv2d_bwd_weight_cfg(g, x, dy, w, &c);
   if (mf_wants_grad(g, b)) dx[2] = mf_reduce(g, dy, 0xDu, 0, 1.0); /* sum over N, H, W -> [OC] */
+  return g->err[0] ? -1 : 0;
+}
+
+/* conv2d_bwd_data is linear in dy and w (a transposed convolution as a forward op): with g its output's gradient,
+ * d dy = conv2d(g, w) and d w = conv2d_bwd_weight(g, dy), the same geometry. */
+static int grad_conv2d_bwd_data(mf_graph *g, int id, int gy, int *dx) {
+  const mf_node *n = &g->nodes[id];
+  int dyin = n->src[0], w = n->src[1];
+  mf_conv_cfg c = mf_conv_cfg_of(n);
+  dx[0] = dx[1] = -1;
+  if (mf_wants_grad(g, dyin)) dx[0] = mf_conv2d_cfg(g, gy, w, -1, &c);
+  if (mf_wants_grad(g, w)) dx[1] = mf_conv2d_bwd_weight_cfg(g, gy, dyin, w, &c);
   return g->err[0] ? -1 : 0;
 }
 
@@ -238,5 +348,5 @@ static double flops_conv2d_bwd_weight(const mf_graph *g, const mf_node *n) { /* 
 
 const mf_op_def mf_op_def_matmul = {"matmul", grad_matmul, flops_matmul};
 const mf_op_def mf_op_def_conv2d = {"conv2d", grad_conv2d, flops_conv2d};
-const mf_op_def mf_op_def_conv2d_bwd_data = {"conv2d_bwd_data", NULL, flops_conv2d_bwd_data};
+const mf_op_def mf_op_def_conv2d_bwd_data = {"conv2d_bwd_data", grad_conv2d_bwd_data, flops_conv2d_bwd_data};
 const mf_op_def mf_op_def_conv2d_bwd_weight = {"conv2d_bwd_weight", NULL, flops_conv2d_bwd_weight};

@@ -14,6 +14,64 @@ enum { MF_UN_EXP = 0, MF_UN_LOG, MF_UN_SIGMOID, MF_UN_TANH, MF_UN_RELU, MF_UN_LE
 enum { MF_LOSS_MSE = 0, MF_LOSS_L1 };
 enum { MF_NORM_BATCH = 0, MF_NORM_GROUP };
 enum { MF_POOL_AVG = 0, MF_POOL_MAX };
+/* how a bilinear resize maps output pixel o to a source coordinate (ONNX Resize's coordinate_transformation_mode):
+ * half_pixel (o+0.5)/scale-0.5 (PyTorch's align_corners=False), align_corners o*(in-1)/(in*scale-1) (= (out-1) when
+ * the scale is out/in; ONNX takes the unrounded in*scale), asymmetric o/scale, pytorch_half_pixel (half_pixel, 0 when
+ * out is 1) */
+enum { MF_RESIZE_HALF_PIXEL = 0, MF_RESIZE_ALIGN_CORNERS, MF_RESIZE_ASYMMETRIC, MF_RESIZE_PYTORCH_HALF_PIXEL };
+/* The two source indices and the weight of the second one along an axis of `in` pixels for output pixel o of
+ * `out`: value = (1-l) v[i0] + l v[i1]; coordinates below 0 or above in-1 take the edge pixel. CPU and CUDA
+ * both use it (host and device). */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline void mf_resize_src(int mode, int64_t o, int64_t in, int64_t out, double scale, int64_t *i0, int64_t *i1, double *l) {
+  double x;
+  if (mode == MF_RESIZE_ALIGN_CORNERS) x = in * scale > 1 ? (double)o * (double)(in - 1) / ((double)in * scale - 1) : 0;
+  else if (mode == MF_RESIZE_ASYMMETRIC) x = (double)o / scale;
+  else if (mode == MF_RESIZE_PYTORCH_HALF_PIXEL && out == 1) x = 0;
+  else x = ((double)o + 0.5) / scale - 0.5;
+  if (!(x > 0)) x = 0;
+  int64_t f = (int64_t)x;
+  if (f >= in - 1) { *i0 = *i1 = in - 1; *l = 0; return; }
+  *i0 = f;
+  *i1 = f + 1;
+  *l = x - (double)f;
+}
+/* Padding of H and W (ONNX Pad, PyTorch's F.pad / ReflectionPad2d / ReplicationPad2d): constant (a value), reflect
+ * (mirrored without repeating the edge: pads < size), edge (the edge pixel repeated). */
+enum { MF_PAD_CONSTANT = 0, MF_PAD_REFLECT, MF_PAD_EDGE };
+/* The input index output index o reads along an axis of n pixels padded by p0 before it; -1: the constant. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int64_t mf_pad_src(int mode, int64_t o, int64_t p0, int64_t n) {
+  int64_t i = o - p0;
+  if (i >= 0 && i < n) return i;
+  if (mode == MF_PAD_CONSTANT) return -1;
+  if (mode == MF_PAD_EDGE) return i < 0 ? 0 : n - 1;
+  return i < 0 ? -i : 2 * (n - 1) - i;
+}
+/* The output indices (three runs [r0,r1), [r2,r3), [r4,r5), clipped to [0,on), disjoint) that read input index i:
+ * the pixel itself, and its mirror or edge copies. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline void mf_pad_readers(int mode, int64_t i, int64_t p0, int64_t n, int64_t on, int64_t r[6]) {
+  r[0] = i + p0, r[1] = i + p0 + 1, r[2] = r[3] = r[4] = r[5] = 0;
+  if (mode == MF_PAD_REFLECT) {
+    if (i >= 1) r[2] = p0 - i, r[3] = p0 - i + 1;
+    if (i <= n - 2) r[4] = p0 + 2 * (n - 1) - i, r[5] = r[4] + 1;
+  } else if (mode == MF_PAD_EDGE) {
+    if (i == 0) r[2] = 0, r[3] = p0;
+    if (i == n - 1) r[4] = p0 + n, r[5] = on;
+  }
+  for (int k = 0; k < 6; k++) r[k] = r[k] < 0 ? 0 : r[k] > on ? on : r[k];
+}
+/* x [N,C,H,W] -> [N,C,H+pt+pb,W+pl+pr]; reflect needs every pad below its axis' size */
+int mf_pad2d(mf_graph *g, int x, int mode, int pt, int pl, int pb, int pr, double value);
+/* x [N,C,H,W] -> [N,C,oh,ow] by bilinear interpolation; scale_h/w (out/in as ONNX gives them; <= 0: oh/H, ow/W) */
+int mf_resize_linear(mf_graph *g, int x, int64_t oh, int64_t ow, int mode, double scale_h, double scale_w);
 
 typedef struct mf_op_def {
   const char *name;
@@ -49,6 +107,23 @@ int mf_expand(mf_graph *g, int x, int like, double scale);
 int mf_sum_to(mf_graph *g, int dy, int like);
 int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int pad, int groups);
 int mf_conv2d_bwd_weight(mf_graph *g, int x, int dy, int w_like, int stride, int pad, int groups);
+/* A conv2d's geometry: one stride and dilation for H and W, pads top/left/bottom/right (they may differ: ONNX's
+ * asymmetric pads), groups. Stored in the conv nodes' ip: 0 stride, 1 top, 2 groups, 3 dilation, 4 left,
+ * 5 bottom, 6 right. "Plain" = dilation 1 and one pad on every side (what the fast CPU algorithms and oneDNN
+ * take; the others run im2col with the general geometry). */
+typedef struct mf_conv_cfg { int stride, dil, groups, pt, pl, pb, pr; } mf_conv_cfg;
+mf_conv_cfg mf_conv_cfg_of(const mf_node *n);
+static inline bool mf_conv_cfg_plain(const mf_conv_cfg *c) {
+  return c->dil == 1 && c->pl == c->pt && c->pb == c->pt && c->pr == c->pt;
+}
+/* x [N,C,H,W], w [OC,C/groups,KH,KW] -> [N,OC,(H+pt+pb-dil*(KH-1)-1)/stride+1, ..]: mf_conv2d with any cfg */
+int mf_conv2d_cfg(mf_graph *g, int x, int w, int b, const mf_conv_cfg *cfg);
+int mf_conv2d_bwd_data_cfg(mf_graph *g, int dy, int w, int x_like, const mf_conv_cfg *cfg);
+int mf_conv2d_bwd_weight_cfg(mf_graph *g, int x, int dy, int w_like, const mf_conv_cfg *cfg);
+/* The transposed convolution (the gradient of conv2d wrt its input as a forward op): x [N,IC,H,W],
+ * w [IC,OC/groups,KH,KW] -> [N,OC,(H-1)*stride-pt-pb+dil*(KH-1)+1+out_pad_h, ..]; a CONV2D_BWD_DATA node, which
+ * has a gradient rule (conv2d of the gradient; conv2d_bwd_weight for w). out_pad_* < max(stride, dil). */
+int mf_conv_transpose2d_cfg(mf_graph *g, int x, int w, const mf_conv_cfg *cfg, int out_pad_h, int out_pad_w);
 int mf_loss_bwd(mf_graph *g, int pred, int target, int dl, int kind, int sum);
 int mf_softmax_ce_bwd(mf_graph *g, int logits, int labels, int dl);
 int mf_pool_bwd(mf_graph *g, int x, int dy, const mf_node *pool);

@@ -1,5 +1,5 @@
-/* pool.c — average/max pooling, global average pooling and nearest upsampling (+ their backward
- * ops): shape rules, builders and gradient rules. Kernels: backend/cpu/pool.c.
+/* pool.c — average/max pooling, global average pooling, nearest upsampling, bilinear resize and 2-D padding
+ * (+ their backward ops): shape rules, builders and gradient rules. Kernels: backend/cpu/pool.c.
  * POOL params: ip0 MF_POOL_AVG/MAX, ip1 k, ip2 stride, ip3 pad, ip4 = 1 for global average
  * pooling ([N,C,H,W] -> [N,C]; the window is the whole plane, k/stride/pad unused).
  * Average pooling divides by k*k including padded positions (PyTorch's count_include_pad=True). */
@@ -118,6 +118,87 @@ static int grad_upsample(mf_graph *g, int id, int dy, int *dx) {
   return dx[0] < 0 ? -1 : 0;
 }
 
+/* x [N,C,H,W] -> [N,C,oh,ow], bilinear (mf_resize_src in ops.h: ONNX Resize linear, PyTorch's interpolate) */
+int mf_resize_linear(mf_graph *g, int x, int64_t oh, int64_t ow, int mode, double scale_h, double scale_w) {
+  if (!mf_graph_check_srcs(g, "resize_linear", 1, &x)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  char sx[80];
+  mf_shape_str(nx, sx, sizeof sx);
+  if (nx->ndim != 4) return mf_graph_fail(g, "resize_linear: input %s must be 4-D [N,C,H,W]", sx);
+  if (!mf_dtype_is_float(nx->dtype)) return mf_graph_fail(g, "resize_linear: input %s must be floating point", sx);
+  if (oh < 1 || ow < 1 || oh > (int64_t)1 << 24 || ow > (int64_t)1 << 24)
+    return mf_graph_fail(g, "resize_linear: output size %lld x %lld for input %s", (long long)oh, (long long)ow, sx);
+  if (mode < MF_RESIZE_HALF_PIXEL || mode > MF_RESIZE_PYTORCH_HALF_PIXEL) return mf_graph_fail(g, "resize_linear: mode %d", mode);
+  if (!(scale_h > 0)) scale_h = (double)oh / (double)nx->ne[2];
+  if (!(scale_w > 0)) scale_w = (double)ow / (double)nx->ne[3];
+  int64_t ne[4] = {nx->ne[0], nx->ne[1], oh, ow};
+  int id = mf_graph_add(g, MF_OP_RESIZE, nx->dtype, 4, ne, 1, &x);
+  if (id >= 0) {
+    mf_node *n = &g->nodes[id];
+    n->ip[0] = mode;
+    n->fp[0] = scale_h;
+    n->fp[1] = scale_w;
+    snprintf(n->name, MF_NAME_LEN, "resize_linear");
+  }
+  return id;
+}
+
+/* dy [N,C,oh,ow] -> dx shaped like the resize's input: each dy pixel spread back with its four weights */
+static int grad_resize(mf_graph *g, int id, int dy, int *dx) {
+  const mf_node *n = &g->nodes[id];
+  int x = n->src[0];
+  dx[0] = mf_node_like(g, MF_OP_RESIZE_BWD, x, 1, &dy);
+  if (dx[0] >= 0) {
+    mf_node *b = &g->nodes[dx[0]];
+    const mf_node *f = &g->nodes[id];
+    b->ip[0] = f->ip[0];
+    b->fp[0] = f->fp[0];
+    b->fp[1] = f->fp[1];
+    snprintf(b->name, MF_NAME_LEN, "resize_linear_bwd");
+  }
+  return dx[0] < 0 ? -1 : 0;
+}
+static double flops_resize(const mf_graph *g, const mf_node *n) { (void)g; return 8.0 * (double)mf_node_numel(n); }
+static double flops_resize_bwd(const mf_graph *g, const mf_node *n) { return 8.0 * (double)mf_node_numel(&g->nodes[n->src[0]]); }
+
+/* x [N,C,H,W] -> [N,C,H+pt+pb,W+pl+pr] (mf_pad_src in ops.h) */
+int mf_pad2d(mf_graph *g, int x, int mode, int pt, int pl, int pb, int pr, double value) {
+  if (!mf_graph_check_srcs(g, "pad2d", 1, &x)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  char sx[80];
+  mf_shape_str(nx, sx, sizeof sx);
+  if (nx->ndim != 4) return mf_graph_fail(g, "pad2d: input %s must be 4-D [N,C,H,W]", sx);
+  if (!mf_dtype_is_float(nx->dtype)) return mf_graph_fail(g, "pad2d: input %s must be floating point", sx);
+  if (mode < MF_PAD_CONSTANT || mode > MF_PAD_EDGE) return mf_graph_fail(g, "pad2d: mode %d", mode);
+  if (pt < 0 || pl < 0 || pb < 0 || pr < 0 || pt > 1 << 20 || pl > 1 << 20 || pb > 1 << 20 || pr > 1 << 20)
+    return mf_graph_fail(g, "pad2d: pads [%d,%d,%d,%d] of input %s (need 0 .. 2^20)", pt, pl, pb, pr, sx);
+  if (mode == MF_PAD_REFLECT && (pt >= nx->ne[2] || pb >= nx->ne[2] || pl >= nx->ne[3] || pr >= nx->ne[3]))
+    return mf_graph_fail(g, "pad2d: reflect pads [%d,%d,%d,%d] must be smaller than the input %s's height and width", pt, pl, pb, pr,
+                         sx);
+  if (mode == MF_PAD_EDGE && (nx->ne[2] < 1 || nx->ne[3] < 1)) return mf_graph_fail(g, "pad2d: edge padding of an empty input %s", sx);
+  int64_t ne[4] = {nx->ne[0], nx->ne[1], nx->ne[2] + pt + pb, nx->ne[3] + pl + pr};
+  int id = mf_graph_add(g, MF_OP_PAD, nx->dtype, 4, ne, 1, &x);
+  if (id >= 0) {
+    mf_node *n = &g->nodes[id];
+    n->ip[0] = mode;
+    n->ip[1] = pt, n->ip[2] = pl, n->ip[3] = pb, n->ip[4] = pr;
+    n->fp[0] = mode == MF_PAD_CONSTANT ? value : 0;
+    snprintf(n->name, MF_NAME_LEN, "pad2d");
+  }
+  return id;
+}
+
+/* dy [N,C,OH,OW] -> dx like the input: each input pixel sums the dy pixels that read it (mf_pad_readers) */
+static int grad_pad(mf_graph *g, int id, int dy, int *dx) {
+  dx[0] = mf_node_like(g, MF_OP_PAD_BWD, g->nodes[id].src[0], 1, &dy);
+  if (dx[0] >= 0) {
+    mf_node *b = &g->nodes[dx[0]];
+    memcpy(b->ip, g->nodes[id].ip, sizeof b->ip);
+    snprintf(b->name, MF_NAME_LEN, "pad2d_bwd");
+  }
+  return dx[0] < 0 ? -1 : 0;
+}
+
 /* one add/compare per window element */
 static double flops_pool(const mf_graph *g, const mf_node *n) {
   (void)g;
@@ -134,3 +215,7 @@ const mf_op_def mf_op_def_pool = {"pool", grad_pool, flops_pool};
 const mf_op_def mf_op_def_pool_bwd = {"pool_bwd", NULL, flops_pool_bwd};
 const mf_op_def mf_op_def_upsample = {"upsample", grad_upsample, NULL};
 const mf_op_def mf_op_def_upsample_bwd = {"upsample_bwd", NULL, NULL};
+const mf_op_def mf_op_def_resize = {"resize", grad_resize, flops_resize};
+const mf_op_def mf_op_def_resize_bwd = {"resize_bwd", NULL, flops_resize_bwd};
+const mf_op_def mf_op_def_pad = {"pad", grad_pad, NULL};
+const mf_op_def mf_op_def_pad_bwd = {"pad_bwd", NULL, NULL};

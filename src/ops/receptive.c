@@ -181,6 +181,8 @@ int mf_graph_receptive_field(const mf_graph *g, int out, int64_t radius[2], int6
         if (!r) r = pixelwise(g, st, id, 0, o, err, errlen);
         break;
       case MF_OP_CONV2D: {
+        mf_conv_cfg cf = mf_conv_cfg_of(n);
+        if (!mf_conv_cfg_plain(&cf)) { r = fail(err, errlen, g, id, "a dilated or asymmetrically padded convolution"); break; }
         const mf_node *w = &g->nodes[n->src[1]];
         int64_t k[2] = {w->ne[2], w->ne[3]};
         r = window(g, st, id, k, n->ip[0], n->ip[1], o, err, errlen);

@@ -112,6 +112,8 @@ static int dn_eligible(const mf_graph *g, const mf_node *n) {
   dn_nodes(g, n, &x, &w, &y);
   if (x->dtype != MF_F32 || w->dtype != MF_F32 || y->dtype != MF_F32) return 0;
   if (n->op == MF_OP_CONV2D && n->nsrc > 2 && g->nodes[n->src[2]].dtype != MF_F32) return 0;
+  mf_conv_cfg cf = mf_conv_cfg_of(n);
+  if (!mf_conv_cfg_plain(&cf)) return 0; /* dilated or asymmetric pads: memfit's im2col */
   return 1;
 }
 

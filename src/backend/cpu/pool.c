@@ -1,5 +1,5 @@
-/* pool.c (CPU) — kernels for average/max pooling (and global average pooling), nearest upsampling
- * and their backward ops; one OpenMP task per (image, channel) plane. f32 fast path, any other
+/* pool.c (CPU) — kernels for average/max pooling (and global average pooling), nearest upsampling, bilinear
+ * resize, 2-D padding and their backward ops; one OpenMP task per (image, channel) plane. f32 fast path, any other
  * float dtype through mf_ld/mf_st with double accumulation. */
 #include "backend/cpu/cpu.h"
 #include <float.h>
@@ -186,6 +186,112 @@ void mf_cpu_upsample_bwd(const mf_kctx *k, const mf_node *n, void *out, void *co
           for (int64_t j = 0; j < f; j++) acc += mf_ld(src[0], nd->dtype, yo + w * f + i * OW + j);
         mf_st(out, n->dtype, xo + w, acc);
       }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ bilinear resize */
+
+/* y [P,OH,OW] from x [P,H,W]: each output pixel mixes its four source pixels (mf_resize_src, ops.h), in double */
+void mf_cpu_resize(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  int64_t P = nx->ne[0] * nx->ne[1], H = nx->ne[2], W = nx->ne[3], OH = n->ne[2], OW = n->ne[3];
+  int mode = n->ip[0];
+  #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 32768)
+  for (int64_t r = 0; r < P * OH; r++) { /* one output row */
+    int64_t p = r / OH, oh = r % OH, h0, h1;
+    double lh;
+    mf_resize_src(mode, oh, H, OH, n->fp[0], &h0, &h1, &lh);
+    int64_t x0 = (p * H + h0) * W, x1 = (p * H + h1) * W;
+    for (int64_t ow = 0; ow < OW; ow++) {
+      int64_t w0, w1;
+      double lw;
+      mf_resize_src(mode, ow, W, OW, n->fp[1], &w0, &w1, &lw);
+      double top = (1 - lw) * mf_ld(src[0], nx->dtype, x0 + w0) + lw * mf_ld(src[0], nx->dtype, x0 + w1);
+      double bot = (1 - lw) * mf_ld(src[0], nx->dtype, x1 + w0) + lw * mf_ld(src[0], nx->dtype, x1 + w1);
+      mf_st(out, n->dtype, r * OW + ow, (1 - lh) * top + lh * bot);
+    }
+  }
+}
+
+/* dx [P,H,W] from dy [P,OH,OW], gathered: each dx pixel sums, in double and in output order, the dy pixels whose
+ * source pixels include it (the same sums for any thread count, no scratch). The maps are monotone, so the output
+ * rows that reach input row h are one run [oh_lo, oh_hi), and the output columns that reach column w start at or
+ * after those that reached w-1. */
+void mf_cpu_resize_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_src(k, n, 0);
+  int64_t P = n->ne[0] * n->ne[1], H = n->ne[2], W = n->ne[3], OH = nd->ne[2], OW = nd->ne[3];
+  int mode = n->ip[0];
+  double sh = n->fp[0], sw = n->fp[1];
+  #pragma omp parallel for schedule(static) if (mf_node_numel(nd) > 32768)
+  for (int64_t r = 0; r < P * H; r++) { /* one input row of dx */
+    int64_t p = r / H, h = r % H, oh_lo = 0, oh_hi, a0, a1;
+    double l;
+    while (oh_lo < OH && (mf_resize_src(mode, oh_lo, H, OH, sh, &a0, &a1, &l), a1 < h)) oh_lo++;
+    for (oh_hi = oh_lo; oh_hi < OH && (mf_resize_src(mode, oh_hi, H, OH, sh, &a0, &a1, &l), a0 <= h); oh_hi++) {}
+    int64_t ow_lo = 0;
+    for (int64_t w = 0; w < W; w++) {
+      while (ow_lo < OW && (mf_resize_src(mode, ow_lo, W, OW, sw, &a0, &a1, &l), a1 < w)) ow_lo++;
+      double acc = 0;
+      for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+        int64_t h0, h1;
+        double lh;
+        mf_resize_src(mode, oh, H, OH, sh, &h0, &h1, &lh);
+        double wh = (h0 == h ? 1 - lh : 0) + (h1 == h ? lh : 0);
+        if (wh == 0) continue;
+        for (int64_t ow = ow_lo; ow < OW; ow++) {
+          int64_t w0, w1;
+          double lw;
+          mf_resize_src(mode, ow, W, OW, sw, &w0, &w1, &lw);
+          if (w0 > w) break;
+          double ww = (w0 == w ? 1 - lw : 0) + (w1 == w ? lw : 0);
+          if (ww != 0) acc += wh * ww * mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
+        }
+      }
+      mf_st(out, n->dtype, r * W + w, acc);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ padding (mf_pad_src, ops.h) */
+
+/* y [P,OH,OW] = x [P,H,W] padded: constant, mirrored or edge pixels outside */
+void mf_cpu_pad(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  int64_t P = nx->ne[0] * nx->ne[1], H = nx->ne[2], W = nx->ne[3], OH = n->ne[2], OW = n->ne[3];
+  int mode = n->ip[0], pt = n->ip[1], pl = n->ip[2];
+  #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 32768)
+  for (int64_t r = 0; r < P * OH; r++) {
+    int64_t p = r / OH, h = mf_pad_src(mode, r % OH, pt, H);
+    for (int64_t ow = 0; ow < OW; ow++) {
+      int64_t w = mf_pad_src(mode, ow, pl, W);
+      double v = h < 0 || w < 0 ? n->fp[0] : mf_ld(src[0], nx->dtype, (p * H + h) * W + w);
+      mf_st(out, n->dtype, r * OW + ow, v);
+    }
+  }
+}
+
+/* dx [P,H,W]: each pixel sums, in double and in output order, the dy pixels that read it */
+void mf_cpu_pad_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_src(k, n, 0);
+  int64_t P = n->ne[0] * n->ne[1], H = n->ne[2], W = n->ne[3], OH = nd->ne[2], OW = nd->ne[3];
+  int mode = n->ip[0], pt = n->ip[1], pl = n->ip[2];
+  #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 32768)
+  for (int64_t r = 0; r < P * H; r++) {
+    int64_t p = r / H, h = r % H, rh[6], rw[6];
+    mf_pad_readers(mode, h, pt, H, OH, rh);
+    for (int64_t w = 0; w < W; w++) {
+      mf_pad_readers(mode, w, pl, W, OW, rw);
+      double acc = 0;
+      for (int a = 0; a < 3; a++)
+        for (int64_t oh = rh[2 * a]; oh < rh[2 * a + 1]; oh++)
+          for (int b = 0; b < 3; b++)
+            for (int64_t ow = rw[2 * b]; ow < rw[2 * b + 1]; ow++) acc += mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
+      mf_st(out, n->dtype, r * W + w, acc);
     }
   }
 }

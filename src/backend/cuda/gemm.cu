@@ -94,7 +94,8 @@ static void bias_fill(void *y, mf_dtype yt, const void *b, mf_dtype bt, int64_t 
 /* Convolution geometry, passed by value to kernels. */
 typedef struct cgeo {
   int64_t N, C, H, W, OC, KH, KW, OH, OW, G, Cg, OCg, HW, OHW, K, KK;
-  int64_t s, ph, pw; /* stride, padding of rows and columns */
+  int64_t s, ph, pw; /* stride, padding of rows and columns (top, left; the bottom and right ones only set OH, OW) */
+  int64_t d;         /* dilation */
 } cgeo;
 
 /* col (ct) [nb][C*KH*KW][OH*OW] from images x (xt) [nb][C][H][W]; rows (c, kh, kw) as w's layout */
@@ -103,7 +104,7 @@ template <typename T> __global__ void k_im2col(void *col, int ct, const void *x,
   MF_GRID_LOOP(i, n) {
     int64_t pix = i % g.OHW, r = (i / g.OHW) % rows, img = i / (g.OHW * rows);
     int64_t c = r / g.KK, kh = (r / g.KW) % g.KH, kw = r % g.KW;
-    int64_t ih = (pix / g.OW) * g.s - g.ph + kh, iw = (pix % g.OW) * g.s - g.pw + kw;
+    int64_t ih = (pix / g.OW) * g.s - g.ph + kh * g.d, iw = (pix % g.OW) * g.s - g.pw + kw * g.d;
     T v = (T)0;
     if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v = mf_gld<T>(x, xt, ((img * g.C + c) * g.H + ih) * g.W + iw);
     mf_gst<T>(col, ct, i, v);
@@ -116,12 +117,12 @@ template <typename T> __global__ void k_col2im(void *dx, int xt, const void *col
     int64_t iw = i % g.W, ih = (i / g.W) % g.H, c = (i / g.HW) % g.C, img = i / (g.C * g.HW);
     T acc = (T)0;
     for (int64_t kh = 0; kh < g.KH; kh++) {
-      int64_t th = ih + g.ph - kh;
+      int64_t th = ih + g.ph - kh * g.d;
       if (th < 0 || th % g.s) continue;
       int64_t oh = th / g.s;
       if (oh >= g.OH) continue;
       for (int64_t kw = 0; kw < g.KW; kw++) {
-        int64_t tw = iw + g.pw - kw;
+        int64_t tw = iw + g.pw - kw * g.d;
         if (tw < 0 || tw % g.s) continue;
         int64_t ow = tw / g.s;
         if (ow >= g.OW) continue;
@@ -176,11 +177,13 @@ static void conv_plan(const mf_graph *gr, const mf_node *n, cplan *P) {
   g->N = x->ne[0]; g->C = x->ne[1]; g->H = x->ne[2]; g->W = x->ne[3];
   g->OC = w->ne[0]; g->KH = w->ne[2]; g->KW = w->ne[3];
   g->OH = y->ne[2]; g->OW = y->ne[3];
-  g->s = n->ip[0]; g->ph = g->pw = n->ip[1]; g->G = n->ip[2] > 0 ? n->ip[2] : 1;
+  mf_conv_cfg cf = mf_conv_cfg_of(n);
+  bool plain = mf_conv_cfg_plain(&cf);
+  g->s = cf.stride; g->ph = cf.pt; g->pw = cf.pl; g->d = cf.dil; g->G = cf.groups > 0 ? cf.groups : 1;
   g->Cg = g->C / g->G; g->OCg = g->OC / g->G;
   g->HW = g->H * g->W; g->OHW = g->OH * g->OW; g->KK = g->KH * g->KW;
   g->K = g->Cg * g->KK;
-  P->direct = g->KK == 1 && g->s == 1 && g->ph == 0;
+  P->direct = g->KK == 1 && g->s == 1 && plain && g->ph == 0;
   P->n_a = P->n_b = P->n_col = P->n_c = 0;
   P->route_b = false;
   mf_dtype acc = acc_type(n->dtype);
@@ -207,7 +210,7 @@ static void conv_plan(const mf_graph *gr, const mf_node *n, cplan *P) {
     if (y->dtype != P->abt) P->n_b = g->N * g->OC * g->OHW;
     /* stride 1, fewer output than input channels, dx in the operand dtype: im2col of dy is the
      * smaller column matrix and the GEMM writes dx directly (no col2im) */
-    P->route_b = native && !P->direct && g->s == 1 && g->OC <= g->C && x->dtype == P->abt && g->ph <= g->KH - 1 && g->ph <= g->KW - 1;
+    P->route_b = native && plain && !P->direct && g->s == 1 && g->OC <= g->C && x->dtype == P->abt && g->ph <= g->KH - 1 && g->ph <= g->KW - 1;
     if (P->route_b) {
       P->ct = P->abt;
       P->n_a = g->OC * g->K; /* flipped, transposed weight */

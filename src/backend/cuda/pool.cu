@@ -1,5 +1,5 @@
-/* pool.cu — CUDA kernels of average/max pooling (and global pooling), nearest upsampling and their
- * backward ops. Backward kernels gather (one thread per input element, adding the outputs that read
+/* pool.cu — CUDA kernels of average/max pooling (and global pooling), nearest upsampling, bilinear resize,
+ * 2-D padding and their backward ops. Backward kernels gather (one thread per input element, adding the outputs that read
  * it in the CPU backend's order), so no atomics are needed and results are the same every run. */
 #include "backend/cuda/common.cuh"
 #include <float.h>
@@ -242,4 +242,115 @@ extern "C" void mf_cuda_upsample_bwd(const mf_kctx *k, const mf_node *n, void *o
   else
     k_upsample_bwd<float><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nd->dtype, P, n->ne[2], n->ne[3], f);
   MF_CUDA_LAUNCHED("upsample_bwd");
+}
+
+/* ------------------------------------------------------------------ bilinear resize (mf_resize_src, ops.h) */
+
+/* y [P,OH,OW] from x [P,H,W], in double like the CPU kernel */
+__global__ void k_resize(void *y, int yt, const void *x, int xt, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW, int mode,
+                         double sh, double sw) {
+  int64_t n = P * OH * OW;
+  MF_GRID_LOOP(i, n) {
+    int64_t ow = i % OW, oh = (i / OW) % OH, p = i / (OH * OW), h0, h1, w0, w1;
+    double lh, lw;
+    mf_resize_src(mode, oh, H, OH, sh, &h0, &h1, &lh);
+    mf_resize_src(mode, ow, W, OW, sw, &w0, &w1, &lw);
+    int64_t a = (p * H + h0) * W, b = (p * H + h1) * W;
+    double top = (1 - lw) * mf_gld<double>(x, xt, a + w0) + lw * mf_gld<double>(x, xt, a + w1);
+    double bot = (1 - lw) * mf_gld<double>(x, xt, b + w0) + lw * mf_gld<double>(x, xt, b + w1);
+    mf_gst<double>(y, yt, i, (1 - lh) * top + lh * bot);
+  }
+}
+/* dx [P,H,W] from dy [P,OH,OW]: one thread per dx pixel sums, in output order, the dy pixels that reach it (the
+ * CPU kernel's sums, no atomics); the rows and columns that reach it are runs of the monotone maps */
+__global__ void k_resize_bwd(void *dx, int ot, const void *dy, int dt, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                             int mode, double sh, double sw) {
+  int64_t n = P * H * W;
+  MF_GRID_LOOP(i, n) {
+    int64_t w = i % W, h = (i / W) % H, p = i / (H * W), a0, a1, oh_lo = 0, ow_lo = 0;
+    double l, acc = 0;
+    while (oh_lo < OH && (mf_resize_src(mode, oh_lo, H, OH, sh, &a0, &a1, &l), a1 < h)) oh_lo++;
+    while (ow_lo < OW && (mf_resize_src(mode, ow_lo, W, OW, sw, &a0, &a1, &l), a1 < w)) ow_lo++;
+    for (int64_t oh = oh_lo; oh < OH; oh++) {
+      int64_t h0, h1;
+      double lh;
+      mf_resize_src(mode, oh, H, OH, sh, &h0, &h1, &lh);
+      if (h0 > h) break;
+      double wh = (h0 == h ? 1 - lh : 0) + (h1 == h ? lh : 0);
+      if (wh == 0) continue;
+      for (int64_t ow = ow_lo; ow < OW; ow++) {
+        int64_t w0, w1;
+        double lw;
+        mf_resize_src(mode, ow, W, OW, sw, &w0, &w1, &lw);
+        if (w0 > w) break;
+        double ww = (w0 == w ? 1 - lw : 0) + (w1 == w ? lw : 0);
+        if (ww != 0) acc += wh * ww * mf_gld<double>(dy, dt, (p * OH + oh) * OW + ow);
+      }
+    }
+    mf_gst<double>(dx, ot, i, acc);
+  }
+}
+
+extern "C" void mf_cuda_resize(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  k_resize<<<mf_blocks(total), MF_THREADS, 0, mf_cuda_stream(k)>>>(out, n->dtype, src[0], nx->dtype, nx->ne[0] * nx->ne[1], nx->ne[2],
+                                                                    nx->ne[3], n->ne[2], n->ne[3], n->ip[0], n->fp[0], n->fp[1]);
+  MF_CUDA_LAUNCHED("resize");
+}
+
+extern "C" void mf_cuda_resize_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  k_resize_bwd<<<mf_blocks(total), MF_THREADS, 0, mf_cuda_stream(k)>>>(out, n->dtype, src[0], nd->dtype, n->ne[0] * n->ne[1], n->ne[2],
+                                                                        n->ne[3], nd->ne[2], nd->ne[3], n->ip[0], n->fp[0], n->fp[1]);
+  MF_CUDA_LAUNCHED("resize_bwd");
+}
+
+/* ------------------------------------------------------------------ padding (mf_pad_src, ops.h) */
+
+__global__ void k_pad(void *y, int yt, const void *x, int xt, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW, int mode, int64_t pt,
+                      int64_t pl, double value) {
+  int64_t n = P * OH * OW;
+  MF_GRID_LOOP(i, n) {
+    int64_t ow = i % OW, oh = (i / OW) % OH, p = i / (OH * OW);
+    int64_t h = mf_pad_src(mode, oh, pt, H), w = mf_pad_src(mode, ow, pl, W);
+    mf_gst<double>(y, yt, i, h < 0 || w < 0 ? value : mf_gld<double>(x, xt, (p * H + h) * W + w));
+  }
+}
+/* one thread per dx pixel: the CPU kernel's sums in its order */
+__global__ void k_pad_bwd(void *dx, int ot, const void *dy, int dt, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW, int mode,
+                          int64_t pt, int64_t pl) {
+  int64_t n = P * H * W;
+  MF_GRID_LOOP(i, n) {
+    int64_t w = i % W, h = (i / W) % H, p = i / (H * W), rh[6], rw[6];
+    mf_pad_readers(mode, h, pt, H, OH, rh);
+    mf_pad_readers(mode, w, pl, W, OW, rw);
+    double acc = 0;
+    for (int a = 0; a < 3; a++)
+      for (int64_t oh = rh[2 * a]; oh < rh[2 * a + 1]; oh++)
+        for (int b = 0; b < 3; b++)
+          for (int64_t ow = rw[2 * b]; ow < rw[2 * b + 1]; ow++) acc += mf_gld<double>(dy, dt, (p * OH + oh) * OW + ow);
+    mf_gst<double>(dx, ot, i, acc);
+  }
+}
+
+extern "C" void mf_cuda_pad(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  k_pad<<<mf_blocks(total), MF_THREADS, 0, mf_cuda_stream(k)>>>(out, n->dtype, src[0], nx->dtype, nx->ne[0] * nx->ne[1], nx->ne[2], nx->ne[3],
+                                                                 n->ne[2], n->ne[3], n->ip[0], n->ip[1], n->ip[2], n->fp[0]);
+  MF_CUDA_LAUNCHED("pad");
+}
+
+extern "C" void mf_cuda_pad_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  k_pad_bwd<<<mf_blocks(total), MF_THREADS, 0, mf_cuda_stream(k)>>>(out, n->dtype, src[0], nd->dtype, n->ne[0] * n->ne[1], n->ne[2], n->ne[3],
+                                                                     nd->ne[2], nd->ne[3], n->ip[0], n->ip[1], n->ip[2]);
+  MF_CUDA_LAUNCHED("pad_bwd");
 }
