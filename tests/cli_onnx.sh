@@ -52,6 +52,19 @@ export(Net(torch.nn.Sequential(torch.nn.ELU(), torch.nn.SELU())), "unsup")
 net.train()  # Dropout in training mode: refused with how to export instead
 torch.onnx.export(net, torch.randn(4, 3, 32, 32), f"{out}/train.onnx", input_names=["x"], opset_version=13,
                   training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False, dynamic_axes={"x": {0: "batch"}})
+class Dec(torch.nn.Module):  # the decoder / segmentation ops: reflection pad, dilation, transposed conv, bilinear, asymmetric pad
+    def __init__(s):
+        super().__init__()
+        s.c1 = torch.nn.Conv2d(3, 8, 3); s.c2 = torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2)
+        s.up = torch.nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1, output_padding=1); s.c3 = torch.nn.Conv2d(6, 4, 2)
+        s.fc = torch.nn.Linear(4, 10)
+    def forward(s, x):
+        h = torch.relu(s.c1(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")))
+        h = torch.nn.functional.silu(s.c2(h))
+        h = torch.nn.functional.interpolate(s.up(h), scale_factor=2, mode="bilinear", align_corners=False)
+        h = s.c3(torch.nn.functional.pad(h, (0, 1, 0, 1)))  # a 2x2 kernel keeping the size: padding on one side
+        return s.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(h, 1), 1))
+export(Dec(), "dec")
 print(sum(p.numel() for p in net.parameters()))
 EOF
 if ! "$PY" "$tmp/export.py" "$tmp" >"$tmp/params" 2>"$tmp/export.err"; then
@@ -75,6 +88,9 @@ run plan "$tmp/small.onnx" --input x=8x3x32x32 --by-layer --json
 ok "--by-layer --json: the same as fields" '[ "$(rc)" = 0 ] && /usr/bin/python3 -c "import json; d=json.load(open(\"$tmp/out\")); assert d[\"by_layer\"] and d[\"by_layer\"][0][\"kept_bytes\"] > 0 and d[\"forward_peak\"][\"layer\"] and d[\"backward_peak\"][\"bytes\"] > 0"'
 run plan "$tmp/small.onnx" --input x=8x3x32x32 --run 2
 ok "--run: two training steps with the file's weights, measured == planned in every arena" '[ "$(rc)" = 0 ] && grep -q "^step 2: loss" $tmp/out && grep -q "measured == planned: yes, every arena" $tmp/out && ! grep -q DIFFERENT $tmp/out'
+
+run plan "$tmp/dec.onnx" --input x=4x3x32x32 --run 2
+ok "a decoder (reflection pad, dilated conv, transposed conv, bilinear resize, one-sided pad): two steps, measured == planned" '[ "$(rc)" = 0 ] && grep -q "^step 2: loss" $tmp/out && grep -q "measured == planned: yes, every arena" $tmp/out && ! grep -q DIFFERENT $tmp/out'
 
 run plan "$tmp/small.onnx" --input x=8x3x32x32 --loss mse
 ok "--loss mse plans too" '[ "$(rc)" = 0 ] && grep -q "loss mse" $tmp/out'

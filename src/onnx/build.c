@@ -211,7 +211,8 @@ static int dims_to_mf(ctx *c, int ndim, const int64_t *dims, int64_t *ne, const 
 /* the graph tensor of v: a parameter (or buffer) for a float initializer, a state for another constant */
 static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
   if (!v) return node_fail(c, "%s is missing", what);
-  if (v->pad) return UNSUP("%s '%s' is a zero Pad, which memfit folds only into a Conv or AveragePool that reads it", what, v->name);
+  if (v->pad && v->t >= 0) /* a zero Pad read by something other than a Conv or AveragePool: done as an op */
+    return mf_pad2d(c->g, v->t, MF_PAD_CONSTANT, v->pad, v->pad, v->pad, v->pad, 0);
   if (v->t >= 0) return v->t;
   int64_t ne[MF_MAX_DIMS];
   if (v->init >= 0) {
@@ -448,34 +449,41 @@ static int reshape_dims(ctx *c, int nd, const int64_t *dims, const cst *s, int a
   return 0;
 }
 
-/* Slice parameters for one axis: clamped start and end (step 1 only) */
-static int slice_range(ctx *c, int64_t dim, double st, double en, int64_t step, int64_t *s, int64_t *e) {
-  if (step != 1) return UNSUP("Slice with step %lld (memfit slices with step 1)", (long long)step);
+/* Slice parameters for one axis of dim elements (ONNX's clamping): the first index *s and the element count *n;
+ * a step < 0 walks backwards (torch's exporter reverses pad lists so) */
+static int slice_range(ctx *c, int64_t dim, double st, double en, int64_t step, int64_t *s, int64_t *n) {
+  if (step == 0) return node_fail(c, "Slice with step 0");
   int64_t a = to_i64(st), b = to_i64(en);
   if (a < 0) a += dim;
   if (b < 0) b += dim;
-  if (a < 0) a = 0;
-  if (a > dim) a = dim;
-  if (b < 0) b = 0;
-  if (b > dim) b = dim;
+  if (step > 0) {
+    a = a < 0 ? 0 : a > dim ? dim : a;
+    b = b < 0 ? 0 : b > dim ? dim : b;
+    *n = b > a ? (b - a + step - 1) / step : 0;
+  } else {
+    a = a < 0 ? 0 : a > dim - 1 ? dim - 1 : a;
+    b = b < -1 ? -1 : b > dim - 1 ? dim - 1 : b;
+    *n = a > b ? (a - b - step - 1) / -step : 0;
+  }
   *s = a;
-  *e = b;
   return 0;
 }
 
-/* slices of Slice's inputs: per axis start/end (ONNX rank of the data) */
-static int slice_params(ctx *c, int rank, int64_t *st, int64_t *en, const int64_t *dims) {
+/* slices of Slice's inputs: per axis the first index st, the step sp and en = st + count * sp (ONNX rank of the data) */
+static int slice_params(ctx *c, int rank, int64_t *st, int64_t *en, int64_t *sp, const int64_t *dims) {
   cst *s = in_const(c, 1, "starts"), *e = s ? in_const(c, 2, "ends") : NULL;
   if (!s || !e) return -1;
   if (s->n != e->n || s->n > rank) return node_fail(c, "starts and ends of %lld and %lld values", (long long)s->n, (long long)e->n);
-  cst *ax = has_in(c, 3) ? in_const(c, 3, "axes") : NULL, *sp = has_in(c, 4) ? in_const(c, 4, "steps") : NULL;
-  if ((has_in(c, 3) && !ax) || (has_in(c, 4) && !sp)) return -1;
-  for (int i = 0; i < rank; i++) { st[i] = 0; en[i] = dims[i]; }
+  cst *ax = has_in(c, 3) ? in_const(c, 3, "axes") : NULL, *stp = has_in(c, 4) ? in_const(c, 4, "steps") : NULL;
+  if ((has_in(c, 3) && !ax) || (has_in(c, 4) && !stp)) return -1;
+  for (int i = 0; i < rank; i++) { st[i] = 0; en[i] = dims[i]; sp[i] = 1; }
   for (int64_t i = 0; i < s->n; i++) {
-    int64_t a = ax ? to_i64(ax->v[i]) : i;
+    int64_t a = ax ? to_i64(ax->v[i]) : i, cnt;
     if (norm_axis(c, a, rank, &a) < 0) return -1;
-    int64_t step = sp ? to_i64(sp->v[i]) : 1;
-    if (slice_range(c, dims[a], s->v[i], e->v[i], step, &st[a], &en[a]) < 0) return -1;
+    int64_t step = stp ? to_i64(stp->v[i]) : 1;
+    if (slice_range(c, dims[a], s->v[i], e->v[i], step, &st[a], &cnt) < 0) return -1;
+    sp[a] = step;
+    en[a] = st[a] + cnt * step;
   }
   return 0;
 }
@@ -485,7 +493,8 @@ static int fold(ctx *c, const char *op, bool *done) {
   const Onnx__NodeProto *n = c->node;
   static const char *const foldable[] = {"Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Concat", "Gather",
                                          "Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "Max", "Min", "Neg",
-                                         "Sqrt", "Floor", "Ceil", "Slice", "Range", "Where", "Not", "Abs", "Relu"};
+                                         "Sqrt", "Floor", "Ceil", "Slice", "Range", "Where", "Not", "Abs", "Relu",
+                                         "Transpose"};
   bool ok = false;
   for (size_t i = 0; i < sizeof foldable / sizeof *foldable; i++) ok |= !strcmp(op, foldable[i]);
   if (!ok || n->n_input == 0) return 0;
@@ -580,18 +589,40 @@ static int fold(ctx *c, const char *op, bool *done) {
       r.v[i] = op[0] == 'N' && op[1] == 'e' ? -x : op[0] == 'S' ? sqrt(x) : op[0] == 'F' ? floor(x) : op[0] == 'C' ? ceil(x)
                : op[0] == 'N' ? (x == 0) : op[0] == 'A' ? fabs(x) : (x > 0 ? x : 0);
     }
+  } else if (!strcmp(op, "Transpose")) { /* torch's pad lists are reshaped to [k,2], reversed and transposed */
+    int64_t perm[ONNX_MAX_RANK], dims[ONNX_MAX_RANK], st[ONNX_MAX_RANK];
+    int np = attr_ints(n, "perm", perm, ONNX_MAX_RANK);
+    if (np < 0) { np = a->ndim; for (int i = 0; i < np; i++) perm[i] = np - 1 - i; }
+    if (np != a->ndim) return node_fail(c, "perm of %d values for a tensor of rank %d", np, a->ndim);
+    for (int i = 0; i < np; i++) {
+      if (perm[i] < 0 || perm[i] >= np) return node_fail(c, "perm value %lld", (long long)perm[i]);
+      for (int j = 0; j < i; j++)
+        if (perm[j] == perm[i]) return node_fail(c, "perm repeats axis %lld", (long long)perm[i]);
+      dims[i] = a->dims[perm[i]];
+    }
+    int64_t acc = 1;
+    for (int i = np - 1; i >= 0; i--) { st[i] = acc; acc *= a->dims[i]; }
+    if (cst_alloc(c, &r, a->et, np, dims) < 0) return -1;
+    for (int64_t f = 0; f < r.n; f++) {
+      int64_t rem = f, src = 0;
+      for (int i = np - 1; i >= 0; i--) {
+        src += rem % dims[i] * st[perm[i]];
+        rem /= dims[i];
+      }
+      r.v[f] = a->v[src];
+    }
   } else if (!strcmp(op, "Slice")) {
     if (a->ndim < 1) return node_fail(c, "slice of a scalar");
-    int64_t st[ONNX_MAX_RANK], en[ONNX_MAX_RANK], dims[ONNX_MAX_RANK];
-    if (slice_params(c, a->ndim, st, en, a->dims) < 0) return -1;
-    for (int i = 0; i < a->ndim; i++) dims[i] = en[i] > st[i] ? en[i] - st[i] : 0;
+    int64_t st[ONNX_MAX_RANK], en[ONNX_MAX_RANK], sp[ONNX_MAX_RANK], dims[ONNX_MAX_RANK];
+    if (slice_params(c, a->ndim, st, en, sp, a->dims) < 0) return -1;
+    for (int i = 0; i < a->ndim; i++) dims[i] = (en[i] - st[i]) / sp[i];
     if (cst_alloc(c, &r, a->et, a->ndim, dims) < 0) return -1;
     for (int64_t f = 0; f < r.n; f++) {
       int64_t rem = f, src = 0, stride = 1;
       for (int i = a->ndim - 1; i >= 0; i--) {
         int64_t coord = rem % dims[i];
         rem /= dims[i];
-        src += (coord + st[i]) * stride;
+        src += (st[i] + coord * sp[i]) * stride;
         stride *= a->dims[i];
       }
       r.v[f] = a->v[src];
@@ -749,38 +780,129 @@ static mf_tensor gelu_match(ctx *c) {
   return -1;
 }
 
-/* kernel, stride and symmetric pad of Conv / pools over 2-D spatial dims */
-static int spatial(ctx *c, const mf_node *x, int64_t kh, int64_t kw, int *stride, int *pad) {
+/* Mul(x, Sigmoid(x)) in either order (torch exports SiLU / swish so) -> one SiLU op, whose backward reads x only:
+ * the sigmoid's output is then not kept for backward (the unfused pair keeps x, sigmoid(x) and their product) */
+static mf_tensor silu_match(ctx *c) {
+  const Onnx__NodeProto *n = c->node, *sg;
+  if (n->n_input != 2) return -1;
+  for (int side = 0; side < 2; side++) {
+    if (!(sg = producer(c, n->input[side], NULL)) || strcmp(sg->op_type, "Sigmoid") || sg->n_input != 1) continue;
+    if (strcmp(sg->input[0], n->input[1 - side])) continue;
+    val *vx = val_find(c, sg->input[0]);
+    if (!vx || vx->t < 0 || vx->pad) continue;
+    return mf_silu(c->g, vx->t);
+  }
+  return -1;
+}
+
+/* true when ReduceMean node r averages its input over the last axis only (rank nd), keeping it */
+static bool mean_last(ctx *c, const Onnx__NodeProto *r, int nd) {
+  if (!r || strcmp(r->op_type, "ReduceMean") || r->n_input < 1 || !attr_i(r, "keepdims", 1)) return false;
+  int64_t ax[8];
+  int na = attr_ints(r, "axes", ax, 8);
+  (void)c;
+  return na == 1 && (ax[0] == -1 || ax[0] == nd - 1);
+}
+
+/* torch's LayerNorm over the last axis as opset < 17 exports it:
+ *   d = x - ReduceMean(x); y = d / Sqrt(ReduceMean(Pow(d, 2)) + eps) * gamma + beta
+ * ending at this Add (either operand order) -> one group norm of [M, D] with one group, whose backward keeps
+ * only x (the unfused chain keeps d and d / sqrt(var + eps), two tensors of x's size); -1 when it does not match */
+static mf_tensor ln_match(ctx *c) {
+  const Onnx__NodeProto *n = c->node, *mu, *dv, *sq, *ad, *rv, *pw, *sb, *rm;
+  if (n->n_input != 2) return -1;
+  for (int side = 0; side < 2; side++) {
+    val *vb = val_find(c, n->input[1 - side]);
+    if (!is_weight(c, vb) || !(mu = producer(c, n->input[side], NULL)) || strcmp(mu->op_type, "Mul") || mu->n_input != 2) continue;
+    for (int ms = 0; ms < 2; ms++) {
+      val *vg = val_find(c, mu->input[1 - ms]);
+      if (!is_weight(c, vg) || !(dv = producer(c, mu->input[ms], NULL)) || strcmp(dv->op_type, "Div") || dv->n_input != 2) continue;
+      if (!(sq = producer(c, dv->input[1], NULL)) || strcmp(sq->op_type, "Sqrt") || sq->n_input != 1) continue;
+      if (!(ad = producer(c, sq->input[0], NULL)) || strcmp(ad->op_type, "Add") || ad->n_input != 2) continue;
+      int ke = -1;
+      for (int k = 0; k < 2 && ke < 0; k++) {
+        val *ve = val_find(c, ad->input[k]);
+        if (known(ve) && !is_weight(c, ve)) ke = k;
+      }
+      if (ke < 0 || !(rv = producer(c, ad->input[1 - ke], NULL))) continue;
+      cst *ec = const_of(c, val_find(c, ad->input[ke]), "epsilon");
+      if (!ec) return -1;
+      if (ec->n != 1 || !(ec->v[0] >= 0)) continue;
+      double eps = ec->v[0];
+      if (!(sb = producer(c, dv->input[0], NULL)) || strcmp(sb->op_type, "Sub") || sb->n_input != 2) continue;
+      if (!(rm = producer(c, sb->input[1], NULL)) || strcmp(rm->op_type, "ReduceMean") || strcmp(rm->input[0], sb->input[0])) continue;
+      if (!(pw = producer(c, rv->input[0], NULL)) || strcmp(pw->op_type, "Pow") || pw->n_input != 2 ||
+          strcmp(pw->input[0], dv->input[0]) || !const_is(c, pw->input[1], 2.0, 0))
+        continue;
+      val *vx = val_find(c, sb->input[0]);
+      if (!vx || vx->t < 0 || vx->pad) continue;
+      const mf_node *nx = nd_of(c, vx->t);
+      int nd = nx->ndim;
+      if (nd < 2 || !mean_last(c, rm, nd) || !mean_last(c, rv, nd)) continue;
+      int64_t D = nx->ne[nd - 1], M = mf_node_numel(nx) / D;
+      mf_tensor gm = tensor_of(c, vg, "gamma"), bt = gm >= 0 ? tensor_of(c, vb, "beta") : -1;
+      if (bt < 0) return -1;
+      if (nd_of(c, gm)->ndim != 1 || nd_of(c, gm)->ne[0] != D || nd_of(c, bt)->ndim != 1 || nd_of(c, bt)->ne[0] != D) continue;
+      int64_t m2[2] = {M, D};
+      mf_tensor y = mf_groupnorm(c->g, mf_reshape(c->g, vx->t, 2, m2), gm, bt, 1, eps); /* [M, D] */
+      return y < 0 ? -1 : mf_reshape(c->g, y, nd, nx->ne);
+    }
+  }
+  return -1;
+}
+
+/* stride, dilation and pads (top, left, bottom, right) of a Conv, ConvTranspose or pool over 2-D spatial dims;
+ * `transposed`: auto_pad SAME sizes the output as in * stride (ConvTranspose) instead of in / stride */
+static int spatial_cfg(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool transposed, mf_conv_cfg *cf) {
   const Onnx__NodeProto *n = c->node;
   int64_t v[8];
   int k = attr_ints(n, "strides", v, 8);
   int64_t sh = k >= 1 ? v[0] : 1, sw = k >= 2 ? v[1] : sh;
   if (k > 2 || sh != sw) return UNSUP("strides of %d values or unequal ones (memfit: one stride for H and W)", k);
   k = attr_ints(n, "dilations", v, 8);
-  for (int i = 0; i < k && i < 8; i++)
-    if (v[i] != 1) return UNSUP("dilation %lld (memfit's convolutions and pools are not dilated)", (long long)v[i]);
+  int64_t dh = k >= 1 ? v[0] : 1, dw = k >= 2 ? v[1] : dh;
+  if (k > 2 || dh != dw) return UNSUP("dilations of %d values or unequal ones (memfit: one dilation for H and W)", k);
+  if (sh < 1 || dh < 1 || sh > 1 << 20 || dh > 1 << 20) return node_fail(c, "stride %lld or dilation %lld", (long long)sh, (long long)dh);
   char ap[32];
   const char *autopad = attr_s(n, "auto_pad", ap, sizeof ap);
   int64_t p[4] = {0, 0, 0, 0};
   if (autopad && (!strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER"))) {
     int64_t ins[2] = {x->ne[2], x->ne[3]}, ks[2] = {kh, kw};
     for (int i = 0; i < 2; i++) {
-      int64_t out = (ins[i] + sh - 1) / sh, tot = (out - 1) * sh + ks[i] - ins[i];
+      int64_t ek = dh * (ks[i] - 1) + 1, tot;
+      if (transposed) tot = (ins[i] - 1) * sh + ek - ins[i] * sh; /* output in * stride */
+      else tot = ((ins[i] + sh - 1) / sh - 1) * sh + ek - ins[i];
       if (tot < 0) tot = 0;
-      if (tot % 2) return UNSUP("auto_pad %s with odd total padding %lld (memfit pads symmetrically)", autopad, (long long)tot);
-      p[i] = p[i + 2] = tot / 2;
+      bool upper = autopad[5] == 'U';
+      p[i] = upper ? tot / 2 : tot - tot / 2;
+      p[i + 2] = tot - p[i];
     }
   } else if (!autopad || !strcmp(autopad, "NOTSET")) {
     k = attr_ints(n, "pads", v, 8);
-    if (k > 4) return UNSUP("pads of %d values", k);
+    if (k > 4 || (k > 0 && k != 4)) return UNSUP("pads of %d values", k);
     for (int i = 0; i < k; i++) p[i] = v[i];
   } else if (strcmp(autopad, "VALID")) return UNSUP("auto_pad %s", autopad);
-  if (p[0] != p[1] || p[0] != p[2] || p[0] != p[3])
-    return UNSUP("pads [%lld,%lld,%lld,%lld] (memfit: the same padding on every side)", (long long)p[0], (long long)p[1],
-                 (long long)p[2], (long long)p[3]);
-  if (sh > 1 << 20 || p[0] > 1 << 20) return UNSUP("stride or padding too large");
-  *stride = (int)sh;
-  *pad = (int)p[0];
+  for (int i = 0; i < 4; i++)
+    if (p[i] < 0 || p[i] > 1 << 20) return UNSUP("padding %lld", (long long)p[i]);
+  cf->stride = (int)sh;
+  cf->dil = (int)dh;
+  cf->groups = 1;
+  cf->pt = (int)p[0];
+  cf->pl = (int)p[1];
+  cf->pb = (int)p[2];
+  cf->pr = (int)p[3];
+  return 0;
+}
+
+/* kernel, stride and symmetric pad of pools over 2-D spatial dims */
+static int spatial(ctx *c, const mf_node *x, int64_t kh, int64_t kw, int *stride, int *pad) {
+  mf_conv_cfg cf;
+  if (spatial_cfg(c, x, kh, kw, false, &cf) < 0) return -1;
+  if (cf.dil != 1) return UNSUP("dilation %d (memfit's pools are not dilated)", cf.dil);
+  if (!mf_conv_cfg_plain(&cf))
+    return UNSUP("pads [%d,%d,%d,%d] (memfit's pools: the same padding on every side)", cf.pt, cf.pl, cf.pb, cf.pr);
+  *stride = cf.stride;
+  *pad = cf.pt;
   return 0;
 }
 
@@ -924,10 +1046,15 @@ static int node_build(ctx *c) {
     if (!et_is_float(to) || !mf_dtype_is_float(nd_of(c, x)->dtype)) return UNSUP("a Cast to %s of a graph tensor", onnx_elem_name(to));
     return set_out(c, 0, x); /* storage precision is the graph's */
   }
-  if (!strcmp(op, "Add")) return set_out(c, 0, binary_op(c, MF_BIN_ADD, 0, 1));
+  if (!strcmp(op, "Add")) {
+    mf_tensor ln = ln_match(c);
+    if (ln < 0 && c->err[0]) return -1;
+    return set_out(c, 0, ln >= 0 ? ln : binary_op(c, MF_BIN_ADD, 0, 1));
+  }
   if (!strcmp(op, "Sub")) return set_out(c, 0, binary_op(c, MF_BIN_SUB, 0, 1));
   if (!strcmp(op, "Mul")) {
     mf_tensor ge = gelu_match(c);
+    if (ge < 0) ge = silu_match(c);
     return set_out(c, 0, ge >= 0 ? ge : binary_op(c, MF_BIN_MUL, 0, 1));
   }
   if (!strcmp(op, "Div")) return set_out(c, 0, binary_op(c, MF_BIN_DIV, 0, 1));
@@ -981,7 +1108,10 @@ static int node_build(ctx *c) {
   if (!strcmp(op, "Pad")) {
     char mb[32];
     const char *mode = attr_s(n, "mode", mb, sizeof mb);
-    if (mode && strcmp(mode, "constant")) return UNSUP("Pad mode '%s' (memfit: zeros folded into a Conv or AveragePool)", mode);
+    int pmode = !mode || !strcmp(mode, "constant") ? MF_PAD_CONSTANT : !strcmp(mode, "reflect") ? MF_PAD_REFLECT
+                : !strcmp(mode, "edge") ? MF_PAD_EDGE : -1;
+    if (pmode < 0) return UNSUP("Pad mode '%s' (memfit: constant, reflect, edge)", mode);
+    double value = attr_f(n, "value", 0);
     mf_tensor x = need4d(c, in_tensor(c, 0), "input");
     if (x < 0) return -1;
     int64_t pd[8];
@@ -996,11 +1126,15 @@ static int node_build(ctx *c) {
     if (has_in(c, 2)) {
       cst *k = in_const(c, 2, "constant_value");
       if (!k) return -1;
-      if (k->n != 1 || k->v[0] != 0) return UNSUP("Pad with a value other than 0");
+      if (k->n > 1) return node_fail(c, "constant_value of %lld values", (long long)k->n);
+      if (k->n) value = k->v[0];
     }
-    if (np != 8 || pd[0] || pd[1] || pd[4] || pd[5] || pd[2] != pd[3] || pd[2] != pd[6] || pd[2] != pd[7] || pd[2] < 0 ||
-        pd[2] > 1 << 20)
-      return UNSUP("Pad other than the same zero padding on every side of H and W");
+    if (np != 8 || pd[0] || pd[1] || pd[4] || pd[5])
+      return UNSUP("Pad of other axes than H and W of a 4-D tensor");
+    for (int i = 0; i < 8; i++)
+      if (pd[i] < 0 || pd[i] > 1 << 20) return UNSUP("Pad of %lld (memfit: pads >= 0)", (long long)pd[i]);
+    bool fold = pmode == MF_PAD_CONSTANT && value == 0 && pd[2] == pd[3] && pd[2] == pd[6] && pd[2] == pd[7];
+    if (!fold) return set_out(c, 0, mf_pad2d(g, x, pmode, (int)pd[2], (int)pd[3], (int)pd[6], (int)pd[7], value));
     if ((size_t)0 < n->n_output && n->output[0][0]) {
       val *v = val_get(c, n->output[0]);
       if (!v) return node_fail(c, "too many values");
@@ -1021,12 +1155,58 @@ static int node_build(ctx *c) {
     if (nd_of(c, w)->ndim != 4) return UNSUP("a weight that is not 4-D (memfit: 2-D convolutions)");
     mf_tensor b = has_in(c, 2) ? in_tensor(c, 2) : -1;
     if (has_in(c, 2) && b < 0) return -1;
-    int stride, pad;
-    if (spatial(c, nd_of(c, x), nd_of(c, w)->ne[2], nd_of(c, w)->ne[3], &stride, &pad) < 0) return -1;
-    pad += extra;
+    mf_conv_cfg cf;
+    if (spatial_cfg(c, nd_of(c, x), nd_of(c, w)->ne[2], nd_of(c, w)->ne[3], false, &cf) < 0) return -1;
+    cf.pt += extra, cf.pl += extra, cf.pb += extra, cf.pr += extra;
     int64_t grp = attr_i(n, "group", 1);
     if (grp < 1 || grp > 1 << 20) return node_fail(c, "group %lld", (long long)grp);
-    return set_out(c, 0, mf_conv2d(g, x, w, b, stride, pad, (int)grp));
+    cf.groups = (int)grp;
+    return set_out(c, 0, mf_conv2d_cfg(g, x, w, b, &cf));
+  }
+  if (!strcmp(op, "ConvTranspose")) {
+    mf_tensor x = need4d(c, in_tensor(c, 0), "input");
+    if (x < 0) return -1;
+    mf_tensor w = in_tensor(c, 1);
+    if (w < 0) return -1;
+    if (nd_of(c, w)->ndim != 4) return UNSUP("a weight that is not 4-D (memfit: 2-D convolutions)");
+    mf_tensor b = has_in(c, 2) ? in_tensor(c, 2) : -1;
+    if (has_in(c, 2) && b < 0) return -1;
+    const mf_node *nx = nd_of(c, x), *nw = nd_of(c, w);
+    mf_conv_cfg cf;
+    if (spatial_cfg(c, nx, nw->ne[2], nw->ne[3], true, &cf) < 0) return -1;
+    int64_t grp = attr_i(n, "group", 1);
+    if (grp < 1 || grp > 1 << 20) return node_fail(c, "group %lld", (long long)grp);
+    cf.groups = (int)grp;
+    int64_t op2[8] = {0, 0}, os[8];
+    int k = attr_ints(n, "output_padding", op2, 8);
+    if (k > 2) return UNSUP("output_padding of %d values", k);
+    if (k == 1) op2[1] = op2[0];
+    int ko = attr_ints(n, "output_shape", os, 8);
+    if (ko > 0) { /* explicit output size: the total padding follows; SAME_UPPER-style split unless auto_pad says LOWER */
+      if (ko != 2 && ko != 4) return UNSUP("output_shape of %d values", ko);
+      int64_t want[2] = {os[ko - 2], os[ko - 1]}, ins[2] = {nx->ne[2], nx->ne[3]}, ks[2] = {nw->ne[2], nw->ne[3]};
+      char ap[32];
+      const char *autopad = attr_s(n, "auto_pad", ap, sizeof ap);
+      bool lower = autopad && !strcmp(autopad, "SAME_LOWER");
+      int pp[4];
+      for (int i = 0; i < 2; i++) {
+        int64_t tot = cf.stride * (ins[i] - 1) + op2[i] + ((ks[i] - 1) * cf.dil + 1) - want[i];
+        if (tot < 0) { op2[i] -= tot; tot = 0; } /* a larger output than the kernel reaches: output padding */
+        if (tot > 1 << 20) return node_fail(c, "output_shape %lld is too small", (long long)want[i]);
+        pp[i] = (int)(lower ? tot - tot / 2 : tot / 2);
+        pp[i + 2] = (int)(tot - pp[i]);
+      }
+      cf.pt = pp[0], cf.pl = pp[1], cf.pb = pp[2], cf.pr = pp[3];
+    }
+    if (op2[0] < 0 || op2[1] < 0 || op2[0] > 1 << 20 || op2[1] > 1 << 20) return node_fail(c, "output_padding");
+    mf_tensor y = mf_conv_transpose2d_cfg(g, x, w, &cf, (int)op2[0], (int)op2[1]);
+    if (y >= 0 && b >= 0) {
+      const mf_node *nb = nd_of(c, b);
+      if (nb->ndim != 1 || nb->ne[0] != nd_of(c, y)->ne[1]) return node_fail(c, "bias B does not match the output channels");
+      int64_t bs[3] = {nb->ne[0], 1, 1};
+      y = mf_add(g, y, mf_reshape(g, b, 3, bs));
+    }
+    return set_out(c, 0, y);
   }
   if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul")) {
     mf_tensor a = in_tensor(c, 0);
@@ -1095,7 +1275,7 @@ static int node_build(ctx *c) {
     if (k != 2 || ks[0] != ks[1]) return UNSUP("kernel_shape other than square 2-D");
     if (attr_i(n, "ceil_mode", 0)) return UNSUP("ceil_mode 1");
     if (out_used(c, 1)) return UNSUP("MaxPool's indices output");
-    int stride, pad;
+    int stride = 1, pad = 0;
     if (spatial(c, nd_of(c, x), ks[0], ks[1], &stride, &pad) < 0) return -1;
     if (ks[0] > 1 << 20) return UNSUP("kernel too large");
     if (op[0] == 'A') {
@@ -1200,11 +1380,12 @@ static int node_build(ctx *c) {
     if (x < 0) return -1;
     const mf_node *nx = nd_of(c, x);
     int nd = nx->ndim;
-    int64_t st[ONNX_MAX_RANK], en[ONNX_MAX_RANK], dims[ONNX_MAX_RANK];
+    int64_t st[ONNX_MAX_RANK], en[ONNX_MAX_RANK], sp[ONNX_MAX_RANK], dims[ONNX_MAX_RANK];
     memcpy(dims, nx->ne, (size_t)nd * sizeof *dims);
-    if (slice_params(c, nd, st, en, dims) < 0) return -1;
+    if (slice_params(c, nd, st, en, sp, dims) < 0) return -1;
     mf_tensor y = x;
     for (int i = 0; i < nd && y >= 0; i++) {
+      if (sp[i] != 1) return UNSUP("Slice of a graph tensor with step %lld (memfit slices with step 1)", (long long)sp[i]);
       if (st[i] == 0 && en[i] == dims[i]) continue;
       if (en[i] <= st[i]) return UNSUP("an empty Slice");
       y = mf_slice(g, y, i, st[i], en[i]);
@@ -1278,17 +1459,38 @@ static int node_build(ctx *c) {
     if (x < 0) return -1;
     char buf[64];
     const char *mode = attr_s(n, "mode", buf, sizeof buf);
-    if (mode && strcmp(mode, "nearest")) return UNSUP("%s mode '%s' (memfit: nearest)", op, mode);
-    if (op[0] == 'R') {
+    bool linear = mode && (!strcmp(mode, "linear") || !strcmp(mode, "bilinear"));
+    if (mode && strcmp(mode, "nearest") && !linear) return UNSUP("%s mode '%s' (memfit: nearest, linear)", op, mode);
+    int lmode = MF_RESIZE_ASYMMETRIC; /* Upsample's */
+    if (linear && op[0] == 'R') {
+      char cb[64];
+      const char *ct = attr_s(n, "coordinate_transformation_mode", cb, sizeof cb);
+      if (!ct || !strcmp(ct, "half_pixel")) lmode = MF_RESIZE_HALF_PIXEL;
+      else if (!strcmp(ct, "pytorch_half_pixel")) lmode = MF_RESIZE_PYTORCH_HALF_PIXEL;
+      else if (!strcmp(ct, "align_corners")) lmode = MF_RESIZE_ALIGN_CORNERS;
+      else if (!strcmp(ct, "asymmetric")) lmode = MF_RESIZE_ASYMMETRIC;
+      else return UNSUP("linear Resize with coordinate_transformation_mode '%s'", ct);
+      if (attr_i(n, "antialias", 0)) return UNSUP("Resize with antialias");
+      int64_t axes[8];
+      if (attr_ints(n, "axes", axes, 8) > 0) return UNSUP("Resize with axes");
+      char kb[64];
+      const char *kar = attr_s(n, "keep_aspect_ratio_policy", kb, sizeof kb);
+      if (kar && strcmp(kar, "stretch")) return UNSUP("Resize with keep_aspect_ratio_policy '%s'", kar);
+    }
+    if (!linear && op[0] == 'R') {
       char cb[64], nb[64];
       const char *ct = attr_s(n, "coordinate_transformation_mode", cb, sizeof cb);
       const char *nm = attr_s(n, "nearest_mode", nb, sizeof nb);
       if (ct && strcmp(ct, "asymmetric") && strcmp(ct, "half_pixel") && strcmp(ct, "pytorch_half_pixel"))
         return UNSUP("coordinate_transformation_mode '%s'", ct);
       if (ct && !strcmp(ct, "asymmetric") && nm && strcmp(nm, "floor")) return UNSUP("asymmetric with nearest_mode '%s'", nm);
+      /* half-pixel centres of an integer factor never tie: both round_prefer modes pick floor(o / f); floor and ceil do not */
+      if ((!ct || strcmp(ct, "asymmetric")) && nm && strncmp(nm, "round_prefer_", 13))
+        return UNSUP("%s with nearest_mode '%s'", ct ? ct : "half_pixel", nm);
     }
     const mf_node *nx = nd_of(c, x);
     double fh = 0, fw = 0;
+    int64_t szh = 0, szw = 0; /* sizes given: the output size itself */
     int sidx = op[0] == 'R' ? 2 : 1;
     cst *s = has_in(c, sidx) ? in_const(c, sidx, "scales") : NULL;
     if (has_in(c, sidx) && !s) return -1;
@@ -1300,9 +1502,18 @@ static int node_build(ctx *c) {
       s = in_const(c, 3, "sizes");
       if (!s) return -1;
       if (s->n != 4 || s->v[0] != (double)nx->ne[0] || s->v[1] != (double)nx->ne[1]) return UNSUP("sizes that change N or C");
+      szh = to_i64(s->v[2]);
+      szw = to_i64(s->v[3]);
       fh = s->v[2] / (double)nx->ne[2];
       fw = s->v[3] / (double)nx->ne[3];
     } else return UNSUP("%s without 4 scales or sizes", op);
+    if (linear) {
+      if (!(fh > 0) || !(fw > 0) || fh > 1024 || fw > 1024) return UNSUP("scale factors %g x %g", fh, fw);
+      /* output floor(in * scale) (ONNX), or the sizes given */
+      int64_t oh = szh > 0 ? szh : (int64_t)floor((double)nx->ne[2] * fh + 1e-9);
+      int64_t ow = szw > 0 ? szw : (int64_t)floor((double)nx->ne[3] * fw + 1e-9);
+      return set_out(c, 0, mf_resize_linear(g, x, oh, ow, lmode, fh, fw));
+    }
     if (fh != fw || fh < 1 || fh != floor(fh) || fh > 1024) return UNSUP("scale factors %g x %g (memfit: one integer factor)", fh, fw);
     return set_out(c, 0, mf_upsample_nearest(g, x, (int)fh));
   }

@@ -447,7 +447,7 @@ int mf_onnx_input_shape(const mf_onnx *m, int i, int *ndim, int64_t dims[MF_MAX_
 
 /* op types build.c maps (some attributes still refused there, naming them) */
 static const char *const supported_ops[] = {
-  "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Pow", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log",
+  "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Pow", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log",
   "Clip", "HardSigmoid", "HardSwish", "Identity", "Dropout", "BatchNormalization", "InstanceNormalization", "MaxPool",
   "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice",
   "Gather", "ReduceMean", "ReduceSum", "Upsample", "Resize", "Constant", "Shape", "ConstantOfShape", "Cast", "Softplus",
