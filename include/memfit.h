@@ -674,6 +674,12 @@ size_t mf_session_measured_bytes(const mf_session *s, mf_arena_kind a);
 /* Checkpoints (safetensors, written atomically). Return 0 on success, else fill err. */
 int mf_session_save(mf_session *s, const char *path, char *err, size_t errlen);
 int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen);
+/* Starts a session from the weights of a model file or checkpoint that memfit wrote (fine-tuning, or a
+ * longer run from a finished one): every parameter by name ("param.<name>"), dtype and shape, and the
+ * batch-norm buffers the file holds. The file must hold exactly this model's parameters; EMA averages
+ * restart at the loaded parameters; optimizer state, rings, masks and step counts are left as they are.
+ * Returns 0, or -1 with err naming the file and the tensor (the session is unchanged then). */
+int mf_session_load_weights(mf_session *s, const char *path, char *err, size_t errlen);
 /* mf_session_save plus n_meta metadata strings of the caller's (keys[i] -> values[i]), e.g. the data
  * loader's position (mf_loader_position) so that a resumed run continues the same batches. The keys
  * may not be the session's own ("format", "step", "rng", ...) nor start with "memfit."; err names the
@@ -1050,6 +1056,7 @@ typedef struct mf_trainer_opts {
   unsigned psnr_terms;       /* bit i: term i is a sum of squared errors over values_per_sample values; the report
                                 draws it as PSNR */
   const char *resume;        /* checkpoint to continue from (NULL: a new run) */
+  const char *init;          /* a new run starting from this model file's weights (mf_session_load_weights; not with resume) */
   int restart_data;          /* with resume: keep weights and optimizer state, start the data order again */
   int64_t stop_after;        /* > 0: stop after this update as if interrupted, with a checkpoint */
   int64_t every;             /* > 0: also save a checkpoint every N updates (default: at epoch ends) */

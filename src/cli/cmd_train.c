@@ -44,6 +44,8 @@ static void train_usage(const mf_workload *w) {
          "  --resume CK            continue from a checkpoint written by this command: weights, optimizer state,\n"
          "                         schedule and the data order (the same batches as an uninterrupted run; refused,\n"
          "                         naming the setting, when --data, --seed, --batch... no longer match)\n"
+         "  --init FILE            start a new run from the weights of FILE (a model.safetensors or checkpoint of this\n"
+         "                         workload with the same model settings): fine-tuning; optimizer and schedule start afresh\n"
          "  --restart-data         with --resume: keep the weights and optimizer state but start the data order again\n"
          "  --every N              also save a checkpoint every N updates (default: at epoch ends)\n"
          "  --val-every N          also validate every N updates (samples OUT/samples-stepNNNNNNN.png)\n"
@@ -91,6 +93,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
     else if ((v = cli_opt(argc, argv, &i, "--data"))) a->data = v;
     else if ((v = cli_opt(argc, argv, &i, "--val-data"))) a->val_data = v;
     else if ((v = cli_opt(argc, argv, &i, "--resume"))) a->resume = v;
+    else if ((v = cli_opt(argc, argv, &i, "--init"))) a->init = v;
     else if ((v = cli_opt(argc, argv, &i, "--out"))) a->out = v;
     else if ((v = cli_opt(argc, argv, &i, "--budget"))) budget = v;
     else if ((v = cli_opt(argc, argv, &i, "--host-budget"))) host_budget = v;
@@ -154,6 +157,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
   if (host_budget && cli_bytes("--host-budget", host_budget, &a->host_budget)) return 2;
   if (bucket && cli_bytes("--bucket", bucket, &a->bucket_bytes)) return 2;
   if (w->train->train_check(tcfg, a, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
+  if (a->init && a->resume) { fprintf(stderr, "memfit %s: --init and --resume exclude each other (--resume continues a run with its optimizer state; --init starts a new one from a model's weights)\n", cmd); return 2; }
   if (a->restart_data && !a->resume) { fprintf(stderr, "memfit %s: --restart-data goes with --resume CK\n", cmd); return 2; }
   if (ranks > 1) { /* data parallel: --batch is the global batch; from here on a->batch is one rank's share */
     if (a->batch % ranks) {
@@ -417,6 +421,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   to.term_names = job.term_names;
   to.psnr_terms = job.psnr_terms;
   to.resume = a.resume;
+  to.init = a.init;
   to.restart_data = a.restart_data;
   to.stop_after = a.stop_after;
   to.every = a.every;

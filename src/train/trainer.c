@@ -351,6 +351,15 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
   if (s->opts.total_steps <= 0) s->opts.total_steps = t->total > INT32_MAX ? INT32_MAX : (int)t->total;
   if (s->opts.schedule == MF_SCHED_STEP && s->opts.step_every <= 0)
     s->opts.step_every = t->total / 3 > 0 ? (int)(t->total / 3 > INT32_MAX ? INT32_MAX : t->total / 3) : 1;
+  if (o->init && !o->resume) { /* a new run from another run's weights: the optimizer, schedule and data start afresh */
+    if (mf_session_load_weights(s, o->init, err, errlen) < 0) {
+      fprintf(stderr, "memfit %s: --init: %s\n", o->name, err);
+      snprintf(err, errlen, "said above");
+      mf_trainer_free(t);
+      return NULL;
+    }
+    printf("weights from %s (optimizer, schedule and data order start afresh)\n", o->init);
+  }
   if (o->resume) {
     char own[1200];
     ck_rank_path(t, o->resume, own, sizeof own);
