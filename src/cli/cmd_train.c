@@ -336,6 +336,13 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     job.lo.batch_size *= R;
     job.lo.ranks = R;
     job.lo.rank = comm->rank;
+    /* the data order is one of global batches: a checkpoint records the micro-batch over all ranks, so a run
+     * with other ranks and the same global batch resumes it */
+    for (int i = 0; i < job.n_data_settings; i++) {
+      mf_data_setting *d = &job.data_settings[i];
+      size_t l = strlen(d->key);
+      if (l > 12 && !strcmp(d->key + l - 12, ".micro_batch")) snprintf(d->value, sizeof d->value, "%d", atoi(d->value) * R);
+    }
   }
 
   /* ---- session (the trainer sets the schedule's length from the run's) ---- */
