@@ -451,6 +451,9 @@ typedef struct mf_search_opts {
   int fixed_variant;         /* >= 0: only this variant (default -1) */
   int fixed_mode;            /* -1 (default): search; 0: store all; 1: recompute all (invert where possible) */
   mf_optim_kind optim;       /* the optimizer (decides the optimizer-state memory); default AdamW */
+  int ranks;                 /* data parallel: processes training together (0 or 1: one); plans are per rank */
+  int shard;                 /* with ranks > 1: 0 unsharded only, 1 also try ZeRO-1 (mf_plan_opts.shard_optimizer)
+                                where the model allows it, 2 ZeRO-1 only */
 } mf_search_opts;
 mf_search_opts mf_search_opts_default(void);
 
@@ -460,6 +463,7 @@ typedef struct mf_candidate {
   char variant_name[48];
   mf_dtype dtype;
   int invertible, offload;
+  int shard_ranks;           /* > 1: ZeRO-1, the optimizer state sharded over this many ranks; 0: not sharded */
   int n_seg, n_recomputed;
   uint8_t mask[MF_SEARCH_MAX_SEG];  /* per segment: 1 recompute (invert when invertible) */
   size_t arena[MF_ARENA_COUNT];
@@ -493,7 +497,7 @@ int mf_search(const mf_model_builder *m, const mf_search_opts *o, mf_search_resu
 void mf_search_result_free(mf_search_result *r);
 /* "micro-batch 2 x 16 accumulation, bf16, <variant name>, 10/20 segments recomputed" */
 void mf_candidate_describe(const mf_candidate *c, char *buf, size_t n);
-/* Sets a plan's recompute, segment mask, invertible and offload choices from a candidate (the mask
+/* Sets a plan's recompute, segment mask, invertible, offload and ZeRO-1 (ranks, shard_optimizer) choices from a candidate (the mask
  * points into c: c must outlive the options). The graph must be the candidate's (variant, micro-batch,
  * dtype); the optimizer and the threads are the caller's; a session also needs accum_steps = c->accum. */
 void mf_candidate_apply(const mf_candidate *c, mf_plan_opts *po);

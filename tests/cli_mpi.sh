@@ -112,6 +112,15 @@ run "ZeRO-1: resume to update 5" 0 "resumed from" "${MPI[@]}" "$MEMFIT" "${A[@]}
 out=$(compare 0 "$T/zero.txt" "$T/zres.txt" "$T/zero/model.safetensors" "$T/zres/model.safetensors" 2>&1)
 rc=$?; echo "  ZeRO-1 resumed vs uninterrupted: $out"
 if [ $rc = 0 ]; then ok; else bad "a resumed ZeRO-1 run differs from an uninterrupted one: $out"; fi
+# --budget takes ZeRO-1 as one more knob: one byte under what the smallest 1-rank setting needs, 2 ranks fit only sharded
+small=$("$MEMFIT" plan steg --blocks 1 --growth 4 --size 16 --batch 4 --budget 1KiB --json 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["smallest"]["device_bytes"])')
+run "plan --ranks 2 --budget under the 1-rank minimum chooses ZeRO-1" 0 "sharded over 2 ranks \(ZeRO-1\)" "$MEMFIT" plan steg --blocks 1 \
+  --growth 4 --size 16 --batch 4 --ranks 2 --budget $((small - 1))
+run "1 rank does not fit that budget" 3 "NOTHING FITS" "$MEMFIT" plan steg --blocks 1 --growth 4 --size 16 --batch 4 --budget $((small - 1))
+run "train on 2 ranks with that budget: ZeRO-1 chosen, measured == planned" 0 "rank 1 of 2: memory measured == planned in every arena" \
+  "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 8 --steps 2 --budget $((small - 1)) --out "$T/zb"
+grep -q "sharded over 2 ranks (ZeRO-1)" "$T/out.txt" && ok || bad "train --budget on 2 ranks did not choose ZeRO-1"
 run "a ZeRO-1 checkpoint does not resume in 1 rank" 1 "written by 2 ranks with --shard-optimizer.*mpirun -np 2" "$MEMFIT" "${A[@]}" \
   --batch 4 --steps 5 --out "$T/zres1" --resume "$T/zres/checkpoint.safetensors"
 run "an unsharded checkpoint does not resume sharded" 1 "resume it without --shard-optimizer" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 \

@@ -191,8 +191,8 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
 }
 
 /* The run's settings: as given, or searched for --budget. 0, 1 (failed), 3 (nothing fits); said. */
-static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_args *a, const mf_backend *be, mf_train_choice *ch,
-                        mf_candidate *cand, int *have_cand) {
+static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_args *a, const mf_backend *be, int ranks,
+                        mf_train_choice *ch, mf_candidate *cand, int *have_cand) {
   char err[2048], cmd[64];
   snprintf(cmd, sizeof cmd, "train %s", w->name);
   ch->micro_batch = a->batch; ch->accum = 1; ch->variant = 0; ch->dtype = MF_F32;
@@ -212,6 +212,8 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   so.threads = a->threads;
   so.backend = a->backend;
   so.allow_offload = be->alloc != NULL; /* host offload only means something with device memory */
+  so.ranks = ranks; /* data parallel: per-rank plans; --budget may shard the optimizer state (ZeRO-1) */
+  so.shard = a->shard_optimizer ? 2 : a->budget ? 1 : 0;
   if (a->budget) { /* searched, within what was given */
     so.dtypes = a->dtypes ? a->dtypes : (1u << MF_F32) | (1u << MF_BF16);
     so.fixed_mode = a->mode == -2 ? -1 : a->mode;
@@ -317,7 +319,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   mf_train_choice ch;
   mf_candidate cand;
   int have_cand;
-  rc = train_choose(w, tcfg, &a, be, &ch, &cand, &have_cand);
+  rc = train_choose(w, tcfg, &a, be, R, &ch, &cand, &have_cand);
   if ((rc = ranks_agree(comm, rc, cmd, "choose settings that fit"))) { free(tcfg); goto done; }
 
   mf_train_job job;
@@ -370,7 +372,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   o.plan.n_keep = job.n_keep;
   o.plan.ranks = R;
   o.plan.bucket_bytes = (size_t)a.bucket_bytes;
-  o.plan.shard_optimizer = a.shard_optimizer && R > 1;
+  o.plan.shard_optimizer = (a.shard_optimizer || (have_cand && cand.shard_ranks > 1)) && R > 1;
   o.plan.rank = comm->rank;
   if (job.n_groups > 1) { /* every group with the run's optimizer settings (train_opts may change them) */
     o.n_groups = job.n_groups;
