@@ -32,8 +32,8 @@ static inline void mf_resize_src(int mode, int64_t o, int64_t in, int64_t out, d
   else if (mode == MF_RESIZE_PYTORCH_HALF_PIXEL && out == 1) x = 0;
   else x = ((double)o + 0.5) / scale - 0.5;
   if (!(x > 0)) x = 0;
+  if (x >= (double)(in - 1)) { *i0 = *i1 = in - 1; *l = 0; return; } /* before the conversion: x may be huge */
   int64_t f = (int64_t)x;
-  if (f >= in - 1) { *i0 = *i1 = in - 1; *l = 0; return; }
   *i0 = f;
   *i1 = f + 1;
   *l = x - (double)f;
