@@ -807,10 +807,11 @@ static bool mean_last(ctx *c, const Onnx__NodeProto *r, int nd) {
 /* torch's LayerNorm over the last axis as opset < 17 exports it:
  *   d = x - ReduceMean(x); y = d / Sqrt(ReduceMean(Pow(d, 2)) + eps) * gamma + beta
  * ending at this Add (either operand order) -> one group norm of [M, D] with one group, whose backward keeps
- * only x (the unfused chain keeps d and d / sqrt(var + eps), two tensors of x's size); -1 when it does not match */
-static mf_tensor ln_match(ctx *c) {
+ * only x (the unfused chain keeps d and d / sqrt(var + eps), two tensors of x's size). Returns 1 with *out, 0 when
+ * it does not match, -1 on an error (recorded) */
+static int ln_match(ctx *c, mf_tensor *out) {
   const Onnx__NodeProto *n = c->node, *mu, *dv, *sq, *ad, *rv, *pw, *sb, *rm;
-  if (n->n_input != 2) return -1;
+  if (n->n_input != 2) return 0;
   for (int side = 0; side < 2; side++) {
     val *vb = val_find(c, n->input[1 - side]);
     if (!is_weight(c, vb) || !(mu = producer(c, n->input[side], NULL)) || strcmp(mu->op_type, "Mul") || mu->n_input != 2) continue;
@@ -845,10 +846,11 @@ static mf_tensor ln_match(ctx *c) {
       if (nd_of(c, gm)->ndim != 1 || nd_of(c, gm)->ne[0] != D || nd_of(c, bt)->ndim != 1 || nd_of(c, bt)->ne[0] != D) continue;
       int64_t m2[2] = {M, D};
       mf_tensor y = mf_groupnorm(c->g, mf_reshape(c->g, vx->t, 2, m2), gm, bt, 1, eps); /* [M, D] */
-      return y < 0 ? -1 : mf_reshape(c->g, y, nd, nx->ne);
+      *out = y < 0 ? -1 : mf_reshape(c->g, y, nd, nx->ne); /* a graph error is the graph's (set_out reports it) */
+      return 1;
     }
   }
-  return -1;
+  return 0;
 }
 
 /* stride, dilation and pads (top, left, bottom, right) of a Conv, ConvTranspose or pool over 2-D spatial dims;
@@ -1047,9 +1049,10 @@ static int node_build(ctx *c) {
     return set_out(c, 0, x); /* storage precision is the graph's */
   }
   if (!strcmp(op, "Add")) {
-    mf_tensor ln = ln_match(c);
-    if (ln < 0 && c->err[0]) return -1;
-    return set_out(c, 0, ln >= 0 ? ln : binary_op(c, MF_BIN_ADD, 0, 1));
+    mf_tensor ln = -1;
+    int k = ln_match(c, &ln);
+    if (k < 0) return -1;
+    return set_out(c, 0, k ? ln : binary_op(c, MF_BIN_ADD, 0, 1));
   }
   if (!strcmp(op, "Sub")) return set_out(c, 0, binary_op(c, MF_BIN_SUB, 0, 1));
   if (!strcmp(op, "Mul")) {
