@@ -12,7 +12,8 @@
 #include "memfit.h"
 
 #ifndef MEMFIT_HAVE_FFMPEG
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "--probe")) { printf("probe: built without FFmpeg\n"); return 1; }
   char err[256];
   printf("SKIP: built without FFmpeg: the video writer is not tested\n");
   CHECK(video_writer_init("/tmp/x.mp4", 16, 16, 10, err, sizeof err) == NULL && strstr(err, "without FFmpeg"),
@@ -108,7 +109,26 @@ static double read_back_psnr(const char *dir, int w, int h, int N, int *frames_o
   return worst;
 }
 
-int main(void) {
+/* --probe DIR (for tests/cli_imagegs.sh): the one video in DIR read back with the video dataset reader, every frame
+ * decoded; prints "probe: N frames, W px wide, all decoded" and exits 0, or says why not and exits 1. */
+static int probe(const char *dir) {
+  char err[1024];
+  mf_video_opts vo = mf_video_opts_default();
+  vo.clip_len = 1; vo.quiet = 1; /* one clip per frame */
+  mf_dataset *ds = mf_dataset_open_video(dir, &vo, err, sizeof err);
+  if (!ds) { printf("probe: %s\n", err); return 1; }
+  mf_transform_opts t = mf_transform_opts_default();
+  t.out_w = t.out_h = 16; t.crop = MF_CROP_NONE;
+  float out[3 * 16 * 16];
+  size_t n = mf_dataset_size(ds), ok = 0;
+  for (size_t i = 0; i < n; i++) ok += mf_dataset_get(ds, i, &t, 1, out, err, sizeof err) == 0;
+  printf("probe: %zu frames, %d px wide, %s decoded\n", n, ds->nfiles ? ds->files[0].w : 0, ok == n ? "all" : "NOT all");
+  mf_dataset_free(ds);
+  return ok == n ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "--probe")) return probe(argv[2]);
   snprintf(tmpdir, sizeof tmpdir, "/tmp/mf_test_vwrite_XXXXXX");
   if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
   char dir[512], path[1024], err[512];

@@ -484,6 +484,10 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     fflush(rank_out);
   }
   rc = mf_trainer_run(tr);
+  if (job.finish && job.finish(job.hooks.ctx, rc, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit %s: %s\n", cmd, err);
+    if (rc == 0) rc = 1;
+  }
   if (a.json && rank_out == stdout) rank_out = stderr; /* --json: its record stays the last line of the standard output */
   if (R > 1 && mf_session_step(s) > 0) { /* every rank's own measured == planned (rank 0's table is above) */
     const mf_plan *pl = mf_session_plan(s);
