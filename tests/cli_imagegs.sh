@@ -56,6 +56,18 @@ run "resume continues" 0 "trained" "$M" train imagegs --size 64x48 --gaussians 1
   --out "$T/run" --resume "$T/run/checkpoint.safetensors" --threads 2 --log-every 0
 run "resume from a model file: said" 1 "an Image-GS model file, not a training checkpoint" "$M" train imagegs --size 64x48 \
   --gaussians 120 --steps 14 --out "$T/run2" --resume "$T/run/model.safetensors" --log-every 0
+# the backward mode: the kept top-K map (faster) whenever it fits, recomputed only when the budget needs it; --tile 96
+# makes every variant the whole 96x64 image, so the two modes are all that differ (the map is 96 x 64 x 40 = 245,760 B)
+for case in "4MiB kept fits and runs faster" "1150KiB recomputed would run faster but needs"; do
+  read -r b mode why <<<"$case"
+  run "backward mode at --budget $b: top-K $mode" 0 "chose .*whole image, top-K $mode" "$M" train imagegs --size 96x64 \
+    --gaussians 120 --tile 96 --budget "$b" --steps 4 --epoch-steps 2 --add-every 2 --adds 1 --out "$T/mode$b" --threads 2 --log-every 0
+  if grep -Eq "^  why: .*$why" "$T/out.txt"; then ok; else bad "--budget $b: the plan line does not say why ('$why')"; fi
+  if grep -Eq "activations \+ workspace +planned +[0-9]+ B +measured +[0-9]+ B +exact" "$T/out.txt" &&
+     ! grep -Eq "planned +[0-9]+ B +measured +[0-9]+ B +(off|over|under)" "$T/out.txt"; then ok; else bad "--budget $b: measured != planned"; fi
+done
+run "plan without a budget: the map kept" 0 "^backward: the top-K index map is kept" "$M" plan imagegs --size 640x480 --gaussians 3000
+
 # --video: the progress frames encoded as a video, read back by memfit's video reader (test_video_write --probe)
 mkdir -p "$T/vid"
 if "$M" --version | grep -q "^video: FFmpeg"; then

@@ -243,6 +243,7 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   mf_format_bytes(cand->device_bytes, hs, sizeof hs);
   if (a->budget) printf("budget %s: chose %s (plans %s; %d plans searched)\n", hb, d, hs, r->n_planned);
   else printf("settings: %s (plans %s)\n", d, hs);
+  if (*cand->note) printf("  why: %s\n", cand->note);
   ch->micro_batch = cand->micro_batch; ch->accum = cand->accum; ch->dtype = cand->dtype; ch->variant = cand->variant;
   mf_search_result_free(r);
   free(r); free(wc);

@@ -137,7 +137,8 @@ static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
     if (!c->size_given) c->mc.width = w, c->mc.height = h; /* else resized to --size */
   }
   if (igs_cfg_check(&c->mc, err, n) < 0) return -1;
-  if (!a->budget && a->variant < 0) a->variant = 0; /* planned as given: the whole image (or --tile's tiles) */
+  /* planned as given: the whole image (or --tile's tiles), the top-K map kept */
+  if (!a->budget && a->variant < 0) a->variant = mf_workload_imagegs.default_variant;
   return 0;
 }
 
