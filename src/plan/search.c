@@ -207,7 +207,7 @@ static bool same_kind(const mf_candidate *a, const mf_candidate *b) {
 }
 
 static bool same_settings(const mf_candidate *a, const mf_candidate *b) {
-  return a->micro_batch == b->micro_batch && a->dtype == b->dtype && a->offload == b->offload;
+  return a->micro_batch == b->micro_batch && a->dtype == b->dtype && a->offload == b->offload && a->shard_ranks == b->shard_ranks;
 }
 
 /* 1 when variant v is the preferred one of another variant (mf_model_builder.preferred_variant) */
@@ -219,8 +219,8 @@ static bool is_preferred(const mf_model_builder *m, int n_variants, int v) {
 
 /* The workload's preferred variants, after the ranking (all[0] is the best, then in order): when the best has a preferred
  * variant (it is the slower kind, e.g. Image-GS's top-K recomputed), the cheapest fitting candidate of a preferred kind at
- * the same settings (micro-batch, precision, offload) takes its place, whatever the cost model predicts (among those the
- * cost model still ranks, e.g. tile sizes). The best's note says which way it went and why. */
+ * the same settings (micro-batch, precision, offload, ZeRO-1 ranks) takes its place, whatever the cost model predicts
+ * (among those the cost model still ranks, e.g. tile sizes). The best's note says which way it went and why. */
 static void prefer_variants(const mf_model_builder *m, int n_variants, mf_candidate *all, int n) {
   if (!m->preferred_variant || n < 1 || !all[0].fits) return;
   mf_candidate *b = &all[0];
