@@ -3,8 +3,8 @@
 # with WALLPAPERS=1 photographs of Debian's plasma-workspace-wallpapers, installed here with apt-get), fit it with
 # `memfit train imagegs` at a few Gaussian counts (parameters quantised to QBITS bits, straight-through) and put PSNR
 # and SSIM beside JPEG's (libjpeg-turbo, bench/jpeg_rd.c) at the same bits per pixel or just below.
-# usage: [STEPS=N] [QBITS=B] [COUNTS="1000 4000"] [IMAGES="a.png b.jpg"] [WALLPAPERS=1 [WALLNAMES="Path Autumn"]
-#        [WALLRES=1280x800]] bash bench/imagegs_rd.sh [THREADS]
+# usage: [STEPS=N] [QBITS=B] [COUNTS="1000 4000"] [IMAGES="a.png b.jpg"] [WALLPAPERS=1 [WALLNAMES="Path Autumn"]]
+#        bash bench/imagegs_rd.sh [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
@@ -16,10 +16,10 @@ if [ "${WALLPAPERS:-0}" = 1 ]; then
   if [ ! -d /usr/share/wallpapers ] || ! ls /usr/share/wallpapers/*/contents/images/*.jpg >/dev/null 2>&1; then
     apt-get install -y plasma-workspace-wallpapers >/dev/null 2>&1 || echo "(plasma-workspace-wallpapers could not be installed; photos only)"
   fi
-  # the photographs among them (the 3840x2160 and most 5120x2880 ones are rendered art), at WALLRES (a size each of
-  # them ships; 1280x800 keeps a fit within minutes on 2 shared cores)
+  # the photographs among them (the 3840x2160 and most 5120x2880 ones are rendered art); their smaller names
+  # (640x480.jpg ... 2560x1440.jpg) are links to the one 2560x1600 file, so every fit is at 2560x1600
   for w in ${WALLNAMES:-Path Autumn}; do
-    f=/usr/share/wallpapers/$w/contents/images/${WALLRES:-1280x800}.jpg
+    f=/usr/share/wallpapers/$w/contents/images/2560x1600.jpg
     if [ -r "$f" ]; then images="$images $f"; else echo "(no $f)"; fi
   done
 fi
