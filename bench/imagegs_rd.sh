@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # imagegs_rd.sh — Image-GS's rate-distortion against JPEG (issue 14): for each photograph (../shared/data/photos, and
-# with WALLPAPERS=1 the large ones of Debian's plasma-workspace-wallpapers, installed here with apt-get), fit it with
+# with WALLPAPERS=1 photographs of Debian's plasma-workspace-wallpapers, installed here with apt-get), fit it with
 # `memfit train imagegs` at a few Gaussian counts (parameters quantised to QBITS bits, straight-through) and put PSNR
 # and SSIM beside JPEG's (libjpeg-turbo, bench/jpeg_rd.c) at the same bits per pixel or just below.
-# usage: [STEPS=N] [QBITS=B] [COUNTS="1000 4000"] [IMAGES="a.png b.jpg"] [WALLPAPERS=1] bash bench/imagegs_rd.sh [THREADS]
+# usage: [STEPS=N] [QBITS=B] [COUNTS="1000 4000"] [IMAGES="a.png b.jpg"] [WALLPAPERS=1 [WALLNAMES="Path Autumn"]]
+#        bash bench/imagegs_rd.sh [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
@@ -15,13 +16,18 @@ if [ "${WALLPAPERS:-0}" = 1 ]; then
   if [ ! -d /usr/share/wallpapers ] || ! ls /usr/share/wallpapers/*/contents/images/*.jpg >/dev/null 2>&1; then
     apt-get install -y plasma-workspace-wallpapers >/dev/null 2>&1 || echo "(plasma-workspace-wallpapers could not be installed; photos only)"
   fi
-  images="$images $(ls /usr/share/wallpapers/*/contents/images/3840x2160.* 2>/dev/null | head -${NWALL:-2})"
+  # the photographs among them (the 3840x2160 and most 5120x2880 ones are rendered art); their smaller names
+  # (640x480.jpg ... 2560x1440.jpg) are links to the one 2560x1600 file, so every fit is at 2560x1600
+  for w in ${WALLNAMES:-Path Autumn}; do
+    f=/usr/share/wallpapers/$w/contents/images/2560x1600.jpg
+    if [ -r "$f" ]; then images="$images $f"; else echo "(no $f)"; fi
+  done
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 echo "Image-GS vs JPEG: $steps updates per fit, parameters at $qbits bits, Gaussian counts: $counts; $threads thread(s)"
 printf "%-28s %9s %8s %9s %7s | %5s %8s %9s %7s | %s\n" image gaussians bpp "PSNR dB" SSIM "JPEG q" bpp "PSNR dB" SSIM better
 for img in $images; do
-  name=$(basename "$img")
+  name=$(basename "$img"); case $img in /usr/share/wallpapers/*) name=$(cut -d/ -f5 <<<"$img")-$name;; esac
   in=$img
   for n in $counts; do
     out="$tmp/$name-$n"

@@ -444,6 +444,11 @@ typedef struct mf_model_builder {
    * variant cuts one image into, each a micro-step whose gradients add up); the candidate's accumulation, which
    * multiplies its predicted step time. NULL: effective_batch / micro_batch. A value < 1 is refused by mf_search. */
   int (*micro_steps)(int variant, int micro_batch, void *ctx);
+  /* optional: a variant known to run faster than `variant` at the same micro-batch and precision, or -1 (e.g.
+   * Image-GS's top-K map kept instead of recomputed: one selection pass less, which the cost model does not see).
+   * The search takes it over `variant` whenever it fits, whatever the cost model predicts, and says so in the
+   * chosen candidate's note (or, when it does not fit, what it would need). NULL: the cost model decides alone. */
+  int (*preferred_variant)(int variant, void *ctx);
   /* optional: device bytes the run holds at the same time as the training step but outside its plan (MoCo: the
    * eval-mode feature pass of its kNN monitor and model file), for these threads and backend; counted in every
    * candidate's device_bytes, so the budget leaves room for them. *what (may be NULL) names them. */

@@ -56,6 +56,36 @@ run "resume continues" 0 "trained" "$M" train imagegs --size 64x48 --gaussians 1
   --out "$T/run" --resume "$T/run/checkpoint.safetensors" --threads 2 --log-every 0
 run "resume from a model file: said" 1 "an Image-GS model file, not a training checkpoint" "$M" train imagegs --size 64x48 \
   --gaussians 120 --steps 14 --out "$T/run2" --resume "$T/run/model.safetensors" --log-every 0
+# the backward mode: the kept top-K map (faster) whenever it fits, recomputed only when the budget needs it; --tile 96
+# makes every variant the whole 96x64 image, so the two modes are all that differ (the map is 96 x 64 x 40 = 245,760 B)
+for case in "4MiB kept fits and runs faster" "1150KiB recomputed would run faster but needs"; do
+  read -r b mode why <<<"$case"
+  run "backward mode at --budget $b: top-K $mode" 0 "chose .*whole image, top-K $mode" "$M" train imagegs --size 96x64 \
+    --gaussians 120 --tile 96 --budget "$b" --steps 4 --epoch-steps 2 --add-every 2 --adds 1 --out "$T/mode$b" --threads 2 --log-every 0
+  if grep -Eq "^  why: .*$why" "$T/out.txt"; then ok; else bad "--budget $b: the plan line does not say why ('$why')"; fi
+  if grep -Eq "activations \+ workspace +planned +[0-9]+ B +measured +[0-9]+ B +exact" "$T/out.txt" &&
+     ! grep -Eq "planned +[0-9]+ B +measured +[0-9]+ B +(off|over|under)" "$T/out.txt"; then ok; else bad "--budget $b: measured != planned"; fi
+done
+run "plan without a budget: the map kept" 0 "^backward: the top-K index map is kept" "$M" plan imagegs --size 640x480 --gaussians 3000
+
+# --video: the progress frames encoded as a video, read back by memfit's video reader (test_video_write --probe)
+mkdir -p "$T/vid"
+if "$M" --version | grep -q "^video: FFmpeg"; then
+  run "train --video: the fit as a video" 0 "video of the fit: .*fit.mp4 \(4 frames, one every 3 updates, at 10 fps\)" \
+    "$M" train imagegs --size 64x48 --gaussians 120 --steps 12 --epoch-steps 6 --add-every 4 --adds 2 --out "$T/runv" \
+    --video "$T/vid/fit.mp4" --frame-every 3 --threads 2 --log-every 0
+  P="$(dirname "$M")/test_video_write"
+  if [ -x "$P" ]; then
+    if "$P" --probe "$T/vid" | grep -q "^probe: 4 frames, 64 px wide, all decoded"; then ok; else bad "video: $("$P" --probe "$T/vid")"; fi
+  fi
+  if [ ! -e "$T/vid/fit.mp4.partial" ]; then ok; else bad "video: the temporary file is left"; fi
+  run "train --video: no container for the name, said before training" 1 "--video: .*fit.txt: no video container" \
+    "$M" train imagegs --size 64x48 --gaussians 120 --steps 2 --out "$T/runv2" --video "$T/vid/fit.txt" --log-every 0
+  if [ ! -e "$T/runv2/checkpoint.safetensors" ]; then ok; else bad "video: a run with a bad --video trained"; fi
+else
+  run "train --video without FFmpeg: said" 1 "built without it" "$M" train imagegs --size 64x48 --gaussians 120 --steps 2 \
+    --out "$T/runv" --video "$T/fit.mp4" --log-every 0
+fi
 run "train: an image too large for the budget, even in tiles" 3 "nothing fits 1.00 MiB; the smallest setting needs" \
   "$M" train imagegs --size 4096x4096 --gaussians 1000 --budget 1MiB --steps 1 --out "$T/run3"
 run "train: more Gaussians than pixels" 2 "more Gaussians than the 32x32 image has pixels" \

@@ -46,7 +46,8 @@ static void plan_usage(FILE *f, const char *cmd) {
                "                       batch without --budget, searched with it)\n"
                "  --precision P        f32, bf16, f16 or auto: f32 and bf16 (default: f32 without --budget, auto with it)\n"
                "  --recompute M        none, all or auto (default: all without --budget, auto: searched, with it)\n"
-               "  --variant N          graph variant, listed below (default: 0 without --budget, searched with it)\n");
+               "  --variant N          graph variant, listed below (default: the workload's (0, Image-GS 1) without --budget,\n"
+               "                       searched with it)\n");
   else
     fprintf(f, "  --micro-batch N      fix the micro-batch, a divisor of the effective batch (default: searched)\n"
                "  --precision P        f32, bf16, f16 or auto: f32 and bf16 (default auto)\n"
@@ -248,7 +249,7 @@ int mf_cmd_plan(int argc, char **argv) {
   if (a.dtypes) so.dtypes = a.dtypes;
   if (!a.budget) { /* a plain plan: the settings as given */
     so.fixed_mode = a.mode < 0 ? 1 : a.mode;
-    so.fixed_variant = a.variant < 0 ? 0 : a.variant;
+    so.fixed_variant = a.variant < 0 ? w->default_variant : a.variant;
     so.fixed_micro_batch = a.micro_batch ? a.micro_batch : w->default_micro_batch(a.cfg);
     if (!a.dtypes) so.dtypes = 1u << MF_F32;
     so.allow_offload = 0;
@@ -357,6 +358,7 @@ int mf_cmd_plan(int argc, char **argv) {
       printf("\nchosen for a budget of %s (%d plans computed; cost model %s):\n", hb, r.n_planned, r.cal.source);
       if (*r.cal.note) printf("cost model: %s\n", r.cal.note);
       print_candidate(&r.best, &r.unconstrained, a.budget);
+      if (*r.best.note) printf("    why: %s\n", r.best.note);
       printf("runners-up:\n");
       for (int i = 0; i < r.n_runners; i++) {
         print_candidate(&r.runners[i], &r.unconstrained, a.budget);

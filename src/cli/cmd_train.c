@@ -255,6 +255,7 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   }
   if (a->budget) printf("budget %s: chose %s (plans %s%s; %d plans searched)\n", hb, d, hs, side, r->n_planned);
   else printf("settings: %s (plans %s)\n", d, hs);
+  if (*cand->note) printf("  why: %s\n", cand->note);
   ch->micro_batch = cand->micro_batch; ch->accum = cand->accum; ch->dtype = cand->dtype; ch->variant = cand->variant;
   mf_search_result_free(r);
   free(r); free(wc);
@@ -504,6 +505,10 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     fflush(rank_out);
   }
   rc = mf_trainer_run(tr);
+  if (job.finish && job.finish(job.hooks.ctx, rc, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit %s: %s\n", cmd, err);
+    if (rc == 0) rc = 1;
+  }
   if (a.json && rank_out == stdout) rank_out = stderr; /* --json: its record stays the last line of the standard output */
   if (R > 1 && mf_session_step(s) > 0) { /* every rank's own measured == planned (rank 0's table is above) */
     const mf_plan *pl = mf_session_plan(s);

@@ -9,6 +9,7 @@
 #include "data/data.h"
 #include "data/metrics.h"
 #include "train/safetensors.h"
+#include "train/session.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,8 @@ typedef struct igs_tcfg {
   int add_every;             /* updates between additions of Gaussians (0: none) */
   int adds;                  /* additions in all */
   const char *frames;        /* folder for progress frames (PNG), NULL: none */
-  int frame_every;
+  const char *video;         /* the progress frames as a video (.mp4, .mkv, .avi), NULL: none */
+  int frame_every, video_fps;
 } igs_tcfg;
 
 static void train_defaults(mf_train_args *a) {
@@ -48,6 +50,7 @@ static void *train_cfg_new(void) {
   c->add_every = 100;
   c->adds = 4;
   c->frame_every = 100;
+  c->video_fps = 10;
   return c;
 }
 
@@ -55,6 +58,8 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
   igs_tcfg *c = p;
   if (!strcmp(key, "image")) { c->image_path = val; return 0; }
   if (!strcmp(key, "frames")) { c->frames = val; return 0; }
+  if (!strcmp(key, "video")) { c->video = val; return 0; }
+  if (!strcmp(key, "video-fps")) return mf_setting_int(key, val, 1, 1000, &c->video_fps, err, n);
   if (!strcmp(key, "frame-every")) return mf_setting_int(key, val, 1, 1 << 30, &c->frame_every, err, n);
   if (!strcmp(key, "add-every")) return mf_setting_int(key, val, 0, 1 << 30, &c->add_every, err, n);
   if (!strcmp(key, "adds")) return mf_setting_int(key, val, 1, 1000, &c->adds, err, n);
@@ -73,6 +78,9 @@ static void train_help(FILE *f) {
              "                     (100; 0: all active from the start)\n"
              "  --adds K           additions in all (4): --initial + K additions reach --gaussians\n"
              "  --frames DIR       write the render as DIR/frame-UPDATE.png every --frame-every updates (100)\n"
+             "  --video FILE       the same progress frames encoded as a video of the fit (.mp4, .mkv or .avi; needs\n"
+             "                     FFmpeg): written as FILE.partial, renamed to FILE when the run ends or is stopped\n"
+             "  --video-fps F      its frame rate (10)\n"
              "  learning rates: --lr is the positions' (5e-4); scales 4 x, rotations 4 x, colours 10 x it (2e-3, 2e-3,\n"
              "  5e-3 at the default), cut by --factor on a plateau of the evaluation loss (--patience evaluations)\n");
 }
@@ -129,7 +137,8 @@ static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
     if (!c->size_given) c->mc.width = w, c->mc.height = h; /* else resized to --size */
   }
   if (igs_cfg_check(&c->mc, err, n) < 0) return -1;
-  if (!a->budget && a->variant < 0) a->variant = 0; /* planned as given: the whole image (or --tile's tiles) */
+  /* planned as given: the whole image (or --tile's tiles), the top-K map kept */
+  if (!a->budget && a->variant < 0) a->variant = mf_workload_imagegs.default_variant;
   return 0;
 }
 
@@ -149,6 +158,7 @@ typedef struct igs_ctx {
   int T, seed;
   int64_t n0;                 /* active at step 0 */
   float *target, *wpix, *wmap, *tile_out, *render; /* a window's inputs and render; the whole render [C,H,W] */
+  video_writer *vw;           /* --video, opened at its first frame by the lead process */
   char note[1024];
 } igs_ctx;
 
@@ -350,10 +360,11 @@ static int igs_after_update(void *ctx, mf_session *s, int64_t u, char *err, size
   int W = m->width, H = m->height, C = m->channels;
   int64_t N = m->gaussians, act = mf_session_active(s, c->net.mask);
   int add = c->tc->add_every > 0 && u % c->tc->add_every == 0 && act < N;
-  int frame = c->tc->frames && u % c->tc->frame_every == 0;
+  int video = c->tc->video && (!s->comm || s->comm->rank == 0); /* one process writes the video */
+  int frame = (c->tc->frames || video) && u % c->tc->frame_every == 0;
   if (!add && !frame) return 0;
   if (!isfinite(render_all(c, s))) { snprintf(err, n, "drawing the image failed (see above)"); return -1; }
-  if (frame) {
+  if (frame && c->tc->frames) {
     char path[2048];
     snprintf(path, sizeof path, "%s/frame-%06lld.png", c->tc->frames, (long long)u);
     float *il = malloc(sizeof(float) * C * W * H);
@@ -362,6 +373,16 @@ static int igs_after_update(void *ctx, mf_session *s, int64_t u, char *err, size
       for (size_t p = 0; p < (size_t)W * H; p++) il[p * C + ch] = c->render[(size_t)ch * W * H + p];
     int bad = mf_image_save_png(path, il, W, H, C, err, n) < 0;
     free(il);
+    if (bad) return -1;
+  }
+  if (frame && video) {
+    if (!c->vw && !(c->vw = video_writer_init(c->tc->video, W, H, c->tc->video_fps, err, n))) return -1;
+    float *rgb = malloc(sizeof(float) * 3 * W * H); /* [H][W][3]; one channel drawn as gray */
+    if (!rgb) { snprintf(err, n, "out of host memory"); return -1; }
+    for (int k = 0; k < 3; k++)
+      for (size_t p = 0; p < (size_t)W * H; p++) rgb[p * 3 + k] = c->render[(size_t)(C == 3 ? k : 0) * W * H + p];
+    int bad = video_writer_add(c->vw, rgb, err, n) < 0;
+    free(rgb);
     if (bad) return -1;
   }
   if (!add) return 0;
@@ -429,9 +450,28 @@ static int igs_resume_check(void *ctx, const char *path) {
   return bad ? -1 : 0;
 }
 
+/* After the run: the video of the fit gets its final name when the run ended or was stopped (it shows the fit up to
+ * there), and is dropped when the run failed. */
+static int igs_finish(void *ctx, int status, char *err, size_t n) {
+  igs_ctx *c = ctx;
+  if (!c->vw) return 0;
+  int rc = 0;
+  if (status == 0 || status >= 128) {
+    int frames = video_writer_frames(c->vw);
+    rc = video_writer_close(c->vw, err, n);
+    if (rc == 0)
+      printf("video of the fit: %s (%d frames, one every %d updates, at %d fps)\n", c->tc->video, frames, c->tc->frame_every,
+             c->tc->video_fps);
+  }
+  video_writer_free(c->vw);
+  c->vw = NULL;
+  return rc;
+}
+
 static void igs_ctx_free(void *ctx) {
   igs_ctx *c = ctx;
   if (!c) return;
+  video_writer_free(c->vw); /* a run that never finished: its .partial file is removed */
   if (c->g) mf_graph_free(c->g);
   free(c->target); free(c->wpix); free(c->wmap); free(c->tile_out); free(c->render);
   mf_image_free(&c->im);
@@ -469,6 +509,12 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
     struct stat st;
     if (stat(tc->frames, &st) < 0 || !S_ISDIR(st.st_mode)) { snprintf(err, n, "--frames %s: cannot make the folder", tc->frames); return -1; }
   }
+  if (tc->video) { /* the file name, container, encoder and size are checked now, not after the first updates */
+    char why[1024];
+    video_writer *probe = video_writer_init(tc->video, m.width, m.height, tc->video_fps, why, sizeof why);
+    if (!probe) { snprintf(err, n, "--video: %s", why); return -1; }
+    video_writer_free(probe);
+  }
   j->g = c->g;
   j->loss = c->net.loss;
   j->keep[0] = c->net.render;
@@ -500,6 +546,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   j->resume_check = igs_resume_check;
   j->session_ready = igs_session_ready;
   j->train_opts = igs_train_opts;
+  j->finish = igs_finish;
   static const char *const terms[2] = {"l1", "dssim"};
   j->n_terms = 2;
   j->term_names = terms;

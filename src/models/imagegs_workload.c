@@ -60,8 +60,9 @@ void igs_cfg_help(FILE *f) {
 
 static void cfg_help(FILE *f) {
   igs_cfg_help(f);
-  fprintf(f, "  (variants: tile side x backward mode; with --budget the planner picks the largest tiles that fit, each tile\n"
-             "  a micro-step whose gradients add up to the whole image's)\n");
+  fprintf(f, "  (variants: tile side x backward mode; with --budget the planner picks the tiles that fit, each tile a\n"
+             "  micro-step whose gradients add up to the whole image's, and keeps the top-K map when it fits; without a\n"
+             "  budget: the whole image with the map kept)\n");
 }
 
 static void cfg_describe(const void *p, char *buf, size_t n) {
@@ -97,6 +98,14 @@ static size_t staging_bytes(const void *p, int mb) {
   return (size_t)c->width * c->height * c->channels * sizeof(float);
 }
 
+/* Keeping the top-K map saves the second selection pass (about 40% of a step in the profile, docs/imagegs.md; bench_raster
+ * measures the kept mode about 25-30% faster): the cost model, which charges the map's bytes but prices the selection like
+ * any FLOP, cannot see that, so the search takes the kept map whenever it fits at the same settings. */
+static int preferred_variant(const void *p, int variant) {
+  (void)p;
+  return variant % 2 == 0 ? variant + 1 : -1;
+}
+
 static void explain(const void *p, int variant, int mb, FILE *f) {
   (void)mb;
   const igs_cfg *c = p;
@@ -111,8 +120,10 @@ static void explain(const void *p, int variant, int mb, FILE *f) {
     fprintf(f, "image tiles: %dx%d px (windows of %dx%d with the %d px SSIM halo), %d x %d = %d micro-steps per update whose\n"
                "  gradients add up to the whole image's (the loss is a sum over pixels)\n",
             t.tw, t.th, t.ww, t.wh, IGS_SSIM_K - 1, t.nx, t.ny, t.nx * t.ny);
-  fprintf(f, "backward: %s\n", t.keep_topk ? "the top-K index map is kept from forward (4 x top-k bytes per window pixel, activations)"
-                                           : "the top-K selection is recomputed (no per-pixel map kept; one more pass over the tiles)");
+  fprintf(f, "backward: %s\n", t.keep_topk ? "the top-K index map is kept from forward (4 x top-k bytes per window pixel, activations;\n"
+                                             "  the faster mode: backward does not select again)"
+                                           : "the top-K selection is recomputed (no per-pixel map kept; one more pass over the tiles:\n"
+                                             "  slower, chosen when the kept map does not fit)");
   fprintf(f, "Gaussian-tile pairs: at most %lld per window (%d Gaussians, radius <= %g px), planned as workspace\n",
           (long long)mf_raster_pair_bound(c->gaussians, &ro), c->gaussians, c->max_radius);
 }
@@ -134,6 +145,8 @@ const mf_workload mf_workload_imagegs = {
   .staging_bytes = staging_bytes,
   .micro_steps = micro_steps,
   .explain = explain,
+  .preferred_variant = preferred_variant,
+  .default_variant = 1, /* without a budget: the whole image (or --tile's tiles), the top-K map kept */
   .wider_option = "--gaussians",
   .train = &mf_workload_imagegs_train, /* src/models/imagegs_train.c */
 };

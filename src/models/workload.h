@@ -69,6 +69,10 @@ typedef struct mf_train_job {
   int (*session_ready)(void *ctx, mf_session *s, char *err, size_t errlen);
   /* Optional: adjusts the session's options before it is made (e.g. per-group learning rates from --lr). */
   void (*train_opts)(void *ctx, mf_train_opts *o);
+  /* Optional: after the run (status: mf_trainer_run's, 0 done, 1 failed, 128+N stopped by signal N), before ctx_free:
+   * finishes what the workload writes besides the trainer's files (Image-GS: closes --video). 0, or -1 with err (the
+   * command then fails). */
+  int (*finish)(void *ctx, int status, char *err, size_t errlen);
   void (*ctx_free)(void *ctx);
 } mf_train_job;
 

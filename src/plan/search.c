@@ -208,6 +208,56 @@ static bool same_kind(const mf_candidate *a, const mf_candidate *b) {
          a->shard_ranks == b->shard_ranks;
 }
 
+static bool same_settings(const mf_candidate *a, const mf_candidate *b) {
+  return a->micro_batch == b->micro_batch && a->dtype == b->dtype && a->offload == b->offload && a->shard_ranks == b->shard_ranks;
+}
+
+/* 1 when variant v is the preferred one of another variant (mf_model_builder.preferred_variant) */
+static bool is_preferred(const mf_model_builder *m, int n_variants, int v) {
+  for (int u = 0; u < n_variants; u++)
+    if (u != v && m->preferred_variant(u, m->ctx) == v) return true;
+  return false;
+}
+
+/* The workload's preferred variants, after the ranking (all[0] is the best, then in order): when the best has a preferred
+ * variant (it is the slower kind, e.g. Image-GS's top-K recomputed), the cheapest fitting candidate of a preferred kind at
+ * the same settings (micro-batch, precision, offload, ZeRO-1 ranks) takes its place, whatever the cost model predicts
+ * (among those the cost model still ranks, e.g. tile sizes). The best's note says which way it went and why. */
+static void prefer_variants(const mf_model_builder *m, int n_variants, mf_candidate *all, int n) {
+  if (!m->preferred_variant || n < 1 || !all[0].fits) return;
+  mf_candidate *b = &all[0];
+  int pv = m->preferred_variant(b->variant, m->ctx);
+  if (pv < 0 || pv == b->variant) {
+    for (int v = 0; v < n_variants; v++) /* the best is itself some variant's preferred one */
+      if (v != b->variant && m->preferred_variant(v, m->ctx) == b->variant) {
+        snprintf(b->note, sizeof b->note, "'%.60s' fits and runs faster than '%.60s'", b->variant_name,
+                 m->variant_names ? m->variant_names[v] : "the other variant");
+        break;
+      }
+    return;
+  }
+  int k = -1;
+  size_t need = 0;
+  for (int i = 1; i < n && k < 0; i++) {
+    const mf_candidate *c = &all[i];
+    if (!same_settings(c, b) || !is_preferred(m, n_variants, c->variant)) continue;
+    if (c->fits) k = i;
+    else if (!need || c->device_bytes < need) need = c->device_bytes;
+  }
+  if (k > 0) {
+    mf_candidate was = *b, c = all[k];
+    memmove(&all[1], &all[0], (size_t)k * sizeof *all);
+    all[0] = c;
+    snprintf(all[0].note, sizeof all[0].note, "'%.40s' fits and runs faster than '%.40s' (the cost model, blind to that, "
+             "predicted %.2fx)", c.variant_name, was.variant_name, was.step_s / c.step_s);
+  } else if (need) {
+    char h[32];
+    mf_format_bytes(need, h, sizeof h);
+    snprintf(b->note, sizeof b->note, "'%.60s' would run faster but needs %s at the least, over the budget",
+             m->variant_names ? m->variant_names[pv] : "the preferred variant", h);
+  }
+}
+
 int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf_calibration *cal, mf_search_result *r, char *err,
                     size_t errlen) {
   memset(r, 0, sizeof *r);
@@ -276,7 +326,15 @@ int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf
     if (rank_cost(&x.all[i]) < rank_cost(&r->unconstrained)) r->unconstrained = x.all[i];
     if (x.all[i].device_bytes < r->smallest.device_bytes) r->smallest = x.all[i];
   }
+  if (m->preferred_variant) { /* the fastest ignoring the budget: its preferred variant, when the search planned it */
+    int pv = m->preferred_variant(r->unconstrained.variant, m->ctx), k = -1;
+    for (int i = 0; i < x.n_all && pv >= 0 && pv != r->unconstrained.variant; i++)
+      if (x.all[i].variant == pv && same_settings(&x.all[i], &r->unconstrained) && (k < 0 || rank_cost(&x.all[i]) < rank_cost(&x.all[k])))
+        k = i;
+    if (k >= 0) r->unconstrained = x.all[k];
+  }
   qsort(x.all, (size_t)x.n_all, sizeof *x.all, cand_cmp);
+  prefer_variants(m, n_variants, x.all, x.n_all);
   r->found = x.all[0].fits;
   r->best = x.all[0];
   for (int i = 1; i < x.n_all && r->n_runners < 3 && r->found; i++) {
@@ -287,6 +345,10 @@ int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf
     r->runners[r->n_runners] = *c;
     mf_candidate *rc = &r->runners[r->n_runners++];
     if (!c->fits) snprintf(rc->note, sizeof rc->note, "does not fit");
+    else if (m->preferred_variant && m->preferred_variant(c->variant, m->ctx) >= 0 && same_settings(c, &r->best) &&
+             m->preferred_variant(r->best.variant, m->ctx) < 0)
+      snprintf(rc->note, sizeof rc->note, "predicted %.2fx the chosen step time, but '%.60s' runs faster", c->step_s / r->best.step_s,
+               r->best.variant_name);
     else snprintf(rc->note, sizeof rc->note, "predicted %.2fx the chosen step time", c->step_s / r->best.step_s);
   }
   r->all = x.all;

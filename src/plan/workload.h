@@ -45,6 +45,9 @@ typedef struct mf_workload {
   /* Optional: a few lines on what a chosen variant means for these settings (e.g. the tile size and count), printed
    * by `memfit plan` under the plan. */
   void (*explain)(const void *cfg, int variant, int micro_batch, FILE *f);
+  /* Optional: mf_model_builder.preferred_variant (a variant that runs faster than `variant` when it fits, or -1). */
+  int (*preferred_variant)(const void *cfg, int variant);
+  int default_variant;                    /* the variant a plan or run without --budget or --variant takes (0) */
   /* Optional: device bytes a run holds besides the training step's plan, at the same time (mf_model_builder's
    * side_bytes: MoCo's eval-mode feature pass); *what (may be NULL) names them. */
   size_t (*side_bytes)(const void *cfg, int threads, const char *backend, const char **what);
