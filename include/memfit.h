@@ -839,6 +839,11 @@ mf_video_opts mf_video_opts_default(void);
 mf_dataset *mf_dataset_open_folder(const char *dir, const mf_folder_opts *o, char *err, size_t errlen);
 /* n procedural images of w x h (RGB) from seed. */
 mf_dataset *mf_dataset_generated(size_t n, int w, int h, uint64_t seed, char *err, size_t errlen);
+/* n procedural clips of `frames` frames of w x h (RGB) from seed: a procedural picture panned at a steady
+ * sub-pixel speed with 2-6 textured shapes moving, turning and bouncing over it; the same (seed, index) gives the
+ * same clip. Samples are [C,T,H,W] as video folders'. NULL with err on n = 0, a size outside 8..4096 or frames
+ * outside 1..4096. */
+mf_dataset *mf_dataset_generated_video(size_t n, int w, int h, int frames, uint64_t seed, char *err, size_t errlen);
 /* Folder of videos (anything FFmpeg reads) cut into clips; NULL with err when built without FFmpeg. */
 mf_dataset *mf_dataset_open_video(const char *dir, const mf_video_opts *o, char *err, size_t errlen);
 

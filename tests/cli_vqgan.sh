@@ -47,6 +47,15 @@ run "train stopped" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rB" --loss-log 
 run "train resumed" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rB" --loss-log "$T/b.txt" --resume "$T/rB/checkpoint.safetensors"
 cmp -s "$T/a.txt" "$T/b.txt" && [ "$(wc -l < "$T/a.txt")" -eq 16 ] && ok || bad "resume: the loss log differs from the whole run's"
 run "train help" 0 "--gen-count N" "$MEMFIT" train vqgan --help
+# video: clips of T frames (per-frame 2D layers + temporal convs), 128 x 128 by default, planned exactly
+run "plan clips 16" 0 "clips of 16 frames \(temporal convs\) 128x128" "$MEMFIT" plan vqgan --preset low --clips 16
+run "plan clips 16 budget" 0 "chosen for a budget of 4.00 GiB" "$MEMFIT" plan vqgan --preset mid --clips 16 --budget 4GiB
+run "presets clips" 0 "for clips" "$MEMFIT" presets vqgan --clips 16
+run "clips 0" 2 "--clips: .0. is not a whole number from 1 to 4096" "$MEMFIT" plan vqgan --clips 0
+run "train clips" 0 "PSNR per frame \(dB, 2 clips\):( [0-9.]+){4}$" "$MEMFIT" train vqgan --preset tiny --clips 4 --size 16 \
+  --gen-count 4 --epochs 1 --val-count 2 --ssim 0.5 --out "$T/rv" --threads 1
+grep -q "1 - SSIM" "$T/out.txt" && ok || bad "train clips: the SSIM term is not in the losses line"
+[ "$(grep -c "planned .* measured .* exact" "$T/out.txt")" -ge 6 ] && ok || bad "train clips: not every arena exact"
 
 echo "cli_vqgan: $pass passed, $fail failed"
 [ "$fail" = 0 ]

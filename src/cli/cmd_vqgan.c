@@ -149,11 +149,13 @@ int mf_cmd_presets_vqgan(int argc, char **argv) {
   static vqgan_cand cands[NP][MAXC];
   int nc[NP];
   char err[1024], desc[512];
-  printf("VQGAN presets (the seed's tiers: low for 4-6 GB, mid 8-12 GB, high 16 GB+, original about 12 GB by hand):\n");
+  printf("VQGAN presets (the seed's tiers: low for 4-6 GB, mid 8-12 GB, high 16 GB+, original about 12 GB by hand)%s:\n",
+         a.cfg.frames > 1 ? ", for clips" : "");
   for (int p = 0; p < NP; p++) {
     vqgan_cfg c;
     vqgan_cfg_preset(names[p], &c, err, sizeof err);
-    c.size = a.cfg.size; /* --size applies to every preset */
+    c.size = a.cfg.size; /* --size and --clips apply to every preset (clips: 128 x 128 unless --size) */
+    c.frames = a.cfg.frames;
     if (vqgan_cfg_check(&c, err, sizeof err) < 0) { fprintf(stderr, "memfit presets vqgan: %s: %s\n", names[p], err); return 2; }
     vqgan_cfg_describe(&c, desc, sizeof desc);
     printf("  %-9s %s\n", names[p], desc);
