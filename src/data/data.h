@@ -177,4 +177,23 @@ int idx_labels_beside(const char *images, char *out, size_t n);
 int video_open_folder(mf_dataset *d, const char *dir, const mf_video_opts *o, char *err, size_t errlen);
 void video_ctx_free(void *v);
 
+/* ---- video_write.c: encodes RGB frames into a video file (FFmpeg; without it init fails saying so) ----
+ * The container comes from path's extension (.mp4, .mkv, .avi, anything libavformat knows); the codec is
+ * that container's default video encoder when this libavcodec has it (H.264 via libx264 for mp4/mkv), else
+ * MPEG-4 Part 2. Frames are written to a temporary file beside path ("<path>.partial") that close renames to
+ * path, so an interrupted run leaves no half video under the final name. Odd sizes are padded to even ones
+ * (4:2:0 chroma) by repeating the last column/row: the video is (w+1)&~1 x (h+1)&~1.
+ * Every function returns 0 / a writer, or -1 / NULL with err naming the file and the reason. */
+typedef struct video_writer video_writer;
+/* w, h in [1, 16384], fps in [1, 1000]. */
+video_writer *video_writer_init(const char *path, int w, int h, int fps, char *err, size_t errlen);
+/* rgb_hwc: [h][w][3] floats in [0,1] (clamped; NaN -> 0), frame index = number of frames added so far. */
+int video_writer_add(video_writer *v, const float *rgb_hwc, char *err, size_t errlen);
+int video_writer_frames(const video_writer *v);  /* frames added so far */
+/* Flushes the encoder, writes the trailer and renames the temporary file to path. The writer still needs
+ * video_writer_free. After a failed close the temporary file is removed. */
+int video_writer_close(video_writer *v, char *err, size_t errlen);
+/* Frees; a writer not closed is abandoned: its temporary file is removed and path is left untouched. */
+void video_writer_free(video_writer *v);
+
 #endif

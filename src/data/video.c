@@ -110,7 +110,7 @@ static int frame_to_raw(vdec *v, raw_image *raw, char *err, size_t errlen) {
   AVFrame *f = v->frm;
   if (f->width <= 0 || f->height <= 0) { snprintf(err, errlen, "bad frame"); return -1; }
   v->sws = sws_getCachedContext(v->sws, f->width, f->height, (enum AVPixelFormat)f->format, f->width, f->height,
-                                AV_PIX_FMT_RGB24, SWS_BILINEAR, NULL, NULL, NULL);
+                                AV_PIX_FMT_RGB24, SWS_BILINEAR | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
   if (!v->sws || raw_image_reserve(raw, f->width, f->height, 3, 8) != 0) { snprintf(err, errlen, "cannot convert frame"); return -1; }
   uint8_t *dst[4] = {raw->data, NULL, NULL, NULL};
   int ls[4] = {(int)raw->stride, 0, 0, 0};
