@@ -744,6 +744,14 @@ typedef struct mf_onnx_build_opts {
   int bn_eval;                  /* 0 (default): BatchNormalization uses batch statistics in training steps and
                                    updates the running ones (evaluation, mf_session_forward, uses the running
                                    ones); 1: running statistics everywhere, no update (a frozen network) */
+  int frozen;                   /* 1: a fixed network (e.g. a perceptual loss's features): the file's float
+                                   initializers become buffers (no gradient, no optimizer state; mf_onnx_load_weights
+                                   writes them) and BatchNormalization runs as with bn_eval 1 */
+  const char *name_prefix;      /* NULL, or prepended to the names of the tensors the build makes from the file (a
+                                   network beside another model in one graph) */
+  const mf_tensor *input_tensors; /* NULL, or one per inputs[] entry: a float tensor of g already built, of the shape
+                                   given there, that feeds that input instead of a new graph input; -1: a new input.
+                                   A tensor of another shape is an error naming the input */
 } mf_onnx_build_opts;
 #define MF_ONNX_MAX_IO 16
 typedef struct mf_onnx_built {
