@@ -56,6 +56,27 @@ run "train clips" 0 "PSNR per frame \(dB, 2 clips\):( [0-9.]+){4}$" "$MEMFIT" tr
   --gen-count 4 --epochs 1 --val-count 2 --ssim 0.5 --out "$T/rv" --threads 1
 grep -q "1 - SSIM" "$T/out.txt" && ok || bad "train clips: the SSIM term is not in the losses line"
 [ "$(grep -c "planned .* measured .* exact" "$T/out.txt")" -ge 6 ] && ok || bad "train clips: not every arena exact"
+[ -s "$T/rv/samples-epoch001.mp4" ] && ok || bad "train clips: no reconstruction video (input | reconstruction)"
+# video folders: a video FFmpeg cannot open and one shorter than a clip are skipped with a count, never a crash
+# (the videos are the reconstruction videos of two runs: 4 frames and 2 frames, 32x16)
+if grep -q "built without FFmpeg" <("$MEMFIT" train vqgan --preset tiny --clips 2 --data "$T/none" --epochs 1 2>&1); then
+  echo "cli_vqgan: built without FFmpeg: video folders not tested"
+else
+  run "train clips 2" 0 "PSNR per frame" "$MEMFIT" train vqgan --preset tiny --clips 2 --size 16 --gen-count 2 --epochs 1 \
+    --val-count 1 --out "$T/rv2" --threads 1
+  mkdir -p "$T/vids/a" "$T/vids/b"
+  cp "$T/rv/samples-epoch001.mp4" "$T/vids/a/four.mp4"
+  cp "$T/rv/samples-epoch001.mp4" "$T/vids/b/four.mp4"
+  cp "$T/rv2/samples-epoch001.mp4" "$T/vids/a/two.mp4"
+  head -c 3000 /dev/urandom > "$T/vids/b/broken.avi"
+  run "video folder: bad files skipped" 0 "2 training clips" "$MEMFIT" train vqgan --preset tiny --clips 4 --size 16 \
+    --data "$T/vids" --epochs 1 --batch 2 --out "$T/rv3" --threads 1
+  grep -Eq "broken.avi: skipped: unreadable video" "$T/out.txt" && ok || bad "video folder: the unreadable video is not named"
+  grep -Eq "two.mp4: skipped: 2 frames, fewer than one clip \(4\)" "$T/out.txt" && ok || bad "video folder: the short video is not named"
+  grep -Eq "1 unreadable files? skipped" "$T/out.txt" && ok || bad "video folder: no count of unreadable files"
+  run "video folder: nothing usable" 1 "no usable video \(4 skipped" "$MEMFIT" train vqgan --preset tiny --clips 8 --size 16 \
+    --data "$T/vids" --epochs 1 --out "$T/rv4" --threads 1
+fi
 
 echo "cli_vqgan: $pass passed, $fail failed"
 [ "$fail" = 0 ]

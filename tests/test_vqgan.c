@@ -533,8 +533,117 @@ out:
   mf_graph_free(g);
 }
 
+/* ---- the perceptual term (--perceptual FILE): a two-output ONNX feature network exported by PyTorch
+ * (tests/vqgan_perceptual.py), frozen: its tensors are buffers without gradients, the plan holds its activations
+ * (measured == planned); the term and its gradient to decoder.conv_out.bias against PyTorch in float64; a file
+ * that is not ONNX, and one whose input does not take the images, are clear errors ---- */
+static void perceptual_check(void) {
+  if (!torch_available()) return;
+  char dir[] = "/tmp/memfit_vqperc_XXXXXX", onnx[200], data[200], cmd[2000];
+  if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+  const char *root = getenv("MEMFIT_ROOT") ? getenv("MEMFIT_ROOT") : ".";
+  snprintf(onnx, sizeof onnx, "%s/feat.onnx", dir);
+  snprintf(data, sizeof data, "%s/term.bin", dir);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/vqgan_perceptual.py export %s >/dev/null 2>&1", root, onnx);
+  if (system(cmd) != 0) { CHECK(0, "exporting the feature network failed: %s", cmd); rmdir(dir); return; }
+  vqgan_cfg c = tiny(0);
+  c.segments = 0;
+  snprintf(c.perceptual, sizeof c.perceptual, "%s", onnx);
+  c.perceptual_weight = 1;
+  mf_graph *g = mf_graph_init(MF_F32);
+  vqgan_net net;
+  char err[1024];
+  mf_session *s = NULL;
+  float *x = NULL, *xr = NULL;
+  if (vqgan_build(g, &c, c.micro_batch, &net, err, sizeof err) < 0 || net.p_loss < 0) { CHECK(0, "build: %s", err); goto out; }
+  int frozen = 1, nbuf = 0;
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *nd = &g->nodes[id];
+    if (strncmp(nd->name, "perceptual.", 11)) continue;
+    if (nd->op == MF_OP_PARAM) frozen = 0;
+    if (nd->op == MF_OP_BUFFER) nbuf++;
+  }
+  CHECK(frozen && nbuf == 4, "the feature network's 4 weights are buffers, no parameters (%d buffers)", nbuf);
+  mf_tensor bias = -1;
+  for (int id = 0; id < g->n; id++)
+    if (g->nodes[id].op == MF_OP_PARAM && !strcmp(g->nodes[id].name, "decoder.conv_out.bias")) bias = id;
+  mf_tensor keep[4] = {net.xrec, net.p_loss};
+  mf_train_opts o = mf_train_opts_default();
+  o.plan.n_keep = 2;
+  o.plan.keep = keep;
+  o.n_groups = 2; /* the discriminator's group: present in the graph, no gradient from this loss */
+  o.groups[1] = o.groups[0];
+  o.debug_memory = 1;
+  o.threads = 2;
+  o.loss_scaling = 0;
+  s = mf_session_init(g, net.p_loss, &o, err, sizeof err);
+  if (!s) { CHECK(0, "session: %s", err); goto out; }
+  CHECK(vqgan_load_perceptual(&net, s, err, sizeof err) == 0, "loading the feature network's weights: %s", err);
+  vq_session_ready(&net.vq, s);
+  int64_t nx = mf_tensor_numel(g, net.x);
+  x = malloc((size_t)nx * sizeof *x);
+  xr = malloc((size_t)nx * sizeof *xr);
+  for (int64_t i = 0; i < nx; i++) x[i] = (float)(2 * unif() - 1);
+  mf_session_write_input(s, net.x, x, (size_t)nx);
+  float f0 = 0;
+  mf_session_write_input(s, net.factor, &f0, 1);
+  double loss = mf_session_micro_step(s);
+  float lv = 0, gb[3] = {0, 0, 0};
+  int rd = mf_session_read(s, net.xrec, xr, (size_t)nx) == 0 && mf_session_read(s, net.p_loss, &lv, 1) == 0 &&
+           mf_session_read_grad(s, bias, gb, 3) == 0;
+  CHECK(isfinite(loss) && rd, "a step on the perceptual term ran (loss %g)", loss);
+  int arenas_ok = 1;
+  const mf_plan *p = mf_session_plan(s);
+  for (int a = 0; a < MF_ARENA_COUNT; a++)
+    arenas_ok &= mf_plan_arena_bytes(p, (mf_arena_kind)a) == mf_session_measured_bytes(s, (mf_arena_kind)a);
+  CHECK(arenas_ok, "perceptual term: measured == planned per arena");
+  FILE *fp = fopen(data, "wb");
+  int32_t hdr[3] = {(int32_t)(nx / (3 * c.size * c.size)), 3, c.size};
+  double l64 = lv, g64[3] = {gb[0], gb[1], gb[2]};
+  if (fp) {
+    fwrite(hdr, sizeof hdr, 1, fp);
+    fwrite(xr, sizeof *xr, (size_t)nx, fp);
+    fwrite(x, sizeof *x, (size_t)nx, fp);
+    fwrite(&l64, sizeof l64, 1, fp);
+    fwrite(g64, sizeof g64, 1, fp);
+    fclose(fp);
+  }
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/vqgan_perceptual.py check %s %s", root, onnx, data);
+  fflush(stdout);
+  CHECK(fp && system(cmd) == 0, "the perceptual term and its gradient against PyTorch (float64): %s", cmd);
+  /* bad files: not ONNX; an input that does not take the images (the network fixes 1 channel) */
+  vqgan_net n2;
+  mf_graph *g2 = mf_graph_init(MF_F32);
+  snprintf(c.perceptual, sizeof c.perceptual, "%s", data);
+  CHECK(vqgan_build(g2, &c, c.micro_batch, &n2, err, sizeof err) < 0 && strstr(err, "--perceptual") && strstr(err, "term.bin"),
+        "a file that is not ONNX: %s", err);
+  mf_graph_free(g2);
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 -c \"import torch; torch.onnx.export(torch.nn.Conv2d(1, 2, 3), torch.zeros(1, 1, 8, 8), '%s/gray.onnx', "
+           "input_names=['x'], opset_version=13)\" >/dev/null 2>&1", dir);
+  if (system(cmd) == 0) {
+    snprintf(c.perceptual, sizeof c.perceptual, "%s/gray.onnx", dir);
+    g2 = mf_graph_init(MF_F32);
+    CHECK(vqgan_build(g2, &c, c.micro_batch, &n2, err, sizeof err) < 0 && strstr(err, "gray.onnx") && strstr(err, "input 'x'"),
+          "a network whose input does not take the images: %s", err);
+    mf_graph_free(g2);
+    snprintf(cmd, sizeof cmd, "%s/gray.onnx", dir);
+    unlink(cmd);
+  }
+out:
+  free(x);
+  free(xr);
+  if (s) mf_session_free(s);
+  vqgan_net_free(&net);
+  mf_graph_free(g);
+  unlink(onnx);
+  unlink(data);
+  rmdir(dir);
+}
+
 int main(void) {
   temporal_check();
+  perceptual_check();
   ssim_check();
   session_run(MF_F32, 0, 1);
   session_run(MF_BF16, 0, 1);

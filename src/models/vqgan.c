@@ -48,6 +48,7 @@ int vqgan_cfg_preset(const char *name, vqgan_cfg *c, char *err, size_t n) {
   c->disc_weight = 0.8;
   c->disc_start = 0;
   c->codebook_weight = 1;
+  c->perceptual_weight = 1;
   c->segments = 1;
   return 0;
 }
@@ -341,6 +342,45 @@ static mf_tensor disc_apply(mf_graph *g, const disc *d, mf_tensor x) {
   return mf_conv2d(g, h, d->wl, d->bl, 1, 1, 1);                                 /* [B,1,h,w] patch logits */
 }
 
+/* The perceptual term from a user's ONNX feature network f, frozen (its initializers are buffers: no gradient,
+ * no optimizer state; its activations are planned as any other): xrec and x, each mapped to [0, 1], go through f
+ * as one batch [2N, C, S, S] (N images or frames); the loss is perceptual_weight x the sum over f's outputs of
+ * mean (f(xrec) - f(x))^2. Any normalisation f needs belongs in the file. */
+static int perceptual(mf_graph *g, const vqgan_cfg *c, vqgan_net *o, char *err, size_t n) {
+  char e2[768];
+  o->pnet = mf_onnx_open(c->perceptual, e2, sizeof e2);
+  if (!o->pnet) { snprintf(err, n, "--perceptual: %s", e2); return -1; }
+  if (mf_onnx_input_count(o->pnet) != 1) {
+    snprintf(err, n, "--perceptual %s: the feature network must take one input (an image batch [N, %d, H, W]); it takes %d", c->perceptual,
+             c->channels, mf_onnx_input_count(o->pnet));
+    return -1;
+  }
+  int64_t N = mf_tensor_dim(g, o->x, 0);
+  mf_tensor a = mf_add_scalar(g, mf_mul_scalar(g, o->xrec, 0.5), 0.5), b = mf_add_scalar(g, mf_mul_scalar(g, o->x, 0.5), 0.5);
+  mf_tensor ab[2] = {a, b};
+  mf_tensor both = mf_concat(g, 2, ab, 0);                        /* [2N, C, S, S]: reconstructions, then inputs */
+  mf_onnx_shape in = {.name = mf_onnx_input_name(o->pnet, 0), .ndim = 4, .dims = {2 * N, c->channels, c->size, c->size}};
+  mf_onnx_build_opts bo = {.n_inputs = 1, .inputs = &in, .loss = MF_ONNX_LOSS_NONE, .frozen = 1, .name_prefix = "perceptual.",
+                           .input_tensors = &both};
+  if (mf_onnx_build(o->pnet, g, &bo, &o->pbuilt, e2, sizeof e2) < 0) { snprintf(err, n, "--perceptual: %s", e2); return -1; }
+  mf_tensor sum = -1;
+  for (int k = 0; k < o->pbuilt.n_outputs; k++) {
+    mf_tensor y = o->pbuilt.outputs[k];
+    if (y < 0) continue;
+    if (mf_tensor_ndim(g, y) < 1 || mf_tensor_dim(g, y, 0) != 2 * N) {
+      snprintf(err, n, "--perceptual %s: output %d has %lld rows for a batch of %lld images; a feature network keeps the batch axis",
+               c->perceptual, k, mf_tensor_ndim(g, y) < 1 ? 0LL : (long long)mf_tensor_dim(g, y, 0), (long long)(2 * N));
+      return -1;
+    }
+    mf_tensor d = mf_mse_loss(g, mf_slice(g, y, 0, 0, N), mf_slice(g, y, 0, N, 2 * N)); /* mean (f(xrec) - f(x))^2 */
+    sum = sum < 0 ? d : mf_add(g, sum, d);
+  }
+  if (sum < 0) { snprintf(err, n, "--perceptual %s: the network has no output to compare", c->perceptual); return -1; }
+  o->p_loss = mf_mul_scalar(g, sum, c->perceptual_weight);
+  if (mf_graph_error(g)) { snprintf(err, n, "--perceptual %s: %s", c->perceptual, mf_graph_error(g)); return -1; }
+  return 0;
+}
+
 int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o, char *err, size_t n) {
   memset(o, 0, sizeof *o);
   o->cfg = *cin;
@@ -374,6 +414,9 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   o->g_loss = mf_mul_scalar(g, mf_mean(g, lf, 0, 0), -1.0);
   o->gen_loss = mf_add(g, mf_add(g, o->nll, o->g_loss), mf_mul_scalar(g, o->q_loss, c->codebook_weight));
   o->ssim_loss = -1;
+  o->p_loss = -1;
+  if (c->perceptual[0] && perceptual(g, c, o, err, n) < 0) { vqgan_net_free(o); return -1; }
+  if (o->p_loss >= 0) o->gen_loss = mf_add(g, o->gen_loss, o->p_loss);
   if (c->ssim_weight > 0) { /* steg's SSIM (uniform k x k windows, range 1) on [0, 1], each frame an image */
     int k = mf_steg_ssim_window(c->size);
     double cnt = (double)mf_tensor_numel(g, o->x) / ((double)c->size * c->size) * (double)(c->size - k + 1) * (c->size - k + 1);
@@ -392,6 +435,18 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   return 0;
 }
 
+void vqgan_net_free(vqgan_net *net) {
+  if (net->pnet) {
+    mf_onnx_built_free(&net->pbuilt);
+    mf_onnx_close(net->pnet);
+  }
+  net->pnet = NULL;
+}
+
+int vqgan_load_perceptual(const vqgan_net *net, mf_session *s, char *err, size_t n) {
+  return net->pnet ? mf_onnx_load_weights(net->pnet, &net->pbuilt, s, err, n) : 0;
+}
+
 void vqgan_phases(const vqgan_net *net, mf_phase_opts ph[2]) {
   ph[0].name = "generator";
   ph[0].loss = net->gen_loss;
@@ -408,6 +463,7 @@ int vqgan_keep(const vqgan_net *net, mf_tensor *keep) {
   keep[k++] = net->q_loss;
   keep[k++] = net->xrec;
   if (net->ssim_loss >= 0) keep[k++] = net->ssim_loss;
+  if (net->p_loss >= 0) keep[k++] = net->p_loss;
   k += vq_keep(&net->vq, keep + k);
   return k;
 }

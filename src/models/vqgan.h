@@ -28,6 +28,8 @@ typedef struct vqgan_cfg {
   int disc_start;              /* optimizer steps before the GAN terms switch on */
   double codebook_weight;      /* 1 */
   int rec_l2;                  /* 0: L1 reconstruction (taming), 1: L2 */
+  char perceptual[512];        /* "" or an ONNX feature network (frozen): perceptual_weight x feature MSE of xrec and x */
+  double perceptual_weight;    /* 1 (taming's perceptual_weight) */
   double ssim_weight;          /* > 0: adds ssim_weight x mean(1 - SSIM map) of xrec and x on [0, 1] (steg's SSIM) */
   int keep_scores;             /* attention: 1 keeps the scores for backward, 0 recomputes them */
   int segments;                /* 1: each ResNet/attention block is a checkpoint segment (recomputable) */
@@ -49,6 +51,9 @@ typedef struct vqgan_net {
   mf_tensor factor;            /* input [1]: the GAN terms' factor (0 before disc_start, 1 after); vqgan_set_factor */
   mf_tensor xrec;              /* decoder output [B, C, S, S] */
   mf_tensor nll, g_loss, q_loss, d_loss; /* scalars: reconstruction, -mean D(xrec), quantiser, factor x hinge */
+  mf_tensor p_loss;            /* scalar perceptual_weight x sum over the network's outputs of mean (f(xrec) - f(x))^2, or -1 */
+  mf_onnx *pnet;               /* the perceptual network's file (open while the net lives; vqgan_net_free closes it) */
+  mf_onnx_built pbuilt;        /* its build: mf_onnx_load_weights(pnet, &pbuilt, session) writes its weights */
   mf_tensor ssim_loss;         /* scalar ssim_weight x mean(1 - SSIM) per frame, or -1 without --ssim */
   mf_tensor gen_loss;          /* phase 0: nll (+ ssim_loss) + g_loss (its gradient scaled by lambda at the tap) + codebook_weight q */
   mf_tensor rec_norm;          /* [1] |grad_W nll| of the decoder's last conv, computed in forward */
@@ -69,6 +74,10 @@ mf_tensor vqgan_temporal_conv(mf_graph *g, mf_tensor h, mf_tensor w, mf_tensor b
 enum { VQGAN_GROUP_GEN = 0, VQGAN_GROUP_DISC = 1 };
 /* Builds one micro-batch of the training step on the empty graph g. Returns 0, or -1 with err. */
 int vqgan_build(mf_graph *g, const vqgan_cfg *c, int micro_batch, vqgan_net *out, char *err, size_t n);
+/* Closes the perceptual network's file of a built net (nothing else to free: the graph holds the rest). */
+void vqgan_net_free(vqgan_net *net);
+/* Writes the perceptual network's weights (when there is one) into a session of the net's graph. 0 or -1 with err. */
+int vqgan_load_perceptual(const vqgan_net *net, mf_session *s, char *err, size_t n);
 /* The two phases (generator: group 0; discriminator: group 1) of a built net. */
 void vqgan_phases(const vqgan_net *net, mf_phase_opts ph[2]);
 /* Tensors to keep for the run's logs and the quantiser's host side (up to 9). */

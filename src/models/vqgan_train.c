@@ -6,6 +6,7 @@
 #include "models/workload.h"
 #include "data/grid.h"
 #include "data/metrics.h"
+#include "data/data.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ static int build(mf_graph *g, const void *p, int variant, int micro, mf_tensor *
   if (!s) { snprintf(err, n, "out of host memory"); return -1; }
   *state = s;
   if (vqgan_build(g, &c, micro, &s->net, err, n) < 0) return -1;
+  vqgan_net_free(&s->net); /* planning needs the graph only */
   *loss = s->net.gen_loss;
   return 0;
 }
@@ -52,7 +54,7 @@ static size_t staging_bytes(const void *p, int micro) {
 typedef struct vqgan_tcfg {
   char preset[32];
   int n_model;
-  char model_key[MAX_MODEL_SETTINGS][24], model_val[MAX_MODEL_SETTINGS][64];
+  char model_key[MAX_MODEL_SETTINGS][24], model_val[MAX_MODEL_SETTINGS][512];
   vqgan_cfg mc;                /* after train_check */
   int gen_count, val_count, grid_rows;
   int frame_stride;            /* video folders: every k-th frame */
@@ -239,6 +241,32 @@ static int vq_after_update(void *ctx, mf_session *s, int64_t update, char *err, 
 
 static float to01(float v) { return 0.5f * (v + 1); }
 
+/* The first validation clip as a video beside the grid (samples-epochNNN.mp4): each frame input | reconstruction
+ * side by side, [S, 2S] RGB, 8 frames per second. in and rec hold `frames` planar [3, S, S] frames in [0, 1]. */
+static int clip_video(const char *grid, const float *in, const float *rec, int frames, int S, char *err, size_t n) {
+  char path[4096];
+  size_t L = strlen(grid);
+  snprintf(path, sizeof path, "%.*s.mp4", (int)(L > 4 && !strcmp(grid + L - 4, ".png") ? L - 4 : L), grid);
+  float *f = malloc((size_t)S * 2 * S * 3 * sizeof *f); /* [S][2S][3] */
+  video_writer *v = f ? video_writer_init(path, 2 * S, S, 8, err, n) : NULL;
+  if (!f) snprintf(err, n, "%s: out of host memory", path);
+  int rc = v ? 0 : -1;
+  int64_t hw = (int64_t)S * S;
+  for (int t = 0; t < frames && rc == 0; t++) {
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < 2 * S; x++)
+        for (int k = 0; k < 3; k++) {
+          const float *src = x < S ? in + (int64_t)t * 3 * hw : rec + (int64_t)t * 3 * hw;
+          f[((size_t)y * 2 * S + x) * 3 + k] = src[k * hw + (int64_t)y * S + (x % S)];
+        }
+    rc = video_writer_add(v, f, err, n);
+  }
+  if (rc == 0) rc = video_writer_close(v, err, n);
+  video_writer_free(v);
+  free(f);
+  return rc;
+}
+
 static int vq_validate(void *ctx, mf_session *s, const char *grid, int64_t *bad, const char **names, double *vals, char *line,
                        size_t n, int *grid_failed) {
   vq_ctx *c = ctx;
@@ -315,6 +343,10 @@ static int vq_validate(void *ctx, mf_session *s, const char *grid, int64_t *bad,
     o += (size_t)snprintf(line + o, n - o, "\n  PSNR per frame (dB, %d clips):", clips);
     for (int k = 0; k < T && o < n; k++) o += (size_t)snprintf(line + o, n - o, " %.2f", c->psnr_t[k]);
   }
+  if (grid && C == 3 && T > 1 && rows > 0 && clip_video(grid, c->vin, c->vrec, rows, S, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit train vqgan: %s\n", err);
+    *grid_failed = 1;
+  }
   if (grid && C == 3 && rows > 0) {
     const float *in[64], *rc[64];
     for (int r = 0; r < rows; r++) in[r] = c->vin + r * per, rc[r] = c->vrec + r * per;
@@ -331,6 +363,7 @@ static int vqgan_session_ready_hook(void *ctx, mf_session *s, char *err, size_t 
     snprintf(err, n, "preparing the VQGAN session failed (see above)");
     return -1;
   }
+  if (vqgan_load_perceptual(&c->net, s, err, n) < 0) return -1;
   return 0;
 }
 
@@ -345,6 +378,7 @@ static void vq_ctx_free(void *ctx) {
   free(c->vrec);
   free(c->xperm);
   free(c->psnr_t);
+  vqgan_net_free(&c->net);
   if (c->g) mf_graph_free(c->g);
   free(c);
 }
@@ -468,8 +502,10 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
            cfg.frames > 1 ? "clips" : "images", c->n_val ? "; PSNR/SSIM and codebook usage on the validation samples" : "; no validation samples");
   char ssim[64] = "";
   if (cfg.ssim_weight > 0) snprintf(ssim, sizeof ssim, " + %g x (1 - SSIM)", cfg.ssim_weight);
-  snprintf(j->losses, sizeof j->losses, "losses: %s%s + adaptive-weight hinge GAN from update %d + %s; perceptual loss off (no network file)",
-           cfg.rec_l2 ? "L2" : "L1", ssim, cfg.disc_start, cfg.q.kind == VQ_KIND_FSQ ? "FSQ (no codebook loss)" : "codebook + 0.25 commitment");
+  char perc[200] = "; perceptual loss off (no network file: --perceptual FILE)";
+  if (cfg.perceptual[0]) snprintf(perc, sizeof perc, " + %g x perceptual (%.120s, frozen)", cfg.perceptual_weight, cfg.perceptual);
+  snprintf(j->losses, sizeof j->losses, "losses: %s%s + adaptive-weight hinge GAN from update %d + %s%s",
+           cfg.rec_l2 ? "L2" : "L1", ssim, cfg.disc_start, cfg.q.kind == VQ_KIND_FSQ ? "FSQ (no codebook loss)" : "codebook + 0.25 commitment", perc);
   return 0;
 }
 
