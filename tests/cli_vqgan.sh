@@ -38,6 +38,10 @@ run "train tiny" 0 "codebook usage [0-9.]+% \([0-9]+ of 16 codes\), perplexity" 
 grep -Eq "reconstruction [0-9.]+ dB PSNR, SSIM" "$T/out.txt" && ok || bad "train tiny: no PSNR/SSIM line"
 [ "$(grep -c "planned .* measured .* exact" "$T/out.txt")" -ge 6 ] && ok || bad "train tiny: not every arena exact"
 [ -s "$T/run/samples-epoch001.png" ] && ok || bad "train tiny: no sample grid"
+grep -q "perceptual loss off (no network file" "$T/out.txt" && ok || bad "train tiny: the run does not say the perceptual term is off"
+head -c 500 /dev/urandom > "$T/notonnx.onnx"
+run "perceptual: not ONNX" 2 "--perceptual: .*notonnx.onnx" "$MEMFIT" plan vqgan --preset tiny --perceptual "$T/notonnx.onnx"
+run "perceptual: missing" 2 "--perceptual: .*missing.onnx" "$MEMFIT" plan vqgan --preset tiny --perceptual "$T/missing.onnx"
 run "train ema fsq budget" 0 "budget 1.00 GiB: chose" "$MEMFIT" train vqgan --preset tiny --fsq-levels 5,5,4 --latent 3 \
   --gen-count 8 --epochs 1 --val-count 2 --budget 1GiB --out "$T/run2" --threads 1
 # an interrupted run with an EMA codebook resumes to the same losses, bit for bit

@@ -62,7 +62,10 @@ static int parse(int argc, char **argv, const char *cmd, vq_args *a) {
       }
     } else return cli_unknown_option(cmd, argv[i]);
   }
-  if (vqgan_cfg_check(&a->cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit %s vqgan: %s\n", cmd, err); return 2; }
+  if (vqgan_cfg_check(&a->cfg, err, sizeof err) < 0 || vqgan_perceptual_check(&a->cfg, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit %s vqgan: %s\n", cmd, err);
+    return 2;
+  }
   if (a->micro && a->cfg.batch % a->micro) {
     fprintf(stderr, "memfit %s vqgan: --micro-batch %d does not divide --batch %d\n", cmd, a->micro, a->cfg.batch);
     return 2;
@@ -97,8 +100,9 @@ int mf_cmd_plan_vqgan(int argc, char **argv) {
   }
   vqgan_cand cands[64];
   int nc = 0;
-  if (vqgan_search(&a.cfg, &so, cands, 64, &nc, err, sizeof err) < 0 || nc == 0) {
-    fprintf(stderr, "memfit plan vqgan: %s\n", nc ? err : "no setting to plan");
+  int src = vqgan_search(&a.cfg, &so, cands, 64, &nc, err, sizeof err);
+  if (src < 0 || nc == 0) {
+    fprintf(stderr, "memfit plan vqgan: %s\n", src < 0 ? err : "no setting to plan");
     return 1;
   }
   const vqgan_cand *best = &cands[0];

@@ -435,6 +435,21 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   return 0;
 }
 
+int vqgan_perceptual_check(const vqgan_cfg *c, char *err, size_t n) {
+  if (!c->perceptual[0]) return 0;
+  char e2[768];
+  mf_onnx *m = mf_onnx_open(c->perceptual, e2, sizeof e2);
+  if (!m) { snprintf(err, n, "--perceptual: %s", e2); return -1; }
+  int k = mf_onnx_input_count(m);
+  mf_onnx_close(m);
+  if (k != 1) {
+    snprintf(err, n, "--perceptual %s: the feature network must take one input (an image batch [N, %d, H, W]); it takes %d", c->perceptual,
+             c->channels, k);
+    return -1;
+  }
+  return 0;
+}
+
 void vqgan_net_free(vqgan_net *net) {
   if (net->pnet) {
     mf_onnx_built_free(&net->pbuilt);

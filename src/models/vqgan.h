@@ -74,6 +74,9 @@ mf_tensor vqgan_temporal_conv(mf_graph *g, mf_tensor h, mf_tensor w, mf_tensor b
 enum { VQGAN_GROUP_GEN = 0, VQGAN_GROUP_DISC = 1 };
 /* Builds one micro-batch of the training step on the empty graph g. Returns 0, or -1 with err. */
 int vqgan_build(mf_graph *g, const vqgan_cfg *c, int micro_batch, vqgan_net *out, char *err, size_t n);
+/* With --perceptual: opens the file and checks that it is an ONNX network of one input (the shapes are checked
+ * when it is built). 0, or -1 with err naming the file. */
+int vqgan_perceptual_check(const vqgan_cfg *c, char *err, size_t n);
 /* Closes the perceptual network's file of a built net (nothing else to free: the graph holds the rest). */
 void vqgan_net_free(vqgan_net *net);
 /* Writes the perceptual network's weights (when there is one) into a session of the net's graph. 0 or -1 with err. */

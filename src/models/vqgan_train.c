@@ -126,7 +126,7 @@ static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
   if (!a->batch) a->batch = mc.batch;
   mc.batch = a->batch;
   if (a->micro_batch) mc.micro_batch = a->micro_batch;
-  if (vqgan_cfg_check(&mc, err, n) < 0) return -1;
+  if (vqgan_cfg_check(&mc, err, n) < 0 || vqgan_perceptual_check(&mc, err, n) < 0) return -1;
   c->mc = mc;
   return 0;
 }
