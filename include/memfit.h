@@ -770,6 +770,14 @@ typedef struct mf_onnx_build_opts {
   int bn_eval;                  /* 0 (default): BatchNormalization uses batch statistics in training steps and
                                    updates the running ones (evaluation, mf_session_forward, uses the running
                                    ones); 1: running statistics everywhere, no update (a frozen network) */
+  int frozen;                   /* 1: a fixed network (e.g. a perceptual loss's features): the file's float
+                                   initializers become buffers (no gradient, no optimizer state; mf_onnx_load_weights
+                                   writes them) and BatchNormalization runs as with bn_eval 1 */
+  const char *name_prefix;      /* NULL, or prepended to the names of the tensors the build makes from the file (a
+                                   network beside another model in one graph) */
+  const mf_tensor *input_tensors; /* NULL, or one per inputs[] entry: a float tensor of g already built, of the shape
+                                   given there, that feeds that input instead of a new graph input; -1: a new input.
+                                   A tensor of another shape is an error naming the input */
 } mf_onnx_build_opts;
 #define MF_ONNX_MAX_IO 16
 typedef struct mf_onnx_built {
@@ -865,6 +873,11 @@ mf_video_opts mf_video_opts_default(void);
 mf_dataset *mf_dataset_open_folder(const char *dir, const mf_folder_opts *o, char *err, size_t errlen);
 /* n procedural images of w x h (RGB) from seed. */
 mf_dataset *mf_dataset_generated(size_t n, int w, int h, uint64_t seed, char *err, size_t errlen);
+/* n procedural clips of `frames` frames of w x h (RGB) from seed: a procedural picture panned at a steady
+ * sub-pixel speed with 2-6 textured shapes moving, turning and bouncing over it; the same (seed, index) gives the
+ * same clip. Samples are [C,T,H,W] as video folders'. NULL with err on n = 0, a size outside 8..4096 or frames
+ * outside 1..4096. */
+mf_dataset *mf_dataset_generated_video(size_t n, int w, int h, int frames, uint64_t seed, char *err, size_t errlen);
 /* Folder of videos (anything FFmpeg reads) cut into clips; NULL with err when built without FFmpeg. */
 mf_dataset *mf_dataset_open_video(const char *dir, const mf_video_opts *o, char *err, size_t errlen);
 

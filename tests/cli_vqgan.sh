@@ -38,6 +38,10 @@ run "train tiny" 0 "codebook usage [0-9.]+% \([0-9]+ of 16 codes\), perplexity" 
 grep -Eq "reconstruction [0-9.]+ dB PSNR, SSIM" "$T/out.txt" && ok || bad "train tiny: no PSNR/SSIM line"
 [ "$(grep -c "planned .* measured .* exact" "$T/out.txt")" -ge 6 ] && ok || bad "train tiny: not every arena exact"
 [ -s "$T/run/samples-epoch001.png" ] && ok || bad "train tiny: no sample grid"
+grep -q "perceptual loss off (no network file" "$T/out.txt" && ok || bad "train tiny: the run does not say the perceptual term is off"
+head -c 500 /dev/urandom > "$T/notonnx.onnx"
+run "perceptual: not ONNX" 2 "--perceptual: .*notonnx.onnx" "$MEMFIT" plan vqgan --preset tiny --perceptual "$T/notonnx.onnx"
+run "perceptual: missing" 2 "--perceptual: .*missing.onnx" "$MEMFIT" plan vqgan --preset tiny --perceptual "$T/missing.onnx"
 run "train ema fsq budget" 0 "budget 1.00 GiB: chose" "$MEMFIT" train vqgan --preset tiny --fsq-levels 5,5,4 --latent 3 \
   --gen-count 8 --epochs 1 --val-count 2 --budget 1GiB --out "$T/run2" --threads 1
 # an interrupted run with an EMA codebook resumes to the same losses, bit for bit
@@ -47,6 +51,36 @@ run "train stopped" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rB" --loss-log 
 run "train resumed" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rB" --loss-log "$T/b.txt" --resume "$T/rB/checkpoint.safetensors"
 cmp -s "$T/a.txt" "$T/b.txt" && [ "$(wc -l < "$T/a.txt")" -eq 16 ] && ok || bad "resume: the loss log differs from the whole run's"
 run "train help" 0 "--gen-count N" "$MEMFIT" train vqgan --help
+# video: clips of T frames (per-frame 2D layers + temporal convs), 128 x 128 by default, planned exactly
+run "plan clips 16" 0 "clips of 16 frames \(temporal convs\) 128x128" "$MEMFIT" plan vqgan --preset low --clips 16
+run "plan clips 16 budget" 0 "chosen for a budget of 4.00 GiB" "$MEMFIT" plan vqgan --preset mid --clips 16 --budget 4GiB
+run "presets clips" 0 "for clips" "$MEMFIT" presets vqgan --clips 16
+run "clips 0" 2 "--clips: .0. is not a whole number from 1 to 4096" "$MEMFIT" plan vqgan --clips 0
+run "train clips" 0 "PSNR per frame \(dB, 2 clips\):( [0-9.]+){4}$" "$MEMFIT" train vqgan --preset tiny --clips 4 --size 16 \
+  --gen-count 4 --epochs 1 --val-count 2 --ssim 0.5 --out "$T/rv" --threads 1
+grep -q "1 - SSIM" "$T/out.txt" && ok || bad "train clips: the SSIM term is not in the losses line"
+[ "$(grep -c "planned .* measured .* exact" "$T/out.txt")" -ge 6 ] && ok || bad "train clips: not every arena exact"
+[ -s "$T/rv/samples-epoch001.mp4" ] && ok || bad "train clips: no reconstruction video (input | reconstruction)"
+# video folders: a video FFmpeg cannot open and one shorter than a clip are skipped with a count, never a crash
+# (the videos are the reconstruction videos of two runs: 4 frames and 2 frames, 32x16)
+if grep -q "built without FFmpeg" <("$MEMFIT" train vqgan --preset tiny --clips 2 --data "$T/none" --epochs 1 2>&1); then
+  echo "cli_vqgan: built without FFmpeg: video folders not tested"
+else
+  run "train clips 2" 0 "PSNR per frame" "$MEMFIT" train vqgan --preset tiny --clips 2 --size 16 --gen-count 2 --epochs 1 \
+    --val-count 1 --out "$T/rv2" --threads 1
+  mkdir -p "$T/vids/a" "$T/vids/b"
+  cp "$T/rv/samples-epoch001.mp4" "$T/vids/a/four.mp4"
+  cp "$T/rv/samples-epoch001.mp4" "$T/vids/b/four.mp4"
+  cp "$T/rv2/samples-epoch001.mp4" "$T/vids/a/two.mp4"
+  head -c 3000 /dev/urandom > "$T/vids/b/broken.avi"
+  run "video folder: bad files skipped" 0 "2 training clips" "$MEMFIT" train vqgan --preset tiny --clips 4 --size 16 \
+    --data "$T/vids" --epochs 1 --batch 2 --out "$T/rv3" --threads 1
+  grep -Eq "broken.avi: skipped: unreadable video" "$T/out.txt" && ok || bad "video folder: the unreadable video is not named"
+  grep -Eq "two.mp4: skipped: 2 frames, fewer than one clip \(4\)" "$T/out.txt" && ok || bad "video folder: the short video is not named"
+  grep -Eq "1 unreadable files? skipped" "$T/out.txt" && ok || bad "video folder: no count of unreadable files"
+  run "video folder: nothing usable" 1 "no usable video \(4 skipped" "$MEMFIT" train vqgan --preset tiny --clips 8 --size 16 \
+    --data "$T/vids" --epochs 1 --out "$T/rv4" --threads 1
+fi
 
 echo "cli_vqgan: $pass passed, $fail failed"
 [ "$fail" = 0 ]

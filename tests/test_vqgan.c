@@ -2,12 +2,13 @@
  * sessions with measured == planned per arena, f32 and bf16, gradient and EMA codebooks; the adaptive GAN
  * weight lambda in f64 against its definition (the last conv's gradients with the GAN factor on and off);
  * which phase sets the activation arena; the refusals of bad settings. */
-#include "check.h"
+#include "gradcheck.h"
 #include "torch_ref.h"
 #include "train/safetensors.h"
 #include "backend/reference.h"
 #include "graph/dtype.h"
 #include "models/vqgan.h"
+#include "models/steg_loss.h"
 #include "ops/autodiff.h"
 #include "ops/ops.h"
 #include <stdint.h>
@@ -28,8 +29,10 @@ static vqgan_cfg tiny(int ema) {
 }
 
 /* Two optimizer steps of both phases; measured == planned per arena. */
-static void session_run(mf_dtype dt, int ema) {
+static void session_run(mf_dtype dt, int ema, int frames) {
   vqgan_cfg c = tiny(ema);
+  c.frames = frames; /* clips: [micro*T, C, S, S] with a temporal conv in every ResNet block */
+  if (frames > 1) c.ssim_weight = 0.1; /* and the SSIM term's nodes in the plan */
   mf_graph *g = mf_graph_init(dt);
   vqgan_net net;
   char err[512];
@@ -66,7 +69,7 @@ static void session_run(mf_dtype dt, int ema) {
     double l1 = mf_session_phase_step(s, 1);
     ok &= isfinite(l1) && mf_session_phase_update(s, 1) == 1;
   }
-  CHECK(ok, "%s%s: two steps of both phases ran", mf_dtype_name(dt), ema ? " EMA" : "");
+  CHECK(ok, "%s%s T=%d: two steps of both phases ran", mf_dtype_name(dt), ema ? " EMA" : "", frames);
   const mf_plan *p = mf_session_plan(s);
   int arenas_ok = 1;
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
@@ -75,12 +78,12 @@ static void session_run(mf_dtype dt, int ema) {
   }
   const char *op0, *op1;
   size_t p0 = mf_plan_phase_peak(p, 0, &op0), p1 = mf_plan_phase_peak(p, 1, &op1), act = mf_plan_arena_bytes(p, MF_ARENA_ACT);
-  CHECK(arenas_ok, "%s%s: measured == planned per arena", mf_dtype_name(dt), ema ? " EMA" : "");
+  CHECK(arenas_ok, "%s%s T=%d: measured == planned per arena", mf_dtype_name(dt), ema ? " EMA" : "", frames);
   CHECK(act >= p0 && act >= p1 && (act == p0 || act == p1), "activation arena %zu is the larger phase peak (%zu, %zu)", act, p0, p1);
   double usage, ppl;
   vq_stats_usage(&st, &usage, &ppl);
-  printf("  vqgan tiny %s%s: generator peak %zu B (%s), discriminator %zu B (%s), total %zu B measured == planned; usage %.2f "
-         "perplexity %.2f\n", mf_dtype_name(dt), ema ? " EMA" : "", p0, op0 ? op0 : "-", p1, op1 ? op1 : "-", mf_plan_total_bytes(p),
+  printf("  vqgan tiny %s%s%s: generator peak %zu B (%s), discriminator %zu B (%s), total %zu B measured == planned; usage %.2f "
+         "perplexity %.2f\n", mf_dtype_name(dt), ema ? " EMA" : "", frames > 1 ? " clips of 4 frames, ssim 0.1" : "", p0, op0 ? op0 : "-", p1, op1 ? op1 : "-", mf_plan_total_bytes(p),
          usage, ppl);
   free(x);
   vq_stats_free(&st);
@@ -384,11 +387,270 @@ static void errors(void) {
   CHECK(vqgan_cfg_preset("huge", &c, err, sizeof err) < 0 && strstr(err, "low, mid"), "preset: %s", err);
 }
 
+/* ---- video: the temporal conv (vqgan_temporal_conv) ---- */
+static mf_tensor build_temporal(mf_graph *g, const mf_tensor *in, void *ctx) {
+  return vqgan_temporal_conv(g, in[0], in[1], in[2], *(const int *)ctx);
+}
+
+/* its gradients against finite differences (f64), and its output against the definition
+ * y[b,t,o] = bias[o] + sum_k sum_c w[o, k*C + c] h[b, t+k-1, c] (zero outside the clip) evaluated in f64 */
+static void temporal_check(void) {
+  for (int T = 1; T <= 3; T += 2) {
+    int t = T;
+    gc_input in[3] = {{4, {2 * T, 2, 2, 3}, GC_NORMAL}, {4, {3, 6, 1, 1}, GC_NORMAL}, {1, {3}, GC_NORMAL}};
+    char nm[96];
+    snprintf(nm, sizeof nm, "temporal conv h[%d,2,2,3] (2 clips of %d frames) w[3,6,1,1]", 2 * T, T);
+    gc_check(nm, 3, in, build_temporal, &t, 0, 1e-6);
+  }
+  enum { B = 2, T = 4, C = 3, O = 2, HW = 5 };
+  mf_graph *g = mf_graph_init(MF_F64);
+  int64_t sh[4] = {B * T, C, 1, HW}, sw[4] = {O, 3 * C, 1, 1}, sb[1] = {O};
+  mf_tensor h = mf_input(g, "h", 4, sh), w = mf_input(g, "w", 4, sw), b = mf_input(g, "b", 1, sb);
+  int tt = T;
+  mf_tensor in[3] = {h, w, b};
+  mf_tensor y = build_temporal(g, in, &tt);
+  static double hv[B * T * C * HW], wv[O * 3 * C], bv[O];
+  for (size_t i = 0; i < sizeof hv / sizeof hv[0]; i++) hv[i] = 2 * unif() - 1;
+  for (size_t i = 0; i < sizeof wv / sizeof wv[0]; i++) wv[i] = 2 * unif() - 1;
+  for (size_t i = 0; i < sizeof bv / sizeof bv[0]; i++) bv[i] = 2 * unif() - 1;
+  void **leaf = calloc((size_t)g->n, sizeof *leaf);
+  leaf[h] = hv, leaf[w] = wv, leaf[b] = bv;
+  mf_ref r;
+  char err[256];
+  if (mf_graph_error(g) || mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) {
+    CHECK(0, "temporal conv forward: %s", mf_graph_error(g) ? mf_graph_error(g) : err);
+  } else {
+    const double *yv = r.data[y];
+    double worst = 0;
+    int ok = 1;
+    for (int bb = 0; bb < B; bb++)
+      for (int t = 0; t < T; t++)
+        for (int o = 0; o < O; o++)
+          for (int p = 0; p < HW; p++) {
+            double want = bv[o], mag = fabs(bv[o]);
+            for (int k = 0; k < 3; k++) {
+              int src = t + k - 1;
+              if (src < 0 || src >= T) continue;
+              for (int c = 0; c < C; c++) {
+                double pr = wv[o * 3 * C + k * C + c] * hv[((bb * T + src) * C + c) * HW + p];
+                want += pr, mag += fabs(pr);
+              }
+            }
+            double got = yv[((bb * T + t) * O + o) * HW + p], e = fabs(got - want);
+            /* both sides sum at most 3C + 1 f64 terms: gamma_(3C+1) |products| bounds each */
+            if (!(e <= (3 * C + 1) * 0x1p-53 * mag * 2)) ok = 0;
+            if (mag > 0 && e / mag > worst) worst = e / mag;
+          }
+    CHECK(ok, "temporal conv output equals its definition (worst %.3g of sum |products|)", worst);
+    mf_ref_free(&r);
+  }
+  free(leaf);
+  mf_graph_free(g);
+}
+
+/* ---- the SSIM term (--ssim W): its value against the definition (uniform k x k windows, two-pass
+ * variances, C1 = 0.01^2, C2 = 0.03^2 on [0, 1]) and its gradient to the decoder's last conv against central
+ * finite differences, in f64 on a clip model (4 frames) ---- */
+static double ssim_host(const double *x, const double *y, int n_img, int S, int k) {
+  const double C1 = 1e-4, C2 = 9e-4;
+  double tot = 0;
+  int m = S - k + 1;
+  for (int im = 0; im < n_img; im++)
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < m; j++) {
+        const double *a = x + (size_t)im * S * S, *b = y + (size_t)im * S * S;
+        double ma = 0, mb = 0, va = 0, vb = 0, cab = 0, kk = (double)k * k;
+        for (int u = 0; u < k; u++)
+          for (int v = 0; v < k; v++) ma += a[(i + u) * S + j + v] / kk, mb += b[(i + u) * S + j + v] / kk;
+        for (int u = 0; u < k; u++)
+          for (int v = 0; v < k; v++) {
+            double da = a[(i + u) * S + j + v] - ma, db = b[(i + u) * S + j + v] - mb;
+            va += da * da / kk, vb += db * db / kk, cab += da * db / kk;
+          }
+        tot += 1 - (2 * ma * mb + C1) * (2 * cab + C2) / ((ma * ma + mb * mb + C1) * (va + vb + C2));
+      }
+  return tot / ((double)n_img * m * m);
+}
+
+static void ssim_check(void) {
+  vqgan_cfg c = tiny(0);
+  c.segments = 0;
+  c.frames = 4;
+  c.ssim_weight = 0.5;
+  mf_graph *g = mf_graph_init(MF_F64);
+  vqgan_net net;
+  char err[512];
+  if (vqgan_build(g, &c, c.micro_batch, &net, err, sizeof err) < 0 || net.ssim_loss < 0) { CHECK(0, "build: %s", err); mf_graph_free(g); return; }
+  if (mf_autodiff_phase(g, net.ssim_loss, 1u << VQGAN_GROUP_GEN, NULL) < 0) { CHECK(0, "autodiff: %s", mf_graph_error(g)); mf_graph_free(g); return; }
+  mf_tensor bias = -1;
+  for (int id = 0; id < g->n; id++)
+    if (g->nodes[id].op == MF_OP_PARAM && !strcmp(g->nodes[id].name, "decoder.conv_out.bias")) bias = id;
+  void **leaf = calloc((size_t)g->n, sizeof *leaf);
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *nd = &g->nodes[id];
+    if (nd->op != MF_OP_INPUT && nd->op != MF_OP_PARAM && nd->op != MF_OP_BUFFER) continue;
+    int64_t k = mf_node_numel(nd);
+    double *v = leaf[id] = calloc((size_t)k, sizeof(double));
+    for (int64_t i = 0; i < k; i++) {
+      if (nd->op == MF_OP_BUFFER || id == net.factor) v[i] = 1;
+      else if (id == net.x) v[i] = 2 * unif() - 1;
+      else if (strstr(nd->name, "norm") && strstr(nd->name, "weight")) v[i] = 1 + 0.1 * (unif() - 0.5);
+      else v[i] = 0.3 * (2 * unif() - 1);
+    }
+  }
+  mf_ref r;
+  if (bias < 0 || mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) { CHECK(0, "ssim eval: %s", err); goto out; }
+  int64_t nx = mf_tensor_numel(g, net.x), S = c.size;
+  double *a = malloc((size_t)nx * sizeof *a), *b = malloc((size_t)nx * sizeof *b);
+  const double *xr = r.data[net.xrec], *xv = leaf[net.x];
+  for (int64_t i = 0; i < nx; i++) a[i] = 0.5 * xr[i] + 0.5, b[i] = 0.5 * xv[i] + 0.5;
+  double got = *(double *)r.data[net.ssim_loss], want = 0.5 * ssim_host(a, b, (int)(nx / (S * S)), (int)S, mf_steg_ssim_window((int)S));
+  CHECK(fabs(got - want) <= 1e-9 * fabs(want), "ssim term %.12g, want 0.5 x mean(1 - SSIM) = %.12g (8 frames of 16x16, 7x7 windows)", got, want);
+  const double *gb = r.data[g->nodes[bias].grad];
+  double gbias[3];
+  memcpy(gbias, gb, sizeof gbias);
+  mf_ref_free(&r);
+  double *bv = leaf[bias], worst = 0;
+  int bad = 0;
+  for (int i = 0; i < 3; i++) {
+    double b0 = bv[i], h = 1e-6;
+    bv[i] = b0 + h;
+    double lp = gc_loss(g, leaf, net.ssim_loss);
+    bv[i] = b0 - h;
+    double lm = gc_loss(g, leaf, net.ssim_loss);
+    bv[i] = b0;
+    double fd = (lp - lm) / (2 * h), e = fabs(fd - gbias[i]) / (1e-12 + fabs(fd));
+    if (!(fabs(fd - gbias[i]) <= 1e-6 * (1e-3 + fabs(fd)))) bad++;
+    if (e > worst) worst = e;
+  }
+  CHECK(bad == 0 && gbias[0] != 0, "ssim term: gradient to decoder.conv_out.bias matches finite differences (worst relative %.3g)", worst);
+  printf("  ssim term (f64, 4-frame clips): %.9g; d/d bias %.6g %.6g %.6g\n", got, gbias[0], gbias[1], gbias[2]);
+  free(a);
+  free(b);
+out:
+  for (int id = 0; id < g->n; id++) free(leaf[id]);
+  free(leaf);
+  mf_graph_free(g);
+}
+
+/* ---- the perceptual term (--perceptual FILE): a two-output ONNX feature network exported by PyTorch
+ * (tests/vqgan_perceptual.py), frozen: its tensors are buffers without gradients, the plan holds its activations
+ * (measured == planned); the term and its gradient to decoder.conv_out.bias against PyTorch in float64; a file
+ * that is not ONNX, and one whose input does not take the images, are clear errors ---- */
+static void perceptual_check(void) {
+  if (!torch_available()) return;
+  char dir[] = "/tmp/memfit_vqperc_XXXXXX", onnx[200], data[200], cmd[2000];
+  if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+  const char *root = getenv("MEMFIT_ROOT") ? getenv("MEMFIT_ROOT") : ".";
+  snprintf(onnx, sizeof onnx, "%s/feat.onnx", dir);
+  snprintf(data, sizeof data, "%s/term.bin", dir);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/vqgan_perceptual.py export %s >/dev/null 2>&1", root, onnx);
+  if (system(cmd) != 0) { CHECK(0, "exporting the feature network failed: %s", cmd); rmdir(dir); return; }
+  vqgan_cfg c = tiny(0);
+  c.segments = 0;
+  snprintf(c.perceptual, sizeof c.perceptual, "%s", onnx);
+  c.perceptual_weight = 1;
+  mf_graph *g = mf_graph_init(MF_F32);
+  vqgan_net net;
+  char err[1024];
+  mf_session *s = NULL;
+  float *x = NULL, *xr = NULL;
+  if (vqgan_build(g, &c, c.micro_batch, &net, err, sizeof err) < 0 || net.p_loss < 0) { CHECK(0, "build: %s", err); goto out; }
+  int frozen = 1, nbuf = 0;
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *nd = &g->nodes[id];
+    if (strncmp(nd->name, "perceptual.", 11)) continue;
+    if (nd->op == MF_OP_PARAM) frozen = 0;
+    if (nd->op == MF_OP_BUFFER) nbuf++;
+  }
+  CHECK(frozen && nbuf == 4, "the feature network's 4 weights are buffers, no parameters (%d buffers)", nbuf);
+  mf_tensor bias = -1;
+  for (int id = 0; id < g->n; id++)
+    if (g->nodes[id].op == MF_OP_PARAM && !strcmp(g->nodes[id].name, "decoder.conv_out.bias")) bias = id;
+  mf_tensor keep[4] = {net.xrec, net.p_loss};
+  mf_train_opts o = mf_train_opts_default();
+  o.plan.n_keep = 2;
+  o.plan.keep = keep;
+  o.n_groups = 2; /* the discriminator's group: present in the graph, no gradient from this loss */
+  o.groups[1] = o.groups[0];
+  o.debug_memory = 1;
+  o.threads = 2;
+  o.loss_scaling = 0;
+  s = mf_session_init(g, net.p_loss, &o, err, sizeof err);
+  if (!s) { CHECK(0, "session: %s", err); goto out; }
+  CHECK(vqgan_load_perceptual(&net, s, err, sizeof err) == 0, "loading the feature network's weights: %s", err);
+  vq_session_ready(&net.vq, s);
+  int64_t nx = mf_tensor_numel(g, net.x);
+  x = malloc((size_t)nx * sizeof *x);
+  xr = malloc((size_t)nx * sizeof *xr);
+  for (int64_t i = 0; i < nx; i++) x[i] = (float)(2 * unif() - 1);
+  mf_session_write_input(s, net.x, x, (size_t)nx);
+  float f0 = 0;
+  mf_session_write_input(s, net.factor, &f0, 1);
+  double loss = mf_session_micro_step(s);
+  float lv = 0, gb[3] = {0, 0, 0};
+  int rd = mf_session_read(s, net.xrec, xr, (size_t)nx) == 0 && mf_session_read(s, net.p_loss, &lv, 1) == 0 &&
+           mf_session_read_grad(s, bias, gb, 3) == 0;
+  CHECK(isfinite(loss) && rd, "a step on the perceptual term ran (loss %g)", loss);
+  int arenas_ok = 1;
+  const mf_plan *p = mf_session_plan(s);
+  for (int a = 0; a < MF_ARENA_COUNT; a++)
+    arenas_ok &= mf_plan_arena_bytes(p, (mf_arena_kind)a) == mf_session_measured_bytes(s, (mf_arena_kind)a);
+  CHECK(arenas_ok, "perceptual term: measured == planned per arena");
+  FILE *fp = fopen(data, "wb");
+  int32_t hdr[3] = {(int32_t)(nx / (3 * c.size * c.size)), 3, c.size};
+  double l64 = lv, g64[3] = {gb[0], gb[1], gb[2]};
+  if (fp) {
+    fwrite(hdr, sizeof hdr, 1, fp);
+    fwrite(xr, sizeof *xr, (size_t)nx, fp);
+    fwrite(x, sizeof *x, (size_t)nx, fp);
+    fwrite(&l64, sizeof l64, 1, fp);
+    fwrite(g64, sizeof g64, 1, fp);
+    fclose(fp);
+  }
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/vqgan_perceptual.py check %s %s", root, onnx, data);
+  fflush(stdout);
+  CHECK(fp && system(cmd) == 0, "the perceptual term and its gradient against PyTorch (float64): %s", cmd);
+  /* bad files: not ONNX; an input that does not take the images (the network fixes 1 channel) */
+  vqgan_net n2;
+  mf_graph *g2 = mf_graph_init(MF_F32);
+  snprintf(c.perceptual, sizeof c.perceptual, "%s", data);
+  CHECK(vqgan_build(g2, &c, c.micro_batch, &n2, err, sizeof err) < 0 && strstr(err, "--perceptual") && strstr(err, "term.bin"),
+        "a file that is not ONNX: %s", err);
+  mf_graph_free(g2);
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 -c \"import torch; torch.onnx.export(torch.nn.Conv2d(1, 2, 3), torch.zeros(1, 1, 8, 8), '%s/gray.onnx', "
+           "input_names=['x'], opset_version=13)\" >/dev/null 2>&1", dir);
+  if (system(cmd) == 0) {
+    snprintf(c.perceptual, sizeof c.perceptual, "%s/gray.onnx", dir);
+    g2 = mf_graph_init(MF_F32);
+    CHECK(vqgan_build(g2, &c, c.micro_batch, &n2, err, sizeof err) < 0 && strstr(err, "gray.onnx") && strstr(err, "input 'x'"),
+          "a network whose input does not take the images: %s", err);
+    mf_graph_free(g2);
+    snprintf(cmd, sizeof cmd, "%s/gray.onnx", dir);
+    unlink(cmd);
+  }
+out:
+  free(x);
+  free(xr);
+  if (s) mf_session_free(s);
+  vqgan_net_free(&net);
+  mf_graph_free(g);
+  unlink(onnx);
+  unlink(data);
+  rmdir(dir);
+}
+
 int main(void) {
-  session_run(MF_F32, 0);
-  session_run(MF_BF16, 0);
-  session_run(MF_F32, 1);
-  session_run(MF_BF16, 1);
+  temporal_check();
+  perceptual_check();
+  ssim_check();
+  session_run(MF_F32, 0, 1);
+  session_run(MF_BF16, 0, 1);
+  session_run(MF_F32, 1, 1);
+  session_run(MF_BF16, 1, 1);
+  session_run(MF_F32, 0, 4);
+  session_run(MF_BF16, 1, 4);
   recompute_same();
   lambda_check();
   parity(0);

@@ -62,7 +62,10 @@ static int parse(int argc, char **argv, const char *cmd, vq_args *a) {
       }
     } else return cli_unknown_option(cmd, argv[i]);
   }
-  if (vqgan_cfg_check(&a->cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit %s vqgan: %s\n", cmd, err); return 2; }
+  if (vqgan_cfg_check(&a->cfg, err, sizeof err) < 0 || vqgan_perceptual_check(&a->cfg, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit %s vqgan: %s\n", cmd, err);
+    return 2;
+  }
   if (a->micro && a->cfg.batch % a->micro) {
     fprintf(stderr, "memfit %s vqgan: --micro-batch %d does not divide --batch %d\n", cmd, a->micro, a->cfg.batch);
     return 2;
@@ -97,8 +100,9 @@ int mf_cmd_plan_vqgan(int argc, char **argv) {
   }
   vqgan_cand cands[64];
   int nc = 0;
-  if (vqgan_search(&a.cfg, &so, cands, 64, &nc, err, sizeof err) < 0 || nc == 0) {
-    fprintf(stderr, "memfit plan vqgan: %s\n", nc ? err : "no setting to plan");
+  int src = vqgan_search(&a.cfg, &so, cands, 64, &nc, err, sizeof err);
+  if (src < 0 || nc == 0) {
+    fprintf(stderr, "memfit plan vqgan: %s\n", src < 0 ? err : "no setting to plan");
     return 1;
   }
   const vqgan_cand *best = &cands[0];
@@ -149,11 +153,13 @@ int mf_cmd_presets_vqgan(int argc, char **argv) {
   static vqgan_cand cands[NP][MAXC];
   int nc[NP];
   char err[1024], desc[512];
-  printf("VQGAN presets (the seed's tiers: low for 4-6 GB, mid 8-12 GB, high 16 GB+, original about 12 GB by hand):\n");
+  printf("VQGAN presets (the seed's tiers: low for 4-6 GB, mid 8-12 GB, high 16 GB+, original about 12 GB by hand)%s:\n",
+         a.cfg.frames > 1 ? ", for clips" : "");
   for (int p = 0; p < NP; p++) {
     vqgan_cfg c;
     vqgan_cfg_preset(names[p], &c, err, sizeof err);
-    c.size = a.cfg.size; /* --size applies to every preset */
+    c.size = a.cfg.size; /* --size and --clips apply to every preset (clips: 128 x 128 unless --size) */
+    c.frames = a.cfg.frames;
     if (vqgan_cfg_check(&c, err, sizeof err) < 0) { fprintf(stderr, "memfit presets vqgan: %s: %s\n", names[p], err); return 2; }
     vqgan_cfg_describe(&c, desc, sizeof desc);
     printf("  %-9s %s\n", names[p], desc);

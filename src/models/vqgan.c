@@ -3,6 +3,8 @@
  * the generator and discriminator losses of one micro-batch and the adaptive GAN weight (ops/adaptive.c). */
 #include "models/vqgan.h"
 #include "ops/ops.h"
+#include "graph/graph.h"
+#include "models/steg_loss.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +32,7 @@ int vqgan_cfg_preset(const char *name, vqgan_cfg *c, char *err, size_t n) {
   snprintf(c->preset, sizeof c->preset, "%s", name);
   c->size = p->size;
   c->channels = 3;
+  c->frames = 1;
   c->ch = p->ch;
   c->levels = 0;
   for (int i = 0; i < 4 && p->mult[i]; i++) c->mult[c->levels++] = p->mult[i];
@@ -45,6 +48,7 @@ int vqgan_cfg_preset(const char *name, vqgan_cfg *c, char *err, size_t n) {
   c->disc_weight = 0.8;
   c->disc_start = 0;
   c->codebook_weight = 1;
+  c->perceptual_weight = 1;
   c->segments = 1;
   return 0;
 }
@@ -61,6 +65,7 @@ int vqgan_cfg_check(vqgan_cfg *c, char *err, size_t n) {
     return -1;
   }
   if (c->channels < 1) { snprintf(err, n, "--channels must be at least 1"); return -1; }
+  if (c->frames < 1) { snprintf(err, n, "--clips must be at least 1 (1: images)"); return -1; }
   if (c->res_blocks < 1) { snprintf(err, n, "--res-blocks must be at least 1"); return -1; }
   if (c->z_channels < 1) { snprintf(err, n, "--latent must be at least 1"); return -1; }
   if (vq_cfg_check(&c->q, err, n) < 0) return -1;
@@ -91,8 +96,10 @@ void vqgan_cfg_describe(const vqgan_cfg *c, char *buf, size_t n) {
     snprintf(q + k, sizeof q - k, "]");
   } else
     snprintf(q, sizeof q, "%lld codes x %d%s", (long long)c->q.codes, c->q.dim, c->q.ema ? " (EMA)" : "");
-  snprintf(buf, n, "VQGAN: hidden [%s], %d res blocks, latent %d, %s, %dx%d, batch %d x %d, PatchGAN %d layers %d filters", hid,
-           c->res_blocks, c->z_channels, q, c->size, c->size, c->micro_batch, c->accum, c->disc_layers, c->disc_ch);
+  char clip[48] = "";
+  if (c->frames > 1) snprintf(clip, sizeof clip, "clips of %d frames (temporal convs) ", c->frames);
+  snprintf(buf, n, "VQGAN: hidden [%s], %d res blocks, latent %d, %s, %s%dx%d, batch %d x %d, PatchGAN %d layers %d filters", hid,
+           c->res_blocks, c->z_channels, q, clip, c->size, c->size, c->micro_batch, c->accum, c->disc_layers, c->disc_ch);
 }
 
 /* ---- builders ---- */
@@ -126,6 +133,36 @@ static mf_tensor norm(bld *b, mf_tensor x, const char *name, int C) {
   return mf_groupnorm(b->g, x, par(b, name, "weight", 1, s, MF_INIT_ONE, 0), par(b, name, "bias", 1, s, MF_INIT_ZERO, 0), gr, 1e-6);
 }
 
+mf_tensor vqgan_temporal_conv(mf_graph *g, mf_tensor h, mf_tensor w, mf_tensor bias, int T) {
+  if (T < 1 || mf_tensor_ndim(g, h) != 4 || mf_tensor_dim(g, h, 0) % T) {
+    return mf_graph_fail(g, "vqgan temporal conv: input must be [B*T, C, H, W] with T = %d dividing its first dimension", T);
+  }
+  int64_t BT = mf_tensor_dim(g, h, 0), C = mf_tensor_dim(g, h, 1), H = mf_tensor_dim(g, h, 2), W = mf_tensor_dim(g, h, 3), B = BT / T;
+  int64_t s3[3] = {B, T, C * H * W}, s4[4] = {BT, C, H, W};
+  mf_tensor v = mf_reshape(g, h, 3, s3);                                        /* [B, T, CHW] */
+  mf_tensor st[3] = {-1, h, -1};
+  if (T == 1) { /* no neighbours: both shifted copies are zeros */
+    st[0] = st[2] = mf_mul_scalar(g, h, 0.0);
+  } else {
+    mf_tensor z = mf_mul_scalar(g, mf_slice(g, v, 1, 0, 1), 0.0);               /* [B, 1, CHW] zeros */
+    mf_tensor pv[2] = {z, mf_slice(g, v, 1, 0, T - 1)}, nx[2] = {mf_slice(g, v, 1, 1, T), z};
+    st[0] = mf_reshape(g, mf_concat(g, 2, pv, 1), 4, s4);                       /* h_{t-1}: [B*T, C, H, W] */
+    st[2] = mf_reshape(g, mf_concat(g, 2, nx, 1), 4, s4);                       /* h_{t+1} */
+  }
+  mf_tensor cat = mf_concat(g, 3, st, 1);                                       /* [B*T, 3C, H, W] */
+  return mf_conv2d(g, cat, w, bias, 1, 0, 1);                                   /* [B*T, Cout, H, W] */
+}
+
+/* the temporal conv of a ResNet block in a clip model: zero weights, so the block starts as the per-frame image model */
+static mf_tensor temporal(bld *b, mf_tensor h, const char *base, int C) {
+  char nm[176];
+  snprintf(nm, sizeof nm, "%s.temporal", base);
+  int64_t sw[4] = {C, 3 * C, 1, 1}, sb[1] = {C};
+  mf_tensor w = par(b, nm, "weight", 4, sw, MF_INIT_ZERO, 0);
+  mf_tensor bb = par(b, nm, "bias", 1, sb, MF_INIT_ZERO, 0);
+  return vqgan_temporal_conv(b->g, h, w, bb, b->c->frames);
+}
+
 static mf_tensor resblock(bld *b, mf_tensor x, const char *base, int cin, int cout) {
   char nm[160];
   mf_tensor in = x;
@@ -138,6 +175,7 @@ static mf_tensor resblock(bld *b, mf_tensor x, const char *base, int cin, int co
   h = mf_silu(b->g, norm(b, h, nm, cout));
   snprintf(nm, sizeof nm, "%s.conv2", base);
   h = conv(b, h, nm, cout, cout, 3, 1, 1, 1);
+  if (b->c->frames > 1) h = mf_add(b->g, h, temporal(b, h, base, cout)); /* (2+1)D: per-frame 3x3, then over time */
   if (cin != cout) {
     snprintf(nm, sizeof nm, "%s.nin_shortcut", base);
     x = conv(b, x, nm, cin, cout, 1, 1, 0, 1);
@@ -304,6 +342,45 @@ static mf_tensor disc_apply(mf_graph *g, const disc *d, mf_tensor x) {
   return mf_conv2d(g, h, d->wl, d->bl, 1, 1, 1);                                 /* [B,1,h,w] patch logits */
 }
 
+/* The perceptual term from a user's ONNX feature network f, frozen (its initializers are buffers: no gradient,
+ * no optimizer state; its activations are planned as any other): xrec and x, each mapped to [0, 1], go through f
+ * as one batch [2N, C, S, S] (N images or frames); the loss is perceptual_weight x the sum over f's outputs of
+ * mean (f(xrec) - f(x))^2. Any normalisation f needs belongs in the file. */
+static int perceptual(mf_graph *g, const vqgan_cfg *c, vqgan_net *o, char *err, size_t n) {
+  char e2[768];
+  o->pnet = mf_onnx_open(c->perceptual, e2, sizeof e2);
+  if (!o->pnet) { snprintf(err, n, "--perceptual: %s", e2); return -1; }
+  if (mf_onnx_input_count(o->pnet) != 1) {
+    snprintf(err, n, "--perceptual %s: the feature network must take one input (an image batch [N, %d, H, W]); it takes %d", c->perceptual,
+             c->channels, mf_onnx_input_count(o->pnet));
+    return -1;
+  }
+  int64_t N = mf_tensor_dim(g, o->x, 0);
+  mf_tensor a = mf_add_scalar(g, mf_mul_scalar(g, o->xrec, 0.5), 0.5), b = mf_add_scalar(g, mf_mul_scalar(g, o->x, 0.5), 0.5);
+  mf_tensor ab[2] = {a, b};
+  mf_tensor both = mf_concat(g, 2, ab, 0);                        /* [2N, C, S, S]: reconstructions, then inputs */
+  mf_onnx_shape in = {.name = mf_onnx_input_name(o->pnet, 0), .ndim = 4, .dims = {2 * N, c->channels, c->size, c->size}};
+  mf_onnx_build_opts bo = {.n_inputs = 1, .inputs = &in, .loss = MF_ONNX_LOSS_NONE, .frozen = 1, .name_prefix = "perceptual.",
+                           .input_tensors = &both};
+  if (mf_onnx_build(o->pnet, g, &bo, &o->pbuilt, e2, sizeof e2) < 0) { snprintf(err, n, "--perceptual: %s", e2); return -1; }
+  mf_tensor sum = -1;
+  for (int k = 0; k < o->pbuilt.n_outputs; k++) {
+    mf_tensor y = o->pbuilt.outputs[k];
+    if (y < 0) continue;
+    if (mf_tensor_ndim(g, y) < 1 || mf_tensor_dim(g, y, 0) != 2 * N) {
+      snprintf(err, n, "--perceptual %s: output %d has %lld rows for a batch of %lld images; a feature network keeps the batch axis",
+               c->perceptual, k, mf_tensor_ndim(g, y) < 1 ? 0LL : (long long)mf_tensor_dim(g, y, 0), (long long)(2 * N));
+      return -1;
+    }
+    mf_tensor d = mf_mse_loss(g, mf_slice(g, y, 0, 0, N), mf_slice(g, y, 0, N, 2 * N)); /* mean (f(xrec) - f(x))^2 */
+    sum = sum < 0 ? d : mf_add(g, sum, d);
+  }
+  if (sum < 0) { snprintf(err, n, "--perceptual %s: the network has no output to compare", c->perceptual); return -1; }
+  o->p_loss = mf_mul_scalar(g, sum, c->perceptual_weight);
+  if (mf_graph_error(g)) { snprintf(err, n, "--perceptual %s: %s", c->perceptual, mf_graph_error(g)); return -1; }
+  return 0;
+}
+
 int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o, char *err, size_t n) {
   memset(o, 0, sizeof *o);
   o->cfg = *cin;
@@ -311,7 +388,7 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   if (vqgan_cfg_check(c, err, n) < 0) return -1;
   if (micro_batch < 1) { snprintf(err, n, "micro-batch %d must be at least 1", micro_batch); return -1; }
   bld b = {g, c, VQGAN_GROUP_GEN};
-  int64_t sx[4] = {micro_batch, c->channels, c->size, c->size}, s1[1] = {1};
+  int64_t sx[4] = {(int64_t)micro_batch * c->frames, c->channels, c->size, c->size}, s1[1] = {1}; /* clips: [B*T, C, S, S] */
   o->x = mf_input(g, "x", 4, sx);
   o->factor = mf_input(g, "disc_factor", 1, s1);
   mf_tensor h = encoder(&b, o->x);
@@ -336,6 +413,17 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   mf_tensor lf = disc_apply(g, &d, o->tap);
   o->g_loss = mf_mul_scalar(g, mf_mean(g, lf, 0, 0), -1.0);
   o->gen_loss = mf_add(g, mf_add(g, o->nll, o->g_loss), mf_mul_scalar(g, o->q_loss, c->codebook_weight));
+  o->ssim_loss = -1;
+  o->p_loss = -1;
+  if (c->perceptual[0] && perceptual(g, c, o, err, n) < 0) { vqgan_net_free(o); return -1; }
+  if (o->p_loss >= 0) o->gen_loss = mf_add(g, o->gen_loss, o->p_loss);
+  if (c->ssim_weight > 0) { /* steg's SSIM (uniform k x k windows, range 1) on [0, 1], each frame an image */
+    int k = mf_steg_ssim_window(c->size);
+    double cnt = (double)mf_tensor_numel(g, o->x) / ((double)c->size * c->size) * (double)(c->size - k + 1) * (c->size - k + 1);
+    mf_tensor a = mf_add_scalar(g, mf_mul_scalar(g, o->xrec, 0.5), 0.5), b01 = mf_add_scalar(g, mf_mul_scalar(g, o->x, 0.5), 0.5);
+    o->ssim_loss = mf_mul_scalar(g, mf_steg_ssim_loss(g, a, b01, k), c->ssim_weight / cnt);
+    o->gen_loss = mf_add(g, o->gen_loss, o->ssim_loss);
+  }
   /* the discriminator phase: D(x) and D(sg(xrec)), hinge, times the factor */
   if (mf_graph_error(g)) { snprintf(err, n, "vqgan: %s", mf_graph_error(g)); return -1; }
   o->logits_real = disc_apply(g, &d, o->x);
@@ -345,6 +433,33 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   o->d_loss = mf_mul(g, mf_mul_scalar(g, mf_add(g, lr, lfk), 0.5), o->factor);
   if (mf_graph_error(g)) { snprintf(err, n, "vqgan: %s", mf_graph_error(g)); return -1; }
   return 0;
+}
+
+int vqgan_perceptual_check(const vqgan_cfg *c, char *err, size_t n) {
+  if (!c->perceptual[0]) return 0;
+  char e2[768];
+  mf_onnx *m = mf_onnx_open(c->perceptual, e2, sizeof e2);
+  if (!m) { snprintf(err, n, "--perceptual: %s", e2); return -1; }
+  int k = mf_onnx_input_count(m);
+  mf_onnx_close(m);
+  if (k != 1) {
+    snprintf(err, n, "--perceptual %s: the feature network must take one input (an image batch [N, %d, H, W]); it takes %d", c->perceptual,
+             c->channels, k);
+    return -1;
+  }
+  return 0;
+}
+
+void vqgan_net_free(vqgan_net *net) {
+  if (net->pnet) {
+    mf_onnx_built_free(&net->pbuilt);
+    mf_onnx_close(net->pnet);
+  }
+  net->pnet = NULL;
+}
+
+int vqgan_load_perceptual(const vqgan_net *net, mf_session *s, char *err, size_t n) {
+  return net->pnet ? mf_onnx_load_weights(net->pnet, &net->pbuilt, s, err, n) : 0;
 }
 
 void vqgan_phases(const vqgan_net *net, mf_phase_opts ph[2]) {
@@ -362,6 +477,8 @@ int vqgan_keep(const vqgan_net *net, mf_tensor *keep) {
   keep[k++] = net->g_loss;
   keep[k++] = net->q_loss;
   keep[k++] = net->xrec;
+  if (net->ssim_loss >= 0) keep[k++] = net->ssim_loss;
+  if (net->p_loss >= 0) keep[k++] = net->p_loss;
   k += vq_keep(&net->vq, keep + k);
   return k;
 }

@@ -6,6 +6,7 @@
 #include "models/workload.h"
 #include "data/grid.h"
 #include "data/metrics.h"
+#include "data/data.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +39,13 @@ static int build(mf_graph *g, const void *p, int variant, int micro, mf_tensor *
   if (!s) { snprintf(err, n, "out of host memory"); return -1; }
   *state = s;
   if (vqgan_build(g, &c, micro, &s->net, err, n) < 0) return -1;
+  vqgan_net_free(&s->net); /* planning needs the graph only */
   *loss = s->net.gen_loss;
   return 0;
 }
 static size_t staging_bytes(const void *p, int micro) {
   const vqgan_cfg *c = p;
-  return (size_t)micro * (size_t)c->channels * (size_t)c->size * (size_t)c->size * sizeof(float) * 2;
+  return (size_t)micro * (size_t)c->frames * (size_t)c->channels * (size_t)c->size * (size_t)c->size * sizeof(float) * 2;
 }
 
 /* ------------------------------------------------------------------ training settings */
@@ -52,9 +54,10 @@ static size_t staging_bytes(const void *p, int micro) {
 typedef struct vqgan_tcfg {
   char preset[32];
   int n_model;
-  char model_key[MAX_MODEL_SETTINGS][24], model_val[MAX_MODEL_SETTINGS][64];
+  char model_key[MAX_MODEL_SETTINGS][24], model_val[MAX_MODEL_SETTINGS][512];
   vqgan_cfg mc;                /* after train_check */
   int gen_count, val_count, grid_rows;
+  int frame_stride;            /* video folders: every k-th frame */
 } vqgan_tcfg;
 
 static void train_defaults(mf_train_args *a) {
@@ -77,6 +80,7 @@ static void *train_cfg_new(void) {
   c->gen_count = 2048;
   c->val_count = 16;
   c->grid_rows = 4;
+  c->frame_stride = 1;
   return c;
 }
 
@@ -85,6 +89,7 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
   if (!strcmp(key, "gen-count")) return mf_setting_int(key, val, 1, 1 << 30, &c->gen_count, err, n);
   if (!strcmp(key, "val-count")) return mf_setting_int(key, val, 1, 1 << 20, &c->val_count, err, n);
   if (!strcmp(key, "grid-rows")) return mf_setting_int(key, val, 1, 64, &c->grid_rows, err, n);
+  if (!strcmp(key, "frame-stride")) return mf_setting_int(key, val, 1, 1 << 16, &c->frame_stride, err, n);
   vqgan_cfg t;
   vqgan_cfg_preset("low", &t, err, n);
   if (vqgan_cfg_set(&t, key, val, err, n) < 0) return strstr(err, "unknown setting") ? -2 : -1;
@@ -98,7 +103,8 @@ static int train_cfg_set(void *p, const char *key, const char *val, char *err, s
 
 static void train_help(FILE *f) {
   vqgan_cfg_help(f);
-  fprintf(f, "  --gen-count N          generated training images per pass (default 2048)\n"
+  fprintf(f, "  --gen-count N          generated training images (clips with --clips) per pass (default 2048)\n"
+             "  --frame-stride K       video folders (--clips T --data DIR): clips of every K-th frame (default 1)\n"
              "  --val-count N          validation images (generated with another seed, or --val-data; default 16)\n"
              "  --grid-rows N          rows of the validation grid PNG (input | reconstruction; default 4)\n"
              "  (Adam betas 0.5, 0.9 for the generator and the discriminator; --lr default 3.6e-5 = taming's\n"
@@ -120,7 +126,7 @@ static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
   if (!a->batch) a->batch = mc.batch;
   mc.batch = a->batch;
   if (a->micro_batch) mc.micro_batch = a->micro_batch;
-  if (vqgan_cfg_check(&mc, err, n) < 0) return -1;
+  if (vqgan_cfg_check(&mc, err, n) < 0 || vqgan_perceptual_check(&mc, err, n) < 0) return -1;
   c->mc = mc;
   return 0;
 }
@@ -174,16 +180,30 @@ typedef struct vq_ctx {
   int micro;
   vq_stats train_st, val_st;
   mf_dataset *val;
-  int n_val, grid_rows;
-  float *xbuf, *rbuf;         /* [micro, C, S, S] */
+  int n_val, grid_rows, frames;
+  float *xbuf, *rbuf;         /* [micro*T, C, S, S] */
+  float *xperm;               /* clips: the loader's [micro, C, T, S, S] as [micro, T, C, S, S] */
   float *vin, *vrec;          /* the grid's rows: inputs and reconstructions in [0,1] */
+  double *psnr_t;             /* [T] the last validation's PSNR per frame (mean over clips) */
   uint64_t seed;
 } vq_ctx;
+
+/* one layout to the other: src [B, C, T, HW] -> dst [B, T, C, HW] */
+static void clip_to_frames(const float *src, float *dst, int B, int C, int T, int64_t hw) {
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < C; c++)
+      for (int t = 0; t < T; t++)
+        memcpy(dst + (((int64_t)b * T + t) * C + c) * hw, src + (((int64_t)b * C + c) * T + t) * hw, (size_t)hw * sizeof(float));
+}
 
 static int vq_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_t n) {
   vq_ctx *c = ctx;
   if (vqgan_set_factor(s, &c->net, mf_session_step(s)) < 0) { snprintf(err, n, "writing the GAN factor failed"); return -1; }
   const float *data[1] = {b->images};
+  if (c->frames > 1) { /* [micro, C, T, S, S] -> [micro, T, C, S, S]: the model's frames are its batch rows */
+    clip_to_frames(b->images, c->xperm, c->micro, c->cfg.channels, c->frames, (int64_t)c->cfg.size * c->cfg.size);
+    data[0] = c->xperm;
+  }
   if (mf_session_stage_inputs(s, 1, &c->net.x, data) < 0) { snprintf(err, n, "staging the batch failed (see above)"); return -1; }
   return 0;
 }
@@ -191,7 +211,7 @@ static int vq_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_
 /* after the last phase's micro-step: the batch's reconstruction PSNR (on [0,1]) and the codes it used */
 static void vq_read_terms(void *ctx, mf_session *s, double *v) {
   vq_ctx *c = ctx;
-  int64_t per = (int64_t)c->cfg.channels * c->cfg.size * c->cfg.size, all = per * c->micro;
+  int64_t per = (int64_t)c->cfg.channels * c->cfg.size * c->cfg.size, all = per * c->micro * c->frames;
   v[0] = v[1] = v[2] = NAN;
   float lam;
   if (mf_session_read(s, c->net.lambda, &lam, 1) == 0) v[2] = lam;
@@ -221,12 +241,38 @@ static int vq_after_update(void *ctx, mf_session *s, int64_t update, char *err, 
 
 static float to01(float v) { return 0.5f * (v + 1); }
 
+/* The first validation clip as a video beside the grid (samples-epochNNN.mp4): each frame input | reconstruction
+ * side by side, [S, 2S] RGB, 8 frames per second. in and rec hold `frames` planar [3, S, S] frames in [0, 1]. */
+static int clip_video(const char *grid, const float *in, const float *rec, int frames, int S, char *err, size_t n) {
+  char path[4096];
+  size_t L = strlen(grid);
+  snprintf(path, sizeof path, "%.*s.mp4", (int)(L > 4 && !strcmp(grid + L - 4, ".png") ? L - 4 : L), grid);
+  float *f = malloc((size_t)S * 2 * S * 3 * sizeof *f); /* [S][2S][3] */
+  video_writer *v = f ? video_writer_init(path, 2 * S, S, 8, err, n) : NULL;
+  if (!f) snprintf(err, n, "%s: out of host memory", path);
+  int rc = v ? 0 : -1;
+  int64_t hw = (int64_t)S * S;
+  for (int t = 0; t < frames && rc == 0; t++) {
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < 2 * S; x++)
+        for (int k = 0; k < 3; k++) {
+          const float *src = x < S ? in + (int64_t)t * 3 * hw : rec + (int64_t)t * 3 * hw;
+          f[((size_t)y * 2 * S + x) * 3 + k] = src[k * hw + (int64_t)y * S + (x % S)];
+        }
+    rc = video_writer_add(v, f, err, n);
+  }
+  if (rc == 0) rc = video_writer_close(v, err, n);
+  video_writer_free(v);
+  free(f);
+  return rc;
+}
+
 static int vq_validate(void *ctx, mf_session *s, const char *grid, int64_t *bad, const char **names, double *vals, char *line,
                        size_t n, int *grid_failed) {
   vq_ctx *c = ctx;
   *grid_failed = 0;
-  int S = c->cfg.size, C = c->cfg.channels;
-  int64_t per = (int64_t)C * S * S;
+  int S = c->cfg.size, C = c->cfg.channels, T = c->frames;
+  int64_t per = (int64_t)C * S * S, clip = per * T; /* one frame, one sample */
   mf_transform_opts t = mf_transform_opts_default();
   t.out_w = t.out_h = S;
   t.channels = C;
@@ -237,41 +283,50 @@ static int vq_validate(void *ctx, mf_session *s, const char *grid, int64_t *bad,
   int done = 0, rows = 0;
   vq_stats_reset(&c->val_st);
   char err[512];
+  for (int k = 0; k < T; k++) c->psnr_t[k] = 0;
+  int clips = 0;
   for (int i0 = 0; i0 < c->n_val; i0 += c->micro) {
-    int cnt = 0;
     for (int j = 0; j < c->micro; j++) {
       size_t idx = (size_t)((i0 + j) % c->n_val);
-      int rc = mf_dataset_get(c->val, idx, &t, c->seed, c->xbuf + j * per, err, sizeof err);
-      if (rc < 0) { bad[rc == -2 ? 1 : 0]++; memset(c->xbuf + j * per, 0, (size_t)per * sizeof(float)); continue; }
-      cnt += i0 + j < c->n_val;
+      float *dst = T > 1 ? c->xperm + j * clip : c->xbuf + j * clip; /* mf_dataset_get writes [C, T, S, S] */
+      int rc = mf_dataset_get(c->val, idx, &t, c->seed, dst, err, sizeof err);
+      if (rc < 0) { bad[rc == -2 ? 1 : 0]++; memset(dst, 0, (size_t)clip * sizeof(float)); }
     }
+    if (T > 1) clip_to_frames(c->xperm, c->xbuf, c->micro, C, T, (int64_t)S * S);
     float f = 0;
     mf_session_write_input(s, c->net.factor, &f, 1);
-    if (mf_session_write_input(s, c->net.x, c->xbuf, (size_t)(per * c->micro)) < 0 || isnan(mf_session_forward(s)) ||
-        mf_session_read(s, c->net.xrec, c->rbuf, (size_t)(per * c->micro)) < 0)
+    if (mf_session_write_input(s, c->net.x, c->xbuf, (size_t)(clip * c->micro)) < 0 || isnan(mf_session_forward(s)) ||
+        mf_session_read(s, c->net.xrec, c->rbuf, (size_t)(clip * c->micro)) < 0)
       return 0;
     vq_observe(&c->val_st, &c->net.vq, s, 0);
     for (int j = 0; j < c->micro && i0 + j < c->n_val; j++) {
-      float *a = c->xbuf + j * per, *r = c->rbuf + j * per;
-      for (int64_t q = 0; q < per; q++) a[q] = to01(a[q]), r[q] = quant8(to01(r[q]));
-      if (C == 3) {
-        psnr += psnr_from_mse(img_mse(r, a, S, S, 0));
-        ssim += img_ssim(r, a, S, S, 0);
-      } else {
-        double se = 0;
-        for (int64_t q = 0; q < per; q++) se += ((double)r[q] - a[q]) * ((double)r[q] - a[q]);
-        psnr += psnr_from_mse(se / (double)per);
-        ssim += plane_ssim(r, a, S, S);
+      for (int k = 0; k < T; k++) { /* frame k of clip j (one image when T is 1) */
+        float *a = c->xbuf + j * clip + k * per, *r = c->rbuf + j * clip + k * per;
+        for (int64_t q = 0; q < per; q++) a[q] = to01(a[q]), r[q] = quant8(to01(r[q]));
+        double p1;
+        if (C == 3) {
+          p1 = psnr_from_mse(img_mse(r, a, S, S, 0));
+          ssim += img_ssim(r, a, S, S, 0);
+        } else {
+          double se = 0;
+          for (int64_t q = 0; q < per; q++) se += ((double)r[q] - a[q]) * ((double)r[q] - a[q]);
+          p1 = psnr_from_mse(se / (double)per);
+          ssim += plane_ssim(r, a, S, S);
+        }
+        psnr += p1;
+        c->psnr_t[k] += p1;
+        /* the grid: images, or the frames of the first clip */
+        if (rows < c->grid_rows && (T == 1 || clips == 0)) {
+          memcpy(c->vin + rows * per, a, (size_t)per * sizeof(float));
+          memcpy(c->vrec + rows * per, r, (size_t)per * sizeof(float));
+          rows++;
+        }
+        done++;
       }
-      if (rows < c->grid_rows) {
-        memcpy(c->vin + rows * per, a, (size_t)per * sizeof(float));
-        memcpy(c->vrec + rows * per, r, (size_t)per * sizeof(float));
-        rows++;
-      }
-      done++;
+      clips++;
     }
-    (void)cnt;
   }
+  for (int k = 0; k < T && clips; k++) c->psnr_t[k] /= clips;
   if (!done) return 0;
   double usage, ppl;
   vq_stats_usage(&c->val_st, &usage, &ppl);
@@ -281,8 +336,17 @@ static int vq_validate(void *ctx, mf_session *s, const char *grid, int64_t *bad,
   names[2] = nm[2]; vals[2] = ssim / done;
   names[3] = nm[3]; vals[3] = usage;
   names[4] = "code_perplexity"; vals[4] = ppl;
-  snprintf(line, n, "reconstruction %.2f dB PSNR, SSIM %.4f (%d images, 8-bit); codebook usage %.1f%% (%lld of %lld codes), perplexity %.1f",
-           psnr / done, ssim / done, done, 100 * usage, (long long)llround(usage * (double)c->val_st.K), (long long)c->val_st.K, ppl);
+  size_t o = (size_t)snprintf(line, n, "reconstruction %.2f dB PSNR, SSIM %.4f (%d %s, 8-bit); codebook usage %.1f%% (%lld of %lld codes), perplexity %.1f",
+           psnr / done, ssim / done, done, T > 1 ? "frames" : "images", 100 * usage, (long long)llround(usage * (double)c->val_st.K),
+           (long long)c->val_st.K, ppl);
+  if (T > 1 && o < n) { /* the video figure: PSNR of each frame position, mean over the clips */
+    o += (size_t)snprintf(line + o, n - o, "\n  PSNR per frame (dB, %d clips):", clips);
+    for (int k = 0; k < T && o < n; k++) o += (size_t)snprintf(line + o, n - o, " %.2f", c->psnr_t[k]);
+  }
+  if (grid && C == 3 && T > 1 && rows > 0 && clip_video(grid, c->vin, c->vrec, rows, S, err, sizeof err) < 0) {
+    fprintf(stderr, "memfit train vqgan: %s\n", err);
+    *grid_failed = 1;
+  }
   if (grid && C == 3 && rows > 0) {
     const float *in[64], *rc[64];
     for (int r = 0; r < rows; r++) in[r] = c->vin + r * per, rc[r] = c->vrec + r * per;
@@ -299,6 +363,7 @@ static int vqgan_session_ready_hook(void *ctx, mf_session *s, char *err, size_t 
     snprintf(err, n, "preparing the VQGAN session failed (see above)");
     return -1;
   }
+  if (vqgan_load_perceptual(&c->net, s, err, n) < 0) return -1;
   return 0;
 }
 
@@ -311,6 +376,9 @@ static void vq_ctx_free(void *ctx) {
   free(c->rbuf);
   free(c->vin);
   free(c->vrec);
+  free(c->xperm);
+  free(c->psnr_t);
+  vqgan_net_free(&c->net);
   if (c->g) mf_graph_free(c->g);
   free(c);
 }
@@ -329,7 +397,8 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   j->ctx_free = vq_ctx_free;
   c->micro = micro;
   c->seed = (uint64_t)a->seed;
-  c->grid_rows = tc->grid_rows;
+  c->frames = cfg.frames;
+  c->grid_rows = cfg.frames > 1 ? (cfg.frames < 64 ? cfg.frames : 64) : tc->grid_rows; /* clips: the first clip's frames */
   if (!(c->g = mf_graph_init(ch->dtype))) { snprintf(err, n, "out of host memory"); return -1; }
   mf_graph_set_seed(c->g, (uint64_t)a->seed);
   if (vqgan_build(c->g, &cfg, micro, &c->net, err, n) < 0) return -1;
@@ -341,17 +410,37 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   j->n_groups = 2;
   j->n_keep = vqgan_keep(&c->net, j->keep);
   j->optim = MF_ADAM;
-  int64_t per = (int64_t)cfg.channels * cfg.size * cfg.size;
+  int64_t per = (int64_t)cfg.channels * cfg.size * cfg.size * cfg.frames; /* one sample */
+  if (!(c->psnr_t = calloc((size_t)cfg.frames, sizeof *c->psnr_t)) || (cfg.frames > 1 && !(c->xperm = malloc((size_t)(per * micro) * sizeof(float))))) {
+    snprintf(err, n, "out of host memory");
+    return -1;
+  }
   if (vq_stats_init(&c->train_st, &c->net.vq, (uint64_t)a->seed) < 0 || vq_stats_init(&c->val_st, &c->net.vq, (uint64_t)a->seed) < 0 ||
       !(c->xbuf = malloc((size_t)(per * micro) * sizeof(float))) || !(c->rbuf = malloc((size_t)(per * micro) * sizeof(float))) ||
-      !(c->vin = malloc((size_t)(per * c->grid_rows) * sizeof(float))) || !(c->vrec = malloc((size_t)(per * c->grid_rows) * sizeof(float)))) {
+      !(c->vin = malloc((size_t)(per / cfg.frames * c->grid_rows) * sizeof(float))) ||
+      !(c->vrec = malloc((size_t)(per / cfg.frames * c->grid_rows) * sizeof(float)))) {
     snprintf(err, n, "out of host memory");
     return -1;
   }
   int generated = !strcmp(a->data, "generated");
-  if (generated) {
+  if (generated && cfg.frames > 1) {
+    j->train = mf_dataset_generated_video((size_t)tc->gen_count, cfg.size, cfg.size, cfg.frames, (uint64_t)a->seed * 7919u + 1, err, n);
+    j->val = j->train ? mf_dataset_generated_video((size_t)tc->val_count, cfg.size, cfg.size, cfg.frames, (uint64_t)a->seed * 104729u + 17, err, n)
+                      : NULL;
+  } else if (generated) {
     j->train = mf_dataset_generated((size_t)tc->gen_count, cfg.size, cfg.size, (uint64_t)a->seed * 7919u + 1, err, n);
     j->val = j->train ? mf_dataset_generated((size_t)tc->val_count, cfg.size, cfg.size, (uint64_t)a->seed * 104729u + 17, err, n) : NULL;
+  } else if (cfg.frames > 1) { /* a video folder (UCF-101 layout): clips of T frames, unreadable or short files skipped */
+    mf_video_opts vo = mf_video_opts_default();
+    vo.clip_len = cfg.frames;
+    vo.frame_stride = tc->frame_stride;
+    vo.val_fraction = a->val_data ? 0 : a->val_split;
+    vo.split = !a->val_data && a->val_split > 0 ? MF_SPLIT_TRAIN : MF_SPLIT_ALL;
+    j->train = mf_dataset_open_video(a->data, &vo, err, n);
+    if (j->train && (a->val_data || a->val_split > 0)) {
+      vo.split = a->val_data ? MF_SPLIT_ALL : MF_SPLIT_VAL;
+      j->val = mf_dataset_open_video(a->val_data ? a->val_data : a->data, &vo, err, n);
+    }
   } else {
     mf_folder_opts fo = mf_folder_opts_default();
     fo.val_fraction = a->val_data ? 0 : a->val_split;
@@ -380,6 +469,8 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   for (int k = 0; k < 3; k++) lo->tf.mean[k] = 0.5f, lo->tf.std[k] = 0.5f;
   mf_train_job_data_setting(j, "vqgan.seed", "--seed", 1, "%d", a->seed);
   mf_train_job_data_setting(j, "vqgan.size", "--size", 1, "%d", cfg.size);
+  mf_train_job_data_setting(j, "vqgan.frames", "--clips", 1, "%d", cfg.frames);
+  if (cfg.frames > 1 && !generated) mf_train_job_data_setting(j, "vqgan.frame_stride", "--frame-stride", 1, "%d", tc->frame_stride);
   mf_train_job_data_setting(j, "vqgan.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
   if (generated) mf_train_job_data_setting(j, "vqgan.gen_count", "--gen-count", 1, "%d", tc->gen_count);
   mf_train_job_data_setting(j, "vqgan.workers", "--workers", 0, "%d", a->workers);
@@ -393,11 +484,11 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   static const char *const terms[3] = {"rec_psnr", "code_perplexity", "lambda"};
   j->n_terms = 3;
   j->term_names = terms;
-  j->sample_unit = "images";
+  j->sample_unit = cfg.frames > 1 ? "clips" : "images";
   j->loss_divisor = 1;
   j->values_per_sample = (double)per;
   snprintf(j->crop_option, sizeof j->crop_option, "--size %d", cfg.size);
-  snprintf(j->batch_note, sizeof j->batch_note, " (%d images)", micro);
+  snprintf(j->batch_note, sizeof j->batch_note, cfg.frames > 1 ? " (%d clips)" : " (%d images)", micro);
   snprintf(j->more_data_hint, sizeof j->more_data_hint, "%s", generated ? " or raise --gen-count" : "");
   char desc[512];
   vqgan_cfg_describe(&cfg, desc, sizeof desc);
@@ -405,12 +496,16 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
            mf_dtype_name(ch->dtype));
   snprintf(j->settings, sizeof j->settings, "%.300s; micro-batch %d x %d, %s, Adam lr %g betas (%g, %g)", desc, micro, ch->accum,
            mf_dtype_name(ch->dtype), a->lr, a->beta1, a->beta2);
-  snprintf(j->header, sizeof j->header, "memfit train vqgan: preset '%s': %s; micro-batch %d x %d, %s, %s\ndata: %s (%zu training images%s)",
+  snprintf(j->header, sizeof j->header, "memfit train vqgan: preset '%s': %s; micro-batch %d x %d, %s, %s\ndata: %s (%zu training %s%s)",
            cfg.preset, desc, micro, ch->accum, mf_dtype_name(ch->dtype), a->budget ? "settings from the budget search" : "settings as given",
-           generated ? "generated procedural images" : a->data, mf_dataset_size(j->train),
-           c->n_val ? "; PSNR/SSIM and codebook usage on the validation images" : "; no validation images");
-  snprintf(j->losses, sizeof j->losses, "losses: %s + adaptive-weight hinge GAN from update %d + %s; perceptual loss off (no network file)",
-           cfg.rec_l2 ? "L2" : "L1", cfg.disc_start, cfg.q.kind == VQ_KIND_FSQ ? "FSQ (no codebook loss)" : "codebook + 0.25 commitment");
+           generated ? (cfg.frames > 1 ? "generated procedural video" : "generated procedural images") : a->data, mf_dataset_size(j->train),
+           cfg.frames > 1 ? "clips" : "images", c->n_val ? "; PSNR/SSIM and codebook usage on the validation samples" : "; no validation samples");
+  char ssim[64] = "";
+  if (cfg.ssim_weight > 0) snprintf(ssim, sizeof ssim, " + %g x (1 - SSIM)", cfg.ssim_weight);
+  char perc[200] = "; perceptual loss off (no network file: --perceptual FILE)";
+  if (cfg.perceptual[0]) snprintf(perc, sizeof perc, " + %g x perceptual (%.120s, frozen)", cfg.perceptual_weight, cfg.perceptual);
+  snprintf(j->losses, sizeof j->losses, "losses: %s%s + adaptive-weight hinge GAN from update %d + %s%s",
+           cfg.rec_l2 ? "L2" : "L1", ssim, cfg.disc_start, cfg.q.kind == VQ_KIND_FSQ ? "FSQ (no codebook loss)" : "codebook + 0.25 commitment", perc);
   return 0;
 }
 

@@ -25,7 +25,16 @@ static int int_list(const char *v, int *out, int max) {
 
 int vqgan_cfg_set(vqgan_cfg *c, const char *key, const char *val, char *err, size_t n) {
   if (!strcmp(key, "preset")) return vqgan_cfg_preset(val, c, err, n);
-  if (!strcmp(key, "size")) return mf_setting_int(key, val, 8, 8192, &c->size, err, n);
+  if (!strcmp(key, "size")) {
+    if (mf_setting_int(key, val, 8, 8192, &c->size, err, n)) return -1;
+    c->size_given = 1;
+    return 0;
+  }
+  if (!strcmp(key, "clips")) {
+    if (mf_setting_int(key, val, 1, 4096, &c->frames, err, n)) return -1;
+    if (c->frames > 1 && !c->size_given) c->size = 128; /* the presets' clips: T x 128 x 128 */
+    return 0;
+  }
   if (!strcmp(key, "channels")) return mf_setting_int(key, val, 1, 64, &c->channels, err, n);
   if (!strcmp(key, "ch")) return mf_setting_int(key, val, 1, 4096, &c->ch, err, n);
   if (!strcmp(key, "res-blocks")) return mf_setting_int(key, val, 1, 16, &c->res_blocks, err, n);
@@ -83,11 +92,18 @@ int vqgan_cfg_set(vqgan_cfg *c, const char *key, const char *val, char *err, siz
     c->rec_l2 = !strcmp(val, "l2");
     return 0;
   }
+  if (!strcmp(key, "perceptual")) {
+    if (strlen(val) >= sizeof c->perceptual) { snprintf(err, n, "--perceptual: the path is longer than %zu bytes", sizeof c->perceptual - 1); return -1; }
+    snprintf(c->perceptual, sizeof c->perceptual, "%s", val);
+    return 0;
+  }
+  if (!strcmp(key, "perceptual-weight")) return mf_setting_double(key, val, 0, 1e6, &c->perceptual_weight, err, n);
+  if (!strcmp(key, "ssim")) return mf_setting_double(key, val, 0, 1e6, &c->ssim_weight, err, n);
   if (!strcmp(key, "keep-scores")) return mf_setting_int(key, val, 0, 1, &c->keep_scores, err, n);
   if (!strcmp(key, "attn")) return mf_setting_int(key, val, 0, 1, &c->attn, err, n);
-  snprintf(err, n, "vqgan: unknown setting --%s (settings: --preset, --size, --channels, --ch, --mult, --res-blocks, --latent, "
+  snprintf(err, n, "vqgan: unknown setting --%s (settings: --preset, --size, --clips, --channels, --ch, --mult, --res-blocks, --latent, "
                    "--codes, --ema, --beta, --fsq-levels, --batch, --micro-batch, --disc-start, --disc-weight, --disc-layers, "
-                   "--disc-ch, --codebook-weight, --rec-loss, --keep-scores, --attn)", key);
+                   "--disc-ch, --codebook-weight, --rec-loss, --ssim, --perceptual, --perceptual-weight, --keep-scores, --attn)", key);
   return -1;
 }
 
@@ -96,6 +112,8 @@ void vqgan_cfg_help(FILE *f) {
              "                       mid [32,...,256] / 16 / 256 / 2 x 4, high [32,...,256] / 24 / 512 / 4 x 2,\n"
              "                       original [64,...,512] / 32 / 512 / 8 x 1; all 256 x 256 images\n"
              "  --size S             image side (a multiple of 2^(levels-1))\n"
+             "  --clips T            video: clips of T frames (default 1: images); per-frame 2D layers with a 3-tap\n"
+             "                       temporal conv in every ResNet block; 128 x 128 unless --size is given\n"
              "  --ch C, --mult LIST  base channels and per-level multipliers (hidden = C x mult, e.g. 16 and 1,2,4,8)\n"
              "  --res-blocks N       ResNet blocks per level (2)\n"
              "  --latent D           latent channels and code dimension\n"
@@ -105,6 +123,10 @@ void vqgan_cfg_help(FILE *f) {
              "  --batch N, --micro-batch M  effective batch and samples per micro-step\n"
              "  --disc-start N       updates before the GAN terms switch on (0);  --disc-weight W (0.8)\n"
              "  --disc-layers L, --disc-ch C  PatchGAN layers and filters (3, 64)\n"
+             "  --perceptual FILE    adds W x sum over the network's outputs of mean (f(xrec) - f(x))^2, f an ONNX feature\n"
+             "                       network you supply (frozen; gets [2N, C, S, S] in [0, 1]); none is bundled: off without\n"
+             "  --perceptual-weight W  (1)\n"
+             "  --ssim W             adds W x mean(1 - SSIM) per image or frame (steg's SSIM, 7x7 windows; 0: off)\n"
              "  --rec-loss l1|l2     reconstruction loss (l1);  --keep-scores 1: attention keeps its scores for backward\n",
           vqgan_preset_names());
 }
@@ -132,6 +154,7 @@ int vqgan_plan_one(const vqgan_cfg *c, int micro, mf_dtype dt, int recompute, co
   po.n_keep = vqgan_keep(&net, keep);
   po.keep = keep;
   mf_plan *p = mf_plan_init_phases(g, 2, ph, &po, err, n);
+  vqgan_net_free(&net); /* the plan needs the graph only */
   if (!p) { mf_graph_free(g); return -1; }
   for (int a = 0; a < MF_ARENA_COUNT; a++) out->arena[a] = mf_plan_arena_bytes(p, (mf_arena_kind)a);
   out->total = mf_plan_total_bytes(p);

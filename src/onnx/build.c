@@ -41,6 +41,8 @@ typedef struct ctx {
   int nconst;
   mf_tensor *init_t;            /* per initializer: its parameter once made (-1 before) */
   int bn_eval;
+  int frozen;                  /* float initializers as buffers (no gradient) */
+  const char *prefix;          /* prepended to the names of the tensors made from the file */
   int64_t n_params, n_param_elems;
   char *err;
   size_t errlen;
@@ -226,10 +228,14 @@ static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
     if (nd < 0) return -1;
     mf_tensor id;
     if (!v->alias && c->init_t[v->init] >= 0) return v->t = c->init_t[v->init]; /* one initializer read twice */
-    id = mf_param(c->g, v->alias ? v->name : t->name, nd, ne, MF_INIT_ZERO, 0);
+    char pn[MF_NAME_LEN];
+    snprintf(pn, sizeof pn, "%s%s", c->prefix, v->alias ? v->name : t->name);
+    id = c->frozen ? mf_buffer(c->g, pn, nd, ne, MF_INIT_ZERO, 0) : mf_param(c->g, pn, nd, ne, MF_INIT_ZERO, 0);
     if (!v->alias) c->init_t[v->init] = id;
-    c->n_params++;
-    c->n_param_elems += onnx_tensor_numel(t);
+    if (!c->frozen) {
+      c->n_params++;
+      c->n_param_elems += onnx_tensor_numel(t);
+    }
     if (id < 0) return node_fail(c, "%s", mf_graph_error(c->g));
     if (bind_add(c, id, v->init, NULL) < 0 || (v->alias && bind_alias(c, v->name) < 0)) return -1;
     v->t = id;
@@ -241,7 +247,7 @@ static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
   if (nd < 0) return -1;
   if (k->n == 0) return node_fail(c, "%s '%s' is an empty constant", what, v->name);
   char nm[MF_NAME_LEN];
-  snprintf(nm, sizeof nm, "onnx.const%d", c->nconst++);
+  snprintf(nm, sizeof nm, "%sonnx.const%d", c->prefix, c->nconst++);
   mf_tensor id = mf_state(c->g, nm, et_is_float(k->et) ? c->g->act_dtype : MF_I32, nd, ne, MF_INIT_ZERO, 0);
   if (id < 0) return node_fail(c, "%s", mf_graph_error(c->g));
   if (bind_add(c, id, -1, k) < 0) return -1;
@@ -1258,9 +1264,12 @@ static int node_build(ctx *c) {
       const Onnx__TensorProto *t = c->m->graph->initializer[v->init];
       int64_t ne[1] = {onnx_tensor_numel(t)};
       char nm[MF_NAME_LEN];
-      snprintf(nm, sizeof nm, "%s", n->input[3 + k]);
+      snprintf(nm, sizeof nm, "%s%s", c->prefix, n->input[3 + k]);
       for (int id = 0, dup = 1; id < g->n; id++) /* a name already taken: "name#2" */
-        if (g->nodes[id].op == MF_OP_BUFFER && !strcmp(g->nodes[id].name, nm)) { snprintf(nm, sizeof nm, "%.50s#%d", n->input[3 + k], ++dup); id = -1; }
+        if (g->nodes[id].op == MF_OP_BUFFER && !strcmp(g->nodes[id].name, nm)) {
+          snprintf(nm, sizeof nm, "%.20s%.30s#%d", c->prefix, n->input[3 + k], ++dup);
+          id = -1;
+        }
       rs[k] = mf_buffer(g, nm, 1, ne, MF_INIT_ZERO, 0);
       if (rs[k] < 0 || bind_add(c, rs[k], v->init, NULL) < 0) return rs[k] < 0 ? node_fail(c, "%s", mf_graph_error(g)) : -1;
       if (v->alias && bind_alias(c, v->name) < 0) return -1;
@@ -1616,7 +1625,9 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
   c->g = g;
   c->err = err;
   c->errlen = errlen;
-  c->bn_eval = o->bn_eval;
+  c->bn_eval = o->bn_eval || o->frozen;
+  c->frozen = o->frozen;
+  c->prefix = o->name_prefix ? o->name_prefix : "";
   size_t nvals = gp->n_initializer + gp->n_input + 16;
   for (size_t i = 0; i < gp->n_node; i++) nvals += gp->node[i]->n_output;
   c->capv = (int)nvals;
@@ -1660,8 +1671,9 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
                  ? vi->type->tensor_type->elem_type : ONNX_FLOAT;
     if (declared && fnd == 0) { fnd = 1; fd[0] = 1; } /* a scalar input is memfit's [1] */
     const mf_onnx_shape *us = NULL;
+    mf_tensor given = -1; /* an existing tensor of g that feeds this input (o->input_tensors) */
     for (int i = 0; i < o->n_inputs; i++)
-      if (!strcmp(o->inputs[i].name, nm)) us = &o->inputs[i];
+      if (!strcmp(o->inputs[i].name, nm)) us = &o->inputs[i], given = o->input_tensors ? o->input_tensors[i] : -1;
     int nd;
     int64_t dims[MF_MAX_DIMS];
     char a[96], b[96];
@@ -1708,7 +1720,16 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
         goto done;
       }
     mf_tensor t;
-    if (et == ONNX_INT64 || et == ONNX_INT32) t = mf_input_typed(g, nm, MF_I32, nd, dims);
+    if (given >= 0) {
+      bool same = given < g->n && mf_tensor_ndim(g, given) == nd && et_is_float(et);
+      for (int i = 0; same && i < nd; i++) same = mf_tensor_dim(g, given, i) == dims[i];
+      if (!same) {
+        snprintf(err, errlen, "%s: input '%s': the tensor given for it is not a float tensor of shape %s", m->path, nm,
+                 shape_str(nd, dims, a, sizeof a));
+        goto done;
+      }
+      t = given;
+    } else if (et == ONNX_INT64 || et == ONNX_INT32) t = mf_input_typed(g, nm, MF_I32, nd, dims);
     else if (et_is_float(et)) t = mf_input(g, nm, nd, dims);
     else {
       snprintf(err, errlen, "%s: input '%s' has element type %s, which memfit does not take", m->path, nm, onnx_elem_name(et));
