@@ -127,14 +127,16 @@ class StegNet(nn.Module):
     def losses(self, cover, secret, z, w=(1.0, 5.0, 1.0), stego_q=None):
         """The training graph of mf_steg_build: hide, stego, reveal on (y1, z), three sum losses.
         stego_q: the 8-bit stego (stego_bits 8): the reveal pass reads its values, its gradient passes
-        to the float stego unchanged (straight-through); the hiding losses stay on the float stego."""
+        to the clipped stego (straight-through over the rounding; the clip keeps its gradient, 0 past 0
+        or 1); the hiding losses stay on the float stego."""
         x1, x2 = dwt(cover), dwt(secret)  # [B,12,H/2,W/2]
         cover_ll = x1[:, 0:3]
         y1, y2 = self.hide(x1, x2)
         stego = idwt(y1)  # [B,3,H,W]
         stego_float, y1s = stego, y1
         if stego_q is not None:
-            stego = stego_q + (stego - stego.detach())
+            clipped = stego.clamp(0.0, 1.0)
+            stego = stego_q + (clipped - clipped.detach())
             y1s = dwt(stego)
         _, rx2 = self.reveal(y1s, z)
         revealed = idwt(rx2)  # [B,3,H,W]

@@ -451,6 +451,9 @@ typedef struct mf_search_opts {
   int fixed_variant;         /* >= 0: only this variant (default -1) */
   int fixed_mode;            /* -1 (default): search; 0: store all; 1: recompute all (invert where possible) */
   mf_optim_kind optim;       /* the optimizer (decides the optimizer-state memory); default AdamW */
+  int ranks;                 /* data parallel: processes training together (0 or 1: one); plans are per rank */
+  int shard;                 /* with ranks > 1: 0 unsharded only, 1 also try ZeRO-1 (mf_plan_opts.shard_optimizer)
+                                where the model allows it, 2 ZeRO-1 only */
 } mf_search_opts;
 mf_search_opts mf_search_opts_default(void);
 
@@ -460,6 +463,7 @@ typedef struct mf_candidate {
   char variant_name[48];
   mf_dtype dtype;
   int invertible, offload;
+  int shard_ranks;           /* > 1: ZeRO-1, the optimizer state sharded over this many ranks; 0: not sharded */
   int n_seg, n_recomputed;
   uint8_t mask[MF_SEARCH_MAX_SEG];  /* per segment: 1 recompute (invert when invertible) */
   size_t arena[MF_ARENA_COUNT];
@@ -493,7 +497,7 @@ int mf_search(const mf_model_builder *m, const mf_search_opts *o, mf_search_resu
 void mf_search_result_free(mf_search_result *r);
 /* "micro-batch 2 x 16 accumulation, bf16, <variant name>, 10/20 segments recomputed" */
 void mf_candidate_describe(const mf_candidate *c, char *buf, size_t n);
-/* Sets a plan's recompute, segment mask, invertible and offload choices from a candidate (the mask
+/* Sets a plan's recompute, segment mask, invertible, offload and ZeRO-1 (ranks, shard_optimizer) choices from a candidate (the mask
  * points into c: c must outlive the options). The graph must be the candidate's (variant, micro-batch,
  * dtype); the optimizer and the threads are the caller's; a session also needs accum_steps = c->accum. */
 void mf_candidate_apply(const mf_candidate *c, mf_plan_opts *po);
@@ -674,6 +678,12 @@ size_t mf_session_measured_bytes(const mf_session *s, mf_arena_kind a);
 /* Checkpoints (safetensors, written atomically). Return 0 on success, else fill err. */
 int mf_session_save(mf_session *s, const char *path, char *err, size_t errlen);
 int mf_session_load(mf_session *s, const char *path, char *err, size_t errlen);
+/* Starts a session from the weights of a model file or checkpoint that memfit wrote (fine-tuning, or a
+ * longer run from a finished one): every parameter by name ("param.<name>"), dtype and shape, and the
+ * batch-norm buffers the file holds. The file must hold exactly this model's parameters; EMA averages
+ * restart at the loaded parameters; optimizer state, rings, masks and step counts are left as they are.
+ * Returns 0, or -1 with err naming the file and the tensor (the session is unchanged then). */
+int mf_session_load_weights(mf_session *s, const char *path, char *err, size_t errlen);
 /* mf_session_save plus n_meta metadata strings of the caller's (keys[i] -> values[i]), e.g. the data
  * loader's position (mf_loader_position) so that a resumed run continues the same batches. The keys
  * may not be the session's own ("format", "step", "rng", ...) nor start with "memfit."; err names the
@@ -1073,6 +1083,7 @@ typedef struct mf_trainer_opts {
   unsigned psnr_terms;       /* bit i: term i is a sum of squared errors over values_per_sample values; the report
                                 draws it as PSNR */
   const char *resume;        /* checkpoint to continue from (NULL: a new run) */
+  const char *init;          /* a new run starting from this model file's weights (mf_session_load_weights; not with resume) */
   int restart_data;          /* with resume: keep weights and optimizer state, start the data order again */
   int64_t stop_after;        /* > 0: stop after this update as if interrupted, with a checkpoint */
   int64_t every;             /* > 0: also save a checkpoint every N updates (default: at epoch ends) */

@@ -3,7 +3,8 @@
 # process with the whole batch (losses and parameters after 5 updates within 1e-5 relative), with gradient buckets
 # all-reduced during backward; ZeRO-1 (--shard-optimizer) trains the same with half the optimizer arena; MoCo's queue
 # takes the global batch's keys; plans that differ or do not fit stop all ranks naming the rank; a killed or hung
-# rank ends the job in bounded time; resuming with the same ranks continues exactly. Skipped without mpirun or MPI.
+# rank ends the job in bounded time; resuming with the same ranks continues exactly, with other ranks within 1e-5
+# (the same global batches), and a ZeRO-1 checkpoint only with its own ranks. Skipped without mpirun or MPI.
 # Usage: cli_mpi.sh path/to/memfit
 set -u
 MEMFIT=${1:?usage: cli_mpi.sh path/to/memfit}
@@ -67,11 +68,26 @@ if [ $rc = 0 ]; then ok; else bad "2 ranks x 2 do not match 1 rank x 4: $out"; f
 # resume with the same ranks: stop after 3, resume to 5: the same losses and parameters as the run above
 run "2 ranks: stop after update 3" 0 "stop-after" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --bucket 16KiB --out "$T/res" \
   --loss-log "$T/res.txt" --stop-after 3
+cp "$T/res/checkpoint.safetensors" "$T/res3.safetensors"; head -n 3 "$T/res.txt" > "$T/r21.txt"
 run "2 ranks: resume to update 5" 0 "resumed from" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --bucket 16KiB --out "$T/res" \
   --loss-log "$T/res.txt" --resume "$T/res/checkpoint.safetensors"
 out=$(compare 0 "$T/two.txt" "$T/res.txt" "$T/two/model.safetensors" "$T/res/model.safetensors" 2>&1)
 rc=$?; echo "  resumed vs uninterrupted (2 ranks): $out"
 if [ $rc = 0 ]; then ok; else bad "a resumed 2-rank run differs from an uninterrupted one: $out"; fi
+
+# resume with other ranks: the data order is one of global batches, so 2 ranks stopped at 3 go on as 1 rank x 4, and 1 rank
+# stopped at 3 goes on as 2 ranks x 2; both end within 1e-5 of the uninterrupted 1-rank run (only rounding differs)
+run "2 ranks stopped at update 3 resume as 1 rank" 0 "written by 2 ranks, this run has 1" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 \
+  --out "$T/r21" --loss-log "$T/r21.txt" --resume "$T/res3.safetensors"
+out=$(compare 1e-5 "$T/one.txt" "$T/r21.txt" "$T/one/model.safetensors" "$T/r21/model.safetensors" 2>&1)
+rc=$?; echo "  2 ranks to update 3, then 1 rank, vs 1 rank: $out"
+if [ $rc = 0 ]; then ok; else bad "a 2-rank checkpoint resumed by 1 rank differs from the 1-rank run: $out"; fi
+run "1 rank: stop after update 3" 0 "stop-after" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --out "$T/r12" --loss-log "$T/r12.txt" --stop-after 3
+run "1 rank stopped at update 3 resumes as 2 ranks" 0 "written by 1 rank, this run has 2" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 \
+  --steps 5 --bucket 16KiB --out "$T/r12" --loss-log "$T/r12.txt" --resume "$T/r12/checkpoint.safetensors"
+out=$(compare 1e-5 "$T/one.txt" "$T/r12.txt" "$T/one/model.safetensors" "$T/r12/model.safetensors" 2>&1)
+rc=$?; echo "  1 rank to update 3, then 2 ranks, vs 1 rank: $out"
+if [ $rc = 0 ]; then ok; else bad "a 1-rank checkpoint resumed by 2 ranks differs from the 1-rank run: $out"; fi
 
 # ZeRO-1: each rank keeps the optimizer state of its half of the gradients; the same training as one process
 run "ZeRO-1: 2 ranks with --shard-optimizer train" 0 "ZeRO-1" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --shard-optimizer \
@@ -96,6 +112,19 @@ run "ZeRO-1: resume to update 5" 0 "resumed from" "${MPI[@]}" "$MEMFIT" "${A[@]}
 out=$(compare 0 "$T/zero.txt" "$T/zres.txt" "$T/zero/model.safetensors" "$T/zres/model.safetensors" 2>&1)
 rc=$?; echo "  ZeRO-1 resumed vs uninterrupted: $out"
 if [ $rc = 0 ]; then ok; else bad "a resumed ZeRO-1 run differs from an uninterrupted one: $out"; fi
+# --budget takes ZeRO-1 as one more knob: one byte under what the smallest 1-rank setting needs, 2 ranks fit only sharded
+small=$("$MEMFIT" plan steg --blocks 1 --growth 4 --size 16 --batch 4 --budget 1KiB --json 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["smallest"]["device_bytes"])')
+run "plan --ranks 2 --budget under the 1-rank minimum chooses ZeRO-1" 0 "sharded over 2 ranks \(ZeRO-1\)" "$MEMFIT" plan steg --blocks 1 \
+  --growth 4 --size 16 --batch 4 --ranks 2 --budget $((small - 1))
+run "1 rank does not fit that budget" 3 "NOTHING FITS" "$MEMFIT" plan steg --blocks 1 --growth 4 --size 16 --batch 4 --budget $((small - 1))
+run "train on 2 ranks with that budget: ZeRO-1 chosen, measured == planned" 0 "rank 1 of 2: memory measured == planned in every arena" \
+  "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 8 --steps 2 --budget $((small - 1)) --out "$T/zb"
+grep -q "sharded over 2 ranks (ZeRO-1)" "$T/out.txt" && ok || bad "train --budget on 2 ranks did not choose ZeRO-1"
+run "a ZeRO-1 checkpoint does not resume in 1 rank" 1 "written by 2 ranks with --shard-optimizer.*mpirun -np 2" "$MEMFIT" "${A[@]}" \
+  --batch 4 --steps 5 --out "$T/zres1" --resume "$T/zres/checkpoint.safetensors"
+run "an unsharded checkpoint does not resume sharded" 1 "resume it without --shard-optimizer" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 4 \
+  --steps 5 --shard-optimizer --out "$T/zres2" --resume "$T/res3.safetensors"
 run "memfit plan --ranks 2 --shard-optimizer shows the bytes per rank" 0 "per rank with ZeRO-1 over 2 ranks: optimizer state" \
   "$MEMFIT" plan steg --preset small --ranks 2 --shard-optimizer
 

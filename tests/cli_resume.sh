@@ -175,6 +175,35 @@ interrupt "SIGTERM" TERM "$T/ST"
 grep -q "interrupted by SIGTERM after update" "$T/ST.out" && [ -s "$T/ST/checkpoint.safetensors" ] && ok ||
   bad "SIGTERM: no 'interrupted' line or no checkpoint"
 
+# --init: a new run from a checkpoint's weights. With a learning rate of 1e-9 one Adam update moves each weight
+# by at most about 1e-9, so the model it writes equals the checkpoint's weights within 1e-9 plus the f32
+# rounding of the update (2^-24 |w|); a run that ignored --init starts from random weights, far off.
+run "--init from a checkpoint" 0 "weights from .*ck5.safetensors" "$MEMFIT" "${G[@]}" --steps 1 --out "$T/I" \
+  --lr 1e-9 --init "$T/ck5.safetensors"
+/usr/bin/python3 - "$T/ck5.safetensors" "$T/I/model.safetensors" <<'EOF2'
+import json, struct, sys
+def load(path):
+    b = open(path, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k.startswith('param.'):
+            s, e = v['data_offsets']
+            out[k] = struct.unpack('<%df' % ((e - s) // 4), b[8 + n + s:8 + n + e])
+    return out
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a and sorted(a) == sorted(b), (len(a), len(b))
+worst = max(abs(x - y) / (1.01e-9 + 2**-24 * abs(x)) for k in a for x, y in zip(a[k], b[k]))
+assert worst <= 1, worst
+EOF2
+[ $? = 0 ] && ok || bad "--init: the weights of the new run are not the checkpoint's"
+run "--init with other model settings" 1 "holds .* parameters, this model has|has no tensor 'param" "$MEMFIT" "${G[@]}" --blocks 2 \
+  --out "$T/I2" --init "$T/ck5.safetensors"
+run "--init with --resume" 2 "--init and --resume exclude each other" "$MEMFIT" "${G[@]}" --out "$T/I3" \
+  --init "$T/ck5.safetensors" --resume "$T/ck5.safetensors"
+run "--init of a file that is not a checkpoint" 1 "init: .*$T/imgs/img0.png" "$MEMFIT" "${G[@]}" --out "$T/I4" --init "$T/imgs/img0.png"
+
 run "--log that cannot be written" 1 "writing --log /dev/full failed" "$MEMFIT" "${G[@]}" --out "$T/LF" --log /dev/full
 
 echo "cli_resume: $pass passed, $fail failed"

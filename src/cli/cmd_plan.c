@@ -132,9 +132,9 @@ static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c
   mf_json_str(f, mf_dtype_name(c->dtype));
   fprintf(f, ", \"variant\": ");
   mf_json_str(f, w->variant_names[c->variant]);
-  fprintf(f, ", \"recomputed_segments\": %d, \"segments\": %d, \"offload\": %d, \"device_bytes\": %zu, \"staging_bytes\": %zu, "
-             "\"predicted_step_s\": %.6g, \"fits\": %d, \"peak\": ",
-          c->n_recomputed, c->n_seg, c->offload, c->device_bytes, c->staging_bytes, c->step_s, c->fits);
+  fprintf(f, ", \"recomputed_segments\": %d, \"segments\": %d, \"offload\": %d, \"zero1_ranks\": %d, \"device_bytes\": %zu, "
+             "\"staging_bytes\": %zu, \"predicted_step_s\": %.6g, \"fits\": %d, \"peak\": ",
+          c->n_recomputed, c->n_seg, c->offload, c->shard_ranks, c->device_bytes, c->staging_bytes, c->step_s, c->fits);
   mf_json_str(f, c->peak_desc);
   fprintf(f, ", \"bytes\": {");
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
@@ -237,6 +237,8 @@ int mf_cmd_plan(int argc, char **argv) {
   so.backend = a.backend;
   so.threads = a.threads;
   so.allow_offload = a.offload;
+  so.ranks = a.ranks; /* data parallel: per-rank plans; --budget may shard the optimizer state (ZeRO-1) */
+  so.shard = a.shard ? 2 : a.budget ? 1 : 0;
   if (a.dtypes) so.dtypes = a.dtypes;
   if (!a.budget) { /* a plain plan: the settings as given */
     so.fixed_mode = a.mode < 0 ? 1 : a.mode;
@@ -289,7 +291,7 @@ int mf_cmd_plan(int argc, char **argv) {
     po.threads = a.threads;
     po.backend = a.backend;
     po.ranks = a.ranks;
-    po.shard_optimizer = a.shard && a.ranks > 1;
+    po.shard_optimizer = (a.shard || show->shard_ranks > 1) && a.ranks > 1;
     mf_plan *p = mf_plan_init(g, loss, &po, err, sizeof err);
     if (!p && a.ranks > 1) fprintf(stderr, "memfit plan: %s\n", err);
     if (p && !a.json) {

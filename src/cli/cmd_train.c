@@ -44,6 +44,8 @@ static void train_usage(const mf_workload *w) {
          "  --resume CK            continue from a checkpoint written by this command: weights, optimizer state,\n"
          "                         schedule and the data order (the same batches as an uninterrupted run; refused,\n"
          "                         naming the setting, when --data, --seed, --batch... no longer match)\n"
+         "  --init FILE            start a new run from the weights of FILE (a model.safetensors or checkpoint of this\n"
+         "                         workload with the same model settings): fine-tuning; optimizer and schedule start afresh\n"
          "  --restart-data         with --resume: keep the weights and optimizer state but start the data order again\n"
          "  --every N              also save a checkpoint every N updates (default: at epoch ends)\n"
          "  --val-every N          also validate every N updates (samples OUT/samples-stepNNNNNNN.png)\n"
@@ -91,6 +93,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
     else if ((v = cli_opt(argc, argv, &i, "--data"))) a->data = v;
     else if ((v = cli_opt(argc, argv, &i, "--val-data"))) a->val_data = v;
     else if ((v = cli_opt(argc, argv, &i, "--resume"))) a->resume = v;
+    else if ((v = cli_opt(argc, argv, &i, "--init"))) a->init = v;
     else if ((v = cli_opt(argc, argv, &i, "--out"))) a->out = v;
     else if ((v = cli_opt(argc, argv, &i, "--budget"))) budget = v;
     else if ((v = cli_opt(argc, argv, &i, "--host-budget"))) host_budget = v;
@@ -154,6 +157,7 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
   if (host_budget && cli_bytes("--host-budget", host_budget, &a->host_budget)) return 2;
   if (bucket && cli_bytes("--bucket", bucket, &a->bucket_bytes)) return 2;
   if (w->train->train_check(tcfg, a, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
+  if (a->init && a->resume) { fprintf(stderr, "memfit %s: --init and --resume exclude each other (--resume continues a run with its optimizer state; --init starts a new one from a model's weights)\n", cmd); return 2; }
   if (a->restart_data && !a->resume) { fprintf(stderr, "memfit %s: --restart-data goes with --resume CK\n", cmd); return 2; }
   if (ranks > 1) { /* data parallel: --batch is the global batch; from here on a->batch is one rank's share */
     if (a->batch % ranks) {
@@ -187,8 +191,8 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
 }
 
 /* The run's settings: as given, or searched for --budget. 0, 1 (failed), 3 (nothing fits); said. */
-static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_args *a, const mf_backend *be, mf_train_choice *ch,
-                        mf_candidate *cand, int *have_cand) {
+static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_args *a, const mf_backend *be, int ranks,
+                        mf_train_choice *ch, mf_candidate *cand, int *have_cand) {
   char err[2048], cmd[64];
   snprintf(cmd, sizeof cmd, "train %s", w->name);
   ch->micro_batch = a->batch; ch->accum = 1; ch->variant = 0; ch->dtype = MF_F32;
@@ -208,6 +212,8 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   so.threads = a->threads;
   so.backend = a->backend;
   so.allow_offload = be->alloc != NULL; /* host offload only means something with device memory */
+  so.ranks = ranks; /* data parallel: per-rank plans; --budget may shard the optimizer state (ZeRO-1) */
+  so.shard = a->shard_optimizer ? 2 : a->budget ? 1 : 0;
   if (a->budget) { /* searched, within what was given */
     so.dtypes = a->dtypes ? a->dtypes : (1u << MF_F32) | (1u << MF_BF16);
     so.fixed_mode = a->mode == -2 ? -1 : a->mode;
@@ -313,7 +319,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   mf_train_choice ch;
   mf_candidate cand;
   int have_cand;
-  rc = train_choose(w, tcfg, &a, be, &ch, &cand, &have_cand);
+  rc = train_choose(w, tcfg, &a, be, R, &ch, &cand, &have_cand);
   if ((rc = ranks_agree(comm, rc, cmd, "choose settings that fit"))) { free(tcfg); goto done; }
 
   mf_train_job job;
@@ -332,6 +338,13 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     job.lo.batch_size *= R;
     job.lo.ranks = R;
     job.lo.rank = comm->rank;
+    /* the data order is one of global batches: a checkpoint records the micro-batch over all ranks, so a run
+     * with other ranks and the same global batch resumes it */
+    for (int i = 0; i < job.n_data_settings; i++) {
+      mf_data_setting *d = &job.data_settings[i];
+      size_t l = strlen(d->key);
+      if (l > 12 && !strcmp(d->key + l - 12, ".micro_batch")) snprintf(d->value, sizeof d->value, "%d", atoi(d->value) * R);
+    }
   }
 
   /* ---- session (the trainer sets the schedule's length from the run's) ---- */
@@ -359,7 +372,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   o.plan.n_keep = job.n_keep;
   o.plan.ranks = R;
   o.plan.bucket_bytes = (size_t)a.bucket_bytes;
-  o.plan.shard_optimizer = a.shard_optimizer && R > 1;
+  o.plan.shard_optimizer = (a.shard_optimizer || (have_cand && cand.shard_ranks > 1)) && R > 1;
   o.plan.rank = comm->rank;
   if (job.n_groups > 1) { /* every group with the run's optimizer settings (train_opts may change them) */
     o.n_groups = job.n_groups;
@@ -417,6 +430,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   to.term_names = job.term_names;
   to.psnr_terms = job.psnr_terms;
   to.resume = a.resume;
+  to.init = a.init;
   to.restart_data = a.restart_data;
   to.stop_after = a.stop_after;
   to.every = a.every;

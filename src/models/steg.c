@@ -279,15 +279,17 @@ int mf_steg_build(mf_graph *g, const mf_steg_config *c, mf_steg_model *m) {
   hide_pass(g, m, c->segments, m->x1, m->x2);
   m->stego = mf_idwt_haar(g, m->y1);         /* [B,3,H,W] */
   /* The reveal pass reads what a saved 8-bit PNG gives back: the stego clipped to [0,1] and rounded to
-   * 1/255 steps. The rounding has no useful gradient, so the 8-bit stego passes the float stego's
-   * gradient through unchanged (straight-through); the recovery loss sees the clipping and rounding. */
+   * 1/255 steps. The rounding has no useful gradient, so the 8-bit stego passes the clipped stego's
+   * gradient through (straight-through over the rounding only); the clip keeps its own gradient, 0 where
+   * the stego is past 0 or 1, so the recovery loss never asks for a change there that the PNG would drop
+   * (on a white area the secret must go into darker values). */
   /* The hiding losses stay on the float stego: through the clip, a stego pushed past 0 or 1 would look
    * like the cover to them and nothing would pull it back. */
   mf_tensor stego_float = m->stego, y1_saved = m->y1; /* y1_saved [B,12,H/2,W/2]: what the reveal pass reads */
   if (c->stego_bits == 8) {
-    mf_tensor q = mf_mul_scalar(g, mf_clamp(g, m->stego, 0.0, 1.0), 255.0);
-    q = mf_mul_scalar(g, mf_round(g, q), 1.0 / 255.0);      /* [B,3,H,W] in 1/255 steps */
-    m->stego = mf_straight_through(g, q, m->stego);
+    mf_tensor clipped = mf_clamp(g, m->stego, 0.0, 1.0);    /* [B,3,H,W] */
+    mf_tensor q = mf_mul_scalar(g, mf_round(g, mf_mul_scalar(g, clipped, 255.0)), 1.0 / 255.0); /* 1/255 steps */
+    m->stego = mf_straight_through(g, q, clipped);
     y1_saved = mf_dwt_haar(g, m->stego);
   }
   int rseg = c->segments == MF_STEG_SEG_BLOCKS && !c->reveal_segments ? MF_STEG_SEG_NONE : c->segments;

@@ -24,7 +24,7 @@ typedef struct mf_train_args {
   double lr, beta1, beta2, weight_decay, clip, gamma, factor;
   const char *schedule;      /* cosine, step, constant, plateau */
   int warmup, step_every, patience, seed;
-  const char *out, *resume, *loss_log, *log;
+  const char *out, *resume, *init, *loss_log, *log; /* init: --init, a model file whose weights start the run */
   int restart_data, stop_after, every, val_every, log_every, json;
   int argc;                  /* the command line (for the model file's and the log's record) */
   char **argv;

@@ -65,6 +65,7 @@ static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   po.optim = x->o->optim;
   po.threads = x->o->threads;
   po.backend = x->o->backend;
+  po.ranks = x->o->ranks;
   mf_plan *p = mf_plan_init(x->g, x->loss, &po, err, errlen);
   x->n_planned++;
   if (!p) return -1;
@@ -75,6 +76,8 @@ static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   double micro = program_seconds(p, &p->train, x->cal);
   size_t params = p->arena[MF_ARENA_PARAM];
   double update = (double)params * 7.0 / x->cal->bytes_per_s[MF_F32];
+  if (c->shard_ranks > 1) /* ZeRO-1: the update of one slice, then every parameter copied back from the gathered arena */
+    update = update / c->shard_ranks + (double)params * 2.0 / x->cal->bytes_per_s[MF_F32];
   if (c->offload) update += 2.0 * (double)p->arena[MF_ARENA_OPT] / x->cal->offload_bytes_per_s;
   c->step_s = c->accum * micro + update;
   if (x->store_flops <= 0 && !c->n_recomputed) x->store_flops = p->train.flops;
@@ -128,8 +131,26 @@ static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, 
   qsort(order, (size_t)nseg, sizeof *order, seg_cmp);
   int E = x->m->effective_batch;
   int n_off = x->o->allow_offload ? 2 : 1;
+  /* ZeRO-1 as one more knob (not with offload): where the model allows it (one phase, no growth: the plan says) */
+  int sh0 = x->o->shard == 2 && x->o->ranks > 1, sh1 = x->o->shard && x->o->ranks > 1;
+  if (sh1) {
+    mf_plan_opts po = mf_plan_opts_default();
+    po.optim = x->o->optim;
+    po.threads = x->o->threads;
+    po.backend = x->o->backend;
+    po.ranks = x->o->ranks;
+    po.shard_optimizer = 1;
+    char e[256];
+    mf_plan *p = mf_plan_init(x->g, x->loss, &po, e, sizeof e);
+    x->n_planned++;
+    if (!p && x->o->shard == 2) { snprintf(err, errlen, "search: %s: %s", x->m->name, e); return -1; }
+    if (!p) sh1 = 0;
+    mf_plan_free(p);
+  }
   x->store_flops = 0;
-  for (int off = 0; off < n_off; off++) {
+  for (int k = 0; k < n_off * (sh1 - sh0 + 1); k++) {
+    int off = k % n_off, sh = sh0 + k / n_off;
+    if (off && sh) continue;
     mf_candidate base;
     memset(&base, 0, sizeof base);
     base.variant = variant;
@@ -138,6 +159,7 @@ static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, 
     if (base.accum < 1) { snprintf(err, errlen, "search: %s: variant %d gives %d micro-steps per update", x->m->name, variant, base.accum); return -1; }
     base.dtype = dt;
     base.offload = off;
+    base.shard_ranks = sh ? x->o->ranks : 0;
     base.invertible = invertible;
     base.n_seg = nseg;
     if (x->m->variant_names) snprintf(base.variant_name, sizeof base.variant_name, "%s", x->m->variant_names[variant]);
@@ -180,7 +202,8 @@ static int cand_cmp(const void *a, const void *b) {
 static bool same_kind(const mf_candidate *a, const mf_candidate *b) {
   bool var = a->variant == b->variant ||
              (!a->n_recomputed && !b->n_recomputed && a->accum == b->accum && a->device_bytes == b->device_bytes);
-  return var && a->micro_batch == b->micro_batch && a->dtype == b->dtype && a->offload == b->offload;
+  return var && a->micro_batch == b->micro_batch && a->dtype == b->dtype && a->offload == b->offload &&
+         a->shard_ranks == b->shard_ranks;
 }
 
 int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf_calibration *cal, mf_search_result *r, char *err,
@@ -286,13 +309,15 @@ void mf_candidate_describe(const mf_candidate *c, char *buf, size_t n) {
   const char *mode = c->n_recomputed == 0 ? "nothing recomputed"
                      : c->invertible     ? "segments inverted or recomputed (memory-free backprop)"
                                          : "segments recomputed";
+  char more[64] = "";
+  if (c->offload) snprintf(more, sizeof more, ", optimizer state offloaded");
+  else if (c->shard_ranks > 1) snprintf(more, sizeof more, ", optimizer state sharded over %d ranks (ZeRO-1)", c->shard_ranks);
   if (c->n_recomputed)
     snprintf(buf, n, "micro-batch %d x %d accumulation, %s, %s, %d/%d %s%s", c->micro_batch, c->accum,
-             mf_dtype_name(c->dtype), c->variant_name, c->n_recomputed, c->n_seg, mode,
-             c->offload ? ", optimizer state offloaded" : "");
+             mf_dtype_name(c->dtype), c->variant_name, c->n_recomputed, c->n_seg, mode, more);
   else
     snprintf(buf, n, "micro-batch %d x %d accumulation, %s, %s, %s%s", c->micro_batch, c->accum, mf_dtype_name(c->dtype),
-             c->variant_name, mode, c->offload ? ", optimizer state offloaded" : "");
+             c->variant_name, mode, more);
 }
 
 void mf_candidate_apply(const mf_candidate *c, mf_plan_opts *po) {
@@ -300,4 +325,8 @@ void mf_candidate_apply(const mf_candidate *c, mf_plan_opts *po) {
   po->segment_mask = c->mask;
   po->invertible = c->invertible;
   po->offload_opt = c->offload;
+  if (c->shard_ranks > 1) {
+    po->ranks = c->shard_ranks;
+    po->shard_optimizer = 1;
+  }
 }

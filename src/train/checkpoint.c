@@ -336,6 +336,70 @@ out:
   return rc;
 }
 
+/* --init: the weights of a model file or checkpoint (keys "param.<name>", "buffer.<name>"), by name and shape.
+ * Every parameter must be in the file and the file may hold no parameter this model lacks; batch-norm buffers
+ * are taken when present. EMA averages restart at the loaded parameters (as at initialisation); the optimizer,
+ * rings, masks and step counts stay as a new run starts them. Validates everything before copying. */
+static int weights_visit(mf_session *s, mf_st_file *f, const char *path, int copy, int *n_params, char *err, size_t errlen) {
+  const mf_graph *g = s->plan->g;
+  char nm[MF_NAME_LEN + 24], e[384];
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op == MF_OP_PARAM) snprintf(nm, sizeof nm, "param.%s", n->name);
+    else if (n->role == MF_ROLE_BUFFER && n->state_kind == MF_STATE_BUFFER) mf_state_key(n, nm, sizeof nm);
+    else continue;
+    const mf_st_tensor *t = mf_st_find(f, nm);
+    if (!t && n->op != MF_OP_PARAM) continue; /* a buffer the file lacks keeps its initial value */
+    if (!t) {
+      snprintf(err, errlen, "%s has no tensor '%s': it was written for another model or with other settings (the model's "
+                            "settings, e.g. --preset, --blocks, --width, must be those of the run that wrote it)", path, nm);
+      return -1;
+    }
+    const void *src = mf_st_get(f, nm, n->dtype, n->ndim, n->ne, e, sizeof e);
+    if (!src) { snprintf(err, errlen, "%s (was it written for another model or with other settings?)", e); return -1; }
+    int64_t bad = copy ? -1 : mf_st_nonfinite(t);
+    if (bad >= 0) {
+      snprintf(err, errlen, "%s: tensor '%s' holds a non-finite value (NaN or infinity) at element %lld", path, nm, (long long)bad);
+      return -1;
+    }
+    *n_params += n->op == MF_OP_PARAM;
+    if (copy) memcpy(mf_session_host_ptr(s, id), src, mf_node_bytes(n));
+  }
+  return 0;
+}
+
+int mf_session_load_weights(mf_session *s, const char *path, char *err, size_t errlen) {
+  const mf_graph *g = s->plan->g;
+  if (!mf_session_host_arena(s, MF_ARENA_PARAM) || (s->arena[MF_ARENA_STATE] && !mf_session_host_arena(s, MF_ARENA_STATE))) {
+    snprintf(err, errlen, "%s: could not read the session's arenas back from the device", path);
+    return -1;
+  }
+  mf_st_file *f = mf_st_open(path, err, errlen);
+  if (!f) return -1;
+  int rc = -1, n_params = 0, file_params = 0;
+  for (int i = 0; i < mf_st_count(f); i++) file_params += !strncmp(mf_st_at(f, i)->name, "param.", 6);
+  if (weights_visit(s, f, path, 0, &n_params, err, errlen) < 0) goto out;
+  if (file_params != n_params) {
+    snprintf(err, errlen, "%s holds %d parameters, this model has %d: it was written for another model or with other settings",
+             path, file_params, n_params);
+    goto out;
+  }
+  n_params = 0;
+  if (weights_visit(s, f, path, 1, &n_params, err, errlen) < 0) goto out;
+  for (int id = 0; id < g->n; id++) { /* EMA averages start at their (loaded) parameters */
+    const mf_node *n = &g->nodes[id];
+    if (n->role == MF_ROLE_BUFFER && n->state_kind == MF_STATE_EMA)
+      memcpy(mf_session_host_ptr(s, id), mf_session_host_ptr(s, n->link), mf_node_bytes(n));
+  }
+  mf_session_push_arena(s, MF_ARENA_PARAM);
+  mf_session_push_arena(s, MF_ARENA_STATE);
+  mf_session_refresh_lp(s);
+  rc = 0;
+out:
+  mf_st_close(f);
+  return rc;
+}
+
 int mf_checkpoint_meta(const char *path, const char *key, char *buf, size_t buflen, char *err, size_t errlen) {
   mf_st_file *f = mf_st_open(path, err, errlen);
   if (!f) return -1;

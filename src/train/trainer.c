@@ -197,8 +197,8 @@ static int checkpoint_save(mf_trainer *t, const mf_batch *held, char *err, size_
     p.epoch = held->step / per;
     p.batch = held->step % per;
   }
-  char v[5][32];
-  const char *keys[6 + MF_MAX_DATA_SETTINGS], *vals[6 + MF_MAX_DATA_SETTINGS];
+  char v[7][32];
+  const char *keys[8 + MF_MAX_DATA_SETTINGS], *vals[8 + MF_MAX_DATA_SETTINGS];
   snprintf(v[0], sizeof v[0], "%lld", (long long)p.epoch);
   snprintf(v[1], sizeof v[1], "%lld", (long long)p.batch);
   snprintf(v[2], sizeof v[2], "%llu", (unsigned long long)p.seed);
@@ -208,11 +208,40 @@ static int checkpoint_save(mf_trainer *t, const mf_batch *held, char *err, size_
   int n = 0;
   for (int i = 0; i < 5; i++, n++) { keys[n] = k5[i]; vals[n] = v[i]; }
   keys[n] = "data.source"; vals[n++] = t->o.data_source ? t->o.data_source : "";
-  for (int i = 0; i < t->o.n_data_settings && n < 6 + MF_MAX_DATA_SETTINGS; i++, n++) {
+  /* data parallel: how many ranks wrote it, and whether each holds its own slice of the optimizer state */
+  snprintf(v[5], sizeof v[5], "%d", t->s->comm ? t->s->comm->size : 1);
+  snprintf(v[6], sizeof v[6], "%d", mf_session_plan(t->s)->shard_n ? 1 : 0);
+  keys[n] = "dist.ranks"; vals[n++] = v[5];
+  keys[n] = "dist.sharded"; vals[n++] = v[6];
+  for (int i = 0; i < t->o.n_data_settings && n < 8 + MF_MAX_DATA_SETTINGS; i++, n++) {
     keys[n] = t->o.data_settings[i].key;
     vals[n] = t->o.data_settings[i].value;
   }
   return mf_checkpoint_save(t->s, t->ck_own, n, keys, vals, err, errlen);
+}
+
+/* Resuming with another number of ranks: the data order is one of global batches, so it continues whatever the
+ * ranks; a ZeRO-1 checkpoint keeps each rank's optimizer slice in its own file, so it resumes only as it was
+ * written, and an unsharded one does not resume sharded. 0, or -1 after saying why. */
+static int resume_ranks(const mf_st_file *f, const mf_trainer_opts *o, const mf_session *s) {
+  const char *vr = mf_st_meta(f, "dist.ranks"), *vs = mf_st_meta(f, "dist.sharded");
+  int was_r = vr ? atoi(vr) : 1, was_s = vs && !strcmp(vs, "1"), now_r = s->comm ? s->comm->size : 1;
+  int now_s = mf_session_plan(s)->shard_n != NULL;
+  if (was_s && (!now_s || was_r != now_r)) {
+    fprintf(stderr, "memfit %s: --resume %s: the checkpoint was written by %d ranks with --shard-optimizer (each rank's slice "
+                    "of the optimizer state is in its own file): resume it with mpirun -np %d and --shard-optimizer, or start "
+                    "a new run from its weights with --init\n", o->name, o->resume, was_r, was_r);
+    return -1;
+  }
+  if (!was_s && now_s) {
+    fprintf(stderr, "memfit %s: --resume %s: the checkpoint holds the whole optimizer state (written without "
+                    "--shard-optimizer): resume it without --shard-optimizer, with any number of ranks\n", o->name, o->resume);
+    return -1;
+  }
+  if (was_r != now_r && mf_session_rank(s) == 0)
+    printf("note: the checkpoint was written by %d rank%s, this run has %d: the global batches and their order stay the same\n",
+           was_r, was_r == 1 ? "" : "s", now_r);
+  return 0;
 }
 
 /* data parallel: rank 0 (or the only process) prints, logs, validates and saves; the others train alongside */
@@ -322,7 +351,8 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
     else if (!fmt || strcmp(fmt, "memfit-checkpoint-1"))
       fprintf(stderr, "memfit %s: --resume %s: not a training checkpoint; --resume needs the checkpoint.safetensors of "
                       "a run's --out folder (weights, optimizer state and data position)\n", o->name, o->resume);
-    if (!ckf || !fmt || strcmp(fmt, "memfit-checkpoint-1") || resume_position(ckf, o, &t->lo.start) < 0) {
+    if (!ckf || !fmt || strcmp(fmt, "memfit-checkpoint-1") || resume_ranks(ckf, o, s) < 0 ||
+        resume_position(ckf, o, &t->lo.start) < 0) {
       snprintf(err, errlen, "said above");
       mf_st_close(ckf);
       free(t);
@@ -351,6 +381,15 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
   if (s->opts.total_steps <= 0) s->opts.total_steps = t->total > INT32_MAX ? INT32_MAX : (int)t->total;
   if (s->opts.schedule == MF_SCHED_STEP && s->opts.step_every <= 0)
     s->opts.step_every = t->total / 3 > 0 ? (int)(t->total / 3 > INT32_MAX ? INT32_MAX : t->total / 3) : 1;
+  if (o->init && !o->resume) { /* a new run from another run's weights: the optimizer, schedule and data start afresh */
+    if (mf_session_load_weights(s, o->init, err, errlen) < 0) {
+      fprintf(stderr, "memfit %s: --init: %s\n", o->name, err);
+      snprintf(err, errlen, "said above");
+      mf_trainer_free(t);
+      return NULL;
+    }
+    printf("weights from %s (optimizer, schedule and data order start afresh)\n", o->init);
+  }
   if (o->resume) {
     char own[1200];
     ck_rank_path(t, o->resume, own, sizeof own);
