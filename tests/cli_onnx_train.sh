@@ -143,6 +143,14 @@ ok "--loss mse against one-hot labels" '[ "$(rc)" = 0 ] && grep -q "one-hot labe
 run train onnx --model "$tmp/ae.onnx" --data "$tmp/unlabelled" --batch 2 --steps 2 --loss mse --val-split 0 --out "$tmp/f" --threads 1 --log-every 0
 ok "--loss mse on an autoencoder: unlabelled images are their own target" '[ "$(rc)" = 0 ] && grep -q "against the input images" $tmp/out'
 
+# ---- memfit plan onnx: the same model through the workload's settings ----
+run plan onnx --model "$tmp/cnn.onnx" --batch 16 --threads 1
+ok "memfit plan onnx --model: the plan of a training step" '[ "$(rc)" = 0 ] && grep -q "activations + workspace" $tmp/out && grep -q "loader staging" $tmp/out'
+run plan onnx --model "$tmp/cnn.onnx" --batch 64 --budget 600KiB --threads 1
+ok "memfit plan onnx --budget: a smaller micro-batch" '[ "$(rc)" = 0 ] && grep -Eq "micro-batch (1|2|4|8|16|32) x" $tmp/out'
+run plan onnx --batch 16
+ok "memfit plan onnx without --model: usage error" '[ "$(rc)" = 2 ] && grep -q -- "--model FILE.onnx is required" $tmp/err'
+
 # ---- errors ----
 run train onnx --data "$D"
 ok "no --model: usage error naming it" '[ "$(rc)" = 2 ] && grep -q -- "--model FILE.onnx is required" $tmp/err'

@@ -189,6 +189,18 @@ static int batch_ok(const void *p, int mb, char *why, size_t n) {
   return rc;
 }
 
+/* the loader's staging: prefetch + 1 = 3 batches of f32 images and their labels in flight */
+static size_t staging_bytes(const void *p, int mb) {
+  const onnx_wcfg *c = p;
+  char err[512];
+  mf_onnx *m = mf_onnx_open(c->model, err, sizeof err);
+  if (!m) return 0;
+  mf_onnx_shape sh;
+  int C = 0, H = 0, W = 0, rc = onnx_input_shape(m, c, mb, &sh, &C, &H, &W, err, sizeof err);
+  mf_onnx_close(m);
+  return rc < 0 ? 0 : (size_t)3 * (size_t)mb * ((size_t)C * (size_t)H * (size_t)W * sizeof(float) + sizeof(int32_t));
+}
+
 const mf_workload mf_workload_onnx = {
   .name = "onnx",
   .summary = "a model the user brings as an ONNX file (torch.onnx.export), trained on labelled images (docs/onnx.md)",
@@ -204,6 +216,7 @@ const mf_workload mf_workload_onnx = {
   .build = build,
   .state_free = free,
   .batch_ok = batch_ok,
+  .staging_bytes = staging_bytes,
   .train = &mf_workload_onnx_train,
 };
 
