@@ -438,6 +438,10 @@ typedef struct mf_model_builder {
    * variant cuts one image into, each a micro-step whose gradients add up); the candidate's accumulation, which
    * multiplies its predicted step time. NULL: effective_batch / micro_batch. A value < 1 is refused by mf_search. */
   int (*micro_steps)(int variant, int micro_batch, void *ctx);
+  /* optional: device bytes the run holds at the same time as the training step but outside its plan (MoCo: the
+   * eval-mode feature pass of its kNN monitor and model file), for these threads and backend; counted in every
+   * candidate's device_bytes, so the budget leaves room for them. *what (may be NULL) names them. */
+  size_t (*side_bytes)(void *ctx, int threads, const char *backend, const char **what);
 } mf_model_builder;
 
 typedef struct mf_search_opts {
@@ -468,7 +472,8 @@ typedef struct mf_candidate {
   uint8_t mask[MF_SEARCH_MAX_SEG];  /* per segment: 1 recompute (invert when invertible) */
   size_t arena[MF_ARENA_COUNT];
   size_t device_bytes;       /* what must fit the budget: the plan's total (mf_plan_total_bytes) plus the
-                                backend's fixed overhead (0 on the CPU) */
+                                backend's fixed overhead (0 on the CPU) plus side_bytes */
+  size_t side_bytes;         /* of those, the model's side_bytes (held besides the training step's plan) */
   size_t staging_bytes;      /* loader's host staging buffers (mf_model_builder.staging_bytes) */
   double step_s;             /* predicted seconds per effective batch (accum micro-steps + update) */
   double recompute_flops;    /* extra FLOPs per effective batch spent recomputing */

@@ -31,14 +31,19 @@ tot=$(sed -n 's/^  total *\([0-9]*\) B.*/\1/p' "$T/out.txt")
 # the utilisation line: when the chosen plan leaves more than 15% of the budget idle
 run "plan small 4GiB: utilisation" 0 "the chosen plan uses [0-9]+% of the budget: [0-9]+% is idle" \
   "$MEMFIT" plan moco --preset small --budget 4GiB
-# the answer is right: the batch fits, one more step of it does not (stored activations, f32)
+# the answer is right: the batch fits, one more step of it does not (stored activations, f32), counting the
+# feature pass the run holds beside the step (the "besides the step" line)
 B=$(sed -n 's/^largest batch that fits: \([0-9]*\) .*/\1/p' "$T/plan.txt")
 if [ -n "$B" ]; then
   run "batch $B fits 8 GiB" 0 "total .*" "$MEMFIT" plan moco --preset seed-low-vram --batch "$B" --recompute none
   tot=$(sed -n 's/^  total *\([0-9]*\) B.*/\1/p' "$T/out.txt")
+  side=$(sed -n 's/^  besides the step *\([0-9]*\) B.*/\1/p' "$T/out.txt")
+  [ -n "$side" ] && [ "$side" -gt 0 ] && ok || bad "batch $B: no 'besides the step' line (the kNN monitor's feature pass)"
+  tot=$((tot + ${side:-0}))
   [ -n "$tot" ] && [ "$tot" -le 8589934592 ] && ok || bad "batch $B: total $tot over 8 GiB"
   run "batch $((B + 2)) does not" 0 "total .*" "$MEMFIT" plan moco --preset seed-low-vram --batch $((B + 2)) --recompute none
   tot=$(sed -n 's/^  total *\([0-9]*\) B.*/\1/p' "$T/out.txt")
+  tot=$((tot + $(sed -n 's/^  besides the step *\([0-9]*\) B.*/\1/p' "$T/out.txt")))
   [ -n "$tot" ] && [ "$tot" -gt 8589934592 ] && ok || bad "batch $((B + 2)): total $tot fits 8 GiB"
 else bad "no largest batch in the plan output"; fi
 run "plan seed-16gb: queue 76800, batch 96" 0 "queue 76800 x 128" "$MEMFIT" plan moco --preset seed-16gb

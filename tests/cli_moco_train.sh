@@ -33,7 +33,7 @@ run "several model settings together" 0 "ResNet-34 x0.125, 20x20, effective batc
 
 run "checkpointed blocks (--variant 1) train" 0 "trained 2 updates" "$MEMFIT" "${G[@]}" --variant 1 --steps 2 --out "$T/ck"
 exact6 "checkpointed blocks"
-run "--budget picks the settings" 0 "settings from the budget search" "$MEMFIT" "${G[@]}" --budget 2MiB --steps 2 --out "$T/bud"
+run "--budget picks the settings" 0 "settings from the budget search" "$MEMFIT" "${G[@]}" --budget 5MiB --steps 2 --out "$T/bud"
 exact6 "budget"
 
 # stop after 3, resume to 6: updates 4-6 bit-identical to the uninterrupted run

@@ -5,6 +5,9 @@
 #include "check.h"
 #include "torch_ref.h"
 #include "models/moco.h"
+#include "models/moco_eval.h"
+#include "models/workload.h"
+#include "plan/search.h"
 #include "graph/graph.h"
 #include "plan/plan.h"
 #include "train/safetensors.h"
@@ -511,7 +514,43 @@ static void recompute(void) {
   free(x);
 }
 
+/* The budget counts the feature pass a training run holds beside its step (kNN monitor, model file): the bytes
+ * the workload reports before any run are those of the extractor the run makes, and a budget search's candidates
+ * carry them (device_bytes = the step's plan + them). */
+static void side_bytes(void) {
+  moco_cfg c;
+  char err[512];
+  moco_cfg_preset("tiny", &c, err, sizeof err);
+  size_t planned = moco_extractor_plan_bytes(&c, 2);
+  moco_extractor *x = moco_extractor_init(&c, 2, err, sizeof err);
+  CHECK(x != NULL, "extractor: %s", err);
+  if (x) CHECK(planned > 0 && planned == moco_extractor_bytes(x), "side bytes %zu, the extractor's session plans %zu", planned,
+               moco_extractor_bytes(x));
+  moco_extractor_free(x);
+  const char *what = NULL;
+  CHECK(mf_workload_moco.side_bytes(&c, 2, "cpu", &what) == planned && what && strstr(what, "kNN"),
+        "the workload's side bytes are not the extractor's");
+  CHECK(mf_workload_moco.side_bytes(&c, 2, "cuda", NULL) == 0, "on a device the feature pass is host memory, not the budget's");
+  mf_search_opts so = mf_search_opts_default();
+  so.threads = 2;
+  so.dtypes = 1u << MF_F32;
+  so.fixed_mode = 0;
+  so.fixed_micro_batch = c.batch;
+  mf_search_result r;
+  mf_workload_adapter ad;
+  mf_calibration cal;
+  mf_calibration_nominal(&cal, "test");
+  CHECK(mf_search_plans(mf_workload_builder(&ad, &mf_workload_moco, &c), &so, &cal, &r, err, sizeof err) == 0, "search: %s", err);
+  size_t arenas = 0;
+  for (int a = 0; a < MF_ARENA_COUNT; a++) arenas += r.best.arena[a];
+  CHECK(r.best.side_bytes == planned && r.best.device_bytes == arenas + planned,
+        "the candidate's device bytes %zu are not its arenas %zu + the side bytes %zu", r.best.device_bytes, arenas, planned);
+  printf("  side bytes: the feature pass %zu B beside a %zu B step, counted in the budget\n", planned, arenas);
+  mf_search_result_free(&r);
+}
+
 int main(void) {
+  side_bytes();
   run_v2(MF_F32, 4, 2);
   run_v2(MF_BF16, 4, 2);
   run_v2(MF_F32, 8, 1);

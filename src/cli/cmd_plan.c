@@ -146,11 +146,17 @@ static void print_candidate_json(FILE *f, const char *key, const mf_candidate *c
 }
 
 static void print_candidate(const mf_candidate *c, const mf_candidate *ref, int64_t budget) {
-  char d[256], h[32], hb[32], fit[64] = "";
+  char d[256], h[32], hb[32], fit[128] = "";
   mf_candidate_describe(c, d, sizeof d);
   mf_format_bytes(c->device_bytes, h, sizeof h);
   mf_format_bytes((size_t)budget, hb, sizeof hb);
   if (budget) snprintf(fit, sizeof fit, " (%s %s)", c->fits ? "fits" : "over", hb);
+  if (c->side_bytes) { /* the run's bytes besides the step's plan (listed under the plan) */
+    char hs[32];
+    mf_format_bytes(c->side_bytes, hs, sizeof hs);
+    size_t k = strlen(fit);
+    snprintf(fit + k, sizeof fit - k, ", with %s besides the step", hs);
+  }
   printf("  %s\n    peak %s%s, predicted %.3g s per effective batch (%.2fx the unconstrained plan)\n", d, h, fit, c->step_s,
          c->step_s / ref->step_s);
 }
@@ -321,6 +327,12 @@ int mf_cmd_plan(int argc, char **argv) {
       mf_format_bytes(w->staging_bytes(a.cfg, show->micro_batch), h, sizeof h);
       printf("  %-26s %14zu B  %12s  (host, %s)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h,
              w->micro_steps ? "the image, read tile by tile" : "data loader: 3 batches in flight");
+      if (w->side_bytes) { /* held at the same time as the step, outside its plan */
+        const char *what = NULL;
+        size_t sb = w->side_bytes(a.cfg, a.threads, a.backend, &what);
+        mf_format_bytes(sb, h, sizeof h);
+        if (sb) printf("  %-26s %14zu B  %12s  (%s, held beside the step; --budget counts it)\n", "besides the step", sb, h, what);
+      }
       if (w->explain) w->explain(a.cfg, show->variant, show->micro_batch, stdout);
     }
     if (p && a.timeline) {

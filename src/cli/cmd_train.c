@@ -247,7 +247,13 @@ static int train_choose(const mf_workload *w, const void *tcfg, const mf_train_a
   *have_cand = 1;
   mf_candidate_describe(cand, d, sizeof d);
   mf_format_bytes(cand->device_bytes, hs, sizeof hs);
-  if (a->budget) printf("budget %s: chose %s (plans %s; %d plans searched)\n", hb, d, hs, r->n_planned);
+  char side[96] = "";
+  if (cand->side_bytes) { /* bytes the run holds beside the step (e.g. MoCo's feature pass), in the total */
+    char h[32];
+    mf_format_bytes(cand->side_bytes, h, sizeof h);
+    snprintf(side, sizeof side, ", with %s beside the step for evaluation", h);
+  }
+  if (a->budget) printf("budget %s: chose %s (plans %s%s; %d plans searched)\n", hb, d, hs, side, r->n_planned);
   else printf("settings: %s (plans %s)\n", d, hs);
   ch->micro_batch = cand->micro_batch; ch->accum = cand->accum; ch->dtype = cand->dtype; ch->variant = cand->variant;
   mf_search_result_free(r);

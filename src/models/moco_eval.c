@@ -14,8 +14,13 @@ struct moco_extractor {
   moco_features f;
   mf_session *s;
   int dim;
-  float *in;                   /* [MOCO_EXTRACT_BATCH, C, H, W] */
+  float *in;                   /* [moco_extract_batch, C, H, W] */
 };
+
+int moco_extract_batch(const moco_cfg *c) {
+  int64_t px = (int64_t)c->size * c->size, b = (int64_t)MOCO_EXTRACT_BATCH * 32 * 32 / (px > 0 ? px : 1);
+  return b < 1 ? 1 : b > MOCO_EXTRACT_BATCH ? MOCO_EXTRACT_BATCH : (int)b;
+}
 
 moco_extractor *moco_extractor_init(const moco_cfg *c, int threads, char *err, size_t n) {
   moco_extractor *x = calloc(1, sizeof *x);
@@ -23,7 +28,7 @@ moco_extractor *moco_extractor_init(const moco_cfg *c, int threads, char *err, s
   x->cfg = *c;
   x->g = mf_graph_init(MF_F32);
   if (!x->g) { snprintf(err, n, "out of host memory"); goto fail; }
-  if (moco_build_features(x->g, c, MOCO_EXTRACT_BATCH, &x->f, err, n) < 0) goto fail;
+  if (moco_build_features(x->g, c, moco_extract_batch(c), &x->f, err, n) < 0) goto fail;
   x->dim = (int)mf_tensor_dim(x->g, x->f.feat, 1);
   mf_train_opts o = mf_train_opts_default();
   o.plan.training = 0;
@@ -48,6 +53,25 @@ void moco_extractor_free(moco_extractor *x) {
 }
 
 size_t moco_extractor_bytes(const moco_extractor *x) { return mf_plan_total_bytes(mf_session_plan(x->s)); }
+
+size_t moco_extractor_plan_bytes(const moco_cfg *c, int threads) {
+  char err[256];
+  moco_features f;
+  size_t bytes = 0;
+  mf_graph *g = mf_graph_init(MF_F32);
+  if (g && moco_build_features(g, c, moco_extract_batch(c), &f, err, sizeof err) == 0) {
+    mf_plan_opts po = mf_plan_opts_default(); /* as moco_extractor_init's session plans it */
+    po.training = 0;
+    po.threads = threads;
+    po.keep = &f.feat;
+    po.n_keep = 1;
+    mf_plan *p = mf_plan_init(g, f.feat, &po, err, sizeof err);
+    if (p) bytes = mf_plan_total_bytes(p);
+    mf_plan_free(p);
+  }
+  mf_graph_free(g);
+  return bytes;
+}
 int moco_extractor_dim(const moco_extractor *x) { return x->dim; }
 const moco_cfg *moco_extractor_cfg(const moco_extractor *x) { return &x->cfg; }
 
@@ -168,7 +192,7 @@ fail:
 int moco_extract(moco_extractor *x, mf_dataset *d, size_t count, float *feats, int32_t *labels, size_t *got, int64_t *skipped,
                  char *err, size_t n) {
   const moco_cfg *c = &x->cfg;
-  size_t img = (size_t)c->channels * c->size * c->size, B = MOCO_EXTRACT_BATCH;
+  size_t img = (size_t)c->channels * c->size * c->size, B = (size_t)moco_extract_batch(c);
   mf_transform_opts tf = mf_transform_opts_default();
   tf.out_w = tf.out_h = c->size;
   tf.channels = c->channels;

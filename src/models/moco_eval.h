@@ -9,16 +9,21 @@
 #include "train/safetensors.h"
 
 #define MOCO_MODEL_FORMAT "memfit-moco-backbone-1"
-#define MOCO_EXTRACT_BATCH 128 /* images per forward pass of the extractor */
+#define MOCO_EXTRACT_BATCH 128 /* images per forward pass of the extractor at 32x32 and below */
+/* Images per forward pass of the extractor: MOCO_EXTRACT_BATCH at 32x32, fewer for larger images (the same
+ * pixels per pass, at least 1), so the feature pass a training run holds beside its step stays small. */
+int moco_extract_batch(const moco_cfg *c);
 
 typedef struct moco_extractor moco_extractor;
 
 /* The eval-mode query backbone of c (batch norm with running statistics) in a forward-only session of
- * MOCO_EXTRACT_BATCH images; its parameters come from moco_extractor_copy or moco_extractor_open. NULL with err. */
+ * moco_extract_batch(c) images; its parameters come from moco_extractor_copy or moco_extractor_open. NULL with err. */
 moco_extractor *moco_extractor_init(const moco_cfg *c, int threads, char *err, size_t n);
 void moco_extractor_free(moco_extractor *x);
 /* Bytes its session's plan holds (all arenas): it exists next to the training session during validation. */
 size_t moco_extractor_bytes(const moco_extractor *x);
+/* The same bytes before any extractor exists: the plan moco_extractor_init would make (0 if it cannot be planned). */
+size_t moco_extractor_plan_bytes(const moco_cfg *c, int threads);
 int moco_extractor_dim(const moco_extractor *x);          /* D of the features [count, D] */
 const moco_cfg *moco_extractor_cfg(const moco_extractor *x);
 /* Copies the query backbone (parameters, running statistics averaged over the bn splits) from a training session. */

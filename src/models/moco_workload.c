@@ -2,6 +2,7 @@
  * --width, --size, --queue, --dim, --hidden, --temperature, --momentum, --bn-splits, --batch) and the
  * training graph of one micro-batch (the queue stages the keys of the accumulated micro-steps). */
 #include "models/moco.h"
+#include "models/moco_eval.h"
 #include "models/workload.h"
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,13 @@ static size_t staging_bytes(const void *p, int mb) {
   return (size_t)3 * 2 * (size_t)mb * (size_t)c->channels * (size_t)c->size * (size_t)c->size * sizeof(float);
 }
 
+/* a training run also holds the eval-mode feature pass (kNN monitor, model file) beside its step; it runs on the
+ * CPU, so on a device backend it is host memory, outside the device budget */
+static size_t side_bytes(const void *p, int threads, const char *backend, const char **what) {
+  if (what) *what = "the eval-mode feature pass of the kNN monitor and the model file";
+  return backend && strcmp(backend, "cpu") ? 0 : moco_extractor_plan_bytes(p, threads);
+}
+
 const mf_workload mf_workload_moco = {
   .wider_option = "--width",
   .name = "moco",
@@ -167,6 +175,7 @@ const mf_workload mf_workload_moco = {
   .batch_ok = batch_ok,
   .staging_bytes = staging_bytes,
   .build_batch = build_batch,
+  .side_bytes = side_bytes,
   .batch_note = " in one micro-step, the queue unchanged (any batch up to the queue's length works)",
   .train = &mf_workload_moco_train, /* src/models/moco_train.c */
 };

@@ -56,6 +56,7 @@ typedef struct ctx {
   int n_all, cap_all, n_planned;
   double store_flops;  /* flops per micro-step with nothing recomputed */
   size_t fixed;        /* backend's fixed overhead */
+  size_t side;         /* the model's side_bytes: held besides the step's plan */
 } ctx;
 
 /* Plans candidate c (its mask/invertible/offload set) and fills its numbers; 0 or -1. */
@@ -70,7 +71,8 @@ static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   x->n_planned++;
   if (!p) return -1;
   memcpy(c->arena, p->arena, sizeof c->arena);
-  c->device_bytes = mf_plan_total_bytes(p) + x->fixed;
+  c->device_bytes = mf_plan_total_bytes(p) + x->fixed + x->side;
+  c->side_bytes = x->side;
   c->staging_bytes = x->m->staging_bytes ? x->m->staging_bytes(c->micro_batch, x->m->ctx) : 0;
   snprintf(c->peak_desc, sizeof c->peak_desc, "%s", p->peak_desc);
   double micro = program_seconds(p, &p->train, x->cal);
@@ -220,6 +222,7 @@ int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf
   const mf_backend *be = mf_backend_get(o->backend, err, errlen);
   if (!be) return -1;
   x.fixed = be->fixed_overhead ? be->fixed_overhead() : 0;
+  x.side = m->side_bytes ? m->side_bytes(m->ctx, o->threads, o->backend, NULL) : 0;
   int E = m->effective_batch;
   if (o->fixed_micro_batch > 0 && (o->fixed_micro_batch > E || E % o->fixed_micro_batch)) {
     char divs[256] = "";

@@ -25,6 +25,11 @@ static int wl_micro_steps(int variant, int micro_batch, void *ctx) {
   return a->w->micro_steps(a->cfg, variant, micro_batch);
 }
 
+static size_t wl_side(void *ctx, int threads, const char *backend, const char **what) {
+  mf_workload_adapter *a = ctx;
+  return a->w->side_bytes(a->cfg, threads, backend, what);
+}
+
 const mf_model_builder *mf_workload_builder(mf_workload_adapter *a, const mf_workload *w, const void *cfg) {
   a->w = w;
   a->cfg = cfg;
@@ -32,6 +37,7 @@ const mf_model_builder *mf_workload_builder(mf_workload_adapter *a, const mf_wor
   a->builder = (mf_model_builder){.name = w->name, .effective_batch = w->effective_batch(cfg), .n_variants = w->n_variants,
                                   .variant_names = w->variant_names, .build = wl_build, .ctx = a, .release = wl_release,
                                   .batch_ok = w->batch_ok ? wl_batch_ok : NULL, .staging_bytes = w->staging_bytes ? wl_staging : NULL,
-                                  .micro_steps = w->micro_steps ? wl_micro_steps : NULL};
+                                  .micro_steps = w->micro_steps ? wl_micro_steps : NULL,
+                                  .side_bytes = w->side_bytes ? wl_side : NULL};
   return &a->builder;
 }

@@ -45,6 +45,9 @@ typedef struct mf_workload {
   /* Optional: a few lines on what a chosen variant means for these settings (e.g. the tile size and count), printed
    * by `memfit plan` under the plan. */
   void (*explain)(const void *cfg, int variant, int micro_batch, FILE *f);
+  /* Optional: device bytes a run holds besides the training step's plan, at the same time (mf_model_builder's
+   * side_bytes: MoCo's eval-mode feature pass); *what (may be NULL) names them. */
+  size_t (*side_bytes)(const void *cfg, int threads, const char *backend, const char **what);
   const char *wider_option;               /* the setting that widens the model, for the utilisation line ("--growth") */
   const char *batch_note;                 /* after that answer, e.g. " (the queue of negatives stays as it is)" */
 
