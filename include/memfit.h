@@ -807,6 +807,29 @@ void mf_onnx_built_free(mf_onnx_built *b);
  * weights. A parameter torch's exporter had shared by value through an Identity gets an initializer of its own
  * ("NAME:memfit") feeding that Identity. Returns 0, or -1 with err naming the tensor or the file. */
 int mf_onnx_save(const mf_onnx *m, const mf_onnx_built *b, mf_session *s, const char *path, char *err, size_t errlen);
+/* What mf_onnx_plan_json plans: input shapes as for mf_onnx_build (the first axis of the first input is the
+ * effective batch the budget search splits into micro-batch x accumulation), the loss, and optionally a budget. */
+typedef struct mf_onnx_plan_opts {
+  int n_inputs;                 /* shapes given (0..MF_ONNX_MAX_IO); an input not given takes the file's shape */
+  const mf_onnx_shape *inputs;
+  mf_onnx_loss loss;
+  int bn_eval;                  /* as mf_onnx_build_opts.bn_eval */
+  int64_t budget;               /* device bytes; > 0: also search the fastest settings that fit */
+  const char *backend;          /* "cpu" (NULL) or "cuda" (planning needs no device) */
+  int threads;                  /* CPU threads the workspaces are sized for (0: all cores) */
+  unsigned dtypes;              /* the search's precisions, a bit per mf_dtype (0: f32 and bf16) */
+} mf_onnx_plan_opts;
+/* The exact plan of one f32 training step of the model at path, as one JSON object written into buf (at most
+ * n - 1 bytes and a NUL; buf may be NULL with n 0 to learn the length): "model", "opset", "parameters",
+ * "parameter_tensors", "inputs" (name: shape), "loss", "arenas" (name: bytes, as mf_arena_name names them),
+ * "total_bytes", "peak_op", "peak_layer" (the ONNX node at the peak), "peak_in_backward"; with a budget also
+ * "budget_bytes", "fits" (0/1), "plans_searched", "chosen" (null when nothing fits) and "smallest", each with
+ * "settings" (mf_candidate_describe's words), "micro_batch", "accum", "dtype", "recompute_segments", "segments",
+ * "invertible", "optimizer_offload", "device_bytes", "arenas", "step_seconds", "peak". The same numbers as
+ * `memfit plan MODEL.onnx --input ... [--budget] --json`. Returns the JSON's length (which may be n or more:
+ * call again with a larger buf), or -1 with err as mf_onnx_open and mf_onnx_build give it. For bindings
+ * (python/memfit) that cannot walk memfit's structs. */
+int64_t mf_onnx_plan_json(const char *path, const mf_onnx_plan_opts *o, char *buf, size_t n, char *err, size_t errlen);
 
 /* ---- misc ---- */
 /* Parses "4GiB", "6000MiB", "512KiB", "123" (bytes), "1.5GB": units B, KiB/K/k, MiB/M, GiB/G, TiB/T,
@@ -1111,6 +1134,7 @@ typedef struct mf_trainer_opts {
   const char *batch_note;    /* after "fewer than the N one micro-batch takes" (e.g. " (N pairs ...)") */
   const char *more_data_hint;/* after "add images, lower --batch" (e.g. " or raise --gen-count") */
   const char *model_use;     /* after the model file's name in "saved ..." lines (e.g. " (for hide/reveal/eval)") */
+  const char *model_file;    /* the model file's name in out that hooks.save_model writes (NULL: "model.safetensors") */
 } mf_trainer_opts;
 mf_trainer_opts mf_trainer_opts_default(void);
 

@@ -82,5 +82,12 @@ ok "find_package(memfit) builds the example against memfit::memfit and memfit::m
 ok "memfit::memfit is the installed shared library" \
   'ldd $tmp/proj/build/example_shared 2>/dev/null | grep -q "$libdir/libmemfit.so" || LD_LIBRARY_PATH= ldd $tmp/proj/build/example_shared | grep libmemfit'
 ok "both run" 'runs $tmp/proj/build/example_shared && runs $tmp/proj/build/example_static'
+
+# the Python module: installed under PREFIX/lib/python3/dist-packages, naming the library's installed folder
+pymod=$dest/usr/lib/python3/dist-packages/memfit
+ok "the Python module is installed with _install.py naming the library's folder" \
+  '[ -f $pymod/__init__.py ] && grep -qx "LIBDIR = .${libdir#$dest}." $pymod/_install.py || cat $pymod/_install.py'
+ok "it imports from there and loads the installed library" \
+  'PYTHONPATH=$dest/usr/lib/python3/dist-packages MEMFIT_LIB=$libdir/libmemfit.so /usr/bin/python3 -c "import memfit; assert memfit.library().mf_parse_bytes(b\"4GiB\") == 4 << 30; assert memfit.__file__.startswith(\"$dest\")"'
 echo "cli_install: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -3,6 +3,7 @@
  * `memfit plan --list-unsupported MODEL.onnx`: every node the importer cannot map, at once. */
 #include "cli/cli.h"
 #include "plan/plan.h"
+#include "train/safetensors.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +20,9 @@ typedef struct onnx_args {
   unsigned dtypes;
   int threads, json, list, bn_eval, run, by_layer;
   const char *backend;
+  const char *feed, *dump;      /* --run: the batch from a safetensors file; loss, gradients, weights written to one */
+  int sgd;                      /* --run: --optim sgd (default adam) */
+  double lr;                    /* --run: --lr (default 1e-4) */
 } onnx_args;
 
 /* ctx of the search's model builder: the opened model and the shapes at the given batch */
@@ -58,6 +62,13 @@ static void onnx_usage(FILE *f) {
              "                       the layer at the peak of forward and of backward\n"
              "  --run N              then train N steps on random data (the file's weights) with the memory checked:\n"
              "                       measured bytes per arena next to the plan (exit 1 when they differ)\n"
+             "  --feed FILE          with --run: the batch from a safetensors file (f32 tensors named as the model's\n"
+             "                       inputs, and 'labels' or 'target' for the loss) instead of random data\n"
+             "  --dump FILE          with --run: writes a safetensors file: 'loss' (f64, the first step's), 'grad.NAME'\n"
+             "                       (each parameter's gradient of the first step), 'init.NAME' (each parameter and buffer\n"
+             "                       as loaded), 'param.NAME' and 'buffer.NAME' (after the last update), all f32 (the PyTorch parity test, tests/onnx_parity.py, reads it)\n"
+             "  --optim sgd|adam     with --run: the optimizer (default adam; no weight decay, no momentum)\n"
+             "  --lr X               with --run: the learning rate (default 1e-4)\n"
              "  --list-unsupported   list every node memfit cannot map (op type, node name, index) and exit\n\n"
              "exit status: 0 planned (or nothing unsupported), 1 the model or the plan failed (or ops are\n"
              "unsupported), 2 usage error, 3 nothing fits the --budget\n");
@@ -118,12 +129,23 @@ static int parse(int argc, char **argv, onnx_args *a) {
     else if ((v = cli_opt(argc, argv, &i, "--backend"))) a->backend = v;
     else if ((v = cli_opt(argc, argv, &i, "--threads"))) { if (cli_int("--threads", v, 0, 4096, &a->threads) < 0) return 2; }
     else if ((v = cli_opt(argc, argv, &i, "--run"))) { if (cli_int("--run", v, 1, 1000000, &a->run) < 0) return 2; }
+    else if ((v = cli_opt(argc, argv, &i, "--feed"))) a->feed = v;
+    else if ((v = cli_opt(argc, argv, &i, "--dump"))) a->dump = v;
+    else if ((v = cli_opt(argc, argv, &i, "--optim"))) {
+      if (strcmp(v, "sgd") && strcmp(v, "adam")) { fprintf(stderr, "memfit plan: --optim: '%s' is not sgd or adam\n", v); return 2; }
+      a->sgd = !strcmp(v, "sgd");
+    } else if ((v = cli_opt(argc, argv, &i, "--lr"))) {
+      char *end;
+      a->lr = strtod(v, &end);
+      if (!*v || *end || !(a->lr > 0 && a->lr <= 10)) { fprintf(stderr, "memfit plan: --lr: '%s' is not a number above 0 and at most 10\n", v); return 2; }
+    }
     else if (argv[i][0] == '-' && argv[i][1]) return cli_unknown_option("plan", argv[i]);
     else if (!a->path) a->path = argv[i];
     else { fprintf(stderr, "memfit plan: a second model '%s' (one at a time)\n", argv[i]); return 2; }
   }
   if (!a->path) { fprintf(stderr, "memfit plan: no model file given\n"); onnx_usage(stderr); return 2; }
   if (a->run && a->budget) { fprintf(stderr, "memfit plan: --run checks the plan as given; leave out --budget\n"); return 2; }
+  if (!a->run && (a->feed || a->dump || a->lr > 0)) { fprintf(stderr, "memfit plan: --feed, --dump and --lr go with --run N\n"); return 2; }
   return 0;
 }
 
@@ -157,6 +179,28 @@ static int batch_ok(int mb, void *ctx, char *why, size_t n) {
   return rc;
 }
 
+/* --dump: each parameter's gradient (grads 1: "grad.NAME"), or each parameter and buffer (grads 0: "param.NAME",
+ * "buffer.NAME"; with init set "init.NAME": the values loaded from the file) as f32 into w; the copies are kept in
+ * held until the file is written. 0, or 1. */
+static int dump_tensors(mf_session *s, const mf_graph *g, mf_st_writer *w, float **held, int *n_held, int grads, int init) {
+  for (int id = 0; id < g->n; id++) {
+    const mf_node *nd = &g->nodes[id];
+    if (nd->role != MF_ROLE_PARAM && (grads || nd->role != MF_ROLE_BUFFER)) continue;
+    size_t n = (size_t)mf_node_numel(nd);
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) { fprintf(stderr, "memfit plan: --dump: out of host memory\n"); return 1; }
+    held[(*n_held)++] = v;
+    if ((grads ? mf_session_read_grad(s, id, v, n) : mf_session_read(s, id, v, n)) != 0) {
+      fprintf(stderr, "memfit plan: --dump: reading '%s' failed\n", nd->name);
+      return 1;
+    }
+    char key[MF_NAME_LEN + 16];
+    snprintf(key, sizeof key, "%s.%s", grads ? "grad" : init ? "init" : nd->role == MF_ROLE_PARAM ? "param" : "buffer", nd->name);
+    mf_st_writer_add(w, key, MF_F32, nd->ndim, nd->ne, v);
+  }
+  return 0;
+}
+
 /* --run: N training steps on random data (deterministic), the arenas' measured high-water marks against the
  * plan; returns 0 when every arena matches */
 static int run_steps(const onnx_args *a, const mf_onnx *m, mf_graph *g, const mf_onnx_built *bt, const mf_plan_opts *po) {
@@ -165,18 +209,37 @@ static int run_steps(const onnx_args *a, const mf_onnx *m, mf_graph *g, const mf
   to.plan = *po;
   to.threads = a->threads;
   to.debug_memory = 1;
-  to.lr = 1e-4;
+  to.lr = a->lr > 0 ? a->lr : 1e-4;
+  to.weight_decay = 0;
+  to.momentum = 0;
+  to.plan.optim = a->sgd ? MF_SGD : MF_ADAM;
+  to.groups[0].lr = to.lr, to.groups[0].weight_decay = 0, to.groups[0].momentum = 0;
   mf_session *s = mf_session_init(g, bt->loss, &to, err, sizeof err);
   if (!s) { fprintf(stderr, "memfit plan: --run: %s\n", err); return 1; }
   if (mf_onnx_load_weights(m, bt, s, err, sizeof err) < 0) { fprintf(stderr, "memfit plan: --run: %s\n", err); mf_session_free(s); return 1; }
   uint64_t st = 0x9e3779b97f4a7c15ull;
   int64_t K = bt->labels >= 0 && a->loss == MF_ONNX_LOSS_CE ? mf_tensor_dim(g, bt->outputs[0], 1) : 0;
   mf_tensor ins[MF_ONNX_MAX_IO + 1];
+  const char *names[MF_ONNX_MAX_IO + 1];
   int nin = 0;
-  for (int i = 0; i < bt->n_inputs; i++) ins[nin++] = bt->inputs[i];
-  if (bt->labels >= 0) ins[nin++] = bt->labels;
+  for (int i = 0; i < bt->n_inputs; i++) names[nin] = bt->input_names[i], ins[nin++] = bt->inputs[i];
+  if (bt->labels >= 0) names[nin] = a->loss == MF_ONNX_LOSS_CE ? "labels" : "target", ins[nin++] = bt->labels;
+  mf_st_file *ff = NULL;
+  if (a->feed && !(ff = mf_st_open(a->feed, err, sizeof err))) { fprintf(stderr, "memfit plan: --feed: %s\n", err); mf_session_free(s); return 1; }
   for (int i = 0; i < nin; i++) {
     size_t n = (size_t)mf_tensor_numel(g, ins[i]);
+    if (ff) { /* the batch as given: f32, the input's element count */
+      const mf_st_tensor *t = mf_st_find(ff, names[i]);
+      if (!t || t->dtype != MF_F32 || (size_t)t->numel != n) {
+        fprintf(stderr, "memfit plan: --feed %s: input '%s' needs an F32 tensor of %zu values; the file %s\n", a->feed, names[i], n,
+                !t ? "has no tensor of that name" : t->dtype != MF_F32 ? "holds another dtype" : "holds another count");
+        mf_st_close(ff);
+        mf_session_free(s);
+        return 1;
+      }
+      mf_session_write_input(s, ins[i], t->data, n);
+      continue;
+    }
     float *v = malloc(n * sizeof *v);
     if (!v) { mf_session_free(s); fprintf(stderr, "memfit plan: --run: out of host memory\n"); return 1; }
     int integer = mf_tensor_dtype(g, ins[i]) == MF_I32;
@@ -188,12 +251,38 @@ static int run_steps(const onnx_args *a, const mf_onnx *m, mf_graph *g, const mf
     mf_session_write_input(s, ins[i], v, n);
     free(v);
   }
-  int bad = 0;
-  for (int step = 0; step < a->run; step++) {
+  mf_st_close(ff);
+  /* --dump: the first step's loss and gradients, the values after the last update */
+  mf_st_writer *dw = a->dump ? mf_st_writer_init() : NULL;
+  float **held = NULL;
+  int n_held = 0;
+  double loss0 = 0;
+  if (a->dump && (!dw || !(held = calloc((size_t)3 * (size_t)g->n, sizeof *held)))) {
+    fprintf(stderr, "memfit plan: --dump: out of host memory\n");
+    mf_st_writer_free(dw);
+    mf_session_free(s);
+    return 1;
+  }
+  int bad = dw ? dump_tensors(s, g, dw, held, &n_held, 0, 1) : 0;
+  for (int step = 0; step < a->run && !bad; step++) {
     double l = mf_session_micro_step(s);
+    if (dw && step == 0 && l == l) { /* the gradients of the first step, before its update */
+      loss0 = l;
+      bad |= dump_tensors(s, g, dw, held, &n_held, 1, 0);
+    }
     if (mf_session_update(s) < 0 || l != l) { fprintf(stderr, "memfit plan: --run: step %d failed\n", step + 1); bad = 1; break; }
     printf("step %d: loss %.6g\n", step + 1, l);
   }
+  if (dw && !bad) {
+    int64_t one = 1;
+    bad |= dump_tensors(s, g, dw, held, &n_held, 0, 0);
+    mf_st_writer_add(dw, "loss", MF_F64, 1, &one, &loss0);
+    if (!bad && mf_st_writer_save(dw, a->dump, err, sizeof err) < 0) { fprintf(stderr, "memfit plan: --dump: %s\n", err); bad = 1; }
+    else if (!bad) printf("wrote %s: the first step's loss and gradients, the weights after step %d\n", a->dump, a->run);
+  }
+  for (int i = 0; i < n_held; i++) free(held[i]);
+  free(held);
+  mf_st_writer_free(dw);
   const mf_plan *p = mf_session_plan(s);
   printf("arena                        planned B     measured B\n");
   for (int k = 0; k < MF_ARENA_COUNT; k++) {

@@ -457,6 +457,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   to.batch_note = job.batch_note;
   to.more_data_hint = job.more_data_hint;
   to.model_use = job.model_use;
+  to.model_file = job.model_file;
   char command[1024];
   size_t k = (size_t)snprintf(command, sizeof command, "memfit %s", cmd);
   for (int i = 1; i < argc && k < sizeof command; i++) k += (size_t)snprintf(command + k, sizeof command - k, " %s", argv[i]);
@@ -544,7 +545,7 @@ int mf_cmd_train(int argc, char **argv) {
   }
   const mf_workload *w = mf_workload_find(argv[1]);
   if (w && w->train) return train_workload(w, argc - 1, argv + 1);
-  const char *names[] = {"steg", "moco", "imagegs"}, *near = cli_nearest(argv[1], names, 3);
+  const char *names[] = {"steg", "moco", "imagegs", "vqgan", "onnx"}, *near = cli_nearest(argv[1], names, 5);
   fprintf(stderr, "memfit train: unknown workload '%s'%s%s%s (available: %s)\n", argv[1], near ? "; did you mean '" : "",
           near ? near : "", near ? "'?" : "", mf_workload_names());
   return 2;

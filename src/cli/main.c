@@ -20,7 +20,7 @@ static const mf_cmd cmds[] = {
   {"plan", mf_cmd_plan, "exact memory plan of a workload; with --budget, the fastest settings that fit"},
   {"presets", mf_cmd_presets, "chosen settings and peaks for 4, 6, 8, 12, 16, 24, 48 and 80 GiB"},
   {"calibrate", mf_cmd_calibrate, "measure this machine for the planner's cost model now; print the figures and the cache file"},
-  {"train", mf_cmd_train, "train a workload (steg, moco, imagegs) inside its memory plan"}, {"hide", mf_cmd_hide, "hide an image or a message in a cover image (steg model)"}, {"reveal", mf_cmd_reveal, "recover the hidden image or message from a stego image"}, {"eval", mf_cmd_eval, "a steg model's hiding / recovery PSNR and SSIM over image pairs, 8-bit; eval moco: kNN and linear probe of a MoCo backbone"},
+  {"train", mf_cmd_train, "train a workload (steg, moco, imagegs, vqgan, onnx: a model you bring) inside its memory plan"}, {"hide", mf_cmd_hide, "hide an image or a message in a cover image (steg model)"}, {"reveal", mf_cmd_reveal, "recover the hidden image or message from a stego image"}, {"eval", mf_cmd_eval, "a steg model's hiding / recovery PSNR and SSIM over image pairs, 8-bit; eval moco: kNN and linear probe of a MoCo backbone"},
   {"render", mf_cmd_render, "draw an Image-GS model file at any resolution (a PNG)"},
   {"report", mf_cmd_report, "(re)build a training run's report.html (curves, memory plan vs measured, samples)"},
 };

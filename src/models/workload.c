@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const mf_workload *const workloads[] = {&mf_workload_steg, &mf_workload_moco, &mf_workload_imagegs, &mf_workload_vqgan};
+static const mf_workload *const workloads[] = {&mf_workload_steg, &mf_workload_moco, &mf_workload_imagegs, &mf_workload_vqgan,
+                                                &mf_workload_onnx};
 enum { N_WORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 const mf_workload *mf_workload_find(const char *name) {
@@ -12,7 +13,7 @@ const mf_workload *mf_workload_find(const char *name) {
     if (!strcmp(workloads[i]->name, name)) return workloads[i];
   return NULL;
 }
-const char *mf_workload_names(void) { return "steg, moco, imagegs, vqgan"; }
+const char *mf_workload_names(void) { return "steg, moco, imagegs, vqgan, onnx"; }
 
 void mf_train_args_command(const mf_train_args *a, const char *workload, char *buf, size_t n) {
   size_t k = (size_t)snprintf(buf, n, "memfit train %s", workload);

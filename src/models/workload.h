@@ -54,6 +54,7 @@ typedef struct mf_train_job {
   int loss_sum;              /* 1: the loss sums over the micro-batch's samples, so data-parallel ranks add their losses and
                                 gradients (as one process with the whole batch); 0: a mean, averaged over the ranks */
   char crop_option[64], batch_note[128], more_data_hint[160], model_use[64];
+  char model_file[64];       /* the model file's name in --out ("": model.safetensors) */
   char settings[512], timeline_title[256];
   char header[1536];         /* printed before the plan: the model line, then "data: ..." (the run length follows) */
   char losses[256];          /* "losses: ..." (the optimizer follows) */
@@ -126,5 +127,7 @@ extern const mf_workload_train mf_workload_moco_train;
 extern const mf_workload mf_workload_imagegs;
 extern const mf_workload_train mf_workload_imagegs_train;
 extern const mf_workload mf_workload_vqgan;
+extern const mf_workload mf_workload_onnx;
+extern const mf_workload_train mf_workload_onnx_train;
 
 #endif

@@ -424,7 +424,7 @@ mf_trainer *mf_trainer_init(mf_session *s, const mf_loader_opts *lo, const mf_tr
   }
   snprintf(t->ck, sizeof t->ck, "%s/checkpoint.safetensors", o->out);
   ck_rank_path(t, t->ck, t->ck_own, sizeof t->ck_own);
-  snprintf(t->mp, sizeof t->mp, "%s/model.safetensors", o->out);
+  snprintf(t->mp, sizeof t->mp, "%s/%s", o->out, o->model_file && o->model_file[0] ? o->model_file : "model.safetensors");
   { /* an existing file as --out, or a folder where a checkpoint goes, would fail only at the first save */
     struct stat ost;
     const char *bad = stat(o->out, &ost) != 0 || !S_ISDIR(ost.st_mode) ? "--out is not a folder" : NULL, *p = o->out;
