@@ -147,6 +147,13 @@ mf_tensor mf_mul(mf_graph *g, mf_tensor a, mf_tensor b);
 mf_tensor mf_div(mf_graph *g, mf_tensor a, mf_tensor b);
 mf_tensor mf_add_scalar(mf_graph *g, mf_tensor a, double c);
 mf_tensor mf_mul_scalar(mf_graph *g, mf_tensor a, double c);
+/* a^b elementwise (ONNX Pow, torch.pow), with C's pow: a negative base with a non-integer exponent gives NaN, as
+ * in ONNX and NumPy; 0^0 = 1. mf_pow: b broadcasts to a; gradients b a^(b-1) for a (0 where b is 0) and a^b ln a
+ * for b (0 where a is 0 and b >= 0, as PyTorch; NaN for a negative a), so backward keeps a and b. mf_pow_scalar:
+ * a constant exponent p (any finite value; gradient p a^(p-1), keeping a). Same shape and dtype as a; a bad
+ * broadcast or a non-finite p is recorded in mf_graph_error and the builder returns -1. */
+mf_tensor mf_pow(mf_graph *g, mf_tensor a, mf_tensor b);
+mf_tensor mf_pow_scalar(mf_graph *g, mf_tensor a, double p);
 mf_tensor mf_exp(mf_graph *g, mf_tensor a);
 mf_tensor mf_log(mf_graph *g, mf_tensor a);
 mf_tensor mf_sigmoid(mf_graph *g, mf_tensor a);
@@ -160,6 +167,13 @@ mf_tensor mf_clamp(mf_graph *g, mf_tensor a, double lo, double hi);
 mf_tensor mf_sqrt(mf_graph *g, mf_tensor a);
 mf_tensor mf_erf(mf_graph *g, mf_tensor a);
 mf_tensor mf_gelu(mf_graph *g, mf_tensor a);
+/* Dropout (PyTorch's nn.Dropout, ONNX Dropout): in a training step each element of x is kept with probability
+ * 1 - ratio and scaled by 1 / (1 - ratio), or set to 0; in evaluation (mf_session_forward) it is x. Same shape and
+ * dtype as x. The mask is drawn by hashing the session's seed, the update count, the micro-step, the rank and the
+ * element's index, so a resumed run draws the same masks, and backward draws it again instead of storing it: it
+ * costs no memory in the plan and keeps neither x nor the output for backward. A ratio outside [0, 1] or a
+ * non-float x is recorded in mf_graph_error and the builder returns -1. */
+mf_tensor mf_dropout(mf_graph *g, mf_tensor x, double ratio);
 /* Softmax and log-softmax of x along `axis` (negative counts from the end), same shape and dtype; each row is
  * computed in double after subtracting its maximum, so large inputs do not overflow. Backward keeps the output
  * y (not x): dx = y (dy - <y,dy>), or dy - exp(y) sum(dy). An axis other than the last is moved there and back

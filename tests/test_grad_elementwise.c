@@ -1,5 +1,6 @@
 /* test_grad_elementwise.c — finite-difference gradient checks of the binary (with broadcasting),
- * scalar and unary ops, each with fresh random inputs. */
+ * scalar and unary ops (pow with a constant or a tensor exponent too), each with fresh random inputs; pow's values
+ * against C's pow (NaN for a negative base with a non-integer exponent). */
 #include "gradcheck.h"
 
 typedef struct { int kind; double p0, p1; } op_ctx;
@@ -28,7 +29,82 @@ static mf_tensor build_unary(mf_graph *g, const mf_tensor *in, void *c) {
   }
 }
 
+static mf_tensor build_pow_scalar(mf_graph *g, const mf_tensor *in, void *c) { return mf_pow_scalar(g, in[0], ((op_ctx *)c)->p0); }
+static mf_tensor build_pow(mf_graph *g, const mf_tensor *in, void *c) { (void)c; return mf_pow(g, in[0], in[1]); }
+
+/* x^p against C's pow in f64 on chosen values: NaN for a negative base with a non-integer p (ONNX, NumPy), the sign kept
+ * for odd integer p; the tensor exponent's gradient is 0 at a zero base with b >= 0 (PyTorch), not 0 * -inf */
+static void pow_values(void) {
+  const double xs[6] = {-2, -0.5, 0, 0.5, 2, 3};
+  const double ps[4] = {3, 0.5, -2, 2.5};
+  for (int k = 0; k < 4; k++) {
+    mf_graph *g = mf_graph_init(MF_F64);
+    mf_tensor x = mf_param(g, "x", 1, (int64_t[]){6}, MF_INIT_ZERO, 0);
+    mf_tensor y = mf_pow_scalar(g, x, ps[k]);
+    mf_tensor loss = mf_sum(g, y, 0, 0);
+    if (mf_autodiff(g, loss) < 0) { CHECK(0, "pow: %s", mf_graph_error(g)); mf_graph_free(g); continue; }
+    void **leaf = calloc((size_t)g->n, sizeof *leaf);
+    leaf[x] = (void *)xs;
+    mf_ref r;
+    char err[256];
+    if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) == 0) {
+      const double *yv = r.data[y], *gv = r.data[g->nodes[x].grad];
+      int bad = 0;
+      for (int i = 0; i < 6; i++) {
+        double want = pow(xs[i], ps[k]), dwant = ps[k] * pow(xs[i], ps[k] - 1);
+        bad += !((isnan(want) && isnan(yv[i])) || want == yv[i]);
+        bad += !((isnan(dwant) && isnan(gv[i])) || gv[i] == dwant || fabs(gv[i] - dwant) <= 4 * 0x1p-52 * fabs(dwant));
+      }
+      CHECK(bad == 0, "pow %g: %d values or gradients differ from C's pow (y[0] %g, y[1] %g)", ps[k], bad, yv[0], yv[1]);
+      if (ps[k] == 0.5) CHECK(isnan(yv[0]) && isnan(yv[1]), "a negative base to 0.5 is NaN");
+      if (ps[k] == 3) CHECK(yv[0] == -8, "(-2)^3 = %g", yv[0]);
+      mf_ref_free(&r);
+    } else CHECK(0, "pow: %s", err);
+    free(leaf);
+    mf_graph_free(g);
+  }
+  /* tensor exponent: d/db of a^b at a = 0, b = 2 is 0 (PyTorch's rule), and at a = 2 it is 4 ln 2 */
+  mf_graph *g = mf_graph_init(MF_F64);
+  mf_tensor a = mf_param(g, "a", 1, (int64_t[]){2}, MF_INIT_ZERO, 0), b = mf_param(g, "b", 1, (int64_t[]){2}, MF_INIT_ZERO, 0);
+  mf_tensor loss = mf_sum(g, mf_pow(g, a, b), 0, 0);
+  if (mf_autodiff(g, loss) >= 0) {
+    double av[2] = {0, 2}, bv[2] = {2, 2};
+    void **leaf = calloc((size_t)g->n, sizeof *leaf);
+    leaf[a] = av, leaf[b] = bv;
+    mf_ref r;
+    char err[256];
+    if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) == 0) {
+      const double *gb = r.data[g->nodes[b].grad], *ga = r.data[g->nodes[a].grad];
+      CHECK(gb[0] == 0 && fabs(gb[1] - 4 * log(2.0)) <= 8 * 0x1p-52 * 4 * log(2.0), "d(a^b)/db: %g at a=0, %g at a=2", gb[0], gb[1]);
+      CHECK(ga[0] == 0 && ga[1] == 4, "d(a^b)/da: %g at a=0, %g at a=2", ga[0], ga[1]);
+      mf_ref_free(&r);
+    } else CHECK(0, "pow tensor: %s", err);
+    free(leaf);
+  } else CHECK(0, "pow tensor: %s", mf_graph_error(g));
+  mf_graph_free(g);
+  g = mf_graph_init(MF_F32);
+  a = mf_input(g, "a", 1, (int64_t[]){2});
+  CHECK(mf_pow_scalar(g, a, INFINITY) < 0 && strstr(mf_graph_error(g), "pow_scalar"), "a non-finite exponent is refused");
+  mf_graph_free(g);
+}
+
 int main(void) {
+  /* x^p for constant p: positive bases for non-integer p, any base for integer p (x kept off 0 for negative p) */
+  const double pp[] = {0.5, 2.7, -1.5, 3, -2, 0, 1};
+  for (size_t k = 0; k < sizeof pp / sizeof *pp; k++) {
+    op_ctx c = {0, pp[k], 0};
+    bool integer = pp[k] == floor(pp[k]);
+    gc_input in = {3, {3, 4, 5}, !integer ? GC_POSITIVE : pp[k] < 0 ? GC_AWAY_FROM_ZERO : GC_NORMAL};
+    char nm[64];
+    snprintf(nm, sizeof nm, "pow_scalar %g", pp[k]);
+    gc_check(nm, 1, &in, build_pow_scalar, &c, 0, 1e-6);
+  }
+  /* a^b with a tensor exponent, same shape and broadcast per channel */
+  gc_input pw_same[2] = {{4, {2, 3, 4, 5}, GC_POSITIVE}, {4, {2, 3, 4, 5}, GC_NORMAL}};
+  gc_input pw_chan[2] = {{4, {2, 3, 4, 5}, GC_POSITIVE}, {4, {1, 3, 1, 1}, GC_NORMAL}};
+  gc_check("pow same shape", 2, pw_same, build_pow, NULL, 0, 1e-6);
+  gc_check("pow per-channel exponent", 2, pw_chan, build_pow, NULL, 0, 1e-6);
+  pow_values();
   const char *bn[] = {"add", "sub", "mul", "div"};
   for (int k = 0; k < 4; k++) {
     op_ctx c = {k, 0, 0};

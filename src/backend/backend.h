@@ -11,6 +11,13 @@ typedef struct mf_kctx {
   double grad_seed;   /* value SEED writes: loss scale / accumulation steps */
   int nthreads;
   void *stream;       /* backend stream (CUDA: cudaStream_t), NULL on the CPU */
+  /* Random ops (dropout): training 1 in a training step's program (forward, recompute and backward), 0 in the
+   * evaluation program, where dropout is the identity; step_seed, the same for every kernel of one micro-step,
+   * is what their draws hash with (mf_dropout_keep in ops/ops.h), so backward and a recompute see the forward's
+   * draws without storing them. The session makes it from its seed (saved in checkpoints), the update count,
+   * the micro-step and the rank (mf_session_run); the reference evaluator uses the graph's seed. */
+  int training;
+  uint64_t step_seed;
   /* A run-time fault of a kernel's input (an index outside its table): the kernel writes a message
    * here when it is empty and still never reads or writes out of bounds; the runner then fails the
    * step. NULL: not reported. (CUDA kernels report theirs through the backend's sync instead.) */

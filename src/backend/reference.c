@@ -9,7 +9,9 @@ int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_
   out->data = calloc((size_t)g->n, sizeof *out->data);
   if (!out->data) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
   char fault[256] = "";
-  mf_kctx k = {.g = g, .grad_seed = grad_seed, .nthreads = 1, .fault = fault, .fault_len = sizeof fault};
+  /* a training step: dropout draws with the graph's seed (mf_graph_set_seed) */
+  mf_kctx k = {.g = g, .grad_seed = grad_seed, .nthreads = 1, .fault = fault, .fault_len = sizeof fault, .training = 1,
+               .step_seed = g->seed};
   out->alias = calloc((size_t)g->n, 1);
   if (!out->alias) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
   for (int id = 0; id < g->n; id++) {

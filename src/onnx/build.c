@@ -696,6 +696,7 @@ static mf_tensor binary_op(ctx *c, int kind, int ia, int ib) {
       case MF_BIN_ADD: return mf_add_scalar(g, a, s);
       case MF_BIN_SUB: return mf_add_scalar(g, a, -s);
       case MF_BIN_MUL: return mf_mul_scalar(g, a, s);
+      case MF_BIN_POW: return mf_pow_scalar(g, a, s);
       default: return mf_mul_scalar(g, a, 1.0 / s);
       }
     }
@@ -703,7 +704,7 @@ static mf_tensor binary_op(ctx *c, int kind, int ia, int ib) {
   if (ka) {
     cst *a = const_of(c, va, "input 0");
     if (!a) return -1;
-    if (a->n == 1 && kind != MF_BIN_DIV) {
+    if (a->n == 1 && kind != MF_BIN_DIV && kind != MF_BIN_POW) {
       mf_tensor b = tensor_of(c, vb, "input 1");
       if (b < 0) return -1;
       double s = a->v[0];
@@ -724,6 +725,7 @@ static mf_tensor binary_op(ctx *c, int kind, int ia, int ib) {
     case MF_BIN_ADD: return mf_add(g, a, b);
     case MF_BIN_SUB: return mf_sub(g, a, b);
     case MF_BIN_MUL: return mf_mul(g, a, b);
+    case MF_BIN_POW: return mf_pow(g, a, b);
     default: return mf_div(g, a, b);
     }
   }
@@ -732,6 +734,7 @@ static mf_tensor binary_op(ctx *c, int kind, int ia, int ib) {
     case MF_BIN_ADD: return mf_add(g, b, a);
     case MF_BIN_MUL: return mf_mul(g, b, a);
     case MF_BIN_SUB: return mf_mul_scalar(g, mf_sub(g, b, a), -1);
+    case MF_BIN_POW: return mf_pow(g, mf_expand(g, a, b, 1.0), b);
     default: return mf_div(g, mf_expand(g, a, b, 1.0), b);
     }
   }
@@ -859,27 +862,29 @@ static int ln_match(ctx *c, mf_tensor *out) {
   return 0;
 }
 
-/* stride, dilation and pads (top, left, bottom, right) of a Conv, ConvTranspose or pool over 2-D spatial dims;
- * `transposed`: auto_pad SAME sizes the output as in * stride (ConvTranspose) instead of in / stride */
-static int spatial_cfg(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool transposed, mf_conv_cfg *cf) {
+/* strides, dilations and pads [top, left, bottom, right] of a Conv, ConvTranspose or pool over 2-D spatial dims (H
+ * then W); `transposed`: auto_pad SAME sizes the output as in * stride (ConvTranspose) instead of in / stride */
+static int geom2d(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool transposed, int64_t st[2], int64_t dl[2], int64_t p[4]) {
   const Onnx__NodeProto *n = c->node;
   int64_t v[8];
   int k = attr_ints(n, "strides", v, 8);
-  int64_t sh = k >= 1 ? v[0] : 1, sw = k >= 2 ? v[1] : sh;
-  if (k > 2 || sh != sw) return UNSUP("strides of %d values or unequal ones (memfit: one stride for H and W)", k);
+  if (k > 2) return UNSUP("strides of %d values (memfit: 2-D)", k);
+  st[0] = k >= 1 ? v[0] : 1, st[1] = k >= 2 ? v[1] : st[0];
   k = attr_ints(n, "dilations", v, 8);
-  int64_t dh = k >= 1 ? v[0] : 1, dw = k >= 2 ? v[1] : dh;
-  if (k > 2 || dh != dw) return UNSUP("dilations of %d values or unequal ones (memfit: one dilation for H and W)", k);
-  if (sh < 1 || dh < 1 || sh > 1 << 20 || dh > 1 << 20) return node_fail(c, "stride %lld or dilation %lld", (long long)sh, (long long)dh);
+  if (k > 2) return UNSUP("dilations of %d values (memfit: 2-D)", k);
+  dl[0] = k >= 1 ? v[0] : 1, dl[1] = k >= 2 ? v[1] : dl[0];
+  for (int i = 0; i < 2; i++)
+    if (st[i] < 1 || dl[i] < 1 || st[i] > 1 << 15 || dl[i] > 1 << 15)
+      return node_fail(c, "stride %lld or dilation %lld", (long long)st[i], (long long)dl[i]);
   char ap[32];
   const char *autopad = attr_s(n, "auto_pad", ap, sizeof ap);
-  int64_t p[4] = {0, 0, 0, 0};
+  p[0] = p[1] = p[2] = p[3] = 0;
   if (autopad && (!strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER"))) {
     int64_t ins[2] = {x->ne[2], x->ne[3]}, ks[2] = {kh, kw};
     for (int i = 0; i < 2; i++) {
-      int64_t ek = dh * (ks[i] - 1) + 1, tot;
-      if (transposed) tot = (ins[i] - 1) * sh + ek - ins[i] * sh; /* output in * stride */
-      else tot = ((ins[i] + sh - 1) / sh - 1) * sh + ek - ins[i];
+      int64_t ek = dl[i] * (ks[i] - 1) + 1, tot;
+      if (transposed) tot = (ins[i] - 1) * st[i] + ek - ins[i] * st[i]; /* output in * stride */
+      else tot = ((ins[i] + st[i] - 1) / st[i] - 1) * st[i] + ek - ins[i];
       if (tot < 0) tot = 0;
       bool upper = autopad[5] == 'U';
       p[i] = upper ? tot / 2 : tot - tot / 2;
@@ -891,9 +896,16 @@ static int spatial_cfg(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool tr
     for (int i = 0; i < k; i++) p[i] = v[i];
   } else if (strcmp(autopad, "VALID")) return UNSUP("auto_pad %s", autopad);
   for (int i = 0; i < 4; i++)
-    if (p[i] < 0 || p[i] > 1 << 20) return UNSUP("padding %lld", (long long)p[i]);
-  cf->stride = (int)sh;
-  cf->dil = (int)dh;
+    if (p[i] < 0 || p[i] > 1 << 15) return UNSUP("padding %lld", (long long)p[i]);
+  return 0;
+}
+static int spatial_cfg(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool transposed, mf_conv_cfg *cf) {
+  int64_t st[2], dl[2], p[4];
+  if (geom2d(c, x, kh, kw, transposed, st, dl, p) < 0) return -1;
+  if (st[0] != st[1]) return UNSUP("strides %lld and %lld (memfit: one stride for H and W)", (long long)st[0], (long long)st[1]);
+  if (dl[0] != dl[1]) return UNSUP("dilations %lld and %lld (memfit: one dilation for H and W)", (long long)dl[0], (long long)dl[1]);
+  cf->stride = (int)st[0];
+  cf->dil = (int)dl[0];
   cf->groups = 1;
   cf->pt = (int)p[0];
   cf->pl = (int)p[1];
@@ -901,20 +913,6 @@ static int spatial_cfg(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool tr
   cf->pr = (int)p[3];
   return 0;
 }
-
-/* kernel, stride and symmetric pad of pools over 2-D spatial dims */
-static int spatial(ctx *c, const mf_node *x, int64_t kh, int64_t kw, int *stride, int *pad) {
-  mf_conv_cfg cf;
-  if (spatial_cfg(c, x, kh, kw, false, &cf) < 0) return -1;
-  if (cf.dil != 1) return UNSUP("dilation %d (memfit's pools are not dilated)", cf.dil);
-  if (!mf_conv_cfg_plain(&cf))
-    return UNSUP("pads [%d,%d,%d,%d] (memfit's pools: the same padding on every side)", cf.pt, cf.pl, cf.pb, cf.pr);
-  *stride = cf.stride;
-  *pad = cf.pt;
-  return 0;
-}
-
-/* input 0 of a Conv or AveragePool, with the zero padding of a Pad before it (*extra) */
 static mf_tensor padded_input(ctx *c, int *extra) {
   val *v = in_val(c, 0);
   *extra = 0;
@@ -1020,17 +1018,22 @@ static int node_build(ctx *c) {
 
   /* from here on the outputs are graph tensors */
   if (!strcmp(op, "Dropout")) {
+    /* opsets >= 12: training_mode (input 2, a constant; absent: false) decides; opset 11 (Dropout-10) has none, and
+     * drops in training as PyTorch's train mode exported it. Training: mf_dropout, a fresh mask each training step
+     * (the identity in evaluation); otherwise the identity. */
     if (out_used(c, 1)) return UNSUP("Dropout's mask output");
     double ratio = attr_f(n, "ratio", 0.5);
     if (has_in(c, 1)) { cst *k = in_const(c, 1, "ratio"); if (!k) return -1; ratio = k->n ? k->v[0] : ratio; }
+    bool train = c->m->opset < 12;
     if (has_in(c, 2)) {
       cst *k = in_const(c, 2, "training_mode");
       if (!k) return -1;
-      if (k->n && k->v[0] != 0 && ratio > 0)
-        return UNSUP("Dropout in training mode (memfit has no random dropout: export the model in eval mode, "
-                     "model.eval() with torch.onnx.export(..., training=torch.onnx.TrainingMode.PRESERVE))");
+      train = k->n && k->v[0] != 0;
     }
-    return set_out(c, 0, in_tensor(c, 0));
+    if (!(ratio >= 0 && ratio < 1)) return node_fail(c, "ratio %g is outside [0, 1)", ratio);
+    mf_tensor x = in_tensor(c, 0);
+    if (x < 0) return -1;
+    return set_out(c, 0, train && ratio > 0 ? mf_dropout(g, x, ratio) : x);
   }
   if (!strcmp(op, "Identity")) {
     val *v = in_val(c, 0);
@@ -1104,15 +1107,24 @@ static int node_build(ctx *c) {
     return set_out(c, 0, mf_clamp(g, x, lo, hi));
   }
   if (!strcmp(op, "Pow")) {
-    cst *e = in_const(c, 1, "exponent");
-    if (!e) return -1;
-    mf_tensor x = in_tensor(c, 0);
-    if (x < 0) return -1;
-    if (e->n != 1) return UNSUP("Pow with a tensor exponent");
-    if (e->v[0] == 1) return set_out(c, 0, x);
-    if (e->v[0] == 2) return set_out(c, 0, mf_mul(g, x, x));
-    if (e->v[0] == 3) return set_out(c, 0, mf_mul(g, mf_mul(g, x, x), x));
-    return UNSUP("Pow with exponent %g (memfit: 1, 2, 3)", e->v[0]);
+    /* a constant scalar exponent: 1, 2, 3 as products (as before), any other p as mf_pow_scalar; a tensor exponent
+     * (constant, weight or computed): mf_pow, the gradient reaching it too. C's pow: NaN for a negative base with a
+     * non-integer exponent, as ONNX and NumPy */
+    val *ve = in_val(c, 1);
+    if (!ve) return node_fail(c, "exponent (input 1) is missing or not produced before this node");
+    if (known(ve) && ve->t < 0 && !is_weight(c, ve)) {
+      cst *e = const_of(c, ve, "exponent");
+      if (!e) return -1;
+      if (e->n == 1) {
+        mf_tensor x = in_tensor(c, 0);
+        if (x < 0) return -1;
+        if (e->v[0] == 1) return set_out(c, 0, x);
+        if (e->v[0] == 2) return set_out(c, 0, mf_mul(g, x, x));
+        if (e->v[0] == 3) return set_out(c, 0, mf_mul(g, mf_mul(g, x, x), x));
+        return set_out(c, 0, mf_pow_scalar(g, x, e->v[0]));
+      }
+    }
+    return set_out(c, 0, binary_op(c, MF_BIN_POW, 0, 1));
   }
   if (!strcmp(op, "Pad")) {
     char mb[32];
@@ -1284,18 +1296,25 @@ static int node_build(ctx *c) {
     if (x < 0) return -1;
     int64_t ks[4];
     int k = attr_ints(n, "kernel_shape", ks, 4);
-    if (k != 2 || ks[0] != ks[1]) return UNSUP("kernel_shape other than square 2-D");
-    if (attr_i(n, "ceil_mode", 0)) return UNSUP("ceil_mode 1");
+    if (k != 2) return UNSUP("kernel_shape of %d values (memfit: 2-D pools)", k);
     if (out_used(c, 1)) return UNSUP("MaxPool's indices output");
-    int stride = 1, pad = 0;
-    if (spatial(c, nd_of(c, x), ks[0], ks[1], &stride, &pad) < 0) return -1;
-    if (ks[0] > 1 << 20) return UNSUP("kernel too large");
+    if (ks[0] < 1 || ks[1] < 1 || ks[0] > 1 << 15 || ks[1] > 1 << 15) return UNSUP("kernel %lldx%lld", (long long)ks[0], (long long)ks[1]);
+    if (attr_i(n, "storage_order", 0)) return UNSUP("storage_order 1");
+    int64_t st[2], dl[2], p[4];
+    if (geom2d(c, nd_of(c, x), ks[0], ks[1], false, st, dl, p) < 0) return -1;
+    mf_pool_cfg pc = {(int)ks[0], (int)ks[1], (int)st[0], (int)st[1], (int)dl[0], (int)dl[1], (int)p[0], (int)p[1], (int)p[2],
+                      (int)p[3], 0, attr_i(n, "ceil_mode", 0) != 0};
     if (op[0] == 'A') {
-      if (pad && !attr_i(n, "count_include_pad", 0)) return UNSUP("AveragePool with padding and count_include_pad 0");
-      pad += extra;
-      return set_out(c, 0, mf_avgpool2d(g, x, (int)ks[0], stride, pad));
+      pc.exclude_pad = !attr_i(n, "count_include_pad", 0);
+      /* a Pad before the pool (torch's count_include_pad=True export) folded in: its zeros are pixels, so they count */
+      if (extra) {
+        if (pc.exclude_pad && (pc.pt || pc.pl || pc.pb || pc.pr))
+          return UNSUP("AveragePool with count_include_pad 0 and pads after a Pad it would fold in");
+        pc.exclude_pad = 0;
+        pc.pt += extra, pc.pl += extra, pc.pb += extra, pc.pr += extra;
+      }
     }
-    return set_out(c, 0, mf_maxpool2d(g, x, (int)ks[0], stride, pad));
+    return set_out(c, 0, mf_pool2d_cfg(g, op[0] == 'A' ? MF_POOL_AVG : MF_POOL_MAX, x, &pc));
   }
   if (!strcmp(op, "GlobalAveragePool")) {
     mf_tensor x = need4d(c, in_tensor(c, 0), "input");

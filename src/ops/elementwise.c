@@ -1,6 +1,8 @@
 /* elementwise.c — binary ops with broadcasting (add/sub/mul/div), scalar forms and unary
  * activations: shape rules, builders and gradient rules. Kernels: backend/cpu/elementwise.c. */
 #include "ops/ops.h"
+#include "graph/dtype.h"
+#include <math.h>
 #include <string.h>
 
 int mf_node_like(mf_graph *g, int op, int like, int nsrc, const int *src) {
@@ -11,7 +13,7 @@ int mf_node_like(mf_graph *g, int op, int like, int nsrc, const int *src) {
   return mf_graph_add(g, op, l->dtype, l->ndim, ne, nsrc, src);
 }
 
-static const char *bin_names[] = {"add", "sub", "mul", "div"};
+static const char *bin_names[] = {"add", "sub", "mul", "div", "pow", "pow_da", "pow_db"};
 
 static int binary(mf_graph *g, int kind, mf_tensor a, mf_tensor b) {
   int src[2] = {a, b};
@@ -40,6 +42,7 @@ mf_tensor mf_add(mf_graph *g, mf_tensor a, mf_tensor b) { return binary(g, MF_BI
 mf_tensor mf_sub(mf_graph *g, mf_tensor a, mf_tensor b) { return binary(g, MF_BIN_SUB, a, b); }
 mf_tensor mf_mul(mf_graph *g, mf_tensor a, mf_tensor b) { return binary(g, MF_BIN_MUL, a, b); }
 mf_tensor mf_div(mf_graph *g, mf_tensor a, mf_tensor b) { return binary(g, MF_BIN_DIV, a, b); }
+mf_tensor mf_pow(mf_graph *g, mf_tensor a, mf_tensor b) { return binary(g, MF_BIN_POW, a, b); }
 
 static int scalar(mf_graph *g, int kind, mf_tensor a, double c) {
   int id = mf_node_like(g, MF_OP_SCALAR, a, 1, &a);
@@ -53,7 +56,7 @@ static int scalar(mf_graph *g, int kind, mf_tensor a, double c) {
 mf_tensor mf_add_scalar(mf_graph *g, mf_tensor a, double c) { return scalar(g, MF_SCALAR_ADD, a, c); }
 mf_tensor mf_mul_scalar(mf_graph *g, mf_tensor a, double c) { return scalar(g, MF_SCALAR_MUL, a, c); }
 
-static const char *un_names[] = {"exp", "log", "sigmoid", "tanh", "relu", "leaky_relu", "silu", "clamp", "sqrt", "erf", "gelu"};
+static const char *un_names[] = {"exp", "log", "sigmoid", "tanh", "relu", "leaky_relu", "silu", "clamp", "sqrt", "erf", "gelu", "pow"};
 
 static int unary(mf_graph *g, int kind, mf_tensor a, double p0, double p1) {
   int id = mf_node_like(g, MF_OP_UNARY, a, 1, &a);
@@ -76,9 +79,42 @@ mf_tensor mf_silu(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_SILU, a, 0, 
 mf_tensor mf_sqrt(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_SQRT, a, 0, 0); }
 mf_tensor mf_erf(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_ERF, a, 0, 0); }
 mf_tensor mf_gelu(mf_graph *g, mf_tensor a) { return unary(g, MF_UN_GELU, a, 0, 0); }
+mf_tensor mf_pow_scalar(mf_graph *g, mf_tensor a, double p) {
+  if (!isfinite(p)) return mf_graph_fail(g, "pow_scalar: exponent %g is not finite", p);
+  return unary(g, MF_UN_POW, a, p, 0);
+}
 mf_tensor mf_clamp(mf_graph *g, mf_tensor a, double lo, double hi) {
   if (!(lo <= hi)) return mf_graph_fail(g, "clamp: lower bound %g is above upper bound %g", lo, hi);
   return unary(g, MF_UN_CLAMP, a, lo, hi);
+}
+
+/* Dropout (ops.h: mf_dropout_keep): the node's own id is its mask key, so two dropouts of one tensor draw
+ * different masks and backward, a dropout of dy with the same key, draws the forward's mask again: no mask is
+ * stored (0 bytes in the plan) and neither x nor y is kept for backward. */
+static int dropout_node(mf_graph *g, mf_tensor x, double ratio, int key) {
+  if (!mf_graph_check_srcs(g, "dropout", 1, &x)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  if (!mf_dtype_is_float(nx->dtype)) {
+    char sx[80];
+    mf_shape_str(nx, sx, sizeof sx);
+    return mf_graph_fail(g, "dropout: input %s (%s) must be floating point", sx, mf_dtype_name(nx->dtype));
+  }
+  if (!(ratio >= 0 && ratio <= 1)) return mf_graph_fail(g, "dropout: ratio %g is outside [0, 1]", ratio);
+  int id = mf_node_like(g, MF_OP_DROPOUT, x, 1, &x);
+  if (id >= 0) {
+    mf_node *n = &g->nodes[id];
+    n->ip[0] = key >= 0 ? key : id;
+    n->fp[0] = ratio;
+    snprintf(n->name, MF_NAME_LEN, "%s", key >= 0 ? "dropout_bwd" : "dropout");
+  }
+  return id;
+}
+mf_tensor mf_dropout(mf_graph *g, mf_tensor x, double ratio) { return dropout_node(g, x, ratio, -1); }
+
+static int grad_dropout(mf_graph *g, int id, int dy, int *dx) {
+  const mf_node *n = &g->nodes[id];
+  dx[0] = dropout_node(g, dy, n->fp[0], n->ip[0]);
+  return dx[0] < 0 ? -1 : 0;
 }
 
 /* sigmoid, tanh, exp and sqrt differentiate from their output y; so do ReLU and a leaky ReLU of slope >= 0,
@@ -137,6 +173,10 @@ static int grad_binary(mf_graph *g, int id, int dy, int *dx) {
     if (mf_wants_grad(g, b)) /* d(a/b)/db = -y/b */
       dx[1] = mf_sum_to(g, mf_mul_scalar(g, mf_div(g, mf_mul(g, dy, id), b), -1.0), b);
     break;
+  case MF_BIN_POW: /* d/da = b a^(b-1), d/db = a^b ln a: each factor one binary node of (a, b), so a and b are kept */
+    if (mf_wants_grad(g, a)) dx[0] = mf_mul(g, dy, binary(g, MF_BIN_POW_DA, a, b));
+    if (mf_wants_grad(g, b)) dx[1] = mf_sum_to(g, mf_mul(g, dy, binary(g, MF_BIN_POW_DB, a, b)), b);
+    break;
   }
   return g->err[0] ? -1 : 0;
 }
@@ -158,10 +198,11 @@ static double flops_unary(const mf_graph *g, const mf_node *n) {
   (void)g;
   int k = n->ip[0];
   return (double)mf_node_numel(n) * (k == MF_UN_EXP || k == MF_UN_LOG || k == MF_UN_SIGMOID || k == MF_UN_TANH || k == MF_UN_SILU ||
-                                    k == MF_UN_SQRT || k == MF_UN_ERF || k == MF_UN_GELU ? 8 : 1);
+                                    k == MF_UN_SQRT || k == MF_UN_ERF || k == MF_UN_GELU || k == MF_UN_POW ? 8 : 1);
 }
 
 const mf_op_def mf_op_def_binary = {"binary", grad_binary, NULL};
 const mf_op_def mf_op_def_scalar = {"scalar", grad_scalar, NULL};
 const mf_op_def mf_op_def_unary = {"unary", grad_unary, flops_unary};
 const mf_op_def mf_op_def_unary_bwd = {"unary_bwd", NULL, flops_unary};
+const mf_op_def mf_op_def_dropout = {"dropout", grad_dropout, NULL};

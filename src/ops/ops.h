@@ -5,12 +5,15 @@
 
 #include "graph/graph.h"
 #include "graph/oplist.h"
+#include <math.h>
 
 
-enum { MF_BIN_ADD = 0, MF_BIN_SUB, MF_BIN_MUL, MF_BIN_DIV };
+/* POW a^b (C's pow: NaN for a negative a and a non-integer b, as ONNX and NumPy); its gradient's two factors:
+ * POW_DA b a^(b-1) (0 where b is 0), POW_DB a^b ln a (0 where a is 0 and b >= 0, as PyTorch) */
+enum { MF_BIN_ADD = 0, MF_BIN_SUB, MF_BIN_MUL, MF_BIN_DIV, MF_BIN_POW, MF_BIN_POW_DA, MF_BIN_POW_DB };
 enum { MF_SCALAR_ADD = 0, MF_SCALAR_MUL };
 enum { MF_UN_EXP = 0, MF_UN_LOG, MF_UN_SIGMOID, MF_UN_TANH, MF_UN_RELU, MF_UN_LEAKY, MF_UN_SILU, MF_UN_CLAMP,
-       MF_UN_SQRT, MF_UN_ERF, MF_UN_GELU };
+       MF_UN_SQRT, MF_UN_ERF, MF_UN_GELU, MF_UN_POW /* x^fp0, fp0 any constant */ };
 enum { MF_LOSS_MSE = 0, MF_LOSS_L1 };
 enum { MF_NORM_BATCH = 0, MF_NORM_GROUP };
 enum { MF_POOL_AVG = 0, MF_POOL_MAX };
@@ -38,6 +41,89 @@ static inline void mf_resize_src(int mode, int64_t o, int64_t in, int64_t out, d
   *i1 = f + 1;
   *l = x - (double)f;
 }
+/* The binary kinds' values (CPU and CUDA; T float or double): a op b */
+#ifdef __CUDACC__
+#define MF_HD __host__ __device__
+#else
+#define MF_HD
+#endif
+static inline MF_HD double mf_pow_da(double a, double b) { return b == 0 ? 0 : b * pow(a, b - 1); }
+static inline MF_HD double mf_pow_db(double a, double b) { return a == 0 && b >= 0 ? 0 : pow(a, b) * log(a); }
+static inline MF_HD float mf_pow_daf(float a, float b) { return b == 0 ? 0.0f : b * powf(a, b - 1); }
+static inline MF_HD float mf_pow_dbf(float a, float b) { return a == 0 && b >= 0 ? 0.0f : powf(a, b) * logf(a); }
+#undef MF_HD
+
+/* Dropout's draws: element i of the dropout node whose mask key is `key` is kept in the micro-step of seed `step_seed`
+ * when the high 32 bits of a splitmix64 word are >= thr, thr = ratio * 2^32 (mf_dropout_threshold), so it is kept with
+ * probability 1 - thr / 2^32 (ratio to within 2^-32). A pure function of (step_seed, key, i): any thread count and
+ * both backends draw the same mask, and backward (the same key on dy) or a recompute draws it again instead of
+ * storing it. base = mf_dropout_base(step_seed, key) once per kernel; word i = splitmix64's output i of that
+ * stream. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline uint64_t mf_dropout_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline uint64_t mf_dropout_base(uint64_t step_seed, int64_t key) {
+  return mf_dropout_mix(step_seed ^ mf_dropout_mix((uint64_t)key * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull));
+}
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int mf_dropout_keep(uint64_t base, int64_t i, uint64_t thr) {
+  return (mf_dropout_mix(base + ((uint64_t)i + 1) * 0x9E3779B97F4A7C15ull) >> 32) >= thr;
+}
+/* thr for a ratio in [0, 1] (1: nothing kept, thr = 2^32) */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline uint64_t mf_dropout_threshold(double ratio) {
+  return ratio <= 0 ? 0 : ratio >= 1 ? (uint64_t)1 << 32 : (uint64_t)(ratio * 4294967296.0);
+}
+/* the kept elements' scale 1 / (1 - ratio) (0 when ratio is 1: every element dropped) */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline double mf_dropout_scale(double ratio) { return ratio < 1 ? 1.0 / (1.0 - ratio) : 0.0; }
+
+/* A 2-D pooling window's geometry (ONNX MaxPool / AveragePool, PyTorch's max_pool2d / avg_pool2d): kernel kh x kw,
+ * strides sh, sw, dilations dh, dw, pads top/left/bottom/right, ceil (ceil_mode: the output rounds up, a last window
+ * that would start inside the bottom/right padding is dropped, as PyTorch), exclude_pad (average: divide by the
+ * window's pixels inside the image, count_include_pad 0; else by those inside the padded image, count_include_pad
+ * 1, PyTorch's default). In the POOL / POOL_BWD nodes' ip: 1 kh | kw << 16, 2 sh | sw << 16, 3 pt | pl << 16,
+ * 5 dh | dw << 16, 6 pb | pr << 16, 7 exclude_pad | ceil << 1 (ip0 the kind, ip4 global). */
+typedef struct mf_pool_cfg { int kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, exclude_pad, ceil; } mf_pool_cfg;
+mf_pool_cfg mf_pool_cfg_of(const mf_node *n);
+/* x [N,C,H,W] -> [N,C,OH,OW] with any geometry (1 <= k, s, d < 65536, 0 <= pads < 65536, each pad below the dilated
+ * kernel's extent); kind MF_POOL_AVG or MF_POOL_MAX */
+int mf_pool2d_cfg(mf_graph *g, int kind, int x, const mf_pool_cfg *cfg);
+/* Along one axis of n pixels: output o's window starts at o*s - p0 and takes every d-th pixel, k of them. t0, t1:
+ * the taps [t0, t1) inside the image; *cnt: the divisor of an average (taps inside the image, or with !exclude those
+ * inside [-p0, n + p1)). CPU and CUDA both use it. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline void mf_pool_taps(int64_t o, int s, int d, int k, int p0, int p1, int64_t n, int exclude, int64_t *start, int *t0,
+                                int *t1, int *cnt) {
+  int64_t st = o * s - p0;
+  int64_t a = st >= 0 ? 0 : (-st + d - 1) / d;
+  int64_t b = n - 1 - st < 0 ? 0 : (n - 1 - st) / d + 1;
+  if (b > k) b = k;
+  if (a > b) a = b;
+  int64_t e = n + p1 - 1 - st < 0 ? 0 : (n + p1 - 1 - st) / d + 1;
+  if (e > k) e = k;
+  *start = st;
+  *t0 = (int)a;
+  *t1 = (int)b;
+  *cnt = exclude ? (int)(b - a) : (int)e;
+}
+
 /* Padding of H and W (ONNX Pad, PyTorch's F.pad / ReflectionPad2d / ReplicationPad2d): constant (a value), reflect
  * (mirrored without repeating the edge: pads < size), edge (the edge pixel repeated). */
 enum { MF_PAD_CONSTANT = 0, MF_PAD_REFLECT, MF_PAD_EDGE };

@@ -416,6 +416,11 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
   double ranks = s->comm && !s->comm_loss_sum ? (double)s->comm->size : 1.0; /* a mean loss: each rank's share */
   mf_kctx k = {.g = g, .nthreads = s->opts.threads, .stream = s->stream,
                .grad_seed = s->loss_scale / (double)s->opts.accum_steps / ranks, .fault = fault, .fault_len = sizeof fault};
+  /* random ops (dropout) draw from this micro-step's seed: the session's seed (checkpointed), its update count and
+   * micro-step (checkpointed: a resumed run draws the same masks) and its rank (each rank its own masks); the
+   * evaluation program draws nothing */
+  k.training = pr != &s->plan->fwd;
+  k.step_seed = hash_words(s->rng, (uint64_t)s->step, ((uint64_t)mf_session_rank(s) << 32) ^ (uint64_t)s->micro);
   int comm_steps = s->comm_live && pr == &s->plan->train && s->plan->n_buckets;
   uint8_t *act = s->arena[MF_ARENA_ACT];
   size_t hw = s->measured[MF_ARENA_ACT];

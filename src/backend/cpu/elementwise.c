@@ -2,12 +2,16 @@
  * Fast f32 loops; any other float dtype goes through the generic double path. */
 #include "backend/cpu/cpu.h"
 #include <math.h>
+#include <string.h>
 
 static inline double bin_apply(int kind, double a, double b) {
   switch (kind) {
   case MF_BIN_ADD: return a + b;
   case MF_BIN_SUB: return a - b;
   case MF_BIN_MUL: return a * b;
+  case MF_BIN_POW: return pow(a, b);
+  case MF_BIN_POW_DA: return mf_pow_da(a, b);
+  case MF_BIN_POW_DB: return mf_pow_db(a, b);
   default: return a / b;
   }
 }
@@ -16,6 +20,9 @@ static inline float bin_apply_f(int kind, float a, float b) {
   case MF_BIN_ADD: return a + b;
   case MF_BIN_SUB: return a - b;
   case MF_BIN_MUL: return a * b;
+  case MF_BIN_POW: return powf(a, b);
+  case MF_BIN_POW_DA: return mf_pow_daf(a, b);
+  case MF_BIN_POW_DB: return mf_pow_dbf(a, b);
   default: return a / b;
   }
 }
@@ -96,6 +103,7 @@ static inline double un_apply(int kind, double x, double p0, double p1) {
   case MF_UN_SQRT: return sqrt(x);
   case MF_UN_ERF: return erf(x);
   case MF_UN_GELU: return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
+  case MF_UN_POW: return pow(x, p0);
   default: return x < p0 ? p0 : x > p1 ? p1 : x;
   }
 }
@@ -111,6 +119,7 @@ static inline float un_apply_f(int kind, float x, float p0, float p1) {
   case MF_UN_SQRT: return sqrtf(x);
   case MF_UN_ERF: return erff(x);
   case MF_UN_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678f));
+  case MF_UN_POW: return powf(x, p0);
   default: return x < p0 ? p0 : x > p1 ? p1 : x;
   }
 }
@@ -149,6 +158,7 @@ static inline double un_deriv(int kind, double v, double p0, double p1) {
   case MF_UN_SQRT: return 0.5 / v;
   case MF_UN_ERF: return 1.12837916709551257390 * exp(-v * v);
   case MF_UN_GELU: return 0.5 * (1.0 + erf(v * 0.70710678118654752440)) + v * 0.39894228040143267794 * exp(-0.5 * v * v);
+  case MF_UN_POW: return mf_pow_da(v, p0);
   default: return v >= p0 && v <= p1 ? 1 : 0;
   }
 }
@@ -164,6 +174,7 @@ static inline float un_deriv_f(int kind, float v, float p0, float p1) {
   case MF_UN_SQRT: return 0.5f / v;
   case MF_UN_ERF: return 1.12837917f * expf(-v * v);
   case MF_UN_GELU: return 0.5f * (1.0f + erff(v * 0.70710678f)) + v * 0.39894228f * expf(-0.5f * v * v);
+  case MF_UN_POW: return mf_pow_daf(v, p0);
   default: return v >= p0 && v <= p1 ? 1.0f : 0.0f;
   }
 }
@@ -188,4 +199,32 @@ void mf_cpu_unary_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const
   #pragma omp parallel for schedule(static) if (total > 16384)
   for (int64_t i = 0; i < total; i++)
     mf_st(out, n->dtype, i, mf_ld(src[1], nd->dtype, i) * un_deriv(kind, mf_ld(src[0], nv->dtype, i), n->fp[0], n->fp[1]));
+}
+
+/* dropout (ops/ops.h: mf_dropout_keep): y = x * (keep_i / (1 - ratio)) in a training program (a multiplication, as
+ * PyTorch's: a dropped NaN or inf stays NaN), y = x at evaluation; the mask is a hash of (step seed, key, i), the
+ * same on any thread count */
+void mf_cpu_dropout(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  bool on = k->training && n->fp[0] > 0;
+  uint64_t base = mf_dropout_base(k->step_seed, n->ip[0]), thr = mf_dropout_threshold(n->fp[0]);
+  double sc = mf_dropout_scale(n->fp[0]);
+  if (n->dtype == MF_F32 && nx->dtype == MF_F32) {
+    const float *x = src[0]; float *y = out;
+    float scf = (float)sc;
+    if (!on) {
+      if (y != x) memcpy(y, x, (size_t)total * sizeof *y);
+      return;
+    }
+    #pragma omp parallel for schedule(static) if (total > 16384)
+    for (int64_t i = 0; i < total; i++) y[i] = x[i] * (mf_dropout_keep(base, i, thr) ? scf : 0.0f);
+    return;
+  }
+  #pragma omp parallel for schedule(static) if (total > 16384)
+  for (int64_t i = 0; i < total; i++) {
+    double v = mf_ld(src[0], nx->dtype, i);
+    mf_st(out, n->dtype, i, !on ? v : v * (mf_dropout_keep(base, i, thr) ? sc : 0.0));
+  }
 }

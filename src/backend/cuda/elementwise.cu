@@ -58,6 +58,9 @@ template <typename T> __device__ __forceinline__ T bin_apply(int kind, T a, T b)
   case MF_BIN_ADD: return a + b;
   case MF_BIN_SUB: return a - b;
   case MF_BIN_MUL: return a * b;
+  case MF_BIN_POW: return pow(a, b);
+  case MF_BIN_POW_DA: return b == (T)0 ? (T)0 : b * pow(a, b - (T)1);
+  case MF_BIN_POW_DB: return a == (T)0 && b >= (T)0 ? (T)0 : pow(a, b) * log(a);
   default: return a / b;
   }
 }
@@ -122,6 +125,7 @@ template <typename T> __device__ __forceinline__ T un_apply(int kind, T x, T p0,
   case MF_UN_SQRT: return sqrt(x);
   case MF_UN_ERF: return erf(x);
   case MF_UN_GELU: return (T)0.5 * x * ((T)1 + erf(x * (T)0.70710678118654752440));
+  case MF_UN_POW: return pow(x, p0);
   default: return x < p0 ? p0 : x > p1 ? p1 : x;
   }
 }
@@ -142,6 +146,7 @@ template <typename T> __device__ __forceinline__ T un_deriv(int kind, T v, T p0,
   case MF_UN_ERF: return (T)1.12837916709551257390 * exp(-v * v);
   case MF_UN_GELU:
     return (T)0.5 * ((T)1 + erf(v * (T)0.70710678118654752440)) + v * (T)0.39894228040143267794 * exp((T)-0.5 * v * v);
+  case MF_UN_POW: return p0 == (T)0 ? (T)0 : p0 * pow(v, p0 - (T)1);
   default: return v >= p0 && v <= p1 ? (T)1 : (T)0;
   }
 }
@@ -181,4 +186,27 @@ extern "C" void mf_cuda_unary_bwd(const mf_kctx *k, const mf_node *n, void *out,
     k_unary_bwd<float><<<mf_blocks(total), MF_THREADS, 0, st>>>(out, n->dtype, src[0], nv->dtype, src[1], nd->dtype, total, n->ip[0],
                                                                 (float)n->fp[0], (float)n->fp[1]);
   MF_CUDA_LAUNCHED("unary_bwd");
+}
+
+/* ------------------------------------------------------------------ dropout */
+
+/* y = x * (keep_i / (1 - ratio)), the mask hashed from (step seed, key, i) as on the CPU (ops.h: mf_dropout_keep) */
+template <typename T> __global__ void k_dropout(void *y, int yt, const void *x, int xt, int64_t n, uint64_t base, uint64_t thr, T sc) {
+  MF_GRID_LOOP(i, n) mf_gst<T>(y, yt, i, mf_gld<T>(x, xt, i) * (mf_dropout_keep(base, i, thr) ? sc : (T)0));
+}
+
+/* dropout in a training program; the identity (a conversion) at evaluation or with ratio 0 */
+extern "C" void mf_cuda_dropout(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  cudaStream_t st = mf_cuda_stream(k);
+  bool on = k->training && n->fp[0] > 0;
+  uint64_t base = mf_dropout_base(k->step_seed, n->ip[0]), thr = on ? mf_dropout_threshold(n->fp[0]) : 0;
+  double sc = on ? mf_dropout_scale(n->fp[0]) : 1.0; /* thr 0 keeps every element: x * 1 */
+  if (mf_any_f64(n->dtype, nx->dtype, MF_F32))
+    k_dropout<double><<<mf_blocks(total), MF_THREADS, 0, st>>>(out, n->dtype, src[0], nx->dtype, total, base, thr, sc);
+  else
+    k_dropout<float><<<mf_blocks(total), MF_THREADS, 0, st>>>(out, n->dtype, src[0], nx->dtype, total, base, thr, (float)sc);
+  MF_CUDA_LAUNCHED("dropout");
 }
