@@ -501,12 +501,29 @@ static mf_tensor c_pool(mf_graph *g, mf_dtype act, int v) {
   case 8: return mf_pad2d(g, x, MF_PAD_REFLECT, 2, 1, 1, 3, 0);
   case 9: return mf_pad2d(g, x, MF_PAD_EDGE, 0, 2, 3, 1, 0);
   case 10: return mf_pad2d(g, x, MF_PAD_CONSTANT, 1, 0, 2, 2, 1.5);
+  case 11: { /* max 3x2, strides 2,1, dilations 2,1, pads t1 r1, ceil */
+    mf_pool_cfg c = {3, 2, 2, 1, 2, 1, 1, 0, 0, 1, 0, 1};
+    return mf_pool2d_cfg(g, MF_POOL_MAX, x, &c);
+  }
+  case 12: { /* average 2x3, strides 1,2, pads l2 b1, padding not counted */
+    mf_pool_cfg c = {2, 3, 1, 2, 1, 1, 0, 2, 1, 0, 1, 0};
+    return mf_pool2d_cfg(g, MF_POOL_AVG, x, &c);
+  }
   default: { /* global max pooling has kernels but no builder: a global pool node switched to max */
     mf_tensor y = mf_global_avgpool(g, x);
     if (y >= 0) g->nodes[y].ip[0] = MF_POOL_MAX;
     return y;
   }
   }
+}
+/* dropout (the same masks on both backends: a hash of the session's step seed) and pow with constant and tensor
+ * exponents on positive bases */
+static mf_tensor c_random(mf_graph *g, mf_dtype act, int v) {
+  (void)act;
+  mf_tensor x = P(g, "x", 4, SH(2, 3, 9, 8));
+  if (v == 0) return mf_dropout(g, x, 0.3);
+  if (v == 1) return mf_pow_scalar(g, mf_exp(g, x), 2.5);
+  return mf_pow(g, mf_exp(g, x), P(g, "e", 4, SH(1, 3, 1, 1)));
 }
 /* Haar wavelet and inverse on [2,3,6,8] / [2,12,3,4] */
 static mf_tensor c_wave(mf_graph *g, mf_dtype act, int v) {
@@ -615,8 +632,11 @@ static void test_ops(void) {
                       "softmax [7,300]", "log_softmax [3,6,5,4] axis 1"};
   for (int v = 0; v < 7; v++) op_case(nn[v], c_norm, v);
   const char *pn[] = {"avgpool 3 s2 p1", "maxpool 2 s2", "maxpool 3 s1 p1", "global avgpool", "upsample 2", "global maxpool",
-                      "resize bilinear 2x", "resize align_corners down", "pad reflect", "pad edge", "pad constant 1.5"};
-  for (int v = 0; v < 11; v++) op_case(pn[v], c_pool, v);
+                      "resize bilinear 2x", "resize align_corners down", "pad reflect", "pad edge", "pad constant 1.5",
+                      "maxpool 3x2 s2,1 d2,1 pads 1,0,0,1 ceil", "avgpool 2x3 s1,2 pads 0,2,1,0 exclude pad"};
+  for (int v = 0; v < 13; v++) op_case(pn[v], c_pool, v);
+  const char *dn[] = {"dropout 0.3", "pow_scalar 2.5", "pow per-channel exponent"};
+  for (int v = 0; v < 3; v++) op_case(dn[v], c_random, v);
   op_case("dwt", c_wave, 0);
   op_case("idwt", c_wave, 1);
   const char *xn[] = {"codebook look-up (argmin, gather, straight-through)", "round straight through", "argmin axis 1 + gather"};

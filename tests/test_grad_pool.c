@@ -1,6 +1,8 @@
 /* test_grad_pool.c — average/max pooling, global average pooling and nearest upsampling:
  * finite-difference gradient checks in f64, forward/backward values against hand-computed
- * PyTorch semantics (count_include_pad=True, first maximum wins), f32 vs bf16, shape errors. */
+ * PyTorch semantics (count_include_pad=True, first maximum wins), f32 vs bf16, shape errors; pools of any geometry
+ * (unequal kernels and strides, dilation, asymmetric pads, count_include_pad 0 and 1, ceil_mode) against an f64
+ * evaluation of the definition. */
 #include "gradcheck.h"
 #include "graph/dtype.h"
 
@@ -148,8 +150,113 @@ static void shape_errors(void) {
   mf_graph_free(g);
 }
 
+/* ---- any geometry: unequal kernels and strides, dilation, asymmetric pads, count_include_pad both ways, ceil ---- */
+typedef struct { int kind; mf_pool_cfg c; } geo_ctx;
+static mf_tensor build_geo(mf_graph *g, const mf_tensor *in, void *c) {
+  geo_ctx *o = c;
+  return mf_pool2d_cfg(g, o->kind ? MF_POOL_MAX : MF_POOL_AVG, in[0], &o->c);
+}
+static const geo_ctx geos[] = {
+  {0, {3, 2, 2, 1, 1, 1, 1, 0, 0, 1, 0, 0}},  /* avg 3x2, strides 2,1, pads t1 r1, padding counted */
+  {0, {3, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 0}},  /* the same, padding not counted */
+  {0, {3, 3, 2, 3, 1, 1, 0, 1, 2, 0, 1, 1}},  /* strides 2,3, pads l1 b2, ceil, not counted */
+  {0, {2, 3, 1, 2, 2, 1, 1, 2, 1, 0, 0, 0}},  /* dilation 2 in H */
+  {1, {3, 2, 1, 2, 2, 1, 2, 0, 1, 1, 0, 0}},  /* max, dilation 2 in H, pads t2 b1 r1 */
+  {1, {2, 3, 2, 1, 1, 2, 0, 2, 1, 0, 0, 1}},  /* max, dilation 2 in W, ceil */
+  {1, {3, 3, 3, 2, 2, 2, 1, 1, 0, 2, 0, 1}},  /* max, dilation 2, strides 3,2, ceil */
+};
+
+/* f64 reference from the definition: tap t of output o along an axis reads o*s - p0 + t*d */
+static void ref_pool(const geo_ctx *o, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW, const double *x, const double *dy,
+                     double *y, double *dx, double *ybound, double *dxbound) {
+  const mf_pool_cfg *c = &o->c;
+  for (int64_t i = 0; i < P * H * W; i++) dx[i] = 0, dxbound[i] = 0;
+  for (int64_t p = 0; p < P; p++)
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        double acc = 0, mag = 0, best = -INFINITY, cnt = 0;
+        int64_t bi = -1;
+        for (int a = 0; a < c->kh; a++)
+          for (int b = 0; b < c->kw; b++) {
+            int64_t h = oh * c->sh - c->pt + (int64_t)a * c->dh, w = ow * c->sw - c->pl + (int64_t)b * c->dw;
+            bool in = h >= 0 && h < H && w >= 0 && w < W;
+            bool inpad = h >= -c->pt && h < H + c->pb && w >= -c->pl && w < W + c->pr;
+            if (c->exclude_pad ? in : inpad) cnt++;
+            if (!in) continue;
+            double v = x[(p * H + h) * W + w];
+            acc += v, mag += fabs(v);
+            if (v > best) best = v, bi = (p * H + h) * W + w;
+          }
+        int64_t yi = (p * OH + oh) * OW + ow;
+        y[yi] = o->kind ? best : acc / cnt;
+        ybound[yi] = o->kind ? 0 : (c->kh * c->kw + 2) * 0x1p-52 * mag / cnt;
+        for (int a = 0; a < c->kh && !o->kind; a++)
+          for (int b = 0; b < c->kw; b++) {
+            int64_t h = oh * c->sh - c->pt + (int64_t)a * c->dh, w = ow * c->sw - c->pl + (int64_t)b * c->dw;
+            if (h < 0 || h >= H || w < 0 || w >= W) continue;
+            dx[(p * H + h) * W + w] += dy[yi] / cnt;
+            dxbound[(p * H + h) * W + w] += (c->kh * c->kw + 4) * 0x1p-52 * fabs(dy[yi] / cnt); /* gamma_n over <= kh kw windows */
+          }
+        if (o->kind && bi >= 0) dx[bi] += dy[yi], dxbound[bi] += (c->kh * c->kw + 4) * 0x1p-52 * fabs(dy[yi]);
+      }
+}
+
+static void geometry(void) {
+  for (size_t i = 0; i < sizeof geos / sizeof *geos; i++) {
+    geo_ctx c = geos[i];
+    char nm[160];
+    snprintf(nm, sizeof nm, "%s k%dx%d s%d,%d d%d,%d pads %d,%d,%d,%d%s%s", c.kind ? "maxpool" : "avgpool", c.c.kh, c.c.kw, c.c.sh,
+             c.c.sw, c.c.dh, c.c.dw, c.c.pt, c.c.pl, c.c.pb, c.c.pr, c.c.exclude_pad ? " exclude_pad" : "", c.c.ceil ? " ceil" : "");
+    gc_input in = {4, {2, 2, 8, 7}, GC_NORMAL};
+    gc_check(nm, 1, &in, build_geo, &c, 0, 1e-6);
+    /* values and gradients in f64 against the definition */
+    mf_graph *g = mf_graph_init(MF_F64);
+    int64_t N = 2, C = 2, H = 8, W = 7;
+    mf_tensor x = mf_input(g, "x", 4, (int64_t[]){N, C, H, W});
+    mf_tensor y = build_geo(g, &x, &c);
+    if (y < 0) { CHECK(0, "%s: %s", nm, mf_graph_error(g)); mf_graph_free(g); continue; }
+    int64_t OH = mf_tensor_dim(g, y, 2), OW = mf_tensor_dim(g, y, 3);
+    mf_tensor dy = mf_input(g, "dy", 4, (int64_t[]){N, C, OH, OW});
+    mf_node pool = g->nodes[y];
+    mf_tensor d = mf_pool_bwd(g, x, dy, &pool);
+    int64_t nx = N * C * H * W, ny = N * C * OH * OW;
+    double *xv = malloc((size_t)nx * sizeof *xv), *dyv = malloc((size_t)ny * sizeof *dyv), *yr = malloc((size_t)ny * sizeof *yr),
+           *yb = malloc((size_t)ny * sizeof *yb), *dxr = malloc((size_t)nx * sizeof *dxr), *dxb = malloc((size_t)nx * sizeof *dxb);
+    for (int64_t k = 0; k < nx; k++) xv[k] = gc_normal();
+    for (int64_t k = 0; k < ny; k++) dyv[k] = gc_normal();
+    ref_pool(&c, N * C, H, W, OH, OW, xv, dyv, yr, dxr, yb, dxb);
+    /* the output size: ONNX's floor((H + pads - dilated k) / s) + 1, or ceil with the last window starting in the image */
+    int64_t eh = (int64_t)c.c.dh * (c.c.kh - 1) + 1, sp = H + c.c.pt + c.c.pb - eh;
+    int64_t want_oh = (c.c.ceil ? (sp + c.c.sh - 1) / c.c.sh : sp / c.c.sh) + 1;
+    if (c.c.ceil && (want_oh - 1) * c.c.sh >= H + c.c.pt) want_oh--;
+    CHECK(OH == want_oh, "%s: output height %lld, want %lld", nm, (long long)OH, (long long)want_oh);
+    void **leaf = calloc((size_t)g->n, sizeof *leaf);
+    leaf[x] = xv, leaf[dy] = dyv;
+    mf_ref r;
+    char err[256];
+    if (d < 0 || mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) CHECK(0, "%s: %s", nm, d < 0 ? mf_graph_error(g) : err);
+    else {
+      int bad = 0;
+      const double *yv = r.data[y], *dv = r.data[d];
+      for (int64_t k = 0; k < ny; k++) bad += !(fabs(yv[k] - yr[k]) <= yb[k]);
+      for (int64_t k = 0; k < nx; k++) bad += !(fabs(dv[k] - dxr[k]) <= dxb[k]);
+      CHECK(bad == 0, "%s: %d values or gradients differ from the definition", nm, bad);
+      mf_ref_free(&r);
+    }
+    free(leaf), free(xv), free(dyv), free(yr), free(yb), free(dxr), free(dxb);
+    mf_graph_free(g);
+  }
+  /* bad geometry names the setting */
+  mf_graph *g = mf_graph_init(MF_F32);
+  mf_tensor x = mf_input(g, "x", 4, (int64_t[]){1, 1, 6, 6});
+  mf_pool_cfg bad = {3, 3, 1, 1, 1, 1, 3, 0, 0, 0, 0, 0};
+  CHECK(mf_pool2d_cfg(g, MF_POOL_MAX, x, &bad) < 0 && strstr(mf_graph_error(g), "pads top 3"), "error was: %s", mf_graph_error(g));
+  mf_graph_free(g);
+}
+
 int main(void) {
   gradchecks();
+  geometry();
   values();
   dtypes_agree();
   shape_errors();

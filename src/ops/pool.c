@@ -1,13 +1,37 @@
 /* pool.c — average/max pooling, global average pooling, nearest upsampling, bilinear resize and 2-D padding
  * (+ their backward ops): shape rules, builders and gradient rules. Kernels: backend/cpu/pool.c.
- * POOL params: ip0 MF_POOL_AVG/MAX, ip1 k, ip2 stride, ip3 pad, ip4 = 1 for global average
- * pooling ([N,C,H,W] -> [N,C]; the window is the whole plane, k/stride/pad unused).
- * Average pooling divides by k*k including padded positions (PyTorch's count_include_pad=True). */
+ * POOL params: ip0 MF_POOL_AVG/MAX, the window's geometry in ip1-3, 5-7 (mf_pool_cfg in ops.h), ip4 = 1 for
+ * global average pooling ([N,C,H,W] -> [N,C]; the window is the whole plane, the geometry unused). Average pooling
+ * divides by the window's pixels inside the padded image (count_include_pad 1, PyTorch's default) or inside the
+ * image (exclude_pad, count_include_pad 0). */
 #include "ops/ops.h"
 #include "graph/dtype.h"
 #include <string.h>
 
-static int pool2d(mf_graph *g, int kind, mf_tensor x, int k, int stride, int pad) {
+mf_pool_cfg mf_pool_cfg_of(const mf_node *n) {
+  mf_pool_cfg c;
+  uint32_t k = (uint32_t)n->ip[1], st = (uint32_t)n->ip[2], tl = (uint32_t)n->ip[3], d = (uint32_t)n->ip[5], br = (uint32_t)n->ip[6];
+  c.kh = (int)(k & 0xffff), c.kw = (int)(k >> 16);
+  c.sh = (int)(st & 0xffff), c.sw = (int)(st >> 16);
+  c.pt = (int)(tl & 0xffff), c.pl = (int)(tl >> 16);
+  c.dh = (int)(d & 0xffff), c.dw = (int)(d >> 16);
+  c.pb = (int)(br & 0xffff), c.pr = (int)(br >> 16);
+  c.exclude_pad = n->ip[7] & 1;
+  c.ceil = (n->ip[7] >> 1) & 1;
+  return c;
+}
+
+/* output size along an axis of n pixels: floor (or ceil) of (n + p0 + p1 - dilated k) / s, plus 1; with ceil, a last
+ * window starting inside the bottom/right padding is dropped (PyTorch's rule) */
+static int64_t pool_out(int64_t n, int k, int s, int d, int p0, int p1, int ceil) {
+  int64_t span = n + p0 + p1 - ((int64_t)d * (k - 1) + 1);
+  if (span < 0) return 0;
+  int64_t o = (ceil ? (span + s - 1) / s : span / s) + 1;
+  if (ceil && (o - 1) * s >= n + p0) o--;
+  return o;
+}
+
+int mf_pool2d_cfg(mf_graph *g, int kind, int x, const mf_pool_cfg *c) {
   const char *nm = kind == MF_POOL_AVG ? "avgpool2d" : "maxpool2d";
   if (!mf_graph_check_srcs(g, nm, 1, &x)) return -1;
   const mf_node *nx = &g->nodes[x];
@@ -15,22 +39,42 @@ static int pool2d(mf_graph *g, int kind, mf_tensor x, int k, int stride, int pad
   mf_shape_str(nx, sx, sizeof sx);
   if (nx->ndim != 4) return mf_graph_fail(g, "%s: input %s must be 4-D [N,C,H,W]", nm, sx);
   if (!mf_dtype_is_float(nx->dtype)) return mf_graph_fail(g, "%s: input %s must be floating point", nm, sx);
-  if (k < 1 || stride < 1 || pad < 0 || pad > k / 2)
-    return mf_graph_fail(g, "%s: kernel %d, stride %d, padding %d (need k >= 1, stride >= 1, 0 <= padding <= k/2)", nm, k, stride,
-                         pad);
-  if (nx->ne[2] + 2 * pad < k || nx->ne[3] + 2 * pad < k)
-    return mf_graph_fail(g, "%s: kernel %d is larger than input %s padded by %d", nm, k, sx, pad);
-  int64_t ne[4] = {nx->ne[0], nx->ne[1], (nx->ne[2] + 2 * pad - k) / stride + 1, (nx->ne[3] + 2 * pad - k) / stride + 1};
+  const int lim = 65535;
+  if (c->kh < 1 || c->kw < 1 || c->sh < 1 || c->sw < 1 || c->dh < 1 || c->dw < 1 || c->kh > lim || c->kw > lim || c->sh > lim ||
+      c->sw > lim || c->dh > lim || c->dw > lim)
+    return mf_graph_fail(g, "%s: kernel %dx%d, strides %dx%d, dilations %dx%d for input %s (need each in 1..%d)", nm, c->kh, c->kw,
+                         c->sh, c->sw, c->dh, c->dw, sx, lim);
+  int64_t eh = (int64_t)c->dh * (c->kh - 1) + 1, ew = (int64_t)c->dw * (c->kw - 1) + 1; /* dilated extents */
+  if (c->pt < 0 || c->pl < 0 || c->pb < 0 || c->pr < 0 || c->pt >= eh || c->pb >= eh || c->pl >= ew || c->pr >= ew)
+    return mf_graph_fail(g, "%s: pads top %d, left %d, bottom %d, right %d for a %lldx%lld window (need 0 <= pad < window)", nm,
+                         c->pt, c->pl, c->pb, c->pr, (long long)eh, (long long)ew);
+  int64_t oh = pool_out(nx->ne[2], c->kh, c->sh, c->dh, c->pt, c->pb, c->ceil),
+          ow = pool_out(nx->ne[3], c->kw, c->sw, c->dw, c->pl, c->pr, c->ceil);
+  if (oh < 1 || ow < 1)
+    return mf_graph_fail(g, "%s: a %lldx%lld window is larger than input %s padded by %d,%d,%d,%d", nm, (long long)eh, (long long)ew,
+                         sx, c->pt, c->pl, c->pb, c->pr);
+  int64_t ne[4] = {nx->ne[0], nx->ne[1], oh, ow}; /* [N,C,OH,OW] */
   int id = mf_graph_add(g, MF_OP_POOL, nx->dtype, 4, ne, 1, &x);
   if (id >= 0) {
     mf_node *n = &g->nodes[id];
     n->ip[0] = kind;
-    n->ip[1] = k;
-    n->ip[2] = stride;
-    n->ip[3] = pad;
+    n->ip[1] = (int32_t)((uint32_t)c->kh | (uint32_t)c->kw << 16);
+    n->ip[2] = (int32_t)((uint32_t)c->sh | (uint32_t)c->sw << 16);
+    n->ip[3] = (int32_t)((uint32_t)c->pt | (uint32_t)c->pl << 16);
+    n->ip[5] = (int32_t)((uint32_t)c->dh | (uint32_t)c->dw << 16);
+    n->ip[6] = (int32_t)((uint32_t)c->pb | (uint32_t)c->pr << 16);
+    n->ip[7] = (c->exclude_pad ? 1 : 0) | (c->ceil ? 2 : 0);
     snprintf(n->name, MF_NAME_LEN, "%s", nm);
   }
   return id;
+}
+
+static int pool2d(mf_graph *g, int kind, mf_tensor x, int k, int stride, int pad) {
+  if (k < 1 || stride < 1 || pad < 0 || pad > k / 2)
+    return mf_graph_fail(g, "%s: kernel %d, stride %d, padding %d (need k >= 1, stride >= 1, 0 <= padding <= k/2)",
+                         kind == MF_POOL_AVG ? "avgpool2d" : "maxpool2d", k, stride, pad);
+  mf_pool_cfg c = {k, k, stride, stride, 1, 1, pad, pad, pad, pad, 0, 0};
+  return mf_pool2d_cfg(g, kind, x, &c);
 }
 mf_tensor mf_avgpool2d(mf_graph *g, mf_tensor x, int k, int stride, int pad) { return pool2d(g, MF_POOL_AVG, x, k, stride, pad); }
 mf_tensor mf_maxpool2d(mf_graph *g, mf_tensor x, int k, int stride, int pad) { return pool2d(g, MF_POOL_MAX, x, k, stride, pad); }
@@ -60,7 +104,7 @@ mf_tensor mf_global_avgpool(mf_graph *g, mf_tensor x) {
 int mf_pool_bwd(mf_graph *g, int x, int dy, const mf_node *pool) {
   int src[2] = {x, dy};
   if (!mf_graph_check_srcs(g, "pool_bwd", 2, src)) return -1;
-  int32_t ip[5];
+  int32_t ip[8];
   memcpy(ip, pool->ip, sizeof ip);
   bool is_max = ip[0] == MF_POOL_MAX;
   int id = is_max ? mf_node_like(g, MF_OP_POOL_BWD, x, 2, src) : mf_node_like(g, MF_OP_POOL_BWD, x, 1, &dy);
@@ -202,12 +246,14 @@ static int grad_pad(mf_graph *g, int id, int dy, int *dx) {
 /* one add/compare per window element */
 static double flops_pool(const mf_graph *g, const mf_node *n) {
   (void)g;
-  double win = n->ip[4] ? (double)g->nodes[n->src[0]].ne[2] * (double)g->nodes[n->src[0]].ne[3] : (double)n->ip[1] * n->ip[1];
+  mf_pool_cfg c = mf_pool_cfg_of(n);
+  double win = n->ip[4] ? (double)g->nodes[n->src[0]].ne[2] * (double)g->nodes[n->src[0]].ne[3] : (double)c.kh * c.kw;
   return (double)mf_node_numel(n) * win;
 }
 static double flops_pool_bwd(const mf_graph *g, const mf_node *n) {
   (void)g;
-  double win = n->ip[4] ? 1.0 : (double)n->ip[1] * n->ip[1];
+  mf_pool_cfg c = mf_pool_cfg_of(n);
+  double win = n->ip[4] ? 1.0 : (double)c.kh * c.kw;
   return (double)mf_node_numel(n) * win;
 }
 

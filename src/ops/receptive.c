@@ -190,8 +190,14 @@ int mf_graph_receptive_field(const mf_graph *g, int out, int64_t radius[2], int6
       }
       case MF_OP_POOL: {
         if (n->ip[4]) { r = fail(err, errlen, g, id, "global pooling sees the whole image"); break; }
-        int64_t k[2] = {n->ip[1], n->ip[1]};
-        r = window(g, st, id, k, n->ip[2], n->ip[3], o, err, errlen);
+        mf_pool_cfg pc = mf_pool_cfg_of(n);
+        if (pc.kh != pc.kw || pc.sh != pc.sw || pc.dh != 1 || pc.dw != 1 || pc.pl != pc.pt || pc.pb != pc.pt || pc.pr != pc.pt ||
+            pc.ceil) {
+          r = fail(err, errlen, g, id, "a pooling window that is not square, undilated and evenly padded");
+          break;
+        }
+        int64_t k[2] = {pc.kh, pc.kh};
+        r = window(g, st, id, k, pc.sh, pc.pt, o, err, errlen);
         break;
       }
       case MF_OP_DWT: {

@@ -8,7 +8,8 @@
 /* window geometry of a POOL / POOL_BWD node given x [N,C,H,W] */
 typedef struct pool_geo {
   int64_t P, H, W, OH, OW; /* P = N*C planes */
-  int k, s, p, is_max;
+  mf_pool_cfg c;
+  int is_max, global;
 } pool_geo;
 
 static void pool_geometry(const mf_node *n, const mf_node *x, const mf_node *y, pool_geo *q) {
@@ -16,62 +17,60 @@ static void pool_geometry(const mf_node *n, const mf_node *x, const mf_node *y, 
   q->H = x->ne[2];
   q->W = x->ne[3];
   q->is_max = n->ip[0] == MF_POOL_MAX;
-  if (n->ip[4]) { /* global: one window covering the plane */
+  q->global = n->ip[4] != 0;
+  if (q->global) { /* global: one window covering the plane */
     q->OH = q->OW = 1;
-    q->k = 0;
-    q->s = 1;
-    q->p = 0;
+    q->c = (mf_pool_cfg){(int)q->H, (int)q->W, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
   } else {
     q->OH = y->ne[2];
     q->OW = y->ne[3];
-    q->k = n->ip[1];
-    q->s = n->ip[2];
-    q->p = n->ip[3];
+    q->c = mf_pool_cfg_of(n);
   }
 }
-/* clipped window [h0,h1) x [w0,w1) of output (oh, ow) */
-static inline void window(const pool_geo *q, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
-  if (!q->k) { *h0 = 0; *h1 = q->H; *w0 = 0; *w1 = q->W; return; }
-  *h0 = oh * q->s - q->p; *h1 = *h0 + q->k;
-  *w0 = ow * q->s - q->p; *w1 = *w0 + q->k;
-  if (*h0 < 0) *h0 = 0;
-  if (*w0 < 0) *w0 = 0;
-  if (*h1 > q->H) *h1 = q->H;
-  if (*w1 > q->W) *w1 = q->W;
+/* output (oh, ow)'s window: rows hs + t dh for t in [th0, th1), columns ws + t dw for t in [tw0, tw1), and the
+ * average's divisor */
+typedef struct pool_win { int64_t hs, ws; int th0, th1, tw0, tw1; double div; } pool_win;
+static inline pool_win window(const pool_geo *q, int64_t oh, int64_t ow) {
+  pool_win w;
+  const mf_pool_cfg *c = &q->c;
+  int ch, cw;
+  mf_pool_taps(oh, c->sh, c->dh, c->kh, c->pt, c->pb, q->H, c->exclude_pad, &w.hs, &w.th0, &w.th1, &ch);
+  mf_pool_taps(ow, c->sw, c->dw, c->kw, c->pl, c->pr, q->W, c->exclude_pad, &w.ws, &w.tw0, &w.tw1, &cw);
+  w.div = (double)ch * (double)cw;
+  return w;
 }
-/* average divisor: k*k including padding (count_include_pad=True); H*W for global */
-static inline double avg_div(const pool_geo *q) { return q->k ? (double)q->k * q->k : (double)q->H * q->W; }
 
-/* y [N,C,OH,OW] (or [N,C] global) from x [N,C,H,W] */
+/* y [N,C,OH,OW] (or [N,C] global) from x [N,C,H,W]: the window's maximum (-FLT_MAX/-DBL_MAX when it holds no pixel),
+ * or its sum over the divisor (0 when that is 0) */
 void mf_cpu_pool(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   (void)ws;
   const mf_node *nx = mf_src(k, n, 0);
   pool_geo q;
   pool_geometry(n, nx, n, &q);
   bool f32 = n->dtype == MF_F32 && nx->dtype == MF_F32;
-  double inv = 1.0 / avg_div(&q);
+  int64_t dh = q.c.dh, dw = q.c.dw;
   #pragma omp parallel for schedule(static) if (q.P * q.H * q.W > 32768)
   for (int64_t pl = 0; pl < q.P; pl++) {
     int64_t xo = pl * q.H * q.W, yo = pl * q.OH * q.OW;
     for (int64_t oh = 0; oh < q.OH; oh++)
       for (int64_t ow = 0; ow < q.OW; ow++) {
-        int64_t h0, h1, w0, w1;
-        window(&q, oh, ow, &h0, &h1, &w0, &w1);
+        pool_win w = window(&q, oh, ow);
+        double inv = w.div > 0 ? 1.0 / w.div : 0.0;
         if (f32) {
           const float *x = (const float *)src[0] + xo;
           float acc = q.is_max ? -FLT_MAX : 0.0f;
-          for (int64_t h = h0; h < h1; h++)
-            for (int64_t w = w0; w < w1; w++) {
-              float v = x[h * q.W + w];
+          for (int th = w.th0; th < w.th1; th++)
+            for (int tw = w.tw0; tw < w.tw1; tw++) {
+              float v = x[(w.hs + th * dh) * q.W + w.ws + tw * dw];
               if (q.is_max) { if (v > acc) acc = v; }
               else acc += v;
             }
           ((float *)out)[yo + oh * q.OW + ow] = q.is_max ? acc : acc * (float)inv;
         } else {
           double acc = q.is_max ? -DBL_MAX : 0.0;
-          for (int64_t h = h0; h < h1; h++)
-            for (int64_t w = w0; w < w1; w++) {
-              double v = mf_ld(src[0], nx->dtype, xo + h * q.W + w);
+          for (int th = w.th0; th < w.th1; th++)
+            for (int tw = w.tw0; tw < w.tw1; tw++) {
+              double v = mf_ld(src[0], nx->dtype, xo + (w.hs + th * dh) * q.W + w.ws + tw * dw);
               if (q.is_max) { if (v > acc) acc = v; }
               else acc += v;
             }
@@ -81,8 +80,9 @@ void mf_cpu_pool(const mf_kctx *k, const mf_node *n, void *out, void *const *src
   }
 }
 
-/* dx [N,C,H,W] from dy: average spreads dy/(k*k) over the window; max sends dy to the first
- * maximum of the window (row-major order, strict > so the first of equal values wins) */
+/* dx [N,C,H,W] from dy: average spreads dy / divisor over the window; max sends dy to the first maximum of the
+ * window (row-major order of its taps, strict > so the first of equal values wins; nothing for a window without a
+ * pixel) */
 void mf_cpu_pool_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   (void)ws;
   pool_geo q;
@@ -91,7 +91,7 @@ void mf_cpu_pool_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const 
   const void *x = is_max ? src[0] : NULL, *dy = src[is_max ? 1 : 0];
   pool_geometry(n, n, nd, &q);
   bool f32 = n->dtype == MF_F32 && nd->dtype == MF_F32 && nx->dtype == MF_F32;
-  double inv = 1.0 / avg_div(&q);
+  int64_t dh = q.c.dh, dw = q.c.dw;
   #pragma omp parallel for schedule(static) if (q.P * q.H * q.W > 32768)
   for (int64_t pl = 0; pl < q.P; pl++) {
     int64_t xo = pl * q.H * q.W, yo = pl * q.OH * q.OW;
@@ -99,41 +99,46 @@ void mf_cpu_pool_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const 
     else for (int64_t i = 0; i < q.H * q.W; i++) mf_st(out, n->dtype, xo + i, 0.0);
     for (int64_t oh = 0; oh < q.OH; oh++)
       for (int64_t ow = 0; ow < q.OW; ow++) {
-        int64_t h0, h1, w0, w1;
-        window(&q, oh, ow, &h0, &h1, &w0, &w1);
+        pool_win w = window(&q, oh, ow);
+        if (w.th0 >= w.th1 || w.tw0 >= w.tw1) continue; /* a window of padding only */
+        double inv = w.div > 0 ? 1.0 / w.div : 0.0;
         int64_t yi = yo + oh * q.OW + ow;
+        int64_t first = (w.hs + w.th0 * dh) * q.W + w.ws + w.tw0 * dw;
         if (f32) {
           float *dx = (float *)out + xo;
           float g = ((const float *)dy)[yi];
           if (q.is_max) {
             const float *xp = (const float *)x + xo;
-            int64_t best = h0 * q.W + w0;
+            int64_t best = first;
             float bv = xp[best];
-            for (int64_t h = h0; h < h1; h++)
-              for (int64_t w = w0; w < w1; w++)
-                if (xp[h * q.W + w] > bv) { bv = xp[h * q.W + w]; best = h * q.W + w; }
+            for (int th = w.th0; th < w.th1; th++)
+              for (int tw = w.tw0; tw < w.tw1; tw++) {
+                int64_t i = (w.hs + th * dh) * q.W + w.ws + tw * dw;
+                if (xp[i] > bv) { bv = xp[i]; best = i; }
+              }
             dx[best] += g;
           } else {
             float gv = g * (float)inv;
-            for (int64_t h = h0; h < h1; h++)
-              for (int64_t w = w0; w < w1; w++) dx[h * q.W + w] += gv;
+            for (int th = w.th0; th < w.th1; th++)
+              for (int tw = w.tw0; tw < w.tw1; tw++) dx[(w.hs + th * dh) * q.W + w.ws + tw * dw] += gv;
           }
         } else {
           double g = mf_ld(dy, nd->dtype, yi);
           if (q.is_max) {
-            int64_t best = h0 * q.W + w0;
+            int64_t best = first;
             double bv = mf_ld(x, nx->dtype, xo + best);
-            for (int64_t h = h0; h < h1; h++)
-              for (int64_t w = w0; w < w1; w++) {
-                double v = mf_ld(x, nx->dtype, xo + h * q.W + w);
-                if (v > bv) { bv = v; best = h * q.W + w; }
+            for (int th = w.th0; th < w.th1; th++)
+              for (int tw = w.tw0; tw < w.tw1; tw++) {
+                int64_t i = (w.hs + th * dh) * q.W + w.ws + tw * dw;
+                double v = mf_ld(x, nx->dtype, xo + i);
+                if (v > bv) { bv = v; best = i; }
               }
             mf_st(out, n->dtype, xo + best, mf_ld(out, n->dtype, xo + best) + g);
           } else {
             double gv = g * inv;
-            for (int64_t h = h0; h < h1; h++)
-              for (int64_t w = w0; w < w1; w++) {
-                int64_t i = xo + h * q.W + w;
+            for (int th = w.th0; th < w.th1; th++)
+              for (int tw = w.tw0; tw < w.tw1; tw++) {
+                int64_t i = xo + (w.hs + th * dh) * q.W + w.ws + tw * dw;
                 mf_st(out, n->dtype, i, mf_ld(out, n->dtype, i) + gv);
               }
           }

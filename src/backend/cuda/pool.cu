@@ -6,7 +6,7 @@
 
 typedef struct pgeo {
   int64_t P, H, W, OH, OW; /* P = N*C planes */
-  int64_t k, s, p;
+  mf_pool_cfg c;
   int is_max, global;
 } pgeo;
 
@@ -19,43 +19,41 @@ static pgeo pool_geo(const mf_node *n, const mf_node *x, const mf_node *y) {
   q.global = n->ip[4] != 0;
   if (q.global) {
     q.OH = q.OW = 1;
-    q.k = 0;
-    q.s = 1;
-    q.p = 0;
+    q.c = mf_pool_cfg{(int)q.H, (int)q.W, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
   } else {
     q.OH = y->ne[2];
     q.OW = y->ne[3];
-    q.k = n->ip[1];
-    q.s = n->ip[2];
-    q.p = n->ip[3];
+    q.c = mf_pool_cfg_of(n);
   }
   return q;
 }
 
-/* window of output (oh, ow), clipped to the image */
-__device__ __forceinline__ void window(const pgeo &q, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
-  *h0 = oh * q.s - q.p; *h1 = *h0 + q.k;
-  *w0 = ow * q.s - q.p; *w1 = *w0 + q.k;
-  if (*h0 < 0) *h0 = 0;
-  if (*w0 < 0) *w0 = 0;
-  if (*h1 > q.H) *h1 = q.H;
-  if (*w1 > q.W) *w1 = q.W;
+/* output (oh, ow)'s window (ops.h: mf_pool_taps): rows hs + t dh, t in [th0, th1), columns ws + t dw, t in [tw0, tw1),
+ * and the average's divisor */
+struct pwin { int64_t hs, ws; int th0, th1, tw0, tw1; double div; };
+__device__ __forceinline__ pwin window(const pgeo &q, int64_t oh, int64_t ow) {
+  pwin w;
+  int ch, cw;
+  mf_pool_taps(oh, q.c.sh, q.c.dh, q.c.kh, q.c.pt, q.c.pb, q.H, q.c.exclude_pad, &w.hs, &w.th0, &w.th1, &ch);
+  mf_pool_taps(ow, q.c.sw, q.c.dw, q.c.kw, q.c.pl, q.c.pr, q.W, q.c.exclude_pad, &w.ws, &w.tw0, &w.tw1, &cw);
+  w.div = (double)ch * (double)cw;
+  return w;
 }
 
-/* y [P, OH, OW] from x [P, H, W]: max, or sum / (k*k) (padding counted) */
-template <typename T> __global__ void k_pool(void *y, int yt, const void *x, int xt, pgeo q, T lowest, T inv) {
+/* y [P, OH, OW] from x [P, H, W]: max, or sum / divisor */
+template <typename T> __global__ void k_pool(void *y, int yt, const void *x, int xt, pgeo q, T lowest) {
   int64_t n = q.P * q.OH * q.OW;
   MF_GRID_LOOP(i, n) {
     int64_t ow = i % q.OW, oh = (i / q.OW) % q.OH, pl = i / (q.OH * q.OW), xo = pl * q.H * q.W;
-    int64_t h0, h1, w0, w1;
-    window(q, oh, ow, &h0, &h1, &w0, &w1);
+    pwin w = window(q, oh, ow);
     T acc = q.is_max ? lowest : (T)0;
-    for (int64_t h = h0; h < h1; h++)
-      for (int64_t w = w0; w < w1; w++) {
-        T v = mf_gld<T>(x, xt, xo + h * q.W + w);
+    for (int th = w.th0; th < w.th1; th++)
+      for (int tw = w.tw0; tw < w.tw1; tw++) {
+        T v = mf_gld<T>(x, xt, xo + (w.hs + (int64_t)th * q.c.dh) * q.W + w.ws + (int64_t)tw * q.c.dw);
         if (q.is_max) { if (v > acc) acc = v; }
         else acc += v;
       }
+    T inv = w.div > 0 ? (T)(1.0 / w.div) : (T)0;
     mf_gst<T>(y, yt, i, q.is_max ? acc : acc * inv);
   }
 }
@@ -86,7 +84,7 @@ __global__ void k_pool_global(void *y, int yt, const void *x, int xt, pgeo q) {
   }
 }
 
-/* y [N,C,OH,OW] (or [N,C] global) from x [N,C,H,W]; ip0 MF_POOL_AVG/MAX, ip1 k, ip2 stride, ip3 pad, ip4 global */
+/* y [N,C,OH,OW] (or [N,C] global) from x [N,C,H,W]; ip0 MF_POOL_AVG/MAX, the geometry mf_pool_cfg_of reads, ip4 global */
 extern "C" void mf_cuda_pool(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   (void)ws;
   const mf_node *nx = mf_csrc(k, n, 0);
@@ -96,43 +94,47 @@ extern "C" void mf_cuda_pool(const mf_kctx *k, const mf_node *n, void *out, void
     k_pool_global<<<mf_blocks(q.P * MF_THREADS), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nx->dtype, q);
   } else {
     int64_t total = q.P * q.OH * q.OW;
-    double inv = 1.0 / (double)(q.k * q.k);
     if (mf_any_f64(n->dtype, nx->dtype, MF_F32))
-      k_pool<double><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nx->dtype, q, -DBL_MAX, inv);
+      k_pool<double><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nx->dtype, q, -DBL_MAX);
     else
-      k_pool<float><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nx->dtype, q, -FLT_MAX, (float)inv);
+      k_pool<float><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nx->dtype, q, -FLT_MAX);
   }
   MF_CUDA_LAUNCHED("pool");
 }
 
-/* dx [P, H, W]: each pixel adds the outputs whose window holds it, in (oh, ow) order: average
- * adds dy/(k*k); max adds dy where the pixel is the window's first maximum (row-major, strict >) */
-template <typename T> __global__ void k_pool_bwd(void *dx, int ot, const void *x, int xt, const void *dy, int dt, pgeo q, T inv) {
+/* dx [P, H, W]: each pixel adds the outputs whose window holds it, in (oh, ow) order as the CPU does: average adds
+ * dy / divisor; max adds dy where the pixel is the window's first maximum (row-major over the taps, strict >). Along an
+ * axis, tap t of output o reads pixel o*s - p0 + t*d: o = (i + p0 - t*d) / s when that divides; t descending gives o
+ * ascending. */
+template <typename T> __global__ void k_pool_bwd(void *dx, int ot, const void *x, int xt, const void *dy, int dt, pgeo q) {
   int64_t n = q.P * q.H * q.W;
   MF_GRID_LOOP(i, n) {
     int64_t iw = i % q.W, ih = (i / q.W) % q.H, pl = i / (q.H * q.W), xo = pl * q.H * q.W, yo = pl * q.OH * q.OW;
-    /* outputs oh with oh*s - p <= ih < oh*s - p + k */
-    int64_t th = ih + q.p - q.k + 1, tw = iw + q.p - q.k + 1;
-    int64_t oh0 = th <= 0 ? 0 : (th + q.s - 1) / q.s, oh1 = (ih + q.p) / q.s;
-    int64_t ow0 = tw <= 0 ? 0 : (tw + q.s - 1) / q.s, ow1 = (iw + q.p) / q.s;
-    if (oh1 > q.OH - 1) oh1 = q.OH - 1;
-    if (ow1 > q.OW - 1) ow1 = q.OW - 1;
     T acc = (T)0;
-    for (int64_t oh = oh0; oh <= oh1; oh++)
-      for (int64_t ow = ow0; ow <= ow1; ow++) {
+    for (int th = q.c.kh - 1; th >= 0; th--) {
+      int64_t nh = ih + q.c.pt - (int64_t)th * q.c.dh;
+      if (nh < 0 || nh % q.c.sh) continue;
+      int64_t oh = nh / q.c.sh;
+      if (oh >= q.OH) continue;
+      for (int tw = q.c.kw - 1; tw >= 0; tw--) {
+        int64_t nw = iw + q.c.pl - (int64_t)tw * q.c.dw;
+        if (nw < 0 || nw % q.c.sw) continue;
+        int64_t ow = nw / q.c.sw;
+        if (ow >= q.OW) continue;
         T g = mf_gld<T>(dy, dt, yo + oh * q.OW + ow);
-        if (!q.is_max) { acc += g * inv; continue; }
-        int64_t h0, h1, w0, w1;
-        window(q, oh, ow, &h0, &h1, &w0, &w1);
-        int64_t best = h0 * q.W + w0;
-        T bv = mf_gld<T>(x, xt, xo + best);
-        for (int64_t h = h0; h < h1; h++)
-          for (int64_t w = w0; w < w1; w++) {
-            T v = mf_gld<T>(x, xt, xo + h * q.W + w);
-            if (v > bv) { bv = v; best = h * q.W + w; }
+        pwin w = window(q, oh, ow);
+        if (!q.is_max) { acc += g * (w.div > 0 ? (T)(1.0 / w.div) : (T)0); continue; }
+        int64_t best = -1;
+        T bv = (T)0;
+        for (int a = w.th0; a < w.th1; a++)
+          for (int b = w.tw0; b < w.tw1; b++) {
+            int64_t j = (w.hs + (int64_t)a * q.c.dh) * q.W + w.ws + (int64_t)b * q.c.dw;
+            T v = mf_gld<T>(x, xt, xo + j);
+            if (best < 0 || v > bv) { bv = v; best = j; }
           }
         if (best == ih * q.W + iw) acc += g;
       }
+    }
     mf_gst<T>(dx, ot, i, acc);
   }
 }
@@ -191,9 +193,8 @@ extern "C" void mf_cuda_pool_bwd(const mf_kctx *k, const mf_node *n, void *out, 
     if (f64) k_pool_global_avg_bwd<double><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, dy, nd->dtype, q, inv);
     else k_pool_global_avg_bwd<float><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, dy, nd->dtype, q, (float)inv);
   } else {
-    double inv = 1.0 / (double)(q.k * q.k);
-    if (f64) k_pool_bwd<double><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, x, nx->dtype, dy, nd->dtype, q, inv);
-    else k_pool_bwd<float><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, x, nx->dtype, dy, nd->dtype, q, (float)inv);
+    if (f64) k_pool_bwd<double><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, x, nx->dtype, dy, nd->dtype, q);
+    else k_pool_bwd<float><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, x, nx->dtype, dy, nd->dtype, q);
   }
   MF_CUDA_LAUNCHED("pool_bwd");
 }
