@@ -439,7 +439,10 @@ static mf_tensor c_conv(mf_graph *g, mf_dtype act, int v) {
   (void)act;
   if (v >= 11) { /* dilated, pads per side, transposed */
     mf_tensor x = P(g, "x", 4, SH(2, 4, 9, 10));
-    mf_conv_cfg d2 = {1, 2, 1, 2, 2, 2, 2}, as = {2, 1, 1, 0, 1, 1, 0}, tg = {2, 2, 2, 1, 0, 1, 2};
+    mf_conv_cfg d2 = {1, 2, 1, 2, 2, 2, 2, 0, 0}, as = {2, 1, 1, 0, 1, 1, 0, 0, 0}, tg = {2, 2, 2, 1, 0, 1, 2, 0, 0};
+    mf_conv_cfg hw = {2, 1, 1, 1, 2, 0, 1, 1, 2}, thw = {3, 1, 1, 1, 1, 1, 1, 2, 1};
+    if (v == 15) return mf_conv2d_cfg(g, x, P(g, "w", 4, SH(6, 4, 3, 3)), P(g, "bias", 1, SH(6)), &hw);
+    if (v == 16) return mf_conv_transpose2d_cfg(g, x, P(g, "w", 4, SH(4, 3, 3, 3)), &thw, 1, 1);
     if (v == 11) return mf_conv2d_cfg(g, x, P(g, "w", 4, SH(6, 4, 3, 3)), P(g, "bias", 1, SH(6)), &d2);
     if (v == 12) return mf_conv2d_cfg(g, x, P(g, "w", 4, SH(5, 4, 3, 3)), -1, &as);
     if (v == 13) return mf_conv_transpose2d(g, x, P(g, "w", 4, SH(4, 3, 3, 3)), P(g, "bias", 1, SH(3)), 2, 1, 1, 1);
@@ -622,8 +625,9 @@ static void test_ops(void) {
   const char *cn[] = {"conv 3x3 p1 bias", "conv 3x3 s2",   "conv 1x1 bias",    "conv groups 2",
                       "conv 5x5 p2",      "conv 3x3 p0",   "conv 1x3",         "conv 3x1 s2 bias",
                       "conv depthwise",   "conv 128x256 OC=C", "conv 128x256 OC>C", "conv dilation 2",
-                      "conv pads 0,1,1,0 s2", "conv transpose s2 p1 out_pad 1 bias", "conv transpose groups 2 dilation 2"};
-  for (int v = 0; v < 15; v++) op_case(cn[v], c_conv, v);
+                      "conv pads 0,1,1,0 s2", "conv transpose s2 p1 out_pad 1 bias", "conv transpose groups 2 dilation 2",
+                      "conv strides 2,1 dilations 1,2 pads 1,2,0,1", "conv transpose strides 3,2 out_pad 1,1"};
+  for (int v = 0; v < 17; v++) op_case(cn[v], c_conv, v);
   const char *mx[] = {"mixed dtypes conv 3x3", "mixed dtypes conv 1x1", "mixed dtypes matmul"};
   for (int v = 0; v < 3; v++) op_case(mx[v], c_mixed, v);
   const char *ln[] = {"mse", "mse sum", "l1", "softmax cross-entropy", "softmax cross-entropy 600 classes"};

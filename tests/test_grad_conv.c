@@ -36,40 +36,45 @@ typedef struct {
   int d;              /* dilation (0: 1) */
   int asym;           /* 1: pads pt, pl, pb, pr below instead of p on every side */
   int pt, pl, pb, pr;
+  int sw, dw;         /* stride and dilation of W (0: those of H) */
 } conv_case;
 
 static mf_conv_cfg case_cfg(const conv_case *t) {
-  mf_conv_cfg c = {t->s, t->d ? t->d : 1, t->gr, t->p, t->p, t->p, t->p};
+  mf_conv_cfg c = {t->s, t->d ? t->d : 1, t->gr, t->p, t->p, t->p, t->p, t->sw, t->dw};
   if (t->asym) c.pt = t->pt, c.pl = t->pl, c.pb = t->pb, c.pr = t->pr;
   return c;
 }
 
 static const conv_case conv_cases[] = {
-    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0},  /* 3x3 pad 1 (bwd data: col2im, OC > C) */
-    {2, 5, 6, 7, 3, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0},  /* 3x3 pad 1, OC <= C: bwd data as a transposed conv */
-    {1, 4, 9, 8, 5, 3, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0},  /* stride 2, no bias */
-    {2, 3, 6, 6, 4, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0},  /* 1x1 direct */
-    {2, 4, 7, 7, 2, 1, 1, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0},  /* 1x1 stride 2 */
-    {1, 3, 8, 8, 4, 2, 2, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0},  /* 2x2 stride 2 (patchify) */
-    {2, 4, 6, 5, 6, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0},  /* groups 2, OC > C */
-    {1, 6, 5, 6, 3, 3, 3, 1, 2, 3, 1, 0, 0, 0, 0, 0, 0},  /* groups 3, pad 2, OC <= C */
-    {1, 4, 7, 6, 4, 3, 2, 1, 1, 4, 0, 0, 0, 0, 0, 0, 0},  /* depthwise, non-square kernel */
-    {2, 5, 9, 9, 2, 5, 5, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0},  /* 5x5 stride 3 pad 2 */
-    {1, 6, 6, 6, 2, 3, 3, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0},  /* no padding, OC <= C */
+    {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* 3x3 pad 1 (bwd data: col2im, OC > C) */
+    {2, 5, 6, 7, 3, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* 3x3 pad 1, OC <= C: bwd data as a transposed conv */
+    {1, 4, 9, 8, 5, 3, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},  /* stride 2, no bias */
+    {2, 3, 6, 6, 4, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* 1x1 direct */
+    {2, 4, 7, 7, 2, 1, 1, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* 1x1 stride 2 */
+    {1, 3, 8, 8, 4, 2, 2, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* 2x2 stride 2 (patchify) */
+    {2, 4, 6, 5, 6, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* groups 2, OC > C */
+    {1, 6, 5, 6, 3, 3, 3, 1, 2, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* groups 3, pad 2, OC <= C */
+    {1, 4, 7, 6, 4, 3, 2, 1, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0},  /* depthwise, non-square kernel */
+    {2, 5, 9, 9, 2, 5, 5, 3, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* 5x5 stride 3 pad 2 */
+    {1, 6, 6, 6, 2, 3, 3, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* no padding, OC <= C */
     /* >= 32 channels per group: the implicit-GEMM kernels (shifted views of a padded copy) */
-    {1, 32, 5, 4, 8, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0},  /* few output channels: stacked taps; bwd data route B */
-    {2, 64, 5, 5, 8, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0},  /* stacked taps with 2 groups */
-    {1, 8, 5, 6, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0},  /* bwd data implicit */
-    {2, 64, 4, 5, 64, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0}, /* all implicit, 2 groups */
-    {1, 40, 6, 5, 36, 3, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0}, /* implicit, non-square kernel, no padding */
-    {1, 32, 6, 6, 32, 5, 5, 1, 2, 1, 1, 0, 0, 0, 0, 0, 0}, /* implicit 5x5 pad 2 */
+    {1, 32, 5, 4, 8, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* few output channels: stacked taps; bwd data route B */
+    {2, 64, 5, 5, 8, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* stacked taps with 2 groups */
+    {1, 8, 5, 6, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},  /* bwd data implicit */
+    {2, 64, 4, 5, 64, 3, 3, 1, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0}, /* all implicit, 2 groups */
+    {1, 40, 6, 5, 36, 3, 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, /* implicit, non-square kernel, no padding */
+    {1, 32, 6, 6, 32, 5, 5, 1, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, /* implicit 5x5 pad 2 */
     /* dilation and pads that differ per side (ONNX's Conv): im2col with the general geometry */
-    {2, 3, 9, 8, 4, 3, 3, 1, 2, 1, 1, 2, 0, 0, 0, 0, 0},                 /* dilation 2, pad 2 */
-    {1, 4, 11, 10, 6, 3, 2, 2, 1, 2, 0, 3, 0, 0, 0, 0, 0},               /* dilation 3, stride 2, groups 2 */
-    {2, 3, 7, 6, 4, 3, 3, 2, 0, 1, 1, 1, 1, 0, 1, 1, 0},   /* pads t0 l1 b1 r0 (SAME_UPPER at stride 2) */
-    {1, 4, 6, 7, 4, 2, 3, 1, 0, 4, 1, 2, 1, 1, 0, 2, 3},   /* depthwise, dilation 2, pads 1,0,2,3 */
-    {1, 40, 6, 6, 36, 3, 3, 1, 1, 1, 0, 2, 0, 0, 0, 0, 0},               /* would be implicit GEMM if not dilated */
-    {2, 4, 5, 5, 3, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1},   /* 1x1 with padding on two sides only */
+    {2, 3, 9, 8, 4, 3, 3, 1, 2, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0},                 /* dilation 2, pad 2 */
+    {1, 4, 11, 10, 6, 3, 2, 2, 1, 2, 0, 3, 0, 0, 0, 0, 0, 0, 0},               /* dilation 3, stride 2, groups 2 */
+    {2, 3, 7, 6, 4, 3, 3, 2, 0, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0},   /* pads t0 l1 b1 r0 (SAME_UPPER at stride 2) */
+    {1, 4, 6, 7, 4, 2, 3, 1, 0, 4, 1, 2, 1, 1, 0, 2, 3, 0, 0},   /* depthwise, dilation 2, pads 1,0,2,3 */
+    {1, 40, 6, 6, 36, 3, 3, 1, 1, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0},               /* would be implicit GEMM if not dilated */
+    {2, 4, 5, 5, 3, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1, 0, 0},   /* 1x1 with padding on two sides only */
+    /* strides and dilations that differ between H and W (ONNX's strides [3,2], dilations [2,1]) */
+    {2, 3, 9, 8, 4, 3, 3, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0},          /* strides 2,1 */
+    {1, 4, 10, 9, 6, 3, 2, 1, 0, 2, 0, 2, 1, 1, 0, 2, 1, 3, 1},         /* strides 1,3, dilations 2,1, groups 2, pads */
+    {1, 40, 7, 9, 36, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 2, 0},        /* would be implicit GEMM at strides 1,1 */
 };
 
 static void conv_gradchecks(void) {
@@ -91,16 +96,18 @@ static void conv_gradchecks(void) {
  * for w) against finite differences, with strides, output padding, groups, dilation and pads per side. Its
  * values are conv2d_bwd_data's, which conv_values checks against naive loops. */
 static void convt_gradchecks(void) {
-  static const struct { int64_t N, IC, H, W, OC, KH, KW; int s, d, gr, pt, pl, pb, pr, oph, opw, bias; } cs[] = {
-      {2, 3, 4, 5, 4, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0},  /* torch's stride-2 upsampling: pad 1, output_padding 1 */
-      {1, 4, 3, 3, 6, 4, 4, 2, 1, 2, 1, 1, 1, 1, 0, 0, 0},  /* 4x4 stride 2 pad 1 (DCGAN), groups 2 */
-      {2, 2, 4, 3, 3, 3, 2, 1, 2, 1, 0, 1, 2, 0, 0, 0, 0},  /* dilation 2, pads per side */
-      {1, 3, 3, 4, 2, 3, 3, 3, 1, 1, 0, 0, 0, 0, 2, 1, 0},  /* stride 3, output padding 2 x 1 */
-      {2, 3, 4, 4, 5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* + bias through mf_conv_transpose2d */
+  static const struct { int64_t N, IC, H, W, OC, KH, KW; int s, d, gr, pt, pl, pb, pr, oph, opw, bias, sw, dw; } cs[] = {
+      {2, 3, 4, 5, 4, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},  /* torch's stride-2 upsampling: pad 1, output_padding 1 */
+      {1, 4, 3, 3, 6, 4, 4, 2, 1, 2, 1, 1, 1, 1, 0, 0, 0, 0, 0},  /* 4x4 stride 2 pad 1 (DCGAN), groups 2 */
+      {2, 2, 4, 3, 3, 3, 2, 1, 2, 1, 0, 1, 2, 0, 0, 0, 0, 0, 0},  /* dilation 2, pads per side */
+      {1, 3, 3, 4, 2, 3, 3, 3, 1, 1, 0, 0, 0, 0, 2, 1, 0, 0, 0},  /* stride 3, output padding 2 x 1 */
+      {2, 3, 4, 4, 5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},  /* + bias through mf_conv_transpose2d */
+      {1, 2, 3, 3, 3, 3, 3, 3, 1, 1, 1, 2, 1, 2, 1, 1, 0, 2, 0},  /* strides 3,2 (ONNX's ConvTranspose tests), pads per side */
+      {2, 2, 3, 4, 2, 2, 3, 1, 2, 1, 0, 1, 1, 0, 0, 0, 0, 2, 1},  /* strides 1,2, dilations 2,1 */
   };
   for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
     op_ctx c = {cs[i].s, cs[i].pt, cs[i].gr, cs[i].bias, 0, 0,
-                {cs[i].s, cs[i].d, cs[i].gr, cs[i].pt, cs[i].pl, cs[i].pb, cs[i].pr}, cs[i].oph, cs[i].opw};
+                {cs[i].s, cs[i].d, cs[i].gr, cs[i].pt, cs[i].pl, cs[i].pb, cs[i].pr, cs[i].sw, cs[i].dw}, cs[i].oph, cs[i].opw};
     gc_input in[3] = {{4, {cs[i].N, cs[i].IC, cs[i].H, cs[i].W}, GC_NORMAL},
                       {4, {cs[i].IC, cs[i].OC / cs[i].gr, cs[i].KH, cs[i].KW}, GC_NORMAL},
                       {1, {cs[i].OC}, GC_NORMAL}};
@@ -124,7 +131,7 @@ static void convt_gradchecks(void) {
 static void matmul_gradchecks(void) {
   for (int ta = 0; ta < 2; ta++)
     for (int tb = 0; tb < 2; tb++) {
-      op_ctx c = {0, 0, 0, 0, ta, tb, {0, 0, 0, 0, 0, 0, 0}, 0, 0};
+      op_ctx c = {0, 0, 0, 0, ta, tb, {0, 0, 0, 0, 0, 0, 0, 0, 0}, 0, 0};
       int64_t M = 3, K = 4, N = 5;
       char nm[96];
       /* 2-D */
@@ -145,7 +152,7 @@ static void matmul_gradchecks(void) {
       gc_check(nm, 2, in2b, build_matmul, &c, 0, 1e-6);
     }
   for (int bias = 0; bias < 2; bias++) {
-    op_ctx c = {0, 0, 0, bias, 0, 0, {0, 0, 0, 0, 0, 0, 0}, 0, 0};
+    op_ctx c = {0, 0, 0, bias, 0, 0, {0, 0, 0, 0, 0, 0, 0, 0, 0}, 0, 0};
     gc_input in[3] = {{2, {4, 6}, GC_NORMAL}, {2, {3, 6}, GC_NORMAL}, {1, {3}, GC_NORMAL}};
     gc_check(bias ? "linear +bias" : "linear", bias ? 3 : 2, in, build_linear, &c, 0, 1e-6);
   }
@@ -185,7 +192,7 @@ static void naive_conv(const conv_case *t, const double *x, const double *w, con
           for (int64_t ci = 0; ci < Cg; ci++)
             for (int64_t kh = 0; kh < t->KH; kh++)
               for (int64_t kw = 0; kw < t->KW; kw++) {
-                int64_t ih = oh * t->s - cf.pt + kh * cf.dil, iw = ow * t->s - cf.pl + kw * cf.dil;
+                int64_t ih = oh * t->s - cf.pt + kh * cf.dil, iw = ow * mf_conv_sw(&cf) - cf.pl + kw * mf_conv_dw(&cf);
                 if (ih < 0 || ih >= t->H || iw < 0 || iw >= t->W) continue;
                 double pr = x[((n * t->C + gi * Cg + ci) * t->H + ih) * t->W + iw] * w[((oc * Cg + ci) * t->KH + kh) * t->KW + kw];
                 acc += pr;
@@ -250,7 +257,7 @@ static void conv_values(const conv_case *t, mf_dtype dt, uint64_t seed) {
             for (int64_t ci = 0; ci < Cg; ci++)
               for (int64_t kh = 0; kh < t->KH; kh++)
                 for (int64_t kw = 0; kw < t->KW; kw++) {
-                  int64_t ih = oh * t->s - cf.pt + kh * cf.dil, iw = ow * t->s - cf.pl + kw * cf.dil;
+                  int64_t ih = oh * t->s - cf.pt + kh * cf.dil, iw = ow * mf_conv_sw(&cf) - cf.pl + kw * mf_conv_dw(&cf);
                   if (ih < 0 || ih >= t->H || iw < 0 || iw >= t->W) continue;
                   int64_t xi = ((n * t->C + gi * Cg + ci) * t->H + ih) * t->W + iw, wi = ((oc * Cg + ci) * t->KH + kh) * t->KW + kw;
                   rdx[xi] += d * vals[1][wi];
@@ -421,11 +428,11 @@ static void shape_errors(void) {
 /* ResNet shapes as MoCo's backbones have them: 1-channel stem, 7x7 stride-2 stem, 1x1 stride-2
  * shortcut, 3x3 body convs and a stride-2 3x3 */
 static const conv_case resnet_cases[] = {
-    {4, 1, 28, 28, 16, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-    {2, 3, 32, 32, 64, 7, 7, 2, 3, 1, 0, 0, 0, 0, 0, 0, 0},
-    {4, 64, 8, 8, 128, 1, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0},
-    {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0},
-    {2, 128, 8, 8, 256, 3, 3, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0},
+    {4, 1, 28, 28, 16, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {2, 3, 32, 32, 64, 7, 7, 2, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {4, 64, 8, 8, 128, 1, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {2, 128, 8, 8, 256, 3, 3, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},
 };
 
 int main(void) {
@@ -445,11 +452,11 @@ int main(void) {
   mf_cpu_dnnl_conv_enable(1);
   for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) conv_values(&conv_cases[i], MF_BF16, seed + 100 + i);
   /* a larger case that exercises OpenBLAS's blocking and the threaded im2col */
-  conv_case big = {2, 40, 20, 20, 24, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0}; /* stacked taps, bwd data route B */
+  conv_case big = {2, 40, 20, 20, 24, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}; /* stacked taps, bwd data route B */
   conv_values(&big, MF_F32, seed + 7);
   conv_values(&big, MF_BF16, seed + 8);
   conv_values(&big, MF_F16, seed + 9);
-  conv_case big2 = {3, 36, 17, 19, 48, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0}; /* all three ops implicit */
+  conv_case big2 = {3, 36, 17, 19, 48, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}; /* all three ops implicit */
   conv_values(&big2, MF_F32, seed + 10);
   conv_values(&big2, MF_BF16, seed + 13);
   conv_values(&big2, MF_F16, seed + 14);

@@ -902,10 +902,10 @@ static int geom2d(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool transpo
 static int spatial_cfg(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool transposed, mf_conv_cfg *cf) {
   int64_t st[2], dl[2], p[4];
   if (geom2d(c, x, kh, kw, transposed, st, dl, p) < 0) return -1;
-  if (st[0] != st[1]) return UNSUP("strides %lld and %lld (memfit: one stride for H and W)", (long long)st[0], (long long)st[1]);
-  if (dl[0] != dl[1]) return UNSUP("dilations %lld and %lld (memfit: one dilation for H and W)", (long long)dl[0], (long long)dl[1]);
   cf->stride = (int)st[0];
   cf->dil = (int)dl[0];
+  cf->sw = (int)st[1];
+  cf->dw = (int)dl[1];
   cf->groups = 1;
   cf->pt = (int)p[0];
   cf->pl = (int)p[1];
@@ -1211,7 +1211,8 @@ static int node_build(ctx *c) {
       bool lower = autopad && !strcmp(autopad, "SAME_LOWER");
       int pp[4];
       for (int i = 0; i < 2; i++) {
-        int64_t tot = cf.stride * (ins[i] - 1) + op2[i] + ((ks[i] - 1) * cf.dil + 1) - want[i];
+        int64_t si = i ? mf_conv_sw(&cf) : cf.stride, di = i ? mf_conv_dw(&cf) : cf.dil;
+        int64_t tot = si * (ins[i] - 1) + op2[i] + ((ks[i] - 1) * di + 1) - want[i];
         if (tot < 0) { op2[i] -= tot; tot = 0; } /* a larger output than the kernel reaches: output padding */
         if (tot > 1 << 20) return node_fail(c, "output_shape %lld is too small", (long long)want[i]);
         pp[i] = (int)(lower ? tot - tot / 2 : tot / 2);

@@ -131,7 +131,10 @@ mf_tensor mf_linear(mf_graph *g, mf_tensor x, mf_tensor w, mf_tensor b) {
 static int64_t conv_out(int64_t in, int64_t k, int s, int d, int p0, int p1) { return (in + p0 + p1 - (int64_t)d * (k - 1) - 1) / s + 1; }
 
 mf_conv_cfg mf_conv_cfg_of(const mf_node *n) {
-  mf_conv_cfg c = {n->ip[0], n->ip[3] > 0 ? n->ip[3] : 1, n->ip[2], n->ip[1], n->ip[4], n->ip[5], n->ip[6]};
+  mf_conv_cfg c = {n->ip[0], n->ip[3] > 0 ? n->ip[3] : 1, n->ip[2], n->ip[1], n->ip[4], n->ip[5], n->ip[6], 0, 0};
+  uint32_t w = (uint32_t)n->ip[7];
+  c.sw = (w & 0xffff) ? (int)(w & 0xffff) : c.stride;
+  c.dw = (w >> 16) ? (int)(w >> 16) : c.dil;
   return c;
 }
 
@@ -143,17 +146,21 @@ static void conv_cfg_store(mf_node *n, const mf_conv_cfg *c) {
   n->ip[4] = c->pl;
   n->ip[5] = c->pb;
   n->ip[6] = c->pr;
+  int sw = mf_conv_sw(c), dw = mf_conv_dw(c);
+  n->ip[7] = (int32_t)((uint32_t)(sw != c->stride ? sw : 0) | (uint32_t)(dw != c->dil ? dw : 0) << 16);
 }
 
 static int conv_cfg_check(mf_graph *g, const char *name, const mf_conv_cfg *c) {
-  if (c->stride < 1 || c->dil < 1 || c->groups < 1 || c->pt < 0 || c->pl < 0 || c->pb < 0 || c->pr < 0)
+  if (c->stride < 1 || c->dil < 1 || c->groups < 1 || c->pt < 0 || c->pl < 0 || c->pb < 0 || c->pr < 0 || c->sw < 0 || c->dw < 0)
     return mf_graph_fail(g, "%s: stride %d, dilation %d, groups %d, padding [%d,%d,%d,%d] (need stride, dilation and groups >= 1, "
                             "padding >= 0)", name, c->stride, c->dil, c->groups, c->pt, c->pl, c->pb, c->pr);
+  if (c->stride > 65535 || c->dil > 65535 || mf_conv_sw(c) > 65535 || mf_conv_dw(c) > 65535)
+    return mf_graph_fail(g, "%s: strides %d,%d or dilations %d,%d above 65535", name, c->stride, mf_conv_sw(c), c->dil, mf_conv_dw(c));
   return 0;
 }
 
 static mf_conv_cfg sym_cfg(int stride, int pad, int groups) {
-  mf_conv_cfg c = {stride, 1, groups, pad, pad, pad, pad};
+  mf_conv_cfg c = {stride, 1, groups, pad, pad, pad, pad, 0, 0};
   return c;
 }
 
@@ -184,7 +191,7 @@ int mf_conv2d_cfg(mf_graph *g, int x, int w, int b, const mf_conv_cfg *cfg) {
   if (nw->ne[1] * groups != C)
     return mf_graph_fail(g, "conv2d: input %s has %lld channels but weight %s expects %lld x groups %d", sx, (long long)C, sw,
                          (long long)nw->ne[1], groups);
-  int64_t ekh = (int64_t)cfg->dil * (nw->ne[2] - 1) + 1, ekw = (int64_t)cfg->dil * (nw->ne[3] - 1) + 1;
+  int64_t ekh = (int64_t)cfg->dil * (nw->ne[2] - 1) + 1, ekw = (int64_t)mf_conv_dw(cfg) * (nw->ne[3] - 1) + 1;
   if (nx->ne[2] + cfg->pt + cfg->pb < ekh || nx->ne[3] + cfg->pl + cfg->pr < ekw)
     return mf_graph_fail(g, "conv2d: kernel of weight %s (dilation %d) is larger than input %s padded by [%d,%d,%d,%d]", sw, cfg->dil,
                          sx, cfg->pt, cfg->pl, cfg->pb, cfg->pr);
@@ -197,7 +204,7 @@ int mf_conv2d_cfg(mf_graph *g, int x, int w, int b, const mf_conv_cfg *cfg) {
     }
   }
   int64_t ne[4] = {nx->ne[0], OC, conv_out(nx->ne[2], nw->ne[2], cfg->stride, cfg->dil, cfg->pt, cfg->pb),
-                   conv_out(nx->ne[3], nw->ne[3], cfg->stride, cfg->dil, cfg->pl, cfg->pr)};
+                   conv_out(nx->ne[3], nw->ne[3], mf_conv_sw(cfg), mf_conv_dw(cfg), cfg->pl, cfg->pr)};
   int id = mf_graph_add(g, MF_OP_CONV2D, nx->dtype, 4, ne, ns, src);
   if (id >= 0) {
     mf_node *n = &g->nodes[id];
@@ -216,12 +223,12 @@ static int conv2d_bwd(mf_graph *g, int op, const char *name, int a, int b, const
   if (conv_cfg_check(g, name, cfg) < 0) return -1;
   if (dne[1] != wne[0] || wne[1] * cfg->groups != xne[1] || wne[0] % cfg->groups || dne[0] != xne[0] ||
       dne[2] != conv_out(xne[2], wne[2], cfg->stride, cfg->dil, cfg->pt, cfg->pb) ||
-      dne[3] != conv_out(xne[3], wne[3], cfg->stride, cfg->dil, cfg->pl, cfg->pr) || dne[2] < 1 || dne[3] < 1)
+      dne[3] != conv_out(xne[3], wne[3], mf_conv_sw(cfg), mf_conv_dw(cfg), cfg->pl, cfg->pr) || dne[2] < 1 || dne[3] < 1)
     return mf_graph_fail(g, "%s: input [%lld,%lld,%lld,%lld], dy [%lld,%lld,%lld,%lld] and weight [%lld,%lld,%lld,%lld] do not fit a "
-                            "conv2d of stride %d, dilation %d, padding [%d,%d,%d,%d], groups %d",
+                            "conv2d of strides %d,%d, dilations %d,%d, padding [%d,%d,%d,%d], groups %d",
                          name, (long long)xne[0], (long long)xne[1], (long long)xne[2], (long long)xne[3], (long long)dne[0],
                          (long long)dne[1], (long long)dne[2], (long long)dne[3], (long long)wne[0], (long long)wne[1],
-                         (long long)wne[2], (long long)wne[3], cfg->stride, cfg->dil, cfg->pt, cfg->pl, cfg->pb, cfg->pr,
+                         (long long)wne[2], (long long)wne[3], cfg->stride, mf_conv_sw(cfg), cfg->dil, mf_conv_dw(cfg), cfg->pt, cfg->pl, cfg->pb, cfg->pr,
                          cfg->groups);
   int id = mf_graph_add(g, op, dt, 4, one, 2, src);
   if (id >= 0) conv_cfg_store(&g->nodes[id], cfg);
@@ -271,10 +278,10 @@ int mf_conv_transpose2d_cfg(mf_graph *g, int x, int w, const mf_conv_cfg *cfg, i
   if (!is4d(g, nm, x) || !is4d(g, nm, w)) return -1;
   if (conv_cfg_check(g, nm, cfg) < 0) return -1;
   const mf_node *nx = &g->nodes[x], *nw = &g->nodes[w];
-  int mx = cfg->stride > cfg->dil ? cfg->stride : cfg->dil;
-  if (oph < 0 || opw < 0 || oph >= mx || opw >= mx)
-    return mf_graph_fail(g, "%s: output padding %d x %d must be >= 0 and below the stride %d or the dilation %d", nm, oph, opw,
-                         cfg->stride, cfg->dil);
+  int mx = cfg->stride > cfg->dil ? cfg->stride : cfg->dil, sw = mf_conv_sw(cfg), dw = mf_conv_dw(cfg), mxw = sw > dw ? sw : dw;
+  if (oph < 0 || opw < 0 || oph >= mx || opw >= mxw)
+    return mf_graph_fail(g, "%s: output padding %d x %d must be >= 0 and below the stride (%d, %d) or the dilation (%d, %d)", nm,
+                         oph, opw, cfg->stride, sw, cfg->dil, dw);
   if (!mf_dtype_is_float(nx->dtype) || !mf_dtype_is_float(nw->dtype))
     return mf_graph_fail(g, "%s: input and weight must be floating point", nm);
   if (nw->ne[0] != nx->ne[1] || nw->ne[0] % cfg->groups) {
@@ -286,7 +293,7 @@ int mf_conv_transpose2d_cfg(mf_graph *g, int x, int w, const mf_conv_cfg *cfg, i
   }
   int64_t ne[4] = {nx->ne[0], nw->ne[1] * cfg->groups,
                    (nx->ne[2] - 1) * cfg->stride - cfg->pt - cfg->pb + (int64_t)cfg->dil * (nw->ne[2] - 1) + 1 + oph,
-                   (nx->ne[3] - 1) * cfg->stride - cfg->pl - cfg->pr + (int64_t)cfg->dil * (nw->ne[3] - 1) + 1 + opw};
+                   (nx->ne[3] - 1) * sw - cfg->pl - cfg->pr + (int64_t)dw * (nw->ne[3] - 1) + 1 + opw};
   if (ne[2] < 1 || ne[3] < 1)
     return mf_graph_fail(g, "%s: padding [%d,%d,%d,%d] leaves an output of %lld x %lld", nm, cfg->pt, cfg->pl, cfg->pb, cfg->pr,
                          (long long)ne[2], (long long)ne[3]);

@@ -193,14 +193,17 @@ int mf_expand(mf_graph *g, int x, int like, double scale);
 int mf_sum_to(mf_graph *g, int dy, int like);
 int mf_conv2d_bwd_data(mf_graph *g, int dy, int w, int x_like, int stride, int pad, int groups);
 int mf_conv2d_bwd_weight(mf_graph *g, int x, int dy, int w_like, int stride, int pad, int groups);
-/* A conv2d's geometry: one stride and dilation for H and W, pads top/left/bottom/right (they may differ: ONNX's
- * asymmetric pads), groups. Stored in the conv nodes' ip: 0 stride, 1 top, 2 groups, 3 dilation, 4 left,
- * 5 bottom, 6 right. "Plain" = dilation 1 and one pad on every side (what the fast CPU algorithms and oneDNN
- * take; the others run im2col with the general geometry). */
-typedef struct mf_conv_cfg { int stride, dil, groups, pt, pl, pb, pr; } mf_conv_cfg;
+/* A conv2d's geometry: stride and dilation of H (and of W: sw, dw, where 0 means the same as H's), pads
+ * top/left/bottom/right (they may differ: ONNX's asymmetric pads), groups. Stored in the conv nodes' ip: 0 stride,
+ * 1 top, 2 groups, 3 dilation, 4 left, 5 bottom, 6 right, 7 sw | dw << 16 (0 where W's equals H's).
+ * mf_conv_cfg_of gives sw and dw resolved. "Plain" = dilation 1, one stride and one pad on every side (what the
+ * fast CPU algorithms and oneDNN take; the others run im2col with the general geometry). */
+typedef struct mf_conv_cfg { int stride, dil, groups, pt, pl, pb, pr, sw, dw; } mf_conv_cfg;
 mf_conv_cfg mf_conv_cfg_of(const mf_node *n);
+static inline int mf_conv_sw(const mf_conv_cfg *c) { return c->sw > 0 ? c->sw : c->stride; }
+static inline int mf_conv_dw(const mf_conv_cfg *c) { return c->dw > 0 ? c->dw : c->dil; }
 static inline bool mf_conv_cfg_plain(const mf_conv_cfg *c) {
-  return c->dil == 1 && c->pl == c->pt && c->pb == c->pt && c->pr == c->pt;
+  return c->dil == 1 && mf_conv_dw(c) == 1 && mf_conv_sw(c) == c->stride && c->pl == c->pt && c->pb == c->pt && c->pr == c->pt;
 }
 /* x [N,C,H,W], w [OC,C/groups,KH,KW] -> [N,OC,(H+pt+pb-dil*(KH-1)-1)/stride+1, ..]: mf_conv2d with any cfg */
 int mf_conv2d_cfg(mf_graph *g, int x, int w, int b, const mf_conv_cfg *cfg);

@@ -100,8 +100,9 @@ static void zero_ct(void *p, mf_dtype ct, int64_t off, int64_t n) {
 
 typedef struct conv_geo {
   int64_t N, C, H, W, OC, KH, KW, OH, OW, G, Cg, OCg, HW, OHW, K; /* K = Cg*KH*KW */
-  int s, p;    /* stride; the pad of every side when plain */
-  int d, pt, pl; /* dilation, top and left pads (the bottom and right ones only set OH, OW) */
+  int s, p;    /* stride (of H); the pad of every side when plain */
+  int d, pt, pl; /* dilation (of H), top and left pads (the bottom and right ones only set OH, OW) */
+  int sw, dw;  /* stride and dilation of W (equal to s, d when plain) */
   bool plain;  /* dilation 1, one pad on every side: the only geometry IMPLICIT, STACKED, ROUTE_B and oneDNN take */
   bool direct; /* 1x1, stride 1, pad 0: x itself is the column matrix */
   int algo;    /* CONV_* below, chosen from the shapes alone (so the workspace is known when planning) */
@@ -135,6 +136,7 @@ static void conv_geometry(const mf_graph *g, const mf_node *n, conv_geo *c) {
   mf_conv_cfg cf = mf_conv_cfg_of(n);
   c->s = cf.stride; c->p = cf.pt; c->G = cf.groups;
   c->d = cf.dil; c->pt = cf.pt; c->pl = cf.pl;
+  c->sw = mf_conv_sw(&cf); c->dw = mf_conv_dw(&cf);
   c->plain = mf_conv_cfg_plain(&cf);
   c->Cg = c->C / c->G; c->OCg = c->OC / c->G;
   c->HW = c->H * c->W; c->OHW = c->OH * c->OW;
@@ -252,24 +254,24 @@ size_t mf_cpu_ws_conv(const mf_graph *g, const mf_node *n) {
 
 /* ------------------------------------------------------------------ im2col / col2im */
 
-/* col [Cn*KH*KW, OH*OW] (type ct) from one image img [Cn,H,W] (dtype st) with stride s and pads
- * ph, pw; rows ordered (c, kh, kw) as the weight [.., Cn, KH, KW] is. */
+/* col [Cn*KH*KW, OH*OW] (type ct) from one image img [Cn,H,W] (dtype st) with strides s (H), sw (W), dilations dl (H),
+ * dw (W) and pads ph, pw; rows ordered (c, kh, kw) as the weight [.., Cn, KH, KW] is. */
 static void im2col(void *col, mf_dtype ct, const void *img, mf_dtype st, int64_t img_off, int64_t Cn, int64_t H, int64_t W,
-                   int64_t KH, int64_t KW, int s, int dl, int64_t ph, int64_t pw, int64_t OH, int64_t OW) {
+                   int64_t KH, int64_t KW, int s, int dl, int sw, int dw, int64_t ph, int64_t pw, int64_t OH, int64_t OW) {
   int64_t rows = Cn * KH * KW;
   #pragma omp parallel for schedule(static) if (rows * OH * OW > 16384)
   for (int64_t r = 0; r < rows; r++) {
-    int64_t c = r / (KH * KW), kh = (r / KW) % KH * dl, kw = r % KW * dl; /* tap offsets, dilated */
-    /* ow range whose iw = ow*s - pw + kw lies in [0, W) */
-    int64_t lo = pw - kw, ow0 = lo <= 0 ? 0 : (lo + s - 1) / s;
-    int64_t hi = W - 1 + pw - kw, ow1 = hi < 0 ? 0 : hi / s + 1;
+    int64_t c = r / (KH * KW), kh = (r / KW) % KH * dl, kw = r % KW * dw; /* tap offsets, dilated */
+    /* ow range whose iw = ow*sw - pw + kw lies in [0, W) */
+    int64_t lo = pw - kw, ow0 = lo <= 0 ? 0 : (lo + sw - 1) / sw;
+    int64_t hi = W - 1 + pw - kw, ow1 = hi < 0 ? 0 : hi / sw + 1;
     if (ow1 > OW) ow1 = OW;
     if (ow0 > ow1) ow0 = ow1;
     for (int64_t oh = 0; oh < OH; oh++) {
       int64_t ih = oh * s - ph + kh, d = (r * OH + oh) * OW;
       if (ih < 0 || ih >= H) { zero_ct(col, ct, d, OW); continue; }
       if (ow0 > 0) zero_ct(col, ct, d, ow0);
-      if (ow1 > ow0) seg_load(col, ct, d + ow0, img, st, img_off + (c * H + ih) * W + ow0 * s - pw + kw, s, ow1 - ow0);
+      if (ow1 > ow0) seg_load(col, ct, d + ow0, img, st, img_off + (c * H + ih) * W + ow0 * sw - pw + kw, sw, ow1 - ow0);
       if (ow1 < OW) zero_ct(col, ct, d + ow1, OW - ow1);
     }
   }
@@ -278,7 +280,7 @@ static void im2col(void *col, mf_dtype ct, const void *img, mf_dtype st, int64_t
 /* dx [Cn,H,W] (type T) = sum of col [Cn*KH*KW, OH*OW] rows scattered back (zeroes dx first) */
 #define DEFINE_COL2IM(T, NAME)                                                                              \
   static void NAME(T *dx, const T *col, int64_t Cn, int64_t H, int64_t W, int64_t KH, int64_t KW, int s, int dl,    \
-                   int64_t ph, int64_t pw, int64_t OH, int64_t OW) {                                         \
+                   int sw, int dw, int64_t ph, int64_t pw, int64_t OH, int64_t OW) {                         \
     _Pragma("omp parallel for schedule(static) if (Cn * H * W * KH * KW > 16384)")                          \
     for (int64_t c = 0; c < Cn; c++) {                                                                       \
       T *plane = dx + c * H * W;                                                                             \
@@ -286,19 +288,19 @@ static void im2col(void *col, mf_dtype ct, const void *img, mf_dtype st, int64_t
       for (int64_t kh0 = 0; kh0 < KH; kh0++)                                                                 \
         for (int64_t kw0 = 0; kw0 < KW; kw0++) {                                                             \
           const T *row = col + ((c * KH + kh0) * KW + kw0) * OH * OW;                                        \
-          int64_t kh = kh0 * dl, kw = kw0 * dl;                                                              \
-          int64_t lo = pw - kw, ow0 = lo <= 0 ? 0 : (lo + s - 1) / s;                                        \
-          int64_t hi = W - 1 + pw - kw, ow1 = hi < 0 ? 0 : hi / s + 1;                                       \
+          int64_t kh = kh0 * dl, kw = kw0 * dw;                                                              \
+          int64_t lo = pw - kw, ow0 = lo <= 0 ? 0 : (lo + sw - 1) / sw;                                      \
+          int64_t hi = W - 1 + pw - kw, ow1 = hi < 0 ? 0 : hi / sw + 1;                                     \
           if (ow1 > OW) ow1 = OW;                                                                            \
           for (int64_t oh = 0; oh < OH; oh++) {                                                              \
             int64_t ih = oh * s - ph + kh;                                                                   \
             if (ih < 0 || ih >= H) continue;                                                                 \
             T *dst = plane + ih * W - pw + kw;                                                               \
             const T *sr = row + oh * OW;                                                                     \
-            if (s == 1)                                                                                      \
+            if (sw == 1)                                                                                     \
               for (int64_t ow = ow0; ow < ow1; ow++) dst[ow] += sr[ow];                                      \
             else                                                                                             \
-              for (int64_t ow = ow0; ow < ow1; ow++) dst[ow * s] += sr[ow];                                  \
+              for (int64_t ow = ow0; ow < ow1; ow++) dst[ow * sw] += sr[ow];                                 \
           }                                                                                                  \
         }                                                                                                    \
     }                                                                                                        \
@@ -307,8 +309,8 @@ DEFINE_COL2IM(float, col2im_f32)
 DEFINE_COL2IM(double, col2im_f64)
 
 static void col2im(void *dx, mf_dtype ct, const void *col, const conv_geo *c) {
-  if (ct == MF_F64) col2im_f64(dx, col, c->C, c->H, c->W, c->KH, c->KW, c->s, c->d, c->pt, c->pl, c->OH, c->OW);
-  else col2im_f32(dx, col, c->C, c->H, c->W, c->KH, c->KW, c->s, c->d, c->pt, c->pl, c->OH, c->OW);
+  if (ct == MF_F64) col2im_f64(dx, col, c->C, c->H, c->W, c->KH, c->KW, c->s, c->d, c->sw, c->dw, c->pt, c->pl, c->OH, c->OW);
+  else col2im_f32(dx, col, c->C, c->H, c->W, c->KH, c->KW, c->s, c->d, c->sw, c->dw, c->pt, c->pl, c->OH, c->OW);
 }
 
 static inline void *at(void *base, mf_dtype t, int64_t i) { return (char *)base + (size_t)i * mf_dtype_size(t); }
@@ -561,7 +563,7 @@ void mf_cpu_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *s
   for (int64_t i = 0; i < c.N; i++) {
     const void *colm;
     if (l.n_col) {
-      im2col(wsb + l.o_col, ct, src[0], nx->dtype, i * c.C * c.HW, c.C, c.H, c.W, c.KH, c.KW, c.s, c.d, c.pt, c.pl, c.OH, c.OW);
+      im2col(wsb + l.o_col, ct, src[0], nx->dtype, i * c.C * c.HW, c.C, c.H, c.W, c.KH, c.KW, c.s, c.d, c.sw, c.dw, c.pt, c.pl, c.OH, c.OW);
       colm = wsb + l.o_col;
     } else colm = cat_(src[0], ct, i * c.C * c.HW);
     void *ym = l.n_out ? (void *)(wsb + l.o_out) : at(out, ct, i * c.OC * c.OHW);
@@ -608,7 +610,7 @@ void mf_cpu_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void 
     }
     int64_t KB = c.OCg * KK; /* inner size of the GEMM */
     for (int64_t i = 0; i < c.N; i++) {
-      im2col(wsb + l.o_col, ct, src[0], nd->dtype, i * c.OC * c.OHW, c.OC, c.OH, c.OW, c.KH, c.KW, 1, 1, c.KH - 1 - c.p,
+      im2col(wsb + l.o_col, ct, src[0], nd->dtype, i * c.OC * c.OHW, c.OC, c.OH, c.OW, c.KH, c.KW, 1, 1, 1, 1, c.KH - 1 - c.p,
              c.KW - 1 - c.p, c.H, c.W);
       void *dxm = l.n_out ? (void *)(wsb + l.o_out) : at(out, ct, i * c.C * c.HW);
       for (int64_t gi = 0; gi < c.G; gi++)
@@ -650,7 +652,7 @@ void mf_cpu_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, voi
   for (int64_t i = 0; i < c.N; i++) {
     const void *colm;
     if (l.n_col) {
-      im2col(wsb + l.o_col, ct, src[0], nx->dtype, i * c.C * c.HW, c.C, c.H, c.W, c.KH, c.KW, c.s, c.d, c.pt, c.pl, c.OH, c.OW);
+      im2col(wsb + l.o_col, ct, src[0], nx->dtype, i * c.C * c.HW, c.C, c.H, c.W, c.KH, c.KW, c.s, c.d, c.sw, c.dw, c.pt, c.pl, c.OH, c.OW);
       colm = wsb + l.o_col;
     } else colm = cat_(src[0], ct, i * c.C * c.HW);
     const void *dym = cat_(src[1], ct, i * c.OC * c.OHW);

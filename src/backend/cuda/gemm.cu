@@ -94,8 +94,9 @@ static void bias_fill(void *y, mf_dtype yt, const void *b, mf_dtype bt, int64_t 
 /* Convolution geometry, passed by value to kernels. */
 typedef struct cgeo {
   int64_t N, C, H, W, OC, KH, KW, OH, OW, G, Cg, OCg, HW, OHW, K, KK;
-  int64_t s, ph, pw; /* stride, padding of rows and columns (top, left; the bottom and right ones only set OH, OW) */
-  int64_t d;         /* dilation */
+  int64_t s, ph, pw; /* stride of rows, padding of rows and columns (top, left; the bottom and right ones only set OH, OW) */
+  int64_t d;         /* dilation of rows */
+  int64_t sw, dw;    /* stride and dilation of columns */
 } cgeo;
 
 /* col (ct) [nb][C*KH*KW][OH*OW] from images x (xt) [nb][C][H][W]; rows (c, kh, kw) as w's layout */
@@ -104,7 +105,7 @@ template <typename T> __global__ void k_im2col(void *col, int ct, const void *x,
   MF_GRID_LOOP(i, n) {
     int64_t pix = i % g.OHW, r = (i / g.OHW) % rows, img = i / (g.OHW * rows);
     int64_t c = r / g.KK, kh = (r / g.KW) % g.KH, kw = r % g.KW;
-    int64_t ih = (pix / g.OW) * g.s - g.ph + kh * g.d, iw = (pix % g.OW) * g.s - g.pw + kw * g.d;
+    int64_t ih = (pix / g.OW) * g.s - g.ph + kh * g.d, iw = (pix % g.OW) * g.sw - g.pw + kw * g.dw;
     T v = (T)0;
     if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) v = mf_gld<T>(x, xt, ((img * g.C + c) * g.H + ih) * g.W + iw);
     mf_gst<T>(col, ct, i, v);
@@ -122,9 +123,9 @@ template <typename T> __global__ void k_col2im(void *dx, int xt, const void *col
       int64_t oh = th / g.s;
       if (oh >= g.OH) continue;
       for (int64_t kw = 0; kw < g.KW; kw++) {
-        int64_t tw = iw + g.pw - kw * g.d;
-        if (tw < 0 || tw % g.s) continue;
-        int64_t ow = tw / g.s;
+        int64_t tw = iw + g.pw - kw * g.dw;
+        if (tw < 0 || tw % g.sw) continue;
+        int64_t ow = tw / g.sw;
         if (ow >= g.OW) continue;
         acc += mf_gld<T>(col, ct, ((img * g.C + c) * g.KK + kh * g.KW + kw) * g.OHW + oh * g.OW + ow);
       }
@@ -180,6 +181,7 @@ static void conv_plan(const mf_graph *gr, const mf_node *n, cplan *P) {
   mf_conv_cfg cf = mf_conv_cfg_of(n);
   bool plain = mf_conv_cfg_plain(&cf);
   g->s = cf.stride; g->ph = cf.pt; g->pw = cf.pl; g->d = cf.dil; g->G = cf.groups > 0 ? cf.groups : 1;
+  g->sw = mf_conv_sw(&cf); g->dw = mf_conv_dw(&cf);
   g->Cg = g->C / g->G; g->OCg = g->OC / g->G;
   g->HW = g->H * g->W; g->OHW = g->OH * g->OW; g->KK = g->KH * g->KW;
   g->K = g->Cg * g->KK;
