@@ -494,8 +494,8 @@ static void test_bad(void) {
     input(&b, "x", 4, xd);
     init_f(&b, "w", 4, wd, wv);
     Onnx__NodeProto *nd = node(&b, "Conv", "dil", "x,w", "y");
-    int64_t dil[2] = {2, 1}; /* one dilation for H and W is mapped (test_grad_conv.c); different ones are not */
-    attr_ints(&b, nd, "dilations", 2, dil);
+    int64_t dil[3] = {2, 1, 1}; /* dilations per axis of a 2-D conv are mapped (test_grad_conv.c); three of them are not */
+    attr_ints(&b, nd, "dilations", 3, dil);
     output(&b, "y");
     buf = pack(&b, 13, &n);
     mb_free(&b);
