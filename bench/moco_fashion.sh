@@ -17,10 +17,16 @@ B=${MEMFIT_BUILD:-build}
 [ -x "$B/memfit" ] || bash scripts/build.sh >/dev/null
 out=${OUT:-out/moco-fashion}
 rm -rf "$out"; mkdir -p "$out"
-model=(--size 28 --width ${WIDTH:-0.125} --queue 4096 --batch 256 --temperature 0.2 --momentum 0.99 --bn-splits 1)
+# the recipe, shared by both sides (environment): LR, TEMP, CROP (smallest crop area), SCHEDULE, WARMUP (updates)
+# (defaults: the recipe of docs/moco.md's Fashion-MNIST figures; crops of 0.2 of a 28 px image and no warmup
+# trained worse there)
+LR=${LR:-0.06}; TEMP=${TEMP:-0.2}; CROP=${CROP:-0.4}; SCHEDULE=${SCHEDULE:-cosine}; WARMUP=${WARMUP:-60}
+model=(--size 28 --width ${WIDTH:-0.125} --queue 4096 --batch 256 --temperature $TEMP --momentum 0.99 --bn-splits 1
+  --lr $LR --crop-min $CROP --schedule $SCHEDULE --warmup $WARMUP)
 torch_fit() { # SECONDS
   OMP_NUM_THREADS=$threads ${TORCH:-/usr/bin/python3} bench/moco_torch.py fit --data $F --seconds "$1" --threads "$threads" \
-    --size 28 --channels 1 --width ${WIDTH:-0.125} --queue 4096 --batch 256 --temperature 0.2 --momentum 0.99 > "$out/torch.fit"
+    --size 28 --channels 1 --width ${WIDTH:-0.125} --queue 4096 --batch 256 --temperature $TEMP --momentum 0.99 \
+    --lr $LR --crop-min $CROP --schedule $SCHEDULE --warmup $WARMUP > "$out/torch.fit"
 }
 if [ -n "${CONCURRENT:-}" ]; then torch_fit "$CONCURRENT" & tpid=$!; fi
 echo "== memfit: MoCo v2 ResNet-18 x${WIDTH:-0.125}, 28 px, batch 256, queue 4096, $epochs epochs, $threads threads"

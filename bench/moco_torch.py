@@ -142,6 +142,7 @@ def add_model_args(p):
     p.add_argument("--momentum", type=float, default=0.999)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.06)
+    p.add_argument("--crop-min", type=float, default=0.2, help="smallest crop area share (memfit's --crop-min)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
 
@@ -193,14 +194,14 @@ def idx_find(d, stem):
 
 
 def augment(x, a, g):
-    """x [N,1,28,28] in [0,1] -> one random view [N,C,S,S]: random resized crop (area 0.2-1, aspect 3/4-4/3),
+    """x [N,1,28,28] in [0,1] -> one random view [N,C,S,S]: random resized crop (area crop_min-1, aspect 3/4-4/3),
     brightness/contrast jitter 0.4 with p 0.8, horizontal flip p 0.5 (the recipe of bench/moco.sh)."""
     n = x.shape[0]
     out = torch.empty(n, 1, a.size, a.size)
     H = x.shape[2]
     for i in range(n):
         for _ in range(10):
-            area = H * H * (0.2 + 0.8 * torch.rand(1, generator=g).item())
+            area = H * H * (a.crop_min + (1 - a.crop_min) * torch.rand(1, generator=g).item())
             ar = math.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * torch.rand(1, generator=g).item())
             w = int(round(math.sqrt(area * ar)))
             h = int(round(math.sqrt(area / ar)))
@@ -268,8 +269,16 @@ def fit(a):
         for i in range(0, n - a.batch + 1, a.batch):
             if time.time() - t0 >= a.seconds:
                 break
-            for grp in opt.param_groups:  # memfit's cosine schedule over the run, the run measured in time here
-                grp["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (time.time() - t0) / a.seconds)))
+            # memfit's schedules: linear warmup over --warmup updates, then cosine over the run (measured in
+            # time here) or constant
+            if steps < a.warmup:
+                lr = a.lr * (steps + 1) / a.warmup
+            elif a.schedule == "cosine":
+                lr = a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (time.time() - t0) / a.seconds)))
+            else:
+                lr = a.lr
+            for grp in opt.param_groups:
+                grp["lr"] = lr
             x = tr_x[perm[i:i + a.batch]].float().unsqueeze(1) / 255
             xq, xk = augment(x, a, g), augment(x, a, g)
             loss, k = model.loss(xq, xk)
@@ -297,6 +306,8 @@ def main():
     add_model_args(f)
     f.add_argument("--data", required=True, help="folder with the Fashion-MNIST IDX files (.gz or not)")
     f.add_argument("--seconds", type=float, default=3600)
+    f.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    f.add_argument("--warmup", type=int, default=0, help="updates of linear lr warmup (memfit's --warmup)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     bench(a) if a.mode == "bench" else fit(a)
