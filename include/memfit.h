@@ -1072,8 +1072,10 @@ typedef struct mf_trainer mf_trainer;
 #define MF_MAX_DATA_SETTINGS 8
 
 /* A setting that decides which samples the batches hold, saved in each checkpoint under key; on resume a
- * decisive one that differs is refused, naming option (it would change the data order); others are noted. */
-typedef struct mf_data_setting { const char *key, *option; char value[64]; int decisive; } mf_data_setting;
+ * decisive one that differs is refused, naming option (it would change the data order); others are noted.
+ * scales_with_ranks: the value is one rank's share of a global quantity (the micro-batch): a data-parallel run of
+ * R ranks records value x R, so a run with other ranks and the same global batch resumes it (memfit train). */
+typedef struct mf_data_setting { const char *key, *option; char value[64]; int decisive, scales_with_ranks; } mf_data_setting;
 
 typedef struct mf_trainer_hooks {
   void *ctx;                 /* passed to every hook */
