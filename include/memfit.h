@@ -485,6 +485,7 @@ typedef struct mf_candidate {
   size_t device_bytes;       /* what must fit the budget: the plan's total (mf_plan_total_bytes) plus the
                                 backend's fixed overhead (0 on the CPU) plus side_bytes */
   size_t side_bytes;         /* of those, the model's side_bytes (held besides the training step's plan) */
+  const char *side_what;     /* what they are (the model's side_bytes *what), or NULL */
   size_t staging_bytes;      /* loader's host staging buffers (mf_model_builder.staging_bytes) */
   double step_s;             /* predicted seconds per effective batch (accum micro-steps + update) */
   double recompute_flops;    /* extra FLOPs per effective batch spent recomputing */

@@ -57,6 +57,7 @@ typedef struct ctx {
   double store_flops;  /* flops per micro-step with nothing recomputed */
   size_t fixed;        /* backend's fixed overhead */
   size_t side;         /* the model's side_bytes: held besides the step's plan */
+  const char *side_what; /* what they are (or NULL) */
   signed char *shard_ok; /* per variant: ZeRO-1 applies (1), not (0), not probed yet (-1) */
 } ctx;
 
@@ -74,6 +75,7 @@ static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   memcpy(c->arena, p->arena, sizeof c->arena);
   c->device_bytes = mf_plan_total_bytes(p) + x->fixed + x->side;
   c->side_bytes = x->side;
+  c->side_what = x->side_what;
   c->staging_bytes = x->m->staging_bytes ? x->m->staging_bytes(c->micro_batch, x->m->ctx) : 0;
   snprintf(c->peak_desc, sizeof c->peak_desc, "%s", p->peak_desc);
   double micro = program_seconds(p, &p->train, x->cal);
@@ -278,7 +280,7 @@ int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf
   const mf_backend *be = mf_backend_get(o->backend, err, errlen);
   if (!be) return -1;
   x.fixed = be->fixed_overhead ? be->fixed_overhead() : 0;
-  x.side = m->side_bytes ? m->side_bytes(m->ctx, o->threads, o->backend, NULL) : 0;
+  x.side = m->side_bytes ? m->side_bytes(m->ctx, o->threads, o->backend, &x.side_what) : 0;
   int E = m->effective_batch;
   if (o->fixed_micro_batch > 0 && (o->fixed_micro_batch > E || E % o->fixed_micro_batch)) {
     char divs[256] = "";
