@@ -499,6 +499,7 @@ typedef struct mf_candidate {
   size_t device_bytes;       /* what must fit the budget: the plan's total (mf_plan_total_bytes) plus the
                                 backend's fixed overhead (0 on the CPU) plus side_bytes */
   size_t side_bytes;         /* of those, the model's side_bytes (held besides the training step's plan) */
+  const char *side_what;     /* what they are (the model's side_bytes *what), or NULL */
   size_t staging_bytes;      /* loader's host staging buffers (mf_model_builder.staging_bytes) */
   double step_s;             /* predicted seconds per effective batch (accum micro-steps + update) */
   double recompute_flops;    /* extra FLOPs per effective batch spent recomputing */
@@ -1086,8 +1087,10 @@ typedef struct mf_trainer mf_trainer;
 #define MF_MAX_DATA_SETTINGS 8
 
 /* A setting that decides which samples the batches hold, saved in each checkpoint under key; on resume a
- * decisive one that differs is refused, naming option (it would change the data order); others are noted. */
-typedef struct mf_data_setting { const char *key, *option; char value[64]; int decisive; } mf_data_setting;
+ * decisive one that differs is refused, naming option (it would change the data order); others are noted.
+ * scales_with_ranks: the value is one rank's share of a global quantity (the micro-batch): a data-parallel run of
+ * R ranks records value x R, so a run with other ranks and the same global batch resumes it (memfit train). */
+typedef struct mf_data_setting { const char *key, *option; char value[64]; int decisive, scales_with_ranks; } mf_data_setting;
 
 typedef struct mf_trainer_hooks {
   void *ctx;                 /* passed to every hook */

@@ -588,13 +588,14 @@ static mf_tensor c_raster(mf_graph *g, mf_dtype act, int v) {
  * passed straight through to z (the codebook's gradient is gather's scatter-add) */
 static mf_tensor c_attention(mf_graph *g, mf_dtype act, int v) {
   (void)act;
-  if (v == 4) { /* VQGAN's adaptive-weight tap on a conv's output (ops/adaptive.c), squared after it */
+  if (v == 4) { /* VQGAN's adaptive-weight taps on a conv's output (ops/adaptive.c): GAN t squared, reconstruction r cubed */
     mf_tensor h = P(g, "h", 4, SH(2, 4, 6, 6)), w = P(g, "w", 4, SH(3, 4, 3, 3));
     mf_tensor x = mf_conv2d(g, h, w, -1, 1, 1, 1);
-    mf_tensor rec = mf_sum(g, mf_mul(g, x, x), 0, 0), f = mf_input(g, "pos_factor", 1, SH(1));
+    mf_tensor f = mf_input(g, "pos_factor", 1, SH(1));
     mf_tensor lam = mf_state(g, "lambda", MF_F32, 1, SH(1), MF_INIT_ZERO, 0);
-    mf_tensor t = mf_adaptive_tap(g, x, h, w, rec, f, lam, 1, 1, 0.8, 1e4);
-    return mf_mul(g, t, t);
+    mf_tensor t = mf_adaptive_tap(g, x, h, w, f, lam, 1, 1, 0.8, 1e4);
+    mf_tensor r = mf_adaptive_rec_tap(g, x, h, w, 1, 1);
+    return mf_add(g, mf_mul(g, t, t), mf_mul(g, r, mf_mul(g, r, r)));
   }
   if (v == 3) {
     mf_tensor z = P(g, "z", 2, SH(40, 6)), cb = P(g, "codebook", 2, SH(33, 6));

@@ -545,6 +545,8 @@ static void side_bytes(void) {
   for (int a = 0; a < MF_ARENA_COUNT; a++) arenas += r.best.arena[a];
   CHECK(r.best.side_bytes == planned && r.best.device_bytes == arenas + planned,
         "the candidate's device bytes %zu are not its arenas %zu + the side bytes %zu", r.best.device_bytes, arenas, planned);
+  CHECK(r.best.side_what && strstr(r.best.side_what, "kNN"), "the candidate says what its side bytes are (%s)",
+        r.best.side_what ? r.best.side_what : "NULL");
   printf("  side bytes: the feature pass %zu B beside a %zu B step, counted in the budget\n", planned, arenas);
   mf_search_result_free(&r);
 }

@@ -23,6 +23,57 @@ static void *small_cfg(const mf_workload *w) {
   return cfg;
 }
 
+/* ZeRO-1 as a search knob (2 ranks): a sharded candidate is its unsharded twin (same variant, micro-batch, precision,
+ * recompute) with the gradient arena padded to a multiple of 2 x 64 bytes and at least half, at most all of the
+ * optimizer state; every other arena the same. So whether ZeRO-1 applies is probed once per variant, not once
+ * per graph: the search plans each sharded candidate plus one probe per variant more than the unsharded search. */
+static void shard_check(const mf_workload *w, void *cfg) {
+  char err[512];
+  mf_search_opts o = mf_search_opts_default();
+  o.threads = 1;
+  o.ranks = 2;
+  mf_search_result u, r;
+  CHECK(mf_workload_search(w, cfg, &o, &u, err, sizeof err) == 0, "unsharded 2-rank search: %s", err);
+  o.shard = 1;
+  CHECK(mf_workload_search(w, cfg, &o, &r, err, sizeof err) == 0, "ZeRO-1 2-rank search: %s", err);
+  int n_sharded = 0, twins = 0, variants = 0, graphs = 0;
+  unsigned seen_v = 0, seen_g[8] = {0};
+  for (int i = 0; i < r.n_all; i++) {
+    const mf_candidate *c = &r.all[i];
+    if (c->variant < 8 && !(seen_v >> c->variant & 1u)) seen_v |= 1u << c->variant, variants++;
+    unsigned gbit = 1u << ((c->micro_batch & 15) * 2 + (c->dtype == MF_F32));
+    if (c->variant < 8 && !(seen_g[c->variant] & gbit)) seen_g[c->variant] |= gbit, graphs++;
+    if (c->shard_ranks != 2) continue;
+    n_sharded++;
+    for (int j = 0; j < r.n_all; j++) {
+      const mf_candidate *t = &r.all[j];
+      if (t->shard_ranks || t->offload || t->variant != c->variant || t->micro_batch != c->micro_batch || t->dtype != c->dtype ||
+          t->n_recomputed != c->n_recomputed || memcmp(t->mask, c->mask, sizeof t->mask))
+        continue;
+      int same = 1;
+      for (int a = 0; a < MF_ARENA_COUNT; a++)
+        if (a != MF_ARENA_GRAD && a != MF_ARENA_OPT) same &= t->arena[a] == c->arena[a];
+      size_t gpad = (t->arena[MF_ARENA_GRAD] + 127) / 128 * 128;
+      CHECK(same && c->arena[MF_ARENA_GRAD] == gpad && 2 * c->arena[MF_ARENA_OPT] >= t->arena[MF_ARENA_OPT] &&
+                c->arena[MF_ARENA_OPT] <= t->arena[MF_ARENA_OPT],
+            "sharded candidate %d (micro-batch %d, %s): other arenas %s, gradients %zu (unsharded %zu), optimizer %zu (unsharded %zu)", i,
+            c->micro_batch, mf_dtype_name(c->dtype), same ? "equal" : "differ", c->arena[MF_ARENA_GRAD], t->arena[MF_ARENA_GRAD],
+            c->arena[MF_ARENA_OPT], t->arena[MF_ARENA_OPT]);
+      twins++;
+      break;
+    }
+  }
+  CHECK(n_sharded > 0 && twins == n_sharded, "every one of %d sharded candidates has its unsharded twin (%d found)", n_sharded, twins);
+  CHECK(graphs > variants, "the search covers more graphs (%d) than variants (%d)", graphs, variants);
+  CHECK(r.n_planned == u.n_planned + n_sharded + variants,
+        "plans: %d with ZeRO-1, %d without, %d sharded candidates, %d variant probes (%d graphs)", r.n_planned, u.n_planned, n_sharded,
+        variants, graphs);
+  printf("  ZeRO-1 search over 2 ranks: %d graphs, %d sharded candidates, %d plans (%d unsharded + %d probe%s)\n", graphs, n_sharded,
+         r.n_planned, u.n_planned + n_sharded, variants, variants == 1 ? "" : "s");
+  mf_search_result_free(&u);
+  mf_search_result_free(&r);
+}
+
 int main(void) {
   setenv("MEMFIT_CALIBRATION", "1e10,5e9,5e9,1e10", 1); /* a fixed cost model: reproducible choices */
   const mf_workload *w = mf_workload_find("steg");
@@ -89,6 +140,7 @@ int main(void) {
   for (int i = 0; i < r.n_all; i++) odd += r.all[i].micro_batch % 2;
   CHECK(odd == 0 && r.n_all > 0, "%d candidates with an odd micro-batch", odd);
   mf_search_result_free(&r);
+  shard_check(w, cfg);
   free(cfg);
   return check_finish("test_search");
 }

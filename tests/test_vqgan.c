@@ -1,6 +1,7 @@
 /* test_vqgan.c — the VQGAN training graph (src/models/vqgan.c): two phases (generator, discriminator) in
  * sessions with measured == planned per arena, f32 and bf16, gradient and EMA codebooks; the adaptive GAN
- * weight lambda in f64 against its definition (the last conv's gradients with the GAN factor on and off);
+ * weight lambda in f64 against its definition (the last conv's gradients with the GAN factor on and off), its
+ * numerator with the SSIM and perceptual terms;
  * which phase sets the activation arena; the refusals of bad settings. */
 #include "gradcheck.h"
 #include "torch_ref.h"
@@ -149,16 +150,22 @@ static void recompute_same(void) {
   free(grads[1]);
 }
 
-/* f64 reference evaluation of the generator phase with the GAN factor f; returns lambda, fills the
- * gradient of every generator parameter (concatenated) and of decoder.conv_out.weight. */
-static double gen_grads(double f, double *grads, int64_t *ng, double *gw, int64_t *nw, double *rec_norm) {
-  vqgan_cfg c = tiny(0);
+/* f64 reference evaluation of the generator phase of model c with the GAN factor f; returns lambda, fills the
+ * gradient of every generator parameter (concatenated), of decoder.conv_out.weight, and the reconstruction tap's
+ * norm |grad_W (nll + perceptual + ssim)| (the seed is 1). */
+static double gen_grads(const vqgan_cfg *cin, double f, double *grads, int64_t *ng, double *gw, int64_t *nw, double *rec_norm) {
+  vqgan_cfg c = *cin;
   c.segments = 0;
   mf_graph *g = mf_graph_init(MF_F64);
   vqgan_net net;
-  char err[512];
+  char err[1024];
   if (vqgan_build(g, &c, c.micro_batch, &net, err, sizeof err) < 0) { CHECK(0, "build: %s", err); mf_graph_free(g); return NAN; }
-  if (mf_autodiff_phase(g, net.gen_loss, 1u << VQGAN_GROUP_GEN, NULL) < 0) { CHECK(0, "autodiff: %s", mf_graph_error(g)); mf_graph_free(g); return NAN; }
+  if (mf_autodiff_phase(g, net.gen_loss, 1u << VQGAN_GROUP_GEN, NULL) < 0) {
+    CHECK(0, "autodiff: %s", mf_graph_error(g));
+    vqgan_net_free(&net);
+    mf_graph_free(g);
+    return NAN;
+  }
   void **leaf = calloc((size_t)g->n, sizeof *leaf);
   uint64_t save = rs;
   rs = 4242;
@@ -169,10 +176,10 @@ static double gen_grads(double f, double *grads, int64_t *ng, double *gw, int64_
     double *v = leaf[id] = calloc((size_t)k, sizeof(double));
     for (int64_t i = 0; i < k; i++) {
       if (id == net.factor) v[i] = f;
-      else if (nd->op == MF_OP_BUFFER) v[i] = 1;
+      else if (nd->op == MF_OP_BUFFER && strncmp(nd->name, "perceptual.", 11)) v[i] = 1;
       else if (id == net.x) v[i] = 2 * unif() - 1;
       else if (strstr(nd->name, "norm") && strstr(nd->name, "weight")) v[i] = 1 + 0.1 * (unif() - 0.5);
-      else v[i] = 0.3 * (2 * unif() - 1);
+      else v[i] = 0.3 * (2 * unif() - 1); /* parameters, and the frozen feature network's weights */
     }
   }
   rs = save;
@@ -183,7 +190,7 @@ static double gen_grads(double f, double *grads, int64_t *ng, double *gw, int64_
     lam = *(double *)r.data[g->nodes[net.tap].ip[2]];
     double st = mf_ld(r.data[net.lambda], g->nodes[net.lambda].dtype, 0); /* an f32 state */
     CHECK(fabs(st - lam) <= 0x1p-24 * fabs(lam), "the lambda state holds lambda (%.9g vs %.9g)", st, lam);
-    *rec_norm = *(double *)r.data[net.rec_norm];
+    *rec_norm = *(double *)r.data[g->nodes[net.rec].ip[2]];
     *ng = 0;
     for (int id = 0; id < g->n; id++) {
       const mf_node *nd = &g->nodes[id];
@@ -197,33 +204,66 @@ static double gen_grads(double f, double *grads, int64_t *ng, double *gw, int64_
   }
   for (int id = 0; id < g->n; id++) free(leaf[id]);
   free(leaf);
+  vqgan_net_free(&net);
   mf_graph_free(g);
   return lam;
 }
 
-/* lambda = w |grad_W nll| / (|grad_W g_loss| + 1e-4): with the factor off (B) the last conv's gradient is the
- * reconstruction's (+ nothing from the GAN); with it on (A) it is rec + lambda * gan, so gan = (A - B) / lambda. */
-static void lambda_check(void) {
+/* lambda = w |grad_W nll| / (|grad_W g_loss| + 1e-4), nll every reconstruction term (taming's nll_loss: pixel +
+ * perceptual; memfit's SSIM too): with the factor off (B) the last conv's gradient is the reconstruction's (+ nothing
+ * from the GAN); with it on (A) it is rec + lambda * gan, so gan = (A - B) / lambda. Returns |grad_W nll|. */
+static double lambda_check(const vqgan_cfg *c, const char *what) {
   enum { MAXG = 400000 };
   static double ga[MAXG], gb[MAXG], wa[4096], wb[4096];
   int64_t na = 0, nb = 0, nwa = 0, nwb = 0;
   double ra = 0, rb = 0;
-  double lam = gen_grads(1, ga, &na, wa, &nwa, &ra);
-  double lam0 = gen_grads(0, gb, &nb, wb, &nwb, &rb);
-  if (!isfinite(lam) || na != nb || nwa != nwb || !nwa) { CHECK(0, "lambda runs: %g %g", lam, lam0); return; }
+  double lam = gen_grads(c, 1, ga, &na, wa, &nwa, &ra);
+  double lam0 = gen_grads(c, 0, gb, &nb, wb, &nwb, &rb);
+  if (!isfinite(lam) || na != nb || nwa != nwb || !nwa) { CHECK(0, "%s: lambda runs: %g %g", what, lam, lam0); return NAN; }
   double nrec = 0, ngan = 0;
   for (int64_t i = 0; i < nwa; i++) nrec += wb[i] * wb[i], ngan += (wa[i] - wb[i]) * (wa[i] - wb[i]);
   nrec = sqrt(nrec);
   ngan = sqrt(ngan) / lam;
   double want = 0.8 * nrec / (ngan + 1e-4);
-  CHECK(lam0 == 0, "lambda with the factor off is 0 (%g)", lam0);
-  CHECK(fabs(ra - nrec) <= 1e-10 * nrec, "the forward |grad_W nll| %.12g equals the gradient's norm %.12g", ra, nrec);
-  CHECK(fabs(lam - want) <= 1e-9 * want, "lambda %.12g, want 0.8 |g_rec| / (|g_gan| + 1e-4) = %.12g", lam, want);
+  CHECK(lam0 == 0, "%s: lambda with the factor off is 0 (%g)", what, lam0);
+  CHECK(fabs(ra - nrec) <= 1e-10 * nrec && fabs(rb - nrec) <= 1e-10 * nrec,
+        "%s: the reconstruction tap's |grad_W nll| %.12g equals the gradient's norm %.12g", what, ra, nrec);
+  CHECK(fabs(lam - want) <= 1e-9 * want, "%s: lambda %.12g, want 0.8 |g_rec| / (|g_gan| + 1e-4) = %.12g", what, lam, want);
   /* every generator gradient changed by lambda * (the GAN gradient): nonzero somewhere upstream of the decoder */
   int64_t changed = 0;
   for (int64_t i = 0; i < na - nwa; i++) changed += ga[i] != gb[i];
-  CHECK(changed > 0, "the GAN term reaches the encoder's gradients");
-  printf("  adaptive lambda (f64, tiny): %.6g = 0.8 x %.6g / (%.6g + 1e-4)\n", lam, nrec, ngan);
+  CHECK(changed > 0, "%s: the GAN term reaches the encoder's gradients", what);
+  printf("  adaptive lambda (f64, tiny%s): %.6g = 0.8 x %.6g / (%.6g + 1e-4)\n", what, lam, nrec, ngan);
+  return nrec;
+}
+
+/* The numerator holds every reconstruction term: with the SSIM term, and (with python3-torch to export a feature
+ * network) the perceptual term, lambda follows their whole gradient (lambda_check), which differs from the pixel
+ * term's alone (the same model with the term's weight 0: the same graph, the term's gradient zero). */
+static void lambda_terms_check(void) {
+  vqgan_cfg c = tiny(0);
+  double plain = lambda_check(&c, "");
+  c.ssim_weight = 0.5;
+  double with = lambda_check(&c, ", ssim 0.5");
+  CHECK(fabs(with - plain) > 1e-3 * plain, "the SSIM term changes |grad_W nll| (%.9g vs %.9g without it)", with, plain);
+  if (!torch_available()) return;
+  char dir[] = "/tmp/memfit_vqlam_XXXXXX", cmd[600];
+  if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+  const char *root = getenv("MEMFIT_ROOT") ? getenv("MEMFIT_ROOT") : ".";
+  c = tiny(0);
+  snprintf(c.perceptual, sizeof c.perceptual, "%s/feat.onnx", dir);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/vqgan_perceptual.py export %s >/dev/null 2>&1", root, c.perceptual);
+  if (system(cmd) != 0) CHECK(0, "exporting the feature network failed: %s", cmd);
+  else {
+    c.perceptual_weight = 0;
+    double off = lambda_check(&c, ", perceptual weight 0");
+    c.perceptual_weight = 2;
+    with = lambda_check(&c, ", perceptual weight 2");
+    CHECK(fabs(off - plain) <= 1e-10 * plain, "a perceptual term of weight 0 leaves |grad_W nll| alone (%.12g vs %.12g)", off, plain);
+    CHECK(fabs(with - plain) > 1e-3 * plain, "the perceptual term changes |grad_W nll| (%.9g vs %.9g without it)", with, plain);
+  }
+  unlink(c.perceptual);
+  rmdir(dir);
 }
 
 
@@ -652,7 +692,7 @@ int main(void) {
   session_run(MF_F32, 0, 4);
   session_run(MF_BF16, 1, 4);
   recompute_same();
-  lambda_check();
+  lambda_terms_check();
   parity(0);
   parity(1);
   errors();

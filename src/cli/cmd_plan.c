@@ -328,11 +328,10 @@ int mf_cmd_plan(int argc, char **argv) {
       mf_format_bytes(w->staging_bytes(a.cfg, show->micro_batch), h, sizeof h);
       printf("  %-26s %14zu B  %12s  (host, %s)\n", "loader staging", w->staging_bytes(a.cfg, show->micro_batch), h,
              w->micro_steps ? "the image, read tile by tile" : "data loader: 3 batches in flight");
-      if (w->side_bytes) { /* held at the same time as the step, outside its plan */
-        const char *what = NULL;
-        size_t sb = w->side_bytes(a.cfg, a.threads, a.backend, &what);
-        mf_format_bytes(sb, h, sizeof h);
-        if (sb) printf("  %-26s %14zu B  %12s  (%s, held beside the step; --budget counts it)\n", "besides the step", sb, h, what);
+      if (show->side_bytes) { /* held at the same time as the step, outside its plan: the search's figure */
+        mf_format_bytes(show->side_bytes, h, sizeof h);
+        printf("  %-26s %14zu B  %12s  (%s, held beside the step; --budget counts it)\n", "besides the step", show->side_bytes, h,
+               show->side_what ? show->side_what : "the model's own");
       }
       if (w->explain) w->explain(a.cfg, show->variant, show->micro_batch, stdout);
     }

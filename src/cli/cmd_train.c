@@ -349,8 +349,7 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
      * with other ranks and the same global batch resumes it */
     for (int i = 0; i < job.n_data_settings; i++) {
       mf_data_setting *d = &job.data_settings[i];
-      size_t l = strlen(d->key);
-      if (l > 12 && !strcmp(d->key + l - 12, ".micro_batch")) snprintf(d->value, sizeof d->value, "%d", atoi(d->value) * R);
+      if (d->scales_with_ranks) snprintf(d->value, sizeof d->value, "%d", atoi(d->value) * R);
     }
   }
 

@@ -60,7 +60,7 @@
   X(ATTENTION, attention)           /* src q, k, v [..,Nk,D][, probs] -> [..,Nq,D]; fp0 = scale */    \
   X(ATTENTION_BWD, attention_bwd)   /* src q, k, v, dy[, probs] -> [..,Nq+2Nk,D]: dq, dk, dv */       \
   X(VQ_NEAREST, vq_nearest)         /* src z [N,D], codebook [K,D] -> i32 [N] nearest rows, tiled */   \
-  X(ADAPTIVE_TAP, adaptive_tap)     /* src x, h, w, rec_norm, factor[, state] -> x; gradient x lambda */ \
+  X(ADAPTIVE_TAP, adaptive_tap)     /* src x, h, w[, factor[, state]] -> x; GAN: gradient x lambda */ \
   X(STATE_WRITE, state_write)       /* src value, state (same count) -> value, also written to the state */ \
   X(DROPOUT, dropout)               /* x * keep / (1 - fp0) in training programs, x at eval; ip0 = mask key */
 

@@ -534,8 +534,8 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   lo->seed = (uint64_t)a->seed;
   lo->tf.out_w = lo->tf.out_h = 8;
   lo->tf.crop = MF_CROP_NONE;
-  mf_train_job_data_setting(j, "imagegs.seed", "--seed", 1, "%d", a->seed);
-  mf_train_job_data_setting(j, "imagegs.tiles", "the tiles (--tile, or chosen for --budget)", 1, "%d", c->T);
+  mf_train_job_data_setting(j, "imagegs.seed", "--seed", MF_DATA_DECISIVE, "%d", a->seed);
+  mf_train_job_data_setting(j, "imagegs.tiles", "the tiles (--tile, or chosen for --budget)", MF_DATA_DECISIVE, "%d", c->T);
   mf_train_args_command(a, "imagegs", c->note, sizeof c->note);
   j->hooks.feed = igs_feed;
   j->hooks.read_terms = igs_read_terms;

@@ -397,14 +397,14 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   size_t batches = mf_dataset_size(j->train) / (size_t)micro;
   int64_t per_epoch = a->epoch_steps ? a->epoch_steps : (int64_t)(batches / (size_t)ch->accum);
   c->total_steps = a->steps ? a->steps : (int64_t)a->epochs * (per_epoch > 0 ? per_epoch : 1);
-  mf_train_job_data_setting(j, "moco.seed", "--seed", 1, "%d", a->seed);
-  mf_train_job_data_setting(j, "moco.size", "--size", 1, "%d", cfg.size);
-  mf_train_job_data_setting(j, "moco.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
-  mf_train_job_data_setting(j, "moco.channels", "--channels", 1, "%d", cfg.channels);
+  mf_train_job_data_setting(j, "moco.seed", "--seed", MF_DATA_DECISIVE, "%d", a->seed);
+  mf_train_job_data_setting(j, "moco.size", "--size", MF_DATA_DECISIVE, "%d", cfg.size);
+  mf_train_job_data_setting(j, "moco.micro_batch", "the micro-batch (--batch, or chosen for --budget)", MF_DATA_DECISIVE | MF_DATA_PER_RANK, "%d", micro);
+  mf_train_job_data_setting(j, "moco.channels", "--channels", MF_DATA_DECISIVE, "%d", cfg.channels);
   if (generated) {
-    mf_train_job_data_setting(j, "moco.gen_count", "--gen-count", 1, "%d", tc->gen_count);
-    mf_train_job_data_setting(j, "moco.gen_size", "--gen-size", 1, "%d", tc->gen_size);
-  } else mf_train_job_data_setting(j, "moco.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
+    mf_train_job_data_setting(j, "moco.gen_count", "--gen-count", MF_DATA_DECISIVE, "%d", tc->gen_count);
+    mf_train_job_data_setting(j, "moco.gen_size", "--gen-size", MF_DATA_DECISIVE, "%d", tc->gen_size);
+  } else mf_train_job_data_setting(j, "moco.val_fraction", "--val-split", MF_DATA_DECISIVE, "%.17g", a->val_data ? 0 : a->val_split);
   mf_train_job_data_setting(j, "moco.workers", "--workers", 0, "%d", a->workers);
 
   /* ---- hooks and what the trainer prints ---- */

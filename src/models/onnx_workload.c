@@ -570,13 +570,13 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   lo->workers = a->workers;
   lo->seed = (uint64_t)a->seed;
   lo->tf = tf;
-  mf_train_job_data_setting(j, "onnx.seed", "--seed", 1, "%d", a->seed);
-  mf_train_job_data_setting(j, "onnx.height", "--size", 1, "%d", H);
-  mf_train_job_data_setting(j, "onnx.width", "--size", 1, "%d", W);
-  mf_train_job_data_setting(j, "onnx.channels", "--channels", 1, "%d", C);
-  mf_train_job_data_setting(j, "onnx.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", c->micro);
-  mf_train_job_data_setting(j, "onnx.aug", "--aug", 1, "%d", tc->aug);
-  mf_train_job_data_setting(j, "onnx.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
+  mf_train_job_data_setting(j, "onnx.seed", "--seed", MF_DATA_DECISIVE, "%d", a->seed);
+  mf_train_job_data_setting(j, "onnx.height", "--size", MF_DATA_DECISIVE, "%d", H);
+  mf_train_job_data_setting(j, "onnx.width", "--size", MF_DATA_DECISIVE, "%d", W);
+  mf_train_job_data_setting(j, "onnx.channels", "--channels", MF_DATA_DECISIVE, "%d", C);
+  mf_train_job_data_setting(j, "onnx.micro_batch", "the micro-batch (--batch, or chosen for --budget)", MF_DATA_DECISIVE | MF_DATA_PER_RANK, "%d", c->micro);
+  mf_train_job_data_setting(j, "onnx.aug", "--aug", MF_DATA_DECISIVE, "%d", tc->aug);
+  mf_train_job_data_setting(j, "onnx.val_fraction", "--val-split", MF_DATA_DECISIVE, "%.17g", a->val_data ? 0 : a->val_split);
   mf_train_job_data_setting(j, "onnx.workers", "--workers", 0, "%d", a->workers);
 
   /* ---- hooks and what the trainer prints ---- */

@@ -470,13 +470,13 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   lo->tf.crop = MF_CROP_RANDOM;
   lo->tf.hflip = 0.5f;
   lo->tf.vflip = 0.5f;
-  mf_train_job_data_setting(j, "steg.seed", "--seed", 1, "%d", a->seed);
-  mf_train_job_data_setting(j, "steg.size", "--size", 1, "%d", tc->size);
-  mf_train_job_data_setting(j, "steg.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
+  mf_train_job_data_setting(j, "steg.seed", "--seed", MF_DATA_DECISIVE, "%d", a->seed);
+  mf_train_job_data_setting(j, "steg.size", "--size", MF_DATA_DECISIVE, "%d", tc->size);
+  mf_train_job_data_setting(j, "steg.micro_batch", "the micro-batch (--batch, or chosen for --budget)", MF_DATA_DECISIVE | MF_DATA_PER_RANK, "%d", micro);
   if (generated) {
-    mf_train_job_data_setting(j, "steg.gen_count", "--gen-count", 1, "%d", tc->gen_count);
-    mf_train_job_data_setting(j, "steg.gen_size", "--gen-size", 1, "%d", gen_size);
-  } else mf_train_job_data_setting(j, "steg.val_fraction", "--val-split", 1, "%.17g", a->val_data ? 0 : a->val_split);
+    mf_train_job_data_setting(j, "steg.gen_count", "--gen-count", MF_DATA_DECISIVE, "%d", tc->gen_count);
+    mf_train_job_data_setting(j, "steg.gen_size", "--gen-size", MF_DATA_DECISIVE, "%d", gen_size);
+  } else mf_train_job_data_setting(j, "steg.val_fraction", "--val-split", MF_DATA_DECISIVE, "%.17g", a->val_data ? 0 : a->val_split);
   mf_train_job_data_setting(j, "steg.workers", "--workers", 0, "%d", a->workers);
 
   /* ---- hooks and what the trainer prints ---- */

@@ -356,7 +356,7 @@ static int perceptual(mf_graph *g, const vqgan_cfg *c, vqgan_net *o, char *err, 
     return -1;
   }
   int64_t N = mf_tensor_dim(g, o->x, 0);
-  mf_tensor a = mf_add_scalar(g, mf_mul_scalar(g, o->xrec, 0.5), 0.5), b = mf_add_scalar(g, mf_mul_scalar(g, o->x, 0.5), 0.5);
+  mf_tensor a = mf_add_scalar(g, mf_mul_scalar(g, o->rec, 0.5), 0.5), b = mf_add_scalar(g, mf_mul_scalar(g, o->x, 0.5), 0.5);
   mf_tensor ab[2] = {a, b};
   mf_tensor both = mf_concat(g, 2, ab, 0);                        /* [2N, C, S, S]: reconstructions, then inputs */
   mf_onnx_shape in = {.name = mf_onnx_input_name(o->pnet, 0), .ndim = 4, .dims = {2 * N, c->channels, c->size, c->size}};
@@ -397,16 +397,14 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   mf_tensor z = conv(&b, o->vq.out, "post_quant_conv", c->q.dim, c->z_channels, 1, 1, 0, 1);
   mf_tensor h_last;
   o->xrec = decoder(&b, z, &h_last, &o->last_w);                              /* [B, C, S, S] */
-  o->nll = c->rec_l2 ? mf_mse_loss(g, o->xrec, o->x) : mf_l1_loss(g, o->xrec, o->x);
-  o->q_loss = o->vq.loss >= 0 ? o->vq.loss : mf_mul_scalar(g, o->nll, 0.0);
-  /* |grad_W nll| of decoder.conv_out in forward: d nll / d xrec with a unit seed, then its weight gradient */
-  mf_tensor one = mf_add_scalar(g, mf_mul_scalar(g, o->nll, 0.0), 1.0);
-  mf_tensor drec = mf_loss_bwd(g, o->xrec, o->x, one, c->rec_l2 ? MF_LOSS_MSE : MF_LOSS_L1, 0);
-  mf_tensor gw = mf_conv2d_bwd_weight(g, h_last, drec, o->last_w, 1, 1, 1);
-  mf_tensor ss = mf_sum(g, mf_mul(g, gw, gw), 0, 0);
-  o->rec_norm = mf_exp(g, mf_mul_scalar(g, mf_log(g, mf_clamp(g, ss, 1e-30, INFINITY)), 0.5)); /* [1] */
+  /* the adaptive weight's two taps on xrec (ops/adaptive.c): the discriminator reads `tap`, every reconstruction
+   * term (taming's nll: pixel, perceptual, SSIM) reads `rec`, built after it, so lambda's numerator is their
+   * whole gradient at the last conv, formed in backward */
   o->lambda = mf_state(g, "adaptive_lambda", MF_F32, 1, s1, MF_INIT_ZERO, 0);
-  o->tap = mf_adaptive_tap(g, o->xrec, h_last, o->last_w, o->rec_norm, o->factor, o->lambda, 1, 1, c->disc_weight, 1e4);
+  o->tap = mf_adaptive_tap(g, o->xrec, h_last, o->last_w, o->factor, o->lambda, 1, 1, c->disc_weight, 1e4);
+  o->rec = mf_adaptive_rec_tap(g, o->xrec, h_last, o->last_w, 1, 1);             /* [B, C, S, S], = xrec */
+  o->nll = c->rec_l2 ? mf_mse_loss(g, o->rec, o->x) : mf_l1_loss(g, o->rec, o->x);
+  o->q_loss = o->vq.loss >= 0 ? o->vq.loss : mf_mul_scalar(g, o->nll, 0.0);
   b.group = VQGAN_GROUP_DISC;
   disc d;
   disc_init(&b, &d);
@@ -420,7 +418,7 @@ int vqgan_build(mf_graph *g, const vqgan_cfg *cin, int micro_batch, vqgan_net *o
   if (c->ssim_weight > 0) { /* steg's SSIM (uniform k x k windows, range 1) on [0, 1], each frame an image */
     int k = mf_steg_ssim_window(c->size);
     double cnt = (double)mf_tensor_numel(g, o->x) / ((double)c->size * c->size) * (double)(c->size - k + 1) * (c->size - k + 1);
-    mf_tensor a = mf_add_scalar(g, mf_mul_scalar(g, o->xrec, 0.5), 0.5), b01 = mf_add_scalar(g, mf_mul_scalar(g, o->x, 0.5), 0.5);
+    mf_tensor a = mf_add_scalar(g, mf_mul_scalar(g, o->rec, 0.5), 0.5), b01 = mf_add_scalar(g, mf_mul_scalar(g, o->x, 0.5), 0.5);
     o->ssim_loss = mf_mul_scalar(g, mf_steg_ssim_loss(g, a, b01, k), c->ssim_weight / cnt);
     o->gen_loss = mf_add(g, o->gen_loss, o->ssim_loss);
   }

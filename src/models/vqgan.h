@@ -55,9 +55,10 @@ typedef struct vqgan_net {
   mf_onnx *pnet;               /* the perceptual network's file (open while the net lives; vqgan_net_free closes it) */
   mf_onnx_built pbuilt;        /* its build: mf_onnx_load_weights(pnet, &pbuilt, session) writes its weights */
   mf_tensor ssim_loss;         /* scalar ssim_weight x mean(1 - SSIM) per frame, or -1 without --ssim */
-  mf_tensor gen_loss;          /* phase 0: nll (+ ssim_loss) + g_loss (its gradient scaled by lambda at the tap) + codebook_weight q */
-  mf_tensor rec_norm;          /* [1] |grad_W nll| of the decoder's last conv, computed in forward */
-  mf_tensor tap;               /* the adaptive tap (ops/adaptive.c): lambda's node is g->nodes[tap].ip[2] after planning */
+  mf_tensor gen_loss;          /* phase 0: nll (+ p_loss + ssim_loss) + g_loss (its gradient scaled by lambda at the tap) + codebook_weight q */
+  mf_tensor rec;               /* xrec through the reconstruction tap (ops/adaptive.c), what nll, p_loss and ssim_loss read:
+                                  g->nodes[rec].ip[2] is |grad_W (nll + p_loss + ssim_loss)| x seed after autodiff */
+  mf_tensor tap;               /* xrec through the GAN tap, what D reads: lambda's node is g->nodes[tap].ip[2] after autodiff */
   mf_tensor last_w;            /* decoder.conv_out.weight (as the conv reads it) */
   mf_tensor lambda;            /* state f32 [1] "adaptive_lambda": the generator phase's backward writes lambda (x factor) */
   mf_tensor logits_real, logits_fake; /* discriminator outputs of the discriminator phase */

@@ -467,12 +467,12 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   lo->tf.hflip = 0.5f;
   lo->tf.normalize = 1; /* [0,1] -> [-1,1] as taming's data */
   for (int k = 0; k < 3; k++) lo->tf.mean[k] = 0.5f, lo->tf.std[k] = 0.5f;
-  mf_train_job_data_setting(j, "vqgan.seed", "--seed", 1, "%d", a->seed);
-  mf_train_job_data_setting(j, "vqgan.size", "--size", 1, "%d", cfg.size);
-  mf_train_job_data_setting(j, "vqgan.frames", "--clips", 1, "%d", cfg.frames);
-  if (cfg.frames > 1 && !generated) mf_train_job_data_setting(j, "vqgan.frame_stride", "--frame-stride", 1, "%d", tc->frame_stride);
-  mf_train_job_data_setting(j, "vqgan.micro_batch", "the micro-batch (--batch, or chosen for --budget)", 1, "%d", micro);
-  if (generated) mf_train_job_data_setting(j, "vqgan.gen_count", "--gen-count", 1, "%d", tc->gen_count);
+  mf_train_job_data_setting(j, "vqgan.seed", "--seed", MF_DATA_DECISIVE, "%d", a->seed);
+  mf_train_job_data_setting(j, "vqgan.size", "--size", MF_DATA_DECISIVE, "%d", cfg.size);
+  mf_train_job_data_setting(j, "vqgan.frames", "--clips", MF_DATA_DECISIVE, "%d", cfg.frames);
+  if (cfg.frames > 1 && !generated) mf_train_job_data_setting(j, "vqgan.frame_stride", "--frame-stride", MF_DATA_DECISIVE, "%d", tc->frame_stride);
+  mf_train_job_data_setting(j, "vqgan.micro_batch", "the micro-batch (--batch, or chosen for --budget)", MF_DATA_DECISIVE | MF_DATA_PER_RANK, "%d", micro);
+  if (generated) mf_train_job_data_setting(j, "vqgan.gen_count", "--gen-count", MF_DATA_DECISIVE, "%d", tc->gen_count);
   mf_train_job_data_setting(j, "vqgan.workers", "--workers", 0, "%d", a->workers);
 
   j->hooks.feed = vq_feed;

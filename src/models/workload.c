@@ -27,12 +27,13 @@ void mf_train_job_free(mf_train_job *job) {
   memset(job, 0, sizeof *job);
 }
 
-void mf_train_job_data_setting(mf_train_job *j, const char *key, const char *option, int decisive, const char *fmt, double v) {
+void mf_train_job_data_setting(mf_train_job *j, const char *key, const char *option, int flags, const char *fmt, double v) {
   if (j->n_data_settings >= MF_MAX_DATA_SETTINGS) return;
   mf_data_setting *d = &j->data_settings[j->n_data_settings++];
   d->key = key;
   d->option = option;
-  d->decisive = decisive;
+  d->decisive = (flags & MF_DATA_DECISIVE) != 0;
+  d->scales_with_ranks = (flags & MF_DATA_PER_RANK) != 0;
   if (fmt[1] == 'd') snprintf(d->value, sizeof d->value, "%d", (int)v);
   else snprintf(d->value, sizeof d->value, "%.17g", v);
 }

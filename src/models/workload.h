@@ -110,8 +110,11 @@ int mf_setting_double(const char *key, const char *val, double lo, double hi, do
 void mf_train_args_command(const mf_train_args *a, const char *workload, char *buf, size_t n);
 
 /* Adds a setting that decides which samples the batches hold (saved with each checkpoint, checked on --resume):
- * key, the option to name, decisive (1: a resume with another value is refused), the value as fmt "%d" or "%.17g". */
-void mf_train_job_data_setting(mf_train_job *j, const char *key, const char *option, int decisive, const char *fmt, double v);
+ * key, the option to name, flags (MF_DATA_DECISIVE: a resume with another value is refused; MF_DATA_PER_RANK: the
+ * value is one rank's share, recorded times the ranks of a data-parallel run: the micro-batch), the value as fmt
+ * "%d" or "%.17g". */
+enum { MF_DATA_DECISIVE = 1, MF_DATA_PER_RANK = 2 };
+void mf_train_job_data_setting(mf_train_job *j, const char *key, const char *option, int flags, const char *fmt, double v);
 
 /* Frees what a workload's train_setup made (graph, datasets, its hook context). */
 void mf_train_job_free(mf_train_job *job);

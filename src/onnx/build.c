@@ -744,6 +744,22 @@ static mf_tensor binary_op(ctx *c, int kind, int ia, int ib) {
   return UNSUP("operands %s and %s both need broadcasting (memfit broadcasts one operand onto the other)", sa, sb);
 }
 
+/* A matmul operand that is a Transpose of the last two axes of a weight (torch exports nn.Linear on a 3-D input as
+ * MatMul(x, Transpose(W))): the matmul reads the weight itself with its trans flag flipped. The transposed copy is
+ * then read by nothing, so the planner drops it; unfolded, it was an activation the matmul kept for backward (in
+ * vit_b_16, 26 MB per encoder layer: the qkv, fc1 and fc2 weights). Only for tensors outside the activation arena
+ * (parameters, state, inputs): a transposed activation may be read by others, and its source kept instead of it. */
+static mf_tensor fold_transpose(ctx *c, mf_tensor t, int *trans) {
+  const mf_node *n = nd_of(c, t);
+  int nd = n->ndim;
+  if (n->op != MF_OP_PERMUTE || nd < 2 || nd_of(c, n->src[0])->role == MF_ROLE_ACT) return t;
+  for (int i = 0; i < nd - 2; i++)
+    if (n->ip[i] != i) return t;
+  if (n->ip[nd - 2] != nd - 1 || n->ip[nd - 1] != nd - 2) return t;
+  *trans = !*trans;
+  return n->src[0];
+}
+
 /* ---- GELU in its erf form, as torch exports F.gelu: y = Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5). At the
  * last Mul the chain is recognised and replaced by one GELU op (its backward keeps x only; the ops of the chain
  * are then read by nothing and the planner drops them). ---- */
@@ -787,6 +803,77 @@ static mf_tensor gelu_match(ctx *c) {
     return mf_gelu(c->g, vx->t);
   }
   return -1;
+}
+
+/* Readers of value `name`: graph nodes that take it as an input, and the graph's outputs. */
+static int readers(ctx *c, const char *name) {
+  const Onnx__GraphProto *gr = c->m->graph;
+  int k = 0;
+  for (size_t i = 0; i < gr->n_node; i++)
+    for (size_t j = 0; j < gr->node[i]->n_input; j++) k += !strcmp(gr->node[i]->input[j], name);
+  for (size_t i = 0; i < gr->n_output; i++) k += gr->output[i]->name && !strcmp(gr->output[i]->name, name);
+  return k;
+}
+/* name's producer if it is Div(x, c) or Mul(x, c) / Mul(c, x) by a known scalar: *name becomes x, *scale is
+ * multiplied by 1/c or c; else nothing changes */
+static void unscale(ctx *c, const char **name, double *scale) {
+  const Onnx__NodeProto *p = producer(c, *name, NULL);
+  if (!p || p->n_input != 2 || (strcmp(p->op_type, "Div") && strcmp(p->op_type, "Mul"))) return;
+  for (int side = p->op_type[0] == 'D' ? 1 : 0; side < 2; side++) {
+    val *v = val_find(c, p->input[side]);
+    if (!v || !v->has_c || v->c.n != 1 || !(v->c.v[0] > 0) || !isfinite(v->c.v[0])) continue;
+    *scale *= p->op_type[0] == 'D' ? 1.0 / v->c.v[0] : v->c.v[0];
+    *name = p->input[1 - side];
+    return;
+  }
+}
+
+/* Attention as torch exports it (nn.MultiheadAttention, F.scaled_dot_product_attention): at the last MatMul,
+ * MatMul(Softmax(MatMul(q, kT) [x s]), v) over the last axis, with q, kT or the scores scaled by known scalars,
+ * becomes one fused attention op (mf_attention, scores recomputed tile by tile in backward): backward keeps q, k
+ * and v instead of the scaled q, kT, the probabilities [.., Nq, Nk] and v, and forward never holds the scores
+ * and the probabilities whole (vit_b_16: 14.9 MB per layer kept, 29.8 MB less at the peak). Only when the scores
+ * and the probabilities are read by nothing else and the shapes are the fused op's (v as k's). k is kT with its
+ * last two axes swapped: when kT is itself a transpose, one transpose of its source. */
+static mf_tensor attention_match(ctx *c) {
+  const Onnx__NodeProto *n = c->node, *sm, *mm;
+  if (n->n_input != 2 || !(sm = producer(c, n->input[0], NULL)) || strcmp(sm->op_type, "Softmax") || sm->n_input != 1) return -1;
+  if (readers(c, n->input[0]) != 1 || readers(c, sm->input[0]) != 1) return -1;
+  double scale = 1;
+  const char *s_name = sm->input[0];
+  unscale(c, &s_name, &scale);
+  if (strcmp(s_name, sm->input[0]) && readers(c, s_name) != 1) return -1;
+  if (!(mm = producer(c, s_name, NULL)) || strcmp(mm->op_type, "MatMul") || mm->n_input != 2) return -1;
+  const char *qn = mm->input[0], *kn = mm->input[1];
+  unscale(c, &qn, &scale);
+  unscale(c, &kn, &scale);
+  val *vq = val_find(c, qn), *vk = val_find(c, kn), *vv = val_find(c, n->input[1]), *vs = val_find(c, sm->input[0]);
+  if (!vq || !vk || !vv || !vs || vq->t < 0 || vk->t < 0 || vv->t < 0 || vs->t < 0 || vq->pad || vk->pad || vv->pad) return -1;
+  const mf_node *q = nd_of(c, vq->t), *kt = nd_of(c, vk->t), *v = nd_of(c, vv->t);
+  int nd = q->ndim;
+  int64_t ax = attr_i(sm, "axis", c->m->opset >= 13 ? -1 : 1); /* opsets 11-12: the last axis only as the axis itself */
+  if (ax < 0) ax += nd_of(c, vs->t)->ndim;
+  if (nd < 2 || kt->ndim != nd || v->ndim != nd || ax != nd - 1 || !mf_dtype_is_float(q->dtype) || kt->dtype != q->dtype ||
+      v->dtype != q->dtype || !(scale > 0) || !isfinite(scale))
+    return -1;
+  for (int i = 0; i < nd - 2; i++)
+    if (kt->ne[i] != q->ne[i] || v->ne[i] != q->ne[i]) return -1;
+  /* kT [.., D, Nk]: k [.., Nk, D] must be v's shape, D q's */
+  if (kt->ne[nd - 2] != q->ne[nd - 1] || kt->ne[nd - 1] != v->ne[nd - 2] || v->ne[nd - 1] != q->ne[nd - 1]) return -1;
+  mf_graph *g = c->g;
+  mf_tensor k;
+  if (kt->op == MF_OP_PERMUTE) { /* kT = permute(src, p): k = permute(src, p with its last two entries swapped) */
+    int perm[MF_MAX_DIMS];
+    bool id = true;
+    for (int i = 0; i < nd; i++) perm[i] = kt->ip[i];
+    perm[nd - 2] = kt->ip[nd - 1];
+    perm[nd - 1] = kt->ip[nd - 2];
+    for (int i = 0; i < nd; i++) id &= perm[i] == i;
+    k = id ? kt->src[0] : mf_permute(g, kt->src[0], perm);
+  } else
+    k = mf_transpose(g, vk->t, -2, -1);
+  if (k < 0) return -1;
+  return mf_attention(g, vq->t, k, vv->t, scale, 0);                         /* [.., Nq, D] */
 }
 
 /* Mul(x, Sigmoid(x)) in either order (torch exports SiLU / swish so) -> one SiLU op, whose backward reads x only:
@@ -1231,6 +1318,10 @@ static int node_build(ctx *c) {
     return set_out(c, 0, y);
   }
   if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul")) {
+    if (op[0] == 'M') {
+      mf_tensor at = attention_match(c);
+      if (at >= 0) return set_out(c, 0, at);
+    }
     mf_tensor a = in_tensor(c, 0);
     if (a < 0) return -1;
     mf_tensor b = in_tensor(c, 1);
@@ -1238,6 +1329,8 @@ static int node_build(ctx *c) {
     bool gemm = op[0] == 'G';
     int ta = gemm ? (int)attr_i(n, "transA", 0) : 0, tb = gemm ? (int)attr_i(n, "transB", 0) : 0;
     if (nd_of(c, a)->ndim < 2 || nd_of(c, b)->ndim < 2) return UNSUP("a 1-D operand of %s", op);
+    a = fold_transpose(c, a, &ta);
+    b = fold_transpose(c, b, &tb);
     mf_tensor y = mf_matmul(g, a, b, ta, tb);
     if (gemm) {
       double al = attr_f(n, "alpha", 1), be = attr_f(n, "beta", 1);

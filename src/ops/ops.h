@@ -217,10 +217,14 @@ int mf_loss_bwd(mf_graph *g, int pred, int target, int dl, int kind, int sum);
 int mf_softmax_ce_bwd(mf_graph *g, int logits, int labels, int dl);
 int mf_pool_bwd(mf_graph *g, int x, int dy, const mf_node *pool);
 int mf_upsample_bwd(mf_graph *g, int dy, int x_like, int factor);
-/* VQGAN's adaptive GAN weight (ops/adaptive.c): x's value; its gradient dy * lambda, lambda = factor * weight *
- * clamp(rec_norm / (|conv2d_bwd_weight(h, dy)| / seed + 1e-4), 0, max), the lambda node id left in ip[2];
- * lam_state (a state [1], or -1) receives lambda at each backward. */
-int mf_adaptive_tap(mf_graph *g, int x, int h, int w, int rec_norm, int factor, int lam_state, int stride, int pad, double weight,
-                    double max);
+/* VQGAN's adaptive GAN weight (ops/adaptive.c), two identity taps on the decoder's output x (the last conv: input h,
+ * weight w, stride, pad). mf_adaptive_rec_tap: what the reconstruction terms read; its gradient passes unchanged and
+ * its rule leaves in ip[2] the node |conv2d_bwd_weight(h, dy)| (x the seed). mf_adaptive_tap: what the discriminator
+ * reads; its gradient is dy * lambda, lambda = factor * weight * clamp(rec / (|conv2d_bwd_weight(h, dy)| + 1e-4), 0,
+ * max) with both norms divided by the seed, the lambda node id left in ip[2]; lam_state (a state [1], or -1) receives
+ * lambda at each backward. Build the REC tap after the GAN tap (autodiff runs its rule first); a GAN tap whose
+ * backward finds no REC tap differentiated before it is an error naming x. */
+int mf_adaptive_tap(mf_graph *g, int x, int h, int w, int factor, int lam_state, int stride, int pad, double weight, double max);
+int mf_adaptive_rec_tap(mf_graph *g, int x, int h, int w, int stride, int pad);
 
 #endif

@@ -57,6 +57,8 @@ typedef struct ctx {
   double store_flops;  /* flops per micro-step with nothing recomputed */
   size_t fixed;        /* backend's fixed overhead */
   size_t side;         /* the model's side_bytes: held besides the step's plan */
+  const char *side_what; /* what they are (or NULL) */
+  signed char *shard_ok; /* per variant: ZeRO-1 applies (1), not (0), not probed yet (-1) */
 } ctx;
 
 /* Plans candidate c (its mask/invertible/offload set) and fills its numbers; 0 or -1. */
@@ -73,6 +75,7 @@ static int evaluate(ctx *x, mf_candidate *c, char *err, size_t errlen) {
   memcpy(c->arena, p->arena, sizeof c->arena);
   c->device_bytes = mf_plan_total_bytes(p) + x->fixed + x->side;
   c->side_bytes = x->side;
+  c->side_what = x->side_what;
   c->staging_bytes = x->m->staging_bytes ? x->m->staging_bytes(c->micro_batch, x->m->ctx) : 0;
   snprintf(c->peak_desc, sizeof c->peak_desc, "%s", p->peak_desc);
   double micro = program_seconds(p, &p->train, x->cal);
@@ -133,9 +136,13 @@ static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, 
   qsort(order, (size_t)nseg, sizeof *order, seg_cmp);
   int E = x->m->effective_batch;
   int n_off = x->o->allow_offload ? 2 : 1;
-  /* ZeRO-1 as one more knob (not with offload): where the model allows it (one phase, no growth: the plan says) */
+  /* ZeRO-1 as one more knob (not with offload): where the model allows it (one phase, no growth: the plan says).
+   * Whether it does is the graph's structure (its phases, parameters tied to masks), not its micro-batch or
+   * precision, and sharding changes only the gradient arena's padding and the optimizer state, both laid out from
+   * the parameters: one probe per variant answers for all its graphs. */
   int sh0 = x->o->shard == 2 && x->o->ranks > 1, sh1 = x->o->shard && x->o->ranks > 1;
-  if (sh1) {
+  if (sh1 && x->shard_ok[variant] >= 0) sh1 = x->shard_ok[variant];
+  else if (sh1) {
     mf_plan_opts po = mf_plan_opts_default();
     po.optim = x->o->optim;
     po.threads = x->o->threads;
@@ -147,6 +154,7 @@ static int search_graph(ctx *x, int variant, mf_dtype dt, int mb, int *any_fit, 
     x->n_planned++;
     if (!p && x->o->shard == 2) { snprintf(err, errlen, "search: %s: %s", x->m->name, e); return -1; }
     if (!p) sh1 = 0;
+    x->shard_ok[variant] = (signed char)sh1;
     mf_plan_free(p);
   }
   x->store_flops = 0;
@@ -272,7 +280,7 @@ int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf
   const mf_backend *be = mf_backend_get(o->backend, err, errlen);
   if (!be) return -1;
   x.fixed = be->fixed_overhead ? be->fixed_overhead() : 0;
-  x.side = m->side_bytes ? m->side_bytes(m->ctx, o->threads, o->backend, NULL) : 0;
+  x.side = m->side_bytes ? m->side_bytes(m->ctx, o->threads, o->backend, &x.side_what) : 0;
   int E = m->effective_batch;
   if (o->fixed_micro_batch > 0 && (o->fixed_micro_batch > E || E % o->fixed_micro_batch)) {
     char divs[256] = "";
@@ -283,6 +291,8 @@ int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf
                           "steps must equal it): use one of %s", o->fixed_micro_batch, E, divs);
     return -1;
   }
+  if (!(x.shard_ok = malloc((size_t)n_variants))) { snprintf(err, errlen, "search: out of host memory"); return -1; }
+  memset(x.shard_ok, -1, (size_t)n_variants);
   char refused[200] = ""; /* why the workload refused a micro-batch, when it did */
   mf_dtype dts[3] = {MF_F32, MF_BF16, MF_F16};
   for (int v = 0; v < n_variants; v++) {
@@ -306,6 +316,7 @@ int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf
         if (m->release) m->release(m->ctx);
         if (rc < 0) {
           free(x.all);
+          free(x.shard_ok);
           return -1;
         }
         /* memory grows with the micro-batch: once nothing fits, larger ones will not either */
@@ -314,6 +325,7 @@ int mf_search_plans(const mf_model_builder *m, const mf_search_opts *o, const mf
     }
   }
   r->n_planned = x.n_planned;
+  free(x.shard_ok);
   if (!x.n_all) {
     snprintf(err, errlen, "search: no setting could be planned%s%s%s", refused[0] ? " (" : "", refused, refused[0] ? ")" : "");
     free(x.all);
