@@ -314,6 +314,9 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
     if (nrec > p->n_recomputed) p->n_recomputed = nrec;
   }
   if (mf_program_build_fwd(g, p->loss, &p->opts, &p->fwd, err, errlen) < 0) { free(tkeep); return -1; }
+  /* every node's implementation (a CPU conv: oneDNN or memfit's GEMM algorithms), chosen here once: the
+   * workspaces below and the kernels at run time follow it */
+  for (int id = 0; id < g->n && p->be->choose; id++) p->be->choose(g, &g->nodes[id], p->opts.threads);
   int N = g->n;
   p->pers_off = malloc((size_t)N * sizeof *p->pers_off);
   p->opt_off = malloc((size_t)N * sizeof *p->opt_off);
