@@ -41,6 +41,8 @@ typedef struct mf_backend {
    * deciding again at run time. On the CPU: a f32 conv on oneDNN or on memfit's GEMM algorithms, by measurement
    * when the conv cache has the shape, else by the shape rule (conv_choice.c). NULL: one implementation per op. */
   void (*choose)(const mf_graph *g, mf_node *n, int threads);
+  /* 1: its conv2d kernel applies a fused ReLU / leaky ReLU (mf_conv_act), so the planner may fuse (plan/fuse.c) */
+  int fuses_conv_act;
   /* After choose: the name of what runs n ("onednn jit:avx2", "memfit implicit") into name and how it was chosen
    * ("measured", "shape rule", ...) in *why; returns 0 (nothing written) for an op with a single implementation. */
   int (*impl_describe)(const mf_graph *g, const mf_node *n, char *name, size_t len, const char **why);

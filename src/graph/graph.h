@@ -77,6 +77,8 @@ struct mf_graph {
   int open_seg;                   /* -1 when no segment is open; autodiff sets it to tag backward nodes */
   int build_phase;                /* mf_phase given to new nodes (autodiff sets MF_PHASE_BWD) */
   int n_fwd;                      /* nodes [0, n_fwd) are the forward graph (set by autodiff) */
+  int fuse_conv_act;              /* set by the planner on its copy: conv -> ReLU pairs are fused (plan/fuse.c), those an
+                                     inverse builds too */
   uint64_t seed;
   char err[512];
 };

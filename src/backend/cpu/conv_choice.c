@@ -187,13 +187,15 @@ void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
 }
 
 int mf_cpu_conv_describe(const mf_graph *g, const mf_node *n, char *name, size_t len, const char **why) {
+  int act = mf_conv_act(n);
+  const char *fused = act == MF_UN_RELU ? " +relu" : act == MF_UN_LEAKY ? " +leaky_relu" : "";
   if (mf_cpu_conv_on_dnnl(n)) {
     const char *im = mf_cpu_dnnl_conv_impl(g, n);
-    snprintf(name, len, "onednn %s", im && *im ? im : "(primitive missing)");
+    snprintf(name, len, "onednn %s%s", im && *im ? im : "(primitive missing)", fused);
     *why = n->impl == MF_CPU_CONV_DNNL_MEASURED ? "measured faster" : "shape rule";
     return 1;
   }
-  snprintf(name, len, "memfit %s", mf_cpu_conv_algo_name(g, n));
+  snprintf(name, len, "memfit %s%s", mf_cpu_conv_algo_name(g, n), fused);
   const char *env = getenv("MEMFIT_CONV");
   if (n->impl == MF_CPU_CONV_GEMM_MEASURED) *why = "measured faster";
   else if (!n->impl) *why = "not chosen";

@@ -39,7 +39,7 @@ typedef struct dn_arg {
 } dn_arg;
 
 typedef struct dn_conv {
-  int64_t key[14];
+  int64_t key[16];
   int ok;                    /* 0: oneDNN not used for this shape (memfit's algorithms run) */
   int threads;               /* OpenMP threads at creation */
   int nargs;
@@ -122,14 +122,18 @@ static int dn_eligible(const mf_graph *g, const mf_node *n) {
 static void dn_key(const mf_graph *g, const mf_node *n, int threads, int64_t *key) {
   const mf_node *x, *w, *y;
   dn_nodes(g, n, &x, &w, &y);
-  int64_t k[14] = {n->op, x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3], n->ip[0], n->ip[1], n->ip[2],
-                   n->op == MF_OP_CONV2D && n->nsrc > 2, threads, 0};
+  int act = mf_conv_act(n);
+  double slope = act == MF_UN_LEAKY ? n->fp[0] : 0;
+  int64_t sb;
+  memcpy(&sb, &slope, sizeof sb);
+  int64_t k[16] = {n->op, x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3], n->ip[0], n->ip[1], n->ip[2],
+                   n->op == MF_OP_CONV2D && n->nsrc > 2, threads, act, sb, 0};
   memcpy(key, k, sizeof k);
 }
 
 static dn_conv *dn_find(const int64_t *key) {
   for (dn_conv *c = dn_cache; c; c = c->next)
-    if (!memcmp(c->key, key, 13 * sizeof(int64_t))) return c;
+    if (!memcmp(c->key, key, sizeof c->key)) return c;
   return NULL;
 }
 
@@ -181,6 +185,17 @@ static void dn_build(const mf_graph *g, const mf_node *n, dn_conv *c) {
     return;
   if (dnnl_primitive_attr_create(&attr) != dnnl_success) return;
   dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  int act = mf_conv_act(n);
+  if (act >= 0) { /* a fused ReLU / leaky ReLU (plan/fuse.c): an eltwise post-op, alpha = the negative slope */
+    dnnl_post_ops_t po;
+    int bad = dnnl_post_ops_create(&po) != dnnl_success;
+    if (!bad) {
+      bad = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, act == MF_UN_LEAKY ? (float)n->fp[0] : 0.0f, 0.0f) != dnnl_success ||
+            dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success;
+      dnnl_post_ops_destroy(po);
+    }
+    if (bad) { dnnl_primitive_attr_destroy(attr); return; }
+  }
   dnnl_status_t st;
   if (n->op == MF_OP_CONV2D) st = dnnl_primitive_desc_create(&pd, &fd, attr, dn_engine, NULL);
   else {
@@ -271,7 +286,7 @@ static dn_conv *dn_get(const mf_graph *g, const mf_node *n, int threads, int cre
   pthread_mutex_lock(&dn_lock);
   dn_conv *c = NULL;
   if (dn_ready() && (threads == 1 || getpid() == dn_pid)) {
-    int64_t key[14];
+    int64_t key[16];
     dn_key(g, n, threads, key);
     c = dn_find(key);
     if (!c && create && (c = calloc(1, sizeof *c))) {
