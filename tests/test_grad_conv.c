@@ -203,6 +203,14 @@ static void naive_conv(const conv_case *t, const double *x, const double *w, con
         }
 }
 
+/* What runs node id, chosen as a plan (and the reference evaluator) would choose it */
+static void impl_of(const mf_graph *g, int id, char *buf, size_t len) {
+  mf_node c = g->nodes[id];
+  const char *why = "";
+  mf_backend_cpu.choose(g, &c, 0);
+  if (!mf_backend_cpu.impl_describe(g, &c, buf, len, &why)) snprintf(buf, len, "?");
+}
+
 /* Runs conv2d, conv2d_bwd_data and conv2d_bwd_weight on random data with activations stored in
  * `dt` and compares each with naive loops on the same (rounded) values, element by element within
  * err_bound. */
@@ -219,11 +227,12 @@ static void conv_values(const conv_case *t, mf_dtype dt, uint64_t seed) {
   mf_tensor dw = mf_conv2d_bwd_weight_cfg(g, x, dy, w, &cf);
   if (mf_graph_error(g)) { CHECK(0, "build: %s", mf_graph_error(g)); mf_graph_free(g); return; }
   if (dt == MF_F32) {
-    const char *iy = mf_cpu_dnnl_conv_impl(g, &g->nodes[y]), *ix = mf_cpu_dnnl_conv_impl(g, &g->nodes[dx]),
-               *iw = mf_cpu_dnnl_conv_impl(g, &g->nodes[dw]);
+    char iy[96], ix[96], iw[96];
+    impl_of(g, y, iy, sizeof iy);
+    impl_of(g, dx, ix, sizeof ix);
+    impl_of(g, dw, iw, sizeof iw);
     printf("conv x[%lld,%lld,%lld,%lld] k%lldx%lld s%d p%d g%d oc%lld: y %s, dx %s, dw %s\n", (long long)t->N, (long long)t->C,
-           (long long)t->H, (long long)t->W, (long long)t->KH, (long long)t->KW, t->s, t->p, t->gr, (long long)t->OC,
-           iy ? iy : "memfit", ix ? ix : "memfit", iw ? iw : "memfit");
+           (long long)t->H, (long long)t->W, (long long)t->KH, (long long)t->KW, t->s, t->p, t->gr, (long long)t->OC, iy, ix, iw);
   }
   int leaves[4] = {x, w, b, dy};
   void **leaf = calloc((size_t)g->n, sizeof *leaf);

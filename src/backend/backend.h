@@ -40,8 +40,19 @@ typedef struct mf_optim_args {
 typedef struct mf_backend {
   const char *name;
   mf_kernel_fn kernels[MF_OP_COUNT];
-  /* Exact bytes of scratch the node's kernel uses (planned in the activation arena). */
+  /* Exact bytes of scratch the node's kernel uses (planned in the activation arena); after choose, for the
+   * implementation it chose. */
   size_t (*workspace)(const mf_graph *g, const mf_node *n);
+  /* Chooses, once and when planning, which implementation runs node n with `threads` CPU threads (<= 0: OpenMP's
+   * current count) and records it in n->impl / n->impl_threads; workspace and the kernel follow that record, never
+   * deciding again at run time. On the CPU: a f32 conv on oneDNN or on memfit's GEMM algorithms, by measurement
+   * when the conv cache has the shape, else by the shape rule (conv_choice.c). NULL: one implementation per op. */
+  void (*choose)(const mf_graph *g, mf_node *n, int threads);
+  /* 1: its conv2d kernel applies a fused ReLU / leaky ReLU (mf_conv_act), so the planner may fuse (plan/fuse.c) */
+  int fuses_conv_act;
+  /* After choose: the name of what runs n ("onednn jit:avx2", "memfit implicit") into name and how it was chosen
+   * ("measured", "shape rule", ...) in *why; returns 0 (nothing written) for an op with a single implementation. */
+  int (*impl_describe)(const mf_graph *g, const mf_node *n, char *name, size_t len, const char **why);
   /* Memory: one call per arena at session start; NULL alloc means host memory (aligned_alloc). */
   void *(*alloc)(size_t bytes, char *err, size_t errlen);
   void (*free)(void *p);

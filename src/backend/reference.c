@@ -25,12 +25,14 @@ int mf_ref_eval(const mf_graph *g, void *const *leaf_data, double grad_seed, mf_
     if (!out->data[id]) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
     if ((n->op == MF_OP_INPUT || n->op == MF_OP_PARAM || n->op == MF_OP_BUFFER) && leaf_data && leaf_data[id])
       memcpy(out->data[id], leaf_data[id], bytes);
-    size_t wsb = mf_backend_cpu.workspace(g, n);
+    mf_node nc = *n; /* the implementation is chosen as a plan would choose it (the graph is not the evaluator's to edit) */
+    if (mf_backend_cpu.choose) mf_backend_cpu.choose(g, &nc, 0);
+    size_t wsb = mf_backend_cpu.workspace(g, &nc);
     void *ws = wsb ? malloc(wsb) : NULL;
     if (wsb && !ws) { snprintf(err, errlen, "reference eval: out of host memory"); return -1; }
     void *src[MF_MAX_SRC] = {0};
     for (int i = 0; i < n->nsrc; i++) src[i] = out->data[n->src[i]];
-    mf_backend_cpu.kernels[n->op](&k, n, out->data[id], src, ws);
+    mf_backend_cpu.kernels[n->op](&k, &nc, out->data[id], src, ws);
     free(ws);
   }
   if (fault[0]) {

@@ -47,6 +47,10 @@ int cli_bytes(const char *name, const char *v, int64_t *out);
  * mf_search_opts.fixed_mode (0, 1, -1); print "memfit CMD: --precision: ..." and return -1 when bad. */
 int cli_precision(const char *cmd, const char *v, unsigned *dtypes);
 int cli_recompute(const char *cmd, const char *v, int *mode);
+/* conv_table.c: --by-layer's table of the plan's convolutions (forward, backward-data, backward-weights): the
+ * implementation the planner chose for each (oneDNN and its kernel, or memfit's GEMM algorithm), why, and its
+ * workspace, with the conv cache it read. json: fields of the object being printed (a leading comma, no braces). */
+void cli_print_convs(const mf_plan *p, int json);
 /* report.c moved to src/train/report.c; `memfit report DIR` is cmd_report.c */
 int mf_cmd_report(int argc, char **argv);
 int mf_cmd_render(int argc, char **argv); /* cmd_render.c: an Image-GS model at any resolution */

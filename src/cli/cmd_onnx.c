@@ -59,7 +59,8 @@ static void onnx_usage(FILE *f) {
              "  --threads T          CPU threads the plan's workspaces are sized for (default: all cores)\n"
              "  --json               machine-readable output\n"
              "  --by-layer           the activation bytes each layer (ONNX node) keeps for backward, the top ten, and\n"
-             "                       the layer at the peak of forward and of backward\n"
+             "                       the layer at the peak of forward and of backward; and every convolution (forward,\n"
+             "                       backward-data, backward-weights) with the implementation chosen for it\n"
              "  --run N              then train N steps on random data (the file's weights) with the memory checked:\n"
              "                       measured bytes per arena next to the plan (exit 1 when they differ)\n"
              "  --feed FILE          with --run: the batch from a safetensors file (f32 tensors named as the model's\n"
@@ -458,7 +459,7 @@ int mf_cmd_plan_onnx(int argc, char **argv) {
       printf("\n  },\n  \"total_bytes\": %zu,\n  \"peak_op\": ", mf_plan_total_bytes(p));
       mf_json_str(stdout, pk ? pk : "");
       printf(",\n  \"peak_in_backward\": %d", bwd);
-      if (a.by_layer) print_by_layer(p, 1);
+      if (a.by_layer) { print_by_layer(p, 1); cli_print_convs(p, 1); }
       printf("\n}\n");
     } else {
       printf("%s: ONNX opset %lld, %lld parameters in %lld tensors, inputs", a.path, (long long)mf_onnx_opset(m),
@@ -471,7 +472,7 @@ int mf_cmd_plan_onnx(int argc, char **argv) {
       }
       printf(", loss %s\n", a.loss == MF_ONNX_LOSS_CE ? "cross-entropy" : a.loss == MF_ONNX_LOSS_MSE ? "mse" : "own");
       mf_plan_print(p, stdout);
-      if (a.by_layer) print_by_layer(p, 0);
+      if (a.by_layer) { print_by_layer(p, 0); cli_print_convs(p, 0); }
     }
     mf_plan_free(p);
     if (a.run) rc = run_steps(&a, m, gp, &bt, &po);

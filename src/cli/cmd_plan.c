@@ -12,7 +12,7 @@ typedef struct plan_args {
   const mf_workload *w;
   void *cfg;
   int64_t budget, host_budget;
-  int json, threads, micro_batch, mode, variant, offload;
+  int json, threads, micro_batch, mode, variant, offload, by_layer;
   int ranks, shard;          /* --ranks N, --shard-optimizer: the plan of one rank of a data-parallel job */
   unsigned dtypes;
   const char *timeline, *backend;
@@ -38,6 +38,10 @@ static void plan_usage(FILE *f, const char *cmd) {
                "  --ranks N            the plan of one of N data-parallel ranks (mpirun -np N memfit train ...): its\n"
                "                       bytes, with the gradient all-reduce buckets; the micro-batch is each rank's\n"
                "  --shard-optimizer    with --ranks: ZeRO-1, each rank keeps the optimizer state of its 1/N slice\n");
+  if (plan)
+    fprintf(f, "  --by-layer           every convolution of the plan (forward, backward-data, backward-weights): the\n"
+               "                       implementation chosen for it (oneDNN and its kernel, or memfit's GEMM algorithm;\n"
+               "                       measured per shape when 'memfit calibrate WORKLOAD' has been run) and its workspace\n");
   fprintf(f, "  --host-budget SIZE   host memory allowed for offloaded optimizer state, a device backend only\n"
              "                       (default: no limit)\n"
              "  --json               machine-readable output\n");
@@ -94,6 +98,7 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
     } else if ((v = cli_opt(argc, argv, &i, "--host-budget"))) {
       if (cli_bytes("--host-budget", v, &a->host_budget)) return 2;
     } else if (!strcmp(argv[i], "--json")) a->json = 1;
+    else if (!strcmp(argv[i], "--by-layer") && !strcmp(cmd, "plan")) a->by_layer = 1;
     else if ((v = cli_opt(argc, argv, &i, "--timeline"))) a->timeline = v;
     else if ((v = cli_opt(argc, argv, &i, "--ranks"))) { if (cli_int("--ranks", v, 1, 1 << 20, &a->ranks)) return 2; }
     else if (!strcmp(argv[i], "--shard-optimizer")) a->shard = 1;
@@ -277,8 +282,7 @@ int mf_cmd_plan(int argc, char **argv) {
       print_candidate_json(stdout, NULL, &r.runners[i], w);
     }
     printf("],\n  \"plans_computed\": %d,\n  \"calibration\": ", r.n_planned);
-    mf_json_str(stdout, r.cal.source);
-    printf("\n}\n");
+    mf_json_str(stdout, r.cal.source); /* the object is closed after the plan below (--by-layer's table goes in it) */
   } else {
     printf("%s\n", desc);
     if (!a.budget) {
@@ -301,6 +305,7 @@ int mf_cmd_plan(int argc, char **argv) {
     po.shard_optimizer = (a.shard || show->shard_ranks > 1) && a.ranks > 1;
     mf_plan *p = mf_plan_init(g, loss, &po, err, sizeof err);
     if (!p && a.ranks > 1) fprintf(stderr, "memfit plan: %s\n", err);
+    if (p && a.json && a.by_layer) cli_print_convs(p, 1);
     if (p && !a.json) {
       mf_plan_print(p, stdout);
       if (po.shard_optimizer) { /* what ZeRO-1 saves: the same plan unsharded */
@@ -334,6 +339,7 @@ int mf_cmd_plan(int argc, char **argv) {
                show->side_what ? show->side_what : "the model's own");
       }
       if (w->explain) w->explain(a.cfg, show->variant, show->micro_batch, stdout);
+      if (a.by_layer) cli_print_convs(p, 0);
     }
     if (p && a.timeline) {
       if (mf_report_timeline_svg(a.timeline, p, desc, "plan") != 0) timeline_failed = 1;
@@ -343,6 +349,7 @@ int mf_cmd_plan(int argc, char **argv) {
   }
   if (state) w->state_free(state);
   mf_graph_free(g);
+  if (a.json) printf("\n}\n");
   if (!a.json && a.budget) {
     char hb[32], hs[32];
     mf_format_bytes((size_t)a.budget, hb, sizeof hb);

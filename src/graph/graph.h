@@ -45,6 +45,9 @@ typedef struct mf_node {
   int32_t ip[8];                  /* integer op parameters */
   double fp[4];                   /* real op parameters */
   uint8_t role, phase;
+  uint8_t impl;                   /* the kernel implementation the planner chose for it (backend-specific, e.g. a CPU conv
+                                     on oneDNN or on memfit's GEMM algorithms: backend.h choose); 0: none chosen */
+  int16_t impl_threads;           /* threads that implementation was prepared for (a oneDNN primitive's team); 0: any */
   int seg;                        /* recompute segment that built it, -1 if none */
   int grad;                       /* PARAM / PARAM_LP: id of its GRAD node (-1 if none yet) */
   int master;                     /* PARAM_LP: its f32 master; GRAD: its PARAM */
@@ -74,6 +77,8 @@ struct mf_graph {
   int open_seg;                   /* -1 when no segment is open; autodiff sets it to tag backward nodes */
   int build_phase;                /* mf_phase given to new nodes (autodiff sets MF_PHASE_BWD) */
   int n_fwd;                      /* nodes [0, n_fwd) are the forward graph (set by autodiff) */
+  int fuse_conv_act;              /* set by the planner on its copy: conv -> ReLU pairs are fused (plan/fuse.c), those an
+                                     inverse builds too */
   uint64_t seed;
   char err[512];
 };

@@ -3,6 +3,7 @@
  * best-fit allocator over tensor lifetimes (workspace lives only during its op). The bytes it
  * reports are exactly what the runtime allocates and touches. */
 #include "plan/plan.h"
+#include "plan/fuse.h"
 #include "ops/ops.h"
 #include "ops/autodiff.h"
 #include <stdlib.h>
@@ -290,8 +291,21 @@ static int shard_layout(mf_plan *p, char *err, size_t errlen) {
 
 int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   mf_graph *g = p->g;
-  detach_alias(p);
   int *tkeep = NULL, n_tkeep = 0;
+  /* conv -> ReLU pairs into one kernel where the backend takes it (the ReLU becomes a detach, aliased next);
+   * MEMFIT_FUSE=0 turns it off (to compare) */
+  const char *fz = getenv("MEMFIT_FUSE");
+  if (p->be->fuses_conv_act && !(fz && !strcmp(fz, "0"))) {
+    if (train_keep_list(p, &tkeep, &n_tkeep) < 0 || mf_fuse_conv_act(g, tkeep, n_tkeep) < 0) {
+      free(tkeep);
+      snprintf(err, errlen, "plan: out of host memory");
+      return -1;
+    }
+    free(tkeep);
+    tkeep = NULL;
+    g->fuse_conv_act = 1;
+  }
+  detach_alias(p);
   if (train_keep_list(p, &tkeep, &n_tkeep) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
   mf_plan_opts to = p->opts; /* the training step's view: ring pushes kept too */
   to.keep = tkeep;
@@ -314,6 +328,9 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
     if (nrec > p->n_recomputed) p->n_recomputed = nrec;
   }
   if (mf_program_build_fwd(g, p->loss, &p->opts, &p->fwd, err, errlen) < 0) { free(tkeep); return -1; }
+  /* every node's implementation (a CPU conv: oneDNN or memfit's GEMM algorithms), chosen here once: the
+   * workspaces below and the kernels at run time follow it */
+  for (int id = 0; id < g->n && p->be->choose; id++) p->be->choose(g, &g->nodes[id], p->opts.threads);
   int N = g->n;
   p->pers_off = malloc((size_t)N * sizeof *p->pers_off);
   p->opt_off = malloc((size_t)N * sizeof *p->opt_off);

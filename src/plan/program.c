@@ -2,6 +2,7 @@
  * with recompute segments rewritten so that backward reads recomputed (or, for invertible
  * blocks, inverted) tensors instead of stored ones; then drops every node nothing needs. */
 #include "plan/plan.h"
+#include "plan/fuse.h"
 #include "ops/ops.h"
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,8 @@ static int cse_note(cse_table *t, const mf_graph *g, int pos) {
  * nodes, then it is looked up. A merged node stays in the graph unread, so the final pass drops
  * it. canon[i] is the node that stands for first + i; xin[] is redirected too. */
 static int cse_inverse(mf_graph *g, int first, int pos, cse_table *t, int n_in, int *xin) {
+  /* the forward's conv -> ReLU pairs are fused (plan/fuse.c): the inverse's too, so that they equal its clones */
+  if (g->fuse_conv_act && mf_fuse_conv_act_new(g, first, xin, n_in) < 0) return -1;
   int n = g->n - first;
   int *canon = malloc((size_t)(n ? n : 1) * sizeof *canon);
   if (!canon || cse_note(t, g, pos) < 0) { free(canon); return -1; }

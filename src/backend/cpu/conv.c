@@ -546,9 +546,62 @@ static void bwd_weight_stacked(const mf_kctx *k, const mf_node *n, const conv_ge
 
 /* ------------------------------------------------------------------ conv kernels */
 
-/* y [N,OC,OH,OW] = conv(x [N,C,H,W], w [OC,Cg,KH,KW]) + b [OC] */
+const char *mf_cpu_conv_algo_name(const mf_graph *g, const mf_node *n) {
+  conv_geo c;
+  conv_geometry(g, n, &c);
+  switch (c.algo) {
+  case CONV_IMPLICIT: return "implicit";
+  case CONV_STACKED: return "stacked";
+  case CONV_ROUTE_A: return c.direct ? "1x1" : "route-a";
+  case CONV_ROUTE_B: return "route-b";
+  default: return c.direct ? "1x1" : "im2col";
+  }
+}
+
+/* A node the planner put on oneDNN runs there: its workspace was planned for oneDNN's primitive, so there is
+ * no falling back to memfit's algorithms here. The primitive is missing only in a process other than the one
+ * that planned (a fork()ed child): the step fails, saying so. */
+static void conv_dnnl(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  if (mf_cpu_dnnl_conv_run(k, n, out, src, ws)) return;
+  if (k->fault && !k->fault[0])
+    snprintf(k->fault, k->fault_len, "%s '%s': the oneDNN primitive it was planned for (%d threads) does not exist in this "
+             "process: plan the session in the process that runs it", mf_op_name(n->op), n->name, n->impl_threads);
+}
+
+/* A fused activation (plan/fuse.c) over the finished output, in place: the same arithmetic as the unary
+ * kernel (elementwise.c) on the same stored values, so fused and unfused agree bit for bit. */
+static void conv_act(const mf_node *n, void *out) {
+  int kind = mf_conv_act(n);
+  int64_t total = mf_node_numel(n);
+  double slope = kind == MF_UN_LEAKY ? n->fp[0] : 0;
+  if (n->dtype == MF_F32) {
+    float *y = out, p0 = (float)slope;
+    if (kind == MF_UN_RELU) {
+      #pragma omp parallel for schedule(static) if (total > 16384)
+      for (int64_t i = 0; i < total; i++) y[i] = y[i] > 0 ? y[i] : 0.0f;
+    } else {
+      #pragma omp parallel for schedule(static) if (total > 16384)
+      for (int64_t i = 0; i < total; i++) y[i] = y[i] > 0 ? y[i] : p0 * y[i];
+    }
+    return;
+  }
+  #pragma omp parallel for schedule(static) if (total > 16384)
+  for (int64_t i = 0; i < total; i++) {
+    double v = mf_ld(out, n->dtype, i);
+    mf_st(out, n->dtype, i, v > 0 ? v : kind == MF_UN_RELU ? 0 : slope * v);
+  }
+}
+
+static void conv2d_gemm(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
+
+/* y [N,OC,OH,OW] = act(conv(x [N,C,H,W], w [OC,Cg,KH,KW]) + b [OC]), act only when fused (mf_conv_act) */
 void mf_cpu_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
-  if (mf_cpu_dnnl_conv_run(k, n, out, src, ws)) return; /* oneDNN (conv_dnnl.c) when it takes this shape */
+  if (mf_cpu_conv_on_dnnl(n)) { conv_dnnl(k, n, out, src, ws); return; } /* the planner chose oneDNN (conv_choice.c); act as a post-op */
+  conv2d_gemm(k, n, out, src, ws);
+  if (mf_conv_act(n) >= 0) conv_act(n, out);
+}
+
+static void conv2d_gemm(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   conv_geo c;
   conv_ws l;
   conv_geometry(k->g, n, &c);
@@ -584,7 +637,7 @@ void mf_cpu_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *s
 
 /* dx [N,C,H,W] from dy [N,OC,OH,OW] and w [OC,Cg,KH,KW] */
 void mf_cpu_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
-  if (mf_cpu_dnnl_conv_run(k, n, out, src, ws)) return; /* oneDNN (conv_dnnl.c) when it takes this shape */
+  if (mf_cpu_conv_on_dnnl(n)) { conv_dnnl(k, n, out, src, ws); return; } /* the planner chose oneDNN (conv_choice.c) */
   conv_geo c;
   conv_ws l;
   conv_geometry(k->g, n, &c);
@@ -638,7 +691,7 @@ void mf_cpu_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void 
 
 /* dw [OC,Cg,KH,KW] = sum over images of dy . im2col(x)^T (written, not accumulated) */
 void mf_cpu_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
-  if (mf_cpu_dnnl_conv_run(k, n, out, src, ws)) return; /* oneDNN (conv_dnnl.c) when it takes this shape */
+  if (mf_cpu_conv_on_dnnl(n)) { conv_dnnl(k, n, out, src, ws); return; } /* the planner chose oneDNN (conv_choice.c) */
   conv_geo c;
   conv_ws l;
   conv_geometry(k->g, n, &c);

@@ -1,16 +1,17 @@
 /* conv_dnnl.c (CPU) — conv2d forward, backward-data and backward-weight of f32 tensors on oneDNN,
  * with every scratch byte (blocked copies of the operands, oneDNN's scratchpad) in the node's planned workspace.
  *
- * Primitives are created when the planner first asks for a node's workspace (mf_cpu_dnnl_conv_ws, at
- * plan / session build time) and kept in a process-wide cache keyed by the conv's shape, its op and
- * the OpenMP thread count (oneDNN sizes its scratchpad for the threads it was created with, so a
- * kernel always runs its primitive with those threads). The step only sets data handles and runs.
- * The operands stay in memfit's plain layouts (x/dy/y [N,C,H,W], w [OC,Cg,KH,KW]); where oneDNN's
- * fastest kernel wants a blocked layout, reorders into workspace run before and after the conv.
- * Rule (from the shapes, no timing): oneDNN for every f32 conv whose chosen implementation is not
- * oneDNN's reference one and whose workspace is at most DN_WS_EXTRA (64 MiB) above memfit's own;
- * memfit's own GEMM algorithms (conv.c) otherwise, or for every conv when the environment sets
- * MEMFIT_CONV=gemm. */
+ * Primitives are created when the planner chooses a node's implementation (mf_cpu_dnnl_conv_prepare from
+ * conv_choice.c, at plan / session build time) and kept in a process-wide cache keyed by the conv's shape,
+ * its op and the OpenMP thread count (oneDNN sizes its scratchpad for the threads it was created with, so a
+ * kernel always runs its primitive with those threads: the node records them in impl_threads). The step
+ * only sets data handles and runs. The operands stay in memfit's plain layouts (x/dy/y [N,C,H,W],
+ * w [OC,Cg,KH,KW]); where oneDNN's fastest kernel wants a blocked layout, reorders into workspace run
+ * before and after the conv.
+ * oneDNN takes a f32 conv when its chosen implementation is not oneDNN's reference one and its workspace
+ * is at most DN_WS_EXTRA (64 MiB) above memfit's own; whether it then runs it (the shape rule: yes) or
+ * memfit's own GEMM algorithms do (faster for that shape, measured) is conv_choice.c's decision. Never
+ * when the environment sets MEMFIT_CONV=gemm. */
 #include "backend/cpu/cpu.h"
 
 #ifdef MEMFIT_HAVE_DNNL
@@ -38,7 +39,7 @@ typedef struct dn_arg {
 } dn_arg;
 
 typedef struct dn_conv {
-  int64_t key[14];
+  int64_t key[16];
   int ok;                    /* 0: oneDNN not used for this shape (memfit's algorithms run) */
   int threads;               /* OpenMP threads at creation */
   int nargs;
@@ -56,6 +57,7 @@ static dnnl_stream_t dn_stream;
 static dn_conv *dn_cache;
 static int dn_state; /* 0 unknown, 1 usable, -1 off (MEMFIT_CONV=gemm or no engine) */
 static int dn_disabled; /* mf_cpu_dnnl_conv_enable(0): tests run memfit's own algorithms */
+static long dn_runs;    /* convs run on oneDNN so far (tests: the kernel follows the plan) */
 /* The process that made the engine. A fork()ed child inherits libgomp's thread pool without its
  * threads, and oneDNN's primitives always start the team they were made for (it hangs), so a child
  * runs only the one-thread primitives of small convs on oneDNN and plans memfit's own algorithms for
@@ -120,14 +122,18 @@ static int dn_eligible(const mf_graph *g, const mf_node *n) {
 static void dn_key(const mf_graph *g, const mf_node *n, int threads, int64_t *key) {
   const mf_node *x, *w, *y;
   dn_nodes(g, n, &x, &w, &y);
-  int64_t k[14] = {n->op, x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3], n->ip[0], n->ip[1], n->ip[2],
-                   n->op == MF_OP_CONV2D && n->nsrc > 2, threads, 0};
+  int act = mf_conv_act(n);
+  double slope = act == MF_UN_LEAKY ? n->fp[0] : 0;
+  int64_t sb;
+  memcpy(&sb, &slope, sizeof sb);
+  int64_t k[16] = {n->op, x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3], n->ip[0], n->ip[1], n->ip[2],
+                   n->op == MF_OP_CONV2D && n->nsrc > 2, threads, act, sb, 0};
   memcpy(key, k, sizeof k);
 }
 
-static dn_conv *dn_find(const int64_t *key, int any_threads) {
+static dn_conv *dn_find(const int64_t *key) {
   for (dn_conv *c = dn_cache; c; c = c->next)
-    if (!memcmp(c->key, key, 12 * sizeof(int64_t)) && (any_threads || c->key[12] == key[12])) return c;
+    if (!memcmp(c->key, key, sizeof c->key)) return c;
   return NULL;
 }
 
@@ -179,6 +185,17 @@ static void dn_build(const mf_graph *g, const mf_node *n, dn_conv *c) {
     return;
   if (dnnl_primitive_attr_create(&attr) != dnnl_success) return;
   dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  int act = mf_conv_act(n);
+  if (act >= 0) { /* a fused ReLU / leaky ReLU (plan/fuse.c): an eltwise post-op, alpha = the negative slope */
+    dnnl_post_ops_t po;
+    int bad = dnnl_post_ops_create(&po) != dnnl_success;
+    if (!bad) {
+      bad = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, act == MF_UN_LEAKY ? (float)n->fp[0] : 0.0f, 0.0f) != dnnl_success ||
+            dnnl_primitive_attr_set_post_ops(attr, po) != dnnl_success;
+      dnnl_post_ops_destroy(po);
+    }
+    if (bad) { dnnl_primitive_attr_destroy(attr); return; }
+  }
   dnnl_status_t st;
   if (n->op == MF_OP_CONV2D) st = dnnl_primitive_desc_create(&pd, &fd, attr, dn_engine, NULL);
   else {
@@ -262,25 +279,19 @@ static void dn_build(const mf_graph *g, const mf_node *n, dn_conv *c) {
   c->ok = !fail;
 }
 
-/* The cache entry of node n for the current thread count (created on first use); NULL: not oneDNN. */
-static dn_conv *dn_get(const mf_graph *g, const mf_node *n, int create) {
-  if (dn_disabled || !dn_eligible(g, n)) return NULL;
+/* The cache entry of node n for `threads` OpenMP threads; create: build it when missing (planning only).
+ * NULL: oneDNN does not run this node with those threads. */
+static dn_conv *dn_get(const mf_graph *g, const mf_node *n, int threads, int create) {
+  if ((create && dn_disabled) || !dn_eligible(g, n) || threads < 1) return NULL;
   pthread_mutex_lock(&dn_lock);
   dn_conv *c = NULL;
-  /* small convs (under DN_SERIAL_MACS multiply-adds) get one-thread primitives: a team costs more
-   * than it saves there, and they run the same (same bits) in a fork()ed child */
-  const mf_node *x, *w, *y;
-  dn_nodes(g, n, &x, &w, &y);
-  double macs = (double)mf_node_numel(y) * (double)w->ne[1] * (double)w->ne[2] * (double)w->ne[3];
-  int threads = macs < DN_SERIAL_MACS ? 1 : omp_get_max_threads();
   if (dn_ready() && (threads == 1 || getpid() == dn_pid)) {
-    int64_t key[14];
+    int64_t key[16];
     dn_key(g, n, threads, key);
-    c = dn_find(key, 0);
-    if (!c && !create) c = dn_find(key, 1); /* planned under another thread count: run with those threads */
-    if (!c && (c = calloc(1, sizeof *c))) {
+    c = dn_find(key);
+    if (!c && create && (c = calloc(1, sizeof *c))) {
       memcpy(c->key, key, sizeof key);
-      c->threads = (int)key[12];
+      c->threads = threads;
       int saved = omp_get_max_threads(); /* oneDNN sizes its kernels for the threads it sees now */
       if (saved != c->threads) omp_set_num_threads(c->threads);
       dn_build(g, n, c);
@@ -308,20 +319,41 @@ const char *mf_cpu_dnnl_version(void) {
   return v;
 }
 
+long mf_cpu_dnnl_conv_runs(void) {
+  pthread_mutex_lock(&dn_lock);
+  long r = dn_runs;
+  pthread_mutex_unlock(&dn_lock);
+  return r;
+}
+
+int mf_cpu_dnnl_conv_prepare(const mf_graph *g, const mf_node *n, int threads, size_t *bytes) {
+  if (threads <= 0) threads = omp_get_max_threads();
+  /* small convs (under DN_SERIAL_MACS multiply-adds) get one-thread primitives: a team costs more
+   * than it saves there, and they run the same (same bits) in a fork()ed child */
+  const mf_node *x, *w, *y;
+  dn_nodes(g, n, &x, &w, &y);
+  double macs = (double)mf_node_numel(y) * (double)w->ne[1] * (double)w->ne[2] * (double)w->ne[3];
+  if (macs < DN_SERIAL_MACS) threads = 1;
+  dn_conv *c = dn_get(g, n, threads, 1);
+  if (!c) return 0;
+  *bytes = c->total;
+  return threads;
+}
+
 int mf_cpu_dnnl_conv_ws(const mf_graph *g, const mf_node *n, size_t *bytes) {
-  dn_conv *c = dn_get(g, n, 1);
+  dn_conv *c = dn_get(g, n, n->impl_threads, 0);
   if (!c) return 0;
   *bytes = c->total;
   return 1;
 }
 
 const char *mf_cpu_dnnl_conv_impl(const mf_graph *g, const mf_node *n) {
-  dn_conv *c = dn_get(g, n, 1);
+  dn_conv *c = dn_get(g, n, n->impl_threads, 0);
   return c ? c->impl : NULL;
 }
 
 int mf_cpu_dnnl_conv_run(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
-  dn_conv *c = dn_get(k->g, n, 0);
+  dn_conv *c = dn_get(k->g, n, n->impl_threads, 0);
   if (!c) return 0;
   char *wsb = ws;
   pthread_mutex_lock(&dn_lock); /* the memory objects and the stream are shared */
@@ -350,6 +382,7 @@ int mf_cpu_dnnl_conv_run(const mf_kctx *k, const mf_node *n, void *out, void *co
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->m_scratch};
   }
   dnnl_primitive_execute(c->prim, dn_stream, nargs, args);
+  dn_runs++;
   for (int i = 0; i < c->nargs; i++) {
     dn_arg *a = &c->a[i];
     if (!a->is_out || !a->reorder) continue;
@@ -363,11 +396,16 @@ int mf_cpu_dnnl_conv_run(const mf_kctx *k, const mf_node *n, void *out, void *co
 }
 
 #else /* built without oneDNN: memfit's own algorithms run every conv */
+long mf_cpu_dnnl_conv_runs(void) { return 0; }
 int mf_cpu_dnnl_conv_enable(int on) {
   (void)on;
   return 0;
 }
 const char *mf_cpu_dnnl_version(void) { return NULL; }
+int mf_cpu_dnnl_conv_prepare(const mf_graph *g, const mf_node *n, int threads, size_t *bytes) {
+  (void)g; (void)n; (void)threads; (void)bytes;
+  return 0;
+}
 int mf_cpu_dnnl_conv_ws(const mf_graph *g, const mf_node *n, size_t *bytes) {
   (void)g; (void)n; (void)bytes;
   return 0;

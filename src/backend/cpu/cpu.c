@@ -8,8 +8,8 @@ static size_t cpu_workspace(const mf_graph *g, const mf_node *n) {
   case MF_OP_CONV2D:
   case MF_OP_CONV2D_BWD_DATA:
   case MF_OP_CONV2D_BWD_WEIGHT: {
-    size_t b;
-    return mf_cpu_dnnl_conv_ws(g, n, &b) ? b : mf_cpu_ws_conv(g, n);
+    size_t b; /* the implementation the planner chose (conv_choice.c) */
+    return mf_cpu_conv_on_dnnl(n) && mf_cpu_dnnl_conv_ws(g, n, &b) ? b : mf_cpu_ws_conv(g, n);
   }
   case MF_OP_MATMUL: return mf_cpu_ws_matmul(g, n);
   case MF_OP_GATHER_BWD: return mf_cpu_ws_index(g, n);
@@ -24,11 +24,24 @@ static size_t cpu_workspace(const mf_graph *g, const mf_node *n) {
   }
 }
 
+static void cpu_choose(const mf_graph *g, mf_node *n, int threads) {
+  if (n->op == MF_OP_CONV2D || n->op == MF_OP_CONV2D_BWD_DATA || n->op == MF_OP_CONV2D_BWD_WEIGHT) mf_cpu_conv_choose(g, n, threads);
+}
+
+static int cpu_describe(const mf_graph *g, const mf_node *n, char *name, size_t len, const char **why) {
+  if (n->op == MF_OP_CONV2D || n->op == MF_OP_CONV2D_BWD_DATA || n->op == MF_OP_CONV2D_BWD_WEIGHT)
+    return mf_cpu_conv_describe(g, n, name, len, why);
+  return 0;
+}
+
 #define MF_CPU_ENTRY(E, n) [MF_OP_##E] = mf_cpu_##n,
 const mf_backend mf_backend_cpu = {
   .name = "cpu",
   .kernels = {MF_OP_LIST(MF_CPU_ENTRY)},
   .workspace = cpu_workspace,
+  .choose = cpu_choose,
+  .fuses_conv_act = 1,
+  .impl_describe = cpu_describe,
   .sum_squares = mf_cpu_sum_squares,
   .optim_update = mf_cpu_optim_update,
 };

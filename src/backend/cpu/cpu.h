@@ -5,6 +5,7 @@
 
 #include "backend/backend.h"
 #include "graph/dtype.h"
+#include <stdio.h>
 
 #define MF_CPU_DECL(E, n) void mf_cpu_##n(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
 MF_OP_LIST(MF_CPU_DECL)
@@ -16,17 +17,47 @@ size_t mf_cpu_ws_matmul(const mf_graph *g, const mf_node *n);
 size_t mf_cpu_ws_index(const mf_graph *g, const mf_node *n);   /* gather_bwd in f16/bf16 */
 size_t mf_cpu_ws_raster(const mf_graph *g, const mf_node *n);  /* gauss_topk, gauss_raster and its backward */
 size_t mf_cpu_ws_attention(const mf_graph *g, const mf_node *n); /* attention, attn_probs, attention_bwd, vq_nearest */
-/* oneDNN convolutions (conv_dnnl.c): for a conv node that oneDNN runs, its exact workspace bytes
- * (returns 1; the primitive is created on this first call), or 0 when memfit's own algorithms run it
- * (f64/f16/bf16 operands, MEMFIT_CONV=gemm, oneDNN only offers its reference kernel, or built without
- * oneDNN). _impl: oneDNN's implementation name, or NULL. _run: runs the node (1) or returns 0. */
+/* Which implementation runs a conv node (mf_node.impl), chosen once when planning (conv_choice.c). */
+enum {
+  MF_CPU_CONV_GEMM = 1,      /* memfit's GEMM algorithms (conv.c): oneDNN does not take this node or is off */
+  MF_CPU_CONV_GEMM_MEASURED, /* memfit's GEMM algorithms: measured faster than oneDNN for this shape and pass */
+  MF_CPU_CONV_DNNL,          /* oneDNN (conv_dnnl.c): the shape rule (oneDNN wherever it takes the node) */
+  MF_CPU_CONV_DNNL_MEASURED, /* oneDNN: measured faster than memfit's algorithms for this shape and pass */
+};
+static inline bool mf_cpu_conv_on_dnnl(const mf_node *n) {
+  return n->impl == MF_CPU_CONV_DNNL || n->impl == MF_CPU_CONV_DNNL_MEASURED;
+}
+/* conv_choice.c: the backend's choose / impl_describe for conv nodes (see backend.h), and the measurement
+ * behind the choice: every distinct f32 conv of g that oneDNN takes, timed with both implementations with
+ * `threads` threads (the better of `reps` interleaved runs each), the faster one saved in the conv cache
+ * (mf_cpu_conv_cache_path) beside the shapes measured before. One line per shape to `log` (NULL: quiet).
+ * Returns the shapes measured, or -1 with err (a cache that could not be written). */
+void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads);
+int mf_cpu_conv_describe(const mf_graph *g, const mf_node *n, char *name, size_t len, const char **why);
+int mf_cpu_conv_measure(const mf_graph *g, int threads, int reps, FILE *log, char *err, size_t errlen);
+/* $XDG_CACHE_HOME/memfit/conv-cpu-tT.txt (~/.cache/memfit without XDG_CACHE_HOME); threads <= 0: all cores */
+void mf_cpu_conv_cache_path(int threads, char *buf, size_t n);
+/* What the cache of `threads` holds: the shapes in it (0: none, missing or unusable) and why it is not used */
+int mf_cpu_conv_cache_status(int threads, char *why, size_t n);
+/* memfit's own algorithm for a conv node (conv.c): "im2col", "1x1", "implicit", "stacked", "route-a", "route-b" */
+const char *mf_cpu_conv_algo_name(const mf_graph *g, const mf_node *n);
+/* oneDNN convolutions (conv_dnnl.c). _prepare: creates (once per shape, op and thread count) the primitive
+ * for node n with `threads` threads (<= 0: OpenMP's count; small convs get 1) and returns the threads it was
+ * made for, with its exact workspace in *bytes; 0 when oneDNN does not take the node (f64/f16/bf16 operands,
+ * dilation or uneven pads, only oneDNN's reference kernel, a workspace over 64 MiB above memfit's own,
+ * MEMFIT_CONV=gemm, oneDNN off or not built in). _ws / _impl / _run: for a node whose impl is oneDNN, with
+ * its impl_threads: its workspace (returns 1), oneDNN's implementation name, or runs it (returns 1); 0 /
+ * NULL when that primitive does not exist in this process. */
+int mf_cpu_dnnl_conv_prepare(const mf_graph *g, const mf_node *n, int threads, size_t *bytes);
 int mf_cpu_dnnl_conv_ws(const mf_graph *g, const mf_node *n, size_t *bytes);
-/* Tests: on 0 sends every conv to memfit's own algorithms from now on, 1 back to oneDNN; returns
+/* Tests: on 0 plans every conv on memfit's own algorithms from now on, 1 back to oneDNN; returns
  * whether oneDNN is now in use (0 when not built in or MEMFIT_CONV=gemm). Not while a step runs. */
 int mf_cpu_dnnl_conv_enable(int on);
 /* "major.minor.patch" of the oneDNN library in use, or NULL when built without it */
 const char *mf_cpu_dnnl_version(void);
 const char *mf_cpu_dnnl_conv_impl(const mf_graph *g, const mf_node *n);
+/* Tests: how many conv kernels have run on oneDNN in this process */
+long mf_cpu_dnnl_conv_runs(void);
 int mf_cpu_dnnl_conv_run(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
 double mf_cpu_sum_squares(const float *g, int64_t n, void *stream);
 void mf_cpu_optim_update(float *w, const float *g, float *m, float *v, int64_t n, const mf_optim_args *a, void *stream);

@@ -1,0 +1,348 @@
+/* conv_choice.c (CPU) — which implementation runs each conv node, oneDNN (conv_dnnl.c) or memfit's GEMM
+ * algorithms (conv.c), chosen once when planning and recorded in the node (impl, impl_threads), which the
+ * workspace and the kernel then follow.
+ *
+ * The choice, per conv node: memfit's algorithms when oneDNN does not take the node (conv_dnnl.c says when);
+ * otherwise, when the conv cache of the plan's thread count has the node's shape and pass, the faster of the
+ * two as measured there; otherwise the shape rule, oneDNN. The cache is written by mf_cpu_conv_measure
+ * (`memfit calibrate WORKLOAD`): one line per shape and pass, kept beside the cost model's calibration in
+ * $XDG_CACHE_HOME/memfit/conv-cpu-tT.txt, versioned and dated like it; a cache from another memfit or oneDNN
+ * version, damaged or older than 30 days is not used (the shape rule stays). MEMFIT_CONV=rule ignores it. */
+#include "backend/cpu/cpu.h"
+#include <errno.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+  CC_VERSION = 1,             /* bump when what a line means changes */
+  CC_MAX_AGE_S = 30 * 86400,  /* older measurements are not used (new BLAS, new machine) */
+  CC_KEY = 12,                /* pass N C H W OC KH KW stride pad groups bias */
+};
+static const char *const cc_pass[3] = {"fwd", "bwd-data", "bwd-weight"};
+
+typedef struct cc_entry {
+  int64_t key[CC_KEY];
+  int dnnl;                   /* 1: oneDNN was faster */
+  double t_gemm, t_dnnl;      /* seconds per run, the better of the repeats */
+} cc_entry;
+
+/* the cache last read (one file: the plan's thread count), reread when the file changes */
+typedef struct cc_cache {
+  char path[1024];
+  struct timespec mtime;
+  off_t size;
+  int loaded;                 /* 1: read (usable or not) for path / mtime / size */
+  cc_entry *e;
+  int n, cap;
+  char why[160];              /* why it is not used ("" when it is, or when there is none) */
+} cc_cache;
+
+static pthread_mutex_t cc_lock = PTHREAD_MUTEX_INITIALIZER;
+static cc_cache cc;
+
+static void cc_clear(cc_cache *c) {
+  free(c->e);
+  c->e = NULL;
+  c->n = c->cap = 0;
+}
+
+static void cc_free_all(void) { cc_clear(&cc); }
+
+void mf_cpu_conv_cache_path(int threads, char *buf, size_t n) {
+  const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+  if (threads <= 0) threads = omp_get_max_threads();
+  if (x && *x) snprintf(buf, n, "%s/memfit/conv-cpu-t%d.txt", x, threads);
+  else snprintf(buf, n, "%s/.cache/memfit/conv-cpu-t%d.txt", h && *h ? h : "/tmp", threads);
+}
+
+static int conv_pass(int op) { return op == MF_OP_CONV2D ? 0 : op == MF_OP_CONV2D_BWD_DATA ? 1 : 2; }
+
+/* The key of a conv node: its pass and (x, w) geometry, as conv_dnnl.c tells shapes apart. */
+static void cc_key(const mf_graph *g, const mf_node *n, int64_t *key) {
+  const mf_node *s0 = &g->nodes[n->src[0]], *s1 = &g->nodes[n->src[1]];
+  const mf_node *x = n->op == MF_OP_CONV2D ? s0 : n->op == MF_OP_CONV2D_BWD_DATA ? n : s0;
+  const mf_node *w = n->op == MF_OP_CONV2D_BWD_WEIGHT ? n : s1;
+  int64_t k[CC_KEY] = {conv_pass(n->op), x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3],
+                       n->ip[0], n->ip[1], n->ip[2], n->op == MF_OP_CONV2D && n->nsrc > 2};
+  memcpy(key, k, sizeof k);
+}
+
+static int cc_push(cc_cache *c, const cc_entry *e) {
+  for (int i = 0; i < c->n; i++)
+    if (!memcmp(c->e[i].key, e->key, sizeof e->key)) { c->e[i] = *e; return 0; }
+  if (c->n == c->cap) {
+    int cap = c->cap ? 2 * c->cap : 64;
+    cc_entry *ne = realloc(c->e, (size_t)cap * sizeof *ne);
+    if (!ne) return -1;
+    c->e = ne;
+    c->cap = cap;
+  }
+  c->e[c->n++] = *e;
+  return 0;
+}
+
+/* Reads path into c: 1 usable (c->n entries), 0 missing, -1 not usable (c->why says why). */
+static int cc_read(const char *path, cc_cache *c) {
+  cc_clear(c);
+  c->why[0] = 0;
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  int version = 0, got = 0, bad = 0;
+  long long at = 0;
+  char line[512], dnnl[32] = "";
+  while (fgets(line, sizeof line, f)) {
+    char pass[16], pick[16];
+    cc_entry e;
+    long long k[CC_KEY - 1];
+    if (line[0] == '#' || line[0] == '\n') continue;
+    if (sscanf(line, "memfit-conv-cache %d", &version) == 1) got |= 1;
+    else if (sscanf(line, "measured %lld", &at) == 1) got |= 2;
+    else if (sscanf(line, "onednn %31s", dnnl) == 1) got |= 4;
+    else if (sscanf(line, "conv %15s %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %15s %lf %lf", pass, &k[0], &k[1], &k[2],
+                    &k[3], &k[4], &k[5], &k[6], &k[7], &k[8], &k[9], &k[10], pick, &e.t_gemm, &e.t_dnnl) == 15) {
+      int p = -1;
+      for (int i = 0; i < 3; i++)
+        if (!strcmp(pass, cc_pass[i])) p = i;
+      e.dnnl = !strcmp(pick, "onednn") ? 1 : !strcmp(pick, "memfit") ? 0 : -1;
+      if (p < 0 || e.dnnl < 0) { bad = 1; continue; }
+      e.key[0] = p;
+      for (int i = 0; i < CC_KEY - 1; i++) e.key[1 + i] = k[i];
+      if (cc_push(c, &e) < 0) { bad = 1; break; }
+    } else bad = 1;
+  }
+  fclose(f);
+  const char *have = mf_cpu_dnnl_version();
+  long long now = (long long)time(NULL);
+  if (!(got & 1) || version != CC_VERSION) snprintf(c->why, sizeof c->why, "it is from another memfit version");
+  else if (bad || got != 7 || at <= 0) snprintf(c->why, sizeof c->why, "it is damaged");
+  else if (!have || strcmp(have, dnnl)) snprintf(c->why, sizeof c->why, "it was measured with oneDNN %s, this is %s", dnnl, have ? have : "built without it");
+  else if (now - at > CC_MAX_AGE_S || at > now + 86400) snprintf(c->why, sizeof c->why, "it is over 30 days old");
+  if (c->why[0]) { cc_clear(c); return -1; }
+  return 1;
+}
+
+/* Makes cc the cache of `threads` as the file is now (under cc_lock). */
+static void cc_refresh(int threads) {
+  static int registered;
+  if (!registered) { atexit(cc_free_all); registered = 1; }
+  char path[1024];
+  mf_cpu_conv_cache_path(threads, path, sizeof path);
+  struct stat st;
+  int exists = stat(path, &st) == 0;
+  /* unchanged: same size and time, and not written in the last two seconds (a rewrite within the file
+   * system's clock tick keeps the time) */
+  if (cc.loaded && !strcmp(cc.path, path) &&
+      (exists ? cc.size == st.st_size && cc.mtime.tv_sec == st.st_mtim.tv_sec && cc.mtime.tv_nsec == st.st_mtim.tv_nsec &&
+                    (long long)time(NULL) - (long long)st.st_mtim.tv_sec >= 2
+              : cc.size == -1))
+    return;
+  snprintf(cc.path, sizeof cc.path, "%s", path);
+  cc.size = exists ? st.st_size : -1;
+  if (exists) cc.mtime = st.st_mtim;
+  cc.loaded = 1;
+  if (exists) cc_read(path, &cc);
+  else { cc_clear(&cc); cc.why[0] = 0; }
+}
+
+/* The measured choice for key with `threads`: 1 oneDNN, 0 memfit's, -1 not measured. */
+static int cc_lookup(int threads, const int64_t *key) {
+  pthread_mutex_lock(&cc_lock);
+  cc_refresh(threads);
+  int r = -1;
+  for (int i = 0; i < cc.n && r < 0; i++)
+    if (!memcmp(cc.e[i].key, key, sizeof cc.e[i].key)) r = cc.e[i].dnnl;
+  pthread_mutex_unlock(&cc_lock);
+  return r;
+}
+
+int mf_cpu_conv_cache_status(int threads, char *why, size_t n) {
+  if (threads <= 0) threads = omp_get_max_threads();
+  pthread_mutex_lock(&cc_lock);
+  cc_refresh(threads);
+  int r = cc.n;
+  snprintf(why, n, "%s", cc.why);
+  pthread_mutex_unlock(&cc_lock);
+  return r;
+}
+
+void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
+  if (threads <= 0) threads = omp_get_max_threads();
+  n->impl = MF_CPU_CONV_GEMM;
+  n->impl_threads = 0;
+  size_t bytes;
+  int t = mf_cpu_dnnl_conv_prepare(g, n, threads, &bytes);
+  if (!t) return;
+  const char *env = getenv("MEMFIT_CONV");
+  int64_t key[CC_KEY];
+  cc_key(g, n, key);
+  int m = env && !strcmp(env, "rule") ? -1 : cc_lookup(threads, key);
+  if (m == 0) { n->impl = MF_CPU_CONV_GEMM_MEASURED; return; }
+  n->impl = m == 1 ? MF_CPU_CONV_DNNL_MEASURED : MF_CPU_CONV_DNNL;
+  n->impl_threads = (int16_t)t;
+}
+
+int mf_cpu_conv_describe(const mf_graph *g, const mf_node *n, char *name, size_t len, const char **why) {
+  int act = mf_conv_act(n);
+  const char *fused = act == MF_UN_RELU ? " +relu" : act == MF_UN_LEAKY ? " +leaky_relu" : "";
+  if (mf_cpu_conv_on_dnnl(n)) {
+    const char *im = mf_cpu_dnnl_conv_impl(g, n);
+    snprintf(name, len, "onednn %s%s", im && *im ? im : "(primitive missing)", fused);
+    *why = n->impl == MF_CPU_CONV_DNNL_MEASURED ? "measured faster" : "shape rule";
+    return 1;
+  }
+  snprintf(name, len, "memfit %s%s", mf_cpu_conv_algo_name(g, n), fused);
+  const char *env = getenv("MEMFIT_CONV");
+  if (n->impl == MF_CPU_CONV_GEMM_MEASURED) *why = "measured faster";
+  else if (!n->impl) *why = "not chosen";
+  else if (!mf_cpu_dnnl_version()) *why = "no oneDNN in this build";
+  else if (env && !strcmp(env, "gemm")) *why = "MEMFIT_CONV=gemm";
+  else *why = "oneDNN does not take it";
+  return 1;
+}
+
+/* ------------------------------------------------------------------ measuring */
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int mkdirs_for(const char *path) {
+  char tmp[1024];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return -1;
+      *p = '/';
+    }
+  return 0;
+}
+
+/* Writes c to path beside its final name, then renames it into place. */
+static int cc_write(const char *path, const cc_cache *c, char *err, size_t errlen) {
+  char tmp[1100], date[32];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  mkdirs_for(path);
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  FILE *f = fopen(tmp, "w");
+  if (!f) { snprintf(err, errlen, "could not write %s: %s", tmp, strerror(errno)); return -1; }
+  fprintf(f, "memfit-conv-cache %d\n# which implementation runs each f32 convolution shape and pass on the CPU, measured by\n"
+             "# `memfit calibrate WORKLOAD`; delete this file to go back to the shape rule (oneDNN wherever it takes a conv)\n"
+             "# conv PASS N C H W OC KH KW STRIDE PAD GROUPS BIAS FASTER MEMFIT_S ONEDNN_S\n", CC_VERSION);
+  fprintf(f, "measured %lld %s\nonednn %s\n", (long long)now, date, mf_cpu_dnnl_version() ? mf_cpu_dnnl_version() : "none");
+  for (int i = 0; i < c->n; i++) {
+    const cc_entry *e = &c->e[i];
+    fprintf(f, "conv %s", cc_pass[e->key[0]]);
+    for (int k = 1; k < CC_KEY; k++) fprintf(f, " %lld", (long long)e->key[k]);
+    fprintf(f, " %s %.6g %.6g\n", e->dnnl ? "onednn" : "memfit", e->t_gemm, e->t_dnnl);
+  }
+  int bad = ferror(f);
+  if (fclose(f) != 0) bad = 1;
+  if (bad || rename(tmp, path) != 0) {
+    snprintf(err, errlen, "could not write %s: %s", path, strerror(errno));
+    remove(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+/* seconds of one run of the kernel of nn (a copy of a conv node with its impl set) */
+static double time_run(const mf_kctx *k, const mf_node *nn, void *out, void *const *src, void *ws) {
+  double t0 = now_s();
+  mf_backend_cpu.kernels[nn->op](k, nn, out, src, ws);
+  return now_s() - t0;
+}
+
+int mf_cpu_conv_measure(const mf_graph *g, int threads, int reps, FILE *log, char *err, size_t errlen) {
+  if (threads <= 0) threads = omp_get_max_threads();
+  if (reps < 1) reps = 1;
+  char path[1024];
+  mf_cpu_conv_cache_path(threads, path, sizeof path);
+  cc_cache out = {0};
+  if (cc_read(path, &out) < 0) cc_clear(&out); /* measured before and usable: kept, the shapes measured now replace theirs */
+  int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  int measured = 0, rc = 0;
+  int64_t *done = malloc((size_t)(g->n ? g->n : 1) * CC_KEY * sizeof *done);
+  if (!done) { snprintf(err, errlen, "conv measurement: out of host memory"); rc = -1; }
+  uint64_t seed = 0x9e3779b97f4a7c15ULL;
+  for (int id = 0; id < g->n && !rc; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op != MF_OP_CONV2D && n->op != MF_OP_CONV2D_BWD_DATA && n->op != MF_OP_CONV2D_BWD_WEIGHT) continue;
+    mf_node nd = *n, ng = *n;
+    size_t bd = 0;
+    int t = mf_cpu_dnnl_conv_prepare(g, n, threads, &bd);
+    if (!t) continue; /* oneDNN does not take it: memfit's algorithms, nothing to compare */
+    int64_t key[CC_KEY];
+    cc_key(g, n, key);
+    int seen = 0;
+    for (int i = 0; i < measured && !seen; i++) seen = !memcmp(done + (size_t)i * CC_KEY, key, sizeof key);
+    if (seen) continue;
+    nd.impl = MF_CPU_CONV_DNNL;
+    nd.impl_threads = (int16_t)t;
+    ng.impl = MF_CPU_CONV_GEMM;
+    ng.impl_threads = 0;
+    size_t bg = mf_cpu_ws_conv(g, &ng), wsb = bd > bg ? bd : bg;
+    void *src[MF_MAX_SRC] = {0}, *o = malloc(mf_node_bytes(n)), *ws = wsb ? aligned_alloc(64, (wsb + 63) / 64 * 64) : NULL;
+    int ok = o && (ws || !wsb);
+    for (int i = 0; i < n->nsrc && ok; i++) { /* operands: values in [-1, 1) (every operand oneDNN takes is f32) */
+      const mf_node *s = &g->nodes[n->src[i]];
+      int64_t cnt = mf_node_numel(s);
+      float *p = malloc((size_t)cnt * sizeof *p);
+      if (!(src[i] = p)) { ok = 0; break; }
+      for (int64_t j = 0; j < cnt; j++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        p[j] = (float)((double)(seed >> 40) / (double)(1 << 23)) - 1.0f;
+      }
+    }
+    if (!ok) {
+      snprintf(err, errlen, "conv measurement: out of host memory for '%s'", n->name);
+      rc = -1;
+    } else {
+      char fault[256] = "";
+      mf_kctx k = {.g = g, .grad_seed = 1, .nthreads = threads, .fault = fault, .fault_len = sizeof fault};
+      time_run(&k, &ng, o, src, ws); /* warm-up: caches, OpenMP's team, oneDNN's first run */
+      time_run(&k, &nd, o, src, ws);
+      double tg = 1e30, td = 1e30;
+      for (int r = 0; r < reps; r++) { /* interleaved, so a burst of other work hits both */
+        double a = time_run(&k, &ng, o, src, ws), b = time_run(&k, &nd, o, src, ws);
+        if (a < tg) tg = a;
+        if (b < td) td = b;
+      }
+      if (fault[0]) { snprintf(err, errlen, "conv measurement: %s", fault); rc = -1; }
+      else {
+        cc_entry e = {.dnnl = td < tg, .t_gemm = tg, .t_dnnl = td};
+        memcpy(e.key, key, sizeof key);
+        memcpy(done + (size_t)measured * CC_KEY, key, sizeof key);
+        measured++;
+        if (cc_push(&out, &e) < 0) { snprintf(err, errlen, "conv measurement: out of host memory"); rc = -1; }
+        if (log) {
+          const char *im = mf_cpu_dnnl_conv_impl(g, &nd);
+          fprintf(log, "  %-10s x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s%lld p%lld g%lld%s: memfit %s %.3f ms, onednn %s %.3f ms -> %s\n",
+                  cc_pass[key[0]], (long long)key[1], (long long)key[2], (long long)key[3], (long long)key[4], (long long)key[5],
+                  (long long)(key[2] / key[10]), (long long)key[6], (long long)key[7], (long long)key[8], (long long)key[9],
+                  (long long)key[10], key[11] ? " bias" : "", mf_cpu_conv_algo_name(g, &ng), tg * 1e3, im ? im : "?", td * 1e3,
+                  e.dnnl ? "onednn" : "memfit");
+        }
+      }
+    }
+    for (int i = 0; i < n->nsrc; i++) free(src[i]);
+    free(o);
+    free(ws);
+  }
+  omp_set_num_threads(saved_threads);
+  free(done);
+  if (!rc && measured && cc_write(path, &out, err, errlen) < 0) rc = -1;
+  cc_clear(&out);
+  return rc < 0 ? -1 : measured;
+}
