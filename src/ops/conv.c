@@ -133,8 +133,8 @@ static int64_t conv_out(int64_t in, int64_t k, int s, int d, int p0, int p1) { r
 mf_conv_cfg mf_conv_cfg_of(const mf_node *n) {
   mf_conv_cfg c = {n->ip[0], n->ip[3] > 0 ? n->ip[3] : 1, n->ip[2], n->ip[1], n->ip[4], n->ip[5], n->ip[6], 0, 0};
   uint32_t w = (uint32_t)n->ip[7];
-  c.sw = (w & 0xffff) ? (int)(w & 0xffff) : c.stride;
-  c.dw = (w >> 16) ? (int)(w >> 16) : c.dil;
+  c.sw = (w & 0xfff) ? (int)(w & 0xfff) : c.stride; /* bits 0-11: W stride, 12-23: W dilation (0: as H's), */
+  c.dw = ((w >> 12) & 0xfff) ? (int)((w >> 12) & 0xfff) : c.dil; /* 24-31: the fused activation (mf_conv_act) */
   return c;
 }
 
@@ -147,15 +147,15 @@ static void conv_cfg_store(mf_node *n, const mf_conv_cfg *c) {
   n->ip[5] = c->pb;
   n->ip[6] = c->pr;
   int sw = mf_conv_sw(c), dw = mf_conv_dw(c);
-  n->ip[7] = (int32_t)((uint32_t)(sw != c->stride ? sw : 0) | (uint32_t)(dw != c->dil ? dw : 0) << 16);
+  n->ip[7] = (int32_t)((uint32_t)(sw != c->stride ? sw : 0) | (uint32_t)(dw != c->dil ? dw : 0) << 12);
 }
 
 static int conv_cfg_check(mf_graph *g, const char *name, const mf_conv_cfg *c) {
   if (c->stride < 1 || c->dil < 1 || c->groups < 1 || c->pt < 0 || c->pl < 0 || c->pb < 0 || c->pr < 0 || c->sw < 0 || c->dw < 0)
     return mf_graph_fail(g, "%s: stride %d, dilation %d, groups %d, padding [%d,%d,%d,%d] (need stride, dilation and groups >= 1, "
                             "padding >= 0)", name, c->stride, c->dil, c->groups, c->pt, c->pl, c->pb, c->pr);
-  if (c->stride > 65535 || c->dil > 65535 || mf_conv_sw(c) > 65535 || mf_conv_dw(c) > 65535)
-    return mf_graph_fail(g, "%s: strides %d,%d or dilations %d,%d above 65535", name, c->stride, mf_conv_sw(c), c->dil, mf_conv_dw(c));
+  if (c->stride > 4095 || c->dil > 4095 || mf_conv_sw(c) > 4095 || mf_conv_dw(c) > 4095)
+    return mf_graph_fail(g, "%s: strides %d,%d or dilations %d,%d above 4095", name, c->stride, mf_conv_sw(c), c->dil, mf_conv_dw(c));
   return 0;
 }
 

@@ -182,10 +182,16 @@ static inline bool mf_wants_grad(const mf_graph *g, int id) { return id >= 0 && 
 #define MF_IP_DETACH 7
 static inline bool mf_node_is_detach(const mf_node *n) { return n->op == MF_OP_RESHAPE && n->ip[MF_IP_DETACH]; }
 /* A conv2d node's fused activation (set by the planner's fusion pass, plan/fuse.c, never by a builder):
- * ip[MF_IP_CONV_ACT] = 1 + MF_UN_RELU or 1 + MF_UN_LEAKY (slope in fp[0]); 0: none. The kernel writes
- * act(conv(x, w) + b) to the node's output. */
+ * bits 24-31 of ip[MF_IP_CONV_ACT] hold 1 + MF_UN_RELU or 1 + MF_UN_LEAKY (slope in fp[0]), 0: none (bits 0-23
+ * of that word are the W stride and dilation, src/ops/conv.c). The kernel writes act(conv(x, w) + b) to the
+ * node's output. */
 #define MF_IP_CONV_ACT 7
-static inline int mf_conv_act(const mf_node *n) { return n->op == MF_OP_CONV2D ? n->ip[MF_IP_CONV_ACT] - 1 : -1; }
+static inline int mf_conv_act(const mf_node *n) {
+  return n->op == MF_OP_CONV2D ? (int)(((uint32_t)n->ip[MF_IP_CONV_ACT] >> 24) & 0xff) - 1 : -1;
+}
+static inline void mf_conv_act_set(mf_node *n, int kind) {
+  n->ip[MF_IP_CONV_ACT] = (int32_t)(((uint32_t)n->ip[MF_IP_CONV_ACT] & 0xffffffu) | (uint32_t)(kind + 1) << 24);
+}
 /* Builds a node of op `op` with the shape of node `like`. */
 int mf_node_like(mf_graph *g, int op, int like, int nsrc, const int *src);
 

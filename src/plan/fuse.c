@@ -1,6 +1,6 @@
 /* fuse.c — the fusion pass the planner runs on its copy of the graph, after autodiff and before the
  * programs are built: a conv2d whose only reader is a ReLU or leaky ReLU (slope >= 0, which differentiates
- * from its output) takes the activation into its own kernel (ip[MF_IP_CONV_ACT]), and the activation node
+ * from its output) takes the activation into its own kernel (mf_conv_act_set), and the activation node
  * becomes an alias of the conv (a detach: no storage, no kernel). The pre-activation tensor then never exists. */
 #include "plan/fuse.h"
 #include "plan/plan.h"
@@ -32,10 +32,10 @@ static int fuse_range(mf_graph *g, int first, int *outs, int n_outs, bool repoin
     mf_node *r = &g->nodes[id];
     if (r->op != MF_OP_UNARY || r->nsrc != 1 || !(r->ip[0] == MF_UN_RELU || (r->ip[0] == MF_UN_LEAKY && r->fp[0] >= 0))) continue;
     mf_node *c = &g->nodes[r->src[0]];
-    if (c->op != MF_OP_CONV2D || c->ip[MF_IP_CONV_ACT] || readers[r->src[0]] != 1 || pinned[r->src[0]] || c->dtype != r->dtype ||
+    if (c->op != MF_OP_CONV2D || mf_conv_act(c) >= 0 || readers[r->src[0]] != 1 || pinned[r->src[0]] || c->dtype != r->dtype ||
         c->seg != r->seg || c->phase != r->phase || r->src[0] < first)
       continue;
-    c->ip[MF_IP_CONV_ACT] = 1 + r->ip[0];
+    mf_conv_act_set(c, r->ip[0]);
     c->fp[0] = r->ip[0] == MF_UN_LEAKY ? r->fp[0] : 0;
     int src = r->src[0];
     /* the activation becomes a detach of the conv: the planner points its readers at the conv */
