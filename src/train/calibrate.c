@@ -3,6 +3,7 @@
  * cached per backend and thread count (versioned, dated, refreshed when stale, corrupt or measured on
  * a busy machine) so later runs plan instantly. */
 #include "train/calibrate.h"
+#include "base/atomic_file.h"
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -68,13 +69,6 @@ void mf_calibration_cache_path(const char *backend, int threads, char *buf, size
   if (l < n) snprintf(buf + l, n - l, "/calibration-%s-t%d.txt", backend, threads);
 }
 
-static void mkdirs_for(const char *path) {
-  char tmp[1024];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') { *p = 0; mkdir(tmp, 0777); *p = '/'; }
-}
-
 static int figures_ok(const mf_calibration *c) {
   mf_dtype dts[3] = {MF_F32, MF_BF16, MF_F16};
   for (int i = 0; i < 3; i++)
@@ -117,29 +111,18 @@ static int cache_read(const char *path, mf_calibration *c, time_t *when, char *w
 
 /* Writes the cache beside its final name, then renames it into place (never a half-written cache). */
 static int cache_write(const char *path, const mf_calibration *c, char *why, size_t n) {
-  char tmp[1100], date[32];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  mkdirs_for(path);
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  FILE *f = fopen(tmp, "w");
-  if (!f) { snprintf(why, n, "could not write %s: %s", tmp, strerror(errno)); return -1; }
+  mf_atomic_file af;
+  if (mf_atomic_file_open(&af, path, why, n)) return -1;
+  FILE *f = af.f;
+  time_t now = af.now;
+  const char *date = af.date;
   fprintf(f, "memfit-calibration %d\n# memfit's cost-model figures; delete this file or run `memfit calibrate` to re-measure\n",
           CAL_VERSION);
   fprintf(f, "measured %lld %s\nbusy %d\n", (long long)now, date, c->busy);
   fprintf(f, "flops_per_s %.6g %.6g %.6g\n", c->flops_per_s[MF_F32], c->flops_per_s[MF_BF16], c->flops_per_s[MF_F16]);
   fprintf(f, "bytes_per_s %.6g %.6g %.6g\n", c->bytes_per_s[MF_F32], c->bytes_per_s[MF_BF16], c->bytes_per_s[MF_F16]);
   fprintf(f, "op_overhead_s %.6g\ngemm_overhead_s %.6g\n", c->op_overhead_s, c->gemm_overhead_s);
-  int bad = ferror(f);
-  if (fclose(f) != 0) bad = 1;
-  if (bad || rename(tmp, path) != 0) {
-    snprintf(why, n, "could not write %s: %s", path, strerror(errno));
-    remove(tmp);
-    return -1;
-  }
-  return 0;
+  return mf_atomic_file_commit(&af, why, n);
 }
 
 /* One measurement of every figure with `threads` threads; *spread: the largest median/best ratio. */

@@ -9,6 +9,7 @@
  * $XDG_CACHE_HOME/memfit/conv-cpu-tT.txt, versioned and dated like it; a cache from another memfit or oneDNN
  * version, damaged or older than 30 days is not used (the shape rule stays). MEMFIT_CONV=rule ignores it. */
 #include "backend/cpu/cpu.h"
+#include "base/atomic_file.h"
 #include <errno.h>
 #include <omp.h>
 #include <pthread.h>
@@ -213,29 +214,13 @@ static double now_s(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static int mkdirs_for(const char *path) {
-  char tmp[1024];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return -1;
-      *p = '/';
-    }
-  return 0;
-}
-
 /* Writes c to path beside its final name, then renames it into place. */
 static int cc_write(const char *path, const cc_cache *c, char *err, size_t errlen) {
-  char tmp[1100], date[32];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  mkdirs_for(path);
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  FILE *f = fopen(tmp, "w");
-  if (!f) { snprintf(err, errlen, "could not write %s: %s", tmp, strerror(errno)); return -1; }
+  mf_atomic_file af;
+  if (mf_atomic_file_open(&af, path, err, errlen)) return -1;
+  FILE *f = af.f;
+  time_t now = af.now;
+  const char *date = af.date;
   fprintf(f, "memfit-conv-cache %d\n# which implementation runs each f32 convolution shape and pass on the CPU, measured by\n"
              "# `memfit calibrate WORKLOAD`; delete this file to go back to the shape rule (oneDNN wherever it takes a conv)\n"
              "# conv PASS N C H W OC KH KW STRIDE PAD GROUPS BIAS FASTER MEMFIT_S ONEDNN_S\n", CC_VERSION);
@@ -246,14 +231,7 @@ static int cc_write(const char *path, const cc_cache *c, char *err, size_t errle
     for (int k = 1; k < CC_KEY; k++) fprintf(f, " %lld", (long long)e->key[k]);
     fprintf(f, " %s %.6g %.6g\n", e->dnnl ? "onednn" : "memfit", e->t_gemm, e->t_dnnl);
   }
-  int bad = ferror(f);
-  if (fclose(f) != 0) bad = 1;
-  if (bad || rename(tmp, path) != 0) {
-    snprintf(err, errlen, "could not write %s: %s", path, strerror(errno));
-    remove(tmp);
-    return -1;
-  }
-  return 0;
+  return mf_atomic_file_commit(&af, err, errlen);
 }
 
 /* seconds of one run of the kernel of nn (a copy of a conv node with its impl set) */
