@@ -4,7 +4,9 @@
 # thread count, batch 1 and 4; prints images/s and peak RSS of each and memfit/PyTorch ratios.
 # The three implementations run in turn, ROUNDS times (default 3), and each figure is the median of
 # its rounds, so a neighbour's burst on a shared machine moves one round, not the ratio.
-# usage: bash bench/steg.sh [THREADS] [STEPS] [ROUNDS]
+# With UNFUSED=1 a fourth implementation joins the rounds: memfit's store mode with conv -> ReLU fusion off
+# (MEMFIT_FUSE=0), so the fusion's effect is measured in the same interleaved rounds.
+# usage: [UNFUSED=1] bash bench/steg.sh [THREADS] [STEPS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; steps=${2:-10}; rounds=${3:-3}
@@ -19,6 +21,10 @@ for b in 1 4; do
     OMP_NUM_THREADS=$threads /usr/bin/python3 bench/steg_torch.py bench "${common[@]}" --batch "$b" >>"$runs"
     OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode store >>"$runs"
     OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode invert >>"$runs"
+    if [ -n "${UNFUSED:-}" ]; then
+      MEMFIT_FUSE=0 OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode store |
+        sed 's/"memfit-store"/"memfit-store-unfused"/' >>"$runs"
+    fi
   done
   /usr/bin/python3 - "$b" "$runs" <<'PY'
 import json, statistics, sys
@@ -29,7 +35,7 @@ for line in open(path):
     by.setdefault(r["impl"], []).append(r)
 med = {k: (statistics.median(x["images_per_s"] for x in v), statistics.median(x["peak_rss_bytes"] for x in v)) for k, v in by.items()}
 ts, tr = med["torch"]
-for k in ["torch", "memfit-store", "memfit-invert"]:
+for k in [k for k in ["torch", "memfit-store", "memfit-invert", "memfit-store-unfused"] if k in med]:
     s, rss = med[k]
     print("%-14s %5s %12.2f %14.1f %14.2f %12.2f %s" % (k, b, s, rss / 2**20, s / ts, rss / tr,
           " ".join("%.2f" % x["images_per_s"] for x in by[k])))
