@@ -40,6 +40,75 @@ static inline pool_win window(const pool_geo *q, int64_t oh, int64_t ow) {
   return w;
 }
 
+/* The dense average pool (f32, strides and dilations 1, no padding, so every window is whole and the divisor kh kw)
+ * as two passes of sums: the kh rows of each column, then kw of those column sums, kh + kw adds per output
+ * instead of kh kw, in vectorisable loops over a row, threaded over (plane, row). The SSIM terms (7x7 windows)
+ * run it on every pixel of an image. Columns go in chunks of PL_CHUNK (stack buffers, nothing planned). */
+#define PL_CHUNK 512
+#define PL_MAXK 64
+static bool pool_dense(const pool_geo *q) {
+  const mf_pool_cfg *c = &q->c;
+  return !q->is_max && !q->global && c->sh == 1 && c->sw == 1 && c->dh == 1 && c->dw == 1 && !c->pt && !c->pb && !c->pl && !c->pr &&
+         c->kw <= PL_MAXK && q->OH == q->H - c->kh + 1 && q->OW == q->W - c->kw + 1;
+}
+
+/* y [P,OH,OW] = window sums of x [P,H,W] / (kh kw) */
+static void pool_dense_fwd(const pool_geo *q, const float *x, float *y) {
+  int kh = q->c.kh, kw = q->c.kw;
+  float inv = (float)(1.0 / ((double)kh * kw));
+  int64_t H = q->H, W = q->W, OH = q->OH, OW = q->OW;
+  #pragma omp parallel for schedule(static) if (q->P * H * W > 32768)
+  for (int64_t r = 0; r < q->P * OH; r++) {
+    int64_t pl = r / OH, oh = r % OH;
+    const float *xr = x + (pl * H + oh) * W;
+    float *yr = y + pl * OH * OW + oh * OW;
+    float col[PL_CHUNK + PL_MAXK], acc[PL_CHUNK];
+    for (int64_t j0 = 0; j0 < OW; j0 += PL_CHUNK) {
+      int n = OW - j0 < PL_CHUNK ? (int)(OW - j0) : PL_CHUNK, m = n + kw - 1;
+      for (int j = 0; j < m; j++) col[j] = xr[j0 + j];
+      for (int th = 1; th < kh; th++) {
+        const float *xt = xr + th * W + j0;
+        for (int j = 0; j < m; j++) col[j] += xt[j];
+      }
+      for (int j = 0; j < n; j++) acc[j] = col[j];
+      for (int tw = 1; tw < kw; tw++)
+        for (int j = 0; j < n; j++) acc[j] += col[j + tw];
+      for (int j = 0; j < n; j++) yr[j0 + j] = acc[j] * inv;
+    }
+  }
+}
+
+/* dx [P,H,W] from dy [P,OH,OW] of pool_dense_fwd: pixel (i, j) gathers the dy of the windows holding it (rows
+ * oh in [i-kh+1, i], columns ow in [j-kw+1, j], inside the output), their sum / (kh kw); no scatter, so rows
+ * run in parallel */
+static void pool_dense_bwd(const pool_geo *q, const float *dy, float *dx) {
+  int kh = q->c.kh, kw = q->c.kw;
+  float inv = (float)(1.0 / ((double)kh * kw));
+  int64_t H = q->H, W = q->W, OH = q->OH, OW = q->OW;
+  #pragma omp parallel for schedule(static) if (q->P * H * W > 32768)
+  for (int64_t r = 0; r < q->P * H; r++) {
+    int64_t pl = r / H, i = r % H;
+    int64_t oh0 = i - kh + 1 < 0 ? 0 : i - kh + 1, oh1 = i < OH - 1 ? i : OH - 1; /* inclusive */
+    const float *dp = dy + pl * OH * OW;
+    float *xr = dx + pl * H * W + i * W;
+    float col[PL_CHUNK + PL_MAXK], acc[PL_CHUNK];
+    for (int64_t j0 = 0; j0 < W; j0 += PL_CHUNK) {
+      int n = W - j0 < PL_CHUNK ? (int)(W - j0) : PL_CHUNK, m = n + kw - 1;
+      int64_t s = j0 - kw + 1; /* col[t] holds output column s + t (0 outside [0, OW)) */
+      for (int t = 0; t < m; t++) col[t] = 0;
+      int t0 = s < 0 ? (int)-s : 0, t1 = OW - s < m ? (int)(OW - s) : m;
+      for (int64_t oh = oh0; oh <= oh1; oh++) {
+        const float *d = dp + oh * OW;
+        for (int t = t0; t < t1; t++) col[t] += d[s + t];
+      }
+      for (int j = 0; j < n; j++) acc[j] = col[j];
+      for (int tw = 1; tw < kw; tw++)
+        for (int j = 0; j < n; j++) acc[j] += col[j + tw];
+      for (int j = 0; j < n; j++) xr[j0 + j] = acc[j] * inv;
+    }
+  }
+}
+
 /* y [N,C,OH,OW] (or [N,C] global) from x [N,C,H,W]: the window's maximum (-FLT_MAX/-DBL_MAX when it holds no pixel),
  * or its sum over the divisor (0 when that is 0) */
 void mf_cpu_pool(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
@@ -48,6 +117,7 @@ void mf_cpu_pool(const mf_kctx *k, const mf_node *n, void *out, void *const *src
   pool_geo q;
   pool_geometry(n, nx, n, &q);
   bool f32 = n->dtype == MF_F32 && nx->dtype == MF_F32;
+  if (f32 && pool_dense(&q)) { pool_dense_fwd(&q, src[0], out); return; }
   int64_t dh = q.c.dh, dw = q.c.dw;
   #pragma omp parallel for schedule(static) if (q.P * q.H * q.W > 32768)
   for (int64_t pl = 0; pl < q.P; pl++) {
@@ -91,6 +161,7 @@ void mf_cpu_pool_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const 
   const void *x = is_max ? src[0] : NULL, *dy = src[is_max ? 1 : 0];
   pool_geometry(n, n, nd, &q);
   bool f32 = n->dtype == MF_F32 && nd->dtype == MF_F32 && nx->dtype == MF_F32;
+  if (f32 && pool_dense(&q)) { pool_dense_bwd(&q, dy, out); return; }
   int64_t dh = q.c.dh, dw = q.c.dw;
   #pragma omp parallel for schedule(static) if (q.P * q.H * q.W > 32768)
   for (int64_t pl = 0; pl < q.P; pl++) {
