@@ -54,14 +54,18 @@ void mf_cpu_binary(const mf_kctx *k, const mf_node *n, void *out, void *const *s
       if (binner) {
         switch (kind) {
         case MF_BIN_ADD: for (int64_t j = 0; j < W; j++) y[j] = a[j] + b[j]; break;
+        case MF_BIN_SUB: for (int64_t j = 0; j < W; j++) y[j] = a[j] - b[j]; break;
         case MF_BIN_MUL: for (int64_t j = 0; j < W; j++) y[j] = a[j] * b[j]; break;
+        case MF_BIN_DIV: for (int64_t j = 0; j < W; j++) y[j] = a[j] / b[j]; break;
         default: for (int64_t j = 0; j < W; j++) y[j] = bin_apply_f(kind, a[j], b[j]); break;
         }
       } else {
         float bv = b[0];
         switch (kind) {
         case MF_BIN_ADD: for (int64_t j = 0; j < W; j++) y[j] = a[j] + bv; break;
+        case MF_BIN_SUB: for (int64_t j = 0; j < W; j++) y[j] = a[j] - bv; break;
         case MF_BIN_MUL: for (int64_t j = 0; j < W; j++) y[j] = a[j] * bv; break;
+        case MF_BIN_DIV: for (int64_t j = 0; j < W; j++) y[j] = a[j] / bv; break;
         default: for (int64_t j = 0; j < W; j++) y[j] = bin_apply_f(kind, a[j], bv); break;
         }
       }
