@@ -2,7 +2,7 @@
  * finite-difference gradient checks in f64, forward/backward values against hand-computed
  * PyTorch semantics (count_include_pad=True, first maximum wins), f32 vs bf16, shape errors; pools of any geometry
  * (unequal kernels and strides, dilation, asymmetric pads, count_include_pad 0 and 1, ceil_mode) against an f64
- * evaluation of the definition. */
+ * evaluation of the definition; the dense f32 average pool (the SSIM terms' path) against f64 with a derived bound. */
 #include "gradcheck.h"
 #include "graph/dtype.h"
 
@@ -254,11 +254,80 @@ static void geometry(void) {
   mf_graph_free(g);
 }
 
+/* The dense average pool in f32 (strides 1, no padding: the CPU's row-sum path, columns in chunks of 512) against
+ * an f64 evaluation: each output and each dx within gamma_(kh+kw+4) (u = 2^-24) of the sums of magnitudes. Rows
+ * wider than a chunk and kh != kw. */
+static void dense_f32(void) {
+  const int geo[][4] = {{7, 7, 11, 1100}, {5, 3, 9, 600}, {1, 4, 3, 520}, {3, 3, 3, 3}}; /* kh, kw, H, W */
+  for (size_t c = 0; c < sizeof geo / sizeof *geo; c++) {
+    int kh = geo[c][0], kw = geo[c][1];
+    int64_t P = 3, H = geo[c][2], W = geo[c][3], OH = H - kh + 1, OW = W - kw + 1;
+    mf_graph *g = mf_graph_init(MF_F32);
+    mf_tensor x = mf_input(g, "x", 4, (int64_t[]){1, P, H, W});
+    mf_pool_cfg pc = {kh, kw, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
+    mf_tensor y = mf_pool2d_cfg(g, MF_POOL_AVG, x, &pc);
+    mf_tensor dy = mf_input(g, "dy", 4, (int64_t[]){1, P, OH, OW});
+    mf_node pool = g->nodes[y];
+    mf_tensor d = mf_pool_bwd(g, x, dy, &pool);
+    float *xv = malloc((size_t)(P * H * W) * sizeof *xv), *dyv = malloc((size_t)(P * OH * OW) * sizeof *dyv);
+    for (int64_t i = 0; i < P * H * W; i++) xv[i] = (float)gc_normal();
+    for (int64_t i = 0; i < P * OH * OW; i++) dyv[i] = (float)gc_normal();
+    void **leaf = calloc((size_t)g->n, sizeof *leaf);
+    leaf[x] = xv, leaf[dy] = dyv;
+    mf_ref r;
+    char err[256];
+    if (y < 0 || d < 0 || mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) {
+      CHECK(0, "dense pool %dx%d: %s", kh, kw, y < 0 || d < 0 ? mf_graph_error(g) : err);
+    } else {
+      const float *yo = r.data[y], *dxo = r.data[d];
+      double u = 0x1p-24, cnt = (double)kh * kw, worst = 0;
+      int64_t bad = 0;
+      for (int64_t p = 0; p < P; p++)
+        for (int64_t i = 0; i < OH; i++)
+          for (int64_t j = 0; j < OW; j++) {
+            double acc = 0, mag = 0;
+            for (int a = 0; a < kh; a++)
+              for (int b = 0; b < kw; b++) {
+                double v = xv[(p * H + i + a) * W + j + b];
+                acc += v, mag += fabs(v);
+              }
+            double e = fabs(yo[(p * OH + i) * OW + j] - acc / cnt), bound = (kh + kw + 4) * u * mag / cnt;
+            worst = fmax(worst, e / bound);
+            bad += e > bound;
+          }
+      for (int64_t p = 0; p < P; p++)
+        for (int64_t i = 0; i < H; i++)
+          for (int64_t j = 0; j < W; j++) {
+            double acc = 0, mag = 0;
+            for (int64_t oh = i - kh + 1; oh <= i; oh++)
+              for (int64_t ow = j - kw + 1; ow <= j; ow++) {
+                if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                double v = dyv[(p * OH + oh) * OW + ow];
+                acc += v, mag += fabs(v);
+              }
+            double e = fabs(dxo[(p * H + i) * W + j] - acc / cnt), bound = (kh + kw + 4) * u * mag / cnt;
+            worst = fmax(worst, bound > 0 ? e / bound : e > 0 ? INFINITY : 0);
+            bad += e > bound;
+          }
+      CHECK(bad == 0, "dense avgpool f32 %dx%d on %lldx%lld: %lld values outside the bound (worst %.3g of it)", kh, kw, (long long)H,
+            (long long)W, (long long)bad, worst);
+      printf("dense avgpool f32 %dx%d on [1,%lld,%lld,%lld]: largest error %.3g of the bound\n", kh, kw, (long long)P, (long long)H,
+             (long long)W, worst);
+      mf_ref_free(&r);
+    }
+    free(xv);
+    free(dyv);
+    free(leaf);
+    mf_graph_free(g);
+  }
+}
+
 int main(void) {
   gradchecks();
   geometry();
   values();
   dtypes_agree();
+  dense_f32();
   shape_errors();
   return check_finish("test_grad_pool");
 }
