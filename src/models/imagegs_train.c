@@ -156,6 +156,7 @@ typedef struct igs_ctx {
   igs_net net;
   mf_graph *g;
   int T, seed;
+  int written;                /* the tile whose inputs the session holds (-1: none): with one tile, written once */
   int64_t n0;                 /* active at step 0 */
   float *target, *wpix, *wmap, *tile_out, *render; /* a window's inputs and render; the whole render [C,H,W] */
   video_writer *vw;           /* --video, opened at its first frame by the lead process */
@@ -165,14 +166,17 @@ typedef struct igs_ctx {
 /* writes tile t's inputs */
 static int tile_write(igs_ctx *c, mf_session *s, int t) {
   const igs_tiling *tl = &c->net.tl;
+  if (t == c->written) return 0; /* written inputs stay readable by every step (mf_session_write_input) */
   float org[2];
   igs_tile_inputs(&c->net, c->im.data, t, org, c->target, c->wpix, c->wmap);
   int C = c->net.cfg.channels;
+  c->written = -1;
   if (mf_session_write_input(s, c->net.origin, org, 2) < 0 ||
       mf_session_write_input(s, c->net.target, c->target, (size_t)C * tl->wh * tl->ww) < 0 ||
       mf_session_write_input(s, c->net.wpix, c->wpix, (size_t)tl->wh * tl->ww) < 0 ||
       mf_session_write_input(s, c->net.wmap, c->wmap, (size_t)(tl->wh - IGS_SSIM_K + 1) * (tl->ww - IGS_SSIM_K + 1)) < 0)
     return -1;
+  c->written = t;
   return 0;
 }
 
@@ -322,6 +326,7 @@ static int igs_session_ready(void *ctx, mf_session *s, char *err, size_t n) {
   const igs_cfg *m = &c->net.cfg;
   int W = m->width, H = m->height, C = m->channels;
   int64_t N = m->gaussians;
+  c->written = -1; /* a new session holds no tile */
   double *gw = calloc((size_t)W * H, sizeof *gw);
   float *pos = malloc(sizeof(float) * 2 * N), *isc = malloc(sizeof(float) * 2 * N), *rot = malloc(sizeof(float) * N),
         *feat = malloc(sizeof(float) * C * N);
@@ -487,6 +492,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   j->hooks.ctx = c;
   j->ctx_free = igs_ctx_free;
   c->tc = tc;
+  c->written = -1;
   if (image_get(tc, a->seed, &c->im, err, n) < 0) return -1;
   c->seed = a->seed;
   igs_cfg m = tc->mc;
