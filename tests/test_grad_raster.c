@@ -257,6 +257,9 @@ static void forward(void) {
   forward_case("f32 radius clamped at 12 px", MF_F32, 40, 24, 30, 3, 10, 12, 0, 0.1, 0.4);
   forward_case("f32 masked, 53x37 N=45 C=5 K=6", MF_F32, 53, 37, 45, 5, 6, 0, 1, 0.08, 0.3);
   forward_case("f64 40x24 N=30 C=3 K=10", MF_F64, 40, 24, 30, 3, 10, 0, 0, 0.1, 0.4);
+  /* more than 512 Gaussians in a tile: the CPU selects from the table in chunks instead of the staged columns */
+  forward_case("f32 crowded 32x24 N=900 K=10", MF_F32, 32, 24, 900, 3, 10, 0, 0, 0.1, 0.4);
+  forward_case("f64 crowded 32x24 N=900 K=10", MF_F64, 32, 24, 900, 3, 10, 0, 0, 0.1, 0.4);
 }
 
 /* ------------------------------------------------------------------ gradients against finite differences */
