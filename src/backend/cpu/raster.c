@@ -7,7 +7,6 @@
 #include "ops/raster.h"
 #include <math.h>
 #include <stdio.h>
-#include <string.h>
 
 /* What the tile loops need (raster_impl.h). */
 typedef struct rs_ctx {
@@ -27,42 +26,20 @@ static inline void rs_store(void *p, mf_dtype t, size_t i, double v) {
   else mf_st(p, t, (int64_t)i, v);
 }
 
-/* exp(-s) for the f32 kernels, evaluated in double and rounded once: within 0.5 ulp of float plus 2e-10 relative
- * (libm's expf is within 1 ulp), without branches or calls, so the loops over a pixel's K weights vectorise.
- * exp(-s) = 2^k exp(r), k = round(-s / ln 2), |r| <= ln 2 / 2, exp(r) by its Taylor series to r^8 (the next term
- * is below 2.1e-10); 2^k is built in the exponent bits. -s is clamped to [-104, 88]: exp(-104) rounds to 0 in
- * float and s >= -88 always (sigma is a positive definite form, down to rounding). NaN stays NaN. */
-static inline float rs_expn_f(float s) {
-  double x = -(double)s;
-  x = x < -104.0 ? -104.0 : x;
-  x = x > 88.0 ? 88.0 : x;
-  const double magic = 0x1.8p52; /* adding it rounds to an integer, kept in the low bits */
-  double t = x * 1.4426950408889634 + magic, kd = t - magic;
-  double r = x - kd * 0.6931471805599453;
-  double p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320))))))));
-  uint64_t tb, sb;
-  memcpy(&tb, &t, sizeof tb);
-  sb = (tb + 1023) << 52; /* the low 12 bits of t are k (two's complement): k + 1023 in [872, 1111] */
-  double sc;
-  memcpy(&sc, &sb, sizeof sc);
-  return (float)(p * sc);
-}
-static inline double rs_expn_d(double s) { return exp(-s); }
-
 #define R float
 #define SFX(x) x##_f
-#define RX_EXPN rs_expn_f
+#define RX_EXP expf
 #include "backend/cpu/raster_impl.h"
 #undef R
 #undef SFX
-#undef RX_EXPN
+#undef RX_EXP
 #define R double
 #define SFX(x) x##_d
-#define RX_EXPN rs_expn_d
+#define RX_EXP exp
 #include "backend/cpu/raster_impl.h"
 #undef R
 #undef SFX
-#undef RX_EXPN
+#undef RX_EXP
 
 /* ------------------------------------------------------------------ workspace layout */
 

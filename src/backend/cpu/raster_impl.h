@@ -101,7 +101,7 @@ static int SFX(select)(const R *table, int stride, const int32_t *list, int L, R
     }
   }
   if (wexp)
-    for (int k = 0; k < n; k++) wv[k] = RX_EXPN(wv[k]);
+    for (int k = 0; k < n; k++) wv[k] = RX_EXP(-wv[k]);
   return n;
 }
 
@@ -125,7 +125,7 @@ static inline int SFX(kept)(const R *table, int stride, const int32_t *ids, int 
     wi[n] = ids[k];
     wv[n++] = SFX(sigma)(table + (size_t)ids[k] * stride, x, y);
   }
-  for (int k = 0; k < n; k++) wv[k] = RX_EXPN(wv[k]);
+  for (int k = 0; k < n; k++) wv[k] = RX_EXP(-wv[k]);
   return n;
 }
 
