@@ -1,5 +1,5 @@
-/* pool.c (CPU) — kernels for average/max pooling (and global average pooling), nearest upsampling, bilinear
- * resize, 2-D padding and their backward ops; one OpenMP task per (image, channel) plane. f32 fast path, any other
+/* pool.c (CPU) — kernels for average/max pooling (and global average pooling), nearest upsampling, nearest and
+ * bilinear resize, 2-D padding and their backward ops; one OpenMP task per (image, channel) plane. f32 fast path, any other
  * float dtype through mf_ld/mf_st with double accumulation. */
 #include "backend/cpu/cpu.h"
 #include <float.h>
@@ -256,6 +256,63 @@ void mf_cpu_resize_bwd(const mf_kctx *k, const mf_node *n, void *out, void *cons
         }
       }
       mf_st(out, n->dtype, r * W + w, acc);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ nearest resize (mf_resize_nearest_src, ops.h) */
+
+/* y [P,OH,OW] from x [P,H,W]: a copy of the source pixel of each output pixel */
+void mf_cpu_resize_nearest(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  int64_t P = nx->ne[0] * nx->ne[1], H = nx->ne[2], W = nx->ne[3], OH = n->ne[2], OW = n->ne[3];
+  int mode = n->ip[0], rnd = n->ip[1];
+  bool f32 = n->dtype == MF_F32 && nx->dtype == MF_F32;
+  #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 32768)
+  for (int64_t r = 0; r < P * OH; r++) { /* one output row */
+    int64_t p = r / OH, h = mf_resize_nearest_src(mode, rnd, r % OH, H, OH, n->fp[0]), xo = (p * H + h) * W;
+    if (f32) {
+      const float *x = (const float *)src[0] + xo;
+      float *y = (float *)out + r * OW;
+      for (int64_t ow = 0; ow < OW; ow++) y[ow] = x[mf_resize_nearest_src(mode, rnd, ow, W, OW, n->fp[1])];
+    } else {
+      for (int64_t ow = 0; ow < OW; ow++)
+        mf_st(out, n->dtype, r * OW + ow, mf_ld(src[0], nx->dtype, xo + mf_resize_nearest_src(mode, rnd, ow, W, OW, n->fp[1])));
+    }
+  }
+}
+
+/* dx [P,H,W] from dy [P,OH,OW], gathered: input pixel (h, w) sums, in output order, the dy pixels of the rows
+ * [first(h), first(h+1)) and columns [first(w), first(w+1)) (mf_resize_nearest_first), f32 sums in f32,
+ * others in double. Each dx pixel is written by one thread: the same sums for any thread count, no scratch. */
+void mf_cpu_resize_nearest_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_src(k, n, 0);
+  int64_t P = n->ne[0] * n->ne[1], H = n->ne[2], W = n->ne[3], OH = nd->ne[2], OW = nd->ne[3];
+  int mode = n->ip[0], rnd = n->ip[1];
+  double sh = n->fp[0], sw = n->fp[1];
+  bool f32 = n->dtype == MF_F32 && nd->dtype == MF_F32;
+  #pragma omp parallel for schedule(static) if (mf_node_numel(nd) > 32768)
+  for (int64_t r = 0; r < P * H; r++) { /* one input row of dx */
+    int64_t p = r / H, h = r % H;
+    int64_t oh0 = mf_resize_nearest_first(mode, rnd, h, H, OH, sh), oh1 = mf_resize_nearest_first(mode, rnd, h + 1, H, OH, sh);
+    int64_t ow0 = mf_resize_nearest_first(mode, rnd, 0, W, OW, sw);
+    for (int64_t w = 0; w < W; w++) {
+      int64_t ow1 = mf_resize_nearest_first(mode, rnd, w + 1, W, OW, sw);
+      if (f32) {
+        const float *dy = (const float *)src[0] + p * OH * OW;
+        float acc = 0;
+        for (int64_t oh = oh0; oh < oh1; oh++)
+          for (int64_t ow = ow0; ow < ow1; ow++) acc += dy[oh * OW + ow];
+        ((float *)out)[r * W + w] = acc;
+      } else {
+        double acc = 0;
+        for (int64_t oh = oh0; oh < oh1; oh++)
+          for (int64_t ow = ow0; ow < ow1; ow++) acc += mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
+        mf_st(out, n->dtype, r * W + w, acc);
+      }
+      ow0 = ow1;
     }
   }
 }
