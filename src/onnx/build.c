@@ -214,8 +214,12 @@ static int dims_to_mf(ctx *c, int ndim, const int64_t *dims, int64_t *ne, const 
 /* the graph tensor of v: a parameter (or buffer) for a float initializer, a state for another constant */
 static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
   if (!v) return node_fail(c, "%s is missing", what);
-  if (v->pad && v->t >= 0) /* a zero Pad read by something other than a Conv or AveragePool: done as an op */
-    return mf_pad2d(c->g, v->t, MF_PAD_CONSTANT, v->pad, v->pad, v->pad, v->pad, 0);
+  if (v->pad && v->t >= 0) { /* a zero Pad read by something other than a Conv or AveragePool: done as an op */
+    const mf_node *nx = &c->g->nodes[v->t];
+    if (nx->ndim != 3) return mf_pad2d(c->g, v->t, MF_PAD_CONSTANT, v->pad, v->pad, v->pad, v->pad, 0);
+    int64_t n4[4] = {nx->ne[0], nx->ne[1], 1, nx->ne[2]}, n3[3] = {nx->ne[0], nx->ne[1], nx->ne[2] + 2 * v->pad}; /* [N,C,L] */
+    return mf_reshape(c->g, mf_pad2d(c->g, mf_reshape(c->g, v->t, 4, n4), MF_PAD_CONSTANT, 0, v->pad, 0, v->pad, 0), 3, n3);
+  }
   if (v->t >= 0) return v->t;
   int64_t ne[MF_MAX_DIMS];
   if (v->init >= 0) {
@@ -1275,8 +1279,10 @@ static int node_build(ctx *c) {
                 : !strcmp(mode, "edge") ? MF_PAD_EDGE : -1;
     if (pmode < 0) return UNSUP("Pad mode '%s' (memfit: constant, reflect, edge)", mode);
     double value = attr_f(n, "value", 0);
-    mf_tensor x = need4d(c, in_tensor(c, 0), "input");
+    mf_tensor x = in_tensor(c, 0);
     if (x < 0) return -1;
+    bool oned = nd_of(c, x)->ndim == 3; /* [N,C,L]: pads [0,0,b,0,0,e], run as a 2-D pad of [N,C,1,L] */
+    if (!oned && need4d(c, x, "input") < 0) return -1;
     int64_t pd[8];
     int np = attr_ints(n, "pads", pd, 8);
     if (np < 0) {
@@ -1292,11 +1298,20 @@ static int node_build(ctx *c) {
       if (k->n > 1) return node_fail(c, "constant_value of %lld values", (long long)k->n);
       if (k->n) value = k->v[0];
     }
+    if (oned) { /* as the 4-D pads [0,0,0,b, 0,0,0,e] */
+      if (np != 6 || pd[0] || pd[1] || pd[3] || pd[4]) return UNSUP("Pad of other axes than L of a 3-D tensor [N,C,L]");
+      int64_t b = pd[2], e = pd[5];
+      memset(pd, 0, sizeof pd);
+      pd[3] = b, pd[7] = e;
+      np = 8;
+    }
     if (np != 8 || pd[0] || pd[1] || pd[4] || pd[5])
       return UNSUP("Pad of other axes than H and W of a 4-D tensor");
     for (int i = 0; i < 8; i++)
       if (pd[i] < 0 || pd[i] > 1 << 20) return UNSUP("Pad of %lld (memfit: pads >= 0)", (long long)pd[i]);
-    bool fold = pmode == MF_PAD_CONSTANT && value == 0 && pd[2] == pd[3] && pd[2] == pd[6] && pd[2] == pd[7];
+    /* a zero pad the same on every side (of L for a 1-D one) is folded into the conv or average pool that reads it */
+    bool fold = pmode == MF_PAD_CONSTANT && value == 0 && pd[3] == pd[7] && (oned || (pd[2] == pd[3] && pd[2] == pd[6]));
+    if (!fold && oned) return set_out(c, 0, drop1d(c, mf_pad2d(g, lift1d(c, x), pmode, 0, (int)pd[3], 0, (int)pd[7], value)));
     if (!fold) return set_out(c, 0, mf_pad2d(g, x, pmode, (int)pd[2], (int)pd[3], (int)pd[6], (int)pd[7], value));
     if ((size_t)0 < n->n_output && n->output[0][0]) {
       val *v = val_get(c, n->output[0]);
@@ -1305,7 +1320,7 @@ static int node_build(ctx *c) {
       v->has_c = 0;
       v->init = -1;
       v->t = x;
-      v->pad = (int)pd[2];
+      v->pad = (int)pd[3];
     }
     return 0;
   }
@@ -1320,7 +1335,8 @@ static int node_build(ctx *c) {
     if (has_in(c, 2) && b < 0) return -1;
     mf_conv_cfg cf;
     if (spatial_cfg(c, nd_of(c, x), nd_of(c, w)->ne[2], nd_of(c, w)->ne[3], false, &cf) < 0) return -1;
-    cf.pt += extra, cf.pl += extra, cf.pb += extra, cf.pr += extra;
+    cf.pl += extra, cf.pr += extra;
+    if (!oned) cf.pt += extra, cf.pb += extra;
     int64_t grp = attr_i(n, "group", 1);
     if (grp < 1 || grp > 1 << 20) return node_fail(c, "group %lld", (long long)grp);
     cf.groups = (int)grp;
@@ -1464,7 +1480,8 @@ static int node_build(ctx *c) {
         if (pc.exclude_pad && (pc.pt || pc.pl || pc.pb || pc.pr))
           return UNSUP("AveragePool with count_include_pad 0 and pads after a Pad it would fold in");
         pc.exclude_pad = 0;
-        pc.pt += extra, pc.pl += extra, pc.pb += extra, pc.pr += extra;
+        pc.pl += extra, pc.pr += extra;
+        if (!oned) pc.pt += extra, pc.pb += extra;
       }
     }
     mf_tensor y = mf_pool2d_cfg(g, op[0] == 'A' ? MF_POOL_AVG : MF_POOL_MAX, x, &pc);
