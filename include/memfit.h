@@ -241,6 +241,15 @@ typedef enum mf_resize_round { MF_NEAREST_ROUND_PREFER_FLOOR = 0, MF_NEAREST_ROU
  * the input's shape, and the builder returns -1. */
 mf_tensor mf_resize_nearest(mf_graph *g, mf_tensor x, int64_t oh, int64_t ow, mf_resize_coord coord, mf_resize_round round,
                             double scale_h, double scale_w);
+/* Bicubic resize (ONNX Resize mode cubic; PyTorch's F.interpolate(mode='bicubic') is a = -0.75 with PYTORCH_HALF_PIXEL,
+ * or ALIGN_CORNERS): x [N,C,H,W] -> [N,C,oh,ow]; along each axis output o reads the 4 input pixels floor(c)-1 ..
+ * floor(c)+2 around its coordinate c (`coord`, scales as mf_resize_nearest; edge pixels repeat past the border) with
+ * Keys' cubic weights of parameter a (ONNX's cubic_coeff_a); exclude_outside != 0 gives the taps outside the image
+ * weight 0 and divides the others by their sum. Computed in double. Gradient: each input pixel gathers the output
+ * gradients times the weights they read it with (the same sums for any thread count and on CUDA, no atomics). Errors
+ * as mf_resize_nearest's (TF_HALF_PIXEL_FOR_NEAREST is refused). */
+mf_tensor mf_resize_cubic(mf_graph *g, mf_tensor x, int64_t oh, int64_t ow, mf_resize_coord coord, double a, int exclude_outside,
+                          double scale_h, double scale_w);
 /* Haar wavelet (docs/design.md 3.1): [N,C,H,W] -> [N,4C,H/2,W/2], order LL,HL,LH,HH; and inverse */
 mf_tensor mf_dwt_haar(mf_graph *g, mf_tensor x);
 mf_tensor mf_idwt_haar(mf_graph *g, mf_tensor x);

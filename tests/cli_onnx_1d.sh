@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli_onnx_1d.sh — 1-D convolutions and pools (Conv1d, MaxPool1d, AvgPool1d, ConvTranspose1d, AdaptiveAvgPool1d) and
-# nearest resizes of any geometry (F.interpolate nearest with size= and a non-integer scale_factor) exported by Debian's
+# nearest and bicubic resizes of any geometry (F.interpolate with size= and a non-integer scale_factor) exported by Debian's
 # python3-torch: memfit's forward output and one training step against PyTorch, the 1-D weights kept in their ONNX
 # shape, measured == planned (tests/onnx_1d.py). Skips when torch is absent. Usage: cli_onnx_1d.sh MEMFIT
 set -u

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""onnx_1d.py — 1-D convolutions and pools, and nearest resizes of any geometry, exported by PyTorch and run by memfit
+"""onnx_1d.py — 1-D convolutions and pools, nearest resizes of any geometry and bicubic ones, exported by PyTorch and run by memfit
 (memfit plan MODEL.onnx --run 1 --feed --dump): the forward output, one training step (loss, every gradient, the
 updated weights) against PyTorch in float64, the 1-D weights kept as [OC,IC/g,K] parameters under their ONNX names,
 and measured == planned (memfit's --run exits 1 otherwise). Run by tests/cli_onnx_1d.sh.
@@ -61,6 +61,21 @@ class Nearest(torch.nn.Module):
         return F.interpolate(self.c2(h), scale_factor=1.5, mode="nearest")       # [N,2,13,10]
 
 
+class Bicubic(torch.nn.Module):
+    """F.interpolate(mode='bicubic') (a = -0.75): a non-integer scale_factor without align_corners, a size= with it (with
+    align_corners and a scale_factor whose output size is not an integer, PyTorch divides by out-1 and ONNX's reference
+    by in*scale-1, which memfit follows: docs/onnx.md)"""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x):  # x [N,2,6,10]
+        h = F.interpolate(torch.tanh(self.c1(x)), scale_factor=1.5, mode="bicubic", align_corners=False)  # [N,3,9,15]
+        return F.interpolate(self.c2(h), size=(13, 10), mode="bicubic", align_corners=True)              # [N,2,13,10]
+
+
 def forward_check(memfit, tmp, name, make, x, rtol):
     """memfit's forward output against PyTorch's (float64) through an MSE loss with PyTorch's output as the target"""
     torch.manual_seed(1)
@@ -104,7 +119,7 @@ def main():
     x2 = rng.standard_normal((2, 2, 6, 10)).astype(np.float32)   # [N,C,H,W]
     t2 = rng.standard_normal((2, 2, 13, 10)).astype(np.float32)  # [N,2,13,10]
     ok, failed = 0, 0
-    for name, make, x, t in (("conv1d", Net1d, x1, t1), ("nearest", Nearest, x2, t2)):
+    for name, make, x, t in (("conv1d", Net1d, x1, t1), ("nearest", Nearest, x2, t2), ("bicubic", Bicubic, x2, t2)):
         r = forward_check(args.memfit, args.tmp, name, make, x, args.rtol)
         if r is None:
             return 2

@@ -1663,7 +1663,8 @@ static int node_build(ctx *c) {
     char buf[64];
     const char *mode = attr_s(n, "mode", buf, sizeof buf);
     bool linear = mode && (!strcmp(mode, "linear") || !strcmp(mode, "bilinear"));
-    if (mode && strcmp(mode, "nearest") && !linear) return UNSUP("%s mode '%s' (memfit: nearest, linear)", op, mode);
+    bool cubic = mode && op[0] == 'R' && !strcmp(mode, "cubic");
+    if (mode && strcmp(mode, "nearest") && !linear && !cubic) return UNSUP("%s mode '%s' (memfit: nearest, linear, cubic)", op, mode);
     /* Upsample's: asymmetric, floor (its nearest is o / scale rounded down) */
     int lmode = MF_RESIZE_ASYMMETRIC, rmode = MF_NEAREST_FLOOR;
     if (op[0] == 'R') {
@@ -1673,14 +1674,14 @@ static int node_build(ctx *c) {
       else if (!strcmp(ct, "pytorch_half_pixel")) lmode = MF_RESIZE_PYTORCH_HALF_PIXEL;
       else if (!strcmp(ct, "align_corners")) lmode = MF_RESIZE_ALIGN_CORNERS;
       else if (!strcmp(ct, "asymmetric")) lmode = MF_RESIZE_ASYMMETRIC;
-      else if (!strcmp(ct, "tf_half_pixel_for_nn") && !linear) lmode = MF_RESIZE_TF_HALF_PIXEL_FOR_NEAREST;
-      else return UNSUP("%s Resize with coordinate_transformation_mode '%s'", linear ? "linear" : "nearest", ct);
+      else if (!strcmp(ct, "tf_half_pixel_for_nn") && !linear && !cubic) lmode = MF_RESIZE_TF_HALF_PIXEL_FOR_NEAREST;
+      else return UNSUP("%s Resize with coordinate_transformation_mode '%s'", mode ? mode : "nearest", ct);
       const char *nm = attr_s(n, "nearest_mode", nb, sizeof nb);
       if (!nm || !strcmp(nm, "round_prefer_floor")) rmode = MF_NEAREST_ROUND_PREFER_FLOOR;
       else if (!strcmp(nm, "round_prefer_ceil")) rmode = MF_NEAREST_ROUND_PREFER_CEIL;
       else if (!strcmp(nm, "floor")) rmode = MF_NEAREST_FLOOR;
       else if (!strcmp(nm, "ceil")) rmode = MF_NEAREST_CEIL;
-      else if (!linear) return UNSUP("nearest_mode '%s'", nm);
+      else if (!linear && !cubic) return UNSUP("nearest_mode '%s'", nm);
       if (attr_i(n, "antialias", 0)) return UNSUP("Resize with antialias");
       int64_t axes[8];
       if (attr_ints(n, "axes", axes, 8) > 0) return UNSUP("Resize with axes");
@@ -1712,6 +1713,10 @@ static int node_build(ctx *c) {
     int64_t oh = szh > 0 ? szh : (int64_t)floor((double)nx->ne[2] * fh + 1e-9);
     int64_t ow = szw > 0 ? szw : (int64_t)floor((double)nx->ne[3] * fw + 1e-9);
     if (linear) return set_out(c, 0, mf_resize_linear(g, x, oh, ow, lmode, fh, fw));
+    if (cubic) {
+      int64_t excl = attr_i(n, "exclude_outside", 0);
+      return set_out(c, 0, mf_resize_cubic(g, x, oh, ow, (mf_resize_coord)lmode, attr_f(n, "cubic_coeff_a", -0.75), excl != 0, fh, fw));
+    }
     /* one integer factor whose map is plain replication (o -> o / f on both axes): the faster upsampling op */
     bool rep = fh == fw && fh >= 1 && fh == floor(fh) && oh == nx->ne[2] * (int64_t)fh && ow == nx->ne[3] * (int64_t)fh;
     for (int64_t o = 0; rep && o < (oh > ow ? oh : ow); o++) {

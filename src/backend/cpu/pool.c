@@ -317,6 +317,61 @@ void mf_cpu_resize_nearest_bwd(const mf_kctx *k, const mf_node *n, void *out, vo
   }
 }
 
+/* ------------------------------------------------------------------ bicubic resize (mf_resize_cubic_taps, ops.h) */
+
+/* y [P,OH,OW] from x [P,H,W]: 4 x 4 taps per output pixel, in double */
+void mf_cpu_resize_cubic(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  int64_t P = nx->ne[0] * nx->ne[1], H = nx->ne[2], W = nx->ne[3], OH = n->ne[2], OW = n->ne[3];
+  int mode = n->ip[0], excl = n->ip[1];
+  double a = n->fp[2];
+  #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 8192)
+  for (int64_t r = 0; r < P * OH; r++) { /* one output row */
+    int64_t p = r / OH, hi[4], wi[4];
+    double hw[4], ww[4];
+    mf_resize_cubic_taps(mode, r % OH, H, OH, n->fp[0], a, excl, hi, hw);
+    for (int64_t ow = 0; ow < OW; ow++) {
+      mf_resize_cubic_taps(mode, ow, W, OW, n->fp[1], a, excl, wi, ww);
+      double acc = 0;
+      for (int i = 0; i < 4; i++) {
+        double row = 0;
+        for (int j = 0; j < 4; j++) row += ww[j] * mf_ld(src[0], nx->dtype, (p * H + hi[i]) * W + wi[j]);
+        acc += hw[i] * row;
+      }
+      mf_st(out, n->dtype, r * OW + ow, acc);
+    }
+  }
+}
+
+/* dx [P,H,W] from dy [P,OH,OW], gathered in double: input pixel (h, w) sums, in output order, dy times the weights the
+ * outputs of the runs mf_resize_cubic_run(h) x mf_resize_cubic_run(w) read it with; one thread per dx row */
+void mf_cpu_resize_cubic_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_src(k, n, 0);
+  int64_t P = n->ne[0] * n->ne[1], H = n->ne[2], W = n->ne[3], OH = nd->ne[2], OW = nd->ne[3];
+  int mode = n->ip[0], excl = n->ip[1];
+  double sh = n->fp[0], sw = n->fp[1], a = n->fp[2];
+  #pragma omp parallel for schedule(static) if (mf_node_numel(nd) > 8192)
+  for (int64_t r = 0; r < P * H; r++) {
+    int64_t p = r / H, h = r % H, oh0, oh1;
+    mf_resize_cubic_run(mode, h, H, OH, sh, &oh0, &oh1);
+    for (int64_t w = 0; w < W; w++) {
+      int64_t ow0, ow1;
+      mf_resize_cubic_run(mode, w, W, OW, sw, &ow0, &ow1);
+      double acc = 0;
+      for (int64_t oh = oh0; oh < oh1; oh++) {
+        double wh = mf_resize_cubic_weight(mode, oh, h, H, OH, sh, a, excl), row = 0;
+        if (wh == 0) continue;
+        for (int64_t ow = ow0; ow < ow1; ow++)
+          row += mf_resize_cubic_weight(mode, ow, w, W, OW, sw, a, excl) * mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
+        acc += wh * row;
+      }
+      mf_st(out, n->dtype, r * W + w, acc);
+    }
+  }
+}
+
 /* ------------------------------------------------------------------ padding (mf_pad_src, ops.h) */
 
 /* y [P,OH,OW] = x [P,H,W] padded: constant, mirrored or edge pixels outside */
