@@ -221,6 +221,35 @@ mf_tensor mf_avgpool2d(mf_graph *g, mf_tensor x, int k, int stride, int pad);
 mf_tensor mf_maxpool2d(mf_graph *g, mf_tensor x, int k, int stride, int pad);
 mf_tensor mf_global_avgpool(mf_graph *g, mf_tensor x); /* [N,C,H,W] -> [N,C] */
 mf_tensor mf_upsample_nearest(mf_graph *g, mf_tensor x, int factor);
+/* How a resize maps output pixel o (of `out` along an axis) to a coordinate in the input (of `in` pixels): ONNX
+ * Resize's coordinate_transformation_mode, with scale = out/in as the model gives it (its scales, or sizes / input
+ * size). HALF_PIXEL (o+0.5)/scale-0.5; ALIGN_CORNERS o*(in-1)/(in*scale-1), 0 when in*scale <= 1 (ONNX takes the
+ * unrounded in*scale); ASYMMETRIC o/scale; PYTORCH_HALF_PIXEL half_pixel, 0 when out is 1; TF_HALF_PIXEL_FOR_NEAREST
+ * (o+0.5)/scale (ONNX's tf_half_pixel_for_nn; nearest only). */
+typedef enum mf_resize_coord { MF_RESIZE_HALF_PIXEL = 0, MF_RESIZE_ALIGN_CORNERS, MF_RESIZE_ASYMMETRIC, MF_RESIZE_PYTORCH_HALF_PIXEL,
+                               MF_RESIZE_TF_HALF_PIXEL_FOR_NEAREST } mf_resize_coord;
+/* How a nearest resize rounds that coordinate c (ONNX's nearest_mode): ROUND_PREFER_FLOOR (ONNX's default) the
+ * nearest integer, floor(c) at a tie; ROUND_PREFER_CEIL the same, ceil(c) at a tie; FLOOR floor(c); CEIL ceil(c). */
+typedef enum mf_resize_round { MF_NEAREST_ROUND_PREFER_FLOOR = 0, MF_NEAREST_ROUND_PREFER_CEIL, MF_NEAREST_FLOOR,
+                               MF_NEAREST_CEIL } mf_resize_round;
+/* Nearest-neighbour resize of any geometry (ONNX Resize mode nearest; PyTorch's F.interpolate(mode='nearest') is
+ * ASYMMETRIC with FLOOR): x [N,C,H,W] -> [N,C,oh,ow]; output pixel (i,j) is input pixel (r(c_h(i)), r(c_w(j))), each
+ * coordinate from `coord` with scale_h / scale_w (<= 0: oh/H, ow/W), rounded by `round`, clamped into the image. Up or
+ * down, H and W independent. Gradient: each input pixel sums the output gradients of the pixels that copied it (a
+ * gather over the monotone index maps: the same sums for any thread count and on CUDA, no atomics). A non-4-D or
+ * non-float input, an output size outside 1..2^24 or an unknown mode is recorded in mf_graph_error naming the op and
+ * the input's shape, and the builder returns -1. */
+mf_tensor mf_resize_nearest(mf_graph *g, mf_tensor x, int64_t oh, int64_t ow, mf_resize_coord coord, mf_resize_round round,
+                            double scale_h, double scale_w);
+/* Bicubic resize (ONNX Resize mode cubic; PyTorch's F.interpolate(mode='bicubic') is a = -0.75 with PYTORCH_HALF_PIXEL,
+ * or ALIGN_CORNERS): x [N,C,H,W] -> [N,C,oh,ow]; along each axis output o reads the 4 input pixels floor(c)-1 ..
+ * floor(c)+2 around its coordinate c (`coord`, scales as mf_resize_nearest; edge pixels repeat past the border) with
+ * Keys' cubic weights of parameter a (ONNX's cubic_coeff_a); exclude_outside != 0 gives the taps outside the image
+ * weight 0 and divides the others by their sum. Computed in double. Gradient: each input pixel gathers the output
+ * gradients times the weights they read it with (the same sums for any thread count and on CUDA, no atomics). Errors
+ * as mf_resize_nearest's (TF_HALF_PIXEL_FOR_NEAREST is refused). */
+mf_tensor mf_resize_cubic(mf_graph *g, mf_tensor x, int64_t oh, int64_t ow, mf_resize_coord coord, double a, int exclude_outside,
+                          double scale_h, double scale_w);
 /* Haar wavelet (docs/design.md 3.1): [N,C,H,W] -> [N,4C,H/2,W/2], order LL,HL,LH,HH; and inverse */
 mf_tensor mf_dwt_haar(mf_graph *g, mf_tensor x);
 mf_tensor mf_idwt_haar(mf_graph *g, mf_tensor x);

@@ -489,7 +489,7 @@ static mf_tensor c_norm(mf_graph *g, mf_dtype act, int v) {
   mf_tensor rm = mf_buffer(g, "buf_mean", 1, SH(6), MF_INIT_ZERO, 0), rv = mf_buffer(g, "buf_var", 1, SH(6), MF_INIT_ONE, 0);
   return mf_batchnorm(g, x, ga, be, rm, rv, v == 0, 0.1, 1e-5);
 }
-/* pooling, upsampling, bilinear resize and padding on [2,3,9,8] */
+/* pooling, upsampling, nearest, bilinear and bicubic resize and padding on [2,3,9,8] */
 static mf_tensor c_pool(mf_graph *g, mf_dtype act, int v) {
   (void)act;
   mf_tensor x = P(g, "x", 4, SH(2, 3, 9, 8));
@@ -512,6 +512,11 @@ static mf_tensor c_pool(mf_graph *g, mf_dtype act, int v) {
     mf_pool_cfg c = {2, 3, 1, 2, 1, 1, 0, 2, 1, 0, 1, 0};
     return mf_pool2d_cfg(g, MF_POOL_AVG, x, &c);
   }
+  case 13: return mf_resize_nearest(g, x, 13, 5, MF_RESIZE_HALF_PIXEL, MF_NEAREST_ROUND_PREFER_FLOOR, 0, 0);
+  case 14: return mf_resize_nearest(g, x, 4, 20, MF_RESIZE_ASYMMETRIC, MF_NEAREST_FLOOR, 0.5, 2.5);
+  case 15: return mf_resize_nearest(g, x, 27, 12, MF_RESIZE_ALIGN_CORNERS, MF_NEAREST_CEIL, 3, 1.5);
+  case 16: return mf_resize_cubic(g, x, 13, 5, MF_RESIZE_PYTORCH_HALF_PIXEL, -0.75, 0, 0, 0);
+  case 17: return mf_resize_cubic(g, x, 4, 20, MF_RESIZE_ASYMMETRIC, -0.5, 1, 0.5, 2.5);
   default: { /* global max pooling has kernels but no builder: a global pool node switched to max */
     mf_tensor y = mf_global_avgpool(g, x);
     if (y >= 0) g->nodes[y].ip[0] = MF_POOL_MAX;
@@ -638,8 +643,10 @@ static void test_ops(void) {
   for (int v = 0; v < 7; v++) op_case(nn[v], c_norm, v);
   const char *pn[] = {"avgpool 3 s2 p1", "maxpool 2 s2", "maxpool 3 s1 p1", "global avgpool", "upsample 2", "global maxpool",
                       "resize bilinear 2x", "resize align_corners down", "pad reflect", "pad edge", "pad constant 1.5",
-                      "maxpool 3x2 s2,1 d2,1 pads 1,0,0,1 ceil", "avgpool 2x3 s1,2 pads 0,2,1,0 exclude pad"};
-  for (int v = 0; v < 13; v++) op_case(pn[v], c_pool, v);
+                      "maxpool 3x2 s2,1 d2,1 pads 1,0,0,1 ceil", "avgpool 2x3 s1,2 pads 0,2,1,0 exclude pad",
+                      "resize nearest sizes 13x5", "resize nearest asymmetric floor 0.5 x 2.5", "resize nearest align_corners ceil 3 x 1.5",
+                      "resize cubic sizes 13x5", "resize cubic a -0.5 exclude_outside 0.5 x 2.5"};
+  for (int v = 0; v < 18; v++) op_case(pn[v], c_pool, v);
   const char *dn[] = {"dropout 0.3", "pow_scalar 2.5", "pow per-channel exponent"};
   for (int v = 0; v < 3; v++) op_case(dn[v], c_random, v);
   op_case("dwt", c_wave, 0);

@@ -1,6 +1,7 @@
 /* test_onnx.c — the ONNX importer on models this test writes with protobuf-c: a small CNN whose flatten is
  * torch's dynamic-batch shape arithmetic imports to the same graph as one built by hand (same loss,
- * gradients and plan, measured == planned), and bad files each give a clear error naming the problem. */
+ * gradients and plan, measured == planned), a 1-D convolution network (weights kept [OC,IC,K], saved back with
+ * their dims), and bad files each give a clear error naming the problem. */
 #include "check.h"
 #include "memfit.h"
 #include "graph/graph.h"
@@ -626,7 +627,167 @@ static void test_gelu(void) {
   }
 }
 
+/* A 1-D network (torch's Conv1d export): Conv [N,3,12] with a weight [4,3,3], pads 1, stride 2 -> Relu -> MaxPool kernel 2
+ * -> GlobalAveragePool -> Flatten -> Gemm. The weight stays the [OC,IC,K] parameter of its ONNX name (its gradient too);
+ * two training steps are measured == planned; the loss equals an f64 reference within gamma_n of the terms' magnitudes;
+ * mf_onnx_save writes the trained [4,3,3] weight back with its own dims, and it reloads bit for bit. */
+enum { L1 = 12, OC1 = 4, K1 = 3 };
+static double conv1d_ref_loss(const float *x, const float *w, const float *bias, const float *fw, const float *fb, const float *lab,
+                              double *mag) {
+  double loss = 0;
+  *mag = 0;
+  for (int nb = 0; nb < NB; nb++) {
+    double feat[OC1], logit[K];
+    for (int oc = 0; oc < OC1; oc++) {
+      double pooled[3] = {0, 0, 0}, sum = 0; /* conv output length (12+2-3)/2+1 = 6, pooled 3 */
+      for (int ol = 0; ol < 6; ol++) {
+        double acc = bias[oc];
+        for (int ic = 0; ic < C; ic++)
+          for (int k = 0; k < K1; k++) {
+            int l = ol * 2 - 1 + k;
+            if (l >= 0 && l < L1) acc += (double)w[(oc * C + ic) * K1 + k] * x[(nb * C + ic) * L1 + l], *mag += fabs(w[(oc * C + ic) * K1 + k] * x[(nb * C + ic) * L1 + l]);
+          }
+        acc = acc > 0 ? acc : 0;
+        if (ol % 2 == 0 || acc > pooled[ol / 2]) pooled[ol / 2] = acc;
+      }
+      for (int i = 0; i < 3; i++) sum += pooled[i];
+      feat[oc] = sum / 3;
+    }
+    double mx = -1e300, se = 0;
+    for (int k = 0; k < K; k++) {
+      logit[k] = fb[k];
+      for (int oc = 0; oc < OC1; oc++) logit[k] += (double)fw[k * OC1 + oc] * feat[oc];
+      mx = logit[k] > mx ? logit[k] : mx;
+    }
+    for (int k = 0; k < K; k++) se += exp(logit[k] - mx);
+    loss += (log(se) + mx - logit[(int)lab[nb]]) / NB;
+  }
+  return loss;
+}
+
+static void test_conv1d(void) {
+  float w[OC1 * C * K1], bias[OC1], fw[K * OC1], fb[K], xv[NB * C * L1], lab[NB] = {2, 4};
+  uint64_t st = 11;
+  fill(w, OC1 * C * K1, &st, 0.5); fill(bias, OC1, &st, 0.1); fill(fw, K * OC1, &st, 0.5); fill(fb, K, &st, 0.1);
+  fill(xv, NB * C * L1, &st, 1);
+  mb b = {0};
+  int64_t xd[3] = {NB, C, L1}, dw[3] = {OC1, C, K1}, dc[1] = {OC1}, dfw[2] = {K, OC1}, dfb[1] = {K};
+  input(&b, "x", 3, xd);
+  init_f(&b, "conv1d.weight", 3, dw, w);
+  init_f(&b, "conv1d.bias", 1, dc, bias);
+  init_f(&b, "fc.weight", 2, dfw, fw);
+  init_f(&b, "fc.bias", 1, dfb, fb);
+  Onnx__NodeProto *nd = node(&b, "Conv", "conv1d", "x,conv1d.weight,conv1d.bias", "c");
+  int64_t pads[2] = {1, 1}, ks[1] = {K1}, two[1] = {2};
+  attr_ints(&b, nd, "pads", 2, pads);
+  attr_ints(&b, nd, "kernel_shape", 1, ks);
+  attr_ints(&b, nd, "strides", 1, two);
+  node(&b, "Relu", "relu", "c", "r");
+  nd = node(&b, "MaxPool", "pool", "r", "p");
+  attr_ints(&b, nd, "kernel_shape", 1, two);
+  attr_ints(&b, nd, "strides", 1, two);
+  node(&b, "GlobalAveragePool", "gap", "p", "gp"); /* [N,OC,1] */
+  node(&b, "Flatten", "flat", "gp", "f");
+  nd = node(&b, "Gemm", "fc", "f,fc.weight,fc.bias", "logits");
+  attr_i(&b, nd, "transB", 1);
+  output(&b, "logits");
+  size_t n;
+  uint8_t *buf = pack(&b, 13, &n);
+  mb_free(&b);
+  char path[512], sp[512], err[1024] = "";
+  snprintf(path, sizeof path, "%s/conv1d.onnx", tmpdir());
+  snprintf(sp, sizeof sp, "%s/conv1d_trained.onnx", tmpdir());
+  write_file(path, buf, n);
+  free(buf);
+  mf_onnx *m = mf_onnx_open(path, err, sizeof err);
+  CHECK(m != NULL, "open the 1-D model: %s", err);
+  if (!m) return;
+  mf_onnx_shape sh = {.name = "x", .ndim = 3, .dims = {NB, C, L1}};
+  mf_onnx_build_opts bo = {.n_inputs = 1, .inputs = &sh, .loss = MF_ONNX_LOSS_CE};
+  mf_graph *g = mf_graph_init(MF_F32);
+  mf_onnx_built bt;
+  int rc = mf_onnx_build(m, g, &bo, &bt, err, sizeof err);
+  CHECK(rc == 0, "build the 1-D model: %s", err);
+  mf_tensor cw = rc == 0 ? by_name(g, "conv1d.weight") : -1;
+  CHECK(cw >= 0 && mf_tensor_ndim(g, cw) == 3 && mf_tensor_dim(g, cw, 0) == OC1 && mf_tensor_dim(g, cw, 2) == K1,
+        "conv1d.weight is a [4,3,3] parameter");
+  if (rc == 0 && cw >= 0) {
+    CHECK(bt.n_params == 4 && mf_tensor_dim(g, bt.outputs[0], 1) == K, "4 parameters, logits [N,5]");
+    mf_train_opts o = mf_train_opts_default();
+    o.threads = 1;
+    o.debug_memory = 1;
+    o.lr = 0.05;
+    mf_session *s = mf_session_init(g, bt.loss, &o, err, sizeof err);
+    CHECK(s != NULL, "session: %s", err);
+    if (s) {
+      CHECK(mf_onnx_load_weights(m, &bt, s, err, sizeof err) == 0, "load weights: %s", err);
+      mf_session_write_input(s, bt.inputs[0], xv, NB * C * L1);
+      mf_session_write_input(s, bt.labels, lab, NB);
+      double mag, ref = conv1d_ref_loss(xv, w, bias, fw, fb, lab, &mag);
+      float w0[OC1 * C * K1], w2[OC1 * C * K1], gw[OC1 * C * K1];
+      for (int step = 0; step < 2; step++) {
+        double l = mf_session_micro_step(s);
+        /* f32 sums of at most 9 conv products, 4 + 1 fc terms, then the softmax: a few gamma_n of the magnitudes */
+        if (step == 0) CHECK(fabs(l - ref) <= 1e-5 * (1 + mag), "1-D loss %.9g, f64 reference %.9g", l, ref);
+        if (step == 0) {
+          CHECK(mf_session_read_grad(s, cw, gw, OC1 * C * K1) == 0, "the [4,3,3] weight has its gradient");
+          double gn = 0;
+          for (int i = 0; i < OC1 * C * K1; i++) gn += fabs(gw[i]);
+          CHECK(gn > 0 && isfinite(gn), "conv1d.weight gradient nonzero (%g)", gn);
+        }
+        mf_session_update(s);
+      }
+      for (int a = 0; a < MF_ARENA_COUNT; a++) {
+        size_t planned = mf_plan_arena_bytes(mf_session_plan(s), (mf_arena_kind)a);
+        CHECK(planned == mf_session_measured_bytes(s, (mf_arena_kind)a), "1-D arena %s: planned %zu measured %zu",
+              mf_arena_name((mf_arena_kind)a), planned, mf_session_measured_bytes(s, (mf_arena_kind)a));
+      }
+      mf_session_read(s, cw, w0, OC1 * C * K1);
+      CHECK(memcmp(w0, w, sizeof w), "conv1d.weight trained");
+      CHECK(mf_onnx_save(m, &bt, s, sp, err, sizeof err) == 0, "save the 1-D model: %s", err);
+      /* the file's initializer keeps its dims [4,3,3] */
+      FILE *f = fopen(sp, "rb");
+      static uint8_t fb2[1 << 16];
+      size_t fn = f ? fread(fb2, 1, sizeof fb2, f) : 0;
+      if (f) fclose(f);
+      Onnx__ModelProto *mp = fn ? onnx__model_proto__unpack(NULL, fn, fb2) : NULL;
+      int dims_ok = 0;
+      for (size_t i = 0; mp && mp->graph && i < mp->graph->n_initializer; i++) {
+        const Onnx__TensorProto *t = mp->graph->initializer[i];
+        if (!strcmp(t->name, "conv1d.weight"))
+          dims_ok = t->n_dims == 3 && t->dims[0] == OC1 && t->dims[1] == C && t->dims[2] == K1;
+      }
+      CHECK(dims_ok, "the saved conv1d.weight has dims [4,3,3]");
+      if (mp) onnx__model_proto__free_unpacked(mp, NULL);
+      mf_onnx *m2 = mf_onnx_open(sp, err, sizeof err);
+      mf_graph *g2 = mf_graph_init(MF_F32);
+      mf_onnx_built b2;
+      mf_session *s2 = NULL;
+      if (m2 && mf_onnx_build(m2, g2, &bo, &b2, err, sizeof err) == 0) {
+        if ((s2 = mf_session_init(g2, b2.loss, &o, err, sizeof err)) && mf_onnx_load_weights(m2, &b2, s2, err, sizeof err) == 0) {
+          mf_tensor c2 = by_name(g2, "conv1d.weight");
+          CHECK(c2 >= 0 && mf_session_read(s2, c2, w2, OC1 * C * K1) == 0 && !memcmp(w0, w2, sizeof w0),
+                "conv1d.weight after save and reload: the trained values");
+        } else
+          CHECK(0, "reload the 1-D model: %s", err);
+        mf_session_free(s2);
+        mf_onnx_built_free(&b2);
+      } else
+        CHECK(0, "reopen the 1-D model: %s", err);
+      mf_graph_free(g2);
+      if (m2) mf_onnx_close(m2);
+      unlink(sp);
+      mf_session_free(s);
+    }
+  }
+  if (rc == 0) mf_onnx_built_free(&bt);
+  mf_graph_free(g);
+  mf_onnx_close(m);
+  unlink(path);
+}
+
 int main(void) {
+  test_conv1d();
   test_gelu();
   test_cnn();
   test_bad();

@@ -39,6 +39,10 @@
   X(UPSAMPLE_BWD, upsample_bwd)     /* src dy -> dx (sum over each block) */                       \
   X(RESIZE, resize)                 /* bilinear [N,C,H,W] -> [N,C,OH,OW]; ip0 = MF_RESIZE_*, fp0/fp1 = scale h/w */ \
   X(RESIZE_BWD, resize_bwd)         /* src dy -> dx like the resize's input */                     \
+  X(RESIZE_NEAREST, resize_nearest) /* nearest [N,C,H,W] -> [N,C,OH,OW]; ip0 = mf_resize_coord, ip1 = mf_resize_round, fp0/fp1 = scale h/w */ \
+  X(RESIZE_NEAREST_BWD, resize_nearest_bwd) /* src dy -> dx like the input: each pixel sums the outputs that copied it */ \
+  X(RESIZE_CUBIC, resize_cubic)     /* bicubic [N,C,H,W] -> [N,C,OH,OW]; ip0 = mf_resize_coord, ip1 = exclude_outside, fp0/fp1 = scale h/w, fp2 = a */ \
+  X(RESIZE_CUBIC_BWD, resize_cubic_bwd) /* src dy -> dx like the input (each pixel gathers the outputs whose taps read it) */ \
   X(PAD, pad)                       /* [N,C,H,W] -> padded H, W; ip0 = MF_PAD_*, ip1..4 pads t,l,b,r; fp0 = value */ \
   X(PAD_BWD, pad_bwd)               /* src dy -> dx like the pad's input (sums where edge/reflect repeat a pixel) */ \
   X(DWT, dwt)                       /* Haar: [N,C,H,W] -> [N,4C,H/2,W/2] */                        \

@@ -41,6 +41,7 @@ typedef struct ctx {
   int nconst;
   mf_tensor *init_t;            /* per initializer: its parameter once made (-1 before) */
   int bn_eval;
+  int oned;                    /* the current node is a 1-D conv or pool: its attributes are W's, H is 1 */
   int frozen;                  /* float initializers as buffers (no gradient) */
   const char *prefix;          /* prepended to the names of the tensors made from the file */
   int64_t n_params, n_param_elems;
@@ -213,8 +214,12 @@ static int dims_to_mf(ctx *c, int ndim, const int64_t *dims, int64_t *ne, const 
 /* the graph tensor of v: a parameter (or buffer) for a float initializer, a state for another constant */
 static mf_tensor tensor_of(ctx *c, val *v, const char *what) {
   if (!v) return node_fail(c, "%s is missing", what);
-  if (v->pad && v->t >= 0) /* a zero Pad read by something other than a Conv or AveragePool: done as an op */
-    return mf_pad2d(c->g, v->t, MF_PAD_CONSTANT, v->pad, v->pad, v->pad, v->pad, 0);
+  if (v->pad && v->t >= 0) { /* a zero Pad read by something other than a Conv or AveragePool: done as an op */
+    const mf_node *nx = &c->g->nodes[v->t];
+    if (nx->ndim != 3) return mf_pad2d(c->g, v->t, MF_PAD_CONSTANT, v->pad, v->pad, v->pad, v->pad, 0);
+    int64_t n4[4] = {nx->ne[0], nx->ne[1], 1, nx->ne[2]}, n3[3] = {nx->ne[0], nx->ne[1], nx->ne[2] + 2 * v->pad}; /* [N,C,L] */
+    return mf_reshape(c->g, mf_pad2d(c->g, mf_reshape(c->g, v->t, 4, n4), MF_PAD_CONSTANT, 0, v->pad, 0, v->pad, 0), 3, n3);
+  }
   if (v->t >= 0) return v->t;
   int64_t ne[MF_MAX_DIMS];
   if (v->init >= 0) {
@@ -955,11 +960,21 @@ static int geom2d(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool transpo
   const Onnx__NodeProto *n = c->node;
   int64_t v[8];
   int k = attr_ints(n, "strides", v, 8);
-  if (k > 2) return UNSUP("strides of %d values (memfit: 2-D)", k);
-  st[0] = k >= 1 ? v[0] : 1, st[1] = k >= 2 ? v[1] : st[0];
+  if (c->oned) { /* [N,C,1,L]: the one value is W's, H is 1 with stride, dilation and pads that do nothing */
+    if (k > 1) return UNSUP("strides of %d values on a 1-D input", k);
+    st[0] = 1, st[1] = k == 1 ? v[0] : 1;
+  } else {
+    if (k > 2) return UNSUP("strides of %d values (memfit: 1-D and 2-D)", k);
+    st[0] = k >= 1 ? v[0] : 1, st[1] = k >= 2 ? v[1] : st[0];
+  }
   k = attr_ints(n, "dilations", v, 8);
-  if (k > 2) return UNSUP("dilations of %d values (memfit: 2-D)", k);
-  dl[0] = k >= 1 ? v[0] : 1, dl[1] = k >= 2 ? v[1] : dl[0];
+  if (c->oned) {
+    if (k > 1) return UNSUP("dilations of %d values on a 1-D input", k);
+    dl[0] = 1, dl[1] = k == 1 ? v[0] : 1;
+  } else {
+    if (k > 2) return UNSUP("dilations of %d values (memfit: 1-D and 2-D)", k);
+    dl[0] = k >= 1 ? v[0] : 1, dl[1] = k >= 2 ? v[1] : dl[0];
+  }
   for (int i = 0; i < 2; i++)
     if (st[i] < 1 || dl[i] < 1 || st[i] > 1 << 15 || dl[i] > 1 << 15)
       return node_fail(c, "stride %lld or dilation %lld", (long long)st[i], (long long)dl[i]);
@@ -979,8 +994,13 @@ static int geom2d(ctx *c, const mf_node *x, int64_t kh, int64_t kw, bool transpo
     }
   } else if (!autopad || !strcmp(autopad, "NOTSET")) {
     k = attr_ints(n, "pads", v, 8);
-    if (k > 4 || (k > 0 && k != 4)) return UNSUP("pads of %d values", k);
-    for (int i = 0; i < k; i++) p[i] = v[i];
+    if (c->oned) { /* [begin, end] of W */
+      if (k > 0 && k != 2) return UNSUP("pads of %d values on a 1-D input", k);
+      if (k == 2) p[1] = v[0], p[3] = v[1];
+    } else {
+      if (k > 4 || (k > 0 && k != 4)) return UNSUP("pads of %d values", k);
+      for (int i = 0; i < k; i++) p[i] = v[i];
+    }
   } else if (strcmp(autopad, "VALID")) return UNSUP("auto_pad %s", autopad);
   for (int i = 0; i < 4; i++)
     if (p[i] < 0 || p[i] > 1 << 15) return UNSUP("padding %lld", (long long)p[i]);
@@ -1017,6 +1037,44 @@ static mf_tensor need4d(ctx *c, mf_tensor x, const char *what) {
   return x;
 }
 
+/* A 1-D conv or pool runs as the 2-D op with H = 1: [N,C,L] -> [N,C,1,L] (also a 1-D weight [OC,IC/g,K] ->
+ * [OC,IC/g,1,K]: the parameter stays [OC,IC/g,K] under its ONNX name, and the reshape's gradient is the conv's
+ * weight gradient reshaped back) */
+static mf_tensor lift1d(ctx *c, mf_tensor x) {
+  if (x < 0) return -1;
+  const mf_node *nx = nd_of(c, x);
+  int64_t ne[4] = {nx->ne[0], nx->ne[1], 1, nx->ne[2]};
+  return mf_reshape(c->g, x, 4, ne);
+}
+/* [N,C,1,L] -> [N,C,L] */
+static mf_tensor drop1d(ctx *c, mf_tensor y) {
+  if (y < 0) return -1;
+  const mf_node *ny = nd_of(c, y);
+  int64_t ne[3] = {ny->ne[0], ny->ne[1], ny->ne[3]};
+  return mf_reshape(c->g, y, 3, ne);
+}
+/* input 0 of a conv or pool, as [N,C,H,W]; *oned set when it was [N,C,L] (c->oned too, for geom2d) */
+static mf_tensor spatial_input(ctx *c, mf_tensor x, bool *oned) {
+  *oned = false;
+  c->oned = 0;
+  if (x < 0) return -1;
+  if (nd_of(c, x)->ndim == 3) {
+    *oned = true;
+    c->oned = 1;
+    return lift1d(c, x);
+  }
+  return need4d(c, x, "input");
+}
+/* a Conv / ConvTranspose weight: [OC,IC/g,KH,KW], or [OC,IC/g,K] of a 1-D one lifted to [OC,IC/g,1,K] */
+static mf_tensor conv_weight(ctx *c, bool oned) {
+  mf_tensor w = in_tensor(c, 1);
+  if (w < 0) return -1;
+  int nd = nd_of(c, w)->ndim;
+  if (oned && nd != 3) return UNSUP("a %d-D weight of a 1-D convolution (memfit: [OC,IC/group,K])", nd);
+  if (!oned && nd != 4) return UNSUP("a weight that is not 4-D (memfit: 1-D and 2-D convolutions)");
+  return oned ? lift1d(c, w) : w;
+}
+
 static mf_tensor reshape_to(ctx *c, mf_tensor x, int nd, const int64_t *dims) {
   int64_t ne[MF_MAX_DIMS];
   int k = dims_to_mf(c, nd, dims, ne, "the result");
@@ -1032,6 +1090,7 @@ static int node_build(ctx *c) {
   mf_graph *g = c->g;
   const char *why = onnx_op_unsupported(n);
   if (why) return node_fail(c, "unsupported op: %s", why);
+  c->oned = 0;
   bool done;
   if (fold(c, op, &done) < 0) return -1;
   if (done) return 0;
@@ -1220,8 +1279,10 @@ static int node_build(ctx *c) {
                 : !strcmp(mode, "edge") ? MF_PAD_EDGE : -1;
     if (pmode < 0) return UNSUP("Pad mode '%s' (memfit: constant, reflect, edge)", mode);
     double value = attr_f(n, "value", 0);
-    mf_tensor x = need4d(c, in_tensor(c, 0), "input");
+    mf_tensor x = in_tensor(c, 0);
     if (x < 0) return -1;
+    bool oned = nd_of(c, x)->ndim == 3; /* [N,C,L]: pads [0,0,b,0,0,e], run as a 2-D pad of [N,C,1,L] */
+    if (!oned && need4d(c, x, "input") < 0) return -1;
     int64_t pd[8];
     int np = attr_ints(n, "pads", pd, 8);
     if (np < 0) {
@@ -1237,11 +1298,20 @@ static int node_build(ctx *c) {
       if (k->n > 1) return node_fail(c, "constant_value of %lld values", (long long)k->n);
       if (k->n) value = k->v[0];
     }
+    if (oned) { /* as the 4-D pads [0,0,0,b, 0,0,0,e] */
+      if (np != 6 || pd[0] || pd[1] || pd[3] || pd[4]) return UNSUP("Pad of other axes than L of a 3-D tensor [N,C,L]");
+      int64_t b = pd[2], e = pd[5];
+      memset(pd, 0, sizeof pd);
+      pd[3] = b, pd[7] = e;
+      np = 8;
+    }
     if (np != 8 || pd[0] || pd[1] || pd[4] || pd[5])
       return UNSUP("Pad of other axes than H and W of a 4-D tensor");
     for (int i = 0; i < 8; i++)
       if (pd[i] < 0 || pd[i] > 1 << 20) return UNSUP("Pad of %lld (memfit: pads >= 0)", (long long)pd[i]);
-    bool fold = pmode == MF_PAD_CONSTANT && value == 0 && pd[2] == pd[3] && pd[2] == pd[6] && pd[2] == pd[7];
+    /* a zero pad the same on every side (of L for a 1-D one) is folded into the conv or average pool that reads it */
+    bool fold = pmode == MF_PAD_CONSTANT && value == 0 && pd[3] == pd[7] && (oned || (pd[2] == pd[3] && pd[2] == pd[6]));
+    if (!fold && oned) return set_out(c, 0, drop1d(c, mf_pad2d(g, lift1d(c, x), pmode, 0, (int)pd[3], 0, (int)pd[7], value)));
     if (!fold) return set_out(c, 0, mf_pad2d(g, x, pmode, (int)pd[2], (int)pd[3], (int)pd[6], (int)pd[7], value));
     if ((size_t)0 < n->n_output && n->output[0][0]) {
       val *v = val_get(c, n->output[0]);
@@ -1250,33 +1320,35 @@ static int node_build(ctx *c) {
       v->has_c = 0;
       v->init = -1;
       v->t = x;
-      v->pad = (int)pd[2];
+      v->pad = (int)pd[3];
     }
     return 0;
   }
   if (!strcmp(op, "Conv")) {
     int extra;
-    mf_tensor x = need4d(c, padded_input(c, &extra), "input");
+    bool oned;
+    mf_tensor x = spatial_input(c, padded_input(c, &extra), &oned);
     if (x < 0) return -1;
-    mf_tensor w = in_tensor(c, 1);
+    mf_tensor w = conv_weight(c, oned);
     if (w < 0) return -1;
-    if (nd_of(c, w)->ndim != 4) return UNSUP("a weight that is not 4-D (memfit: 2-D convolutions)");
     mf_tensor b = has_in(c, 2) ? in_tensor(c, 2) : -1;
     if (has_in(c, 2) && b < 0) return -1;
     mf_conv_cfg cf;
     if (spatial_cfg(c, nd_of(c, x), nd_of(c, w)->ne[2], nd_of(c, w)->ne[3], false, &cf) < 0) return -1;
-    cf.pt += extra, cf.pl += extra, cf.pb += extra, cf.pr += extra;
+    cf.pl += extra, cf.pr += extra;
+    if (!oned) cf.pt += extra, cf.pb += extra;
     int64_t grp = attr_i(n, "group", 1);
     if (grp < 1 || grp > 1 << 20) return node_fail(c, "group %lld", (long long)grp);
     cf.groups = (int)grp;
-    return set_out(c, 0, mf_conv2d_cfg(g, x, w, b, &cf));
+    mf_tensor y = mf_conv2d_cfg(g, x, w, b, &cf);
+    return set_out(c, 0, oned ? drop1d(c, y) : y);
   }
   if (!strcmp(op, "ConvTranspose")) {
-    mf_tensor x = need4d(c, in_tensor(c, 0), "input");
+    bool oned;
+    mf_tensor x = spatial_input(c, in_tensor(c, 0), &oned);
     if (x < 0) return -1;
-    mf_tensor w = in_tensor(c, 1);
+    mf_tensor w = conv_weight(c, oned);
     if (w < 0) return -1;
-    if (nd_of(c, w)->ndim != 4) return UNSUP("a weight that is not 4-D (memfit: 2-D convolutions)");
     mf_tensor b = has_in(c, 2) ? in_tensor(c, 2) : -1;
     if (has_in(c, 2) && b < 0) return -1;
     const mf_node *nx = nd_of(c, x), *nw = nd_of(c, w);
@@ -1287,12 +1359,13 @@ static int node_build(ctx *c) {
     cf.groups = (int)grp;
     int64_t op2[8] = {0, 0}, os[8];
     int k = attr_ints(n, "output_padding", op2, 8);
-    if (k > 2) return UNSUP("output_padding of %d values", k);
+    if (k > (oned ? 1 : 2)) return UNSUP("output_padding of %d values", k);
     if (k == 1) op2[1] = op2[0];
+    if (oned) op2[0] = 0;
     int ko = attr_ints(n, "output_shape", os, 8);
     if (ko > 0) { /* explicit output size: the total padding follows; SAME_UPPER-style split unless auto_pad says LOWER */
-      if (ko != 2 && ko != 4) return UNSUP("output_shape of %d values", ko);
-      int64_t want[2] = {os[ko - 2], os[ko - 1]}, ins[2] = {nx->ne[2], nx->ne[3]}, ks[2] = {nw->ne[2], nw->ne[3]};
+      if (oned ? ko != 1 && ko != 3 : ko != 2 && ko != 4) return UNSUP("output_shape of %d values", ko);
+      int64_t want[2] = {oned ? 1 : os[ko - 2], os[ko - 1]}, ins[2] = {nx->ne[2], nx->ne[3]}, ks[2] = {nw->ne[2], nw->ne[3]};
       char ap[32];
       const char *autopad = attr_s(n, "auto_pad", ap, sizeof ap);
       bool lower = autopad && !strcmp(autopad, "SAME_LOWER");
@@ -1315,7 +1388,7 @@ static int node_build(ctx *c) {
       int64_t bs[3] = {nb->ne[0], 1, 1};
       y = mf_add(g, y, mf_reshape(g, b, 3, bs));
     }
-    return set_out(c, 0, y);
+    return set_out(c, 0, oned ? drop1d(c, y) : y);
   }
   if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul")) {
     if (op[0] == 'M') {
@@ -1386,11 +1459,13 @@ static int node_build(ctx *c) {
   }
   if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
     int extra = 0;
-    mf_tensor x = need4d(c, op[0] == 'A' ? padded_input(c, &extra) : in_tensor(c, 0), "input");
+    bool oned;
+    mf_tensor x = spatial_input(c, op[0] == 'A' ? padded_input(c, &extra) : in_tensor(c, 0), &oned);
     if (x < 0) return -1;
     int64_t ks[4];
     int k = attr_ints(n, "kernel_shape", ks, 4);
-    if (k != 2) return UNSUP("kernel_shape of %d values (memfit: 2-D pools)", k);
+    if (k != (oned ? 1 : 2)) return UNSUP("kernel_shape of %d values on a %d-D input (memfit: 1-D and 2-D pools)", k, oned ? 3 : 4);
+    if (oned) ks[1] = ks[0], ks[0] = 1;
     if (out_used(c, 1)) return UNSUP("MaxPool's indices output");
     if (ks[0] < 1 || ks[1] < 1 || ks[0] > 1 << 15 || ks[1] > 1 << 15) return UNSUP("kernel %lldx%lld", (long long)ks[0], (long long)ks[1]);
     if (attr_i(n, "storage_order", 0)) return UNSUP("storage_order 1");
@@ -1405,16 +1480,19 @@ static int node_build(ctx *c) {
         if (pc.exclude_pad && (pc.pt || pc.pl || pc.pb || pc.pr))
           return UNSUP("AveragePool with count_include_pad 0 and pads after a Pad it would fold in");
         pc.exclude_pad = 0;
-        pc.pt += extra, pc.pl += extra, pc.pb += extra, pc.pr += extra;
+        pc.pl += extra, pc.pr += extra;
+        if (!oned) pc.pt += extra, pc.pb += extra;
       }
     }
-    return set_out(c, 0, mf_pool2d_cfg(g, op[0] == 'A' ? MF_POOL_AVG : MF_POOL_MAX, x, &pc));
+    mf_tensor y = mf_pool2d_cfg(g, op[0] == 'A' ? MF_POOL_AVG : MF_POOL_MAX, x, &pc);
+    return set_out(c, 0, oned ? drop1d(c, y) : y);
   }
   if (!strcmp(op, "GlobalAveragePool")) {
-    mf_tensor x = need4d(c, in_tensor(c, 0), "input");
+    bool oned;
+    mf_tensor x = spatial_input(c, in_tensor(c, 0), &oned);
     if (x < 0) return -1;
-    int64_t d[4] = {nd_of(c, x)->ne[0], nd_of(c, x)->ne[1], 1, 1};
-    return set_out(c, 0, mf_reshape(g, mf_global_avgpool(g, x), 4, d));
+    int64_t d[4] = {nd_of(c, x)->ne[0], nd_of(c, x)->ne[1], 1, 1}; /* [N,C,1,1], or [N,C,1] of a 1-D input */
+    return set_out(c, 0, mf_reshape(g, mf_global_avgpool(g, x), oned ? 3 : 4, d));
   }
   if (!strcmp(op, "Flatten") || !strcmp(op, "Reshape") || !strcmp(op, "Squeeze") || !strcmp(op, "Unsqueeze")) {
     mf_tensor x = in_tensor(c, 0);
@@ -1585,33 +1663,31 @@ static int node_build(ctx *c) {
     char buf[64];
     const char *mode = attr_s(n, "mode", buf, sizeof buf);
     bool linear = mode && (!strcmp(mode, "linear") || !strcmp(mode, "bilinear"));
-    if (mode && strcmp(mode, "nearest") && !linear) return UNSUP("%s mode '%s' (memfit: nearest, linear)", op, mode);
-    int lmode = MF_RESIZE_ASYMMETRIC; /* Upsample's */
-    if (linear && op[0] == 'R') {
-      char cb[64];
+    bool cubic = mode && op[0] == 'R' && !strcmp(mode, "cubic");
+    if (mode && strcmp(mode, "nearest") && !linear && !cubic) return UNSUP("%s mode '%s' (memfit: nearest, linear, cubic)", op, mode);
+    /* Upsample's: asymmetric, floor (its nearest is o / scale rounded down) */
+    int lmode = MF_RESIZE_ASYMMETRIC, rmode = MF_NEAREST_FLOOR;
+    if (op[0] == 'R') {
+      char cb[64], nb[64];
       const char *ct = attr_s(n, "coordinate_transformation_mode", cb, sizeof cb);
       if (!ct || !strcmp(ct, "half_pixel")) lmode = MF_RESIZE_HALF_PIXEL;
       else if (!strcmp(ct, "pytorch_half_pixel")) lmode = MF_RESIZE_PYTORCH_HALF_PIXEL;
       else if (!strcmp(ct, "align_corners")) lmode = MF_RESIZE_ALIGN_CORNERS;
       else if (!strcmp(ct, "asymmetric")) lmode = MF_RESIZE_ASYMMETRIC;
-      else return UNSUP("linear Resize with coordinate_transformation_mode '%s'", ct);
+      else if (!strcmp(ct, "tf_half_pixel_for_nn") && !linear && !cubic) lmode = MF_RESIZE_TF_HALF_PIXEL_FOR_NEAREST;
+      else return UNSUP("%s Resize with coordinate_transformation_mode '%s'", mode ? mode : "nearest", ct);
+      const char *nm = attr_s(n, "nearest_mode", nb, sizeof nb);
+      if (!nm || !strcmp(nm, "round_prefer_floor")) rmode = MF_NEAREST_ROUND_PREFER_FLOOR;
+      else if (!strcmp(nm, "round_prefer_ceil")) rmode = MF_NEAREST_ROUND_PREFER_CEIL;
+      else if (!strcmp(nm, "floor")) rmode = MF_NEAREST_FLOOR;
+      else if (!strcmp(nm, "ceil")) rmode = MF_NEAREST_CEIL;
+      else if (!linear && !cubic) return UNSUP("nearest_mode '%s'", nm);
       if (attr_i(n, "antialias", 0)) return UNSUP("Resize with antialias");
       int64_t axes[8];
       if (attr_ints(n, "axes", axes, 8) > 0) return UNSUP("Resize with axes");
       char kb[64];
       const char *kar = attr_s(n, "keep_aspect_ratio_policy", kb, sizeof kb);
       if (kar && strcmp(kar, "stretch")) return UNSUP("Resize with keep_aspect_ratio_policy '%s'", kar);
-    }
-    if (!linear && op[0] == 'R') {
-      char cb[64], nb[64];
-      const char *ct = attr_s(n, "coordinate_transformation_mode", cb, sizeof cb);
-      const char *nm = attr_s(n, "nearest_mode", nb, sizeof nb);
-      if (ct && strcmp(ct, "asymmetric") && strcmp(ct, "half_pixel") && strcmp(ct, "pytorch_half_pixel"))
-        return UNSUP("coordinate_transformation_mode '%s'", ct);
-      if (ct && !strcmp(ct, "asymmetric") && nm && strcmp(nm, "floor")) return UNSUP("asymmetric with nearest_mode '%s'", nm);
-      /* half-pixel centres of an integer factor never tie: both round_prefer modes pick floor(o / f); floor and ceil do not */
-      if ((!ct || strcmp(ct, "asymmetric")) && nm && strncmp(nm, "round_prefer_", 13))
-        return UNSUP("%s with nearest_mode '%s'", ct ? ct : "half_pixel", nm);
     }
     const mf_node *nx = nd_of(c, x);
     double fh = 0, fw = 0;
@@ -1632,15 +1708,24 @@ static int node_build(ctx *c) {
       fh = s->v[2] / (double)nx->ne[2];
       fw = s->v[3] / (double)nx->ne[3];
     } else return UNSUP("%s without 4 scales or sizes", op);
-    if (linear) {
-      if (!(fh > 0) || !(fw > 0) || fh > 1024 || fw > 1024) return UNSUP("scale factors %g x %g", fh, fw);
-      /* output floor(in * scale) (ONNX), or the sizes given */
-      int64_t oh = szh > 0 ? szh : (int64_t)floor((double)nx->ne[2] * fh + 1e-9);
-      int64_t ow = szw > 0 ? szw : (int64_t)floor((double)nx->ne[3] * fw + 1e-9);
-      return set_out(c, 0, mf_resize_linear(g, x, oh, ow, lmode, fh, fw));
+    if (!(fh > 0) || !(fw > 0) || fh > 1024 || fw > 1024) return UNSUP("scale factors %g x %g", fh, fw);
+    /* output floor(in * scale) (ONNX), or the sizes given */
+    int64_t oh = szh > 0 ? szh : (int64_t)floor((double)nx->ne[2] * fh + 1e-9);
+    int64_t ow = szw > 0 ? szw : (int64_t)floor((double)nx->ne[3] * fw + 1e-9);
+    if (linear) return set_out(c, 0, mf_resize_linear(g, x, oh, ow, lmode, fh, fw));
+    if (cubic) {
+      int64_t excl = attr_i(n, "exclude_outside", 0);
+      return set_out(c, 0, mf_resize_cubic(g, x, oh, ow, (mf_resize_coord)lmode, attr_f(n, "cubic_coeff_a", -0.75), excl != 0, fh, fw));
     }
-    if (fh != fw || fh < 1 || fh != floor(fh) || fh > 1024) return UNSUP("scale factors %g x %g (memfit: one integer factor)", fh, fw);
-    return set_out(c, 0, mf_upsample_nearest(g, x, (int)fh));
+    /* one integer factor whose map is plain replication (o -> o / f on both axes): the faster upsampling op */
+    bool rep = fh == fw && fh >= 1 && fh == floor(fh) && oh == nx->ne[2] * (int64_t)fh && ow == nx->ne[3] * (int64_t)fh;
+    for (int64_t o = 0; rep && o < (oh > ow ? oh : ow); o++) {
+      int64_t f = (int64_t)fh;
+      if (o < oh) rep = mf_resize_nearest_src(lmode, rmode, o, nx->ne[2], oh, fh) == o / f;
+      if (rep && o < ow) rep = mf_resize_nearest_src(lmode, rmode, o, nx->ne[3], ow, fw) == o / f;
+    }
+    if (rep) return set_out(c, 0, mf_upsample_nearest(g, x, (int)fh));
+    return set_out(c, 0, mf_resize_nearest(g, x, oh, ow, (mf_resize_coord)lmode, (mf_resize_round)rmode, fh, fw));
   }
   if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
     mf_tensor x = in_tensor(c, 0);

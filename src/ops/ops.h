@@ -17,29 +17,123 @@ enum { MF_UN_EXP = 0, MF_UN_LOG, MF_UN_SIGMOID, MF_UN_TANH, MF_UN_RELU, MF_UN_LE
 enum { MF_LOSS_MSE = 0, MF_LOSS_L1 };
 enum { MF_NORM_BATCH = 0, MF_NORM_GROUP };
 enum { MF_POOL_AVG = 0, MF_POOL_MAX };
-/* how a bilinear resize maps output pixel o to a source coordinate (ONNX Resize's coordinate_transformation_mode):
- * half_pixel (o+0.5)/scale-0.5 (PyTorch's align_corners=False), align_corners o*(in-1)/(in*scale-1) (= (out-1) when
- * the scale is out/in; ONNX takes the unrounded in*scale), asymmetric o/scale, pytorch_half_pixel (half_pixel, 0 when
- * out is 1) */
-enum { MF_RESIZE_HALF_PIXEL = 0, MF_RESIZE_ALIGN_CORNERS, MF_RESIZE_ASYMMETRIC, MF_RESIZE_PYTORCH_HALF_PIXEL };
+/* The coordinate in the input (of `in` pixels) of output pixel o (of `out`) for mode `mode` (mf_resize_coord in
+ * memfit.h), not clamped. CPU and CUDA both use it (host and device). */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline double mf_resize_coord_of(int mode, int64_t o, int64_t in, int64_t out, double scale) {
+  if (mode == MF_RESIZE_ALIGN_CORNERS) return in * scale > 1 ? (double)o * (double)(in - 1) / ((double)in * scale - 1) : 0;
+  if (mode == MF_RESIZE_ASYMMETRIC) return (double)o / scale;
+  if (mode == MF_RESIZE_PYTORCH_HALF_PIXEL && out == 1) return 0;
+  if (mode == MF_RESIZE_TF_HALF_PIXEL_FOR_NEAREST) return ((double)o + 0.5) / scale;
+  return ((double)o + 0.5) / scale - 0.5;
+}
 /* The two source indices and the weight of the second one along an axis of `in` pixels for output pixel o of
- * `out`: value = (1-l) v[i0] + l v[i1]; coordinates below 0 or above in-1 take the edge pixel. CPU and CUDA
- * both use it (host and device). */
+ * `out`: value = (1-l) v[i0] + l v[i1]; coordinates below 0 or above in-1 take the edge pixel. */
 #ifdef __CUDACC__
 __host__ __device__
 #endif
 static inline void mf_resize_src(int mode, int64_t o, int64_t in, int64_t out, double scale, int64_t *i0, int64_t *i1, double *l) {
-  double x;
-  if (mode == MF_RESIZE_ALIGN_CORNERS) x = in * scale > 1 ? (double)o * (double)(in - 1) / ((double)in * scale - 1) : 0;
-  else if (mode == MF_RESIZE_ASYMMETRIC) x = (double)o / scale;
-  else if (mode == MF_RESIZE_PYTORCH_HALF_PIXEL && out == 1) x = 0;
-  else x = ((double)o + 0.5) / scale - 0.5;
+  double x = mf_resize_coord_of(mode, o, in, out, scale);
   if (!(x > 0)) x = 0;
   if (x >= (double)(in - 1)) { *i0 = *i1 = in - 1; *l = 0; return; } /* before the conversion: x may be huge */
   int64_t f = (int64_t)x;
   *i0 = f;
   *i1 = f + 1;
   *l = x - (double)f;
+}
+/* The input index a nearest resize reads for output o: the coordinate rounded by `round` (mf_resize_round), clamped
+ * into [0, in-1]. Nondecreasing in o for every mode, so the outputs that read input i are one run (mf_resize_nearest_first). */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int64_t mf_resize_nearest_src(int mode, int round, int64_t o, int64_t in, int64_t out, double scale) {
+  double x = mf_resize_coord_of(mode, o, in, out, scale);
+  if (!(x > 0)) return 0; /* NaN too; a negative coordinate rounds to at most 0 */
+  if (x >= (double)(in - 1)) return in - 1;
+  double f = floor(x), r = x - f;
+  int up = round == MF_NEAREST_ROUND_PREFER_FLOOR ? r > 0.5 : round == MF_NEAREST_ROUND_PREFER_CEIL ? r >= 0.5
+           : round == MF_NEAREST_CEIL ? r > 0 : 0;
+  int64_t i = (int64_t)f + up;
+  return i > in - 1 ? in - 1 : i;
+}
+/* The first output o in [0, out] whose source index is >= i (out when none): outputs [first(i), first(i+1)) read
+ * input i. Binary search over the monotone map. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int64_t mf_resize_nearest_first(int mode, int round, int64_t i, int64_t in, int64_t out, double scale) {
+  int64_t lo = 0, hi = out;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (mf_resize_nearest_src(mode, round, mid, in, out, scale) >= i) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+/* Cubic resize along an axis (ONNX Resize cubic): output o reads the 4 input pixels f-1 .. f+2 around its coordinate
+ * x (f = floor(x), t = x - f; unclamped, so edge pixels repeat past the border) with Keys' weights for cubic_coeff_a
+ * `a` (-0.75 as PyTorch's bicubic, -0.5 as TensorFlow's); `excl` (exclude_outside): taps outside [0, in-1] get weight 0
+ * and the others are divided by their sum. Writes the 4 clamped indices and weights; returns f. CPU and CUDA. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int64_t mf_resize_cubic_taps(int mode, int64_t o, int64_t in, int64_t out, double scale, double a, int excl, int64_t idx[4],
+                                           double wgt[4]) {
+  double x = mf_resize_coord_of(mode, o, in, out, scale);
+  if (!(x == x)) x = 0;
+  if (x < -(double)((int64_t)1 << 40)) x = -(double)((int64_t)1 << 40); /* before the conversion: x may be huge */
+  if (x > (double)((int64_t)1 << 40)) x = (double)((int64_t)1 << 40);
+  double fl = floor(x), t = x - fl, u = 1 - t;
+  int64_t f = (int64_t)fl;
+  wgt[0] = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a;
+  wgt[1] = ((a + 2) * t - (a + 3)) * t * t + 1;
+  wgt[2] = ((a + 2) * u - (a + 3)) * u * u + 1;
+  wgt[3] = ((a * (u + 1) - 5 * a) * (u + 1) + 8 * a) * (u + 1) - 4 * a;
+  double sum = 0;
+  for (int k = 0; k < 4; k++) {
+    int64_t i = f - 1 + k;
+    if (excl && (i < 0 || i >= in)) wgt[k] = 0;
+    sum += wgt[k];
+    idx[k] = i < 0 ? 0 : i >= in ? in - 1 : i;
+  }
+  if (excl && sum != 0)
+    for (int k = 0; k < 4; k++) wgt[k] /= sum;
+  return f;
+}
+/* The first output o in [0, out] whose f (mf_resize_cubic_taps) is >= v (out when none): f is nondecreasing in o, so
+ * the outputs that read input i (f in [i-2, i+1], or below for i = 0, above for i = in-1) are one run. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int64_t mf_resize_cubic_first(int mode, int64_t v, int64_t in, int64_t out, double scale) {
+  int64_t lo = 0, hi = out, idx[4];
+  double w[4];
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (mf_resize_cubic_taps(mode, mid, in, out, scale, -0.75, 0, idx, w) >= v) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+/* The run [*o0, *o1) of outputs that read input i, and the weight output o gives input i */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline void mf_resize_cubic_run(int mode, int64_t i, int64_t in, int64_t out, double scale, int64_t *o0, int64_t *o1) {
+  *o0 = i == 0 ? 0 : mf_resize_cubic_first(mode, i - 2, in, out, scale);
+  *o1 = i == in - 1 ? out : mf_resize_cubic_first(mode, i + 2, in, out, scale);
+}
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline double mf_resize_cubic_weight(int mode, int64_t o, int64_t i, int64_t in, int64_t out, double scale, double a, int excl) {
+  int64_t idx[4];
+  double w[4], s = 0;
+  mf_resize_cubic_taps(mode, o, in, out, scale, a, excl, idx, w);
+  for (int k = 0; k < 4; k++) s += idx[k] == i ? w[k] : 0;
+  return s;
 }
 /* The binary kinds' values (CPU and CUDA; T float or double): a op b */
 #ifdef __CUDACC__

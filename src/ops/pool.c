@@ -1,4 +1,4 @@
-/* pool.c — average/max pooling, global average pooling, nearest upsampling, bilinear resize and 2-D padding
+/* pool.c — average/max pooling, global average pooling, nearest upsampling, nearest and bilinear resize, 2-D padding
  * (+ their backward ops): shape rules, builders and gradient rules. Kernels: backend/cpu/pool.c.
  * POOL params: ip0 MF_POOL_AVG/MAX, the window's geometry in ip1-3, 5-7 (mf_pool_cfg in ops.h), ip4 = 1 for
  * global average pooling ([N,C,H,W] -> [N,C]; the window is the whole plane, the geometry unused). Average pooling
@@ -205,6 +205,105 @@ static int grad_resize(mf_graph *g, int id, int dy, int *dx) {
 static double flops_resize(const mf_graph *g, const mf_node *n) { (void)g; return 8.0 * (double)mf_node_numel(n); }
 static double flops_resize_bwd(const mf_graph *g, const mf_node *n) { return 8.0 * (double)mf_node_numel(&g->nodes[n->src[0]]); }
 
+/* x [N,C,H,W] -> [N,C,oh,ow], nearest (mf_resize_nearest_src in ops.h: ONNX Resize nearest, PyTorch's interpolate) */
+mf_tensor mf_resize_nearest(mf_graph *g, mf_tensor x, int64_t oh, int64_t ow, mf_resize_coord coord, mf_resize_round round,
+                            double scale_h, double scale_w) {
+  if (!mf_graph_check_srcs(g, "resize_nearest", 1, &x)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  char sx[80];
+  mf_shape_str(nx, sx, sizeof sx);
+  if (nx->ndim != 4) return mf_graph_fail(g, "resize_nearest: input %s must be 4-D [N,C,H,W]", sx);
+  if (!mf_dtype_is_float(nx->dtype)) return mf_graph_fail(g, "resize_nearest: input %s must be floating point", sx);
+  if (nx->ne[2] < 1 || nx->ne[3] < 1) return mf_graph_fail(g, "resize_nearest: empty input %s", sx);
+  if (oh < 1 || ow < 1 || oh > (int64_t)1 << 24 || ow > (int64_t)1 << 24)
+    return mf_graph_fail(g, "resize_nearest: output size %lld x %lld for input %s (need 1 .. 2^24)", (long long)oh, (long long)ow, sx);
+  if ((int)coord < MF_RESIZE_HALF_PIXEL || (int)coord > MF_RESIZE_TF_HALF_PIXEL_FOR_NEAREST)
+    return mf_graph_fail(g, "resize_nearest: coordinate mode %d for input %s", (int)coord, sx);
+  if ((int)round < MF_NEAREST_ROUND_PREFER_FLOOR || (int)round > MF_NEAREST_CEIL)
+    return mf_graph_fail(g, "resize_nearest: rounding mode %d for input %s", (int)round, sx);
+  if (!(scale_h > 0)) scale_h = (double)oh / (double)nx->ne[2];
+  if (!(scale_w > 0)) scale_w = (double)ow / (double)nx->ne[3];
+  if (!(scale_h < 1e9) || !(scale_w < 1e9) || scale_h < 1e-9 || scale_w < 1e-9)
+    return mf_graph_fail(g, "resize_nearest: scales %g x %g for input %s", scale_h, scale_w, sx);
+  int64_t ne[4] = {nx->ne[0], nx->ne[1], oh, ow}; /* [N,C,oh,ow] */
+  int id = mf_graph_add(g, MF_OP_RESIZE_NEAREST, nx->dtype, 4, ne, 1, &x);
+  if (id >= 0) {
+    mf_node *n = &g->nodes[id];
+    n->ip[0] = (int32_t)coord;
+    n->ip[1] = (int32_t)round;
+    n->fp[0] = scale_h;
+    n->fp[1] = scale_w;
+    snprintf(n->name, MF_NAME_LEN, "resize_nearest");
+  }
+  return id;
+}
+
+/* dy [N,C,oh,ow] -> dx shaped like the resize's input [N,C,H,W]; keeps neither x nor y */
+static int grad_resize_nearest(mf_graph *g, int id, int dy, int *dx) {
+  dx[0] = mf_node_like(g, MF_OP_RESIZE_NEAREST_BWD, g->nodes[id].src[0], 1, &dy);
+  if (dx[0] >= 0) {
+    mf_node *b = &g->nodes[dx[0]];
+    const mf_node *f = &g->nodes[id];
+    b->ip[0] = f->ip[0];
+    b->ip[1] = f->ip[1];
+    b->fp[0] = f->fp[0];
+    b->fp[1] = f->fp[1];
+    snprintf(b->name, MF_NAME_LEN, "resize_nearest_bwd");
+  }
+  return dx[0] < 0 ? -1 : 0;
+}
+/* a copy per output pixel; backward one add per dy pixel */
+static double flops_resize_nearest_bwd(const mf_graph *g, const mf_node *n) { return (double)mf_node_numel(&g->nodes[n->src[0]]); }
+
+/* x [N,C,H,W] -> [N,C,oh,ow], bicubic (mf_resize_cubic_taps in ops.h: ONNX Resize cubic, PyTorch's bicubic) */
+mf_tensor mf_resize_cubic(mf_graph *g, mf_tensor x, int64_t oh, int64_t ow, mf_resize_coord coord, double a, int exclude_outside,
+                          double scale_h, double scale_w) {
+  if (!mf_graph_check_srcs(g, "resize_cubic", 1, &x)) return -1;
+  const mf_node *nx = &g->nodes[x];
+  char sx[80];
+  mf_shape_str(nx, sx, sizeof sx);
+  if (nx->ndim != 4) return mf_graph_fail(g, "resize_cubic: input %s must be 4-D [N,C,H,W]", sx);
+  if (!mf_dtype_is_float(nx->dtype)) return mf_graph_fail(g, "resize_cubic: input %s must be floating point", sx);
+  if (nx->ne[2] < 1 || nx->ne[3] < 1) return mf_graph_fail(g, "resize_cubic: empty input %s", sx);
+  if (oh < 1 || ow < 1 || oh > (int64_t)1 << 24 || ow > (int64_t)1 << 24)
+    return mf_graph_fail(g, "resize_cubic: output size %lld x %lld for input %s (need 1 .. 2^24)", (long long)oh, (long long)ow, sx);
+  if ((int)coord < MF_RESIZE_HALF_PIXEL || (int)coord > MF_RESIZE_PYTORCH_HALF_PIXEL)
+    return mf_graph_fail(g, "resize_cubic: coordinate mode %d for input %s", (int)coord, sx);
+  if (!(a >= -8 && a <= 8)) return mf_graph_fail(g, "resize_cubic: cubic coefficient a %g for input %s (need -8 .. 8)", a, sx);
+  if (!(scale_h > 0)) scale_h = (double)oh / (double)nx->ne[2];
+  if (!(scale_w > 0)) scale_w = (double)ow / (double)nx->ne[3];
+  if (!(scale_h < 1e9) || !(scale_w < 1e9) || scale_h < 1e-9 || scale_w < 1e-9)
+    return mf_graph_fail(g, "resize_cubic: scales %g x %g for input %s", scale_h, scale_w, sx);
+  int64_t ne[4] = {nx->ne[0], nx->ne[1], oh, ow}; /* [N,C,oh,ow] */
+  int id = mf_graph_add(g, MF_OP_RESIZE_CUBIC, nx->dtype, 4, ne, 1, &x);
+  if (id >= 0) {
+    mf_node *n = &g->nodes[id];
+    n->ip[0] = (int32_t)coord;
+    n->ip[1] = exclude_outside != 0;
+    n->fp[0] = scale_h;
+    n->fp[1] = scale_w;
+    n->fp[2] = a;
+    snprintf(n->name, MF_NAME_LEN, "resize_cubic");
+  }
+  return id;
+}
+
+/* dy [N,C,oh,ow] -> dx shaped like the resize's input [N,C,H,W]; keeps neither x nor y */
+static int grad_resize_cubic(mf_graph *g, int id, int dy, int *dx) {
+  dx[0] = mf_node_like(g, MF_OP_RESIZE_CUBIC_BWD, g->nodes[id].src[0], 1, &dy);
+  if (dx[0] >= 0) {
+    mf_node *b = &g->nodes[dx[0]];
+    const mf_node *f = &g->nodes[id];
+    memcpy(b->ip, f->ip, sizeof b->ip);
+    memcpy(b->fp, f->fp, sizeof b->fp);
+    snprintf(b->name, MF_NAME_LEN, "resize_cubic_bwd");
+  }
+  return dx[0] < 0 ? -1 : 0;
+}
+/* 16 taps of a multiply-add per output pixel (and per dy pixel backward) */
+static double flops_resize_cubic(const mf_graph *g, const mf_node *n) { (void)g; return 32.0 * (double)mf_node_numel(n); }
+static double flops_resize_cubic_bwd(const mf_graph *g, const mf_node *n) { return 32.0 * (double)mf_node_numel(&g->nodes[n->src[0]]); }
+
 /* x [N,C,H,W] -> [N,C,H+pt+pb,W+pl+pr] (mf_pad_src in ops.h) */
 int mf_pad2d(mf_graph *g, int x, int mode, int pt, int pl, int pb, int pr, double value) {
   if (!mf_graph_check_srcs(g, "pad2d", 1, &x)) return -1;
@@ -263,5 +362,9 @@ const mf_op_def mf_op_def_upsample = {"upsample", grad_upsample, NULL};
 const mf_op_def mf_op_def_upsample_bwd = {"upsample_bwd", NULL, NULL};
 const mf_op_def mf_op_def_resize = {"resize", grad_resize, flops_resize};
 const mf_op_def mf_op_def_resize_bwd = {"resize_bwd", NULL, flops_resize_bwd};
+const mf_op_def mf_op_def_resize_nearest = {"resize_nearest", grad_resize_nearest, NULL};
+const mf_op_def mf_op_def_resize_nearest_bwd = {"resize_nearest_bwd", NULL, flops_resize_nearest_bwd};
 const mf_op_def mf_op_def_pad = {"pad", grad_pad, NULL};
+const mf_op_def mf_op_def_resize_cubic = {"resize_cubic", grad_resize_cubic, flops_resize_cubic};
+const mf_op_def mf_op_def_resize_cubic_bwd = {"resize_cubic_bwd", NULL, flops_resize_cubic_bwd};
 const mf_op_def mf_op_def_pad_bwd = {"pad_bwd", NULL, NULL};

@@ -1,5 +1,5 @@
-/* pool.c (CPU) — kernels for average/max pooling (and global average pooling), nearest upsampling, bilinear
- * resize, 2-D padding and their backward ops; one OpenMP task per (image, channel) plane. f32 fast path, any other
+/* pool.c (CPU) — kernels for average/max pooling (and global average pooling), nearest upsampling, nearest and
+ * bilinear resize, 2-D padding and their backward ops; one OpenMP task per (image, channel) plane. f32 fast path, any other
  * float dtype through mf_ld/mf_st with double accumulation. */
 #include "backend/cpu/cpu.h"
 #include <float.h>
@@ -325,6 +325,118 @@ void mf_cpu_resize_bwd(const mf_kctx *k, const mf_node *n, void *out, void *cons
           double ww = (w0 == w ? 1 - lw : 0) + (w1 == w ? lw : 0);
           if (ww != 0) acc += wh * ww * mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
         }
+      }
+      mf_st(out, n->dtype, r * W + w, acc);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ nearest resize (mf_resize_nearest_src, ops.h) */
+
+/* y [P,OH,OW] from x [P,H,W]: a copy of the source pixel of each output pixel */
+void mf_cpu_resize_nearest(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  int64_t P = nx->ne[0] * nx->ne[1], H = nx->ne[2], W = nx->ne[3], OH = n->ne[2], OW = n->ne[3];
+  int mode = n->ip[0], rnd = n->ip[1];
+  bool f32 = n->dtype == MF_F32 && nx->dtype == MF_F32;
+  #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 32768)
+  for (int64_t r = 0; r < P * OH; r++) { /* one output row */
+    int64_t p = r / OH, h = mf_resize_nearest_src(mode, rnd, r % OH, H, OH, n->fp[0]), xo = (p * H + h) * W;
+    if (f32) {
+      const float *x = (const float *)src[0] + xo;
+      float *y = (float *)out + r * OW;
+      for (int64_t ow = 0; ow < OW; ow++) y[ow] = x[mf_resize_nearest_src(mode, rnd, ow, W, OW, n->fp[1])];
+    } else {
+      for (int64_t ow = 0; ow < OW; ow++)
+        mf_st(out, n->dtype, r * OW + ow, mf_ld(src[0], nx->dtype, xo + mf_resize_nearest_src(mode, rnd, ow, W, OW, n->fp[1])));
+    }
+  }
+}
+
+/* dx [P,H,W] from dy [P,OH,OW], gathered: input pixel (h, w) sums, in output order, the dy pixels of the rows
+ * [first(h), first(h+1)) and columns [first(w), first(w+1)) (mf_resize_nearest_first), f32 sums in f32,
+ * others in double. Each dx pixel is written by one thread: the same sums for any thread count, no scratch. */
+void mf_cpu_resize_nearest_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_src(k, n, 0);
+  int64_t P = n->ne[0] * n->ne[1], H = n->ne[2], W = n->ne[3], OH = nd->ne[2], OW = nd->ne[3];
+  int mode = n->ip[0], rnd = n->ip[1];
+  double sh = n->fp[0], sw = n->fp[1];
+  bool f32 = n->dtype == MF_F32 && nd->dtype == MF_F32;
+  #pragma omp parallel for schedule(static) if (mf_node_numel(nd) > 32768)
+  for (int64_t r = 0; r < P * H; r++) { /* one input row of dx */
+    int64_t p = r / H, h = r % H;
+    int64_t oh0 = mf_resize_nearest_first(mode, rnd, h, H, OH, sh), oh1 = mf_resize_nearest_first(mode, rnd, h + 1, H, OH, sh);
+    int64_t ow0 = mf_resize_nearest_first(mode, rnd, 0, W, OW, sw);
+    for (int64_t w = 0; w < W; w++) {
+      int64_t ow1 = mf_resize_nearest_first(mode, rnd, w + 1, W, OW, sw);
+      if (f32) {
+        const float *dy = (const float *)src[0] + p * OH * OW;
+        float acc = 0;
+        for (int64_t oh = oh0; oh < oh1; oh++)
+          for (int64_t ow = ow0; ow < ow1; ow++) acc += dy[oh * OW + ow];
+        ((float *)out)[r * W + w] = acc;
+      } else {
+        double acc = 0;
+        for (int64_t oh = oh0; oh < oh1; oh++)
+          for (int64_t ow = ow0; ow < ow1; ow++) acc += mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
+        mf_st(out, n->dtype, r * W + w, acc);
+      }
+      ow0 = ow1;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ bicubic resize (mf_resize_cubic_taps, ops.h) */
+
+/* y [P,OH,OW] from x [P,H,W]: 4 x 4 taps per output pixel, in double */
+void mf_cpu_resize_cubic(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_src(k, n, 0);
+  int64_t P = nx->ne[0] * nx->ne[1], H = nx->ne[2], W = nx->ne[3], OH = n->ne[2], OW = n->ne[3];
+  int mode = n->ip[0], excl = n->ip[1];
+  double a = n->fp[2];
+  #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 8192)
+  for (int64_t r = 0; r < P * OH; r++) { /* one output row */
+    int64_t p = r / OH, hi[4], wi[4];
+    double hw[4], ww[4];
+    mf_resize_cubic_taps(mode, r % OH, H, OH, n->fp[0], a, excl, hi, hw);
+    for (int64_t ow = 0; ow < OW; ow++) {
+      mf_resize_cubic_taps(mode, ow, W, OW, n->fp[1], a, excl, wi, ww);
+      double acc = 0;
+      for (int i = 0; i < 4; i++) {
+        double row = 0;
+        for (int j = 0; j < 4; j++) row += ww[j] * mf_ld(src[0], nx->dtype, (p * H + hi[i]) * W + wi[j]);
+        acc += hw[i] * row;
+      }
+      mf_st(out, n->dtype, r * OW + ow, acc);
+    }
+  }
+}
+
+/* dx [P,H,W] from dy [P,OH,OW], gathered in double: input pixel (h, w) sums, in output order, dy times the weights the
+ * outputs of the runs mf_resize_cubic_run(h) x mf_resize_cubic_run(w) read it with; one thread per dx row */
+void mf_cpu_resize_cubic_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_src(k, n, 0);
+  int64_t P = n->ne[0] * n->ne[1], H = n->ne[2], W = n->ne[3], OH = nd->ne[2], OW = nd->ne[3];
+  int mode = n->ip[0], excl = n->ip[1];
+  double sh = n->fp[0], sw = n->fp[1], a = n->fp[2];
+  #pragma omp parallel for schedule(static) if (mf_node_numel(nd) > 8192)
+  for (int64_t r = 0; r < P * H; r++) {
+    int64_t p = r / H, h = r % H, oh0, oh1;
+    mf_resize_cubic_run(mode, h, H, OH, sh, &oh0, &oh1);
+    for (int64_t w = 0; w < W; w++) {
+      int64_t ow0, ow1;
+      mf_resize_cubic_run(mode, w, W, OW, sw, &ow0, &ow1);
+      double acc = 0;
+      for (int64_t oh = oh0; oh < oh1; oh++) {
+        double wh = mf_resize_cubic_weight(mode, oh, h, H, OH, sh, a, excl), row = 0;
+        if (wh == 0) continue;
+        for (int64_t ow = ow0; ow < ow1; ow++)
+          row += mf_resize_cubic_weight(mode, ow, w, W, OW, sw, a, excl) * mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
+        acc += wh * row;
       }
       mf_st(out, n->dtype, r * W + w, acc);
     }

@@ -1,5 +1,5 @@
-/* pool.cu — CUDA kernels of average/max pooling (and global pooling), nearest upsampling, bilinear resize,
- * 2-D padding and their backward ops. Backward kernels gather (one thread per input element, adding the outputs that read
+/* pool.cu — CUDA kernels of average/max pooling (and global pooling), nearest upsampling, nearest and bilinear
+ * resize, 2-D padding and their backward ops. Backward kernels gather (one thread per input element, adding the outputs that read
  * it in the CPU backend's order), so no atomics are needed and results are the same every run. */
 #include "backend/cuda/common.cuh"
 #include <float.h>
@@ -308,6 +308,124 @@ extern "C" void mf_cuda_resize_bwd(const mf_kctx *k, const mf_node *n, void *out
   k_resize_bwd<<<mf_blocks(total), MF_THREADS, 0, mf_cuda_stream(k)>>>(out, n->dtype, src[0], nd->dtype, n->ne[0] * n->ne[1], n->ne[2],
                                                                         n->ne[3], nd->ne[2], nd->ne[3], n->ip[0], n->fp[0], n->fp[1]);
   MF_CUDA_LAUNCHED("resize_bwd");
+}
+
+/* ------------------------------------------------------------------ nearest resize (mf_resize_nearest_src, ops.h) */
+
+/* y [P,OH,OW] from x [P,H,W]: a copy of each output pixel's source pixel */
+template <typename T>
+__global__ void k_resize_nearest(void *y, int yt, const void *x, int xt, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                 int mode, int rnd, double sh, double sw) {
+  int64_t n = P * OH * OW;
+  MF_GRID_LOOP(i, n) {
+    int64_t ow = i % OW, oh = (i / OW) % OH, p = i / (OH * OW);
+    int64_t h = mf_resize_nearest_src(mode, rnd, oh, H, OH, sh), w = mf_resize_nearest_src(mode, rnd, ow, W, OW, sw);
+    mf_gst<T>(y, yt, i, mf_gld<T>(x, xt, (p * H + h) * W + w));
+  }
+}
+/* dx [P,H,W] from dy [P,OH,OW]: one thread per dx pixel sums the runs of rows and columns that copied it, in the CPU
+ * kernel's order and precision (f32 in float, others in double); no atomics */
+template <typename T>
+__global__ void k_resize_nearest_bwd(void *dx, int ot, const void *dy, int dt, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                     int mode, int rnd, double sh, double sw) {
+  int64_t n = P * H * W;
+  MF_GRID_LOOP(i, n) {
+    int64_t w = i % W, h = (i / W) % H, p = i / (H * W);
+    int64_t oh0 = mf_resize_nearest_first(mode, rnd, h, H, OH, sh), oh1 = mf_resize_nearest_first(mode, rnd, h + 1, H, OH, sh);
+    int64_t ow0 = mf_resize_nearest_first(mode, rnd, w, W, OW, sw), ow1 = mf_resize_nearest_first(mode, rnd, w + 1, W, OW, sw);
+    T acc = (T)0;
+    for (int64_t oh = oh0; oh < oh1; oh++)
+      for (int64_t ow = ow0; ow < ow1; ow++) acc += mf_gld<T>(dy, dt, (p * OH + oh) * OW + ow);
+    mf_gst<T>(dx, ot, i, acc);
+  }
+}
+
+extern "C" void mf_cuda_resize_nearest(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n), P = nx->ne[0] * nx->ne[1];
+  cudaStream_t s = mf_cuda_stream(k);
+  if (n->dtype == MF_F32 && nx->dtype == MF_F32)
+    k_resize_nearest<float><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nx->dtype, P, nx->ne[2], nx->ne[3], n->ne[2],
+                                                                     n->ne[3], n->ip[0], n->ip[1], n->fp[0], n->fp[1]);
+  else
+    k_resize_nearest<double><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nx->dtype, P, nx->ne[2], nx->ne[3], n->ne[2],
+                                                                      n->ne[3], n->ip[0], n->ip[1], n->fp[0], n->fp[1]);
+  MF_CUDA_LAUNCHED("resize_nearest");
+}
+
+extern "C" void mf_cuda_resize_nearest_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n), P = n->ne[0] * n->ne[1];
+  cudaStream_t s = mf_cuda_stream(k);
+  if (n->dtype == MF_F32 && nd->dtype == MF_F32)
+    k_resize_nearest_bwd<float><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nd->dtype, P, n->ne[2], n->ne[3], nd->ne[2],
+                                                                         nd->ne[3], n->ip[0], n->ip[1], n->fp[0], n->fp[1]);
+  else
+    k_resize_nearest_bwd<double><<<mf_blocks(total), MF_THREADS, 0, s>>>(out, n->dtype, src[0], nd->dtype, P, n->ne[2], n->ne[3],
+                                                                          nd->ne[2], nd->ne[3], n->ip[0], n->ip[1], n->fp[0], n->fp[1]);
+  MF_CUDA_LAUNCHED("resize_nearest_bwd");
+}
+
+/* ------------------------------------------------------------------ bicubic resize (mf_resize_cubic_taps, ops.h) */
+
+/* y [P,OH,OW] from x [P,H,W]: 4 x 4 taps in double, the CPU kernel's order */
+__global__ void k_resize_cubic(void *y, int yt, const void *x, int xt, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW, int mode,
+                               int excl, double sh, double sw, double a) {
+  int64_t n = P * OH * OW;
+  MF_GRID_LOOP(i, n) {
+    int64_t ow = i % OW, oh = (i / OW) % OH, p = i / (OH * OW), hi[4], wi[4];
+    double hw[4], ww[4], acc = 0;
+    mf_resize_cubic_taps(mode, oh, H, OH, sh, a, excl, hi, hw);
+    mf_resize_cubic_taps(mode, ow, W, OW, sw, a, excl, wi, ww);
+    for (int r = 0; r < 4; r++) {
+      double row = 0;
+      for (int c = 0; c < 4; c++) row += ww[c] * mf_gld<double>(x, xt, (p * H + hi[r]) * W + wi[c]);
+      acc += hw[r] * row;
+    }
+    mf_gst<double>(y, yt, i, acc);
+  }
+}
+/* dx [P,H,W] from dy [P,OH,OW]: one thread per dx pixel gathers the runs of outputs whose taps read it, in the CPU
+ * kernel's order; no atomics */
+__global__ void k_resize_cubic_bwd(void *dx, int ot, const void *dy, int dt, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                   int mode, int excl, double sh, double sw, double a) {
+  int64_t n = P * H * W;
+  MF_GRID_LOOP(i, n) {
+    int64_t w = i % W, h = (i / W) % H, p = i / (H * W), oh0, oh1, ow0, ow1;
+    mf_resize_cubic_run(mode, h, H, OH, sh, &oh0, &oh1);
+    mf_resize_cubic_run(mode, w, W, OW, sw, &ow0, &ow1);
+    double acc = 0;
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+      double wh = mf_resize_cubic_weight(mode, oh, h, H, OH, sh, a, excl), row = 0;
+      if (wh == 0) continue;
+      for (int64_t ow = ow0; ow < ow1; ow++)
+        row += mf_resize_cubic_weight(mode, ow, w, W, OW, sw, a, excl) * mf_gld<double>(dy, dt, (p * OH + oh) * OW + ow);
+      acc += wh * row;
+    }
+    mf_gst<double>(dx, ot, i, acc);
+  }
+}
+
+extern "C" void mf_cuda_resize_cubic(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nx = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  k_resize_cubic<<<mf_blocks(total), MF_THREADS, 0, mf_cuda_stream(k)>>>(out, n->dtype, src[0], nx->dtype, nx->ne[0] * nx->ne[1],
+                                                                          nx->ne[2], nx->ne[3], n->ne[2], n->ne[3], n->ip[0], n->ip[1],
+                                                                          n->fp[0], n->fp[1], n->fp[2]);
+  MF_CUDA_LAUNCHED("resize_cubic");
+}
+
+extern "C" void mf_cuda_resize_cubic_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  (void)ws;
+  const mf_node *nd = mf_csrc(k, n, 0);
+  int64_t total = mf_node_numel(n);
+  k_resize_cubic_bwd<<<mf_blocks(total), MF_THREADS, 0, mf_cuda_stream(k)>>>(out, n->dtype, src[0], nd->dtype, n->ne[0] * n->ne[1],
+                                                                              n->ne[2], n->ne[3], nd->ne[2], nd->ne[3], n->ip[0], n->ip[1],
+                                                                              n->fp[0], n->fp[1], n->fp[2]);
+  MF_CUDA_LAUNCHED("resize_cubic_bwd");
 }
 
 /* ------------------------------------------------------------------ padding (mf_pad_src, ops.h) */
