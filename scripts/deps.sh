@@ -8,6 +8,7 @@ PKGS=(build-essential cmake pkg-config git clang libclang-rt-14-dev libomp-14-de
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev  # ONNX import: protobuf-c generates its code from onnx.proto
       libonnx-testdata  # ONNX's own node tests: the importer's conformance suite (tests/test_onnx_conformance.c)
       python3 python3-numpy python3-torch python3-torchvision
+      python3-onnx  # ONNX's own checker reads the models memfit writes (tests/cli_onnx_train.sh)
       dataset-fashion-mnist  # real labelled images (IDX, 70,000 x 28x28) for the MoCo tests and baselines
       chromium)  # headless, for tests/cli_report.sh's check of the run report in a real browser (~500 MiB)
 missing=()

@@ -2,6 +2,7 @@
  * --data DIR|IDX` trains it through the common trainer (labels from class folders or IDX) and writes it back
  * as OUT/model.onnx (same graph, trained initializers and batch-norm statistics); `memfit plan onnx` plans it. */
 #include "models/workload.h"
+#include "onnx/onnx.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@ typedef struct onnx_wcfg {
   char input[64];         /* "" : the model's only data input */
   int channels;           /* 0: the model's (or 3) */
   int height, width;      /* 0: the model's (or 224) */
-  int loss;               /* MF_ONNX_LOSS_CE or MF_ONNX_LOSS_MSE */
+  int loss;               /* MF_ONNX_LOSS_CE, _MSE or _OWN (the model's first output is its loss) */
   int bn_eval;
   int batch;              /* effective batch */
   int micro_batch;        /* 0: the batch */
@@ -59,8 +60,8 @@ static int cfg_set(void *p, const char *key, const char *val, char *err, size_t 
   if (!strcmp(key, "channels")) return mf_setting_int(key, val, 1, 4096, &c->channels, err, n);
   if (!strcmp(key, "loss")) {
     int l = mf_onnx_loss_parse(val);
-    if (l != MF_ONNX_LOSS_CE && l != MF_ONNX_LOSS_MSE) {
-      snprintf(err, n, "--loss: '%s' is not cross-entropy or mse (labels from the data's classes)", val);
+    if (l != MF_ONNX_LOSS_CE && l != MF_ONNX_LOSS_MSE && l != MF_ONNX_LOSS_OWN) {
+      snprintf(err, n, "--loss: '%s' is not cross-entropy, mse or own (the model's own loss output)", val);
       return -1;
     }
     c->loss = l;
@@ -81,7 +82,8 @@ static void cfg_help(FILE *f) {
              "  --channels C       image channels (default: the model's, else 3; IDX data: 1 unless the model fixes 3)\n"
              "  --loss L           cross-entropy (default: logits [N,K] against the data's class labels) or mse (against\n"
              "                     the one-hot labels when the output is [N,K], or the input images when the output has\n"
-             "                     their shape: an autoencoder)\n"
+             "                     their shape: an autoencoder), or own (the model's first output is its loss, one number;\n"
+             "                     a second, integer input [N] of the model takes the class labels)\n"
              "  --bn-eval 1        BatchNormalization frozen (running statistics, no update)\n"
              "  --batch B          effective batch (default 32)\n");
 }
@@ -94,8 +96,8 @@ static int cfg_check(const void *p, char *err, size_t n) {
 
 static void cfg_describe(const void *p, char *buf, size_t n) {
   const onnx_wcfg *c = p;
-  snprintf(buf, n, "ONNX model %s, %s, effective batch %d", c->model, c->loss == MF_ONNX_LOSS_MSE ? "mse" : "cross-entropy",
-           c->batch);
+  snprintf(buf, n, "ONNX model %s, %s, effective batch %d", c->model,
+           c->loss == MF_ONNX_LOSS_MSE ? "mse" : c->loss == MF_ONNX_LOSS_OWN ? "its own loss" : "cross-entropy", c->batch);
 }
 
 static int effective_batch(const void *p) { return ((const onnx_wcfg *)p)->batch; }
@@ -109,16 +111,22 @@ static int default_micro_batch(const void *p) {
  * sh (name pointing into m) and the resolved c/h/w; 0, or -1 with err. */
 static int onnx_input_shape(const mf_onnx *m, const onnx_wcfg *c, int mb, mf_onnx_shape *sh, int *C, int *H, int *W, char *err,
                             size_t n) {
-  int ni = mf_onnx_input_count(m), idx = -1;
+  int ni = mf_onnx_input_count(m), idx = -1, own = c->loss == MF_ONNX_LOSS_OWN;
   if (c->input[0]) {
     for (int i = 0; i < ni; i++)
       if (!strcmp(mf_onnx_input_name(m, i), c->input)) idx = i;
     if (idx < 0) { snprintf(err, n, "--input %s: %s has no data input of that name", c->input, c->model); return -1; }
-  } else if (ni != 1) {
-    snprintf(err, n, "%s has %d data inputs: name the one the images feed with --input NAME (memfit train onnx feeds one)",
-             c->model, ni);
-    return -1;
-  } else idx = 0;
+  } else if (ni == 1) idx = 0;
+  else {
+    int cand = 0; /* with its own loss, the one input that is not integer labels */
+    for (int i = 0; own && i < ni; i++)
+      if (onnx_input_is_integer(m, i) == 0) idx = i, cand++;
+    if (cand != 1) {
+      snprintf(err, n, "%s has %d data inputs: name the one the images feed with --input NAME (memfit train onnx feeds images%s)",
+               c->model, ni, own ? " and integer labels" : "");
+      return -1;
+    }
+  }
   int nd;
   int64_t d[MF_MAX_DIMS];
   if (mf_onnx_input_shape(m, idx, &nd, d) < 0) { snprintf(err, n, "%s: input %d has no shape", c->model, idx); return -1; }
@@ -158,16 +166,47 @@ static int onnx_input_shape(const mf_onnx *m, const onnx_wcfg *c, int mb, mf_onn
   return 0;
 }
 
+/* With --loss own, the model's input that takes the class labels: every data input but the images' must be an integer
+ * [N] and there is at most one; lsh gets its shape [mb]. Returns 1 (found), 0 (none: the model's loss needs only the
+ * images, e.g. an autoencoder's), or -1 with err naming the input. */
+static int onnx_label_input(const mf_onnx *m, const onnx_wcfg *c, int mb, const char *image_input, mf_onnx_shape *lsh, char *err,
+                            size_t n) {
+  int ni = mf_onnx_input_count(m), found = 0;
+  for (int i = 0; i < ni; i++) {
+    const char *nm = mf_onnx_input_name(m, i);
+    if (!strcmp(nm, image_input)) continue;
+    int nd = 0;
+    int64_t d[MF_MAX_DIMS];
+    if (c->loss != MF_ONNX_LOSS_OWN || onnx_input_is_integer(m, i) != 1 || mf_onnx_input_shape(m, i, &nd, d) < 0 || nd != 1 ||
+        found) {
+      snprintf(err, n, "%s: input '%s' is not the images' ('%s')%s; memfit train onnx feeds only the images%s", c->model, nm,
+               image_input, c->loss == MF_ONNX_LOSS_OWN ? (found ? " and a second integer input" : " nor integer labels [N]") : "",
+               c->loss == MF_ONNX_LOSS_OWN ? " and, with --loss own, one integer input [N] of class labels" : " (and, with --loss own, labels)");
+      return -1;
+    }
+    if (d[0] > 0 && d[0] != mb) {
+      snprintf(err, n, "%s: input '%s' fixes the batch to %lld; a micro-batch of %d needs a model exported with a dynamic batch "
+                       "axis (dynamic_axes)", c->model, nm, (long long)d[0], mb);
+      return -1;
+    }
+    lsh->name = nm;
+    lsh->ndim = 1;
+    lsh->dims[0] = mb; /* [N] class labels */
+    found = 1;
+  }
+  return found;
+}
+
 static int build(mf_graph *g, const void *p, int variant, int mb, mf_tensor *loss, void **state, char *err, size_t n) {
   const onnx_wcfg *c = p;
   (void)variant;
   *state = NULL;
   mf_onnx *m = mf_onnx_open(c->model, err, n);
   if (!m) return -1;
-  mf_onnx_shape sh;
-  int C, H, W, rc = -1;
-  if (onnx_input_shape(m, c, mb, &sh, &C, &H, &W, err, n) == 0) {
-    mf_onnx_build_opts bo = {.n_inputs = 1, .inputs = &sh, .loss = (mf_onnx_loss)c->loss, .bn_eval = c->bn_eval};
+  mf_onnx_shape sh[2];
+  int C, H, W, rc = -1, nl = 0;
+  if (onnx_input_shape(m, c, mb, &sh[0], &C, &H, &W, err, n) == 0 && (nl = onnx_label_input(m, c, mb, sh[0].name, &sh[1], err, n)) >= 0) {
+    mf_onnx_build_opts bo = {.n_inputs = 1 + nl, .inputs = sh, .loss = (mf_onnx_loss)c->loss, .bn_eval = c->bn_eval};
     mf_onnx_built bt;
     if (mf_onnx_build(m, g, &bo, &bt, err, n) == 0) {
       *loss = bt.loss;
@@ -183,8 +222,9 @@ static int batch_ok(const void *p, int mb, char *why, size_t n) {
   const onnx_wcfg *c = p;
   mf_onnx *m = mf_onnx_open(c->model, why, n);
   if (!m) return -1;
-  mf_onnx_shape sh;
+  mf_onnx_shape sh, lsh;
   int C, H, W, rc = onnx_input_shape(m, c, mb, &sh, &C, &H, &W, why, n);
+  if (rc == 0 && onnx_label_input(m, c, mb, sh.name, &lsh, why, n) < 0) rc = -1;
   mf_onnx_close(m);
   return rc;
 }
@@ -304,7 +344,9 @@ static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
   int64_t d[MF_MAX_DIMS];
   if (mf_onnx_input_count(m) >= 1 && mf_onnx_input_shape(m, 0, &nd, d) == 0 && d[0] > 0 && !a->micro_batch && !a->budget)
     mb = (int)d[0]; /* a fixed batch axis: the micro-batch it fixes */
+  mf_onnx_shape lsh;
   int rc = onnx_input_shape(m, &c->w, mb, &sh, &C, &H, &W, err, n);
+  if (rc == 0 && onnx_label_input(m, &c->w, mb, sh.name, &lsh, err, n) < 0) rc = -1;
   mf_onnx_close(m);
   if (rc < 0) return -1;
   if (C != 1 && C != 3) { snprintf(err, n, "%s: the images have 1 or 3 channels; the model's input takes %d", c->w.model, C); return -1; }
@@ -323,7 +365,7 @@ static int train_plan_cfg(const void *p, const mf_train_args *a, void *wc, char 
   return 0;
 }
 
-enum { TARGET_LABELS = 0, TARGET_ONEHOT, TARGET_IMAGE };
+enum { TARGET_LABELS = 0, TARGET_ONEHOT, TARGET_IMAGE, TARGET_NONE /* --loss own without a labels input */ };
 #define LAB_RING 3 /* batches fed but not yet stepped: at most two staged, plus the one being read */
 
 typedef struct onnx_train_ctx {
@@ -333,6 +375,10 @@ typedef struct onnx_train_ctx {
   int have_bt;
   onnx_wcfg w;
   int micro, target, n_val;
+  mf_tensor img_t;        /* the model's input the images feed */
+  const char *img_name;   /* its name (in bt) */
+  mf_tensor lab_t;        /* the tensor the targets feed: the appended loss's labels or target, the model's own labels
+                             input (--loss own), or -1 */
   int64_t K;              /* classes of the output [N,K] (0: not a classifier) */
   size_t img;             /* values of one sample */
   float *tgt[LAB_RING];   /* per fed batch: labels as f32 [mb] or one-hot [mb,K] */
@@ -373,13 +419,13 @@ static int onnx_targets(onnx_train_ctx *c, const int32_t *labels, int slot, char
 static int onnx_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_t n) {
   onnx_train_ctx *c = ctx;
   int slot = c->fed % LAB_RING;
-  mf_tensor ins[2] = {c->bt.inputs[0], c->bt.labels};
+  mf_tensor ins[2] = {c->img_t, c->lab_t};
   const float *data[2] = {b->images, b->images};
-  if (c->target != TARGET_IMAGE) {
+  if (c->target != TARGET_IMAGE && c->target != TARGET_NONE) {
     if (onnx_targets(c, b->labels, slot, err, n) < 0) return -1;
     data[1] = c->tgt[slot];
   }
-  if (mf_session_stage_inputs(s, c->bt.labels >= 0 ? 2 : 1, ins, data) < 0) { snprintf(err, n, "staging the batch failed (see above)"); return -1; }
+  if (mf_session_stage_inputs(s, c->lab_t >= 0 ? 2 : 1, ins, data) < 0) { snprintf(err, n, "staging the batch failed (see above)"); return -1; }
   c->fed++;
   return 0;
 }
@@ -437,16 +483,16 @@ static int onnx_validate(void *ctx, mf_session *s, const char *grid, int64_t *ba
     float *t = malloc((size_t)c->micro * (c->K ? (size_t)c->K : 1) * sizeof *t);
     if (!t) break;
     int ok = 1;
-    if (c->target != TARGET_IMAGE) {
+    if (c->target == TARGET_LABELS || c->target == TARGET_ONEHOT) {
       for (int b = 0; b < c->micro; b++) {
         if (labs[b] < 0 || (c->K && labs[b] >= c->K)) ok = 0;
         else if (c->target == TARGET_LABELS) t[b] = (float)labs[b];
         else for (int64_t k = 0; k < c->K; k++) t[(size_t)b * (size_t)c->K + (size_t)k] = k == labs[b] ? 1.0f : 0.0f;
       }
     }
-    if (ok && mf_session_write_input(s, c->bt.inputs[0], x, (size_t)c->micro * c->img) == 0 &&
-        (c->bt.labels < 0 || mf_session_write_input(s, c->bt.labels, c->target == TARGET_IMAGE ? x : t,
-                                                    (size_t)mf_tensor_numel(c->g, c->bt.labels)) == 0)) {
+    if (ok && mf_session_write_input(s, c->img_t, x, (size_t)c->micro * c->img) == 0 &&
+        (c->lab_t < 0 || mf_session_write_input(s, c->lab_t, c->target == TARGET_IMAGE ? x : t,
+                                                (size_t)mf_tensor_numel(c->g, c->lab_t)) == 0)) {
       loss += mf_session_forward(s);
       if (c->K && !mf_session_read(s, c->bt.outputs[0], c->out, (size_t)c->micro * (size_t)c->K))
         acc += onnx_accuracy(c->out, labs, c->micro, c->K);
@@ -490,19 +536,27 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   c->micro = ch->micro_batch;
   c->n_val = tc->val_count;
   if (!(c->m = mf_onnx_open(c->w.model, err, n))) return -1;
-  mf_onnx_shape sh;
-  int C, H, W;
-  if (onnx_input_shape(c->m, &c->w, c->micro, &sh, &C, &H, &W, err, n) < 0) return -1;
+  mf_onnx_shape sh[2];
+  int C, H, W, nl;
+  if (onnx_input_shape(c->m, &c->w, c->micro, &sh[0], &C, &H, &W, err, n) < 0) return -1;
+  if ((nl = onnx_label_input(c->m, &c->w, c->micro, sh[0].name, &sh[1], err, n)) < 0) return -1;
   if (!(c->g = mf_graph_init(ch->dtype))) { snprintf(err, n, "out of host memory"); return -1; }
   mf_graph_set_seed(c->g, (uint64_t)a->seed);
-  mf_onnx_build_opts bo = {.n_inputs = 1, .inputs = &sh, .loss = (mf_onnx_loss)c->w.loss, .bn_eval = c->w.bn_eval};
+  mf_onnx_build_opts bo = {.n_inputs = 1 + nl, .inputs = sh, .loss = (mf_onnx_loss)c->w.loss, .bn_eval = c->w.bn_eval};
   if (mf_onnx_build(c->m, c->g, &bo, &c->bt, err, n) < 0) return -1;
   c->have_bt = 1;
+  c->lab_t = c->bt.labels;
+  for (int i = 0; nl && i < c->bt.n_inputs; i++)
+    if (!strcmp(c->bt.input_names[i], sh[1].name)) c->lab_t = c->bt.inputs[i]; /* the model's own labels input */
+  c->img_t = c->bt.inputs[0], c->img_name = c->bt.input_names[0];
+  for (int i = 0; i < c->bt.n_inputs; i++)
+    if (!strcmp(c->bt.input_names[i], sh[0].name)) c->img_t = c->bt.inputs[i], c->img_name = c->bt.input_names[i];
   c->img = (size_t)C * (size_t)H * (size_t)W;
   mf_tensor out = c->bt.outputs[0];
   int ond = mf_tensor_ndim(c->g, out);
-  if (ond == 2) c->K = mf_tensor_dim(c->g, out, 1);
-  if (c->w.loss == MF_ONNX_LOSS_CE) c->target = TARGET_LABELS;
+  if (ond == 2 && c->w.loss != MF_ONNX_LOSS_OWN) c->K = mf_tensor_dim(c->g, out, 1);
+  if (c->w.loss == MF_ONNX_LOSS_OWN) c->target = c->lab_t >= 0 ? TARGET_LABELS : TARGET_NONE;
+  else if (c->w.loss == MF_ONNX_LOSS_CE) c->target = TARGET_LABELS;
   else if ((size_t)mf_tensor_numel(c->g, out) == (size_t)c->micro * c->img) c->target = TARGET_IMAGE, c->K = 0;
   else if (ond == 2) c->target = TARGET_ONEHOT;
   else {
@@ -523,12 +577,12 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
 
   /* ---- data: labelled images (class sub-folders or IDX), a validation share ---- */
   mf_folder_opts fo = mf_folder_opts_default();
-  fo.labels = !is_idx(a->data) && c->target != TARGET_IMAGE;
+  fo.labels = !is_idx(a->data) && c->target != TARGET_IMAGE && c->target != TARGET_NONE;
   fo.val_fraction = a->val_data ? 0 : a->val_split;
   fo.split = !a->val_data && a->val_split > 0 ? MF_SPLIT_TRAIN : MF_SPLIT_ALL;
   if (!(j->train = mf_dataset_open_path(a->data, &fo, err, n))) return -1;
   int classes = mf_dataset_num_classes(j->train);
-  if (c->target != TARGET_IMAGE) {
+  if (c->target == TARGET_LABELS || c->target == TARGET_ONEHOT) {
     if (classes <= 0) {
       snprintf(err, n, "--data %s has no labels: give a folder of class sub-folders, or an IDX file with its labels beside it",
                a->data);
@@ -596,20 +650,22 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   snprintf(j->batch_note, sizeof j->batch_note, " (%d images)", c->micro);
   snprintf(j->model_file, sizeof j->model_file, "model.onnx");
   snprintf(j->model_use, sizeof j->model_use, " (the same graph with the trained weights)");
-  const char *ln = c->w.loss == MF_ONNX_LOSS_CE ? "cross-entropy against the class labels"
+  const char *ln = c->w.loss == MF_ONNX_LOSS_OWN ? (c->lab_t >= 0 ? "the model's own loss output, its labels input fed the class labels"
+                                                                    : "the model's own loss output (from the images alone)")
+                   : c->w.loss == MF_ONNX_LOSS_CE ? "cross-entropy against the class labels"
                    : c->target == TARGET_IMAGE  ? "mean squared error against the input images"
                                                 : "mean squared error against the one-hot labels";
   const char *base = strrchr(c->w.model, '/') ? strrchr(c->w.model, '/') + 1 : c->w.model;
   snprintf(j->timeline_title, sizeof j->timeline_title, "one training step: %.120s, micro-batch %d, %s", base, c->micro,
            mf_dtype_name(ch->dtype));
   snprintf(j->settings, sizeof j->settings, "%.120s: %lld parameters, input %.60s [%d,%d,%d,%d]; micro-batch %d x %d, %s, Adam lr %g (%.16s schedule)",
-           base, (long long)c->bt.n_param_elems, c->bt.input_names[0], c->micro, C, H, W, c->micro, ch->accum,
+           base, (long long)c->bt.n_param_elems, c->img_name, c->micro, C, H, W, c->micro, ch->accum,
            mf_dtype_name(ch->dtype), a->lr, a->schedule);
   snprintf(j->header, sizeof j->header,
            "memfit train onnx: %s (ONNX opset %lld): %lld parameters in %lld tensors, input '%s' [%d,%d,%d,%d]; micro-batch %d x %d, "
            "%s, %s\ndata: %s (%zu training images, %d classes, %s%s)",
            c->w.model, (long long)mf_onnx_opset(c->m), (long long)c->bt.n_param_elems, (long long)c->bt.n_params,
-           c->bt.input_names[0], c->micro, C, H, W, c->micro, ch->accum, mf_dtype_name(ch->dtype),
+           c->img_name, c->micro, C, H, W, c->micro, ch->accum, mf_dtype_name(ch->dtype),
            a->budget ? "settings from the budget search" : "settings as given", a->data, mf_dataset_size(j->train), classes,
            tc->aug ? "random resized crops and flips" : "resized", tc->normalize ? ", ImageNet normalisation" : "");
   snprintf(j->losses, sizeof j->losses, "losses: %s", ln);

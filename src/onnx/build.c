@@ -1659,6 +1659,38 @@ static int node_build(ctx *c) {
     f = lg ? mf_log_softmax(g, f, 1) : mf_softmax(g, f, 1);
     return set_out(c, 0, f < 0 ? f : mf_reshape(g, f, nd, keep));
   }
+  if (!strcmp(op, "SoftmaxCrossEntropyLoss") || !strcmp(op, "NegativeLogLikelihoodLoss")) {
+    /* a loss the model computes itself (F.cross_entropy; F.nll_loss after F.log_softmax): memfit's softmax
+     * cross-entropy, the mean over rows whose label is in [0,K) of logsumexp(x[n]) - x[n, label] */
+    int sce = op[0] == 'S';
+    mf_tensor x = in_tensor(c, 0);
+    if (x < 0) return -1;
+    mf_tensor y = in_tensor(c, 1);
+    if (y < 0) return -1;
+    const mf_node *nx = nd_of(c, x), *ny = nd_of(c, y);
+    if (nx->ndim != 2) return UNSUP("%s of a rank-%d input (memfit: scores [N,C])", op, nx->ndim);
+    if (ny->dtype != MF_I32) return UNSUP("labels that are not an integer graph input or computed from one");
+    if (has_in(c, 2)) return UNSUP("class weights (input 2)");
+    char red[16] = "mean";
+    attr_s(n, "reduction", red, sizeof red);
+    const Onnx__AttributeProto *ii = onnx_attr(n, "ignore_index");
+    if (ii && ii->has_i && ii->i >= 0)
+      return UNSUP("ignore_index %lld (memfit ignores the labels outside [0,C), so only a negative one)", (long long)ii->i);
+    if (strcmp(red, "mean") && !(strcmp(red, "sum") == 0 && !ii))
+      return UNSUP("reduction '%s'%s (memfit: mean, or sum without ignore_index)", red, ii ? " with ignore_index" : "");
+    mf_tensor scores = x;
+    int64_t rows = nx->ne[0];
+    if (!sce) { /* -x[n, label] with x = log_softmax(z) over the classes is the cross-entropy of z */
+      if (nx->op != MF_OP_SOFTMAX || !nx->ip[0])
+        return UNSUP("NegativeLogLikelihoodLoss of a tensor that is not LogSoftmax's output over the classes");
+      scores = nx->src[0];
+    }
+    mf_tensor l = mf_softmax_ce(g, scores, y); /* [1] */
+    if (l >= 0 && !strcmp(red, "sum")) l = mf_mul_scalar(g, l, (double)rows); /* every label is valid: N x mean */
+    if (set_out(c, 0, l) < 0) return -1;
+    if (sce && out_used(c, 1)) return set_out(c, 1, mf_log_softmax(g, x, 1)); /* log_prob [N,C] */
+    return 0;
+  }
   if (!strcmp(op, "Sqrt")) return set_out(c, 0, mf_sqrt(g, in_tensor(c, 0)));
   if (!strcmp(op, "Erf")) return set_out(c, 0, mf_erf(g, in_tensor(c, 0)));
   if (!strcmp(op, "LayerNormalization")) {

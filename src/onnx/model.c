@@ -35,6 +35,7 @@ int mf_onnx_input_shape(const mf_onnx *m, int i, int *ndim, int64_t dims[MF_MAX_
   return -1;
 }
 int mf_onnx_unsupported(const mf_onnx *m, FILE *f) { (void)m; (void)f; return -1; }
+int onnx_input_is_integer(const mf_onnx *m, int i) { (void)m; (void)i; return -1; }
 int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf_onnx_built *out, char *err, size_t errlen) {
   (void)m; (void)g; (void)o;
   if (out) memset(out, 0, sizeof *out);
@@ -445,13 +446,21 @@ int mf_onnx_input_shape(const mf_onnx *m, int i, int *ndim, int64_t dims[MF_MAX_
   return 0;
 }
 
+int onnx_input_is_integer(const mf_onnx *m, int i) {
+  if (!m || i < 0 || i >= m->n_in) return -1;
+  const Onnx__ValueInfoProto *v = m->graph->input[m->in_idx[i]];
+  if (!v->type || v->type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !v->type->tensor_type) return 0;
+  int et = v->type->tensor_type->elem_type;
+  return et == ONNX_INT64 || et == ONNX_INT32;
+}
+
 /* op types build.c maps (some attributes still refused there, naming them) */
 static const char *const supported_ops[] = {
   "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Pow", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log",
   "Clip", "HardSigmoid", "HardSwish", "Identity", "Dropout", "BatchNormalization", "InstanceNormalization", "MaxPool",
   "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice",
   "Gather", "ReduceMean", "ReduceSum", "Upsample", "Resize", "Constant", "Shape", "ConstantOfShape", "Cast", "Softplus",
-  "Sum", "Mean", "Pad", "Softmax", "LogSoftmax", "Sqrt", "Erf", "LayerNormalization", "Expand",
+  "Sum", "Mean", "Pad", "Softmax", "LogSoftmax", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "Sqrt", "Erf", "LayerNormalization", "Expand",
   /* folded when their inputs are known at import (shape arithmetic) */
   "Equal", "Where", "Range", "Floor", "Ceil", "Less", "Greater", "Max", "Min", "Not", "Abs",
 };

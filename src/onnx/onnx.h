@@ -6,6 +6,10 @@
 #include "memfit.h"
 #include <stdbool.h>
 
+/* 1 when data input i (as mf_onnx_input_name counts them) holds integers (int32/int64: class labels, token ids),
+ * 0 for any other element type, -1 when i is out of range. */
+int onnx_input_is_integer(const mf_onnx *m, int i);
+
 #ifdef MEMFIT_HAVE_ONNX
 #include <onnx.pb-c.h> /* generated at build time from Debian's onnx.proto (CMakeLists.txt) */
 
