@@ -139,6 +139,37 @@ out=$(compare 1e-5 "$T/m1.txt" "$T/m2.txt" "$T/m1/checkpoint.safetensors" "$T/m2
 rc=$?; echo "  MoCo 1 rank x 8 (bn-splits 2) vs 2 ranks x 4: $out (with the key encoder and the queue)"
 if [ $rc = 0 ]; then ok; else bad "MoCo on 2 ranks does not match 1 rank: $out"; fi
 
+# VQGAN with an EMA codebook (no GAN yet: --disc-start past the run): 2 ranks x 2 images is 1 rank x 4. The codebook's
+# counts and sums are all-reduced before each EMA update, and a dead code restarts at the same row of the global
+# micro-batch (its owner contributes it), so the codebook, its counts and sums match 1 process, and every weight does.
+# Biases are compared more loosely: most (a conv before GroupNorm, attention's k) have a gradient that cancels exactly,
+# so Adam turns its rounding noise into steps of up to lr each; they may differ by 2 x lr x updates.
+V=(train vqgan --preset tiny --gen-count 16 --steps 5 --batch 4 --val-fraction 0 --threads 1 --ema 1 --disc-start 100 --log-every 0 --seed 3)
+"$MEMFIT" "${V[@]}" --micro-batch 4 --out "$T/v1" >"$T/v1.out" 2>&1 || { tail -5 "$T/v1.out"; bad "VQGAN 1 rank: failed"; }
+run "VQGAN (EMA codebook): 2 ranks train, the checkpoints' check of parameters and states passing" 0 \
+  "rank 0 of 2: memory measured == planned" "${MPI[@]}" "$MEMFIT" "${V[@]}" --out "$T/v2"
+out=$(python3 - "$T/v1/checkpoint.safetensors" "$T/v2/checkpoint.safetensors" 3.6e-5 5 <<'EOF' 2>&1
+import array, json, math, struct, sys
+def st(p):
+  d = open(p, "rb").read(); n = struct.unpack("<Q", d[:8])[0]; h = json.loads(d[8:8 + n]); base = 8 + n; out = {}
+  for k, v in h.items():
+    if k != "__metadata__" and v["dtype"] == "F32" and k.startswith(("param.", "state.quantize.")):
+      s, e = v["data_offsets"]; out[k] = array.array("f", d[base + s:base + e])
+  return out
+p, q = st(sys.argv[1]), st(sys.argv[2]); lr, updates = float(sys.argv[3]), int(sys.argv[4])
+if set(p) != set(q) or not any(k.startswith("state.quantize.") for k in p): sys.exit("the checkpoints hold different tensors")
+worst = {"state": 0.0, "weight": 0.0, "bias": 0.0}
+for k in p:
+  if k.endswith(".bias"): worst["bias"] = max(worst["bias"], max(abs(u - v) for u, v in zip(p[k], q[k]))); continue
+  rel = math.sqrt(sum((u - v) ** 2 for u, v in zip(p[k], q[k]))) / max(math.sqrt(sum(u * u for u in p[k])), 1e-30)
+  kind = "state" if k.startswith("state.") else "weight"; worst[kind] = max(worst[kind], rel)
+print(f"EMA codebook, counts, sums within {worst['state']:.3g} relative, weights {worst['weight']:.3g}, biases {worst['bias']:.3g} absolute ({len(p)} tensors)")
+sys.exit(0 if worst["state"] <= 1e-5 and worst["weight"] <= 1e-5 and worst["bias"] <= 2 * lr * updates else 1)
+EOF
+)
+rc=$?; echo "  VQGAN 1 rank x 4 vs 2 ranks x 2: $out"
+if [ $rc = 0 ]; then ok; else bad "VQGAN on 2 ranks does not match 1 rank: $out"; fi
+
 # agreement: a rank whose options give another plan stops every rank, named
 run "ranks with different plans stop, naming the rank" 1 "rank 1's plan differs from rank 0's" \
   mpirun --bind-to none -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 2 --out "$T/d" : -np 1 "$MEMFIT" "${A[@]}" --batch 4 --steps 2 \

@@ -86,6 +86,11 @@ try:
     ok("fit: nothing fits 4 KiB raises DoesNotFit", False)
 except memfit.DoesNotFit as e:
     ok("fit: nothing fits 4 KiB raises DoesNotFit, with the smallest setting", e.plan.smallest is not None and "4.00 KiB" in str(e), str(e))
+class OwnLoss(MLP):  # a module that returns its loss (F.cross_entropy: SoftmaxCrossEntropyLoss), labels as its 2nd input
+    def forward(s, v, y): return torch.nn.functional.cross_entropy(MLP.forward(s, v), y)
+o = memfit.plan(OwnLoss(), (torch.randn(16, 32), torch.zeros(16, dtype=torch.long)), loss="own")
+ok("a module returning F.cross_entropy plans with loss='own', both inputs at batch 16",
+   o.parameters == m.parameters and o.inputs == {"input0": (16, 32), "input1": (16,)} and o.total_bytes > 0, repr(o.inputs))
 print("cli_python: %d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
 PYEOF

@@ -458,7 +458,9 @@ static void test_bad(void) {
   expect_build_error("own loss of logits", buf, n, NULL, 0, MF_ONNX_LOSS_OWN, "--loss own", "logits");
   free(buf);
   buf = cnn_model(&w, 13, 0, &n);
-  expect_build_error("symbolic batch, no shape", buf, n, NULL, 0, MF_ONNX_LOSS_CE, "no fixed shape", "--input x=");
+  char ex[64]; /* the example shape: the model's dims with the symbolic batch as 8 */
+  snprintf(ex, sizeof ex, "--input x=8x%dx%dx%d", C, H, H);
+  expect_build_error("symbolic batch, no shape", buf, n, NULL, 0, MF_ONNX_LOSS_CE, "no fixed shape", ex);
   mf_onnx_shape shc = {.name = "x", .ndim = 4, .dims = {NB, 5, H, H}};
   expect_build_error("channels", buf, n, &shc, 1, MF_ONNX_LOSS_CE, "conflicts with the model", "axis 1 (5, the model fixes 3)");
   free(buf);

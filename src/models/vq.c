@@ -3,6 +3,8 @@
  * The EMA follows taming-transformers' EMAVectorQuantizer (cluster_size, embed_avg, Laplace smoothing). */
 #include "models/vq.h"
 #include "base/rng.h"
+#include "dist/dist.h"
+#include "train/session.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +222,12 @@ int vq_ema_apply(vq_stats *s, const vq_layer *q, mf_session *ss) {
   int64_t K = s->K, D = s->D;
   if (mf_session_read(ss, q->ema_count, s->cnt, (size_t)K) < 0 || mf_session_read(ss, q->ema_sum, s->avg, (size_t)(K * D)) < 0)
     return -1;
+  /* data parallel: the step's counts and sums over every rank's samples, so each rank updates the codebook as one
+   * process with the global batch would (in double, then to f32 as alone) */
+  mf_comm *cm = ss->comm && ss->comm->size > 1 ? ss->comm : NULL;
+  if (cm && (cm->allreduce(cm, s->sum_count, (size_t)K, MF_COMM_F64, MF_COMM_SUM, "the EMA codebook's counts") < 0 ||
+             cm->allreduce(cm, s->sum_vec, (size_t)(K * D), MF_COMM_F64, MF_COMM_SUM, "the EMA codebook's sums") < 0))
+    return -1;
   double dcy = c->decay, total = 0;
   for (int64_t k = 0; k < K; k++) {
     s->cnt[k] = (float)(dcy * s->cnt[k] + (1 - dcy) * s->sum_count[k]);
@@ -230,17 +238,35 @@ int vq_ema_apply(vq_stats *s, const vq_layer *q, mf_session *ss) {
     double sm = ((double)s->cnt[k] + c->eps) / (total + (double)K * c->eps) * total; /* Laplace-smoothed count */
     for (int64_t d = 0; d < D; d++) s->cb[k * D + d] = (float)(s->avg[k * D + d] / sm);
   }
-  /* dead codes restart at vectors of the step's last micro-batch (a deterministic draw per step) */
+  /* dead codes restart at vectors of the step's last micro-batch (a deterministic draw per step). Over R ranks the
+   * draw is a row g of the global micro-batch (R x N rows): sample g / rps of it is rank (g / rps) % R's sample
+   * (g / rps) / R (the loader deals samples round-robin), and its owner contributes the row to a sum of zeros */
   if (c->dead_threshold > 0) {
+    int ranks = cm ? cm->size : 1, rank = cm ? cm->rank : 0;
+    int64_t rps = s->samples > 0 && s->N % s->samples == 0 ? s->N / s->samples : s->N, ndead = 0;
+    for (int64_t k = 0; k < K; k++) ndead += s->cnt[k] < c->dead_threshold;
+    float *pick = ndead ? calloc((size_t)(ndead * D), sizeof *pick) : NULL; /* [ndead, D] the restart vectors */
+    if (ndead && !pick) return -1;
     rng_t r;
     rng_init(&r, s->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(mf_session_step(ss) + 1)));
-    for (int64_t k = 0; k < K; k++) {
+    for (int64_t k = 0, j = 0; k < K; k++) {
       if (s->cnt[k] >= c->dead_threshold) continue;
-      int64_t row = (int64_t)rng_below(&r, (uint64_t)s->N);
-      for (int64_t d = 0; d < D; d++) s->cb[k * D + d] = s->avg[k * D + d] = s->zbuf[row * D + d];
+      int64_t g = (int64_t)rng_below(&r, (uint64_t)(s->N * ranks)), smp = g / rps;
+      if (smp % ranks == rank) memcpy(pick + j * D, s->zbuf + ((smp / ranks) * rps + g % rps) * D, (size_t)D * sizeof *pick);
+      j++;
+    }
+    if (cm && ndead && cm->allreduce(cm, pick, (size_t)(ndead * D), MF_COMM_F32, MF_COMM_SUM, "the EMA codebook's restarts") < 0) {
+      free(pick);
+      return -1;
+    }
+    for (int64_t k = 0, j = 0; k < K; k++) {
+      if (s->cnt[k] >= c->dead_threshold) continue;
+      for (int64_t d = 0; d < D; d++) s->cb[k * D + d] = s->avg[k * D + d] = pick[j * D + d];
       s->cnt[k] = 1;
       s->restarts++;
+      j++;
     }
+    free(pick);
   }
   memset(s->sum_count, 0, (size_t)K * sizeof *s->sum_count);
   memset(s->sum_vec, 0, (size_t)(K * D) * sizeof *s->sum_vec);

@@ -59,6 +59,8 @@ typedef struct vq_stats {
   float *ibuf;                /* [N] indices (VQ) or [N,D] codes (FSQ) */
   float *cb, *cnt, *avg;      /* [K,D], [K], [K,D]: the EMA state on the host */
   int64_t N;
+  int64_t samples;            /* the loader's samples in a micro-batch (N / samples rows each; a clip's frames are one
+                                 sample): under data parallelism a dead code restarts at a row of the global micro-batch */
   uint64_t seed, restarts;    /* restarts: dead codes restarted so far */
 } vq_stats;
 int vq_stats_init(vq_stats *s, const vq_layer *q, uint64_t seed);

@@ -143,8 +143,16 @@ static int train_plan_cfg(const void *p, const mf_train_args *a, void *wc, char 
 /* the exact two-phase choice: as given (preset micro-batch, f32, stored) or the fastest that fits --budget */
 static int train_choose(const void *p, const mf_train_args *a, mf_train_choice *ch, char *err, size_t n) {
   const vqgan_tcfg *c = p;
-  vqgan_search_opts so = {a->budget, a->backend, a->threads, a->dtypes ? a->dtypes : 1u << MF_F32, a->mode < 0 ? 0 : a->mode,
-                          a->micro_batch ? a->micro_batch : c->mc.micro_batch};
+  vqgan_cfg mc = c->mc;
+  mc.batch = a->batch; /* one rank's share under data parallelism (set after train_check saw the global batch) */
+  int pm = a->micro_batch ? a->micro_batch : mc.micro_batch;
+  if (!a->micro_batch && pm > 0 && mc.batch % pm) { /* the preset's micro-batch on a smaller share: their gcd */
+    int x = pm, y = mc.batch;
+    while (y) { int t = x % y; x = y; y = t; }
+    pm = x;
+  }
+  mc.micro_batch = pm;
+  vqgan_search_opts so = {a->budget, a->backend, a->threads, a->dtypes ? a->dtypes : 1u << MF_F32, a->mode < 0 ? 0 : a->mode, pm};
   if (a->budget) {
     so.dtypes = a->dtypes ? a->dtypes : (1u << MF_F32) | (1u << MF_BF16);
     so.mode = a->mode == -2 ? -1 : a->mode;
@@ -152,7 +160,7 @@ static int train_choose(const void *p, const mf_train_args *a, mf_train_choice *
   }
   vqgan_cand cands[64];
   int nc = 0;
-  if (vqgan_search(&c->mc, &so, cands, 64, &nc, err, n) < 0) return 1;
+  if (vqgan_search(&mc, &so, cands, 64, &nc, err, n) < 0) return 1;
   if (!nc) { snprintf(err, n, "no setting to plan"); return 1; }
   char d[256], hb[32], hs[32];
   vqgan_cand_describe(&cands[0], d, sizeof d);
@@ -422,6 +430,7 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
     snprintf(err, n, "out of host memory");
     return -1;
   }
+  c->train_st.samples = micro; /* clips or images per micro-batch: the EMA restarts' rows under data parallelism */
   int generated = !strcmp(a->data, "generated");
   if (generated && cfg.frames > 1) {
     j->train = mf_dataset_generated_video((size_t)tc->gen_count, cfg.size, cfg.size, cfg.frames, (uint64_t)a->seed * 7919u + 1, err, n);

@@ -1851,8 +1851,15 @@ int mf_onnx_build(const mf_onnx *m, mf_graph *g, const mf_onnx_build_opts *o, mf
       bool fixed = declared && fnd >= 1;
       for (int i = 0; fixed && i < fnd; i++) fixed = fd[i] >= 1;
       if (!fixed) {
-        snprintf(err, errlen, "%s: input '%s' has no fixed shape in the model (%s): give it, e.g. --input %s=8x3x224x224", m->path,
-                 nm, declared ? shape_str(fnd, fd, b, sizeof b) : "none declared", nm);
+        /* the example: the model's own dims with the dynamic ones filled (8 for the batch), else an image batch */
+        char ex[96] = "8x3x224x224";
+        if (declared && fnd >= 1) {
+          size_t o = 0;
+          for (int i = 0; i < fnd && o < sizeof ex; i++)
+            o += (size_t)snprintf(ex + o, sizeof ex - o, "%s%lld", i ? "x" : "", (long long)(fd[i] >= 1 ? fd[i] : i == 0 ? 8 : 32));
+        }
+        snprintf(err, errlen, "%s: input '%s' has no fixed shape in the model (%s): give it, e.g. --input %s=%s", m->path, nm,
+                 declared ? shape_str(fnd, fd, b, sizeof b) : "none declared", nm, ex);
         goto done;
       }
       nd = fnd;

@@ -401,12 +401,18 @@ uint64_t mf_session_param_hash(mf_session *s) {
   const mf_graph *g = s->plan->g;
   const uint8_t *pa = mf_session_host_arena(s, MF_ARENA_PARAM), *sa = mf_session_host_arena(s, MF_ARENA_STATE);
   uint64_t h = pa ? mf_comm_hash(0, pa, s->plan->arena[MF_ARENA_PARAM]) : 0;
-  for (int id = 0; id < g->n && sa; id++) { /* states too (EMA copies, rings), but not batch-norm statistics: each rank's
-                                                are of its own samples, as in PyTorch's DistributedDataParallel */
+  uint8_t *written = calloc((size_t)g->n, 1); /* [g->n] 1: a STATE_WRITE stores into this state (NULL: none known) */
+  for (int k = 0; k < g->n && written; k++)
+    if (g->nodes[k].op == MF_OP_STATE_WRITE && g->nodes[k].src[1] >= 0) written[g->nodes[k].src[1]] = 1;
+  for (int id = 0; id < g->n && sa; id++) { /* states too (EMA copies, rings), but not batch-norm statistics nor what a
+                                                STATE_WRITE stores (VQGAN's lambda): each rank's are of its own samples,
+                                                as in PyTorch's DistributedDataParallel */
     const mf_node *n = &g->nodes[id];
     if (mf_node_arena(n) != MF_ARENA_STATE || (n->role == MF_ROLE_BUFFER && n->state_kind == MF_STATE_BUFFER)) continue;
+    if (written && written[id]) continue;
     h = mf_comm_hash(h, sa + s->plan->pers_off[id], mf_node_bytes(n));
   }
+  free(written);
   return h;
 }
 
