@@ -38,10 +38,10 @@ import steg_torch  # noqa: E402  (safetensors_read, safetensors_write)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import vqgan_parity  # noqa: E402  (the model)
+import vqgan_torch  # noqa: E402  (the presets and the model's setup, as the speed benchmark has them)
 from PIL import Image  # noqa: E402
 
-PRESETS = {"low": (16, [1, 2, 4, 8], 16, 128), "mid": (32, [1, 2, 4, 8], 16, 256), "high": (32, [1, 2, 4, 8], 24, 512),
-           "original": (64, [1, 2, 4, 8], 32, 512)}
+PRESETS = vqgan_torch.PRESETS
 
 
 def load_folder(path):
@@ -70,16 +70,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
-    ch, mult, z, codes = PRESETS[a.preset]
-    T, _ = steg_torch.safetensors_read(a.params)
-    P = {k: torch.tensor(np.asarray(v, dtype=np.float32)).requires_grad_(True) for k, v in T.items()}
-    meta = {"ch": ch, "mult": ",".join(map(str, mult)), "levels": len(mult), "res_blocks": 2, "z_channels": z, "embed_dim": z,
-            "beta": 0.25, "ema": 0, "disc_layers": 3}
-    m = vqgan_parity.Model(P, meta)
-    gen = [v for k, v in P.items() if not k.startswith("loss.discriminator.")]
-    dis = [v for k, v in P.items() if k.startswith("loss.discriminator.")]
-    og = torch.optim.Adam(gen, lr=a.lr, betas=(0.5, 0.9))
-    od = torch.optim.Adam(dis, lr=a.lr, betas=(0.5, 0.9))
+    P, m, og, od, codes = vqgan_torch.model_init(a.preset, a.params, a.lr)
     W = P["decoder.conv_out.weight"]
     imgs = load_folder(a.data)  # [N, H, W, 3] uint8
     N, H, Wd, _ = imgs.shape
@@ -119,7 +110,7 @@ def main():
             xr, _, _, _ = m.forward(x)
         d_loss = factor * 0.5 * (torch.mean(F.relu(1.0 - m.disc(x))) + torch.mean(F.relu(1.0 + m.disc(xr))))
         od.zero_grad(set_to_none=True)
-        for p in gen:
+        for p in og.param_groups[0]["params"]:  # the generator's
             p.grad = None
         d_loss.backward()
         od.step()

@@ -30,6 +30,20 @@ PRESETS = {"low": (16, [1, 2, 4, 8], 16, 128), "mid": (32, [1, 2, 4, 8], 16, 256
            "original": (64, [1, 2, 4, 8], 32, 512)}
 
 
+def model_init(preset, params, lr):
+    """the taming model of a preset from memfit's dumped initial parameters, with its two Adam optimizers (betas 0.5,
+    0.9): (P name -> tensor, model, generator optimizer, discriminator optimizer, codes)"""
+    ch, mult, z, codes = PRESETS[preset]
+    T, _ = steg_torch.safetensors_read(params)
+    P = {k: torch.tensor(np.asarray(v, dtype=np.float32)).requires_grad_(True) for k, v in T.items()}
+    meta = {"ch": ch, "mult": ",".join(map(str, mult)), "levels": len(mult), "res_blocks": 2, "z_channels": z, "embed_dim": z,
+            "beta": 0.25, "ema": 0, "disc_layers": 3}
+    m = vqgan_parity.Model(P, meta)
+    gen = [v for k, v in P.items() if not k.startswith("loss.discriminator.")]
+    dis = [v for k, v in P.items() if k.startswith("loss.discriminator.")]
+    return P, m, torch.optim.Adam(gen, lr=lr, betas=(0.5, 0.9)), torch.optim.Adam(dis, lr=lr, betas=(0.5, 0.9)), codes
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--params", required=True)
@@ -41,16 +55,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    ch, mult, z, codes = PRESETS[a.preset]
-    T, _ = steg_torch.safetensors_read(a.params)
-    P = {k: torch.tensor(np.asarray(v, dtype=np.float32)).requires_grad_(True) for k, v in T.items()}
-    meta = {"ch": ch, "mult": ",".join(map(str, mult)), "levels": len(mult), "res_blocks": 2, "z_channels": z, "embed_dim": z,
-            "beta": 0.25, "ema": 0, "disc_layers": 3}
-    m = vqgan_parity.Model(P, meta)
-    gen = [v for k, v in P.items() if not k.startswith("loss.discriminator.")]
-    dis = [v for k, v in P.items() if k.startswith("loss.discriminator.")]
-    og = torch.optim.Adam(gen, lr=3.6e-5, betas=(0.5, 0.9))
-    od = torch.optim.Adam(dis, lr=3.6e-5, betas=(0.5, 0.9))
+    P, m, og, od, codes = model_init(a.preset, a.params, 3.6e-5)
     g = torch.Generator().manual_seed(1)
     x = torch.rand(a.batch, 3, a.size, a.size, generator=g) * 2 - 1
     W = P["decoder.conv_out.weight"]
@@ -70,7 +75,7 @@ def main():
             xr, _, _, _ = m.forward(x)
         d_loss = 0.5 * (torch.mean(F.relu(1.0 - m.disc(x))) + torch.mean(F.relu(1.0 + m.disc(xr))))
         od.zero_grad(set_to_none=True)
-        for p in gen:
+        for p in og.param_groups[0]["params"]:  # the generator's
             p.grad = None
         d_loss.backward()
         od.step()
