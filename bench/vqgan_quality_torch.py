@@ -36,9 +36,7 @@ sys.path.insert(0, here)
 sys.path.insert(0, os.path.join(here, "..", "tests"))
 import steg_torch  # noqa: E402  (safetensors_read, safetensors_write)
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import vqgan_parity  # noqa: E402  (the model)
-import vqgan_torch  # noqa: E402  (the presets and the model's setup, as the speed benchmark has them)
+import vqgan_torch  # noqa: E402  (the presets, the model and its training step, as the speed benchmark has them)
 from PIL import Image  # noqa: E402
 
 PRESETS = vqgan_torch.PRESETS
@@ -95,25 +93,7 @@ def main():
             xb[j] = c[:, ::-1] if rng.random() < 0.5 else c
         x = torch.from_numpy(xb).permute(0, 3, 1, 2).float().div(255.0).mul(2).sub(1).contiguous()
         factor = 1.0 if updates >= a.disc_start else 0.0
-        # the generator step
-        xrec, qloss, _, _ = m.forward(x)
-        nll = torch.mean(torch.abs(x - xrec))
-        g_loss = -torch.mean(m.disc(xrec))
-        nll_g = torch.autograd.grad(nll, W, retain_graph=True)[0]
-        g_g = torch.autograd.grad(g_loss, W, retain_graph=True)[0]
-        lam = torch.clamp(torch.norm(nll_g) / (torch.norm(g_g) + 1e-4), 0.0, 1e4).detach() * 0.8
-        og.zero_grad(set_to_none=True)
-        (nll + factor * lam * g_loss + qloss).backward()
-        og.step()
-        # the discriminator step, on the updated generator
-        with torch.no_grad():
-            xr, _, _, _ = m.forward(x)
-        d_loss = factor * 0.5 * (torch.mean(F.relu(1.0 - m.disc(x))) + torch.mean(F.relu(1.0 + m.disc(xr))))
-        od.zero_grad(set_to_none=True)
-        for p in og.param_groups[0]["params"]:  # the generator's
-            p.grad = None
-        d_loss.backward()
-        od.step()
+        xrec, lam, d_loss = vqgan_torch.train_step(m, og, od, W, x, factor)  # the generator, then the discriminator
         updates += 1
         images += a.batch
         with torch.no_grad():

@@ -44,6 +44,30 @@ def model_init(preset, params, lr):
     return P, m, torch.optim.Adam(gen, lr=lr, betas=(0.5, 0.9)), torch.optim.Adam(dis, lr=lr, betas=(0.5, 0.9)), codes
 
 
+def train_step(m, og, od, W, x, factor=1.0):
+    """one generator step (L1 + codebook + factor x the adaptive-weight hinge GAN, lambda from the gradients at the
+    decoder's last conv weight W, taming's calculate_adaptive_weight with weight 0.8) and one discriminator step on
+    the updated generator (factor x hinge); returns (x_rec, lambda, d_loss)"""
+    xrec, qloss, _, _ = m.forward(x)
+    nll = torch.mean(torch.abs(x - xrec))
+    g_loss = -torch.mean(m.disc(xrec))
+    nll_g = torch.autograd.grad(nll, W, retain_graph=True)[0]
+    g_g = torch.autograd.grad(g_loss, W, retain_graph=True)[0]
+    lam = torch.clamp(torch.norm(nll_g) / (torch.norm(g_g) + 1e-4), 0.0, 1e4).detach() * 0.8
+    og.zero_grad(set_to_none=True)
+    (nll + factor * lam * g_loss + qloss).backward()
+    og.step()
+    with torch.no_grad():
+        xr, _, _, _ = m.forward(x)
+    d_loss = factor * 0.5 * (torch.mean(F.relu(1.0 - m.disc(x))) + torch.mean(F.relu(1.0 + m.disc(xr))))
+    od.zero_grad(set_to_none=True)
+    for p in og.param_groups[0]["params"]:  # the generator's
+        p.grad = None
+    d_loss.backward()
+    od.step()
+    return xrec, lam, d_loss
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--params", required=True)
@@ -62,23 +86,7 @@ def main():
     times = []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
-        xrec, qloss, _, _ = m.forward(x)
-        nll = torch.mean(torch.abs(x - xrec))
-        g_loss = -torch.mean(m.disc(xrec))
-        nll_g = torch.autograd.grad(nll, W, retain_graph=True)[0]
-        g_g = torch.autograd.grad(g_loss, W, retain_graph=True)[0]
-        lam = torch.clamp(torch.norm(nll_g) / (torch.norm(g_g) + 1e-4), 0.0, 1e4).detach() * 0.8
-        og.zero_grad(set_to_none=True)
-        (nll + lam * g_loss + qloss).backward()
-        og.step()
-        with torch.no_grad():
-            xr, _, _, _ = m.forward(x)
-        d_loss = 0.5 * (torch.mean(F.relu(1.0 - m.disc(x))) + torch.mean(F.relu(1.0 + m.disc(xr))))
-        od.zero_grad(set_to_none=True)
-        for p in og.param_groups[0]["params"]:  # the generator's
-            p.grad = None
-        d_loss.backward()
-        od.step()
+        train_step(m, og, od, W, x)
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times) if times else float("nan")
