@@ -3,8 +3,10 @@
 # with WALLPAPERS=1 photographs of Debian's plasma-workspace-wallpapers, installed here with apt-get), fit it with
 # `memfit train imagegs` at a few Gaussian counts (parameters quantised to QBITS bits, straight-through) and put PSNR
 # and SSIM beside JPEG's (libjpeg-turbo, bench/jpeg_rd.c) at the same bits per pixel or just below.
-# usage: [STEPS=N] [QBITS=B] [COUNTS="1000 4000"] [IMAGES="a.png b.jpg"] [WALLPAPERS=1 [WALLNAMES="Path Autumn"]]
-#        bash bench/imagegs_rd.sh [THREADS]
+# COUNTS are Gaussians for a 512x512 image; each image gets them scaled by its pixels / 512^2 (rounded to 100), so
+# every image is fitted at about the same bits per pixel (SCALE_COUNTS=0: the counts as given, for every image).
+# usage: [STEPS=N] [QBITS=B] [COUNTS="1000 4000"] [SCALE_COUNTS=0|1] [IMAGES="a.png b.jpg"]
+#        [WALLPAPERS=1 [WALLNAMES="Path Autumn"]] bash bench/imagegs_rd.sh [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
@@ -24,12 +26,15 @@ if [ "${WALLPAPERS:-0}" = 1 ]; then
   done
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-echo "Image-GS vs JPEG: $steps updates per fit, parameters at $qbits bits, Gaussian counts: $counts; $threads thread(s)"
+echo "Image-GS vs JPEG: $steps updates per fit, parameters at $qbits bits, Gaussian counts: $counts$([ "${SCALE_COUNTS:-1}" = 1 ] && echo " per 512x512, scaled by each image's pixels"); $threads thread(s)"
 printf "%-28s %9s %8s %9s %7s | %5s %8s %9s %7s | %s\n" image gaussians bpp "PSNR dB" SSIM "JPEG q" bpp "PSNR dB" SSIM better
 for img in $images; do
   name=$(basename "$img"); case $img in /usr/share/wallpapers/*) name=$(cut -d/ -f5 <<<"$img")-$name;; esac
   in=$img
-  for n in $counts; do
+  read -r iw ih < <("$B"/jpeg_rd --size "$img")
+  for n0 in $counts; do
+    n=$n0
+    [ "${SCALE_COUNTS:-1}" = 1 ] && n=$(awk -v n="$n0" -v p=$((iw * ih)) 'BEGIN { c = int(n * p / 262144 / 100 + 0.5) * 100; print (c < 100 ? 100 : c) }')
     out="$tmp/$name-$n"
     if ! OMP_NUM_THREADS=$threads "$B"/memfit train imagegs --image "$in" --gaussians "$n" --steps "$steps" \
          --epoch-steps "$steps" --add-every $((steps / 10)) --quant-bits "$qbits" --out "$out" --threads "$threads" \

@@ -1,11 +1,13 @@
 /* jpeg_rd.c — JPEG's rate-distortion on one image, for bench/imagegs_rd.sh: libjpeg-turbo at every quality 1..100
  * (4:2:0, in memory), and for each bits-per-pixel target given the highest quality at or below it, with its bpp,
- * PSNR and SSIM (RGB mean, the metrics memfit's evaluation uses). Usage: jpeg_rd IMAGE BPP... */
+ * PSNR and SSIM (RGB mean, the metrics memfit's evaluation uses). Usage: jpeg_rd IMAGE BPP...; jpeg_rd --size IMAGE
+ * prints the image's width and height. */
 #include "memfit.h"
 #include "data/metrics.h"
 #include <jpeglib.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* encodes the interleaved [0,1] image at quality q; returns the bytes (free()) and their count */
 static unsigned char *encode(const mf_image *im, int q, unsigned long *size) {
@@ -42,10 +44,16 @@ static void planar(const mf_image *im, float *out) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) { fprintf(stderr, "usage: jpeg_rd IMAGE BPP...\n"); return 2; }
+  if (argc < 3) { fprintf(stderr, "usage: jpeg_rd IMAGE BPP... | jpeg_rd --size IMAGE\n"); return 2; }
   char err[512];
   mf_image im;
-  if (mf_image_load(argv[1], 3, &im, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
+  int size_only = strcmp(argv[1], "--size") == 0;
+  if (mf_image_load(argv[size_only ? 2 : 1], 3, &im, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
+  if (size_only) {
+    printf("%d %d\n", im.w, im.h);
+    mf_image_free(&im);
+    return 0;
+  }
   size_t P = (size_t)im.w * im.h;
   double bpp[101], psnr[101], ssim[101];
   float *a = malloc(sizeof(float) * 3 * P), *b = malloc(sizeof(float) * 3 * P);
