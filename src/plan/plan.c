@@ -784,14 +784,14 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     else fprintf(f, "after backward (%s)\n", p->n_phases > 1 ? "a step of several phases" : "no backward step writes them last");
   }
   /* the all-gather ops' outputs: activations like the others (in the arena above), the rows of every rank */
-  size_t gb = 0;
-  int ng_ = 0;
+  size_t gathered_bytes = 0;
+  int n_gathered = 0;
   for (int id = 0; id < p->g->n; id++)
-    if (p->g->nodes[id].op == MF_OP_ALLGATHER) gb += mf_node_bytes(&p->g->nodes[id]), ng_++;
-  if (ng_) {
-    mf_format_bytes(gb, h, sizeof h);
+    if (p->g->nodes[id].op == MF_OP_ALLGATHER) gathered_bytes += mf_node_bytes(&p->g->nodes[id]), n_gathered++;
+  if (n_gathered) {
+    mf_format_bytes(gathered_bytes, h, sizeof h);
     fprintf(f, "  all-gathered over %d rank(s) in the step (forward only; activations, in the arena above): %d tensor(s), %s:",
-            p->opts.ranks > 1 ? p->opts.ranks : 1, ng_, h);
+            p->opts.ranks > 1 ? p->opts.ranks : 1, n_gathered, h);
     for (int id = 0, k = 0; id < p->g->n; id++) {
       const mf_node *n = &p->g->nodes[id];
       if (n->op != MF_OP_ALLGATHER) continue;
