@@ -291,6 +291,15 @@ mf_tensor mf_attention(mf_graph *g, mf_tensor q, mf_tensor k, mf_tensor v, doubl
  * from it alone needs none (e.g. a discriminator's fake input, D(detach(G(x)))). It costs no memory and
  * no copy: the planner reads x itself wherever the detach is read, and x lives until then. */
 mf_tensor mf_detach(mf_graph *g, mf_tensor x);
+/* Data parallel (docs/distributed.md): the rows of x from every rank of the job, forward only. x [B,...] (any
+ * dtype) -> [ranks * B, ...], rank r's rows at [r*B, (r+1)*B), the same on every rank;
+ * with ranks 1 a copy of x. ranks is the job's process count: the plan refuses a graph whose all-gathers are built
+ * for another count than mf_plan_opts.ranks (1 when it is 0), and the session runs the collective through its
+ * communicator (mf_session_set_comm) at this point of the step, so every rank must run the same program. The
+ * output is an activation like any other (its bytes are in the plan). No gradient flows through it: an x that
+ * needs one (it depends on a parameter) is refused here (mf_graph_error names x; gather a detached or
+ * parameter-free tensor, e.g. MoCo's momentum-encoder keys), as are ranks < 1 and an empty x. */
+mf_tensor mf_allgather(mf_graph *g, mf_tensor x, int ranks);
 
 /* ---- Image-GS: an image as 2D Gaussians, drawn by a tile rasteriser (docs/imagegs.md) ----
  * Gaussian n has a position pos[n] (x, y in [0,1] of the image's width and height), inverse scales

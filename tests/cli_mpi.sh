@@ -2,7 +2,7 @@
 # cli_mpi.sh — data-parallel training over MPI (docs/distributed.md): `mpirun -np 2 memfit train steg` matches one
 # process with the whole batch (losses and parameters after 5 updates within 1e-5 relative), with gradient buckets
 # all-reduced during backward; ZeRO-1 (--shard-optimizer) trains the same with half the optimizer arena; MoCo's queue
-# takes the global batch's keys; plans that differ or do not fit stop all ranks naming the rank; a killed or hung
+# takes the global batch's keys, v2's shuffled batch norm and v3's gathered keys match one process; plans that differ or do not fit stop all ranks naming the rank; a killed or hung
 # rank ends the job in bounded time; resuming with the same ranks continues exactly, with other ranks within 1e-5
 # (the same global batches), and a ZeRO-1 checkpoint only with its own ranks. Skipped without mpirun or MPI.
 # Usage: cli_mpi.sh path/to/memfit
@@ -131,13 +131,57 @@ run "memfit plan --ranks 2 --shard-optimizer shows the bytes per rank" 0 "per ra
 # MoCo v2: each rank's keys go into the queue as one process's global batch would put them (the queue identical on both
 # ranks: the checkpoint's check of parameters and states passes). 1 rank with batch norm split in 2 (statistics over
 # samples n % 2 == s) is 2 ranks with batch norm over their own samples (rank r holds n % 2 == r).
+# (--shuffle-bn 0: without the shuffled batch norm, which 2 ranks of v2 do by default; it is checked below)
 B=(train moco --preset tiny --data generated --val-fraction 0 --threads 1 --log-every 0 --seed 3 --steps 5 --schedule constant --batch 8)
 "$MEMFIT" "${B[@]}" --bn-splits 2 --out "$T/m1" --loss-log "$T/m1.txt" >"$T/m1.out" 2>&1 || { tail -5 "$T/m1.out"; bad "MoCo 1 rank: failed"; }
-run "MoCo: 2 ranks train" 0 "rank 0 of 2: memory measured == planned" "${MPI[@]}" "$MEMFIT" "${B[@]}" --bn-splits 1 --out "$T/m2" \
-  --loss-log "$T/m2.txt"
+run "MoCo: 2 ranks train" 0 "rank 0 of 2: memory measured == planned" "${MPI[@]}" "$MEMFIT" "${B[@]}" --bn-splits 1 --shuffle-bn 0 \
+  --out "$T/m2" --loss-log "$T/m2.txt"
 out=$(compare 1e-5 "$T/m1.txt" "$T/m2.txt" "$T/m1/checkpoint.safetensors" "$T/m2/checkpoint.safetensors" 2>&1)
 rc=$?; echo "  MoCo 1 rank x 8 (bn-splits 2) vs 2 ranks x 4: $out (with the key encoder and the queue)"
 if [ $rc = 0 ]; then ok; else bad "MoCo on 2 ranks does not match 1 rank: $out"; fi
+
+# MoCo v2 with shuffled batch norm (the reference's _batch_shuffle_ddp / _batch_unshuffle_ddp): the key views of the
+# global micro-batch are all-gathered, permuted alike on every rank (drawn from the seed and the micro-step), each rank's
+# key encoder runs on its slice, the keys are all-gathered and each rank keeps its own samples'. One process does the
+# same within its batch (--shuffle-bn 1, split batch norm of 2 slices: slice s holds permuted positions s, s+2, ...), so
+# 2 ranks (the default for v2 there) equal 1 rank: losses, parameters, key encoder and queue.
+"$MEMFIT" "${B[@]}" --bn-splits 2 --shuffle-bn 1 --out "$T/s1" --loss-log "$T/s1.txt" >"$T/s1.out" 2>&1 ||
+  { tail -5 "$T/s1.out"; bad "MoCo shuffled BN 1 rank: failed"; }
+run "MoCo shuffled BN: 2 ranks train, measured == planned on rank 1" 0 "rank 1 of 2: memory measured == planned in every arena" \
+  "${MPI[@]}" "$MEMFIT" "${B[@]}" --bn-splits 1 --out "$T/s2" --loss-log "$T/s2.txt"
+cp "$T/out.txt" "$T/s2.out"
+run "MoCo shuffled BN: on by default on 2 ranks, and said" 0 "shuffled BN, key views and keys gathered over 2 ranks" cat "$T/s2.out"
+run "MoCo shuffled BN: measured == planned on both ranks" 0 "2" bash -c "grep -c 'rank [01] of 2: memory measured == planned in every arena' '$T/s2.out'"
+out=$(compare 1e-5 "$T/s1.txt" "$T/s2.txt" "$T/s1/checkpoint.safetensors" "$T/s2/checkpoint.safetensors" 2>&1)
+rc=$?; echo "  MoCo shuffled BN 1 rank x 8 (bn-splits 2) vs 2 ranks x 4: $out (with the key encoder and the queue)"
+if [ $rc = 0 ]; then ok; else bad "MoCo with shuffled batch norm on 2 ranks does not match 1 rank: $out"; fi
+if cmp -s "$T/m2.txt" "$T/s2.txt"; then bad "the shuffled batch norm changed no loss (is the permutation the identity?)"; else ok; fi
+
+# MoCo v3 over 2 ranks: the keys of both ranks are all-gathered, so each query meets the global batch's keys as
+# negatives (logits [B, 2B], the positive of local row i at column rB + i), as one process with the whole batch. The tiny
+# v3 is chaotic in f32 (its projector's and predictor's batch norm over slices of 4 samples amplify rounding: one process
+# run with memfit's own convolutions instead of oneDNN's is 4% off by the fourth update), so the 1e-5 check is split: 5
+# updates at lr 0 (the losses of 5 different batches: the gathered negatives, forward), and one update at the usual lr
+# (the parameters: the gradients through them).
+C=("${B[@]}" --version 3 --dim 8 --hidden 16 --weight-decay 0)
+"$MEMFIT" "${C[@]}" --lr 0 --bn-splits 2 --out "$T/v31" --loss-log "$T/v31.txt" >"$T/v31.out" 2>&1 || { tail -5 "$T/v31.out"; bad "MoCo v3 1 rank: failed"; }
+run "MoCo v3: 2 ranks train, measured == planned" 0 "rank 1 of 2: memory measured == planned in every arena" "${MPI[@]}" "$MEMFIT" \
+  "${C[@]}" --lr 0 --bn-splits 1 --out "$T/v32" --loss-log "$T/v32.txt"
+cp "$T/out.txt" "$T/v32.out"
+run "MoCo v3: the keys gathered over 2 ranks, said" 0 "keys gathered over 2 ranks" cat "$T/v32.out"
+out=$(compare 1e-5 "$T/v31.txt" "$T/v32.txt" "$T/v31/checkpoint.safetensors" "$T/v32/checkpoint.safetensors" 2>&1)
+rc=$?; echo "  MoCo v3 1 rank x 8 (bn-splits 2) vs 2 ranks x 4 with gathered keys, lr 0: $out (with the key encoder)"
+if [ $rc = 0 ]; then ok; else bad "MoCo v3 on 2 ranks does not match 1 rank (lr 0): $out"; fi
+"$MEMFIT" "${C[@]}" --steps 1 --bn-splits 2 --out "$T/v33" --loss-log "$T/v33.txt" >"$T/v33.out" 2>&1 || { tail -5 "$T/v33.out"; bad "MoCo v3 1 rank: failed"; }
+run "MoCo v3: 2 ranks, one update" 0 "rank 1 of 2: memory measured == planned" "${MPI[@]}" "$MEMFIT" "${C[@]}" --steps 1 --bn-splits 1 \
+  --out "$T/v34" --loss-log "$T/v34.txt"
+out=$(compare 1e-5 "$T/v33.txt" "$T/v34.txt" "$T/v33/checkpoint.safetensors" "$T/v34/checkpoint.safetensors" 2>&1)
+rc=$?; echo "  MoCo v3 1 rank x 8 vs 2 ranks x 4, one update at lr 0.06: $out"
+if [ $rc = 0 ]; then ok; else bad "MoCo v3's update on 2 ranks does not match 1 rank: $out"; fi
+run "memfit plan moco --ranks 2 shows the gathered key views and keys" 0 "all-gathered over 2 rank.*'xk_gathered' \\[512,3,32,32\\].*'k_gathered' \\[512,128\\]" \
+  "$MEMFIT" plan moco --preset small --ranks 2
+run "memfit plan moco --version 3 --ranks 2 shows the gathered keys" 0 "all-gathered over 2 rank.*'k2_gathered' \\[512,256\\]" \
+  "$MEMFIT" plan moco --preset small --version 3 --ranks 2
 
 # VQGAN with an EMA codebook (no GAN yet: --disc-start past the run): 2 ranks x 2 images is 1 rank x 4. The codebook's
 # counts and sums are all-reduced before each EMA update, and a dead code restarts at the same row of the global

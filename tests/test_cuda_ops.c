@@ -543,13 +543,15 @@ static mf_tensor c_wave(mf_graph *g, mf_dtype act, int v) {
 /* codebook look-up and quantisation: v0 the nearest-row index of scores s [6,5] (an input: argmin has
  * no gradient) looks up rows of a codebook [5,7], passed straight through to x [6,7] and added to
  * itself (the codebook's gradient is gather's scatter-add); v1 round(4x) straight through to 4x;
- * v2 argmin along the middle axis of [2,3,4] flattened into indices of a [3,9] table */
+ * v2 argmin along the middle axis of [2,3,4] flattened into indices of a [3,9] table; v3 an all-gather of 1 rank */
 static mf_tensor c_index(mf_graph *g, mf_dtype act, int v) {
   (void)act;
   if (v == 1) {
     mf_tensor x4 = mf_mul_scalar(g, P(g, "x", 3, SH(3, 4, 33)), 4.0);
     return mf_straight_through(g, mf_round(g, x4), x4);
   }
+  if (v == 3) /* the all-gather of one rank (a copy; forward only, so of an input) plus a parameter */
+    return mf_add(g, mf_allgather(g, mf_input(g, "s", 2, SH(6, 5)), 1), P(g, "x", 2, SH(6, 5)));
   if (v == 2) {
     mf_tensor idx = mf_reshape(g, mf_argmin(g, mf_input(g, "s", 3, SH(2, 3, 4)), 1), 1, SH(8));
     return mf_gather(g, P(g, "table", 2, SH(3, 9)), idx);
@@ -651,8 +653,9 @@ static void test_ops(void) {
   for (int v = 0; v < 3; v++) op_case(dn[v], c_random, v);
   op_case("dwt", c_wave, 0);
   op_case("idwt", c_wave, 1);
-  const char *xn[] = {"codebook look-up (argmin, gather, straight-through)", "round straight through", "argmin axis 1 + gather"};
-  for (int v = 0; v < 3; v++) op_case(xn[v], c_index, v);
+  const char *xn[] = {"codebook look-up (argmin, gather, straight-through)", "round straight through", "argmin axis 1 + gather",
+                      "all-gather of 1 rank"};
+  for (int v = 0; v < 4; v++) op_case(xn[v], c_index, v);
   const char *rn[] = {"gauss raster top-K 4 recomputed", "gauss raster top-K 10 kept", "gauss raster stats"};
   for (int v = 0; v < 3; v++) op_case(rn[v], c_raster, v);
   const char *an[] = {"attention recomputed", "attention kept", "attention over two tiles", "vq nearest code", "adaptive GAN tap"};

@@ -23,6 +23,9 @@ typedef struct mf_kctx {
    * step. NULL: not reported. (CUDA kernels report theirs through the backend's sync instead.) */
   char *fault;
   size_t fault_len;
+  /* Data parallel: this process's rank (0 without one). ALLGATHER's kernel puts its rows in block `rank` and zeroes
+   * the others; the session then all-gathers the blocks through its communicator. */
+  int rank;
 } mf_kctx;
 
 /* out: the node's storage; src[i]: storage of node->src[i]; ws: this node's workspace (or NULL).

@@ -120,6 +120,7 @@ static int parse(int argc, char **argv, const char *cmd, plan_args *a) {
       }
     } else return cli_unknown_option(cmd, argv[i]);
   }
+  if (a->w->cfg_ranks) a->w->cfg_ranks(a->cfg, a->ranks); /* a graph that gathers over the ranks (MoCo) */
   if (a->w->cfg_check && a->w->cfg_check(a->cfg, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
   char e2[256];
   if (!mf_backend_get(a->backend, e2, sizeof e2)) { fprintf(stderr, "memfit %s: --backend: %s\n", cmd, e2); return 2; }
@@ -169,7 +170,7 @@ static void print_candidate(const mf_candidate *c, const mf_candidate *ref, int6
 
 /* Device bytes of w's one-micro-step graph of `batch` samples (variant v; recompute every segment or none) in the
  * chosen plan's precision, with its fixed overhead (0: it does not build or plan); *nseg: the graph's segments. */
-static size_t batch_bytes(const mf_workload *w, const void *cfg, int v, int all, int batch, const mf_candidate *c, int threads,
+static size_t batch_bytes(const mf_workload *w, const void *cfg, int v, int all, int batch, const mf_candidate *c, int ranks, int threads,
                           const char *backend, int *nseg) {
   mf_graph *g = mf_graph_init(c->dtype);
   void *state = NULL;
@@ -182,6 +183,7 @@ static size_t batch_bytes(const mf_workload *w, const void *cfg, int v, int all,
     po.threads = threads;
     po.backend = backend;
     po.offload_opt = c->offload;
+    po.ranks = ranks; /* a graph that gathers over the ranks is planned for them */
     po.recompute = all ? MF_RECOMPUTE_ALL : MF_RECOMPUTE_NONE;
     mf_plan *p = mf_plan_init(g, loss, &po, err, sizeof err);
     size_t planned = 0;
@@ -196,16 +198,16 @@ static size_t batch_bytes(const mf_workload *w, const void *cfg, int v, int all,
 
 /* The largest one-micro-step batch that fits: bisection (memory grows with the batch) in multiples of the
  * smallest batch the model takes (batch-norm splits); *peak its bytes. 0 when none fits. */
-static int fit_batch(const mf_workload *w, const void *cfg, int v, int all, const mf_candidate *c, int64_t budget, int threads,
+static int fit_batch(const mf_workload *w, const void *cfg, int v, int all, const mf_candidate *c, int ranks, int64_t budget, int threads,
                      const char *backend, int u, size_t *peak) {
   int lo = 0, hi = 1;
   size_t b;
   *peak = 0;
-  while (hi <= (1 << 16) && (b = batch_bytes(w, cfg, v, all, hi * u, c, threads, backend, NULL)) && b <= (size_t)budget)
+  while (hi <= (1 << 16) && (b = batch_bytes(w, cfg, v, all, hi * u, c, ranks, threads, backend, NULL)) && b <= (size_t)budget)
     lo = hi, *peak = b, hi *= 2;
   while (hi - lo > 1) {
     int mid = lo + (hi - lo) / 2;
-    b = batch_bytes(w, cfg, v, all, mid * u, c, threads, backend, NULL);
+    b = batch_bytes(w, cfg, v, all, mid * u, c, ranks, threads, backend, NULL);
     if (b && b <= (size_t)budget) lo = mid, *peak = b;
     else hi = mid;
   }
@@ -213,21 +215,21 @@ static int fit_batch(const mf_workload *w, const void *cfg, int v, int all, cons
 }
 
 /* "the largest batch that fits", storing every activation and, per variant with segments, recomputing them all */
-static void largest_batch(const mf_workload *w, const void *cfg, const mf_candidate *c, int64_t budget, int threads,
+static void largest_batch(const mf_workload *w, const void *cfg, const mf_candidate *c, int ranks, int64_t budget, int threads,
                           const char *backend) {
   char why[160], h[32];
   int u = 2;
   while (u < 4096 && w->batch_ok && w->batch_ok(cfg, u, why, sizeof why) < 0) u++;
   size_t peak;
-  int B = fit_batch(w, cfg, 0, 0, c, budget, threads, backend, u, &peak);
+  int B = fit_batch(w, cfg, 0, 0, c, ranks, budget, threads, backend, u, &peak);
   mf_format_bytes(peak, h, sizeof h);
   if (B) printf("largest batch that fits: %d in %s storing every activation (peak %s)%s\n", B, mf_dtype_name(c->dtype), h,
                 w->batch_note ? w->batch_note : "");
   else printf("largest batch that fits: none in one micro-step in %s storing every activation\n", mf_dtype_name(c->dtype));
   for (int v = 0; v < (w->n_variants > 0 ? w->n_variants : 1); v++) {
     int nseg = 0;
-    if (!batch_bytes(w, cfg, v, 1, u, c, threads, backend, &nseg) || !nseg) continue;
-    int Br = fit_batch(w, cfg, v, 1, c, budget, threads, backend, u, &peak);
+    if (!batch_bytes(w, cfg, v, 1, u, c, ranks, threads, backend, &nseg) || !nseg) continue;
+    int Br = fit_batch(w, cfg, v, 1, c, ranks, budget, threads, backend, u, &peak);
     mf_format_bytes(peak, h, sizeof h);
     if (Br > B) printf("  %d recomputing all %d segments of variant '%s' in backward (peak %s)\n", Br, nseg, w->variant_names[v], h);
   }
@@ -374,7 +376,7 @@ int mf_cmd_plan(int argc, char **argv) {
         printf("unconstrained fastest (needs more memory than the budget):\n");
         print_candidate(&r.unconstrained, &r.unconstrained, a.budget);
       }
-      if (w->build_batch) largest_batch(w, a.cfg, &r.best, a.budget, a.threads, a.backend);
+      if (w->build_batch) largest_batch(w, a.cfg, &r.best, a.ranks, a.budget, a.threads, a.backend);
       double use = (double)r.best.device_bytes / (double)a.budget;
       if (use < 0.85)
         printf("\nthe chosen plan uses %.0f%% of the budget: %.0f%% is idle. It could grow: a larger effective batch "

@@ -6,6 +6,8 @@
 #include "graph/graph.h"
 #include "graph/oplist.h"
 #include "plan/plan.h"
+#include "train/session.h"
+#include "base/rng.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 moco_cfg moco_cfg_default(void) {
   moco_cfg c = {.version = 2, .depth = 18, .width = 1, .small_stem = 1, .size = 32, .channels = 3, .batch = 256,
                 .micro_batch = 0, .accum = 1, .queue = 4096, .dim = 128, .hidden = 2048, .temperature = 0.2,
-                .momentum = 0.99, .bn_splits = 8, .bn_momentum = 0.1, .bn_eps = 1e-5};
+                .momentum = 0.99, .bn_splits = 8, .bn_momentum = 0.1, .bn_eps = 1e-5, .ranks = 1, .shuffle_bn = -1};
   snprintf(c.preset, sizeof c.preset, "small");
   return c;
 }
@@ -78,10 +80,39 @@ int moco_cfg_check(moco_cfg *c, char *err, size_t n) {
     return -1;
   }
   if (c->size < 8) { snprintf(err, n, "--size: %d pixels is too small (at least 8)", c->size); return -1; }
+  if (c->shuffle_bn == 1 && c->version != 2) {
+    snprintf(err, n, "--shuffle-bn: 1 is for MoCo v2 (its reference shuffles the key encoder's batch; v3's does not)");
+    return -1;
+  }
   if (mb % c->bn_splits || mb / c->bn_splits < 2) {
     snprintf(err, n, "--bn-splits: %d does not divide the micro-batch of %d into slices of at least 2 samples", c->bn_splits, mb);
     return -1;
   }
+  return 0;
+}
+
+int moco_shuffle_on(const moco_cfg *c) {
+  return c->version == 2 && (c->shuffle_bn == 1 || (c->shuffle_bn < 0 && c->ranks > 1));
+}
+
+int moco_shuffle_draw(uint64_t seed, int64_t micro, int ranks, int rank, int B, float *shuffle, float *unshuffle, int *perm) {
+  int R = ranks > 1 ? ranks : 1, M = R * B;
+  int *p = malloc(2 * (size_t)M * sizeof *p), *inv = p ? p + M : NULL; /* [M] perm, [M] its inverse */
+  if (!p) return -1;
+  uint64_t st = hash_words(seed, 0x53485546464C45ull /* "SHUFFLE" */, (uint64_t)micro);
+  for (int i = 0; i < M; i++) p[i] = i;
+  for (int i = M - 1; i > 0; i--) { /* Fisher-Yates */
+    int j = (int)(splitmix64_next(&st) % (uint64_t)(i + 1)), t = p[i];
+    p[i] = p[j], p[j] = t;
+  }
+  for (int i = 0; i < M; i++) inv[p[i]] = i;
+  for (int j = 0; j < B; j++) {
+    int gs = p[rank + R * j], gu = inv[rank + R * j];           /* global sample taken; position of own sample */
+    shuffle[j] = (float)((gs % R) * B + gs / R);                 /* its row in the gathered views */
+    unshuffle[j] = (float)((gu % R) * B + gu / R);               /* the gathered key of position gu */
+  }
+  if (perm) memcpy(perm, p, (size_t)M * sizeof *perm);
+  free(p);
   return 0;
 }
 
@@ -201,7 +232,7 @@ static mf_tensor predictor_v3(head_ctx *h, mf_tensor z) {
 
 /* 2T * CE(q k^T / T, arange): v3's contrastive loss of one direction */
 static mf_tensor ctr_v3(mf_graph *g, mf_tensor q, mf_tensor k, mf_tensor labels, double T, mf_tensor *logits) {
-  *logits = mf_mul_scalar(g, mf_matmul(g, q, k, 0, 1), 1 / T); /* [B,B] */
+  *logits = mf_mul_scalar(g, mf_matmul(g, q, k, 0, 1), 1 / T); /* [B, R*B]: R = 1 gives [B,B] */
   return mf_mul_scalar(g, mf_softmax_ce(g, *logits, labels), 2 * T);
 }
 
@@ -241,11 +272,12 @@ static int fail(mf_graph *g, char *err, size_t n) {
 
 int moco_build(mf_graph *g, const moco_cfg *cin, int micro_batch, moco_net *out, char *err, size_t n) {
   memset(out, 0, sizeof *out);
-  out->xq = out->xk = out->labels = out->loss = out->logits = out->q = out->k = out->queue = -1;
+  out->xq = out->xk = out->labels = out->loss = out->logits = out->q = out->k = out->queue = out->shuffle = out->unshuffle = -1;
   moco_cfg c = *cin;
   c.micro_batch = micro_batch;
   if (moco_cfg_check(&c, err, n) < 0) return -1;
   out->cfg = c;
+  int R = c.ranks > 1 ? c.ranks : 1;
   int64_t B = micro_batch, xs[4] = {B, c.channels, c.size, c.size};
   out->xq = mf_input(g, "xq", 4, xs);                                      /* [B,C,H,W] view 1 */
   out->xk = mf_input(g, "xk", 4, xs);                                      /* [B,C,H,W] view 2 */
@@ -255,9 +287,25 @@ int moco_build(mf_graph *g, const moco_cfg *cin, int micro_batch, moco_net *out,
                                                   .ema = 1};
   head_ctx hq = {g, &c, 1, 0, c.momentum}, hk = {g, &c, 1, 1, c.momentum};
   if (declare_query_params(g, &c, &rc, B, err, n) < 0) return -1;
-  if (c.version == 2) { /* the key branch first (see declare_query_params) */
+  if (c.version == 2 && moco_shuffle_on(&c)) { /* shuffled BN: the key encoder runs on a permuted slice of the global batch */
+    out->shuffle = mf_input_typed(g, "shuffle", MF_I32, 1, &B);             /* [B] rows of the gathered views */
+    out->unshuffle = mf_input_typed(g, "unshuffle", MF_I32, 1, &B);         /* [B] rows of the gathered keys */
+    int64_t pix = (int64_t)c.channels * c.size * c.size, flat[2] = {R * B, pix};
+    mf_tensor xa = R > 1 ? mf_allgather(g, out->xk, R) : out->xk;           /* [R*B,C,H,W] the global micro-batch */
+    if (R > 1) mf_tensor_set_name(g, xa, "xk_gathered");
+    mf_tensor xsh = mf_gather(g, mf_reshape(g, xa, 2, flat), out->shuffle); /* [B,C*H*W] */
+    xsh = mf_reshape(g, xsh, 4, xs);                                        /* [B,C,H,W] */
+    if (resnet_build(g, &rc, &sk, xsh, &out->bk, err, n) < 0) return -1;
+    mf_tensor ksh = l2_normalize(g, head_v2(&hk, out->bk.feat));            /* [B,dim] keys of the shuffled slice */
+    mf_tensor ka = R > 1 ? mf_allgather(g, ksh, R) : ksh;                   /* [R*B,dim] */
+    if (R > 1) mf_tensor_set_name(g, ka, "k_gathered");
+    out->k = mf_gather(g, ka, out->unshuffle);                              /* [B,dim] this rank's own samples' keys */
+    mf_tensor_set_name(g, out->k, "k");
+  } else if (c.version == 2) { /* the key branch first (see declare_query_params) */
     if (resnet_build(g, &rc, &sk, out->xk, &out->bk, err, n) < 0) return -1;
     out->k = l2_normalize(g, head_v2(&hk, out->bk.feat));                 /* [B,dim], EMA weights only: no gradient */
+  }
+  if (c.version == 2) {
     if (resnet_build(g, &rc, &sq, out->xq, &out->bq, err, n) < 0) return -1;
     out->q = l2_normalize(g, head_v2(&hq, out->bq.feat));                 /* [B,dim] */
     out->queue = mf_ring(g, "queue", c.queue, c.dim);                      /* [K,dim] */
@@ -279,8 +327,12 @@ int moco_build(mf_graph *g, const moco_cfg *cin, int micro_batch, moco_net *out,
     if (resnet_build(g, &rc, &sq, out->xk, &b2, err, n) < 0) return -1;   /* same parameters, second view */
     mf_tensor q2 = l2_normalize(g, predictor_v3(&hq, projector_v3(&hq, b2.feat)));
     mf_tensor l2;
-    out->loss = mf_add(g, ctr_v3(g, q1, k2, out->labels, c.temperature, &out->logits),
-                       ctr_v3(g, q2, k1, out->labels, c.temperature, &l2));
+    /* over R ranks the negatives are the global batch's keys (the reference's concat_all_gather): logits [B, R*B],
+     * the positive of local row i at column r*B + i (the labels) */
+    mf_tensor k2a = R > 1 ? mf_allgather(g, k2, R) : k2, k1a = R > 1 ? mf_allgather(g, k1, R) : k1; /* [R*B,dim] */
+    if (R > 1) mf_tensor_set_name(g, k2a, "k2_gathered"), mf_tensor_set_name(g, k1a, "k1_gathered");
+    out->loss = mf_add(g, ctr_v3(g, q1, k2a, out->labels, c.temperature, &out->logits),
+                       ctr_v3(g, q2, k1a, out->labels, c.temperature, &l2));
     mf_tensor_set_name(g, out->logits, "logits");
     out->q = q1;
     out->k = k2;
@@ -296,7 +348,8 @@ int moco_session_ready(mf_session *s, const moco_net *net, char *err, size_t n) 
   int B = c->micro_batch;
   float *lab = malloc((size_t)B * sizeof *lab);
   if (!lab) { snprintf(err, n, "moco: out of host memory"); return -1; }
-  for (int i = 0; i < B; i++) lab[i] = c->version == 2 ? 0.0f : (float)i; /* v2: the positive is column 0 */
+  int rank = mf_session_rank(s);
+  for (int i = 0; i < B; i++) lab[i] = c->version == 2 ? 0.0f : (float)(rank * B + i); /* v2: the positive is column 0 */
   int rc = mf_session_write_input(s, net->labels, lab, (size_t)B);
   free(lab);
   if (rc < 0) { snprintf(err, n, "moco: writing the labels input failed"); return -1; }

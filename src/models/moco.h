@@ -25,7 +25,14 @@ typedef struct moco_cfg {
   int bn_splits;              /* split batch norm: statistics over this many slices of the micro-batch */
   double bn_momentum, bn_eps; /* 0.1, 1e-5 (PyTorch) */
   int segments;               /* 1: the query backbone's residual blocks are checkpoint segments (recomputable) */
+  int ranks;                  /* data-parallel ranks of the job (0 or 1: one process): v3 gathers the keys of all, v2's
+                                 shuffled batch norm gathers the key views and the keys (mf_allgather) */
+  int shuffle_bn;             /* v2: shuffled batch norm of the key encoder (MoCo's _batch_shuffle_ddp, or on one
+                                 process _batch_shuffle_single_gpu); -1: on when ranks > 1 (moco_shuffle_on) */
 } moco_cfg;
+
+/* 1 when the key encoder's batch norm is shuffled: v2 with shuffle_bn 1, or -1 and more than one rank */
+int moco_shuffle_on(const moco_cfg *c);
 
 /* The "small" preset (ResNet-18, 32 px small stem, queue 4096, batch 256, v2). */
 moco_cfg moco_cfg_default(void);
@@ -43,7 +50,10 @@ double moco_momentum_at(const moco_cfg *c, int64_t step, int64_t total);
 typedef struct moco_net {
   moco_cfg cfg;               /* as built (micro_batch = the graph's B) */
   mf_tensor xq, xk;           /* inputs [B,C,H,W] f32: the two augmented views (v3: x1, x2) */
-  mf_tensor labels;           /* input i32 [B]: v2 zeros, v3 0..B-1; moco_session_ready writes it */
+  mf_tensor labels;           /* input i32 [B]: v2 zeros, v3 r*B + 0..B-1 (rank r); moco_session_ready writes it */
+  mf_tensor shuffle, unshuffle; /* shuffled BN (v2): inputs i32 [B], rows of the gathered key views [ranks*B,..] this rank's
+                                 key encoder takes, and rows of the gathered keys that are its own samples'
+                                 (moco_shuffle_draw); -1 without */
   mf_tensor loss;             /* f32 scalar: InfoNCE (v2) or 2T*(ctr(q1,k2) + ctr(q2,k1)) (v3) */
   mf_tensor logits;           /* v2 [B, 1+K] = [q.k, q.queue^T] / T; v3 [B,B] = q1 k2^T / T */
   mf_tensor q, k;             /* L2-normalised [B, dim] (v3: q1 and k2) */
@@ -58,6 +68,15 @@ typedef struct moco_net {
  * takes the keys of c->accum micro-steps at once (mf_ring_push_steps): the session's accum_steps must equal
  * c->accum. Returns 0, or -1 with err (a bad setting, a graph error). */
 int moco_build(mf_graph *g, const moco_cfg *c, int micro_batch, moco_net *out, char *err, size_t n);
+/* Shuffled batch norm: the indices of micro-step `micro` (over the run, mf_session_next_micro) for rank `rank` of
+ * `ranks`, each holding B samples of the global micro-batch of M = ranks*B (rank r the global samples r + ranks*j, as
+ * the loader deals them). A permutation perm of 0..M-1 is drawn from (seed, micro) alone, the same on every rank and
+ * for any ranks with the same M; rank r's key encoder takes the global samples perm[r + ranks*j] (so with ranks 1 and
+ * split batch norm of S slices, slice s holds perm[s + S*j]: 1 rank with --bn-splits S is S ranks shuffled alike).
+ * shuffle[j]: that sample's row in the gathered views (global sample g sits at row (g % ranks)*B + g / ranks);
+ * unshuffle[j]: the gathered-keys row holding the key of this rank's own sample r + ranks*j. Floats (staged as
+ * inputs). perm (may be NULL) receives the permutation [M]. 0, or -1 out of memory. */
+int moco_shuffle_draw(uint64_t seed, int64_t micro, int ranks, int rank, int B, float *shuffle, float *unshuffle, int *perm);
 /* Writes the constant inputs (labels) into a session of a moco_build graph; 0 or -1 with err. */
 int moco_session_ready(mf_session *s, const moco_net *net, char *err, size_t n);
 

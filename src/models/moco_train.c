@@ -5,6 +5,7 @@
 #include "models/moco_eval.h"
 #include "models/workload.h"
 #include "train/probe.h"
+#include "train/session.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ typedef struct moco_tcfg {
 } moco_tcfg;
 
 static const char *const model_keys[] = {"version", "arch", "width", "size", "queue", "dim", "hidden", "temperature",
-                                         "momentum", "bn-splits", NULL};
+                                         "momentum", "bn-splits", "shuffle-bn", NULL};
 
 /* ------------------------------------------------------------------ settings */
 
@@ -113,7 +114,8 @@ static void train_help(FILE *f) {
   fprintf(f, "  --preset P             %s (default small: v2, ResNet-18 small stem, 32 px, batch 256,\n"
              "                         queue 4096); the model settings below change it\n"
              "  --version 2|3 --arch resnet18|resnet34|resnet50 --width W --size PX --queue K --dim D --hidden H\n"
-             "  --temperature T --momentum M --bn-splits N   as memfit plan moco takes them (memfit plan moco --help)\n"
+             "  --temperature T --momentum M --bn-splits N --shuffle-bn 0|1   as memfit plan moco takes them (memfit plan moco\n"
+             "                         --help); --shuffle-bn: v2's shuffled batch norm, on by default over several ranks\n"
              "  --channels 1|3         input channels (default 1 for IDX data such as Fashion-MNIST, else 3)\n"
              "  --aug moco|satellite|none  augmentation of the two views (default moco: random resized crop,\n"
              "                         colour jitter 0.4/0.4/0.4/0.1 p 0.8, grayscale p 0.2, blur, horizontal flip;\n"
@@ -141,6 +143,7 @@ static int moco_config(const moco_tcfg *c, const mf_train_args *a, int channels,
   for (int i = 0; i < c->n_model; i++)
     if (mf_workload_moco.cfg_set(mc, c->model_key[i], c->model_val[i], err, n) < 0) return -1;
   mc->channels = channels;
+  mc->ranks = a->ranks > 1 ? a->ranks : 1;
   if (a->batch) {
     mc->batch = a->batch;
     mc->micro_batch = 0;
@@ -185,6 +188,8 @@ typedef struct moco_train_ctx {
   moco_cfg cfg;                /* as built */
   int64_t total_steps;         /* v3's momentum ramp */
   int micro;
+  uint64_t seed;               /* --seed: the shuffled batch norm's permutations (moco_shuffle_draw) */
+  float *shuf;                 /* shuffled BN: [2, micro] the indices staged with each batch */
   /* kNN monitor: the bank (labelled training samples) and the validation samples */
   mf_dataset *bank, *test;
   size_t n_bank, n_test;
@@ -202,9 +207,20 @@ static int moco_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, siz
     snprintf(err, n, "setting the key encoder's momentum failed (see above)");
     return -1;
   }
-  mf_tensor ins[2] = {c->net.xq, c->net.xk};
-  const float *data[2] = {b->views[0], b->views[1]};
-  if (mf_session_stage_inputs(s, 2, ins, data) < 0) { snprintf(err, n, "staging the batch failed (see above)"); return -1; }
+  mf_tensor ins[4] = {c->net.xq, c->net.xk, c->net.shuffle, c->net.unshuffle};
+  const float *data[4] = {b->views[0], b->views[1], NULL, NULL};
+  int nin = 2;
+  if (c->net.shuffle >= 0) { /* shuffled BN: this micro-step's permutation of the global micro-batch, the same on every rank */
+    /* the staged batches form a queue of two: this one's indices must outlive the one staged before it */
+    float *sh = c->shuf + (size_t)(mf_session_next_micro(s) & 1) * 2 * (size_t)c->micro;
+    if (moco_shuffle_draw(c->seed, mf_session_next_micro(s), c->cfg.ranks, mf_session_rank(s), c->micro, sh, sh + c->micro, NULL) < 0) {
+      snprintf(err, n, "out of host memory");
+      return -1;
+    }
+    data[2] = sh, data[3] = sh + c->micro;
+    nin = 4;
+  }
+  if (mf_session_stage_inputs(s, nin, ins, data) < 0) { snprintf(err, n, "staging the batch failed (see above)"); return -1; }
   return 0;
 }
 
@@ -289,6 +305,7 @@ static void moco_ctx_free(void *ctx) {
   moco_train_ctx *c = ctx;
   if (!c) return;
   moco_extractor_free(c->fx);
+  free(c->shuf);
   if (c->g) mf_graph_free(c->g);
   free(c);
 }
@@ -339,6 +356,8 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   mf_graph_set_seed(c->g, (uint64_t)a->seed);
   if (moco_build(c->g, &cfg, micro, &c->net, err, n) < 0) return -1;
   c->cfg = c->net.cfg;
+  c->seed = (uint64_t)a->seed;
+  if (c->net.shuffle >= 0 && !(c->shuf = malloc(4 * (size_t)micro * sizeof *c->shuf))) { snprintf(err, n, "out of host memory"); return -1; }
   j->g = c->g;
   j->loss = c->net.loss;
   j->keep[0] = c->net.q;

@@ -51,13 +51,14 @@ static int cfg_set(void *p, const char *key, const char *val, char *err, size_t 
     return 0;
   }
   if (!strcmp(key, "bn-splits")) return mf_setting_int(key, val, 1, 64, &c->bn_splits, err, n);
+  if (!strcmp(key, "shuffle-bn")) return mf_setting_int(key, val, 0, 1, &c->shuffle_bn, err, n);
   if (!strcmp(key, "batch")) {
     if (mf_setting_int(key, val, 2, 1 << 20, &c->batch, err, n)) return -1;
     c->micro_batch = 0;
     return 0;
   }
   snprintf(err, n, "moco: unknown setting --%s (settings: --preset, --version, --arch, --width, --size, --queue, --dim, "
-                   "--hidden, --temperature, --momentum, --bn-splits, --batch)", key);
+                   "--hidden, --temperature, --momentum, --bn-splits, --shuffle-bn, --batch)", key);
   return -1;
 }
 
@@ -74,6 +75,8 @@ static void cfg_help(FILE *f) {
              "  --temperature T    InfoNCE temperature, > 0 (0.2)\n"
              "  --momentum M       key-encoder momentum in [0, 1]\n"
              "  --bn-splits N      split batch norm: statistics over N slices of each micro-batch (must divide it)\n"
+             "  --shuffle-bn 0|1   v2: the key encoder's batch norm over a shuffled slice of the global micro-batch (the\n"
+             "                     reference's shuffle BN; default 1 with several ranks, 0 in one process)\n"
              "  --batch B          effective batch; micro-batch x accumulation is kept equal to it\n"
              "presets of moco (--preset):\n");
   char names[128];
@@ -90,6 +93,7 @@ static void cfg_help(FILE *f) {
 
 static void cfg_describe(const void *p, char *buf, size_t n) {
   const moco_cfg *c = p;
+  int k;
   if (c->version == 2)
     snprintf(buf, n, "MoCo v2: ResNet-%d x%g, %dx%d, effective batch %d, queue %d x %d, head %d-%d, T %g, m %g, bn-splits %d",
              c->depth, c->width, c->size, c->size, c->batch, c->queue, c->dim, c->hidden, c->dim, c->temperature, c->momentum,
@@ -97,7 +101,15 @@ static void cfg_describe(const void *p, char *buf, size_t n) {
   else
     snprintf(buf, n, "MoCo v3: ResNet-%d x%g, %dx%d, effective batch %d, projector/predictor %d-%d, T %g, m %g -> 1, bn-splits %d",
              c->depth, c->width, c->size, c->size, c->batch, c->hidden, c->dim, c->temperature, c->momentum, c->bn_splits);
+  k = (int)strlen(buf);
+  if (moco_shuffle_on(c) && (size_t)k < n) snprintf(buf + k, n - (size_t)k, ", shuffled BN");
+  k = (int)strlen(buf);
+  if (c->ranks > 1 && (size_t)k < n)
+    snprintf(buf + k, n - (size_t)k, ", %s gathered over %d ranks", c->version == 2 ? "key views and keys" : "keys", c->ranks);
 }
+
+/* data parallel: the job's ranks (v3 gathers every rank's keys, v2's shuffled batch norm the key views and keys) */
+static void cfg_ranks(void *p, int ranks) { ((moco_cfg *)p)->ranks = ranks > 1 ? ranks : 1; }
 
 static int effective_batch(const void *p) { return ((const moco_cfg *)p)->batch; }
 
@@ -164,6 +176,7 @@ const mf_workload mf_workload_moco = {
   .summary = "MoCo v2/v3 self-supervised contrastive learning on ResNet backbones (docs/design.md 3.2)",
   .cfg_new = cfg_new,
   .cfg_set = cfg_set,
+  .cfg_ranks = cfg_ranks,
   .cfg_help = cfg_help,
   .cfg_describe = cfg_describe,
   .effective_batch = effective_batch,

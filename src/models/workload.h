@@ -30,6 +30,7 @@ typedef struct mf_train_args {
   char **argv;
   int64_t bucket_bytes;      /* data parallel: gradient bytes per all-reduce bucket (0: the plan's default) */
   int shard_optimizer;       /* data parallel: ZeRO-1, each rank keeps the optimizer state of its slice */
+  int ranks;                 /* data parallel: the job's ranks (0 or 1: one process); set before train_check */
 } mf_train_args;
 
 /* What the planner chose (or the user fixed) for the run. */

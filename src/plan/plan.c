@@ -292,6 +292,14 @@ static int shard_layout(mf_plan *p, char *err, size_t errlen) {
 int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   mf_graph *g = p->g;
   int *tkeep = NULL, n_tkeep = 0;
+  /* an all-gather's output holds the rows of every rank: it must be built for the job's ranks */
+  int ranks = p->opts.ranks > 1 ? p->opts.ranks : 1;
+  for (int id = 0; id < g->n; id++)
+    if (g->nodes[id].op == MF_OP_ALLGATHER && g->nodes[id].ip[0] != ranks) {
+      snprintf(err, errlen, "plan: all-gather '%s' was built for %d rank(s) but the plan is for %d (mf_plan_opts.ranks): build the "
+                            "graph for the job's ranks", g->nodes[id].name, g->nodes[id].ip[0], ranks);
+      return -1;
+    }
   /* conv -> ReLU pairs into one kernel where the backend takes it (the ReLU becomes a detach, aliased next);
    * MEMFIT_FUSE=0 turns it off (to compare) */
   const char *fz = getenv("MEMFIT_FUSE");
@@ -774,5 +782,24 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     if (during == p->n_buckets) fprintf(f, "each started during backward once its gradients are final\n");
     else if (during) fprintf(f, "%d started during backward, %d after it\n", during, p->n_buckets - during);
     else fprintf(f, "after backward (%s)\n", p->n_phases > 1 ? "a step of several phases" : "no backward step writes them last");
+  }
+  /* the all-gather ops' outputs: activations like the others (in the arena above), the rows of every rank */
+  size_t gathered_bytes = 0;
+  int n_gathered = 0;
+  for (int id = 0; id < p->g->n; id++)
+    if (p->g->nodes[id].op == MF_OP_ALLGATHER) gathered_bytes += mf_node_bytes(&p->g->nodes[id]), n_gathered++;
+  if (n_gathered) {
+    mf_format_bytes(gathered_bytes, h, sizeof h);
+    fprintf(f, "  all-gathered over %d rank(s) in the step (forward only; activations, in the arena above): %d tensor(s), %s:",
+            p->opts.ranks > 1 ? p->opts.ranks : 1, n_gathered, h);
+    for (int id = 0, k = 0; id < p->g->n; id++) {
+      const mf_node *n = &p->g->nodes[id];
+      if (n->op != MF_OP_ALLGATHER) continue;
+      char sh[64], hb[32];
+      mf_shape_str(n, sh, sizeof sh);
+      mf_format_bytes(mf_node_bytes(n), hb, sizeof hb);
+      fprintf(f, "%s '%s' %s %s", k++ ? "," : "", n->name, sh, hb);
+    }
+    fprintf(f, "\n");
   }
 }

@@ -20,6 +20,9 @@ typedef struct mf_workload {
   /* Optional: checks the settings together once all are given; 0, or -1 with err naming the setting (a usage error). */
   int (*cfg_check)(const void *cfg, char *err, size_t errlen);
   void (*cfg_describe)(const void *cfg, char *buf, size_t n);
+  /* Optional: the job's data-parallel ranks, for a model whose graph gathers across them (mf_allgather: MoCo); the
+   * planner and the trainer call it before building. NULL: the graph is the same for any ranks. */
+  void (*cfg_ranks)(void *cfg, int ranks);
   int (*effective_batch)(const void *cfg);
   int (*default_micro_batch)(const void *cfg); /* the micro-batch a plain plan uses */
   int n_variants;                         /* graph structures the planner may choose between */

@@ -361,6 +361,22 @@ static int comm_finish(mf_session *s) {
   return 0;
 }
 
+/* An all-gather node after its kernel put this rank's rows into block `rank` of out [ranks * B, ...] and zeroed the
+ * others: every rank's block to every rank (f32: MPI's all-gather in place; other dtypes: a bitwise-OR all-reduce of
+ * the bytes, exact since each byte is non-zero on one rank at most). In host memory (device sessions have no
+ * communicator yet: mf_session_set_comm refuses them). 0, or -1 after saying why. */
+static int allgather_run(mf_session *s, const mf_node *n, void *out) {
+  if (!s->comm || s->comm->size != n->ip[0]) {
+    fprintf(stderr, "memfit: the step failed: all-gather '%s' is for %d ranks but the session has %s: set the job's communicator "
+                    "(mf_session_set_comm)\n", n->name, n->ip[0], s->comm ? "another number" : "none");
+    return -1;
+  }
+  size_t bytes = mf_node_bytes(n);
+  if (n->dtype == MF_F32)
+    return s->comm->allgather(s->comm, (float *)out, bytes / sizeof(float) / (size_t)n->ip[0], "the all-gather op's rows");
+  return s->comm->allreduce(s->comm, out, bytes, MF_COMM_U8, MF_COMM_BOR, "the all-gather op's rows");
+}
+
 int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size_t errlen) {
   if (!c || c->size == 1) { s->comm = NULL; return 0; }
   if (s->plan->opts.ranks != c->size) {
@@ -389,6 +405,10 @@ int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size
 }
 
 int mf_session_rank(const mf_session *s) { return s->comm ? s->comm->rank : 0; }
+
+int64_t mf_session_next_micro(const mf_session *s) {
+  return s->step * (int64_t)(s->opts.accum_steps > 0 ? s->opts.accum_steps : 1) + s->micro + s->n_staged;
+}
 
 int mf_session_reduce_values(mf_session *s, double *v, int n) {
   if (!s->comm || n <= 0) return 0;
@@ -427,6 +447,8 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
    * evaluation program draws nothing */
   k.training = pr != &s->plan->fwd;
   k.step_seed = hash_words(s->rng, (uint64_t)s->step, ((uint64_t)mf_session_rank(s) << 32) ^ (uint64_t)s->micro);
+  k.rank = mf_session_rank(s);
+  int gather_failed = 0;
   int comm_steps = s->comm_live && pr == &s->plan->train && s->plan->n_buckets;
   uint8_t *act = s->arena[MF_ARENA_ACT];
   size_t hw = s->measured[MF_ARENA_ACT];
@@ -444,10 +466,11 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
     }
     if (ws && pr->ws_off[i] + pr->ws_size[i] > hw) hw = pr->ws_off[i] + pr->ws_size[i];
     s->be->kernels[n->op](&k, n, out, src, ws);
+    if (n->op == MF_OP_ALLGATHER && n->ip[0] > 1 && allgather_run(s, n, out) < 0) gather_failed = 1; /* said */
     if (comm_steps > 0 && comm_after_step(s, i) < 0) comm_steps = -1; /* said; the step fails below */
   }
   int rc = s->be->sync && s->be->sync(s->stream) < 0 ? -1 : 0; /* a device error surfaces here */
-  if (comm_steps < 0) rc = -1;
+  if (comm_steps < 0 || gather_failed) rc = -1;
   if (fault[0]) { /* a kernel's input was out of range (gather's indices): the step's values are not usable */
     fprintf(stderr, "memfit: the step failed: %s\n", fault);
     rc = -1;

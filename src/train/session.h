@@ -73,6 +73,10 @@ int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size
 /* Values every rank computed on its share of the batch (the loss, its terms) made the global batch's: summed over
  * the ranks, then divided by their number for a mean loss. Without a communicator nothing changes. 0 or -1. */
 int mf_session_reduce_values(mf_session *s, double *v, int n);
+/* The index over the run (updates x accum_steps + micro-step) of the micro-step the next batch staged now
+ * (mf_session_stage_inputs) will run in: batches already staged and waiting come first. The same on every rank,
+ * and after a resume (from the update count), so inputs drawn from it (MoCo's shuffle) are. */
+int64_t mf_session_next_micro(const mf_session *s);
 /* The session's rank (0 without a communicator) and the hash of its parameters (f32 masters) and states. */
 int mf_session_rank(const mf_session *s);
 uint64_t mf_session_param_hash(mf_session *s);
