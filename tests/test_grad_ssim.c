@@ -135,11 +135,13 @@ static void values(dims d, int k, int flat) {
       for (int64_t j = 0; j < OW; j++) {
         double m[5], a[5], ef[5], e64[5], e32[5];
         window_ref(x, y, d.H, d.W, p, i, j, k, m, a);
-        /* the fused kernel: sums in double sliding over at most H rows (2 adds a row) and k across, then / k^2;
-         * the node-built pools: k^2 adds (f64) or k + k adds and the f32 multiplications (f32), each term's own product */
+        /* the fused kernel, in double: column sums of k rows sliding down at most H rows (2 adds a row: error
+         * gamma_(k+2H) (k+2H) M each), then k of them sliding along at most W columns (the same stored column sums go
+         * in and out, so only the window's k errors stay; the running sum adds gamma_(k+2W) (k+2W) (k+1) k M), then
+         * times 1/k^2. The node-built pools: k^2 adds (f64) or k + k adds and the f32 products and 1/k^2 (f32). */
         for (int s = 0; s < 5; s++) {
           double M = s < 2 ? vmax : vmax * vmax; /* every |term| of sum s */
-          ef[s] = gam(u64, 2.0 * d.H + 2.0 * k + 2) * (2.0 * d.H + k) * M / k;
+          ef[s] = gam(u64, 2.0 * d.H + 2.0 * d.W + 2.0 * k + 2) * ((2.0 * d.H + k) + (2.0 * d.W + k) * (k + 1)) * M / k;
           e64[s] = gam(u64, (double)k * k + 2) * a[s];
           e32[s] = gam(u32, 2.0 * k + 3) * a[s];
         }

@@ -52,12 +52,19 @@ static void ss_cols(const ss_plane *q, int64_t row, int64_t c0, int m, double si
     cs[0][j] += a, cs[1][j] += b * sign, cs[2][j] += a * xr[j], cs[3][j] += b * b * sign, cs[4][j] += a * b;
   }
 }
-/* hs[5][n] = sums of k neighbouring column sums: hs[s][j] = cs[s][j] + .. + cs[s][j+k-1] */
+/* hs[5][n] = sums of k neighbouring column sums: hs[s][j] = cs[s][j] + .. + cs[s][j+k-1], sliding along the row
+ * (one in, one out: five independent chains of two adds per column instead of 5k adds) */
 static void ss_across(double (*cs)[SS_CH + 2 * MF_SSIM_MAXK], int k, int n, double (*hs)[SS_CH + MF_SSIM_MAXK]) {
-  for (int s = 0; s < 5; s++) {
-    for (int j = 0; j < n; j++) hs[s][j] = cs[s][j];
-    for (int t = 1; t < k; t++)
-      for (int j = 0; j < n; j++) hs[s][j] += cs[s][j + t];
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0;
+  for (int t = 0; t < k; t++) a0 += cs[0][t], a1 += cs[1][t], a2 += cs[2][t], a3 += cs[3][t], a4 += cs[4][t];
+  hs[0][0] = a0, hs[1][0] = a1, hs[2][0] = a2, hs[3][0] = a3, hs[4][0] = a4;
+  for (int j = 1; j < n; j++) {
+    a0 += cs[0][j + k - 1] - cs[0][j - 1];
+    a1 += cs[1][j + k - 1] - cs[1][j - 1];
+    a2 += cs[2][j + k - 1] - cs[2][j - 1];
+    a3 += cs[3][j + k - 1] - cs[3][j - 1];
+    a4 += cs[4][j + k - 1] - cs[4][j - 1];
+    hs[0][j] = a0, hs[1][j] = a1, hs[2][j] = a2, hs[3][j] = a3, hs[4][j] = a4;
   }
 }
 
@@ -125,16 +132,20 @@ void mf_cpu_ssim_bwd(const mf_kctx *kc, const mf_node *n, void *out, void *const
       if (p < OH) {
         ss_across(cs, k, no, hs);
         ss_load(gr, gp, ng->dtype, p, OW, q0, no); /* 0 outside the output's columns */
-        for (int t = 0; t < no; t++) {
-          double c[3];
-          mf_ssim_window(hs[0][t], hs[1][t], hs[2][t], hs[3][t], hs[4][t], inv, gr[t], c);
-          int in = q0 + t >= 0 && q0 + t < OW;
-          cf[0][t] = in ? c[0] : 0, cf[1][t] = in ? c[1] : 0, cf[2][t] = in ? c[2] : 0;
+        for (int t = 0; t < no; t++) { /* gr is 0 outside the map's columns, and so are those coefficients */
+          double c0, c1, c2;
+          mf_ssim_window3(hs[0][t], hs[1][t], hs[2][t], hs[3][t], hs[4][t], inv, gr[t], &c0, &c1, &c2);
+          cf[0][t] = c0, cf[1][t] = c1, cf[2][t] = c2;
         }
-        for (int s = 0; s < 3; s++) { /* input column j0+j gathers output columns j0+j-k+1 .. j0+j: t = j .. j+k-1 */
-          for (int j = 0; j < nn; j++) h[s][j] = cf[s][j];
-          for (int t = 1; t < k; t++)
-            for (int j = 0; j < nn; j++) h[s][j] += cf[s][j + t];
+        /* input column j0+j gathers output columns j0+j-k+1 .. j0+j: t = j .. j+k-1, sliding as ss_across */
+        double a0 = 0, a1 = 0, a2 = 0;
+        for (int t = 0; t < k; t++) a0 += cf[0][t], a1 += cf[1][t], a2 += cf[2][t];
+        h[0][0] = a0, h[1][0] = a1, h[2][0] = a2;
+        for (int j = 1; j < nn; j++) {
+          a0 += cf[0][j + k - 1] - cf[0][j - 1];
+          a1 += cf[1][j + k - 1] - cf[1][j - 1];
+          a2 += cf[2][j + k - 1] - cf[2][j - 1];
+          h[0][j] = a0, h[1][j] = a1, h[2][j] = a2;
         }
         if (p + 1 < OH && p + 1 < r1) {
           ss_cols(&q, p, q0, m, -1.0, cs);
