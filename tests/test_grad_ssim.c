@@ -254,10 +254,11 @@ out:
   return rc;
 }
 
-/* An f32 session's gradients (1 and 3 threads: the same bits) against the f64 reference. Both run the same kernel
- * arithmetic in double on the same values (x, y and R are f32 values; the map's gradient is R, exact in f32), so the
- * session's gradient is the reference's rounded to f32 once: |error| <= u32 |g| (checked against 2 u32 |g|, plus
- * 1e-9 of the largest for sums the compiler may order differently). */
+/* An f32 session's gradients (1 and 3 threads: the same bits) against the f64 reference. Both run the kernel's
+ * formulas in double on the same values (x, y and R are f32 values; the map's gradient is R, exact in f32), so the
+ * session's gradient is the reference's rounded to f32 once: |error| <= u32 |g| (checked against 2 u32 |g|), plus
+ * the double rounding where the two differ (the f32 path moves its column sums down a row in one pass, the f64 path
+ * in two: about 1e-16 of the coefficient sums; allowed 1e-9 of the largest gradient). */
 static void runtime(void) {
   gc_seed_fresh();
   dims d = {2, 3, 70, 300};

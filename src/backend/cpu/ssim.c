@@ -52,6 +52,22 @@ static void ss_cols(const ss_plane *q, int64_t row, int64_t c0, int m, double si
     cs[0][j] += a, cs[1][j] += b * sign, cs[2][j] += a * xr[j], cs[3][j] += b * b * sign, cs[4][j] += a * b;
   }
 }
+/* cs[5][m] += the terms of row rin - the terms of row rout (the column sums move down a row): in one pass straight
+ * from f32 rows when both images are f32 and the columns lie inside the image, else through ss_cols */
+static void ss_slide(const ss_plane *q, int64_t rout, int64_t rin, int64_t c0, int m, double (*cs)[SS_CH + 2 * MF_SSIM_MAXK]) {
+  if (q->xt != MF_F32 || q->yt != MF_F32 || c0 < 0 || c0 + m > q->W) {
+    ss_cols(q, rout, c0, m, -1.0, cs);
+    ss_cols(q, rin, c0, m, 1.0, cs);
+    return;
+  }
+  const float *xo = (const float *)q->x + rout * q->W + c0, *yo = (const float *)q->y + rout * q->W + c0;
+  const float *xi = (const float *)q->x + rin * q->W + c0, *yi = (const float *)q->y + rin * q->W + c0;
+  for (int j = 0; j < m; j++) {
+    double a = xi[j], b = yi[j], c = xo[j], d = yo[j];
+    cs[0][j] += a - c, cs[1][j] += b - d, cs[2][j] += a * a - c * c, cs[3][j] += b * b - d * d, cs[4][j] += a * b - c * d;
+  }
+}
+
 /* hs[5][n] = sums of k neighbouring column sums: hs[s][j] = cs[s][j] + .. + cs[s][j+k-1], sliding along the row
  * (one in, one out: five independent chains of two adds per column instead of 5k adds) */
 static void ss_across(double (*cs)[SS_CH + 2 * MF_SSIM_MAXK], int k, int n, double (*hs)[SS_CH + MF_SSIM_MAXK]) {
@@ -91,10 +107,7 @@ void mf_cpu_ssim(const mf_kctx *kc, const mf_node *n, void *out, void *const *sr
       ss_across(cs, k, nn, hs);
       for (int j = 0; j < nn; j++) row[j] = mf_ssim_window(hs[0][j], hs[1][j], hs[2][j], hs[3][j], hs[4][j], inv, 0, NULL);
       ss_store(out, n->dtype, (pl * OH + p) * OW + c0, row, nn);
-      if (p + 1 < p1) { /* slide the column sums down one row */
-        ss_cols(&q, p, c0, m, -1.0, cs);
-        ss_cols(&q, p + k, c0, m, 1.0, cs);
-      }
+      if (p + 1 < p1) ss_slide(&q, p, p + k, c0, m, cs); /* the column sums move down one row */
     }
   }
 }
@@ -147,10 +160,7 @@ void mf_cpu_ssim_bwd(const mf_kctx *kc, const mf_node *n, void *out, void *const
           a2 += cf[2][j + k - 1] - cf[2][j - 1];
           h[0][j] = a0, h[1][j] = a1, h[2][j] = a2;
         }
-        if (p + 1 < OH && p + 1 < r1) {
-          ss_cols(&q, p, q0, m, -1.0, cs);
-          ss_cols(&q, p + k, q0, m, 1.0, cs);
-        }
+        if (p + 1 < OH && p + 1 < r1) ss_slide(&q, p, p + k, q0, m, cs);
       } else
         memset(h, 0, sizeof h);
       double *rg = ring + (size_t)(p % k) * 3 * nn; /* output row p - k leaves, p comes in */
