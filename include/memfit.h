@@ -207,6 +207,14 @@ mf_tensor mf_mse_loss(mf_graph *g, mf_tensor pred, mf_tensor target);
 mf_tensor mf_mse_loss_sum(mf_graph *g, mf_tensor pred, mf_tensor target);
 mf_tensor mf_l1_loss(mf_graph *g, mf_tensor pred, mf_tensor target);
 mf_tensor mf_softmax_ce(mf_graph *g, mf_tensor logits, mf_tensor labels);
+/* SSIM map of x and y [B,C,H,W] (float, one shape; dtypes may differ) with uniform k x k windows at the valid
+ * positions -> [B,C,H-k+1,W-k+1] in x's dtype: entry (i, j) is the SSIM of the windows at rows i..i+k-1, columns
+ * j..j+k-1, from their means mx, my, variances vx = E[x^2] - mx^2, vy and covariance cxy = E[xy] - mx my:
+ * (2 mx my + C1)(2 cxy + C2) / ((mx^2 + my^2 + C1)(vx + vy + C2)), C1 = 0.01^2, C2 = 0.03^2 (data range 1). One fused
+ * op, sums in double: its backward recomputes the window sums from x and y (nothing saved beyond x and y) and gives
+ * x's gradient (and y's, the same rule with x and y swapped) in one pass. k outside 1..32 or above H or W, shapes
+ * that differ or a non-float input: mf_graph_error naming them, and -1. */
+mf_tensor mf_ssim_map(mf_graph *g, mf_tensor x, mf_tensor y, int k);
 /* normalisation: gamma/beta [C]; batch norm keeps running stats in buffers rmean/rvar */
 mf_tensor mf_batchnorm(mf_graph *g, mf_tensor x, mf_tensor gamma, mf_tensor beta, mf_tensor rmean,
                        mf_tensor rvar, int training, double momentum, double eps);

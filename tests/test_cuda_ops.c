@@ -539,6 +539,12 @@ static mf_tensor c_wave(mf_graph *g, mf_dtype act, int v) {
   if (v == 0) return mf_dwt_haar(g, P(g, "x", 4, SH(2, 3, 6, 8)));
   return mf_idwt_haar(g, P(g, "y", 4, SH(2, 12, 3, 4)));
 }
+/* the fused SSIM map: v0 k3 on [2,3,9,8] (both gradients), v1 k7 on [1,2,12,20] with y an input (x's gradient alone) */
+static mf_tensor c_ssim(mf_graph *g, mf_dtype act, int v) {
+  (void)act;
+  if (v == 0) return mf_ssim_map(g, P(g, "x", 4, SH(2, 3, 9, 8)), P(g, "y", 4, SH(2, 3, 9, 8)), 3);
+  return mf_ssim_map(g, P(g, "x", 4, SH(1, 2, 12, 20)), mf_input(g, "y", 4, SH(1, 2, 12, 20)), 7);
+}
 
 /* codebook look-up and quantisation: v0 the nearest-row index of scores s [6,5] (an input: argmin has
  * no gradient) looks up rows of a codebook [5,7], passed straight through to x [6,7] and added to
@@ -651,6 +657,8 @@ static void test_ops(void) {
   for (int v = 0; v < 18; v++) op_case(pn[v], c_pool, v);
   const char *dn[] = {"dropout 0.3", "pow_scalar 2.5", "pow per-channel exponent"};
   for (int v = 0; v < 3; v++) op_case(dn[v], c_random, v);
+  op_case("ssim map k3", c_ssim, 0);
+  op_case("ssim map k7, y an input", c_ssim, 1);
   op_case("dwt", c_wave, 0);
   op_case("idwt", c_wave, 1);
   const char *xn[] = {"codebook look-up (argmin, gather, straight-through)", "round straight through", "argmin axis 1 + gather",

@@ -67,7 +67,9 @@
   X(ADAPTIVE_TAP, adaptive_tap)     /* src x, h, w[, factor[, state]] -> x; GAN: gradient x lambda */ \
   X(STATE_WRITE, state_write)       /* src value, state (same count) -> value, also written to the state */ \
   X(DROPOUT, dropout)               /* x * keep / (1 - fp0) in training programs, x at eval; ip0 = mask key */ \
-  X(ALLGATHER, allgather)           /* [B,..] -> [ip0 ranks * B,..], rank r's rows at [r B, (r+1) B); forward only */
+  X(ALLGATHER, allgather)           /* [B,..] -> [ip0 ranks * B,..], rank r's rows at [r B, (r+1) B); forward only */ \
+  X(SSIM, ssim)                     /* src x, y [B,C,H,W] -> SSIM map [B,C,H-k+1,W-k+1]; ip0 = k */       \
+  X(SSIM_BWD, ssim_bwd)             /* src x, y, dmap -> d(sum dmap * map)/dx like x (dy: x, y swapped) */
 
 #define MF_OP_ENUM(E, n) MF_OP_##E,
 typedef enum mf_op { MF_OP_LIST(MF_OP_ENUM) MF_OP_COUNT } mf_op;

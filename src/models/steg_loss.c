@@ -1,19 +1,9 @@
 /* steg_loss.c — the steganography trainer's SSIM and block-DCT loss terms as graphs of existing ops
- * (avgpool, elementwise, reshape/permute, matmul, L1); tests/test_grad_steg_loss.c checks them. */
+ * (the fused SSIM map, elementwise, reshape/permute, matmul, L1); tests/test_grad_steg_loss.c checks them. */
 #include "models/steg_loss.h"
 #include <math.h>
 
-mf_tensor mf_steg_ssim_map(mf_graph *g, mf_tensor x, mf_tensor y, int k) {
-  const double C1 = 0.01 * 0.01, C2 = 0.03 * 0.03;
-  mf_tensor mx = mf_avgpool2d(g, x, k, 1, 0), my = mf_avgpool2d(g, y, k, 1, 0); /* [B,C,H-k+1,W-k+1] */
-  mf_tensor mxx = mf_avgpool2d(g, mf_mul(g, x, x), k, 1, 0), myy = mf_avgpool2d(g, mf_mul(g, y, y), k, 1, 0);
-  mf_tensor mxy = mf_avgpool2d(g, mf_mul(g, x, y), k, 1, 0);
-  mf_tensor mx2 = mf_mul(g, mx, mx), my2 = mf_mul(g, my, my), mxmy = mf_mul(g, mx, my);
-  mf_tensor vx = mf_sub(g, mxx, mx2), vy = mf_sub(g, myy, my2), cxy = mf_sub(g, mxy, mxmy);
-  mf_tensor num = mf_mul(g, mf_add_scalar(g, mf_mul_scalar(g, mxmy, 2), C1), mf_add_scalar(g, mf_mul_scalar(g, cxy, 2), C2));
-  mf_tensor den = mf_mul(g, mf_add_scalar(g, mf_add(g, mx2, my2), C1), mf_add_scalar(g, mf_add(g, vx, vy), C2));
-  return mf_div(g, num, den); /* [B,C,H-k+1,W-k+1] */
-}
+mf_tensor mf_steg_ssim_map(mf_graph *g, mf_tensor x, mf_tensor y, int k) { return mf_ssim_map(g, x, y, k); }
 
 mf_tensor mf_steg_ssim_loss(mf_graph *g, mf_tensor x, mf_tensor y, int k) {
   mf_tensor map = mf_steg_ssim_map(g, x, y, k);

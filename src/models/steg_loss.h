@@ -10,7 +10,7 @@
  * C1 = 0.01^2, C2 = 0.03^2 (range 1) -> scalar (f32; f64 in an f64 graph). */
 mf_tensor mf_steg_ssim_loss(mf_graph *g, mf_tensor x, mf_tensor y, int k);
 /* The SSIM map itself, [B,C,H-k+1,W-k+1]: entry (i, j) is the SSIM of the k x k windows at (i, j) (Image-GS weights
- * it per position to sum it over image tiles). */
+ * it per position to sum it over image tiles). One fused op (mf_ssim_map). */
 mf_tensor mf_steg_ssim_map(mf_graph *g, mf_tensor x, mf_tensor y, int k);
 /* The window the trainer uses for a crop of size x size: 7, or 3 below 14 pixels. */
 int mf_steg_ssim_window(int size);

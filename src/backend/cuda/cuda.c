@@ -23,6 +23,7 @@ static size_t cuda_workspace(const mf_graph *g, const mf_node *n) {
   case MF_OP_ATTENTION:
   case MF_OP_ATTENTION_BWD:
   case MF_OP_VQ_NEAREST: return mf_cuda_ws_attention(g, n);
+  case MF_OP_SSIM_BWD: return mf_cuda_ws_ssim(g, n);
   default: return 0;
   }
 }

@@ -21,6 +21,7 @@ size_t mf_cuda_ws_norm(const mf_graph *g, const mf_node *n);   /* norm and its b
 size_t mf_cuda_ws_index(const mf_graph *g, const mf_node *n);  /* gather_bwd in f16/bf16 */
 size_t mf_cuda_ws_raster(const mf_graph *g, const mf_node *n); /* gauss_topk, gauss_raster and its backward */
 size_t mf_cuda_ws_attention(const mf_graph *g, const mf_node *n); /* attention, attn_probs, attention_bwd (vq_nearest: 0) */
+size_t mf_cuda_ws_ssim(const mf_graph *g, const mf_node *n);     /* ssim_bwd: its coefficient maps (ssim: 0) */
 
 void *mf_cuda_alloc(size_t bytes, char *err, size_t errlen);
 void mf_cuda_free(void *p);
