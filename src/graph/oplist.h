@@ -31,7 +31,7 @@
   X(SOFTMAX_CE, softmax_ce)         /* src logits [N,K], labels i32 [N] -> mean CE, f32 scalar */  \
   X(SOFTMAX_CE_BWD, softmax_ce_bwd) /* src logits, labels, dL -> dlogits */                        \
   X(NORM, norm)                     /* ip0 = MF_NORM_BATCH/GROUP, ip1 groups, ip2 training; fp0 eps, fp1 momentum; src x,gamma,beta[,rmean,rvar] */ \
-  X(NORM_BWD_DX, norm_bwd_dx)       /* src x, dy, gamma[, rmean, rvar] -> dx */                    \
+  X(NORM_BWD_DX, norm_bwd_dx)       /* src x, dy, gamma[, rmean, rvar | param grads [2,C]] -> dx */ \
   X(NORM_BWD_PARAM, norm_bwd_param) /* src x, dy[, rmean, rvar] -> [2,C]: dgamma, dbeta */         \
   X(POOL, pool)                     /* ip0 = MF_POOL_AVG/MAX, ip1 k, ip2 stride, ip3 pad, ip4 global */ \
   X(POOL_BWD, pool_bwd)             /* src x, dy -> dx (avg: src dy only); ip as pool */           \

@@ -82,8 +82,9 @@ static int bwd_node(mf_graph *g, int op, int fwd, mf_dtype dt, int ndim, const i
   return id;
 }
 
-/* dx: src x, dy, gamma[, rmean, rvar] (running stats only for eval-mode batch norm).
- * dgamma, dbeta: NORM_BWD_PARAM src x, dy[, rmean, rvar] -> [2,C], then sliced. */
+/* dgamma, dbeta: NORM_BWD_PARAM src x, dy[, rmean, rvar] -> [2,C], then sliced.
+ * dx: src x, dy, gamma[, rmean, rvar] (running stats only for eval-mode batch norm); training batch norm:
+ * src x, dy, gamma, p (the NORM_BWD_PARAM node: a kernel may take sum dy*xhat and sum dy from it, or ignore it). */
 static int grad_norm(mf_graph *g, int id, int dy, int *dx) {
   const mf_node *n = &g->nodes[id];
   int x = n->src[0], gamma = n->src[1], beta = n->src[2];
@@ -94,15 +95,20 @@ static int grad_norm(mf_graph *g, int id, int dy, int *dx) {
   int xd = nx->ndim;
   mf_dtype xt = nx->dtype, gt = g->nodes[gamma].dtype;
   for (int i = 0; i < MF_MAX_DIMS; i++) xne[i] = nx->ne[i];
-  if (mf_wants_grad(g, x)) {
-    int s[5] = {x, dy, gamma, rm, rv};
-    dx[0] = bwd_node(g, MF_OP_NORM_BWD_DX, id, xt, xd, xne, running ? 5 : 3, s);
-  }
-  if (mf_wants_grad(g, gamma) || mf_wants_grad(g, beta)) {
+  /* training batch norm: dx takes the two channel sums it needs (sum dy, sum dy*xhat) from the parameter
+   * gradients, so its kernel reads dy once instead of twice; the [2,C] node then exists for dx alone too */
+  bool share = n->ip[0] == MF_NORM_BATCH && n->ip[2] && mf_wants_grad(g, x);
+  int p = -1;
+  if (share || mf_wants_grad(g, gamma) || mf_wants_grad(g, beta)) {
     int s[4] = {x, dy, rm, rv};
-    int p = bwd_node(g, MF_OP_NORM_BWD_PARAM, id, gt, 2, (int64_t[]){2, C}, running ? 4 : 2, s);
+    p = bwd_node(g, MF_OP_NORM_BWD_PARAM, id, gt, 2, (int64_t[]){2, C}, running ? 4 : 2, s);
+    if (p < 0) return -1;
     if (mf_wants_grad(g, gamma)) dx[1] = mf_reshape(g, mf_slice(g, p, 0, 0, 1), 1, &C);
     if (mf_wants_grad(g, beta)) dx[2] = mf_reshape(g, mf_slice(g, p, 0, 1, 2), 1, &C);
+  }
+  if (mf_wants_grad(g, x)) {
+    int s[5] = {x, dy, gamma, share ? p : rm, rv};
+    dx[0] = bwd_node(g, MF_OP_NORM_BWD_DX, id, xt, xd, xne, running ? 5 : share ? 4 : 3, s);
   }
   return g->err[0] ? -1 : 0;
 }

@@ -204,14 +204,18 @@ void mf_cpu_norm_bwd_dx(const mf_kctx *k, const mf_node *n, void *out, void *con
     bool training = n->ip[2];
     mf_dtype rt = n->nsrc >= 5 ? mf_src(k, n, 3)->dtype : MF_F32;
     const void *rm = n->nsrc >= 5 ? src[3] : NULL, *rv = n->nsrc >= 5 ? src[4] : NULL;
+    /* training with the parameter gradients p [2,C] as src 3 (ops/norm.c): sum dy*xhat = p[0,c] and sum dy =
+     * p[1,c], so the statistics pass reads x alone; p in f16/bf16 would round those sums: recomputed then */
+    mf_dtype pt = training && n->nsrc == 4 ? mf_src(k, n, 3)->dtype : MF_F16;
+    const void *p = pt == MF_F32 || pt == MF_F64 ? src[3] : NULL;
     #pragma omp parallel for schedule(dynamic, 1) if (total > 16384 && s.C > 1)
     for (int64_t c = 0; c < s.C; c++) {
       double mean, var, rstd, A, B = 0, Cc = 0, sdy = 0, sdyx = 0;
-      bn_stats(src[0], xt, training ? src[1] : NULL, dt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd, &sdy, &sdyx);
+      bn_stats(src[0], xt, training && !p ? src[1] : NULL, dt, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd, &sdy, &sdyx);
       A = rstd * mf_ld(src[2], gt, c);
       if (training) {
         double M = (double)(s.N * s.S);
-        double mdy = sdy / M, mdyxh = sdyx * rstd / M;
+        double mdy = (p ? mf_ld(p, pt, s.C + c) : sdy) / M, mdyxh = (p ? mf_ld(p, pt, c) : sdyx * rstd) / M;
         B = -A * rstd * mdyxh;
         Cc = -A * mdy - B * mean;
       }
