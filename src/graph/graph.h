@@ -79,6 +79,7 @@ struct mf_graph {
   int n_fwd;                      /* nodes [0, n_fwd) are the forward graph (set by autodiff) */
   int fuse_conv_act;              /* set by the planner on its copy: conv -> ReLU pairs are fused (plan/fuse.c), those an
                                      inverse builds too */
+  int fuse_norm_act;              /* set by the planner on its copy before that pass: norm -> ReLU pairs fuse as well */
   uint64_t seed;
   char err[512];
 };

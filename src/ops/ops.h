@@ -286,6 +286,12 @@ static inline int mf_conv_act(const mf_node *n) {
 static inline void mf_conv_act_set(mf_node *n, int kind) {
   n->ip[MF_IP_CONV_ACT] = (int32_t)(((uint32_t)n->ip[MF_IP_CONV_ACT] & 0xffffffu) | (uint32_t)(kind + 1) << 24);
 }
+/* A norm node's fused activation (plan/fuse.c, on a backend with mf_backend.fuses_norm_act; never set by a
+ * builder): ip[MF_IP_NORM_ACT] = 1 + MF_UN_RELU or 1 + MF_UN_LEAKY (slope in fp[2]), 0: none. The kernel writes
+ * act(norm(x)) to the node's output; the gradients, which read x and the activation's output, do not change. */
+#define MF_IP_NORM_ACT 5
+static inline int mf_norm_act(const mf_node *n) { return n->op == MF_OP_NORM ? n->ip[MF_IP_NORM_ACT] - 1 : -1; }
+static inline void mf_norm_act_set(mf_node *n, int kind) { n->ip[MF_IP_NORM_ACT] = kind + 1; }
 /* Builds a node of op `op` with the shape of node `like`. */
 int mf_node_like(mf_graph *g, int op, int like, int nsrc, const int *src);
 

@@ -1,7 +1,8 @@
 /* fuse.c — the fusion pass the planner runs on its copy of the graph, after autodiff and before the
- * programs are built: a conv2d whose only reader is a ReLU or leaky ReLU (slope >= 0, which differentiates
- * from its output) takes the activation into its own kernel (mf_conv_act_set), and the activation node
- * becomes an alias of the conv (a detach: no storage, no kernel). The pre-activation tensor then never exists. */
+ * programs are built: a conv2d (or, when g->fuse_norm_act, a batch / group norm) whose only reader is a ReLU
+ * or leaky ReLU (slope >= 0, which differentiates from its output) takes the activation into its own kernel
+ * (mf_conv_act_set, mf_norm_act_set), and the activation node becomes an alias of it (a detach: no storage,
+ * no kernel). The pre-activation tensor then never exists. */
 #include "plan/fuse.h"
 #include "plan/plan.h"
 #include <stdlib.h>
@@ -32,11 +33,18 @@ static int fuse_range(mf_graph *g, int first, int *outs, int n_outs, bool repoin
     mf_node *r = &g->nodes[id];
     if (r->op != MF_OP_UNARY || r->nsrc != 1 || !(r->ip[0] == MF_UN_RELU || (r->ip[0] == MF_UN_LEAKY && r->fp[0] >= 0))) continue;
     mf_node *c = &g->nodes[r->src[0]];
-    if (c->op != MF_OP_CONV2D || mf_conv_act(c) >= 0 || readers[r->src[0]] != 1 || pinned[r->src[0]] || c->dtype != r->dtype ||
-        c->seg != r->seg || c->phase != r->phase || r->src[0] < first)
+    bool conv = c->op == MF_OP_CONV2D && mf_conv_act(c) < 0, norm = g->fuse_norm_act && c->op == MF_OP_NORM && mf_norm_act(c) < 0;
+    if (!(conv || norm) || readers[r->src[0]] != 1 || pinned[r->src[0]] || c->dtype != r->dtype || c->seg != r->seg ||
+        c->phase != r->phase || r->src[0] < first)
       continue;
-    mf_conv_act_set(c, r->ip[0]);
-    c->fp[0] = r->ip[0] == MF_UN_LEAKY ? r->fp[0] : 0;
+    double slope = r->ip[0] == MF_UN_LEAKY ? r->fp[0] : 0;
+    if (conv) {
+      mf_conv_act_set(c, r->ip[0]);
+      c->fp[0] = slope;
+    } else {
+      mf_norm_act_set(c, r->ip[0]);
+      c->fp[2] = slope;
+    }
     int src = r->src[0];
     /* the activation becomes a detach of the conv: the planner points its readers at the conv */
     r->op = MF_OP_RESHAPE;

@@ -300,10 +300,11 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
                             "graph for the job's ranks", g->nodes[id].name, g->nodes[id].ip[0], ranks);
       return -1;
     }
-  /* conv -> ReLU pairs into one kernel where the backend takes it (the ReLU becomes a detach, aliased next);
+  /* conv -> ReLU and norm -> ReLU pairs into one kernel where the backend takes it (the ReLU becomes a detach, aliased next);
    * MEMFIT_FUSE=0 turns it off (to compare) */
   const char *fz = getenv("MEMFIT_FUSE");
   if (p->be->fuses_conv_act && !(fz && !strcmp(fz, "0"))) {
+    g->fuse_norm_act = p->be->fuses_norm_act;
     if (train_keep_list(p, &tkeep, &n_tkeep) < 0 || mf_fuse_conv_act(g, tkeep, n_tkeep) < 0) {
       free(tkeep);
       snprintf(err, errlen, "plan: out of host memory");

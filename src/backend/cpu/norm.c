@@ -61,13 +61,26 @@ static void span_dy(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int
   *sdy += a;
   *sdyx += b;
 }
-/* y = a*x + b */
-static void span_affine(const void *x, mf_dtype xt, void *y, mf_dtype yt, int64_t off, int64_t len, double a, double b) {
+/* y = act(a*x + b): act < 0 none, MF_UN_RELU, MF_UN_LEAKY with slope (a fused activation, mf_norm_act); in f32
+ * the same float operations as the norm kernel followed by the activation's own kernel */
+static void span_affine(const void *x, mf_dtype xt, void *y, mf_dtype yt, int64_t off, int64_t len, double a, double b, int act,
+                        double slope) {
   if (xt == MF_F32 && yt == MF_F32) {
     const float *xf = (const float *)x + off;
-    float *yf = (float *)y + off, af = (float)a, bf = (float)b;
-    for (int64_t i = 0; i < len; i++) yf[i] = xf[i] * af + bf;
-  } else
+    float *yf = (float *)y + off, af = (float)a, bf = (float)b, sf = (float)slope;
+    if (act == MF_UN_RELU)
+      for (int64_t i = 0; i < len; i++) { float v = xf[i] * af + bf; yf[i] = v > 0 ? v : 0; }
+    else if (act == MF_UN_LEAKY)
+      for (int64_t i = 0; i < len; i++) { float v = xf[i] * af + bf; yf[i] = v > 0 ? v : sf * v; }
+    else
+      for (int64_t i = 0; i < len; i++) yf[i] = xf[i] * af + bf;
+  } else if (act >= 0) /* through the output dtype, as the unfused pair rounds between the two kernels */
+    for (int64_t i = 0; i < len; i++) {
+      mf_st(y, yt, off + i, mf_ld(x, xt, off + i) * a + b);
+      double v = mf_ld(y, yt, off + i);
+      mf_st(y, yt, off + i, v > 0 ? v : act == MF_UN_LEAKY ? slope * v : 0);
+    }
+  else
     for (int64_t i = 0; i < len; i++) mf_st(y, yt, off + i, mf_ld(x, xt, off + i) * a + b);
 }
 /* out = A*dy + B*x + Cc */
@@ -151,13 +164,15 @@ static void gn_stats(const void *x, mf_dtype xt, nshape s, int64_t G, int64_t n,
   *rstd = 1.0 / sqrt(span_sqdev(x, xt, off, len, *mean) / (double)len + eps);
 }
 
-/* src x, gamma, beta[, rmean, rvar] -> y = (x - mean) * rstd * gamma + beta. Training batch norm
+/* src x, gamma, beta[, rmean, rvar] -> y = act((x - mean) * rstd * gamma + beta), act a fused ReLU / leaky ReLU
+ * (mf_norm_act) or none. Training batch norm
  * with buffers also updates rmean/rvar in place, unless ip3 marks a recompute clone. */
 void mf_cpu_norm(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   (void)ws;
   const mf_node *x = mf_src(k, n, 0), *ga = mf_src(k, n, 1), *be = mf_src(k, n, 2);
   nshape s = shape_of(x);
-  double eps = n->fp[0], mom = n->fp[1];
+  double eps = n->fp[0], mom = n->fp[1], slope = n->fp[2];
+  int act = mf_norm_act(n);
   mf_dtype xt = x->dtype, yt = n->dtype, gt = ga->dtype, btp = be->dtype;
   int64_t total = mf_node_numel(x);
   if (n->ip[0] == MF_NORM_BATCH) {
@@ -169,7 +184,7 @@ void mf_cpu_norm(const mf_kctx *k, const mf_node *n, void *out, void *const *src
       double mean, var, rstd;
       bn_stats(src[0], xt, NULL, MF_F32, s, c, training, rm, rv, rt, eps, &mean, &var, &rstd, NULL, NULL);
       double a = rstd * mf_ld(src[1], gt, c), b = mf_ld(src[2], btp, c) - mean * a;
-      for (int64_t nn = 0; nn < s.N; nn++) span_affine(src[0], xt, out, yt, (nn * s.C + c) * s.S, s.S, a, b);
+      for (int64_t nn = 0; nn < s.N; nn++) span_affine(src[0], xt, out, yt, (nn * s.C + c) * s.S, s.S, a, b, act, slope);
       if (update) {
         double M = (double)(s.N * s.S), unbiased = M > 1 ? var * M / (M - 1) : var;
         mf_st(rm, rt, c, (1 - mom) * mf_ld(rm, rt, c) + mom * mean);
@@ -186,7 +201,7 @@ void mf_cpu_norm(const mf_kctx *k, const mf_node *n, void *out, void *const *src
     gn_stats(src[0], xt, s, G, nn, gi, eps, &mean, &rstd);
     for (int64_t c = gi * Cg; c < (gi + 1) * Cg; c++) {
       double a = rstd * mf_ld(src[1], gt, c), b = mf_ld(src[2], btp, c) - mean * a;
-      span_affine(src[0], xt, out, yt, (nn * s.C + c) * s.S, s.S, a, b);
+      span_affine(src[0], xt, out, yt, (nn * s.C + c) * s.S, s.S, a, b, act, slope);
     }
   }
 }
