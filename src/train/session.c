@@ -347,7 +347,7 @@ static int comm_finish(mf_session *s) {
   mf_comm *c = s->acomm;
   const mf_plan *p = s->plan;
   s->comm_live = 0;
-  if (!c || c->size == 1) return 0;
+  if (!c) return 0; /* one process: no communicator (unless MEMFIT_DIST_DEVICE forced one, whose one-rank path then runs) */
   if (!p->n_buckets) /* a plan made without opts.ranks: the whole gradient arena at once */
     return p->arena[MF_ARENA_GRAD] ? c->allreduce(c, s->arena[MF_ARENA_GRAD], p->arena[MF_ARENA_GRAD] / sizeof(float), MF_COMM_F32,
                                                   MF_COMM_SUM, "the all-reduce of the gradients") : 0;
