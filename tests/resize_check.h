@@ -82,4 +82,72 @@ static inline int rv_run(const char *what, const rv_case *t, mf_dtype dt, uint64
   return rc;
 }
 
+/* The input pixels output pixel px reads and their weights: writes at most 16 (flat [N,C,H,W] indices, repeats
+ * allowed) and returns how many */
+typedef int (*rv_taps_fn)(const rv_pixel *px, int64_t *idx, double *wgt, void *ctx);
+
+/* Backward: with x a parameter [N,C,H,W] and loss = sum(y * R), R [N,C,OH,OW] uniform in [-1, 1) from `seed`, dx is R
+ * scattered back through the op. Every dx pixel against the f64 sum of its k terms R * weight (taps), within
+ * gamma_(k + extra) (unit roundoff u of dx's dtype; extra: the roundings that form one term) of the sum of the terms'
+ * magnitudes, plus one rounding to that dtype. px.x is NULL for taps. 0 with *res, or -1 after a failed CHECK. */
+static inline int rv_run_bwd(const char *what, const rv_case *t, mf_dtype dt, uint64_t seed, gc_build_fn build, void *bctx, rv_taps_fn taps,
+                             void *tctx, double extra, rv_result *res) {
+  mf_graph *g = mf_graph_init(dt);
+  int64_t xs[4] = {t->N, t->C, t->H, t->W}, ys[4] = {t->N, t->C, t->OH, t->OW};
+  mf_tensor x = mf_param(g, "x", 4, xs, MF_INIT_ZERO, 0); /* [N,C,H,W] */
+  mf_tensor y = build(g, &x, bctx);                        /* [N,C,OH,OW] */
+  mf_tensor R = mf_input(g, "R", 4, ys);                   /* [N,C,OH,OW] */
+  mf_tensor loss = mf_sum(g, mf_mul(g, y, R), 0, 0);
+  if (mf_graph_error(g) || mf_autodiff(g, loss) < 0 || g->nodes[x].grad < 0) {
+    CHECK(0, "%s: build: %s", what, mf_graph_error(g) ? mf_graph_error(g) : "no gradient");
+    mf_graph_free(g);
+    return -1;
+  }
+  rv_pixel px = {t, t->sh > 0 ? t->sh : (double)t->OH / (double)t->H, t->sw > 0 ? t->sw : (double)t->OW / (double)t->W, NULL, dt, 0, 0, 0};
+  void **leaf = calloc((size_t)g->n, sizeof *leaf);
+  int64_t ny = t->N * t->C * t->OH * t->OW, nx = t->N * t->C * t->H * t->W;
+  leaf[x] = calloc((size_t)nx, mf_dtype_size(g->nodes[x].dtype));
+  leaf[R] = malloc(mf_node_bytes(&g->nodes[R]));
+  for (int64_t j = 0; j < ny; j++) mf_st(leaf[R], g->nodes[R].dtype, j, rv_uniform(&seed));
+  double *ref = calloc((size_t)nx, sizeof *ref), *mag = calloc((size_t)nx, sizeof *mag);
+  int64_t *cnt = calloc((size_t)nx, sizeof *cnt);
+  for (px.p = 0; px.p < t->N * t->C; px.p++)
+    for (px.oh = 0; px.oh < t->OH; px.oh++)
+      for (px.ow = 0; px.ow < t->OW; px.ow++) {
+        int64_t idx[16];
+        double wgt[16], v = mf_ld(leaf[R], g->nodes[R].dtype, (px.p * t->OH + px.oh) * t->OW + px.ow);
+        for (int k = taps(&px, idx, wgt, tctx) - 1; k >= 0; k--) {
+          ref[idx[k]] += wgt[k] * v;
+          mag[idx[k]] += fabs(wgt[k] * v);
+          cnt[idx[k]]++;
+        }
+      }
+  mf_ref r;
+  char err[256];
+  int rc = 0;
+  if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) {
+    CHECK(0, "%s: eval: %s", what, err);
+    rc = -1;
+  } else {
+    const mf_node *gn = &g->nodes[g->nodes[x].grad];
+    double u = gn->dtype == MF_F64 ? ldexp(1, -53) : ldexp(1, -24);
+    *res = (rv_result){0, 0, nx};
+    for (int64_t i = 0; i < nx; i++) {
+      double k = (double)cnt[i] + extra, bound = k * u / (1 - k * u) * mag[i] + u * fabs(ref[i]) + 1e-300;
+      double e = fabs(mf_ld(r.data[g->nodes[x].grad], gn->dtype, i) - ref[i]) / bound;
+      if (!(e <= 1)) res->over++;
+      if (!(e <= res->worst)) res->worst = e == e ? e : INFINITY;
+    }
+    mf_ref_free(&r);
+  }
+  free(ref);
+  free(mag);
+  free(cnt);
+  free(leaf[x]);
+  free(leaf[R]);
+  free(leaf);
+  mf_graph_free(g);
+  return rc;
+}
+
 #endif

@@ -2,7 +2,8 @@
  * exclude_outside, PyTorch's bicubic). Gradients against finite differences in f64 in every coordinate mode, a of -0.75
  * and -0.5, with and without exclude_outside; values in f64 and f32 against ONNX's reference algorithm written
  * independently here (the 4 neighbours of the coordinate in the edge-padded axis, Keys' coefficients of the ratio,
- * renormalised inside the image for exclude_outside), separable as ONNX evaluates it; bad arguments refused. */
+ * renormalised inside the image for exclude_outside), separable as ONNX evaluates it; every pixel of the backward in
+ * f64 and f32 against an f64 sum by the same rule; bad arguments refused. */
 #include "resize_check.h"
 
 static const rv_case cases[] = {
@@ -105,6 +106,35 @@ static void values(const rv_case *t, int coord, double A, int excl, mf_dtype dt,
     CHECK(res.worst <= 1, "%s: error %.3g times the bound", nm, res.worst);
 }
 
+/* backward (rv_run_bwd): each input pixel gets R times the weights (the H tap's times the W tap's) of every output
+ * pixel whose 16 taps read it, by ONNX's rule as the values use it; extra 64 roundings per term as there (two weights
+ * of a few dozen operations each, their product, times R) */
+static int ref_taps(const rv_pixel *px, int64_t *idx, double *wgt, void *ctx) {
+  const rc_ref_ctx *o = ctx;
+  const rv_case *t = px->t;
+  int64_t hs[4], ws[4];
+  double hw[4], ww[4];
+  ref_cubic(ref_coord(o->coord, px->oh, t->H, t->OH, px->sh), t->H, o->a, o->excl, hs, hw);
+  ref_cubic(ref_coord(o->coord, px->ow, t->W, t->OW, px->sw), t->W, o->a, o->excl, ws, ww);
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++) {
+      idx[i * 4 + j] = (px->p * t->H + hs[i]) * t->W + ws[j];
+      wgt[i * 4 + j] = hw[i] * ww[j];
+    }
+  return 16;
+}
+
+static void bwd_values(const rv_case *t, int coord, double A, int excl, mf_dtype dt, uint64_t seed) {
+  rc_ctx c = {t->OH, t->OW, coord, excl, A, t->sh, t->sw};
+  rc_ref_ctx rc = {coord, excl, A};
+  char nm[160];
+  snprintf(nm, sizeof nm, "%s resize cubic backward %s a %g%s [%lld,%lld] -> [%lld,%lld]", mf_dtype_name(dt), coord_name(coord), A,
+           excl ? " exclude_outside" : "", (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
+  rv_result res;
+  if (rv_run_bwd(nm, t, dt, seed, build_rc, &c, ref_taps, &rc, 64, &res) == 0)
+    CHECK(res.worst <= 1, "%s: error %.3g times the bound", nm, res.worst);
+}
+
 /* a constant image stays constant (the weights sum to 1), and an integer coordinate copies its pixel */
 static void known_points(void) {
   mf_graph *g = mf_graph_init(MF_F64);
@@ -165,6 +195,8 @@ int main(void) {
           gc_check(nm, 1, in, build_rc, &c, 0, 1e-6);
           values(t, coord, as[ai], excl, MF_F64, seed + (uint64_t)n);
           values(t, coord, as[ai], excl, MF_F32, seed + 1000 + (uint64_t)n);
+          bwd_values(t, coord, as[ai], excl, MF_F64, seed + 2000 + (uint64_t)n);
+          bwd_values(t, coord, as[ai], excl, MF_F32, seed + 3000 + (uint64_t)n);
         }
   printf("test_grad_resize_cubic: %d geometries x modes, gradients and values\n", n);
   known_points();
