@@ -193,6 +193,7 @@ typedef struct vq_ctx {
   float *xperm;               /* clips: the loader's [micro, C, T, S, S] as [micro, T, C, S, S] */
   float *vin, *vrec;          /* the grid's rows: inputs and reconstructions in [0,1] */
   double *psnr_t;             /* [T] the last validation's PSNR per frame (mean over clips) */
+  double g_adv;               /* the last generator step's raw g_loss = -mean D(xrec) (vq_step_loss) */
   uint64_t seed;
 } vq_ctx;
 
@@ -216,11 +217,19 @@ static int vq_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_
   return 0;
 }
 
-/* after the last phase's micro-step: the batch's reconstruction PSNR (on [0,1]) and the codes it used */
+/* the generator phase's logged loss: the objective it minimised (lambda x g_loss, not the forward's raw g_loss) */
+static double vq_step_loss(void *ctx, mf_session *s, int phase, double loss) {
+  vq_ctx *c = ctx;
+  return phase == 0 ? vqgan_gen_objective(s, &c->net, loss, &c->g_adv) : loss;
+}
+
+/* after the last phase's micro-step: the batch's reconstruction PSNR (on [0,1]), the codes it used, lambda and the
+ * generator step's raw g_loss */
 static void vq_read_terms(void *ctx, mf_session *s, double *v) {
   vq_ctx *c = ctx;
   int64_t per = (int64_t)c->cfg.channels * c->cfg.size * c->cfg.size, all = per * c->micro * c->frames;
   v[0] = v[1] = v[2] = NAN;
+  v[3] = c->g_adv;
   float lam;
   if (mf_session_read(s, c->net.lambda, &lam, 1) == 0) v[2] = lam;
   if (mf_session_read(s, c->net.x, c->xbuf, (size_t)all) < 0 || mf_session_read(s, c->net.xrec, c->rbuf, (size_t)all) < 0) return;
@@ -236,7 +245,7 @@ static void vq_read_terms(void *ctx, mf_session *s, double *v) {
 
 static void vq_describe_terms(void *ctx, const double *mean, char *buf, size_t n) {
   (void)ctx;
-  snprintf(buf, n, "rec %.2f dB  perplexity %.1f  lambda %.3g", mean[0], mean[1], mean[2]);
+  snprintf(buf, n, "rec %.2f dB  perplexity %.1f  lambda %.3g  g_loss %.3g", mean[0], mean[1], mean[2], mean[3]);
 }
 
 static int vq_after_update(void *ctx, mf_session *s, int64_t update, char *err, size_t n) {
@@ -488,10 +497,11 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   j->hooks.read_terms = vq_read_terms;
   j->hooks.describe_terms = vq_describe_terms;
   j->hooks.after_update = vq_after_update;
+  j->hooks.step_loss = vq_step_loss;
   j->hooks.validate = c->n_val ? vq_validate : NULL;
   j->session_ready = vqgan_session_ready_hook;
-  static const char *const terms[3] = {"rec_psnr", "code_perplexity", "lambda"};
-  j->n_terms = 3;
+  static const char *const terms[4] = {"rec_psnr", "code_perplexity", "lambda", "g_loss"};
+  j->n_terms = 4;
   j->term_names = terms;
   j->sample_unit = cfg.frames > 1 ? "clips" : "images";
   j->loss_divisor = 1;
