@@ -115,17 +115,30 @@ static int vq_config(const vqgan_tcfg *c, const mf_train_args *a, vqgan_cfg *mc,
   if (vqgan_cfg_preset(c->preset, mc, err, n) < 0) return -1;
   for (int i = 0; i < c->n_model; i++)
     if (vqgan_cfg_set(mc, c->model_key[i], c->model_val[i], err, n) < 0) return -1;
-  if (a->batch) { mc->batch = a->batch; mc->micro_batch = 0; }
+  if (a->batch && !a->batch_default) { mc->batch = a->batch; mc->micro_batch = 0; } /* given: the micro-batch chosen */
   return 0;
 }
 
+/* without --batch: the preset's */
+static int train_batch(const void *p, const mf_train_args *a, int *batch, char *err, size_t n) {
+  vqgan_cfg mc;
+  if (vq_config(p, a, &mc, err, n) < 0) return -1;
+  *batch = mc.batch;
+  return 0;
+}
+
+/* a->batch is one rank's share (mf_train_check) */
 static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
   vqgan_tcfg *c = p;
   vqgan_cfg mc;
   if (vq_config(c, a, &mc, err, n) < 0) return -1;
-  if (!a->batch) a->batch = mc.batch;
   mc.batch = a->batch;
   if (a->micro_batch) mc.micro_batch = a->micro_batch;
+  else if (mc.micro_batch > 0 && mc.batch % mc.micro_batch) { /* the preset's micro-batch on a smaller share: their gcd */
+    int x = mc.micro_batch, y = mc.batch;
+    while (y) { int t = x % y; x = y; y = t; }
+    mc.micro_batch = x;
+  }
   if (vqgan_cfg_check(&mc, err, n) < 0 || vqgan_perceptual_check(&mc, err, n) < 0) return -1;
   c->mc = mc;
   return 0;
@@ -143,14 +156,8 @@ static int train_plan_cfg(const void *p, const mf_train_args *a, void *wc, char 
 /* the exact two-phase choice: as given (preset micro-batch, f32, stored) or the fastest that fits --budget */
 static int train_choose(const void *p, const mf_train_args *a, mf_train_choice *ch, char *err, size_t n) {
   const vqgan_tcfg *c = p;
-  vqgan_cfg mc = c->mc;
-  mc.batch = a->batch; /* one rank's share under data parallelism (set after train_check saw the global batch) */
-  int pm = a->micro_batch ? a->micro_batch : mc.micro_batch;
-  if (!a->micro_batch && pm > 0 && mc.batch % pm) { /* the preset's micro-batch on a smaller share: their gcd */
-    int x = pm, y = mc.batch;
-    while (y) { int t = x % y; x = y; y = t; }
-    pm = x;
-  }
+  vqgan_cfg mc = c->mc; /* one rank's batch and its micro-batch (train_check) */
+  int pm = a->micro_batch ? a->micro_batch : mc.micro_batch; /* --accum sets a->micro_batch after train_check */
   mc.micro_batch = pm;
   vqgan_search_opts so = {a->budget, a->backend, a->threads, a->dtypes ? a->dtypes : 1u << MF_F32, a->mode < 0 ? 0 : a->mode, pm};
   if (a->budget) {
@@ -534,6 +541,7 @@ static const mf_workload_train vqgan_train = {
   .train_cfg_set = train_cfg_set,
   .train_help = train_help,
   .train_check = train_check,
+  .train_batch = train_batch,
   .train_plan_cfg = train_plan_cfg,
   .train_setup = train_setup,
   .train_choose = train_choose,
