@@ -214,7 +214,13 @@ static void clip_to_frames(const float *src, float *dst, int B, int C, int T, in
 
 static int vq_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_t n) {
   vq_ctx *c = ctx;
-  if (vqgan_set_factor(s, &c->net, mf_session_step(s)) < 0) { snprintf(err, n, "writing the GAN factor failed"); return -1; }
+  /* the update this micro-batch belongs to, for both phases: the discriminator group's count, which its phase's
+   * update (the step's last) advances; mf_session_step is already the next update's once the generator's update of
+   * the step's last micro-batch is applied, so the discriminator's hinge would start one update early */
+  if (vqgan_set_factor(s, &c->net, mf_session_group_step(s, VQGAN_GROUP_DISC)) < 0) {
+    snprintf(err, n, "writing the GAN factor failed");
+    return -1;
+  }
   const float *data[1] = {b->images};
   if (c->frames > 1) { /* [micro, C, T, S, S] -> [micro, T, C, S, S]: the model's frames are its batch rows */
     clip_to_frames(b->images, c->xperm, c->micro, c->cfg.channels, c->frames, (int64_t)c->cfg.size * c->cfg.size);
