@@ -33,6 +33,26 @@ typedef struct rv_result {
   int64_t total; /* output pixels */
 } rv_result;
 
+/* The pixel walker of geometry t in dt, before the first pixel */
+static inline rv_pixel rv_pixel_of(const rv_case *t, mf_dtype dt) {
+  double sh = t->sh > 0 ? t->sh : (double)t->OH / (double)t->H, sw = t->sw > 0 ? t->sw : (double)t->OW / (double)t->W;
+  return (rv_pixel){t, sh, sw, NULL, dt, 0, 0, 0};
+}
+
+/* mf_ref_eval of g on leaf into *r: 0, or -1 after a failed CHECK naming `what` */
+static inline int rv_eval(const char *what, const mf_graph *g, void **leaf, mf_ref *r) {
+  char err[256];
+  if (mf_ref_eval(g, leaf, 1.0, r, err, sizeof err) == 0) return 0;
+  CHECK(0, "%s: eval: %s", what, err);
+  return -1;
+}
+
+/* One pixel's error e in units of its bound into res (NaN counts as infinity) */
+static inline void rv_note(rv_result *res, double e) {
+  if (!(e <= 1)) res->over++;
+  if (!(e <= res->worst)) res->worst = e == e ? e : INFINITY;
+}
+
 /* Builds `build` (a gradcheck builder; in[0] is x [N,C,H,W]) in dt on x uniform in [-1, 1) from `seed`, evaluates it
  * with mf_ref_eval and compares each output pixel with ref. 0 with *res filled; -1 after a failed CHECK naming `what`
  * (the build or the evaluation failed). */
@@ -46,7 +66,7 @@ static inline int rv_run(const char *what, const rv_case *t, mf_dtype dt, uint64
     mf_graph_free(g);
     return -1;
   }
-  rv_pixel px = {t, t->sh > 0 ? t->sh : (double)t->OH / (double)t->H, t->sw > 0 ? t->sw : (double)t->OW / (double)t->W, NULL, dt, 0, 0, 0};
+  rv_pixel px = rv_pixel_of(t, dt);
   void **leaf = calloc((size_t)g->n, sizeof *leaf);
   int64_t nx = t->N * t->C * t->H * t->W;
   leaf[x] = malloc(mf_node_bytes(&g->nodes[x]));
@@ -57,21 +77,15 @@ static inline int rv_run(const char *what, const rv_case *t, mf_dtype dt, uint64
   }
   px.x = xv;
   mf_ref r;
-  char err[256];
-  int rc = 0;
-  if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) {
-    CHECK(0, "%s: eval: %s", what, err);
-    rc = -1;
-  } else {
+  int rc = rv_eval(what, g, leaf, &r);
+  if (rc == 0) {
     *res = (rv_result){0, 0, t->N * t->C * t->OH * t->OW};
     for (px.p = 0; px.p < t->N * t->C; px.p++)
       for (px.oh = 0; px.oh < t->OH; px.oh++)
         for (px.ow = 0; px.ow < t->OW; px.ow++) {
           double bound = 0, want = ref(&px, &bound, rctx);
           double got = mf_ld(r.data[y], dt, (px.p * t->OH + px.oh) * t->OW + px.ow);
-          double e = bound > 0 ? fabs(got - want) / bound : got == want ? 0 : INFINITY;
-          if (!(e <= 1)) res->over++;
-          if (!(e <= res->worst)) res->worst = e == e ? e : INFINITY;
+          rv_note(res, bound > 0 ? fabs(got - want) / bound : got == want ? 0 : INFINITY);
         }
     mf_ref_free(&r);
   }
@@ -103,7 +117,7 @@ static inline int rv_run_bwd(const char *what, const rv_case *t, mf_dtype dt, ui
     mf_graph_free(g);
     return -1;
   }
-  rv_pixel px = {t, t->sh > 0 ? t->sh : (double)t->OH / (double)t->H, t->sw > 0 ? t->sw : (double)t->OW / (double)t->W, NULL, dt, 0, 0, 0};
+  rv_pixel px = rv_pixel_of(t, dt);
   void **leaf = calloc((size_t)g->n, sizeof *leaf);
   int64_t ny = t->N * t->C * t->OH * t->OW, nx = t->N * t->C * t->H * t->W;
   leaf[x] = calloc((size_t)nx, mf_dtype_size(g->nodes[x].dtype));
@@ -123,20 +137,14 @@ static inline int rv_run_bwd(const char *what, const rv_case *t, mf_dtype dt, ui
         }
       }
   mf_ref r;
-  char err[256];
-  int rc = 0;
-  if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) {
-    CHECK(0, "%s: eval: %s", what, err);
-    rc = -1;
-  } else {
+  int rc = rv_eval(what, g, leaf, &r);
+  if (rc == 0) {
     const mf_node *gn = &g->nodes[g->nodes[x].grad];
     double u = gn->dtype == MF_F64 ? ldexp(1, -53) : ldexp(1, -24);
     *res = (rv_result){0, 0, nx};
     for (int64_t i = 0; i < nx; i++) {
       double k = (double)cnt[i] + extra, bound = k * u / (1 - k * u) * mag[i] + u * fabs(ref[i]) + 1e-300;
-      double e = fabs(mf_ld(r.data[g->nodes[x].grad], gn->dtype, i) - ref[i]) / bound;
-      if (!(e <= 1)) res->over++;
-      if (!(e <= res->worst)) res->worst = e == e ? e : INFINITY;
+      rv_note(res, fabs(mf_ld(r.data[g->nodes[x].grad], gn->dtype, i) - ref[i]) / bound);
     }
     mf_ref_free(&r);
   }

@@ -95,17 +95,6 @@ static double ref_value(const rv_pixel *px, double *bound, void *ctx) {
   return ref;
 }
 
-static void values(const rv_case *t, int coord, double A, int excl, mf_dtype dt, uint64_t seed) {
-  rc_ctx c = {t->OH, t->OW, coord, excl, A, t->sh, t->sw};
-  rc_ref_ctx rc = {coord, excl, A};
-  char nm[160];
-  snprintf(nm, sizeof nm, "%s resize cubic %s a %g%s [%lld,%lld] -> [%lld,%lld]", mf_dtype_name(dt), coord_name(coord), A,
-           excl ? " exclude_outside" : "", (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
-  rv_result res;
-  if (rv_run(nm, t, dt, seed, build_rc, &c, ref_value, &rc, &res) == 0)
-    CHECK(res.worst <= 1, "%s: error %.3g times the bound", nm, res.worst);
-}
-
 /* backward (rv_run_bwd): each input pixel gets R times the weights (the H tap's times the W tap's) of every output
  * pixel whose 16 taps read it, by ONNX's rule as the values use it; extra 64 roundings per term as there (two weights
  * of a few dozen operations each, their product, times R) */
@@ -124,15 +113,17 @@ static int ref_taps(const rv_pixel *px, int64_t *idx, double *wgt, void *ctx) {
   return 16;
 }
 
-static void bwd_values(const rv_case *t, int coord, double A, int excl, mf_dtype dt, uint64_t seed) {
+/* values (bwd 0) or the backward (bwd 1) of one geometry and mode in dt, against this file's reference */
+static void values(const rv_case *t, int coord, double A, int excl, mf_dtype dt, uint64_t seed, int bwd) {
   rc_ctx c = {t->OH, t->OW, coord, excl, A, t->sh, t->sw};
   rc_ref_ctx rc = {coord, excl, A};
   char nm[160];
-  snprintf(nm, sizeof nm, "%s resize cubic backward %s a %g%s [%lld,%lld] -> [%lld,%lld]", mf_dtype_name(dt), coord_name(coord), A,
-           excl ? " exclude_outside" : "", (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
+  snprintf(nm, sizeof nm, "%s resize cubic%s %s a %g%s [%lld,%lld] -> [%lld,%lld]", mf_dtype_name(dt), bwd ? " backward" : "",
+           coord_name(coord), A, excl ? " exclude_outside" : "", (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
   rv_result res;
-  if (rv_run_bwd(nm, t, dt, seed, build_rc, &c, ref_taps, &rc, 64, &res) == 0)
-    CHECK(res.worst <= 1, "%s: error %.3g times the bound", nm, res.worst);
+  int st = bwd ? rv_run_bwd(nm, t, dt, seed, build_rc, &c, ref_taps, &rc, 64, &res)
+               : rv_run(nm, t, dt, seed, build_rc, &c, ref_value, &rc, &res);
+  if (st == 0) CHECK(res.worst <= 1, "%s: error %.3g times the bound", nm, res.worst);
 }
 
 /* a constant image stays constant (the weights sum to 1), and an integer coordinate copies its pixel */
@@ -193,10 +184,10 @@ int main(void) {
           snprintf(nm, sizeof nm, "resize cubic %s a %g%s [%lld,%lld] -> [%lld,%lld]", coord_name(coord), as[ai],
                    excl ? " exclude_outside" : "", (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
           gc_check(nm, 1, in, build_rc, &c, 0, 1e-6);
-          values(t, coord, as[ai], excl, MF_F64, seed + (uint64_t)n);
-          values(t, coord, as[ai], excl, MF_F32, seed + 1000 + (uint64_t)n);
-          bwd_values(t, coord, as[ai], excl, MF_F64, seed + 2000 + (uint64_t)n);
-          bwd_values(t, coord, as[ai], excl, MF_F32, seed + 3000 + (uint64_t)n);
+          values(t, coord, as[ai], excl, MF_F64, seed + (uint64_t)n, 0);
+          values(t, coord, as[ai], excl, MF_F32, seed + 1000 + (uint64_t)n, 0);
+          values(t, coord, as[ai], excl, MF_F64, seed + 2000 + (uint64_t)n, 1);
+          values(t, coord, as[ai], excl, MF_F32, seed + 3000 + (uint64_t)n, 1);
         }
   printf("test_grad_resize_cubic: %d geometries x modes, gradients and values\n", n);
   known_points();
