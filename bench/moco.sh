@@ -8,6 +8,7 @@
 # model's work for all) and the percentage of the sgemm peak measured with OpenBLAS after each memfit run (issue 16).
 # WIDTH, SIZE and CHANNELS (environment; default 1, 32, 3) change the network: WIDTH=0.25 SIZE=28 CHANNELS=1 is the
 # Fashion-MNIST recipe of bench/moco_fashion.sh.
+# BENCH_RUNS=FILE appends every run's JSON record to FILE.
 # usage: [WIDTH=W SIZE=S CHANNELS=C] bash bench/moco.sh [THREADS] [STEPS] [ROUNDS] [BATCH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,5 @@ for r in $(seq "$rounds"); do
   OMP_NUM_THREADS=$threads "$B"/bench_moco "${common[@]}" --peak 3 >>"$runs"
 done
 /usr/bin/python3 bench/side_by_side.py "$runs"
+if [ -n "${BENCH_RUNS:-}" ]; then cat "$runs" >>"$BENCH_RUNS"; fi
 rm -f "$runs"

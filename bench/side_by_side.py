@@ -3,7 +3,8 @@
 record per run ({"impl", "images_per_s", "peak_rss_bytes"}), prints each implementation's medians and rounds, and
 memfit's speed and peak-RSS ratios against every other implementation.
 When memfit's records carry the step's conv/GEMM FLOPs (gemm_flops, per step of "batch" images) and the sgemm peak
-measured in its runs (peak_gflops_per_s, bench/common/peak.c), every implementation also gets its achieved conv/GEMM
+measured in its runs (peak_gflops_per_s, bench/common/peak.c; the best of them: other work on the machine only
+ever lowers a measured peak), every implementation also gets its achieved conv/GEMM
 GFLOP/s (memfit's FLOPs per image x its images/s: the same model's work) and the percentage of that peak.
 Usage: /usr/bin/python3 bench/side_by_side.py RUNS.jsonl"""
 import json
@@ -20,7 +21,7 @@ ms, mr = med["memfit"]
 mf = by["memfit"]
 flops_img = statistics.median(x["gemm_flops"] / x["batch"] for x in mf) if all("gemm_flops" in x for x in mf) else None
 peaks = [x["peak_gflops_per_s"] for x in mf if "peak_gflops_per_s" in x]
-peak = statistics.median(peaks) if peaks else None
+peak = max(peaks) if peaks else None
 rate = flops_img is not None
 print("%-22s %10s %14s%s %s" % ("impl", "images/s", "peak RSS MiB", " %9s %7s" % ("GFLOP/s", "% peak") if rate else "",
                                 "rounds (images/s)"))
@@ -38,7 +39,7 @@ if rate:
     print("conv/GEMM work %.3f GFLOP per step of %d images (all ops the plan counts: %.3f GFLOP)" %
           (x["gemm_flops"] / 1e9, x["batch"], x["plan_flops"] / 1e9), end="")
     if peak:
-        print("; sgemm peak %.1f GFLOP/s (median of %d runs; OpenBLAS %s core, %s; oneDNN ISA %s); target >= 70%% of peak" %
+        print("; sgemm peak %.1f GFLOP/s (the best of %d runs; OpenBLAS %s core, %s; oneDNN ISA %s); target >= 70%% of peak" %
               (peak, len(peaks), x.get("blas_core", "?"), x.get("blas_parallel", "?"), x.get("dnnl_isa", "?")))
     else:
         print()

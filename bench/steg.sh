@@ -8,7 +8,9 @@
 # (MEMFIT_FUSE=0), so the fusion's effect is measured in the same interleaved rounds.
 # Each implementation also gets its achieved convolution/GEMM GFLOP/s (the plan's conv + GEMM FLOPs of the step,
 # bench/common/peak.c; PyTorch and store mode do the same work, invert mode more: it recomputes) and the percentage of
-# the machine's sgemm peak, measured with OpenBLAS at the same thread count after each memfit run (median of them).
+# the machine's sgemm peak, measured with OpenBLAS at the same thread count after each memfit run (the best of them:
+# other work on the machine only ever lowers a measured peak).
+# BENCH_RUNS=FILE appends every run's JSON record to FILE.
 # usage: [UNFUSED=1] bash bench/steg.sh [THREADS] [STEPS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +44,7 @@ ts, tr = med["torch"]
 fl = {k: statistics.median(x["gemm_flops"] / x["batch"] for x in v) for k, v in by.items() if "gemm_flops" in v[0]}
 fl["torch"] = fl.get("memfit-store")
 peaks = [x["peak_gflops_per_s"] for v in by.values() for x in v if "peak_gflops_per_s" in x]
-peak = statistics.median(peaks) if peaks else None
+peak = max(peaks) if peaks else None
 for k in [k for k in ["torch", "memfit-store", "memfit-invert", "memfit-store-unfused"] if k in med]:
     s, rss = med[k]
     gf = fl[k] * s / 1e9 if fl.get(k) else None
@@ -51,9 +53,10 @@ for k in [k for k in ["torch", "memfit-store", "memfit-invert", "memfit-store-un
           " ".join("%.2f" % x["images_per_s"] for x in by[k])))
 if peak:
     x = by["memfit-store"][0]
-    print("  batch %s: conv/GEMM %.3f GFLOP per step (store), %.3f (invert); sgemm peak %.1f GFLOP/s (median of %d runs; "
+    print("  batch %s: conv/GEMM %.3f GFLOP per step (store), %.3f (invert); sgemm peak %.1f GFLOP/s (the best of %d runs; "
           "OpenBLAS %s core, %s; oneDNN ISA %s)" % (b, fl["memfit-store"] * int(b) / 1e9, fl.get("memfit-invert", 0) * int(b) / 1e9,
           peak, len(peaks), x.get("blas_core", "?"), x.get("blas_parallel", "?"), x.get("dnnl_isa", "?")))
 PY
+  if [ -n "${BENCH_RUNS:-}" ]; then cat "$runs" >>"$BENCH_RUNS"; fi
   rm -f "$runs"
 done

@@ -6,6 +6,7 @@
 # The implementations run in turn, ROUNDS times (default 3); each figure is the median of its rounds; ratios are
 # memfit / PyTorch. Each implementation also gets its achieved convolution/GEMM GFLOP/s (memfit's plan counts the
 # FLOPs) and the percentage of the sgemm peak measured with OpenBLAS after each memfit run (issue 16).
+# BENCH_RUNS=FILE appends every run's JSON record to FILE.
 # usage: bash bench/vqgan.sh [THREADS] [STEPS] [ROUNDS] [SIZE] [BATCH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +24,4 @@ for r in $(seq "$rounds"); do
   OMP_NUM_THREADS=$threads "$B"/bench_vqgan "${common[@]}" --peak 3 >>"$runs"
 done
 /usr/bin/python3 bench/side_by_side.py "$runs"
+if [ -n "${BENCH_RUNS:-}" ]; then cat "$runs" >>"$BENCH_RUNS"; fi
