@@ -3,7 +3,8 @@
 # builds memfit with the CUDA backend, shows the GPU, runs the CUDA tests (every op and a full
 # steganography training step against the CPU backend, measured == planned memory), benchmarks a
 # training step of the seed-16gb steganography model (10 blocks, growth 160, 224x224, batch 8,
-# bf16) in memfit and in PyTorch (autocast bf16) and trains it in a 4 GiB budget; ends with a table.
+# bf16) in memfit and in PyTorch (autocast bf16), trains it in a 4 GiB budget, and runs the data-parallel tests on
+# the device when mpirun is there (NCCL with one rank, two ranks sharing the GPU); ends with a table.
 # usage: bash scripts/gpu-check.sh [STEPS]          (env: BUILD_DIR, PYTHON, SKIP_DEPS=1)
 # On a GPU machine with no package registry (the device tool's): first run 'bash scripts/gpu-deps.sh'
 # on the development machine, then run this there with .gpu-deps carried along.
@@ -128,10 +129,21 @@ note "4 GiB budget: seed-16gb trains in it on the GPU and reports its measured p
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu-check: the 4 GiB training run FAILED"; status=1; }
 budget_line=$(grep -E "^budget .*chose" "$out/budget.log" | tail -1)
 
+note "data parallel on the GPU (tests/cli_mpi.sh: its CPU part, then a 1-rank NCCL run and 2 ranks sharing the GPU)"
+if command -v mpirun >/dev/null && "./$dir/memfit" --version | grep -q "data parallel: MPI"; then
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 bash tests/cli_mpi.sh "./$dir/memfit" 2>&1 |
+    tee "$out/mpi.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu-check: data parallel FAILED"; status=1; }
+  mpi_line=$(grep -E "^cli_mpi: " "$out/mpi.log" | tail -1)
+else
+  echo "skipped: no mpirun here, or memfit was built without MPI (NCCL needs it: apt-get install openmpi-bin libopenmpi-dev)"
+fi
+
 note "summary"
 [ -n "$test_line" ] && echo "$test_line"
 [ -n "${stage_line:-}" ] && echo "$stage_line"
 [ -n "${budget_line:-}" ] && echo "4 GiB: $budget_line"
+[ -n "${mpi_line:-}" ] && echo "$mpi_line"
 grep -E "^  (parameters|gradients|optimizer state|activations|data staging|param copy) .*planned" "$out/budget.log" || true
 python3 - "$out/bench.jsonl" <<'PY'
 import json, sys

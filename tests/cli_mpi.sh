@@ -3,7 +3,8 @@
 # process with the whole batch (losses and parameters after 5 updates within 1e-5 relative), with gradient buckets
 # all-reduced during backward; ZeRO-1 (--shard-optimizer) trains the same with half the optimizer arena; MoCo's queue
 # takes the global batch's keys, v2's shuffled batch norm and v3's gathered keys match one process; plans that differ or do not fit stop all ranks naming the rank; a killed or hung
-# rank ends the job in bounded time; resuming with the same ranks continues exactly, with other ranks within 1e-5
+# rank ends the job in bounded time; the device path staged through host buffers is bit-identical (and on a GPU, when
+# there is one: NCCL with one rank, 2 ranks sharing it); resuming with the same ranks continues exactly, with other ranks within 1e-5
 # (the same global batches), and a ZeRO-1 checkpoint only with its own ranks. Skipped without mpirun or MPI.
 # Usage: cli_mpi.sh path/to/memfit
 set -u
@@ -213,6 +214,59 @@ EOF
 )
 rc=$?; echo "  VQGAN 1 rank x 4 vs 2 ranks x 2: $out"
 if [ $rc = 0 ]; then ok; else bad "VQGAN on 2 ranks does not match 1 rank: $out"; fi
+
+# The device path's host staging (ranks sharing a GPU, or no NCCL: src/dist/staged.c), checked here on the CPU with
+# MEMFIT_DIST_DEVICE=host: the gradient buckets, ZeRO-1's reduce-scatter and all-gather, and MoCo's all-gather nodes go
+# through a host copy of their bytes and the same MPI collectives, so every loss and parameter is bit-identical to the
+# unstaged runs above. One process with it set runs its (one-rank) collectives that way too.
+STAGED=(mpirun --bind-to none -x MEMFIT_DIST_DEVICE=host -np 2)
+run "host staging: 2 ranks train, said" 0 "started during backward.*over host-staged" "${STAGED[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --bucket 16KiB \
+  --out "$T/st2" --loss-log "$T/st2.txt"
+out=$(compare 0 "$T/two.txt" "$T/st2.txt" "$T/two/model.safetensors" "$T/st2/model.safetensors" 2>&1)
+rc=$?; echo "  2 ranks staged through host buffers vs not: $out"
+if [ $rc = 0 ]; then ok; else bad "staged gradient buckets differ from MPI's in place: $out"; fi
+run "host staging: ZeRO-1 on 2 ranks, said" 0 "ZeRO-1.*over host-staged" "${STAGED[@]}" "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --shard-optimizer \
+  --out "$T/stz" --loss-log "$T/stz.txt"
+out=$(compare 0 "$T/zero.txt" "$T/stz.txt" "$T/zero/model.safetensors" "$T/stz/model.safetensors" 2>&1)
+rc=$?; echo "  ZeRO-1 staged vs not: $out"
+if [ $rc = 0 ]; then ok; else bad "staged ZeRO-1 differs: $out"; fi
+run "host staging: MoCo shuffled BN on 2 ranks (all-gather nodes)" 0 "rank 1 of 2: memory measured == planned" "${STAGED[@]}" \
+  "$MEMFIT" "${B[@]}" --bn-splits 1 --out "$T/sts" --loss-log "$T/sts.txt"
+out=$(compare 0 "$T/s2.txt" "$T/sts.txt" "$T/s2/checkpoint.safetensors" "$T/sts/checkpoint.safetensors" 2>&1)
+rc=$?; echo "  MoCo shuffled BN staged vs not: $out"
+if [ $rc = 0 ]; then ok; else bad "staged all-gathers differ: $out"; fi
+run "host staging: one process" 0 "step 5/5" env MEMFIT_DIST_DEVICE=host "$MEMFIT" "${A[@]}" --batch 4 --steps 5 --out "$T/st1" \
+  --loss-log "$T/st1.txt"
+out=$(compare 0 "$T/one.txt" "$T/st1.txt" "$T/one/model.safetensors" "$T/st1/model.safetensors" 2>&1)
+rc=$?; echo "  1 process staged vs not: $out"
+if [ $rc = 0 ]; then ok; else bad "a staged single process differs: $out"; fi
+run "MEMFIT_DIST_DEVICE=nccl on the CPU is refused, named" 1 "MEMFIT_DIST_DEVICE=nccl needs a device backend" \
+  env MEMFIT_DIST_DEVICE=nccl "$MEMFIT" "${A[@]}" --batch 4 --steps 1 --out "$T/stn"
+run "a wrong MEMFIT_DIST_DEVICE is refused, named" 1 "MEMFIT_DIST_DEVICE=gpu: expected nccl or host" \
+  env MEMFIT_DIST_DEVICE=gpu "$MEMFIT" "${A[@]}" --batch 4 --steps 1 --out "$T/stw"
+
+# On a device (a CUDA build on a machine with a GPU; skipped otherwise): NCCL with one rank changes nothing (its
+# all-reduce of one rank is a copy), and 2 ranks sharing the GPU (NCCL refuses them) reduce through the host over MPI
+# and match 1 rank with the whole batch within the same 1e-5.
+D=("${A[@]}" --backend cuda --batch 4 --steps 5)
+"$MEMFIT" "${D[@]}" --out "$T/g1" --loss-log "$T/g1.txt" >"$T/g1.out" 2>&1; rc=$?
+if [ $rc = 2 ] && grep -Eq -- "--backend( cuda)?: .*(not built in|no CUDA device|CUDA backend)" "$T/g1.out"; then
+  echo "SKIP (device part): $(grep -Eo -- "--backend.*" "$T/g1.out" | head -1)"
+elif [ $rc != 0 ]; then bad "1 process on the GPU: exit status $rc"; tail -5 "$T/g1.out" | sed 's/^/    /'
+else
+  ok
+  if "$MEMFIT" --version | grep -q "NCCL in"; then
+    run "NCCL: one rank on the GPU" 0 "step 5/5" env MEMFIT_DIST_DEVICE=nccl "$MEMFIT" "${D[@]}" --out "$T/gn" --loss-log "$T/gn.txt"
+    out=$(compare 0 "$T/g1.txt" "$T/gn.txt" "$T/g1/model.safetensors" "$T/gn/model.safetensors" 2>&1)
+    rc=$?; echo "  GPU: 1 process through a 1-rank NCCL communicator vs without: $out"
+    if [ $rc = 0 ]; then ok; else bad "a 1-rank NCCL run differs: $out"; fi
+  else echo "SKIP (NCCL part): this build has no NCCL"; fi
+  run "GPU: 2 ranks sharing it reduce through the host" 0 "through host memory" "${MPI[@]}" "$MEMFIT" "${A[@]}" --backend cuda \
+    --batch 4 --steps 5 --bucket 16KiB --out "$T/g2" --loss-log "$T/g2.txt"
+  out=$(compare 1e-5 "$T/g1.txt" "$T/g2.txt" "$T/g1/model.safetensors" "$T/g2/model.safetensors" 2>&1)
+  rc=$?; echo "  GPU: 1 rank x 4 vs 2 ranks x 2 sharing the device: $out"
+  if [ $rc = 0 ]; then ok; else bad "2 ranks on one GPU do not match 1 rank: $out"; fi
+fi
 
 # agreement: a rank whose options give another plan stops every rank, named
 run "ranks with different plans stop, naming the rank" 1 "rank 1's plan differs from rank 0's" \

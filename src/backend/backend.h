@@ -84,6 +84,13 @@ typedef struct mf_backend {
   int (*stage_wait)(int slot, void *stream);
   /* Bytes the backend holds outside the plan (CUDA context, library handles), measured at init. */
   size_t (*fixed_overhead)(void);
+  /* Data parallel on a device backend: its own communicator for device memory over the host one `over` (NCCL: a
+   * ncclComm_t whose collectives run on `stream`, in order with the kernels); NULL when not built in. NULL with err
+   * when it could not be made. */
+  struct mf_comm *(*comm_init)(struct mf_comm *over, void *stream, char *err, size_t errlen);
+  /* 16 bytes that name the device this process computes on (its UUID), so ranks can tell whether they share one
+   * (NCCL refuses two ranks on one device). 0, or -1. NULL on host backends. */
+  int (*device_key)(unsigned char key[16]);
 } mf_backend;
 
 extern const mf_backend mf_backend_cpu;

@@ -318,11 +318,6 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
     if (!probe) { fprintf(stderr, "memfit %s: --backend %s: %s\n", cmd, a.backend, err); rc = 2; }
     else be->free(probe);
   }
-  if (!rc && R > 1 && be->alloc) {
-    fprintf(stderr, "memfit %s: --backend %s with %d ranks: data parallel on a device (NCCL) is not wired into the trainer yet: "
-                    "use --backend cpu\n", cmd, a.backend, R);
-    rc = 2;
-  }
   if ((rc = ranks_agree(comm, rc, cmd, "open its backend"))) { free(tcfg); goto done; }
   mf_train_choice ch;
   mf_candidate cand;
@@ -522,10 +517,11 @@ static int train_ranks(const mf_workload *w, void *tcfg, mf_train_args *argp, mf
   }
   if (R > 1 && comm->rank == 0 && mf_session_step(s) > mf_trainer_first_step(tr)) {
     double per = 1e3 * s->comm_wait_s / (double)(mf_session_step(s) - mf_trainer_first_step(tr));
+    const char *over = s->acomm ? s->acomm->kind : comm->kind;
     if (s->comm_early + s->comm_late)
       fprintf(rank_out, "gradient all-reduce: %lld bucket(s) started during backward, %lld after it; the updates waited %.3f ms each for "
-             "the reduction after backward\n", (long long)s->comm_early, (long long)s->comm_late, per);
-    else fprintf(rank_out, "gradient reduce-scatter (ZeRO-1) after backward: %.3f ms per update\n", per);
+             "the reduction after backward (over %s)\n", (long long)s->comm_early, (long long)s->comm_late, per, over);
+    else fprintf(rank_out, "gradient reduce-scatter (ZeRO-1) after backward: %.3f ms per update (over %s)\n", per, over);
   }
 out:
   mf_trainer_free(tr);

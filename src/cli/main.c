@@ -72,7 +72,7 @@ static void version_print(void) {
   printf("images: PNG (libpng %s), JPEG (libjpeg API %d)\n", PNG_LIBPNG_VER_STRING, JPEG_LIB_VERSION);
   char dv[256];
   printf("data parallel: %s; %s\n", mf_comm_builtin(dv, sizeof dv),
-         MEMFIT_BUILD_NCCL ? "NCCL in libmemfit_cuda.so (compiled and linked; the trainer does not use it yet)" : "NCCL not built in");
+         MEMFIT_BUILD_NCCL ? "NCCL in libmemfit_cuda.so (device gradients; ranks sharing a device reduce through the host)" : "NCCL not built in");
 }
 
 /* A command's exit status, made an error when its standard output could not be written (a full disk,

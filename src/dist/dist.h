@@ -60,9 +60,19 @@ uint64_t mf_comm_hash(uint64_t h, const void *p, size_t n);
  * hash differs from rank 0's), -1 when the collective failed. */
 int mf_comm_agree(mf_comm *c, uint64_t h, const char *what, int *first_bad);
 
-/* The NCCL implementation (src/dist/nccl.c) lives in libmemfit_cuda.so when the toolkit has NCCL:
- * mf_comm *mf_comm_nccl_init(mf_comm *over, void *stream, char *err, size_t errlen), found with dlsym: an NCCL
- * communicator of over's ranks, initialised over it (rank 0's unique id broadcast), on that CUDA stream. */
+/* The NCCL implementation (src/dist/nccl.c) lives in libmemfit_cuda.so when the toolkit has NCCL; the CUDA backend's
+ * table holds it (mf_backend.comm_init): an NCCL communicator of over's ranks, initialised over it (rank 0's unique id
+ * broadcast), its collectives on the backend's stream, in order with the kernels. */
+mf_comm *mf_comm_nccl_init(mf_comm *over, void *stream, char *err, size_t errlen);
+
+/* A communicator for device memory over a host one (src/dist/staged.c): each collective copies its bytes from the
+ * device into a host buffer of cap bytes (copy_out), runs on `over`, and copies the result back (copy_in); both copies
+ * are ordered after the device's queued work. Non-blocking all-reduces take ranges of [base, base + cap) and stage them
+ * at the same offsets; a blocking collective first finishes those in flight. A collective larger than cap fails with
+ * a message. It does not own `over`. NULL with err. */
+typedef int (*mf_comm_copy)(void *dst, const void *src, size_t n);
+mf_comm *mf_comm_staged_init(mf_comm *over, mf_comm_copy copy_out, mf_comm_copy copy_in, const void *base, size_t cap, char *err,
+                             size_t errlen);
 
 /* the MPI implementation (src/dist/mpi.c); NULL with err when not built in */
 mf_comm *mf_comm_mpi_init(int *argc, char ***argv, char *err, size_t errlen);

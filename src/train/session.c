@@ -307,6 +307,7 @@ void mf_session_free(mf_session *s) {
   free(s->bound);
   free(s->n_active);
   free(s->comm_started);
+  if (s->acomm && s->acomm != s->comm) s->acomm->free(s->acomm);
   mf_plan_free(s->plan);
   free(s);
 }
@@ -322,9 +323,9 @@ void *mf_session_input(mf_session *s, mf_tensor t) {
 static int comm_start(mf_session *s, int k) {
   const struct mf_grad_bucket *b = &s->plan->buckets[k];
   int slot = k % MF_COMM_MAX_PENDING;
-  if (k >= MF_COMM_MAX_PENDING && s->comm->wait(s->comm, slot) < 0) return -1; /* the bucket before in that slot */
+  if (k >= MF_COMM_MAX_PENDING && s->acomm->wait(s->acomm, slot) < 0) return -1; /* the bucket before in that slot */
   s->comm_started[k] = 1;
-  return s->comm->iallreduce(s->comm, (float *)(s->arena[MF_ARENA_GRAD] + b->off), b->bytes / sizeof(float), slot,
+  return s->acomm->iallreduce(s->acomm, (float *)(s->arena[MF_ARENA_GRAD] + b->off), b->bytes / sizeof(float), slot,
                              "the all-reduce of a gradient bucket");
 }
 
@@ -338,15 +339,15 @@ static int comm_after_step(mf_session *s, int i) {
       s->comm_early++;
       any = 1;
     }
-  return any ? 0 : s->comm->test(s->comm); /* lets the ones in flight progress */
+  return any ? 0 : s->acomm->test(s->acomm); /* lets the ones in flight progress */
 }
 
 /* before the optimizer: the buckets not started yet start now, and all are waited for */
 static int comm_finish(mf_session *s) {
-  mf_comm *c = s->comm;
+  mf_comm *c = s->acomm;
   const mf_plan *p = s->plan;
   s->comm_live = 0;
-  if (!c || c->size == 1) return 0;
+  if (!c) return 0; /* one process: no communicator (unless MEMFIT_DIST_DEVICE forced one, whose one-rank path then runs) */
   if (!p->n_buckets) /* a plan made without opts.ranks: the whole gradient arena at once */
     return p->arena[MF_ARENA_GRAD] ? c->allreduce(c, s->arena[MF_ARENA_GRAD], p->arena[MF_ARENA_GRAD] / sizeof(float), MF_COMM_F32,
                                                   MF_COMM_SUM, "the all-reduce of the gradients") : 0;
@@ -362,23 +363,101 @@ static int comm_finish(mf_session *s) {
 }
 
 /* An all-gather node after its kernel put this rank's rows into block `rank` of out [ranks * B, ...] and zeroed the
- * others: every rank's block to every rank (f32: MPI's all-gather in place; other dtypes: a bitwise-OR all-reduce of
- * the bytes, exact since each byte is non-zero on one rank at most). In host memory (device sessions have no
- * communicator yet: mf_session_set_comm refuses them). 0, or -1 after saying why. */
+ * others: every rank's block to every rank over the arenas' communicator (a block of whole 4-byte words: an all-gather
+ * in place, which copies bits whatever the dtype; else a bitwise-OR all-reduce of the bytes, exact since each byte is
+ * non-zero on one rank at most; NCCL has no such reduction and says so). 0, or -1 after saying why. */
 static int allgather_run(mf_session *s, const mf_node *n, void *out) {
   if (!s->comm || s->comm->size != n->ip[0]) {
     fprintf(stderr, "memfit: the step failed: all-gather '%s' is for %d ranks but the session has %s: set the job's communicator "
                     "(mf_session_set_comm)\n", n->name, n->ip[0], s->comm ? "another number" : "none");
     return -1;
   }
-  size_t bytes = mf_node_bytes(n);
-  if (n->dtype == MF_F32)
-    return s->comm->allgather(s->comm, (float *)out, bytes / sizeof(float) / (size_t)n->ip[0], "the all-gather op's rows");
-  return s->comm->allreduce(s->comm, out, bytes, MF_COMM_U8, MF_COMM_BOR, "the all-gather op's rows");
+  size_t block = mf_node_bytes(n) / (size_t)n->ip[0];
+  if (block % sizeof(float) == 0) /* any dtype: an all-gather copies bits */
+    return s->acomm->allgather(s->acomm, (float *)out, block / sizeof(float), "the all-gather op's rows");
+  return s->acomm->allreduce(s->acomm, out, mf_node_bytes(n), MF_COMM_U8, MF_COMM_BOR, "the all-gather op's rows");
+}
+
+static int host_copy(void *dst, const void *src, size_t n) {
+  memcpy(dst, src, n);
+  return 0;
+}
+
+/* 1 when two ranks compute on the same device (their backends' device keys gathered over c), 0 when not, -1 */
+static int ranks_share_device(mf_session *s, mf_comm *c) {
+  size_t R = (size_t)c->size;
+  unsigned char *keys = calloc(R, 16); /* [R][16], each rank's row its own */
+  if (!keys || s->be->device_key(keys + 16 * (size_t)c->rank) < 0 ||
+      c->allreduce(c, keys, 16 * R, MF_COMM_U8, MF_COMM_BOR, "the gathering of the ranks' devices") < 0) {
+    free(keys);
+    return -1;
+  }
+  int shared = 0;
+  for (size_t i = 0; i < R; i++)
+    for (size_t j = 0; j < i; j++) shared |= !memcmp(keys + 16 * i, keys + 16 * j, 16);
+  free(keys);
+  return shared;
+}
+
+/* The communicator for the arenas' collectives (see mf_session_set_comm): c itself on host memory; on a device, NCCL
+ * when built in and no two ranks share a device, else c through a host staging buffer as large as the largest
+ * collective (the gradient arena, or an all-gather node's output). Every rank comes to the same choice: the device
+ * sharing is gathered, and a failed NCCL start anywhere makes every rank stage. NULL with err. */
+static mf_comm *arena_comm_init(mf_session *s, mf_comm *c, char *err, size_t errlen) {
+  const char *want = getenv("MEMFIT_DIST_DEVICE");
+  if (want && !*want) want = NULL;
+  if (want && strcmp(want, "nccl") && strcmp(want, "host")) {
+    snprintf(err, errlen, "session: MEMFIT_DIST_DEVICE=%s: expected nccl or host", want);
+    return NULL;
+  }
+  int device = s->be->copy_in != NULL;
+  if (!device && !want) return c;
+  if (!device && !strcmp(want, "nccl")) {
+    snprintf(err, errlen, "session: MEMFIT_DIST_DEVICE=nccl needs a device backend; backend '%s' computes in host memory", s->be->name);
+    return NULL;
+  }
+  if (device && (!want || !strcmp(want, "nccl"))) {
+    const char *why = NULL;
+    int shared = s->be->device_key ? ranks_share_device(s, c) : 0;
+    if (shared < 0) {
+      snprintf(err, errlen, "session: the ranks could not compare their devices");
+      return NULL;
+    }
+    mf_comm *d = NULL;
+    char nerr[256] = "";
+    if (!s->be->comm_init) why = "this build has no NCCL";
+    else if (shared) why = "two ranks share a device, which NCCL refuses";
+    else {
+      d = s->be->comm_init(c, s->stream, nerr, sizeof nerr);
+      uint64_t ok = d != NULL;
+      if (c->allreduce(c, &ok, 1, MF_COMM_U64, MF_COMM_MIN, "the agreement on NCCL") < 0) ok = 0;
+      if (ok) return d;
+      if (d) d->free(d);
+      why = nerr[0] ? nerr : "NCCL failed to start on another rank";
+    }
+    if (want) {
+      snprintf(err, errlen, "session: MEMFIT_DIST_DEVICE=nccl, but %s", why);
+      return NULL;
+    }
+    if (c->rank == 0) fprintf(stderr, "memfit: data parallel on '%s' through host memory over %s: %s\n", s->be->name, c->kind, why);
+  }
+  const mf_plan *p = s->plan;
+  const mf_graph *g = p->g;
+  size_t cap = p->arena[MF_ARENA_GRAD];
+  if ((size_t)c->size * p->shard_bytes > cap) cap = (size_t)c->size * p->shard_bytes;
+  for (int id = 0; id < g->n; id++)
+    if (g->nodes[id].op == MF_OP_ALLGATHER && mf_node_bytes(&g->nodes[id]) > cap) cap = mf_node_bytes(&g->nodes[id]);
+  return mf_comm_staged_init(c, device ? s->be->copy_out : host_copy, device ? s->be->copy_in : host_copy, s->arena[MF_ARENA_GRAD], cap,
+                             err, errlen);
 }
 
 int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size_t errlen) {
-  if (!c || c->size == 1) { s->comm = NULL; return 0; }
+  const char *forced = getenv("MEMFIT_DIST_DEVICE"); /* set: even one process runs its collectives that way (a test) */
+  if (!c || (c->size == 1 && !(forced && *forced))) {
+    if (s->acomm && s->acomm != s->comm) s->acomm->free(s->acomm);
+    s->comm = s->acomm = NULL;
+    return 0;
+  }
   if (s->plan->opts.ranks != c->size) {
     snprintf(err, errlen, "session: the plan is for %d rank(s) (mf_plan_opts.ranks) but the job has %d", s->plan->opts.ranks < 1 ? 1 : s->plan->opts.ranks,
              c->size);
@@ -389,11 +468,10 @@ int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size
              c->rank);
     return -1;
   }
-  if (s->be->copy_in) {
-    snprintf(err, errlen, "session: data parallel on backend '%s' (NCCL) is not wired into the session yet: use --backend cpu",
-             s->be->name);
-    return -1;
-  }
+  mf_comm *ac = arena_comm_init(s, c, err, errlen);
+  if (!ac) return -1;
+  if (s->acomm && s->acomm != s->comm) s->acomm->free(s->acomm);
+  s->acomm = ac;
   free(s->comm_started);
   if (!(s->comm_started = calloc((size_t)(s->plan->n_buckets ? s->plan->n_buckets : 1), 1))) {
     snprintf(err, errlen, "session: out of host memory");
@@ -706,21 +784,29 @@ static void param_step(mf_session *s, int id, const mf_optim_args *a) {
 /* ZeRO-1 after the update: every rank's updated slice goes to all. The gradient arena (its gradients are spent) carries
  * them: each rank writes its slice of the parameters there, the arena is all-gathered, and every parameter is read
  * back from it. No memory beyond the plan's. */
+static int arena_copy(mf_session *s, void *dst, const void *src, size_t n) { /* both in the arenas' memory */
+  if (s->be->copy_dd) return s->be->copy_dd(dst, src, n, s->stream);
+  memcpy(dst, src, n);
+  return 0;
+}
+
 static int zero_gather(mf_session *s) {
   const mf_plan *p = s->plan;
   const mf_graph *g = p->g;
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
-    if (n->op == MF_OP_PARAM && n->grad >= 0 && p->shard_n[id])
-      memcpy((float *)mf_session_ptr(s, NULL, n->grad) + p->shard_lo[id], (float *)mf_session_ptr(s, NULL, id) + p->shard_lo[id],
-             (size_t)p->shard_n[id] * sizeof(float));
+    if (n->op == MF_OP_PARAM && n->grad >= 0 && p->shard_n[id] &&
+        arena_copy(s, (float *)mf_session_ptr(s, NULL, n->grad) + p->shard_lo[id], (float *)mf_session_ptr(s, NULL, id) + p->shard_lo[id],
+                   (size_t)p->shard_n[id] * sizeof(float)) < 0)
+      return -1;
   }
-  if (s->comm->allgather(s->comm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float), "the all-gather of the parameters") < 0)
+  if (s->acomm->allgather(s->acomm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float), "the all-gather of the parameters") < 0)
     return -1;
   for (int id = 0; id < g->n; id++) {
     const mf_node *n = &g->nodes[id];
-    if (n->op == MF_OP_PARAM && n->grad >= 0)
-      memcpy(mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), (size_t)mf_node_numel(n) * sizeof(float));
+    if (n->op == MF_OP_PARAM && n->grad >= 0 &&
+        arena_copy(s, mf_session_ptr(s, NULL, id), mf_session_ptr(s, NULL, n->grad), (size_t)mf_node_numel(n) * sizeof(float)) < 0)
+      return -1;
   }
   return 0;
 }
@@ -750,7 +836,7 @@ static int session_update(mf_session *s) {
   double t0 = s->comm ? omp_get_wtime() : 0;
   if (zero) {
     s->comm_live = 0;
-    if (s->comm->reduce_scatter(s->comm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float),
+    if (s->acomm->reduce_scatter(s->acomm, (float *)s->arena[MF_ARENA_GRAD], p->shard_bytes / sizeof(float),
                                 "the reduce-scatter of the gradients") < 0)
       return -1;
   } else if (comm_finish(s) < 0) return -1; /* data parallel: every rank now holds the gradients summed over the ranks */
@@ -860,7 +946,7 @@ static int session_phase_update(mf_session *s, int phase) {
   for (int id = 0; id < g->n_fwd && s->comm; id++) {
     const mf_node *n = &g->nodes[id];
     if (n->op == MF_OP_PARAM && n->grad >= 0 && ph->trains[id] &&
-        s->comm->allreduce(s->comm, mf_session_ptr(s, NULL, n->grad), (size_t)mf_node_numel(n), MF_COMM_F32, MF_COMM_SUM,
+        s->acomm->allreduce(s->acomm, mf_session_ptr(s, NULL, n->grad), (size_t)mf_node_numel(n), MF_COMM_F32, MF_COMM_SUM,
                            "the all-reduce of a phase's gradients") < 0)
       return -1;
   }

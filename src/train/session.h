@@ -54,7 +54,9 @@ struct mf_session {
   uint8_t *convert;                 /* page-locked host mirror of the DATA arena (plan->input_convert_bytes) */
   int64_t *n_active;                /* per node id: a mask's active entries (mf_active_mask); NULL without masks */
   /* data parallel (mf_session_set_comm; src/dist): gradients all-reduced over comm in the plan's buckets */
-  mf_comm *comm;                    /* NULL: one process */
+  mf_comm *comm;                    /* NULL: one process. Host values (losses, norms) are reduced over it */
+  mf_comm *acomm;                   /* the arenas' collectives (gradients, all-gather nodes): comm itself when the arenas
+                                       are host memory; on a device, NCCL or comm through a host staging buffer (owned) */
   int comm_loss_sum;                /* 1: the loss sums over samples, so the ranks' gradients add up; 0: a mean (averaged) */
   int comm_live;                    /* the running micro-step is its update's last: buckets start as backward ends them */
   uint8_t *comm_started;            /* [plan->n_buckets]: started in this update */
@@ -68,7 +70,10 @@ struct mf_session {
  * them before the optimizer (which then sees the same gradients on every rank). loss_sum 1: the loss is a sum
  * over the micro-batch's samples (the global loss is the ranks' sum, as one process with the whole batch);
  * 0: a mean (each rank's gradient is scaled by 1/size). The plan must have been made with opts.ranks equal
- * to the communicator's size (else err says so). A communicator of size 1 changes nothing. 0, or -1. */
+ * to the communicator's size (else err says so). A communicator of size 1 changes nothing. On a device backend the
+ * arenas' collectives run on NCCL when it is built in and every rank has its own device, else on c through a host
+ * staging buffer; MEMFIT_DIST_DEVICE=nccl or =host forces one of them, even for one process (=host on the CPU stages
+ * too: the tests check that path there). 0, or -1. */
 int mf_session_set_comm(mf_session *s, mf_comm *c, int loss_sum, char *err, size_t errlen);
 /* Values every rank computed on its share of the batch (the loss, its terms) made the global batch's: summed over
  * the ranks, then divided by their number for a mean loss. Without a communicator nothing changes. 0 or -1. */

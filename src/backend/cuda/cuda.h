@@ -38,6 +38,8 @@ void mf_cuda_optim_update(float *w, const float *g, float *m, float *v, int64_t 
 void mf_cuda_ema_update(float *k, const float *q, int64_t n, float m, float one_minus_m, void *stream);
 int mf_cuda_copy_dd(void *dst, const void *src, size_t n, void *stream);
 size_t mf_cuda_fixed_overhead(void);
+int mf_cuda_device_key(unsigned char key[16]); /* the device's UUID */
+void *mf_cuda_compute_stream(void);            /* the stream the kernels run on (a cudaStream_t) */
 
 /* Devices the runtime sees; 0 when there is none or no driver (never fails). */
 int mf_cuda_device_count(void);

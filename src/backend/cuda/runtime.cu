@@ -53,8 +53,12 @@ static int start(void) {
     G.state = -1;
     return -1;
   }
-  const char *dv = getenv("MEMFIT_CUDA_DEVICE");
-  G.device = dv ? atoi(dv) : 0;
+  /* the device: MEMFIT_CUDA_DEVICE, else under an MPI launcher the local rank's (rank i of a node on device i mod n,
+   * one GPU per rank as NCCL wants; more ranks than devices share them and reduce through the host), else 0 */
+  const char *dv = getenv("MEMFIT_CUDA_DEVICE"), *lr = NULL;
+  const char *local[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "SLURM_LOCALID"};
+  for (int i = 0; i < 4 && !dv && !lr; i++) lr = getenv(local[i]);
+  G.device = dv ? atoi(dv) : lr ? atoi(lr) % n : 0;
   if (G.device < 0 || G.device >= n) {
     snprintf(G.err, sizeof G.err, "CUDA backend: MEMFIT_CUDA_DEVICE=%d but there are %d device(s)", G.device, n);
     G.state = -1;
@@ -247,6 +251,17 @@ extern "C" int mf_cuda_sync(void *stream) {
     fprintf(stderr, "memfit: the step failed: %s\n", fault);
     return -1;
   }
+  return 0;
+}
+extern "C" void *mf_cuda_compute_stream(void) {
+  ensure_started();
+  return G.state == 1 ? (void *)G.stream : NULL;
+}
+extern "C" int mf_cuda_device_key(unsigned char key[16]) {
+  ensure_started();
+  cudaDeviceProp p;
+  if (G.state != 1 || cudaGetDeviceProperties(&p, G.device) != cudaSuccess) return -1;
+  memcpy(key, p.uuid.bytes, 16);
   return 0;
 }
 extern "C" size_t mf_cuda_fixed_overhead(void) {
