@@ -1158,6 +1158,11 @@ typedef struct mf_trainer_hooks {
   int (*after_update)(void *ctx, mf_session *s, int64_t update, char *err, size_t errlen);
   /* Writes the trained model for inference to path (OUT/model.safetensors); 0, or -1 with err. NULL: none. */
   int (*save_model)(void *ctx, mf_session *s, const char *path, char *err, size_t errlen);
+  /* The loss to log for a micro-step (phase `phase`, 0 without phases) whose loss tensor's forward value is `loss`,
+   * when the step minimises something its forward cannot compute: VQGAN's generator, whose GAN term is weighted
+   * in backward by the adaptive lambda. Called right after that step (its kept tensors and states readable), before
+   * the ranks' values are reduced. NaN stops the run as a failed step. NULL: the forward value. */
+  double (*step_loss)(void *ctx, mf_session *s, int phase, double loss);
 } mf_trainer_hooks;
 
 typedef struct mf_trainer_opts {

@@ -277,6 +277,8 @@ run "a rank whose budget nothing fits stops all, named" 3 "rank 1 of 2 could not
   --budget 64KiB --out "$T/f"
 run "a global batch the ranks do not divide is refused" 2 "not a multiple of the 2 ranks" "${MPI[@]}" "$MEMFIT" "${A[@]}" --batch 3 \
   --steps 1 --out "$T/e"
+run "a preset's batch the ranks do not divide is refused, named as the preset's" 2 "batch 1 \(the preset's\) is not a multiple of the 2 ranks" \
+  "${MPI[@]}" "$MEMFIT" "${A[@]}" --preset bench --steps 1 --out "$T/e2"
 
 # a rank killed mid-run (rank 1 is memfit itself: a shell that arms a kill of its own pid, then becomes memfit): the
 # job ends within bounded time, naming the rank

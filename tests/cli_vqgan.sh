@@ -51,6 +51,21 @@ run "train stopped" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rB" --loss-log 
 run "train resumed" 0 "exact" "$MEMFIT" "${common[@]}" --out "$T/rB" --loss-log "$T/b.txt" --resume "$T/rB/checkpoint.safetensors"
 cmp -s "$T/a.txt" "$T/b.txt" && [ "$(wc -l < "$T/a.txt")" -eq 16 ] && ok || bad "resume: the loss log differs from the whole run's"
 run "train help" 0 "--gen-count N" "$MEMFIT" train vqgan --help
+# --disc-start 2: updates 1 and 2 train without the GAN (the discriminator's hinge and lambda are 0 in both phases, with
+# accumulation too), update 3 with it; the generator's logged loss is its objective (no raw g_loss before the start)
+run "disc-start" 0 "exact" "$MEMFIT" train vqgan --preset tiny --gen-count 16 --steps 4 --batch 4 --accum 2 --val-fraction 0 \
+  --disc-start 2 --threads 1 --log-every 0 --out "$T/ds"
+out=$(python3 - "$T/ds/log.jsonl" <<'EOF' 2>&1
+import json, sys
+u = [r for r in map(json.loads, open(sys.argv[1])) if r.get("type") == "update"]
+assert len(u) == 4, len(u)
+for r in u[:2]: assert r["loss_discriminator"] == 0 and r["lambda"] == 0 and r["g_loss"] != 0, r
+for r in u[2:]: assert r["loss_discriminator"] > 0 and r["lambda"] > 0, r
+print("updates 1-2: no GAN (g_loss %.3g left out of loss_generator %.4g); 3-4: lambda %.3g, %.3g" % (u[1]["g_loss"], u[1]["loss_generator"], u[2]["lambda"], u[3]["lambda"]))
+EOF
+)
+rc=$?; echo "  disc-start 2: $out"
+[ $rc = 0 ] && ok || bad "disc-start 2: $out"
 # video: clips of T frames (per-frame 2D layers + temporal convs), 128 x 128 by default, planned exactly
 run "plan clips 16" 0 "clips of 16 frames \(temporal convs\) 128x128" "$MEMFIT" plan vqgan --preset low --clips 16
 run "plan clips 16 budget" 0 "chosen for a budget of 4.00 GiB" "$MEMFIT" plan vqgan --preset mid --clips 16 --budget 4GiB

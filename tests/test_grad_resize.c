@@ -4,8 +4,7 @@
  * values in f64 and f32 against ONNX's own formulas written independently here (resize: edge-padded neighbours
  * of an unclamped coordinate; pad: numpy.pad's mirror and edge rules); bad sizes and modes refused with a message
  * naming the op. */
-#include "gradcheck.h"
-#include "graph/dtype.h"
+#include "resize_check.h"
 
 typedef struct { int64_t oh, ow; int mode; double sh, sw; } rs_ctx;
 
@@ -14,9 +13,7 @@ static mf_tensor build_resize(mf_graph *g, const mf_tensor *in, void *c) {
   return mf_resize_linear(g, in[0], o->oh, o->ow, o->mode, o->sh, o->sw);
 }
 
-typedef struct { int64_t N, C, H, W, OH, OW; double sh, sw; } rs_case;
-
-static const rs_case cases[] = {
+static const rv_case cases[] = {
     {2, 3, 4, 5, 8, 10, 2, 2},      /* 2x up (torch's scale_factor=2) */
     {1, 2, 5, 4, 15, 12, 3, 3},     /* 3x up */
     {1, 2, 8, 9, 4, 3, 0.5, 1.0 / 3}, /* down */
@@ -43,51 +40,32 @@ static double onnx_coord(int mode, int64_t o, int64_t in, int64_t out, double sc
 }
 static int64_t clampi(int64_t i, int64_t n) { return i < 0 ? 0 : i >= n ? n - 1 : i; }
 
-static void values(const rs_case *t, int mode, mf_dtype dt, uint64_t seed) {
-  mf_graph *g = mf_graph_init(dt);
-  mf_tensor x = mf_input(g, "x", 4, (int64_t[]){t->N, t->C, t->H, t->W});
-  mf_tensor y = mf_resize_linear(g, x, t->OH, t->OW, mode, t->sh, t->sw);
-  if (mf_graph_error(g)) { CHECK(0, "build: %s", mf_graph_error(g)); mf_graph_free(g); return; }
-  double sh = t->sh > 0 ? t->sh : (double)t->OH / (double)t->H, sw = t->sw > 0 ? t->sw : (double)t->OW / (double)t->W;
-  void **leaf = calloc((size_t)g->n, sizeof *leaf);
-  int64_t nx = t->N * t->C * t->H * t->W;
-  leaf[x] = malloc(mf_node_bytes(&g->nodes[x]));
-  double *xv = malloc((size_t)nx * sizeof(double));
-  for (int64_t j = 0; j < nx; j++) {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    mf_st(leaf[x], dt, j, (double)(seed >> 11) / 9007199254740992.0 * 2 - 1);
-    xv[j] = mf_ld(leaf[x], dt, j);
-  }
-  mf_ref r;
-  char err[256];
-  if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) CHECK(0, "eval: %s", err);
-  else {
-    double worst = 0;
-    for (int64_t p = 0; p < t->N * t->C; p++)
-      for (int64_t oh = 0; oh < t->OH; oh++)
-        for (int64_t ow = 0; ow < t->OW; ow++) {
-          double ch = onnx_coord(mode, oh, t->H, t->OH, sh), cw = onnx_coord(mode, ow, t->W, t->OW, sw);
-          double fh = floor(ch), fw = floor(cw), rh = ch - fh, rw = cw - fw, ref = 0, mag = 0;
-          for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 2; b++) {
-              double wgt = (a ? rh : 1 - rh) * (b ? rw : 1 - rw);
-              double v = xv[(p * t->H + clampi((int64_t)fh + a, t->H)) * t->W + clampi((int64_t)fw + b, t->W)];
-              ref += wgt * v;
-              mag += fabs(wgt * v);
-            }
-          /* computed in double from the same stored inputs, rounded once to dt */
-          double bound = 1e-12 * (mag + 1e-300) + (dt == MF_F64 ? 0 : ldexp(1, -24) * fabs(ref));
-          double got = mf_ld(r.data[y], dt, (p * t->OH + oh) * t->OW + ow), ratio = fabs(got - ref) / bound;
-          if (!(ratio <= worst)) worst = ratio;
-        }
-    CHECK(worst <= 1, "%s resize %s [%lld,%lld] -> [%lld,%lld]: error %.3g times the bound", mf_dtype_name(dt), mode_name(mode),
-          (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW, worst);
-    mf_ref_free(&r);
-  }
-  free(xv);
-  free(leaf[x]);
-  free(leaf);
-  mf_graph_free(g);
+/* ONNX's linear Resize of one output pixel from the stored input, and its bound: computed in double from the same
+ * inputs, rounded once to dt */
+static double ref_linear(const rv_pixel *px, double *bound, void *ctx) {
+  int mode = *(const int *)ctx;
+  const rv_case *t = px->t;
+  double ch = onnx_coord(mode, px->oh, t->H, t->OH, px->sh), cw = onnx_coord(mode, px->ow, t->W, t->OW, px->sw);
+  double fh = floor(ch), fw = floor(cw), rh = ch - fh, rw = cw - fw, ref = 0, mag = 0;
+  for (int a = 0; a < 2; a++)
+    for (int b = 0; b < 2; b++) {
+      double wgt = (a ? rh : 1 - rh) * (b ? rw : 1 - rw);
+      double v = px->x[(px->p * t->H + clampi((int64_t)fh + a, t->H)) * t->W + clampi((int64_t)fw + b, t->W)];
+      ref += wgt * v;
+      mag += fabs(wgt * v);
+    }
+  *bound = 1e-12 * (mag + 1e-300) + (px->dt == MF_F64 ? 0 : ldexp(1, -24) * fabs(ref));
+  return ref;
+}
+
+static void values(const rv_case *t, int mode, mf_dtype dt, uint64_t seed) {
+  rs_ctx c = {t->OH, t->OW, mode, t->sh, t->sw};
+  char nm[128];
+  snprintf(nm, sizeof nm, "%s resize %s [%lld,%lld] -> [%lld,%lld]", mf_dtype_name(dt), mode_name(mode), (long long)t->H,
+           (long long)t->W, (long long)t->OH, (long long)t->OW);
+  rv_result res;
+  if (rv_run(nm, t, dt, seed, build_resize, &c, ref_linear, &mode, &res) == 0)
+    CHECK(res.worst <= 1, "%s: error %.3g times the bound", nm, res.worst);
 }
 
 /* PyTorch's documented corner cases: align_corners keeps the corners; a 2x2 -> 3x3 centre is the mean */
@@ -152,10 +130,7 @@ static void pad_values(const pad_ctx *pc, mf_dtype dt, uint64_t seed) {
   CHECK(mf_tensor_dim(g, y, 2) == OH && mf_tensor_dim(g, y, 3) == OW, "pad2d output shape");
   void **leaf = calloc((size_t)g->n, sizeof *leaf);
   leaf[x] = malloc(mf_node_bytes(&g->nodes[x]));
-  for (int64_t j = 0; j < N * C * H * W; j++) {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    mf_st(leaf[x], dt, j, (double)(seed >> 11) / 9007199254740992.0 * 2 - 1);
-  }
+  for (int64_t j = 0; j < N * C * H * W; j++) mf_st(leaf[x], dt, j, rv_uniform(&seed));
   mf_ref r;
   char err[256];
   if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) CHECK(0, "eval: %s", err);
@@ -208,7 +183,7 @@ int main(void) {
   uint64_t seed = 0x5eed;
   for (int mode = 0; mode < 4; mode++)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-      const rs_case *t = &cases[i];
+      const rv_case *t = &cases[i];
       rs_ctx c = {t->OH, t->OW, mode, t->sh, t->sw};
       gc_input in[1] = {{4, {t->N, t->C, t->H, t->W}, GC_NORMAL}};
       char nm[96];

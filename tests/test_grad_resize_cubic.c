@@ -2,13 +2,11 @@
  * exclude_outside, PyTorch's bicubic). Gradients against finite differences in f64 in every coordinate mode, a of -0.75
  * and -0.5, with and without exclude_outside; values in f64 and f32 against ONNX's reference algorithm written
  * independently here (the 4 neighbours of the coordinate in the edge-padded axis, Keys' coefficients of the ratio,
- * renormalised inside the image for exclude_outside), separable as ONNX evaluates it; bad arguments refused. */
-#include "gradcheck.h"
-#include "graph/dtype.h"
+ * renormalised inside the image for exclude_outside), separable as ONNX evaluates it; every pixel of the backward in
+ * f64 and f32 against an f64 sum by the same rule; bad arguments refused. */
+#include "resize_check.h"
 
-typedef struct { int64_t N, C, H, W, OH, OW; double sh, sw; } rc_case;
-
-static const rc_case cases[] = {
+static const rv_case cases[] = {
     {1, 2, 4, 5, 8, 10, 2, 2},       /* 2x up */
     {2, 1, 4, 6, 6, 9, 1.5, 1.5},    /* a non-integer scale */
     {1, 2, 8, 9, 3, 4, 0, 0},        /* sizes given, down */
@@ -72,54 +70,60 @@ static void ref_cubic(double x, int64_t in, double A, int excl, int64_t src[4], 
     for (int k = 0; k < 4; k++) wgt[k] /= sum;
 }
 
-static void values(const rc_case *t, int coord, double A, int excl, mf_dtype dt, uint64_t seed) {
-  mf_graph *g = mf_graph_init(dt);
-  mf_tensor x = mf_input(g, "x", 4, (int64_t[]){t->N, t->C, t->H, t->W});
-  mf_tensor y = mf_resize_cubic(g, x, t->OH, t->OW, (mf_resize_coord)coord, A, excl, t->sh, t->sw);
-  if (mf_graph_error(g)) { CHECK(0, "build: %s", mf_graph_error(g)); mf_graph_free(g); return; }
-  double sh = t->sh > 0 ? t->sh : (double)t->OH / (double)t->H, sw = t->sw > 0 ? t->sw : (double)t->OW / (double)t->W;
-  void **leaf = calloc((size_t)g->n, sizeof *leaf);
-  int64_t nx = t->N * t->C * t->H * t->W;
-  leaf[x] = malloc(mf_node_bytes(&g->nodes[x]));
-  for (int64_t j = 0; j < nx; j++) {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    mf_st(leaf[x], dt, j, (double)(seed >> 11) / 9007199254740992.0 * 2 - 1);
+typedef struct { int coord, excl; double a; } rc_ref_ctx;
+
+/* ONNX's cubic Resize of one output pixel from the stored input, along W first, then H, as ONNX's reference recurses;
+ * its bound: both in double from the same inputs, 16 products' rounding, then one rounding to dt */
+static double ref_value(const rv_pixel *px, double *bound, void *ctx) {
+  const rc_ref_ctx *o = ctx;
+  const rv_case *t = px->t;
+  int64_t hs[4], ws[4];
+  double hw[4], ww[4], ref = 0, mag = 0;
+  ref_cubic(ref_coord(o->coord, px->oh, t->H, t->OH, px->sh), t->H, o->a, o->excl, hs, hw);
+  ref_cubic(ref_coord(o->coord, px->ow, t->W, t->OW, px->sw), t->W, o->a, o->excl, ws, ww);
+  for (int i = 0; i < 4; i++) {
+    double row = 0, rmag = 0;
+    for (int j = 0; j < 4; j++) {
+      double v = px->x[(px->p * t->H + hs[i]) * t->W + ws[j]];
+      row += ww[j] * v;
+      rmag += fabs(ww[j] * v);
+    }
+    ref += hw[i] * row;
+    mag += fabs(hw[i]) * rmag;
   }
-  mf_ref r;
-  char err[256];
-  if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) CHECK(0, "eval: %s", err);
-  else {
-    double worst = 0;
-    for (int64_t p = 0; p < t->N * t->C; p++)
-      for (int64_t oh = 0; oh < t->OH; oh++)
-        for (int64_t ow = 0; ow < t->OW; ow++) {
-          int64_t hs[4], ws[4];
-          double hw[4], ww[4], ref = 0, mag = 0;
-          ref_cubic(ref_coord(coord, oh, t->H, t->OH, sh), t->H, A, excl, hs, hw);
-          ref_cubic(ref_coord(coord, ow, t->W, t->OW, sw), t->W, A, excl, ws, ww);
-          for (int i = 0; i < 4; i++) { /* along W first, then H, as ONNX's reference recurses */
-            double row = 0, rmag = 0;
-            for (int j = 0; j < 4; j++) {
-              double v = mf_ld(leaf[x], dt, (p * t->H + hs[i]) * t->W + ws[j]);
-              row += ww[j] * v;
-              rmag += fabs(ww[j] * v);
-            }
-            ref += hw[i] * row;
-            mag += fabs(hw[i]) * rmag;
-          }
-          /* both in double from the same stored inputs: 16 products' rounding, then one rounding to dt */
-          double bound = 64 * ldexp(1, -53) * (mag + 1e-300) + (dt == MF_F64 ? 0 : ldexp(1, -24) * fabs(ref));
-          double got = mf_ld(r.data[y], dt, (p * t->OH + oh) * t->OW + ow), e = fabs(got - ref) / bound;
-          if (!(e <= worst)) worst = e;
-        }
-    CHECK(worst <= 1, "%s resize cubic %s a %g%s [%lld,%lld] -> [%lld,%lld]: error %.3g times the bound", mf_dtype_name(dt),
-          coord_name(coord), A, excl ? " exclude_outside" : "", (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW,
-          worst);
-    mf_ref_free(&r);
-  }
-  free(leaf[x]);
-  free(leaf);
-  mf_graph_free(g);
+  *bound = 64 * ldexp(1, -53) * (mag + 1e-300) + (px->dt == MF_F64 ? 0 : ldexp(1, -24) * fabs(ref));
+  return ref;
+}
+
+/* backward (rv_run_bwd): each input pixel gets R times the weights (the H tap's times the W tap's) of every output
+ * pixel whose 16 taps read it, by ONNX's rule as the values use it; extra 64 roundings per term as there (two weights
+ * of a few dozen operations each, their product, times R) */
+static int ref_taps(const rv_pixel *px, int64_t *idx, double *wgt, void *ctx) {
+  const rc_ref_ctx *o = ctx;
+  const rv_case *t = px->t;
+  int64_t hs[4], ws[4];
+  double hw[4], ww[4];
+  ref_cubic(ref_coord(o->coord, px->oh, t->H, t->OH, px->sh), t->H, o->a, o->excl, hs, hw);
+  ref_cubic(ref_coord(o->coord, px->ow, t->W, t->OW, px->sw), t->W, o->a, o->excl, ws, ww);
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++) {
+      idx[i * 4 + j] = (px->p * t->H + hs[i]) * t->W + ws[j];
+      wgt[i * 4 + j] = hw[i] * ww[j];
+    }
+  return 16;
+}
+
+/* values (bwd 0) or the backward (bwd 1) of one geometry and mode in dt, against this file's reference */
+static void values(const rv_case *t, int coord, double A, int excl, mf_dtype dt, uint64_t seed, int bwd) {
+  rc_ctx c = {t->OH, t->OW, coord, excl, A, t->sh, t->sw};
+  rc_ref_ctx rc = {coord, excl, A};
+  char nm[160];
+  snprintf(nm, sizeof nm, "%s resize cubic%s %s a %g%s [%lld,%lld] -> [%lld,%lld]", mf_dtype_name(dt), bwd ? " backward" : "",
+           coord_name(coord), A, excl ? " exclude_outside" : "", (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
+  rv_result res;
+  int st = bwd ? rv_run_bwd(nm, t, dt, seed, build_rc, &c, ref_taps, &rc, 64, &res)
+               : rv_run(nm, t, dt, seed, build_rc, &c, ref_value, &rc, &res);
+  if (st == 0) CHECK(res.worst <= 1, "%s: error %.3g times the bound", nm, res.worst);
 }
 
 /* a constant image stays constant (the weights sum to 1), and an integer coordinate copies its pixel */
@@ -173,15 +177,17 @@ int main(void) {
     for (int ai = 0; ai < 2; ai++)
       for (int excl = 0; excl < 2; excl++)
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++, n++) {
-          const rc_case *t = &cases[i];
+          const rv_case *t = &cases[i];
           rc_ctx c = {t->OH, t->OW, coord, excl, as[ai], t->sh, t->sw};
           gc_input in[1] = {{4, {t->N, t->C, t->H, t->W}, GC_NORMAL}};
           char nm[128];
           snprintf(nm, sizeof nm, "resize cubic %s a %g%s [%lld,%lld] -> [%lld,%lld]", coord_name(coord), as[ai],
                    excl ? " exclude_outside" : "", (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
           gc_check(nm, 1, in, build_rc, &c, 0, 1e-6);
-          values(t, coord, as[ai], excl, MF_F64, seed + (uint64_t)n);
-          values(t, coord, as[ai], excl, MF_F32, seed + 1000 + (uint64_t)n);
+          values(t, coord, as[ai], excl, MF_F64, seed + (uint64_t)n, 0);
+          values(t, coord, as[ai], excl, MF_F32, seed + 1000 + (uint64_t)n, 0);
+          values(t, coord, as[ai], excl, MF_F64, seed + 2000 + (uint64_t)n, 1);
+          values(t, coord, as[ai], excl, MF_F32, seed + 3000 + (uint64_t)n, 1);
         }
   printf("test_grad_resize_cubic: %d geometries x modes, gradients and values\n", n);
   known_points();

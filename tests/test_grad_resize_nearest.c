@@ -4,12 +4,9 @@
  * coordinate in the edge-padded axis, chosen by the rounding mode's coefficients), and every pixel of the backward
  * scatter-add in f32 and f64 against an f64 sum by that rule; integer factors equal to
  * mf_upsample_nearest's replication; bad sizes and modes refused naming the op. */
-#include "gradcheck.h"
-#include "graph/dtype.h"
+#include "resize_check.h"
 
-typedef struct { int64_t N, C, H, W, OH, OW; double sh, sw; } rn_case;
-
-static const rn_case cases[] = {
+static const rv_case cases[] = {
     {1, 2, 4, 5, 8, 10, 2, 2},       /* 2x up */
     {2, 1, 4, 6, 6, 9, 1.5, 1.5},    /* a non-integer scale given (torch's scale_factor=1.5) */
     {1, 2, 5, 4, 7, 9, 0, 0},        /* sizes given, up: scales out/in */
@@ -69,100 +66,50 @@ static int64_t ref_nearest(int round, double x, int64_t in) {
   return i < 0 ? 0 : i >= in ? in - 1 : i;
 }
 
-static void values(const rn_case *t, int coord, int round, mf_dtype dt, uint64_t seed) {
-  mf_graph *g = mf_graph_init(dt);
-  mf_tensor x = mf_input(g, "x", 4, (int64_t[]){t->N, t->C, t->H, t->W});
-  mf_tensor y = mf_resize_nearest(g, x, t->OH, t->OW, (mf_resize_coord)coord, (mf_resize_round)round, t->sh, t->sw);
-  if (mf_graph_error(g)) { CHECK(0, "build: %s", mf_graph_error(g)); mf_graph_free(g); return; }
-  double sh = t->sh > 0 ? t->sh : (double)t->OH / (double)t->H, sw = t->sw > 0 ? t->sw : (double)t->OW / (double)t->W;
-  void **leaf = calloc((size_t)g->n, sizeof *leaf);
-  int64_t nx = t->N * t->C * t->H * t->W;
-  leaf[x] = malloc(mf_node_bytes(&g->nodes[x]));
-  for (int64_t j = 0; j < nx; j++) {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    mf_st(leaf[x], dt, j, (double)(seed >> 11) / 9007199254740992.0 * 2 - 1);
-  }
-  mf_ref r;
-  char err[256];
-  if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) CHECK(0, "eval: %s", err);
-  else {
-    int64_t bad = 0;
-    for (int64_t p = 0; p < t->N * t->C; p++)
-      for (int64_t oh = 0; oh < t->OH; oh++)
-        for (int64_t ow = 0; ow < t->OW; ow++) {
-          int64_t h = ref_nearest(round, ref_coord(coord, oh, t->H, t->OH, sh), t->H);
-          int64_t w = ref_nearest(round, ref_coord(coord, ow, t->W, t->OW, sw), t->W);
-          /* a copy: exactly the stored input */
-          if (mf_ld(r.data[y], dt, (p * t->OH + oh) * t->OW + ow) != mf_ld(leaf[x], dt, (p * t->H + h) * t->W + w)) bad++;
-        }
-    CHECK(bad == 0, "%s resize nearest %s %s [%lld,%lld] -> [%lld,%lld]: %lld of %lld pixels differ from ONNX's", mf_dtype_name(dt),
-          coord_name(coord), round_name(round), (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW, (long long)bad,
-          (long long)(t->N * t->C * t->OH * t->OW));
-    mf_ref_free(&r);
-  }
-  free(leaf[x]);
-  free(leaf);
-  mf_graph_free(g);
+typedef struct { int coord, round; } rn_ref_ctx;
+
+/* ONNX's nearest Resize of one output pixel: a copy of the stored input pixel its rule picks, exactly (bound 0) */
+static double ref_value(const rv_pixel *px, double *bound, void *ctx) {
+  const rn_ref_ctx *o = ctx;
+  const rv_case *t = px->t;
+  int64_t h = ref_nearest(o->round, ref_coord(o->coord, px->oh, t->H, t->OH, px->sh), t->H);
+  int64_t w = ref_nearest(o->round, ref_coord(o->coord, px->ow, t->W, t->OW, px->sw), t->W);
+  *bound = 0;
+  return px->x[(px->p * t->H + h) * t->W + w];
 }
 
-/* backward: dx of loss = sum(y * R) is R scattered back; each input pixel against the f64 sum of the R values whose
- * output pixels read it by ONNX's rule, within gamma_k of the sum of their magnitudes (k terms added in dt) plus
- * one rounding to dt. Every pixel is checked (the finite differences sample some). */
-static void bwd_values(const rn_case *t, int coord, int round, mf_dtype dt, uint64_t seed) {
-  mf_graph *g = mf_graph_init(dt);
-  int64_t xs[4] = {t->N, t->C, t->H, t->W}, ys[4] = {t->N, t->C, t->OH, t->OW};
-  mf_tensor x = mf_param(g, "x", 4, xs, MF_INIT_ZERO, 0); /* [N,C,H,W] */
-  mf_tensor y = mf_resize_nearest(g, x, t->OH, t->OW, (mf_resize_coord)coord, (mf_resize_round)round, t->sh, t->sw);
-  mf_tensor R = mf_input(g, "R", 4, ys); /* [N,C,OH,OW] */
-  mf_tensor loss = mf_sum(g, mf_mul(g, y, R), 0, 0);
-  if (mf_graph_error(g) || mf_autodiff(g, loss) < 0 || g->nodes[x].grad < 0) {
-    CHECK(0, "build: %s", mf_graph_error(g) ? mf_graph_error(g) : "no gradient");
-    mf_graph_free(g);
-    return;
-  }
-  double sh = t->sh > 0 ? t->sh : (double)t->OH / (double)t->H, sw = t->sw > 0 ? t->sw : (double)t->OW / (double)t->W;
-  void **leaf = calloc((size_t)g->n, sizeof *leaf);
-  int64_t ny = t->N * t->C * t->OH * t->OW, nx = t->N * t->C * t->H * t->W;
-  leaf[x] = calloc((size_t)nx, mf_dtype_size(g->nodes[x].dtype));
-  leaf[R] = malloc(mf_node_bytes(&g->nodes[R]));
-  for (int64_t j = 0; j < ny; j++) {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    mf_st(leaf[R], g->nodes[R].dtype, j, (double)(seed >> 11) / 9007199254740992.0 * 2 - 1);
-  }
-  double *ref = calloc((size_t)nx, sizeof *ref), *mag = calloc((size_t)nx, sizeof *mag);
-  int64_t *cnt = calloc((size_t)nx, sizeof *cnt);
-  for (int64_t p = 0; p < t->N * t->C; p++)
-    for (int64_t oh = 0; oh < t->OH; oh++)
-      for (int64_t ow = 0; ow < t->OW; ow++) {
-        int64_t h = ref_nearest(round, ref_coord(coord, oh, t->H, t->OH, sh), t->H);
-        int64_t w = ref_nearest(round, ref_coord(coord, ow, t->W, t->OW, sw), t->W), i = (p * t->H + h) * t->W + w;
-        double v = mf_ld(leaf[R], g->nodes[R].dtype, (p * t->OH + oh) * t->OW + ow);
-        ref[i] += v;
-        mag[i] += fabs(v);
-        cnt[i]++;
-      }
-  mf_ref r;
-  char err[256];
-  if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) CHECK(0, "eval: %s", err);
-  else {
-    const mf_node *gn = &g->nodes[g->nodes[x].grad];
-    double u = gn->dtype == MF_F64 ? ldexp(1, -53) : ldexp(1, -24), worst = 0;
-    for (int64_t i = 0; i < nx; i++) {
-      double k = (double)cnt[i], bound = k * u / (1 - k * u) * mag[i] + u * fabs(ref[i]) + 1e-300;
-      double e = fabs(mf_ld(r.data[g->nodes[x].grad], gn->dtype, i) - ref[i]) / bound;
-      if (!(e <= worst)) worst = e;
-    }
-    CHECK(worst <= 1, "%s resize nearest backward %s %s [%lld,%lld] -> [%lld,%lld]: error %.3g times the bound", mf_dtype_name(dt),
-          coord_name(coord), round_name(round), (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW, worst);
-    mf_ref_free(&r);
-  }
-  free(ref);
-  free(mag);
-  free(cnt);
-  free(leaf[x]);
-  free(leaf[R]);
-  free(leaf);
-  mf_graph_free(g);
+static void values(const rv_case *t, int coord, int round, mf_dtype dt, uint64_t seed) {
+  rn_ctx c = {t->OH, t->OW, coord, round, t->sh, t->sw};
+  rn_ref_ctx rc = {coord, round};
+  char nm[160];
+  snprintf(nm, sizeof nm, "%s resize nearest %s %s [%lld,%lld] -> [%lld,%lld]", mf_dtype_name(dt), coord_name(coord), round_name(round),
+           (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
+  rv_result res;
+  if (rv_run(nm, t, dt, seed, build_rn, &c, ref_value, &rc, &res) == 0)
+    CHECK(res.over == 0, "%s: %lld of %lld pixels differ from ONNX's", nm, (long long)res.over, (long long)res.total);
+}
+
+/* backward (rv_run_bwd): each input pixel gets the R values of the output pixels that read it by ONNX's rule, weight 1
+ * (exact terms: extra 0), f32 sums in f32. Every pixel is checked (the finite differences sample some). */
+static int ref_tap(const rv_pixel *px, int64_t *idx, double *wgt, void *ctx) {
+  const rn_ref_ctx *o = ctx;
+  const rv_case *t = px->t;
+  int64_t h = ref_nearest(o->round, ref_coord(o->coord, px->oh, t->H, t->OH, px->sh), t->H);
+  int64_t w = ref_nearest(o->round, ref_coord(o->coord, px->ow, t->W, t->OW, px->sw), t->W);
+  idx[0] = (px->p * t->H + h) * t->W + w;
+  wgt[0] = 1;
+  return 1;
+}
+
+static void bwd_values(const rv_case *t, int coord, int round, mf_dtype dt, uint64_t seed) {
+  rn_ctx c = {t->OH, t->OW, coord, round, t->sh, t->sw};
+  rn_ref_ctx rc = {coord, round};
+  char nm[160];
+  snprintf(nm, sizeof nm, "%s resize nearest backward %s %s [%lld,%lld] -> [%lld,%lld]", mf_dtype_name(dt), coord_name(coord),
+           round_name(round), (long long)t->H, (long long)t->W, (long long)t->OH, (long long)t->OW);
+  rv_result res;
+  if (rv_run_bwd(nm, t, dt, seed, build_rn, &c, ref_tap, &rc, 0, &res) == 0)
+    CHECK(res.worst <= 1, "%s: error %.3g times the bound", nm, res.worst);
 }
 
 /* ONNX's own documented example (test_resize_upsample_scales_nearest): 1x1x2x2 by scales 2 x 3, half_pixel,
@@ -241,7 +188,7 @@ int main(void) {
   for (int coord = 0; coord < 5; coord++)
     for (int round = 0; round < 4; round++)
       for (size_t i = 0; i < sizeof cases / sizeof *cases; i++, n++) {
-        const rn_case *t = &cases[i];
+        const rv_case *t = &cases[i];
         rn_ctx c = {t->OH, t->OW, coord, round, t->sh, t->sw};
         gc_input in[1] = {{4, {t->N, t->C, t->H, t->W}, GC_NORMAL}};
         char nm[128];

@@ -65,7 +65,7 @@ int main(void) {
     a.workers = 2;
     a.variant = -1;
     a.mode = -2;
-    EXPECT(w->train->train_check(tcfg, &a, err, sizeof err) == 0);
+    EXPECT(mf_train_check(w->train, tcfg, &a, err, sizeof err) == 0);
     mf_train_choice ch = {.micro_batch = 2, .accum = cases[c].accum, .variant = 0, .dtype = cases[c].dt};
 
     /* the old loop, by hand */

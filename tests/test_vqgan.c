@@ -29,11 +29,36 @@ static vqgan_cfg tiny(int ema) {
   return c;
 }
 
+/* After a generator step of loss value l0: the logged objective (vqgan_gen_objective) against its terms read one by
+ * one, nll + lambda g_loss + codebook_weight q_loss (+ ssim), summed in double; the loss's forward added the same
+ * stored terms in its dtype (u: f32's or coarser), 4 roundings (3 adds, codebook_weight x q) of partial sums below
+ * the sum of magnitudes: bound gamma_4 * sum|terms| (lambda x g in double adds nothing of that size). With the factor
+ * off lambda is 0: the objective leaves out the raw g_loss that the forward value holds. */
+static void objective_check(mf_session *s, const vqgan_net *net, double l0, int step, mf_dtype dt) {
+  float nll, gl, q, lam, ss = 0;
+  int ok = mf_session_read(s, net->nll, &nll, 1) == 0 && mf_session_read(s, net->g_loss, &gl, 1) == 0 &&
+           mf_session_read(s, net->q_loss, &q, 1) == 0 && mf_session_read(s, net->lambda, &lam, 1) == 0 &&
+           (net->ssim_loss < 0 || mf_session_read(s, net->ssim_loss, &ss, 1) == 0);
+  double g_adv, got = vqgan_gen_objective(s, net, l0, &g_adv);
+  if (!ok || isnan(got)) { CHECK(0, "step %d: reading the generator's terms", step); return; }
+  double cw = net->cfg.codebook_weight, want = (double)nll + (double)lam * gl + cw * q + ss;
+  double mag = fabs(nll) + fabs(gl) + fabs(cw * q) + fabs(ss), u = ldexp(1, dt == MF_BF16 ? -8 : dt == MF_F16 ? -11 : -24);
+  double bound = 4 * u / (1 - 4 * u) * mag;
+  CHECK(fabs(got - want) <= bound && g_adv == gl, "%s step %d (GAN factor %d): objective %.9g, terms give %.9g (bound %.3g), raw g_loss %g",
+        mf_dtype_name(dt), step, step >= net->cfg.disc_start, got, want, bound, gl);
+  if (step == net->cfg.disc_start && dt == MF_F32)
+    printf("  generator objective (f32, GAN factor 1): %.7g = nll %.6g + lambda %.4g x g_loss %.4g + %g x q_loss %.4g%s; forward value "
+           "%.7g\n", got, nll, lam, gl, cw, q, ss ? " + ssim" : "", l0);
+  if (step < net->cfg.disc_start) CHECK(lam == 0, "step %d before disc_start: lambda %g", step, lam);
+  else CHECK(lam > 0, "step %d from disc_start: lambda %g", step, lam);
+}
+
 /* Two optimizer steps of both phases; measured == planned per arena. */
 static void session_run(mf_dtype dt, int ema, int frames) {
   vqgan_cfg c = tiny(ema);
   c.frames = frames; /* clips: [micro*T, C, S, S] with a temporal conv in every ResNet block */
   if (frames > 1) c.ssim_weight = 0.1; /* and the SSIM term's nodes in the plan */
+  c.disc_start = 1;                     /* the GAN factor 0 in step 0, 1 in step 1 (objective_check) */
   mf_graph *g = mf_graph_init(dt);
   vqgan_net net;
   char err[512];
@@ -66,6 +91,7 @@ static void session_run(mf_dtype dt, int ema, int frames) {
     mf_session_write_input(s, net.x, x, (size_t)nx);
     vqgan_set_factor(s, &net, step);
     double l0 = mf_session_phase_step(s, 0);
+    objective_check(s, &net, l0, step, dt);
     ok &= isfinite(l0) && vq_observe(&st, &net.vq, s, 1) == 0 && mf_session_phase_update(s, 0) == 1 && vq_ema_apply(&st, &net.vq, s) == 0;
     double l1 = mf_session_phase_step(s, 1);
     ok &= isfinite(l1) && mf_session_phase_update(s, 1) == 1;

@@ -13,8 +13,11 @@
 /* The CUDA backend lives in libmemfit_cuda.so, loaded the first time it is asked for, so that CPU
  * runs never map the CUDA libraries. Looked for in $MEMFIT_CUDA_MODULE (a file), then the build and
  * install folders, then the loader's usual path. */
+static const mf_backend *cuda_be; /* once loaded: its table, and the library's handle */
+static void *cuda_lib;
+
 static const mf_backend *cuda_load(char *err, size_t errlen) {
-  static const mf_backend *be;
+  const mf_backend *be = cuda_be;
   if (be) return be;
   char path[4096];
   const char *env = getenv("MEMFIT_CUDA_MODULE");
@@ -37,11 +40,17 @@ static const mf_backend *cuda_load(char *err, size_t errlen) {
     if (!h) { last_err = dlerror(); continue; }
     be = dlsym(h, "mf_backend_cuda");
     if (!be) last_err = "it has no mf_backend_cuda";
+    else cuda_lib = h;
   }
+  cuda_be = be;
   if (!be)
     snprintf(err, errlen, "backend 'cuda' is not built in here: libmemfit_cuda.so could not be loaded (%s); memfit is "
              "built with it when nvcc is found at build time", last_err ? last_err : "?");
   return be;
+}
+
+void *mf_backend_symbol(const mf_backend *be, const char *name) {
+  return be && be == cuda_be && cuda_lib ? dlsym(cuda_lib, name) : NULL;
 }
 
 const mf_backend *mf_backend_get(const char *name, char *err, size_t errlen) {

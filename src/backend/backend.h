@@ -84,10 +84,8 @@ typedef struct mf_backend {
   int (*stage_wait)(int slot, void *stream);
   /* Bytes the backend holds outside the plan (CUDA context, library handles), measured at init. */
   size_t (*fixed_overhead)(void);
-  /* Data parallel on a device backend: its own communicator for device memory over the host one `over` (NCCL: a
-   * ncclComm_t whose collectives run on `stream`, in order with the kernels); NULL when not built in. NULL with err
-   * when it could not be made. */
-  struct mf_comm *(*comm_init)(struct mf_comm *over, void *stream, char *err, size_t errlen);
+  /* The stream the kernels run on when a kctx names none (a cudaStream_t); NULL on host backends. */
+  void *(*compute_stream)(void);
   /* 16 bytes that name the device this process computes on (its UUID), so ranks can tell whether they share one
    * (NCCL refuses two ranks on one device). 0, or -1. NULL on host backends. */
   int (*device_key)(unsigned char key[16]);
@@ -99,5 +97,8 @@ extern const mf_backend mf_backend_cuda;
 #endif
 /* "cpu" or "cuda"; NULL (err filled) when unknown or not built in. */
 const mf_backend *mf_backend_get(const char *name, char *err, size_t errlen);
+/* An exported symbol of the library a loaded backend came from (the CUDA backend's libmemfit_cuda.so, which also
+ * holds NCCL's communicator, src/dist/nccl.c), or NULL: not there, or a backend built into libmemfit. */
+void *mf_backend_symbol(const mf_backend *be, const char *name);
 
 #endif

@@ -157,17 +157,10 @@ static int train_parse(const mf_workload *w, void *tcfg, int argc, char **argv, 
   if (host_budget && cli_bytes("--host-budget", host_budget, &a->host_budget)) return 2;
   if (bucket && cli_bytes("--bucket", bucket, &a->bucket_bytes)) return 2;
   a->ranks = ranks > 1 ? ranks : 1; /* a model that gathers over the ranks builds its graph for them (MoCo) */
-  if (w->train->train_check(tcfg, a, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
+  /* --batch is the global batch: from here on a->batch is one rank's share (mf_train_check splits it) */
+  if (mf_train_check(w->train, tcfg, a, err, sizeof err) < 0) { fprintf(stderr, "memfit %s: %s\n", cmd, err); return 2; }
   if (a->init && a->resume) { fprintf(stderr, "memfit %s: --init and --resume exclude each other (--resume continues a run with its optimizer state; --init starts a new one from a model's weights)\n", cmd); return 2; }
   if (a->restart_data && !a->resume) { fprintf(stderr, "memfit %s: --restart-data goes with --resume CK\n", cmd); return 2; }
-  if (ranks > 1) { /* data parallel: --batch is the global batch; from here on a->batch is one rank's share */
-    if (a->batch % ranks) {
-      fprintf(stderr, "memfit %s: --batch %d is not a multiple of the %d ranks: each rank trains on an equal share\n", cmd,
-              a->batch, ranks);
-      return 2;
-    }
-    a->batch /= ranks;
-  }
   if (strcmp(a->schedule, "cosine") && strcmp(a->schedule, "step") && strcmp(a->schedule, "constant") &&
       strcmp(a->schedule, "plateau")) {
     fprintf(stderr, "memfit %s: --schedule '%s': use cosine, step, constant or plateau\n", cmd, a->schedule);

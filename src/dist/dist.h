@@ -60,9 +60,10 @@ uint64_t mf_comm_hash(uint64_t h, const void *p, size_t n);
  * hash differs from rank 0's), -1 when the collective failed. */
 int mf_comm_agree(mf_comm *c, uint64_t h, const char *what, int *first_bad);
 
-/* The NCCL implementation (src/dist/nccl.c) lives in libmemfit_cuda.so when the toolkit has NCCL; the CUDA backend's
- * table holds it (mf_backend.comm_init): an NCCL communicator of over's ranks, initialised over it (rank 0's unique id
- * broadcast), its collectives on the backend's stream, in order with the kernels. */
+/* The NCCL implementation (src/dist/nccl.c) lives in libmemfit_cuda.so when the toolkit has NCCL, found there by name
+ * (mf_backend_symbol): an NCCL communicator of over's ranks, initialised over it (rank 0's unique id broadcast), its
+ * collectives on `stream` (give the backend's compute stream, so they run in order with the kernels). */
+typedef mf_comm *(*mf_comm_nccl_init_fn)(mf_comm *over, void *stream, char *err, size_t errlen);
 mf_comm *mf_comm_nccl_init(mf_comm *over, void *stream, char *err, size_t errlen);
 
 /* A communicator for device memory over a host one (src/dist/staged.c): each collective copies its bytes from the

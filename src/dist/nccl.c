@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-/* mf_comm_nccl_version is exported from libmemfit_cuda.so (for dlsym); mf_comm_nccl_init is in the backend's table */
+/* Exported from libmemfit_cuda.so: the session finds them with mf_backend_symbol (dlsym) */
 #define NCCL_EXPORT __attribute__((visibility("default")))
 
 typedef struct nccl_impl {
@@ -131,7 +131,7 @@ static void n_free(mf_comm *c) {
 /* An NCCL communicator of the same ranks as `over` (an MPI one, or the single-process one for a 1-rank NCCL
  * communicator), its collectives on `stream` (a cudaStream_t; NULL: the default stream) and the current device.
  * NULL with err. */
-mf_comm *mf_comm_nccl_init(mf_comm *over, void *stream, char *err, size_t errlen) {
+NCCL_EXPORT mf_comm *mf_comm_nccl_init(mf_comm *over, void *stream, char *err, size_t errlen) {
   ncclUniqueId id;
   memset(&id, 0, sizeof id);
   ncclResult_t r = ncclSuccess;

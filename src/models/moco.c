@@ -74,9 +74,10 @@ int moco_cfg_check(moco_cfg *c, char *err, size_t n) {
   }
   if (!(c->momentum >= 0 && c->momentum <= 1)) { snprintf(err, n, "--momentum: %g is not in [0, 1]", c->momentum); return -1; }
   if (c->dim < 1 || c->hidden < 1) { snprintf(err, n, "--dim / --hidden: %d / %d must be at least 1", c->dim, c->hidden); return -1; }
-  if (c->version == 2 && c->queue < c->batch) {
+  int R = c->ranks > 1 ? c->ranks : 1; /* data parallel: batch is one rank's share; the queue takes every rank's keys */
+  if (c->version == 2 && c->queue < (int64_t)c->batch * R) {
     snprintf(err, n, "--queue: %d negatives is shorter than --batch %d (the keys of one step would overwrite each other); "
-                     "raise --queue or lower --batch", c->queue, c->batch);
+                     "raise --queue or lower --batch", c->queue, c->batch * R);
     return -1;
   }
   if (c->size < 8) { snprintf(err, n, "--size: %d pixels is too small (at least 8)", c->size); return -1; }

@@ -17,7 +17,7 @@ typedef struct moco_cfg {
   int batch;                  /* effective batch per optimizer step: micro_batch x accum */
   int micro_batch;            /* samples per micro-step (0: batch) */
   int accum;                  /* micro-steps per optimizer step (batch / micro_batch; set by moco_cfg_check) */
-  int queue;                  /* v2: negatives K (ring [K, dim]); any value >= batch */
+  int queue;                  /* v2: negatives K (ring [K, dim]); any value >= batch x ranks (every rank's keys) */
   int dim;                    /* embedding dim (128 v2, 256 v3) */
   int hidden;                 /* MLP hidden width (v2 head: 2048; v3 projector/predictor: 4096) */
   double temperature;         /* > 0 (0.2 v2, 1.0 v3) */

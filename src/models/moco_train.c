@@ -36,7 +36,7 @@ static void train_defaults(mf_train_args *a) {
   a->data = "generated";
   a->out = "moco-run";
   a->schedule = "cosine";
-  a->batch = 0; /* the preset's (train_check) */
+  a->batch = 0; /* the preset's (train_batch) */
   a->epochs = 20;
   a->lr = 0.06; /* the MoCo CIFAR demo: SGD lr 0.06, momentum 0.9, weight decay 5e-4 */
   a->beta1 = 0.9;
@@ -144,7 +144,7 @@ static int moco_config(const moco_tcfg *c, const mf_train_args *a, int channels,
     if (mf_workload_moco.cfg_set(mc, c->model_key[i], c->model_val[i], err, n) < 0) return -1;
   mc->channels = channels;
   mc->ranks = a->ranks > 1 ? a->ranks : 1;
-  if (a->batch) {
+  if (a->batch && !a->batch_default) { /* --batch given: the micro-batch is chosen (the preset's is for its batch) */
     mc->batch = a->batch;
     mc->micro_batch = 0;
   }
@@ -155,12 +155,21 @@ static int is_idx(const char *path) { /* an IDX file, not a folder (data/idx.c d
   return strstr(path, "idx3-ubyte") != NULL;
 }
 
+static int moco_channels(const moco_tcfg *c, const mf_train_args *a) { return c->channels ? c->channels : is_idx(a->data) ? 1 : 3; }
+
+/* without --batch: the preset's (with the model settings given) */
+static int train_batch(const void *p, const mf_train_args *a, int *batch, char *err, size_t n) {
+  moco_cfg mc;
+  if (moco_config(p, a, moco_channels(p, a), &mc, err, n) < 0) return -1;
+  *batch = mc.batch;
+  return 0;
+}
+
+/* a->batch is one rank's share (mf_train_check) */
 static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
   moco_tcfg *c = p;
-  int channels = c->channels ? c->channels : is_idx(a->data) ? 1 : 3;
   moco_cfg mc;
-  if (moco_config(c, a, channels, &mc, err, n) < 0) return -1;
-  if (!a->batch) a->batch = mc.batch;
+  if (moco_config(c, a, moco_channels(c, a), &mc, err, n) < 0) return -1;
   mc.batch = a->batch;
   mc.micro_batch = a->micro_batch ? a->micro_batch : mc.micro_batch && a->batch % mc.micro_batch == 0 ? mc.micro_batch : 0;
   if (!a->micro_batch && mc.micro_batch && mc.micro_batch < a->batch && !a->budget) a->micro_batch = mc.micro_batch;
@@ -469,6 +478,7 @@ const mf_workload_train mf_workload_moco_train = {
   .train_cfg_set = train_cfg_set,
   .train_help = train_help,
   .train_check = train_check,
+  .train_batch = train_batch,
   .train_plan_cfg = train_plan_cfg,
   .train_setup = train_setup,
 };

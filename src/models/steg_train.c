@@ -252,7 +252,7 @@ static void train_defaults(mf_train_args *a) {
   a->data = "generated";
   a->out = "steg-run";
   a->schedule = "cosine";
-  a->batch = 0; /* the preset's (train_check) */
+  a->batch = 0; /* the preset's (train_batch) */
   a->epochs = 10;
   a->lr = pow(10, -4.5); /* HiNet */
   a->beta1 = 0.5;
@@ -322,12 +322,21 @@ static void train_help(FILE *f) {
              "  HiNet, --epochs 10, --out steg-run)\n", mf_steg_preset_names());
 }
 
+/* without --batch: the preset's effective batch */
+static int train_batch(const void *p, const mf_train_args *a, int *batch, char *err, size_t n) {
+  (void)a;
+  mf_steg_config pc;
+  if (mf_steg_config_preset(((const steg_tcfg *)p)->preset, &pc, err, n) < 0) return -1;
+  *batch = pc.batch * pc.accum_steps;
+  return 0;
+}
+
 static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
   steg_tcfg *c = p;
-  mf_steg_config pc; /* the preset decides the crop and the batch unless --size and --batch were given */
+  (void)a;
+  mf_steg_config pc; /* the preset decides the crop unless --size was given (and the batch: train_batch) */
   if (mf_steg_config_preset(c->preset, &pc, err, n) < 0) return -1;
   if (!c->size) c->size = pc.height;
-  if (!a->batch) a->batch = pc.batch * pc.accum_steps;
   int gen_size = c->gen_size ? c->gen_size : c->size > 128 ? c->size : 128;
   if (gen_size < c->size) { snprintf(err, n, "--gen-size %d is smaller than --size %d", gen_size, c->size); return -1; }
   if (c->size % 2) { snprintf(err, n, "--size %d is odd; the Haar wavelet needs an even size", c->size); return -1; }
@@ -533,6 +542,7 @@ const mf_workload_train mf_workload_steg_train = {
   .train_cfg_set = train_cfg_set,
   .train_help = train_help,
   .train_check = train_check,
+  .train_batch = train_batch,
   .train_plan_cfg = train_plan_cfg,
   .train_setup = train_setup,
 };

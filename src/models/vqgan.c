@@ -481,6 +481,14 @@ int vqgan_keep(const vqgan_net *net, mf_tensor *keep) {
   return k;
 }
 
+double vqgan_gen_objective(mf_session *s, const vqgan_net *net, double loss, double *g_adv) {
+  float g, lam;
+  *g_adv = NAN;
+  if (mf_session_read(s, net->g_loss, &g, 1) < 0 || mf_session_read(s, net->lambda, &lam, 1) < 0) return NAN;
+  *g_adv = g;
+  return loss + ((double)lam - 1) * g; /* the forward's 1 x g_loss replaced by lambda x g_loss */
+}
+
 int vqgan_set_factor(mf_session *s, const vqgan_net *net, int64_t step) {
   float f = step >= net->cfg.disc_start ? 1.0f : 0.0f;
   return mf_session_write_input(s, net->factor, &f, 1);

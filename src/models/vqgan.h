@@ -88,5 +88,10 @@ void vqgan_phases(const vqgan_net *net, mf_phase_opts ph[2]);
 int vqgan_keep(const vqgan_net *net, mf_tensor *keep);
 /* Writes the GAN factor for optimizer step `step` (0 before disc_start, 1 from it). 0 or -1. */
 int vqgan_set_factor(mf_session *s, const vqgan_net *net, int64_t step);
+/* After a generator-phase step whose loss value (gen_loss's forward) was `loss`: the objective the generator
+ * minimised, nll + lambda g_loss + codebook_weight q_loss (+ perceptual, SSIM), lambda as that step's backward wrote it
+ * (the factor, 0 before disc_start, and the disc weight included). The forward holds the raw g_loss = -mean D(xrec),
+ * which the GAN tap scales in backward only. *g_adv: that raw g_loss. NaN when a read fails. */
+double vqgan_gen_objective(mf_session *s, const vqgan_net *net, double loss, double *g_adv);
 
 #endif

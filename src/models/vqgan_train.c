@@ -115,17 +115,30 @@ static int vq_config(const vqgan_tcfg *c, const mf_train_args *a, vqgan_cfg *mc,
   if (vqgan_cfg_preset(c->preset, mc, err, n) < 0) return -1;
   for (int i = 0; i < c->n_model; i++)
     if (vqgan_cfg_set(mc, c->model_key[i], c->model_val[i], err, n) < 0) return -1;
-  if (a->batch) { mc->batch = a->batch; mc->micro_batch = 0; }
+  if (a->batch && !a->batch_default) { mc->batch = a->batch; mc->micro_batch = 0; } /* given: the micro-batch chosen */
   return 0;
 }
 
+/* without --batch: the preset's */
+static int train_batch(const void *p, const mf_train_args *a, int *batch, char *err, size_t n) {
+  vqgan_cfg mc;
+  if (vq_config(p, a, &mc, err, n) < 0) return -1;
+  *batch = mc.batch;
+  return 0;
+}
+
+/* a->batch is one rank's share (mf_train_check) */
 static int train_check(void *p, mf_train_args *a, char *err, size_t n) {
   vqgan_tcfg *c = p;
   vqgan_cfg mc;
   if (vq_config(c, a, &mc, err, n) < 0) return -1;
-  if (!a->batch) a->batch = mc.batch;
   mc.batch = a->batch;
   if (a->micro_batch) mc.micro_batch = a->micro_batch;
+  else if (mc.micro_batch > 0 && mc.batch % mc.micro_batch) { /* the preset's micro-batch on a smaller share: their gcd */
+    int x = mc.micro_batch, y = mc.batch;
+    while (y) { int t = x % y; x = y; y = t; }
+    mc.micro_batch = x;
+  }
   if (vqgan_cfg_check(&mc, err, n) < 0 || vqgan_perceptual_check(&mc, err, n) < 0) return -1;
   c->mc = mc;
   return 0;
@@ -143,14 +156,8 @@ static int train_plan_cfg(const void *p, const mf_train_args *a, void *wc, char 
 /* the exact two-phase choice: as given (preset micro-batch, f32, stored) or the fastest that fits --budget */
 static int train_choose(const void *p, const mf_train_args *a, mf_train_choice *ch, char *err, size_t n) {
   const vqgan_tcfg *c = p;
-  vqgan_cfg mc = c->mc;
-  mc.batch = a->batch; /* one rank's share under data parallelism (set after train_check saw the global batch) */
-  int pm = a->micro_batch ? a->micro_batch : mc.micro_batch;
-  if (!a->micro_batch && pm > 0 && mc.batch % pm) { /* the preset's micro-batch on a smaller share: their gcd */
-    int x = pm, y = mc.batch;
-    while (y) { int t = x % y; x = y; y = t; }
-    pm = x;
-  }
+  vqgan_cfg mc = c->mc; /* one rank's batch and its micro-batch (train_check) */
+  int pm = a->micro_batch ? a->micro_batch : mc.micro_batch; /* --accum sets a->micro_batch after train_check */
   mc.micro_batch = pm;
   vqgan_search_opts so = {a->budget, a->backend, a->threads, a->dtypes ? a->dtypes : 1u << MF_F32, a->mode < 0 ? 0 : a->mode, pm};
   if (a->budget) {
@@ -193,6 +200,7 @@ typedef struct vq_ctx {
   float *xperm;               /* clips: the loader's [micro, C, T, S, S] as [micro, T, C, S, S] */
   float *vin, *vrec;          /* the grid's rows: inputs and reconstructions in [0,1] */
   double *psnr_t;             /* [T] the last validation's PSNR per frame (mean over clips) */
+  double g_adv;               /* the last generator step's raw g_loss = -mean D(xrec) (vq_step_loss) */
   uint64_t seed;
 } vq_ctx;
 
@@ -206,7 +214,13 @@ static void clip_to_frames(const float *src, float *dst, int B, int C, int T, in
 
 static int vq_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_t n) {
   vq_ctx *c = ctx;
-  if (vqgan_set_factor(s, &c->net, mf_session_step(s)) < 0) { snprintf(err, n, "writing the GAN factor failed"); return -1; }
+  /* the update this micro-batch belongs to, for both phases: the discriminator group's count, which its phase's
+   * update (the step's last) advances; mf_session_step is already the next update's once the generator's update of
+   * the step's last micro-batch is applied, so the discriminator's hinge would start one update early */
+  if (vqgan_set_factor(s, &c->net, mf_session_group_step(s, VQGAN_GROUP_DISC)) < 0) {
+    snprintf(err, n, "writing the GAN factor failed");
+    return -1;
+  }
   const float *data[1] = {b->images};
   if (c->frames > 1) { /* [micro, C, T, S, S] -> [micro, T, C, S, S]: the model's frames are its batch rows */
     clip_to_frames(b->images, c->xperm, c->micro, c->cfg.channels, c->frames, (int64_t)c->cfg.size * c->cfg.size);
@@ -216,11 +230,19 @@ static int vq_feed(void *ctx, mf_session *s, const mf_batch *b, char *err, size_
   return 0;
 }
 
-/* after the last phase's micro-step: the batch's reconstruction PSNR (on [0,1]) and the codes it used */
+/* the generator phase's logged loss: the objective it minimised (lambda x g_loss, not the forward's raw g_loss) */
+static double vq_step_loss(void *ctx, mf_session *s, int phase, double loss) {
+  vq_ctx *c = ctx;
+  return phase == 0 ? vqgan_gen_objective(s, &c->net, loss, &c->g_adv) : loss;
+}
+
+/* after the last phase's micro-step: the batch's reconstruction PSNR (on [0,1]), the codes it used, lambda and the
+ * generator step's raw g_loss */
 static void vq_read_terms(void *ctx, mf_session *s, double *v) {
   vq_ctx *c = ctx;
   int64_t per = (int64_t)c->cfg.channels * c->cfg.size * c->cfg.size, all = per * c->micro * c->frames;
   v[0] = v[1] = v[2] = NAN;
+  v[3] = c->g_adv;
   float lam;
   if (mf_session_read(s, c->net.lambda, &lam, 1) == 0) v[2] = lam;
   if (mf_session_read(s, c->net.x, c->xbuf, (size_t)all) < 0 || mf_session_read(s, c->net.xrec, c->rbuf, (size_t)all) < 0) return;
@@ -236,7 +258,7 @@ static void vq_read_terms(void *ctx, mf_session *s, double *v) {
 
 static void vq_describe_terms(void *ctx, const double *mean, char *buf, size_t n) {
   (void)ctx;
-  snprintf(buf, n, "rec %.2f dB  perplexity %.1f  lambda %.3g", mean[0], mean[1], mean[2]);
+  snprintf(buf, n, "rec %.2f dB  perplexity %.1f  lambda %.3g  g_loss %.3g", mean[0], mean[1], mean[2], mean[3]);
 }
 
 static int vq_after_update(void *ctx, mf_session *s, int64_t update, char *err, size_t n) {
@@ -488,10 +510,11 @@ static int train_setup(const void *p, const mf_train_args *a, const mf_train_cho
   j->hooks.read_terms = vq_read_terms;
   j->hooks.describe_terms = vq_describe_terms;
   j->hooks.after_update = vq_after_update;
+  j->hooks.step_loss = vq_step_loss;
   j->hooks.validate = c->n_val ? vq_validate : NULL;
   j->session_ready = vqgan_session_ready_hook;
-  static const char *const terms[3] = {"rec_psnr", "code_perplexity", "lambda"};
-  j->n_terms = 3;
+  static const char *const terms[4] = {"rec_psnr", "code_perplexity", "lambda", "g_loss"};
+  j->n_terms = 4;
   j->term_names = terms;
   j->sample_unit = cfg.frames > 1 ? "clips" : "images";
   j->loss_divisor = 1;
@@ -524,6 +547,7 @@ static const mf_workload_train vqgan_train = {
   .train_cfg_set = train_cfg_set,
   .train_help = train_help,
   .train_check = train_check,
+  .train_batch = train_batch,
   .train_plan_cfg = train_plan_cfg,
   .train_setup = train_setup,
   .train_choose = train_choose,

@@ -20,6 +20,23 @@ void mf_train_args_command(const mf_train_args *a, const char *workload, char *b
   for (int i = 1; i < a->argc && k < n; i++) k += (size_t)snprintf(buf + k, n - k, " %s", a->argv[i]);
 }
 
+int mf_train_check(const mf_workload_train *t, void *tcfg, mf_train_args *a, char *err, size_t n) {
+  int R = a->ranks > 1 ? a->ranks : 1;
+  a->batch_default = 0;
+  if (!a->batch && t->train_batch) {
+    if (t->train_batch(tcfg, a, &a->batch, err, n) < 0) return -1;
+    a->batch_default = 1;
+  }
+  if (a->batch < 1) { snprintf(err, n, "--batch %d: give 1 or more samples", a->batch); return -1; }
+  if (a->batch % R) {
+    snprintf(err, n, "--batch %d%s is not a multiple of the %d ranks: each rank trains on an equal share", a->batch,
+             a->batch_default ? " (the preset's)" : "", R);
+    return -1;
+  }
+  a->batch /= R; /* data parallel: from here on one rank's share */
+  return t->train_check(tcfg, a, err, n);
+}
+
 void mf_train_job_free(mf_train_job *job) {
   if (job->ctx_free) job->ctx_free(job->hooks.ctx);
   mf_dataset_free(job->train);

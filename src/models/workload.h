@@ -13,7 +13,9 @@ typedef struct mf_train_args {
   const char *val_data;      /* folder of validation samples (NULL: a --val-split share of --data) */
   double val_split;          /* share of --data's files held out for validation */
   int workers;               /* loader threads */
-  int batch;                 /* effective batch: micro-batch x accumulation */
+  int batch;                 /* effective batch: micro-batch x accumulation; from mf_train_check on, one rank's share of
+                                the job's (global) batch */
+  int batch_default;         /* 1: --batch was not given and batch is the workload's default (train_batch) */
   int micro_batch, accum;    /* 0: chosen (without --budget: the batch in one micro-step) */
   int variant, mode;         /* as `memfit plan` takes them: -1 / -2 when not given (mode -1: searched) */
   unsigned dtypes;           /* --precision as a dtype set; 0 when not given */
@@ -90,6 +92,9 @@ typedef struct mf_workload_train {
   /* Checks the settings together (after parsing) and fills the common options the workload's settings decide
    * when they were not given (e.g. --batch 0: the preset's effective batch); 0, or -1 with err. */
   int (*train_check)(void *tcfg, mf_train_args *a, char *err, size_t errlen);
+  /* Optional: the effective batch over all ranks the workload's settings give when --batch was not given (a
+   * preset's; a->batch is 0 then). NULL: train_defaults' a->batch is the default. 0, or -1 with err. */
+  int (*train_batch)(const void *tcfg, const mf_train_args *a, int *batch, char *err, size_t errlen);
   /* Fills cfg (of cfg_new) with what the run trains, for the budget search (a->batch is the effective batch). */
   int (*train_plan_cfg)(const void *tcfg, const mf_train_args *a, void *cfg, char *err, size_t errlen);
   /* Builds the run for the chosen settings: graph, data, hooks (job is zeroed by the caller; train_job_free
@@ -109,6 +114,12 @@ int mf_setting_double(const char *key, const char *val, double lo, double hi, do
 /* Writes "memfit train WORKLOAD" and the run's arguments (a->argv[1..]) into buf, cut at n bytes: the command
  * line a model file records. */
 void mf_train_args_command(const mf_train_args *a, const char *workload, char *buf, size_t n);
+
+/* The settings checked, for every workload alike: --batch (or, when it was 0, the workload's train_batch, with
+ * a->batch_default set) is the job's global batch; over a->ranks ranks it is split here, before train_check, so
+ * that train_check and everything after it see one rank's share in a->batch (a global batch the ranks do not divide
+ * is refused naming --batch and the rank count); then the workload's train_check. 0, or -1 with err. */
+int mf_train_check(const mf_workload_train *t, void *tcfg, mf_train_args *a, char *err, size_t n);
 
 /* Adds a setting that decides which samples the batches hold (saved with each checkpoint, checked on --resume):
  * key, the option to name, flags (MF_DATA_DECISIVE: a resume with another value is refused; MF_DATA_PER_RANK: the

@@ -425,10 +425,14 @@ static mf_comm *arena_comm_init(mf_session *s, mf_comm *c, char *err, size_t err
     }
     mf_comm *d = NULL;
     char nerr[256] = "";
-    if (!s->be->comm_init) why = "this build has no NCCL";
+    mf_comm_nccl_init_fn nccl_init = NULL;
+    void *sym = mf_backend_symbol(s->be, "mf_comm_nccl_init");
+    memcpy(&nccl_init, &sym, sizeof nccl_init); /* POSIX: a data pointer from dlsym holds the function's address */
+    if (!nccl_init) why = "this build has no NCCL";
     else if (shared) why = "two ranks share a device, which NCCL refuses";
-    else {
-      d = s->be->comm_init(c, s->stream, nerr, sizeof nerr);
+    else { /* on the kernels' stream, so each bucket's reduction follows the kernels that finished it */
+      void *stream = s->stream ? s->stream : s->be->compute_stream ? s->be->compute_stream() : NULL;
+      d = nccl_init(c, stream, nerr, sizeof nerr);
       uint64_t ok = d != NULL;
       if (c->allreduce(c, &ok, 1, MF_COMM_U64, MF_COMM_MIN, "the agreement on NCCL") < 0) ok = 0;
       if (ok) return d;

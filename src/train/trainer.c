@@ -643,6 +643,7 @@ int mf_trainer_run(mf_trainer *t) {
         double tv[MF_MAX_TERMS] = {0};
         for (int ph = 0; ph < nph && !failed; ph++) {
           double l = ph ? (batch_feed(t, b, &failed) < 0 ? NAN : mf_session_phase_step(s, ph)) : mf_session_phase_step(s, ph);
+          if (t->h.step_loss && !isnan(l)) l = t->h.step_loss(t->h.ctx, s, ph, l);
           if (isnan(l)) {
             if (!failed) fprintf(stderr, "memfit %s: phase %s: the step failed (see above)\n", o->name, mf_plan_phase_name(mf_session_plan(s), ph));
             failed = 1;
@@ -672,6 +673,7 @@ int mf_trainer_run(mf_trainer *t) {
         const mf_batch *nxt = more ? batch_take(t, &failed) : NULL;
         if (failed) break;
         double l = mf_session_micro_step(s);
+        if (t->h.step_loss && !isnan(l)) l = t->h.step_loss(t->h.ctx, s, 0, l);
         mf_loader_release(L, cur);
         cur = nxt;
         if (isnan(l)) { fprintf(stderr, "memfit %s: the step failed (see above)\n", o->name); failed = 1; break; }

@@ -20,6 +20,7 @@ static size_t cpu_workspace(const mf_graph *g, const mf_node *n) {
   case MF_OP_ATTENTION:
   case MF_OP_ATTENTION_BWD:
   case MF_OP_VQ_NEAREST: return mf_cpu_ws_attention(g, n);
+  case MF_OP_RESIZE_CUBIC_BWD: return mf_cpu_ws_resize(g, n);
   default: return 0;
   }
 }

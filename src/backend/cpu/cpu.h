@@ -17,6 +17,7 @@ size_t mf_cpu_ws_matmul(const mf_graph *g, const mf_node *n);
 size_t mf_cpu_ws_index(const mf_graph *g, const mf_node *n);   /* gather_bwd in f16/bf16 */
 size_t mf_cpu_ws_raster(const mf_graph *g, const mf_node *n);  /* gauss_topk, gauss_raster and its backward */
 size_t mf_cpu_ws_attention(const mf_graph *g, const mf_node *n); /* attention, attn_probs, attention_bwd, vq_nearest */
+size_t mf_cpu_ws_resize(const mf_graph *g, const mf_node *n);    /* resize_cubic_bwd: both axes' taps and runs */
 /* Which implementation runs a conv node (mf_node.impl), chosen once when planning (conv_choice.c). */
 enum {
   MF_CPU_CONV_GEMM = 1,      /* memfit's GEMM algorithms (conv.c): oneDNN does not take this node or is off */

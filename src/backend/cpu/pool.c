@@ -415,27 +415,60 @@ void mf_cpu_resize_cubic(const mf_kctx *k, const mf_node *n, void *out, void *co
   }
 }
 
+/* resize_cubic_bwd's workspace: each axis's taps (mf_resize_cubic_taps: 4 clamped indices and weights per output) and
+ * the run of outputs that read each input (mf_resize_cubic_run), computed once per call instead of once per dx pixel */
+typedef struct cubic_axis {
+  double *wgt;  /* [out][4] */
+  int64_t *idx; /* [out][4] */
+  int64_t *run; /* [in][2]: [o0, o1) */
+} cubic_axis;
+
+static size_t cubic_axis_bytes(int64_t in, int64_t out) { return (size_t)(out * 4) * (sizeof(double) + sizeof(int64_t)) + (size_t)(in * 2) * sizeof(int64_t); }
+
+static char *cubic_axis_fill(cubic_axis *ax, char *ws, int mode, int64_t in, int64_t out, double scale, double a, int excl) {
+  ax->wgt = (double *)ws;
+  ax->idx = (int64_t *)(ax->wgt + out * 4);
+  ax->run = ax->idx + out * 4;
+  for (int64_t o = 0; o < out; o++) mf_resize_cubic_taps(mode, o, in, out, scale, a, excl, ax->idx + o * 4, ax->wgt + o * 4);
+  for (int64_t i = 0; i < in; i++) mf_resize_cubic_run(mode, i, in, out, scale, ax->run + i * 2, ax->run + i * 2 + 1);
+  return (char *)(ax->run + in * 2);
+}
+
+/* the weight output o gives input i: mf_resize_cubic_weight from the table (the same sum, in the same order) */
+static inline double cubic_axis_weight(const cubic_axis *ax, int64_t o, int64_t i) {
+  const int64_t *idx = ax->idx + o * 4;
+  const double *w = ax->wgt + o * 4;
+  double s = 0;
+  for (int k = 0; k < 4; k++) s += idx[k] == i ? w[k] : 0;
+  return s;
+}
+
+size_t mf_cpu_ws_resize(const mf_graph *g, const mf_node *n) {
+  if (n->op != MF_OP_RESIZE_CUBIC_BWD) return 0;
+  const mf_node *nd = &g->nodes[n->src[0]];
+  return cubic_axis_bytes(n->ne[2], nd->ne[2]) + cubic_axis_bytes(n->ne[3], nd->ne[3]);
+}
+
 /* dx [P,H,W] from dy [P,OH,OW], gathered in double: input pixel (h, w) sums, in output order, dy times the weights the
- * outputs of the runs mf_resize_cubic_run(h) x mf_resize_cubic_run(w) read it with; one thread per dx row */
+ * outputs of the runs mf_resize_cubic_run(h) x mf_resize_cubic_run(w) read it with; one thread per dx row. Both axes'
+ * taps and runs are tabled in ws first (mf_cpu_ws_resize). */
 void mf_cpu_resize_cubic_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
-  (void)ws;
   const mf_node *nd = mf_src(k, n, 0);
   int64_t P = n->ne[0] * n->ne[1], H = n->ne[2], W = n->ne[3], OH = nd->ne[2], OW = nd->ne[3];
   int mode = n->ip[0], excl = n->ip[1];
-  double sh = n->fp[0], sw = n->fp[1], a = n->fp[2];
+  double a = n->fp[2];
+  cubic_axis ah, aw;
+  cubic_axis_fill(&aw, cubic_axis_fill(&ah, ws, mode, H, OH, n->fp[0], a, excl), mode, W, OW, n->fp[1], a, excl);
   #pragma omp parallel for schedule(static) if (mf_node_numel(nd) > 8192)
   for (int64_t r = 0; r < P * H; r++) {
-    int64_t p = r / H, h = r % H, oh0, oh1;
-    mf_resize_cubic_run(mode, h, H, OH, sh, &oh0, &oh1);
+    int64_t p = r / H, h = r % H, oh0 = ah.run[h * 2], oh1 = ah.run[h * 2 + 1];
     for (int64_t w = 0; w < W; w++) {
-      int64_t ow0, ow1;
-      mf_resize_cubic_run(mode, w, W, OW, sw, &ow0, &ow1);
+      int64_t ow0 = aw.run[w * 2], ow1 = aw.run[w * 2 + 1];
       double acc = 0;
       for (int64_t oh = oh0; oh < oh1; oh++) {
-        double wh = mf_resize_cubic_weight(mode, oh, h, H, OH, sh, a, excl), row = 0;
+        double wh = cubic_axis_weight(&ah, oh, h), row = 0;
         if (wh == 0) continue;
-        for (int64_t ow = ow0; ow < ow1; ow++)
-          row += mf_resize_cubic_weight(mode, ow, w, W, OW, sw, a, excl) * mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
+        for (int64_t ow = ow0; ow < ow1; ow++) row += cubic_axis_weight(&aw, ow, w) * mf_ld(src[0], nd->dtype, (p * OH + oh) * OW + ow);
         acc += wh * row;
       }
       mf_st(out, n->dtype, r * W + w, acc);

@@ -2,7 +2,6 @@
  * one launcher per op from the .cu files, the workspace each node needs, device memory and the
  * optimizer. The planner asks it for workspace sizes; the session allocates and runs through it. */
 #include "backend/cuda/cuda.h"
-#include "dist/dist.h"
 
 static size_t cuda_workspace(const mf_graph *g, const mf_node *n) {
   switch (n->op) {
@@ -29,13 +28,6 @@ static size_t cuda_workspace(const mf_graph *g, const mf_node *n) {
   }
 }
 
-#ifdef MEMFIT_HAVE_NCCL
-/* NCCL's collectives on the compute stream, so they follow the kernels that finished the gradients */
-static struct mf_comm *cuda_comm_init(struct mf_comm *over, void *stream, char *err, size_t errlen) {
-  return mf_comm_nccl_init(over, stream ? stream : mf_cuda_compute_stream(), err, errlen);
-}
-#endif
-
 #define MF_CUDA_ENTRY(E, n) [MF_OP_##E] = mf_cuda_##n,
 const mf_backend mf_backend_cuda = {
   .name = "cuda",
@@ -56,9 +48,7 @@ const mf_backend mf_backend_cuda = {
   .ema_update = mf_cuda_ema_update,
   .copy_dd = mf_cuda_copy_dd,
   .fixed_overhead = mf_cuda_fixed_overhead,
-#ifdef MEMFIT_HAVE_NCCL
-  .comm_init = cuda_comm_init,
-#endif
+  .compute_stream = mf_cuda_compute_stream,
   .device_key = mf_cuda_device_key,
 };
 #undef MF_CUDA_ENTRY
