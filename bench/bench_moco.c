@@ -1,8 +1,10 @@
 /* bench_moco.c — memfit's side of the MoCo step benchmark (issue 12): training steps of MoCo v2 (query
  * forward + backward, key forward, queue logits, InfoNCE, SGD momentum 0.9, key-encoder momentum update,
  * queue push) on fixed random views. Prints one JSON line like bench/moco_torch.py so bench/moco.sh can put
- * them side by side. */
+ * them side by side, with the step's conv/GEMM FLOPs and their rate; --peak R (R > 0) measures the machine's sgemm
+ * peak after the steps (bench/common/peak.c, R calls per size) and adds it and the ratio. */
 #include "base/omp_wait.h"
+#include "common/peak.h"
 #include "memfit.h"
 #include "models/moco.h"
 #include <stdio.h>
@@ -18,7 +20,7 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
   mf_omp_wait_passive(argv);
-  int depth = 18, size = 32, batch = 64, queue = 4096, steps = 10, warmup = 1, threads = 2, channels = 3;
+  int depth = 18, size = 32, batch = 64, queue = 4096, steps = 10, warmup = 1, threads = 2, channels = 3, peak_reps = 0;
   double width = 1;
   const char *dtype = "f32";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -32,6 +34,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--steps")) steps = atoi(v);
     else if (!strcmp(k, "--warmup")) warmup = atoi(v);
     else if (!strcmp(k, "--threads")) threads = atoi(v);
+    else if (!strcmp(k, "--peak")) peak_reps = atoi(v);
     else if (!strcmp(k, "--dtype")) dtype = v;
     else { fprintf(stderr, "bench_moco: unknown option %s\n", k); return 2; }
   }
@@ -74,10 +77,16 @@ int main(int argc, char **argv) {
     mf_session_update(s);
   }
   double el = now_s() - t0;
+  size_t rss = mf_peak_rss_bytes(); /* before the peak's matrices */
+  bench_peak pk;
+  if (peak_reps > 0 && bench_peak_measure(threads, peak_reps, &pk) < 0) { fprintf(stderr, "bench_moco: out of host memory\n"); return 1; }
+  char rates[512];
+  const mf_plan *pl = mf_session_plan(s);
+  bench_peak_json(peak_reps > 0 ? &pk : NULL, bench_plan_gemm_flops(pl), mf_plan_flops(pl), el / steps, rates, sizeof rates);
   printf("{\"impl\": \"memfit\", \"images_per_s\": %.4f, \"peak_rss_bytes\": %zu, \"step_s\": %.6f, \"planned_bytes\": %zu, "
-         "\"depth\": %d, \"width\": %g, \"size\": %d, \"batch\": %d, \"queue\": %d, \"threads\": %d, \"dtype\": \"%s\", \"loss\": %.6f}\n",
-         batch * steps / el, mf_peak_rss_bytes(), el / steps, mf_plan_total_bytes(mf_session_plan(s)), depth, width, size, batch,
-         queue, threads, dtype, loss);
+         "\"depth\": %d, \"width\": %g, \"size\": %d, \"batch\": %d, \"queue\": %d, \"threads\": %d, \"dtype\": \"%s\", \"loss\": %.6f%s}\n",
+         batch * steps / el, rss, el / steps, mf_plan_total_bytes(pl), depth, width, size, batch, queue, threads, dtype, loss,
+         rates);
   free(x);
   mf_session_free(s);
   mf_graph_free(g);

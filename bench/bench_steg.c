@@ -2,8 +2,11 @@
  * (forward with the reveal pass, the three losses, backward, AdamW) of the steganography network.
  * Prints one JSON line like bench/steg_torch.py so bench/steg.sh can put them side by side.
  * --feed: none (inputs written once), write (each step's batch copied in before it) or stage (batch
- * i+1 staged before step i, so on a device its copy overlaps the step). */
+ * i+1 staged before step i, so on a device its copy overlaps the step).
+ * Also prints the step's conv/GEMM FLOPs and their rate; --peak R (R > 0) measures the machine's sgemm peak after
+ * the steps (bench/common/peak.c, R calls per size) and adds it and the ratio. */
 #include "base/omp_wait.h"
+#include "common/peak.h"
 #include "memfit.h"
 #include "models/steg.h"
 #include "plan/plan.h"
@@ -21,7 +24,7 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
   mf_omp_wait_passive(argv);
-  int blocks = 6, growth = 80, size = 64, batch = 1, steps = 10, warmup = 2, threads = 1, invert = 0;
+  int blocks = 6, growth = 80, size = 64, batch = 1, steps = 10, warmup = 2, threads = 1, invert = 0, peak_reps = 0;
   const char *dtype = "f32", *backend = "cpu", *segments = NULL, *feed = "none";
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
@@ -32,6 +35,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--steps")) steps = atoi(v);
     else if (!strcmp(k, "--warmup")) warmup = atoi(v);
     else if (!strcmp(k, "--threads")) threads = atoi(v);
+    else if (!strcmp(k, "--peak")) peak_reps = atoi(v);
     else if (!strcmp(k, "--mode")) invert = !strcmp(v, "invert");
     else if (!strcmp(k, "--dtype")) dtype = v;
     else if (!strcmp(k, "--backend")) backend = v;   /* cpu or cuda */
@@ -95,6 +99,15 @@ int main(int argc, char **argv) {
     mf_session_update(s);
   }
   double el = now_s() - t0;
+  size_t rss = mf_peak_rss_bytes(); /* before the peak's matrices */
+  bench_peak pk;
+  if (peak_reps > 0 && strcmp(backend, "cpu") == 0 && bench_peak_measure(threads, peak_reps, &pk) < 0) {
+    fprintf(stderr, "bench_steg: out of host memory for the sgemm peak\n");
+    return 1;
+  }
+  char rates[512];
+  bench_peak_json(peak_reps > 0 && strcmp(backend, "cpu") == 0 ? &pk : NULL, bench_plan_gemm_flops(pl), mf_plan_flops(pl), el / steps,
+                  rates, sizeof rates);
   for (int b = 0; b < 2; b++) {
     if (pl->be->host_free) pl->be->host_free(batches[b], bbytes, NULL);
     else free(batches[b]);
@@ -105,9 +118,9 @@ int main(int argc, char **argv) {
     snprintf(extra, sizeof extra, ", \"backend\": \"%s\", \"overhead_bytes\": %zu", backend,
              pl->be->fixed_overhead ? pl->be->fixed_overhead() : (size_t)0);
   printf("{\"impl\": \"memfit-%s%s%s\", \"images_per_s\": %.4f, \"peak_rss_bytes\": %zu, \"step_s\": %.6f, \"planned_bytes\": %zu, "
-         "\"blocks\": %d, \"growth\": %d, \"size\": %d, \"batch\": %d, \"threads\": %d, \"loss\": %.6f, \"params\": %lld%s}\n",
-         invert ? "invert" : "store", feed_mode ? "-feed-" : "", feed_mode ? feed : "", batch * steps / el, mf_peak_rss_bytes(), el / steps, mf_plan_total_bytes(pl),
-         blocks, growth, size, batch, threads, loss, (long long)mf_steg_param_count(&c), extra);
+         "\"blocks\": %d, \"growth\": %d, \"size\": %d, \"batch\": %d, \"threads\": %d, \"loss\": %.6f, \"params\": %lld%s%s}\n",
+         invert ? "invert" : "store", feed_mode ? "-feed-" : "", feed_mode ? feed : "", batch * steps / el, rss, el / steps, mf_plan_total_bytes(pl),
+         blocks, growth, size, batch, threads, loss, (long long)mf_steg_param_count(&c), rates, extra);
   mf_session_free(s);
   free(m);
   mf_graph_free(g);

@@ -9,8 +9,11 @@
  *   --eval MODEL --photos DIR [--crop 128] [--grid PNG]: reconstructs the centre crop of every photo with the
  *     model's weights (memfit's model or checkpoint, or PyTorch's saved in the same names) and prints per image and
  *     in the mean PSNR and SSIM (data/metrics.c: 11x11 Gaussian SSIM, after 8-bit rounding) and the codebook usage
- *     and perplexity over all the photos' codes; the last line is one JSON object. */
+ *     and perplexity over all the photos' codes; the last line is one JSON object.
+ * The step line also has the step's conv/GEMM FLOPs and their rate; --peak R (R > 0) measures the machine's sgemm
+ * peak after the steps (bench/common/peak.c, R calls per size) and adds it and the ratio. */
 #include "base/omp_wait.h"
+#include "common/peak.h"
 #include "memfit.h"
 #include "models/vqgan.h"
 #include "graph/graph.h"
@@ -148,7 +151,7 @@ out:
 
 int main(int argc, char **argv) {
   mf_omp_wait_passive(argv);
-  int size = 64, batch = 4, steps = 5, warmup = 1, threads = 2, count = 0, seed = 1, crop = 128;
+  int size = 64, batch = 4, steps = 5, warmup = 1, threads = 2, count = 0, seed = 1, crop = 128, peak_reps = 0;
   const char *preset = "low", *dtype = "f32", *dump = NULL, *dump_model = NULL, *gen_dir = NULL, *eval = NULL, *photos = NULL, *grid = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
@@ -158,6 +161,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--steps")) steps = atoi(v);
     else if (!strcmp(k, "--warmup")) warmup = atoi(v);
     else if (!strcmp(k, "--threads")) threads = atoi(v);
+    else if (!strcmp(k, "--peak")) peak_reps = atoi(v);
     else if (!strcmp(k, "--dtype")) dtype = v;
     else if (!strcmp(k, "--dump")) dump = v;
     else if (!strcmp(k, "--dump-model")) dump_model = v;
@@ -240,10 +244,17 @@ int main(int argc, char **argv) {
     mf_session_phase_update(s, 1);
   }
   double el = now_s() - t0;
+  size_t rss = mf_peak_rss_bytes(); /* before the peak's matrices */
+  bench_peak pk;
+  if (peak_reps > 0 && steps > 0 && bench_peak_measure(threads, peak_reps, &pk) < 0) { fprintf(stderr, "bench_vqgan: out of host memory\n"); return 1; }
+  char rates[512];
+  const mf_plan *pl = mf_session_plan(s);
+  bench_peak_json(peak_reps > 0 && steps > 0 ? &pk : NULL, bench_plan_gemm_flops(pl), mf_plan_flops(pl), steps > 0 ? el / steps : 0,
+                  rates, sizeof rates);
   printf("{\"impl\": \"memfit\", \"images_per_s\": %.4f, \"peak_rss_bytes\": %zu, \"step_s\": %.6f, \"planned_bytes\": %zu, "
-         "\"preset\": \"%s\", \"size\": %d, \"batch\": %d, \"threads\": %d, \"dtype\": \"%s\", \"g_loss\": %.6f, \"d_loss\": %.6f}\n",
-         steps > 0 ? batch * steps / el : 0.0, mf_peak_rss_bytes(), steps > 0 ? el / steps : 0.0,
-         mf_plan_total_bytes(mf_session_plan(s)), preset, size, batch, threads, dtype, lg, ld);
+         "\"preset\": \"%s\", \"size\": %d, \"batch\": %d, \"threads\": %d, \"dtype\": \"%s\", \"g_loss\": %.6f, \"d_loss\": %.6f%s}\n",
+         steps > 0 ? batch * steps / el : 0.0, rss, steps > 0 ? el / steps : 0.0,
+         mf_plan_total_bytes(pl), preset, size, batch, threads, dtype, lg, ld, rates);
   free(x);
   mf_session_free(s);
   mf_graph_free(g);

@@ -4,8 +4,11 @@
 # and in PyTorch (Debian's python3-torch, and PyTorch 2.x from PyPI through bench/torch2.sh unless NO_TORCH2=1),
 # same thread count, same random initialisation scheme and inputs shape. The implementations run in turn, ROUNDS
 # times (default 3), and each figure is the median of its rounds; ratios are memfit / PyTorch.
+# Each implementation also gets its achieved convolution/GEMM GFLOP/s (memfit's plan counts the FLOPs, the same
+# model's work for all) and the percentage of the sgemm peak measured with OpenBLAS after each memfit run (issue 16).
 # WIDTH, SIZE and CHANNELS (environment; default 1, 32, 3) change the network: WIDTH=0.25 SIZE=28 CHANNELS=1 is the
 # Fashion-MNIST recipe of bench/moco_fashion.sh.
+# BENCH_RUNS=FILE appends every run's JSON record to FILE.
 # usage: [WIDTH=W SIZE=S CHANNELS=C] bash bench/moco.sh [THREADS] [STEPS] [ROUNDS] [BATCH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +23,8 @@ echo "MoCo v2 training step, ResNet-18 x$width small stem, ${size}x${size}x$chan
 runs=$(mktemp)
 for r in $(seq "$rounds"); do
   for py in "${impls[@]}"; do OMP_NUM_THREADS=$threads "$py" bench/moco_torch.py bench "${common[@]}" >>"$runs"; done
-  OMP_NUM_THREADS=$threads "$B"/bench_moco "${common[@]}" >>"$runs"
+  OMP_NUM_THREADS=$threads "$B"/bench_moco "${common[@]}" --peak 3 >>"$runs"
 done
 /usr/bin/python3 bench/side_by_side.py "$runs"
+if [ -n "${BENCH_RUNS:-}" ]; then cat "$runs" >>"$BENCH_RUNS"; fi
 rm -f "$runs"

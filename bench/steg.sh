@@ -6,6 +6,11 @@
 # its rounds, so a neighbour's burst on a shared machine moves one round, not the ratio.
 # With UNFUSED=1 a fourth implementation joins the rounds: memfit's store mode with conv -> ReLU fusion off
 # (MEMFIT_FUSE=0), so the fusion's effect is measured in the same interleaved rounds.
+# Each implementation also gets its achieved convolution/GEMM GFLOP/s (the plan's conv + GEMM FLOPs of the step,
+# bench/common/peak.c; PyTorch and store mode do the same work, invert mode more: it recomputes) and the percentage of
+# the machine's sgemm peak, measured with OpenBLAS at the same thread count after each memfit run (the best of them:
+# other work on the machine only ever lowers a measured peak).
+# BENCH_RUNS=FILE appends every run's JSON record to FILE.
 # usage: [UNFUSED=1] bash bench/steg.sh [THREADS] [STEPS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,13 +19,13 @@ B=${MEMFIT_BUILD:-build}
 [ -x "$B/bench_steg" ] || bash scripts/build.sh >/dev/null
 common=(--blocks 6 --growth 80 --size 64 --steps "$steps" --threads "$threads")
 echo "steganography training step, 6 blocks, growth 80, 64x64, f32, $threads thread(s), $steps steps, median of $rounds rounds"
-printf '%-14s %5s %12s %14s %14s %12s %s\n' impl batch images/s "peak RSS MiB" "speed ratio" "RSS ratio" "rounds (images/s)"
+printf '%-14s %5s %12s %14s %14s %12s %9s %7s %s\n' impl batch images/s "peak RSS MiB" "speed ratio" "RSS ratio" GFLOP/s "% peak" "rounds (images/s)"
 for b in 1 4; do
   runs=$(mktemp)
   for r in $(seq "$rounds"); do
     OMP_NUM_THREADS=$threads /usr/bin/python3 bench/steg_torch.py bench "${common[@]}" --batch "$b" >>"$runs"
-    OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode store >>"$runs"
-    OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode invert >>"$runs"
+    OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode store --peak 3 >>"$runs"
+    OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode invert --peak 3 >>"$runs"
     if [ -n "${UNFUSED:-}" ]; then
       MEMFIT_FUSE=0 OMP_NUM_THREADS=$threads "$B"/bench_steg "${common[@]}" --batch "$b" --mode store |
         sed 's/"memfit-store"/"memfit-store-unfused"/' >>"$runs"
@@ -35,10 +40,23 @@ for line in open(path):
     by.setdefault(r["impl"], []).append(r)
 med = {k: (statistics.median(x["images_per_s"] for x in v), statistics.median(x["peak_rss_bytes"] for x in v)) for k, v in by.items()}
 ts, tr = med["torch"]
+# conv/GEMM FLOPs per image: torch and store mode do store mode's work, invert mode its own (recompute included)
+fl = {k: statistics.median(x["gemm_flops"] / x["batch"] for x in v) for k, v in by.items() if "gemm_flops" in v[0]}
+fl["torch"] = fl.get("memfit-store")
+peaks = [x["peak_gflops_per_s"] for v in by.values() for x in v if "peak_gflops_per_s" in x]
+peak = max(peaks) if peaks else None
 for k in [k for k in ["torch", "memfit-store", "memfit-invert", "memfit-store-unfused"] if k in med]:
     s, rss = med[k]
-    print("%-14s %5s %12.2f %14.1f %14.2f %12.2f %s" % (k, b, s, rss / 2**20, s / ts, rss / tr,
+    gf = fl[k] * s / 1e9 if fl.get(k) else None
+    print("%-14s %5s %12.2f %14.1f %14.2f %12.2f %9s %7s %s" % (k, b, s, rss / 2**20, s / ts, rss / tr,
+          "%.1f" % gf if gf else "-", "%.1f%%" % (100 * gf / peak) if gf and peak else "-",
           " ".join("%.2f" % x["images_per_s"] for x in by[k])))
+if peak:
+    x = by["memfit-store"][0]
+    print("  batch %s: conv/GEMM %.3f GFLOP per step (store), %.3f (invert); sgemm peak %.1f GFLOP/s (the best of %d runs; "
+          "OpenBLAS %s core, %s; oneDNN ISA %s)" % (b, fl["memfit-store"] * int(b) / 1e9, fl.get("memfit-invert", 0) * int(b) / 1e9,
+          peak, len(peaks), x.get("blas_core", "?"), x.get("blas_parallel", "?"), x.get("dnnl_isa", "?")))
 PY
+  if [ -n "${BENCH_RUNS:-}" ]; then cat "$runs" >>"$BENCH_RUNS"; fi
   rm -f "$runs"
 done

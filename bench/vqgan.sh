@@ -4,7 +4,10 @@
 # batch 4, f32, Adam (0.5, 0.9), the adaptive GAN weight, in memfit and in PyTorch (Debian's python3-torch, the
 # same model written out in tests/vqgan_parity.py), same threads, the same initial parameters (memfit dumps them).
 # The implementations run in turn, ROUNDS times (default 3); each figure is the median of its rounds; ratios are
-# memfit / PyTorch. usage: bash bench/vqgan.sh [THREADS] [STEPS] [ROUNDS] [SIZE] [BATCH]
+# memfit / PyTorch. Each implementation also gets its achieved convolution/GEMM GFLOP/s (memfit's plan counts the
+# FLOPs) and the percentage of the sgemm peak measured with OpenBLAS after each memfit run (issue 16).
+# BENCH_RUNS=FILE appends every run's JSON record to FILE.
+# usage: bash bench/vqgan.sh [THREADS] [STEPS] [ROUNDS] [SIZE] [BATCH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; steps=${2:-5}; rounds=${3:-3}; size=${4:-64}; batch=${5:-4}
@@ -18,6 +21,7 @@ echo "VQGAN generator + discriminator step, preset low at ${size}x${size}, batch
 runs=$tmp/runs.jsonl
 for r in $(seq "$rounds"); do
   OMP_NUM_THREADS=$threads /usr/bin/python3 bench/vqgan_torch.py --params "$tmp/params.safetensors" "${common[@]}" >>"$runs"
-  OMP_NUM_THREADS=$threads "$B"/bench_vqgan "${common[@]}" >>"$runs"
+  OMP_NUM_THREADS=$threads "$B"/bench_vqgan "${common[@]}" --peak 3 >>"$runs"
 done
 /usr/bin/python3 bench/side_by_side.py "$runs"
+if [ -n "${BENCH_RUNS:-}" ]; then cat "$runs" >>"$BENCH_RUNS"; fi

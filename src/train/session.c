@@ -518,8 +518,21 @@ uint64_t mf_session_param_hash(mf_session *s) {
   return h;
 }
 
+/* OpenMP's thread count is a setting of each thread: whatever thread runs a session's kernels (not necessarily the one
+ * that made it) gets the session's count for them (OpenBLAS's OpenMP build and oneDNN follow it too), then its own
+ * back; without this a step called from a thread with a larger OpenMP default started that many threads. */
+static int threads_enter(const mf_session *s) {
+  int saved = omp_get_max_threads();
+  if (saved != s->opts.threads) omp_set_num_threads(s->opts.threads);
+  return saved;
+}
+static void threads_leave(const mf_session *s, int saved) {
+  if (saved != s->opts.threads) omp_set_num_threads(saved);
+}
+
 int mf_session_run(mf_session *s, const mf_program *pr) {
   const mf_graph *g = s->plan->g;
+  int saved_threads = threads_enter(s);
   char fault[256] = "";
   double ranks = s->comm && !s->comm_loss_sum ? (double)s->comm->size : 1.0; /* a mean loss: each rank's share */
   mf_kctx k = {.g = g, .nthreads = s->opts.threads, .stream = s->stream,
@@ -560,6 +573,7 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
   s->measured[MF_ARENA_ACT] = hw;
   s->last_prog = pr;
   if (s->opts.debug_memory) mf_session_scan(s);
+  threads_leave(s, saved_threads);
   return rc;
 }
 
@@ -801,7 +815,14 @@ static int zero_gather(mf_session *s) {
   return 0;
 }
 
+static int session_update(mf_session *s);
 int mf_session_update(mf_session *s) {
+  int saved = threads_enter(s);
+  int rc = session_update(s);
+  threads_leave(s, saved);
+  return rc;
+}
+static int session_update(mf_session *s) {
   mf_plan *p = s->plan;
   const mf_graph *g = p->g;
   const mf_train_opts *o = &s->opts;
@@ -909,7 +930,14 @@ static void phase_grads_zero(mf_session *s, const mf_plan_phase *ph) {
   }
 }
 
+static int session_phase_update(mf_session *s, int phase);
 int mf_session_phase_update(mf_session *s, int phase) {
+  int saved = threads_enter(s);
+  int rc = session_phase_update(s, phase);
+  threads_leave(s, saved);
+  return rc;
+}
+static int session_phase_update(mf_session *s, int phase) {
   mf_plan *p = s->plan;
   const mf_graph *g = p->g;
   const mf_train_opts *o = &s->opts;

@@ -16,6 +16,7 @@
 
 #ifdef MEMFIT_HAVE_DNNL
 #include <dnnl.h>
+#include <dnnl_debug.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -319,6 +320,11 @@ const char *mf_cpu_dnnl_version(void) {
   return v;
 }
 
+const char *mf_cpu_dnnl_isa(void) {
+  const char *s = dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa());
+  return s ? s : "unknown";
+}
+
 long mf_cpu_dnnl_conv_runs(void) {
   pthread_mutex_lock(&dn_lock);
   long r = dn_runs;
@@ -402,6 +408,7 @@ int mf_cpu_dnnl_conv_enable(int on) {
   return 0;
 }
 const char *mf_cpu_dnnl_version(void) { return NULL; }
+const char *mf_cpu_dnnl_isa(void) { return NULL; }
 int mf_cpu_dnnl_conv_prepare(const mf_graph *g, const mf_node *n, int threads, size_t *bytes) {
   (void)g; (void)n; (void)threads; (void)bytes;
   return 0;

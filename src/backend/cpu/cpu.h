@@ -56,6 +56,9 @@ int mf_cpu_dnnl_conv_ws(const mf_graph *g, const mf_node *n, size_t *bytes);
 int mf_cpu_dnnl_conv_enable(int on);
 /* "major.minor.patch" of the oneDNN library in use, or NULL when built without it */
 const char *mf_cpu_dnnl_version(void);
+/* the instruction set oneDNN's kernels use on this CPU (dnnl_get_effective_cpu_isa, e.g. "avx2"), or NULL when
+ * built without oneDNN */
+const char *mf_cpu_dnnl_isa(void);
 const char *mf_cpu_dnnl_conv_impl(const mf_graph *g, const mf_node *n);
 /* Tests: how many conv kernels have run on oneDNN in this process */
 long mf_cpu_dnnl_conv_runs(void);
