@@ -52,6 +52,48 @@ static inline double gc_loss(const mf_graph *g, void **leaf, int loss) {
   return v;
 }
 
+/* The analytic gradients of an already differentiated (and possibly fused) f64 graph against central finite differences
+ * at up to 40 elements of each of in[0..nin): every leaf (input, parameter) random normal, then
+ * |fd - analytic| <= 1e-6 (1 + |fd|). Returns how many elements differ (the first 5 printed, named by `what`). */
+static inline int gc_graph_fd(mf_graph *g, mf_tensor loss, const mf_tensor *in, int nin, const char *what) {
+  void **leaf = calloc((size_t)g->n, sizeof *leaf); /* [g->n] each leaf's values, f64 */
+  for (int id = 0; id < g->n && leaf; id++) {
+    const mf_node *n = &g->nodes[id];
+    if (n->op != MF_OP_INPUT && n->op != MF_OP_PARAM) continue;
+    int64_t cnt = mf_node_numel(n);
+    double *v = leaf[id] = calloc((size_t)cnt, sizeof(double));
+    for (int64_t j = 0; j < cnt && v; j++) v[j] = gc_normal();
+  }
+  mf_ref r = {0};
+  char err[256];
+  int bad = 0;
+  if (!leaf || mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) { fprintf(stderr, "  %s: eval: %s\n", what, leaf ? err : "no memory"); bad = 1; }
+  for (int i = 0; i < nin && !bad; i++) {
+    const mf_node *pn = &g->nodes[in[i]];
+    if (pn->grad < 0) { fprintf(stderr, "  %s: input %d got no gradient\n", what, i); bad++; continue; }
+    const double *ana = r.data[pn->grad];
+    double *x = leaf[in[i]];
+    int64_t cnt = mf_node_numel(pn), stride = cnt > 40 ? cnt / 40 : 1;
+    for (int64_t j = 0; j < cnt; j += stride) {
+      double x0 = x[j], hh = 1e-6 * (1 + fabs(x0));
+      x[j] = x0 + hh;
+      double lp = gc_loss(g, leaf, loss);
+      x[j] = x0 - hh;
+      double lm = gc_loss(g, leaf, loss);
+      x[j] = x0;
+      double fd = (lp - lm) / (2 * hh);
+      if (!(fabs(fd - ana[j]) <= 1e-6 * (1 + fabs(fd)))) {
+        if (bad < 5) fprintf(stderr, "  %s input %d elem %lld: analytic %.10g finite-diff %.10g\n", what, i, (long long)j, ana[j], fd);
+        bad++;
+      }
+    }
+  }
+  if (r.data) mf_ref_free(&r);
+  for (int id = 0; id < g->n && leaf; id++) free(leaf[id]);
+  free(leaf);
+  return bad;
+}
+
 /* Optional: overwrites leaf values after the random fill (leaf[id] holds node id's data; in[i] are the
  * inputs under test), for checks that need particular values (a constant matrix, inputs kept away
  * from a kink). */

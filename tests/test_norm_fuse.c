@@ -141,42 +141,8 @@ static void fused_gradcheck(void) {
   g->fuse_norm_act = 1;
   int nf = mf_fuse_conv_act(g, NULL, 0);
   CHECK(nf == 2, "both norms fused in the differentiated graph (%d)", nf);
-  void **leaf = calloc((size_t)g->n, sizeof *leaf);
-  for (int id = 0; id < g->n; id++) {
-    const mf_node *n = &g->nodes[id];
-    if (n->op != MF_OP_INPUT && n->op != MF_OP_PARAM) continue;
-    int64_t cnt = mf_node_numel(n);
-    double *v = leaf[id] = calloc((size_t)cnt, sizeof(double));
-    for (int64_t j = 0; j < cnt; j++) v[j] = gc_normal();
-  }
-  mf_ref r;
-  char err[256];
-  int bad = 0;
-  if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) { CHECK(0, "eval: %s", err); bad = 1; }
-  for (int i = 0; i < 5 && !bad; i++) {
-    const mf_node *pn = &g->nodes[p[i]];
-    if (pn->grad < 0) { CHECK(0, "input %d got no gradient", i); bad++; continue; }
-    const double *ana = r.data[pn->grad];
-    double *x = leaf[p[i]];
-    int64_t cnt = mf_node_numel(pn), stride = cnt > 40 ? cnt / 40 : 1;
-    for (int64_t j = 0; j < cnt; j += stride) {
-      double x0 = x[j], hh = 1e-6 * (1 + fabs(x0));
-      x[j] = x0 + hh;
-      double lp = gc_loss(g, leaf, loss);
-      x[j] = x0 - hh;
-      double lm = gc_loss(g, leaf, loss);
-      x[j] = x0;
-      double fd = (lp - lm) / (2 * hh);
-      if (!(fabs(fd - ana[j]) <= 1e-6 * (1 + fabs(fd)))) {
-        if (bad < 5) fprintf(stderr, "  fused input %d elem %lld: analytic %.10g finite-diff %.10g\n", i, (long long)j, ana[j], fd);
-        bad++;
-      }
-    }
-  }
+  int bad = gc_graph_fd(g, loss, p, 5, "fused graph");
   CHECK(bad == 0, "fused graph: %d gradient elements differ from finite differences", bad);
-  if (r.data) mf_ref_free(&r);
-  for (int id = 0; id < g->n; id++) free(leaf[id]);
-  free(leaf);
   mf_graph_free(g);
 }
 
