@@ -52,10 +52,41 @@ static inline double gc_loss(const mf_graph *g, void **leaf, int loss) {
   return v;
 }
 
+/* The analytic gradients r.data[grad] of in[0..nin) (leaf values in leaf) against central finite differences of the loss,
+ * at up to ~48 elements of each input from a random start: |fd - analytic| <= tol (1 + |fd|). Returns how many differ
+ * (the first 5 printed, named by `name`, with the rng seed that drew the values). */
+static inline int gc_compare_fd(const mf_graph *g, void **leaf, const mf_ref *r, int loss, const mf_tensor *in, int nin, double tol,
+                                const char *name, uint64_t seed) {
+  int bad = 0;
+  for (int i = 0; i < nin; i++) {
+    const mf_node *pn = &g->nodes[in[i]];
+    if (pn->grad < 0) { CHECK(0, "%s: input %d got no gradient", name, i); bad++; continue; }
+    const double *ana = r->data[pn->grad];
+    double *x = leaf[in[i]];
+    int64_t cnt = mf_node_numel(pn);
+    int64_t stride = cnt > 48 ? cnt / 48 : 1; /* check up to ~48 elements per input */
+    for (int64_t j = (int64_t)(gc_uniform() * (double)stride); j < cnt; j += stride) {
+      double x0 = x[j], h = 1e-6 * (1 + fabs(x0));
+      x[j] = x0 + h;
+      double lp = gc_loss(g, leaf, loss);
+      x[j] = x0 - h;
+      double lm = gc_loss(g, leaf, loss);
+      x[j] = x0;
+      double fd = (lp - lm) / (2 * h);
+      if (!(fabs(fd - ana[j]) <= tol * (1 + fabs(fd)))) {
+        if (bad < 5) fprintf(stderr, "  %s input %d elem %lld: analytic %.10g finite-diff %.10g (seed %llu)\n", name, i, (long long)j, ana[j], fd, (unsigned long long)seed);
+        bad++;
+      }
+    }
+  }
+  return bad;
+}
+
 /* The analytic gradients of an already differentiated (and possibly fused) f64 graph against central finite differences
- * at up to 40 elements of each of in[0..nin): every leaf (input, parameter) random normal, then
+ * (gc_compare_fd) at elements of each of in[0..nin): every leaf (input, parameter) random normal, then
  * |fd - analytic| <= 1e-6 (1 + |fd|). Returns how many elements differ (the first 5 printed, named by `what`). */
 static inline int gc_graph_fd(mf_graph *g, mf_tensor loss, const mf_tensor *in, int nin, const char *what) {
+  uint64_t seed = gc_rng_state; /* what the leaves are drawn from, for the report */
   void **leaf = calloc((size_t)g->n, sizeof *leaf); /* [g->n] each leaf's values, f64 */
   for (int id = 0; id < g->n && leaf; id++) {
     const mf_node *n = &g->nodes[id];
@@ -68,26 +99,7 @@ static inline int gc_graph_fd(mf_graph *g, mf_tensor loss, const mf_tensor *in, 
   char err[256];
   int bad = 0;
   if (!leaf || mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) { fprintf(stderr, "  %s: eval: %s\n", what, leaf ? err : "no memory"); bad = 1; }
-  for (int i = 0; i < nin && !bad; i++) {
-    const mf_node *pn = &g->nodes[in[i]];
-    if (pn->grad < 0) { fprintf(stderr, "  %s: input %d got no gradient\n", what, i); bad++; continue; }
-    const double *ana = r.data[pn->grad];
-    double *x = leaf[in[i]];
-    int64_t cnt = mf_node_numel(pn), stride = cnt > 40 ? cnt / 40 : 1;
-    for (int64_t j = 0; j < cnt; j += stride) {
-      double x0 = x[j], hh = 1e-6 * (1 + fabs(x0));
-      x[j] = x0 + hh;
-      double lp = gc_loss(g, leaf, loss);
-      x[j] = x0 - hh;
-      double lm = gc_loss(g, leaf, loss);
-      x[j] = x0;
-      double fd = (lp - lm) / (2 * hh);
-      if (!(fabs(fd - ana[j]) <= 1e-6 * (1 + fabs(fd)))) {
-        if (bad < 5) fprintf(stderr, "  %s input %d elem %lld: analytic %.10g finite-diff %.10g\n", what, i, (long long)j, ana[j], fd);
-        bad++;
-      }
-    }
-  }
+  if (!bad) bad = gc_compare_fd(g, leaf, &r, loss, in, nin, 1e-6, what, seed);
   if (r.data) mf_ref_free(&r);
   for (int id = 0; id < g->n && leaf; id++) free(leaf[id]);
   free(leaf);
@@ -148,27 +160,7 @@ static inline int gc_check_fill(const char *name, int nin, const gc_input *ins, 
   char err[256];
   int bad = 0;
   if (mf_ref_eval(g, leaf, 1.0, &r, err, sizeof err) < 0) { CHECK(0, "%s: %s", name, err); bad = 1; }
-  for (int i = 0; i < nin && !bad; i++) {
-    const mf_node *pn = &g->nodes[p[i]];
-    if (pn->grad < 0) { CHECK(0, "%s: input %d got no gradient", name, i); bad++; continue; }
-    const double *ana = r.data[pn->grad];
-    double *x = leaf[p[i]];
-    int64_t cnt = mf_node_numel(pn);
-    int64_t stride = cnt > 48 ? cnt / 48 : 1; /* check up to ~48 elements per input */
-    for (int64_t j = (int64_t)(gc_uniform() * (double)stride); j < cnt; j += stride) {
-      double x0 = x[j], h = 1e-6 * (1 + fabs(x0));
-      x[j] = x0 + h;
-      double lp = gc_loss(g, leaf, loss);
-      x[j] = x0 - h;
-      double lm = gc_loss(g, leaf, loss);
-      x[j] = x0;
-      double fd = (lp - lm) / (2 * h);
-      if (!(fabs(fd - ana[j]) <= tol * (1 + fabs(fd)))) {
-        if (bad < 5) fprintf(stderr, "  %s input %d elem %lld: analytic %.10g finite-diff %.10g (seed %llu)\n", name, i, (long long)j, ana[j], fd, (unsigned long long)seed);
-        bad++;
-      }
-    }
-  }
+  if (!bad) bad = gc_compare_fd(g, leaf, &r, loss, p, nin, tol, name, seed);
   CHECK(bad == 0, "%s: %d gradient elements differ from finite differences", name, bad);
   mf_ref_free(&r);
   for (int id = 0; id < nn; id++) free(leaf[id]);
