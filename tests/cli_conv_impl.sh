@@ -57,6 +57,29 @@ if [ $dnnl = 1 ]; then
   run "MEMFIT_CONV=rule ignores it" 0 "not used \(MEMFIT_CONV=rule\)" env MEMFIT_CONV=rule "$M" "${P[@]}"
   ok_if "and nothing is chosen by measurement" '! grep -q "measured faster" "$T/out.txt"'
 fi
+
+# MEMFIT_PROFILE=1: the kernel-time table at the end of a run counts the same conv nodes per pass as the plan
+# above (a plan with the conv cache of the calibration above, when there was one: both runs read it)
+"$M" "${P[@]}" >"$T/plan.txt" 2>&1
+( cd "$T" && MEMFIT_PROFILE=1 "$M" train steg --preset small --size 16 --threads 1 --steps 2 --out "$T/prof" >"$T/prof.out" 2>"$T/prof.err" )
+ok_if "MEMFIT_PROFILE=1 prints the table" 'grep -q "^memfit profile (MEMFIT_PROFILE): 2 training micro-steps" "$T/prof.err"'
+for pass_kind in "conv2d_bwd_data:backward-data" "conv2d_bwd_weight:backward-weights"; do
+  op=${pass_kind%%:*}; label=${pass_kind#*:}
+  want=$(awk -v l="$label" '$2 == l' "$T/plan.txt" | wc -l)
+  got=$(awk -v o="$op" '$1 == o {s += $(NF-2)} END {print s + 0}' "$T/prof.err")
+  ok_if "the profile's $op nodes ($got) are the plan's $label convolutions ($want)" '[ "$want" -gt 0 ] && [ "$got" -eq "$want" ]'
+done
+want=$(awk '$2 == "forward"' "$T/plan.txt" | wc -l)
+got=$(awk '$1 == "conv2d" {s += $(NF-2)} END {print s + 0}' "$T/prof.err")
+ok_if "the profile's forward conv nodes ($got) are the plan's ($want), recomputed ones included" '[ "$want" -gt 0 ] && [ "$got" -eq "$want" ]'
+ok_if "the shares add up to 100% (rounding: 0.05% a row)" '/usr/bin/python3 -c "
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.startswith(\"  \") and l.rstrip().endswith(\"%\") and \"share\" not in l]
+tot = sum(float(r[-1].rstrip(\"%\")) for r in rows)
+assert rows and abs(tot - 100) <= 0.05 * len(rows) + 1e-9, (len(rows), tot)
+" "$T/prof.err"'
+( cd "$T" && "$M" train steg --preset small --size 16 --threads 1 --steps 1 --out "$T/prof2" >/dev/null 2>"$T/prof2.err" )
+ok_if "without MEMFIT_PROFILE no table" '! grep -q "memfit profile" "$T/prof2.err"'
 run "calibrate --help explains the conv cache" 0 "conv-cpu-tTHREADS" "$M" calibrate --help
 run "plan --help lists --by-layer" 0 "--by-layer" "$M" plan --help
 echo "cli_conv_impl: $pass passed, $fail failed"

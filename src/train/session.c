@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 mf_train_opts mf_train_opts_default(void) {
   mf_train_opts o;
@@ -231,6 +232,7 @@ static mf_session *session_init(mf_graph *g, mf_tensor loss, int n_phases, const
                      : mf_plan_init(g, loss, &s->opts.plan, err, errlen);
   if (!s->plan) { free(s); return NULL; }
   s->be = s->plan->be;
+  s->prof = mf_profile_init(s->plan->g->n);
   for (int a = 0; a < MF_ARENA_COUNT; a++) {
     size_t b = s->plan->arena[a];
     if (!b) continue;
@@ -307,6 +309,10 @@ void mf_session_free(mf_session *s) {
   free(s->bound);
   free(s->n_active);
   free(s->comm_started);
+  if (s->prof) {
+    mf_profile_print(s->prof, s->plan, stderr);
+    mf_profile_free(s->prof);
+  }
   if (s->acomm && s->acomm != s->comm) s->acomm->free(s->acomm);
   mf_plan_free(s->plan);
   free(s);
@@ -530,6 +536,12 @@ static void threads_leave(const mf_session *s, int saved) {
   if (saved != s->opts.threads) omp_set_num_threads(saved);
 }
 
+static double prof_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 int mf_session_run(mf_session *s, const mf_program *pr) {
   const mf_graph *g = s->plan->g;
   int saved_threads = threads_enter(s);
@@ -547,6 +559,8 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
   int comm_steps = s->comm_live && pr == &s->plan->train && s->plan->n_buckets;
   uint8_t *act = s->arena[MF_ARENA_ACT];
   size_t hw = s->measured[MF_ARENA_ACT];
+  mf_profile *prof = pr != &s->plan->fwd ? s->prof : NULL; /* training programs only: a step's time */
+  double t_run = prof ? prof_now() : 0;
   for (int i = 0; i < pr->n_steps; i++) {
     int id = pr->steps[i];
     const mf_node *n = &g->nodes[id];
@@ -560,7 +574,13 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
       if (end > hw) hw = end;
     }
     if (ws && pr->ws_off[i] + pr->ws_size[i] > hw) hw = pr->ws_off[i] + pr->ws_size[i];
+    double t0 = prof ? prof_now() : 0;
     s->be->kernels[n->op](&k, n, out, src, ws);
+    if (prof) { /* a device kernel is timed to its end */
+      if (s->be->sync) s->be->sync(s->stream);
+      prof->sec[id] += prof_now() - t0;
+      prof->calls[id]++;
+    }
     if (n->op == MF_OP_ALLGATHER && n->ip[0] > 1 && allgather_run(s, n, out) < 0) gather_failed = 1; /* said */
     if (comm_steps > 0 && comm_after_step(s, i) < 0) comm_steps = -1; /* said; the step fails below */
   }
@@ -572,6 +592,10 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
   }
   s->measured[MF_ARENA_ACT] = hw;
   s->last_prog = pr;
+  if (prof) {
+    prof->steps++;
+    prof->step_sec += prof_now() - t_run;
+  }
   if (s->opts.debug_memory) mf_session_scan(s);
   threads_leave(s, saved_threads);
   return rc;
@@ -818,7 +842,13 @@ static int zero_gather(mf_session *s) {
 static int session_update(mf_session *s);
 int mf_session_update(mf_session *s) {
   int saved = threads_enter(s);
+  double t0 = s->prof ? prof_now() : 0;
   int rc = session_update(s);
+  if (s->prof) {
+    if (s->be->sync) s->be->sync(s->stream);
+    s->prof->update_sec += prof_now() - t0;
+    s->prof->updates++;
+  }
   threads_leave(s, saved);
   return rc;
 }
@@ -933,7 +963,13 @@ static void phase_grads_zero(mf_session *s, const mf_plan_phase *ph) {
 static int session_phase_update(mf_session *s, int phase);
 int mf_session_phase_update(mf_session *s, int phase) {
   int saved = threads_enter(s);
+  double t0 = s->prof ? prof_now() : 0;
   int rc = session_phase_update(s, phase);
+  if (s->prof) {
+    if (s->be->sync) s->be->sync(s->stream);
+    s->prof->update_sec += prof_now() - t0;
+    s->prof->updates++;
+  }
   threads_leave(s, saved);
   return rc;
 }

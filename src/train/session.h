@@ -5,6 +5,7 @@
 
 #include "plan/plan.h"
 #include "dist/dist.h"
+#include "train/profile.h"
 
 /* What a step may read from an input (mf_session_stage_inputs). */
 enum mf_input_state {
@@ -63,6 +64,7 @@ struct mf_session {
   int64_t comm_early;               /* buckets started during backward, over the run */
   int64_t comm_late;                /* buckets started after backward */
   double comm_wait_s;               /* seconds the updates waited for the gradients' reduction after backward */
+  mf_profile *prof;                 /* MEMFIT_PROFILE=1: kernel times, printed at mf_session_free; NULL otherwise */
 };
 
 /* Makes the session one rank of a data-parallel job: on the last micro-step of each update every gradient
