@@ -17,6 +17,15 @@ mf_profile *mf_profile_init(int n_nodes) {
   return p;
 }
 
+int mf_profile_take(mf_profile *p, const void *pr) {
+  if (!p) return 0;
+  for (int i = 0; i < p->n_warmed; i++)
+    if (p->warmed[i] == pr) return 1;
+  if (p->n_warmed == (int)(sizeof p->warmed / sizeof p->warmed[0])) return 1;
+  p->warmed[p->n_warmed++] = pr;
+  return 0;
+}
+
 void mf_profile_free(mf_profile *p) {
   if (!p) return;
   free(p->sec);
@@ -72,8 +81,14 @@ void mf_profile_print(const mf_profile *p, const mf_plan *plan, FILE *f) {
     total += p->update_sec;
   }
   qsort(rows, (size_t)nr, sizeof *rows, row_cmp);
-  double per = p->steps > 0 ? 1e3 / (double)p->steps : 1e3;
-  fprintf(f, "memfit profile (MEMFIT_PROFILE): %lld training micro-step%s (forward + backward; evaluation not counted), "
+  if (p->steps == 0) {
+    fprintf(f, "memfit profile (MEMFIT_PROFILE): no training step after the first of its program to show (run 2 or more)\n");
+    free(rows);
+    return;
+  }
+  double per = 1e3 / (double)p->steps;
+  fprintf(f, "memfit profile (MEMFIT_PROFILE): %lld training micro-step%s (forward + backward; not counted: evaluation, and the "
+             "first step of each program, which also faults the arenas' pages in), "
              "%.1f ms per step in kernels and the optimizer, %.1f ms per step from the first kernel's start to the last's end\n",
           (long long)p->steps, p->steps == 1 ? "" : "s", total * per, p->step_sec * per);
   fprintf(f, "  %-60s %6s %10s %7s\n", "node kind", "nodes", "ms/step", "share");

@@ -559,7 +559,8 @@ int mf_session_run(mf_session *s, const mf_program *pr) {
   int comm_steps = s->comm_live && pr == &s->plan->train && s->plan->n_buckets;
   uint8_t *act = s->arena[MF_ARENA_ACT];
   size_t hw = s->measured[MF_ARENA_ACT];
-  mf_profile *prof = pr != &s->plan->fwd ? s->prof : NULL; /* training programs only: a step's time */
+  /* training programs only (a step's time), from the second run of each */
+  mf_profile *prof = pr != &s->plan->fwd && mf_profile_take(s->prof, pr) ? s->prof : NULL;
   double t_run = prof ? prof_now() : 0;
   for (int i = 0; i < pr->n_steps; i++) {
     int id = pr->steps[i];
@@ -844,7 +845,7 @@ int mf_session_update(mf_session *s) {
   int saved = threads_enter(s);
   double t0 = s->prof ? prof_now() : 0;
   int rc = session_update(s);
-  if (s->prof) {
+  if (s->prof && s->prof->update_warm++) { /* the first update faults the optimizer state's pages in: not timed */
     if (s->be->sync) s->be->sync(s->stream);
     s->prof->update_sec += prof_now() - t0;
     s->prof->updates++;
@@ -965,7 +966,7 @@ int mf_session_phase_update(mf_session *s, int phase) {
   int saved = threads_enter(s);
   double t0 = s->prof ? prof_now() : 0;
   int rc = session_phase_update(s, phase);
-  if (s->prof) {
+  if (s->prof && s->prof->update_warm++) { /* the first update faults the optimizer state's pages in: not timed */
     if (s->be->sync) s->be->sync(s->stream);
     s->prof->update_sec += prof_now() - t0;
     s->prof->updates++;
