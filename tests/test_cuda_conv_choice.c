@@ -37,6 +37,7 @@ static const fcase cases[] = {
   {"pads 1,0,0,0 s2 on 8x8 (same size as symmetric)", 1, {2, 4, 8, 8, 5, 4, 3, 3, 4, 3, 1, 0, 2, 2, 1, 1, 1, MF_F32, 0}},
   {"pads 0,1,1,0 s2 on 8x8 (top / bottom differ)", 0, {0}},
   {"x in bf16, w in f32", 0, {0}},
+  {"3x3 p1 bias, ReLU fused into it", 1, {2, 4, 9, 9, 6, 4, 3, 3, 9, 9, 1, 1, 1, 1, 1, 1, 1, MF_F32, 1}},
 };
 
 /* builds case i on g; returns y */
@@ -57,6 +58,7 @@ static mf_tensor build(mf_graph *g, int i) {
   case 3: return mf_conv2d_cfg(g, x, P(g, wn, 4, SH(6, 4, 3, 3)), P(g, bn, 1, SH(6)), &hw);
   case 4: return mf_conv2d_cfg(g, x, P(g, wn, 4, SH(5, 4, 3, 3)), -1, &top);
   case 5: return mf_conv2d_cfg(g, x, P(g, wn, 4, SH(5, 4, 3, 3)), -1, &lr);
+  case 7: return mf_relu(g, mf_conv2d(g, x, P(g, wn, 4, SH(6, 4, 3, 3)), P(g, bn, 1, SH(6)), 1, 1, 1));
   default: {
     mf_tensor xb = mf_input_typed(g, "xb", MF_BF16, 4, SH(2, 4, 9, 9));
     return mf_conv2d(g, xb, P(g, wn, 4, SH(6, 4, 3, 3)), -1, 1, 1, 1);
@@ -115,12 +117,13 @@ static void test_plan(mf_graph *g0, mf_tensor loss, int cudnn_off, const int *yc
   if (!p) return;
   mf_graph *g = p->g;
   if (!cudnn_off) test_dims(g, ycase, ny);
-  int dev = mf_cuda_device_count() > 0, on_cudnn = 0, convs = 0;
+  int dev = mf_cuda_device_count() > 0, on_cudnn = 0, convs = 0, fused = 0;
   const mf_program *pr = &p->train;
   for (int i = 0; i < pr->n_steps; i++) {
     mf_node *n = &g->nodes[pr->steps[i]];
     if (!is_conv(n->op)) continue;
     convs++;
+    fused += mf_conv_act(n) >= 0;
     char name[128] = "";
     const char *why = "";
     CHECK(p->be->impl_describe && p->be->impl_describe(g, n, name, sizeof name, &why) == 1, "node %d: no description", pr->steps[i]);
@@ -152,6 +155,7 @@ static void test_plan(mf_graph *g0, mf_tensor loss, int cudnn_off, const int *yc
     }
   }
   CHECK(convs >= 12, "only %d conv steps in the plan", convs);
+  CHECK(fused == 1, "%d conv steps with a fused activation (the CUDA backend fuses conv -> ReLU)", fused);
   printf("  %s%s: %d conv steps, %d on cuDNN\n", dev ? "with a device" : "no device", cudnn_off ? ", MEMFIT_CUDNN=0" : "", convs,
          on_cudnn);
   if (!dev || cudnn_off) CHECK(on_cudnn == 0, "%d conv steps on cuDNN", on_cudnn);
@@ -183,7 +187,7 @@ int main(void) {
   mf_tensor loss = -1;
   for (int i = 0; i < ncases; i++) {
     mf_tensor y = build(g, i);
-    ycase[2 * i] = y;
+    ycase[2 * i] = i == 7 ? g->nodes[y].src[0] : y; /* the conv under the ReLU */
     ycase[2 * i + 1] = i;
     mf_tensor s = mf_sum(g, y, 0, 0);
     loss = loss < 0 ? s : mf_add(g, loss, s);

@@ -30,7 +30,6 @@ int mf_cuda_conv_dims(const mf_graph *g, const mf_node *n, mf_cudnn_dims *d, con
   const mf_node *w = n->op == MF_OP_CONV2D_BWD_WEIGHT ? n : s1;
   const mf_node *y = n->op == MF_OP_CONV2D ? n : n->op == MF_OP_CONV2D_BWD_DATA ? s0 : s1;
   if (x->ndim != 4 || w->ndim != 4 || y->ndim != 4) { *why = "not 4-D"; return -1; }
-  if (mf_conv_act(n) >= 0) { *why = "a fused activation"; return -1; } /* not fused on this backend (fuses_conv_act 0) */
   if (x->dtype != w->dtype || w->dtype != y->dtype) { *why = "operands in different dtypes"; return -1; }
   if (x->dtype != MF_F32 && x->dtype != MF_BF16 && x->dtype != MF_F16) { *why = "dtype not f32, bf16 or f16"; return -1; }
   const mf_node *t[3] = {x, w, y};

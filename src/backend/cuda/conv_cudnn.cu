@@ -10,7 +10,8 @@
  *    sums but not the arithmetic: forward implicit-gemm / implicit-precomp-gemm / gemm / direct, backward-data and
  *    backward-weights algo-1. FFT and Winograd transform the operands and round differently; not used.
  *  - a forward with a bias writes the bias into y first and the convolution adds onto it (beta 1) in f32, so y is
- *    rounded once, as on the im2col path and the CPU backend.
+ *    rounded once, as on the im2col path and the CPU backend; a fused activation then runs over y in place
+ *    (mf_cuda_conv_act, called by gemm.cu's conv2d for both paths).
  * Built on cuDNN's legacy convolution API (cudnn_cnn.h; deprecated in cuDNN 9 in favour of the graph API, still
  * shipped and working). Not yet run on a GPU: the development machine has none. */
 #include "backend/cuda/common.cuh"

@@ -41,6 +41,7 @@ const mf_backend mf_backend_cuda = {
   .workspace = cuda_workspace,
   .choose = cuda_choose,
   .impl_describe = mf_cuda_conv_describe,
+  .fuses_conv_act = 1, /* conv -> ReLU / leaky ReLU: the conv kernel applies it in place (gemm.cu mf_cuda_conv_act) */
   .alloc = mf_cuda_alloc,
   .free = mf_cuda_free,
   .host_alloc = mf_cuda_host_alloc,

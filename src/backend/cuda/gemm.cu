@@ -92,6 +92,25 @@ void mf_cuda_conv_bias_fill(void *y, mf_dtype yt, const void *b, mf_dtype bt, in
   MF_CUDA_LAUNCHED("conv bias");
 }
 
+/* A fused ReLU / leaky ReLU (plan/fuse.c, mf_conv_act) over a conv's finished output y, in place: the unary kernel's
+ * arithmetic (elementwise.cu) on the stored values, so fused and unfused agree bit for bit. One pass over y after
+ * the convolution (not inside cuBLAS's or cuDNN's epilogue): what it saves is the pre-activation tensor. */
+template <typename T> __global__ void k_conv_act(void *y, int yt, int64_t n, int relu, T p0) {
+  MF_GRID_LOOP(i, n) {
+    T v = mf_gld<T>(y, yt, i);
+    mf_gst<T>(y, yt, i, v > (T)0 ? v : relu ? (T)0 : p0 * v);
+  }
+}
+void mf_cuda_conv_act(const mf_node *n, void *y, cudaStream_t s) {
+  int kind = mf_conv_act(n);
+  int64_t cnt = mf_node_numel(n);
+  if (kind < 0 || cnt <= 0) return;
+  double slope = kind == MF_UN_LEAKY ? n->fp[0] : 0;
+  if (n->dtype == MF_F64) k_conv_act<double><<<mf_blocks(cnt), MF_THREADS, 0, s>>>(y, n->dtype, cnt, kind == MF_UN_RELU, slope);
+  else k_conv_act<float><<<mf_blocks(cnt), MF_THREADS, 0, s>>>(y, n->dtype, cnt, kind == MF_UN_RELU, (float)slope);
+  MF_CUDA_LAUNCHED("conv activation");
+}
+
 /* Convolution geometry, passed by value to kernels. */
 typedef struct cgeo {
   int64_t N, C, H, W, OC, KH, KW, OH, OW, G, Cg, OCg, HW, OHW, K, KK;
@@ -255,9 +274,13 @@ static void conv_plan(const mf_graph *gr, const mf_node *n, cplan *P) {
 static inline const char *at(const void *p, mf_dtype t, int64_t i) { return (const char *)p + (size_t)i * mf_dtype_size(t); }
 static inline char *atw(void *p, mf_dtype t, int64_t i) { return (char *)p + (size_t)i * mf_dtype_size(t); }
 
-/* y [N,OC,OH,OW] = conv(x [N,C,H,W], w [OC,Cg,KH,KW]) + b [OC] */
+/* y [N,OC,OH,OW] = act(conv(x [N,C,H,W], w [OC,Cg,KH,KW]) + b [OC]), act only when fused (mf_conv_act) */
 extern "C" void mf_cuda_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
-  if (mf_cuda_conv_on_cudnn(n)) { mf_cuda_conv_cudnn(k, n, out, src, ws); return; }
+  if (mf_cuda_conv_on_cudnn(n)) {
+    mf_cuda_conv_cudnn(k, n, out, src, ws);
+    mf_cuda_conv_act(n, out, mf_cuda_stream(k));
+    return;
+  }
   cplan P;
   conv_plan(k->g, n, &P);
   const cgeo *g = &P.g;
@@ -289,6 +312,7 @@ extern "C" void mf_cuda_conv2d(const mf_kctx *k, const mf_node *n, void *out, vo
       finish(atw(out, n->dtype, i0 * g->OC * g->OHW), n->dtype, ym, P.ct, nb ? src[2] : NULL, nb ? nb->dtype : MF_F32, g->OC, g->OHW,
              nb_i * g->OC * g->OHW, s);
   }
+  mf_cuda_conv_act(n, out, s);
 }
 
 /* w' (dtype wt2) [G][Cg][OCg][KH][KW] = w [g*OCg+oc][c][KH-1-kh][KW-1-kw]: the weight of the
