@@ -6,6 +6,8 @@
  *  - f32 runs with CUDNN_FMA_MATH: no TF32 (cuDNN's default math would allow TF32 tensor cores on Ampere and later,
  *    about 10 mantissa bits, far outside the f32 tolerance the CUDA tests derive from the CPU backend);
  *  - bf16 / f16 storage runs with f32 accumulation (compute type float) on tensor cores (CUDNN_TENSOR_OP_MATH);
+ *    the math type each heuristic entry reports is not copied onto the descriptor: the choice, its workspace query
+ *    and the run all use the descriptor's (as PyTorch does with TF32 off), so the planned bytes are the run's;
  *  - only deterministic algorithms (cuDNN's own flag), and only the GEMM-like ones, which change the order of the
  *    sums but not the arithmetic: forward implicit-gemm / implicit-precomp-gemm / gemm / direct, backward-data and
  *    backward-weights algo-1. FFT and Winograd transform the operands and round differently; not used.
