@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gpu-check.sh — everything issue 6 needs checked on a machine with an NVIDIA GPU, in one command:
 # builds memfit with the CUDA backend, shows the GPU, runs the CUDA tests (every op and a full
-# steganography training step against the CPU backend, measured == planned memory), benchmarks a
+# steganography training step against the CPU backend, measured == planned memory), the conv cases once
+# on cuDNN and once on im2col + cuBLAS (MEMFIT_CUDNN=0), each against the CPU backend, benchmarks a
 # training step of the seed-16gb steganography model (10 blocks, growth 160, 224x224, batch 8,
 # bf16) in memfit and in PyTorch (autocast bf16), trains it in a 4 GiB budget, and runs the data-parallel tests on
 # the device when mpirun is there (NCCL with one rank, two ranks sharing the GPU); ends with a table.
@@ -89,6 +90,29 @@ fi
 [ "$test_rc" -eq 0 ] || { echo "gpu-check: CUDA tests FAILED"; status=1; }
 test_line=$(grep -E "^test_cuda_ops: " "$out/test.log" | tail -1)
 
+note "CUDA convolutions: cuDNN, then im2col + cuBLAS (MEMFIT_CUDNN=0), each against the CPU backend"
+# the conv cases of test_cuda_ops and its steganography step (all convolutions), once per implementation; the
+# choice itself (cuDNN within each node's workspace limit, or im2col and why) is test_cuda_conv_choice
+"./$dir/test_cuda_conv_choice" >"$out/conv-choice.log" 2>&1 || { tail -20 "$out/conv-choice.log"; echo "gpu-check: conv choice FAILED"; status=1; }
+tail -3 "$out/conv-choice.log"
+conv_line=""
+for mode in cudnn im2col; do
+  if [ $mode = im2col ]; then off=0; else off=1; fi
+  MEMFIT_CUDNN=$off MEMFIT_CUDA_TEST_ONLY=conv "./$dir/test_cuda_ops" >"$out/conv-$mode.log" 2>&1
+  rc=$?
+  grep -E "^FAIL" "$out/conv-$mode.log" | head -20
+  counts=$(grep -E "^conv steps run alone" "$out/conv-$mode.log" | tail -1)
+  result=$(grep -E "^test_cuda_ops: " "$out/conv-$mode.log" | tail -1)
+  echo "$mode: $counts; $result"
+  conv_line="$conv_line $mode: ${counts#conv steps run alone: } (${result#test_cuda_ops: });"
+  [ "$rc" -eq 0 ] || { echo "gpu-check: conv cases on $mode FAILED"; status=1; }
+  on=$(echo "$counts" | sed -n 's/.*on cuDNN: \([0-9]*\).*/\1/p')
+  if [ $mode = im2col ] && [ "${on:-0}" != 0 ]; then echo "gpu-check: MEMFIT_CUDNN=0 still ran $on conv steps on cuDNN"; status=1; fi
+  if [ $mode = cudnn ] && [ "${on:-0}" = 0 ] && grep -q "cuDNN for the CUDA" "$out/configure.log"; then
+    echo "gpu-check: built with cuDNN but no conv step ran on it (see memfit plan --by-layer)"; status=1
+  fi
+done
+
 note "staged batches on the CUDA backend (test_input_stage: copy stream + events vs plain copies)"
 "./$dir/test_input_stage" 2>&1 | tee "$out/stage.log"
 stage_rc=${PIPESTATUS[0]}
@@ -112,13 +136,16 @@ else
   echo "no python3 with a CUDA-enabled torch found (set PYTHON=...); PyTorch side skipped"
 fi
 # the last two rows feed a new batch every step: copied in before the step, or staged during the previous one
-for cfg in "store::" "invert:subnets:" "invert:blocks:" "store::write" "store::stage"; do
-  mode=${cfg%%:*}; rest=${cfg#*:}; seg=${rest%%:*}; feed=${rest#*:}
+# "im2col" rows: the same with MEMFIT_CUDNN=0 (every conv on im2col + cuBLAS), to compare speed and planned bytes
+for cfg in "store::" "invert:subnets:" "invert:blocks:" "store::write" "store::stage" "store:::im2col"; do
+  mode=${cfg%%:*}; rest=${cfg#*:}; seg=${rest%%:*}; feed=${rest#*:}; conv=""
+  case "$feed" in *:im2col) feed=${feed%:im2col}; conv=-im2col ;; esac
   args=(--backend cuda --mode "$mode")
   [ -n "$seg" ] && args+=(--segments "$seg")
   [ -n "$feed" ] && args+=(--feed "$feed")
-  line=$("./$dir/bench_steg" "${model[@]}" "${args[@]}") || { echo "bench_steg ${args[*]} FAILED"; status=1; continue; }
-  echo "$line" | sed "s/\"impl\": \"memfit-$mode\"/\"impl\": \"memfit-$mode${seg:+-$seg}\"/" | tee -a "$out/bench.jsonl"
+  line=$(if [ -n "$conv" ]; then export MEMFIT_CUDNN=0; fi; "./$dir/bench_steg" "${model[@]}" "${args[@]}") ||
+    { echo "bench_steg ${args[*]} ${conv:+MEMFIT_CUDNN=0} FAILED"; status=1; continue; }
+  echo "$line" | sed "s/\"impl\": \"memfit-$mode\"/\"impl\": \"memfit-$mode${seg:+-$seg}$conv\"/" | tee -a "$out/bench.jsonl"
 done
 
 note "4 GiB budget: seed-16gb trains in it on the GPU and reports its measured peak"
@@ -142,6 +169,7 @@ fi
 note "summary"
 [ -n "$test_line" ] && echo "$test_line"
 [ -n "${stage_line:-}" ] && echo "$stage_line"
+[ -n "${conv_line:-}" ] && echo "conv steps alone / on cuDNN:$conv_line"
 [ -n "${budget_line:-}" ] && echo "4 GiB: $budget_line"
 [ -n "${mpi_line:-}" ] && echo "$mpi_line"
 grep -E "^  (parameters|gradients|optimizer state|activations|data staging|param copy) .*planned" "$out/budget.log" || true

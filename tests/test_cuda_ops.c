@@ -5,7 +5,10 @@
  * with guard bytes (it may write only its output and the workspace the backend asked for, and must
  * leave no launch or library error); the Gaussian rasteriser too. Planning with the CUDA backend needs no device and is checked
  * everywhere; the rest prints "SKIP: no CUDA device" and passes when there is no GPU (or no CUDA in
- * the build). MEMFIT_CUDA_TEST_BACKEND=cpu runs the whole harness CPU against CPU. */
+ * the build). MEMFIT_CUDA_TEST_BACKEND=cpu runs the whole harness CPU against CPU. MEMFIT_CUDA_TEST_ONLY=TEXT runs
+ * only the op cases whose name contains TEXT and the steganography step (all convolutions), e.g. "conv" to compare
+ * the conv implementations (MEMFIT_CUDNN=0: im2col + cuBLAS; else cuDNN where the planner chose it), which the
+ * closing lines count. */
 #include "check.h"
 #include "memfit.h"
 #include "models/steg.h"
@@ -104,6 +107,9 @@ static const char *test_backend = "cuda";
 #define SENT 0xA5
 
 static int op_ran[MF_OP_COUNT]; /* nodes of each op the compared backend ran in the op cases */
+static int conv_steps, conv_special; /* conv steps the compared backend ran, and those on another implementation
+                                        than the default (CUDA: cuDNN; n->impl >= 16, src/backend/cuda/cuda.h) */
+static const char *only;             /* MEMFIT_CUDA_TEST_ONLY */
 
 static bool is_leaf(int op) { return op == MF_OP_INPUT || op == MF_OP_PARAM || op == MF_OP_BUFFER; }
 
@@ -202,6 +208,10 @@ static void kernels_alone(const char *name, const mf_plan *p, int count_ops) {
     int id = pr->steps[i];
     const mf_node *n = &p->g->nodes[id];
     if (count_ops) op_ran[n->op]++;
+    if (n->op == MF_OP_CONV2D || n->op == MF_OP_CONV2D_BWD_DATA || n->op == MF_OP_CONV2D_BWD_WEIGHT) {
+      conv_steps++;
+      conv_special += !strcmp(p->be->name, "cuda") && n->impl >= 16;
+    }
     CHECK(pr->ws_size[i] == p->be->workspace(p->g, n), "%s: step %d (%s): planned workspace %zu, backend asks for %zu", name, i,
           mf_op_name(n->op), pr->ws_size[i], p->be->workspace(p->g, n));
     if (!is_leaf(n->op)) failed += kernel_alone(name, p, id);
@@ -345,6 +355,7 @@ static void compare(const char *name, mf_dtype act, const result *c, const resul
 }
 
 static void op_case(const char *name, build_fn build, int variant) {
+  if (only && !strstr(name, only)) return;
   const mf_dtype acts[4] = {MF_F32, MF_BF16, MF_F16, MF_F64};
   for (int d = 0; d < 4; d++) {
     result c, g;
@@ -668,8 +679,9 @@ static void test_ops(void) {
   for (int v = 0; v < 3; v++) op_case(rn[v], c_raster, v);
   const char *an[] = {"attention recomputed", "attention kept", "attention over two tiles", "vq nearest code", "adaptive GAN tap"};
   for (int v = 0; v < 5; v++) op_case(an[v], c_attention, v);
+  printf("conv steps run alone: %d, on cuDNN: %d\n", conv_steps, conv_special);
   /* every op of the registry ran on the compared backend in some case above */
-  for (int op = 0; op < MF_OP_COUNT; op++) CHECK(op_ran[op] > 0, "op %s is not exercised by any case of this test", mf_op_name(op));
+  for (int op = 0; op < MF_OP_COUNT && !only; op++) CHECK(op_ran[op] > 0, "op %s is not exercised by any case of this test", mf_op_name(op));
 }
 
 /* ------------------------------------------------------------------ steganography training step */
@@ -915,11 +927,13 @@ int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   test_plans();
   const char *tb = getenv("MEMFIT_CUDA_TEST_BACKEND");
+  only = getenv("MEMFIT_CUDA_TEST_ONLY");
+  if (only && !*only) only = NULL;
   if (tb && !strcmp(tb, "cpu")) { /* harness self-check: CPU against CPU */
     test_backend = "cpu";
     test_ops();
     test_steg();
-    test_state();
+    if (!only) test_state();
     return check_finish("test_cuda_ops (cpu vs cpu)");
   }
 #ifndef MEMFIT_HAVE_CUDA
@@ -942,7 +956,7 @@ int main(void) {
          (double)info.overhead_bytes / (1 << 20), (double)info.context_bytes / (1 << 20), (double)info.library_bytes / (1 << 20));
   test_ops();
   test_steg();
-  test_state();
+  if (!only) test_state();
   /* everything freed: device memory back where it was after start-up (lazily loaded kernels aside) */
   mf_cuda_get_info(&info, err, sizeof err);
   printf("free device memory: %.1f MiB after start-up, %.1f MiB at the end (difference: lazily loaded kernels)\n",

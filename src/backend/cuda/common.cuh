@@ -29,6 +29,12 @@ int mf_cuda_index_fault(char *msg, size_t len);
 /* The same for a Gaussian rasteriser whose pairs exceeded its capacity (raster.cu). */
 int mf_cuda_raster_fault(char *msg, size_t len);
 
+/* y (yt) [n / (OC P), OC, P] = bias[oc] (gemm.cu): a conv's output before the convolution adds onto it (beta 1), so
+ * the sum is rounded once to y's dtype */
+void mf_cuda_conv_bias_fill(void *y, mf_dtype yt, const void *b, mf_dtype bt, int64_t OC, int64_t P, int64_t n, cudaStream_t s);
+/* a conv's fused ReLU / leaky ReLU (mf_conv_act) over its finished output y, in place; nothing when none (gemm.cu) */
+void mf_cuda_conv_act(const mf_node *n, void *y, cudaStream_t s);
+
 /* ---- launch geometry: grid-stride loops over int64 element counts ---- */
 #define MF_THREADS 256
 #define MF_RED_BLOCKS 256 /* partial sums of a full reduction: a fixed count of fixed chunks */

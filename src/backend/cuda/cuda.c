@@ -28,11 +28,20 @@ static size_t cuda_workspace(const mf_graph *g, const mf_node *n) {
   }
 }
 
+/* a conv node on cuDNN or im2col + cuBLAS (conv_choice.c); every other op has one implementation */
+static void cuda_choose(const mf_graph *g, mf_node *n, int threads) {
+  (void)threads;
+  if (n->op == MF_OP_CONV2D || n->op == MF_OP_CONV2D_BWD_DATA || n->op == MF_OP_CONV2D_BWD_WEIGHT) mf_cuda_conv_choose(g, n);
+}
+
 #define MF_CUDA_ENTRY(E, n) [MF_OP_##E] = mf_cuda_##n,
 const mf_backend mf_backend_cuda = {
   .name = "cuda",
   .kernels = {MF_OP_LIST(MF_CUDA_ENTRY)},
   .workspace = cuda_workspace,
+  .choose = cuda_choose,
+  .impl_describe = mf_cuda_conv_describe,
+  .fuses_conv_act = 1, /* conv -> ReLU / leaky ReLU: the conv kernel applies it in place (gemm.cu mf_cuda_conv_act) */
   .alloc = mf_cuda_alloc,
   .free = mf_cuda_free,
   .host_alloc = mf_cuda_host_alloc,

@@ -10,7 +10,8 @@
  *   forward     y_g [OCg,OHW] = w_g [OCg,K] . col_g [K,OHW]       (col = im2col of x; nb images per GEMM)
  *   bwd data    col_g [K,OHW] = w_g^T . dy_g, then a gathering col2im into dx (no atomics: deterministic)
  *   bwd weight  dw_g [OCg,K] += dy_g [OCg,OHW] . col_g^T          (summed over images in f32)
- * 1x1 convolutions with stride 1 and no padding use x / dx directly as the column matrix. */
+ * 1x1 convolutions with stride 1 and no padding use x / dx directly as the column matrix.
+ * A conv node the planner put on cuDNN (conv_choice.c) runs in conv_cudnn.cu instead, with its workspace. */
 #include "backend/cuda/common.cuh"
 #include <cublas_v2.h>
 
@@ -84,11 +85,30 @@ static void finish(void *y, mf_dtype yt, const void *x, mf_dtype xt, const void 
 template <typename T> __global__ void k_bias_fill(void *y, int yt, const void *b, int bt, int64_t OC, int64_t P, int64_t n) {
   MF_GRID_LOOP(i, n) mf_gst<T>(y, yt, i, mf_gld<T>(b, bt, (i / P) % OC));
 }
-static void bias_fill(void *y, mf_dtype yt, const void *b, mf_dtype bt, int64_t OC, int64_t P, int64_t n, cudaStream_t s) {
+void mf_cuda_conv_bias_fill(void *y, mf_dtype yt, const void *b, mf_dtype bt, int64_t OC, int64_t P, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
   if (yt == MF_F64 || bt == MF_F64) k_bias_fill<double><<<mf_blocks(n), MF_THREADS, 0, s>>>(y, yt, b, bt, OC, P, n);
   else k_bias_fill<float><<<mf_blocks(n), MF_THREADS, 0, s>>>(y, yt, b, bt, OC, P, n);
   MF_CUDA_LAUNCHED("conv bias");
+}
+
+/* A fused ReLU / leaky ReLU (plan/fuse.c, mf_conv_act) over a conv's finished output y, in place: the unary kernel's
+ * arithmetic (elementwise.cu) on the stored values, so fused and unfused agree bit for bit. One pass over y after
+ * the convolution (not inside cuBLAS's or cuDNN's epilogue): what it saves is the pre-activation tensor. */
+template <typename T> __global__ void k_conv_act(void *y, int yt, int64_t n, int relu, T p0) {
+  MF_GRID_LOOP(i, n) {
+    T v = mf_gld<T>(y, yt, i);
+    mf_gst<T>(y, yt, i, v > (T)0 ? v : relu ? (T)0 : p0 * v);
+  }
+}
+void mf_cuda_conv_act(const mf_node *n, void *y, cudaStream_t s) {
+  int kind = mf_conv_act(n);
+  int64_t cnt = mf_node_numel(n);
+  if (kind < 0 || cnt <= 0) return;
+  double slope = kind == MF_UN_LEAKY ? n->fp[0] : 0;
+  if (n->dtype == MF_F64) k_conv_act<double><<<mf_blocks(cnt), MF_THREADS, 0, s>>>(y, n->dtype, cnt, kind == MF_UN_RELU, slope);
+  else k_conv_act<float><<<mf_blocks(cnt), MF_THREADS, 0, s>>>(y, n->dtype, cnt, kind == MF_UN_RELU, (float)slope);
+  MF_CUDA_LAUNCHED("conv activation");
 }
 
 /* Convolution geometry, passed by value to kernels. */
@@ -254,8 +274,13 @@ static void conv_plan(const mf_graph *gr, const mf_node *n, cplan *P) {
 static inline const char *at(const void *p, mf_dtype t, int64_t i) { return (const char *)p + (size_t)i * mf_dtype_size(t); }
 static inline char *atw(void *p, mf_dtype t, int64_t i) { return (char *)p + (size_t)i * mf_dtype_size(t); }
 
-/* y [N,OC,OH,OW] = conv(x [N,C,H,W], w [OC,Cg,KH,KW]) + b [OC] */
+/* y [N,OC,OH,OW] = act(conv(x [N,C,H,W], w [OC,Cg,KH,KW]) + b [OC]), act only when fused (mf_conv_act) */
 extern "C" void mf_cuda_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  if (mf_cuda_conv_on_cudnn(n)) {
+    mf_cuda_conv_cudnn(k, n, out, src, ws);
+    mf_cuda_conv_act(n, out, mf_cuda_stream(k));
+    return;
+  }
   cplan P;
   conv_plan(k->g, n, &P);
   const cgeo *g = &P.g;
@@ -279,7 +304,7 @@ extern "C" void mf_cuda_conv2d(const mf_kctx *k, const mf_node *n, void *out, vo
     /* GEMM straight into y (native dtype): the bias goes in first, so the sum is rounded once to
      * y's dtype as on the CPU backend (adding it afterwards would round a bf16/f16 y twice) */
     bool prefill = nb && !P.n_c;
-    if (prefill) bias_fill(ym, n->dtype, src[2], nb->dtype, g->OC, g->OHW, nb_i * g->OC * g->OHW, s);
+    if (prefill) mf_cuda_conv_bias_fill(ym, n->dtype, src[2], nb->dtype, g->OC, g->OHW, nb_i * g->OC * g->OHW, s);
     for (int64_t gi = 0; gi < g->G; gi++)
       gemm(s, 0, 0, g->OCg, g->OHW, g->K, at(wm, P.abt, gi * g->OCg * g->K), g->K, 0, at(colm, P.abt, gi * g->K * g->OHW), g->OHW, colstride,
            P.abt, prefill ? 1.0 : 0.0, atw(ym, P.ct, gi * g->OCg * g->OHW), g->OHW, g->OC * g->OHW, P.ct, nb_i, "conv2d");
@@ -287,6 +312,7 @@ extern "C" void mf_cuda_conv2d(const mf_kctx *k, const mf_node *n, void *out, vo
       finish(atw(out, n->dtype, i0 * g->OC * g->OHW), n->dtype, ym, P.ct, nb ? src[2] : NULL, nb ? nb->dtype : MF_F32, g->OC, g->OHW,
              nb_i * g->OC * g->OHW, s);
   }
+  mf_cuda_conv_act(n, out, s);
 }
 
 /* w' (dtype wt2) [G][Cg][OCg][KH][KW] = w [g*OCg+oc][c][KH-1-kh][KW-1-kw]: the weight of the
@@ -301,6 +327,7 @@ template <typename T> __global__ void k_flip_w(void *w2, int wt2, const void *w,
 
 /* dx [N,C,H,W] from dy [N,OC,OH,OW] and w [OC,Cg,KH,KW] */
 extern "C" void mf_cuda_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  if (mf_cuda_conv_on_cudnn(n)) { mf_cuda_conv_cudnn(k, n, out, src, ws); return; }
   cplan P;
   conv_plan(k->g, n, &P);
   const cgeo *g = &P.g;
@@ -344,6 +371,7 @@ extern "C" void mf_cuda_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void
 
 /* dw [OC,Cg,KH,KW] = sum over images of dy . im2col(x)^T (written, not accumulated) */
 extern "C" void mf_cuda_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
+  if (mf_cuda_conv_on_cudnn(n)) { mf_cuda_conv_cudnn(k, n, out, src, ws); return; }
   cplan P;
   conv_plan(k->g, n, &P);
   const cgeo *g = &P.g;
@@ -425,6 +453,11 @@ extern "C" size_t mf_cuda_ws_gemm(const mf_graph *g, const mf_node *n) {
     mm_plan(g, n, &m);
     return m.total;
   }
+  if (mf_cuda_conv_on_cudnn(n)) return mf_cuda_ws_cudnn(g, n);
+  return mf_cuda_ws_conv_im2col(g, n);
+}
+
+extern "C" size_t mf_cuda_ws_conv_im2col(const mf_graph *g, const mf_node *n) {
   cplan P;
   conv_plan(g, n, &P);
   return P.total;

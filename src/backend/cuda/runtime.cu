@@ -1,5 +1,6 @@
 /* runtime.cu — the CUDA backend's runtime: start-up (context, one compute stream, the cuBLAS handle
- * and its workspace, with the fixed overhead measured by cudaMemGetInfo), arena memory (one
+ * and its workspace, the cuDNN handle when built with cuDNN, with the fixed overhead measured by
+ * cudaMemGetInfo), arena memory (one
  * cudaMalloc each, never managed memory), copies, the deterministic sum of squares and the optimizer. */
 #include "backend/cuda/common.cuh"
 #include <cublas_v2.h>
@@ -8,6 +9,9 @@ cublasHandle_t mf_cuda_blas(cudaStream_t s); /* the handle, bound to stream s (r
 void mf_cuda_note_blas(cublasStatus_t s, const char *what);
 #include <pthread.h>
 #include <stdlib.h>
+#ifdef MEMFIT_HAVE_CUDNN
+#include <cudnn.h>
+#endif
 
 #define SS_BLOCKS 256                       /* partial sums of sum_squares: fixed, so the bits are too */
 #define BLAS_WS_BYTES ((size_t)32 << 20)    /* cuBLAS workspace (NVIDIA's advice for Hopper) */
@@ -22,6 +26,10 @@ static struct {
   cublasHandle_t blas;
   cudaStream_t blas_stream;
   void *blas_ws;
+#ifdef MEMFIT_HAVE_CUDNN
+  cudnnHandle_t dnn;    /* NULL: cuDNN is off (MEMFIT_CUDNN=0 at start-up) or did not start */
+  cudaStream_t dnn_stream;
+#endif
   double *partials;     /* device: SS_BLOCKS partials + 1 result */
   double *host_result;  /* page-locked host double */
   size_t total, context_bytes, library_bytes;
@@ -93,6 +101,19 @@ static int start(void) {
   cublasSgemm(G.blas, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, (const float *)G.partials, 1, (const float *)G.partials, 1, &zero,
               (float *)G.partials, 1);
   if ((e = cudaStreamSynchronize(G.stream)) != cudaSuccess) return fail("start-up GEMM", e);
+#ifdef MEMFIT_HAVE_CUDNN
+  /* the cuDNN handle, counted in the overhead like cuBLAS's; a failure leaves the convolutions on im2col */
+  const char *dv_env = getenv("MEMFIT_CUDNN");
+  if (!(dv_env && !strcmp(dv_env, "0"))) {
+    if (cudnnCreate(&G.dnn) != CUDNN_STATUS_SUCCESS) G.dnn = NULL;
+    else if (cudnnSetStream(G.dnn, G.stream) != CUDNN_STATUS_SUCCESS) {
+      cudnnDestroy(G.dnn);
+      G.dnn = NULL;
+    }
+    G.dnn_stream = G.stream;
+    cudaGetLastError();
+  }
+#endif
   if ((e = cudaMemGetInfo(&free1, &G.total)) != cudaSuccess) return fail("cudaMemGetInfo", e);
   G.context_bytes = G.total - free0;
   G.library_bytes = free0 > free1 ? free0 - free1 : 0;
@@ -148,6 +169,19 @@ cublasHandle_t mf_cuda_blas(cudaStream_t s) {
   }
   return G.blas;
 }
+
+#ifdef MEMFIT_HAVE_CUDNN
+/* the cuDNN handle bound to stream s, or NULL when cuDNN did not start */
+cudnnHandle_t mf_cuda_dnn(cudaStream_t s) {
+  ensure_started();
+  if (G.state != 1 || !G.dnn) return NULL;
+  if (s != G.dnn_stream) {
+    if (cudnnSetStream(G.dnn, s) != CUDNN_STATUS_SUCCESS) return NULL;
+    G.dnn_stream = s;
+  }
+  return G.dnn;
+}
+#endif
 
 void mf_cuda_note(cudaError_t e, const char *what) {
   if (e == cudaSuccess || G.first_error != cudaSuccess) return;
