@@ -1,9 +1,11 @@
 /* plan.c — assigns every tensor an arena and an offset before anything is allocated:
  * persistent arenas are packed in node order; the activation arena replays each program with a
- * best-fit allocator over tensor lifetimes (workspace lives only during its op). The bytes it
- * reports are exactly what the runtime allocates and touches. */
+ * best-fit allocator over tensor lifetimes (workspace lives only during its op), then places the same
+ * blocks again knowing every lifetime (place.c) and keeps the smaller. The bytes it reports are exactly
+ * what the runtime allocates and touches. */
 #include "plan/plan.h"
 #include "plan/fuse.h"
+#include "plan/place.h"
 #include "ops/ops.h"
 #include "ops/autodiff.h"
 #include <stdlib.h>
@@ -115,7 +117,14 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
   pr->live = calloc((size_t)(S ? S : 1), sizeof *pr->live);
   falloc fa = {0};
   size_t live = 0;
-  if (!last || !pr->act_off || !pr->ws_off || !pr->ws_size || !pr->live) { free(last); return -1; }
+  /* every block placed, with its lifetime, for the second placement below: nodes, then workspaces */
+  mf_block *blk = malloc((size_t)(N + S + 1) * sizeof *blk);
+  int *blk_of = malloc((size_t)(N ? N : 1) * sizeof *blk_of), nblk = 0;
+  int *blk_id = malloc((size_t)(N + S + 1) * sizeof *blk_id); /* node id, or -1 - step for a workspace */
+  if (!last || !pr->act_off || !pr->ws_off || !pr->ws_size || !pr->live || !blk || !blk_of || !blk_id) {
+    free(last); free(blk); free(blk_of); free(blk_id);
+    return -1;
+  }
   for (int i = 0; i < N; i++) { last[i] = -1; pr->act_off[i] = MF_NO_OFFSET; }
   for (int s = 0; s < S; s++) {
     const mf_node *n = &g->nodes[pr->steps[s]];
@@ -133,6 +142,9 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
       size_t b = mf_node_bytes(n), off;
       if (fa_alloc(&fa, b, &off) < 0) goto oom;
       pr->act_off[id] = off;
+      blk_of[id] = nblk;
+      blk_id[nblk] = id;
+      blk[nblk++] = (mf_block){s, S, align_up(b ? b : 1), b}; /* last: set where it is freed (kept: to the end) */
       if (off + b > extent) extent = off + b;
       live += align_up(b ? b : 1);
     }
@@ -142,6 +154,8 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
       if (fa_alloc(&fa, ws, &off) < 0) goto oom;
       pr->ws_off[s] = off;
       pr->ws_size[s] = ws;
+      blk_id[nblk] = -1 - s;
+      blk[nblk++] = (mf_block){s, s, align_up(ws), ws};
       if (off + ws > extent) extent = off + ws;
       pr->live[s] = live + align_up(ws);
       if (fa_free(&fa, off, ws) < 0) goto oom;
@@ -155,20 +169,44 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
       for (int q = 0; q < j; q++) dup |= n->src[q] == sid;
       if (!dup && last[sid] == s && pr->act_off[sid] != MF_NO_OFFSET) {
         size_t b = mf_node_bytes(&g->nodes[sid]);
+        blk[blk_of[sid]].last = s;
         if (fa_free(&fa, pr->act_off[sid], b) < 0) goto oom;
         live -= align_up(b ? b : 1);
       }
     }
     if (last[id] < 0 && pr->act_off[id] != MF_NO_OFFSET) {
+      blk[blk_of[id]].last = s;
       if (fa_free(&fa, pr->act_off[id], mf_node_bytes(n)) < 0) goto oom;
       live -= align_up(mf_node_bytes(n) ? mf_node_bytes(n) : 1);
     }
   }
   pr->act_peak = extent;
+  /* The second placement, with every lifetime known (place.c): kept when its extent is smaller. The peak is
+   * then the step with the most bytes live. */
+  size_t max_live = 0;
+  for (int st = 0; st < S; st++)
+    if (pr->live[st] > max_live) max_live = pr->live[st];
+  size_t *boff = malloc((size_t)(nblk ? nblk : 1) * sizeof *boff);
+  if (!boff) goto oom;
+  /* not when the replay is within 0.5% of the bytes live at its fullest step (no placement can go below that) */
+  size_t ext2 = extent - extent / 200 <= max_live ? extent : mf_place_blocks(nblk, blk, S, extent, boff);
+  if (ext2 == (size_t)-1) { free(boff); goto oom; }
+  if (ext2 < extent) {
+    for (int i = 0; i < nblk; i++) {
+      if (blk_id[i] >= 0) pr->act_off[blk_id[i]] = boff[i];
+      else pr->ws_off[-1 - blk_id[i]] = boff[i];
+    }
+    pr->act_peak = ext2;
+    for (int st = 0; st < S; st++)
+      if (pr->live[st] > pr->live[pr->peak_step]) pr->peak_step = st;
+  }
+  free(boff);
+  free(blk); free(blk_of); free(blk_id);
   free(fa.b);
   free(last);
   return 0;
 oom:
+  free(blk); free(blk_of); free(blk_id);
   free(fa.b);
   free(last);
   return -1;
