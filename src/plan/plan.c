@@ -4,6 +4,7 @@
  * reports are exactly what the runtime allocates and touches. */
 #include "plan/plan.h"
 #include "plan/fuse.h"
+#include "plan/concat.h"
 #include "ops/ops.h"
 #include "ops/autodiff.h"
 #include <stdlib.h>
@@ -104,32 +105,61 @@ static int fa_free(falloc *a, size_t off, size_t bytes) {
   return 0;
 }
 
-/* Replays program pr: gives each ACT node an offset and each step's workspace one. */
+/* The concat group whose buffer stores node id in this program (plan/concat.c), or -1: own storage. A group is
+ * used only in a program that runs its root concat (active[root]). */
+static int group_of(const mf_plan *p, const uint8_t *active, int id) {
+  const mf_graph *g = p->g;
+  if (!g->cat_root || id >= g->cat_n || g->cat_root[id] < 0) return -1;
+  return active[g->cat_root[id]] ? g->cat_root[id] : -1;
+}
+
+/* Replays program pr: gives each ACT node an offset and each step's workspace one. A concat group's buffer (its
+ * root's bytes) is allocated when its first member is computed and freed after the last step that computes or reads
+ * any member; each member lies at its offset in it. */
 static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, int n_keep) {
   mf_graph *g = p->g;
   int N = g->n, S = pr->n_steps;
   int *last = malloc((size_t)N * sizeof *last);
+  int *glast = malloc((size_t)N * sizeof *glast);   /* per group root: its buffer's last step */
+  size_t *goff = malloc((size_t)N * sizeof *goff);  /* per group root: its buffer's offset, MF_NO_OFFSET before */
+  uint8_t *active = calloc((size_t)N, 1), *gdone = calloc((size_t)N, 1);
   pr->act_off = malloc((size_t)N * sizeof *pr->act_off);
   pr->ws_off = calloc((size_t)(S ? S : 1), sizeof *pr->ws_off);
   pr->ws_size = calloc((size_t)(S ? S : 1), sizeof *pr->ws_size);
   pr->live = calloc((size_t)(S ? S : 1), sizeof *pr->live);
   falloc fa = {0};
   size_t live = 0;
-  if (!last || !pr->act_off || !pr->ws_off || !pr->ws_size || !pr->live) { free(last); return -1; }
-  for (int i = 0; i < N; i++) { last[i] = -1; pr->act_off[i] = MF_NO_OFFSET; }
+  if (!last || !glast || !goff || !active || !gdone || !pr->act_off || !pr->ws_off || !pr->ws_size || !pr->live) goto oom;
+  for (int i = 0; i < N; i++) { last[i] = glast[i] = -1; pr->act_off[i] = goff[i] = MF_NO_OFFSET; }
   for (int s = 0; s < S; s++) {
     const mf_node *n = &g->nodes[pr->steps[s]];
     for (int j = 0; j < n->nsrc; j++) last[n->src[j]] = s;
+    if (g->cat_root && pr->steps[s] < g->cat_n && g->cat_root[pr->steps[s]] == pr->steps[s]) active[pr->steps[s]] = 1;
   }
   for (int i = 0; i < n_keep; i++)
     if (keep_until_end[i] >= 0 && keep_until_end[i] < N) last[keep_until_end[i]] = S;
+  for (int s = 0; s < S; s++) { /* a group's buffer lives from its first member's step to the last use of any */
+    int id = pr->steps[s], r = group_of(p, active, id);
+    if (r < 0) continue;
+    int l = last[id] > s ? last[id] : s;
+    if (l > glast[r]) glast[r] = l;
+  }
   size_t extent = 0;
   pr->peak_step = 0;
   for (int s = 0; s < S; s++) {
     int id = pr->steps[s];
     const mf_node *n = &g->nodes[id];
+    int r = group_of(p, active, id);
     size_t before = extent;
-    if (mf_node_arena(n) == MF_ARENA_ACT) {
+    if (mf_node_arena(n) == MF_ARENA_ACT && r >= 0) {
+      if (goff[r] == MF_NO_OFFSET) {
+        size_t b = mf_node_bytes(&g->nodes[r]);
+        if (fa_alloc(&fa, b, &goff[r]) < 0) goto oom;
+        if (goff[r] + b > extent) extent = goff[r] + b;
+        live += align_up(b ? b : 1);
+      }
+      pr->act_off[id] = goff[r] + (id == r ? 0 : g->cat_off[id]);
+    } else if (mf_node_arena(n) == MF_ARENA_ACT) {
       size_t b = mf_node_bytes(n), off;
       if (fa_alloc(&fa, b, &off) < 0) goto oom;
       pr->act_off[id] = off;
@@ -153,24 +183,41 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
       int sid = n->src[j];
       bool dup = false;
       for (int q = 0; q < j; q++) dup |= n->src[q] == sid;
-      if (!dup && last[sid] == s && pr->act_off[sid] != MF_NO_OFFSET) {
+      if (!dup && last[sid] == s && pr->act_off[sid] != MF_NO_OFFSET && group_of(p, active, sid) < 0) {
         size_t b = mf_node_bytes(&g->nodes[sid]);
         if (fa_free(&fa, pr->act_off[sid], b) < 0) goto oom;
         live -= align_up(b ? b : 1);
       }
     }
-    if (last[id] < 0 && pr->act_off[id] != MF_NO_OFFSET) {
+    if (last[id] < 0 && pr->act_off[id] != MF_NO_OFFSET && r < 0) {
       if (fa_free(&fa, pr->act_off[id], mf_node_bytes(n)) < 0) goto oom;
       live -= align_up(mf_node_bytes(n) ? mf_node_bytes(n) : 1);
+    }
+    /* and the group buffers whose last use this step is */
+    for (int j = -1; j < n->nsrc; j++) {
+      int q = group_of(p, active, j < 0 ? id : n->src[j]);
+      if (q < 0 || glast[q] != s || gdone[q] || goff[q] == MF_NO_OFFSET) continue;
+      size_t b = mf_node_bytes(&g->nodes[q]);
+      if (fa_free(&fa, goff[q], b) < 0) goto oom;
+      live -= align_up(b ? b : 1);
+      gdone[q] = 1;
     }
   }
   pr->act_peak = extent;
   free(fa.b);
   free(last);
+  free(glast);
+  free(goff);
+  free(active);
+  free(gdone);
   return 0;
 oom:
   free(fa.b);
   free(last);
+  free(glast);
+  free(goff);
+  free(active);
+  free(gdone);
   return -1;
 }
 
@@ -315,6 +362,12 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
     g->fuse_conv_act = 1;
   }
   detach_alias(p);
+  /* concat chains stored in their root's buffer where the backend takes it; MEMFIT_CONCAT_ALIAS=0 turns it off */
+  const char *ca = getenv("MEMFIT_CONCAT_ALIAS");
+  if (p->be->aliases_concat && !(ca && !strcmp(ca, "0")) && mf_concat_alias(g, 0) < 0) {
+    snprintf(err, errlen, "plan: out of host memory");
+    return -1;
+  }
   if (train_keep_list(p, &tkeep, &n_tkeep) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
   mf_plan_opts to = p->opts; /* the training step's view: ring pushes kept too */
   to.keep = tkeep;
@@ -762,6 +815,18 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     fprintf(f, "  no gradient: %s of activations need none%s; freed at their last forward use", h, p->n_phases > 1 ? " (all phases)" : "");
     if (kept) fprintf(f, " except %s that weight gradients read", hk);
     fprintf(f, "\n");
+  }
+  if (p->g->cat_stored) { /* plan/concat.c */
+    const mf_graph *g = p->g;
+    size_t inside = 0;
+    int roots = 0;
+    for (int id = 0; id < g->cat_n; id++) {
+      if (g->cat_root[id] == id) roots++;
+      else if (g->cat_root[id] >= 0) inside += mf_node_bytes(&g->nodes[id]);
+    }
+    mf_format_bytes(inside, h, sizeof h);
+    fprintf(f, "  concatenation in place: %d tensors (%s) stored in the buffers of %d concat chains, written there by their "
+               "producers; the concats copy only the rest (MEMFIT_CONCAT_ALIAS=0: off)\n", g->cat_stored, h, roots);
   }
   if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);
   if (p->shard_bytes) {
