@@ -27,7 +27,7 @@ static bool concat_prefix(const mf_node *d, const mf_node *r) {
   return true;
 }
 
-int mf_concat_alias(mf_graph *g, int first) {
+int mf_concat_alias(mf_graph *g, int first, const uint8_t *pinned) {
   int N = g->n, stored = 0;
   if (N > g->cat_n) { /* grow the tables: the nodes since the last call have their own storage until grouped */
     int *root = realloc(g->cat_root, (size_t)N * sizeof *root);
@@ -60,7 +60,7 @@ int mf_concat_alias(mf_graph *g, int first) {
       const mf_node *S = &g->nodes[s];
       bool once = true;
       for (int q = 0; q < R->nsrc; q++) once &= q == j || R->src[q] != s;
-      if (once && s >= first && root[s] < 0 && S->role == MF_ROLE_ACT && mf_node_arena(S) == MF_ARENA_ACT &&
+      if (once && s >= first && root[s] < 0 && !(pinned && pinned[s]) && S->role == MF_ROLE_ACT && mf_node_arena(S) == MF_ARENA_ACT &&
           S->op != MF_OP_CONCAT && !mf_node_is_detach(S) && S->dtype == R->dtype && at % MF_ALIGN == 0) {
         root[s] = r;
         off[s] = at;

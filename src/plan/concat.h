@@ -13,7 +13,8 @@
  * list, are no concat themselves, belong to no other group and start at a multiple of MF_ALIGN bytes (written there
  * by their producer, read there by every reader). first = 0: the graph the planner starts from; then the nodes each
  * recompute rewrite built (program.c), so an inverted subnet is grouped like the forward's. Returns the nodes stored
- * inside another's buffer, or -1 (out of host memory). */
-int mf_concat_alias(mf_graph *g, int first);
+ * inside another's buffer, or -1 (out of host memory). pinned (NULL: none; else g->n entries): sources that keep their
+ * own storage (the planner's: tensors that live far past the chain, which would keep its whole buffer alive). */
+int mf_concat_alias(mf_graph *g, int first, const uint8_t *pinned);
 
 #endif

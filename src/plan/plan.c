@@ -336,6 +336,27 @@ static int shard_layout(mf_plan *p, char *err, size_t errlen) {
   return 0;
 }
 
+/* The in-place concatenation pass (plan/concat.c) on the whole graph. Pinned: what lives far past a dense block
+ * (kept tensors, the boundaries of segments the step recomputes or inverts: kept from forward to backward), which
+ * would keep a whole chain's buffer alive with it; those keep their own storage. */
+static int concat_pass(mf_plan *p, const int *keep, int n_keep) {
+  mf_graph *g = p->g;
+  uint8_t *pinned = calloc((size_t)(g->n ? g->n : 1), 1);
+  if (!pinned) return -1;
+  for (int i = 0; i < n_keep; i++)
+    if (keep[i] >= 0 && keep[i] < g->n) pinned[keep[i]] = 1;
+  for (int k = 0; k < g->nseg && p->has_train; k++) {
+    const mf_segment *sg = &g->segs[k];
+    bool recomputed = p->opts.recompute == MF_RECOMPUTE_ALL ||
+                      (p->opts.recompute == MF_RECOMPUTE_SELECTED && p->opts.segment_mask && p->opts.segment_mask[k]);
+    for (int i = 0; recomputed && i < sg->n_in; i++) pinned[sg->ins[i]] = 1;
+    for (int i = 0; recomputed && i < sg->n_out; i++) pinned[sg->outs[i]] = 1;
+  }
+  int rc = mf_concat_alias(g, 0, pinned);
+  free(pinned);
+  return rc < 0 ? -1 : 0;
+}
+
 int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   mf_graph *g = p->g;
   int *tkeep = NULL, n_tkeep = 0;
@@ -362,13 +383,14 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
     g->fuse_conv_act = 1;
   }
   detach_alias(p);
+  if (train_keep_list(p, &tkeep, &n_tkeep) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
   /* concat chains stored in their root's buffer where the backend takes it; MEMFIT_CONCAT_ALIAS=0 turns it off */
   const char *ca = getenv("MEMFIT_CONCAT_ALIAS");
-  if (p->be->aliases_concat && !(ca && !strcmp(ca, "0")) && mf_concat_alias(g, 0) < 0) {
+  if (p->be->aliases_concat && !(ca && !strcmp(ca, "0")) && concat_pass(p, tkeep, n_tkeep) < 0) {
+    free(tkeep);
     snprintf(err, errlen, "plan: out of host memory");
     return -1;
   }
-  if (train_keep_list(p, &tkeep, &n_tkeep) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
   mf_plan_opts to = p->opts; /* the training step's view: ring pushes kept too */
   to.keep = tkeep;
   to.n_keep = n_tkeep;
@@ -769,6 +791,30 @@ static void named_acts_print(const mf_plan *p, FILE *f) {
   }
 }
 
+/* The concat groups (plan/concat.c) the step program (else the forward program) uses: chains, the tensors stored
+ * inside their buffers and those tensors' bytes, which no longer have storage of their own. */
+static void concat_print(const mf_plan *p, FILE *f) {
+  const mf_graph *g = p->g;
+  const mf_program *pr = p->has_train ? &p->train : &p->fwd;
+  uint8_t *in = calloc((size_t)(g->n ? g->n : 1), 1);
+  if (!in) return;
+  for (int s = 0; s < pr->n_steps; s++) in[pr->steps[s]] = 1;
+  size_t inside = 0;
+  int roots = 0, members = 0;
+  for (int id = 0; id < g->cat_n; id++) {
+    int r = g->cat_root[id];
+    if (r < 0 || !in[id] || !in[r]) continue;
+    if (r == id) roots++;
+    else inside += mf_node_bytes(&g->nodes[id]), members++;
+  }
+  free(in);
+  if (!roots) return;
+  char h[32];
+  mf_format_bytes(inside, h, sizeof h);
+  fprintf(f, "  concatenation in place: %d concat chains of the step each in one buffer, %d tensors (%s) inside them, "
+             "written there by their producers; the concats copy only the rest (MEMFIT_CONCAT_ALIAS=0: off)\n", roots, members, h);
+}
+
 void mf_plan_print(const mf_plan *p, FILE *f) {
   char h[32];
   fprintf(f, "memory plan (%s backend, activations %s%s)\n", p->be->name, mf_dtype_name(p->g->act_dtype),
@@ -816,18 +862,7 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     if (kept) fprintf(f, " except %s that weight gradients read", hk);
     fprintf(f, "\n");
   }
-  if (p->g->cat_stored) { /* plan/concat.c */
-    const mf_graph *g = p->g;
-    size_t inside = 0;
-    int roots = 0;
-    for (int id = 0; id < g->cat_n; id++) {
-      if (g->cat_root[id] == id) roots++;
-      else if (g->cat_root[id] >= 0) inside += mf_node_bytes(&g->nodes[id]);
-    }
-    mf_format_bytes(inside, h, sizeof h);
-    fprintf(f, "  concatenation in place: %d tensors (%s) stored in the buffers of %d concat chains, written there by their "
-               "producers; the concats copy only the rest (MEMFIT_CONCAT_ALIAS=0: off)\n", g->cat_stored, h, roots);
-  }
+  if (p->g->cat_stored) concat_print(p, f);
   if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);
   if (p->shard_bytes) {
     mf_format_bytes(p->shard_bytes, h, sizeof h);
