@@ -811,8 +811,9 @@ static void concat_print(const mf_plan *p, FILE *f) {
   if (!roots) return;
   char h[32];
   mf_format_bytes(inside, h, sizeof h);
-  fprintf(f, "  concatenation in place: %d concat chains of the step each in one buffer, %d tensors (%s) inside them, "
-             "written there by their producers; the concats copy only the rest (MEMFIT_CONCAT_ALIAS=0: off)\n", roots, members, h);
+  fprintf(f, "  concatenation in place: %d concat chains of the step each in one buffer, %d tensors inside them (%s in all, "
+             "over the step) written there by their producers; the concats copy only the rest (MEMFIT_CONCAT_ALIAS=0: off)\n",
+          roots, members, h);
 }
 
 void mf_plan_print(const mf_plan *p, FILE *f) {
