@@ -56,6 +56,9 @@ typedef struct mf_backend {
   /* 1: its norm kernel applies a fused ReLU / leaky ReLU (mf_norm_act); the planner fuses those pairs in the same
    * pass, so only where fuses_conv_act is 1 too */
   int fuses_norm_act;
+  /* 1: its concat kernel copies only the sources not already in place (a source whose storage is its slice of the
+   * output), so the planner may store concat chains in one buffer (plan/concat.c) */
+  int aliases_concat;
   /* After choose: the name of what runs n ("onednn jit:avx2", "memfit implicit") into name and how it was chosen
    * ("measured", "shape rule", ...) in *why; returns 0 (nothing written) for an op with a single implementation. */
   int (*impl_describe)(const mf_graph *g, const mf_node *n, char *name, size_t len, const char **why);

@@ -75,6 +75,8 @@ void mf_graph_free(mf_graph *g) {
   if (!g) return;
   free(g->nodes);
   free(g->segs);
+  free(g->cat_root);
+  free(g->cat_off);
   free(g);
 }
 const char *mf_graph_error(const mf_graph *g) { return g->err[0] ? g->err : NULL; }

@@ -80,6 +80,11 @@ struct mf_graph {
   int fuse_conv_act;              /* set by the planner on its copy: conv -> ReLU pairs are fused (plan/fuse.c), those an
                                      inverse builds too */
   int fuse_norm_act;              /* set by the planner on its copy before that pass: norm -> ReLU pairs fuse as well */
+  /* set by the planner on its copy (plan/concat.c; NULL: off): per node id < cat_n, the concat whose buffer stores the
+   * node (-1: its own storage) and its byte offset there; cat_stored: nodes stored inside another's buffer */
+  int *cat_root;
+  size_t *cat_off;
+  int cat_n, cat_stored;
   uint64_t seed;
   char err[512];
 };

@@ -5,6 +5,7 @@
  * what the runtime allocates and touches. */
 #include "plan/plan.h"
 #include "plan/fuse.h"
+#include "plan/concat.h"
 #include "plan/place.h"
 #include "ops/ops.h"
 #include "ops/autodiff.h"
@@ -106,39 +107,70 @@ static int fa_free(falloc *a, size_t off, size_t bytes) {
   return 0;
 }
 
-/* Replays program pr: gives each ACT node an offset and each step's workspace one. */
+/* The concat group whose buffer stores node id in this program (plan/concat.c), or -1: own storage. A group is
+ * used only in a program that runs its root concat (active[root]). */
+static int group_of(const mf_plan *p, const uint8_t *active, int id) {
+  const mf_graph *g = p->g;
+  if (!g->cat_root || id >= g->cat_n || g->cat_root[id] < 0) return -1;
+  return active[g->cat_root[id]] ? g->cat_root[id] : -1;
+}
+
+/* Replays program pr: gives each ACT node an offset and each step's workspace one. A concat group's buffer (its
+ * root's bytes) is allocated when its first member is computed and freed after the last step that computes or reads
+ * any member; each member lies at its offset in it. */
 static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, int n_keep) {
   mf_graph *g = p->g;
   int N = g->n, S = pr->n_steps;
   int *last = malloc((size_t)N * sizeof *last);
+  int *glast = malloc((size_t)N * sizeof *glast);   /* per group root: its buffer's last step */
+  size_t *goff = malloc((size_t)N * sizeof *goff);  /* per group root: its buffer's offset, MF_NO_OFFSET before */
+  uint8_t *active = calloc((size_t)N, 1), *gdone = calloc((size_t)N, 1);
   pr->act_off = malloc((size_t)N * sizeof *pr->act_off);
   pr->ws_off = calloc((size_t)(S ? S : 1), sizeof *pr->ws_off);
   pr->ws_size = calloc((size_t)(S ? S : 1), sizeof *pr->ws_size);
   pr->live = calloc((size_t)(S ? S : 1), sizeof *pr->live);
   falloc fa = {0};
   size_t live = 0;
-  /* every block placed, with its lifetime, for the second placement below: nodes, then workspaces */
+  /* every block placed, with its lifetime, for the second placement below */
   mf_block *blk = malloc((size_t)(N + S + 1) * sizeof *blk);
   int *blk_of = malloc((size_t)(N ? N : 1) * sizeof *blk_of), nblk = 0;
-  int *blk_id = malloc((size_t)(N + S + 1) * sizeof *blk_id); /* node id, or -1 - step for a workspace */
-  if (!last || !pr->act_off || !pr->ws_off || !pr->ws_size || !pr->live || !blk || !blk_of || !blk_id) {
-    free(last); free(blk); free(blk_of); free(blk_id);
-    return -1;
-  }
-  for (int i = 0; i < N; i++) { last[i] = -1; pr->act_off[i] = MF_NO_OFFSET; }
+  int *blk_id = malloc((size_t)(N + S + 1) * sizeof *blk_id); /* node id; N + root: a concat group's buffer;
+                                                                 -1 - step: a workspace */
+  if (!last || !glast || !goff || !active || !gdone || !pr->act_off || !pr->ws_off || !pr->ws_size || !pr->live || !blk ||
+      !blk_of || !blk_id)
+    goto oom;
+  for (int i = 0; i < N; i++) { last[i] = glast[i] = -1; pr->act_off[i] = goff[i] = MF_NO_OFFSET; }
   for (int s = 0; s < S; s++) {
     const mf_node *n = &g->nodes[pr->steps[s]];
     for (int j = 0; j < n->nsrc; j++) last[n->src[j]] = s;
+    if (g->cat_root && pr->steps[s] < g->cat_n && g->cat_root[pr->steps[s]] == pr->steps[s]) active[pr->steps[s]] = 1;
   }
   for (int i = 0; i < n_keep; i++)
     if (keep_until_end[i] >= 0 && keep_until_end[i] < N) last[keep_until_end[i]] = S;
+  for (int s = 0; s < S; s++) { /* a group's buffer lives from its first member's step to the last use of any */
+    int id = pr->steps[s], r = group_of(p, active, id);
+    if (r < 0) continue;
+    int l = last[id] > s ? last[id] : s;
+    if (l > glast[r]) glast[r] = l;
+  }
   size_t extent = 0;
   pr->peak_step = 0;
   for (int s = 0; s < S; s++) {
     int id = pr->steps[s];
     const mf_node *n = &g->nodes[id];
+    int r = group_of(p, active, id);
     size_t before = extent;
-    if (mf_node_arena(n) == MF_ARENA_ACT) {
+    if (mf_node_arena(n) == MF_ARENA_ACT && r >= 0) {
+      if (goff[r] == MF_NO_OFFSET) {
+        size_t b = mf_node_bytes(&g->nodes[r]);
+        if (fa_alloc(&fa, b, &goff[r]) < 0) goto oom;
+        blk_id[nblk] = N + r;
+        blk[nblk++] = (mf_block){s, glast[r], align_up(b ? b : 1), b};
+        if (goff[r] + b > extent) extent = goff[r] + b;
+        live += align_up(b ? b : 1);
+      }
+      pr->act_off[id] = goff[r] + (id == r ? 0 : g->cat_off[id]);
+    } else if (mf_node_arena(n) == MF_ARENA_ACT) {
       size_t b = mf_node_bytes(n), off;
       if (fa_alloc(&fa, b, &off) < 0) goto oom;
       pr->act_off[id] = off;
@@ -167,17 +199,26 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
       int sid = n->src[j];
       bool dup = false;
       for (int q = 0; q < j; q++) dup |= n->src[q] == sid;
-      if (!dup && last[sid] == s && pr->act_off[sid] != MF_NO_OFFSET) {
+      if (!dup && last[sid] == s && pr->act_off[sid] != MF_NO_OFFSET && group_of(p, active, sid) < 0) {
         size_t b = mf_node_bytes(&g->nodes[sid]);
         blk[blk_of[sid]].last = s;
         if (fa_free(&fa, pr->act_off[sid], b) < 0) goto oom;
         live -= align_up(b ? b : 1);
       }
     }
-    if (last[id] < 0 && pr->act_off[id] != MF_NO_OFFSET) {
+    if (last[id] < 0 && pr->act_off[id] != MF_NO_OFFSET && r < 0) {
       blk[blk_of[id]].last = s;
       if (fa_free(&fa, pr->act_off[id], mf_node_bytes(n)) < 0) goto oom;
       live -= align_up(mf_node_bytes(n) ? mf_node_bytes(n) : 1);
+    }
+    /* and the group buffers whose last use this step is */
+    for (int j = -1; j < n->nsrc; j++) {
+      int q = group_of(p, active, j < 0 ? id : n->src[j]);
+      if (q < 0 || glast[q] != s || gdone[q] || goff[q] == MF_NO_OFFSET) continue;
+      size_t b = mf_node_bytes(&g->nodes[q]);
+      if (fa_free(&fa, goff[q], b) < 0) goto oom;
+      live -= align_up(b ? b : 1);
+      gdone[q] = 1;
     }
   }
   pr->act_peak = extent;
@@ -193,8 +234,13 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
   if (ext2 == (size_t)-1) { free(boff); goto oom; }
   if (ext2 < extent) {
     for (int i = 0; i < nblk; i++) {
-      if (blk_id[i] >= 0) pr->act_off[blk_id[i]] = boff[i];
+      if (blk_id[i] >= N) goff[blk_id[i] - N] = boff[i];
+      else if (blk_id[i] >= 0) pr->act_off[blk_id[i]] = boff[i];
       else pr->ws_off[-1 - blk_id[i]] = boff[i];
+    }
+    for (int st = 0; st < S; st++) { /* a concat group's members: at their offsets in the moved buffer */
+      int id = pr->steps[st], r = group_of(p, active, id);
+      if (r >= 0 && mf_node_arena(&g->nodes[id]) == MF_ARENA_ACT) pr->act_off[id] = goff[r] + (id == r ? 0 : g->cat_off[id]);
     }
     pr->act_peak = ext2;
     for (int st = 0; st < S; st++)
@@ -204,11 +250,19 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
   free(blk); free(blk_of); free(blk_id);
   free(fa.b);
   free(last);
+  free(glast);
+  free(goff);
+  free(active);
+  free(gdone);
   return 0;
 oom:
   free(blk); free(blk_of); free(blk_id);
   free(fa.b);
   free(last);
+  free(glast);
+  free(goff);
+  free(active);
+  free(gdone);
   return -1;
 }
 
@@ -327,6 +381,27 @@ static int shard_layout(mf_plan *p, char *err, size_t errlen) {
   return 0;
 }
 
+/* The in-place concatenation pass (plan/concat.c) on the whole graph. Pinned: what lives far past a dense block
+ * (kept tensors, the boundaries of segments the step recomputes or inverts: kept from forward to backward), which
+ * would keep a whole chain's buffer alive with it; those keep their own storage. */
+static int concat_pass(mf_plan *p, const int *keep, int n_keep) {
+  mf_graph *g = p->g;
+  uint8_t *pinned = calloc((size_t)(g->n ? g->n : 1), 1);
+  if (!pinned) return -1;
+  for (int i = 0; i < n_keep; i++)
+    if (keep[i] >= 0 && keep[i] < g->n) pinned[keep[i]] = 1;
+  for (int k = 0; k < g->nseg && p->has_train; k++) {
+    const mf_segment *sg = &g->segs[k];
+    bool recomputed = p->opts.recompute == MF_RECOMPUTE_ALL ||
+                      (p->opts.recompute == MF_RECOMPUTE_SELECTED && p->opts.segment_mask && p->opts.segment_mask[k]);
+    for (int i = 0; recomputed && i < sg->n_in; i++) pinned[sg->ins[i]] = 1;
+    for (int i = 0; recomputed && i < sg->n_out; i++) pinned[sg->outs[i]] = 1;
+  }
+  int rc = mf_concat_alias(g, 0, pinned);
+  free(pinned);
+  return rc < 0 ? -1 : 0;
+}
+
 int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   mf_graph *g = p->g;
   int *tkeep = NULL, n_tkeep = 0;
@@ -354,6 +429,13 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   }
   detach_alias(p);
   if (train_keep_list(p, &tkeep, &n_tkeep) < 0) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
+  /* concat chains stored in their root's buffer where the backend takes it; MEMFIT_CONCAT_ALIAS=0 turns it off */
+  const char *ca = getenv("MEMFIT_CONCAT_ALIAS");
+  if (p->be->aliases_concat && !(ca && !strcmp(ca, "0")) && concat_pass(p, tkeep, n_tkeep) < 0) {
+    free(tkeep);
+    snprintf(err, errlen, "plan: out of host memory");
+    return -1;
+  }
   mf_plan_opts to = p->opts; /* the training step's view: ring pushes kept too */
   to.keep = tkeep;
   to.n_keep = n_tkeep;
@@ -754,6 +836,31 @@ static void named_acts_print(const mf_plan *p, FILE *f) {
   }
 }
 
+/* The concat groups (plan/concat.c) the step program (else the forward program) uses: chains, the tensors stored
+ * inside their buffers and those tensors' bytes, which no longer have storage of their own. */
+static void concat_print(const mf_plan *p, FILE *f) {
+  const mf_graph *g = p->g;
+  const mf_program *pr = p->has_train ? &p->train : &p->fwd;
+  uint8_t *in = calloc((size_t)(g->n ? g->n : 1), 1);
+  if (!in) return;
+  for (int s = 0; s < pr->n_steps; s++) in[pr->steps[s]] = 1;
+  size_t inside = 0;
+  int roots = 0, members = 0;
+  for (int id = 0; id < g->cat_n; id++) {
+    int r = g->cat_root[id];
+    if (r < 0 || !in[id] || !in[r]) continue;
+    if (r == id) roots++;
+    else inside += mf_node_bytes(&g->nodes[id]), members++;
+  }
+  free(in);
+  if (!roots) return;
+  char h[32];
+  mf_format_bytes(inside, h, sizeof h);
+  fprintf(f, "  concatenation in place: %d concat chains of the step each in one buffer, %d tensors inside them (%s in all, "
+             "over the step) written there by their producers; the concats copy only the rest (MEMFIT_CONCAT_ALIAS=0: off)\n",
+          roots, members, h);
+}
+
 void mf_plan_print(const mf_plan *p, FILE *f) {
   char h[32];
   fprintf(f, "memory plan (%s backend, activations %s%s)\n", p->be->name, mf_dtype_name(p->g->act_dtype),
@@ -801,6 +908,7 @@ void mf_plan_print(const mf_plan *p, FILE *f) {
     if (kept) fprintf(f, " except %s that weight gradients read", hk);
     fprintf(f, "\n");
   }
+  if (p->g->cat_stored) concat_print(p, f);
   if (p->n_recomputed) fprintf(f, "  %d segment(s) recomputed or inverted in backward\n", p->n_recomputed);
   if (p->shard_bytes) {
     mf_format_bytes(p->shard_bytes, h, sizeof h);

@@ -3,6 +3,7 @@
  * blocks, inverted) tensors instead of stored ones; then drops every node nothing needs. */
 #include "plan/plan.h"
 #include "plan/fuse.h"
+#include "plan/concat.h"
 #include "ops/ops.h"
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +264,8 @@ static int segment_rewrite(mf_graph *g, int k, int pos, int nb_end, bool invert,
     mf_node *n = &g->nodes[id];
     for (int j = 0; j < n->nsrc; j++) n->src[j] = idmap_get(M, n->src[j]);
   }
+  /* the rebuilt dense blocks' concat chains in one buffer each, like the forward's (plan/concat.c) */
+  if (g->cat_root && mf_concat_alias(g, first_new, NULL) < 0) goto oom;
   return 0;
 oom:
   snprintf(err, errlen, "plan: out of host memory");

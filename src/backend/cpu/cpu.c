@@ -43,6 +43,7 @@ const mf_backend mf_backend_cpu = {
   .choose = cpu_choose,
   .fuses_conv_act = 1,
   .fuses_norm_act = 1,
+  .aliases_concat = 1,
   .impl_describe = cpu_describe,
   .sum_squares = mf_cpu_sum_squares,
   .optim_update = mf_cpu_optim_update,

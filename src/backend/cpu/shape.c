@@ -20,11 +20,15 @@ void mf_cpu_concat(const mf_kctx *k, const mf_node *n, void *out, void *const *s
   int64_t off[MF_MAX_SRC + 1];
   off[0] = 0;
   for (int i = 0; i < ns; i++) off[i + 1] = off[i] + mf_src(k, n, i)->ne[ax];
+  /* a source the planner stored at its slice of out (plan/concat.c: one slice, outer == 1) is already in place */
+  bool in_place[MF_MAX_SRC];
+  for (int i = 0; i < ns; i++) in_place[i] = outer == 1 && (const char *)src[i] == (const char *)out + (size_t)(off[i] * inner) * esz;
   int64_t jobs = outer * ns;
   #pragma omp parallel for schedule(static) if (mf_node_numel(n) > 65536 && jobs > 1)
   for (int64_t j = 0; j < jobs; j++) {
     int64_t o = j / ns;
     int i = (int)(j % ns);
+    if (in_place[i]) continue;
     int64_t L = off[i + 1] - off[i];
     memcpy((char *)out + (size_t)((o * Lout + off[i]) * inner) * esz, (const char *)src[i] + (size_t)(o * L * inner) * esz,
            (size_t)(L * inner) * esz);
