@@ -192,11 +192,11 @@ void mf_cpu_unary_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const
     const float *v = src[0], *dy = src[1]; float *dx = out;
     float p0 = (float)n->fp[0], p1 = (float)n->fp[1];
     if (kind == MF_UN_RELU || kind == MF_UN_LEAKY) {
-      /* their own loop, the same arithmetic as un_deriv_f (dy * 0 keeps NaN); `simd` because without it gcc made
-       * it a scalar loop with a branch per element (unpredictable on ReLU masks: 3x slower in a ResNet step).
-       * dx may be dy itself (the planner reuses dy's bytes), which an elementwise simd loop allows. */
+      /* their own loop, the same arithmetic as un_deriv_f (dy * 0 keeps NaN); gcc vectorises it only with
+       * -fno-trapping-math (CMakeLists.txt): before, it was a scalar loop with a branch per element,
+       * unpredictable on ReLU masks and 3x slower in a ResNet step */
       float neg = kind == MF_UN_RELU ? 0.0f : p0;
-      #pragma omp parallel for simd schedule(static) if (total > 16384)
+      #pragma omp parallel for schedule(static) if (total > 16384)
       for (int64_t i = 0; i < total; i++) dx[i] = dy[i] * (v[i] > 0 ? 1.0f : neg);
       return;
     }
