@@ -5,8 +5,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* always inlined, also into the AVX2 copies of a loop (cpu.h: MF_CPU_AVX2_TARGET) */
+#if defined(__GNUC__) || defined(__clang__)
+#define MF_VEXP_INLINE static inline __attribute__((always_inline))
+#else
+#define MF_VEXP_INLINE static inline
+#endif
+
 /* 2^e for an integer e in [-126, 127], as a float's exponent bits */
-static inline float mf_vexp_pow2(int32_t e) {
+MF_VEXP_INLINE float mf_vexp_pow2(int32_t e) {
   uint32_t b = (uint32_t)(e + 127) << 23;
   float f;
   memcpy(&f, &b, sizeof f);
@@ -17,7 +24,7 @@ static inline float mf_vexp_pow2(int32_t e) {
  * sweep of floats), +inf above ln(FLT_MAX), 0 or a subnormal below ln(FLT_MIN), NaN for NaN.
  * x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so n ln2 is exact), e^r by a degree-7 polynomial (Horner),
  * then times 2^n in two factors so that n in [-150, 128] never needs a subnormal or infinite factor. */
-static inline float mf_vexp(float x) {
+MF_VEXP_INLINE float mf_vexp(float x) {
   x = x > 89.0f ? 89.0f : x;           /* e^89 overflows: inf below; a NaN stays NaN (comparisons are false) */
   x = x < -104.0f ? -104.0f : x;       /* e^-104 rounds to 0 */
   float t = x * 1.44269504088896341f;  /* x / ln2 */
