@@ -2,6 +2,8 @@
  * each node needs, which the planner reserves in the activation arena. Only this file refers to the
  * kernel families (conv.c, shape.c...); they refer only to cpu.h. */
 #include "backend/cpu/cpu.h"
+#include <stdlib.h>
+#include <string.h>
 
 static size_t cpu_workspace(const mf_graph *g, const mf_node *n) {
   switch (n->op) {
@@ -49,3 +51,29 @@ const mf_backend mf_backend_cpu = {
   .optim_update = mf_cpu_optim_update,
 };
 #undef MF_CPU_ENTRY
+
+/* ---- the AVX2 switch (cpu.h): decided on first use, read relaxed (the same value on every thread) ---- */
+static int cpu_avx2_state = -1;
+static int cpu_has_avx2(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+  return 0;
+#endif
+}
+static int cpu_avx2_default(void) {
+  const char *e = getenv("MEMFIT_CPU_AVX2");
+  return e && strcmp(e, "0") == 0 ? 0 : cpu_has_avx2();
+}
+int mf_cpu_avx2(void) {
+  int v = __atomic_load_n(&cpu_avx2_state, __ATOMIC_RELAXED);
+  if (v < 0) {
+    v = cpu_avx2_default();
+    __atomic_store_n(&cpu_avx2_state, v, __ATOMIC_RELAXED);
+  }
+  return v;
+}
+void mf_cpu_avx2_use(int on) {
+  __atomic_store_n(&cpu_avx2_state, on < 0 ? cpu_avx2_default() : on ? cpu_has_avx2() : 0, __ATOMIC_RELAXED);
+}

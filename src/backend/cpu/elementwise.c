@@ -1,6 +1,7 @@
 /* elementwise.c (CPU) — kernels for binary (broadcasting), scalar, unary and unary-backward ops.
  * Fast f32 loops; any other float dtype goes through the generic double path. */
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/vexp.h"
 #include <math.h>
 #include <string.h>
 
@@ -113,13 +114,13 @@ static inline double un_apply(int kind, double x, double p0, double p1) {
 }
 static inline float un_apply_f(int kind, float x, float p0, float p1) {
   switch (kind) {
-  case MF_UN_EXP: return expf(x);
+  case MF_UN_EXP: return mf_vexp(x);
   case MF_UN_LOG: return logf(x);
-  case MF_UN_SIGMOID: return 1.0f / (1.0f + expf(-x));
+  case MF_UN_SIGMOID: return 1.0f / (1.0f + mf_vexp(-x));
   case MF_UN_TANH: return tanhf(x);
   case MF_UN_RELU: return x > 0 ? x : 0;
   case MF_UN_LEAKY: return x > 0 ? x : p0 * x;
-  case MF_UN_SILU: return x / (1.0f + expf(-x));
+  case MF_UN_SILU: return x / (1.0f + mf_vexp(-x));
   case MF_UN_SQRT: return sqrtf(x);
   case MF_UN_ERF: return erff(x);
   case MF_UN_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678f));
@@ -127,6 +128,27 @@ static inline float un_apply_f(int kind, float x, float p0, float p1) {
   default: return x < p0 ? p0 : x > p1 ? p1 : x;
   }
 }
+
+/* exp, sigmoid and SiLU on a span, and SiLU's backward, in loops gcc vectorises (mf_vexp, vexp.h; a switch inside
+ * the loop it does not): the same arithmetic as un_apply_f / un_deriv_f, compiled twice (cpu.h: the AVX2 copy gives
+ * the same bits). The kernels hand each thread chunks of EXP_CHUNK elements. */
+enum { EXP_CHUNK = 4096 };
+MF_CPU_INLINE void exp_kinds_body(int kind, const float *a, float *y, int64_t n) {
+  if (kind == MF_UN_SILU)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] / (1.0f + mf_vexp(-a[i]));
+  else if (kind == MF_UN_SIGMOID)
+    for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + mf_vexp(-a[i]));
+  else
+    for (int64_t i = 0; i < n; i++) y[i] = mf_vexp(a[i]);
+}
+MF_CPU_TWO_COPIES_VOID(exp_kinds, (int kind, const float *a, float *y, int64_t n), (kind, a, y, n))
+MF_CPU_INLINE void silu_bwd_body(const float *v, const float *dy, float *dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float s = 1.0f / (1.0f + mf_vexp(-v[i]));
+    dx[i] = dy[i] * (s * (1.0f + v[i] * (1.0f - s)));
+  }
+}
+MF_CPU_TWO_COPIES_VOID(silu_bwd, (const float *v, const float *dy, float *dx, int64_t n), (v, dy, dx, n))
 
 void mf_cpu_unary(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   (void)ws;
@@ -139,6 +161,16 @@ void mf_cpu_unary(const mf_kctx *k, const mf_node *n, void *out, void *const *sr
     if (kind == MF_UN_RELU) { /* its own loop, which the compiler vectorises */
       #pragma omp parallel for schedule(static) if (total > 16384)
       for (int64_t i = 0; i < total; i++) y[i] = a[i] > 0 ? a[i] : 0.0f;
+      return;
+    }
+    /* the kinds built on exp: exp_kinds */
+    if (kind == MF_UN_SILU || kind == MF_UN_SIGMOID || kind == MF_UN_EXP) {
+      int64_t chunks = (total + EXP_CHUNK - 1) / EXP_CHUNK;
+      #pragma omp parallel for schedule(static) if (total > 16384)
+      for (int64_t c = 0; c < chunks; c++) {
+        int64_t lo = c * EXP_CHUNK, len = total - lo < EXP_CHUNK ? total - lo : EXP_CHUNK;
+        exp_kinds(kind, a + lo, y + lo, len);
+      }
       return;
     }
     #pragma omp parallel for schedule(static) if (total > 16384)
@@ -174,10 +206,10 @@ static inline float un_deriv_f(int kind, float v, float p0, float p1) {
   case MF_UN_TANH: return 1.0f - v * v;
   case MF_UN_RELU: return v > 0 ? 1.0f : 0.0f;
   case MF_UN_LEAKY: return v > 0 ? 1.0f : p0;
-  case MF_UN_SILU: { float s = 1.0f / (1.0f + expf(-v)); return s * (1.0f + v * (1.0f - s)); }
+  case MF_UN_SILU: { float s = 1.0f / (1.0f + mf_vexp(-v)); return s * (1.0f + v * (1.0f - s)); }
   case MF_UN_SQRT: return 0.5f / v;
-  case MF_UN_ERF: return 1.12837917f * expf(-v * v);
-  case MF_UN_GELU: return 0.5f * (1.0f + erff(v * 0.70710678f)) + v * 0.39894228f * expf(-0.5f * v * v);
+  case MF_UN_ERF: return 1.12837917f * mf_vexp(-v * v);
+  case MF_UN_GELU: return 0.5f * (1.0f + erff(v * 0.70710678f)) + v * 0.39894228f * mf_vexp(-0.5f * v * v);
   case MF_UN_POW: return mf_pow_daf(v, p0);
   default: return v >= p0 && v <= p1 ? 1.0f : 0.0f;
   }
@@ -193,11 +225,21 @@ void mf_cpu_unary_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const
     float p0 = (float)n->fp[0], p1 = (float)n->fp[1];
     if (kind == MF_UN_RELU || kind == MF_UN_LEAKY) {
       /* their own loop, the same arithmetic as un_deriv_f (dy * 0 keeps NaN); gcc vectorises it only with
-       * -fno-trapping-math (CMakeLists.txt): before, it was a scalar loop with a branch per element,
-       * unpredictable on ReLU masks and 3x slower in a ResNet step */
+       * -fno-trapping-math (CMakeLists.txt): before, a scalar loop with a branch per element (unpredictable on ReLU
+       * masks: 3x slower in a ResNet step). No `omp simd`: clang's sanitizer build could not vectorise it and
+       * -Werror stops there. dx may be dy itself (the planner reuses dy's bytes): an elementwise loop allows it. */
       float neg = kind == MF_UN_RELU ? 0.0f : p0;
       #pragma omp parallel for schedule(static) if (total > 16384)
       for (int64_t i = 0; i < total; i++) dx[i] = dy[i] * (v[i] > 0 ? 1.0f : neg);
+      return;
+    }
+    if (kind == MF_UN_SILU) { /* un_deriv_f's arithmetic in a loop gcc vectorises (mf_vexp, vexp.h) */
+      int64_t chunks = (total + EXP_CHUNK - 1) / EXP_CHUNK;
+      #pragma omp parallel for schedule(static) if (total > 16384)
+      for (int64_t c = 0; c < chunks; c++) {
+        int64_t lo = c * EXP_CHUNK, len = total - lo < EXP_CHUNK ? total - lo : EXP_CHUNK;
+        silu_bwd(v + lo, dy + lo, dx + lo, len);
+      }
       return;
     }
     #pragma omp parallel for schedule(static) if (total > 16384)

@@ -10,13 +10,13 @@
  * added in order at the end): the compiler vectorises them, and the result depends only on the
  * length, never on the machine or the thread count. */
 #define NL 8
-static double lanes_total(const double *acc) {
+MF_CPU_INLINE double lanes_total(const double *acc) {
   double s = 0;
   for (int j = 0; j < NL; j++) s += acc[j];
   return s;
 }
 
-static double span_sum(const void *p, mf_dtype t, int64_t off, int64_t len) {
+MF_CPU_INLINE double span_sum_body(const void *p, mf_dtype t, int64_t off, int64_t len) {
   double s = 0;
   if (t == MF_F32) {
     const float *f = (const float *)p + off;
@@ -30,7 +30,7 @@ static double span_sum(const void *p, mf_dtype t, int64_t off, int64_t len) {
   return s;
 }
 /* sum (x - mean)^2 */
-static double span_sqdev(const void *p, mf_dtype t, int64_t off, int64_t len, double mean) {
+MF_CPU_INLINE double span_sqdev_body(const void *p, mf_dtype t, int64_t off, int64_t len, double mean) {
   double s = 0;
   if (t == MF_F32) {
     const float *f = (const float *)p + off;
@@ -44,7 +44,7 @@ static double span_sqdev(const void *p, mf_dtype t, int64_t off, int64_t len, do
   return s;
 }
 /* adds sum dy and sum dy*(x - mean) */
-static void span_dy(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double mean, double *sdy,
+MF_CPU_INLINE void span_dy_body(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double mean, double *sdy,
                     double *sdyx) {
   double a = 0, b = 0;
   if (xt == MF_F32 && dt == MF_F32) {
@@ -63,7 +63,7 @@ static void span_dy(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int
 }
 /* y = act(a*x + b): act < 0 none, MF_UN_RELU, MF_UN_LEAKY with slope (a fused activation, mf_norm_act); in f32
  * the same float operations as the norm kernel followed by the activation's own kernel */
-static void span_affine(const void *x, mf_dtype xt, void *y, mf_dtype yt, int64_t off, int64_t len, double a, double b, int act,
+MF_CPU_INLINE void span_affine_body(const void *x, mf_dtype xt, void *y, mf_dtype yt, int64_t off, int64_t len, double a, double b, int act,
                         double slope) {
   if (xt == MF_F32 && yt == MF_F32) {
     const float *xf = (const float *)x + off;
@@ -84,7 +84,7 @@ static void span_affine(const void *x, mf_dtype xt, void *y, mf_dtype yt, int64_
     for (int64_t i = 0; i < len; i++) mf_st(y, yt, off + i, mf_ld(x, xt, off + i) * a + b);
 }
 /* out = A*dy + B*x + Cc */
-static void span_dx(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, void *out, mf_dtype ot, int64_t off, int64_t len,
+MF_CPU_INLINE void span_dx_body(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, void *out, mf_dtype ot, int64_t off, int64_t len,
                     double A, double B, double Cc) {
   if (xt == MF_F32 && dt == MF_F32 && ot == MF_F32) {
     const float *xf = (const float *)x + off, *df = (const float *)dy + off;
@@ -98,7 +98,7 @@ static void span_dx(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, voi
  * given, acc[2] += sum dy, acc[3] += sum dy*(x-K). With K one of the channel's own values, the
  * variance from these (acc1/M - (acc0/M)^2) loses nothing to cancellation unless K lies many standard
  * deviations from the mean; f32 values minus K and their squares are exact in double. */
-static void span_moments(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double K, double *acc) {
+MF_CPU_INLINE void span_moments_body(const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double K, double *acc) {
   if (xt == MF_F32 && (!dy || dt == MF_F32)) {
     const float *xf = (const float *)x + off, *df = dy ? (const float *)dy + off : NULL;
     double l0[NL] = {0}, l1[NL] = {0}, l2[NL] = {0}, l3[NL] = {0};
@@ -125,6 +125,26 @@ static void span_moments(const void *x, mf_dtype xt, const void *dy, mf_dtype dt
     if (dy) { double d = mf_ld(dy, dt, off + i); acc[2] += d; acc[3] += d * v; }
   }
 }
+
+/* each span helper twice, with AVX2 and without (cpu.h: the same bits; each lane's sums stay in order) */
+#define SPAN_COPIES(ret, name, params, args)                                                                        \
+  MF_CPU_AVX2_TARGET static ret name##_avx2 params { return name##_body args; }                                     \
+  static ret name##_base params { return name##_body args; }                                                        \
+  static ret name params { return mf_cpu_avx2() ? name##_avx2 args : name##_base args; }
+SPAN_COPIES(double, span_sum, (const void *p, mf_dtype t, int64_t off, int64_t len), (p, t, off, len))
+SPAN_COPIES(double, span_sqdev, (const void *p, mf_dtype t, int64_t off, int64_t len, double mean), (p, t, off, len, mean))
+MF_CPU_TWO_COPIES_VOID(span_dy, (const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double mean,
+                           double *sdy, double *sdyx),
+                 (x, xt, dy, dt, off, len, mean, sdy, sdyx))
+MF_CPU_TWO_COPIES_VOID(span_affine, (const void *x, mf_dtype xt, void *y, mf_dtype yt, int64_t off, int64_t len, double a, double b,
+                               int act, double slope),
+                 (x, xt, y, yt, off, len, a, b, act, slope))
+MF_CPU_TWO_COPIES_VOID(span_dx, (const void *x, mf_dtype xt, const void *dy, mf_dtype dt, void *out, mf_dtype ot, int64_t off,
+                           int64_t len, double A, double B, double Cc),
+                 (x, xt, dy, dt, out, ot, off, len, A, B, Cc))
+MF_CPU_TWO_COPIES_VOID(span_moments, (const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double K,
+                                double *acc),
+                 (x, xt, dy, dt, off, len, K, acc))
 
 typedef struct { int64_t N, C, S; } nshape;
 static nshape shape_of(const mf_node *x) {
