@@ -118,7 +118,7 @@ static int group_of(const mf_plan *p, const uint8_t *active, int id) {
 /* Replays program pr: gives each ACT node an offset and each step's workspace one. A concat group's buffer (its
  * root's bytes) is allocated when its first member is computed and freed after the last step that computes or reads
  * any member; each member lies at its offset in it. */
-static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, int n_keep) {
+static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, int n_keep, size_t floor) {
   mf_graph *g = p->g;
   int N = g->n, S = pr->n_steps;
   int *last = malloc((size_t)N * sizeof *last);
@@ -222,8 +222,10 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
     }
   }
   pr->act_peak = extent;
-  /* The second placement, with every lifetime known (place.c): kept when its extent is smaller. The peak is
-   * then the step with the most bytes live. */
+  /* The second placement, with every lifetime known (place.c): kept when its extent is smaller, but not below
+   * `floor` when the replay reached it (the evaluation program's extent, for phase 0: the training step then still
+   * sets the arena, and a training run touches all of it, as measured == planned says). The peak is then the step
+   * with the most bytes live. */
   size_t max_live = 0;
   for (int st = 0; st < S; st++)
     if (pr->live[st] > max_live) max_live = pr->live[st];
@@ -232,7 +234,7 @@ static int program_place(mf_plan *p, mf_program *pr, const int *keep_until_end, 
   /* not when the replay is within 0.5% of the bytes live at its fullest step (no placement can go below that) */
   size_t ext2 = extent - extent / 200 <= max_live ? extent : mf_place_blocks(nblk, blk, S, extent, boff);
   if (ext2 == (size_t)-1) { free(boff); goto oom; }
-  if (ext2 < extent) {
+  if (ext2 < extent && (ext2 >= floor || extent < floor)) {
     for (int i = 0; i < nblk; i++) {
       if (blk_id[i] >= N) goff[blk_id[i] - N] = boff[i];
       else if (blk_id[i] >= 0) pr->act_off[blk_id[i]] = boff[i];
@@ -502,13 +504,19 @@ int mf_plan_build(mf_plan *p, char *err, size_t errlen) {
   if (!keep) { free(tkeep); snprintf(err, errlen, "plan: out of host memory"); return -1; }
   for (int i = 0; i < n_tkeep; i++) keep[1 + i] = tkeep[i];
   int rc = 0;
-  for (int k = 0; k < p->n_phases && p->has_train; k++) { /* each phase: its own offsets in the one ACT arena */
-    keep[0] = p->phase[k].loss;
-    rc |= program_place(p, p->phase[k].prog, keep, nk);
+  /* the forward (evaluation) program first: its extent is phase 0's floor (program_place) */
+  int *fkeep = malloc((size_t)(1 + p->opts.n_keep) * sizeof *fkeep);
+  if (!fkeep) rc = -1;
+  else {
+    fkeep[0] = p->loss;
+    for (int i = 0; i < p->opts.n_keep; i++) fkeep[1 + i] = p->opts.keep[i];
+    rc |= program_place(p, &p->fwd, fkeep, 1 + p->opts.n_keep, 0); /* evaluation pushes nothing: the caller's keeps only */
+    free(fkeep);
   }
-  keep[0] = p->loss;
-  for (int i = 0; i < p->opts.n_keep; i++) keep[1 + i] = p->opts.keep[i];
-  rc |= program_place(p, &p->fwd, keep, 1 + p->opts.n_keep); /* evaluation pushes nothing: the caller's keeps only */
+  for (int k = 0; k < p->n_phases && p->has_train && !rc; k++) { /* each phase: its own offsets in the one ACT arena */
+    keep[0] = p->phase[k].loss;
+    rc |= program_place(p, p->phase[k].prog, keep, nk, k == 0 ? p->fwd.act_peak : 0);
+  }
   free(keep);
   free(tkeep);
   if (rc) { snprintf(err, errlen, "plan: out of host memory"); return -1; }
