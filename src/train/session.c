@@ -840,16 +840,21 @@ static int zero_gather(mf_session *s) {
   return 0;
 }
 
+/* MEMFIT_PROFILE: an optimizer update started at t0 has ended (the first is not timed: it faults the optimizer
+ * state's pages in) */
+static void prof_update_end(mf_session *s, double t0) {
+  if (!s->prof || !s->prof->update_warm++) return;
+  if (s->be->sync) s->be->sync(s->stream);
+  s->prof->update_sec += prof_now() - t0;
+  s->prof->updates++;
+}
+
 static int session_update(mf_session *s);
 int mf_session_update(mf_session *s) {
   int saved = threads_enter(s);
   double t0 = s->prof ? prof_now() : 0;
   int rc = session_update(s);
-  if (s->prof && s->prof->update_warm++) { /* the first update faults the optimizer state's pages in: not timed */
-    if (s->be->sync) s->be->sync(s->stream);
-    s->prof->update_sec += prof_now() - t0;
-    s->prof->updates++;
-  }
+  prof_update_end(s, t0);
   threads_leave(s, saved);
   return rc;
 }
@@ -966,11 +971,7 @@ int mf_session_phase_update(mf_session *s, int phase) {
   int saved = threads_enter(s);
   double t0 = s->prof ? prof_now() : 0;
   int rc = session_phase_update(s, phase);
-  if (s->prof && s->prof->update_warm++) { /* the first update faults the optimizer state's pages in: not timed */
-    if (s->be->sync) s->be->sync(s->stream);
-    s->prof->update_sec += prof_now() - t0;
-    s->prof->updates++;
-  }
+  prof_update_end(s, t0);
   threads_leave(s, saved);
   return rc;
 }
