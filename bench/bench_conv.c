@@ -41,7 +41,7 @@ typedef struct conv_run { mf_node n; void *ws; int ok; } conv_run;
 
 static void run_init(mf_graph *g, int id, int impl, int threads, conv_run *r) {
   r->n = g->nodes[id];
-  r->n.impl = MF_CPU_CONV_GEMM;
+  r->n.impl = mf_cpu_wino_takes(g, &r->n) ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM; /* memfit's own: Winograd where it takes the node */
   r->n.impl_threads = 0;
   r->ws = NULL;
   r->ok = 1;
@@ -209,7 +209,7 @@ int main(int argc, char **argv) {
          threads, reps, peak / 1e9, 3, pk.blas_core, pk.blas_parallel, pk.dnnl_isa);
   printf("per implementation: ms, GFLOP/s, %% of the sgemm peak; pick: what the planner runs (shape rule or conv cache); "
          "r: torch ms / picked ms (> 1: memfit faster)\n");
-  printf("%-30s %-10s %9s | %-21s | %-21s | %-21s | %-6s %5s  %s\n", "shape (N C HxW -> OC kK sS)", "pass", "GFLOP", "memfit gemm",
+  printf("%-30s %-10s %9s | %-21s | %-21s | %-21s | %-6s %5s  %s\n", "shape (N C HxW -> OC kK sS)", "pass", "GFLOP", "memfit own",
          "oneDNN", "torch", "pick", "r", "oneDNN kernel");
   double sum_m = 0, sum_t = 0, sum_f = 0;
   static const char *pass_name[3] = {"fwd", "bwd_data", "bwd_weight"};

@@ -1,8 +1,9 @@
-/* test_conv_impl.c — which implementation runs each CPU conv (oneDNN or memfit's GEMM algorithms) is chosen
+/* test_conv_impl.c — which implementation runs each CPU conv (oneDNN, memfit's GEMM algorithms or Winograd) is chosen
  * once by the planner and the kernels follow it: the names a shape oneDNN takes and one it refuses get, the
  * choice standing when oneDNN is switched off after planning, the conv cache's measured choices (hand-written,
  * then measured) with the workspace following them, a stale / damaged / other-oneDNN cache not used, and
- * measured == planned for every arena in each case. */
+ * measured == planned for every arena in each case. Parts 1-5 run with Winograd off (MEMFIT_WINOGRAD=0: oneDNN against
+ * the GEMM algorithms); part 6 with it on, where it stands for memfit's own on the 3x3 convs. */
 #include "check.h"
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
@@ -81,7 +82,7 @@ static long step(mf_session *s, const char *what) {
 }
 
 /* Counts the plan's conv nodes by what they were given; prints each; checks names against the impl. */
-typedef struct tally { int convs, dnnl, gemm, measured, dilated_gemm, dilated; } tally;
+typedef struct tally { int convs, dnnl, gemm, wino, measured, dilated_gemm, dilated; } tally;
 static tally survey(const mf_session *s, const char *what) {
   const mf_plan *p = mf_session_plan(s);
   const mf_graph *g = p->g;
@@ -103,6 +104,11 @@ static tally survey(const mf_session *s, const char *what) {
       size_t b = 0;
       CHECK(mf_cpu_dnnl_conv_ws(g, n, &b) && p->be->workspace(g, n) == b, "%s: %s: workspace %zu is not oneDNN's %zu", what,
             n->name, p->be->workspace(g, n), b);
+    } else if (mf_cpu_conv_on_wino(n)) {
+      t.wino++;
+      CHECK(!strncmp(name, "memfit winograd F(4x4,3x3)", 26), "%s: %s on Winograd named '%s'", what, n->name, name);
+      CHECK(p->be->workspace(g, n) == mf_cpu_wino_ws(g, n) && mf_cpu_wino_ws(g, n) > 0, "%s: %s: workspace %zu is not Winograd's %zu",
+            what, n->name, p->be->workspace(g, n), mf_cpu_wino_ws(g, n));
     } else {
       t.gemm++;
       CHECK(!strncmp(name, "memfit ", 7) && strstr(name, mf_cpu_conv_algo_name(g, n)), "%s: %s on memfit named '%s'", what, n->name,
@@ -115,8 +121,9 @@ static tally survey(const mf_session *s, const char *what) {
               what, n->name, why);
       }
     }
-    t.measured += n->impl == MF_CPU_CONV_DNNL_MEASURED || n->impl == MF_CPU_CONV_GEMM_MEASURED;
-    CHECK(!strcmp(why, "measured faster") == (n->impl == MF_CPU_CONV_DNNL_MEASURED || n->impl == MF_CPU_CONV_GEMM_MEASURED),
+    int measured = n->impl == MF_CPU_CONV_DNNL_MEASURED || n->impl == MF_CPU_CONV_GEMM_MEASURED || n->impl == MF_CPU_CONV_WINO_MEASURED;
+    t.measured += measured;
+    CHECK((!strcmp(why, "measured faster")) == measured,
           "%s: %s chosen by '%s' (impl %d)", what, n->name, why, n->impl);
     printf("  %-12s %-22s %-26s %-36s %s\n", what, n->name, mf_op_name(n->op), name, why);
   }
@@ -135,7 +142,7 @@ static void cache_write(const char *ver, long age_s, const char *lines) {
   FILE *f = fopen(path, "w");
   CHECK(f != NULL, "open %s", path);
   if (!f) return;
-  fprintf(f, "memfit-conv-cache 1\nmeasured %lld\nonednn %s\n%s", (long long)time(NULL) - age_s, ver, lines);
+  fprintf(f, "memfit-conv-cache 2\nmeasured %lld\nonednn %s\n%s", (long long)time(NULL) - age_s, ver, lines);
   fclose(f);
 }
 
@@ -154,6 +161,7 @@ int main(void) {
   CHECK(mkdtemp(cache_dir) != NULL, "mkdtemp");
   setenv("XDG_CACHE_HOME", cache_dir, 1);
   unsetenv("MEMFIT_CONV");
+  setenv("MEMFIT_WINOGRAD", "0", 1);
   int dnnl = mf_cpu_dnnl_conv_enable(1);
   printf("oneDNN %s\n", dnnl ? mf_cpu_dnnl_version() : "not built in");
   net m;
@@ -276,6 +284,35 @@ int main(void) {
     CHECK(lines_n == 5 && agree == 5, "%d of %d cache lines agree with the plan", agree, lines_n);
     ran = step(s, "measured");
     CHECK(ran == t.dnnl, "a step ran %ld convs on oneDNN, the plan put %d there", ran, t.dnnl);
+    mf_session_free(s);
+    remove(path);
+
+    /* 6. Winograd on: by the rule it runs the plain convs' 5 nodes (3x3, stride 1, 16 and 24 channels); a cache line
+     * saying "memfit" keeps a node there (measured), one saying "onednn" moves it to oneDNN */
+    unsetenv("MEMFIT_WINOGRAD");
+    s = session(&m);
+    t = survey(s, "winograd");
+    CHECK(t.wino == 5 && t.dnnl == 0 && t.measured == 0, "Winograd by the rule: %d nodes (want 5), %d on oneDNN", t.wino, t.dnnl);
+    ran = step(s, "winograd");
+    CHECK(ran == 0, "%ld convs ran on oneDNN, none planned there", ran);
+    mf_session_free(s);
+    cache_write(ver, 60, lines);
+    s = session(&m);
+    t = survey(s, "winograd cache");
+    const mf_graph *g6 = mf_session_plan(s)->g;
+    int w1 = 0, d2 = 0;
+    for (int id = 0; id < g6->n; id++) {
+      const mf_node *n = &g6->nodes[id];
+      if (!is_conv(n)) continue;
+      key_line(g6, n, kl, sizeof kl);
+      if (!strcmp(kl, k1)) w1 += n->impl == MF_CPU_CONV_WINO_MEASURED;
+      if (!strcmp(kl, k2)) d2 += n->impl == MF_CPU_CONV_DNNL_MEASURED;
+    }
+    CHECK(w1 == 1 && d2 == 1 && t.wino == 4 && t.dnnl == 1 && t.measured == 2,
+          "cache: conv1's forward on Winograd (%d), conv2's backward-weights on oneDNN (%d); %d on Winograd, %d on oneDNN", w1, d2,
+          t.wino, t.dnnl);
+    ran = step(s, "winograd cache");
+    CHECK(ran == 1, "%ld convs ran on oneDNN, 1 planned there", ran);
     mf_session_free(s);
     remove(path);
   }

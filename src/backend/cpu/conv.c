@@ -597,7 +597,8 @@ static void conv2d_gemm(const mf_kctx *k, const mf_node *n, void *out, void *con
 /* y [N,OC,OH,OW] = act(conv(x [N,C,H,W], w [OC,Cg,KH,KW]) + b [OC]), act only when fused (mf_conv_act) */
 void mf_cpu_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   if (mf_cpu_conv_on_dnnl(n)) { conv_dnnl(k, n, out, src, ws); return; } /* the planner chose oneDNN (conv_choice.c); act as a post-op */
-  conv2d_gemm(k, n, out, src, ws);
+  if (mf_cpu_conv_on_wino(n)) mf_cpu_wino_conv2d(k, n, out, src, ws);
+  else conv2d_gemm(k, n, out, src, ws);
   if (mf_conv_act(n) >= 0) conv_act(n, out);
 }
 
@@ -638,6 +639,7 @@ static void conv2d_gemm(const mf_kctx *k, const mf_node *n, void *out, void *con
 /* dx [N,C,H,W] from dy [N,OC,OH,OW] and w [OC,Cg,KH,KW] */
 void mf_cpu_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   if (mf_cpu_conv_on_dnnl(n)) { conv_dnnl(k, n, out, src, ws); return; } /* the planner chose oneDNN (conv_choice.c) */
+  if (mf_cpu_conv_on_wino(n)) { mf_cpu_wino_conv2d_bwd_data(k, n, out, src, ws); return; }
   conv_geo c;
   conv_ws l;
   conv_geometry(k->g, n, &c);
@@ -692,6 +694,7 @@ void mf_cpu_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void 
 /* dw [OC,Cg,KH,KW] = sum over images of dy . im2col(x)^T (written, not accumulated) */
 void mf_cpu_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   if (mf_cpu_conv_on_dnnl(n)) { conv_dnnl(k, n, out, src, ws); return; } /* the planner chose oneDNN (conv_choice.c) */
+  if (mf_cpu_conv_on_wino(n)) { mf_cpu_wino_conv2d_bwd_weight(k, n, out, src, ws); return; }
   conv_geo c;
   conv_ws l;
   conv_geometry(k->g, n, &c);

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 enum {
-  CC_VERSION = 1,             /* bump when what a line means changes */
+  CC_VERSION = 2,             /* bump when what a line means changes (2: memfit's is Winograd where it takes the shape) */
   CC_MAX_AGE_S = 30 * 86400,  /* older measurements are not used (new BLAS, new machine) */
   CC_KEY = 12,                /* pass N C H W OC KH KW stride pad groups bias */
 };
@@ -171,18 +171,30 @@ int mf_cpu_conv_cache_status(int threads, char *why, size_t n) {
   return r;
 }
 
+/* memfit's own implementation of node n is Winograd: it takes the node, MEMFIT_CONV is not gemm, and its workspace
+ * is at most 64 MiB above memfit's GEMM algorithms' (the same allowance oneDNN gets) */
+static int wino_fits(const mf_graph *g, const mf_node *n, const char *env) {
+  if (env && !strcmp(env, "gemm")) return 0;
+  return mf_cpu_wino_takes(g, n) && mf_cpu_wino_ws(g, n) <= mf_cpu_ws_conv(g, n) + ((size_t)64 << 20);
+}
+
 void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
   n->impl = MF_CPU_CONV_GEMM;
   n->impl_threads = 0;
+  const char *env = getenv("MEMFIT_CONV");
+  int wino = wino_fits(g, n, env);
   size_t bytes;
   int t = mf_cpu_dnnl_conv_prepare(g, n, threads, &bytes);
-  if (!t) return;
-  const char *env = getenv("MEMFIT_CONV");
+  if (!t) {
+    if (wino) n->impl = MF_CPU_CONV_WINO;
+    return;
+  }
   int64_t key[CC_KEY];
   cc_key(g, n, key);
   int m = env && !strcmp(env, "rule") ? -1 : cc_lookup(threads, key);
-  if (m == 0) { n->impl = MF_CPU_CONV_GEMM_MEASURED; return; }
+  if (m == 0) { n->impl = wino ? MF_CPU_CONV_WINO_MEASURED : MF_CPU_CONV_GEMM_MEASURED; return; }
+  if (m < 0 && wino) { n->impl = MF_CPU_CONV_WINO; return; } /* the shape rule: Winograd before oneDNN */
   n->impl = m == 1 ? MF_CPU_CONV_DNNL_MEASURED : MF_CPU_CONV_DNNL;
   n->impl_threads = (int16_t)t;
 }
@@ -194,6 +206,12 @@ int mf_cpu_conv_describe(const mf_graph *g, const mf_node *n, char *name, size_t
     const char *im = mf_cpu_dnnl_conv_impl(g, n);
     snprintf(name, len, "onednn %s%s", im && *im ? im : "(primitive missing)", fused);
     *why = n->impl == MF_CPU_CONV_DNNL_MEASURED ? "measured faster" : "shape rule";
+    return 1;
+  }
+  if (mf_cpu_conv_on_wino(n)) {
+    int m = mf_cpu_wino_takes(g, n);
+    snprintf(name, len, "memfit winograd F(%dx%d,3x3)%s", m, m, fused);
+    *why = n->impl == MF_CPU_CONV_WINO_MEASURED ? "measured faster" : mf_cpu_dnnl_version() ? "shape rule" : "no oneDNN in this build";
     return 1;
   }
   snprintf(name, len, "memfit %s%s", mf_cpu_conv_algo_name(g, n), fused);
@@ -268,9 +286,9 @@ int mf_cpu_conv_measure(const mf_graph *g, int threads, int reps, FILE *log, cha
     if (seen) continue;
     nd.impl = MF_CPU_CONV_DNNL;
     nd.impl_threads = (int16_t)t;
-    ng.impl = MF_CPU_CONV_GEMM;
+    ng.impl = wino_fits(g, n, getenv("MEMFIT_CONV")) ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM; /* memfit's own, as chosen */
     ng.impl_threads = 0;
-    size_t bg = mf_cpu_ws_conv(g, &ng), wsb = bd > bg ? bd : bg;
+    size_t bg = mf_cpu_conv_on_wino(&ng) ? mf_cpu_wino_ws(g, &ng) : mf_cpu_ws_conv(g, &ng), wsb = bd > bg ? bd : bg;
     void *src[MF_MAX_SRC] = {0}, *o = malloc(mf_node_bytes(n)), *ws = wsb ? aligned_alloc(64, (wsb + 63) / 64 * 64) : NULL;
     int ok = o && (ws || !wsb);
     for (int i = 0; i < n->nsrc && ok; i++) { /* operands: values in [-1, 1) (every operand oneDNN takes is f32) */
@@ -309,7 +327,7 @@ int mf_cpu_conv_measure(const mf_graph *g, int threads, int reps, FILE *log, cha
           fprintf(log, "  %-10s x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s%lld p%lld g%lld%s: memfit %s %.3f ms, onednn %s %.3f ms -> %s\n",
                   cc_pass[key[0]], (long long)key[1], (long long)key[2], (long long)key[3], (long long)key[4], (long long)key[5],
                   (long long)(key[2] / key[10]), (long long)key[6], (long long)key[7], (long long)key[8], (long long)key[9],
-                  (long long)key[10], key[11] ? " bias" : "", mf_cpu_conv_algo_name(g, &ng), tg * 1e3, im ? im : "?", td * 1e3,
+                  (long long)key[10], key[11] ? " bias" : "", mf_cpu_conv_on_wino(&ng) ? "winograd" : mf_cpu_conv_algo_name(g, &ng), tg * 1e3, im ? im : "?", td * 1e3,
                   e.dnnl ? "onednn" : "memfit");
         }
       }

@@ -11,6 +11,7 @@ static size_t cpu_workspace(const mf_graph *g, const mf_node *n) {
   case MF_OP_CONV2D_BWD_DATA:
   case MF_OP_CONV2D_BWD_WEIGHT: {
     size_t b; /* the implementation the planner chose (conv_choice.c) */
+    if (mf_cpu_conv_on_wino(n)) return mf_cpu_wino_ws(g, n);
     return mf_cpu_conv_on_dnnl(n) && mf_cpu_dnnl_conv_ws(g, n, &b) ? b : mf_cpu_ws_conv(g, n);
   }
   case MF_OP_MATMUL: return mf_cpu_ws_matmul(g, n);

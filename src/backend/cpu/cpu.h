@@ -45,7 +45,20 @@ enum {
   MF_CPU_CONV_GEMM_MEASURED, /* memfit's GEMM algorithms: measured faster than oneDNN for this shape and pass */
   MF_CPU_CONV_DNNL,          /* oneDNN (conv_dnnl.c): the shape rule (oneDNN wherever it takes the node) */
   MF_CPU_CONV_DNNL_MEASURED, /* oneDNN: measured faster than memfit's algorithms for this shape and pass */
+  MF_CPU_CONV_WINO,          /* memfit's Winograd F(m x m, 3 x 3) (winograd.c): the shape rule, wherever it takes the node */
+  MF_CPU_CONV_WINO_MEASURED, /* memfit's Winograd: measured faster than oneDNN for this shape and pass */
 };
+static inline bool mf_cpu_conv_on_wino(const mf_node *n) {
+  return n->impl == MF_CPU_CONV_WINO || n->impl == MF_CPU_CONV_WINO_MEASURED;
+}
+/* winograd.c: 3x3 stride-1 f32 convolutions by Winograd's algorithm. _takes: the output tile side m (4, or 2 with
+ * MEMFIT_WINOGRAD=2) when it takes node n, 0 when not (MEMFIT_WINOGRAD=0, other shapes or dtypes, fewer than 16
+ * channels on a side); _ws: its exact workspace; the kernels: for a node whose impl is MF_CPU_CONV_WINO. */
+int mf_cpu_wino_takes(const mf_graph *g, const mf_node *n);
+size_t mf_cpu_wino_ws(const mf_graph *g, const mf_node *n);
+void mf_cpu_wino_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
+void mf_cpu_wino_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
+void mf_cpu_wino_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
 static inline bool mf_cpu_conv_on_dnnl(const mf_node *n) {
   return n->impl == MF_CPU_CONV_DNNL || n->impl == MF_CPU_CONV_DNNL_MEASURED;
 }
