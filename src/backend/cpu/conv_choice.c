@@ -1,10 +1,10 @@
-/* conv_choice.c (CPU) — which implementation runs each conv node, oneDNN (conv_dnnl.c) or memfit's GEMM
- * algorithms (conv.c), chosen once when planning and recorded in the node (impl, impl_threads), which the
- * workspace and the kernel then follow.
+/* conv_choice.c (CPU) — which implementation runs each conv node, oneDNN (conv_dnnl.c) or memfit's own: Winograd
+ * (winograd.c) where it takes the node, else the GEMM algorithms (conv.c); chosen once when planning and recorded
+ * in the node (impl, impl_threads), which the workspace and the kernel then follow.
  *
- * The choice, per conv node: memfit's algorithms when oneDNN does not take the node (conv_dnnl.c says when);
+ * The choice, per conv node: memfit's own when oneDNN does not take the node (conv_dnnl.c says when);
  * otherwise, when the conv cache of the plan's thread count has the node's shape and pass, the faster of the
- * two as measured there; otherwise the shape rule, oneDNN. The cache is written by mf_cpu_conv_measure
+ * two as measured there; otherwise the shape rule: Winograd where it takes the node, else oneDNN. The cache is written by mf_cpu_conv_measure
  * (`memfit calibrate WORKLOAD`): one line per shape and pass, kept beside the cost model's calibration in
  * $XDG_CACHE_HOME/memfit/conv-cpu-tT.txt, versioned and dated like it; a cache from another memfit or oneDNN
  * version, damaged or older than 30 days is not used (the shape rule stays). MEMFIT_CONV=rule ignores it. */
@@ -240,7 +240,8 @@ static int cc_write(const char *path, const cc_cache *c, char *err, size_t errle
   time_t now = af.now;
   const char *date = af.date;
   fprintf(f, "memfit-conv-cache %d\n# which implementation runs each f32 convolution shape and pass on the CPU, measured by\n"
-             "# `memfit calibrate WORKLOAD`; delete this file to go back to the shape rule (oneDNN wherever it takes a conv)\n"
+             "# `memfit calibrate WORKLOAD` (memfit: its Winograd where it takes the shape, else its GEMM algorithms); delete this\n"
+             "# file to go back to the shape rule (Winograd where it takes a conv, else oneDNN where it takes it)\n"
              "# conv PASS N C H W OC KH KW STRIDE PAD GROUPS BIAS FASTER MEMFIT_S ONEDNN_S\n", CC_VERSION);
   fprintf(f, "measured %lld %s\nonednn %s\n", (long long)now, date, mf_cpu_dnnl_version() ? mf_cpu_dnnl_version() : "none");
   for (int i = 0; i < c->n; i++) {

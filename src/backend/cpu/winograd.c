@@ -12,7 +12,8 @@
  * Tiles go in chunks (wino_geo.tc, fixed by the shapes so the workspace is known when planning); inside a
  * chunk the transforms run on VL tiles at once (one vector lane per tile) and the al*al GEMMs are spread over
  * the OpenMP threads, each a single-threaded OpenBLAS call, so the result does not depend on the thread count.
- * Workspace: U (or dU) [al*al][Co*Ci] and a chunk's V [al*al][Ci][tc] and M [al*al][Co][tc]. */
+ * Output channels go in blocks of cob (wino_geo.cob). Workspace: one block's U (or dU) [al*al][cob][Ci] and a chunk's
+ * V [al*al][Ci][tc] and one block's M [al*al][cob][tc]. */
 #include "backend/cpu/cpu.h"
 #include <cblas.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 enum { VL = 8 };                      /* tiles (vector lanes) per transform */
 #define WINO_CHUNK_BYTES (8u << 20)   /* a chunk's V + M: about this much */
+#define WINO_U_BYTES ((int64_t)8 << 20) /* a block's U (dU): at most about this much */
 
 typedef struct wino_geo {
   int m, al;                          /* output tile side, input tile side (m + 2) */
@@ -27,6 +29,7 @@ typedef struct wino_geo {
   int64_t N, Ci, Hi, Wi;              /* the tiled input: x (fwd, bwd weight) or dy (bwd data) */
   int64_t Co, Ho, Wo;                 /* the output of the forward pass tiled: y, or dx (bwd data); dy (bwd weight) */
   int64_t th, tw, T, tc;              /* tiles per column and row of an image, tiles in all, tiles per chunk */
+  int64_t cob, nblk;                  /* output channels per block (U and M hold one block), blocks */
   size_t o_u, o_v, o_m, total;        /* workspace offsets (bytes) and size */
 } wino_geo;
 
@@ -60,15 +63,26 @@ static void wino_geometry(const mf_graph *g, const mf_node *n, int m, wino_geo *
   w->th = (w->Ho + m - 1) / m;
   w->tw = (w->Wo + m - 1) / m;
   w->T = w->N * w->th * w->tw;
-  int64_t aa = (int64_t)w->al * w->al, per_tile = aa * (w->Ci + w->Co) * (int64_t)sizeof(float);
+  int64_t aa = (int64_t)w->al * w->al;
+  /* U (dU) of all output channels would be aa*Co*Ci floats (37.7 MB at 512 x 512): blocks of output channels keep
+   * it under WINO_U_BYTES (so Winograd's workspace stays near the GEMM algorithms'); a block's U is made again for
+   * each chunk of tiles, and V for each block in backward-weights (cheap next to the GEMMs: 4 MiB blocks cost the
+   * 512-channel layers of ResNet-18 up to 1.6x, 8 MiB none measurable) */
+  int64_t u_all = aa * w->Co * w->Ci * (int64_t)sizeof(float), nb = (u_all + WINO_U_BYTES - 1) / WINO_U_BYTES;
+  int64_t cob = (w->Co + nb - 1) / nb;   /* blocks of equal size, a multiple of VL rows */
+  cob = (cob + VL - 1) / VL * VL;
+  if (cob >= w->Co) cob = w->Co;
+  w->cob = cob;
+  w->nblk = (w->Co + cob - 1) / cob;
+  int64_t per_tile = aa * (w->Ci + cob) * (int64_t)sizeof(float);
   int64_t tc = (int64_t)WINO_CHUNK_BYTES / per_tile / VL * VL, tall = (w->T + VL - 1) / VL * VL;
   if (tc < 64) tc = 64;
   if (tc > tall) tc = tall;
   w->tc = tc;
   size_t o = 0;
-  w->o_u = o; o += ((size_t)aa * w->Co * w->Ci * sizeof(float) + 63) / 64 * 64;
+  w->o_u = o; o += ((size_t)aa * cob * w->Ci * sizeof(float) + 63) / 64 * 64;
   w->o_v = o; o += ((size_t)aa * w->Ci * tc * sizeof(float) + 63) / 64 * 64;
-  w->o_m = o; o += ((size_t)aa * w->Co * tc * sizeof(float) + 63) / 64 * 64;
+  w->o_m = o; o += ((size_t)aa * cob * tc * sizeof(float) + 63) / 64 * 64;
   w->total = o;
 }
 
@@ -239,9 +253,10 @@ MF_CPU_INLINE void input_group_m(const int m, const wino_geo *w, const float *x,
 /* y[n][k][...] (+ bias) = A^T M A for the VL tiles of chunk column j0, output channel k */
 MF_CPU_INLINE void output_group_m(const int m, const wino_geo *w, const float *M, float *y, const float *bias, int64_t k, int64_t j0,
                                      const lane_at *a) {
+  const int64_t rows = w->nblk > 1 && k / w->cob == w->nblk - 1 ? w->Co - (w->nblk - 1) * w->cob : w->cob, kl = k % w->cob;
   const int al = m + 2;
   float s[6 * 6 * VL], t[6 * 6 * VL];
-  for (int ab = 0; ab < al * al; ab++) memcpy(s + ab * VL, M + ((int64_t)ab * w->Co + k) * w->tc + j0, VL * sizeof(float));
+  for (int ab = 0; ab < al * al; ab++) memcpy(s + ab * VL, M + ((int64_t)ab * rows + kl) * w->tc + j0, VL * sizeof(float));
   for (int j = 0; j < al; j++) at_1d(m, s + j * VL, al * VL, t + j * VL, al * VL);   /* columns: [m][al] */
   for (int i = 0; i < m; i++) at_1d(m, t + i * al * VL, VL, s + i * m * VL, VL);     /* rows: [m][m] */
   float b = bias ? bias[k] : 0.0f;
@@ -256,6 +271,7 @@ MF_CPU_INLINE void output_group_m(const int m, const wino_geo *w, const float *M
 /* M[ab][k][j0 ..) = A dY A^T for the VL tiles of chunk column j0, channel k of dy (bwd weight) */
 MF_CPU_INLINE void dy_group_m(const int m, const wino_geo *w, const float *dy, float *M, int64_t k, int64_t j0, const lane_at *a) {
   const int al = m + 2;
+  const int64_t rows = w->nblk > 1 && k / w->cob == w->nblk - 1 ? w->Co - (w->nblk - 1) * w->cob : w->cob, kl = k % w->cob;
   float s[6 * 6 * VL], t[6 * 6 * VL];
   for (int l = 0; l < VL; l++) {
     const float *img = dy + (a->n[l] * w->Co + k) * w->Ho * w->Wo;
@@ -267,19 +283,20 @@ MF_CPU_INLINE void dy_group_m(const int m, const wino_geo *w, const float *dy, f
   }
   for (int j = 0; j < m; j++) a_1d(m, s + j * VL, m * VL, t + j * VL, m * VL);         /* columns: [al][m] */
   for (int i = 0; i < al; i++) a_1d(m, t + i * m * VL, VL, s + i * al * VL, VL);       /* rows: [al][al] */
-  for (int ab = 0; ab < al * al; ab++) memcpy(M + ((int64_t)ab * w->Co + k) * w->tc + j0, s + ab * VL, VL * sizeof(float));
+  for (int ab = 0; ab < al * al; ab++) memcpy(M + ((int64_t)ab * rows + kl) * w->tc + j0, s + ab * VL, VL * sizeof(float));
 }
 
-/* U[ab][q0 .. q0+VL) = G g G^T for the kernels q = k*Ci + c (forward, rows of w) or q = c*Co + k (bwd data: the
- * flipped, transposed kernel); nq kernels in all */
-MF_CPU_INLINE void kernel_group_m(const int m, const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int flip) {
+/* U[ab][q0 .. q0+VL) = G g G^T for the kernels q = (k - co0)*Ci + c of output channels k = co0 .. of the block: rows of
+ * w (forward) or, for bwd data, the flipped, transposed kernel (w [OC][C] read as [Ci][Co]); nq kernels in the block */
+MF_CPU_INLINE void kernel_group_m(const int m, const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int64_t co0,
+                                  int flip) {
   const int al = m + 2;
   const float inv = m == 4 ? 1.0f / 576.0f : 0.25f;
   float s[6 * 6 * VL], t[6 * 6 * VL];
   for (int l = 0; l < VL; l++) {
     int64_t q = q0 + l;
     const float *g = NULL;
-    if (q < nq) g = flip ? wt + ((q % w->Ci) * w->Co + q / w->Ci) * 9 : wt + q * 9;  /* bwd data: w [Ci of dy = OC][Co = C] */
+    if (q < nq) g = flip ? wt + ((q % w->Ci) * w->Co + co0 + q / w->Ci) * 9 : wt + (co0 * w->Ci + q) * 9;
     for (int i = 0; i < 3; i++)
       for (int j = 0; j < 3; j++) s[(i * 3 + j) * VL + l] = !g ? 0.0f : flip ? g[(2 - i) * 3 + 2 - j] : g[i * 3 + j];
   }
@@ -319,9 +336,9 @@ MF_CPU_INLINE void dy_group_body(const wino_geo *w, const float *dy, float *M, i
   if (w->m == 4) dy_group_m(4, w, dy, M, k, j0, a);
   else dy_group_m(2, w, dy, M, k, j0, a);
 }
-MF_CPU_INLINE void kernel_group_body(const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int flip) {
-  if (w->m == 4) kernel_group_m(4, w, wt, U, q0, nq, flip);
-  else kernel_group_m(2, w, wt, U, q0, nq, flip);
+MF_CPU_INLINE void kernel_group_body(const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int64_t co0, int flip) {
+  if (w->m == 4) kernel_group_m(4, w, wt, U, q0, nq, co0, flip);
+  else kernel_group_m(2, w, wt, U, q0, nq, co0, flip);
 }
 MF_CPU_INLINE void dkernel_group_body(const wino_geo *w, const float *dU, float *dw, int64_t q0, int64_t nq) {
   if (w->m == 4) dkernel_group_m(4, w, dU, dw, q0, nq);
@@ -333,62 +350,75 @@ MF_CPU_TWO_COPIES_VOID(output_group, (const wino_geo *w, const float *M, float *
                                       const lane_at *a), (w, M, y, bias, k, j0, a))
 MF_CPU_TWO_COPIES_VOID(dy_group, (const wino_geo *w, const float *dy, float *M, int64_t k, int64_t j0, const lane_at *a),
                        (w, dy, M, k, j0, a))
-MF_CPU_TWO_COPIES_VOID(kernel_group, (const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int flip),
-                       (w, wt, U, q0, nq, flip))
+MF_CPU_TWO_COPIES_VOID(kernel_group, (const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int64_t co0, int flip),
+                       (w, wt, U, q0, nq, co0, flip))
 MF_CPU_TWO_COPIES_VOID(dkernel_group, (const wino_geo *w, const float *dU, float *dw, int64_t q0, int64_t nq), (w, dU, dw, q0, nq))
 
 /* ------------------------------------------------------------------ the passes */
 
-/* out = conv(in, U) (+ bias): the forward pass, or backward-data with U of the flipped kernel */
-static void wino_forward(const wino_geo *w, const float *in, float *out, const float *bias, char *ws) {
+/* output channels of block b: the first, and how many */
+static int64_t blk_rows(const wino_geo *w, int64_t b, int64_t *co0) {
+  *co0 = b * w->cob;
+  return w->Co - *co0 < w->cob ? w->Co - *co0 : w->cob;
+}
+
+/* U of block b (kernels k = co0 .., all input channels), by all threads of the enclosing parallel region */
+static void kernels_transform(const wino_geo *w, const float *wt, float *U, int64_t b, int flip) {
+  int64_t co0, nq = blk_rows(w, b, &co0) * w->Ci;
+  #pragma omp for schedule(static)
+  for (int64_t q0 = 0; q0 < nq; q0 += VL) kernel_group(w, wt, U, q0, nq, co0, flip);
+}
+
+/* out = conv(in, w) (+ bias): the forward pass, or backward-data with the flipped kernel (flip) */
+static void wino_forward(const wino_geo *w, const float *in, const float *wt, int flip, float *out, const float *bias, char *ws) {
   float *U = (float *)(ws + w->o_u), *V = (float *)(ws + w->o_v), *M = (float *)(ws + w->o_m);
   const int aa = w->al * w->al;
   #pragma omp parallel
-  for (int64_t t0 = 0; t0 < w->T; t0 += w->tc) {
-    int64_t nt = w->T - t0 < w->tc ? w->T - t0 : w->tc, groups = (nt + VL - 1) / VL, cols = groups * VL;
-    #pragma omp for schedule(static)
-    for (int64_t i = 0; i < w->Ci * groups; i++) { /* V [aa][Ci][cols] */
-      int64_t c = i / groups, gq = i % groups;
-      lane_at a;
-      lanes_locate(w, t0 + gq * VL, &a);
-      input_group(w, in, V, c, gq * VL, &a);
-    }
-    #pragma omp for schedule(static)
-    for (int ab = 0; ab < aa; ab++) /* M_ab [Co, cols] = U_ab [Co, Ci] . V_ab [Ci, cols] */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)w->Co, (blasint)cols, (blasint)w->Ci, 1.0f,
-                  U + (int64_t)ab * w->Co * w->Ci, (blasint)w->Ci, V + (int64_t)ab * w->Ci * w->tc, (blasint)w->tc, 0.0f,
-                  M + (int64_t)ab * w->Co * w->tc, (blasint)w->tc);
-    #pragma omp for schedule(static)
-    for (int64_t i = 0; i < w->Co * groups; i++) {
-      int64_t k = i / groups, gq = i % groups;
-      lane_at a;
-      lanes_locate(w, t0 + gq * VL, &a);
-      output_group(w, M, out, bias, k, gq * VL, &a);
+  {
+    if (w->nblk == 1) kernels_transform(w, wt, U, 0, flip); /* one block: U once for every chunk */
+    for (int64_t t0 = 0; t0 < w->T; t0 += w->tc) {
+      int64_t nt = w->T - t0 < w->tc ? w->T - t0 : w->tc, groups = (nt + VL - 1) / VL, cols = groups * VL;
+      #pragma omp for schedule(static)
+      for (int64_t i = 0; i < w->Ci * groups; i++) { /* V [aa][Ci][cols] */
+        int64_t c = i / groups, gq = i % groups;
+        lane_at a;
+        lanes_locate(w, t0 + gq * VL, &a);
+        input_group(w, in, V, c, gq * VL, &a);
+      }
+      for (int64_t b = 0; b < w->nblk; b++) {
+        int64_t co0, rows = blk_rows(w, b, &co0);
+        if (w->nblk > 1) kernels_transform(w, wt, U, b, flip);
+        #pragma omp for schedule(static)
+        for (int ab = 0; ab < aa; ab++) /* M_ab [rows, cols] = U_ab [rows, Ci] . V_ab [Ci, cols] */
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)cols, (blasint)w->Ci, 1.0f,
+                      U + (int64_t)ab * rows * w->Ci, (blasint)w->Ci, V + (int64_t)ab * w->Ci * w->tc, (blasint)w->tc, 0.0f,
+                      M + (int64_t)ab * rows * w->tc, (blasint)w->tc);
+        #pragma omp for schedule(static)
+        for (int64_t i = 0; i < rows * groups; i++) {
+          int64_t k = co0 + i / groups, gq = i % groups;
+          lane_at a;
+          lanes_locate(w, t0 + gq * VL, &a);
+          output_group(w, M, out, bias, k, gq * VL, &a);
+        }
+      }
     }
   }
-}
-
-static void kernels_transform(const wino_geo *w, const float *wt, float *U, int flip) {
-  int64_t nq = w->Co * w->Ci;
-  #pragma omp parallel for schedule(static) if (nq > 256)
-  for (int64_t q0 = 0; q0 < nq; q0 += VL) kernel_group(w, wt, U, q0, nq, flip);
 }
 
 void mf_cpu_wino_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   wino_geo w;
   wino_geometry(k->g, n, mf_cpu_wino_takes(k->g, n), &w);
-  kernels_transform(&w, src[1], (float *)((char *)ws + w.o_u), 0);
-  wino_forward(&w, src[0], out, n->nsrc > 2 ? src[2] : NULL, ws);
+  wino_forward(&w, src[0], src[1], 0, out, n->nsrc > 2 ? src[2] : NULL, ws);
 }
 
 void mf_cpu_wino_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   wino_geo w;
   wino_geometry(k->g, n, mf_cpu_wino_takes(k->g, n), &w);
-  kernels_transform(&w, src[1], (float *)((char *)ws + w.o_u), 1);
-  wino_forward(&w, src[0], out, NULL, ws);
+  wino_forward(&w, src[0], src[1], 1, out, NULL, ws);
 }
 
-/* dw [OC,C,3,3] from x [N,C,H,W] (src[0]) and dy [N,OC,OH,OW] (src[1]) */
+/* dw [OC,C,3,3] from x [N,C,H,W] (src[0]) and dy [N,OC,OH,OW] (src[1]); per block of output channels, dU summed over
+ * every chunk of tiles (V is made again for each block) */
 void mf_cpu_wino_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   wino_geo w;
   wino_geometry(k->g, n, mf_cpu_wino_takes(k->g, n), &w);
@@ -396,9 +426,9 @@ void mf_cpu_wino_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out
   float *dU = (float *)(wsb + w.o_u), *V = (float *)(wsb + w.o_v), *M = (float *)(wsb + w.o_m);
   const float *x = src[0], *dy = src[1];
   const int aa = w.al * w.al;
-  int64_t nq = w.Co * w.Ci;
   #pragma omp parallel
-  {
+  for (int64_t b = 0; b < w.nblk; b++) {
+    int64_t co0, rows = blk_rows(&w, b, &co0), nq = rows * w.Ci;
     for (int64_t t0 = 0; t0 < w.T; t0 += w.tc) {
       int64_t nt = w.T - t0 < w.tc ? w.T - t0 : w.tc, groups = (nt + VL - 1) / VL, cols = groups * VL;
       #pragma omp for schedule(static) nowait
@@ -409,19 +439,19 @@ void mf_cpu_wino_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out
         input_group(&w, x, V, c, gq * VL, &a);
       }
       #pragma omp for schedule(static)
-      for (int64_t i = 0; i < w.Co * groups; i++) {
-        int64_t kk = i / groups, gq = i % groups;
+      for (int64_t i = 0; i < rows * groups; i++) {
+        int64_t kk = co0 + i / groups, gq = i % groups;
         lane_at a;
         lanes_locate(&w, t0 + gq * VL, &a);
         dy_group(&w, dy, M, kk, gq * VL, &a);
       }
       #pragma omp for schedule(static)
-      for (int ab = 0; ab < aa; ab++) /* dU_ab [Co, Ci] += M_ab [Co, cols] . V_ab^T [cols, Ci] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)w.Co, (blasint)w.Ci, (blasint)cols, 1.0f,
-                    M + (int64_t)ab * w.Co * w.tc, (blasint)w.tc, V + (int64_t)ab * w.Ci * w.tc, (blasint)w.tc, t0 ? 1.0f : 0.0f,
+      for (int ab = 0; ab < aa; ab++) /* dU_ab [rows, Ci] += M_ab [rows, cols] . V_ab^T [cols, Ci] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)w.Ci, (blasint)cols, 1.0f,
+                    M + (int64_t)ab * rows * w.tc, (blasint)w.tc, V + (int64_t)ab * w.Ci * w.tc, (blasint)w.tc, t0 ? 1.0f : 0.0f,
                     dU + (int64_t)ab * nq, (blasint)w.Ci);
     }
     #pragma omp for schedule(static)
-    for (int64_t q0 = 0; q0 < nq; q0 += VL) dkernel_group(&w, dU, out, q0, nq);
+    for (int64_t q0 = 0; q0 < nq; q0 += VL) dkernel_group(&w, dU, (float *)out + co0 * w.Ci * 9, q0, nq);
   }
 }
