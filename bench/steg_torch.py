@@ -366,7 +366,7 @@ def mode_bench(args):
         loss = net.losses(cover, secret, z)["loss"]
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     for _ in range(args.warmup):
         step()
@@ -378,7 +378,7 @@ def mode_bench(args):
                       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                       "step_s": dt / args.steps, "blocks": args.blocks, "growth": args.growth, "size": s,
                       "batch": b, "threads": args.threads, "steps": args.steps, "loss": loss,
-                      "params": sum(p.numel() for p in net.parameters())}))
+                      "params": sum(p.numel() for p in net.parameters()), "torch": torch.__version__}))
 
 
 def randomize(net, std=0.05, seed=1):

@@ -2,8 +2,8 @@
  * backward-weights, F(4x4,3x3) and F(2x2,3x3), against f64 direct convolutions: within a rounding-error bound
  * derived for the algorithm (below), bit-exact for F(2x2,3x3) on integers (every step exact there), the same bits
  * with 1 and 2 threads, shapes that cut tiles at the edges and span several chunks of tiles and blocks of output
- * channels; then which nodes the
- * planner puts on it, and a training step on it with measured == planned for every arena.
+ * channels, operands stored in f32, bf16 and f16; then which nodes the planner puts on it, and a training step on
+ * it with measured == planned for every arena.
  *
  * The bound: every value the algorithm computes is a sum of products of the operands and transform
  * coefficients; rounded in f32 along a chain of at most n operations, its error is at most gamma_n = n u / (1 - n u)
@@ -173,11 +173,15 @@ static void run(const mf_graph *g, int id, void **data, void *out, int threads) 
 }
 
 /* one shape: the three passes against f64 */
-static void check_shape(const shape *s, int m, int integers) {
+/* one shape: the three passes against f64; operands and outputs stored as dt (f32, bf16, f16), the reference on the
+ * stored operands' values, and a stored output also within its rounding (unit roundoff ur) of the f32 result */
+static void check_shape(const shape *s, int m, int integers, mf_dtype dt) {
   char what[160];
-  snprintf(what, sizeof what, "F(%d,3) N%d C%d %dx%d -> %d p%d%s%s", m, s->N, s->C, s->H, s->W, s->OC, s->pad, s->bias ? " bias" : "",
-           integers ? " integers" : "");
-  mf_graph *g = mf_graph_init(MF_F32);
+  snprintf(what, sizeof what, "F(%d,3) %s N%d C%d %dx%d -> %d p%d%s%s", m, mf_dtype_name(dt), s->N, s->C, s->H, s->W, s->OC, s->pad,
+           s->bias ? " bias" : "", integers ? " integers" : "");
+  /* rounding of a stored output: relative ur, and for f16 half its subnormal spacing */
+  double ur = dt == MF_BF16 ? ldexp(1.0, -8) : dt == MF_F16 ? ldexp(1.0, -11) : 0, ua = dt == MF_F16 ? ldexp(1.0, -25) : 0;
+  mf_graph *g = mf_graph_init(dt);
   int x = mf_input(g, "x", 4, (int64_t[]){s->N, s->C, s->H, s->W});
   int w = mf_input(g, "w", 4, (int64_t[]){s->OC, s->C, 3, 3});
   int b = s->bias ? mf_input(g, "b", 1, (int64_t[]){s->OC}) : -1;
@@ -191,12 +195,18 @@ static void check_shape(const shape *s, int m, int integers) {
   for (int i = 0; i < 3; i++) CHECK(mf_cpu_wino_takes(g, &g->nodes[ids[i]]) == m, "%s: Winograd takes pass %d", what, i);
   int OH = (int)g->nodes[y].ne[2], OW = (int)g->nodes[y].ne[3];
   void **data = calloc((size_t)g->n, sizeof *data);
-  for (int i = 0; i < g->n; i++) data[i] = calloc((size_t)mf_node_numel(&g->nodes[i]), sizeof(float));
-  fill(data[x], mf_node_numel(&g->nodes[x]), 1, integers);
-  fill(data[w], mf_node_numel(&g->nodes[w]), 2, integers);
-  if (b >= 0) fill(data[b], s->OC, 3, integers);
-  fill(data[dy], mf_node_numel(&g->nodes[dy]), 4, integers);
-  const float *X = data[x], *Wt = data[w], *B = b >= 0 ? data[b] : NULL, *DY = data[dy];
+  float *vals[4] = {0}; /* the operands' values as stored, in f32 */
+  int ops[4] = {x, w, b, dy};
+  for (int i = 0; i < g->n; i++) data[i] = calloc(mf_node_bytes(&g->nodes[i]), 1);
+  for (int i = 0; i < 4; i++) {
+    if (ops[i] < 0) continue;
+    int64_t cnt = mf_node_numel(&g->nodes[ops[i]]);
+    vals[i] = malloc((size_t)cnt * sizeof(float));
+    fill(vals[i], cnt, 1 + (uint64_t)i, integers);
+    for (int64_t j = 0; j < cnt; j++) mf_st(data[ops[i]], dt, j, vals[i][j]);
+    for (int64_t j = 0; j < cnt; j++) vals[i][j] = (float)mf_ld(data[ops[i]], dt, j);
+  }
+  const float *X = vals[0], *Wt = vals[1], *B = vals[2], *DY = vals[3];
   int64_t ny = mf_node_numel(&g->nodes[y]), nx = mf_node_numel(&g->nodes[x]), nw = mf_node_numel(&g->nodes[w]);
   /* f64 references and absolute-value inputs */
   double *ry = calloc((size_t)ny, 8), *rx = calloc((size_t)nx, 8), *rw = calloc((size_t)nw, 8);
@@ -243,17 +253,20 @@ static void check_shape(const shape *s, int m, int integers) {
   int64_t cnt[3] = {ny, nx, nw};
   const char *pass[3] = {"forward", "bwd-data", "bwd-weight"};
   for (int pi = 0; pi < 3; pi++) {
-    float *o1 = malloc((size_t)cnt[pi] * 4), *o2 = malloc((size_t)cnt[pi] * 4);
-    run(g, ids[pi], data, o1, 1);
-    run(g, ids[pi], data, o2, 2);
-    CHECK(!memcmp(o1, o2, (size_t)cnt[pi] * 4), "%s %s: 1 and 2 threads give different bits", what, pass[pi]);
+    size_t bytes = (size_t)cnt[pi] * mf_dtype_size(dt);
+    void *r1 = malloc(bytes), *r2 = malloc(bytes);
+    run(g, ids[pi], data, r1, 1);
+    run(g, ids[pi], data, r2, 2);
+    CHECK(!memcmp(r1, r2, bytes), "%s %s: 1 and 2 threads give different bits", what, pass[pi]);
+    float *o1 = malloc((size_t)cnt[pi] * 4);
+    for (int64_t i = 0; i < cnt[pi]; i++) o1[i] = (float)mf_ld(r1, dt, i);
     double gam = chain[pi] * u / (1 - chain[pi] * u), worst = 0;
     int64_t bad = 0, at = -1;
     for (int64_t i = 0; i < cnt[pi]; i++) {
-      double e = fabs((double)o1[i] - ref[pi][i]);
-      int ok = integers && m == 2 ? e == 0 : e <= gam * bound[pi][i];
+      double e = fabs((double)o1[i] - ref[pi][i]), tol = gam * bound[pi][i] + ur * (fabs(ref[pi][i]) + gam * bound[pi][i]) + ua;
+      int ok = integers && m == 2 ? e == 0 : e <= tol;
       if (!ok && !bad++) at = i;
-      double r = bound[pi][i] > 0 ? e / (gam * bound[pi][i]) : e > 0 ? INFINITY : 0;
+      double r = tol > 0 ? e / tol : e > 0 ? INFINITY : 0;
       if (r > worst) worst = r;
     }
     CHECK(!bad, "%s %s: %lld of %lld values outside %s (first: [%lld] %.9g vs %.9g, bound %.3g)", what, pass[pi], (long long)bad,
@@ -261,8 +274,10 @@ static void check_shape(const shape *s, int m, int integers) {
           at >= 0 ? ref[pi][at] : 0.0, at >= 0 ? gam * bound[pi][at] : 0.0);
     if (getenv("MEMFIT_TEST_VERBOSE")) printf("  %s %s: worst error / bound %.3g\n", what, pass[pi], worst);
     free(o1);
-    free(o2);
+    free(r1);
+    free(r2);
   }
+  for (int i = 0; i < 4; i++) free(vals[i]);
   free(ry); free(rx); free(rw); free(ax); free(aw); free(awt); free(ady); free(ab); free(sy); free(sx); free(sw);
   for (int i = 0; i < g->n; i++) free(data[i]);
   free(data);
@@ -341,9 +356,14 @@ int main(void) {
     int m = mi ? 2 : 4;
     setenv("MEMFIT_WINOGRAD", m == 2 ? "2" : "4", 1);
     /* the last shape with F(4x4) only, and not under the sanitizers (minutes there) */
-    for (int i = 0; i < ns - (m == 2 || getenv("MEMFIT_SANITIZED")); i++) check_shape(&shapes[i], m, 0);
+    for (int i = 0; i < ns - (m == 2 || getenv("MEMFIT_SANITIZED")); i++) check_shape(&shapes[i], m, 0, MF_F32);
     if (m == 2)
-      for (int i = 0; i < ns - 1; i++) check_shape(&shapes[i], m, 1);
+      for (int i = 0; i < ns - 1; i++) check_shape(&shapes[i], m, 1, MF_F32);
+    /* stored in bf16 and f16 (computed in f32) */
+    for (int i = 0; i < 3; i++) {
+      check_shape(&shapes[i], m, 0, MF_BF16);
+      check_shape(&shapes[i], m, 0, MF_F16);
+    }
   }
   unsetenv("MEMFIT_WINOGRAD");
   check_session();

@@ -1,6 +1,7 @@
 /* winograd.c (CPU) — 3x3 stride-1 convolutions by Winograd's minimal filtering, F(m x m, 3 x 3) with m = 4
  * (tiles of 6 x 6, 36 multiplications per 16 outputs instead of 144) or m = 2 (4 x 4 tiles, 16 per 4): forward,
- * backward-data and backward-weights, f32, for the conv nodes conv_choice.c puts here.
+ * backward-data and backward-weights, computed in f32 (operands stored in f32, bf16 or f16 are converted while they
+ * are gathered, and the output rounded once as it is scattered), for the conv nodes conv_choice.c puts here.
  *
  * Per tile t of the output and input channel c, V = B^T d B (d: the al x al input patch, al = m + 2); per output
  * channel k and input channel c, U = G g G^T (g: the 3 x 3 kernel); then for each of the al*al positions ab one
@@ -30,6 +31,7 @@ typedef struct wino_geo {
   int64_t Co, Ho, Wo;                 /* the output of the forward pass tiled: y, or dx (bwd data); dy (bwd weight) */
   int64_t th, tw, T, tc;              /* tiles per column and row of an image, tiles in all, tiles per chunk */
   int64_t cob, nblk;                  /* output channels per block (U and M hold one block), blocks */
+  mf_dtype t_in, t_w, t_b, t_dy, t_out; /* how the tiled input, w, the bias, dy (bwd weight) and the output are stored */
   size_t o_u, o_v, o_m, total;        /* workspace offsets (bytes) and size */
 } wino_geo;
 
@@ -48,6 +50,11 @@ static void wino_geometry(const mf_graph *g, const mf_node *n, int m, wino_geo *
   const mf_node *x = n->op == MF_OP_CONV2D_BWD_DATA ? n : s0;           /* x [N,C,H,W] */
   const mf_node *y = n->op == MF_OP_CONV2D ? n : n->op == MF_OP_CONV2D_BWD_DATA ? s0 : s1; /* y [N,OC,OH,OW] */
   int p = mf_conv_cfg_of(n).pt;
+  w->t_in = s0->dtype;
+  w->t_w = n->op == MF_OP_CONV2D_BWD_WEIGHT ? MF_F32 : s1->dtype;
+  w->t_b = n->op == MF_OP_CONV2D && n->nsrc > 2 ? g->nodes[n->src[2]].dtype : MF_F32;
+  w->t_dy = n->op == MF_OP_CONV2D_BWD_WEIGHT ? s1->dtype : MF_F32;
+  w->t_out = n->dtype;
   w->m = m;
   w->al = m + 2;
   w->N = x->ne[0];
@@ -89,9 +96,12 @@ static void wino_geometry(const mf_graph *g, const mf_node *n, int m, wino_geo *
 int mf_cpu_wino_takes(const mf_graph *g, const mf_node *n) {
   if (n->op != MF_OP_CONV2D && n->op != MF_OP_CONV2D_BWD_DATA && n->op != MF_OP_CONV2D_BWD_WEIGHT) return 0;
   int m = wino_m();
-  if (!m || n->dtype != MF_F32) return 0;
-  for (int i = 0; i < n->nsrc; i++)
-    if (g->nodes[n->src[i]].dtype != MF_F32) return 0;
+  /* stored in f32, bf16 or f16 (converted while gathered and scattered); computed in f32 */
+  if (!m || (n->dtype != MF_F32 && n->dtype != MF_BF16 && n->dtype != MF_F16)) return 0;
+  for (int i = 0; i < n->nsrc; i++) {
+    mf_dtype t = g->nodes[n->src[i]].dtype;
+    if (t != MF_F32 && t != MF_BF16 && t != MF_F16) return 0;
+  }
   const mf_node *w = n->op == MF_OP_CONV2D_BWD_WEIGHT ? n : &g->nodes[n->src[1]];
   mf_conv_cfg cf = mf_conv_cfg_of(n);
   if (w->ne[2] != 3 || w->ne[3] != 3 || cf.stride != 1 || mf_conv_sw(&cf) != 1 || cf.groups != 1 || !mf_conv_cfg_plain(&cf) ||
@@ -214,6 +224,16 @@ MF_CPU_INLINE void gt_1d(int m, const float *s, int ss, float *o, int os) {
 
 /* ------------------------------------------------------------------ per-group steps (VL tiles or VL kernels) */
 
+/* element i of p stored as t, in f32; and stored back */
+MF_CPU_INLINE float ldf(const void *p, mf_dtype t, int64_t i) {
+  return t == MF_F32 ? ((const float *)p)[i] : t == MF_BF16 ? mf_bf16_to_f32(((const uint16_t *)p)[i]) : mf_f16_to_f32(((const uint16_t *)p)[i]);
+}
+MF_CPU_INLINE void stf(void *p, mf_dtype t, int64_t i, float v) {
+  if (t == MF_F32) ((float *)p)[i] = v;
+  else if (t == MF_BF16) ((uint16_t *)p)[i] = mf_f32_to_bf16(v);
+  else ((uint16_t *)p)[i] = mf_f32_to_f16(v);
+}
+
 /* where lane l's tile starts in the tiled input / output: image, first row, first column (T: no tile) */
 typedef struct lane_at { int64_t n[VL], r0[VL], c0[VL]; int live[VL]; } lane_at;
 
@@ -231,18 +251,24 @@ static void lanes_locate(const wino_geo *w, int64_t t0, lane_at *a) {
 }
 
 /* V[ab][c][j0 .. j0+VL) = B^T d B for the VL tiles starting at chunk column j0 (tiles t0 ..), channel c of x */
-MF_CPU_INLINE void input_group_m(const int m, const wino_geo *w, const float *x, float *V, int64_t c, int64_t j0, const lane_at *a) {
+MF_CPU_INLINE void input_group_m(const int m, const wino_geo *w, const void *x, float *V, int64_t c, int64_t j0, const lane_at *a) {
   const int al = m + 2;
   float d[6 * 6 * VL], t[6 * 6 * VL];
   for (int l = 0; l < VL; l++) {
     int64_t r0 = a->r0[l] - w->pad, c0 = a->c0[l] - w->pad;
-    const float *img = x + (a->n[l] * w->Ci + c) * w->Hi * w->Wi;
+    int64_t img = (a->n[l] * w->Ci + c) * w->Hi * w->Wi;
     int inside = a->live[l] && r0 >= 0 && c0 >= 0 && r0 + al <= w->Hi && c0 + al <= w->Wi;
+    if (inside && w->t_in == MF_F32) {
+      const float *p = (const float *)x + img + r0 * w->Wi + c0;
+      for (int i = 0; i < al; i++)
+        for (int j = 0; j < al; j++) d[(i * al + j) * VL + l] = p[i * w->Wi + j];
+      continue;
+    }
     for (int i = 0; i < al; i++)
       for (int j = 0; j < al; j++) {
         int64_t r = r0 + i, cc = c0 + j;
-        d[(i * al + j) * VL + l] = inside ? img[r * w->Wi + cc]
-                                   : a->live[l] && r >= 0 && r < w->Hi && cc >= 0 && cc < w->Wi ? img[r * w->Wi + cc] : 0.0f;
+        d[(i * al + j) * VL + l] =
+            a->live[l] && r >= 0 && r < w->Hi && cc >= 0 && cc < w->Wi ? ldf(x, w->t_in, img + r * w->Wi + cc) : 0.0f;
       }
   }
   for (int j = 0; j < al; j++) bt_1d(m, d + j * VL, al * VL, t + j * VL, al * VL);   /* columns */
@@ -251,7 +277,7 @@ MF_CPU_INLINE void input_group_m(const int m, const wino_geo *w, const float *x,
 }
 
 /* y[n][k][...] (+ bias) = A^T M A for the VL tiles of chunk column j0, output channel k */
-MF_CPU_INLINE void output_group_m(const int m, const wino_geo *w, const float *M, float *y, const float *bias, int64_t k, int64_t j0,
+MF_CPU_INLINE void output_group_m(const int m, const wino_geo *w, const float *M, void *y, const void *bias, int64_t k, int64_t j0,
                                      const lane_at *a) {
   const int64_t rows = w->nblk > 1 && k / w->cob == w->nblk - 1 ? w->Co - (w->nblk - 1) * w->cob : w->cob, kl = k % w->cob;
   const int al = m + 2;
@@ -259,26 +285,27 @@ MF_CPU_INLINE void output_group_m(const int m, const wino_geo *w, const float *M
   for (int ab = 0; ab < al * al; ab++) memcpy(s + ab * VL, M + ((int64_t)ab * rows + kl) * w->tc + j0, VL * sizeof(float));
   for (int j = 0; j < al; j++) at_1d(m, s + j * VL, al * VL, t + j * VL, al * VL);   /* columns: [m][al] */
   for (int i = 0; i < m; i++) at_1d(m, t + i * al * VL, VL, s + i * m * VL, VL);     /* rows: [m][m] */
-  float b = bias ? bias[k] : 0.0f;
+  float b = bias ? ldf(bias, w->t_b, k) : 0.0f;
   for (int l = 0; l < VL; l++) {
     if (!a->live[l]) continue;
-    float *img = y + (a->n[l] * w->Co + k) * w->Ho * w->Wo;
+    int64_t img = (a->n[l] * w->Co + k) * w->Ho * w->Wo;
     for (int i = 0; i < m && a->r0[l] + i < w->Ho; i++)
-      for (int j = 0; j < m && a->c0[l] + j < w->Wo; j++) img[(a->r0[l] + i) * w->Wo + a->c0[l] + j] = s[(i * m + j) * VL + l] + b;
+      for (int j = 0; j < m && a->c0[l] + j < w->Wo; j++)
+        stf(y, w->t_out, img + (a->r0[l] + i) * w->Wo + a->c0[l] + j, s[(i * m + j) * VL + l] + b);
   }
 }
 
 /* M[ab][k][j0 ..) = A dY A^T for the VL tiles of chunk column j0, channel k of dy (bwd weight) */
-MF_CPU_INLINE void dy_group_m(const int m, const wino_geo *w, const float *dy, float *M, int64_t k, int64_t j0, const lane_at *a) {
+MF_CPU_INLINE void dy_group_m(const int m, const wino_geo *w, const void *dy, float *M, int64_t k, int64_t j0, const lane_at *a) {
   const int al = m + 2;
   const int64_t rows = w->nblk > 1 && k / w->cob == w->nblk - 1 ? w->Co - (w->nblk - 1) * w->cob : w->cob, kl = k % w->cob;
   float s[6 * 6 * VL], t[6 * 6 * VL];
   for (int l = 0; l < VL; l++) {
-    const float *img = dy + (a->n[l] * w->Co + k) * w->Ho * w->Wo;
+    int64_t img = (a->n[l] * w->Co + k) * w->Ho * w->Wo;
     for (int i = 0; i < m; i++)
       for (int j = 0; j < m; j++) {
         int64_t r = a->r0[l] + i, c = a->c0[l] + j;
-        s[(i * m + j) * VL + l] = a->live[l] && r < w->Ho && c < w->Wo ? img[r * w->Wo + c] : 0.0f;
+        s[(i * m + j) * VL + l] = a->live[l] && r < w->Ho && c < w->Wo ? ldf(dy, w->t_dy, img + r * w->Wo + c) : 0.0f;
       }
   }
   for (int j = 0; j < m; j++) a_1d(m, s + j * VL, m * VL, t + j * VL, m * VL);         /* columns: [al][m] */
@@ -288,17 +315,16 @@ MF_CPU_INLINE void dy_group_m(const int m, const wino_geo *w, const float *dy, f
 
 /* U[ab][q0 .. q0+VL) = G g G^T for the kernels q = (k - co0)*Ci + c of output channels k = co0 .. of the block: rows of
  * w (forward) or, for bwd data, the flipped, transposed kernel (w [OC][C] read as [Ci][Co]); nq kernels in the block */
-MF_CPU_INLINE void kernel_group_m(const int m, const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int64_t co0,
+MF_CPU_INLINE void kernel_group_m(const int m, const wino_geo *w, const void *wt, float *U, int64_t q0, int64_t nq, int64_t co0,
                                   int flip) {
   const int al = m + 2;
   const float inv = m == 4 ? 1.0f / 576.0f : 0.25f;
   float s[6 * 6 * VL], t[6 * 6 * VL];
   for (int l = 0; l < VL; l++) {
     int64_t q = q0 + l;
-    const float *g = NULL;
-    if (q < nq) g = flip ? wt + ((q % w->Ci) * w->Co + co0 + q / w->Ci) * 9 : wt + (co0 * w->Ci + q) * 9;
+    int64_t g = q >= nq ? -1 : flip ? ((q % w->Ci) * w->Co + co0 + q / w->Ci) * 9 : (co0 * w->Ci + q) * 9;
     for (int i = 0; i < 3; i++)
-      for (int j = 0; j < 3; j++) s[(i * 3 + j) * VL + l] = !g ? 0.0f : flip ? g[(2 - i) * 3 + 2 - j] : g[i * 3 + j];
+      for (int j = 0; j < 3; j++) s[(i * 3 + j) * VL + l] = g < 0 ? 0.0f : ldf(wt, w->t_w, g + (flip ? (2 - i) * 3 + 2 - j : i * 3 + j));
   }
   for (int j = 0; j < 3; j++) g_1d(m, s + j * VL, 3 * VL, t + j * VL, 3 * VL);         /* columns: [al][3] */
   for (int i = 0; i < al; i++) g_1d(m, t + i * 3 * VL, VL, s + i * al * VL, VL);       /* rows: [al][al] */
@@ -308,9 +334,8 @@ MF_CPU_INLINE void kernel_group_m(const int m, const wino_geo *w, const float *w
 }
 
 /* dw[q0 .. q0+VL) = G^T dU G for q = k*Ci + c */
-MF_CPU_INLINE void dkernel_group_m(const int m, const wino_geo *w, const float *dU, float *dw, int64_t q0, int64_t nq) {
+MF_CPU_INLINE void dkernel_group_m(const int m, const wino_geo *w, const float *dU, void *dw, int64_t off, int64_t q0, int64_t nq) {
   const int al = m + 2;
-  (void)w;
   const float inv = m == 4 ? 1.0f / 576.0f : 0.25f;
   float s[6 * 6 * VL], t[6 * 6 * VL];
   int64_t n = nq - q0 < VL ? nq - q0 : VL;
@@ -319,40 +344,41 @@ MF_CPU_INLINE void dkernel_group_m(const int m, const wino_geo *w, const float *
   for (int j = 0; j < al; j++) gt_1d(m, s + j * VL, al * VL, t + j * VL, al * VL);     /* columns: [3][al] */
   for (int i = 0; i < 3; i++) gt_1d(m, t + i * al * VL, VL, s + i * 3 * VL, VL);       /* rows: [3][3] */
   for (int l = 0; l < n; l++)
-    for (int e = 0; e < 9; e++) dw[(q0 + l) * 9 + e] = s[e * VL + l] * inv;
+    for (int e = 0; e < 9; e++) stf(dw, w->t_out, off + (q0 + l) * 9 + e, s[e * VL + l] * inv);
 }
 
 /* m as a constant, so each tile size gets its own unrolled code */
-MF_CPU_INLINE void input_group_body(const wino_geo *w, const float *x, float *V, int64_t c, int64_t j0, const lane_at *a) {
+MF_CPU_INLINE void input_group_body(const wino_geo *w, const void *x, float *V, int64_t c, int64_t j0, const lane_at *a) {
   if (w->m == 4) input_group_m(4, w, x, V, c, j0, a);
   else input_group_m(2, w, x, V, c, j0, a);
 }
-MF_CPU_INLINE void output_group_body(const wino_geo *w, const float *M, float *y, const float *bias, int64_t k, int64_t j0,
+MF_CPU_INLINE void output_group_body(const wino_geo *w, const float *M, void *y, const void *bias, int64_t k, int64_t j0,
                                      const lane_at *a) {
   if (w->m == 4) output_group_m(4, w, M, y, bias, k, j0, a);
   else output_group_m(2, w, M, y, bias, k, j0, a);
 }
-MF_CPU_INLINE void dy_group_body(const wino_geo *w, const float *dy, float *M, int64_t k, int64_t j0, const lane_at *a) {
+MF_CPU_INLINE void dy_group_body(const wino_geo *w, const void *dy, float *M, int64_t k, int64_t j0, const lane_at *a) {
   if (w->m == 4) dy_group_m(4, w, dy, M, k, j0, a);
   else dy_group_m(2, w, dy, M, k, j0, a);
 }
-MF_CPU_INLINE void kernel_group_body(const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int64_t co0, int flip) {
+MF_CPU_INLINE void kernel_group_body(const wino_geo *w, const void *wt, float *U, int64_t q0, int64_t nq, int64_t co0, int flip) {
   if (w->m == 4) kernel_group_m(4, w, wt, U, q0, nq, co0, flip);
   else kernel_group_m(2, w, wt, U, q0, nq, co0, flip);
 }
-MF_CPU_INLINE void dkernel_group_body(const wino_geo *w, const float *dU, float *dw, int64_t q0, int64_t nq) {
-  if (w->m == 4) dkernel_group_m(4, w, dU, dw, q0, nq);
-  else dkernel_group_m(2, w, dU, dw, q0, nq);
+MF_CPU_INLINE void dkernel_group_body(const wino_geo *w, const float *dU, void *dw, int64_t off, int64_t q0, int64_t nq) {
+  if (w->m == 4) dkernel_group_m(4, w, dU, dw, off, q0, nq);
+  else dkernel_group_m(2, w, dU, dw, off, q0, nq);
 }
-MF_CPU_TWO_COPIES_VOID(input_group, (const wino_geo *w, const float *x, float *V, int64_t c, int64_t j0, const lane_at *a),
+MF_CPU_TWO_COPIES_VOID(input_group, (const wino_geo *w, const void *x, float *V, int64_t c, int64_t j0, const lane_at *a),
                        (w, x, V, c, j0, a))
-MF_CPU_TWO_COPIES_VOID(output_group, (const wino_geo *w, const float *M, float *y, const float *bias, int64_t k, int64_t j0,
+MF_CPU_TWO_COPIES_VOID(output_group, (const wino_geo *w, const float *M, void *y, const void *bias, int64_t k, int64_t j0,
                                       const lane_at *a), (w, M, y, bias, k, j0, a))
-MF_CPU_TWO_COPIES_VOID(dy_group, (const wino_geo *w, const float *dy, float *M, int64_t k, int64_t j0, const lane_at *a),
+MF_CPU_TWO_COPIES_VOID(dy_group, (const wino_geo *w, const void *dy, float *M, int64_t k, int64_t j0, const lane_at *a),
                        (w, dy, M, k, j0, a))
-MF_CPU_TWO_COPIES_VOID(kernel_group, (const wino_geo *w, const float *wt, float *U, int64_t q0, int64_t nq, int64_t co0, int flip),
+MF_CPU_TWO_COPIES_VOID(kernel_group, (const wino_geo *w, const void *wt, float *U, int64_t q0, int64_t nq, int64_t co0, int flip),
                        (w, wt, U, q0, nq, co0, flip))
-MF_CPU_TWO_COPIES_VOID(dkernel_group, (const wino_geo *w, const float *dU, float *dw, int64_t q0, int64_t nq), (w, dU, dw, q0, nq))
+MF_CPU_TWO_COPIES_VOID(dkernel_group, (const wino_geo *w, const float *dU, void *dw, int64_t off, int64_t q0, int64_t nq),
+                       (w, dU, dw, off, q0, nq))
 
 /* ------------------------------------------------------------------ the passes */
 
@@ -363,14 +389,14 @@ static int64_t blk_rows(const wino_geo *w, int64_t b, int64_t *co0) {
 }
 
 /* U of block b (kernels k = co0 .., all input channels), by all threads of the enclosing parallel region */
-static void kernels_transform(const wino_geo *w, const float *wt, float *U, int64_t b, int flip) {
+static void kernels_transform(const wino_geo *w, const void *wt, float *U, int64_t b, int flip) {
   int64_t co0, nq = blk_rows(w, b, &co0) * w->Ci;
   #pragma omp for schedule(static)
   for (int64_t q0 = 0; q0 < nq; q0 += VL) kernel_group(w, wt, U, q0, nq, co0, flip);
 }
 
 /* out = conv(in, w) (+ bias): the forward pass, or backward-data with the flipped kernel (flip) */
-static void wino_forward(const wino_geo *w, const float *in, const float *wt, int flip, float *out, const float *bias, char *ws) {
+static void wino_forward(const wino_geo *w, const void *in, const void *wt, int flip, void *out, const void *bias, char *ws) {
   float *U = (float *)(ws + w->o_u), *V = (float *)(ws + w->o_v), *M = (float *)(ws + w->o_m);
   const int aa = w->al * w->al;
   #pragma omp parallel
@@ -424,7 +450,7 @@ void mf_cpu_wino_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out
   wino_geometry(k->g, n, mf_cpu_wino_takes(k->g, n), &w);
   char *wsb = ws;
   float *dU = (float *)(wsb + w.o_u), *V = (float *)(wsb + w.o_v), *M = (float *)(wsb + w.o_m);
-  const float *x = src[0], *dy = src[1];
+  const void *x = src[0], *dy = src[1];
   const int aa = w.al * w.al;
   #pragma omp parallel
   for (int64_t b = 0; b < w.nblk; b++) {
@@ -452,6 +478,6 @@ void mf_cpu_wino_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out
                     dU + (int64_t)ab * nq, (blasint)w.Ci);
     }
     #pragma omp for schedule(static)
-    for (int64_t q0 = 0; q0 < nq; q0 += VL) dkernel_group(&w, dU, (float *)out + co0 * w.Ci * 9, q0, nq);
+    for (int64_t q0 = 0; q0 < nq; q0 += VL) dkernel_group(&w, dU, out, co0 * w.Ci * 9, q0, nq);
   }
 }
