@@ -1,10 +1,10 @@
 /* bench_conv.c — times memfit's CPU conv2d forward / backward-data / backward-weight kernels, each implementation
  * (memfit's GEMM algorithms and oneDNN), on the steganography net's shapes (3x3, pad 1, 32x32, C in 12..332, OC 80
  * or 12, batch 1 and 4) and, with `moco`, on the MoCo ResNet-18 small-stem shapes (32 px, batch 64, 3x3 and the 1x1
- * stride-2 shortcuts), next to PyTorch's (run through python3 with the same thread count). Prints per shape and pass
+ * stride-2 shortcuts) and, with `vqgan`, on VQGAN low's 3x3 shapes (16-128 channels, batch 4), next to PyTorch's (run through python3 with the same thread count). Prints per shape and pass
  * the best time, the achieved GFLOP/s and its percentage of the sgemm peak measured with OpenBLAS in this process
  * (bench/common/peak.c), which implementation the planner would pick, and the per-op ratios.
- * Usage: OMP_NUM_THREADS=2 ./bench_conv [reps] [steg|moco|all]   (set MEMFIT_BENCH_NO_TORCH=1 to skip PyTorch) */
+ * Usage: OMP_NUM_THREADS=2 ./bench_conv [reps] [steg|moco|vqgan|all]   (set MEMFIT_BENCH_NO_TORCH=1 to skip PyTorch) */
 #include "backend/cpu/cpu.h"
 #include "common/peak.h"
 #include "ops/ops.h"
@@ -34,6 +34,11 @@ static const conv_shape moco_shapes[] = { /* ResNet-18, small stem, 32 px, batch
     {64, 128, 16, 16, 128, 3, 1, 1, 0}, {64, 64, 32, 32, 128, 1, 2, 0, 0}, {64, 128, 16, 16, 256, 3, 2, 1, 0},
     {64, 256, 8, 8, 256, 3, 1, 1, 0},   {64, 128, 16, 16, 256, 1, 2, 0, 0}, {64, 256, 8, 8, 512, 3, 2, 1, 0},
     {64, 512, 4, 4, 512, 3, 1, 1, 0},   {64, 256, 8, 8, 512, 1, 2, 0, 0},
+};
+
+static const conv_shape vqgan_shapes[] = { /* VQGAN low (channels 16, 32, 64, 128 at 64, 32, 16, 8 px), batch 4, with bias */
+    {4, 16, 64, 64, 16, 3, 1, 1, 1}, {4, 32, 32, 32, 32, 3, 1, 1, 1}, {4, 64, 16, 16, 64, 3, 1, 1, 1}, {4, 128, 8, 8, 128, 3, 1, 1, 1},
+    {4, 24, 64, 64, 24, 3, 1, 1, 1}, {4, 32, 64, 64, 32, 3, 1, 1, 1},
 };
 
 /* one conv node set up for an implementation (MF_CPU_CONV_GEMM or _DNNL) with its own workspace */
@@ -149,17 +154,19 @@ static void pct(double flops, double ms, double peak, char *buf, size_t n) {
 int main(int argc, char **argv) {
   int reps = argc > 1 ? atoi(argv[1]) : 30;
   const char *set = argc > 2 ? argv[2] : "steg";
-  if (reps < 1 || (strcmp(set, "steg") && strcmp(set, "moco") && strcmp(set, "all"))) {
-    fprintf(stderr, "usage: bench_conv [reps >= 1] [steg|moco|all]\n");
+  if (reps < 1 || (strcmp(set, "steg") && strcmp(set, "moco") && strcmp(set, "vqgan") && strcmp(set, "all"))) {
+    fprintf(stderr, "usage: bench_conv [reps >= 1] [steg|moco|vqgan|all]\n");
     return 2;
   }
   int threads = omp_get_max_threads();
   conv_shape sh[32];
   int ns = 0;
-  if (strcmp(set, "moco"))
+  if (!strcmp(set, "steg") || !strcmp(set, "all"))
     for (size_t i = 0; i < sizeof steg_shapes / sizeof *steg_shapes; i++) sh[ns++] = steg_shapes[i];
-  if (strcmp(set, "steg"))
+  if (!strcmp(set, "moco") || !strcmp(set, "all"))
     for (size_t i = 0; i < sizeof moco_shapes / sizeof *moco_shapes; i++) sh[ns++] = moco_shapes[i];
+  if (!strcmp(set, "vqgan") || !strcmp(set, "all"))
+    for (size_t i = 0; i < sizeof vqgan_shapes / sizeof *vqgan_shapes; i++) sh[ns++] = vqgan_shapes[i];
   double (*tt)[3] = calloc((size_t)ns, sizeof *tt);
   if (!tt) return 1;
   int have_torch = torch_times(sh, ns, threads, reps, tt);

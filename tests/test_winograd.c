@@ -284,17 +284,18 @@ static void check_shape(const shape *s, int m, int integers, mf_dtype dt) {
   mf_graph_free(g);
 }
 
-/* x [2,16,10,10] -conv (w1 [24,16,3,3])-> relu -conv (w2 [16,24,3,3])-> relu -conv (w3 [16,16,3,3], stride 2)-> mse:
- * w1 and w2 on Winograd (all three passes), the strided one not; one step, measured == planned */
+/* x [2,64,28,28] -conv (w1 [72,64,3,3])-> relu -conv (w2 [64,72,3,3])-> relu -conv (w3 [16,64,3,3], stride 2)-> mse:
+ * w1 and w2 on Winograd by the shape rule (at least 64 channels a side and 1e8 FLOPs per pass), the strided one
+ * not; two steps, measured == planned */
 static void check_session(void) {
   mf_graph *g = mf_graph_init(MF_F32);
-  mf_tensor x = mf_input(g, "x", 4, (int64_t[]){2, 16, 10, 10}), t = mf_input(g, "t", 4, (int64_t[]){2, 16, 5, 5});
-  mf_tensor w1 = mf_param(g, "w1", 4, (int64_t[]){24, 16, 3, 3}, MF_INIT_KAIMING, 0);
-  mf_tensor w2 = mf_param(g, "w2", 4, (int64_t[]){16, 24, 3, 3}, MF_INIT_KAIMING, 0);
-  mf_tensor w3 = mf_param(g, "w3", 4, (int64_t[]){16, 16, 3, 3}, MF_INIT_KAIMING, 0);
-  mf_tensor h = mf_relu(g, mf_conv2d(g, x, w1, -1, 1, 1, 1)); /* [2,24,10,10] */
-  h = mf_relu(g, mf_conv2d(g, h, w2, -1, 1, 1, 1));           /* [2,16,10,10] */
-  mf_tensor loss = mf_mse_loss(g, mf_conv2d(g, h, w3, -1, 2, 1, 1), t); /* [2,16,5,5] */
+  mf_tensor x = mf_input(g, "x", 4, (int64_t[]){2, 64, 28, 28}), t = mf_input(g, "t", 4, (int64_t[]){2, 16, 14, 14});
+  mf_tensor w1 = mf_param(g, "w1", 4, (int64_t[]){72, 64, 3, 3}, MF_INIT_KAIMING, 0);
+  mf_tensor w2 = mf_param(g, "w2", 4, (int64_t[]){64, 72, 3, 3}, MF_INIT_KAIMING, 0);
+  mf_tensor w3 = mf_param(g, "w3", 4, (int64_t[]){16, 64, 3, 3}, MF_INIT_KAIMING, 0);
+  mf_tensor h = mf_relu(g, mf_conv2d(g, x, w1, -1, 1, 1, 1)); /* [2,72,28,28] */
+  h = mf_relu(g, mf_conv2d(g, h, w2, -1, 1, 1, 1));           /* [2,64,28,28] */
+  mf_tensor loss = mf_mse_loss(g, mf_conv2d(g, h, w3, -1, 2, 1, 1), t); /* [2,16,14,14] */
   CHECK(!mf_graph_error(g), "session graph: %s", mf_graph_error(g));
   mf_train_opts o = mf_train_opts_default();
   o.threads = 2;

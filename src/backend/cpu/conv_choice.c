@@ -4,12 +4,13 @@
  *
  * The choice, per conv node: memfit's own when oneDNN does not take the node (conv_dnnl.c says when);
  * otherwise, when the conv cache of the plan's thread count has the node's shape and pass, the faster of the
- * two as measured there; otherwise the shape rule: Winograd where it takes the node, else oneDNN. The cache is written by mf_cpu_conv_measure
+ * two as measured there; otherwise the shape rule: Winograd where it takes the node and pays (wino_pays), else oneDNN. The cache is written by mf_cpu_conv_measure
  * (`memfit calibrate WORKLOAD`): one line per shape and pass, kept beside the cost model's calibration in
  * $XDG_CACHE_HOME/memfit/conv-cpu-tT.txt, versioned and dated like it; a cache from another memfit or oneDNN
  * version, damaged or older than 30 days is not used (the shape rule stays). MEMFIT_CONV=rule ignores it. */
 #include "backend/cpu/cpu.h"
 #include "base/atomic_file.h"
+#include "ops/ops.h"
 #include <errno.h>
 #include <omp.h>
 #include <pthread.h>
@@ -178,6 +179,15 @@ static int wino_fits(const mf_graph *g, const mf_node *n, const char *env) {
   return mf_cpu_wino_takes(g, n) && mf_cpu_wino_ws(g, n) <= mf_cpu_ws_conv(g, n) + ((size_t)64 << 20);
 }
 
+/* The shape rule's part for Winograd: only where its GEMMs are large enough to win back the transforms, at least
+ * 64 channels on each side and 1e8 FLOPs of direct convolution (bench_conv: 1.3-2.5x oneDNN on ResNet-18's
+ * stride-1 layers and on the steganography block's 92-252 -> 80 channels at 32 x 32; 0.4-0.9x on VQGAN low's 16-128
+ * channel convs of 7.5e7 FLOPs and on 12-channel ones). A measured choice (the conv cache) is not bound by it. */
+static int wino_pays(const mf_graph *g, const mf_node *n) {
+  const mf_node *w = n->op == MF_OP_CONV2D_BWD_WEIGHT ? n : &g->nodes[n->src[1]];
+  return w->ne[0] >= 64 && w->ne[1] >= 64 && mf_node_flops(g, n) >= 1e8;
+}
+
 void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
   n->impl = MF_CPU_CONV_GEMM;
@@ -187,14 +197,14 @@ void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
   size_t bytes;
   int t = mf_cpu_dnnl_conv_prepare(g, n, threads, &bytes);
   if (!t) {
-    if (wino) n->impl = MF_CPU_CONV_WINO;
+    if (wino && wino_pays(g, n)) n->impl = MF_CPU_CONV_WINO;
     return;
   }
   int64_t key[CC_KEY];
   cc_key(g, n, key);
   int m = env && !strcmp(env, "rule") ? -1 : cc_lookup(threads, key);
   if (m == 0) { n->impl = wino ? MF_CPU_CONV_WINO_MEASURED : MF_CPU_CONV_GEMM_MEASURED; return; }
-  if (m < 0 && wino) { n->impl = MF_CPU_CONV_WINO; return; } /* the shape rule: Winograd before oneDNN */
+  if (m < 0 && wino && wino_pays(g, n)) { n->impl = MF_CPU_CONV_WINO; return; } /* the shape rule: Winograd before oneDNN */
   n->impl = m == 1 ? MF_CPU_CONV_DNNL_MEASURED : MF_CPU_CONV_DNNL;
   n->impl_threads = (int16_t)t;
 }
