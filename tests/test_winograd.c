@@ -159,6 +159,7 @@ static void fill(float *p, int64_t n, uint64_t seed, int integers) {
 static void run(const mf_graph *g, int id, void **data, void *out, int threads) {
   mf_node n = g->nodes[id];
   n.impl = MF_CPU_CONV_WINO;
+  mf_cpu_wino_tile(g, &n);
   size_t wsb = mf_cpu_wino_ws(g, &n);
   void *ws = aligned_alloc(64, (wsb + 63) / 64 * 64);
   memset(ws, 0xff, (wsb + 63) / 64 * 64); /* NaN: a value read before it is written shows */
@@ -382,6 +383,31 @@ int main(void) {
   CHECK(mf_cpu_wino_takes(g, &g->nodes[y8]) == 0, "takes 8 output channels");
   CHECK(mf_cpu_wino_takes(g, &g->nodes[y5]) == 0, "takes a 5x5 kernel");
   CHECK(mf_cpu_wino_takes(g, &g->nodes[ys]) == 0, "takes stride 2");
+  /* the tile side is recorded when the node is put on Winograd: a MEMFIT_WINOGRAD changed afterwards changes
+   * neither its workspace nor its kernel, and a node put there without one faults instead of crashing */
+  mf_node n4 = g->nodes[y];
+  n4.impl = MF_CPU_CONV_WINO;
+  mf_cpu_wino_tile(g, &n4);
+  size_t ws4 = mf_cpu_wino_ws(g, &n4);
+  setenv("MEMFIT_WINOGRAD", "0", 1);
+  CHECK(n4.impl_threads == 4 && mf_cpu_wino_ws(g, &n4) == ws4 && ws4 > 0, "recorded tile %d, workspace %zu then %zu",
+        n4.impl_threads, ws4, mf_cpu_wino_ws(g, &n4));
+  setenv("MEMFIT_WINOGRAD", "2", 1);
+  CHECK(mf_cpu_wino_ws(g, &n4) == ws4, "workspace follows MEMFIT_WINOGRAD after planning");
+  unsetenv("MEMFIT_WINOGRAD");
+  {
+    float *xv = calloc(16 * 64, 4), *wv = calloc(16 * 16 * 9, 4), *yv = malloc(16 * 64 * 4);
+    char fault[256] = "";
+    mf_kctx k = {.g = g, .grad_seed = 1, .nthreads = 1, .fault = fault, .fault_len = sizeof fault};
+    mf_node n0 = g->nodes[y];
+    n0.impl = MF_CPU_CONV_WINO; /* no tile side recorded */
+    void *src[MF_MAX_SRC] = {xv, wv};
+    mf_cpu_wino_conv2d(&k, &n0, yv, src, NULL);
+    CHECK(strstr(fault, "without a tile side") != NULL, "a node without a tile side: fault '%s'", fault);
+    free(xv);
+    free(wv);
+    free(yv);
+  }
   mf_graph_free(g);
   return check_finish("test_winograd");
 }

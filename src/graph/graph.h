@@ -47,7 +47,7 @@ typedef struct mf_node {
   uint8_t role, phase;
   uint8_t impl;                   /* the kernel implementation the planner chose for it (backend-specific, e.g. a CPU conv
                                      on oneDNN or on memfit's GEMM algorithms: backend.h choose); 0: none chosen */
-  int16_t impl_threads;           /* threads that implementation was prepared for (a oneDNN primitive's team); 0: any */
+  int16_t impl_threads;           /* threads that implementation was prepared for (a oneDNN primitive's team), or Winograd's tile side (2, 4); 0: any */
   int seg;                        /* recompute segment that built it, -1 if none */
   int grad;                       /* PARAM / PARAM_LP: id of its GRAD node (-1 if none yet) */
   int master;                     /* PARAM_LP: its f32 master; GRAD: its PARAM */

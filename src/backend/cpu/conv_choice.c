@@ -197,14 +197,18 @@ void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
   size_t bytes;
   int t = mf_cpu_dnnl_conv_prepare(g, n, threads, &bytes);
   if (!t) {
-    if (wino && wino_pays(g, n)) n->impl = MF_CPU_CONV_WINO;
+    if (wino && wino_pays(g, n)) { n->impl = MF_CPU_CONV_WINO; mf_cpu_wino_tile(g, n); }
     return;
   }
   int64_t key[CC_KEY];
   cc_key(g, n, key);
   int m = env && !strcmp(env, "rule") ? -1 : cc_lookup(threads, key);
-  if (m == 0) { n->impl = wino ? MF_CPU_CONV_WINO_MEASURED : MF_CPU_CONV_GEMM_MEASURED; return; }
-  if (m < 0 && wino && wino_pays(g, n)) { n->impl = MF_CPU_CONV_WINO; return; } /* the shape rule: Winograd before oneDNN */
+  if (m == 0) {
+    n->impl = wino ? MF_CPU_CONV_WINO_MEASURED : MF_CPU_CONV_GEMM_MEASURED;
+    if (wino) mf_cpu_wino_tile(g, n);
+    return;
+  }
+  if (m < 0 && wino && wino_pays(g, n)) { n->impl = MF_CPU_CONV_WINO; mf_cpu_wino_tile(g, n); return; } /* the shape rule: Winograd before oneDNN */
   n->impl = m == 1 ? MF_CPU_CONV_DNNL_MEASURED : MF_CPU_CONV_DNNL;
   n->impl_threads = (int16_t)t;
 }
@@ -299,6 +303,7 @@ int mf_cpu_conv_measure(const mf_graph *g, int threads, int reps, FILE *log, cha
     nd.impl_threads = (int16_t)t;
     ng.impl = wino_fits(g, n, getenv("MEMFIT_CONV")) ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM; /* memfit's own, as chosen */
     ng.impl_threads = 0;
+    if (mf_cpu_conv_on_wino(&ng)) mf_cpu_wino_tile(g, &ng);
     size_t bg = mf_cpu_conv_on_wino(&ng) ? mf_cpu_wino_ws(g, &ng) : mf_cpu_ws_conv(g, &ng), wsb = bd > bg ? bd : bg;
     void *src[MF_MAX_SRC] = {0}, *o = malloc(mf_node_bytes(n)), *ws = wsb ? aligned_alloc(64, (wsb + 63) / 64 * 64) : NULL;
     int ok = o && (ws || !wsb);

@@ -56,6 +56,8 @@ static inline bool mf_cpu_conv_on_wino(const mf_node *n) {
  * channels on a side); _ws: its exact workspace; the kernels: for a node whose impl is MF_CPU_CONV_WINO. */
 int mf_cpu_wino_takes(const mf_graph *g, const mf_node *n);
 size_t mf_cpu_wino_ws(const mf_graph *g, const mf_node *n);
+/* records in n->impl_threads the tile side node n will run with (set with impl = MF_CPU_CONV_WINO*) */
+void mf_cpu_wino_tile(const mf_graph *g, mf_node *n);
 void mf_cpu_wino_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
 void mf_cpu_wino_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);
 void mf_cpu_wino_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws);

@@ -17,6 +17,7 @@
  * V [al*al][Ci][tc] and one block's M [al*al][cob][tc]. */
 #include "backend/cpu/cpu.h"
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,8 +113,20 @@ int mf_cpu_wino_takes(const mf_graph *g, const mf_node *n) {
   return m;
 }
 
+/* The tile side a node runs with: the one recorded when it was put on Winograd (mf_cpu_wino_tile), so a
+ * MEMFIT_WINOGRAD changed after planning changes neither its workspace nor its kernel; a node not (yet) put
+ * there: what _takes says now. */
+static int wino_tile_of(const mf_graph *g, const mf_node *n) {
+  if (mf_cpu_conv_on_wino(n)) return n->impl_threads == 2 || n->impl_threads == 4 ? n->impl_threads : 0;
+  return mf_cpu_wino_takes(g, n);
+}
+
+void mf_cpu_wino_tile(const mf_graph *g, mf_node *n) {
+  n->impl_threads = (int16_t)mf_cpu_wino_takes(g, n);
+}
+
 size_t mf_cpu_wino_ws(const mf_graph *g, const mf_node *n) {
-  int m = mf_cpu_wino_takes(g, n);
+  int m = wino_tile_of(g, n);
   if (!m) return 0;
   wino_geo w;
   wino_geometry(g, n, m, &w);
@@ -431,15 +444,28 @@ static void wino_forward(const wino_geo *w, const void *in, const void *wt, int 
   }
 }
 
+/* the geometry node n was planned with; 0 (and the step's fault set) for a node without a recorded tile side */
+static int wino_geometry_of(const mf_kctx *k, const mf_node *n, wino_geo *w) {
+  int m = wino_tile_of(k->g, n);
+  if (!m) {
+    if (k->fault && !k->fault[0])
+      snprintf(k->fault, k->fault_len, "%s '%s': put on Winograd without a tile side (impl_threads %d): choose its "
+               "implementation with mf_cpu_conv_choose", mf_op_name(n->op), n->name, n->impl_threads);
+    return 0;
+  }
+  wino_geometry(k->g, n, m, w);
+  return 1;
+}
+
 void mf_cpu_wino_conv2d(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   wino_geo w;
-  wino_geometry(k->g, n, mf_cpu_wino_takes(k->g, n), &w);
+  if (!wino_geometry_of(k, n, &w)) return;
   wino_forward(&w, src[0], src[1], 0, out, n->nsrc > 2 ? src[2] : NULL, ws);
 }
 
 void mf_cpu_wino_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   wino_geo w;
-  wino_geometry(k->g, n, mf_cpu_wino_takes(k->g, n), &w);
+  if (!wino_geometry_of(k, n, &w)) return;
   wino_forward(&w, src[0], src[1], 1, out, NULL, ws);
 }
 
@@ -447,7 +473,7 @@ void mf_cpu_wino_conv2d_bwd_data(const mf_kctx *k, const mf_node *n, void *out, 
  * every chunk of tiles (V is made again for each block) */
 void mf_cpu_wino_conv2d_bwd_weight(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   wino_geo w;
-  wino_geometry(k->g, n, mf_cpu_wino_takes(k->g, n), &w);
+  if (!wino_geometry_of(k, n, &w)) return;
   char *wsb = ws;
   float *dU = (float *)(wsb + w.o_u), *V = (float *)(wsb + w.o_v), *M = (float *)(wsb + w.o_m);
   const void *x = src[0], *dy = src[1];
