@@ -48,6 +48,7 @@ static void run_init(mf_graph *g, int id, int impl, int threads, conv_run *r) {
   r->n = g->nodes[id];
   r->n.impl = mf_cpu_wino_takes(g, &r->n) ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM; /* memfit's own: Winograd where it takes the node */
   r->n.impl_threads = 0;
+  if (mf_cpu_conv_on_wino(&r->n)) mf_cpu_wino_tile(g, &r->n);
   r->ws = NULL;
   r->ok = 1;
   if (impl == MF_CPU_CONV_DNNL) {

@@ -142,18 +142,19 @@ static void cache_write(const char *ver, long age_s, const char *lines) {
   FILE *f = fopen(path, "w");
   CHECK(f != NULL, "open %s", path);
   if (!f) return;
-  fprintf(f, "memfit-conv-cache 2\nmeasured %lld\nonednn %s\n%s", (long long)time(NULL) - age_s, ver, lines);
+  fprintf(f, "memfit-conv-cache 3\nmeasured %lld\nonednn %s\n%s", (long long)time(NULL) - age_s, ver, lines);
   fclose(f);
 }
 
-/* "conv PASS N C H W OC KH KW S P G B" of node n (as the cache writes it) */
+/* "conv PASS N C H W OC KH KW S P G B TYPE" of node n (as the cache writes it) */
 static void key_line(const mf_graph *g, const mf_node *n, char *buf, size_t len) {
   const mf_node *s0 = &g->nodes[n->src[0]], *s1 = &g->nodes[n->src[1]];
   const mf_node *x = n->op == MF_OP_CONV2D_BWD_DATA ? n : s0, *w = n->op == MF_OP_CONV2D_BWD_WEIGHT ? n : s1;
-  snprintf(buf, len, "conv %s %lld %lld %lld %lld %lld %lld %lld %d %d %d %d",
+  snprintf(buf, len, "conv %s %lld %lld %lld %lld %lld %lld %lld %d %d %d %d %s",
            n->op == MF_OP_CONV2D ? "fwd" : n->op == MF_OP_CONV2D_BWD_DATA ? "bwd-data" : "bwd-weight", (long long)x->ne[0],
            (long long)x->ne[1], (long long)x->ne[2], (long long)x->ne[3], (long long)w->ne[0], (long long)w->ne[2],
-           (long long)w->ne[3], n->ip[0], n->ip[1], n->ip[2], n->op == MF_OP_CONV2D && n->nsrc > 2);
+           (long long)w->ne[3], n->ip[0], n->ip[1], n->ip[2], n->op == MF_OP_CONV2D && n->nsrc > 2,
+           mf_dtype_name(s0->dtype));
 }
 
 int main(void) {

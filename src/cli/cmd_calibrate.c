@@ -23,10 +23,12 @@ static void calibrate_usage(FILE *f) {
              "measured again and named in the output. Times are relative: only the ranking of plans depends on them.\n\n"
              "  --backend B   cpu (default) or cuda\n"
              "  --threads T   threads to calibrate for (default: all cores, as plan and train use)\n"
-             "\nusage: memfit calibrate WORKLOAD [settings] [--micro-batch N] [--variant V] [--threads T] [--repeats R]\n\n"
-             "Times every f32 convolution of WORKLOAD's training step (%s; its settings as 'memfit plan WORKLOAD'\n"
-             "takes them) that oneDNN takes, forward, backward-data and backward-weights, on oneDNN and on memfit's own GEMM\n"
-             "algorithms, T threads, the better of R interleaved runs each (default 5), and saves the faster of each\n"
+             "\nusage: memfit calibrate WORKLOAD [settings] [--precision f32|bf16] [--micro-batch N] [--variant V] [--threads T]\n"
+             "                        [--repeats R]\n\n"
+             "Times every convolution of WORKLOAD's training step (%s; its settings as 'memfit plan WORKLOAD'\n"
+             "takes them; activations stored in --precision, default f32) that oneDNN takes, forward, backward-data and\n"
+             "backward-weights, on oneDNN and on memfit's own (its Winograd where it takes the shape, else its GEMM\n"
+             "algorithms), T threads, the better of R interleaved runs each (default 5), and saves the faster of each\n"
              "shape and pass in $XDG_CACHE_HOME/memfit/conv-cpu-tTHREADS.txt, beside the shapes measured before. Plans\n"
              "and training runs with T threads then run each measured shape on the faster one ('memfit plan WORKLOAD\n"
              "--by-layer' shows which); shapes not in it follow the shape rule (oneDNN wherever it takes the conv). The\n"
@@ -44,6 +46,7 @@ static int calibrate_convs(int argc, char **argv) {
   }
   void *cfg = w->cfg_new();
   int threads = 0, micro = 0, variant = -1, reps = 5;
+  mf_dtype dtype = MF_F32;
   char err[1024];
   for (int i = 2; i < argc; i++) {
     const char *v;
@@ -52,6 +55,14 @@ static int calibrate_convs(int argc, char **argv) {
     else if ((v = cli_opt(argc, argv, &i, "--micro-batch"))) { if (cli_int("--micro-batch", v, 1, 1 << 20, &micro)) { free(cfg); return 2; } }
     else if ((v = cli_opt(argc, argv, &i, "--variant"))) { if (cli_int("--variant", v, 0, w->n_variants - 1, &variant)) { free(cfg); return 2; } }
     else if ((v = cli_opt(argc, argv, &i, "--repeats"))) { if (cli_int("--repeats", v, 1, 1000, &reps)) { free(cfg); return 2; } }
+    else if ((v = cli_opt(argc, argv, &i, "--precision"))) {
+      if (strcmp(v, "f32") && strcmp(v, "bf16")) {
+        fprintf(stderr, "memfit calibrate: --precision: '%s' is not f32 or bf16 (the storage types oneDNN's convs take)\n", v);
+        free(cfg);
+        return 2;
+      }
+      dtype = (mf_dtype)mf_dtype_parse(v);
+    }
     else if (!strncmp(argv[i], "--", 2) && i + 1 < argc) {
       const char *key = argv[i] + 2, *eq = strchr(key, '=');
       char k[64];
@@ -75,7 +86,7 @@ static int calibrate_convs(int argc, char **argv) {
   int t = threads > 0 ? threads : omp_get_max_threads();
   char desc[256];
   w->cfg_describe(cfg, desc, sizeof desc);
-  mf_graph *g = mf_graph_init(MF_F32);
+  mf_graph *g = mf_graph_init(dtype);
   void *state = NULL;
   mf_tensor loss;
   int rc = 0;
@@ -91,8 +102,8 @@ static int calibrate_convs(int argc, char **argv) {
     else {
       char path[1024];
       mf_cpu_conv_cache_path(t, path, sizeof path);
-      printf("convolutions of %s (training step, f32), %d thread%s: memfit's GEMM algorithms and oneDNN %s, the better of %d runs\n",
-             desc, t, t == 1 ? "" : "s", mf_cpu_dnnl_version(), reps);
+      printf("convolutions of %s (training step, %s), %d thread%s: memfit's own and oneDNN %s, the better of %d runs\n", desc,
+             mf_dtype_name(dtype), t, t == 1 ? "" : "s", mf_cpu_dnnl_version(), reps);
       int n = mf_cpu_conv_measure(p->g, t, reps, stdout, err, sizeof err);
       if (n < 0) { fprintf(stderr, "memfit calibrate: %s\n", err); rc = 1; }
       else if (!n) printf("no convolution here that oneDNN takes: nothing measured, nothing saved\n");

@@ -21,9 +21,10 @@
 #include <unistd.h>
 
 enum {
-  CC_VERSION = 2,             /* bump when what a line means changes (2: memfit's is Winograd where it takes the shape) */
+  CC_VERSION = 3,             /* bump when what a line means changes (2: memfit's is Winograd where it takes the shape;
+                               * 3: the storage type is part of the key) */
   CC_MAX_AGE_S = 30 * 86400,  /* older measurements are not used (new BLAS, new machine) */
-  CC_KEY = 12,                /* pass N C H W OC KH KW stride pad groups bias */
+  CC_KEY = 13,                /* pass N C H W OC KH KW stride pad groups bias type (the input's storage type) */
 };
 static const char *const cc_pass[3] = {"fwd", "bwd-data", "bwd-weight"};
 
@@ -70,7 +71,7 @@ static void cc_key(const mf_graph *g, const mf_node *n, int64_t *key) {
   const mf_node *x = n->op == MF_OP_CONV2D ? s0 : n->op == MF_OP_CONV2D_BWD_DATA ? n : s0;
   const mf_node *w = n->op == MF_OP_CONV2D_BWD_WEIGHT ? n : s1;
   int64_t k[CC_KEY] = {conv_pass(n->op), x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3],
-                       n->ip[0], n->ip[1], n->ip[2], n->op == MF_OP_CONV2D && n->nsrc > 2};
+                       n->ip[0], n->ip[1], n->ip[2], n->op == MF_OP_CONV2D && n->nsrc > 2, s0->dtype};
   memcpy(key, k, sizeof k);
 }
 
@@ -98,22 +99,23 @@ static int cc_read(const char *path, cc_cache *c) {
   long long at = 0;
   char line[512], dnnl[32] = "";
   while (fgets(line, sizeof line, f)) {
-    char pass[16], pick[16];
+    char pass[16], pick[16], type[16];
     cc_entry e;
-    long long k[CC_KEY - 1];
+    long long k[CC_KEY - 2];
     if (line[0] == '#' || line[0] == '\n') continue;
     if (sscanf(line, "memfit-conv-cache %d", &version) == 1) got |= 1;
     else if (sscanf(line, "measured %lld", &at) == 1) got |= 2;
     else if (sscanf(line, "onednn %31s", dnnl) == 1) got |= 4;
-    else if (sscanf(line, "conv %15s %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %15s %lf %lf", pass, &k[0], &k[1], &k[2],
-                    &k[3], &k[4], &k[5], &k[6], &k[7], &k[8], &k[9], &k[10], pick, &e.t_gemm, &e.t_dnnl) == 15) {
-      int p = -1;
+    else if (sscanf(line, "conv %15s %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %15s %15s %lf %lf", pass, &k[0], &k[1],
+                    &k[2], &k[3], &k[4], &k[5], &k[6], &k[7], &k[8], &k[9], &k[10], type, pick, &e.t_gemm, &e.t_dnnl) == 16) {
+      int p = -1, t = mf_dtype_parse(type);
       for (int i = 0; i < 3; i++)
         if (!strcmp(pass, cc_pass[i])) p = i;
       e.dnnl = !strcmp(pick, "onednn") ? 1 : !strcmp(pick, "memfit") ? 0 : -1;
-      if (p < 0 || e.dnnl < 0) { bad = 1; continue; }
+      if (p < 0 || e.dnnl < 0 || t < 0) { bad = 1; continue; }
       e.key[0] = p;
-      for (int i = 0; i < CC_KEY - 1; i++) e.key[1 + i] = k[i];
+      for (int i = 0; i < CC_KEY - 2; i++) e.key[1 + i] = k[i];
+      e.key[CC_KEY - 1] = t;
       if (cc_push(c, &e) < 0) { bad = 1; break; }
     } else bad = 1;
   }
@@ -188,6 +190,18 @@ static int wino_pays(const mf_graph *g, const mf_node *n) {
   return w->ne[0] >= 64 && w->ne[1] >= 64 && mf_node_flops(g, n) >= 1e8;
 }
 
+/* The shape rule for a conv stored in bf16 that oneDNN takes: 1 where oneDNN's bf16 kernels (bf16 products, twice
+ * the f32 rate on AVX-512 with bf16) run it, 0 where memfit's own (f32 arithmetic) does. oneDNN 2.6's bf16
+ * backward-weights of kernels larger than 1x1 is slow with a stride or a small output (`memfit calibrate moco --preset
+ * small --precision bf16`, EPYC with AVX-512 bf16, 2 threads: 2.3-12.6x slower at stride 2, 5x at 4x4 outputs; 0.7x
+ * at 8x8 and larger); everything else ran 1.3-8x faster there, Winograd included. */
+static int dnnl_bf16_pays(const mf_graph *g, const mf_node *n) {
+  if (n->op != MF_OP_CONV2D_BWD_WEIGHT) return 1;
+  const mf_node *dy = &g->nodes[n->src[1]];
+  mf_conv_cfg cf = mf_conv_cfg_of(n);
+  return (n->ne[2] == 1 && n->ne[3] == 1) || (cf.stride == 1 && dy->ne[2] * dy->ne[3] >= 64);
+}
+
 void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
   n->impl = MF_CPU_CONV_GEMM;
@@ -208,7 +222,13 @@ void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
     if (wino) mf_cpu_wino_tile(g, n);
     return;
   }
-  if (m < 0 && wino && wino_pays(g, n)) { n->impl = MF_CPU_CONV_WINO; mf_cpu_wino_tile(g, n); return; } /* the shape rule: Winograd before oneDNN */
+  if (m < 0 && g->nodes[n->src[0]].dtype == MF_BF16) { /* the shape rule in bf16: oneDNN's bf16 kernels, but where they are slow */
+    if (!dnnl_bf16_pays(g, n)) {
+      n->impl = wino ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM_RULE;
+      if (wino) mf_cpu_wino_tile(g, n);
+      return;
+    }
+  } else if (m < 0 && wino && wino_pays(g, n)) { n->impl = MF_CPU_CONV_WINO; mf_cpu_wino_tile(g, n); return; } /* the shape rule: Winograd before oneDNN */
   n->impl = m == 1 ? MF_CPU_CONV_DNNL_MEASURED : MF_CPU_CONV_DNNL;
   n->impl_threads = (int16_t)t;
 }
@@ -223,7 +243,7 @@ int mf_cpu_conv_describe(const mf_graph *g, const mf_node *n, char *name, size_t
     return 1;
   }
   if (mf_cpu_conv_on_wino(n)) {
-    int m = mf_cpu_wino_takes(g, n);
+    int m = n->impl_threads; /* the tile side it was put there with */
     snprintf(name, len, "memfit winograd F(%dx%d,3x3)%s", m, m, fused);
     *why = n->impl == MF_CPU_CONV_WINO_MEASURED ? "measured faster" : mf_cpu_dnnl_version() ? "shape rule" : "no oneDNN in this build";
     return 1;
@@ -231,6 +251,7 @@ int mf_cpu_conv_describe(const mf_graph *g, const mf_node *n, char *name, size_t
   snprintf(name, len, "memfit %s%s", mf_cpu_conv_algo_name(g, n), fused);
   const char *env = getenv("MEMFIT_CONV");
   if (n->impl == MF_CPU_CONV_GEMM_MEASURED) *why = "measured faster";
+  else if (n->impl == MF_CPU_CONV_GEMM_RULE) *why = "shape rule";
   else if (!n->impl) *why = "not chosen";
   else if (!mf_cpu_dnnl_version()) *why = "no oneDNN in this build";
   else if (env && !strcmp(env, "gemm")) *why = "MEMFIT_CONV=gemm";
@@ -256,12 +277,13 @@ static int cc_write(const char *path, const cc_cache *c, char *err, size_t errle
   fprintf(f, "memfit-conv-cache %d\n# which implementation runs each f32 convolution shape and pass on the CPU, measured by\n"
              "# `memfit calibrate WORKLOAD` (memfit: its Winograd where it takes the shape, else its GEMM algorithms); delete this\n"
              "# file to go back to the shape rule (Winograd where it takes a conv, else oneDNN where it takes it)\n"
-             "# conv PASS N C H W OC KH KW STRIDE PAD GROUPS BIAS FASTER MEMFIT_S ONEDNN_S\n", CC_VERSION);
+             "# conv PASS N C H W OC KH KW STRIDE PAD GROUPS BIAS TYPE FASTER MEMFIT_S ONEDNN_S\n", CC_VERSION);
   fprintf(f, "measured %lld %s\nonednn %s\n", (long long)now, date, mf_cpu_dnnl_version() ? mf_cpu_dnnl_version() : "none");
   for (int i = 0; i < c->n; i++) {
     const cc_entry *e = &c->e[i];
     fprintf(f, "conv %s", cc_pass[e->key[0]]);
-    for (int k = 1; k < CC_KEY; k++) fprintf(f, " %lld", (long long)e->key[k]);
+    for (int k = 1; k < CC_KEY - 1; k++) fprintf(f, " %lld", (long long)e->key[k]);
+    fprintf(f, " %s", mf_dtype_name((mf_dtype)e->key[CC_KEY - 1]));
     fprintf(f, " %s %.6g %.6g\n", e->dnnl ? "onednn" : "memfit", e->t_gemm, e->t_dnnl);
   }
   return mf_atomic_file_commit(&af, err, errlen);
@@ -307,14 +329,14 @@ int mf_cpu_conv_measure(const mf_graph *g, int threads, int reps, FILE *log, cha
     size_t bg = mf_cpu_conv_on_wino(&ng) ? mf_cpu_wino_ws(g, &ng) : mf_cpu_ws_conv(g, &ng), wsb = bd > bg ? bd : bg;
     void *src[MF_MAX_SRC] = {0}, *o = malloc(mf_node_bytes(n)), *ws = wsb ? aligned_alloc(64, (wsb + 63) / 64 * 64) : NULL;
     int ok = o && (ws || !wsb);
-    for (int i = 0; i < n->nsrc && ok; i++) { /* operands: values in [-1, 1) (every operand oneDNN takes is f32) */
+    for (int i = 0; i < n->nsrc && ok; i++) { /* operands: values in [-1, 1), in their storage type (f32 or bf16) */
       const mf_node *s = &g->nodes[n->src[i]];
       int64_t cnt = mf_node_numel(s);
-      float *p = malloc((size_t)cnt * sizeof *p);
+      void *p = malloc(mf_node_bytes(s));
       if (!(src[i] = p)) { ok = 0; break; }
       for (int64_t j = 0; j < cnt; j++) {
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        p[j] = (float)((double)(seed >> 40) / (double)(1 << 23)) - 1.0f;
+        mf_st(p, s->dtype, j, (double)(seed >> 40) / (double)(1 << 23) - 1.0);
       }
     }
     if (!ok) {
@@ -340,10 +362,10 @@ int mf_cpu_conv_measure(const mf_graph *g, int threads, int reps, FILE *log, cha
         if (cc_push(&out, &e) < 0) { snprintf(err, errlen, "conv measurement: out of host memory"); rc = -1; }
         if (log) {
           const char *im = mf_cpu_dnnl_conv_impl(g, &nd);
-          fprintf(log, "  %-10s x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s%lld p%lld g%lld%s: memfit %s %.3f ms, onednn %s %.3f ms -> %s\n",
+          fprintf(log, "  %-10s x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s%lld p%lld g%lld%s %s: memfit %s %.3f ms, onednn %s %.3f ms -> %s\n",
                   cc_pass[key[0]], (long long)key[1], (long long)key[2], (long long)key[3], (long long)key[4], (long long)key[5],
                   (long long)(key[2] / key[10]), (long long)key[6], (long long)key[7], (long long)key[8], (long long)key[9],
-                  (long long)key[10], key[11] ? " bias" : "", mf_cpu_conv_on_wino(&ng) ? "winograd" : mf_cpu_conv_algo_name(g, &ng), tg * 1e3, im ? im : "?", td * 1e3,
+                  (long long)key[10], key[11] ? " bias" : "", mf_dtype_name((mf_dtype)key[12]), mf_cpu_conv_on_wino(&ng) ? "winograd" : mf_cpu_conv_algo_name(g, &ng), tg * 1e3, im ? im : "?", td * 1e3,
                   e.dnnl ? "onednn" : "memfit");
         }
       }

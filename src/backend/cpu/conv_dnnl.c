@@ -1,4 +1,4 @@
-/* conv_dnnl.c (CPU) — conv2d forward, backward-data and backward-weight of f32 tensors on oneDNN,
+/* conv_dnnl.c (CPU) — conv2d forward, backward-data and backward-weight of f32 and bf16 tensors on oneDNN,
  * with every scratch byte (blocked copies of the operands, oneDNN's scratchpad) in the node's planned workspace.
  *
  * Primitives are created when the planner chooses a node's implementation (mf_cpu_dnnl_conv_prepare from
@@ -8,7 +8,9 @@
  * only sets data handles and runs. The operands stay in memfit's plain layouts (x/dy/y [N,C,H,W],
  * w [OC,Cg,KH,KW]); where oneDNN's fastest kernel wants a blocked layout, reorders into workspace run
  * before and after the conv.
- * oneDNN takes a f32 conv when its chosen implementation is not oneDNN's reference one and its workspace
+ * oneDNN takes a conv whose operands are stored in f32 or bf16 (a combination its kernels have: bf16 activations
+ * and weights, with f32 or bf16 output, bias and weight gradient; on CPUs with AVX-512) when its chosen
+ * implementation is not oneDNN's reference one and its workspace
  * is at most DN_WS_EXTRA (64 MiB) above memfit's own; whether it then runs it (the shape rule: yes) or
  * memfit's own GEMM algorithms do (faster for that shape, measured) is conv_choice.c's decision. Never
  * when the environment sets MEMFIT_CONV=gemm. */
@@ -110,11 +112,21 @@ static void dn_nodes(const mf_graph *g, const mf_node *n, const mf_node **x, con
   }
 }
 
+/* oneDNN's type of a memfit storage type; dnnl_data_type_undef for the ones oneDNN convs are not asked to take */
+static dnnl_data_type_t dn_type(mf_dtype t) {
+  return t == MF_F32 ? dnnl_f32 : t == MF_BF16 ? dnnl_bf16 : dnnl_data_type_undef;
+}
+
+static mf_dtype dn_bias_type(const mf_graph *g, const mf_node *n) {
+  return n->op == MF_OP_CONV2D && n->nsrc > 2 ? g->nodes[n->src[2]].dtype : MF_F32;
+}
+
 static int dn_eligible(const mf_graph *g, const mf_node *n) {
   const mf_node *x, *w, *y;
   dn_nodes(g, n, &x, &w, &y);
-  if (x->dtype != MF_F32 || w->dtype != MF_F32 || y->dtype != MF_F32) return 0;
-  if (n->op == MF_OP_CONV2D && n->nsrc > 2 && g->nodes[n->src[2]].dtype != MF_F32) return 0;
+  if (dn_type(x->dtype) == dnnl_data_type_undef || dn_type(w->dtype) == dnnl_data_type_undef ||
+      dn_type(y->dtype) == dnnl_data_type_undef || dn_type(dn_bias_type(g, n)) == dnnl_data_type_undef)
+    return 0;
   mf_conv_cfg cf = mf_conv_cfg_of(n);
   if (!mf_conv_cfg_plain(&cf)) return 0; /* dilated or asymmetric pads: memfit's im2col */
   return 1;
@@ -128,7 +140,8 @@ static void dn_key(const mf_graph *g, const mf_node *n, int threads, int64_t *ke
   int64_t sb;
   memcpy(&sb, &slope, sizeof sb);
   int64_t k[16] = {n->op, x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3], n->ip[0], n->ip[1], n->ip[2],
-                   n->op == MF_OP_CONV2D && n->nsrc > 2, threads, act, sb, 0};
+                   n->op == MF_OP_CONV2D && n->nsrc > 2, threads, act, sb,
+                   (int64_t)x->dtype | (int64_t)w->dtype << 8 | (int64_t)y->dtype << 16 | (int64_t)dn_bias_type(g, n) << 24};
   memcpy(key, k, sizeof k);
 }
 
@@ -165,23 +178,32 @@ static void dn_build(const mf_graph *g, const mf_node *n, dn_conv *c) {
   dnnl_dims_t wd = {w->ne[0], w->ne[1], w->ne[2], w->ne[3]}, gwd = {G, w->ne[0] / G, w->ne[1], w->ne[2], w->ne[3]};
   dnnl_dims_t bd = {w->ne[0]}, strides = {n->ip[0], n->ip[0]}, pad = {n->ip[1], n->ip[1]};
   dnnl_memory_desc_t ux, uw, uy, ub, ax, aw, ay;
-  /* user layouts: x / y [N,C,H,W] = nchw, w [OC,Cg,KH,KW] = oihw (groups: goihw, the same bytes) */
-  dnnl_memory_desc_init_by_tag(&ux, 4, xd, dnnl_f32, dnnl_nchw);
-  dnnl_memory_desc_init_by_tag(&uy, 4, yd, dnnl_f32, dnnl_nchw);
-  if (G > 1) dnnl_memory_desc_init_by_tag(&uw, 5, gwd, dnnl_f32, dnnl_goihw);
-  else dnnl_memory_desc_init_by_tag(&uw, 4, wd, dnnl_f32, dnnl_oihw);
-  dnnl_memory_desc_init_by_tag(&ub, 1, bd, dnnl_f32, dnnl_x);
-  dnnl_memory_desc_init_by_tag(&ax, 4, xd, dnnl_f32, dnnl_format_tag_any);
-  dnnl_memory_desc_init_by_tag(&ay, 4, yd, dnnl_f32, dnnl_format_tag_any);
-  if (G > 1) dnnl_memory_desc_init_by_tag(&aw, 5, gwd, dnnl_f32, dnnl_format_tag_any);
-  else dnnl_memory_desc_init_by_tag(&aw, 4, wd, dnnl_f32, dnnl_format_tag_any);
+  dnnl_data_type_t tx = dn_type(x->dtype), tw = dn_type(w->dtype), ty = dn_type(y->dtype), tb = dn_type(dn_bias_type(g, n));
+  /* user layouts: x / y [N,C,H,W] = nchw, w [OC,Cg,KH,KW] = oihw (groups: goihw, the same bytes), each in its storage type */
+  dnnl_memory_desc_init_by_tag(&ux, 4, xd, tx, dnnl_nchw);
+  dnnl_memory_desc_init_by_tag(&uy, 4, yd, ty, dnnl_nchw);
+  if (G > 1) dnnl_memory_desc_init_by_tag(&uw, 5, gwd, tw, dnnl_goihw);
+  else dnnl_memory_desc_init_by_tag(&uw, 4, wd, tw, dnnl_oihw);
+  dnnl_memory_desc_init_by_tag(&ub, 1, bd, tb, dnnl_x);
+  dnnl_memory_desc_init_by_tag(&ax, 4, xd, tx, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&ay, 4, yd, ty, dnnl_format_tag_any);
+  if (G > 1) dnnl_memory_desc_init_by_tag(&aw, 5, gwd, tw, dnnl_format_tag_any);
+  else dnnl_memory_desc_init_by_tag(&aw, 4, wd, tw, dnnl_format_tag_any);
   int bias = n->op == MF_OP_CONV2D && n->nsrc > 2;
 
   dnnl_convolution_desc_t fd, od;
   dnnl_primitive_desc_t hint = NULL, pd = NULL;
   dnnl_primitive_attr_t attr = NULL;
   c->ok = 0;
-  if (dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &ax, &aw, bias ? &ub : NULL, &ay,
+  /* a backward pass's hint: the forward conv of the same shape, in bf16 throughout when any operand is bf16 (a
+   * bf16 backward-weight writes an f32 gradient, a forward of bf16 x with f32 weights does not exist) */
+  dnnl_memory_desc_t hx = ax, hw = aw, hy = ay;
+  if (n->op != MF_OP_CONV2D && (tx == dnnl_bf16 || tw == dnnl_bf16 || ty == dnnl_bf16)) {
+    hx.data_type = dnnl_bf16;
+    hw.data_type = dnnl_bf16;
+    hy.data_type = dnnl_bf16;
+  }
+  if (dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &hx, &hw, bias ? &ub : NULL, &hy,
                                          strides, pad, pad) != dnnl_success)
     return;
   if (dnnl_primitive_attr_create(&attr) != dnnl_success) return;

@@ -47,6 +47,7 @@ enum {
   MF_CPU_CONV_DNNL_MEASURED, /* oneDNN: measured faster than memfit's algorithms for this shape and pass */
   MF_CPU_CONV_WINO,          /* memfit's Winograd F(m x m, 3 x 3) (winograd.c): the shape rule, wherever it takes the node */
   MF_CPU_CONV_WINO_MEASURED, /* memfit's Winograd: measured faster than oneDNN for this shape and pass */
+  MF_CPU_CONV_GEMM_RULE,     /* memfit's GEMM algorithms: oneDNN takes the node, but the shape rule says it is slower there */
 };
 static inline bool mf_cpu_conv_on_wino(const mf_node *n) {
   return n->impl == MF_CPU_CONV_WINO || n->impl == MF_CPU_CONV_WINO_MEASURED;
