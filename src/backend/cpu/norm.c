@@ -10,6 +10,10 @@
  * added in order at the end): the compiler vectorises them, and the result depends only on the
  * length, never on the machine or the thread count. */
 #define NL 8
+/* bf16 spans: the generic path's operations in its order (so the same bits), without its per-element type switch
+ * (mf_ld / mf_st): 3-5x faster in a bf16 ResNet step */
+#define BF(p, i) ((double)mf_bf16_to_f32(((const uint16_t *)(p))[i]))
+#define BF_ST(p, i, v) (((uint16_t *)(p))[i] = mf_f32_to_bf16((float)(v)))
 MF_CPU_INLINE double lanes_total(const double *acc) {
   double s = 0;
   for (int j = 0; j < NL; j++) s += acc[j];
@@ -26,7 +30,8 @@ MF_CPU_INLINE double span_sum_body(const void *p, mf_dtype t, int64_t off, int64
       for (int j = 0; j < NL; j++) acc[j] += f[i + j];
     for (; i < len; i++) acc[i % NL] += f[i];
     return lanes_total(acc);
-  } else for (int64_t i = 0; i < len; i++) s += mf_ld(p, t, off + i);
+  } else if (t == MF_BF16) for (int64_t i = 0; i < len; i++) s += BF(p, off + i);
+  else for (int64_t i = 0; i < len; i++) s += mf_ld(p, t, off + i);
   return s;
 }
 /* sum (x - mean)^2 */
@@ -40,7 +45,8 @@ MF_CPU_INLINE double span_sqdev_body(const void *p, mf_dtype t, int64_t off, int
       for (int j = 0; j < NL; j++) { double d = f[i + j] - mean; acc[j] += d * d; }
     for (; i < len; i++) { double d = f[i] - mean; acc[i % NL] += d * d; }
     return lanes_total(acc);
-  } else for (int64_t i = 0; i < len; i++) { double d = mf_ld(p, t, off + i) - mean; s += d * d; }
+  } else if (t == MF_BF16) for (int64_t i = 0; i < len; i++) { double d = BF(p, off + i) - mean; s += d * d; }
+  else for (int64_t i = 0; i < len; i++) { double d = mf_ld(p, t, off + i) - mean; s += d * d; }
   return s;
 }
 /* adds sum dy and sum dy*(x - mean) */
@@ -56,7 +62,9 @@ MF_CPU_INLINE void span_dy_body(const void *x, mf_dtype xt, const void *dy, mf_d
     for (; i < len; i++) { double d = df[i]; la[i % NL] += d; lb[i % NL] += d * (xf[i] - mean); }
     a = lanes_total(la);
     b = lanes_total(lb);
-  } else
+  } else if (xt == MF_BF16 && dt == MF_BF16)
+    for (int64_t i = 0; i < len; i++) { double d = BF(dy, off + i); a += d; b += d * (BF(x, off + i) - mean); }
+  else
     for (int64_t i = 0; i < len; i++) { double d = mf_ld(dy, dt, off + i); a += d; b += d * (mf_ld(x, xt, off + i) - mean); }
   *sdy += a;
   *sdyx += b;
@@ -74,6 +82,14 @@ MF_CPU_INLINE void span_affine_body(const void *x, mf_dtype xt, void *y, mf_dtyp
       for (int64_t i = 0; i < len; i++) { float v = xf[i] * af + bf; yf[i] = v > 0 ? v : sf * v; }
     else
       for (int64_t i = 0; i < len; i++) yf[i] = xf[i] * af + bf;
+  } else if (xt == MF_BF16 && yt == MF_BF16) {
+    uint16_t *yh = y;
+    for (int64_t i = 0; i < len; i++) {
+      BF_ST(y, off + i, BF(x, off + i) * a + b);
+      if (act < 0) continue;
+      double v = BF(y, off + i); /* through bf16, as the unfused pair rounds between the two kernels */
+      yh[off + i] = mf_f32_to_bf16((float)(v > 0 ? v : act == MF_UN_LEAKY ? slope * v : 0));
+    }
   } else if (act >= 0) /* through the output dtype, as the unfused pair rounds between the two kernels */
     for (int64_t i = 0; i < len; i++) {
       mf_st(y, yt, off + i, mf_ld(x, xt, off + i) * a + b);
@@ -90,7 +106,9 @@ MF_CPU_INLINE void span_dx_body(const void *x, mf_dtype xt, const void *dy, mf_d
     const float *xf = (const float *)x + off, *df = (const float *)dy + off;
     float *of = (float *)out + off, a = (float)A, b = (float)B, c = (float)Cc;
     for (int64_t i = 0; i < len; i++) of[i] = a * df[i] + (b * xf[i] + c);
-  } else
+  } else if (xt == MF_BF16 && dt == MF_BF16 && ot == MF_BF16)
+    for (int64_t i = 0; i < len; i++) BF_ST(out, off + i, A * BF(dy, off + i) + B * BF(x, off + i) + Cc);
+  else
     for (int64_t i = 0; i < len; i++) mf_st(out, ot, off + i, A * mf_ld(dy, dt, off + i) + B * mf_ld(x, xt, off + i) + Cc);
 }
 
@@ -116,6 +134,15 @@ MF_CPU_INLINE void span_moments_body(const void *x, mf_dtype xt, const void *dy,
       for (; i < len; i++) { double v = xf[i] - K; l0[i % NL] += v; l1[i % NL] += v * v; }
     }
     acc[0] += lanes_total(l0); acc[1] += lanes_total(l1); acc[2] += lanes_total(l2); acc[3] += lanes_total(l3);
+    return;
+  }
+  if (xt == MF_BF16 && (!dy || dt == MF_BF16)) {
+    for (int64_t i = 0; i < len; i++) {
+      double v = BF(x, off + i) - K;
+      acc[0] += v;
+      acc[1] += v * v;
+      if (dy) { double d = BF(dy, off + i); acc[2] += d; acc[3] += d * v; }
+    }
     return;
   }
   for (int64_t i = 0; i < len; i++) {
