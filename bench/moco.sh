@@ -6,6 +6,7 @@
 # times (default 3), and each figure is the median of its rounds; ratios are memfit / PyTorch.
 # Each implementation also gets its achieved convolution/GEMM GFLOP/s (memfit's plan counts the FLOPs, the same
 # model's work for all) and the percentage of the sgemm peak measured with OpenBLAS after each memfit run (issue 16).
+# DTYPE=bf16 runs memfit's bf16 step against PyTorch's under torch.autocast (CPU, bfloat16).
 # WIDTH, SIZE and CHANNELS (environment; default 1, 32, 3) change the network: WIDTH=0.25 SIZE=28 CHANNELS=1 is the
 # Fashion-MNIST recipe of bench/moco_fashion.sh.
 # BENCH_RUNS=FILE appends every run's JSON record to FILE.
@@ -18,8 +19,9 @@ B=${MEMFIT_BUILD:-build}
 impls=("/usr/bin/python3")
 if [ "${NO_TORCH2:-0}" != 1 ] && py2=$(bash bench/torch2.sh); then impls+=("$py2"); fi
 width=${WIDTH:-1}; size=${SIZE:-32}; channels=${CHANNELS:-3}
-common=(--width "$width" --size "$size" --channels "$channels" --batch "$batch" --queue 4096 --steps "$steps" --threads "$threads")
-echo "MoCo v2 training step, ResNet-18 x$width small stem, ${size}x${size}x$channels, batch $batch, queue 4096, f32, $threads thread(s), $steps steps, median of $rounds rounds"
+dtype=${DTYPE:-f32}
+common=(--width "$width" --size "$size" --channels "$channels" --batch "$batch" --queue 4096 --steps "$steps" --threads "$threads" --dtype "$dtype")
+echo "MoCo v2 training step, ResNet-18 x$width small stem, ${size}x${size}x$channels, batch $batch, queue 4096, $dtype, $threads thread(s), $steps steps, median of $rounds rounds"
 runs=$(mktemp)
 for r in $(seq "$rounds"); do
   for py in "${impls[@]}"; do OMP_NUM_THREADS=$threads "$py" bench/moco_torch.py bench "${common[@]}" >>"$runs"; done

@@ -158,9 +158,11 @@ def bench(a):
     xq = torch.rand(a.batch, a.channels, a.size, a.size)
     xk = torch.rand(a.batch, a.channels, a.size, a.size)
     times = []
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16")
     for i in range(a.steps + 1):
         t0 = time.perf_counter()
-        loss, k = model.loss(xq, xk)
+        with amp:
+            loss, k = model.loss(xq, xk)
         opt.zero_grad(set_to_none=False)
         loss.backward()
         opt.step()
@@ -302,6 +304,8 @@ def main():
     b = sub.add_parser("bench")
     add_model_args(b)
     b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                   help="bf16: the forward passes under torch.autocast('cpu', torch.bfloat16), the counterpart of memfit's bf16")
     f = sub.add_parser("fit")
     add_model_args(f)
     f.add_argument("--data", required=True, help="folder with the Fashion-MNIST IDX files (.gz or not)")

@@ -7,6 +7,7 @@
  * accumulator is within gamma_n = n u / (1 - n u) (u = 2^-24, n the terms summed plus the bias and the post-op) times
  * S = sum of |x| |w| (+ |b|) of the exact value; a bf16 output then rounds once more, within 2^-8 of its magnitude. */
 #include "check.h"
+#include "conv_session.h"
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
 #include "ops/ops.h"
@@ -15,13 +16,6 @@
 #include <stdint.h>
 
 typedef struct shape { int N, C, H, W, OC, K, stride, pad, bias; } shape;
-
-static void fill(float *p, int64_t n, uint64_t seed) { /* uniform in [-1, 1) */
-  for (int64_t i = 0; i < n; i++) {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    p[i] = (float)(2 * ((double)(seed >> 11) / 9007199254740992.0) - 1);
-  }
-}
 
 /* runs node id on oneDNN with `threads` threads into out; 0 when oneDNN does not take it */
 static int run_dnnl(const mf_graph *g, int id, void **data, void *out, int threads) {
@@ -68,7 +62,7 @@ static int check_shape(const shape *s, mf_dtype wdt) {
     const mf_node *o = &g->nodes[ops[i]];
     int64_t cnt = mf_node_numel(o);
     vals[i] = malloc((size_t)cnt * sizeof(float));
-    fill(vals[i], cnt, 7 + (uint64_t)i);
+    conv_fill(vals[i], cnt, 7 + (uint64_t)i, 0);
     for (int64_t j = 0; j < cnt; j++) mf_st(data[ops[i]], o->dtype, j, vals[i][j]);
     for (int64_t j = 0; j < cnt; j++) vals[i][j] = (float)mf_ld(data[ops[i]], o->dtype, j);
   }
@@ -147,27 +141,15 @@ static int check_session(void) {
   mf_tensor y = mf_conv2d(g, h, w2, -1, 2, 1, 1);             /* [2,16,8,8] */
   mf_tensor loss = mf_mse_loss(g, y, t);
   CHECK(!mf_graph_error(g), "session graph: %s", mf_graph_error(g));
-  mf_train_opts o = mf_train_opts_default();
-  o.threads = 2;
-  o.debug_memory = 1;
-  char err[512];
-  mf_session *s = mf_session_init(g, loss, &o, err, sizeof err);
-  CHECK(s != NULL, "session: %s", err);
-  if (!s) { mf_graph_free(g); return 0; }
   mf_tensor ins[2] = {x, t};
-  for (int i = 0; i < 2; i++) {
-    int64_t n = mf_tensor_numel(g, ins[i]);
-    float *v = malloc((size_t)n * 4);
-    fill(v, n, 20 + (uint64_t)i);
-    mf_session_write_input(s, ins[i], v, (size_t)n);
-    free(v);
-  }
+  mf_session *s = conv_session_init(g, loss, ins, 2, 20);
+  if (!s) { mf_graph_free(g); return 0; }
   const mf_plan *pl = mf_session_plan(s);
   const mf_graph *sg = pl->g;
   int on_dnnl = 0, convs = 0;
   for (int i = 0; i < sg->n; i++) {
     const mf_node *n = &sg->nodes[i];
-    if (n->op != MF_OP_CONV2D && n->op != MF_OP_CONV2D_BWD_DATA && n->op != MF_OP_CONV2D_BWD_WEIGHT) continue;
+    if (!conv_node_is(n)) continue;
     convs++;
     char name[128];
     const char *why = "";

@@ -11,6 +11,7 @@
  * the order of the sums (so OpenBLAS's kernel or the CPU does not matter). The test does that absolute computation
  * in f64 with the textbook transform matrices (not winograd.c's hand-expanded formulas). */
 #include "check.h"
+#include "conv_session.h"
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
 #include "ops/ops.h"
@@ -146,15 +147,6 @@ static void bound_weight(const absmat *a, const shape *s, int OH, int OW, const 
   free(Z);
 }
 
-/* deterministic operands: uniform in [-1, 1), or integers in [-3, 3] */
-static void fill(float *p, int64_t n, uint64_t seed, int integers) {
-  for (int64_t i = 0; i < n; i++) {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    double u = (double)(seed >> 11) / 9007199254740992.0;
-    p[i] = integers ? (float)((int)(u * 7) - 3) : (float)(2 * u - 1);
-  }
-}
-
 /* runs node id's kernel on Winograd with `threads` threads into out */
 static void run(const mf_graph *g, int id, void **data, void *out, int threads) {
   mf_node n = g->nodes[id];
@@ -203,7 +195,7 @@ static void check_shape(const shape *s, int m, int integers, mf_dtype dt) {
     if (ops[i] < 0) continue;
     int64_t cnt = mf_node_numel(&g->nodes[ops[i]]);
     vals[i] = malloc((size_t)cnt * sizeof(float));
-    fill(vals[i], cnt, 1 + (uint64_t)i, integers);
+    conv_fill(vals[i], cnt, 1 + (uint64_t)i, integers);
     for (int64_t j = 0; j < cnt; j++) mf_st(data[ops[i]], dt, j, vals[i][j]);
     for (int64_t j = 0; j < cnt; j++) vals[i][j] = (float)mf_ld(data[ops[i]], dt, j);
   }
@@ -298,27 +290,15 @@ static void check_session(void) {
   h = mf_relu(g, mf_conv2d(g, h, w2, -1, 1, 1, 1));           /* [2,64,28,28] */
   mf_tensor loss = mf_mse_loss(g, mf_conv2d(g, h, w3, -1, 2, 1, 1), t); /* [2,16,14,14] */
   CHECK(!mf_graph_error(g), "session graph: %s", mf_graph_error(g));
-  mf_train_opts o = mf_train_opts_default();
-  o.threads = 2;
-  o.debug_memory = 1;
-  char err[512];
-  mf_session *s = mf_session_init(g, loss, &o, err, sizeof err);
-  CHECK(s != NULL, "session: %s", err);
-  if (!s) { mf_graph_free(g); return; }
   mf_tensor ins[2] = {x, t};
-  for (int i = 0; i < 2; i++) {
-    int64_t n = mf_tensor_numel(g, ins[i]);
-    float *b = malloc((size_t)n * 4);
-    fill(b, n, 10 + (uint64_t)i, 0);
-    mf_session_write_input(s, ins[i], b, (size_t)n);
-    free(b);
-  }
+  mf_session *s = conv_session_init(g, loss, ins, 2, 10);
+  if (!s) { mf_graph_free(g); return; }
   const mf_plan *pl = mf_session_plan(s);
   const mf_graph *sg = pl->g;
   int wino = 0, strided = 0;
   for (int i = 0; i < sg->n; i++) {
     const mf_node *n = &sg->nodes[i];
-    if (n->op != MF_OP_CONV2D && n->op != MF_OP_CONV2D_BWD_DATA && n->op != MF_OP_CONV2D_BWD_WEIGHT) continue;
+    if (!conv_node_is(n)) continue;
     int s2 = mf_conv_cfg_of(n).stride == 2;
     if (n->impl == MF_CPU_CONV_WINO) {
       wino++;
