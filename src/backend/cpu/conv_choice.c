@@ -202,33 +202,31 @@ static int dnnl_bf16_pays(const mf_graph *g, const mf_node *n) {
   return (n->ne[2] == 1 && n->ne[3] == 1) || (cf.stride == 1 && dy->ne[2] * dy->ne[3] >= 64);
 }
 
+/* puts node n on memfit's own implementation `impl`; a Winograd one records the tile side it runs with */
+static void conv_put_own(const mf_graph *g, mf_node *n, int impl) {
+  n->impl = (uint8_t)impl;
+  n->impl_threads = 0;
+  if (mf_cpu_conv_on_wino(n)) mf_cpu_wino_tile(g, n);
+}
+
 void mf_cpu_conv_choose(const mf_graph *g, mf_node *n, int threads) {
   if (threads <= 0) threads = omp_get_max_threads();
-  n->impl = MF_CPU_CONV_GEMM;
-  n->impl_threads = 0;
   const char *env = getenv("MEMFIT_CONV");
   int wino = wino_fits(g, n, env);
   size_t bytes;
   int t = mf_cpu_dnnl_conv_prepare(g, n, threads, &bytes);
-  if (!t) {
-    if (wino && wino_pays(g, n)) { n->impl = MF_CPU_CONV_WINO; mf_cpu_wino_tile(g, n); }
+  if (!t) { /* oneDNN does not take it */
+    conv_put_own(g, n, wino && wino_pays(g, n) ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM);
     return;
   }
   int64_t key[CC_KEY];
   cc_key(g, n, key);
   int m = env && !strcmp(env, "rule") ? -1 : cc_lookup(threads, key);
-  if (m == 0) {
-    n->impl = wino ? MF_CPU_CONV_WINO_MEASURED : MF_CPU_CONV_GEMM_MEASURED;
-    if (wino) mf_cpu_wino_tile(g, n);
-    return;
+  if (m == 0) { conv_put_own(g, n, wino ? MF_CPU_CONV_WINO_MEASURED : MF_CPU_CONV_GEMM_MEASURED); return; }
+  if (m < 0) { /* the shape rule: in bf16 oneDNN's bf16 kernels but where they are slow; in f32 Winograd where it pays */
+    int own = g->nodes[n->src[0]].dtype == MF_BF16 ? !dnnl_bf16_pays(g, n) : wino && wino_pays(g, n);
+    if (own) { conv_put_own(g, n, wino ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM_RULE); return; }
   }
-  if (m < 0 && g->nodes[n->src[0]].dtype == MF_BF16) { /* the shape rule in bf16: oneDNN's bf16 kernels, but where they are slow */
-    if (!dnnl_bf16_pays(g, n)) {
-      n->impl = wino ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM_RULE;
-      if (wino) mf_cpu_wino_tile(g, n);
-      return;
-    }
-  } else if (m < 0 && wino && wino_pays(g, n)) { n->impl = MF_CPU_CONV_WINO; mf_cpu_wino_tile(g, n); return; } /* the shape rule: Winograd before oneDNN */
   n->impl = m == 1 ? MF_CPU_CONV_DNNL_MEASURED : MF_CPU_CONV_DNNL;
   n->impl_threads = (int16_t)t;
 }
@@ -274,7 +272,7 @@ static int cc_write(const char *path, const cc_cache *c, char *err, size_t errle
   FILE *f = af.f;
   time_t now = af.now;
   const char *date = af.date;
-  fprintf(f, "memfit-conv-cache %d\n# which implementation runs each f32 convolution shape and pass on the CPU, measured by\n"
+  fprintf(f, "memfit-conv-cache %d\n# which implementation runs each f32 or bf16 convolution shape and pass on the CPU, measured by\n"
              "# `memfit calibrate WORKLOAD` (memfit: its Winograd where it takes the shape, else its GEMM algorithms); delete this\n"
              "# file to go back to the shape rule (Winograd where it takes a conv, else oneDNN where it takes it)\n"
              "# conv PASS N C H W OC KH KW STRIDE PAD GROUPS BIAS TYPE FASTER MEMFIT_S ONEDNN_S\n", CC_VERSION);
@@ -323,9 +321,7 @@ int mf_cpu_conv_measure(const mf_graph *g, int threads, int reps, FILE *log, cha
     if (seen) continue;
     nd.impl = MF_CPU_CONV_DNNL;
     nd.impl_threads = (int16_t)t;
-    ng.impl = wino_fits(g, n, getenv("MEMFIT_CONV")) ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM; /* memfit's own, as chosen */
-    ng.impl_threads = 0;
-    if (mf_cpu_conv_on_wino(&ng)) mf_cpu_wino_tile(g, &ng);
+    conv_put_own(g, &ng, wino_fits(g, n, getenv("MEMFIT_CONV")) ? MF_CPU_CONV_WINO : MF_CPU_CONV_GEMM); /* memfit's own, as chosen */
     size_t bg = mf_cpu_conv_on_wino(&ng) ? mf_cpu_wino_ws(g, &ng) : mf_cpu_ws_conv(g, &ng), wsb = bd > bg ? bd : bg;
     void *src[MF_MAX_SRC] = {0}, *o = malloc(mf_node_bytes(n)), *ws = wsb ? aligned_alloc(64, (wsb + 63) / 64 * 64) : NULL;
     int ok = o && (ws || !wsb);
