@@ -28,6 +28,7 @@ static inline float bin_apply_f(int kind, float a, float b) {
   }
 }
 
+#define BIN_FLAT 4096
 void mf_cpu_binary(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   (void)ws;
   const mf_node *na = mf_src(k, n, 0), *nb = mf_src(k, n, 1);
@@ -44,31 +45,35 @@ void mf_cpu_binary(const mf_kctx *k, const mf_node *n, void *out, void *const *s
   bool f32 = n->dtype == MF_F32 && na->dtype == MF_F32 && nb->dtype == MF_F32;
   bool bf16 = n->dtype == MF_BF16 && na->dtype == MF_BF16 && nb->dtype == MF_BF16;
   int64_t binner = D ? bst[D - 1] : 0;
+  /* b of a's shape (nothing broadcast): rows of BIN_FLAT elements of the flat arrays, not of the last axis (short
+   * rows, as 4x4 feature maps, spent their time on the row offsets) */
+  bool flat = mf_node_numel(nb) == total && total > 0;
+  if (flat) { W = BIN_FLAT; rows = (total + W - 1) / W; binner = 1; }
   #pragma omp parallel for schedule(static) if (total > 32768)
   for (int64_t r = 0; r < rows; r++) {
-    int64_t rem = r, boff = 0;
-    for (int i = D - 2; i >= 0; i--) { boff += (rem % n->ne[i]) * bst[i]; rem /= n->ne[i]; }
-    int64_t o = r * W;
+    int64_t rem = r, boff = 0, o = r * W, w = o + W > total ? total - o : W; /* w < W: the last flat row */
+    if (flat) boff = o;
+    else for (int i = D - 2; i >= 0; i--) { boff += (rem % n->ne[i]) * bst[i]; rem /= n->ne[i]; }
     if (f32) {
       const float *a = (const float *)src[0] + o, *b = (const float *)src[1] + boff;
       float *y = (float *)out + o;
       /* one loop per kind (the compiler vectorises each; a switch inside the loop it does not) */
       if (binner) {
         switch (kind) {
-        case MF_BIN_ADD: for (int64_t j = 0; j < W; j++) y[j] = a[j] + b[j]; break;
-        case MF_BIN_SUB: for (int64_t j = 0; j < W; j++) y[j] = a[j] - b[j]; break;
-        case MF_BIN_MUL: for (int64_t j = 0; j < W; j++) y[j] = a[j] * b[j]; break;
-        case MF_BIN_DIV: for (int64_t j = 0; j < W; j++) y[j] = a[j] / b[j]; break;
-        default: for (int64_t j = 0; j < W; j++) y[j] = bin_apply_f(kind, a[j], b[j]); break;
+        case MF_BIN_ADD: for (int64_t j = 0; j < w; j++) y[j] = a[j] + b[j]; break;
+        case MF_BIN_SUB: for (int64_t j = 0; j < w; j++) y[j] = a[j] - b[j]; break;
+        case MF_BIN_MUL: for (int64_t j = 0; j < w; j++) y[j] = a[j] * b[j]; break;
+        case MF_BIN_DIV: for (int64_t j = 0; j < w; j++) y[j] = a[j] / b[j]; break;
+        default: for (int64_t j = 0; j < w; j++) y[j] = bin_apply_f(kind, a[j], b[j]); break;
         }
       } else {
         float bv = b[0];
         switch (kind) {
-        case MF_BIN_ADD: for (int64_t j = 0; j < W; j++) y[j] = a[j] + bv; break;
-        case MF_BIN_SUB: for (int64_t j = 0; j < W; j++) y[j] = a[j] - bv; break;
-        case MF_BIN_MUL: for (int64_t j = 0; j < W; j++) y[j] = a[j] * bv; break;
-        case MF_BIN_DIV: for (int64_t j = 0; j < W; j++) y[j] = a[j] / bv; break;
-        default: for (int64_t j = 0; j < W; j++) y[j] = bin_apply_f(kind, a[j], bv); break;
+        case MF_BIN_ADD: for (int64_t j = 0; j < w; j++) y[j] = a[j] + bv; break;
+        case MF_BIN_SUB: for (int64_t j = 0; j < w; j++) y[j] = a[j] - bv; break;
+        case MF_BIN_MUL: for (int64_t j = 0; j < w; j++) y[j] = a[j] * bv; break;
+        case MF_BIN_DIV: for (int64_t j = 0; j < w; j++) y[j] = a[j] / bv; break;
+        default: for (int64_t j = 0; j < w; j++) y[j] = bin_apply_f(kind, a[j], bv); break;
         }
       }
     } else if (bf16 && (kind == MF_BIN_ADD || kind == MF_BIN_SUB || kind == MF_BIN_MUL)) {
@@ -76,12 +81,24 @@ void mf_cpu_binary(const mf_kctx *k, const mf_node *n, void *out, void *const *s
        * 5x faster in a bf16 ResNet step) */
       const uint16_t *a = (const uint16_t *)src[0] + o, *b = (const uint16_t *)src[1] + boff;
       uint16_t *y = (uint16_t *)out + o;
-      for (int64_t j = 0; j < W; j++) {
-        double av = mf_bf16_to_f32(a[j]), bv = mf_bf16_to_f32(b[j * binner]);
-        y[j] = mf_f32_to_bf16((float)(kind == MF_BIN_ADD ? av + bv : kind == MF_BIN_SUB ? av - bv : av * bv));
+#define BIN_BF16(OP, BJ) for (int64_t j = 0; j < w; j++) y[j] = mf_f32_to_bf16((float)((double)mf_bf16_to_f32(a[j]) OP (double)mf_bf16_to_f32(BJ)))
+      /* one loop per kind and stride of b, as f32's (vectorised) */
+      if (binner == 1) {
+        if (kind == MF_BIN_ADD) BIN_BF16(+, b[j]);
+        else if (kind == MF_BIN_SUB) BIN_BF16(-, b[j]);
+        else BIN_BF16(*, b[j]);
+      } else if (binner == 0) {
+        if (kind == MF_BIN_ADD) BIN_BF16(+, b[0]);
+        else if (kind == MF_BIN_SUB) BIN_BF16(-, b[0]);
+        else BIN_BF16(*, b[0]);
+      } else {
+        if (kind == MF_BIN_ADD) BIN_BF16(+, b[j * binner]);
+        else if (kind == MF_BIN_SUB) BIN_BF16(-, b[j * binner]);
+        else BIN_BF16(*, b[j * binner]);
       }
+#undef BIN_BF16
     } else {
-      for (int64_t j = 0; j < W; j++)
+      for (int64_t j = 0; j < w; j++)
         mf_st(out, n->dtype, o + j, bin_apply(kind, mf_ld(src[0], na->dtype, o + j), mf_ld(src[1], nb->dtype, boff + j * binner)));
     }
   }

@@ -27,6 +27,12 @@ void mf_cpu_acc_grad(const mf_kctx *k, const mf_node *n, void *out, void *const 
     for (int64_t i = 0; i < total; i++) g[i] += d[i];
     return;
   }
+  if (n->dtype == MF_F32 && s->dtype == MF_BF16) { /* a float sum is the f64 sum rounded once: the generic path's bits */
+    float *g = out; const uint16_t *d = src[0];
+    #pragma omp parallel for schedule(static) if (total > 65536)
+    for (int64_t i = 0; i < total; i++) g[i] += mf_bf16_to_f32(d[i]);
+    return;
+  }
   #pragma omp parallel for schedule(static) if (total > 65536)
   for (int64_t i = 0; i < total; i++) mf_st(out, n->dtype, i, mf_ld(out, n->dtype, i) + mf_ld(src[0], s->dtype, i));
 }

@@ -10,9 +10,14 @@ double mf_cpu_sum_squares(const float *g, int64_t n, void *stream) {
   #pragma omp parallel for schedule(static) if (n > 65536)
   for (int c = 0; c < CHUNKS; c++) {
     int64_t lo = n * c / CHUNKS, hi = n * (c + 1) / CHUNKS;
-    double acc = 0;
-    for (int64_t i = lo; i < hi; i++) acc += (double)g[i] * g[i];
-    part[c] = acc;
+    double acc[8] = {0}; /* 8 lanes (element i to lane (i - lo) % 8), added in order: one chain would wait on each add */
+    int64_t i = lo;
+    for (; i + 8 <= hi; i += 8)
+      for (int j = 0; j < 8; j++) acc[j] += (double)g[i + j] * g[i + j];
+    for (; i < hi; i++) acc[(i - lo) % 8] += (double)g[i] * g[i];
+    double t = 0;
+    for (int j = 0; j < 8; j++) t += acc[j];
+    part[c] = t;
   }
   double s = 0;
   for (int c = 0; c < CHUNKS; c++) s += part[c];
