@@ -19,7 +19,7 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
-  mf_omp_wait_passive(argv);
+  mf_omp_wait_bounded(argv);
   int depth = 18, size = 32, batch = 64, queue = 4096, steps = 10, warmup = 1, threads = 2, channels = 3, peak_reps = 0;
   double width = 1;
   const char *dtype = "f32";

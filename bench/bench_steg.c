@@ -23,7 +23,7 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
-  mf_omp_wait_passive(argv);
+  mf_omp_wait_bounded(argv);
   int blocks = 6, growth = 80, size = 64, batch = 1, steps = 10, warmup = 2, threads = 1, invert = 0, peak_reps = 0;
   const char *dtype = "f32", *backend = "cpu", *segments = NULL, *feed = "none";
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -150,7 +150,7 @@ out:
 }
 
 int main(int argc, char **argv) {
-  mf_omp_wait_passive(argv);
+  mf_omp_wait_bounded(argv);
   int size = 64, batch = 4, steps = 5, warmup = 1, threads = 2, count = 0, seed = 1, crop = 128, peak_reps = 0;
   const char *preset = "low", *dtype = "f32", *dump = NULL, *dump_model = NULL, *gen_dir = NULL, *eval = NULL, *photos = NULL, *grid = NULL;
   for (int i = 1; i + 1 < argc; i += 2) {

@@ -84,7 +84,7 @@ static int stdout_check(int rc) {
 }
 
 int main(int argc, char **argv) {
-  mf_omp_wait_passive(argv); /* OpenMP threads that sleep at barriers: a shared machine does not stall a step */
+  mf_omp_wait_bounded(argv); /* OpenMP threads spin briefly, then sleep: fast steps, and no long stall on shared cores */
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
