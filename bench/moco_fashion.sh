@@ -21,16 +21,17 @@ rm -rf "$out"; mkdir -p "$out"
 # and WIDTH (defaults: the recipe of docs/moco.md's last hour-long run, width 0.25 and crops of at least 0.6 of the
 # image, chosen by bench/moco_recipes.sh; crops of 0.2 of a 28 px image and no warmup trained worse there)
 LR=${LR:-0.06}; TEMP=${TEMP:-0.2}; CROP=${CROP:-0.6}; SCHEDULE=${SCHEDULE:-cosine}; WARMUP=${WARMUP:-60}
-WIDTH=${WIDTH:-0.25}
+# DTYPE bf16: memfit trains with --precision bf16, PyTorch under torch.autocast(bfloat16) (default f32)
+WIDTH=${WIDTH:-0.25}; DTYPE=${DTYPE:-f32}
 model=(--size 28 --width $WIDTH --queue 4096 --batch 256 --temperature $TEMP --momentum 0.99 --bn-splits 1
-  --lr $LR --crop-min $CROP --schedule $SCHEDULE --warmup $WARMUP)
+  --lr $LR --crop-min $CROP --schedule $SCHEDULE --warmup $WARMUP --precision $DTYPE)
 torch_fit() { # SECONDS
   OMP_NUM_THREADS=$threads ${TORCH:-/usr/bin/python3} bench/moco_torch.py fit --data $F --seconds "$1" --threads "$threads" \
     --size 28 --channels 1 --width $WIDTH --queue 4096 --batch 256 --temperature $TEMP --momentum 0.99 \
-    --lr $LR --crop-min $CROP --schedule $SCHEDULE --warmup $WARMUP > "$out/torch.fit"
+    --lr $LR --crop-min $CROP --schedule $SCHEDULE --warmup $WARMUP --dtype $DTYPE > "$out/torch.fit"
 }
 if [ -n "${CONCURRENT:-}" ]; then torch_fit "$CONCURRENT" & tpid=$!; fi
-echo "== memfit: MoCo v2 ResNet-18 x$WIDTH, 28 px, batch 256, queue 4096, $epochs epochs, $threads threads"
+echo "== memfit: MoCo v2 ResNet-18 x$WIDTH, 28 px, batch 256, queue 4096, $DTYPE, $epochs epochs, $threads threads"
 t0=$(date +%s.%N)
 OMP_NUM_THREADS=$threads "$B"/memfit train moco "${model[@]}" --data $F/train-images-idx3-ubyte.gz \
   --val-data $F/t10k-images-idx3-ubyte.gz --epochs "$epochs" --threads "$threads" --out "$out/memfit" --log-every 60 "$@" \

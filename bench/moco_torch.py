@@ -262,6 +262,7 @@ def fit(a):
     te_y = idx_read(idx_find(a.data, "t10k-labels-idx1-ubyte")).long()
     model = MoCo(a)
     opt = make_opt(model, a)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16")
     t0 = time.time()
     steps = 0
     images = 0
@@ -283,7 +284,8 @@ def fit(a):
                 grp["lr"] = lr
             x = tr_x[perm[i:i + a.batch]].float().unsqueeze(1) / 255
             xq, xk = augment(x, a, g), augment(x, a, g)
-            loss, k = model.loss(xq, xk)
+            with amp:
+                loss, k = model.loss(xq, xk)
             opt.zero_grad(set_to_none=False)
             loss.backward()
             opt.step()
@@ -294,7 +296,7 @@ def fit(a):
     bank = features(model.encoder_q.backbone, tr_x, a)
     q = features(model.encoder_q.backbone, te_x, a)
     acc = knn_accuracy(bank, tr_y, q, te_y)
-    print(json.dumps({"impl": "torch-" + torch.__version__, "steps": steps, "images": images, "train_seconds": train_s,
+    print(json.dumps({"impl": "torch-" + torch.__version__, "dtype": a.dtype, "steps": steps, "images": images, "train_seconds": train_s,
                       "epochs": images / n, "knn_top1": acc, "last_loss": float(loss), "peak_rss_bytes": peak_rss()}))
 
 
@@ -304,10 +306,11 @@ def main():
     b = sub.add_parser("bench")
     add_model_args(b)
     b.add_argument("--steps", type=int, default=10)
-    b.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
-                   help="bf16: the forward passes under torch.autocast('cpu', torch.bfloat16), the counterpart of memfit's bf16")
     f = sub.add_parser("fit")
     add_model_args(f)
+    for x in (b, f):
+        x.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                       help="bf16: the forward passes under torch.autocast('cpu', torch.bfloat16), the counterpart of memfit's bf16")
     f.add_argument("--data", required=True, help="folder with the Fashion-MNIST IDX files (.gz or not)")
     f.add_argument("--seconds", type=float, default=3600)
     f.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
