@@ -1,6 +1,7 @@
 /* test_grad_elementwise.c — finite-difference gradient checks of the binary (with broadcasting),
  * scalar and unary ops (pow with a constant or a tensor exponent too), each with fresh random inputs; pow's values
- * against C's pow (NaN for a negative base with a non-integer exponent). */
+ * against C's pow (NaN for a negative base with a non-integer exponent); the f32 and bf16 add / sub / mul and ReLU
+ * kernels against the generic rule's bits. */
 #include "gradcheck.h"
 #include "backend/backend.h"
 #include "graph/dtype.h"
@@ -117,8 +118,48 @@ static void check_relu_bf16(void) {
   mf_graph_free(g);
 }
 
+/* add / sub / mul kernels on f32 and bf16 (elementwise.c: one loop per kind and stride of b; b of a's shape in flat
+ * rows of 4096, the last one partial here) against the generic rule's bits: computed in f64, stored once. b of a's
+ * shape, per channel and trailing; 41,205 elements, enough for the parallel loop. */
+static void check_binary_values(void) {
+  const int64_t xs[4] = {3, 5, 67, 41}, bs[3][4] = {{3, 5, 67, 41}, {1, 5, 1, 1}, {41, 0, 0, 0}};
+  const int bnd[3] = {4, 4, 1};
+  const mf_dtype dts[2] = {MF_F32, MF_BF16};
+  for (int d = 0; d < 2; d++)
+    for (int bi = 0; bi < 3; bi++)
+      for (int kind = 0; kind < 3; kind++) {
+        mf_graph *g = mf_graph_init(dts[d]);
+        int a = mf_input_typed(g, "a", dts[d], 4, xs), b = mf_input_typed(g, "b", dts[d], bnd[bi], bs[bi]);
+        int y = kind == 0 ? mf_add(g, a, b) : kind == 1 ? mf_sub(g, a, b) : mf_mul(g, a, b);
+        CHECK(!mf_graph_error(g), "binary graph: %s", mf_graph_error(g));
+        int64_t na = mf_node_numel(&g->nodes[a]), nb = mf_node_numel(&g->nodes[b]);
+        size_t es = mf_dtype_size(dts[d]);
+        void *av = malloc((size_t)na * es), *bv = malloc((size_t)nb * es), *yv = malloc((size_t)na * es);
+        for (int64_t i = 0; i < na; i++) mf_st(av, dts[d], i, gc_normal());
+        for (int64_t i = 0; i < nb; i++) mf_st(bv, dts[d], i, gc_normal());
+        mf_kctx k = {.g = g, .grad_seed = 1, .nthreads = 2};
+        void *src[MF_MAX_SRC] = {av, bv};
+        mf_backend_cpu.kernels[g->nodes[y].op](&k, &g->nodes[y], yv, src, NULL);
+        int64_t bad = -1;
+        for (int64_t i = 0; i < na && bad < 0; i++) {
+          /* b's element for output i: same shape i, per channel (i / (67*41)) % 5, trailing i % 41 */
+          int64_t j = bi == 0 ? i : bi == 1 ? (i / (67 * 41)) % 5 : i % 41;
+          double x = mf_ld(av, dts[d], i), z = mf_ld(bv, dts[d], j), want = kind == 0 ? x + z : kind == 1 ? x - z : x * z;
+          uint8_t wb[8];
+          mf_st(wb, dts[d], 0, want);
+          if (memcmp((uint8_t *)yv + i * (int64_t)es, wb, es)) bad = i;
+        }
+        CHECK(bad < 0, "%s %s, b %s: element %lld is %.9g, want the generic rule's bits", mf_dtype_name(dts[d]),
+              kind == 0 ? "add" : kind == 1 ? "sub" : "mul", bi == 0 ? "of a's shape" : bi == 1 ? "per channel" : "trailing",
+              (long long)bad, bad < 0 ? 0 : mf_ld(yv, dts[d], bad));
+        free(av); free(bv); free(yv);
+        mf_graph_free(g);
+      }
+}
+
 int main(void) {
   check_relu_bf16();
+  check_binary_values();
   /* x^p for constant p: positive bases for non-integer p, any base for integer p (x kept off 0 for negative p) */
   const double pp[] = {0.5, 2.7, -1.5, 3, -2, 0, 1};
   for (size_t k = 0; k < sizeof pp / sizeof *pp; k++) {

@@ -1,6 +1,7 @@
 /* test_grad_norm.c — batch norm (train and eval) and group norm: gradient checks for x, gamma
  * and beta, the running-statistics update against a hand computation (and no update on a
- * recompute clone), values against naive loops, the f32 fast path against f64, shape errors. */
+ * recompute clone), values against naive loops, the f32 and bf16 fast paths against f64, the same bits with 1 and 4
+ * threads, shape errors. */
 #include "gradcheck.h"
 #include "graph/dtype.h"
 #include <omp.h>
@@ -33,6 +34,14 @@ static void grads(void) {
         snprintf(nm, sizeof nm, "batchnorm %s%s, %d dims", tr ? "train" : "eval", tr && !st ? " (no running stats)" : "", nd[si]);
         gc_check(nm, 3, ins, build, &c, 0, 1e-6);
       }
+  }
+  /* 128 channels: batch norm's blocks hold several channels each (norm.c: bn_block, at up to 16 threads) */
+  {
+    gc_input ins[3] = {{4, {2, 128, 1, 2}, GC_NORMAL}, {1, {128}, GC_NORMAL}, {1, {128}, GC_NORMAL}};
+    for (int st = 0; st < 2; st++) {
+      op_ctx c = {1, 1, 1, st};
+      gc_check(st ? "batchnorm train, 128 channels" : "batchnorm train, 128 channels (no running stats)", 3, ins, build, &c, 0, 1e-6);
+    }
   }
   /* group norm: C = 6 with 1, 2, 3 and 6 groups; [N,C] input */
   int gs[4] = {1, 2, 3, 6};
@@ -182,22 +191,101 @@ static void f32_vs_f64(int bn, int training, int groups) {
   free(Rv);
 }
 
-/* large enough for the parallel paths: 1 and 4 threads give bit-identical outputs and gradients */
-static void thread_determinism(int bn) {
-  int64_t xs[4] = {4, 16, 32, 32}, C = 16, cnt = 4 * 16 * 32 * 32;
-  mf_graph *g = mf_graph_init(MF_F32);
+/* the node that holds parameter t's data and gradient: its f32 master in a bf16 graph (the ops read a copy) */
+static int master_of(const mf_graph *g, mf_tensor t) { return g->nodes[t].op == MF_OP_PARAM_LP ? g->nodes[t].master : t; }
+
+/* The bf16 kernels (norm.c: the f32 path's lanes on bf16 values, batch norm by blocks of channels) against the
+ * generic path: the same graph in f64 on the same values (the inputs rounded to bf16 first, so that only the kernels differ). Every
+ * sum runs in double over values exact in double, and each result is rounded once to its storage type (through
+ * float: double rounding adds at most 2^-24 relative), so each element is within (u + 2^-20) |ref| of the f64
+ * result, u = 2^-8 for a result stored in bf16 (a parameter gradient: the kernel output it accumulates exactly) and
+ * 2^-24 for one in f32, plus 1e-12 of the largest |ref| for the double
+ * arithmetic's own rounding where terms cancel. C = 80 at 16x16 makes several channel blocks. */
+static void bf16_vs_f64(int bn, int groups) {
+  int64_t xs[4] = {3, 80, 16, 16}, C = 80, cnt = 3 * 80 * 16 * 16;
+  double *vals[4] = {malloc(sizeof(double) * (size_t)cnt), malloc(sizeof(double) * (size_t)cnt), malloc(sizeof(double) * 80),
+                     malloc(sizeof(double) * 80)}; /* x, R, gamma, beta: bf16 values */
+  for (int64_t i = 0; i < cnt; i++) {
+    vals[0][i] = mf_bf16_to_f32(mf_f32_to_bf16((float)(gc_normal() * 2 + 0.5)));
+    vals[1][i] = mf_bf16_to_f32(mf_f32_to_bf16((float)gc_normal()));
+  }
+  for (int i = 0; i < 80; i++) {
+    vals[2][i] = mf_bf16_to_f32(mf_f32_to_bf16((float)gc_normal()));
+    vals[3][i] = mf_bf16_to_f32(mf_f32_to_bf16((float)gc_normal()));
+  }
+  double *res[2][3] = {{0}};
+  mf_dtype rdt[3] = {MF_F64, MF_F64, MF_F64};
+  for (int t = 0; t < 2; t++) {
+    mf_graph *g = mf_graph_init(t ? MF_F64 : MF_BF16);
+    mf_tensor x = mf_param(g, "x", 4, xs, MF_INIT_ZERO, 0), ga = mf_param(g, "g", 1, &C, MF_INIT_ZERO, 0);
+    mf_tensor be = mf_param(g, "b", 1, &C, MF_INIT_ZERO, 0), R = mf_input(g, "R", 4, xs);
+    mf_tensor y = bn ? mf_batchnorm(g, x, ga, be, -1, -1, 1, 0.1, 1e-5) : mf_groupnorm(g, x, ga, be, groups, 1e-5);
+    mf_tensor loss = mf_sum(g, mf_mul(g, y, R), 0, 0);
+    CHECK(mf_autodiff(g, loss) >= 0, "autodiff: %s", mf_graph_error(g));
+    void **leaf = calloc((size_t)g->n, sizeof *leaf);
+    int ids[4] = {master_of(g, x), R, master_of(g, ga), master_of(g, be)};
+    for (int i = 0; i < 4; i++) {
+      const mf_node *nn = &g->nodes[ids[i]];
+      leaf[ids[i]] = malloc(mf_node_bytes(nn));
+      for (int64_t j = 0; j < mf_node_numel(nn); j++) mf_st(leaf[ids[i]], nn->dtype, j, vals[i][j]);
+    }
+    mf_ref r;
+    if (run(g, leaf, &r) == 0) {
+      int want[3] = {y, g->nodes[master_of(g, x)].grad, g->nodes[master_of(g, ga)].grad};
+      for (int k = 0; k < 3; k++) {
+        const mf_node *nn = &g->nodes[want[k]];
+        /* the storage type the result was rounded to: a parameter gradient's, the kernel output it accumulates */
+        if (!t) rdt[k] = nn->op == MF_OP_ACC_GRAD ? g->nodes[nn->src[0]].dtype : nn->dtype;
+        res[t][k] = malloc(sizeof(double) * (size_t)mf_node_numel(nn));
+        for (int64_t j = 0; j < mf_node_numel(nn); j++) res[t][k][j] = mf_ld(r.data[want[k]], nn->dtype, j);
+      }
+      mf_ref_free(&r);
+    }
+    for (int i = 0; i < 4; i++) free(leaf[ids[i]]);
+    free(leaf);
+    mf_graph_free(g);
+  }
+  const char *what[3] = {"output", "dx", "dgamma"};
+  int64_t cnts[3] = {cnt, cnt, C};
+  for (int k = 0; k < 3; k++) {
+    if (!res[0][k] || !res[1][k]) { CHECK(0, "missing results"); continue; }
+    double u = rdt[k] == MF_BF16 ? 0x1p-8 : 0x1p-24, scale = 0, worst = 0;
+    int64_t bad = -1;
+    for (int64_t j = 0; j < cnts[k]; j++) scale = fmax(scale, fabs(res[1][k][j]));
+    for (int64_t j = 0; j < cnts[k]; j++) {
+      double d = fabs(res[0][k][j] - res[1][k][j]), tol = (u + 0x1p-20) * fabs(res[1][k][j]) + 1e-12 * scale;
+      if (d > tol && bad < 0) bad = j;
+      worst = fmax(worst, d / (fabs(res[1][k][j]) + 1e-300));
+    }
+    CHECK(bad < 0, "%s bf16 vs f64 %s (%s): element %lld is %.9g, want %.9g (relative bound %g)", bn ? "batchnorm" : "groupnorm",
+          what[k], mf_dtype_name(rdt[k]), (long long)bad, bad < 0 ? 0 : res[0][k][bad], bad < 0 ? 0 : res[1][k][bad], u + 0x1p-20);
+    free(res[0][k]);
+    free(res[1][k]);
+  }
+  for (int i = 0; i < 4; i++) free(vals[i]);
+}
+
+/* large enough for the parallel paths: 1 and 4 threads give bit-identical outputs and gradients, in f32 and bf16;
+ * with C = 80 batch norm's channel blocks differ between the two thread counts (norm.c: bn_block), so this also
+ * says that the blocking does not change the bits */
+static void thread_determinism(int bn, mf_dtype dt) {
+  int64_t xs[4] = {4, 80, 32, 32}, C = 80;
+  mf_graph *g = mf_graph_init(dt);
   mf_tensor x = mf_param(g, "x", 4, xs, MF_INIT_ZERO, 0), ga = mf_param(g, "g", 1, &C, MF_INIT_ZERO, 0);
   mf_tensor be = mf_param(g, "b", 1, &C, MF_INIT_ZERO, 0), R = mf_input(g, "R", 4, xs);
   mf_tensor rm = mf_buffer(g, "rm", 1, &C, MF_INIT_ZERO, 0), rv = mf_buffer(g, "rv", 1, &C, MF_INIT_ONE, 0);
   mf_tensor y = bn ? mf_batchnorm(g, x, ga, be, rm, rv, 1, 0.1, 1e-5) : mf_groupnorm(g, x, ga, be, 4, 1e-5);
   mf_tensor loss = mf_sum(g, mf_mul(g, y, R), 0, 0);
   CHECK(mf_autodiff(g, loss) >= 0, "autodiff: %s", mf_graph_error(g));
-  float *xv = malloc(4 * (size_t)cnt), *Rv = malloc(4 * (size_t)cnt), gv[16], bv[16], rmv[16] = {0}, rvv[16];
-  for (int64_t i = 0; i < cnt; i++) { xv[i] = (float)(gc_normal() * 3 + 2); Rv[i] = (float)gc_normal(); }
-  for (int i = 0; i < 16; i++) { gv[i] = (float)gc_normal(); bv[i] = (float)gc_normal(); rvv[i] = 1; }
   void **leaf = calloc((size_t)g->n, sizeof *leaf);
-  leaf[x] = xv; leaf[R] = Rv; leaf[ga] = gv; leaf[be] = bv; leaf[rm] = rmv; leaf[rv] = rvv;
-  int want[5] = {y, g->nodes[x].grad, g->nodes[ga].grad, g->nodes[be].grad, rv};
+  int ids[6] = {master_of(g, x), R, master_of(g, ga), master_of(g, be), rm, rv};
+  for (int i = 0; i < 6; i++) {
+    const mf_node *nn = &g->nodes[ids[i]];
+    leaf[ids[i]] = malloc(mf_node_bytes(nn));
+    for (int64_t j = 0; j < mf_node_numel(nn); j++)
+      mf_st(leaf[ids[i]], nn->dtype, j, i == 0 ? gc_normal() * 3 + 2 : i < 4 ? gc_normal() : i == 4 ? 0.0 : 1.0);
+  }
+  int want[5] = {y, g->nodes[master_of(g, x)].grad, g->nodes[master_of(g, ga)].grad, g->nodes[master_of(g, be)].grad, rv};
   mf_ref r[2];
   int saved = omp_get_max_threads(), ok = 1;
   for (int t = 0; t < 2; t++) {
@@ -208,13 +296,12 @@ static void thread_determinism(int bn) {
   if (ok) {
     for (int k = 0; k < 5; k++)
       CHECK(memcmp(r[0].data[want[k]], r[1].data[want[k]], mf_node_bytes(&g->nodes[want[k]])) == 0,
-            "%s: result %d differs between 1 and 4 threads", bn ? "batchnorm" : "groupnorm", k);
+            "%s %s: result %d differs between 1 and 4 threads", bn ? "batchnorm" : "groupnorm", mf_dtype_name(dt), k);
     mf_ref_free(&r[0]);
     mf_ref_free(&r[1]);
   }
+  for (int i = 0; i < 6; i++) free(leaf[ids[i]]);
   free(leaf);
-  free(xv);
-  free(Rv);
   mf_graph_free(g);
 }
 
@@ -248,8 +335,12 @@ int main(void) {
   f32_vs_f64(1, 0, 1);
   f32_vs_f64(0, 1, 4);
   f32_vs_f64(0, 1, 1);
-  thread_determinism(1);
-  thread_determinism(0);
+  bf16_vs_f64(1, 1);
+  bf16_vs_f64(0, 4);
+  for (int d = 0; d < 2; d++) {
+    thread_determinism(1, d ? MF_BF16 : MF_F32);
+    thread_determinism(0, d ? MF_BF16 : MF_F32);
+  }
   errors();
   return check_finish("test_grad_norm");
 }
