@@ -1,7 +1,7 @@
-/* test_cpu_avx2.c — the CPU kernels' AVX2 copies (cpu.h: MF_CPU_AVX2_TARGET, runtime dispatch) give the same bits
- * as their SSE copies: one training micro-step of batch norm (train, running statistics), group norm, a fused
- * norm -> ReLU, SiLU, sigmoid and exp, each way; the loss, every gradient and the running statistics compared bit for bit.
- * Passes trivially without AVX2. */
+/* test_cpu_avx2.c — the CPU kernels' AVX2 and AVX-512 copies (cpu.h: MF_CPU_AVX2_TARGET, MF_CPU_AVX512_TARGET,
+ * runtime dispatch) give the same bits as their SSE copies: one training micro-step of batch norm (train, running
+ * statistics), group norm, a fused norm -> ReLU, SiLU, sigmoid and exp, in f32 and in bf16, each way; the loss, every
+ * gradient and the running statistics compared bit for bit. Compares what the CPU has (nothing without AVX2). */
 #include "check.h"
 #include "backend/cpu/cpu.h"
 #include "memfit.h"
@@ -14,8 +14,8 @@ typedef struct net { mf_graph *g; mf_tensor x, target, loss, rm, rv, p[NP]; } ne
 /* x [3,6,7,9] -> batchnorm (g1, b1, running rm/rv) -> relu -> groupnorm (3 groups, g2, b2) -> silu, + sigmoid, + exp
  * -> conv 1x1 to [3,6,7,9] (w) -> mse against target: spans of 63 (norms) and 1134 (elementwise), neither a multiple
  * of the vector width */
-static void net_build(net *m) {
-  mf_graph *g = m->g = mf_graph_init(MF_F32);
+static void net_build(net *m, mf_dtype dt) {
+  mf_graph *g = m->g = mf_graph_init(dt);
   m->x = mf_input(g, "x", 4, (int64_t[]){3, 6, 7, 9});
   m->target = mf_input(g, "target", 4, (int64_t[]){3, 6, 7, 9});
   const char *nm[NP] = {"g1", "b1", "g2", "b2", "w"};
@@ -45,8 +45,8 @@ static void write_rand(mf_session *s, const mf_graph *g, mf_tensor t, uint64_t s
 
 typedef struct run { double loss; float grad[NP][64]; float stats[16]; } run;
 
-static void run_net(const net *m, int avx2, run *r) {
-  mf_cpu_avx2_use(avx2);
+static void run_net(const net *m, int level, run *r) {
+  mf_cpu_avx2_use(level);
   mf_train_opts o = mf_train_opts_default();
   o.threads = 2;
   char err[512];
@@ -64,20 +64,32 @@ static void run_net(const net *m, int avx2, run *r) {
 }
 
 int main(void) {
-  mf_cpu_avx2_use(1);
+  mf_cpu_avx2_use(2);
   int have = mf_cpu_avx2();
-  printf("test_cpu_avx2: AVX2 copies %s\n", have ? "compared with the SSE copies" : "absent (no AVX2 here): nothing to compare");
-  net m;
-  net_build(&m);
-  run a, b;
-  memset(&a, 0, sizeof a);
-  memset(&b, 0, sizeof b);
-  run_net(&m, 0, &a);
-  run_net(&m, 1, &b);
-  CHECK(isfinite(a.loss) && a.loss > 0, "loss %g", a.loss);
-  CHECK(memcmp(&a.loss, &b.loss, sizeof a.loss) == 0, "loss %.17g (SSE) vs %.17g (AVX2)", a.loss, b.loss);
-  CHECK(memcmp(a.grad, b.grad, sizeof a.grad) == 0, "gradients differ between the SSE and AVX2 copies");
-  CHECK(memcmp(a.stats, b.stats, sizeof a.stats) == 0, "running statistics differ between the SSE and AVX2 copies");
-  mf_graph_free(m.g);
+  mf_cpu_avx2_use(-1);
+  const char *names[3] = {"SSE", "AVX2", "AVX-512"};
+  printf("test_cpu_avx2: %s\n", have == 2 ? "AVX2 and AVX-512 copies compared with the SSE copies"
+                                 : have ? "AVX2 copies compared with the SSE copies (no AVX-512 here)"
+                                        : "no AVX2 here: nothing to compare");
+  for (int d = 0; d < 2; d++) {
+    mf_dtype dt = d ? MF_BF16 : MF_F32;
+    net m;
+    net_build(&m, dt);
+    run a, b;
+    memset(&a, 0, sizeof a);
+    run_net(&m, 0, &a);
+    CHECK(isfinite(a.loss) && a.loss > 0, "%s loss %g", mf_dtype_name(dt), a.loss);
+    for (int level = 1; level <= have; level++) {
+      memset(&b, 0, sizeof b);
+      run_net(&m, level, &b);
+      CHECK(memcmp(&a.loss, &b.loss, sizeof a.loss) == 0, "%s loss %.17g (SSE) vs %.17g (%s)", mf_dtype_name(dt), a.loss, b.loss,
+            names[level]);
+      CHECK(memcmp(a.grad, b.grad, sizeof a.grad) == 0, "%s gradients differ between the SSE and %s copies", mf_dtype_name(dt),
+            names[level]);
+      CHECK(memcmp(a.stats, b.stats, sizeof a.stats) == 0, "%s running statistics differ between the SSE and %s copies",
+            mf_dtype_name(dt), names[level]);
+    }
+    mf_graph_free(m.g);
+  }
   return check_finish("test_cpu_avx2");
 }

@@ -53,19 +53,23 @@ const mf_backend mf_backend_cpu = {
 };
 #undef MF_CPU_ENTRY
 
-/* ---- the AVX2 switch (cpu.h): decided on first use, read relaxed (the same value on every thread) ---- */
+/* ---- the AVX2 / AVX-512 switch (cpu.h): decided on first use, read relaxed (the same value on every thread) ---- */
 static int cpu_avx2_state = -1;
-static int cpu_has_avx2(void) {
+static int cpu_level(void) { /* the widest copies this CPU runs: 2 AVX-512 (F, BW, VL, DQ), 1 AVX2, 0 neither */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq"))
+    return 2;
   return __builtin_cpu_supports("avx2") ? 1 : 0;
 #else
   return 0;
 #endif
 }
 static int cpu_avx2_default(void) {
-  const char *e = getenv("MEMFIT_CPU_AVX2");
-  return e && strcmp(e, "0") == 0 ? 0 : cpu_has_avx2();
+  const char *e = getenv("MEMFIT_CPU_AVX2"), *f = getenv("MEMFIT_CPU_AVX512");
+  int v = e && strcmp(e, "0") == 0 ? 0 : cpu_level();
+  return f && strcmp(f, "0") == 0 && v > 1 ? 1 : v;
 }
 int mf_cpu_avx2(void) {
   int v = __atomic_load_n(&cpu_avx2_state, __ATOMIC_RELAXED);
@@ -75,6 +79,7 @@ int mf_cpu_avx2(void) {
   }
   return v;
 }
-void mf_cpu_avx2_use(int on) {
-  __atomic_store_n(&cpu_avx2_state, on < 0 ? cpu_avx2_default() : on ? cpu_has_avx2() : 0, __ATOMIC_RELAXED);
+void mf_cpu_avx2_use(int level) {
+  int have = cpu_level();
+  __atomic_store_n(&cpu_avx2_state, level < 0 ? cpu_avx2_default() : level < have ? level : have, __ATOMIC_RELAXED);
 }

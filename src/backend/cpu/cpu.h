@@ -18,27 +18,38 @@ size_t mf_cpu_ws_index(const mf_graph *g, const mf_node *n);   /* gather_bwd in 
 size_t mf_cpu_ws_raster(const mf_graph *g, const mf_node *n);  /* gauss_topk, gauss_raster and its backward */
 size_t mf_cpu_ws_attention(const mf_graph *g, const mf_node *n); /* attention, attn_probs, attention_bwd, vq_nearest */
 size_t mf_cpu_ws_resize(const mf_graph *g, const mf_node *n);    /* resize_cubic_bwd: both axes' taps and runs */
-/* AVX2 by runtime dispatch (the build is x86-64-v2, SSE4.2): a hot loop written once as an always-inline body and
- * compiled twice, with MF_CPU_AVX2_TARGET and without, runs the AVX2 copy where the CPU has AVX2 and
- * mf_cpu_avx2_use(-1) has not turned it off (MEMFIT_CPU_AVX2=0 does too). Only loops whose every element and lane
- * sees the same operations in the same order at any vector width get one (no FMA: -ffp-contract=off under
- * -std=c11), so both copies give the same bits (tests/test_cpu_avx2.c). */
+/* AVX2 and AVX-512 by runtime dispatch (the build is x86-64-v2, SSE4.2): a hot loop written once as an always-inline
+ * body and compiled three times, with MF_CPU_AVX512_TARGET, with MF_CPU_AVX2_TARGET and without, runs the widest copy
+ * the CPU has unless mf_cpu_avx2_use says otherwise (MEMFIT_CPU_AVX2=0 keeps the SSE copies, MEMFIT_CPU_AVX512=0 the
+ * AVX2 ones). Only loops whose every element and lane sees the same operations in the same order at any vector width
+ * get them (no FMA: -ffp-contract=off under -std=c11, and no fma() call in a body), so all copies give the same bits
+ * (tests/test_cpu_avx2.c). GCC's AVX-512 copy asks for 512-bit vectors (its tuning for AVX-512 CPUs prefers 256);
+ * clang's, built for the sanitizer runs, keeps its own choice. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define MF_CPU_AVX2_TARGET __attribute__((target("avx2")))
+#if defined(__clang__)
+#define MF_CPU_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#else
+#define MF_CPU_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512")))
+#endif
 #else
 #define MF_CPU_AVX2_TARGET
+#define MF_CPU_AVX512_TARGET
 #endif
 #define MF_CPU_INLINE static inline __attribute__((always_inline))
-/* name(params): name##_body(args) compiled twice, the AVX2 copy or the SSE one as mf_cpu_avx2 says */
+/* name(params): name##_body(args) compiled three times, the copy mf_cpu_avx2 says runs */
 #define MF_CPU_TWO_COPIES_VOID(name, params, args)                                                                  \
+  MF_CPU_AVX512_TARGET static void name##_avx512 params { name##_body args; }                                       \
   MF_CPU_AVX2_TARGET static void name##_avx2 params { name##_body args; }                                           \
   static void name##_base params { name##_body args; }                                                              \
   static void name params {                                                                                         \
-    if (mf_cpu_avx2()) name##_avx2 args;                                                                            \
+    int level_ = mf_cpu_avx2();                                                                                     \
+    if (level_ >= 2) name##_avx512 args;                                                                            \
+    else if (level_) name##_avx2 args;                                                                              \
     else name##_base args;                                                                                          \
   }
-int mf_cpu_avx2(void);        /* 1: run the AVX2 copies */
-void mf_cpu_avx2_use(int on); /* 1 where the CPU has AVX2, 0 never, -1 back to the default (CPU and environment) */
+int mf_cpu_avx2(void);        /* 0: the SSE copies run, 1: the AVX2 ones, 2: the AVX-512 ones */
+void mf_cpu_avx2_use(int level); /* at most `level` (0, 1, 2) as far as the CPU has it; -1 back to the default (CPU and environment) */
 /* Which implementation runs a conv node (mf_node.impl), chosen once when planning (conv_choice.c). */
 enum {
   MF_CPU_CONV_GEMM = 1,      /* memfit's GEMM algorithms (conv.c): oneDNN does not take this node or is off */

@@ -6,9 +6,27 @@ void mf_cpu_input(const mf_kctx *k, const mf_node *n, void *out, void *const *sr
 void mf_cpu_param(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
 void mf_cpu_buffer(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) { (void)k; (void)n; (void)out; (void)src; (void)ws; }
 
+MF_CPU_INLINE void to_bf16_body(const float *s, uint16_t *d, int64_t n) {
+  for (int64_t i = 0; i < n; i++) d[i] = mf_f32_to_bf16(s[i]);
+}
+MF_CPU_TWO_COPIES_VOID(to_bf16, (const float *s, uint16_t *d, int64_t n), (s, d, n))
+
+/* the low-precision copy of an f32 master; to bf16 in chunks over the threads, in the widest copy the CPU has (after
+ * every optimizer update this runs over all parameters: an SSE loop was compute-bound there) */
 void mf_cpu_param_lp(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {
   (void)ws;
-  mf_convert(out, n->dtype, src[0], mf_src(k, n, 0)->dtype, mf_node_numel(n));
+  int64_t total = mf_node_numel(n);
+  if (n->dtype == MF_BF16 && mf_src(k, n, 0)->dtype == MF_F32) {
+    enum { CHUNK = 1 << 15 };
+    int64_t chunks = (total + CHUNK - 1) / CHUNK;
+    #pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; c++) {
+      int64_t lo = c * CHUNK, len = total - lo < CHUNK ? total - lo : CHUNK;
+      to_bf16((const float *)src[0] + lo, (uint16_t *)out + lo, len);
+    }
+    return;
+  }
+  mf_convert(out, n->dtype, src[0], mf_src(k, n, 0)->dtype, total);
 }
 
 void mf_cpu_seed(const mf_kctx *k, const mf_node *n, void *out, void *const *src, void *ws) {

@@ -169,11 +169,15 @@ MF_CPU_INLINE void span_moments_body(const void *x, mf_dtype xt, const void *dy,
   }
 }
 
-/* each span helper twice, with AVX2 and without (cpu.h: the same bits; each lane's sums stay in order) */
+/* each span helper three times, with AVX-512, AVX2 and without (cpu.h: the same bits; each lane's sums stay in order) */
 #define SPAN_COPIES(ret, name, params, args)                                                                        \
+  MF_CPU_AVX512_TARGET static ret name##_avx512 params { return name##_body args; }                                 \
   MF_CPU_AVX2_TARGET static ret name##_avx2 params { return name##_body args; }                                     \
   static ret name##_base params { return name##_body args; }                                                        \
-  static ret name params { return mf_cpu_avx2() ? name##_avx2 args : name##_base args; }
+  static ret name params {                                                                                          \
+    int level_ = mf_cpu_avx2();                                                                                     \
+    return level_ >= 2 ? name##_avx512 args : level_ ? name##_avx2 args : name##_base args;                         \
+  }
 SPAN_COPIES(double, span_sum, (const void *p, mf_dtype t, int64_t off, int64_t len), (p, t, off, len))
 SPAN_COPIES(double, span_sqdev, (const void *p, mf_dtype t, int64_t off, int64_t len, double mean), (p, t, off, len, mean))
 MF_CPU_TWO_COPIES_VOID(span_dy, (const void *x, mf_dtype xt, const void *dy, mf_dtype dt, int64_t off, int64_t len, double mean,
