@@ -138,6 +138,49 @@ static void groupnorm_values(void) {
   mf_graph_free(g);
 }
 
+/* the node that holds parameter t's data and gradient: its f32 master in a bf16 graph (the ops read a copy) */
+static int master_of(const mf_graph *g, mf_tensor t) { return g->nodes[t].op == MF_OP_PARAM_LP ? g->nodes[t].master : t; }
+
+/* sum(norm(x) * R) in a graph of dtype dt on x [xs], R [xs] and gamma, beta[, rm, rv] [C] from vals (x, gamma, beta, R,
+ * rm, rv; rm / rv only with stats), through the reference evaluator: res[k] (malloc'd, caller frees) gets the output,
+ * dx and dgamma in double, st[k] the storage type each was rounded to (a parameter gradient's: the kernel output it
+ * accumulates) */
+static void norm_eval(mf_dtype dt, int bn, int training, int groups, int stats, const int64_t *xs, const double *const *vals,
+                      double **res, mf_dtype *st) {
+  int64_t C = xs[1];
+  mf_graph *g = mf_graph_init(dt);
+  mf_tensor x = mf_param(g, "x", 4, xs, MF_INIT_ZERO, 0), ga = mf_param(g, "g", 1, &C, MF_INIT_ZERO, 0);
+  mf_tensor be = mf_param(g, "b", 1, &C, MF_INIT_ZERO, 0), R = mf_input(g, "R", 4, xs), rm = -1, rv = -1;
+  if (stats) {
+    rm = mf_buffer(g, "rm", 1, &C, MF_INIT_ZERO, 0);
+    rv = mf_buffer(g, "rv", 1, &C, MF_INIT_ONE, 0);
+  }
+  mf_tensor y = bn ? mf_batchnorm(g, x, ga, be, rm, rv, training, 0.1, 1e-5) : mf_groupnorm(g, x, ga, be, groups, 1e-5);
+  mf_tensor loss = mf_sum(g, mf_mul(g, y, R), 0, 0);
+  CHECK(mf_autodiff(g, loss) >= 0, "autodiff: %s", mf_graph_error(g));
+  void **leaf = calloc((size_t)g->n, sizeof *leaf);
+  int ids[6] = {master_of(g, x), master_of(g, ga), master_of(g, be), R, rm, rv}, nl = stats ? 6 : 4;
+  for (int i = 0; i < nl; i++) {
+    const mf_node *nn = &g->nodes[ids[i]];
+    leaf[ids[i]] = malloc(mf_node_bytes(nn));
+    for (int64_t j = 0; j < mf_node_numel(nn); j++) mf_st(leaf[ids[i]], nn->dtype, j, vals[i][j]);
+  }
+  mf_ref r;
+  if (run(g, leaf, &r) == 0) {
+    int want[3] = {y, g->nodes[master_of(g, x)].grad, g->nodes[master_of(g, ga)].grad};
+    for (int k = 0; k < 3; k++) {
+      const mf_node *nn = &g->nodes[want[k]];
+      st[k] = nn->op == MF_OP_ACC_GRAD ? g->nodes[nn->src[0]].dtype : nn->dtype;
+      res[k] = malloc(sizeof(double) * (size_t)mf_node_numel(nn));
+      for (int64_t j = 0; j < mf_node_numel(nn); j++) res[k][j] = mf_ld(r.data[want[k]], nn->dtype, j);
+    }
+    mf_ref_free(&r);
+  }
+  for (int i = 0; i < nl; i++) free(leaf[ids[i]]);
+  free(leaf);
+  mf_graph_free(g);
+}
+
 /* the same forward + backward in f32 (fast paths) and f64 agree */
 static void f32_vs_f64(int bn, int training, int groups) {
   double *res[2][3] = {{0}};
@@ -145,37 +188,9 @@ static void f32_vs_f64(int bn, int training, int groups) {
   double *xv = malloc(sizeof(double) * (size_t)cnt), *Rv = malloc(sizeof(double) * (size_t)cnt), gv[8], bv[8], rmv[8], rvv[8];
   for (int64_t i = 0; i < cnt; i++) { xv[i] = gc_normal() * 2 + 0.5; Rv[i] = gc_normal(); }
   for (int i = 0; i < 8; i++) { gv[i] = gc_normal(); bv[i] = gc_normal(); rmv[i] = gc_normal(); rvv[i] = 0.5 + gc_uniform(); }
-  for (int t = 0; t < 2; t++) {
-    mf_dtype dt = t ? MF_F64 : MF_F32;
-    mf_graph *g = mf_graph_init(dt);
-    mf_tensor x = mf_param(g, "x", 4, xs, MF_INIT_ZERO, 0), ga = mf_param(g, "g", 1, &C, MF_INIT_ZERO, 0);
-    mf_tensor be = mf_param(g, "b", 1, &C, MF_INIT_ZERO, 0), R = mf_input(g, "R", 4, xs);
-    mf_tensor rm = mf_buffer(g, "rm", 1, &C, MF_INIT_ZERO, 0), rv = mf_buffer(g, "rv", 1, &C, MF_INIT_ONE, 0);
-    mf_tensor y = bn ? mf_batchnorm(g, x, ga, be, rm, rv, training, 0.1, 1e-5) : mf_groupnorm(g, x, ga, be, groups, 1e-5);
-    mf_tensor loss = mf_sum(g, mf_mul(g, y, R), 0, 0);
-    CHECK(mf_autodiff(g, loss) >= 0, "autodiff: %s", mf_graph_error(g));
-    void **leaf = calloc((size_t)g->n, sizeof *leaf);
-    const double *vals[6] = {xv, gv, bv, Rv, rmv, rvv};
-    int ids[6] = {x, ga, be, R, rm, rv};
-    for (int i = 0; i < 6; i++) {
-      const mf_node *nn = &g->nodes[ids[i]];
-      leaf[ids[i]] = malloc(mf_node_bytes(nn));
-      for (int64_t j = 0; j < mf_node_numel(nn); j++) mf_st(leaf[ids[i]], nn->dtype, j, vals[i][j]);
-    }
-    mf_ref r;
-    if (run(g, leaf, &r) == 0) {
-      int want[3] = {y, g->nodes[x].grad, g->nodes[ga].grad};
-      for (int k = 0; k < 3; k++) {
-        const mf_node *nn = &g->nodes[want[k]];
-        res[t][k] = malloc(sizeof(double) * (size_t)mf_node_numel(nn));
-        for (int64_t j = 0; j < mf_node_numel(nn); j++) res[t][k][j] = mf_ld(r.data[want[k]], nn->dtype, j);
-      }
-      mf_ref_free(&r);
-    }
-    for (int i = 0; i < 6; i++) free(leaf[ids[i]]);
-    free(leaf);
-    mf_graph_free(g);
-  }
+  const double *vals[6] = {xv, gv, bv, Rv, rmv, rvv};
+  mf_dtype st[3];
+  for (int t = 0; t < 2; t++) norm_eval(t ? MF_F64 : MF_F32, bn, training, groups, 1, xs, vals, res[t], st);
   const char *what[3] = {"output", "dx", "dgamma"};
   int64_t cnts[3] = {cnt, cnt, C};
   for (int k = 0; k < 3; k++) {
@@ -191,9 +206,6 @@ static void f32_vs_f64(int bn, int training, int groups) {
   free(Rv);
 }
 
-/* the node that holds parameter t's data and gradient: its f32 master in a bf16 graph (the ops read a copy) */
-static int master_of(const mf_graph *g, mf_tensor t) { return g->nodes[t].op == MF_OP_PARAM_LP ? g->nodes[t].master : t; }
-
 /* The bf16 kernels (norm.c: the f32 path's lanes on bf16 values, batch norm by blocks of channels) against the
  * generic path: the same graph in f64 on the same values (the inputs rounded to bf16 first, so that only the kernels differ). Every
  * sum runs in double over values exact in double, and each result is rounded once to its storage type (through
@@ -203,48 +215,14 @@ static int master_of(const mf_graph *g, mf_tensor t) { return g->nodes[t].op == 
  * arithmetic's own rounding where terms cancel. C = 80 at 16x16 makes several channel blocks. */
 static void bf16_vs_f64(int bn, int groups) {
   int64_t xs[4] = {3, 80, 16, 16}, C = 80, cnt = 3 * 80 * 16 * 16;
-  double *vals[4] = {malloc(sizeof(double) * (size_t)cnt), malloc(sizeof(double) * (size_t)cnt), malloc(sizeof(double) * 80),
-                     malloc(sizeof(double) * 80)}; /* x, R, gamma, beta: bf16 values */
-  for (int64_t i = 0; i < cnt; i++) {
-    vals[0][i] = mf_bf16_to_f32(mf_f32_to_bf16((float)(gc_normal() * 2 + 0.5)));
-    vals[1][i] = mf_bf16_to_f32(mf_f32_to_bf16((float)gc_normal()));
-  }
-  for (int i = 0; i < 80; i++) {
-    vals[2][i] = mf_bf16_to_f32(mf_f32_to_bf16((float)gc_normal()));
-    vals[3][i] = mf_bf16_to_f32(mf_f32_to_bf16((float)gc_normal()));
-  }
+  double *vals[4] = {malloc(sizeof(double) * (size_t)cnt), malloc(sizeof(double) * 80), malloc(sizeof(double) * 80),
+                     malloc(sizeof(double) * (size_t)cnt)}; /* x, gamma, beta, R: bf16 values */
+  for (int i = 0; i < 4; i++)
+    for (int64_t j = 0; j < (i == 1 || i == 2 ? C : cnt); j++)
+      vals[i][j] = mf_bf16_to_f32(mf_f32_to_bf16((float)(i == 0 ? gc_normal() * 2 + 0.5 : gc_normal())));
   double *res[2][3] = {{0}};
-  mf_dtype rdt[3] = {MF_F64, MF_F64, MF_F64};
-  for (int t = 0; t < 2; t++) {
-    mf_graph *g = mf_graph_init(t ? MF_F64 : MF_BF16);
-    mf_tensor x = mf_param(g, "x", 4, xs, MF_INIT_ZERO, 0), ga = mf_param(g, "g", 1, &C, MF_INIT_ZERO, 0);
-    mf_tensor be = mf_param(g, "b", 1, &C, MF_INIT_ZERO, 0), R = mf_input(g, "R", 4, xs);
-    mf_tensor y = bn ? mf_batchnorm(g, x, ga, be, -1, -1, 1, 0.1, 1e-5) : mf_groupnorm(g, x, ga, be, groups, 1e-5);
-    mf_tensor loss = mf_sum(g, mf_mul(g, y, R), 0, 0);
-    CHECK(mf_autodiff(g, loss) >= 0, "autodiff: %s", mf_graph_error(g));
-    void **leaf = calloc((size_t)g->n, sizeof *leaf);
-    int ids[4] = {master_of(g, x), R, master_of(g, ga), master_of(g, be)};
-    for (int i = 0; i < 4; i++) {
-      const mf_node *nn = &g->nodes[ids[i]];
-      leaf[ids[i]] = malloc(mf_node_bytes(nn));
-      for (int64_t j = 0; j < mf_node_numel(nn); j++) mf_st(leaf[ids[i]], nn->dtype, j, vals[i][j]);
-    }
-    mf_ref r;
-    if (run(g, leaf, &r) == 0) {
-      int want[3] = {y, g->nodes[master_of(g, x)].grad, g->nodes[master_of(g, ga)].grad};
-      for (int k = 0; k < 3; k++) {
-        const mf_node *nn = &g->nodes[want[k]];
-        /* the storage type the result was rounded to: a parameter gradient's, the kernel output it accumulates */
-        if (!t) rdt[k] = nn->op == MF_OP_ACC_GRAD ? g->nodes[nn->src[0]].dtype : nn->dtype;
-        res[t][k] = malloc(sizeof(double) * (size_t)mf_node_numel(nn));
-        for (int64_t j = 0; j < mf_node_numel(nn); j++) res[t][k][j] = mf_ld(r.data[want[k]], nn->dtype, j);
-      }
-      mf_ref_free(&r);
-    }
-    for (int i = 0; i < 4; i++) free(leaf[ids[i]]);
-    free(leaf);
-    mf_graph_free(g);
-  }
+  mf_dtype rdt[3] = {MF_F64, MF_F64, MF_F64}, st64[3];
+  for (int t = 0; t < 2; t++) norm_eval(t ? MF_F64 : MF_BF16, bn, 1, groups, 0, xs, (const double *const *)vals, res[t], t ? st64 : rdt);
   const char *what[3] = {"output", "dx", "dgamma"};
   int64_t cnts[3] = {cnt, cnt, C};
   for (int k = 0; k < 3; k++) {
