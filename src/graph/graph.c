@@ -26,13 +26,11 @@ void mf_convert(void *dst, mf_dtype dt, const void *src, mf_dtype st, int64_t n)
   if (dt == st) { memcpy(dst, src, (size_t)n * mf_dtype_size(dt)); return; }
   if (st == MF_F32 && dt == MF_BF16) {
     const float *s = src; uint16_t *d = dst;
-    #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) d[i] = mf_f32_to_bf16(s[i]);
     return;
   }
   if (st == MF_BF16 && dt == MF_F32) {
     const uint16_t *s = src; float *d = dst;
-    #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) d[i] = mf_bf16_to_f32(s[i]);
     return;
   }
